@@ -1,0 +1,63 @@
+"""Engine creation and the unit of work: the only transaction boundary in the server."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import NullPool, QueuePool
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):  # noqa: ANN001
+        # WAL lets readers run beside the single writer; busy_timeout queues writers instead of failing.
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (see Database.write)
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn):  # noqa: ANN001
+        conn.exec_driver_sql(conn.info.pop("begin_sql", "BEGIN"))
+
+
+class Database:
+    """Owns the engine. `write()` is a unit of work; `read()` a consistent read."""
+
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.url = url
+        self.dialect = "sqlite" if url.startswith("sqlite") else "postgresql"
+        if self.dialect == "sqlite":
+            self.engine = sa.create_engine(
+                url, poolclass=QueuePool, pool_size=pool_size, max_overflow=20,
+                connect_args={"check_same_thread": False, "timeout": 30},
+            )
+            _configure_sqlite(self.engine)
+        else:
+            self.engine = sa.create_engine(
+                url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True,
+            )
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """One atomic unit of work. On SQLite the write lock is taken up front (BEGIN IMMEDIATE), so
+        read-then-write sequences (conditional create, version checks) cannot interleave."""
+        with self.engine.connect() as conn:
+            if self.dialect == "sqlite":
+                conn.info["begin_sql"] = "BEGIN IMMEDIATE"
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            with conn.begin():
+                yield conn
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,67 @@
+"""Tables of the versioned resource store.
+
+`resource` holds the current version of each (type, id) as the exact JSON bytes served on read;
+`resource_history` holds every version (vread, _history). `history.seq` is a global, monotonic
+write order used for system/type history and stable paging. Search index tables live in
+`store/search_tables.py`; the IPT read model in `store/ipt_tables.py`.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Optional
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL wants BIGINT for a long-lived log.
+BigIntPK = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+UtcDateTime = sa.DateTime(timezone=True)
+
+
+class ResourceRow(SQLModel, table=True):
+    __tablename__ = "resource"
+
+    resource_type: str = Field(sa_column=sa.Column(sa.String(64), primary_key=True))
+    id: str = Field(sa_column=sa.Column(sa.String(64), primary_key=True))
+    version_id: int = Field(sa_column=sa.Column(sa.Integer, nullable=False))
+    last_updated: datetime = Field(sa_column=sa.Column(UtcDateTime, nullable=False))
+    deleted: bool = Field(sa_column=sa.Column(sa.Boolean, nullable=False, default=False))
+    # The JSON served on read, with server-owned id and meta; NULL once deleted.
+    content: Optional[bytes] = Field(default=None, sa_column=sa.Column(sa.LargeBinary, nullable=True))
+
+
+class HistoryRow(SQLModel, table=True):
+    __tablename__ = "resource_history"
+    __table_args__ = (
+        sa.UniqueConstraint("resource_type", "id", "version_id", name="uq_history_version"),
+        sa.Index("ix_history_type_seq", "resource_type", "seq"),
+        sa.Index("ix_history_last_updated", "last_updated"),
+    )
+
+    seq: Optional[int] = Field(default=None, sa_column=sa.Column(BigIntPK, primary_key=True, autoincrement=True))
+    resource_type: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
+    id: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
+    version_id: int = Field(sa_column=sa.Column(sa.Integer, nullable=False))
+    last_updated: datetime = Field(sa_column=sa.Column(UtcDateTime, nullable=False))
+    method: str = Field(sa_column=sa.Column(sa.String(8), nullable=False))  # POST | PUT | PATCH | DELETE
+    content: Optional[bytes] = Field(default=None, sa_column=sa.Column(sa.LargeBinary, nullable=True))
+
+
+class ConditionalCreateKey(SQLModel, table=True):
+    """One row per (type, normalised If-None-Exist criteria) that created a resource.
+
+    The primary key makes concurrent conditional creates with the same criteria race-free across
+    threads, processes and server instances: the loser's insert fails and it answers with the winner.
+    """
+
+    __tablename__ = "conditional_create_key"
+
+    resource_type: str = Field(sa_column=sa.Column(sa.String(64), primary_key=True))
+    criteria_hash: str = Field(sa_column=sa.Column(sa.String(64), primary_key=True))
+    resource_id: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
+
+
+resource_table: sa.Table = ResourceRow.__table__  # type: ignore[assignment]
+history_table: sa.Table = HistoryRow.__table__  # type: ignore[assignment]
+conditional_key_table: sa.Table = ConditionalCreateKey.__table__  # type: ignore[assignment]
+metadata = SQLModel.metadata
