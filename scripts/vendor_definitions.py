@@ -80,7 +80,6 @@ def compact_element(el: dict, constraints: dict) -> dict:
 def compile_structures(sds: list[dict]) -> dict:
     types: dict = {}
     primitives: dict = {}
-    constraints: dict = {}
     for sd in sds:
         if sd.get("resourceType") != "StructureDefinition" or sd.get("fhirVersion") != "4.0.1":
             continue
@@ -88,12 +87,15 @@ def compile_structures(sds: list[dict]) -> dict:
             continue
         name = sd["id"]
         elements = sd["snapshot"]["element"]
+        # constraint keys are not globally unique (inv-1 means three things), so keep them per type
+        constraints: dict = {}
         entry = {
             "kind": sd["kind"],
             "abstract": bool(sd.get("abstract")),
             "base": (sd.get("baseDefinition") or "").rsplit("/", 1)[-1] or None,
             "url": sd["url"],
             "elements": [compact_element(el, constraints) for el in elements],
+            "constraints": constraints,
         }
         if sd.get("derivation") == "constraint":
             entry["constrains"] = sd["type"]
@@ -108,7 +110,7 @@ def compile_structures(sds: list[dict]) -> dict:
     required = sorted({
         el["b"] for t in types.values() for el in t["elements"] if "b" in el
     })
-    return {"types": types, "primitives": primitives, "constraints": constraints, "required_value_sets": required}
+    return {"types": types, "primitives": primitives, "required_value_sets": required}
 
 
 # --- terminology -------------------------------------------------------------------------------------
@@ -224,7 +226,7 @@ def main(argv: list[str]) -> None:
         with open(OUT / name, "wb") as f:
             f.write(gzip.compress(raw, compresslevel=9, mtime=0))
         print(f"wrote {name}: {len(raw)} bytes raw")
-    print(f"types: {len(structures['types'])}, constraints: {len(structures['constraints'])}")
+    print(f"types: {len(structures['types'])}")
     print(f"required value sets: {len(value_sets['expansions'])} expanded, {len(value_sets['unenforceable'])} not enforceable:")
     for url, why in sorted(value_sets["unenforceable"].items()):
         print(f"  {url}: {why}")
