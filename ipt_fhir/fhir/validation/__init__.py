@@ -1,0 +1,21 @@
+"""Strict FHIR R4 validation driven by the official StructureDefinitions and ValueSets.
+
+validate_resource: base spec (shape, primitives, cardinality, choices, required bindings, invariants,
+contained rules); errors there make a request a 400. validate_profiles: the profiles a resource claims
+(or that are named), as far as the server knows them; errors there make a request a 422.
+"""
+from __future__ import annotations
+
+from .definitions import known_resource_types
+from .engine import validate_resource
+from .profiles import register_profile, validate_profiles
+from .terminology import register_code_system, register_value_set
+
+__all__ = [
+    "known_resource_types",
+    "register_code_system",
+    "register_profile",
+    "register_value_set",
+    "validate_profiles",
+    "validate_resource",
+]

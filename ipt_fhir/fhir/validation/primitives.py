@@ -1,0 +1,133 @@
+"""Primitive values: their exact JSON types (json.html#primitive) and the regexes of profiles-types.
+
+Each checker returns None when the value is valid, otherwise a diagnostic. Python's bool is an int,
+so integer checks test `type(v) is int`; decimals arrive as int or FhirDecimal (a float), never str.
+"""
+from __future__ import annotations
+
+import calendar
+import re
+from typing import Callable
+
+from .definitions import structures
+from .xhtml import check_xhtml
+
+MAX_STRING = 1024 * 1024
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+Checker = Callable[[object], "str | None"]
+
+
+def _regex(name: str) -> re.Pattern[str] | None:
+    pattern = structures()["primitives"][name]["regex"]
+    # The published regexes are XML-Schema/Java flavoured: \s and \S mean ASCII whitespace only.
+    return re.compile(pattern, re.ASCII) if pattern else None
+
+
+def _valid_calendar_date(text: str) -> bool:
+    if len(text) >= 10 and text[4] == "-" and text[7] == "-":
+        year, month, day = int(text[0:4]), int(text[5:7]), int(text[8:10])
+        return day <= calendar.monthrange(year, month)[1]
+    return True
+
+
+def _string_checker(name: str) -> Checker:
+    rx = _regex(name)
+    label = name
+
+    def check(v: object) -> str | None:
+        if type(v) is not str:
+            return f"Expected a JSON string for {label}, found {_json_kind(v)}"
+        if not v:
+            return f"A {label} must not be an empty string"
+        if len(v) > MAX_STRING // 4 and len(v.encode("utf-8")) > MAX_STRING:
+            return f"A {label} must not exceed 1 MB"
+        if rx is not None and rx.fullmatch(v) is None:
+            return f"'{_clip(v)}' is not a valid {label}"
+        return None
+
+    return check
+
+
+def _date_checker(name: str) -> Checker:
+    base = _string_checker(name)
+
+    def check(v: object) -> str | None:
+        msg = base(v)
+        if msg is None and not _valid_calendar_date(v):  # type: ignore[arg-type]
+            return f"'{v}' is not a valid {name}: no such day"
+        return msg
+
+    return check
+
+
+def _check_boolean(v: object) -> str | None:
+    if type(v) is not bool:
+        return f"Expected a JSON boolean (true or false), found {_json_kind(v)}"
+    return None
+
+
+def _int_checker(name: str, minimum: int) -> Checker:
+    def check(v: object) -> str | None:
+        if type(v) is not int:
+            return f"Expected a JSON integer for {name}, found {_json_kind(v)}"
+        if v < minimum or v > INT32_MAX:
+            bound = f">= {minimum}" if v < minimum else f"<= {INT32_MAX}"
+            return f"{v} is not a valid {name} (must be {bound})"
+        return None
+
+    return check
+
+
+def _check_decimal(v: object) -> str | None:
+    if type(v) is bool or not isinstance(v, (int, float)):
+        return f"Expected a JSON number for decimal, found {_json_kind(v)}"
+    return None
+
+
+def _check_xhtml(v: object) -> str | None:
+    if type(v) is not str:
+        return f"Expected a JSON string for xhtml, found {_json_kind(v)}"
+    if not v:
+        return "xhtml must not be an empty string"
+    return check_xhtml(v)
+
+
+def _json_kind(v: object) -> str:
+    if v is None:
+        return "null"
+    if type(v) is bool:
+        return f"boolean {str(v).lower()}"
+    if isinstance(v, (int, float)):
+        return f"number {v!r}"
+    if isinstance(v, str):
+        return f"string \"{_clip(v)}\""
+    if isinstance(v, list):
+        return "an array"
+    if isinstance(v, dict):
+        return "an object"
+    return type(v).__name__
+
+
+def _clip(s: str, n: int = 60) -> str:
+    return s if len(s) <= n else s[:n] + "..."
+
+
+def build_checkers() -> dict[str, Checker]:
+    checkers: dict[str, Checker] = {
+        "boolean": _check_boolean,
+        "integer": _int_checker("integer", INT32_MIN),
+        "positiveInt": _int_checker("positiveInt", 1),
+        "unsignedInt": _int_checker("unsignedInt", 0),
+        "decimal": _check_decimal,
+        "xhtml": _check_xhtml,
+    }
+    for name in ("date", "dateTime", "instant"):
+        checkers[name] = _date_checker(name)
+    for name in structures()["primitives"]:
+        checkers.setdefault(name, _string_checker(name))
+    return checkers
+
+
+CHECKERS = build_checkers()
+json_kind = _json_kind
