@@ -1,0 +1,1 @@
+"""FHIR search machinery that needs no database: the parameter registry, value parsing and index extraction."""

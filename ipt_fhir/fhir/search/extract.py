@@ -1,0 +1,354 @@
+"""Index extraction: evaluate a search parameter's FHIRPath on a resource and turn the results into
+typed index values.
+
+Most R4 expressions are plain paths (`CarePlan.subject`, `(Observation.value as Quantity)`,
+`X.subject.where(resolve() is Patient)`); those run through a small native evaluator compiled once per
+(type, parameter), which is ~50x faster than a general FHIRPath engine. Anything else goes to
+fhirpathpy (the maintained FHIRPath implementation) with the R4 model. Both yield (value, type hint)
+pairs; the hint is the choice-type suffix when known (valueQuantity -> "Quantity").
+"""
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any, Callable, Iterable
+
+from .registry import SearchParam, registry, split_union
+from .values import MAX_TIME, MIN_TIME, date_range, normalise
+
+Item = tuple[Any, "str | None"]
+Extractor = Callable[[dict], list[Item]]
+
+_AS_PAREN = re.compile(r"^\((.+) as (\w+)\)(?:\.(.+))?$")
+_STEP_AS = re.compile(r"^(?:as|ofType)\((\w+)\)$")
+_STEP_WHERE_REF = re.compile(r"^where\(resolve\(\) is (\w+)\)$")
+_STEP_WHERE_EQ = re.compile(r"^where\((\w+) ?= ?'([^']*)'\)$")
+_STEP_INDEX = re.compile(r"^(\w+)\[(\d+)\]$")
+_NAME = re.compile(r"^\w+$")
+
+
+def _split_steps(path: str) -> list[str] | None:
+    steps, depth, cur = [], 0, ""
+    for ch in path:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        if ch == "." and depth == 0:
+            steps.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    steps.append(cur)
+    return steps if all(steps) else None
+
+
+def _compile_steps(steps: list[str]) -> list[tuple] | None:
+    ops: list[tuple] = []
+    for s in steps:
+        if _NAME.match(s):
+            ops.append(("child", s))
+        elif m := _STEP_AS.match(s):
+            ops.append(("as", m.group(1).lower()))
+        elif m := _STEP_WHERE_REF.match(s):
+            ops.append(("ref", m.group(1)))
+        elif m := _STEP_WHERE_EQ.match(s):
+            ops.append(("eq", m.group(1), m.group(2)))
+        elif m := _STEP_INDEX.match(s):
+            ops.append(("child", m.group(1)))
+            ops.append(("index", int(m.group(2))))
+        else:
+            return None
+    return ops
+
+
+def _compile_part(part: str) -> tuple[str, list[tuple]] | None:
+    """-> (root type, ops) for a path the native evaluator understands, else None."""
+    m = _AS_PAREN.match(part)
+    if m:
+        inner = _compile_part(m.group(1))
+        if inner is None:
+            return None
+        rest = _compile_steps(_split_steps(m.group(3)) or [""]) if m.group(3) else []
+        if rest is None:
+            return None
+        return inner[0], inner[1] + [("as", m.group(2).lower())] + rest
+    steps = _split_steps(part)
+    if not steps or not steps[0][:1].isupper() or not _NAME.match(steps[0]):
+        return None
+    ops = _compile_steps(steps[1:])
+    if ops is None:
+        return None
+    return steps[0], ops
+
+
+def _ref_type(ref: str) -> str | None:
+    parts = ref.split("/")
+    if len(parts) >= 2:
+        if len(parts) >= 4 and parts[-2] == "_history":
+            return parts[-4]
+        return parts[-2]
+    return None
+
+
+def _run(ops: list[tuple], items: list[Item]) -> list[Item]:
+    for op in ops:
+        kind = op[0]
+        out: list[Item] = []
+        if kind == "child":
+            name = op[1]
+            for node, _ in items:
+                if not isinstance(node, dict):
+                    continue
+                v = node.get(name)
+                if v is not None:
+                    if isinstance(v, list):
+                        out.extend((x, None) for x in v if x is not None)
+                    else:
+                        out.append((v, None))
+                else:  # choice element: valueQuantity, effectivePeriod, ...
+                    n = len(name)
+                    for k, v in node.items():
+                        if len(k) > n and k.startswith(name) and k[n].isupper():
+                            if isinstance(v, list):
+                                out.extend((x, k[n:]) for x in v)
+                            else:
+                                out.append((v, k[n:]))
+        elif kind == "as":
+            want = op[1]
+            out = [(v, h) for v, h in items if h is None or h.lower() == want]
+            out = [(v, h or want) for v, h in out]
+        elif kind == "ref":
+            want = op[1]
+            for v, h in items:
+                if isinstance(v, dict):
+                    r = v.get("reference")
+                    if (isinstance(r, str) and _ref_type(r) == want) or (r is None and v.get("type") == want):
+                        out.append((v, h))
+        elif kind == "eq":
+            key, val = op[1], op[2]
+            out = [(v, h) for v, h in items if isinstance(v, dict) and v.get(key) == val]
+        elif kind == "index":
+            out = items[op[1]:op[1] + 1]
+        items = out
+        if not items:
+            break
+    return items
+
+
+def _fhirpathpy_extractor(expression: str) -> Extractor:
+    import fhirpathpy
+    from fhirpathpy.models import models
+
+    fn = fhirpathpy.compile(expression, model=models["r4"])
+
+    def run(resource: dict) -> list[Item]:
+        try:
+            return [(v, None) for v in fn(resource) if v is not None]
+        except Exception:  # noqa: BLE001 - a value the engine cannot evaluate simply yields no index row
+            return []
+
+    return run
+
+
+def compile_expression(expression: str, resource_type: str | None = None) -> Extractor:
+    parts = split_union(expression)
+    compiled = [_compile_part(p) for p in parts]
+    if any(c is None for c in compiled):
+        return _fhirpathpy_extractor(expression)
+
+    def run(resource: dict) -> list[Item]:
+        rt = resource.get("resourceType")
+        out: list[Item] = []
+        for root, ops in compiled:  # type: ignore[misc]
+            if root not in (rt, "Resource", "DomainResource"):
+                continue
+            out.extend(_run(ops, [(resource, None)]))
+        return out
+
+    return run
+
+
+def compile_relative(expression: str) -> Extractor:
+    """A composite component expression, evaluated on one element of the composite's result."""
+    parts = split_union(expression)
+    compiled = []
+    for p in parts:
+        m = _AS_PAREN.match(p) if p.startswith("(") else None
+        steps = _split_steps(p) if m is None else None
+        ops = _compile_steps(steps) if steps else None
+        if ops is None:
+            return _fhirpathpy_extractor(expression)
+        compiled.append(ops)
+
+    def run(node: Any) -> list[Item]:
+        out: list[Item] = []
+        for ops in compiled:
+            out.extend(_run(ops, [(node, None)]))
+        return out
+
+    return run
+
+
+@lru_cache(maxsize=None)
+def extractor_for(resource_type: str, code: str) -> Extractor | None:
+    p = registry().get(resource_type, code)
+    if p is None or not p.expression:
+        return None
+    return compile_expression(p.expression, resource_type)
+
+
+# ---------------------------------------------------------------- typed index values
+
+_CONTACT_SYSTEMS = {"phone", "fax", "email", "pager", "url", "sms", "other"}
+
+
+def _num(v: Any) -> float | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, float, Decimal)):
+        return float(v)
+    return None
+
+
+def token_values(v: Any, hint: str | None) -> Iterable[tuple[str | None, str | None, str | None]]:
+    """(system, code, text) rows of one token value; text is normalised display/text for :text."""
+    if isinstance(v, bool):
+        yield None, "true" if v else "false", None
+    elif isinstance(v, str):
+        yield None, v, None
+    elif isinstance(v, (int, float, Decimal)):
+        yield None, str(v), None
+    elif isinstance(v, dict):
+        if "coding" in v or (("text" in v) and "value" not in v and "code" not in v):
+            text = v.get("text")
+            codings = v.get("coding") or []
+            for c in codings:
+                if isinstance(c, dict) and (c.get("code") is not None or c.get("system")):
+                    disp = c.get("display") or text
+                    yield c.get("system"), c.get("code"), normalise(disp) if disp else None
+            if text and not codings:
+                yield None, None, normalise(text)
+            elif text:
+                yield None, None, normalise(text)
+        elif "value" in v and (hint == "ContactPoint" or v.get("system") in _CONTACT_SYSTEMS):
+            if isinstance(v.get("value"), str):
+                yield None, v["value"], None
+        elif "value" in v or "type" in v:  # Identifier
+            t = v.get("type")
+            text = t.get("text") if isinstance(t, dict) else None
+            val = v.get("value")
+            if isinstance(val, str) or v.get("system"):
+                yield v.get("system"), val if isinstance(val, str) else None, normalise(text) if text else None
+        elif "code" in v or "system" in v:  # Coding, Quantity-as-token
+            disp = v.get("display") or v.get("unit")
+            yield v.get("system"), v.get("code"), normalise(disp) if isinstance(disp, str) else None
+
+
+def identifier_type_codes(v: Any) -> Iterable[str]:
+    """`system|code|value` strings for :of-type, one per Identifier.type coding."""
+    if isinstance(v, dict) and isinstance(v.get("value"), str) and isinstance(v.get("type"), dict):
+        for c in v["type"].get("coding") or []:
+            if isinstance(c, dict) and c.get("code"):
+                yield f"{c.get('system') or ''}|{c['code']}|{v['value']}"
+
+
+_NAME_PARTS = ("family", "given", "prefix", "suffix", "text")
+_ADDRESS_PARTS = ("line", "city", "district", "state", "postalCode", "country", "text")
+
+
+def string_values(v: Any, hint: str | None) -> Iterable[str]:
+    if isinstance(v, str):
+        yield v
+    elif isinstance(v, dict):
+        keys = _NAME_PARTS if ("family" in v or "given" in v or hint == "HumanName") else (
+            _ADDRESS_PARTS if any(k in v for k in ("line", "city", "postalCode", "country", "state", "district")) else None)
+        if keys is None:
+            keys = tuple(k for k, x in v.items() if isinstance(x, str))
+        for k in keys:
+            x = v.get(k)
+            if isinstance(x, str):
+                yield x
+            elif isinstance(x, list):
+                yield from (s for s in x if isinstance(s, str))
+
+
+def date_values(v: Any, hint: str | None) -> Iterable[tuple[int, int]]:
+    if isinstance(v, str):
+        r = date_range(v)
+        if r:
+            yield r
+    elif isinstance(v, dict):
+        if "start" in v or "end" in v:  # Period
+            s = date_range(v["start"]) if isinstance(v.get("start"), str) else None
+            e = date_range(v["end"]) if isinstance(v.get("end"), str) else None
+            yield (s[0] if s else MIN_TIME), (e[1] if e else MAX_TIME)
+        elif "event" in v or "repeat" in v:  # Timing: only the outer limits matter
+            ranges = [r for r in (date_range(x) for x in v.get("event") or [] if isinstance(x, str)) if r]
+            bounds = (v.get("repeat") or {}).get("boundsPeriod")
+            if isinstance(bounds, dict):
+                ranges.extend(date_values(bounds, "Period"))
+            if ranges:
+                yield min(r[0] for r in ranges), max(r[1] for r in ranges)
+
+
+def number_values(v: Any, hint: str | None) -> Iterable[float]:
+    n = _num(v)
+    if n is not None:
+        yield n
+    elif isinstance(v, dict) and _num(v.get("value")) is not None:
+        yield _num(v["value"])  # type: ignore[misc]
+
+
+def quantity_values(v: Any, hint: str | None) -> Iterable[tuple[float, str | None, str | None]]:
+    if not isinstance(v, dict):
+        n = _num(v)
+        if n is not None:
+            yield n, None, None
+        return
+    if "low" in v or "high" in v:  # Range: index both ends
+        for end in ("low", "high"):
+            if isinstance(v.get(end), dict):
+                yield from quantity_values(v[end], "Quantity")
+        return
+    n = _num(v.get("value"))
+    if n is None:
+        return
+    code = v.get("code") or v.get("currency")
+    yield n, v.get("system"), code
+    unit = v.get("unit")
+    if isinstance(unit, str) and unit != code:
+        yield n, None, unit
+
+
+def reference_values(v: Any, hint: str | None) -> Iterable[tuple[str | None, str | None, str | None, str | None]]:
+    """(target type, target id, version, url). Relative refs fill type/id; absolute and canonical refs fill url
+    (and type/id too when they look like a RESTful FHIR URL, so the search layer can match own-base URLs)."""
+    if isinstance(v, str):  # canonical / uri
+        url, _, version = v.partition("|")
+        yield None, None, version or None, url
+        return
+    if not isinstance(v, dict):
+        return
+    ref = v.get("reference")
+    if not isinstance(ref, str) or not ref or ref.startswith("#"):
+        return
+    if ref.startswith("urn:"):
+        yield None, None, None, ref
+        return
+    parts = ref.split("/")
+    version = None
+    if len(parts) >= 4 and parts[-2] == "_history":
+        version = parts[-1]
+        parts = parts[:-2]
+    if len(parts) >= 2 and parts[-2][:1].isupper():
+        is_abs = "://" in ref
+        yield parts[-2], parts[-1], version, "/".join(parts) if is_abs else None
+    else:
+        yield None, None, version, ref
+
+
+def uri_values(v: Any, hint: str | None) -> Iterable[str]:
+    if isinstance(v, str):
+        yield v

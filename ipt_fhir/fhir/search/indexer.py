@@ -1,0 +1,126 @@
+"""Turn a resource into index rows, per index table, using the registry's compiled extractors.
+
+Pure: no SQL. One plan per resource type is compiled on first use and reused for every write.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from itertools import product
+from typing import Any, Callable
+
+from .extract import (
+    compile_relative, date_values, extractor_for, identifier_type_codes, number_values, quantity_values,
+    reference_values, string_values, token_values, uri_values,
+)
+from .registry import SearchParam, registry
+from .values import normalise, to_micros
+
+Rows = dict[str, list[tuple]]
+
+
+def _component_value_fn(cparam: SearchParam) -> Callable[[Any, Any], list[tuple]]:
+    """Component values as (a, b, low, high)."""
+    t = cparam.type
+    if t == "token":
+        return lambda v, h: [(s, c, None, None) for s, c, _ in token_values(v, h) if c is not None]
+    if t == "string":
+        return lambda v, h: [(normalise(s), None, None, None) for s in string_values(v, h)]
+    if t == "date":
+        return lambda v, h: [(None, None, float(lo), float(hi)) for lo, hi in date_values(v, h)]
+    if t == "number":
+        return lambda v, h: [(None, None, n, n) for n in number_values(v, h)]
+    if t == "quantity":
+        return lambda v, h: [(s, c, n, n) for n, s, c in quantity_values(v, h)]
+    if t == "reference":
+        return lambda v, h: [(tt, ti, None, None) if ti else (u, None, None, None)
+                             for tt, ti, _, u in reference_values(v, h)]
+    if t == "uri":
+        return lambda v, h: [(u, None, None, None) for u in uri_values(v, h)]
+    return lambda v, h: []
+
+
+@lru_cache(maxsize=None)
+def plan_for(resource_type: str) -> list[tuple[str, str, Any, Any]]:
+    """[(param code, type, extractor, composite component fns)] for the indexed params of a type."""
+    plan = []
+    for code, p in sorted(registry().params(resource_type).items()):
+        if code in ("_id", "_lastUpdated"):
+            continue
+        ext = extractor_for(resource_type, code)
+        if ext is None:
+            continue
+        comps = None
+        if p.type == "composite":
+            comps = []
+            for url, expr in p.components:
+                cp = registry().component_param(resource_type, url)
+                if cp is None:
+                    comps = None
+                    break
+                comps.append((compile_relative(expr), _component_value_fn(cp)))
+            if not comps:
+                continue
+        plan.append((code, p.type, ext, comps))
+    return plan
+
+
+def index_rows(resource_type: str, resource: dict, last_updated=None) -> Rows:  # noqa: ANN001
+    """Rows per table kind; each row is (param, *value columns) in the table's column order."""
+    rows: Rows = {k: [] for k in ("token", "string", "date", "number", "quantity", "reference", "uri", "composite")}
+    tok, st, dt, num, qty, ref, uri = (rows[k] for k in ("token", "string", "date", "number", "quantity", "reference", "uri"))
+    if last_updated is not None:
+        us = to_micros(last_updated)
+        dt.append(("_lastUpdated", us, us + 1))
+    for code, ptype, ext, comps in plan_for(resource_type):
+        items = ext(resource)
+        if not items:
+            continue
+        if ptype == "token":
+            for v, h in items:
+                for s, c, t in token_values(v, h):
+                    tok.append((code, s, c, t))
+                for combined in identifier_type_codes(v):
+                    tok.append((code + ":of-type", None, combined, None))
+        elif ptype == "reference":
+            for v, h in items:
+                for row in reference_values(v, h):
+                    ref.append((code, *row))
+                if isinstance(v, dict) and isinstance(v.get("identifier"), dict):
+                    for s, c, t in token_values(v["identifier"], "Identifier"):
+                        tok.append((code + ":identifier", s, c, t))
+        elif ptype == "string":
+            for v, h in items:
+                for s in string_values(v, h):
+                    st.append((code, normalise(s), s))
+        elif ptype == "date":
+            for v, h in items:
+                for lo, hi in date_values(v, h):
+                    dt.append((code, lo, hi))
+        elif ptype == "uri":
+            for v, h in items:
+                for u in uri_values(v, h):
+                    uri.append((code, u))
+        elif ptype == "number":
+            for v, h in items:
+                for n in number_values(v, h):
+                    num.append((code, n))
+        elif ptype == "quantity":
+            for v, h in items:
+                for q in quantity_values(v, h):
+                    qty.append((code, *q))
+        elif ptype == "composite":
+            for node, _ in items:
+                per_comp = []
+                for rel, fn in comps:
+                    vals = [cv for v, h in rel(node) for cv in fn(v, h)]
+                    if not vals:
+                        break
+                    per_comp.append(vals)
+                else:
+                    for combo in product(*per_comp):
+                        flat: list = []
+                        for cv in combo:
+                            flat.extend(cv)
+                        flat.extend([None] * (12 - len(flat)))
+                        rows["composite"].append((code, *flat))
+    return rows

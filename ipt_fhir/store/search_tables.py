@@ -1,0 +1,114 @@
+"""Search index tables: one per search parameter type, rows keyed by (resource_type, resource_id, param).
+
+Dates are stored as half-open [low, high) ranges of UTC epoch microseconds (BigInteger) rather than
+timestamps: range-overlap arithmetic and open-ended sentinels are then plain integer comparisons that
+behave identically on SQLite and PostgreSQL. Strings are stored normalised (case/accent folded in
+Python, since SQLite has no accent-insensitive collation) with a "C" collation on PostgreSQL so that
+prefix search is an index range scan. Extra token rows use derived parameter names:
+`<param>:identifier` (Reference.identifier) and `<param>:of-type` (Identifier type|value).
+The `_lastUpdated` parameter is indexed in search_date like any other date.
+"""
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from .tables import metadata
+
+CText = sa.Text().with_variant(sa.Text(collation="C"), "postgresql")
+CStr = sa.String(255).with_variant(sa.String(255, collation="C"), "postgresql")
+
+
+def _key() -> list[sa.Column]:
+    return [
+        sa.Column("resource_type", sa.String(64), nullable=False),
+        sa.Column("resource_id", sa.String(64), nullable=False),
+        sa.Column("param", sa.String(100), nullable=False),
+    ]
+
+
+token_index = sa.Table(
+    "search_token", metadata, *_key(),
+    sa.Column("system", sa.Text, nullable=True),
+    sa.Column("code", sa.Text, nullable=True),
+    sa.Column("text", CStr, nullable=True),
+    sa.Index("ix_search_token_value", "resource_type", "param", "code", "system", "resource_id"),
+    sa.Index("ix_search_token_res", "resource_type", "resource_id", "param"),
+)
+
+string_index = sa.Table(
+    "search_string", metadata, *_key(),
+    sa.Column("value", CStr, nullable=False),
+    sa.Column("exact", sa.Text, nullable=False),
+    sa.Index("ix_search_string_value", "resource_type", "param", "value", "resource_id"),
+    sa.Index("ix_search_string_res", "resource_type", "resource_id", "param"),
+)
+
+date_index = sa.Table(
+    "search_date", metadata, *_key(),
+    sa.Column("low", sa.BigInteger, nullable=False),
+    sa.Column("high", sa.BigInteger, nullable=False),
+    sa.Index("ix_search_date_low", "resource_type", "param", "low", "high", "resource_id"),
+    sa.Index("ix_search_date_high", "resource_type", "param", "high", "resource_id"),
+    sa.Index("ix_search_date_res", "resource_type", "resource_id", "param"),
+)
+
+number_index = sa.Table(
+    "search_number", metadata, *_key(),
+    sa.Column("value", sa.Float, nullable=False),
+    sa.Index("ix_search_number_value", "resource_type", "param", "value", "resource_id"),
+    sa.Index("ix_search_number_res", "resource_type", "resource_id", "param"),
+)
+
+quantity_index = sa.Table(
+    "search_quantity", metadata, *_key(),
+    sa.Column("value", sa.Float, nullable=False),
+    sa.Column("system", sa.Text, nullable=True),
+    sa.Column("code", sa.Text, nullable=True),
+    sa.Index("ix_search_quantity_value", "resource_type", "param", "code", "value", "resource_id"),
+    sa.Index("ix_search_quantity_res", "resource_type", "resource_id", "param"),
+)
+
+reference_index = sa.Table(
+    "search_reference", metadata, *_key(),
+    sa.Column("target_type", sa.String(64), nullable=True),
+    sa.Column("target_id", sa.String(64), nullable=True),
+    sa.Column("target_version", sa.String(64), nullable=True),
+    sa.Column("url", CText, nullable=True),  # absolute, canonical and urn references
+    sa.Index("ix_search_reference_target", "resource_type", "param", "target_id", "target_type", "resource_id"),
+    sa.Index("ix_search_reference_rev", "target_id", "target_type", "resource_type", "param"),
+    sa.Index("ix_search_reference_url", "resource_type", "param", "url"),
+    sa.Index("ix_search_reference_res", "resource_type", "resource_id", "param"),
+)
+
+uri_index = sa.Table(
+    "search_uri", metadata, *_key(),
+    sa.Column("value", CText, nullable=False),
+    sa.Index("ix_search_uri_value", "resource_type", "param", "value"),
+    sa.Index("ix_search_uri_res", "resource_type", "resource_id", "param"),
+)
+
+# A composite value: up to three components, each as (a, b, low, high):
+# token -> (system, code), string -> (normalised, None), uri/reference -> (type or url, id),
+# number/quantity -> (system, code, value, value), date -> (None, None, low, high).
+composite_index = sa.Table(
+    "search_composite", metadata, *_key(),
+    *[c for i in (1, 2, 3) for c in (
+        sa.Column(f"c{i}_a", sa.Text, nullable=True),
+        sa.Column(f"c{i}_b", sa.Text, nullable=True),
+        sa.Column(f"c{i}_low", sa.Float, nullable=True),
+        sa.Column(f"c{i}_high", sa.Float, nullable=True),
+    )],
+    sa.Index("ix_search_composite_value", "resource_type", "param", "c1_b", "resource_id"),
+    sa.Index("ix_search_composite_res", "resource_type", "resource_id", "param"),
+)
+
+INDEX_TABLES: dict[str, sa.Table] = {
+    "token": token_index,
+    "string": string_index,
+    "date": date_index,
+    "number": number_index,
+    "quantity": quantity_index,
+    "reference": reference_index,
+    "uri": uri_index,
+    "composite": composite_index,
+}

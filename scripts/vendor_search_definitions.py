@@ -1,0 +1,67 @@
+"""Vendor the compact search definitions the server reads at runtime.
+
+Reads the official R4 definitions (default ../shared/fhir-r4-definitions, or argv[1]) and writes into
+ipt_fhir/fhir/definitions/:
+  search-parameters.json.gz          every SearchParameter, only the fields search needs
+  search-compartment-patient.json.gz the Patient CompartmentDefinition as {resource type: [param codes]}
+  search-summary-elements.json.gz    per resource type: top-level summary and mandatory elements (_summary, _elements)
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "ipt_fhir" / "fhir" / "definitions"
+KEEP = ("url", "code", "base", "type", "expression", "target", "modifier", "comparator", "multipleOr",
+        "multipleAnd", "component", "chain")
+
+
+def _load(src: Path, name: str) -> dict:
+    with gzip.open(src / name) as fh:
+        return json.load(fh)
+
+
+def _write(name: str, data) -> None:  # noqa: ANN001
+    raw = json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
+    (OUT / name).write_bytes(gzip.compress(raw, compresslevel=9, mtime=0))
+
+
+def main() -> None:
+    src = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared" / "fhir-r4-definitions"
+    bundle = _load(src, "search-parameters.json.gz")
+    params = []
+    for entry in bundle["entry"]:
+        res = entry["resource"]
+        params.append({k: res[k] for k in KEEP if k in res})
+    _write("search-parameters.json.gz", params)
+
+    comp = _load(src, "compartmentdefinition-patient.json.gz")
+    _write("search-compartment-patient.json.gz",
+           {r["code"]: r["param"] for r in comp["resource"] if r.get("param")})
+
+    summary: dict[str, dict[str, list[str]]] = {}
+    for entry in _load(src, "profiles-resources.json.gz")["entry"]:
+        sd = entry["resource"]
+        if sd.get("resourceType") != "StructureDefinition" or sd.get("kind") != "resource":
+            continue
+        tname = sd["type"]
+        summ, mand = [], []
+        for el in sd["snapshot"]["element"]:
+            parts = el["path"].split(".")
+            if len(parts) != 2:
+                continue
+            name = parts[1].replace("[x]", "")
+            if el.get("isSummary"):
+                summ.append(name)
+            if el.get("min", 0) >= 1:
+                mand.append(name)
+        summary[tname] = {"summary": summ, "mandatory": mand}
+    _write("search-summary-elements.json.gz", summary)
+    print(f"{len(params)} search parameters, {len(summary)} resource types")
+
+
+if __name__ == "__main__":
+    main()
