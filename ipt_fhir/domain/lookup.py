@@ -1,0 +1,82 @@
+"""How the IPT layer reads other resources: a two-method port the store (or a test) implements.
+
+Searches use only these standard R4 search parameters, all reference-typed, with a single
+"Type/id" value each:
+    ServiceRequest  based-on   (ServiceRequest.basedOn)
+    Encounter       based-on   (Encounter.basedOn)
+    Observation     based-on   (Observation.basedOn)
+    CarePlan        goal       (CarePlan.goal)
+    CarePlan        condition  (CarePlan.addresses)
+Within a transaction the implementation must see the transaction's own pending writes (with urn:uuid
+references already resolved), so rules judge the resources as they will be stored.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Protocol, runtime_checkable
+
+from .canonical import same_reference
+
+SEARCH_PARAMS: dict[tuple[str, str], str] = {
+    ("ServiceRequest", "based-on"): "basedOn",
+    ("Encounter", "based-on"): "basedOn",
+    ("Observation", "based-on"): "basedOn",
+    ("CarePlan", "goal"): "goal",
+    ("CarePlan", "condition"): "addresses",
+}
+
+
+@runtime_checkable
+class ResourceLookup(Protocol):
+    def read(self, type: str, id: str) -> dict | None:
+        """The current, not deleted version of type/id, or None."""
+
+    def search(self, type: str, params: list[tuple[str, str]]) -> list[dict]:
+        """Current resources of `type` matching all (name, value) params, FHIR search semantics."""
+
+
+class InMemoryLookup:
+    """A ResourceLookup over a list of resources: for tests, demo data checks, and transaction overlays."""
+
+    def __init__(self, resources: Iterable[dict] = (), fallback: ResourceLookup | None = None) -> None:
+        self._by_key: dict[tuple[str, str], dict] = {}
+        self._deleted: set[tuple[str, str]] = set()
+        self._fallback = fallback
+        for r in resources:
+            self.put(r)
+
+    def put(self, resource: dict) -> None:
+        key = (resource["resourceType"], resource["id"])
+        self._by_key[key] = resource
+        self._deleted.discard(key)
+
+    def delete(self, type: str, id: str) -> None:
+        self._by_key.pop((type, id), None)
+        self._deleted.add((type, id))
+
+    def read(self, type: str, id: str) -> dict | None:
+        key = (type, id)
+        if key in self._by_key:
+            return self._by_key[key]
+        if key in self._deleted or self._fallback is None:
+            return None
+        return self._fallback.read(type, id)
+
+    def search(self, type: str, params: list[tuple[str, str]]) -> list[dict]:
+        found = {r["id"]: r for (t, _), r in self._by_key.items() if t == type and _matches(r, params)}
+        if self._fallback is not None:
+            for r in self._fallback.search(type, params):
+                key = (type, r["id"])
+                if key not in self._by_key and key not in self._deleted:
+                    found[r["id"]] = r
+        return [found[k] for k in sorted(found)]
+
+
+def _matches(resource: dict, params: list[tuple[str, str]]) -> bool:
+    for name, value in params:
+        element = SEARCH_PARAMS.get((resource["resourceType"], name))
+        if element is None:
+            raise ValueError(f"search parameter {resource['resourceType']}:{name} is not supported here")
+        refs = resource.get(element) or []
+        if not any(same_reference(r, value) for r in refs):
+            return False
+    return True
