@@ -78,15 +78,13 @@ class Node:
 
 
 def _bind_roots(inv: Invariant, node: Node) -> None:
-    if inv.roots is None or inv.json_keys is not None:
-        return
-    keys: list[str] = []
-    for root in inv.roots:
+    def keys_of(name: str) -> tuple[str, ...]:
         for e in node.elems:
-            if e.name == root:
-                keys.extend(e.keys)
-                keys.extend("_" + k for k in e.keys)
-    inv.json_keys = tuple(keys)
+            if e.name == name:
+                return tuple(e.keys) + tuple("_" + k for k in e.keys)
+        return ()
+
+    inv.bind(keys_of)
 
 
 _type_nodes: dict[str, Node] = {}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Callable
 
 from fhirpathpy.engine import do_eval
@@ -72,17 +73,167 @@ USER_FUNCTIONS = {
 }
 
 
-def _ext_1(obj: dict) -> bool:
+def _ext_1(obj: dict, resource: dict, root: dict) -> bool:
     has_ext = bool(obj.get("extension"))
     has_value = any(k.startswith("value") for k in obj)
     return has_ext != has_value
 
 
-# Natively implemented invariants: expression text -> predicate on the JSON object (True = satisfied).
-NATIVE: dict[str, Callable[[dict], bool]] = {
+def _ref_1(obj: dict, resource: dict, root: dict) -> bool:
+    ref = obj.get("reference")
+    if type(ref) is not str or not ref.startswith("#") or ref == "#":
+        return True
+    return any(type(c) is dict and c.get("id") == ref[1:] for c in root.get("contained", ()))
+
+
+def _instant(value: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _date_time_le(a: str, b: str) -> bool:
+    """a <= b for FHIR dateTimes; an indeterminate comparison (mixed precision) counts as satisfied."""
+    if "T" in a and "T" in b:
+        da, db = _instant(a), _instant(b)
+        if da is not None and db is not None and (da.tzinfo is None) == (db.tzinfo is None):
+            return da <= db
+        return True
+    if "T" not in a and "T" not in b and len(a) == len(b):
+        return a <= b
+    n = min(len(a), len(b), 10)
+    return a[:n] <= b[:n]
+
+
+def _per_1(obj: dict, resource: dict, root: dict) -> bool:
+    start, end = obj.get("start"), obj.get("end")
+    if type(start) is not str or type(end) is not str:
+        return True
+    return _date_time_le(start, end)
+
+
+def _rng_2(obj: dict, resource: dict, root: dict) -> bool:
+    low, high = obj.get("low"), obj.get("high")
+    if type(low) is not dict or type(high) is not dict:
+        return True
+    lv, hv = low.get("value"), high.get("value")
+    if not isinstance(lv, (int, float)) or not isinstance(hv, (int, float)):
+        return True
+    if low.get("code", low.get("unit")) != high.get("code", high.get("unit")):
+        return True  # different units: not comparable without UCUM conversion
+    return lv <= hv
+
+
+def _contained(obj: dict) -> list:
+    c = obj.get("contained")
+    return [r for r in c if type(r) is dict] if type(c) is list else []
+
+
+def _dom_2(obj: dict, resource: dict, root: dict) -> bool:
+    return not any(r.get("contained") for r in _contained(obj))
+
+
+def _meta(r: dict) -> dict:
+    m = r.get("meta")
+    return m if type(m) is dict else {}
+
+
+def _dom_4(obj: dict, resource: dict, root: dict) -> bool:
+    return not any("versionId" in _meta(r) or "lastUpdated" in _meta(r) for r in _contained(obj))
+
+
+def _dom_5(obj: dict, resource: dict, root: dict) -> bool:
+    return not any("security" in _meta(r) for r in _contained(obj))
+
+
+def _local_refs(value: Any, out: set[str]) -> None:
+    if type(value) is dict:
+        for v in value.values():
+            _local_refs(v, out)
+    elif type(value) is list:
+        for v in value:
+            _local_refs(v, out)
+    elif type(value) is str and value.startswith("#"):
+        out.add(value)
+
+
+def _dom_3(obj: dict, resource: dict, root: dict) -> bool:
+    contained = _contained(obj)
+    if not contained:
+        return True
+    refs: set[str] = set()
+    _local_refs(obj, refs)
+    for r in contained:
+        rid = r.get("id")
+        if ("#" + str(rid)) in refs:
+            continue
+        back: set[str] = set()
+        _local_refs(r, back)
+        if "#" not in back:
+            return False
+    return True
+
+
+def _obs_6(obj: dict, resource: dict, root: dict) -> bool:
+    return "dataAbsentReason" not in obj or not any(k.startswith("value") for k in obj)
+
+
+def _codings(cc: Any) -> list:
+    if type(cc) is dict and type(cc.get("coding")) is list:
+        return cc["coding"]
+    return []
+
+
+def _obs_7(obj: dict, resource: dict, root: dict) -> bool:
+    if not any(k.startswith("value") for k in obj):
+        return True
+    own = _codings(obj.get("code"))
+    comps = obj.get("component")
+    for comp in comps if type(comps) is list else ():
+        if type(comp) is dict and any(c in own for c in _codings(comp.get("code"))):
+            return False
+    return True
+
+
+_DOM_3 = ("contained.where((('#'+id in (%resource.descendants().reference | %resource.descendants().as(canonical) | "
+          "%resource.descendants().as(uri) | %resource.descendants().as(url))) or descendants().where(reference = '#')"
+          ".exists() or descendants().where(as(canonical) = '#').exists() or descendants().where(as(canonical) = '#')"
+          ".exists()).not()).trace('unmatched', id).empty()")
+
+# Natively implemented invariants: expression text -> predicate (True = satisfied). These are the hot
+# ones on typical resources, plus those fhirpathpy gets wrong: per-1 (compares dateTimes ignoring the
+# timezone), rng-2 (cannot compare Quantities without UCUM system), dom-3 (`as` on a collection).
+NATIVE: dict[str, Callable[[dict, dict, dict], bool]] = {
     "extension.exists() != value.exists()": _ext_1,
-    "htmlChecks()": lambda obj: True,  # txt-1/txt-2: checked on the xhtml value itself
+    "htmlChecks()": lambda obj, resource, root: True,  # txt-1/txt-2: checked on the xhtml value itself
+    "reference.startsWith('#').not() or (reference.substring(1).trace('url') in %rootResource.contained.id.trace('ids'))": _ref_1,
+    "start.hasValue().not() or end.hasValue().not() or (start <= end)": _per_1,
+    "low.empty() or high.empty() or (low <= high)": _rng_2,
+    "contained.contained.empty()": _dom_2,
+    _DOM_3: _dom_3,
+    "contained.meta.versionId.empty() and contained.meta.lastUpdated.empty()": _dom_4,
+    "contained.meta.security.empty()": _dom_5,
+    "dataAbsentReason.empty() or value.empty()": _obs_6,
+    "value.empty() or component.code.where(coding.intersect(%resource.code.coding).exists()).empty()": _obs_7,
 }
+
+# Simple shapes compiled to key tests once the node's JSON keys are known (qty-3, cpt-2, cpl-3, ...).
+_SIMPLE = [
+    (re.compile(r"(\w+)\.empty\(\) or (\w+)\.exists\(\)"), lambda a, b: lambda o: not _any(o, a) or _any(o, b)),
+    (re.compile(r"(\w+)\.empty\(\) or (\w+)\.empty\(\)"), lambda a, b: lambda o: not _any(o, a) or not _any(o, b)),
+    (re.compile(r"(\w+)\.exists\(\) implies (\w+)\.exists\(\)"), lambda a, b: lambda o: not _any(o, a) or _any(o, b)),
+    (re.compile(r"(\w+)\.exists\(\) or (\w+)\.exists\(\)"), lambda a, b: lambda o: _any(o, a) or _any(o, b)),
+    (re.compile(r"(\w+)\.empty\(\)"), lambda a: lambda o: not _any(o, a)),
+    (re.compile(r"(\w+)\.exists\(\)"), lambda a: lambda o: _any(o, a)),
+]
+# A leading `x.empty() or ...` / `x.exists() implies ...` makes the invariant hold whenever x is absent.
+_GUARD = re.compile(r"^(\w+)(?:\.\w+)*\.(?:empty\(\) or |exists\(\) implies )")
+
+
+def _any(obj: Any, keys: tuple[str, ...]) -> bool:
+    return type(obj) is dict and any(k in obj for k in keys)
+
 
 _KEYWORDS = frozenset(
     "and or xor implies not true false is as div mod in contains where select exists all empty".split()
@@ -120,8 +271,10 @@ class Invariant:
     expression: str
     fp_base: str  # type or element path fhirpathpy resolves choice types against
     roots: frozenset[str] | None = None
-    json_keys: tuple[str, ...] | None = None  # filled by the compiler from `roots`
-    native: Callable[[dict], bool] | None = None
+    json_keys: tuple[str, ...] | None = None  # JSON keys of `roots`, bound by the compiler
+    guard_keys: tuple[str, ...] | None = None
+    native: Callable[[dict, dict, dict], bool] | None = None
+    simple: Callable[[Any], bool] | None = None
     _parsed: Any = field(default=None, repr=False)
     _when_absent: bool | None = None
 
@@ -130,14 +283,35 @@ class Invariant:
         if self.native is None:
             self.roots = root_names(self.expression)
 
-    def holds(self, obj: Any, resource: dict, root_resource: dict) -> bool:
+    def bind(self, keys_of: Callable[[str], tuple[str, ...]]) -> None:
+        """Resolve FHIRPath child names to JSON keys for the node this invariant runs on."""
+        if self.native is not None or self.json_keys is not None:
+            return
+        if self.roots is not None:
+            self.json_keys = tuple(k for r in sorted(self.roots) for k in keys_of(r))
+        for rx, make in _SIMPLE:
+            m = rx.fullmatch(self.expression)
+            if m:
+                self.simple = make(*(keys_of(g) for g in m.groups()))
+                return
+        g = _GUARD.match(self.expression)
+        # `implies` and `xor` bind looser than `or`/the guard's own implies, which would void the shortcut
+        rest = self.expression[g.end():] if g else ""
+        if g and " implies " not in rest and " xor " not in rest:
+            self.guard_keys = keys_of(g.group(1))
+
+    def holds(self, obj: Any, resource: dict, root: dict) -> bool:
         if self.native is not None:
-            return self.native(obj)
+            return self.native(obj, resource, root)
+        if self.simple is not None:
+            return self.simple(obj)
+        if self.guard_keys is not None and not _any(obj, self.guard_keys):
+            return True
         keys = self.json_keys
-        absent = keys is not None and not any(k in obj for k in keys)
+        absent = keys is not None and type(obj) is dict and not any(k in obj for k in keys)
         if absent and self._when_absent is not None:
             return self._when_absent
-        result = self._evaluate(obj, resource, root_resource)
+        result = self._evaluate(obj, resource, root)
         if absent:
             self._when_absent = result
         return result
