@@ -1,0 +1,22 @@
+"""Reading request bodies: media type checked (415), size bounded (413), JSON parsed strictly (400)."""
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+
+from ipt_fhir.fhir.jsonio import parse_json
+from ipt_fhir.fhir.outcome import FHIRError
+
+from .negotiation import check_body_media_type
+
+
+async def read_json_body(request: Request, *, allow: tuple[str, ...] = ()) -> tuple[Any, str]:
+    media = check_body_media_type(request, allow=allow)
+    body = await request.body()
+    limit = request.app.state.settings.max_body_bytes
+    if len(body) > limit:
+        raise FHIRError.of(413, "too-long", f"The request body is larger than {limit} bytes")
+    if not body.strip():
+        raise FHIRError.of(400, "required", "The request has no body")
+    return parse_json(body), media

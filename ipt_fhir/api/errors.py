@@ -1,0 +1,54 @@
+"""Every non-2xx answer is an OperationOutcome: FHIRErrors, HTTP errors of the framework (404 route,
+405 method), request-validation errors and unexpected exceptions alike. No stack trace ever leaves."""
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ipt_fhir.fhir.jsonio import dump_json
+from ipt_fhir.fhir.outcome import FHIRError, error, operation_outcome
+
+log = logging.getLogger("ipt_fhir.errors")
+
+_HTTP_ISSUE_CODES = {404: "not-found", 405: "not-supported", 406: "not-supported", 413: "too-long",
+                     415: "not-supported", 401: "login", 403: "forbidden"}
+
+
+def outcome_response(status: int, issues, headers: dict[str, str] | None = None) -> Response:
+    # Error bodies ignore Accept: an OperationOutcome in FHIR JSON is the one thing we can always say.
+    return Response(dump_json(operation_outcome(issues)), status_code=status, headers=headers,
+                    media_type="application/fhir+json; charset=utf-8")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(FHIRError)
+    async def _fhir_error(_request: Request, exc: FHIRError) -> Response:
+        return outcome_response(exc.status, exc.issues, exc.headers or None)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404:
+            detail = f"No such endpoint: {request.method} {request.url.path}"
+        elif exc.status_code == 405:
+            detail = f"{request.method} is not allowed on {request.url.path}"
+        else:
+            detail = str(exc.detail)
+        code = _HTTP_ISSUE_CODES.get(exc.status_code, "processing" if exc.status_code >= 500 else "invalid")
+        return outcome_response(exc.status_code, [error(code, detail)], getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _request_invalid(_request: Request, exc: RequestValidationError) -> Response:
+        issues = [
+            error("invalid", f"{e.get('msg')}: {'.'.join(str(p) for p in e.get('loc', ()))}")
+            for e in exc.errors()
+        ]
+        return outcome_response(400, issues)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return outcome_response(500, [error("exception", "Internal server error; the request was not applied")])

@@ -1,0 +1,24 @@
+"""GET /fhir/metadata: the CapabilityStatement (built once per base URL; it only changes on deploy)."""
+from __future__ import annotations
+
+from functools import lru_cache
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from ipt_fhir.fhir.jsonio import dump_json
+from ipt_fhir.services.capability import capability_statement
+
+from .responses import fhir_base_url, fhir_response
+
+router = APIRouter(prefix="/fhir")
+
+
+@lru_cache(maxsize=8)
+def _statement(base_url: str, released: str) -> bytes:
+    return dump_json(capability_statement(base_url, released=released))
+
+
+@router.api_route("/metadata", methods=["GET", "HEAD"], tags=["capabilities"], summary="CapabilityStatement")
+def metadata(request: Request) -> Response:
+    return fhir_response(request, _statement(fhir_base_url(request), request.app.state.started_at))

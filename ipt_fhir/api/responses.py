@@ -1,0 +1,89 @@
+"""FHIR responses: bodies as bytes (never re-validated by FastAPI), with ETag, Last-Modified,
+Location and the representation asked for by `Prefer: return=`."""
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from email.utils import format_datetime
+
+from fastapi import Request
+from fastapi.responses import Response
+
+from ipt_fhir.fhir.jsonio import dump_json, load_stored
+from ipt_fhir.fhir.outcome import Issue, operation_outcome
+from ipt_fhir.store.resources import StoredVersion
+
+from .negotiation import response_media_type, wants_pretty
+
+
+def fhir_base_url(request: Request) -> str:
+    """The base the client called (…/fhir), honouring a reverse proxy's X-Forwarded-* headers."""
+    proto = request.headers.get("x-forwarded-proto", request.url.scheme).split(",")[0].strip()
+    host = request.headers.get("x-forwarded-host", request.headers.get("host") or request.url.netloc)
+    host = host.split(",")[0].strip()
+    prefix = request.headers.get("x-forwarded-prefix", "").rstrip("/")
+    return f"{proto}://{host}{prefix}/fhir"
+
+
+def fhir_response(request: Request, body: bytes | dict | None, status: int = 200,
+                  headers: dict[str, str] | None = None) -> Response:
+    media_type = response_media_type(request)
+    if isinstance(body, dict):
+        body = dump_json(body, pretty=wants_pretty(request))
+    elif body is not None and wants_pretty(request):
+        body = dump_json(load_stored(body), pretty=True)
+    if request.method == "HEAD":
+        body = None
+    return Response(content=body, status_code=status, headers=headers,
+                    media_type=f"{media_type}; charset=utf-8" if body is not None else None)
+
+
+def http_date(t: datetime) -> str:
+    return format_datetime(t, usegmt=True)
+
+
+def version_headers(v: StoredVersion) -> dict[str, str]:
+    return {"ETag": f'W/"{v.version_id}"', "Last-Modified": http_date(v.last_updated)}
+
+
+def location(request: Request, v: StoredVersion) -> str:
+    return f"{fhir_base_url(request)}/{v.resource_type}/{v.id}/_history/{v.version_id}"
+
+
+def prefer_return(request: Request) -> str:
+    match = _PREFER_RETURN.search(request.headers.get("prefer", ""))
+    if match and match.group(1) in ("minimal", "representation", "OperationOutcome"):
+        return match.group(1)
+    return "representation"
+
+
+def prefers_strict_handling(request: Request) -> bool:
+    return bool(_PREFER_STRICT.search(request.headers.get("prefer", "")))
+
+
+_PREFER_RETURN = re.compile(r'(?:^|[,;\s])return\s*=\s*"?([A-Za-z]+)')
+_PREFER_STRICT = re.compile(r'(?:^|[,;\s])handling\s*=\s*"?strict')
+
+
+def write_response(request: Request, v: StoredVersion, status: int, issues: list[Issue],
+                   *, with_location: bool = True) -> Response:
+    headers = version_headers(v)
+    if with_location:
+        headers["Location"] = location(request, v)
+    preference = prefer_return(request)
+    if preference == "minimal":
+        return fhir_response(request, None, status, headers)
+    if preference == "OperationOutcome":
+        return fhir_response(request, operation_outcome(issues), status, headers)
+    return fhir_response(request, v.content, status, headers)
+
+
+def etag_version(value: str | None) -> int | None:
+    """The version in an If-Match header: W/"3", "3" or 3. Anything else cannot match."""
+    if value is None:
+        return None
+    tag = value.strip()
+    if tag.startswith("W/"):
+        tag = tag[2:]
+    tag = tag.strip('"')
+    return int(tag) if tag.isdigit() else -1

@@ -1,0 +1,135 @@
+"""The RESTful interactions on /fhir: read, vread, create, update, patch, delete (plain and
+conditional) and history. Each route: parse → one service call → respond."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from ipt_fhir.fhir.outcome import information, operation_outcome
+from ipt_fhir.fhir.patch import JSON_PATCH
+
+from .body import read_json_body
+from .deps import HistoryDep, ResourcesDep
+from .responses import (
+    etag_version,
+    fhir_base_url,
+    fhir_response,
+    prefer_return,
+    version_headers,
+    write_response,
+)
+
+router = APIRouter(prefix="/fhir")
+
+_NON_CRITERIA = {"_format", "_pretty"}
+
+
+def _criteria(request: Request) -> list[tuple[str, str]]:
+    return [(k, v) for k, v in request.query_params.multi_items() if k not in _NON_CRITERIA]
+
+
+# --- history (registered before /{type}/{id} so '_history' is never taken for an id) -----------
+
+@router.get("/_history", tags=["history"], summary="System history")
+def system_history(request: Request, history: HistoryDep) -> Response:
+    body = history.history(request.query_params.multi_items(), base_url=fhir_base_url(request))
+    return fhir_response(request, body)
+
+
+@router.get("/{resource_type}/_history", tags=["history"], summary="Type history")
+def type_history(resource_type: str, request: Request, history: HistoryDep) -> Response:
+    body = history.history(request.query_params.multi_items(), base_url=fhir_base_url(request),
+                           resource_type=resource_type)
+    return fhir_response(request, body)
+
+
+@router.get("/{resource_type}/{resource_id}/_history", tags=["history"], summary="Instance history")
+def instance_history(resource_type: str, resource_id: str, request: Request, history: HistoryDep) -> Response:
+    body = history.history(request.query_params.multi_items(), base_url=fhir_base_url(request),
+                           resource_type=resource_type, resource_id=resource_id)
+    return fhir_response(request, body)
+
+
+# --- read, vread -------------------------------------------------------------------------------
+
+@router.api_route("/{resource_type}/{resource_id}", methods=["GET", "HEAD"], tags=["read"], summary="Read")
+def read(resource_type: str, resource_id: str, request: Request, resources: ResourcesDep) -> Response:
+    stored = resources.read(resource_type, resource_id)
+    headers = version_headers(stored)
+    if request.headers.get("if-none-match") == headers["ETag"]:
+        return Response(status_code=304, headers=headers)
+    return fhir_response(request, stored.content, 200, headers)
+
+
+@router.api_route("/{resource_type}/{resource_id}/_history/{version_id}", methods=["GET", "HEAD"],
+                  tags=["read"], summary="Version read (vread)")
+def vread(resource_type: str, resource_id: str, version_id: str, request: Request,
+          resources: ResourcesDep) -> Response:
+    stored = resources.vread(resource_type, resource_id, version_id)
+    return fhir_response(request, stored.content, 200, version_headers(stored))
+
+
+# --- create, update, patch, delete ---------------------------------------------------------------
+
+@router.post("/{resource_type}", tags=["write"], summary="Create (conditional with If-None-Exist)")
+async def create(resource_type: str, request: Request, resources: ResourcesDep) -> Response:
+    body, _ = await read_json_body(request)
+    result = await run_in_threadpool(
+        resources.create, resource_type, body,
+        if_none_exist=request.headers.get("if-none-exist"), base_url=fhir_base_url(request))
+    return write_response(request, result.version, result.status, result.issues)
+
+
+@router.put("/{resource_type}/{resource_id}", tags=["write"], summary="Update (or create with this id)")
+async def update(resource_type: str, resource_id: str, request: Request, resources: ResourcesDep) -> Response:
+    body, _ = await read_json_body(request)
+    result = await run_in_threadpool(
+        resources.update, resource_type, resource_id, body, if_match=etag_version(request.headers.get("if-match")))
+    return write_response(request, result.version, result.status, result.issues)
+
+
+@router.put("/{resource_type}", tags=["write"], summary="Conditional update (PUT [type]?criteria)")
+async def conditional_update(resource_type: str, request: Request, resources: ResourcesDep) -> Response:
+    body, _ = await read_json_body(request)
+    result = await run_in_threadpool(
+        resources.conditional_update, resource_type, _criteria(request), body,
+        if_match=etag_version(request.headers.get("if-match")), base_url=fhir_base_url(request))
+    return write_response(request, result.version, result.status, result.issues)
+
+
+@router.patch("/{resource_type}/{resource_id}", tags=["write"], summary="Patch (JSON Patch or FHIRPath Patch)")
+async def patch(resource_type: str, resource_id: str, request: Request, resources: ResourcesDep) -> Response:
+    body, media = await read_json_body(request, allow=(JSON_PATCH,))
+    result = await run_in_threadpool(
+        resources.patch, resource_type, resource_id, body, media,
+        if_match=etag_version(request.headers.get("if-match")))
+    return write_response(request, result.version, result.status, result.issues)
+
+
+@router.patch("/{resource_type}", tags=["write"], summary="Conditional patch (PATCH [type]?criteria)")
+async def conditional_patch(resource_type: str, request: Request, resources: ResourcesDep) -> Response:
+    body, media = await read_json_body(request, allow=(JSON_PATCH,))
+    result = await run_in_threadpool(
+        resources.conditional_patch, resource_type, _criteria(request), body, media,
+        if_match=etag_version(request.headers.get("if-match")), base_url=fhir_base_url(request))
+    return write_response(request, result.version, result.status, result.issues)
+
+
+@router.delete("/{resource_type}/{resource_id}", tags=["write"], summary="Delete")
+def delete(resource_type: str, resource_id: str, request: Request, resources: ResourcesDep) -> Response:
+    result = resources.delete(resource_type, resource_id)
+    return _delete_response(request, result.deleted, f"{resource_type}/{resource_id}")
+
+
+@router.delete("/{resource_type}", tags=["write"], summary="Conditional delete (DELETE [type]?criteria)")
+def conditional_delete(resource_type: str, request: Request, resources: ResourcesDep) -> Response:
+    result = resources.conditional_delete(resource_type, _criteria(request), base_url=fhir_base_url(request))
+    return _delete_response(request, result.deleted, f"{resource_type} resources matching the criteria")
+
+
+def _delete_response(request: Request, deleted: int, what: str) -> Response:
+    if prefer_return(request) == "OperationOutcome":
+        message = f"Deleted {deleted} resource(s)" if deleted else f"Nothing to delete: {what} did not exist"
+        return fhir_response(request, operation_outcome([information(message)]), 200)
+    return Response(status_code=204)

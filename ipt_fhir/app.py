@@ -1,0 +1,47 @@
+"""The ASGI application: wiring of settings, database, services and routers."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from ipt_fhir.api import metadata_routes, rest_routes
+from ipt_fhir.api.errors import install_error_handlers, outcome_response
+from ipt_fhir.fhir.outcome import error
+from ipt_fhir.services.history import HistoryService
+from ipt_fhir.services.resources import ResourceService
+from ipt_fhir.settings import Settings, get_settings
+from ipt_fhir.store.database import Database
+
+
+def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    database = database or Database(settings.database_url, pool_size=settings.db_pool_size)
+
+    app = FastAPI(
+        title="ipt-fhir",
+        version="0.1.0",
+        description="FHIR R4 (4.0.1) server and system of record for Interpersonal Psychotherapy. "
+        "FHIR base: `/fhir`. JSON only (`application/fhir+json`).",
+    )
+    app.state.settings = settings
+    app.state.database = database
+    app.state.started_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    app.state.resource_service = ResourceService(database)
+    app.state.history_service = HistoryService(database, settings)
+
+    install_error_handlers(app)
+
+    @app.middleware("http")
+    async def limit_body_size(request: Request, call_next) -> Response:  # noqa: ANN001
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > settings.max_body_bytes:
+            return outcome_response(413, [error("too-long", f"The request body is larger than {settings.max_body_bytes} bytes")])
+        return await call_next(request)
+
+    # Order matters: fixed paths (metadata, _history, operations) before /{type}/{id} patterns.
+    app.include_router(metadata_routes.router)
+    # search routes
+    app.include_router(rest_routes.router)
+    return app

@@ -1,0 +1,51 @@
+"""FHIR date/dateTime/instant values as UTC ranges [low, high) at their written precision
+(http://hl7.org/fhir/R4/search.html#date): '2024' is all of 2024, '2024-03-01T10:00Z' one minute."""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+
+_DATE_TIME = re.compile(
+    r"(?P<y>\d{4})(?:-(?P<m>\d{2})(?:-(?P<d>\d{2})(?:T(?P<H>\d{2}):(?P<M>\d{2})(?::(?P<S>\d{2})(?P<f>\.\d+)?)?"
+    r"(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?"
+)
+
+
+def parse_fhir_datetime_range(text: str) -> tuple[datetime, datetime]:
+    """[low, high) in UTC for a FHIR date, dateTime or instant. Raises ValueError when malformed.
+    A time without a zone is read as UTC (the server's zone)."""
+    m = _DATE_TIME.fullmatch(text.strip())
+    if not m:
+        raise ValueError(f"'{text}' is not a FHIR date or dateTime")
+    g = m.groupdict()
+    year = int(g["y"])
+    if g["m"] is None:
+        return _utc(year, 1, 1), _utc(year + 1, 1, 1)
+    month = int(g["m"])
+    if g["d"] is None:
+        low = _utc(year, month, 1)
+        return low, _utc(year + (month == 12), month % 12 + 1, 1)
+    day = int(g["d"])
+    if g["H"] is None:
+        low = _utc(year, month, day)
+        return low, low + timedelta(days=1)
+    tz = timezone.utc
+    if g["tz"] and g["tz"] != "Z":
+        sign = 1 if g["tz"][0] == "+" else -1
+        hours, minutes = int(g["tz"][1:3]), int(g["tz"][4:6])
+        tz = timezone(sign * timedelta(hours=hours, minutes=minutes))
+    second = int(g["S"]) if g["S"] else 0
+    fraction = g["f"] or ""
+    micro = int((fraction[1:] + "000000")[:6]) if fraction else 0
+    low = datetime(year, month, day, int(g["H"]), int(g["M"]), second, micro, tzinfo=tz).astimezone(timezone.utc)
+    if g["S"] is None:
+        step = timedelta(minutes=1)
+    elif not fraction:
+        step = timedelta(seconds=1)
+    else:
+        step = timedelta(microseconds=10 ** max(0, 6 - (len(fraction) - 1)))
+    return low, low + step
+
+
+def _utc(year: int, month: int, day: int) -> datetime:
+    return datetime(year, month, day, tzinfo=timezone.utc)

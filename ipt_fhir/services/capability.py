@@ -1,0 +1,55 @@
+"""The CapabilityStatement (http://hl7.org/fhir/R4/capabilitystatement.html), generated from what the
+server really has: its resource types, interactions, the search registry, operations and profiles."""
+from __future__ import annotations
+
+from ipt_fhir import __version__
+from ipt_fhir.fhir.resource_types import FHIR_VERSION, RESOURCE_TYPES
+from ipt_fhir.services.search import search_include_names, search_params_for_capability
+
+TYPE_INTERACTIONS = ["read", "vread", "update", "patch", "delete", "history-instance", "history-type",
+                     "create", "search-type"]
+SYSTEM_INTERACTIONS = ["history-system"]
+
+
+def capability_statement(base_url: str, *, released: str, extra_operations: list[dict] | None = None,
+                         supported_profiles: dict[str, list[str]] | None = None,
+                         system_interactions: list[str] | None = None) -> dict:
+    resources = []
+    for resource_type in sorted(RESOURCE_TYPES):
+        includes, revincludes = search_include_names(resource_type)
+        entry = {
+            "type": resource_type,
+            "profile": f"http://hl7.org/fhir/StructureDefinition/{resource_type}",
+            "interaction": [{"code": code} for code in TYPE_INTERACTIONS],
+            "versioning": "versioned-update",
+            "readHistory": True,
+            "updateCreate": True,
+            "conditionalCreate": True,
+            "conditionalRead": "not-supported",
+            "conditionalUpdate": True,
+            "conditionalDelete": "multiple",
+            "searchInclude": includes,
+            "searchRevInclude": revincludes,
+            "searchParam": search_params_for_capability(resource_type),
+        }
+        if supported_profiles and resource_type in supported_profiles:
+            entry["supportedProfile"] = supported_profiles[resource_type]
+        resources.append(entry)
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": released,
+        "publisher": "ipt-fhir",
+        "kind": "instance",
+        "software": {"name": "ipt-fhir", "version": __version__},
+        "implementation": {"description": "ipt-fhir: FHIR R4 server for Interpersonal Psychotherapy", "url": base_url},
+        "fhirVersion": FHIR_VERSION,
+        "format": ["json", "application/fhir+json"],
+        "patchFormat": ["application/json-patch+json", "application/fhir+json"],
+        "rest": [{
+            "mode": "server",
+            "resource": resources,
+            "interaction": [{"code": code} for code in (system_interactions or SYSTEM_INTERACTIONS)],
+            "operation": extra_operations or [],
+        }],
+    }

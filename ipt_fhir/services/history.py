@@ -1,0 +1,97 @@
+"""The history interaction at instance, type and system level (http://hl7.org/fhir/R4/http.html#history).
+
+Entries come newest first. Pages are offsets into a snapshot: the first page fixes the newest history
+row it can see, and every link carries it, so writes made while a client pages never shift the pages.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from urllib.parse import urlencode
+
+from ipt_fhir.fhir.dates import parse_fhir_datetime_range
+from ipt_fhir.fhir.outcome import bad_request, not_found
+from ipt_fhir.services.bundles import splice_bundle
+from ipt_fhir.services.resources import format_instant, require_known_type
+from ipt_fhir.settings import Settings
+from ipt_fhir.store import resources as repo
+from ipt_fhir.store.database import Database
+from ipt_fhir.store.resources import HistoryEntry
+
+_STATUS = {"POST": "201 Created", "PUT": "200 OK", "PATCH": "200 OK", "DELETE": "204 No Content"}
+_PARAMS = {"_count", "_since", "_at", "_snapshot", "_offset", "_format", "_pretty"}
+
+
+class HistoryService:
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+
+    def history(self, params: list[tuple[str, str]], *, base_url: str, resource_type: str | None = None,
+                resource_id: str | None = None) -> bytes:
+        if resource_type:
+            require_known_type(resource_type)
+        q = dict(params)
+        count = _int_param(q, "_count", self.settings.default_page_size, minimum=0)
+        count = min(count, self.settings.max_page_size)
+        offset = _int_param(q, "_offset", 0, minimum=0)
+        since = _instant_param(q, "_since")
+        at = None
+        if "_at" in q:
+            try:
+                at = parse_fhir_datetime_range(q["_at"])
+            except ValueError as exc:
+                raise bad_request(f"_at: {exc}", code="value")
+        with self.db.read() as conn:
+            if resource_id and repo.current(conn, resource_type, resource_id) is None:
+                raise not_found(f"{resource_type}/{resource_id} is not known")
+            snapshot = _int_param(q, "_snapshot", 0, minimum=0) or repo.max_history_seq(conn)
+            entries, total = repo.history_page(
+                conn, resource_type=resource_type, resource_id=resource_id, since=since, at=at,
+                max_seq=snapshot, offset=offset, limit=count,
+            )
+        path = "/".join(p for p in (base_url, resource_type, resource_id, "_history") if p)
+        kept = [(k, v) for k, v in params if k in _PARAMS and k not in ("_snapshot", "_offset")]
+
+        def link(relation: str, page_offset: int) -> dict:
+            query = kept + [("_snapshot", str(snapshot)), ("_offset", str(page_offset))]
+            return {"relation": relation, "url": f"{path}?{urlencode(query)}"}
+
+        links = [link("self", offset), link("first", 0)]
+        if offset > 0 and count:
+            links.append(link("previous", max(0, offset - count)))
+        if count and offset + count < total:
+            links.append(link("next", offset + count))
+        if count:
+            links.append(link("last", max(0, (total - 1) // count * count)))
+        head = {"resourceType": "Bundle", "type": "history", "total": total, "link": links}
+        return splice_bundle(head, [_entry(e, base_url) for e in entries])
+
+
+def _entry(e: HistoryEntry, base_url: str) -> tuple[dict, bytes | None]:
+    url = f"{e.resource_type}/{e.id}"
+    entry = {
+        "fullUrl": f"{base_url}/{url}",
+        "request": {"method": "PATCH" if e.method == "PATCH" else e.method,
+                    "url": e.resource_type if e.method == "POST" else url},
+        "response": {"status": _STATUS[e.method], "etag": f'W/"{e.version_id}"',
+                     "lastModified": format_instant(e.last_updated)},
+    }
+    return entry, e.content
+
+
+def _int_param(q: dict[str, str], name: str, default: int, *, minimum: int) -> int:
+    if name not in q:
+        return default
+    value = q[name].strip()
+    if not value.isdigit() or int(value) < minimum:
+        raise bad_request(f"{name} must be a non-negative integer, not '{q[name]}'", code="value")
+    return int(value)
+
+
+def _instant_param(q: dict[str, str], name: str) -> datetime | None:
+    if name not in q:
+        return None
+    try:
+        return parse_fhir_datetime_range(q[name])[0]
+    except ValueError as exc:
+        raise bad_request(f"{name}: {exc}", code="value")

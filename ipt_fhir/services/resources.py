@@ -1,0 +1,362 @@
+"""The RESTful interactions on resources (http://hl7.org/fhir/R4/http.html), HTTP-free.
+
+Routes parse the request, call one method here and turn the result into a response. Each write is one
+unit of work: validation, business rules, the resource row, its history row, its search index and the
+read models of the write hooks commit together or not at all.
+"""
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from urllib.parse import parse_qsl
+
+from sqlalchemy.engine import Connection
+
+from ipt_fhir.fhir.jsonio import dump_json, load_stored
+from ipt_fhir.fhir.outcome import FHIRError, Issue, bad_request, conflict, gone, not_found, precondition_failed
+from ipt_fhir.fhir.patch import apply_patch
+from ipt_fhir.fhir.resource_types import RESOURCE_TYPES
+from ipt_fhir.services import write_hooks
+from ipt_fhir.services.search import find_ids
+from ipt_fhir.services.validation import validate_for_write
+from ipt_fhir.store import resources as repo
+from ipt_fhir.store.database import Database
+from ipt_fhir.store.resources import StoredVersion
+from ipt_fhir.store.search_index import delete_index, write_index
+
+SERVER_OWNED_META = ("versionId", "lastUpdated", "_versionId", "_lastUpdated")
+
+
+@dataclass
+class WriteResult:
+    status: int  # 200 OK, 201 Created
+    version: StoredVersion
+    issues: list[Issue] = field(default_factory=list)
+
+
+@dataclass
+class DeleteResult:
+    deleted: int  # how many resources this request deleted
+    issues: list[Issue] = field(default_factory=list)
+
+
+def require_known_type(resource_type: str) -> None:
+    if resource_type not in RESOURCE_TYPES:
+        raise FHIRError.of(404, "not-supported", f"Unknown resource type '{resource_type}'")
+
+
+def parse_criteria(query: str | list[tuple[str, str]]) -> list[tuple[str, str]]:
+    params = parse_qsl(query, keep_blank_values=True) if isinstance(query, str) else list(query)
+    params = [(k, v) for k, v in params if k not in ("_format", "_pretty")]
+    if not params:
+        raise bad_request("Conditional criteria are empty")
+    return params
+
+
+def now_utc() -> datetime:
+    # FHIR instants are served with millisecond precision; store exactly what is served.
+    t = datetime.now(timezone.utc)
+    return t.replace(microsecond=t.microsecond // 1000 * 1000)
+
+
+def format_instant(t: datetime) -> str:
+    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}+00:00"
+
+
+def with_server_meta(resource: dict, resource_id: str, version_id: int, last_updated: datetime) -> dict:
+    """The resource as stored: client content untouched, id and meta.versionId/lastUpdated ours."""
+    meta = {k: v for k, v in (resource.get("meta") or {}).items() if k not in SERVER_OWNED_META}
+    meta["versionId"] = str(version_id)
+    meta["lastUpdated"] = format_instant(last_updated)
+    out = {"resourceType": resource["resourceType"], "id": resource_id, "meta": meta}
+    for key, value in resource.items():
+        if key not in ("resourceType", "id", "meta", "_id"):
+            out[key] = value
+    return out
+
+
+def _check_body_type(body: object, resource_type: str) -> dict:
+    if not isinstance(body, dict):
+        raise bad_request("The request body must be a JSON object holding a resource", code="structure")
+    actual = body.get("resourceType")
+    if actual is None:
+        raise bad_request("The resource has no resourceType", resource_type, code="required")
+    if actual != resource_type:
+        raise bad_request(
+            f"resourceType '{actual}' does not match the endpoint's type '{resource_type}'", resource_type)
+    return body
+
+
+def _criteria_hash(resource_type: str, criteria: list[tuple[str, str]]) -> str:
+    canonical = "&".join(f"{k}={v}" for k, v in sorted(criteria))
+    return hashlib.sha256(f"{resource_type}?{canonical}".encode()).hexdigest()
+
+
+class ResourceService:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # --- reads -----------------------------------------------------------------------------
+
+    def read(self, resource_type: str, resource_id: str) -> StoredVersion:
+        require_known_type(resource_type)
+        with self.db.read() as conn:
+            stored = repo.current(conn, resource_type, resource_id)
+        if stored is None:
+            raise not_found(f"{resource_type}/{resource_id} is not known")
+        if stored.deleted:
+            raise _gone(stored)
+        return stored
+
+    def vread(self, resource_type: str, resource_id: str, version_id: str) -> StoredVersion:
+        require_known_type(resource_type)
+        if not version_id.isdigit():
+            raise not_found(f"{resource_type}/{resource_id} has no version '{version_id}'")
+        with self.db.read() as conn:
+            stored = repo.version(conn, resource_type, resource_id, int(version_id))
+            if stored is None:
+                exists = repo.current(conn, resource_type, resource_id) is not None
+        if stored is None:
+            what = f"version {version_id} of {resource_type}/{resource_id}" if exists else f"{resource_type}/{resource_id}"
+            raise not_found(f"{what} is not known")
+        if stored.deleted:
+            raise _gone(stored)
+        return stored
+
+    # --- create ----------------------------------------------------------------------------
+
+    def create(self, resource_type: str, body: object, *, if_none_exist: str | None = None,
+               base_url: str = "") -> WriteResult:
+        require_known_type(resource_type)
+        resource = _check_body_type(body, resource_type)
+        warnings = validate_for_write(resource, resource_type)
+        if if_none_exist is None:
+            with self.db.write() as conn:
+                return self._create_in(conn, resource_type, resource, warnings)
+        return self._conditional_create(resource_type, resource, warnings, parse_criteria(if_none_exist), base_url)
+
+    def _conditional_create(self, resource_type: str, resource: dict, warnings: list[Issue],
+                            criteria: list[tuple[str, str]], base_url: str) -> WriteResult:
+        key = _criteria_hash(resource_type, criteria)
+        for _attempt in range(5):
+            try:
+                with self.db.write() as conn:
+                    existing = find_ids(conn, resource_type, criteria, base_url)
+                    if len(existing) > 1:
+                        raise precondition_failed(
+                            f"If-None-Exist criteria match {len(existing)} {resource_type} resources")
+                    if existing:
+                        stored = repo.current(conn, resource_type, existing[0])
+                        assert stored is not None
+                        return WriteResult(200, stored, warnings)
+                    result = self._create_in(conn, resource_type, resource, warnings)
+                    if not repo.claim_conditional_key(conn, resource_type, key, result.version.id):
+                        raise _LostRace(repo.conditional_key_owner(conn, resource_type, key))
+                    return result
+            except _LostRace as lost:  # the unit of work rolled back: nothing of ours was written
+                owner = lost.owner
+            # Another request with the same criteria won; answer with its resource if it still
+            # matches, otherwise its key is stale (the resource changed since) and we try again.
+            with self.db.write() as conn:
+                if owner is not None and owner in find_ids(conn, resource_type, criteria, base_url):
+                    stored = repo.current(conn, resource_type, owner)
+                    assert stored is not None
+                    return WriteResult(200, stored, warnings)
+                repo.release_conditional_key(conn, resource_type, key)
+        raise conflict("Conditional create could not settle under concurrent writes; retry the request")
+
+    def _create_in(self, conn: Connection, resource_type: str, resource: dict, warnings: list[Issue],
+                   resource_id: str | None = None, method: str = "POST") -> WriteResult:
+        resource_id = resource_id or str(uuid.uuid4())
+        stored, doc = self._prepare(resource_type, resource_id, 1, resource)
+        issues = warnings + self._run_hooks_check(conn, resource_type, resource_id, method, doc, None)
+        if not repo.insert_new(conn, stored, method):
+            raise conflict(f"{resource_type}/{resource_id} was created by a concurrent request")
+        self._after_write(conn, resource_type, resource_id, method, doc, None, stored)
+        return WriteResult(201, stored, issues)
+
+    # --- update ----------------------------------------------------------------------------
+
+    def update(self, resource_type: str, resource_id: str, body: object, *,
+               if_match: int | None = None) -> WriteResult:
+        require_known_type(resource_type)
+        resource = _check_body_type(body, resource_type)
+        body_id = resource.get("id")
+        if body_id is None:
+            raise bad_request("The resource in an update must carry its id", f"{resource_type}.id", code="required")
+        if body_id != resource_id:
+            raise bad_request(f"Resource id '{body_id}' does not match the URL id '{resource_id}'",
+                              f"{resource_type}.id")
+        warnings = validate_for_write(resource, resource_type)
+        with self.db.write() as conn:
+            return self._update_in(conn, resource_type, resource_id, resource, warnings, if_match, "PUT")
+
+    def conditional_update(self, resource_type: str, criteria: list[tuple[str, str]], body: object, *,
+                           if_match: int | None = None, base_url: str = "") -> WriteResult:
+        require_known_type(resource_type)
+        resource = _check_body_type(body, resource_type)
+        warnings = validate_for_write(resource, resource_type)
+        criteria = parse_criteria(criteria)
+        with self.db.write() as conn:
+            matches = find_ids(conn, resource_type, criteria, base_url)
+            body_id = resource.get("id")
+            if len(matches) > 1:
+                raise precondition_failed(f"The criteria match {len(matches)} {resource_type} resources")
+            if not matches:
+                if body_id is not None:
+                    return self._update_in(conn, resource_type, body_id, resource, warnings, if_match, "PUT")
+                return self._create_in(conn, resource_type, resource, warnings, method="PUT")
+            if body_id is not None and body_id != matches[0]:
+                raise bad_request(
+                    f"Resource id '{body_id}' differs from the id '{matches[0]}' the criteria matched",
+                    f"{resource_type}.id")
+            return self._update_in(conn, resource_type, matches[0], resource, warnings, if_match, "PUT")
+
+    def _update_in(self, conn: Connection, resource_type: str, resource_id: str, resource: dict,
+                   warnings: list[Issue], if_match: int | None, method: str) -> WriteResult:
+        current = repo.current(conn, resource_type, resource_id)
+        if current is None:
+            if if_match is not None:
+                raise precondition_failed(f"{resource_type}/{resource_id} does not exist, If-Match cannot hold")
+            _check_client_id(resource_id, resource_type)
+            return self._create_in(conn, resource_type, resource, warnings, resource_id, method)
+        if if_match is not None and if_match != current.version_id:
+            raise precondition_failed(
+                f"If-Match version {if_match} is not the current version {current.version_id} "
+                f"of {resource_type}/{resource_id}")
+        previous = None if current.deleted else load_stored(current.content)
+        stored, doc = self._prepare(resource_type, resource_id, current.version_id + 1, resource)
+        issues = warnings + self._run_hooks_check(conn, resource_type, resource_id, method, doc, previous)
+        if not repo.replace(conn, stored, current.version_id, method):
+            raise conflict(f"{resource_type}/{resource_id} was changed by a concurrent request; read it again")
+        self._after_write(conn, resource_type, resource_id, method, doc, previous, stored)
+        return WriteResult(201 if current.deleted else 200, stored, issues)
+
+    # --- patch -----------------------------------------------------------------------------
+
+    def patch(self, resource_type: str, resource_id: str, patch_body: object, content_type: str, *,
+              if_match: int | None = None) -> WriteResult:
+        require_known_type(resource_type)
+        with self.db.write() as conn:
+            current = repo.current(conn, resource_type, resource_id)
+            if current is None:
+                raise not_found(f"{resource_type}/{resource_id} is not known")
+            if current.deleted:
+                raise _gone(current)
+            return self._patch_in(conn, current, patch_body, content_type, if_match)
+
+    def conditional_patch(self, resource_type: str, criteria: list[tuple[str, str]], patch_body: object,
+                          content_type: str, *, if_match: int | None = None, base_url: str = "") -> WriteResult:
+        require_known_type(resource_type)
+        with self.db.write() as conn:
+            matches = find_ids(conn, resource_type, parse_criteria(criteria), base_url)
+            if not matches:
+                raise not_found(f"No {resource_type} matches the criteria")
+            if len(matches) > 1:
+                raise precondition_failed(f"The criteria match {len(matches)} {resource_type} resources")
+            current = repo.current(conn, resource_type, matches[0])
+            assert current is not None
+            return self._patch_in(conn, current, patch_body, content_type, if_match)
+
+    def _patch_in(self, conn: Connection, current: StoredVersion, patch_body: object, content_type: str,
+                  if_match: int | None) -> WriteResult:
+        if if_match is not None and if_match != current.version_id:
+            raise precondition_failed(
+                f"If-Match version {if_match} is not the current version {current.version_id}")
+        patched = apply_patch(load_stored(current.content), patch_body, content_type)
+        resource_type, resource_id = current.resource_type, current.id
+        if not isinstance(patched, dict) or patched.get("resourceType") != resource_type:
+            raise FHIRError.of(422, "processing", "The patch changes the resource type", resource_type)
+        if patched.get("id") != resource_id:
+            raise FHIRError.of(422, "processing", "The patch changes the resource id", f"{resource_type}.id")
+        # Server-owned meta is re-set below; a patch cannot forge it, and validation sees the result.
+        warnings = _validate_patched(patched, resource_type)
+        return self._update_in(conn, resource_type, resource_id, patched, warnings, current.version_id, "PATCH")
+
+    # --- delete ----------------------------------------------------------------------------
+
+    def delete(self, resource_type: str, resource_id: str) -> DeleteResult:
+        """Deleting a missing or already deleted resource succeeds and changes nothing
+        (http://hl7.org/fhir/R4/http.html#delete: 200/204 'if the resource does not exist at all')."""
+        require_known_type(resource_type)
+        with self.db.write() as conn:
+            return DeleteResult(self._delete_in(conn, resource_type, resource_id))
+
+    def conditional_delete(self, resource_type: str, criteria: list[tuple[str, str]], *,
+                           base_url: str = "") -> DeleteResult:
+        """conditionalDelete = multiple: every match is deleted, in one unit of work."""
+        require_known_type(resource_type)
+        with self.db.write() as conn:
+            ids = find_ids(conn, resource_type, parse_criteria(criteria), base_url)
+            return DeleteResult(sum(self._delete_in(conn, resource_type, i) for i in ids))
+
+    def _delete_in(self, conn: Connection, resource_type: str, resource_id: str) -> int:
+        current = repo.current(conn, resource_type, resource_id)
+        if current is None or current.deleted:
+            return 0
+        previous = load_stored(current.content)
+        issues = self._run_hooks_check(conn, resource_type, resource_id, "DELETE", None, previous)
+        if any(i.is_error for i in issues):
+            raise FHIRError(422, issues)
+        tombstone = StoredVersion(resource_type, resource_id, current.version_id + 1, now_utc(), True, None)
+        if not repo.replace(conn, tombstone, current.version_id, "DELETE"):
+            raise conflict(f"{resource_type}/{resource_id} was changed by a concurrent request")
+        delete_index(conn, resource_type, resource_id)
+        repo.release_conditional_keys_of(conn, resource_type, resource_id)
+        for hook in write_hooks.registered():
+            hook.after_write(conn, write_hooks.Change(resource_type, resource_id, "DELETE", None, previous))
+        return 1
+
+    # --- shared write steps ------------------------------------------------------------------
+
+    def _prepare(self, resource_type: str, resource_id: str, version_id: int, resource: dict
+                 ) -> tuple[StoredVersion, dict]:
+        last_updated = now_utc()
+        doc = with_server_meta(resource, resource_id, version_id, last_updated)
+        return StoredVersion(resource_type, resource_id, version_id, last_updated, False, dump_json(doc)), doc
+
+    def _run_hooks_check(self, conn: Connection, resource_type: str, resource_id: str, method: str,
+                         doc: dict | None, previous: dict | None) -> list[Issue]:
+        issues: list[Issue] = []
+        change = write_hooks.Change(resource_type, resource_id, method, doc, previous)
+        for hook in write_hooks.registered():
+            issues.extend(hook.check(conn, change))
+        if any(i.is_error for i in issues):
+            raise FHIRError(422, issues)
+        return issues
+
+    def _after_write(self, conn: Connection, resource_type: str, resource_id: str, method: str,
+                     doc: dict, previous: dict | None, stored: StoredVersion) -> None:
+        write_index(conn, resource_type, resource_id, doc, stored.last_updated)
+        change = write_hooks.Change(resource_type, resource_id, method, doc, previous)
+        for hook in write_hooks.registered():
+            hook.after_write(conn, change)
+
+
+class _LostRace(Exception):
+    def __init__(self, owner: str | None) -> None:
+        super().__init__(owner)
+        self.owner = owner
+
+
+def _validate_patched(patched: dict, resource_type: str) -> list[Issue]:
+    try:
+        return validate_for_write(patched, resource_type)
+    except FHIRError as exc:
+        # The patch itself was well-formed; its result is not a valid resource: 422 per the spec.
+        raise FHIRError(422, exc.issues) from None
+
+
+def _check_client_id(resource_id: str, resource_type: str) -> None:
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9\-\.]{1,64}", resource_id):
+        raise bad_request(f"'{resource_id}' is not a valid FHIR id", f"{resource_type}.id")
+
+
+def _gone(stored: StoredVersion) -> FHIRError:
+    err = gone(f"{stored.resource_type}/{stored.id} was deleted")
+    err.headers["ETag"] = f'W/"{stored.version_id}"'
+    return err

@@ -1,0 +1,42 @@
+"""Extension point for rules and read models that ride along with every write.
+
+The IPT layer registers a hook; the resource service calls every hook inside the unit of work, so
+rule checks see a consistent database and read-model updates commit or roll back with the write.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from sqlalchemy.engine import Connection
+
+from ipt_fhir.fhir.outcome import Issue
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    resource_type: str
+    id: str
+    method: str  # POST | PUT | PATCH | DELETE
+    resource: dict | None  # the new version as stored (None when deleted)
+    previous: dict | None  # the version it replaces (None when new)
+
+
+class WriteHook(Protocol):
+    def check(self, conn: Connection, change: Change) -> list[Issue]:
+        """Business rules. Error issues refuse the write (422); warnings are returned with the success."""
+
+    def after_write(self, conn: Connection, change: Change) -> None:
+        """Same-transaction side effects, e.g. read models."""
+
+
+_hooks: list[WriteHook] = []
+
+
+def register(hook: WriteHook) -> None:
+    if hook not in _hooks:
+        _hooks.append(hook)
+
+
+def registered() -> tuple[WriteHook, ...]:
+    return tuple(_hooks)

@@ -1,0 +1,186 @@
+"""Repository of versioned resources: all SQL on `resource`, `resource_history` and the
+conditional-create keys. Functions take the Connection of the caller's unit of work."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from .tables import conditional_key_table as keys
+from .tables import history_table as history
+from .tables import resource_table as resource
+
+
+@dataclass(frozen=True, slots=True)
+class StoredVersion:
+    resource_type: str
+    id: str
+    version_id: int
+    last_updated: datetime
+    deleted: bool
+    content: bytes | None
+
+
+_current_by_id = (
+    sa.select(resource.c.version_id, resource.c.last_updated, resource.c.deleted, resource.c.content)
+    .where(resource.c.resource_type == sa.bindparam("t"), resource.c.id == sa.bindparam("i"))
+)
+
+
+def current(conn: Connection, resource_type: str, resource_id: str) -> StoredVersion | None:
+    row = conn.execute(_current_by_id, {"t": resource_type, "i": resource_id}).first()
+    if row is None:
+        return None
+    return StoredVersion(resource_type, resource_id, row[0], _utc(row[1]), row[2], row[3])
+
+
+def current_many(conn: Connection, resource_type: str, ids: list[str]) -> list[StoredVersion]:
+    if not ids:
+        return []
+    rows = conn.execute(
+        sa.select(resource.c.id, resource.c.version_id, resource.c.last_updated, resource.c.deleted, resource.c.content)
+        .where(resource.c.resource_type == resource_type, resource.c.id.in_(ids))
+    )
+    return [StoredVersion(resource_type, r[0], r[1], _utc(r[2]), r[3], r[4]) for r in rows]
+
+
+def version(conn: Connection, resource_type: str, resource_id: str, version_id: int) -> StoredVersion | None:
+    row = conn.execute(
+        sa.select(history.c.last_updated, history.c.method, history.c.content).where(
+            history.c.resource_type == resource_type,
+            history.c.id == resource_id,
+            history.c.version_id == version_id,
+        )
+    ).first()
+    if row is None:
+        return None
+    return StoredVersion(resource_type, resource_id, version_id, _utc(row[0]), row[1] == "DELETE", row[2])
+
+
+def insert_new(conn: Connection, v: StoredVersion, method: str) -> bool:
+    """Insert the first row of (type, id). False when another writer got there first."""
+    try:
+        with conn.begin_nested():
+            conn.execute(resource.insert().values(
+                resource_type=v.resource_type, id=v.id, version_id=v.version_id,
+                last_updated=v.last_updated, deleted=v.deleted, content=v.content,
+            ))
+    except IntegrityError:
+        return False
+    _append_history(conn, v, method)
+    return True
+
+
+def replace(conn: Connection, v: StoredVersion, expected_version: int, method: str) -> bool:
+    """Write version `v` over `expected_version`. False when the stored version moved on meanwhile
+    (optimistic concurrency: the WHERE on version_id makes lost updates impossible)."""
+    result = conn.execute(
+        resource.update()
+        .where(
+            resource.c.resource_type == v.resource_type,
+            resource.c.id == v.id,
+            resource.c.version_id == expected_version,
+        )
+        .values(version_id=v.version_id, last_updated=v.last_updated, deleted=v.deleted, content=v.content)
+    )
+    if result.rowcount != 1:
+        return False
+    _append_history(conn, v, method)
+    return True
+
+
+def _append_history(conn: Connection, v: StoredVersion, method: str) -> None:
+    conn.execute(history.insert().values(
+        resource_type=v.resource_type, id=v.id, version_id=v.version_id,
+        last_updated=v.last_updated, method=method, content=v.content,
+    ))
+
+
+# --- conditional create keys -------------------------------------------------------------------
+
+def claim_conditional_key(conn: Connection, resource_type: str, criteria_hash: str, resource_id: str) -> bool:
+    try:
+        with conn.begin_nested():
+            conn.execute(keys.insert().values(
+                resource_type=resource_type, criteria_hash=criteria_hash, resource_id=resource_id))
+        return True
+    except IntegrityError:
+        return False
+
+
+def conditional_key_owner(conn: Connection, resource_type: str, criteria_hash: str) -> str | None:
+    return conn.execute(sa.select(keys.c.resource_id).where(
+        keys.c.resource_type == resource_type, keys.c.criteria_hash == criteria_hash)).scalar()
+
+
+def release_conditional_key(conn: Connection, resource_type: str, criteria_hash: str) -> None:
+    conn.execute(keys.delete().where(keys.c.resource_type == resource_type, keys.c.criteria_hash == criteria_hash))
+
+
+def release_conditional_keys_of(conn: Connection, resource_type: str, resource_id: str) -> None:
+    conn.execute(keys.delete().where(keys.c.resource_type == resource_type, keys.c.resource_id == resource_id))
+
+
+# --- history -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    seq: int
+    resource_type: str
+    id: str
+    version_id: int
+    last_updated: datetime
+    method: str
+    content: bytes | None
+
+
+def history_page(
+    conn: Connection,
+    *,
+    resource_type: str | None,
+    resource_id: str | None,
+    since: datetime | None,
+    at: tuple[datetime, datetime] | None,
+    max_seq: int,
+    offset: int,
+    limit: int,
+) -> tuple[list[HistoryEntry], int]:
+    """Versions newest first, restricted to seq <= max_seq so that pages stay stable while others write."""
+    h = history
+    cond = [h.c.seq <= max_seq]
+    if resource_type:
+        cond.append(h.c.resource_type == resource_type)
+    if resource_id:
+        cond.append(h.c.id == resource_id)
+    if since is not None:
+        cond.append(h.c.last_updated >= since)
+    if at is not None:
+        start, end = at
+        later = history.alias("later")
+        # current at some point in [start, end): written before the end, not yet replaced at the start
+        cond.append(h.c.last_updated < end)
+        cond.append(~sa.exists().where(
+            later.c.resource_type == h.c.resource_type, later.c.id == h.c.id,
+            later.c.version_id > h.c.version_id, later.c.last_updated <= start,
+        ))
+    where = sa.and_(*cond)
+    total = conn.execute(sa.select(sa.func.count()).select_from(h).where(where)).scalar_one()
+    rows = conn.execute(
+        sa.select(h.c.seq, h.c.resource_type, h.c.id, h.c.version_id, h.c.last_updated, h.c.method, h.c.content)
+        .where(where).order_by(h.c.seq.desc()).offset(offset).limit(limit)
+    )
+    return [HistoryEntry(r[0], r[1], r[2], r[3], _utc(r[4]), r[5], r[6]) for r in rows], total
+
+
+def max_history_seq(conn: Connection) -> int:
+    return conn.execute(sa.select(sa.func.coalesce(sa.func.max(history.c.seq), 0))).scalar_one()
+
+
+def _utc(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes for timezone-aware columns; everything we store is UTC.
+    from datetime import timezone
+
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)

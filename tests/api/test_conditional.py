@@ -1,0 +1,87 @@
+"""Conditional create, update and delete (http://hl7.org/fhir/R4/http.html#cond-update)."""
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+
+from tests.api.test_crud import patient
+from tests.live_server import running
+
+IDENT = {"system": "urn:oid:1.2.36.146.595.217.0.1", "value": "12345"}
+CRITERIA = f"identifier={IDENT['system']}|{IDENT['value']}"
+
+
+def test_if_none_exist_creates_once_then_returns_the_existing_resource(client):
+    first = client.post("/fhir/Patient", json=patient(identifier=[IDENT]), headers={"If-None-Exist": CRITERIA})
+    assert first.status_code == 201
+    again = client.post("/fhir/Patient", json=patient(identifier=[IDENT]), headers={"If-None-Exist": CRITERIA})
+    assert again.status_code == 200
+    assert again.json()["id"] == first.json()["id"]
+    assert client.get("/fhir/Patient/_history").json()["total"] == 1
+
+
+def test_if_none_exist_with_several_matches_is_412(client):
+    for _ in range(2):
+        client.post("/fhir/Patient", json=patient(identifier=[IDENT]))
+    r = client.post("/fhir/Patient", json=patient(identifier=[IDENT]), headers={"If-None-Exist": CRITERIA})
+    assert r.status_code == 412
+
+
+def test_if_none_exist_by_id(client):
+    rid = client.put("/fhir/Patient/p1", json=patient(id="p1")).json()["id"]
+    r = client.post("/fhir/Patient", json=patient(), headers={"If-None-Exist": "_id=p1"})
+    assert r.status_code == 200 and r.json()["id"] == rid
+
+
+def test_fifty_concurrent_conditional_creates_make_exactly_one_resource(app):
+    async def fire(base: str) -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+            return await asyncio.gather(*[
+                http.post("/fhir/Patient", json=patient(identifier=[IDENT]), headers={"If-None-Exist": CRITERIA})
+                for _ in range(50)
+            ])
+
+    with running(app) as base:
+        responses = asyncio.run(fire(base))
+        statuses = sorted(r.status_code for r in responses)
+        assert statuses.count(201) == 1 and statuses.count(200) == 49, statuses
+        assert len({r.json()["id"] for r in responses}) == 1
+        total = httpx.get(f"{base}/fhir/Patient/_history").json()["total"]
+    assert total == 1
+
+
+def test_conditional_update_creates_when_nothing_matches_and_updates_the_single_match(client):
+    created = client.put(f"/fhir/Patient?{CRITERIA}", json=patient(identifier=[IDENT]))
+    assert created.status_code == 201
+    rid = created.json()["id"]
+    updated = client.put(f"/fhir/Patient?{CRITERIA}", json=patient(identifier=[IDENT], gender="male"))
+    assert updated.status_code == 200
+    assert updated.json()["id"] == rid and updated.json()["meta"]["versionId"] == "2"
+
+
+def test_conditional_update_with_several_matches_is_412(client):
+    for _ in range(2):
+        client.post("/fhir/Patient", json=patient(identifier=[IDENT]))
+    assert client.put(f"/fhir/Patient?{CRITERIA}", json=patient(identifier=[IDENT])).status_code == 412
+
+
+def test_conditional_update_with_mismatching_body_id_is_400(client):
+    client.post("/fhir/Patient", json=patient(identifier=[IDENT]))
+    assert client.put(f"/fhir/Patient?{CRITERIA}", json=patient(id="other", identifier=[IDENT])).status_code == 400
+
+
+def test_conditional_delete_removes_every_match(client):
+    for _ in range(3):
+        client.post("/fhir/Patient", json=patient(identifier=[IDENT]))
+    keep = client.post("/fhir/Patient", json=patient()).json()["id"]
+    assert client.delete(f"/fhir/Patient?{CRITERIA}").status_code == 204
+    assert client.get("/fhir/Patient", params={"identifier": f"{IDENT['system']}|{IDENT['value']}"}).json()["total"] == 0
+    assert client.get(f"/fhir/Patient/{keep}").status_code == 200
+
+
+def test_conditional_create_after_the_match_was_deleted_creates_again(client):
+    first = client.post("/fhir/Patient", json=patient(identifier=[IDENT]), headers={"If-None-Exist": CRITERIA})
+    client.delete(f"/fhir/Patient/{first.json()['id']}")
+    again = client.post("/fhir/Patient", json=patient(identifier=[IDENT]), headers={"If-None-Exist": CRITERIA})
+    assert again.status_code == 201 and again.json()["id"] != first.json()["id"]

@@ -1,0 +1,74 @@
+"""History at instance, type and system level: Bundle shape, _count paging, _since, _at."""
+from __future__ import annotations
+
+import time
+
+from tests.api.test_crud import patient
+
+
+def test_instance_history_lists_versions_newest_first_with_request_and_response(client):
+    rid = client.post("/fhir/Patient", json=patient()).json()["id"]
+    client.put(f"/fhir/Patient/{rid}", json=patient(id=rid, gender="female"))
+    bundle = client.get(f"/fhir/Patient/{rid}/_history").json()
+    assert bundle["resourceType"] == "Bundle" and bundle["type"] == "history"
+    assert bundle["total"] == 2
+    first, second = bundle["entry"]
+    assert first["resource"]["meta"]["versionId"] == "2"
+    assert first["request"] == {"method": "PUT", "url": f"Patient/{rid}"}
+    assert first["response"]["status"] == "200 OK" and first["response"]["etag"] == 'W/"2"'
+    assert second["request"] == {"method": "POST", "url": "Patient"}
+    assert second["response"]["status"] == "201 Created"
+    assert first["fullUrl"] == f"http://testserver/fhir/Patient/{rid}"
+
+
+def test_history_of_unknown_instance_is_404(client):
+    assert client.get("/fhir/Patient/nope/_history").status_code == 404
+
+
+def test_type_and_system_history(client):
+    client.post("/fhir/Patient", json=patient())
+    client.post("/fhir/Practitioner", json={"resourceType": "Practitioner", "name": [{"family": "Who"}]})
+    assert client.get("/fhir/Patient/_history").json()["total"] == 1
+    assert client.get("/fhir/_history").json()["total"] == 2
+
+
+def test_history_pages_have_no_gap_or_duplicate_while_others_write(client):
+    for _ in range(25):
+        client.post("/fhir/Patient", json=patient())
+    seen, url = [], "/fhir/Patient/_history?_count=10"
+    while url:
+        bundle = client.get(url).json()
+        seen += [e["fullUrl"] for e in bundle["entry"]]
+        client.post("/fhir/Patient", json=patient())  # a concurrent writer must not shift the pages
+        url = next((l["url"] for l in bundle["link"] if l["relation"] == "next"), None)
+    assert len(seen) == 25 and len(set(seen)) == 25
+
+
+def test_history_paging_links(client):
+    for _ in range(5):
+        client.post("/fhir/Patient", json=patient())
+    bundle = client.get("/fhir/Patient/_history?_count=2").json()
+    relations = {l["relation"] for l in bundle["link"]}
+    assert {"self", "first", "next", "last"} <= relations and "previous" not in relations
+    second = client.get(next(l["url"] for l in bundle["link"] if l["relation"] == "next")).json()
+    assert {"previous", "next"} <= {l["relation"] for l in second["link"]}
+    assert all(l["url"].startswith("http://testserver/fhir/Patient/_history?") for l in second["link"])
+
+
+def test_since_and_at_select_versions_by_time(client):
+    rid = client.post("/fhir/Patient", json=patient()).json()["id"]
+    v1_time = client.get(f"/fhir/Patient/{rid}").json()["meta"]["lastUpdated"]
+    time.sleep(0.05)
+    client.put(f"/fhir/Patient/{rid}", json=patient(id=rid, gender="male"))
+    v2_time = client.get(f"/fhir/Patient/{rid}").json()["meta"]["lastUpdated"]
+    since = client.get(f"/fhir/Patient/{rid}/_history", params={"_since": v2_time}).json()
+    assert [e["resource"]["meta"]["versionId"] for e in since["entry"]] == ["2"]
+    at = client.get(f"/fhir/Patient/{rid}/_history", params={"_at": v1_time}).json()
+    assert [e["resource"]["meta"]["versionId"] for e in at["entry"]] == ["1"]
+    assert client.get(f"/fhir/Patient/{rid}/_history", params={"_since": "yesterday"}).status_code == 400
+
+
+def test_count_zero_returns_only_the_total(client):
+    client.post("/fhir/Patient", json=patient())
+    bundle = client.get("/fhir/Patient/_history?_count=0").json()
+    assert bundle["total"] == 1 and "entry" not in bundle

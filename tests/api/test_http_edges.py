@@ -1,0 +1,92 @@
+"""Content negotiation, malformed input and unknown routes: always an OperationOutcome, never a 500."""
+from __future__ import annotations
+
+import pytest
+
+
+def outcome(r) -> dict:
+    body = r.json()
+    assert body["resourceType"] == "OperationOutcome", body
+    return body
+
+
+def test_xml_accept_is_406(client):
+    r = client.get("/fhir/metadata", headers={"Accept": "application/fhir+xml"})
+    assert r.status_code == 406
+    outcome(r)
+
+
+def test_format_xml_is_406_and_format_json_is_served(client):
+    assert client.get("/fhir/metadata?_format=xml").status_code == 406
+    r = client.get("/fhir/metadata?_format=json")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/fhir+json")
+
+
+def test_application_json_accept_is_answered_as_application_json(client):
+    r = client.get("/fhir/metadata", headers={"Accept": "application/json"})
+    assert r.headers["content-type"].startswith("application/json")
+
+
+def test_pretty_output_is_indented(client):
+    assert b"\n  " in client.get("/fhir/metadata?_pretty=true").content
+
+
+def test_xml_body_is_415(client):
+    r = client.post("/fhir/Patient", content=b"<Patient xmlns='http://hl7.org/fhir'/>",
+                    headers={"Content-Type": "application/fhir+xml"})
+    assert r.status_code == 415
+    outcome(r)
+
+
+@pytest.mark.parametrize("body", [b"{", b"[]", b"null", b"not json", b'{"resourceType":"Patient",}',
+                                  b'{"resourceType":"Patient","gender":"male","gender":"female"}',
+                                  b"\xff\xfe", b"", b"   ", b"[" * 100000])
+def test_malformed_bodies_are_400_operation_outcomes(client, body):
+    r = client.post("/fhir/Patient", content=body, headers={"Content-Type": "application/fhir+json"})
+    assert r.status_code == 400, r.text
+    outcome(r)
+
+
+def test_oversize_body_is_413(client, app):
+    app.state.settings.max_body_bytes = 1000
+    r = client.post("/fhir/Patient", content=b'{"resourceType":"Patient","id":"' + b"x" * 2000 + b'"}',
+                    headers={"Content-Type": "application/fhir+json"})
+    assert r.status_code == 413
+    outcome(r)
+
+
+def test_unknown_route_is_404_operation_outcome(client):
+    r = client.get("/fhir/Patient/1/foo/bar/baz")
+    assert r.status_code == 404
+    outcome(r)
+
+
+def test_method_not_allowed_is_405_operation_outcome(client):
+    r = client.post("/fhir/metadata", json={})
+    assert r.status_code == 405
+    outcome(r)
+
+
+def test_nothing_half_written_when_a_write_fails(client):
+    before = client.get("/fhir/_history").json()["total"]
+    client.post("/fhir/Patient", json={"resourceType": "Patient", "birthDate": "not-a-date"})
+    assert client.get("/fhir/_history").json()["total"] == before
+
+
+def test_invalid_resource_is_400_with_expression(client):
+    r = client.post("/fhir/Patient", json={"resourceType": "Patient", "active": "true"})
+    assert r.status_code == 400
+    issues = outcome(r)["issue"]
+    assert any("Patient.active" in i.get("expression", []) for i in issues)
+
+
+def test_metadata_is_a_capability_statement_for_401(client):
+    cs = client.get("/fhir/metadata").json()
+    assert cs["resourceType"] == "CapabilityStatement"
+    assert cs["fhirVersion"] == "4.0.1" and cs["kind"] == "instance"
+    assert "json" in cs["format"]
+    types = {r["type"]: r for r in cs["rest"][0]["resource"]}
+    assert {"CarePlan", "Goal", "Encounter", "Patient"} <= set(types)
+    assert types["Patient"]["conditionalDelete"] == "multiple"
+    assert {i["code"] for i in types["CarePlan"]["interaction"]} >= {"read", "vread", "create", "update",
+                                                                       "patch", "delete", "history-instance"}

@@ -1,0 +1,73 @@
+"""PATCH with JSON Patch and FHIRPath Patch; the result is validated like an update."""
+from __future__ import annotations
+
+from tests.api.test_crud import patient
+
+JSON_PATCH = {"Content-Type": "application/json-patch+json"}
+
+
+def fhirpath_patch(*operations: list[dict]) -> dict:
+    return {"resourceType": "Parameters", "parameter": [{"name": "operation", "part": op} for op in operations]}
+
+
+def test_json_patch_replaces_and_bumps_version(client):
+    rid = client.post("/fhir/Patient", json=patient()).json()["id"]
+    r = client.patch(f"/fhir/Patient/{rid}", json=[{"op": "replace", "path": "/birthDate", "value": "1980-01-01"}],
+                     headers=JSON_PATCH)
+    assert r.status_code == 200, r.text
+    assert r.json()["birthDate"] == "1980-01-01" and r.headers["etag"] == 'W/"2"'
+
+
+def test_fhirpath_patch_add_replace_delete(client):
+    rid = client.post("/fhir/Patient", json=patient()).json()["id"]
+    body = fhirpath_patch(
+        [{"name": "type", "valueCode": "add"}, {"name": "path", "valueString": "Patient"},
+         {"name": "name", "valueString": "gender"}, {"name": "value", "valueCode": "female"}],
+        [{"name": "type", "valueCode": "replace"}, {"name": "path", "valueString": "Patient.birthDate"},
+         {"name": "value", "valueDate": "1990-05-05"}],
+        [{"name": "type", "valueCode": "delete"}, {"name": "path", "valueString": "Patient.name[0].given[0]"}],
+    )
+    r = client.patch(f"/fhir/Patient/{rid}", json=body, headers={"Content-Type": "application/fhir+json"})
+    assert r.status_code == 200, r.text
+    result = r.json()
+    assert result["gender"] == "female" and result["birthDate"] == "1990-05-05"
+    assert "given" not in result["name"][0]
+
+
+def test_patch_with_stale_if_match_is_412(client):
+    rid = client.post("/fhir/Patient", json=patient()).json()["id"]
+    r = client.patch(f"/fhir/Patient/{rid}", json=[{"op": "remove", "path": "/birthDate"}],
+                     headers={**JSON_PATCH, "If-Match": 'W/"7"'})
+    assert r.status_code == 412
+
+
+def test_patch_producing_an_invalid_resource_is_422_and_changes_nothing(client):
+    rid = client.post("/fhir/Patient", json=patient()).json()["id"]
+    r = client.patch(f"/fhir/Patient/{rid}", json=[{"op": "replace", "path": "/birthDate", "value": "yesterday"}],
+                     headers=JSON_PATCH)
+    assert r.status_code == 422
+    assert r.json()["resourceType"] == "OperationOutcome"
+    assert client.get(f"/fhir/Patient/{rid}").json()["meta"]["versionId"] == "1"
+
+
+def test_patch_that_cannot_apply_is_422_and_malformed_patch_is_400(client):
+    rid = client.post("/fhir/Patient", json=patient()).json()["id"]
+    missing = client.patch(f"/fhir/Patient/{rid}", json=[{"op": "remove", "path": "/gender"}], headers=JSON_PATCH)
+    assert missing.status_code == 422
+    malformed = client.patch(f"/fhir/Patient/{rid}", json=[{"op": "jump", "path": "/x"}], headers=JSON_PATCH)
+    assert malformed.status_code == 400
+    not_parameters = client.patch(f"/fhir/Patient/{rid}", json={"resourceType": "Patient"},
+                                  headers={"Content-Type": "application/fhir+json"})
+    assert not_parameters.status_code in (400, 415)
+
+
+def test_patch_of_missing_resource_is_404(client):
+    r = client.patch("/fhir/Patient/nope", json=[{"op": "remove", "path": "/gender"}], headers=JSON_PATCH)
+    assert r.status_code == 404
+
+
+def test_patch_cannot_change_the_id(client):
+    rid = client.post("/fhir/Patient", json=patient()).json()["id"]
+    r = client.patch(f"/fhir/Patient/{rid}", json=[{"op": "replace", "path": "/id", "value": "other"}],
+                     headers=JSON_PATCH)
+    assert r.status_code == 422

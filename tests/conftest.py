@@ -1,0 +1,91 @@
+"""Shared fixtures: every test that takes `database` or `client` runs on SQLite and on PostgreSQL.
+
+PostgreSQL comes from IPT_FHIR_TEST_POSTGRES_URL (scripts/test starts one). Each xdist worker gets its
+own database, migrated once with Alembic; tests start from empty tables (TRUNCATE on PostgreSQL, a copy
+of a migrated template file on SQLite).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from ipt_fhir.app import create_app
+from ipt_fhir.settings import Settings
+from ipt_fhir.store import migrate
+from ipt_fhir.store.database import Database
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+FIXTURES = SHARED / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    migrate.upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_url(worker_id: str) -> str:
+    base = os.environ.get("IPT_FHIR_TEST_POSTGRES_URL")
+    if not base:
+        if os.environ.get("CI"):
+            pytest.fail("IPT_FHIR_TEST_POSTGRES_URL is not set: CI must test PostgreSQL (run scripts/test)")
+        pytest.skip("IPT_FHIR_TEST_POSTGRES_URL not set (scripts/test starts PostgreSQL and sets it)")
+    name = f"ipt_fhir_test_{worker_id}"
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    admin.dispose()
+    url = base.rsplit("/", 1)[0] + "/" + name
+    migrate.upgrade(url)
+    return url
+
+
+def _truncate_all(db: Database) -> None:
+    with db.engine.begin() as conn:
+        tables = [r[0] for r in conn.exec_driver_sql(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename <> 'alembic_version'")]
+        if tables:
+            conn.exec_driver_sql(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        path = tmp_path / "ipt-fhir.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def database(database_url: str):
+    db = Database(database_url)
+    if db.dialect == "postgresql":
+        _truncate_all(db)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url)
+
+
+@pytest.fixture
+def app(settings: Settings, database: Database):
+    return create_app(settings, database)
+
+
+@pytest.fixture
+def client(app) -> TestClient:
+    with TestClient(app, base_url="http://testserver") as c:
+        yield c
