@@ -179,7 +179,7 @@ def build_plan(
         careplan["addresses"] = [{"reference": r} for r in addresses]
     if goals:
         careplan["goal"] = [{"reference": r} for r in goals]
-    careplan["activity"] = [{"reference": {"reference": sr_url, "display": f"{proto.title} course"}}]
+    careplan["activity"] = [{"reference": {"reference": sr_url, "display": proto.title}}]
     careplan["text"] = careplan_narrative(careplan)
     careplan = {"resourceType": "CarePlan", "text": careplan.pop("text"),
                 **{k: v for k, v in careplan.items() if k != "resourceType"}}
