@@ -1,0 +1,237 @@
+"""Parse search request parameters into clauses, checked against the registry (no SQL here).
+
+http://hl7.org/fhir/R4/search.html: AND = repeated parameter, OR = comma-separated values,
+`\\` escapes `,` `$` `|`. Malformed values raise 400; unknown parameters are collected so the caller
+can ignore-and-report or (Prefer: handling=strict, conditional operations) reject them.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from ipt_fhir.fhir.outcome import FHIRError, bad_request
+from ipt_fhir.fhir.resource_types import RESOURCE_TYPES
+
+from .registry import MODIFIERS, PREFIXES, SearchParam, registry
+from .values import date_range, normalise
+
+RESULT_PARAMS = {
+    "_sort", "_count", "_include", "_revinclude", "_summary", "_elements", "_total", "_page", "_format",
+    "_pretty", "_contained", "_containedType", "_since", "_type",
+}
+ANY = object()  # token system not given: any system matches
+
+
+class UnknownParameter(Exception):
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(reason)
+        self.name = name
+        self.reason = reason
+
+
+@dataclass
+class Clause:
+    """One AND term. kind: param | id | chain | has."""
+
+    kind: str
+    name: str
+    param: SearchParam | None = None
+    modifier: str | None = None
+    values: list[Any] = field(default_factory=list)  # parsed OR values
+    targets: tuple[str, ...] = ()  # chain: candidate target types
+    inner: list["Clause"] = field(default_factory=list)  # chain: one clause per target type; has: [clause]
+    source_type: str = ""  # has
+
+
+def split_escaped(text: str, sep: str) -> list[str]:
+    out, cur, i = [], "", 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text) and text[i + 1] in ",$|\\":
+            cur += "\\" + text[i + 1]
+            i += 2
+            continue
+        if ch == sep:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+        i += 1
+    out.append(cur)
+    return out
+
+
+def unescape(text: str) -> str:
+    return re.sub(r"\\([,$|\\])", r"\1", text)
+
+
+def _prefix(value: str, ptype: str, name: str) -> tuple[str, str]:
+    if len(value) >= 2 and value[:2].isalpha() and value[:2].islower():
+        if value[:2] in PREFIXES:
+            return value[:2], value[2:]
+        raise bad_request(f"Unknown prefix '{value[:2]}' in {name}={value}", name)
+    return "eq", value
+
+
+def parse_number(text: str, name: str) -> tuple[float, float, float]:
+    """(value, low, high): the implicit precision range of a search number (100 -> [99.5, 100.5))."""
+    try:
+        d = Decimal(text)
+    except InvalidOperation:
+        raise bad_request(f"'{text}' is not a number in {name}", name) from None
+    if not d.is_finite():
+        raise bad_request(f"'{text}' is not a number in {name}", name)
+    exp = d.as_tuple().exponent
+    half = Decimal(5).scaleb(int(exp) - 1)
+    return float(d), float(d - half), float(d + half)
+
+
+def parse_value(p: SearchParam, modifier: str | None, raw: str, name: str) -> Any:
+    t = p.type
+    if modifier == "missing":
+        if raw not in ("true", "false"):
+            raise bad_request(f"{name} must be true or false", name)
+        return raw == "true"
+    if t == "token":
+        if modifier in ("text",):
+            return normalise(unescape(raw))
+        if modifier in ("in", "not-in", "of-type"):
+            return unescape(raw)
+        if "|" in raw.replace("\\|", ""):
+            sys_, code = split_escaped(raw, "|")[:2] if raw.count("|") - raw.count("\\|") == 1 else (None, None)
+            if sys_ is None:
+                raise bad_request(f"Malformed token {name}={raw}", name)
+            return (unescape(sys_) if sys_ else None, unescape(code) if code else None)
+        return (ANY, unescape(raw))
+    if t == "string":
+        return unescape(raw)
+    if t == "uri":
+        return unescape(raw)
+    if t == "date":
+        prefix, rest = _prefix(raw, t, name)
+        rng = date_range(rest)
+        if rng is None:
+            raise bad_request(f"'{rest}' is not a valid date in {name}={raw}", name)
+        return prefix, rng[0], rng[1]
+    if t == "number":
+        prefix, rest = _prefix(raw, t, name)
+        return (prefix, *parse_number(rest, name))
+    if t == "quantity":
+        prefix, rest = _prefix(raw, t, name)
+        parts = [unescape(x) for x in split_escaped(rest, "|")]
+        if len(parts) not in (1, 3):
+            raise bad_request(f"Malformed quantity {name}={raw}", name)
+        num = parse_number(parts[0], name)
+        system = parts[1] or None if len(parts) == 3 else None
+        code = parts[2] or None if len(parts) == 3 else None
+        return (prefix, *num, system, code)
+    if t == "reference":
+        return unescape(raw)
+    if t == "composite":
+        return [unescape(x) for x in split_escaped(raw, "$")]
+    raise UnknownParameter(name, f"search parameter type {t} is not supported")
+
+
+def _values(raw: str) -> list[str]:
+    return split_escaped(raw, ",")
+
+
+class Parser:
+    def __init__(self, base_url: str = "") -> None:
+        self.reg = registry()
+        self.base_url = base_url.rstrip("/")
+
+    def parse(self, resource_type: str, name: str, raw: str) -> Clause:
+        """One request parameter -> a clause. Raises UnknownParameter or FHIRError(400)."""
+        if name.startswith("_has:"):
+            return self._has(resource_type, name, raw)
+        head, dot, rest = name.partition(".")
+        code, _, modifier = head.partition(":")
+        modifier = modifier or None
+        if code == "_id":
+            if modifier == "missing":
+                return Clause("id", name, modifier="missing", values=[parse_value(_ID_PARAM, "missing", raw, name)])
+            if modifier or dot:
+                raise UnknownParameter(name, f"modifier :{modifier} is not supported on _id")
+            return Clause("id", name, values=[unescape(v) for v in _values(raw)])
+        p = self.reg.get(resource_type, code)
+        if p is None:
+            raise UnknownParameter(name, f"{code} is not a known search parameter of {resource_type}")
+        if dot:
+            if p.type != "reference":
+                raise bad_request(f"{code} is not a reference parameter, so it cannot be chained", name)
+            targets = self._targets(p, modifier, name)
+            inner = []
+            for t in targets:
+                try:
+                    inner.append((t, self.parse(t, rest, raw)))
+                except UnknownParameter:
+                    continue
+            if not inner:
+                raise UnknownParameter(name, f"no target of {code} has a search parameter {rest}")
+            return Clause("chain", name, param=p, targets=tuple(t for t, _ in inner), inner=[c for _, c in inner])
+        if modifier is not None:
+            if p.type == "reference" and modifier not in ("identifier", "missing"):
+                self._targets(p, modifier, name)
+            elif modifier not in MODIFIERS.get(p.type, ()):
+                raise UnknownParameter(name, f"modifier :{modifier} is not supported on {p.type} parameter {code}")
+            if modifier in ("below", "above") and p.type == "token":
+                raise UnknownParameter(name, f"modifier :{modifier} is not supported on token parameter {code}")
+        if modifier == "missing":
+            return Clause("param", name, param=p, modifier=modifier, values=[parse_value(p, modifier, raw, name)])
+        if modifier == "identifier" and p.type == "reference":
+            tok = SearchParam(p.code + ":identifier", "token", p.resource_type, p.url, None)
+            return Clause("param", name, param=tok, values=[parse_value(tok, None, v, name) for v in _values(raw)])
+        if modifier == "of-type":
+            tok = SearchParam(p.code + ":of-type", "token", p.resource_type, p.url, None)
+            vals = []
+            for v in _values(raw):
+                if len(split_escaped(v, "|")) != 3:
+                    raise bad_request(f"{name} needs system|code|value", name)
+                vals.append(unescape(v))
+            return Clause("param", name, param=tok, modifier="of-type", values=vals)
+        return Clause("param", name, param=p, modifier=modifier,
+                      values=[parse_value(p, modifier, v, name) for v in _values(raw)])
+
+    def _targets(self, p: SearchParam, modifier: str | None, name: str) -> tuple[str, ...]:
+        if modifier:
+            if modifier not in RESOURCE_TYPES:
+                raise UnknownParameter(name, f"modifier :{modifier} is not a resource type")
+            if p.targets and modifier not in p.targets:
+                raise bad_request(f"{modifier} is not a target type of {p.code}", name)
+            return (modifier,)
+        return p.targets or ()
+
+    def _has(self, resource_type: str, name: str, raw: str) -> Clause:
+        # _has:Observation:patient:code=x  |  _has:Observation:patient:_has:AuditEvent:entity:agent=x
+        parts = name.split(":", 3)
+        if len(parts) < 4:
+            raise bad_request(f"Malformed {name}: expected _has:Type:reference:parameter", name)
+        _, src, ref, rest = parts
+        if src not in RESOURCE_TYPES:
+            raise bad_request(f"Unknown resource type {src} in {name}", name)
+        rp = self.reg.get(src, ref)
+        if rp is None or rp.type != "reference":
+            raise bad_request(f"{ref} is not a reference parameter of {src}", name)
+        if rp.targets and resource_type not in rp.targets:
+            raise bad_request(f"{src}.{ref} does not refer to {resource_type}", name)
+        inner = self.parse(src, rest, raw)
+        return Clause("has", name, param=rp, inner=[inner], source_type=src)
+
+
+_ID_PARAM = SearchParam("_id", "token", "Resource", "http://hl7.org/fhir/SearchParameter/Resource-id", "Resource.id")
+
+
+def parse_positive_int(value: str, name: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise bad_request(f"{name} must be a non-negative integer, got '{value}'", name) from None
+    if n < 0:
+        raise bad_request(f"{name} must be a non-negative integer, got '{value}'", name)
+    return n
+
+
+__all__ = ["Clause", "Parser", "UnknownParameter", "RESULT_PARAMS", "ANY", "FHIRError", "parse_positive_int"]

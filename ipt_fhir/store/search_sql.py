@@ -1,0 +1,357 @@
+"""SQL over the search index tables: parsed clauses -> SQLAlchemy conditions, sort keys, includes.
+
+Every clause becomes a condition on the outer `resource` row. The most selective positive clause
+drives the query as `id IN (index lookup)`; the others are correlated EXISTS probes on the
+(resource_type, resource_id, param) index, which both SQLite and PostgreSQL plan as cheap lookups.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import sqlalchemy as sa
+
+from ipt_fhir.fhir.outcome import bad_request
+from ipt_fhir.fhir.search.parser import ANY, Clause
+from ipt_fhir.fhir.search.values import MAX_TIME, MIN_TIME, normalise, to_micros
+
+from .search_tables import (
+    INDEX_TABLES, composite_index, date_index, number_index, quantity_index, reference_index, string_index,
+    token_index, uri_index,
+)
+
+ValueSetExpander = Callable[[str], "list[tuple[str | None, str]] | None"]
+
+
+def _next_prefix(q: str) -> str:
+    """Smallest string greater than every string starting with q."""
+    return q[:-1] + chr(ord(q[-1]) + 1) if q else "\U0010ffff"
+
+
+def _like_escape(q: str) -> str:
+    return q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+class SqlBuilder:
+    def __init__(self, base_url: str = "", expand_valueset: ValueSetExpander | None = None,
+                 now_us: int | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.expand_valueset = expand_valueset
+        self.now_us = now_us if now_us is not None else int(time.time() * 1_000_000)
+
+    # ------------------------------------------------------------------ value conditions
+    def _token_value(self, t: sa.Table, v: Any) -> Any:
+        system, code = v
+        conds = []
+        if code is not None:
+            conds.append(t.c.code == code)
+        if system is None:
+            conds.append(t.c.system.is_(None))
+        elif system is not ANY:
+            conds.append(t.c.system == system)
+        if code is None and system is None:
+            return sa.false()
+        return sa.and_(*conds)
+
+    def _token_conds(self, clause: Clause) -> Any:
+        t = token_index
+        mod = clause.modifier
+        if mod == "text":
+            ors = []
+            for q in clause.values:
+                ors.append(sa.and_(t.c.text >= q, t.c.text < _next_prefix(q)))
+                ors.append(t.c.text.like(f"% {_like_escape(q)}%", escape="\\"))
+            return sa.or_(*ors)
+        if mod == "of-type":
+            return t.c.code.in_(clause.values)
+        if mod in ("in", "not-in"):
+            pairs: list[tuple[str | None, str]] = []
+            for url in clause.values:
+                expanded = self.expand_valueset(url) if self.expand_valueset else None
+                if expanded is None:
+                    raise bad_request(f"ValueSet {url} is not known to this server", clause.name, code="not-supported")
+                pairs.extend(expanded)
+            if not pairs:
+                return sa.false()
+            by_system: dict[str | None, list[str]] = {}
+            for s, c in pairs:
+                by_system.setdefault(s, []).append(c)
+            return sa.or_(*[sa.and_(sa.or_(t.c.system == s, t.c.system.is_(None)) if s else sa.true(), t.c.code.in_(codes))
+                            for s, codes in by_system.items()])
+        return sa.or_(*[self._token_value(t, v) for v in clause.values])
+
+    def _string_conds(self, clause: Clause) -> Any:
+        t = string_index
+        ors = []
+        for raw in clause.values:
+            q = normalise(raw)
+            if clause.modifier == "exact":
+                ors.append(sa.and_(t.c.value == q, t.c.exact == raw))
+            elif clause.modifier == "contains":
+                ors.append(t.c.value.like(f"%{_like_escape(q)}%", escape="\\"))
+            else:
+                ors.append(sa.and_(t.c.value >= q, t.c.value < _next_prefix(q)) if q else sa.true())
+        return sa.or_(*ors)
+
+    def _uri_conds(self, clause: Clause) -> Any:
+        t = uri_index
+        ors = []
+        for q in clause.values:
+            if clause.modifier == "below":
+                ors.append(sa.and_(t.c.value >= q, t.c.value < _next_prefix(q)))
+            elif clause.modifier == "above":
+                prefixes = {q}
+                cut = q
+                while "/" in cut.rstrip("/"):
+                    cut = cut.rstrip("/").rsplit("/", 1)[0]
+                    if cut.endswith(":/") or cut.endswith(":"):
+                        break
+                    prefixes.add(cut)
+                    prefixes.add(cut + "/")
+                ors.append(t.c.value.in_(sorted(prefixes)))
+            else:
+                ors.append(t.c.value == q)
+        return sa.or_(*ors)
+
+    def date_cond(self, low: Any, high: Any, prefix: str, ql: int, qh: int) -> Any:
+        """The spec's range comparisons (search.html#prefix) on half-open [low, high) ranges."""
+        if prefix == "eq":
+            return sa.and_(low >= ql, high <= qh)
+        if prefix == "ne":
+            return sa.not_(sa.and_(low >= ql, high <= qh))
+        if prefix == "gt":
+            return high > qh
+        if prefix == "lt":
+            return low < ql
+        if prefix == "ge":
+            return sa.or_(high > qh, low >= ql)
+        if prefix == "le":
+            return sa.or_(low < ql, high <= qh)
+        if prefix == "sa":
+            return low >= qh
+        if prefix == "eb":
+            return high <= ql
+        if prefix == "ap":
+            mid = (ql + qh) // 2
+            gap = abs(self.now_us - mid) // 10
+            return sa.and_(low < qh + gap, high > ql - gap)
+        raise bad_request(f"Unknown prefix {prefix}")
+
+    @staticmethod
+    def number_cond(col: Any, prefix: str, value: float, lo: float, hi: float) -> Any:
+        if prefix == "eq":
+            return sa.and_(col >= lo, col < hi)
+        if prefix == "ne":
+            return sa.or_(col < lo, col >= hi)
+        if prefix in ("gt", "sa"):
+            return col > value
+        if prefix in ("lt", "eb"):
+            return col < value
+        if prefix == "ge":
+            return col >= value
+        if prefix == "le":
+            return col <= value
+        if prefix == "ap":
+            d = abs(value) * 0.1
+            return sa.and_(col >= value - d, col <= value + d)
+        raise bad_request(f"Unknown prefix {prefix}")
+
+    def _reference_target(self, raw: str, t: sa.Table, type_filter: tuple[str, ...]) -> Any:
+        ref = raw
+        if self.base_url and ref.startswith(self.base_url + "/"):
+            ref = ref[len(self.base_url) + 1:]
+        version = None
+        parts = ref.split("/")
+        if "://" in ref or ref.startswith("urn:"):
+            url, _, ver = raw.partition("|")
+            c = t.c.url == url
+            return sa.and_(c, t.c.target_version == ver) if ver else c
+        if len(parts) >= 4 and parts[-2] == "_history":
+            version = parts[-1]
+            parts = parts[:-2]
+        if len(parts) == 2:
+            conds = [t.c.target_type == parts[0], t.c.target_id == parts[1]]
+            if type_filter and parts[0] not in type_filter:
+                return sa.false()
+        elif len(parts) == 1:
+            conds = [t.c.target_id == parts[0]]
+            if type_filter:
+                conds.append(t.c.target_type.in_(type_filter) if len(type_filter) > 1 else t.c.target_type == type_filter[0])
+        else:
+            raise bad_request(f"Malformed reference '{raw}'")
+        if version:
+            conds.append(t.c.target_version == version)
+        return sa.and_(*conds)
+
+    def _composite_conds(self, resource_type: str, clause: Clause) -> Any:
+        from ipt_fhir.fhir.search.parser import parse_value
+        from ipt_fhir.fhir.search.registry import registry
+
+        p = clause.param
+        comps = [registry().component_param(resource_type, url) for url, _ in p.components]
+        t = composite_index
+        ors = []
+        for parts in clause.values:
+            if len(parts) != len(comps):
+                raise bad_request(f"{clause.name} needs {len(comps)} $-separated components", clause.name)
+            ands = []
+            for i, (cp, raw) in enumerate(zip(comps, parts), start=1):
+                a, b, lo, hi = (t.c[f"c{i}_{n}"] for n in ("a", "b", "low", "high"))
+                v = parse_value(cp, None, raw, clause.name)
+                if cp.type == "token":
+                    ands.append(self._token_value(_Cols(a, b), v))
+                elif cp.type == "quantity":
+                    prefix, value, qlo, qhi, system, code = v
+                    ands.append(self.number_cond(lo, prefix, value, qlo, qhi))
+                    if system:
+                        ands.append(a == system)
+                    if code:
+                        ands.append(b == code)
+                elif cp.type == "number":
+                    prefix, value, qlo, qhi = v
+                    ands.append(self.number_cond(lo, prefix, value, qlo, qhi))
+                elif cp.type == "date":
+                    prefix, ql, qh = v
+                    ands.append(self.date_cond(lo, hi, prefix, ql, qh))
+                elif cp.type == "string":
+                    q = normalise(v)
+                    ands.append(sa.and_(a >= q, a < _next_prefix(q)))
+                elif cp.type == "reference":
+                    parts2 = v.split("/")
+                    ands.append(sa.and_(a == parts2[-2], b == parts2[-1]) if len(parts2) >= 2 else b == v)
+                else:
+                    ands.append(a == v)
+            ors.append(sa.and_(*ands))
+        return sa.or_(*ors)
+
+    # ------------------------------------------------------------------ clauses
+    def value_select(self, resource_type: str, clause: Clause, id_col: str = "resource_id") -> tuple[sa.Table, Any]:
+        """(index table, condition on it) for the values of a plain parameter clause."""
+        p = clause.param
+        t = INDEX_TABLES[p.type]
+        if p.type == "token":
+            cond = self._token_conds(clause)
+        elif p.type == "string":
+            cond = self._string_conds(clause)
+        elif p.type == "uri":
+            cond = self._uri_conds(clause)
+        elif p.type == "date":
+            cond = sa.or_(*[self.date_cond(t.c.low, t.c.high, *v) for v in clause.values])
+        elif p.type == "number":
+            cond = sa.or_(*[self.number_cond(t.c.value, *v) for v in clause.values])
+        elif p.type == "quantity":
+            ors = []
+            for prefix, value, lo, hi, system, code in clause.values:
+                c = [self.number_cond(t.c.value, prefix, value, lo, hi)]
+                if system:
+                    c.append(t.c.system == system)
+                if code:
+                    c.append(t.c.code == code)
+                ors.append(sa.and_(*c))
+            cond = sa.or_(*ors)
+        elif p.type == "reference":
+            tf = (clause.modifier,) if clause.modifier and clause.modifier[:1].isupper() else ()
+            cond = sa.or_(*[self._reference_target(v, t, tf) for v in clause.values])
+        elif p.type == "composite":
+            cond = self._composite_conds(resource_type, clause)
+        else:
+            raise bad_request(f"Unsupported parameter type {p.type}")
+        return t, cond
+
+    def ids_select(self, resource_type: str, clause: Clause) -> sa.Select:
+        """SELECT resource_id of `resource_type` resources matching a positive clause (uncorrelated)."""
+        if clause.kind == "id":
+            return sa.select(sa.literal_column("x")).select_from(
+                sa.values(sa.column("x", sa.String), name="ids").data([(v,) for v in clause.values]))
+        if clause.kind == "chain":
+            t = reference_index
+            ors = []
+            for target, inner in zip(clause.targets, clause.inner):
+                ors.append(sa.and_(t.c.target_type == target, t.c.target_id.in_(self.ids_select(target, inner))))
+            return sa.select(t.c.resource_id).where(
+                t.c.resource_type == resource_type, t.c.param == clause.param.code, sa.or_(*ors))
+        if clause.kind == "has":
+            t = reference_index
+            return sa.select(t.c.target_id).where(
+                t.c.resource_type == clause.source_type, t.c.param == clause.param.code,
+                t.c.target_type == resource_type,
+                t.c.resource_id.in_(self.ids_select(clause.source_type, clause.inner[0])))
+        if clause.modifier in ("missing", "not", "not-in") or self._is_negative(clause):
+            # negative clauses need the resource table
+            from .tables import resource_table as r
+            return sa.select(r.c.id).where(r.c.resource_type == resource_type, r.c.deleted.is_(False),
+                                           self.condition(resource_type, clause, r.c.resource_type, r.c.id))
+        t, cond = self.value_select(resource_type, clause)
+        return sa.select(t.c.resource_id).where(t.c.resource_type == resource_type, t.c.param == clause.param.code, cond)
+
+    @staticmethod
+    def _is_negative(clause: Clause) -> bool:
+        return clause.kind == "param" and clause.param.type in ("date", "number", "quantity") and any(
+            v[0] == "ne" for v in clause.values)
+
+    def condition(self, resource_type: str, clause: Clause, rt_col: Any, id_col: Any, drive: bool = False) -> Any:
+        """A boolean condition on the outer resource row (rt_col, id_col)."""
+        if clause.kind == "id":
+            if clause.modifier == "missing":
+                return sa.false() if clause.values[0] else sa.true()
+            return id_col.in_(clause.values)
+        if clause.kind in ("chain", "has"):
+            return id_col.in_(self.ids_select(resource_type, clause))
+        p = clause.param
+        t = INDEX_TABLES[p.type]
+        if clause.modifier == "missing":
+            probe = sa.exists().where(t.c.resource_type == rt_col, t.c.resource_id == id_col, t.c.param == p.code)
+            return sa.not_(probe) if clause.values[0] else probe
+        negate = clause.modifier in ("not", "not-in")
+        if negate:
+            clause = Clause("param", clause.name, param=p, modifier="in" if clause.modifier == "not-in" else None,
+                            values=clause.values)
+        t, cond = self.value_select(resource_type, clause)
+        if drive and not negate:
+            return id_col.in_(sa.select(t.c.resource_id).where(
+                t.c.resource_type == resource_type, t.c.param == p.code, cond))
+        probe = sa.exists().where(t.c.resource_type == rt_col, t.c.resource_id == id_col, t.c.param == p.code, cond)
+        return sa.not_(probe) if negate else probe
+
+    @staticmethod
+    def selectivity(clause: Clause) -> int:
+        """Lower is more selective; negative clauses never drive."""
+        if clause.kind == "id":
+            return 0 if clause.modifier != "missing" else 99
+        if clause.modifier in ("missing", "not", "not-in"):
+            return 99
+        if clause.kind in ("chain", "has"):
+            return 30
+        p = clause.param
+        if SqlBuilder._is_negative(clause):
+            return 99
+        return {"reference": 10, "token": 20 if p.code not in ("status", "category", "intent", "gender") else 40,
+                "string": 25, "uri": 25, "composite": 22, "quantity": 35, "number": 35, "date": 50}.get(p.type, 60)
+
+    # ------------------------------------------------------------------ sorting
+    def sort_expr(self, resource_type_col: Any, id_col: Any, p: Any, descending: bool) -> Any:
+        """A correlated scalar subquery giving a resource's sort value for parameter p (NULLs last)."""
+        t = INDEX_TABLES[p.type]
+        col = {"date": t.c.high if descending else t.c.low, "token": t.c.code if "code" in t.c else None}.get(p.type)
+        if col is None:
+            col = {"string": t.c.value, "number": t.c.value, "quantity": t.c.value, "uri": t.c.value,
+                   "reference": t.c.target_id, "composite": t.c.c1_b}.get(p.type)
+        agg = sa.func.max(col) if descending else sa.func.min(col)
+        sub = sa.select(agg).where(t.c.resource_type == resource_type_col, t.c.resource_id == id_col,
+                                   t.c.param == p.code).scalar_subquery()
+        if p.type in ("date",):
+            return sa.func.coalesce(sub, MIN_TIME if descending else MAX_TIME)
+        if p.type in ("number", "quantity"):
+            return sa.func.coalesce(sub, -1e300 if descending else 1e300)
+        return sa.func.coalesce(sub, "" if descending else "\U0010ffff")
+
+
+class _Cols:
+    """Adapter so composite (a, b) columns can reuse the token value matcher."""
+
+    def __init__(self, system: Any, code: Any) -> None:
+        self.c = type("C", (), {"system": system, "code": code})()
+
+
+def last_updated_micros(dt) -> int:  # noqa: ANN001
+    return to_micros(dt)
