@@ -132,3 +132,46 @@ def expander(conn: Connection) -> Callable[[str], Pairs | None]:
         return None
 
     return expand
+
+
+# ---------------------------------------------------------------- CapabilityStatement
+
+
+def search_params_for_capability(resource_type: str) -> list[dict]:
+    from ipt_fhir.fhir.search.registry import registry
+
+    out = [{"name": "_id", "definition": "http://hl7.org/fhir/SearchParameter/Resource-id", "type": "token",
+            "documentation": "Logical id of the resource"}]
+    for code, p in sorted(registry().params(resource_type).items()):
+        if code == "_id":
+            continue
+        doc = f"{p.type} on {p.expression}" if p.expression else p.type
+        if p.type == "reference" and p.targets:
+            doc += f" (targets: {', '.join(p.targets)}; chainable)"
+        out.append({"name": code, "definition": p.url, "type": p.type, "documentation": doc[:400]})
+    return out
+
+
+def search_include_names(resource_type: str) -> tuple[list[str], list[str]]:
+    from ipt_fhir.fhir.search.registry import registry
+
+    reg = registry()
+    includes = [f"{resource_type}:{code}" for code, p in sorted(reg.params(resource_type).items())
+                if p.type == "reference"]
+    if includes:
+        includes.insert(0, "*")
+    return includes, list(_revincludes().get(resource_type, ()))
+
+
+@lru_cache(maxsize=1)
+def _revincludes() -> dict[str, tuple[str, ...]]:
+    from ipt_fhir.fhir.search.registry import registry
+
+    reg = registry()
+    out: dict[str, set[str]] = {}
+    for src in reg.by_type:
+        for code, p in reg.params(src).items():
+            if p.type == "reference":
+                for target in p.targets:
+                    out.setdefault(target, set()).add(f"{src}:{code}")
+    return {k: tuple(sorted(v)) for k, v in out.items()}
