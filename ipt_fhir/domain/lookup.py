@@ -80,3 +80,34 @@ def _matches(resource: dict, params: list[tuple[str, str]]) -> bool:
         if not any(same_reference(r, value) for r in refs):
             return False
     return True
+
+
+def resources_from_transaction(bundle: dict) -> list[dict]:
+    """The resources of a transaction Bundle as the server would store them for POSTs with urn:uuid
+    fullUrls: each gets the uuid as id and urn:uuid references become Type/id. For checking a
+    Bundle with the rules and progress code without a store (tests, demo data)."""
+    ids: dict[str, str] = {}
+    for entry in bundle.get("entry") or []:
+        full_url, resource = entry.get("fullUrl"), entry.get("resource") or {}
+        if isinstance(full_url, str) and full_url.startswith("urn:uuid:") and resource.get("resourceType"):
+            ids[full_url] = f"{resource['resourceType']}/{full_url[len('urn:uuid:'):]}"
+
+    def rewrite(value):
+        if isinstance(value, dict):
+            out = {k: rewrite(v) for k, v in value.items()}
+            if isinstance(out.get("reference"), str) and out["reference"] in ids:
+                out["reference"] = ids[out["reference"]]
+            return out
+        if isinstance(value, list):
+            return [rewrite(v) for v in value]
+        return value
+
+    out = []
+    for entry in bundle.get("entry") or []:
+        resource = rewrite(entry.get("resource") or {})
+        full_url = entry.get("fullUrl")
+        if full_url in ids:
+            resource = {"resourceType": resource["resourceType"], "id": ids[full_url].split("/", 1)[1],
+                        **{k: v for k, v in resource.items() if k != "resourceType"}}
+        out.append(resource)
+    return out

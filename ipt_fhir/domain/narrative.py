@@ -44,8 +44,8 @@ def careplan_narrative(careplan: dict, progress: PlanProgress | None = None) -> 
     if period:
         rows.append(("Period", f"{period.get('start', '?')} to {period.get('end', 'open')}"))
     subject = (careplan.get("subject") or {})
-    if subject.get("display") or subject.get("reference"):
-        rows.append(("Patient", subject.get("display") or subject["reference"]))
+    if subject.get("display"):
+        rows.append(("Patient", subject["display"]))
     if progress is not None:
         areas = sorted({PROBLEM_AREA_LABELS.get(a.code, a.display or a.code) for a in progress.problem_areas.values()})
         rows.append(("Problem areas", ", ".join(areas) if areas else "not yet chosen"))

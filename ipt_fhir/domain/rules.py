@@ -12,8 +12,8 @@ Rules by resource (path prefixes name the element at fault):
                   entered-in-error with live sessions: warning.
   ServiceRequest  based on an existing CarePlan with the same subject; none added to a closed plan;
                   sessions ordered within the protocol maximum.
-  Encounter       based on an existing course; same subject; no new session on a closed plan or
-                  course; within the plan period; session numbers unique and increasing with date;
+  Encounter       based on an existing course; same subject; no new upcoming session on a closed
+                  plan or course; within the plan period; session numbers unique and increasing with date;
                   count vs protocol maximum (error) and vs planned (warning); phase known to the
                   protocol, never going backwards (error), as the protocol expects (warning); a
                   problem area recorded by the end of the initial phase; status transitions.
@@ -42,6 +42,9 @@ CLOSED_PLAN = frozenset({"completed", "revoked", "entered-in-error"})
 CLOSED_COURSE = frozenset({"completed", "revoked", "entered-in-error"})
 NOT_COUNTED = frozenset({"cancelled", "entered-in-error"})
 HELD = frozenset({"in-progress", "finished"})
+# A session that has not happened yet: the only kind a closed plan or course cannot take. Recording a
+# session already held (documentation lag, importing a finished course) stays possible.
+UPCOMING = frozenset({"planned", "arrived", "triaged", "in-progress", "onleave"})
 DIAGNOSIS_CATEGORIES = frozenset({"problem-list-item", "encounter-diagnosis"})
 
 # previous status -> statuses it may not move to (anything else is allowed)
@@ -271,7 +274,7 @@ def _check_course(course: dict, previous: dict | None, lookup: ResourceLookup) -
     if not _same_subject(course, plan):
         issues.append(error("business-rule", f"the course is about {_subject(course)}, its plan {ref} about "
                                               f"{_subject(plan)}", "ServiceRequest.subject"))
-    if previous is None and plan.get("status") in CLOSED_PLAN:
+    if previous is None and course.get("status") in ("draft", "active", "on-hold") and plan.get("status") in CLOSED_PLAN:
         issues.append(error("business-rule", f"no new course can be ordered on a {plan.get('status')} plan ({ref})",
                             f"ServiceRequest.basedOn[{index}]"))
     if not claims_profile(plan, CAREPLAN_PROFILE):
@@ -311,7 +314,7 @@ def _check_session(session: dict, previous: dict | None, lookup: ResourceLookup)
     found = _plan_of(course, lookup)
     plan = found[2] if found else None
     is_new = previous is None or previous.get("status") in NOT_COUNTED and status not in NOT_COUNTED
-    if is_new and status not in NOT_COUNTED and course.get("status") in CLOSED_COURSE:
+    if is_new and status in UPCOMING and course.get("status") in CLOSED_COURSE:
         issues.append(error("business-rule", f"no new session on a {course.get('status')} course ({c_ref})",
                             f"Encounter.basedOn[{c_index}]"))
     if plan is None or not claims_profile(plan, CAREPLAN_PROFILE):
@@ -320,7 +323,7 @@ def _check_session(session: dict, previous: dict | None, lookup: ResourceLookup)
     if not _same_subject(session, plan):
         issues.append(error("business-rule", f"the session is about {_subject(session)}, its plan {plan_ref} about "
                                               f"{_subject(plan)}", "Encounter.subject"))
-    if is_new and status not in NOT_COUNTED and plan.get("status") in CLOSED_PLAN:
+    if is_new and status in UPCOMING and plan.get("status") in CLOSED_PLAN:
         issues.append(error("business-rule", f"no new session on a {plan.get('status')} plan ({plan_ref})",
                             f"Encounter.basedOn[{c_index}]"))
     if status in NOT_COUNTED:
