@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from ipt_fhir.api import metadata_routes, rest_routes
+from ipt_fhir.api import metadata_routes, rest_routes, search_routes
 from ipt_fhir.api.errors import install_error_handlers, outcome_response
 from ipt_fhir.fhir.outcome import error
 from ipt_fhir.services.history import HistoryService
@@ -43,5 +43,6 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     # Order matters: fixed paths (metadata, _history, operations) before /{type}/{id} patterns.
     app.include_router(metadata_routes.router)
     # search routes
+    app.include_router(search_routes.router)
     app.include_router(rest_routes.router)
     return app

@@ -175,3 +175,447 @@ def _revincludes() -> dict[str, tuple[str, ...]]:
                 for target in p.targets:
                     out.setdefault(target, set()).add(f"{src}:{code}")
     return {k: tuple(sorted(v)) for k, v in out.items()}
+
+
+# ---------------------------------------------------------------- search (searchset Bundles)
+
+import base64  # noqa: E402
+import uuid  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from datetime import datetime, timezone  # noqa: E402
+from urllib.parse import urlencode  # noqa: E402
+
+from ipt_fhir.fhir.jsonio import dump_json  # noqa: E402
+from ipt_fhir.fhir.outcome import Issue, operation_outcome, warning  # noqa: E402
+from ipt_fhir.fhir.search.parser import parse_positive_int  # noqa: E402
+from ipt_fhir.fhir.search.registry import SearchParam, patient_compartment, registry, summary_elements  # noqa: E402
+from ipt_fhir.fhir.search.values import date_range  # noqa: E402
+from ipt_fhir.store.database import Database  # noqa: E402
+from ipt_fhir.store.search_tables import reference_index  # noqa: E402
+
+MAX_INCLUDE_ITERATIONS = 4
+MAX_INCLUDED = 5000
+_LAST_UPDATED = SearchParam("_lastUpdated", "date", "Resource",
+                            "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated", "Resource.meta.lastUpdated")
+
+
+@dataclass
+class Request:
+    types: list[str]
+    clauses: dict[str, list[Clause]]
+    count: int
+    sort: list[tuple[SearchParam | None, bool]]  # None = _id
+    includes: list[tuple[str, str, str | None, bool]] = field(default_factory=list)  # (src, param|*, target, iterate)
+    revincludes: list[tuple[str, str, str | None, bool]] = field(default_factory=list)
+    summary: str | None = None
+    elements: list[str] | None = None
+    total: str = "accurate"
+    page: dict | None = None
+    issues: list[Issue] = field(default_factory=list)
+    extra_conditions: list[Any] = field(default_factory=list)
+    link_params: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _settings_counts() -> tuple[int, int]:
+    from ipt_fhir.settings import get_settings
+
+    s = get_settings()
+    return s.default_page_size, s.max_page_size
+
+
+def _encode_page(keys: list, direction: str) -> str:
+    raw = dump_json({"k": keys, "d": direction})
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_page(token: str) -> dict:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        data = load_stored(raw)
+        assert isinstance(data["k"], list) and data["d"] in ("n", "p")
+        return data
+    except Exception:  # noqa: BLE001
+        raise bad_request("Invalid _page token", "_page") from None
+
+
+def _parse_include(value: str, iterate: bool, rev: bool, name: str) -> tuple[str, str, str | None, bool]:
+    parts = value.split(":")
+    if value == "*":
+        return ("*", "*", None, iterate)
+    if len(parts) not in (2, 3) or parts[0] not in RESOURCE_TYPES:
+        raise bad_request(f"Malformed {name}={value}: expected Type:parameter[:targetType]", name)
+    src, code = parts[0], parts[1]
+    target = parts[2] if len(parts) == 3 else None
+    if code != "*":
+        p = registry().get(src, code)
+        if p is None or p.type != "reference":
+            raise bad_request(f"{name}={value}: {code} is not a reference parameter of {src}", name)
+    if target is not None and target not in RESOURCE_TYPES:
+        raise bad_request(f"{name}={value}: unknown target type {target}", name)
+    return (src, code, target, iterate)
+
+
+def build_request(types: list[str], params: list[tuple[str, str]], base_url: str, strict: bool,
+                  default_count: int, max_count: int) -> Request:
+    clauses: dict[str, list[Clause]] = {}
+    result: list[tuple[str, str]] = []
+    issues: list[Issue] = []
+    for t in types:
+        c, result, ignored = parse_criteria(t, params, base_url, strict=strict)
+        clauses[t] = c
+        if t == types[0]:
+            for name, reason in ignored:
+                issues.append(warning("not-supported", f"Parameter {name} was ignored: {reason}", name))
+    req = Request(types=types, clauses=clauses, count=default_count, sort=[], issues=issues)
+    req.link_params = [(n, v) for n, v in params if n != "_page"]
+    for name, value in result:
+        base, _, mod = name.partition(":")
+        if base == "_count":
+            req.count = min(parse_positive_int(value, name), max_count)
+        elif base == "_sort":
+            for key in value.split(","):
+                key = key.strip()
+                desc = key.startswith("-")
+                code = key.lstrip("-")
+                if code == "_id":
+                    req.sort.append((None, desc))
+                    continue
+                if code == "_lastUpdated":
+                    req.sort.append((_LAST_UPDATED, desc))
+                    continue
+                p = registry().get(types[0], code) if len(types) == 1 else None
+                if p is None or p.type == "composite":
+                    msg = f"Cannot sort by '{code}'"
+                    if strict:
+                        raise bad_request(msg, "_sort")
+                    issues.append(warning("not-supported", msg + "; ignored", "_sort"))
+                    continue
+                req.sort.append((p, desc))
+        elif base in ("_include", "_revinclude"):
+            if mod not in ("", "iterate", "recurse"):
+                raise bad_request(f"Unknown modifier {name}", name)
+            for v in value.split(","):
+                spec = _parse_include(v, bool(mod), base == "_revinclude", name)
+                (req.revincludes if base == "_revinclude" else req.includes).append(spec)
+        elif base == "_summary":
+            if value not in ("true", "text", "data", "count", "false"):
+                raise bad_request(f"_summary must be true, text, data, count or false, got '{value}'", "_summary")
+            req.summary = None if value == "false" else value
+        elif base == "_elements":
+            req.elements = [e.strip() for e in value.split(",") if e.strip()]
+        elif base == "_total":
+            if value not in ("none", "estimate", "accurate"):
+                raise bad_request(f"_total must be none, estimate or accurate, got '{value}'", "_total")
+            req.total = value
+        elif base == "_page":
+            req.page = _decode_page(value)
+        elif base in ("_format", "_pretty", "_type", "_since"):
+            pass
+        else:
+            msg = f"Parameter {name} is not supported"
+            if strict:
+                raise FHIRError(400, [error("not-supported", msg, name)])
+            issues.append(warning("not-supported", msg + "; ignored", name))
+    return req
+
+
+def _sort_columns(req: Request, builder: SqlBuilder, r: Any) -> list[tuple[Any, bool]]:
+    cols: list[tuple[Any, bool]] = []
+    for p, desc in req.sort:
+        if p is None:
+            cols.append((r.c.id, desc))
+        else:
+            cols.append((builder.sort_expr(r.c.resource_type, r.c.id, p, desc), desc))
+    cols.append((r.c.resource_type, False))
+    cols.append((r.c.id, False))
+    return cols
+
+
+def _keyset(cols: list[Any], descs: list[bool], values: list, forward: bool) -> Any:
+    ors = []
+    for i, (col, desc, val) in enumerate(zip(cols, descs, values)):
+        greater = (not desc) if forward else desc
+        cmp = col > val if greater else col < val
+        ors.append(sa.and_(*[c == v for c, v in zip(cols[:i], values[:i])], cmp))
+    return sa.or_(*ors)
+
+
+def _where(req: Request, builder: SqlBuilder, r: Any) -> Any:
+    per_type = []
+    for t in req.types:
+        per_type.append(sa.and_(*where_conditions(t, req.clauses[t], builder, r)))
+    cond = per_type[0] if len(per_type) == 1 else sa.or_(*per_type)
+    return sa.and_(cond, *req.extra_conditions)
+
+
+def _run_page(conn: Connection, req: Request, builder: SqlBuilder) -> tuple[list, bool, bool]:
+    """-> (rows (type, id, content, *keys), has_next, has_prev)."""
+    r = R.alias("r")
+    sort_cols = _sort_columns(req, builder, r)
+    labelled = [c.label(f"k{i}") for i, (c, _) in enumerate(sort_cols)]
+    inner = sa.select(r.c.resource_type, r.c.id, r.c.content, *labelled).where(_where(req, builder, r)).subquery()
+    keys = [inner.c[f"k{i}"] for i in range(len(sort_cols))]
+    descs = [d for _, d in sort_cols]
+    forward = True
+    stmt = sa.select(inner.c.resource_type, inner.c.id, inner.c.content, *keys)
+    if req.page:
+        forward = req.page["d"] == "n"
+        if len(req.page["k"]) != len(keys):
+            raise bad_request("The _page token does not belong to this search", "_page")
+        stmt = stmt.where(_keyset(keys, descs, req.page["k"], forward))
+    order = []
+    for k, d in zip(keys, descs):
+        asc = (not d) if forward else d
+        order.append(k.asc() if asc else k.desc())
+    rows = conn.execute(stmt.order_by(*order).limit(req.count + 1)).all()
+    more = len(rows) > req.count
+    rows = rows[:req.count]
+    if forward:
+        return rows, more, req.page is not None
+    rows.reverse()
+    return rows, True, more
+
+
+def _count(conn: Connection, req: Request, builder: SqlBuilder) -> int:
+    r = R.alias("r")
+    return conn.execute(sa.select(sa.func.count()).select_from(r).where(_where(req, builder, r))).scalar_one()
+
+
+def _fetch(conn: Connection, pairs: list[tuple[str, str]]) -> list[tuple[str, str, bytes]]:
+    by_type: dict[str, list[str]] = {}
+    for t, i in pairs:
+        by_type.setdefault(t, []).append(i)
+    out = []
+    for t, ids in by_type.items():
+        for chunk in range(0, len(ids), 500):
+            out.extend(conn.execute(sa.select(R.c.resource_type, R.c.id, R.c.content).where(
+                R.c.resource_type == t, R.c.id.in_(ids[chunk:chunk + 500]), R.c.deleted.is_(False))).all())
+    return out
+
+
+def _includes(conn: Connection, req: Request, matched: list[tuple[str, str]]) -> list[tuple[str, str, bytes]]:
+    if not req.includes and not req.revincludes:
+        return []
+    seen = set(matched)
+    included: list[tuple[str, str, bytes]] = []
+    frontier = list(matched)
+    t = reference_index
+    for round_no in range(MAX_INCLUDE_ITERATIONS + 1):
+        wanted: list[tuple[str, str]] = []
+        by_type: dict[str, list[str]] = {}
+        for rt, rid in frontier:
+            by_type.setdefault(rt, []).append(rid)
+        for src, code, target, iterate in req.includes:
+            if round_no > 0 and not iterate:
+                continue
+            for rt, ids in by_type.items():
+                if src not in ("*", rt):
+                    continue
+                stmt = sa.select(t.c.target_type, t.c.target_id).where(
+                    t.c.resource_type == rt, t.c.resource_id.in_(ids), t.c.target_id.is_not(None))
+                if code != "*":
+                    stmt = stmt.where(t.c.param == code)
+                if target:
+                    stmt = stmt.where(t.c.target_type == target)
+                wanted.extend(tuple(x) for x in conn.execute(stmt))
+        for src, code, target, iterate in req.revincludes:
+            if round_no > 0 and not iterate:
+                continue
+            for rt, ids in by_type.items():
+                if target and target != rt:
+                    continue
+                stmt = sa.select(t.c.resource_type, t.c.resource_id).where(
+                    t.c.target_type == rt, t.c.target_id.in_(ids))
+                if src != "*":
+                    stmt = stmt.where(t.c.resource_type == src)
+                if code != "*":
+                    stmt = stmt.where(t.c.param == code)
+                wanted.extend(tuple(x) for x in conn.execute(stmt))
+        new = []
+        for pair in wanted:
+            if pair not in seen:
+                seen.add(pair)
+                new.append(pair)
+        if not new:
+            break
+        fetched = _fetch(conn, new[:MAX_INCLUDED - len(included)])
+        included.extend(fetched)
+        frontier = [(a, b) for a, b, _ in fetched]
+        if len(included) >= MAX_INCLUDED:
+            break
+    return included
+
+
+# ---- _summary / _elements
+
+
+def _subset(content: bytes, resource_type: str, summary: str | None, elements: list[str] | None) -> bytes:
+    doc = load_stored(content)
+    info = summary_elements().get(resource_type, {"summary": [], "mandatory": []})
+
+    def keep_names(names: list[str]) -> dict:
+        keep = set(names) | {"resourceType", "id", "meta"}
+        out = {}
+        for k, v in doc.items():
+            base = k[1:] if k.startswith("_") else k
+            if base in keep or any(base.startswith(n) and base[len(n):][:1].isupper() for n in names):
+                out[k] = v
+        return out
+
+    if summary == "data":
+        out = {k: v for k, v in doc.items() if k not in ("text",)}
+    elif summary == "text":
+        out = keep_names(["text"] + info["mandatory"])
+    elif summary == "true":
+        out = keep_names(info["summary"])
+    elif elements is not None:
+        out = keep_names(elements + info["mandatory"])
+    else:
+        return content
+    meta = dict(out.get("meta") or {})
+    tags = list(meta.get("tag") or [])
+    if not any(t.get("code") == "SUBSETTED" for t in tags):
+        tags.append({"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED",
+                     "display": "subsetted"})
+    meta["tag"] = tags
+    out["meta"] = meta
+    return dump_json(out)
+
+
+def _bundle(base_url: str, self_url: str, links: list[tuple[str, str]], total: int | None,
+            entries: list[tuple[str, str, bytes, str]], issues: list[Issue]) -> bytes:
+    head: dict = {"resourceType": "Bundle", "id": str(uuid.uuid4()),
+                  "meta": {"lastUpdated": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"},
+                  "type": "searchset"}
+    if total is not None:
+        head["total"] = total
+    head["link"] = [{"relation": "self", "url": self_url}] + [{"relation": r, "url": u} for r, u in links]
+    parts = []
+    if issues:
+        parts.append(b'{"resource":' + dump_json(operation_outcome(issues)) + b',"search":{"mode":"outcome"}}')
+    for rt, rid, content, mode in entries:
+        parts.append(b'{"fullUrl":' + dump_json(f"{base_url}/{rt}/{rid}") + b',"resource":' + content
+                     + b',"search":{"mode":"' + mode.encode() + b'"}}')
+    body = dump_json(head)
+    if not parts:
+        return body
+    return body[:-1] + b',"entry":[' + b",".join(parts) + b"]}"
+
+
+def _execute(db: Database, req: Request, *, base_url: str, request_url: str, link_path: str) -> bytes:
+    with db.read() as conn:
+        builder = SqlBuilder(base_url, expand_valueset=expander(conn))
+        if req.summary == "count" or req.count == 0:
+            total = _count(conn, req, builder) if req.total != "none" else None
+            return _bundle(base_url, request_url, [], total, [], req.issues)
+        rows, has_next, has_prev = _run_page(conn, req, builder)
+        total = None
+        if req.total != "none":
+            if req.page is None and not has_next:
+                total = len(rows)
+            else:
+                total = _count(conn, req, builder)
+        matched = [(row[0], row[1]) for row in rows]
+        included = _includes(conn, req, matched)
+    entries = []
+    for row in rows:
+        content = row[2]
+        if req.summary or req.elements is not None:
+            content = _subset(content, row[0], req.summary, req.elements)
+        entries.append((row[0], row[1], content, "match"))
+    for rt, rid, content in included:
+        if req.summary or req.elements is not None:
+            content = _subset(content, rt, req.summary, req.elements)
+        entries.append((rt, rid, content, "include"))
+    base_q = [(n, v) for n, v in req.link_params]
+
+    def url(extra: list[tuple[str, str]]) -> str:
+        q = urlencode(base_q + extra)
+        return f"{base_url}{link_path}" + (f"?{q}" if q else "")
+
+    links = [("first", url([]))]
+    if rows and has_prev:
+        links.append(("previous", url([("_page", _encode_page(list(rows[0][3:]), "p"))])))
+    if rows and has_next:
+        links.append(("next", url([("_page", _encode_page(list(rows[-1][3:]), "n"))])))
+    return _bundle(base_url, request_url, links, total, entries, req.issues)
+
+
+def search(db: Database, resource_type: str | None, params: list[tuple[str, str]], *, base_url: str,
+           request_url: str, strict: bool = False, compartment: tuple[str, str] | None = None,
+           default_count: int | None = None, max_count: int | None = None) -> bytes:
+    """Type search (resource_type), system search (None; `_type` limits the types) or Patient compartment
+    search; returns the searchset Bundle as JSON bytes."""
+    base_url = base_url.rstrip("/")
+    dc, mc = _settings_counts()
+    default_count = default_count or dc
+    max_count = max_count or mc
+    if resource_type is not None:
+        check_type(resource_type)
+        types = [resource_type]
+        link_path = f"/{resource_type}"
+    else:
+        wanted = [t.strip() for n, v in params if n == "_type" for t in v.split(",") if t.strip()]
+        for t in wanted:
+            check_type(t)
+        types = sorted(set(wanted)) or sorted(RESOURCE_TYPES)
+        link_path = ""
+    req = build_request(types, params, base_url, strict, default_count, max_count)
+    if compartment is not None:
+        comp_type, comp_id = compartment
+        if comp_type != "Patient":
+            raise not_found(f"Compartment {comp_type} is not supported; only Patient")
+        link_path = f"/Patient/{comp_id}{link_path}"
+        for t in types:
+            req.clauses[t].append(_compartment_clause(t, comp_id))
+    return _execute(db, req, base_url=base_url, request_url=request_url, link_path=link_path)
+
+
+def _compartment_clause(resource_type: str, patient_id: str) -> Clause:
+    if resource_type == "Patient":
+        return Clause("id", "_id", values=[patient_id])
+    codes = patient_compartment().get(resource_type)
+    if not codes:
+        raise bad_request(f"{resource_type} is not in the Patient compartment")
+    inner = []
+    for code in codes:
+        p = registry().get(resource_type, code)
+        if p is not None and p.type == "reference":
+            inner.append(Clause("param", code, param=p, values=[f"Patient/{patient_id}"]))
+    return Clause("or", "compartment", inner=inner)
+
+
+def everything(db: Database, patient_id: str, params: list[tuple[str, str]], *, base_url: str,
+               request_url: str, strict: bool = False) -> bytes:
+    """Patient/[id]/$everything: the patient and its compartment (_since, _type, _count, paging)."""
+    base_url = base_url.rstrip("/")
+    dc, mc = _settings_counts()
+    with db.read() as conn:
+        exists = conn.execute(sa.select(R.c.id).where(R.c.resource_type == "Patient", R.c.id == patient_id,
+                                                      R.c.deleted.is_(False))).first()
+    if exists is None:
+        raise not_found(f"Patient/{patient_id} is not known")
+    wanted = [t.strip() for n, v in params if n == "_type" for t in v.split(",") if t.strip()]
+    for t in wanted:
+        check_type(t)
+    types = sorted(set(wanted) if wanted else set(patient_compartment()) | {"Patient"})
+    types = [t for t in types if t == "Patient" or t in patient_compartment()]
+    allowed = [(n, v) for n, v in params if n in ("_count", "_page", "_since", "_type", "_format", "_pretty",
+                                                  "_elements", "_summary", "_total")]
+    req = build_request(types, [(n, v) for n, v in allowed if n not in ("_since",)], base_url, strict, dc, mc)
+    req.link_params = [(n, v) for n, v in allowed if n != "_page"]
+    for n, _ in params:
+        if (n, _) not in allowed:
+            req.issues.append(warning("not-supported", f"Parameter {n} is not supported by $everything; ignored", n))
+    for t in types:
+        req.clauses[t] = [_compartment_clause(t, patient_id)]
+    for n, v in params:
+        if n == "_since":
+            rng = date_range(v)
+            if rng is None or "T" not in v:
+                raise bad_request(f"_since must be an instant, got '{v}'", "_since")
+            from ipt_fhir.fhir.search.values import from_micros
+
+            since = from_micros(rng[0])
+            req.extra_conditions.append(sa.literal_column("r.last_updated", type_=sa.DateTime(timezone=True)) >= since)
+    return _execute(db, req, base_url=base_url, request_url=request_url, link_path=f"/Patient/{patient_id}/$everything")

@@ -263,6 +263,8 @@ class SqlBuilder:
         if clause.kind == "id":
             return sa.select(sa.literal_column("x")).select_from(
                 sa.values(sa.column("x", sa.String), name="ids").data([(v,) for v in clause.values]))
+        if clause.kind == "or":
+            return sa.union(*[self.ids_select(resource_type, c) for c in clause.inner])
         if clause.kind == "chain":
             t = reference_index
             ors = []
@@ -295,7 +297,7 @@ class SqlBuilder:
             if clause.modifier == "missing":
                 return sa.false() if clause.values[0] else sa.true()
             return id_col.in_(clause.values)
-        if clause.kind in ("chain", "has"):
+        if clause.kind in ("chain", "has", "or"):
             return id_col.in_(self.ids_select(resource_type, clause))
         p = clause.param
         t = INDEX_TABLES[p.type]
@@ -320,6 +322,8 @@ class SqlBuilder:
             return 0 if clause.modifier != "missing" else 99
         if clause.modifier in ("missing", "not", "not-in"):
             return 99
+        if clause.kind == "or":
+            return 10
         if clause.kind in ("chain", "has"):
             return 30
         p = clause.param

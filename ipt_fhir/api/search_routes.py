@@ -1,0 +1,99 @@
+"""Search on /fhir: type, system and Patient-compartment search, POST _search, Patient $everything.
+Each route: parse the request -> one service call -> the searchset Bundle bytes."""
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from ipt_fhir.fhir.outcome import FHIRError, error
+from ipt_fhir.services import search as search_service
+
+from .deps import DatabaseDep
+from .responses import fhir_base_url, fhir_response, prefers_strict_handling
+
+from starlette.convertors import Convertor, register_url_convertor
+
+
+class _ResourceTypeConvertor(Convertor):
+    """Only names shaped like resource types, so /fhir/_history, /fhir/metadata and /Patient/x/_history
+    fall through to the routers that own them."""
+
+    regex = "[A-Z][A-Za-z]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("fhirtype", _ResourceTypeConvertor())
+
+router = APIRouter(prefix="/fhir")
+
+
+def _request_url(request: Request, base: str) -> str:
+    path = request.url.path
+    rel = path[path.index("/fhir") + len("/fhir"):] if "/fhir" in path else path
+    query = request.url.query
+    return base + rel + (f"?{query}" if query else "")
+
+
+async def _params(request: Request) -> list[tuple[str, str]]:
+    params = list(request.query_params.multi_items())
+    if request.method == "POST":
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        body = await request.body()
+        if body:
+            if ctype != "application/x-www-form-urlencoded":
+                raise FHIRError(415, [error("not-supported",
+                                            "POST _search needs an application/x-www-form-urlencoded body")])
+            try:
+                params += parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+            except UnicodeDecodeError:
+                raise FHIRError(400, [error("structure", "The form body is not UTF-8")]) from None
+    return params
+
+
+@router.api_route("", methods=["GET"], tags=["search"], summary="System search (_type limits the types)")
+async def system_search(request: Request, db: DatabaseDep) -> Response:
+    base = fhir_base_url(request)
+    params = await _params(request)
+    body = await run_in_threadpool(search_service.search, db, None, params, base_url=base,
+                                   request_url=_request_url(request, base), strict=prefers_strict_handling(request))
+    return fhir_response(request, body)
+
+
+@router.api_route("/Patient/{patient_id}/$everything", methods=["GET", "POST"], tags=["search"],
+                  summary="Patient $everything (_since, _type, _count)")
+async def patient_everything(patient_id: str, request: Request, db: DatabaseDep) -> Response:
+    base = fhir_base_url(request)
+    params = await _params(request)
+    body = await run_in_threadpool(search_service.everything, db, patient_id, params, base_url=base,
+                                   request_url=_request_url(request, base), strict=prefers_strict_handling(request))
+    return fhir_response(request, body)
+
+
+@router.api_route("/{resource_type:fhirtype}", methods=["GET"], tags=["search"], summary="Search")
+@router.api_route("/{resource_type:fhirtype}/_search", methods=["POST"], tags=["search"],
+                  summary="Search (form-encoded body)")
+async def type_search(resource_type: str, request: Request, db: DatabaseDep) -> Response:
+    base = fhir_base_url(request)
+    params = await _params(request)
+    body = await run_in_threadpool(search_service.search, db, resource_type, params, base_url=base,
+                                   request_url=_request_url(request, base), strict=prefers_strict_handling(request))
+    return fhir_response(request, body)
+
+
+@router.api_route("/Patient/{patient_id}/{resource_type:fhirtype}", methods=["GET"], tags=["search"],
+                  summary="Patient compartment search")
+async def compartment_search(patient_id: str, resource_type: str, request: Request, db: DatabaseDep) -> Response:
+    base = fhir_base_url(request)
+    params = await _params(request)
+    body = await run_in_threadpool(search_service.search, db, resource_type, params, base_url=base,
+                                   request_url=_request_url(request, base), strict=prefers_strict_handling(request),
+                                   compartment=("Patient", patient_id))
+    return fhir_response(request, body)
