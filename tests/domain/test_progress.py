@@ -1,0 +1,144 @@
+from __future__ import annotations
+
+import json
+
+from ipt_fhir.domain.progress import PlanProgress, apply_change, compute_progress, new_progress, plans_affected
+
+from .world import World, goal, phq9
+
+
+def params(p: PlanProgress) -> dict:
+    out = {}
+    for item in p.to_parameters()["parameter"]:
+        value = next((v for k, v in item.items() if k.startswith("value")), None)
+        if "part" in item:
+            value = {part["name"]: next(v for k, v in part.items() if k.startswith("value")) for part in item["part"]}
+        out.setdefault(item["name"], []).append(value)
+    return {k: v[0] if len(v) == 1 else v for k, v in out.items()}
+
+
+def course_world():
+    """12 planned sessions: 1-5 held, 6 a no-show, 7 held; PHQ-9 20 -> 14 -> 9."""
+    world = World(sessions=12)
+    world.hold(1, 2, 3, 4, 5, 7)
+    world.hold(6, status="cancelled")
+    scores = [phq9("o1", 20, "2025-01-06T09:00:00Z", encounter="Encounter/s1"),
+              phq9("o2", 14, "2025-02-03T09:00:00Z", encounter="Encounter/s5"),
+              phq9("o3", 9, "2025-02-17T09:00:00Z", encounter="Encounter/s7")]
+    for s in scores:
+        world.put(s)
+    return world, scores
+
+
+def full(world, scores):
+    lk = world.lookup
+    return compute_progress(
+        world.plan, course_requests=[world.course], sessions=[world.session(n) for n in range(1, 13)],
+        scores=scores, goals=[lk.read("Goal", "g1")],
+        conditions=[lk.read("Condition", "pa1"), lk.read("Condition", "dx")])
+
+
+def test_progress_figures_for_a_hand_computed_course():
+    world, scores = course_world()
+    p = params(full(world, scores))
+    assert p["sessionsPlanned"] == 12
+    assert p["sessionsAttended"] == 6
+    assert p["sessionsMissed"] == 1
+    assert p["sessionsRemaining"] == 5
+    assert p["currentPhase"]["code"] == "middle"          # session 7 of 12
+    assert p["problemArea"]["code"]["code"] == "role-dispute"
+    assert p["phq9Baseline"] == {"value": 20, "date": "2025-01-06T09:00:00Z"}
+    assert p["phq9Latest"] == {"value": 9, "date": "2025-02-17T09:00:00Z"}
+    assert p["phq9Change"] == -11
+    assert p["phq9Response"] is True                      # 55 % drop
+    assert p["phq9Remission"] is False                    # 9 is not below 5
+    assert p["goal"]["lifecycleStatus"] == "active"
+    assert p["nextSession"]["start"] == "2025-02-24T09:00:00Z" and p["nextSession"]["sessionNumber"] == 8
+
+
+def test_response_needs_half_the_baseline_and_remission_below_five():
+    world, scores = course_world()
+    scores[-1]["valueQuantity"]["value"] = 11          # 45 % drop
+    p = full(world, scores)
+    assert (p.phq9_response, p.phq9_remission) == (False, False)
+    scores[-1]["valueQuantity"]["value"] = 4
+    p = full(world, scores)
+    assert (p.phq9_response, p.phq9_remission) == (True, True)
+
+
+def test_a_single_score_is_a_baseline_without_response():
+    world, scores = course_world()
+    p = full(world, scores[:1])
+    assert p.phq9_baseline.value == 20 and p.phq9_response is None
+    assert "phq9Response" not in params(p)
+
+
+def test_incremental_updates_equal_the_full_computation():
+    world, scores = course_world()
+    lk = world.lookup
+    row = new_progress(world.plan)
+    apply_change(row, world.plan, lookup=lk)            # reads problem areas and goals once
+    apply_change(row, world.course)
+    for n in range(1, 13):
+        apply_change(row, world.session(n))
+    for s in scores:
+        apply_change(row, s)
+    assert row.to_row() == full(world, scores).to_row()
+
+
+def test_changes_and_deletions_move_the_figures():
+    world, scores = course_world()
+    row = full(world, scores)
+    s8 = world.session(8)
+    s8["status"] = "finished"
+    apply_change(row, s8)
+    assert (row.sessions_attended, row.sessions_remaining) == (7, 4)
+    apply_change(row, scores[2], deleted=True)
+    assert row.phq9_latest.value == 14
+    wrong = dict(scores[1], status="entered-in-error")
+    apply_change(row, wrong)
+    assert row.phq9_latest.value == 20 and row.phq9_response is None
+    s8["status"] = "entered-in-error"
+    apply_change(row, s8)
+    assert row.sessions_attended == 6
+
+
+def test_goal_updates_only_count_goals_of_the_plan():
+    world, scores = course_world()
+    row = full(world, scores)
+    apply_change(row, goal("elsewhere", ["Condition/dx"]))
+    assert list(row.goals) == ["Goal/g1"]
+    done = goal("g1", ["Condition/dx"], lifecycle="completed")
+    done["achievementStatus"] = {"coding": [{"code": "achieved"}]}
+    apply_change(row, done)
+    assert (row.goals["Goal/g1"].lifecycle, row.goals["Goal/g1"].achievement) == ("completed", "achieved")
+
+
+def test_closed_plans_have_nothing_remaining():
+    world, scores = course_world()
+    plan = world.plan
+    plan["status"] = "revoked"
+    row = full(world, scores)
+    apply_change(row, plan)
+    assert row.sessions_remaining == 0 and row.status == "revoked"
+
+
+def test_row_round_trips_through_json():
+    world, scores = course_world()
+    row = full(world, scores)
+    data = json.loads(json.dumps(row.to_row()))
+    assert PlanProgress.from_row(data).to_row() == row.to_row()
+    assert len(json.dumps(data)) < 4000
+
+
+def test_plans_affected_follows_the_links():
+    world, scores = course_world()
+    lk = world.lookup
+    assert plans_affected(world.plan, lk) == ["plan"]
+    assert plans_affected(world.course, lk) == ["plan"]
+    assert plans_affected(world.session(3), lk) == ["plan"]
+    assert plans_affected(scores[0], lk) == ["plan"]
+    assert plans_affected(phq9("ox", 3, "2025-01-06", plan=None, encounter="Encounter/s2"), lk) == ["plan"]
+    assert plans_affected(lk.read("Goal", "g1"), lk) == ["plan"]
+    assert plans_affected(lk.read("Condition", "pa1"), lk) == ["plan"]
+    assert plans_affected({"resourceType": "Encounter", "id": "x"}, lk) == []
