@@ -292,6 +292,22 @@ case("sqty-1", with_(O, valueQuantity=DROP, valueRange={"low": {"value": 1, "com
      "Observation.value.ofType(Range).low")
 case("txt-2-ele", with_(P, text={"status": "generated", "div": DIV.format("<p></p>")}), "value", "Patient.text.div")
 
+case("org-2-home-address", {"resourceType": "Organization", "name": "X", "address": [{"use": "home", "city": "Y"}]},
+     "invariant", "Organization.address[0]")
+case("org-3-home-telecom", {"resourceType": "Organization", "name": "X", "telecom": [
+    {"system": "phone", "value": "1", "use": "home"}]}, "invariant", "Organization.telecom[0]")
+case("ait-1", {"resourceType": "AllergyIntolerance", "patient": {"reference": "Patient/p1"}}, "invariant", "AllergyIntolerance")
+case("ait-2", {"resourceType": "AllergyIntolerance", "patient": {"reference": "Patient/p1"},
+               "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical",
+                                              "code": "active"}]},
+               "verificationStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification",
+                                                  "code": "entered-in-error"}]}}, "invariant", "AllergyIntolerance")
+case("mdd-1-timezones", {"resourceType": "MedicationDispense", "status": "completed", "medicationCodeableConcept": {"text": "x"},
+                         "whenPrepared": "2024-01-01T10:00:00Z", "whenHandedOver": "2024-01-01T11:00:00+02:00"},
+     "invariant", "MedicationDispense")
+case("task-inv-1", {"resourceType": "Task", "status": "draft", "intent": "order", "authoredOn": "2024-01-02",
+                    "lastModified": "2024-01-01"}, "invariant", "Task")
+
 # --- references ---------------------------------------------------------------------------------------
 case("ref-not-a-reference", with_(O, subject={"reference": "not a ref"}), "value", "Observation.subject.reference")
 case("ref-unknown-type", with_(O, subject={"reference": "Foo/1"}), "value", "Observation.subject.reference")
@@ -307,6 +323,13 @@ def test_base_rejects(name: str, resource: dict, code: str, expression: str) -> 
     issues = [i for i in validate_resource(resource) if i.is_error]
     assert any(i.code == code and expression in i.expression for i in issues), issues
     assert not [i for i in validate_profiles(resource) if i.is_error] if isinstance(resource.get("meta"), dict) else True
+
+
+def test_timezones_are_honoured_in_date_time_order() -> None:
+    # 01:46-04:00 is 05:46Z, before 01:16-05:00 = 06:16Z (a Synthea case a naive comparison gets wrong)
+    r = with_(OBSERVATION, effectiveDateTime=DROP, effectivePeriod={
+        "start": "2017-11-05T01:46:40-04:00", "end": "2017-11-05T01:16:40-05:00"})
+    assert validate_resource(r) == []
 
 
 def test_valid_seeds_are_clean() -> None:

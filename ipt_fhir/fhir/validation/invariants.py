@@ -196,14 +196,53 @@ def _obs_7(obj: dict, resource: dict, root: dict) -> bool:
     return True
 
 
+def _coded(cc: Any, system: str, codes: tuple[str, ...]) -> bool:
+    return any(type(c) is dict and c.get("system") == system and c.get("code") in codes for c in _codings(cc))
+
+
+_CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+_VER = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
+_AI_VER = "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification"
+
+
+def _con_4(obj: dict, resource: dict, root: dict) -> bool:
+    if not any(k.startswith("abatement") for k in obj):
+        return True
+    return _coded(obj.get("clinicalStatus"), _CLINICAL, ("resolved", "remission", "inactive"))
+
+
+def _con_5(obj: dict, resource: dict, root: dict) -> bool:
+    return "clinicalStatus" not in obj or not _coded(obj.get("verificationStatus"), _VER, ("entered-in-error",))
+
+
+def _ait_1(obj: dict, resource: dict, root: dict) -> bool:
+    return "clinicalStatus" in obj or _coded(obj.get("verificationStatus"), _AI_VER, ("entered-in-error",))
+
+
+def _ait_2(obj: dict, resource: dict, root: dict) -> bool:
+    return "clinicalStatus" not in obj or not _coded(obj.get("verificationStatus"), _AI_VER, ("entered-in-error",))
+
+
+def _not_home(obj: Any, resource: dict, root: dict) -> bool:
+    return not (type(obj) is dict and obj.get("use") == "home")
+
+
+def _ordered(earlier: str, later: str) -> Callable[[dict, dict, dict], bool]:
+    def check(obj: dict, resource: dict, root: dict) -> bool:
+        a, b = obj.get(earlier), obj.get(later)
+        return type(a) is not str or type(b) is not str or _date_time_le(a, b)
+
+    return check
+
+
 _DOM_3 = ("contained.where((('#'+id in (%resource.descendants().reference | %resource.descendants().as(canonical) | "
           "%resource.descendants().as(uri) | %resource.descendants().as(url))) or descendants().where(reference = '#')"
           ".exists() or descendants().where(as(canonical) = '#').exists() or descendants().where(as(canonical) = '#')"
           ".exists()).not()).trace('unmatched', id).empty()")
 
 # Natively implemented invariants: expression text -> predicate (True = satisfied). These are the hot
-# ones on typical resources, plus those fhirpathpy gets wrong: per-1 (compares dateTimes ignoring the
-# timezone), rng-2 (cannot compare Quantities without UCUM system), dom-3 (`as` on a collection).
+# ones on typical resources, plus those fhirpathpy gets wrong: per-1, mdd-1, Task inv-1 (it compares
+# dateTimes ignoring the timezone), rng-2 (cannot compare Quantities without UCUM system), dom-3 (`as` on a collection).
 NATIVE: dict[str, Callable[[dict, dict, dict], bool]] = {
     "extension.exists() != value.exists()": _ext_1,
     "htmlChecks()": lambda obj, resource, root: True,  # txt-1/txt-2: checked on the xhtml value itself
@@ -216,6 +255,19 @@ NATIVE: dict[str, Callable[[dict, dict, dict], bool]] = {
     "contained.meta.security.empty()": _dom_5,
     "dataAbsentReason.empty() or value.empty()": _obs_6,
     "value.empty() or component.code.where(coding.intersect(%resource.code.coding).exists()).empty()": _obs_7,
+    "abatement.empty() or clinicalStatus.coding.where(system='http://terminology.hl7.org/CodeSystem/condition-clinical' "
+    "and (code='resolved' or code='remission' or code='inactive')).exists()": _con_4,
+    "verificationStatus.coding.where(system='http://terminology.hl7.org/CodeSystem/condition-ver-status' and "
+    "code='entered-in-error').empty() or clinicalStatus.empty()": _con_5,
+    "verificationStatus.coding.where(system = 'http://terminology.hl7.org/CodeSystem/allergyintolerance-verification' "
+    "and code = 'entered-in-error').exists() or clinicalStatus.exists()": _ait_1,
+    "verificationStatus.coding.where(system = 'http://terminology.hl7.org/CodeSystem/allergyintolerance-verification' "
+    "and code = 'entered-in-error').empty() or clinicalStatus.empty()": _ait_2,
+    "where(use = 'home').empty()": _not_home,  # org-2, org-3
+    "(identifier.count() + name.count()) > 0": lambda obj, resource, root: "identifier" in obj or "name" in obj,
+    # fhirpathpy compares dateTimes without their timezones; these two compare instants properly
+    "whenHandedOver.empty() or whenPrepared.empty() or whenHandedOver >= whenPrepared": _ordered("whenPrepared", "whenHandedOver"),
+    "lastModified.exists().not() or authoredOn.exists().not() or lastModified >= authoredOn": _ordered("authoredOn", "lastModified"),
 }
 
 # Simple shapes compiled to key tests once the node's JSON keys are known (qty-3, cpt-2, cpl-3, ...).
