@@ -14,42 +14,77 @@ from .database import Database
 from .search_tables import INDEX_TABLES
 from .tables import resource_table
 
-_COLUMNS = {kind: [c.name for c in table.columns][2:] for kind, table in INDEX_TABLES.items()}
-_INSERTS = {kind: table.insert() for kind, table in INDEX_TABLES.items()}
-_DELETES = {
-    kind: table.delete().where(table.c.resource_type == sa.bindparam("rt"), table.c.resource_id == sa.bindparam("rid"))
-    for kind, table in INDEX_TABLES.items()
-}
+
+
+# The index is written on every create/update, so it bypasses SQLAlchemy's per-statement machinery
+# and uses the DBAPI cursor of the same connection (same transaction) with precomputed SQL.
+def _sql(dialect: str) -> tuple[dict[str, str], dict[str, str]]:
+    mark = "?" if dialect == "sqlite" else "%s"
+    inserts, deletes = {}, {}
+    for kind, table in INDEX_TABLES.items():
+        cols = [c.name for c in table.columns]
+        inserts[kind] = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join([mark] * len(cols))})"
+        deletes[kind] = f"DELETE FROM {table.name} WHERE resource_type = {mark} AND resource_id = {mark}"
+    return inserts, deletes
+
+
+_SQL = {d: _sql(d) for d in ("sqlite", "postgresql")}
+
+
+def _cursor(conn: Connection):  # noqa: ANN202
+    return conn.connection.dbapi_connection.cursor()
 
 
 def _insert(conn: Connection, resource_type: str, resource_id: str, rows: dict[str, list[tuple]]) -> None:
-    for kind, kind_rows in rows.items():
-        if not kind_rows:
-            continue
-        cols = _COLUMNS[kind]
-        seen = set()
-        payload = []
-        for r in kind_rows:
-            if r in seen:
+    inserts = _SQL[conn.dialect.name][0]
+    cur = _cursor(conn)
+    try:
+        for kind, kind_rows in rows.items():
+            if not kind_rows:
                 continue
-            seen.add(r)
-            d = dict(zip(cols, r))
-            d["resource_type"] = resource_type
-            d["resource_id"] = resource_id
-            payload.append(d)
-        conn.execute(_INSERTS[kind], payload)
+            payload = list(dict.fromkeys((resource_type, resource_id, *r) for r in kind_rows))
+            cur.executemany(inserts[kind], payload)
+    finally:
+        cur.close()
 
 
 def delete_index(conn: Connection, resource_type: str, resource_id: str) -> None:
-    for stmt in _DELETES.values():
-        conn.execute(stmt, {"rt": resource_type, "rid": resource_id})
+    deletes = _SQL[conn.dialect.name][1]
+    cur = _cursor(conn)
+    try:
+        for sql in deletes.values():
+            cur.execute(sql, (resource_type, resource_id))
+    finally:
+        cur.close()
+
+
+def _pg_write(conn: Connection, resource_type: str, resource_id: str, rows: dict[str, list[tuple]],
+              delete: bool) -> None:
+    """PostgreSQL: deletes and inserts go out in one psycopg pipeline (one network round trip),
+    each with a fixed, server-side prepared statement."""
+    inserts, deletes = _SQL["postgresql"]
+    raw = conn.connection.dbapi_connection
+    with raw.pipeline(), raw.cursor() as cur:
+        if delete:
+            for sql in deletes.values():
+                cur.execute(sql, (resource_type, resource_id), prepare=True)
+        for kind, kind_rows in rows.items():
+            if kind_rows:
+                payload = list(dict.fromkeys((resource_type, resource_id, *r) for r in kind_rows))
+                cur.executemany(inserts[kind], payload)
 
 
 def write_index(conn: Connection, resource_type: str, resource_id: str, resource: dict,
                 last_updated: datetime) -> None:
     """Replace every index row of one resource."""
     rows = index_rows(resource_type, resource, last_updated)
-    delete_index(conn, resource_type, resource_id)
+    # A first version has no index rows yet (ids are never reused across deletes: versions continue).
+    delete = (resource.get("meta") or {}).get("versionId") != "1"
+    if conn.dialect.name == "postgresql":
+        _pg_write(conn, resource_type, resource_id, rows, delete)
+        return
+    if delete:
+        delete_index(conn, resource_type, resource_id)
     _insert(conn, resource_type, resource_id, rows)
 
 
