@@ -262,3 +262,69 @@ def apply_protocol(
 
 def _instant(moment: datetime, utc_offset: str) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S") + utc_offset
+
+
+@dataclass
+class ApplyRequest:
+    """The inputs of PlanDefinition/[id]/$apply, parsed from a Parameters body or a query string."""
+
+    subject: str
+    practitioner: str | None
+    start: date
+    session_count: int | None = None
+    weekday: int | None = None
+    store: bool = False
+
+    def kwargs(self) -> dict:
+        return {"subject": self.subject, "practitioner": self.practitioner, "start": self.start,
+                "session_count": self.session_count, "weekday": self.weekday}
+
+
+def parse_apply_parameters(params: dict | list[tuple[str, str]]) -> ApplyRequest:
+    """Parameters resource (POST) or (name, value) pairs (GET) -> ApplyRequest; FHIRError 400 if invalid.
+
+    Names: subject (required; Reference or string "Patient/1"), practitioner, start (date, required),
+    sessionCount (positive integer), weekday (mon..sun or 0-6), store (boolean: also persist the
+    resources in one transaction; our addition to the R4 operation).
+    """
+    values: dict[str, object] = {}
+    if isinstance(params, dict):
+        if params.get("resourceType") != "Parameters":
+            raise bad_request("the $apply body must be a Parameters resource")
+        for p in params.get("parameter") or []:
+            value = next((v for k, v in p.items() if k.startswith("value")), None)
+            if isinstance(value, dict):
+                value = value.get("reference")
+            values[p.get("name")] = value
+    else:
+        values = dict(params)
+
+    def text(name: str, required: bool = False) -> str | None:
+        value = values.get(name)
+        if value is None or value == "":
+            if required:
+                raise bad_request(f"$apply needs the '{name}' parameter", name, code="required")
+            return None
+        return str(value)
+
+    subject = text("subject", required=True)
+    if not subject.startswith(("Patient/", "urn:uuid:")):
+        raise bad_request(f"subject must reference a Patient, not {subject!r}", "subject", code="value")
+    start_text = text("start", required=True)
+    try:
+        start = date.fromisoformat(start_text)
+    except ValueError:
+        raise bad_request(f"start must be a date (YYYY-MM-DD), not {start_text!r}", "start", code="value") from None
+    count_text = text("sessionCount")
+    session_count = None
+    if count_text is not None:
+        if not count_text.isdigit() or int(count_text) < 1:
+            raise bad_request(f"sessionCount must be a positive integer, not {count_text!r}", "sessionCount",
+                              code="value")
+        session_count = int(count_text)
+    store_text = (text("store") or "false").lower()
+    if store_text not in ("true", "false"):
+        raise bad_request(f"store must be true or false, not {store_text!r}", "store", code="value")
+    return ApplyRequest(subject=subject, practitioner=text("practitioner"), start=start,
+                        session_count=session_count, weekday=parse_weekday(values.get("weekday")),
+                        store=store_text == "true")

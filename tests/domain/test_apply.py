@@ -124,3 +124,31 @@ def test_build_plan_exposes_the_parts():
     plan = build_plan("ipt-who-group", "Patient/p1", None, START, new_id=counter_ids())
     assert plan.careplan[1]["resourceType"] == "CarePlan" and len(plan.sessions) == 8
     assert "participant" not in plan.sessions[0][1]
+
+
+def test_apply_parameters_from_a_parameters_body_and_a_query():
+    from ipt_fhir.domain.apply import parse_apply_parameters
+    body = {"resourceType": "Parameters", "parameter": [
+        {"name": "subject", "valueReference": {"reference": "Patient/p1"}},
+        {"name": "practitioner", "valueReference": {"reference": "Practitioner/t1"}},
+        {"name": "start", "valueDate": "2025-01-06"}, {"name": "sessionCount", "valueInteger": 12},
+        {"name": "weekday", "valueCode": "wed"}, {"name": "store", "valueBoolean": True}]}
+    req = parse_apply_parameters(body)
+    assert (req.subject, req.practitioner, req.start, req.session_count, req.weekday, req.store) == \
+        ("Patient/p1", "Practitioner/t1", START, 12, 2, True)
+    query = parse_apply_parameters([("subject", "Patient/p1"), ("start", "2025-01-06")])
+    assert query.session_count is None and query.store is False
+    bundle = apply_protocol("ipt-standard-individual", **query.kwargs(), new_id=counter_ids())
+    assert len(by_type(bundle, "Encounter")) == 16
+
+
+@pytest.mark.parametrize("pairs", [
+    [("start", "2025-01-06")], [("subject", "Group/1"), ("start", "2025-01-06")],
+    [("subject", "Patient/1"), ("start", "6 Jan")], [("subject", "Patient/1"), ("start", "2025-01-06"), ("sessionCount", "-3")],
+    [("subject", "Patient/1"), ("start", "2025-01-06"), ("store", "maybe")],
+])
+def test_bad_apply_parameters_are_400(pairs):
+    from ipt_fhir.domain.apply import parse_apply_parameters
+    with pytest.raises(FHIRError) as caught:
+        parse_apply_parameters(pairs)
+    assert caught.value.status == 400
