@@ -202,7 +202,7 @@ def _check_careplan(plan: dict, previous: dict | None, lookup: ResourceLookup) -
         issues.append(warning("business-rule",
                               f"the plan addresses {len(areas)} IPT problem areas; IPT usually focuses on one or two",
                               "CarePlan.addresses"))
-    if not plan.get("id") or plan.get("status") == "draft" and previous is None:
+    if not plan.get("id") or (plan.get("status") == "draft" and previous is None):
         return issues
 
     protocol = protocol_for_careplan(plan)
