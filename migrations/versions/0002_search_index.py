@@ -66,7 +66,7 @@ TABLES = {
 
 def upgrade() -> None:
     for name, (cols, indexes) in TABLES.items():
-        op.create_table(name, *_key(), *[c.copy() for c in cols])
+        op.create_table(name, *_key(), *[sa.Column(c.name, c.type, nullable=c.nullable) for c in cols])
         for suffix, columns in indexes.items():
             op.create_index(f"ix_{name}_{suffix}", name, columns)
         op.create_index(f"ix_{name}_res", name, ["resource_type", "resource_id", "param"])

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ipt_fhir.services.search import search
+from ipt_fhir.store.database import Database
+
+from .harness import put
+
+BASE = "http://testserver/fhir"
+
+
+class Engine:
+    """Search straight through the service (no HTTP), on the parametrised SQLite/PostgreSQL database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def put(self, resource: dict) -> dict:
+        return put(self.db, resource)
+
+    def bundle(self, rt: str | None, query: list[tuple[str, str]] | str, **kw) -> dict:
+        if isinstance(query, str):
+            query = [tuple(p.split("=", 1)) for p in query.split("&") if p]  # type: ignore[misc]
+        return json.loads(search(self.db, rt, list(query), base_url=BASE, request_url=BASE + "/x", **kw))
+
+    def ids(self, rt: str, query: list[tuple[str, str]] | str, **kw) -> set[str]:
+        b = self.bundle(rt, query, **kw)
+        return {e["resource"]["id"] for e in b.get("entry", []) if e["search"]["mode"] == "match"}
+
+
+@pytest.fixture
+def engine(database: Database) -> Engine:
+    return Engine(database)
