@@ -53,6 +53,7 @@ class _Walk:
             return
         props = node.props
         only_id = True
+        present: set = set()
         for key, value in obj.items():
             prop = props.get(key)
             if prop is None:
@@ -63,6 +64,7 @@ class _Walk:
                     if base is not None and base.kind == PRIMITIVE:
                         if key[1:] not in obj:
                             self.lone_extension(value, base, path)
+                            self.mark(base.elem, present, obj, path)
                         only_id = False
                         continue
                 issues.append(error("structure", f"Unknown element '{key}'", f"{path}.{key}"))
@@ -70,6 +72,7 @@ class _Walk:
             if key != "id":
                 only_id = False
             elem = prop.elem
+            self.mark(elem, present, obj, path)
             if prop.kind == PRIMITIVE:
                 self.primitive(obj, key, value, prop, path, resource, root)
                 continue
@@ -96,16 +99,18 @@ class _Walk:
         if only_id and not node.is_resource:
             issues.append(error("invariant", _ELE_1, path))
         for elem in node.required:
-            if not any(k in obj or ("_" + k) in obj for k in elem.keys):
+            if elem not in present:
                 issues.append(error("required", f"Missing required element '{elem.name}' (min cardinality {elem.min})",
-                                    f"{path}.{elem.name}"))
-        for elem in node.choices:
-            present = [k for k in elem.keys if k in obj or ("_" + k) in obj]
-            if len(present) > 1:
-                issues.append(error("structure", f"Only one of {', '.join(present)} is allowed ({elem.name}[x])",
                                     f"{path}.{elem.name}"))
         if node.invariants:
             self.invariants(node.invariants, obj, path, resource, root)
+
+    def mark(self, elem: Any, present: set, obj: dict, path: str) -> None:
+        if elem in present and elem.choice:
+            keys = [k for k in elem.keys if k in obj or ("_" + k) in obj]
+            self.issues.append(error("structure", f"Only one of {', '.join(keys)} is allowed ({elem.name}[x])",
+                                     f"{path}.{elem.name}"))
+        present.add(elem)
 
     def value(self, value: Any, prop: Prop, path: str, resource: dict, root: dict) -> None:
         if prop.kind == RESOURCE:
@@ -128,9 +133,24 @@ class _Walk:
     def primitive(self, obj: dict, key: str, value: Any, prop: Prop, path: str, resource: dict, root: dict) -> None:
         issues = self.issues
         elem = prop.elem
-        p = f"{path}.{prop.label}"
-        ext = obj.get("_" + key)
+        ext = obj.get("_" + key) if ("_" + key) in obj else None
         check = prop.check
+        if not elem.array:
+            if value is None or type(value) in (list, dict):
+                issues.append(error("structure", f"'{key}' must be a JSON primitive, found {json_kind(value)}",
+                                    f"{path}.{prop.label}"))
+                return
+            msg = check(value)
+            if msg is not None:
+                issues.append(error("value", msg, f"{path}.{prop.label}"))
+            elif elem.binding is not None:
+                self.code_binding(value, prop, f"{path}.{prop.label}")
+            if ext is not None:
+                self.element_extension(ext, f"{path}.{prop.label}", True)
+            if elem.invariants:
+                self.invariants(elem.invariants, value, f"{path}.{prop.label}", resource, root)
+            return
+        p = f"{path}.{prop.label}"
         if elem.array:
             if type(value) is not list:
                 issues.append(error("structure", f"'{key}' must be a JSON array, found {json_kind(value)}", p))
@@ -145,35 +165,22 @@ class _Walk:
                 ext = None
             for i, v in enumerate(value):
                 e = ext[i] if ext is not None else None
-                ip = f"{p}[{i}]"
                 if v is None:
                     if e is None:
-                        issues.append(error("structure", f"null in '{key}' is only allowed where '_{key}' has a value", ip))
+                        issues.append(error("structure", f"null in '{key}' is only allowed where '_{key}' has a value",
+                                            f"{p}[{i}]"))
                 else:
                     msg = check(v)
                     if msg is not None:
-                        issues.append(error("value", msg, ip))
+                        issues.append(error("value", msg, f"{p}[{i}]"))
                     elif elem.binding is not None:
-                        self.code_binding(v, prop, ip)
+                        self.code_binding(v, prop, f"{p}[{i}]")
                 if e is not None:
-                    self.element_extension(e, ip, v is not None)
+                    self.element_extension(e, f"{p}[{i}]", v is not None)
             if elem.invariants:
                 for i, v in enumerate(value):
                     if v is not None:
                         self.invariants(elem.invariants, v, f"{p}[{i}]", resource, root)
-        else:
-            if value is None or type(value) in (list, dict):
-                issues.append(error("structure", f"'{key}' must be a JSON primitive, found {json_kind(value)}", p))
-                return
-            msg = check(value)
-            if msg is not None:
-                issues.append(error("value", msg, p))
-            elif elem.binding is not None:
-                self.code_binding(value, prop, p)
-            if ext is not None:
-                self.element_extension(ext, p, True)
-            if elem.invariants:
-                self.invariants(elem.invariants, value, p, resource, root)
 
     def lone_extension(self, ext: Any, prop: Prop, path: str) -> None:
         """`_key` without `key`: the primitive has extensions but no value."""
