@@ -485,3 +485,43 @@ def test_explicit_profiles_argument_overrides_meta() -> None:
 
 def test_case_table_is_large_enough() -> None:
     assert len(CASES) + len(PROFILE_CASES) >= 150
+
+
+def test_profile_on_a_registered_profile_checks_both() -> None:
+    child = "http://example.org/ipt-test/StructureDefinition/test-careplan-strict"
+    register_profile({
+        "resourceType": "StructureDefinition", "url": child, "type": "CarePlan", "derivation": "constraint",
+        "baseDefinition": PROFILE,
+        "differential": {"element": [{"id": "CarePlan.description", "path": "CarePlan.description", "min": 1}]},
+    })
+    r = with_(GOOD, intent="proposal")
+    exprs = {i.expression for i in validate_profiles(r, [child]) if i.is_error}
+    assert {("CarePlan.intent",), ("CarePlan.description",)} <= exprs
+
+
+def test_snapshot_profile_with_fixed_values_and_closed_slicing() -> None:
+    url = "http://example.org/ipt-test/StructureDefinition/test-observation"
+    register_profile({
+        "resourceType": "StructureDefinition", "url": url, "type": "Observation", "derivation": "constraint",
+        "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Observation",
+        "snapshot": {"element": [
+            {"id": "Observation", "path": "Observation", "min": 0, "max": "*"},
+            {"id": "Observation.status", "path": "Observation.status", "min": 1, "max": "1", "fixedCode": "final"},
+            {"id": "Observation.code.coding", "path": "Observation.code.coding", "min": 1, "max": "*",
+             "slicing": {"discriminator": [{"type": "value", "path": "system"}], "rules": "closed"}},
+            {"id": "Observation.code.coding:loinc", "path": "Observation.code.coding", "sliceName": "loinc",
+             "min": 1, "max": "1"},
+            {"id": "Observation.code.coding:loinc.system", "path": "Observation.code.coding.system", "min": 1,
+             "max": "1", "fixedUri": "http://loinc.org"},
+            {"id": "Observation.code.coding:loinc.code", "path": "Observation.code.coding.code", "min": 1,
+             "max": "1", "fixedCode": "44249-1"},
+        ]},
+    })
+    ok = with_(OBSERVATION, meta={"profile": [url]})
+    assert validate_profiles(ok) == []
+    bad = with_(ok, status="amended", code={"coding": [{"system": "http://loinc.org", "code": "1-8"},
+                                                       {"system": "http://snomed.info/sct", "code": "1"}]})
+    issues = {(i.code, i.expression) for i in validate_profiles(bad) if i.is_error}
+    assert ("value", ("Observation.status",)) in issues
+    assert ("value", ("Observation.code.coding[0].code",)) in issues
+    assert ("structure", ("Observation.code.coding[1]",)) in issues
