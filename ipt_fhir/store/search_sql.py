@@ -303,6 +303,10 @@ class SqlBuilder:
         t = INDEX_TABLES[p.type]
         if clause.modifier == "missing":
             probe = sa.exists().where(t.c.resource_type == rt_col, t.c.resource_id == id_col, t.c.param == p.code)
+            if p.type == "reference":  # a logical reference (identifier only) is a value too
+                tt = token_index
+                probe = sa.or_(probe, sa.exists().where(tt.c.resource_type == rt_col, tt.c.resource_id == id_col,
+                                                        tt.c.param == p.code + ":identifier"))
             return sa.not_(probe) if clause.values[0] else probe
         negate = clause.modifier in ("not", "not-in")
         if negate:

@@ -1,0 +1,69 @@
+"""Reference forms, chains (several levels) and _has (nested)."""
+from __future__ import annotations
+
+import pytest
+
+from ipt_fhir.fhir.outcome import FHIRError
+
+from .conftest import BASE
+
+
+@pytest.fixture
+def graph(engine):
+    engine.put({"resourceType": "Organization", "id": "acme", "name": "Acme Clinic"})
+    engine.put({"resourceType": "Patient", "id": "p1", "name": [{"family": "Ng"}],
+                "managingOrganization": {"reference": "Organization/acme"}})
+    engine.put({"resourceType": "Patient", "id": "p2", "name": [{"family": "Smith"}]})
+    engine.put({"resourceType": "Practitioner", "id": "dr", "name": [{"family": "Who"}]})
+    engine.put({"resourceType": "Observation", "id": "o1", "status": "final", "code": {"coding": [
+        {"system": "http://loinc.org", "code": "44261-6"}]}, "subject": {"reference": "Patient/p1"},
+        "performer": [{"reference": "Practitioner/dr"}]})
+    engine.put({"resourceType": "Observation", "id": "o2", "status": "final", "code": {"coding": [
+        {"system": "http://loinc.org", "code": "1234-5"}]}, "subject": {"reference": f"{BASE}/Patient/p2"}})
+    engine.put({"resourceType": "Observation", "id": "o3", "status": "final", "code": {"text": "x"},
+                "subject": {"identifier": {"system": "urn:mrn", "value": "X9"}}})
+    engine.put({"resourceType": "Provenance", "id": "prov", "target": [{"reference": "Observation/o1"}],
+                "recorded": "2025-01-01T00:00:00Z", "agent": [{"who": {"reference": "Practitioner/dr"}}]})
+    return engine
+
+
+@pytest.mark.parametrize("query,expected", [
+    ("subject=Patient/p1", {"o1"}),
+    ("subject=p1", {"o1"}),
+    ("subject:Patient=p1", {"o1"}),
+    ("patient=p2", {"o2"}),
+    (f"subject={BASE}/Patient/p2", {"o2"}),
+    ("subject=Patient/p1,Patient/p2", {"o1", "o2"}),
+    ("subject:identifier=urn:mrn|X9", {"o3"}),
+    ("subject:missing=true", set()),
+    ("performer:missing=true", {"o2", "o3"}),
+    ("subject:Patient.name=ng", {"o1"}),
+    ("subject.name=smith", {"o2"}),
+    ("subject:Patient.organization.name=acme", {"o1"}),
+    ("subject:Patient.organization:Organization.name=acme", {"o1"}),
+    ("performer:Practitioner.family=who", {"o1"}),
+])
+def test_reference_forms_and_chains(graph, query, expected):
+    assert graph.ids("Observation", query) == expected
+
+
+@pytest.mark.parametrize("query,expected", [
+    ("_has:Observation:patient:code=44261-6", {"p1"}),
+    ("_has:Observation:patient:code=1234-5", {"p2"}),
+    ("_has:Observation:subject:status=final", {"p1", "p2"}),
+    ("_has:Observation:patient:_has:Provenance:target:agent=Practitioner/dr", {"p1"}),
+    ("_has:Observation:patient:performer:Practitioner.family=who", {"p1"}),
+])
+def test_has_reverse_chains(graph, query, expected):
+    assert graph.ids("Patient", query) == expected
+
+
+def test_bad_has_is_400(graph):
+    with pytest.raises(FHIRError) as exc:
+        graph.ids("Patient", "_has:Observation:code:status=final")
+    assert exc.value.status == 400
+
+
+def test_compartment_search_uses_the_patient_compartment(graph):
+    b = graph.bundle("Observation", [], compartment=("Patient", "p1"))
+    assert {e["resource"]["id"] for e in b["entry"]} == {"o1"}

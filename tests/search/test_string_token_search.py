@@ -1,0 +1,114 @@
+"""String (case/accent-insensitive prefix, :exact, :contains) and token forms (search.html#string, #token)."""
+from __future__ import annotations
+
+import pytest
+
+from ipt_fhir.fhir.outcome import FHIRError
+
+
+@pytest.fixture
+def people(engine):
+    engine.put({"resourceType": "Patient", "id": "eloise", "gender": "female",
+                "name": [{"family": "Müller", "given": ["Éloïse", "Anne"]}],
+                "identifier": [{"system": "urn:mrn", "value": "M1",
+                                "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203",
+                                                     "code": "MR"}]}}],
+                "address": [{"city": "Zürich", "postalCode": "8001"}]})
+    engine.put({"resourceType": "Patient", "id": "bob", "gender": "male", "active": True,
+                "name": [{"family": "Muller", "given": ["Bob"]}],
+                "identifier": [{"system": "urn:other", "value": "M1"}, {"value": "nosys"}]})
+    return engine
+
+
+@pytest.mark.parametrize("query,expected", [
+    ("name=eloise", {"eloise"}),
+    ("name=ELO", {"eloise"}),
+    ("name=mull", {"eloise", "bob"}),
+    ("family=müller", {"eloise", "bob"}),
+    ("family:exact=Müller", {"eloise"}),
+    ("family:exact=müller", set()),
+    ("family:exact=Muller", {"bob"}),
+    ("name:contains=ois", {"eloise"}),
+    ("name:contains=ULL", {"eloise", "bob"}),
+    ("given=anne", {"eloise"}),
+    ("address-city=zurich", {"eloise"}),
+    ("name=eloise,bob", {"eloise", "bob"}),
+    ("name=mull&given=bob", {"bob"}),
+    ("name=ller", set()),
+])
+def test_string_matching(people, query, expected):
+    assert people.ids("Patient", query) == expected
+
+
+@pytest.mark.parametrize("query,expected", [
+    ("gender=female", {"eloise"}),
+    ("gender=female,male", {"eloise", "bob"}),
+    ("identifier=M1", {"eloise", "bob"}),
+    ("identifier=urn:mrn|M1", {"eloise"}),
+    ("identifier=urn:mrn|", {"eloise"}),
+    ("identifier=|nosys", {"bob"}),
+    ("identifier=|M1", set()),
+    ("gender:not=female", {"bob"}),
+    ("active=true", {"bob"}),
+    ("active:missing=true", {"eloise"}),
+    ("identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|MR|M1", {"eloise"}),
+    ("gender:in=http://hl7.org/fhir/ValueSet/administrative-gender", {"eloise", "bob"}),
+    ("gender:not-in=http://hl7.org/fhir/ValueSet/administrative-gender", set()),
+    ("_id=bob", {"bob"}),
+    ("_id=bob,eloise", {"bob", "eloise"}),
+])
+def test_token_forms(people, query, expected):
+    assert people.ids("Patient", query) == expected
+
+
+def test_token_text_matches_display_and_text(engine):
+    engine.put({"resourceType": "Condition", "id": "c1", "subject": {"reference": "Patient/x"},
+                "code": {"coding": [{"system": "http://snomed.info/sct", "code": "35489007",
+                                     "display": "Depressive disorder"}], "text": "Dépression majeure"}})
+    assert engine.ids("Condition", "code:text=depressive") == {"c1"}
+    assert engine.ids("Condition", "code:text=disorder") == {"c1"}
+    assert engine.ids("Condition", "code:text=depression") == {"c1"}
+    assert engine.ids("Condition", "code:text=anxiety") == set()
+
+
+def test_unknown_valueset_in_is_an_error(people):
+    with pytest.raises(FHIRError) as exc:
+        people.ids("Patient", "gender:in=http://example.org/ValueSet/nope")
+    assert exc.value.status == 400
+
+
+def test_number_and_quantity(engine):
+    for oid, v in (("q1", 5.4), ("q2", 100), ("q3", 99.6)):
+        engine.put({"resourceType": "Observation", "id": oid, "status": "final", "code": {"text": "x"},
+                    "valueQuantity": {"value": v, "system": "http://unitsofmeasure.org", "code": "mg", "unit": "mg"}})
+    assert engine.ids("Observation", "value-quantity=100") == {"q2", "q3"}  # [99.5, 100.5)
+    assert engine.ids("Observation", "value-quantity=100.0") == {"q2"}
+    assert engine.ids("Observation", "value-quantity=gt99.6") == {"q2"}
+    assert engine.ids("Observation", "value-quantity=le5.4|http://unitsofmeasure.org|mg") == {"q1"}
+    assert engine.ids("Observation", "value-quantity=5.4||kg") == set()
+    assert engine.ids("Observation", "value-quantity=ne100") == {"q1"}
+    with pytest.raises(FHIRError):
+        engine.ids("Observation", "value-quantity=zz100")
+
+
+def test_uri_below_and_above(engine):
+    engine.put({"resourceType": "ValueSet", "id": "v1", "status": "active", "url": "http://acme.org/fhir/ValueSet/a"})
+    engine.put({"resourceType": "ValueSet", "id": "v2", "status": "active", "url": "http://acme.org/other"})
+    assert engine.ids("ValueSet", "url=http://acme.org/fhir/ValueSet/a") == {"v1"}
+    assert engine.ids("ValueSet", "url:below=http://acme.org/fhir") == {"v1"}
+    assert engine.ids("ValueSet", "url:below=http://acme.org") == {"v1", "v2"}
+    assert engine.ids("ValueSet", "url:above=http://acme.org/fhir/ValueSet/a/extra") == {"v1"}
+
+
+def test_composite_code_value_quantity(engine):
+    engine.put({"resourceType": "Observation", "id": "bp", "status": "final", "code": {"text": "bp"},
+                "component": [
+                    {"code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+                     "valueQuantity": {"value": 150, "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}},
+                    {"code": {"coding": [{"system": "http://loinc.org", "code": "8462-4"}]},
+                     "valueQuantity": {"value": 90, "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}}]})
+    q = "component-code-value-quantity"
+    assert engine.ids("Observation", f"{q}=http://loinc.org|8480-6$gt140") == {"bp"}
+    # the pair must come from the same component: systolic is not 90
+    assert engine.ids("Observation", f"{q}=http://loinc.org|8480-6$lt100") == set()
+    assert engine.ids("Observation", f"{q}=8462-4$90") == {"bp"}
