@@ -233,6 +233,11 @@ class _Checker:
 
     def slices(self, rule: Rule, values: list[tuple[Any, str]], parent_expr: str) -> None:
         discriminators = (rule.slicing or {}).get("discriminator") or []
+        unsupported = [d.get("type") for d in discriminators if d.get("type") not in ("value", "pattern")]
+        if unsupported:  # type/profile/exists discriminators: not implemented; never guess a rejection
+            self.issues.append(warning("not-supported", f"Profile {self.p.url}: slicing of '{rule.id}' by "
+                                       f"{', '.join(map(str, unsupported))} is not checked", f"{parent_expr}.{rule.name}"))
+            return
         matched_any = [False] * len(values)
         for sl in rule.slices.values():
             members = []
