@@ -3,7 +3,7 @@ Location and the representation asked for by `Prefer: return=`."""
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timezone
 from email.utils import format_datetime
 
 from fastapi import Request
@@ -39,7 +39,7 @@ def fhir_response(request: Request, body: bytes | dict | None, status: int = 200
 
 
 def http_date(t: datetime) -> str:
-    return format_datetime(t, usegmt=True)
+    return format_datetime(t.astimezone(timezone.utc), usegmt=True)
 
 
 def version_headers(v: StoredVersion) -> dict[str, str]:

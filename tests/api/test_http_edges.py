@@ -62,7 +62,7 @@ def test_unknown_route_is_404_operation_outcome(client):
 
 
 def test_method_not_allowed_is_405_operation_outcome(client):
-    r = client.post("/fhir/metadata", json={})
+    r = client.put("/fhir/Patient/1/_history/1", json={})
     assert r.status_code == 405
     outcome(r)
 

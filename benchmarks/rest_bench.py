@@ -1,0 +1,133 @@
+"""REST throughput and latency of ipt-fhir beside a bare FastAPI endpoint, in the same run.
+
+    python -m benchmarks.rest_bench [--duration 10] [--concurrency 1 8 32]
+
+Starts both servers (one uvicorn worker each, same uvicorn options, SQLite for ipt-fhir), drives them
+with wrk over loopback, and prints req/s, p50 and p99 for read-by-id and create of a ~3 KB CarePlan,
+with ipt-fhir's throughput as a ratio of the bare endpoint's.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from benchmarks.payloads import careplan_bytes
+
+ROOT = Path(__file__).resolve().parents[1]
+UVICORN_OPTS = ["--workers", "1", "--log-level", "warning", "--no-access-log"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_up(url: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def start(args: list[str], env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def wrk(url: str, script: Path, concurrency: int, duration: int) -> dict:
+    out = subprocess.run(
+        ["wrk", "-t", str(min(concurrency, 2)), "-c", str(concurrency), "-d", f"{duration}s", "--latency",
+         "-s", str(script), url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    lat = {m.group(1): _ms(m.group(2), m.group(3)) for m in re.finditer(r"\s(50|99)%\s+([\d.]+)(us|ms|s)\b", out)}
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": rps, "p50": lat.get("50"), "p99": lat.get("99"), "errors": int(errors.group(1)) if errors else 0}
+
+
+def _ms(value: str, unit: str) -> float:
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def lua_read(paths: list[str]) -> str:
+    items = ",".join(f'"{p}"' for p in paths)
+    return (f"local paths = {{{items}}}\nrequest = function()\n"
+            "  return wrk.format('GET', paths[math.random(#paths)])\nend\n")
+
+
+def lua_create(body: bytes) -> str:
+    return ("wrk.method = 'POST'\nwrk.headers['Content-Type'] = 'application/fhir+json'\n"
+            f"wrk.body = [==[{body.decode()}]==]\nwrk.path = '/fhir/CarePlan'\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk is required (Debian package 'wrk': apt-get install wrk)")
+
+    work = Path(tempfile.mkdtemp(prefix="ipt-fhir-bench-"))
+    env = {**os.environ, "IPT_FHIR_DATABASE_URL": f"sqlite:///{work / 'bench.db'}", "PYTHONPATH": str(ROOT)}
+    uvicorn = [sys.executable, "-m", "uvicorn"]
+    bare_port, server_port = free_port(), free_port()
+    subprocess.run([sys.executable, "-m", "ipt_fhir.cli", "db", "upgrade"], cwd=ROOT, env=env, check=True,
+                   capture_output=True)
+    procs = [
+        start(uvicorn + ["benchmarks.bare_app:app", "--port", str(bare_port)] + UVICORN_OPTS, env),
+        start(uvicorn + ["ipt_fhir.app:create_app", "--factory", "--port", str(server_port)] + UVICORN_OPTS, env),
+    ]
+    try:
+        bare, server = f"http://127.0.0.1:{bare_port}", f"http://127.0.0.1:{server_port}"
+        wait_up(bare + "/fhir/CarePlan/x")
+        wait_up(server + "/fhir/metadata")
+        with httpx.Client(base_url=server, headers={"Content-Type": "application/fhir+json"}) as http:
+            ids = [http.post("/fhir/CarePlan", content=careplan_bytes(f"p{i}")).json()["id"] for i in range(200)]
+        read_script, create_script = work / "read.lua", work / "create.lua"
+        read_script.write_text(lua_read([f"/fhir/CarePlan/{i}" for i in ids]))
+        create_script.write_text(lua_create(careplan_bytes("bench")))
+
+        rows = []
+        for name, script in (("read by id", read_script), ("create CarePlan", create_script)):
+            for c in args.concurrency:
+                ceiling = wrk(bare, script, c, args.duration)
+                ours = wrk(server, script, c, args.duration)
+                rows.append((name, c, ours, ceiling))
+        print_table(rows, work)
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(10)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def print_table(rows: list, work: Path) -> None:
+    print(f"\nipt-fhir vs bare FastAPI (1 uvicorn worker each, SQLite, wrk over loopback, {os.cpu_count()} cores)")
+    head = f"{'interaction':<16} {'conc':>4} {'ipt-fhir req/s':>15} {'p50 ms':>7} {'p99 ms':>7} " \
+           f"{'bare req/s':>11} {'bare p99':>9} {'ratio':>6} {'errors':>6}"
+    print(head)
+    print("-" * len(head))
+    for name, c, ours, ceiling in rows:
+        print(f"{name:<16} {c:>4} {ours['rps']:>15.0f} {ours['p50']:>7.2f} {ours['p99']:>7.2f} "
+              f"{ceiling['rps']:>11.0f} {ceiling['p99']:>9.2f} {ours['rps'] / ceiling['rps']:>6.2f} {ours['errors']:>6}")
+    print(json.dumps({"rows": [{"interaction": n, "concurrency": c, "ipt_fhir": o, "bare": b}
+                               for n, c, o, b in rows]}), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
