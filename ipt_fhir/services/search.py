@@ -38,7 +38,7 @@ def parse_criteria(resource_type: str, params: list[tuple[str, str]], base_url: 
     result: list[tuple[str, str]] = []
     ignored: list[tuple[str, str]] = []
     for name, value in params:
-        if name in RESULT_PARAMS or name in _IGNORED_IN_CRITERIA:
+        if name.split(":", 1)[0] in RESULT_PARAMS or name in _IGNORED_IN_CRITERIA:
             result.append((name, value))
             continue
         if name in ("_text", "_content", "_list", "_filter", "_query"):

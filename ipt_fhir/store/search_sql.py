@@ -340,10 +340,16 @@ class SqlBuilder:
     def sort_expr(self, resource_type_col: Any, id_col: Any, p: Any, descending: bool) -> Any:
         """A correlated scalar subquery giving a resource's sort value for parameter p (NULLs last)."""
         t = INDEX_TABLES[p.type]
-        col = {"date": t.c.high if descending else t.c.low, "token": t.c.code if "code" in t.c else None}.get(p.type)
-        if col is None:
-            col = {"string": t.c.value, "number": t.c.value, "quantity": t.c.value, "uri": t.c.value,
-                   "reference": t.c.target_id, "composite": t.c.c1_b}.get(p.type)
+        if p.type == "date":
+            col = t.c.high if descending else t.c.low
+        elif p.type == "token":
+            col = t.c.code
+        elif p.type == "reference":
+            col = t.c.target_id
+        elif p.type == "composite":
+            col = t.c.c1_b
+        else:
+            col = t.c.value
         agg = sa.func.max(col) if descending else sa.func.min(col)
         sub = sa.select(agg).where(t.c.resource_type == resource_type_col, t.c.resource_id == id_col,
                                    t.c.param == p.code).scalar_subquery()
