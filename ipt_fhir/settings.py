@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -25,6 +26,29 @@ class Settings(BaseSettings):
     max_page_size: int = Field(default=1000, ge=1, description="Upper bound on _count")
     max_body_bytes: int = Field(default=16 * 1024 * 1024, description="Largest accepted request body")
     db_pool_size: int = Field(default=10, description="Connections per worker (PostgreSQL)")
+    # --- security (README "Security"; enforced by ipt_fhir/security) ---
+    auth: Literal["off", "smart"] = Field(
+        default="off", description="smart: OAuth2 bearer JWTs with SMART scopes. off: only for the embedded "
+        "SQLite database on localhost (`ipt-fhir serve` refuses anything else)")
+    jwks: str | None = Field(default=None, description="JWKS of the token issuer: a file path or an https URL")
+    jwt_issuer: str | None = Field(default=None, description="Required `iss` of access tokens")
+    jwt_audience: str | None = Field(default=None, description="Required `aud` of access tokens (this server's base URL)")
+    jwt_hs256_secret: str | None = Field(default=None, description="Development only: accept HS256 tokens signed with this secret")
+    jwt_leeway_seconds: int = Field(default=30, ge=0, le=300, description="Clock skew allowed on exp/nbf/iat")
+    sensitive_scope: str = Field(default="ipt/sensitive.read", description="Extra scope needed to read resources "
+                                 "labelled PSYTHPN (psychotherapy note) or R (restricted) in meta.security")
+    audit: Literal["on", "off"] | None = Field(default=None, description="AuditEvent per request; default on when auth=smart")
+    smart_authorize_url: str | None = Field(default=None, description="authorization_endpoint for /.well-known/smart-configuration")
+    smart_token_url: str | None = Field(default=None, description="token_endpoint for /.well-known/smart-configuration")
+    cors_origins: str = Field(default="", description="Comma-separated allowed CORS origins; empty: CORS off")
+    max_json_depth: int = Field(default=64, ge=8, description="Deepest JSON nesting accepted in a request body")
+
+    @property
+    def audit_enabled(self) -> bool:
+        return self.audit == "on" if self.audit is not None else self.auth == "smart"
+    max_bundle_entries: int = Field(default=20000, ge=1, description="Most entries in a batch/transaction Bundle (413 beyond)")
+    bulk_dir: str = Field(default="./ipt-fhir-bulk", description="Directory for bulk export files and import uploads")
+    bulk_import_batch: int = Field(default=1000, ge=1, description="Resources per committed batch in $import")
 
     @property
     def is_sqlite(self) -> bool:
