@@ -15,10 +15,16 @@ router = APIRouter(prefix="/fhir")
 
 
 @lru_cache(maxsize=8)
-def _statement(base_url: str, released: str) -> bytes:
-    return dump_json(capability_statement(base_url, released=released))
+def _statement(base_url: str, released: str, canonical_base: str = "") -> bytes:
+    from ipt_fhir.services import ipt
+
+    profiles = ipt.conformance.registry(canonical_base).profile_urls() if canonical_base else None
+    operations = ipt.capability_operations(canonical_base) if canonical_base else None
+    return dump_json(capability_statement(base_url, released=released, supported_profiles=profiles,
+                                          extra_operations=operations))
 
 
 @router.api_route("/metadata", methods=["GET", "HEAD"], tags=["capabilities"], summary="CapabilityStatement")
 def metadata(request: Request) -> Response:
-    return fhir_response(request, _statement(fhir_base_url(request), request.app.state.started_at))
+    return fhir_response(request, _statement(fhir_base_url(request), request.app.state.started_at,
+                                             request.app.state.settings.canonical_base.rstrip("/")))

@@ -1,0 +1,145 @@
+"""The IPT write hook: cross-resource rules, the progress read model and the CarePlan narrative.
+
+- check: resources claiming an IPT profile go through ipt_fhir.domain.rules (errors -> 422, warnings
+  returned with the success); writes to the server's own conformance resources are refused (405).
+- after_write: the progress row of every IPT CarePlan the change touches is updated in the same unit
+  of work (one locked row read + one upsert per plan; no recomputation over the plan's sessions).
+- prepare: a CarePlan claiming the IPT profile gets its generated narrative regenerated from the plan
+  and its progress as the CarePlan is stored (a client-written narrative is kept). Session, score and
+  goal writes do not write a new CarePlan version: the narrative's figures are those of the plan's
+  last write, $ipt-progress is always current. (Rewriting the plan on every session would multiply
+  its versions, race with clients' If-Match updates and notify CarePlan subscribers of non-changes.)
+"""
+from __future__ import annotations
+
+from sqlalchemy.engine import Connection
+
+from ipt_fhir.domain import progress as prog
+from ipt_fhir.domain import rules
+from ipt_fhir.domain.canonical import CAREPLAN_PROFILE, claimed_ipt_profile, claims_profile, reference
+from ipt_fhir.domain.conformance_loader import CONFORMANCE_TYPES
+from ipt_fhir.domain.narrative import with_narrative
+from ipt_fhir.fhir.outcome import FHIRError, Issue, error
+from ipt_fhir.services.write_hooks import Change
+from ipt_fhir.store import ipt_progress
+
+from . import conformance
+from .lookup import StoreLookup
+
+TRACKED = frozenset({"CarePlan", "ServiceRequest", "Encounter", "Observation", "Goal", "Condition"})
+
+
+class IptWriteHook:
+    # ---- rules ---------------------------------------------------------------------------------
+    def check(self, conn: Connection, change: Change) -> list[Issue]:
+        if change.resource_type in CONFORMANCE_TYPES:
+            return _check_conformance_write(change)
+        resource = change.resource
+        if resource is None or claimed_ipt_profile(resource) is None:
+            return []
+        return rules.check(resource, change.previous, StoreLookup(conn))
+
+    # ---- narrative -----------------------------------------------------------------------------
+    def prepare(self, conn: Connection, resource_type: str, doc: dict) -> dict:
+        if resource_type != "CarePlan" or not claims_profile(doc, CAREPLAN_PROFILE):
+            return doc
+        text = doc.get("text")
+        if text and not _is_ours(text):
+            return doc  # the client's own narrative is kept untouched
+        lookup = StoreLookup(conn)
+        row = ipt_progress.get(conn, doc["id"])
+        if row is None:
+            progress = fresh_progress(doc, lookup)
+        else:
+            progress = prog.apply_change(prog.PlanProgress.from_row(row), doc, lookup=lookup)
+        return with_narrative(doc, progress)
+
+    # ---- read model ----------------------------------------------------------------------------
+    def after_write(self, conn: Connection, change: Change) -> None:
+        if change.resource_type not in TRACKED:
+            return
+        lookup = StoreLookup(conn)
+        now = change.resource
+        plans_now = set(prog.plans_affected(now, lookup)) if now is not None else set()
+        plans_before = set(prog.plans_affected(change.previous, lookup)) if change.previous is not None else set()
+        if change.resource_type == "CarePlan":
+            plans_before = {change.id} if change.previous is not None else set()
+        for plan_id in sorted(plans_now | plans_before):
+            if change.resource_type == "CarePlan" and plan_id == change.id:
+                _update_plan_row(conn, now, lookup)
+                continue
+            row = ipt_progress.get(conn, plan_id, for_update=True)
+            if row is None:
+                plan = lookup.read("CarePlan", plan_id)
+                if plan is None or not claims_profile(plan, CAREPLAN_PROFILE):
+                    continue
+                progress = fresh_progress(plan, lookup)  # already holds this change: it is stored
+            else:
+                progress = prog.PlanProgress.from_row(row)
+                if plan_id in plans_now:
+                    prog.apply_change(progress, now, lookup=lookup)
+                else:  # the resource left this plan (deleted, or re-pointed elsewhere)
+                    prog.apply_change(progress, change.previous, deleted=True, lookup=lookup)
+            ipt_progress.put(conn, plan_id, progress.subject, progress.to_row())
+
+
+def _update_plan_row(conn: Connection, careplan: dict | None, lookup: StoreLookup) -> None:
+    if careplan is None or not claims_profile(careplan, CAREPLAN_PROFILE):
+        return  # deleted, or no longer an IPT plan
+    row = ipt_progress.get(conn, careplan["id"], for_update=True)
+    if row is None:
+        progress = fresh_progress(careplan, lookup)
+    else:
+        progress = prog.apply_change(prog.PlanProgress.from_row(row), careplan, lookup=lookup)
+    ipt_progress.put(conn, careplan["id"], progress.subject, progress.to_row())
+
+
+def remove_plan_row(conn: Connection, careplan_id: str) -> None:
+    ipt_progress.delete(conn, careplan_id)
+
+
+def fresh_progress(careplan: dict, lookup: StoreLookup) -> prog.PlanProgress:
+    """The row computed from the store: only when a plan has no row yet (its creation, usually with
+    nothing else stored; or data written before the read model existed)."""
+    progress = prog.new_progress(careplan)
+    prog.apply_change(progress, careplan, lookup=lookup)
+    if not careplan.get("id"):
+        return progress
+    plan_ref = reference("CarePlan", careplan["id"])
+    courses = lookup.search("ServiceRequest", [("based-on", plan_ref)])
+    sessions: dict[str, dict] = {}
+    for course in courses:
+        for enc in lookup.search("Encounter", [("based-on", reference("ServiceRequest", course["id"]))]):
+            sessions.setdefault(enc["id"], enc)
+    scores: dict[str, dict] = {o["id"]: o for o in lookup.search("Observation", [("based-on", plan_ref)])}
+    for enc_id in sessions:
+        for o in lookup.search("Observation", [("encounter", reference("Encounter", enc_id))]):
+            if not o.get("basedOn"):
+                scores.setdefault(o["id"], o)
+    for resource in [*courses, *sessions.values(), *scores.values()]:
+        prog.apply_change(progress, resource)
+    return progress
+
+
+def _is_ours(text: dict) -> bool:
+    from ipt_fhir.domain.narrative import is_generated_by_us
+
+    return is_generated_by_us(text)
+
+
+def _check_conformance_write(change: Change) -> list[Issue]:
+    reg = conformance.active()
+    if reg is None:
+        return []
+    if change.id in reg.reserved_ids:
+        raise FHIRError.of(405, "not-supported",
+                           f"{change.resource_type}/{change.id} is published by this server and is read-only",
+                           change.resource_type)
+    url = (change.resource or {}).get("url")
+    if reg.claims_url(url):
+        return [error("business-rule", f"The canonical URL {url} is published by this server; "
+                      "a stored resource cannot claim it", f"{change.resource_type}.url")]
+    return []
+
+
+HOOK = IptWriteHook()
