@@ -7,8 +7,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from ipt_fhir.api import metadata_routes, rest_routes, search_routes
+from ipt_fhir.api import ipt_routes
 from ipt_fhir.api.errors import install_error_handlers, outcome_response
 from ipt_fhir.fhir.outcome import error
+from ipt_fhir.services import ipt as ipt_layer
 from ipt_fhir.services.history import HistoryService
 from ipt_fhir.services.resources import ResourceService
 from ipt_fhir.settings import Settings, get_settings
@@ -30,6 +32,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.started_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+00:00")
     app.state.resource_service = ResourceService(database)
     app.state.history_service = HistoryService(database, settings)
+    # IPT layer: profiles/terminology registered with the validator, write hook, operations.
+    app.state.ipt_conformance = ipt_layer.install(settings.canonical_base)
+    app.state.ipt_service = ipt_layer.IptService(database, settings.canonical_base)
 
     install_error_handlers(app)
 
@@ -42,6 +47,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
 
     # Order matters: fixed paths (metadata, _history, operations) before /{type}/{id} patterns.
     app.include_router(metadata_routes.router)
+    app.include_router(ipt_routes.router)  # IPT operations and conformance resources
     # search routes
     app.include_router(search_routes.router)
     app.include_router(rest_routes.router)
