@@ -170,7 +170,7 @@ class ResourceService:
     def _create_in(self, conn: Connection, resource_type: str, resource: dict, warnings: list[Issue],
                    resource_id: str | None = None, method: str = "POST") -> WriteResult:
         resource_id = resource_id or str(uuid.uuid4())
-        stored, doc = self._prepare(resource_type, resource_id, 1, resource)
+        stored, doc = self._prepare(resource_type, resource_id, 1, resource, conn)
         issues = warnings + self._run_hooks_check(conn, resource_type, resource_id, method, doc, None)
         if not repo.insert_new(conn, stored, method):
             raise conflict(f"{resource_type}/{resource_id} was created by a concurrent request")
@@ -227,7 +227,7 @@ class ResourceService:
                 f"If-Match version {if_match} is not the current version {current.version_id} "
                 f"of {resource_type}/{resource_id}")
         previous = None if current.deleted else load_stored(current.content)
-        stored, doc = self._prepare(resource_type, resource_id, current.version_id + 1, resource)
+        stored, doc = self._prepare(resource_type, resource_id, current.version_id + 1, resource, conn)
         issues = warnings + self._run_hooks_check(conn, resource_type, resource_id, method, doc, previous)
         if not repo.replace(conn, stored, current.version_id, method):
             raise conflict(f"{resource_type}/{resource_id} was changed by a concurrent request; read it again")
@@ -311,10 +311,15 @@ class ResourceService:
 
     # --- shared write steps ------------------------------------------------------------------
 
-    def _prepare(self, resource_type: str, resource_id: str, version_id: int, resource: dict
-                 ) -> tuple[StoredVersion, dict]:
+    def _prepare(self, resource_type: str, resource_id: str, version_id: int, resource: dict,
+                 conn: Connection | None = None) -> tuple[StoredVersion, dict]:
         last_updated = now_utc()
         doc = with_server_meta(resource, resource_id, version_id, last_updated)
+        if conn is not None:  # hooks may derive server-generated content, e.g. the IPT CarePlan narrative
+            for hook in write_hooks.registered():
+                prepare = getattr(hook, "prepare", None)
+                if prepare is not None:
+                    doc = prepare(conn, resource_type, doc)
         return StoredVersion(resource_type, resource_id, version_id, last_updated, False, dump_json(doc)), doc
 
     def _run_hooks_check(self, conn: Connection, resource_type: str, resource_id: str, method: str,
