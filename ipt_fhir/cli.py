@@ -12,6 +12,10 @@ app = typer.Typer(help="ipt-fhir: FHIR R4 server for Interpersonal Psychotherapy
 db_app = typer.Typer(help="Database schema and index maintenance", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
+from ipt_fhir.commands.demo import demo_data  # noqa: E402
+
+app.command("demo-data")(demo_data)
+
 
 @app.command()
 def serve(
