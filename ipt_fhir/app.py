@@ -6,8 +6,10 @@ from datetime import datetime, timezone
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from ipt_fhir.api import metadata_routes, rest_routes, search_routes
+from ipt_fhir.api import metadata_routes, rest_routes, search_routes, validate_routes
+from ipt_fhir.api import bundle_routes
 from ipt_fhir.api import ipt_routes
+from ipt_fhir.api import docs_routes, ops_routes
 from ipt_fhir.api.errors import install_error_handlers, outcome_response
 from ipt_fhir.fhir.outcome import error
 from ipt_fhir.services import ipt as ipt_layer
@@ -26,6 +28,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         version="0.1.0",
         description="FHIR R4 (4.0.1) server and system of record for Interpersonal Psychotherapy. "
         "FHIR base: `/fhir`. JSON only (`application/fhir+json`).",
+        docs_url=None, redoc_url=None, lifespan=ops_routes.lifespan,  # docs from local assets, below
     )
     app.state.settings = settings
     app.state.database = database
@@ -48,7 +51,11 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     # Order matters: fixed paths (metadata, _history, operations) before /{type}/{id} patterns.
     app.include_router(metadata_routes.router)
     app.include_router(ipt_routes.router)  # IPT operations and conformance resources
+    app.include_router(validate_routes.router)
     # search routes
     app.include_router(search_routes.router)
+    app.include_router(bundle_routes.router)  # POST /fhir (batch/transaction)
     app.include_router(rest_routes.router)
+    ops_routes.install(app)  # /healthz /readyz /metrics; request ids, JSON access log, metrics
+    docs_routes.install(app)  # /openapi.json, /docs, /redoc (no CDN)
     return app

@@ -54,8 +54,13 @@ def instance_history(resource_type: str, resource_id: str, request: Request, his
 # --- read, vread -------------------------------------------------------------------------------
 
 @router.api_route("/{resource_type}/{resource_id}", methods=["GET", "HEAD"], tags=["read"], summary="Read")
-def read(resource_type: str, resource_id: str, request: Request, resources: ResourcesDep) -> Response:
-    stored = resources.read(resource_type, resource_id)
+async def read(resource_type: str, resource_id: str, request: Request, resources: ResourcesDep) -> Response:
+    # On embedded SQLite a read by id is a ~40 µs local call: run it inline rather than pay a thread
+    # hop. A PostgreSQL round trip can take longer, so it goes to the thread pool like other I/O.
+    if resources.db.dialect == "sqlite":
+        stored = resources.read(resource_type, resource_id)
+    else:
+        stored = await run_in_threadpool(resources.read, resource_type, resource_id)
     headers = version_headers(stored)
     if request.headers.get("if-none-match") == headers["ETag"]:
         return Response(status_code=304, headers=headers)

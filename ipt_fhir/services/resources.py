@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Iterator
 from urllib.parse import parse_qsl
 
 from sqlalchemy.engine import Connection
@@ -102,8 +104,7 @@ class ResourceService:
 
     def read(self, resource_type: str, resource_id: str) -> StoredVersion:
         require_known_type(resource_type)
-        with self.db.read() as conn:
-            stored = repo.current(conn, resource_type, resource_id)
+        stored = repo.read_current(self.db, resource_type, resource_id)
         if stored is None:
             raise not_found(f"{resource_type}/{resource_id} is not known")
         if stored.deleted:
@@ -326,6 +327,10 @@ class ResourceService:
                          doc: dict | None, previous: dict | None) -> list[Issue]:
         issues: list[Issue] = []
         change = write_hooks.Change(resource_type, resource_id, method, doc, previous)
+        deferred = conn.info.get(_DEFERRED_CHECKS)
+        if deferred is not None:  # a transaction: rules are checked once all its entries are written
+            deferred.append((conn.info.get(_DEFERRED_TAG), change))
+            return issues
         for hook in write_hooks.registered():
             issues.extend(hook.check(conn, change))
         if any(i.is_error for i in issues):
@@ -338,6 +343,49 @@ class ResourceService:
         change = write_hooks.Change(resource_type, resource_id, method, doc, previous)
         for hook in write_hooks.registered():
             hook.after_write(conn, change)
+
+
+    # --- in-transaction steps: the caller owns the unit of work (transactions, bulk import) -----
+    create_in = _create_in
+    update_in = _update_in
+    patch_in = _patch_in
+    delete_in = _delete_in
+
+
+_DEFERRED_CHECKS = "ipt_fhir.deferred_checks"
+_DEFERRED_TAG = "ipt_fhir.deferred_tag"
+
+
+@contextmanager
+def deferred_rule_checks(conn: Connection) -> Iterator[list[tuple[object, write_hooks.Change]]]:
+    """Inside the block, writes on `conn` queue their write-hook checks instead of running them (a
+    transaction's session Encounter may precede its CarePlan). `after_write` side effects still run
+    in write order. The caller runs `run_deferred_checks` before commit."""
+    queue: list[tuple[object, write_hooks.Change]] = []
+    conn.info[_DEFERRED_CHECKS] = queue
+    try:
+        yield queue
+    finally:
+        conn.info.pop(_DEFERRED_CHECKS, None)
+        conn.info.pop(_DEFERRED_TAG, None)
+
+
+def tag_deferred_checks(conn: Connection, tag: object) -> None:
+    """Label the checks queued from now on (e.g. with the Bundle entry index), for error reports."""
+    conn.info[_DEFERRED_TAG] = tag
+
+
+def run_deferred_checks(conn: Connection, queue: list[tuple[object, write_hooks.Change]]
+                        ) -> list[tuple[object, list[Issue]]]:
+    """Run every hook's check on the final state; returns (tag, issues) per change with any issue."""
+    conn.info.pop(_DEFERRED_CHECKS, None)
+    found = []
+    hooks = write_hooks.registered()
+    for tag, change in queue:
+        issues = [i for hook in hooks for i in hook.check(conn, change)]
+        if issues:
+            found.append((tag, issues))
+    return found
 
 
 class _LostRace(Exception):

@@ -6,7 +6,7 @@ from typing import Iterator
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.pool import NullPool, QueuePool
+from sqlalchemy.pool import QueuePool
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -58,6 +58,23 @@ class Database:
         with self.engine.connect() as conn:
             with conn.begin():
                 yield conn
+
+    def fetch_one(self, sql: str, params: tuple) -> tuple | None:
+        """One row of one statement on a raw pooled DBAPI connection: the read-by-id fast path, without
+        the SQLAlchemy execution pipeline. `sql` uses `?` placeholders and is rewritten per dialect."""
+        if self.dialect == "postgresql":
+            sql = sql.replace("?", "%s")
+        raw = self.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+            cursor.close()
+            if self.dialect == "postgresql":
+                raw.rollback()  # end the implicit read transaction before the connection goes back
+            return row
+        finally:
+            raw.close()
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from .database import Database
 from .tables import conditional_key_table as keys
 from .tables import history_table as history
 from .tables import resource_table as resource
@@ -35,6 +36,19 @@ def current(conn: Connection, resource_type: str, resource_id: str) -> StoredVer
     if row is None:
         return None
     return StoredVersion(resource_type, resource_id, row[0], _utc(row[1]), row[2], row[3])
+
+
+_CURRENT_SQL = "SELECT version_id, last_updated, deleted, content FROM resource WHERE resource_type = ? AND id = ?"
+
+
+def read_current(db: Database, resource_type: str, resource_id: str) -> StoredVersion | None:
+    """The current version, read outside any unit of work (the hot path of GET [type]/[id])."""
+    row = db.fetch_one(_CURRENT_SQL, (resource_type, resource_id))
+    if row is None:
+        return None
+    last_updated = row[1] if isinstance(row[1], datetime) else datetime.fromisoformat(row[1])
+    content = row[3] if row[3] is None or isinstance(row[3], bytes) else bytes(row[3])
+    return StoredVersion(resource_type, resource_id, row[0], _utc(last_updated), bool(row[2]), content)
 
 
 def current_many(conn: Connection, resource_type: str, ids: list[str]) -> list[StoredVersion]:

@@ -1,0 +1,60 @@
+"""$validate: 200 with an OperationOutcome; problems are issues, never HTTP errors."""
+from __future__ import annotations
+
+from tests.api.test_crud import patient
+
+
+def issues(r) -> list[dict]:
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["resourceType"] == "OperationOutcome"
+    return body["issue"]
+
+
+def test_valid_resource_gives_one_information_issue(client):
+    found = issues(client.post("/fhir/Patient/$validate", json=patient()))
+    assert [i["severity"] for i in found] == ["information"]
+
+
+def test_invalid_resource_gives_error_issues_with_expressions_and_200(client):
+    found = issues(client.post("/fhir/Patient/$validate", json=patient(gender="yes", active="true")))
+    errors = [i for i in found if i["severity"] == "error"]
+    assert {e["expression"][0] for e in errors} >= {"Patient.gender", "Patient.active"}
+
+
+def test_parameters_body_with_resource_and_mode(client):
+    body = {"resourceType": "Parameters", "parameter": [
+        {"name": "resource", "resource": patient(birthDate="1974-13-01")},
+        {"name": "mode", "valueCode": "create"}]}
+    found = issues(client.post("/fhir/Patient/$validate", json=body))
+    assert any(i["expression"] == ["Patient.birthDate"] for i in found if i["severity"] == "error")
+
+
+def test_update_mode_checks_the_id_against_the_instance(client):
+    rid = client.post("/fhir/Patient", json=patient()).json()["id"]
+    body = {"resourceType": "Parameters", "parameter": [
+        {"name": "resource", "resource": patient(id="other")}, {"name": "mode", "valueCode": "update"}]}
+    found = issues(client.post(f"/fhir/Patient/{rid}/$validate", json=body))
+    assert any(i["severity"] == "error" and i["expression"] == ["Patient.id"] for i in found)
+
+
+def test_validating_the_stored_instance_and_delete_mode(client):
+    rid = client.post("/fhir/Patient", json=patient()).json()["id"]
+    assert issues(client.get(f"/fhir/Patient/{rid}/$validate"))[0]["severity"] == "information"
+    assert issues(client.get(f"/fhir/Patient/{rid}/$validate?mode=delete"))[0]["severity"] == "information"
+    assert client.get("/fhir/Patient/nope/$validate").status_code == 404
+
+
+def test_validate_writes_nothing(client):
+    client.post("/fhir/Patient/$validate", json=patient())
+    assert client.get("/fhir/_history").json()["total"] == 0
+
+
+def test_unknown_profile_is_a_warning_not_an_error(client):
+    found = issues(client.post("/fhir/Patient/$validate?profile=http://example.org/nope", json=patient()))
+    assert any(i["severity"] == "warning" for i in found)
+    assert not any(i["severity"] == "error" for i in found)
+
+
+def test_bad_mode_is_400(client):
+    assert client.post("/fhir/Patient/$validate?mode=bogus", json=patient()).status_code == 400
