@@ -504,6 +504,10 @@ def _bundle(base_url: str, self_url: str, links: list[tuple[str, str]], total: i
 
 def _execute(db: Database, req: Request, *, base_url: str, request_url: str, link_path: str) -> bytes:
     with db.read() as conn:
+        if db.dialect == "postgresql":
+            # psycopg prepares repeated statements; a generic plan ignores how selective this patient or
+            # code is and can scan a whole index. Search values matter, so always plan with them.
+            conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
         builder = SqlBuilder(base_url, expand_valueset=expander(conn))
         if req.summary == "count" or req.count == 0:
             total = _count(conn, req, builder) if req.total != "none" else None
