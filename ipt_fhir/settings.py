@@ -26,6 +26,12 @@ class Settings(BaseSettings):
     max_page_size: int = Field(default=1000, ge=1, description="Upper bound on _count")
     max_body_bytes: int = Field(default=16 * 1024 * 1024, description="Largest accepted request body")
     db_pool_size: int = Field(default=10, description="Connections per worker (PostgreSQL)")
+    # --- operations (README "Operations"; ipt_fhir/observability.py) ---
+    workers: int = Field(default=1, ge=1, description="Worker processes of `ipt-fhir serve` (its --workers overrides)")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Log level")
+    log_format: Literal["json", "text"] = Field(default="json", description="json: one JSON object per line "
+                                                "with request_id, interaction, route template and timing")
+    shutdown_timeout: int = Field(default=20, ge=0, description="Seconds in-flight requests get to finish on SIGTERM")
     # --- security (README "Security"; enforced by ipt_fhir/security) ---
     auth: Literal["off", "smart"] = Field(
         default="off", description="smart: OAuth2 bearer JWTs with SMART scopes. off: only for the embedded "

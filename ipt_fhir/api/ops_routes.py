@@ -1,0 +1,94 @@
+"""Operational endpoints for orchestrators and monitoring (outside the FHIR base, plain JSON):
+/healthz (liveness), /readyz (database reachable and schema current), /metrics (Prometheus)."""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from contextlib import asynccontextmanager
+from functools import lru_cache
+from typing import AsyncIterator
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from ipt_fhir.observability import RequestContextMiddleware, render_metrics
+from ipt_fhir.store import migrate
+from ipt_fhir.store.database import Database
+
+router = APIRouter(tags=["operations"])
+log = logging.getLogger("ipt_fhir.server")
+
+
+@lru_cache(maxsize=1)
+def _head_revision() -> str | None:
+    return migrate.head_revision("sqlite://")  # the script directory does not depend on the URL
+
+
+def _schema_revision(db: Database) -> str | None:
+    with db.engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT version_num FROM alembic_version").fetchall()
+    return rows[0][0] if rows else None
+
+
+@router.get("/healthz", summary="Liveness: the process answers",
+            responses={200: {"description": "Alive", "content": {"application/json": {
+                "example": {"status": "ok"}}}}})
+def healthz() -> JSONResponse:
+    return JSONResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/readyz", summary="Readiness: the database answers and its schema is the one this server needs",
+            responses={
+                200: {"description": "Ready", "content": {"application/json": {"example": {
+                    "status": "ready", "database": "ok", "schema": "0003_ipt_read_model",
+                    "schema_expected": "0003_ipt_read_model", "duration_ms": 1.2}}}},
+                503: {"description": "Not ready (database unreachable or schema out of date)",
+                      "content": {"application/json": {"example": {
+                          "status": "not-ready", "database": "unreachable", "schema": None,
+                          "schema_expected": "0003_ipt_read_model",
+                          "detail": "OperationalError"}}}}})
+async def readyz(request: Request) -> JSONResponse:
+    db: Database = request.app.state.database
+    started = time.perf_counter()
+    expected = _head_revision()
+    body: dict = {"status": "ready", "database": "ok", "schema": None, "schema_expected": expected}
+    try:
+        body["schema"] = await run_in_threadpool(_schema_revision, db)
+    except Exception as exc:  # noqa: BLE001 - any failure to reach the database means not ready
+        body.update(status="not-ready", database="unreachable", detail=type(exc).__name__)
+    else:
+        if body["schema"] != expected:
+            body.update(status="not-ready", detail="schema out of date: run `ipt-fhir db upgrade`")
+    body["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
+    return JSONResponse(body, status_code=200 if body["status"] == "ready" else 503,
+                        headers={"Cache-Control": "no-store"})
+
+
+@router.get("/metrics", summary="Prometheus metrics: requests and latency per FHIR interaction and type",
+            responses={200: {"description": "Prometheus text exposition format",
+                             "content": {"text/plain": {"example": (
+                                 'ipt_fhir_requests_total{interaction="read",resource_type="CarePlan",'
+                                 'status="200"} 42.0\n')}}}})
+def prometheus_metrics() -> Response:
+    body, media_type = render_metrics()
+    return Response(body, media_type=media_type, headers={"Cache-Control": "no-store"})
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Graceful shutdown: uvicorn stops accepting connections on SIGTERM and lets in-flight requests
+    finish (up to IPT_FHIR_SHUTDOWN_TIMEOUT seconds); then the database pool is closed."""
+    log.info("ipt-fhir worker started", extra={"pid": os.getpid()})
+    yield
+    database = getattr(app.state, "database", None)
+    if database is not None:
+        database.dispose()
+    log.info("ipt-fhir worker stopped", extra={"pid": os.getpid()})
+
+
+def install(app: FastAPI) -> None:
+    """Request ids, access log and metrics for every request (outermost middleware), and the routes."""
+    app.add_middleware(RequestContextMiddleware)
+    app.include_router(router)
