@@ -394,53 +394,58 @@ def _fetch(conn: Connection, pairs: list[tuple[str, str]]) -> list[tuple[str, st
 
 
 def _includes(conn: Connection, req: Request, matched: list[tuple[str, str]]) -> list[tuple[str, str, bytes]]:
+    """_include / _revinclude (and :iterate): each spec is one join of the reference index with the
+    resource table; entries already in the Bundle are not repeated."""
     if not req.includes and not req.revincludes:
         return []
     seen = set(matched)
     included: list[tuple[str, str, bytes]] = []
     frontier = list(matched)
     t = reference_index
+    live = R.c.deleted.is_(False)
     for round_no in range(MAX_INCLUDE_ITERATIONS + 1):
-        wanted: list[tuple[str, str]] = []
         by_type: dict[str, list[str]] = {}
         for rt, rid in frontier:
             by_type.setdefault(rt, []).append(rid)
+        found: list[tuple[str, str, bytes]] = []
         for src, code, target, iterate in req.includes:
             if round_no > 0 and not iterate:
                 continue
             for rt, ids in by_type.items():
                 if src not in ("*", rt):
                     continue
-                stmt = sa.select(t.c.target_type, t.c.target_id).where(
-                    t.c.resource_type == rt, t.c.resource_id.in_(ids), t.c.target_id.is_not(None))
+                stmt = (sa.select(R.c.resource_type, R.c.id, R.c.content)
+                        .select_from(t.join(R, sa.and_(R.c.resource_type == t.c.target_type, R.c.id == t.c.target_id)))
+                        .where(t.c.resource_type == rt, t.c.resource_id.in_(ids), live))
                 if code != "*":
                     stmt = stmt.where(t.c.param == code)
                 if target:
                     stmt = stmt.where(t.c.target_type == target)
-                wanted.extend(tuple(x) for x in conn.execute(stmt))
+                found.extend(tuple(x) for x in conn.execute(stmt))
         for src, code, target, iterate in req.revincludes:
             if round_no > 0 and not iterate:
                 continue
             for rt, ids in by_type.items():
                 if target and target != rt:
                     continue
-                stmt = sa.select(t.c.resource_type, t.c.resource_id).where(
-                    t.c.target_type == rt, t.c.target_id.in_(ids))
+                stmt = (sa.select(R.c.resource_type, R.c.id, R.c.content)
+                        .select_from(t.join(R, sa.and_(R.c.resource_type == t.c.resource_type,
+                                                       R.c.id == t.c.resource_id)))
+                        .where(t.c.target_type == rt, t.c.target_id.in_(ids), live))
                 if src != "*":
                     stmt = stmt.where(t.c.resource_type == src)
                 if code != "*":
                     stmt = stmt.where(t.c.param == code)
-                wanted.extend(tuple(x) for x in conn.execute(stmt))
+                found.extend(tuple(x) for x in conn.execute(stmt))
         new = []
-        for pair in wanted:
-            if pair not in seen:
-                seen.add(pair)
-                new.append(pair)
+        for rt, rid, content in found:
+            if (rt, rid) not in seen and len(included) + len(new) < MAX_INCLUDED:
+                seen.add((rt, rid))
+                new.append((rt, rid, content))
         if not new:
             break
-        fetched = _fetch(conn, new[:MAX_INCLUDED - len(included)])
-        included.extend(fetched)
-        frontier = [(a, b) for a, b, _ in fetched]
+        included.extend(new)
+        frontier = [(a, b) for a, b, _ in new]
         if len(included) >= MAX_INCLUDED:
             break
     return included
