@@ -1,0 +1,86 @@
+"""The IPT conformance resources: served read-only, searchable, named in the CapabilityStatement."""
+from __future__ import annotations
+
+import pytest
+
+from ipt_fhir.domain.conformance_loader import load_conformance
+
+BASE = "http://ipt-fhir.org/fhir"
+
+
+@pytest.mark.parametrize("rtype,rid", [("StructureDefinition", "ipt-careplan"), ("CodeSystem", "ipt-problem-area"),
+                                       ("ValueSet", "ipt-phase"), ("PlanDefinition", "ipt-who-group")])
+def test_each_kind_of_conformance_resource_is_readable(client, rtype, rid):
+    r = client.get(f"/fhir/{rtype}/{rid}")
+    assert r.status_code == 200
+    body = r.json()
+    assert (body["resourceType"], body["id"], body["url"]) == (rtype, rid, f"{BASE}/{rtype}/{rid}")
+    assert r.headers["ETag"] == 'W/"1"'
+    assert client.get(f"/fhir/{rtype}/{rid}/_history/1").json()["id"] == rid
+    assert client.get(f"/fhir/{rtype}/{rid}/_history/2").status_code == 404
+    assert client.get(f"/fhir/{rtype}/{rid}/_history").json()["total"] == 1
+
+
+def test_every_conformance_resource_is_served(client):
+    for r in load_conformance(BASE):
+        assert client.get(f"/fhir/{r['resourceType']}/{r['id']}").status_code == 200, r["id"]
+
+
+def test_search_by_url_name_and_status(client):
+    url = f"{BASE}/StructureDefinition/ipt-session-encounter"
+    by_url = client.get("/fhir/StructureDefinition", params={"url": url}).json()
+    assert [e["resource"]["id"] for e in by_url["entry"]] == ["ipt-session-encounter"]
+    assert by_url["total"] == 1
+    by_name = client.get("/fhir/CodeSystem", params={"name": "iptprob"}).json()
+    assert [e["resource"]["id"] for e in by_name["entry"]] == ["ipt-problem-area"]
+    exact = client.get("/fhir/CodeSystem", params={"name:exact": "iptprob"}).json()
+    assert exact.get("entry", []) == []
+    active = client.get("/fhir/PlanDefinition", params={"status": "active"}).json()
+    assert active["total"] == 5
+    retired = client.get("/fhir/PlanDefinition", params={"status": "retired"}).json()
+    assert retired["total"] == 0 and not retired.get("entry")
+
+
+def test_search_merges_stored_conformance_resources(client):
+    cs = {"resourceType": "CodeSystem", "url": "http://example.org/cs", "name": "IPTLocal", "status": "active",
+          "content": "complete", "concept": [{"code": "a"}]}
+    assert client.post("/fhir/CodeSystem", json=cs).status_code == 201
+    found = client.get("/fhir/CodeSystem", params={"name": "IPT"}).json()
+    names = sorted(e["resource"]["name"] for e in found["entry"])
+    assert "IPTLocal" in names and "IPTPhase" in names and found["total"] == 7
+
+
+@pytest.mark.parametrize("method", ["put", "patch", "delete"])
+def test_conformance_resources_are_read_only(client, method):
+    url = "/fhir/StructureDefinition/ipt-careplan"
+    body = client.get(url).json()
+    if method == "put":
+        r = client.put(url, json=body)
+    elif method == "patch":
+        r = client.patch(url, json=[{"op": "replace", "path": "/status", "value": "retired"}],
+                         headers={"Content-Type": "application/json-patch+json"})
+    else:
+        r = client.delete(url)
+    assert r.status_code == 405
+    assert r.json()["resourceType"] == "OperationOutcome"
+    assert client.get(url).json()["status"] == "active"
+
+
+def test_a_stored_resource_cannot_claim_a_published_canonical_url(client):
+    sd = client.get("/fhir/ValueSet/ipt-phase").json()
+    sd.pop("id")
+    sd.pop("meta")
+    r = client.post("/fhir/ValueSet", json=sd)
+    assert r.status_code == 422
+    assert "ValueSet.url" in r.json()["issue"][0]["expression"]
+
+
+def test_capability_statement_names_profiles_and_operations(client):
+    cs = client.get("/fhir/metadata").json()
+    by_type = {r["type"]: r for r in cs["rest"][0]["resource"]}
+    assert by_type["CarePlan"]["supportedProfile"] == [f"{BASE}/StructureDefinition/ipt-careplan"]
+    assert by_type["Encounter"]["supportedProfile"] == [f"{BASE}/StructureDefinition/ipt-session-encounter"]
+    assert by_type["Observation"]["supportedProfile"] == [f"{BASE}/StructureDefinition/ipt-symptom-score"]
+    ops = {o["name"]: o["definition"] for o in cs["rest"][0]["operation"]}
+    assert ops["apply"].endswith("PlanDefinition-apply")
+    assert "ipt-progress" in ops
