@@ -1,0 +1,110 @@
+"""PlanDefinition/[id]/$apply for every protocol: returned, and stored in one transaction."""
+from __future__ import annotations
+
+import pytest
+
+from ipt_fhir.domain.protocols import all_protocols, get_protocol
+
+from .helpers import progress, read
+
+PROTOCOLS = [p.id for p in all_protocols()]
+
+
+def params(*, store: bool = False, count: int | None = None, weekday: str | None = None, start="2025-01-06"):
+    p = [{"name": "subject", "valueReference": {"reference": "Patient/p1"}},
+         {"name": "practitioner", "valueReference": {"reference": "Practitioner/t1"}},
+         {"name": "start", "valueDate": start}]
+    if count is not None:
+        p.append({"name": "sessionCount", "valueInteger": count})
+    if weekday is not None:
+        p.append({"name": "weekday", "valueCode": weekday})
+    if store:
+        p.append({"name": "store", "valueBoolean": True})
+    return {"resourceType": "Parameters", "parameter": p}
+
+
+def by_type(bundle: dict) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for e in bundle["entry"]:
+        out.setdefault(e["resource"]["resourceType"], []).append(e["resource"])
+    return out
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_apply_returns_the_course_as_a_transaction_bundle(client, protocol):
+    r = client.post(f"/fhir/PlanDefinition/{protocol}/$apply", json=params())
+    assert r.status_code == 200, r.text
+    bundle = r.json()
+    assert bundle["type"] == "transaction"
+    found = by_type(bundle)
+    assert len(found["CarePlan"]) == 1 and len(found["ServiceRequest"]) == 1
+    assert len(found["Encounter"]) == get_protocol(protocol).typical_sessions
+    assert all(e["fullUrl"].startswith("urn:uuid:") for e in bundle["entry"])
+    assert client.get("/fhir/CarePlan").json()["total"] == 0  # nothing stored
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_apply_with_store_writes_plan_course_and_sessions_in_one_transaction(client, protocol):
+    r = client.post(f"/fhir/PlanDefinition/{protocol}/$apply", json=params(store=True))
+    assert r.status_code == 200, r.text
+    bundle = r.json()
+    assert bundle["type"] == "transaction-response"
+    assert all(e["response"]["status"].startswith("201") for e in bundle["entry"])
+    plans = client.get("/fhir/CarePlan").json()["entry"]
+    assert len(plans) == 1
+    plan = plans[0]["resource"]
+    sessions = client.get("/fhir/Encounter", params={"_count": 100}).json()
+    expected = get_protocol(protocol).typical_sessions
+    assert sessions["total"] == expected
+    course = client.get("/fhir/ServiceRequest", params={"based-on": f"CarePlan/{plan['id']}"}).json()
+    assert course["total"] == 1
+    figures = progress(client, plan["id"])
+    assert figures["sessionsPlanned"] == expected and figures["sessionsAttended"] == 0
+    assert figures["sessionsRemaining"] == expected
+    assert figures["nextSession"]["sessionNumber"] == 1
+
+
+def test_apply_honours_session_count_and_weekday(client):
+    r = client.post("/fhir/PlanDefinition/ipt-standard-individual/$apply", json=params(count=12, weekday="wed"))
+    sessions = by_type(r.json())["Encounter"]
+    assert len(sessions) == 12
+    from datetime import date
+    assert {date.fromisoformat(s["period"]["start"][:10]).weekday() for s in sessions} == {2}
+
+
+def test_apply_by_get_with_query_parameters(client):
+    r = client.get("/fhir/PlanDefinition/ipt-brief/$apply",
+                   params={"subject": "Patient/p1", "start": "2025-02-03", "sessionCount": "8"})
+    assert r.status_code == 200
+    assert len(by_type(r.json())["Encounter"]) == 8
+
+
+def test_apply_by_get_cannot_store(client):
+    r = client.get("/fhir/PlanDefinition/ipt-brief/$apply",
+                   params={"subject": "Patient/p1", "start": "2025-02-03", "store": "true"})
+    assert r.status_code == 400
+
+
+def test_more_sessions_than_the_protocol_allows_is_422(client):
+    r = client.post("/fhir/PlanDefinition/ipt-who-group/$apply", json=params(count=40, store=True))
+    assert r.status_code == 422
+    assert client.get("/fhir/CarePlan").json()["total"] == 0
+
+
+def test_missing_or_bad_parameters_are_400(client):
+    body = params()
+    body["parameter"] = [p for p in body["parameter"] if p["name"] != "start"]
+    assert client.post("/fhir/PlanDefinition/ipt-brief/$apply", json=body).status_code == 400
+    assert client.post("/fhir/PlanDefinition/ipt-brief/$apply", json=params(weekday="funday")).status_code == 400
+
+
+def test_unknown_plan_definition_is_404(client):
+    assert client.post("/fhir/PlanDefinition/nope/$apply", json=params()).status_code == 404
+
+
+def test_applied_plan_reads_back_with_its_profile_and_narrative(client):
+    client.post("/fhir/PlanDefinition/ipt-standard-individual/$apply", json=params(store=True))
+    plan = client.get("/fhir/CarePlan").json()["entry"][0]["resource"]
+    stored = read(client, f"CarePlan/{plan['id']}")
+    assert stored["meta"]["profile"][0].endswith("/StructureDefinition/ipt-careplan")
+    assert 'class="ipt-fhir-generated"' in stored["text"]["div"]
