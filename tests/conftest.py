@@ -32,21 +32,24 @@ def sqlite_template(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def postgres_url(worker_id: str) -> str:
+def postgres_url(worker_id: str):
     base = os.environ.get("IPT_FHIR_TEST_POSTGRES_URL")
     if not base:
         if os.environ.get("CI"):
             pytest.fail("IPT_FHIR_TEST_POSTGRES_URL is not set: CI must test PostgreSQL (run scripts/test)")
         pytest.skip("IPT_FHIR_TEST_POSTGRES_URL not set (scripts/test starts PostgreSQL and sets it)")
-    name = f"ipt_fhir_test_{worker_id}"
+    # One database per test process (pid: several test runs may share one server during development).
+    name = f"ipt_fhir_test_{worker_id}_{os.getpid()}"
     admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    admin.dispose()
     url = base.rsplit("/", 1)[0] + "/" + name
     migrate.upgrade(url)
-    return url
+    yield url
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
 
 
 def _truncate_all(db: Database) -> None:
