@@ -3,13 +3,16 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import Response
 
 from ipt_fhir.api import metadata_routes, rest_routes, search_routes, validate_routes
 from ipt_fhir.api import bundle_routes
 from ipt_fhir.api import ipt_routes
 from ipt_fhir.api import docs_routes, ops_routes
+from ipt_fhir.api import security_routes
+from ipt_fhir.api.security_deps import authorize
+from ipt_fhir.security import middleware as security
 from ipt_fhir.api.errors import install_error_handlers, outcome_response
 from ipt_fhir.fhir.outcome import error
 from ipt_fhir.services import ipt as ipt_layer
@@ -20,7 +23,9 @@ from ipt_fhir.store.database import Database
 
 
 def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
-    settings = settings or get_settings()
+    if settings is None:  # a real run (serve, uvicorn --factory): refuse unsafe configurations
+        settings = get_settings()
+        security.check_startup(settings)
     database = database or Database(settings.database_url, pool_size=settings.db_pool_size)
 
     app = FastAPI(
@@ -48,14 +53,18 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             return outcome_response(413, [error("too-long", f"The request body is larger than {settings.max_body_bytes} bytes")])
         return await call_next(request)
 
+    security.install(app, settings)  # security headers, audit per request, CORS (IPT_FHIR_CORS_ORIGINS)
+    secured = [Depends(authorize)]  # authentication + coarse scope check on every /fhir route but metadata
+
     # Order matters: fixed paths (metadata, _history, operations) before /{type}/{id} patterns.
     app.include_router(metadata_routes.router)
-    app.include_router(ipt_routes.router)  # IPT operations and conformance resources
-    app.include_router(validate_routes.router)
+    app.include_router(security_routes.router)  # /.well-known/smart-configuration
+    app.include_router(ipt_routes.router, dependencies=secured)  # IPT operations and conformance resources
+    app.include_router(validate_routes.router, dependencies=secured)
     # search routes
-    app.include_router(search_routes.router)
-    app.include_router(bundle_routes.router)  # POST /fhir (batch/transaction)
-    app.include_router(rest_routes.router)
+    app.include_router(search_routes.router, dependencies=secured)
+    app.include_router(bundle_routes.router, dependencies=secured)  # POST /fhir (batch/transaction)
+    app.include_router(rest_routes.router, dependencies=secured)
     ops_routes.install(app)  # /healthz /readyz /metrics; request ids, JSON access log, metrics
     docs_routes.install(app)  # /openapi.json, /docs, /redoc (no CDN)
     return app

@@ -20,6 +20,7 @@ from ipt_fhir.fhir.jsonio import dump_json, load_stored
 from ipt_fhir.fhir.outcome import FHIRError, Issue, bad_request, conflict, gone, not_found, precondition_failed
 from ipt_fhir.fhir.patch import apply_patch
 from ipt_fhir.fhir.resource_types import RESOURCE_TYPES
+from ipt_fhir.security import audit, guard
 from ipt_fhir.services import write_hooks
 from ipt_fhir.services.search import find_ids
 from ipt_fhir.services.validation import validate_for_write
@@ -104,15 +105,19 @@ class ResourceService:
 
     def read(self, resource_type: str, resource_id: str) -> StoredVersion:
         require_known_type(resource_type)
+        guard.require("read", resource_type)
         stored = repo.read_current(self.db, resource_type, resource_id)
         if stored is None:
             raise not_found(f"{resource_type}/{resource_id} is not known")
         if stored.deleted:
             raise _gone(stored)
+        guard.check_resource("read", resource_type, stored.content)
+        audit.note_read("read", resource_type, resource_id, stored.version_id)
         return stored
 
     def vread(self, resource_type: str, resource_id: str, version_id: str) -> StoredVersion:
         require_known_type(resource_type)
+        guard.require("vread", resource_type)
         if not version_id.isdigit():
             raise not_found(f"{resource_type}/{resource_id} has no version '{version_id}'")
         with self.db.read() as conn:
@@ -124,6 +129,8 @@ class ResourceService:
             raise not_found(f"{what} is not known")
         if stored.deleted:
             raise _gone(stored)
+        guard.check_resource("vread", resource_type, stored.content)
+        audit.note_read("vread", resource_type, resource_id, stored.version_id)
         return stored
 
     # --- create ----------------------------------------------------------------------------
@@ -154,13 +161,14 @@ class ResourceService:
                         return WriteResult(200, stored, warnings)
                     result = self._create_in(conn, resource_type, resource, warnings)
                     if not repo.claim_conditional_key(conn, resource_type, key, result.version.id):
-                        raise _LostRace(repo.conditional_key_owner(conn, resource_type, key))
+                        raise _LostRace()
                     return result
-            except _LostRace as lost:  # the unit of work rolled back: nothing of ours was written
-                owner = lost.owner
+            except _LostRace:  # the unit of work rolled back: nothing of ours was written
+                pass
             # Another request with the same criteria won; answer with its resource if it still
             # matches, otherwise its key is stale (the resource changed since) and we try again.
             with self.db.write() as conn:
+                owner = repo.conditional_key_owner(conn, resource_type, key)
                 if owner is not None and owner in find_ids(conn, resource_type, criteria, base_url):
                     stored = repo.current(conn, resource_type, owner)
                     assert stored is not None
@@ -172,6 +180,7 @@ class ResourceService:
                    resource_id: str | None = None, method: str = "POST") -> WriteResult:
         resource_id = resource_id or str(uuid.uuid4())
         stored, doc = self._prepare(resource_type, resource_id, 1, resource, conn)
+        guard.check_resource("create" if method == "POST" else "update", resource_type, doc)
         issues = warnings + self._run_hooks_check(conn, resource_type, resource_id, method, doc, None)
         if not repo.insert_new(conn, stored, method):
             raise conflict(f"{resource_type}/{resource_id} was created by a concurrent request")
@@ -228,7 +237,9 @@ class ResourceService:
                 f"If-Match version {if_match} is not the current version {current.version_id} "
                 f"of {resource_type}/{resource_id}")
         previous = None if current.deleted else load_stored(current.content)
+        guard.check_resource("patch" if method == "PATCH" else "update", resource_type, previous)
         stored, doc = self._prepare(resource_type, resource_id, current.version_id + 1, resource, conn)
+        guard.check_resource("patch" if method == "PATCH" else "update", resource_type, doc)
         issues = warnings + self._run_hooks_check(conn, resource_type, resource_id, method, doc, previous)
         if not repo.replace(conn, stored, current.version_id, method):
             raise conflict(f"{resource_type}/{resource_id} was changed by a concurrent request; read it again")
@@ -298,6 +309,7 @@ class ResourceService:
         if current is None or current.deleted:
             return 0
         previous = load_stored(current.content)
+        guard.check_resource("delete", resource_type, previous)
         issues = self._run_hooks_check(conn, resource_type, resource_id, "DELETE", None, previous)
         if any(i.is_error for i in issues):
             raise FHIRError(422, issues)
@@ -308,6 +320,7 @@ class ResourceService:
         repo.release_conditional_keys_of(conn, resource_type, resource_id)
         for hook in write_hooks.registered():
             hook.after_write(conn, write_hooks.Change(resource_type, resource_id, "DELETE", None, previous))
+        audit.record_write(conn, "delete", resource_type, resource_id, tombstone.version_id, None, previous)
         return 1
 
     # --- shared write steps ------------------------------------------------------------------
@@ -343,6 +356,8 @@ class ResourceService:
         change = write_hooks.Change(resource_type, resource_id, method, doc, previous)
         for hook in write_hooks.registered():
             hook.after_write(conn, change)
+        interaction = {"POST": "create", "PATCH": "patch"}.get(method, "create" if previous is None else "update")
+        audit.record_write(conn, interaction, resource_type, resource_id, stored.version_id, doc, previous)
 
 
     # --- in-transaction steps: the caller owns the unit of work (transactions, bulk import) -----
@@ -389,9 +404,7 @@ def run_deferred_checks(conn: Connection, queue: list[tuple[object, write_hooks.
 
 
 class _LostRace(Exception):
-    def __init__(self, owner: str | None) -> None:
-        super().__init__(owner)
-        self.owner = owner
+    """A concurrent conditional create with the same criteria claimed the key first."""
 
 
 def _validate_patched(patched: dict, resource_type: str) -> list[Issue]:

@@ -1,0 +1,32 @@
+"""POST /fhir: batch and transaction Bundles (http://hl7.org/fhir/R4/http.html#transaction)."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from ipt_fhir.services.bundle_processing import BundleService
+
+from .body import read_json_body
+from .responses import fhir_base_url, fhir_response, prefer_return
+
+router = APIRouter(prefix="/fhir")
+
+
+def bundle_service(request: Request) -> BundleService:
+    state = request.app.state
+    service = getattr(state, "bundle_service", None)
+    if service is None:
+        service = state.bundle_service = BundleService(
+            state.database, state.resource_service, max_entries=state.settings.max_bundle_entries)
+    return service
+
+
+@router.post("", tags=["batch/transaction"], summary="Batch or transaction Bundle")
+@router.post("/", include_in_schema=False)
+async def batch_or_transaction(request: Request) -> Response:
+    body, _ = await read_json_body(request)
+    service = bundle_service(request)
+    result = await run_in_threadpool(service.process, body, base_url=fhir_base_url(request),
+                                     prefer=prefer_return(request))
+    return fhir_response(request, result, 200)

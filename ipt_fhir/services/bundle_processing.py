@@ -1,0 +1,535 @@
+"""Batch and transaction Bundles (http://hl7.org/fhir/R4/http.html#transaction), HTTP-free.
+
+A transaction is one unit of work: entries are validated first, then processed in the order the
+specification gives (DELETE, POST, PUT/PATCH, GET/HEAD) on one Connection; `urn:uuid:`/`urn:oid:`
+fullUrls and conditional references (`Practitioner?identifier=sys|val`) are rewritten to the ids they
+stand for; write-hook rule checks are deferred until every entry is written (a session Encounter may
+come before its CarePlan) and any failure rolls everything back, naming the entry. A batch runs each
+entry in its own unit of work and reports per entry.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable
+from urllib.parse import parse_qsl, urlsplit
+
+from sqlalchemy.engine import Connection
+
+from ipt_fhir.fhir.jsonio import dump_json, parse_json
+from ipt_fhir.fhir.outcome import FHIRError, Issue, bad_request, not_found, operation_outcome, precondition_failed
+from ipt_fhir.fhir.patch import JSON_PATCH
+from ipt_fhir.fhir.resource_types import RESOURCE_TYPES
+from ipt_fhir.security import audit, guard
+from ipt_fhir.services import resources as rs
+from ipt_fhir.services import search as search_service
+from ipt_fhir.services.resources import ResourceService, WriteResult
+from ipt_fhir.services.search import find_ids
+from ipt_fhir.services.validation import validate_for_write
+from ipt_fhir.store import resources as repo
+from ipt_fhir.store.database import Database
+from ipt_fhir.store.resources import StoredVersion
+
+_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
+_STATUS_TEXT = {200: "200 OK", 201: "201 Created", 204: "204 No Content"}
+_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+
+@dataclass
+class Entry:
+    index: int
+    method: str
+    resource_type: str
+    resource_id: str | None = None
+    version: str | None = None  # GET …/_history/vid
+    criteria: list[tuple[str, str]] | None = None  # conditional update/patch/delete; GET search params
+    query: str = ""
+    full_url: str | None = None
+    resource: dict | None = None
+    if_none_exist: str | None = None
+    if_match: int | None = None
+    warnings: list[Issue] = field(default_factory=list)
+    target_id: str | None = None  # the id this entry writes, known before any POST/PUT is written
+    existing: bool = False  # POST with ifNoneExist that matched: nothing is written
+    patch_body: Any = None
+    patch_type: str = ""
+
+
+@dataclass
+class EntryResult:
+    status: int
+    version: StoredVersion | None = None
+    content: bytes | None = None  # GET bodies (Bundle or resource)
+    issues: list[Issue] = field(default_factory=list)
+    location: bool = True
+
+
+def entry_error(index: int, exc: FHIRError) -> FHIRError:
+    """The entry's error, its issues pointing into the Bundle (expression Bundle.entry[i]…)."""
+    prefix = f"Bundle.entry[{index}]"
+    issues = []
+    for issue in exc.issues:
+        exprs = tuple(_entry_expression(prefix, e) for e in issue.expression) or (prefix,)
+        issues.append(Issue(issue.severity, issue.code, f"{prefix}: {issue.diagnostics}", exprs))
+    return FHIRError(exc.status, issues, exc.headers)
+
+
+def _entry_expression(prefix: str, expression: str) -> str:
+    if expression.startswith("Bundle.entry"):
+        return expression
+    head, _, rest = expression.partition(".")
+    if head in RESOURCE_TYPES:
+        return f"{prefix}.resource" + (f".{rest}" if rest else "")
+    return f"{prefix}.{expression}"
+
+
+class BundleService:
+    def __init__(self, db: Database, resources: ResourceService, *, max_entries: int = 20000) -> None:
+        self.db = db
+        self.resources = resources
+        self.max_entries = max_entries
+
+    def process(self, bundle: object, *, base_url: str, prefer: str = "representation") -> bytes:
+        if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+            raise bad_request("POST to the base expects a Bundle of type batch or transaction", code="structure")
+        kind = bundle.get("type")
+        if kind not in ("batch", "transaction"):
+            raise bad_request(f"Bundle.type must be 'batch' or 'transaction', not {kind!r}", "Bundle.type")
+        raw_entries = bundle.get("entry") or []
+        if not isinstance(raw_entries, list):
+            raise bad_request("Bundle.entry must be an array", "Bundle.entry", code="structure")
+        if len(raw_entries) > self.max_entries:
+            raise FHIRError.of(413, "too-long", f"The Bundle has {len(raw_entries)} entries; at most "
+                               f"{self.max_entries} are accepted", "Bundle.entry")
+        base_url = base_url.rstrip("/")
+        if kind == "transaction":
+            results = self.transaction(raw_entries, base_url)
+        else:
+            results = self.batch(raw_entries, base_url)
+        return _response_bundle(f"{kind}-response", results, base_url, prefer)
+
+    # --- transaction -------------------------------------------------------------------------
+
+    def transaction(self, raw_entries: list, base_url: str) -> list[EntryResult]:
+        entries = []
+        for i, raw in enumerate(raw_entries):
+            try:
+                entry = parse_entry(i, raw, base_url)
+                _validate_entry(entry)
+            except FHIRError as exc:
+                raise entry_error(i, exc) from None
+            entries.append(entry)
+        _check_unique_targets(entries)
+        results: list[EntryResult | None] = [None] * len(entries)
+        order = sorted(entries, key=lambda e: (_ORDER[e.method], e.index))
+        with self.db.write() as conn, rs.deferred_rule_checks(conn) as queue:
+            writer = _Writer(self.resources, conn, base_url)
+            current = None
+            try:
+                for entry in order:
+                    if entry.method != "DELETE":
+                        break
+                    current = entry
+                    rs.tag_deferred_checks(conn, entry.index)
+                    results[entry.index] = writer.delete(entry)
+                # Every id a POST/PUT/PATCH will write is settled before anything references it.
+                for entry in order:
+                    if entry.method in ("POST", "PUT", "PATCH"):
+                        current = entry
+                        writer.settle_target(entry)
+                urn_map = {e.full_url: f"{e.resource_type}/{e.target_id}" for e in entries
+                           if e.full_url and e.target_id}
+                writer.references = urn_map
+                for entry in order:
+                    if entry.method in ("DELETE", "GET", "HEAD"):
+                        continue
+                    current = entry
+                    rs.tag_deferred_checks(conn, entry.index)
+                    results[entry.index] = writer.write(entry)
+                current = None
+                failures = rs.run_deferred_checks(conn, queue)
+                errors = [(tag, issues) for tag, issues in failures if any(i.is_error for i in issues)]
+                if errors:
+                    tag, issues = errors[0]
+                    raise entry_error(int(tag), FHIRError(422, [i for t, iss in errors for i in iss if t == tag]))
+                for tag, issues in failures:
+                    res = results[int(tag)]
+                    if res is not None:
+                        res.issues.extend(issues)
+                for entry in order:
+                    if entry.method in ("GET", "HEAD"):
+                        current = entry
+                        results[entry.index] = writer.get(entry, self.db)
+            except FHIRError as exc:
+                if current is None or exc.issues and exc.issues[0].diagnostics.startswith("Bundle.entry"):
+                    raise
+                raise entry_error(current.index, exc) from None
+        return [r for r in results if r is not None]
+
+    # --- batch -------------------------------------------------------------------------------
+
+    def batch(self, raw_entries: list, base_url: str) -> list[EntryResult]:
+        results = []
+        entries: list[Entry | FHIRError] = []
+        for i, raw in enumerate(raw_entries):
+            try:
+                entry = parse_entry(i, raw, base_url)
+                _validate_entry(entry)
+                entries.append(entry)
+            except FHIRError as exc:
+                entries.append(exc)
+        for item in entries:
+            if isinstance(item, FHIRError):
+                results.append(EntryResult(item.status, issues=item.issues))
+                continue
+            try:
+                results.append(self._batch_entry(item, base_url))
+            except FHIRError as exc:
+                results.append(EntryResult(exc.status, issues=exc.issues))
+        return results
+
+    def _batch_entry(self, entry: Entry, base_url: str) -> EntryResult:
+        if entry.method in ("GET", "HEAD"):
+            with self.db.read() as conn:
+                return _Writer(self.resources, conn, base_url).get(entry, self.db)
+        with self.db.write() as conn, rs.deferred_rule_checks(conn) as queue:
+            writer = _Writer(self.resources, conn, base_url)
+            if entry.method == "DELETE":
+                result = writer.delete(entry)
+            else:
+                writer.settle_target(entry)
+                result = writer.write(entry)
+            found = rs.run_deferred_checks(conn, queue)
+            issues = [i for _, iss in found for i in iss]
+            if any(i.is_error for i in issues):
+                raise FHIRError(422, issues)
+            result.issues.extend(issues)
+            return result
+
+
+class _Writer:
+    """The steps of one unit of work on `conn`."""
+
+    def __init__(self, resources: ResourceService, conn: Connection, base_url: str) -> None:
+        self.svc = resources
+        self.conn = conn
+        self.base_url = base_url
+        self.references: dict[str, str] = {}
+        self._conditional: dict[str, str] = {}
+
+    def find(self, resource_type: str, criteria: list[tuple[str, str]]) -> list[str]:
+        return find_ids(self.conn, resource_type, rs.parse_criteria(criteria), self.base_url)
+
+    def delete(self, entry: Entry) -> EntryResult:
+        if entry.criteria is not None:
+            ids = self.find(entry.resource_type, entry.criteria)
+            for i in ids:
+                self.svc.delete_in(self.conn, entry.resource_type, i)
+        else:
+            assert entry.resource_id is not None
+            self.svc.delete_in(self.conn, entry.resource_type, entry.resource_id)
+        return EntryResult(204)
+
+    def settle_target(self, entry: Entry) -> None:
+        if entry.method == "POST":
+            if entry.if_none_exist:
+                matches = self.find(entry.resource_type, rs.parse_criteria(entry.if_none_exist))
+                if len(matches) > 1:
+                    raise precondition_failed(
+                        f"ifNoneExist criteria match {len(matches)} {entry.resource_type} resources")
+                if matches:
+                    entry.target_id, entry.existing = matches[0], True
+                    return
+            entry.target_id = str(uuid.uuid4())
+        elif entry.criteria is not None:  # conditional PUT / PATCH
+            matches = self.find(entry.resource_type, entry.criteria)
+            if len(matches) > 1:
+                raise precondition_failed(f"The criteria match {len(matches)} {entry.resource_type} resources")
+            if matches:
+                body_id = (entry.resource or {}).get("id")
+                if entry.method == "PUT" and body_id is not None and body_id != matches[0]:
+                    raise bad_request(f"Resource id '{body_id}' differs from the id '{matches[0]}' the "
+                                      f"criteria matched", f"{entry.resource_type}.id")
+                entry.target_id = matches[0]
+            elif entry.method == "PATCH":
+                raise not_found(f"No {entry.resource_type} matches the criteria")
+            else:
+                entry.target_id = (entry.resource or {}).get("id") or str(uuid.uuid4())
+        else:
+            entry.target_id = entry.resource_id
+
+    def write(self, entry: Entry) -> EntryResult:
+        conn, svc = self.conn, self.svc
+        assert entry.target_id is not None
+        if entry.method == "PATCH":
+            current = repo.current(conn, entry.resource_type, entry.target_id)
+            if current is None:
+                raise not_found(f"{entry.resource_type}/{entry.target_id} is not known")
+            if current.deleted:
+                raise FHIRError.of(410, "deleted", f"{entry.resource_type}/{entry.target_id} was deleted")
+            return _result(svc.patch_in(conn, current, entry.patch_body, entry.patch_type, entry.if_match))
+        resource = self.rewrite(entry.resource or {})
+        if entry.method == "POST":
+            if entry.existing:
+                stored = repo.current(conn, entry.resource_type, entry.target_id)
+                assert stored is not None
+                guard.check_resource("read", entry.resource_type, stored.content)  # security
+                return EntryResult(200, stored, issues=list(entry.warnings))
+            result = svc.create_in(conn, entry.resource_type, resource, entry.warnings, entry.target_id)
+            if entry.if_none_exist:
+                key = rs._criteria_hash(entry.resource_type, rs.parse_criteria(entry.if_none_exist))
+                if not repo.claim_conditional_key(conn, entry.resource_type, key, entry.target_id):
+                    raise FHIRError.of(409, "conflict", "A concurrent conditional create with the same "
+                                       "ifNoneExist criteria won; retry the transaction")
+            return _result(result)
+        if entry.criteria is None:
+            rs._check_client_id(entry.target_id, entry.resource_type)
+        return _result(svc.update_in(conn, entry.resource_type, entry.target_id, resource, entry.warnings,
+                                     entry.if_match, "PUT"))
+
+    def get(self, entry: Entry, db: Database) -> EntryResult:
+        if entry.resource_id is None:
+            body = search_service.search(db, entry.resource_type, entry.criteria or [], base_url=self.base_url,
+                                         request_url=f"{self.base_url}/{entry.resource_type}?{entry.query}")
+            return EntryResult(200, content=body, location=False)
+        if entry.version is not None:
+            stored = repo.version(self.conn, entry.resource_type, entry.resource_id, int(entry.version)) \
+                if entry.version.isdigit() else None
+        else:
+            stored = repo.current(self.conn, entry.resource_type, entry.resource_id)
+        if stored is None:
+            raise not_found(f"{entry.resource_type}/{entry.resource_id} is not known")
+        if stored.deleted:
+            raise FHIRError.of(410, "deleted", f"{entry.resource_type}/{entry.resource_id} was deleted")
+        interaction = "vread" if entry.version is not None else "read"
+        guard.require(interaction, entry.resource_type)  # security: scopes, compartment, labels per entry
+        guard.check_resource(interaction, entry.resource_type, stored.content)
+        audit.note_read(interaction, entry.resource_type, entry.resource_id, stored.version_id)
+        return EntryResult(200, stored, location=False)
+
+    # --- references ----------------------------------------------------------------------------
+
+    def rewrite(self, resource: dict) -> dict:
+        """A copy of `resource` with urn fullUrls and conditional references replaced by Type/id."""
+        return _rewrite(resource, self._resolve)
+
+    def _resolve(self, ref: str) -> str | None:
+        target = self.references.get(ref)
+        if target is not None:
+            return target
+        if "?" in ref and not ref.startswith("#"):
+            return self.conditional(ref)
+        if ref.startswith(("urn:uuid:", "urn:oid:")):
+            raise FHIRError.of(404, "not-found", f"Reference '{ref}' names no fullUrl in this Bundle")
+        return None
+
+    def conditional(self, ref: str) -> str:
+        cached = self._conditional.get(ref)
+        if cached is not None:
+            return cached
+        head, _, query = ref.partition("?")
+        resource_type = head.rsplit("/", 1)[-1]
+        if resource_type not in RESOURCE_TYPES:
+            raise bad_request(f"Conditional reference '{ref}' names no known resource type", code="invalid")
+        matches = self.find(resource_type, parse_qsl(query, keep_blank_values=True))
+        if len(matches) != 1:
+            what = "no" if not matches else str(len(matches))
+            raise FHIRError.of(412 if matches else 404, "not-found" if not matches else "multiple-matches",
+                               f"Conditional reference '{ref}' matches {what} resources; it must match exactly one")
+        out = self._conditional[ref] = f"{resource_type}/{matches[0]}"
+        return out
+
+
+def _rewrite(value: Any, resolve: Callable[[str], str | None]) -> Any:
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if k == "reference" and isinstance(v, str):
+                new = resolve(v)
+                out[k] = v if new is None else new
+            elif isinstance(v, (dict, list)):
+                out[k] = _rewrite(v, resolve)
+            else:
+                out[k] = v
+        return out
+    if isinstance(value, list):
+        return [_rewrite(v, resolve) if isinstance(v, (dict, list)) else v for v in value]
+    return value
+
+
+def _result(result: WriteResult) -> EntryResult:
+    return EntryResult(result.status, result.version, issues=list(result.issues))
+
+
+# --- parsing entries -------------------------------------------------------------------------------
+
+def parse_entry(index: int, raw: object, base_url: str) -> Entry:
+    if not isinstance(raw, dict):
+        raise bad_request("A Bundle entry must be an object", code="structure")
+    request = raw.get("request")
+    if not isinstance(request, dict):
+        raise bad_request("The entry has no request", "request", code="required")
+    method = request.get("method")
+    if method not in _ORDER:
+        raise bad_request(f"request.method {method!r} is not one of GET, HEAD, POST, PUT, PATCH, DELETE",
+                          "request.method")
+    url = request.get("url")
+    if not isinstance(url, str) or not url.strip():
+        raise bad_request("The entry has no request.url", "request.url", code="required")
+    url = url.strip()
+    if url.startswith(base_url + "/"):
+        url = url[len(base_url) + 1:]
+    elif "://" in url:
+        parts = urlsplit(url)
+        path = parts.path
+        idx = path.find("/fhir/")
+        url = (path[idx + 6:] if idx >= 0 else path.lstrip("/")) + (f"?{parts.query}" if parts.query else "")
+    url = url.lstrip("/")
+    path, _, query = url.partition("?")
+    segments = [s for s in path.split("/") if s]
+    if not segments or segments[0] not in RESOURCE_TYPES:
+        raise FHIRError.of(404, "not-supported", f"request.url '{url}' names no known resource type", "request.url")
+    entry = Entry(index, method, segments[0], query=query)
+    full_url = raw.get("fullUrl")
+    entry.full_url = full_url if isinstance(full_url, str) else None
+    if len(segments) >= 2:
+        if not _ID.fullmatch(segments[1]):
+            raise bad_request(f"'{segments[1]}' is not a valid id", "request.url")
+        entry.resource_id = segments[1]
+    if len(segments) == 4 and segments[2] == "_history" and method in ("GET", "HEAD"):
+        entry.version = segments[3]
+    elif len(segments) > 2:
+        raise bad_request(f"request.url '{url}' is not supported in a Bundle", "request.url")
+    if query:
+        entry.criteria = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True)
+                          if k not in ("_format", "_pretty")]
+    if method in ("GET", "HEAD"):
+        return entry
+    resource = raw.get("resource")
+    if method == "POST":
+        if entry.resource_id is not None or query:
+            raise bad_request("POST entries name only the type in request.url", "request.url")
+        ine = request.get("ifNoneExist")
+        if isinstance(ine, str) and ine.strip():
+            ine = ine.strip()
+            entry.if_none_exist = ine.split("?", 1)[1] if "?" in ine else ine
+    elif entry.resource_id is None and not entry.criteria:
+        raise bad_request(f"{method} entries need an id or search criteria in request.url", "request.url")
+    if method != "DELETE" and entry.resource_id is not None and query:
+        raise bad_request("request.url has both an id and criteria", "request.url")
+    if_match = request.get("ifMatch")
+    if if_match is not None:
+        from ipt_fhir.api.responses import etag_version  # plain parsing helper; no HTTP involved
+
+        entry.if_match = etag_version(str(if_match))
+    if method == "DELETE":
+        return entry
+    if method == "PATCH":
+        entry.patch_body, entry.patch_type = _patch_of(resource)
+        return entry
+    if not isinstance(resource, dict):
+        raise bad_request(f"A {method} entry must carry a resource", "resource", code="required")
+    if resource.get("resourceType") != entry.resource_type:
+        raise bad_request(f"resource is a {resource.get('resourceType')!r}, request.url names "
+                          f"{entry.resource_type}", "resource.resourceType")
+    if method == "PUT" and entry.resource_id is not None:
+        body_id = resource.get("id")
+        if body_id is None:
+            raise bad_request("The resource in an update must carry its id", f"{entry.resource_type}.id",
+                              code="required")
+        if body_id != entry.resource_id:
+            raise bad_request(f"Resource id '{body_id}' does not match the request.url id "
+                              f"'{entry.resource_id}'", f"{entry.resource_type}.id")
+    entry.resource = resource
+    return entry
+
+
+def _patch_of(resource: object) -> tuple[Any, str]:
+    if isinstance(resource, dict) and resource.get("resourceType") == "Parameters":
+        return resource, "application/fhir+json"
+    if isinstance(resource, dict) and resource.get("resourceType") == "Binary":
+        try:
+            data = base64.b64decode(resource.get("data") or "", validate=True)
+        except (binascii.Error, ValueError):
+            raise bad_request("The Binary patch has invalid base64 data", "resource.data") from None
+        return parse_json(data), JSON_PATCH
+    raise bad_request("A PATCH entry carries a Parameters (FHIRPath Patch) or a Binary (JSON Patch) resource",
+                      "resource")
+
+
+def _validate_entry(entry: Entry) -> None:
+    if entry.resource is not None:
+        entry.warnings = validate_for_write(entry.resource, entry.resource_type)
+
+
+def _check_unique_targets(entries: list[Entry]) -> None:
+    """http.html#transaction: no two entries may touch the same resource."""
+    seen: dict[tuple[str, str], int] = {}
+    full_urls: dict[str, int] = {}
+    for e in entries:
+        if e.full_url and e.method in ("POST", "PUT"):
+            if e.full_url in full_urls:
+                raise entry_error(e.index, bad_request(
+                    f"fullUrl '{e.full_url}' is also used by entry {full_urls[e.full_url]}", "fullUrl"))
+            full_urls[e.full_url] = e.index
+        if e.resource_id is not None and e.method in ("PUT", "PATCH", "DELETE"):
+            key = (e.resource_type, e.resource_id)
+            if key in seen:
+                raise entry_error(e.index, bad_request(
+                    f"{e.resource_type}/{e.resource_id} is also the target of entry {seen[key]}", "request.url"))
+            seen[key] = e.index
+
+
+# --- the response Bundle ---------------------------------------------------------------------------
+
+def _format_instant(v: StoredVersion) -> str:
+    return rs.format_instant(v.last_updated)
+
+
+def _response_bundle(kind: str, results: list[EntryResult], base_url: str, prefer: str) -> bytes:
+    head = {"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": kind,
+            "link": [{"relation": "self", "url": base_url}]}
+    entries: list[tuple[dict, bytes | None]] = []
+    for r in results:
+        response: dict = {"status": _STATUS_TEXT.get(r.status, str(r.status))}
+        content = r.content
+        entry: dict = {}
+        if r.version is not None:
+            v = r.version
+            if r.location:
+                response["location"] = f"{v.resource_type}/{v.id}/_history/{v.version_id}"
+            response["etag"] = f'W/"{v.version_id}"'
+            response["lastModified"] = _format_instant(v)
+            entry["fullUrl"] = f"{base_url}/{v.resource_type}/{v.id}"
+            if content is None and prefer != "minimal":
+                content = v.content
+        if r.status >= 400 or r.issues and (prefer == "OperationOutcome" or any(i.is_error for i in r.issues)):
+            response["outcome"] = operation_outcome(r.issues)
+        elif prefer == "OperationOutcome":
+            response["outcome"] = operation_outcome(r.issues)
+        if prefer == "minimal" and r.version is not None:
+            content = None
+        if content is not None and prefer == "OperationOutcome" and r.version is not None:
+            content = None
+        entry["response"] = response
+        entries.append((entry, content))
+    return _splice(head, entries)
+
+
+def _splice(head: dict, entries: list[tuple[dict, bytes | None]]) -> bytes:
+    # entry = {fullUrl?, resource?, response}: splice the stored bytes between them in FHIR's order
+    parts = []
+    for entry, content in entries:
+        response = entry.pop("response")
+        encoded = dump_json(entry)
+        if content is not None:
+            encoded = (encoded[:-1] + (b"," if len(encoded) > 2 else b"") + b'"resource":' + content + b"}")
+        encoded = encoded[:-1] + (b"," if len(encoded) > 2 else b"") + b'"response":' + dump_json(response) + b"}"
+        parts.append(encoded)
+    if not parts:
+        return dump_json(head)
+    return dump_json(head)[:-1] + b',"entry":[' + b",".join(parts) + b"]}"
+

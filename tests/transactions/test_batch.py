@@ -1,0 +1,32 @@
+"""Batch Bundles: every entry on its own, each with its own response and outcome."""
+from __future__ import annotations
+
+from tests.transactions.conftest import post_bundle
+from tests.transactions.test_transaction import patient, post, put, tx
+
+
+def test_a_failing_entry_rolls_back_only_itself(client):
+    r = post_bundle(client, tx(
+        post(patient()),
+        post(patient(gender="not-a-gender")),
+        {"resource": patient(id="b1"), "request": {"method": "PUT", "url": "Patient/b1", "ifMatch": 'W/"3"'}},
+        put(patient(id="b2")),
+        {"request": {"method": "GET", "url": "Patient/unknown"}},
+        kind="batch"))
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["type"] == "batch-response"
+    statuses = [e["response"]["status"] for e in out["entry"]]
+    assert statuses == ["201 Created", "400", "412", "201 Created", "404"]
+    assert out["entry"][1]["response"]["outcome"]["resourceType"] == "OperationOutcome"
+    assert client.get("/fhir/Patient?_summary=count").json()["total"] == 2
+    assert client.get("/fhir/Patient/b1").status_code == 404
+
+
+def test_batch_reads_and_searches(client):
+    client.put("/fhir/Patient/r1", json=patient(id="r1"))
+    r = post_bundle(client, tx({"request": {"method": "GET", "url": "Patient/r1"}},
+                               {"request": {"method": "GET", "url": "Patient?_id=r1"}}, kind="batch"))
+    first, second = r.json()["entry"]
+    assert first["resource"]["id"] == "r1" and first["response"]["etag"] == 'W/"1"'
+    assert second["resource"]["total"] == 1

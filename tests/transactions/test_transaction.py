@@ -1,0 +1,270 @@
+"""Transaction Bundles (http://hl7.org/fhir/R4/http.html#transaction): atomic, spec order, urn:uuid and
+conditional references, per-entry conditions, deferred business-rule checks."""
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from ipt_fhir.fhir.outcome import error
+from tests.transactions.conftest import SYNTHEA_BUNDLES, post_bundle, synthea_bundle, table_counts
+
+NPI = "http://hl7.org/fhir/sid/us-npi"
+
+
+def tx(*entries: dict, kind: str = "transaction") -> dict:
+    return {"resourceType": "Bundle", "type": kind, "entry": list(entries)}
+
+
+def post(resource: dict, full_url: str | None = None, **request) -> dict:
+    entry = {"resource": resource, "request": {"method": "POST", "url": resource["resourceType"], **request}}
+    if full_url:
+        entry["fullUrl"] = full_url
+    return entry
+
+
+def put(resource: dict, url: str | None = None, **request) -> dict:
+    return {"resource": resource,
+            "request": {"method": "PUT", "url": url or f"{resource['resourceType']}/{resource['id']}", **request}}
+
+
+def patient(**extra) -> dict:
+    return {"resourceType": "Patient", "name": [{"family": "Chalmers"}], **extra}
+
+
+def practitioner(npi: str, **extra) -> dict:
+    return {"resourceType": "Practitioner", "identifier": [{"system": NPI, "value": npi}], **extra}
+
+
+def test_every_synthea_bundle_loads_and_its_care_plans_goals_and_encounters_are_searchable_by_patient(client):
+    for path in SYNTHEA_BUNDLES:
+        raw = json.loads(synthea_bundle(path))
+        expected = {}
+        for e in raw["entry"]:
+            expected[e["resource"]["resourceType"]] = expected.get(e["resource"]["resourceType"], 0) + 1
+        r = post_bundle(client, synthea_bundle(path), Prefer="return=minimal")
+        assert r.status_code == 200, (path.name, r.text[:2000])
+        out = r.json()
+        assert out["type"] == "transaction-response"
+        assert len(out["entry"]) == len(raw["entry"])
+        assert all(e["response"]["status"] == "201 Created" for e in out["entry"])
+        patient_id = out["entry"][[e["resource"]["resourceType"] for e in raw["entry"]].index("Patient")][
+            "response"]["location"].split("/")[1]
+        for rtype in ("CarePlan", "Goal", "Encounter"):
+            found = client.get(f"/fhir/{rtype}?patient={patient_id}&_count=1000&_summary=count").json()
+            assert found["total"] == expected.get(rtype, 0), (path.name, rtype)
+    # references were rewritten from urn:uuid to the server's ids
+    some_plan = client.get("/fhir/CarePlan?_count=1").json()["entry"][0]["resource"]
+    assert some_plan["subject"]["reference"].startswith("Patient/")
+    assert client.get(f"/fhir/{some_plan['subject']['reference']}").status_code == 200
+
+
+def test_a_transaction_whose_last_entry_fails_leaves_the_database_unchanged(client, database):
+    client.post("/fhir/Patient", json=patient())
+    before = table_counts(database)
+    bundle = json.loads(synthea_bundle(SYNTHEA_BUNDLES[0]))
+    bundle["entry"][-1]["resource"]["status"] = "not-a-status"
+    r = post_bundle(client, bundle)
+    assert r.status_code == 400
+    assert f"Bundle.entry[{len(bundle['entry']) - 1}]" in r.text
+    assert table_counts(database) == before
+
+
+def test_a_failure_found_while_writing_rolls_back_everything_and_names_the_entry(client, database):
+    before = table_counts(database)
+    bundle = tx(
+        post(patient(), "urn:uuid:11111111-1111-1111-1111-111111111111"),
+        put(patient(id="p2")),
+        {"resource": patient(id="p3"), "request": {"method": "PUT", "url": "Patient/p3", "ifMatch": 'W/"4"'}},
+    )
+    r = post_bundle(client, bundle)
+    assert r.status_code == 412
+    outcome = r.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert "Bundle.entry[2]" in outcome["issue"][0]["diagnostics"]
+    assert outcome["issue"][0]["expression"][0].startswith("Bundle.entry[2]")
+    assert table_counts(database) == before
+
+
+def test_urn_uuid_and_urn_oid_references_are_rewritten_everywhere(client):
+    pat, org = "urn:uuid:3c3b5ff4-8f5c-4d4e-9b0a-111111111111", "urn:oid:1.2.3.4.5"
+    observation = {
+        "resourceType": "Observation", "status": "final", "code": {"text": "x"},
+        "subject": {"reference": pat},
+        "performer": [{"reference": "#p"}],
+        "contained": [{"resourceType": "Practitioner", "id": "p",
+                       "extension": [{"url": "http://example.org/employer", "valueReference": {"reference": org}}]}],
+        "extension": [{"url": "http://example.org/about", "valueReference": {"reference": pat}}],
+    }
+    r = post_bundle(client, tx(post(observation), post(patient(), pat),
+                               post({"resourceType": "Organization", "name": "Acme"}, org)))
+    assert r.status_code == 200, r.text
+    entries = r.json()["entry"]
+    pid = entries[1]["response"]["location"].split("/")[1]
+    oid = entries[2]["response"]["location"].split("/")[1]
+    stored = client.get("/fhir/" + entries[0]["response"]["location"].rsplit("/_history", 1)[0]).json()
+    assert stored["subject"]["reference"] == f"Patient/{pid}"
+    assert stored["extension"][0]["valueReference"]["reference"] == f"Patient/{pid}"
+    assert stored["contained"][0]["extension"][0]["valueReference"]["reference"] == f"Organization/{oid}"
+    assert stored["performer"][0]["reference"] == "#p"
+    assert client.get(f"/fhir/Observation?subject=Patient/{pid}").json()["total"] == 1
+
+
+def test_a_reference_to_an_unknown_urn_is_rejected(client):
+    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+           "subject": {"reference": "urn:uuid:3c3b5ff4-8f5c-4d4e-9b0a-222222222222"}}
+    r = post_bundle(client, tx(post(patient()), post(obs)))
+    assert r.status_code == 404 and "Bundle.entry[1]" in r.text
+
+
+def test_conditional_references_resolve_to_exactly_one_match(client):
+    pr = client.post("/fhir/Practitioner", json=practitioner("111")).json()["id"]
+    client.post("/fhir/Practitioner", json=practitioner("222"))
+    client.post("/fhir/Practitioner", json=practitioner("222"))
+    enc = {"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"},
+           "participant": [{"individual": {"reference": f"Practitioner?identifier={NPI}|111"}}]}
+    r = post_bundle(client, tx(post(enc)))
+    assert r.status_code == 200, r.text
+    stored = client.get("/fhir/" + r.json()["entry"][0]["response"]["location"].rsplit("/_history", 1)[0]).json()
+    assert stored["participant"][0]["individual"]["reference"] == f"Practitioner/{pr}"
+
+    enc["participant"][0]["individual"]["reference"] = f"Practitioner?identifier={NPI}|333"
+    r = post_bundle(client, tx(post(patient()), post(enc)))
+    assert r.status_code == 404 and "Bundle.entry[1]" in r.text
+    enc["participant"][0]["individual"]["reference"] = f"Practitioner?identifier={NPI}|222"
+    r = post_bundle(client, tx(post(enc)))
+    assert r.status_code == 412 and "exactly one" in r.text
+
+
+def test_a_conditional_reference_can_name_a_resource_created_earlier_in_the_same_transaction(client):
+    enc = {"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"},
+           "participant": [{"individual": {"reference": f"Practitioner?identifier={NPI}|999"}}]}
+    # PUT entries are processed after POST entries: the practitioner exists when the encounter is written
+    r = post_bundle(client, tx(put(dict(enc, id="e1")), post(practitioner("999"))))
+    assert r.status_code == 200, r.text
+    pr = r.json()["entry"][1]["response"]["location"].split("/")[1]
+    assert client.get("/fhir/Encounter/e1").json()["participant"][0]["individual"]["reference"] == f"Practitioner/{pr}"
+
+
+def test_if_none_exist_reuses_the_match_and_references_point_to_it(client):
+    existing = client.post("/fhir/Patient", json=patient(identifier=[{"system": "urn:s", "value": "1"}])).json()["id"]
+    pat = "urn:uuid:3c3b5ff4-8f5c-4d4e-9b0a-333333333333"
+    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": {"reference": pat}}
+    r = post_bundle(client, tx(post(patient(identifier=[{"system": "urn:s", "value": "1"}]), pat,
+                                    ifNoneExist="identifier=urn:s|1"), post(obs)))
+    assert r.status_code == 200, r.text
+    first, second = r.json()["entry"]
+    assert first["response"]["status"] == "200 OK"
+    assert first["response"]["location"].startswith(f"Patient/{existing}/")
+    oid = second["response"]["location"].split("/")[1]
+    assert client.get(f"/fhir/Observation/{oid}").json()["subject"]["reference"] == f"Patient/{existing}"
+    assert client.get("/fhir/Patient?_summary=count").json()["total"] == 1
+
+
+def test_conditional_update_and_if_match_per_entry(client):
+    pid = client.post("/fhir/Patient", json=patient(identifier=[{"system": "urn:s", "value": "7"}])).json()["id"]
+    r = post_bundle(client, tx(
+        put(patient(gender="female"), "Patient?identifier=urn:s|7"),
+        {"resource": patient(id="q1"), "request": {"method": "PUT", "url": "Patient/q1"}},
+    ))
+    assert r.status_code == 200, r.text
+    e0, e1 = r.json()["entry"]
+    assert e0["response"]["status"] == "200 OK" and e0["response"]["etag"] == 'W/"2"'
+    assert e0["response"]["location"].startswith(f"Patient/{pid}/_history/2")
+    assert e1["response"]["status"] == "201 Created"
+    r = post_bundle(client, tx({"resource": patient(id="q1", gender="male"),
+                                "request": {"method": "PUT", "url": "Patient/q1", "ifMatch": 'W/"1"'}}))
+    assert r.status_code == 200 and r.json()["entry"][0]["response"]["etag"] == 'W/"2"'
+    r = post_bundle(client, tx({"resource": patient(id="q1"),
+                                "request": {"method": "PUT", "url": "Patient/q1", "ifMatch": 'W/"1"'}}))
+    assert r.status_code == 412
+
+
+def test_entries_are_processed_delete_post_put_get_and_answered_in_entry_order(client):
+    client.put("/fhir/Patient/old", json=patient(id="old"))
+    client.put("/fhir/Patient/keep", json=patient(id="keep"))
+    patch = [{"op": "add", "path": "/gender", "value": "other"}]
+    r = post_bundle(client, tx(
+        {"request": {"method": "GET", "url": "Patient/keep"}},
+        {"request": {"method": "GET", "url": "Patient?_summary=count"}},
+        {"resource": {"resourceType": "Binary", "contentType": "application/json-patch+json",
+                      "data": base64.b64encode(json.dumps(patch).encode()).decode()},
+         "request": {"method": "PATCH", "url": "Patient/keep"}},
+        post(patient()),
+        {"request": {"method": "DELETE", "url": "Patient/old"}},
+    ))
+    assert r.status_code == 200, r.text
+    get_one, count, patched, created, deleted = r.json()["entry"]
+    assert get_one["resource"]["gender"] == "other"  # GET runs after the PATCH
+    assert patched["response"]["status"] == "200 OK"
+    assert created["response"]["status"] == "201 Created"
+    assert deleted["response"]["status"] == "204 No Content"
+    assert count["resource"]["type"] == "searchset"
+    assert client.get("/fhir/Patient/old").status_code == 410
+
+
+def test_two_entries_on_the_same_resource_are_rejected(client):
+    r = post_bundle(client, tx(put(patient(id="a")), {"request": {"method": "DELETE", "url": "Patient/a"}}))
+    assert r.status_code == 400 and "Bundle.entry[1]" in r.text
+
+
+def test_bundle_entry_and_size_limits_answer_413(client, app):
+    app.state.settings.max_bundle_entries = 2
+    app.state.__dict__.pop("bundle_service", None)
+    try:
+        r = post_bundle(client, tx(post(patient()), post(patient()), post(patient())))
+        assert r.status_code == 413 and r.json()["resourceType"] == "OperationOutcome"
+    finally:
+        app.state.settings.max_bundle_entries = 20000
+        app.state.__dict__.pop("bundle_service", None)
+    big = json.dumps(tx(post(patient(text={"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">"
+                                                                     + "x" * (17 * 1024 * 1024) + "</div>"})))).encode()
+    r = client.post("/fhir", content=big, headers={"content-type": "application/fhir+json"})
+    assert r.status_code == 413 and r.json()["resourceType"] == "OperationOutcome"
+
+
+class _EncounterNeedsPlan:
+    """A cross-resource rule like the IPT ones: an Encounter's basedOn ServiceRequest must exist."""
+
+    def check(self, conn, change):
+        from ipt_fhir.store import resources as repo
+
+        if change.resource_type != "Encounter" or change.resource is None:
+            return []
+        for ref in change.resource.get("basedOn", []):
+            t, _, i = ref["reference"].partition("/")
+            stored = repo.current(conn, t, i)
+            if stored is None or stored.deleted:
+                return [error("business-rule", f"{ref['reference']} does not exist", "Encounter.basedOn")]
+        return []
+
+    def after_write(self, conn, change):
+        pass
+
+
+def test_rule_checks_run_after_every_entry_is_written(client, hook_registry, database):
+    hook_registry(_EncounterNeedsPlan())
+    plan_url = "urn:uuid:3c3b5ff4-8f5c-4d4e-9b0a-444444444444"
+    encounter = {"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"},
+                 "basedOn": [{"reference": plan_url}]}
+    plan = {"resourceType": "ServiceRequest", "status": "active", "intent": "plan",
+            "subject": {"reference": "Patient/x"}}
+    r = post_bundle(client, tx(post(encounter), post(plan, plan_url)))
+    assert r.status_code == 200, r.text
+    before = table_counts(database)
+    encounter["basedOn"] = [{"reference": "ServiceRequest/missing"}]
+    r = post_bundle(client, tx(post(plan), post(encounter)))
+    assert r.status_code == 422 and "Bundle.entry[1]" in r.text, r.text
+    assert table_counts(database) == before
+
+
+@pytest.mark.parametrize("bundle,status", [
+    ({"resourceType": "Bundle", "type": "collection"}, 400),
+    ({"resourceType": "Patient"}, 400),
+    (tx({"request": {"method": "POST", "url": "Nope"}, "resource": {"resourceType": "Nope"}}), 404),
+    (tx({"request": {"method": "PUT", "url": "Patient"}, "resource": patient()}), 400),
+])
+def test_malformed_bundles_are_refused_with_an_outcome(client, bundle, status):
+    r = post_bundle(client, bundle)
+    assert r.status_code == status and r.json()["resourceType"] == "OperationOutcome"
