@@ -74,14 +74,19 @@ def version(conn: Connection, resource_type: str, resource_id: str, version_id: 
     return StoredVersion(resource_type, resource_id, version_id, _utc(row[0]), row[1] == "DELETE", row[2])
 
 
+_insert_resource = resource.insert()
+_insert_history = history.insert()
+_insert_key = keys.insert()
+
+
 def insert_new(conn: Connection, v: StoredVersion, method: str) -> bool:
-    """Insert the first row of (type, id). False when another writer got there first."""
+    """Insert the first row of (type, id). False when another writer got there first; the unit of work
+    is then unusable (PostgreSQL aborts it) and the caller must end it, which every caller does."""
     try:
-        with conn.begin_nested():
-            conn.execute(resource.insert().values(
-                resource_type=v.resource_type, id=v.id, version_id=v.version_id,
-                last_updated=v.last_updated, deleted=v.deleted, content=v.content,
-            ))
+        conn.execute(_insert_resource, {
+            "resource_type": v.resource_type, "id": v.id, "version_id": v.version_id,
+            "last_updated": v.last_updated, "deleted": v.deleted, "content": v.content,
+        })
     except IntegrityError:
         return False
     _append_history(conn, v, method)
@@ -107,19 +112,19 @@ def replace(conn: Connection, v: StoredVersion, expected_version: int, method: s
 
 
 def _append_history(conn: Connection, v: StoredVersion, method: str) -> None:
-    conn.execute(history.insert().values(
-        resource_type=v.resource_type, id=v.id, version_id=v.version_id,
-        last_updated=v.last_updated, method=method, content=v.content,
-    ))
+    conn.execute(_insert_history, {
+        "resource_type": v.resource_type, "id": v.id, "version_id": v.version_id,
+        "last_updated": v.last_updated, "method": method, "content": v.content,
+    })
 
 
 # --- conditional create keys -------------------------------------------------------------------
 
 def claim_conditional_key(conn: Connection, resource_type: str, criteria_hash: str, resource_id: str) -> bool:
+    """False when another request holds the key; as with insert_new, the caller then ends the unit of work."""
     try:
-        with conn.begin_nested():
-            conn.execute(keys.insert().values(
-                resource_type=resource_type, criteria_hash=criteria_hash, resource_id=resource_id))
+        conn.execute(_insert_key, {"resource_type": resource_type, "criteria_hash": criteria_hash,
+                                   "resource_id": resource_id})
         return True
     except IntegrityError:
         return False
