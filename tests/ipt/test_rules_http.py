@@ -1,0 +1,226 @@
+"""Each IPT rule with a failing and a passing case, through the HTTP API (create/update) and inside a
+transaction. The world (tests/domain/world.py) is stored first: CarePlan/plan, ServiceRequest/course,
+Encounter/s1..s12, Conditions dx and pa1, Goal/g1, all for Patient/p1."""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import pytest
+
+from ipt_fhir.domain.canonical import EXT_PHASE, EXT_SESSION_NUMBER, is_ipt_url
+from tests.domain.world import World, goal, phq9, problem_area
+
+from .helpers import OUTCOME, errors, expressions, load_world, put, transaction, warnings
+
+
+@dataclass
+class Case:
+    bad: dict
+    good: dict
+    expression: str | None = None  # an expression of the error (resource-relative)
+    diagnostics: str | None = None  # or a part of its text
+    setup: list[dict] = field(default_factory=list)
+
+
+def _set_ext(resource, ext_id, key, value):
+    for ext in resource["extension"]:
+        if is_ipt_url(ext["url"], "StructureDefinition", ext_id):
+            ext[key] = value
+    return resource
+
+
+def _held(world: World, *numbers: int) -> list[dict]:
+    out = []
+    for n in numbers:
+        s = world.session(n)
+        s["status"] = "finished"
+        world.put(s)
+        out.append(s)
+    return out
+
+
+def _with(resource: dict, **changes) -> dict:
+    out = copy.deepcopy(resource)
+    out.update(changes)
+    return out
+
+
+OTHER = {"reference": "Patient/other"}
+
+
+def case_session_subject(w):
+    return Case(_with(w.session(2), subject=OTHER), _with(w.session(1), status="finished"), "Encounter.subject")
+
+
+def case_course_subject(w):
+    return Case(_with(w.course, subject=OTHER), _with(w.course, note=[{"text": "weekly"}]), "ServiceRequest.subject")
+
+
+def case_plan_goal_of_another_patient(w):
+    plan_bad, plan_good = w.plan, w.plan
+    plan_bad["goal"].append({"reference": "Goal/g2"})
+    plan_good["goal"].append({"reference": "Goal/g3"})
+    setup = [problem_area("pa9", patient="Patient/other"), goal("g2", ["Condition/pa9"], patient="Patient/other"),
+             goal("g3", ["Condition/pa1"])]
+    return Case(plan_bad, plan_good, "CarePlan.goal[1]", setup=setup)
+
+
+def case_score_subject(w):
+    return Case(phq9("o2", 12, "2025-01-06T09:00:00Z", patient="Patient/other"),
+                phq9("o1", 12, "2025-01-06T09:00:00Z"), "Observation.subject")
+
+
+def case_score_range(w):
+    return Case(phq9("o1", 28, "2025-01-06T09:00:00Z"), phq9("o1", 27, "2025-01-06T09:00:00Z"), "Observation.value")
+
+
+def case_problem_area_subject(w):
+    return Case(problem_area("pa1", patient="Patient/other"), problem_area("pa1", "grief"), "Condition.subject")
+
+
+def case_duplicate_session_number(w):
+    return Case(_set_ext(w.session(5), EXT_SESSION_NUMBER, "valuePositiveInt", 4), w.session(5),
+                diagnostics="already used")
+
+
+def case_session_outside_plan_period(w):
+    bad = _with(w.session(12), period={"start": "2026-01-05T09:00:00Z", "end": "2026-01-05T09:50:00Z"})
+    return Case(bad, w.session(12), "Encounter.period.start")
+
+
+def case_course_beyond_protocol_maximum(w):
+    bad, good = w.course, w.course
+    bad["quantityQuantity"]["value"] = bad["occurrenceTiming"]["repeat"]["count"] = 24
+    good["quantityQuantity"]["value"] = good["occurrenceTiming"]["repeat"]["count"] = 20
+    return Case(bad, good, "ServiceRequest.quantity")
+
+
+def case_course_without_its_careplan(w):
+    bad = _with(w.course, id="course2", basedOn=[{"reference": "CarePlan/missing"}])
+    good = _with(w.course, id="course2")
+    good["quantityQuantity"]["value"] = good["occurrenceTiming"]["repeat"]["count"] = 4
+    return Case(bad, good, "ServiceRequest.basedOn")
+
+
+def case_session_without_its_course(w):
+    return Case(_with(w.session(1), basedOn=[{"reference": "ServiceRequest/missing"}]), w.session(1),
+                "Encounter.basedOn")
+
+
+def case_phase_going_backwards(w):
+    bad = w.session(2)
+    for ext in bad["extension"]:
+        if is_ipt_url(ext["url"], "StructureDefinition", EXT_PHASE):
+            ext["valueCoding"]["code"] = "middle"
+    return Case(bad, w.session(2), diagnostics="phase goes backwards")
+
+
+def case_plan_status_back_to_draft(w):
+    return Case(_with(w.plan, status="draft"), _with(w.plan, status="on-hold"), "CarePlan.status")
+
+
+def case_plan_completed_without_termination_session(w):
+    setup = _held(w, *range(1, 11))
+    return Case(_with(w.plan, status="completed"), _with(w.plan, status="on-hold"), "CarePlan.status", setup=setup)
+
+
+def case_finished_session_back_to_planned(w):
+    setup = _held(w, 1)
+    return Case(_with(w.session(1), status="planned"), w.session(1), "Encounter.status", setup=setup)
+
+
+def case_goal_addressing_a_missing_condition(w):
+    return Case(goal("g1", ["Condition/missing"]), goal("g1", ["Condition/pa1"]), "Goal.addresses[0]")
+
+
+def case_plan_losing_its_problem_area_after_the_initial_phase(w):
+    setup = _held(w, 1, 2, 3, 4)
+    return Case(_with(w.plan, addresses=[{"reference": "Condition/dx"}]), w.plan, "CarePlan.addresses", setup=setup)
+
+
+def case_middle_session_without_a_problem_area(w):
+    plan = _with(w.plan, addresses=[{"reference": "Condition/dx"}])
+    setup = [plan, *_held(w, 1, 2, 3)]
+    return Case(_with(w.session(4), status="finished"), w.session(4), "Encounter.basedOn", setup=setup)
+
+
+CASES = {name[5:]: fn for name, fn in globals().items() if name.startswith("case_")}
+
+
+def _prepare(client, name):
+    world = load_world(client)
+    case = CASES[name](world)
+    for resource in case.setup:
+        r = put(client, resource)
+        assert r.status_code in (200, 201), r.text
+    return case
+
+
+def _assert_refused(response, case: Case, prefix: str = ""):
+    assert response.status_code == 422, response.text
+    found = errors(response)
+    assert all(i["code"] == "business-rule" for i in found)
+    if case.expression:
+        rtype, _, rest = case.expression.partition(".")
+        wanted = f"{prefix}.resource.{rest}" if prefix else case.expression
+        assert wanted in expressions(found), expressions(found)
+    if case.diagnostics:
+        assert any(case.diagnostics in i["diagnostics"] for i in found)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_rule_through_the_rest_api(client, name):
+    case = _prepare(client, name)
+    _assert_refused(put(client, case.bad), case)
+    r = put(client, case.good, **OUTCOME)
+    assert r.status_code in (200, 201), r.text
+    assert not errors(r)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_rule_inside_a_transaction(client, name):
+    case = _prepare(client, name)
+    patient = {"resourceType": "Patient", "id": "p2"}
+    r = client.post("/fhir", json=transaction([patient, case.bad]))
+    _assert_refused(r, case, prefix="Bundle.entry[1]")
+    assert client.get("/fhir/Patient/p2").status_code == 404  # the whole transaction rolled back
+    r = client.post("/fhir", json=transaction([patient, case.good]))
+    assert r.status_code == 200, r.text
+
+
+def test_rules_apply_to_patch(client):
+    load_world(client)
+    r = client.patch("/fhir/CarePlan/plan", json=[{"op": "replace", "path": "/status", "value": "draft"}],
+                     headers={"Content-Type": "application/json-patch+json"})
+    _assert_refused(r, Case({}, {}, "CarePlan.status"))
+    r = client.patch("/fhir/CarePlan/plan", json=[{"op": "replace", "path": "/status", "value": "on-hold"}],
+                     headers={"Content-Type": "application/json-patch+json"})
+    assert r.status_code == 200
+
+
+def test_rules_apply_to_create(client):
+    load_world(client)
+    bad = phq9("x", 30, "2025-01-06T09:00:00Z")
+    bad.pop("id")
+    _assert_refused(client.post("/fhir/Observation", json=bad), Case({}, {}, "Observation.value"))
+    bad["valueQuantity"]["value"] = 9
+    assert client.post("/fhir/Observation", json=bad).status_code == 201
+
+
+def test_warnings_come_back_with_the_success(client):
+    world = load_world(client, World(sessions=12))
+    extra = world.session(12)
+    extra["id"] = "s13"
+    _set_ext(extra, EXT_SESSION_NUMBER, "valuePositiveInt", 13)
+    extra["period"] = {"start": "2025-03-31T09:00:00Z", "end": "2025-03-31T09:50:00Z"}
+    r = put(client, extra, **OUTCOME)
+    assert r.status_code == 201
+    assert any("more sessions than the 12 planned" in i["diagnostics"] for i in warnings(r))
+
+
+def test_resources_without_an_ipt_profile_are_not_checked(client):
+    load_world(client)
+    obs = phq9("plain", 99, "2025-01-06T09:00:00Z", patient="Patient/other")
+    obs.pop("meta")
+    assert put(client, obs).status_code == 201
