@@ -104,6 +104,22 @@ def metrics() -> _Metrics:
     return _metrics
 
 
+def prepare_multiprocess_metrics() -> str:
+    """Before uvicorn forks workers: a fresh directory for prometheus-client's multiprocess mode
+    (unless the operator set PROMETHEUS_MULTIPROC_DIR), inherited by every worker."""
+    import tempfile
+
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not path:
+        path = tempfile.mkdtemp(prefix="ipt-fhir-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    os.makedirs(path, exist_ok=True)
+    for name in os.listdir(path):  # stale files from an earlier run would add old counts
+        if name.endswith(".db"):
+            os.unlink(os.path.join(path, name))
+    return path
+
+
 def render_metrics() -> tuple[bytes, str]:
     from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 

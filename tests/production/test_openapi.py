@@ -1,0 +1,127 @@
+"""The OpenAPI document: generated from the live app, committed as openapi/openapi.json, FHIR-shaped."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from ipt_fhir.api import openapi
+from ipt_fhir.services.search import search_params_for_capability
+
+REPO = Path(__file__).resolve().parents[2]
+COMMITTED = REPO / "openapi" / "openapi.json"
+LISTED = ("CarePlan", "Goal", "Encounter", "Patient", "Condition", "Observation", "ServiceRequest", "Procedure")
+
+
+@pytest.fixture(scope="module")
+def document() -> dict:
+    return json.loads(openapi.export_text())
+
+
+def test_committed_document_matches_the_code():
+    current = openapi.export_text()
+    committed = COMMITTED.read_text(encoding="utf-8") if COMMITTED.exists() else ""
+    assert committed == current, (
+        f"openapi/openapi.json is out of date with the routes and registries. Regenerate it with\n\n"
+        f"    .venv/bin/{openapi.EXPORT_COMMAND}\n\n(or `python -m ipt_fhir.api.openapi openapi/openapi.json`) "
+        f"and commit the file.")
+
+
+def test_served_document_is_the_exported_one(client):
+    served = client.get("/openapi.json")
+    assert served.status_code == 200
+    assert served.json()["paths"].keys() == json.loads(openapi.export_text())["paths"].keys()
+
+
+@pytest.mark.parametrize("resource_type", [*LISTED, "Bundle", "OperationOutcome", "Parameters"])
+def test_every_listed_type_has_its_official_json_schema(document, resource_type):
+    schema = document["components"]["schemas"][resource_type]
+    assert schema["properties"]["resourceType"]["const"] == resource_type
+
+
+def test_every_schema_reference_resolves(document):
+    text = json.dumps(document)
+    for kind, name in set(re.findall(r'"#/components/(\w+)/([^"]+)"', text)):
+        assert name in document["components"][kind], f"dangling $ref to {kind}/{name}"
+
+
+def test_vendoring_script_and_documented_types_agree():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("vendor", REPO / "scripts" / "vendor_openapi_schemas.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert set(openapi.DOCUMENTED_TYPES) | set(openapi.BODY_TYPES) == set(module.RESOURCE_TYPES)
+
+
+@pytest.mark.parametrize("resource_type", LISTED)
+def test_read_create_update_use_the_type_schema_and_fhir_json(document, resource_type):
+    item = document["paths"][f"/fhir/{resource_type}/{{resource_id}}"]
+    ok = item["get"]["responses"]["200"]["content"]
+    assert list(ok) == ["application/fhir+json"]
+    assert ok["application/fhir+json"]["schema"]["$ref"] == f"#/components/schemas/{resource_type}"
+    create = document["paths"][f"/fhir/{resource_type}"]["post"]
+    assert create["requestBody"]["content"]["application/fhir+json"]["schema"]["$ref"].endswith(f"/{resource_type}")
+    assert {"201", "400", "412", "422"} <= set(create["responses"])
+    update = item["put"]
+    assert {"200", "201", "409", "412", "422"} <= set(update["responses"])
+    assert any(p.get("$ref", "").endswith("/If-Match") for p in update["parameters"])
+
+
+@pytest.mark.parametrize("resource_type", LISTED)
+def test_every_search_parameter_is_a_documented_query_parameter(document, resource_type):
+    params = document["paths"][f"/fhir/{resource_type}"]["get"]["parameters"]
+    resolved = [document["components"]["parameters"][p["$ref"].rsplit("/", 1)[1]] if "$ref" in p else p
+                for p in params]
+    names = {p["name"] for p in resolved if p["in"] == "query"}
+    expected = {p["name"] for p in search_params_for_capability(resource_type)}
+    assert expected <= names, sorted(expected - names)
+    assert {"_count", "_sort", "_include", "_summary"} <= names
+
+
+def test_examples_are_realistic_ipt_resources(document):
+    examples = document["components"]["examples"]
+    careplan = examples["CarePlan-stored"]["value"]
+    assert careplan["resourceType"] == "CarePlan"
+    assert any("ipt" in p for p in careplan["meta"]["profile"])
+    phq9 = examples["Observation-stored"]["value"]
+    assert phq9["code"]["coding"][0]["code"] == "44261-6"  # PHQ-9 total score
+    assert examples["IPT-course-transaction"]["value"]["type"] == "transaction"
+
+
+def test_operations_are_documented(document):
+    operations = {path: item for path, item in document["paths"].items() if "$" in path}
+    assert "/fhir/Patient/{patient_id}/$everything" in operations
+    for path, item in operations.items():
+        for method, op in item.items():
+            assert op.get("summary"), f"{method.upper()} {path} has no summary"
+            assert "application/fhir+json" in op["responses"]["200"]["content"], path
+
+
+def test_errors_are_operation_outcomes(document):
+    for name, response in document["components"]["responses"].items():
+        assert response["content"]["application/fhir+json"]["schema"]["$ref"].endswith("/OperationOutcome"), name
+
+
+def test_operations_endpoints_are_documented(document):
+    assert {"/healthz", "/readyz", "/metrics"} <= set(document["paths"])
+
+
+def test_docs_pages_load_only_local_assets(client):
+    for page in ("/docs", "/redoc"):
+        html = client.get(page)
+        assert html.status_code == 200
+        urls = re.findall(r'(?:src|href)=["\']([^"\']+)', html.text) + re.findall(r"https?://[^\s\"'<>]+", html.text)
+        assert urls, page
+        for url in urls:
+            assert url.startswith("/"), f"{page} loads {url} from outside the server"
+            if url.startswith("/static/"):
+                assert client.get(url).status_code == 200, url
+
+
+def test_static_assets_stay_small():
+    static = REPO / "ipt_fhir" / "api" / "static"
+    total = sum(f.stat().st_size for f in static.iterdir())
+    assert total < 4 * 1024 * 1024
