@@ -66,7 +66,10 @@ class IptWriteHook:
             plans_before = {change.id} if change.previous is not None else set()
         for plan_id in sorted(plans_now | plans_before):
             if change.resource_type == "CarePlan" and plan_id == change.id:
-                _update_plan_row(conn, now, lookup)
+                if now is None or not claims_profile(now, CAREPLAN_PROFILE):
+                    ipt_progress.delete(conn, plan_id)
+                else:
+                    _update_plan_row(conn, now, lookup)
                 continue
             row = ipt_progress.get(conn, plan_id, for_update=True)
             if row is None:
@@ -85,17 +88,13 @@ class IptWriteHook:
 
 def _update_plan_row(conn: Connection, careplan: dict | None, lookup: StoreLookup) -> None:
     if careplan is None or not claims_profile(careplan, CAREPLAN_PROFILE):
-        return  # deleted, or no longer an IPT plan
+        return  # deleted, or no longer an IPT plan: the caller drops the row
     row = ipt_progress.get(conn, careplan["id"], for_update=True)
     if row is None:
         progress = fresh_progress(careplan, lookup)
     else:
         progress = prog.apply_change(prog.PlanProgress.from_row(row), careplan, lookup=lookup)
     ipt_progress.put(conn, careplan["id"], progress.subject, progress.to_row())
-
-
-def remove_plan_row(conn: Connection, careplan_id: str) -> None:
-    ipt_progress.delete(conn, careplan_id)
 
 
 def fresh_progress(careplan: dict, lookup: StoreLookup) -> prog.PlanProgress:
