@@ -24,11 +24,14 @@ from ipt_fhir.fhir.outcome import FHIRError, Issue, bad_request, not_found, oper
 from ipt_fhir.fhir.patch import JSON_PATCH
 from ipt_fhir.fhir.resource_types import RESOURCE_TYPES
 from ipt_fhir.security import audit, guard
+from ipt_fhir.fhir.search.indexer import index_rows
 from ipt_fhir.services import resources as rs
+from ipt_fhir.services import write_hooks
 from ipt_fhir.services import search as search_service
 from ipt_fhir.services.resources import ResourceService, WriteResult
 from ipt_fhir.services.search import find_ids
 from ipt_fhir.services.validation import validate_for_write
+from ipt_fhir.store import bulk
 from ipt_fhir.store import resources as repo
 from ipt_fhir.store.database import Database
 from ipt_fhir.store.resources import StoredVersion
@@ -149,6 +152,7 @@ class BundleService:
                     current = entry
                     rs.tag_deferred_checks(conn, entry.index)
                     results[entry.index] = writer.write(entry)
+                writer.flush()
                 current = None
                 failures = rs.run_deferred_checks(conn, queue)
                 errors = [(tag, issues) for tag, issues in failures if any(i.is_error for i in issues)]
@@ -202,6 +206,7 @@ class BundleService:
             else:
                 writer.settle_target(entry)
                 result = writer.write(entry)
+                writer.flush()
             found = rs.run_deferred_checks(conn, queue)
             issues = [i for _, iss in found for i in iss]
             if any(i.is_error for i in issues):
@@ -219,11 +224,39 @@ class _Writer:
         self.base_url = base_url
         self.references: dict[str, str] = {}
         self._conditional: dict[str, str] = {}
+        self._pending: list[tuple[StoredVersion, dict]] = []
 
     def find(self, resource_type: str, criteria: list[tuple[str, str]]) -> list[str]:
+        self.flush()
         return find_ids(self.conn, resource_type, rs.parse_criteria(criteria), self.base_url)
 
+    # Plain creates (new server-assigned ids, nothing to read first) are written set-at-a-time: their
+    # rows, history and index rows go out in one executemany per table when the writer next reads, or
+    # at the end. `after_write` hooks then run for each of them in write order.
+    def create(self, resource_type: str, resource_id: str, resource: dict, warnings: list[Issue]) -> EntryResult:
+        stored, doc = self.svc._prepare(resource_type, resource_id, 1, resource)
+        issues = warnings + self.svc._run_hooks_check(self.conn, resource_type, resource_id, "POST", doc, None)
+        self._pending.append((stored, doc))
+        if len(self._pending) >= 1000:
+            self.flush()
+        return EntryResult(201, stored, issues=issues)
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        bulk.insert_versions(self.conn, [(v, "POST") for v, _ in pending], new=True)
+        bulk.insert_index_rows(self.conn, [(v.resource_type, v.id, index_rows(v.resource_type, doc, v.last_updated))
+                                           for v, doc in pending])
+        hooks = write_hooks.registered()
+        if hooks:
+            for v, doc in pending:
+                change = write_hooks.Change(v.resource_type, v.id, "POST", doc, None)
+                for hook in hooks:
+                    hook.after_write(self.conn, change)
+
     def delete(self, entry: Entry) -> EntryResult:
+        self.flush()
         if entry.criteria is not None:
             ids = self.find(entry.resource_type, entry.criteria)
             for i in ids:
@@ -264,6 +297,10 @@ class _Writer:
     def write(self, entry: Entry) -> EntryResult:
         conn, svc = self.conn, self.svc
         assert entry.target_id is not None
+        if entry.method == "POST" and not entry.existing and not entry.if_none_exist:
+            return self.create(entry.resource_type, entry.target_id, self.rewrite(entry.resource or {}),
+                               entry.warnings)
+        self.flush()
         if entry.method == "PATCH":
             current = repo.current(conn, entry.resource_type, entry.target_id)
             if current is None:
@@ -291,6 +328,7 @@ class _Writer:
                                      entry.if_match, "PUT"))
 
     def get(self, entry: Entry, db: Database) -> EntryResult:
+        self.flush()
         if entry.resource_id is None:
             body = search_service.search(db, entry.resource_type, entry.criteria or [], base_url=self.base_url,
                                          request_url=f"{self.base_url}/{entry.resource_type}?{entry.query}")

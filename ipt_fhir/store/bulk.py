@@ -1,0 +1,101 @@
+"""Set-at-a-time writes for transactions and bulk import: many versions, history rows and index rows
+per statement (executemany / COPY) instead of one round trip per row. Same tables, same unit of work
+as the row-at-a-time repository (store/resources.py); callers guarantee the ids are new or locked."""
+from __future__ import annotations
+
+from typing import Iterable
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from .resources import StoredVersion
+from .search_tables import INDEX_TABLES
+from .tables import history_table as history
+from .tables import resource_table as resource
+
+_INDEX_COLUMNS = {kind: [c.name for c in table.columns] for kind, table in INDEX_TABLES.items()}
+
+
+def _index_sql(dialect: str) -> dict[str, str]:
+    mark = "?" if dialect == "sqlite" else "%s"
+    return {kind: f"INSERT INTO {INDEX_TABLES[kind].name} ({', '.join(cols)}) VALUES ({', '.join([mark] * len(cols))})"
+            for kind, cols in _INDEX_COLUMNS.items()}
+
+
+_INDEX_SQL = {d: _index_sql(d) for d in ("sqlite", "postgresql")}
+
+
+def insert_versions(conn: Connection, versions: list[tuple[StoredVersion, str]], *, new: bool) -> None:
+    """Write versions: `new` → INSERT current rows (first versions); otherwise the current rows were
+    already updated by the caller. History rows are appended for all."""
+    if not versions:
+        return
+    if new:
+        conn.execute(resource.insert(), [
+            {"resource_type": v.resource_type, "id": v.id, "version_id": v.version_id,
+             "last_updated": v.last_updated, "deleted": v.deleted, "content": v.content} for v, _ in versions])
+    conn.execute(history.insert(), [
+        {"resource_type": v.resource_type, "id": v.id, "version_id": v.version_id,
+         "last_updated": v.last_updated, "method": m, "content": v.content} for v, m in versions])
+
+
+def replace_versions(conn: Connection, versions: list[tuple[StoredVersion, int]]) -> int:
+    """UPDATE current rows over their expected versions; returns how many rows matched."""
+    if not versions:
+        return 0
+    stmt = (resource.update()
+            .where(resource.c.resource_type == sa.bindparam("t"), resource.c.id == sa.bindparam("i"),
+                   resource.c.version_id == sa.bindparam("expected"))
+            .values(version_id=sa.bindparam("v"), last_updated=sa.bindparam("lu"),
+                    deleted=sa.bindparam("d"), content=sa.bindparam("c")))
+    result = conn.execute(stmt, [{"t": v.resource_type, "i": v.id, "expected": e, "v": v.version_id,
+                                  "lu": v.last_updated, "d": v.deleted, "c": v.content} for v, e in versions])
+    return result.rowcount
+
+
+def insert_index_rows(conn: Connection, rows: Iterable[tuple[str, str, dict[str, list[tuple]]]]) -> None:
+    """Index rows of many resources, one executemany per index table."""
+    by_kind: dict[str, list[tuple]] = {}
+    for resource_type, resource_id, kinds in rows:
+        for kind, kind_rows in kinds.items():
+            if kind_rows:
+                bucket = by_kind.setdefault(kind, [])
+                bucket.extend(dict.fromkeys((resource_type, resource_id, *r) for r in kind_rows))
+    if not by_kind:
+        return
+    sql = _INDEX_SQL[conn.dialect.name]
+    raw = conn.connection.dbapi_connection
+    cur = raw.cursor()
+    try:
+        for kind, payload in by_kind.items():
+            cur.executemany(sql[kind], payload)
+    finally:
+        cur.close()
+
+
+def delete_index_rows(conn: Connection, keys: list[tuple[str, str]]) -> None:
+    if not keys:
+        return
+    mark = "?" if conn.dialect.name == "sqlite" else "%s"
+    cur = conn.connection.dbapi_connection.cursor()
+    try:
+        for table in INDEX_TABLES.values():
+            cur.executemany(f"DELETE FROM {table.name} WHERE resource_type = {mark} AND resource_id = {mark}", keys)
+    finally:
+        cur.close()
+
+
+def current_versions(conn: Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, bool, bytes | None]]:
+    """(type, id) → (version_id, deleted, content) for those that exist."""
+    out: dict[tuple[str, str], tuple[int, bool, bytes | None]] = {}
+    by_type: dict[str, list[str]] = {}
+    for t, i in keys:
+        by_type.setdefault(t, []).append(i)
+    for t, ids in by_type.items():
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            for rid, vid, deleted, content in conn.execute(
+                    sa.select(resource.c.id, resource.c.version_id, resource.c.deleted, resource.c.content)
+                    .where(resource.c.resource_type == t, resource.c.id.in_(chunk))):
+                out[(t, rid)] = (vid, deleted, content)
+    return out
