@@ -1,0 +1,130 @@
+"""Authentication and the coarse authorization of each request (a router dependency).
+
+Every /fhir route except /metadata depends on `authorize`: it authenticates the bearer token (401 with
+WWW-Authenticate), sets the request's AccessContext, and refuses early (403) what the token's scopes can
+never allow for the route's interaction and type. Per-resource checks (compartment, labels, transaction
+entries, includes, history entries) are made by the services through ipt_fhir.security.guard.
+"""
+from __future__ import annotations
+
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+
+from ipt_fhir.fhir.outcome import FHIRError, error
+from ipt_fhir.fhir.resource_types import RESOURCE_TYPES
+from ipt_fhir.security import audit, context, guard
+from ipt_fhir.security.context import AccessContext
+from ipt_fhir.security.scopes import ScopeSet
+from ipt_fhir.security.tokens import TokenError, TokenValidator
+
+# endpoint function name -> interaction (http://hl7.org/fhir/restful-interaction codes)
+_ENDPOINT_INTERACTIONS = {
+    "system_history": "history-system", "type_history": "history-type", "instance_history": "history-instance",
+    "read": "read", "vread": "vread", "create": "create", "update": "update", "conditional_update": "update",
+    "patch": "patch", "conditional_patch": "patch", "delete": "delete", "conditional_delete": "delete",
+    "system_search": "search-system", "type_search": "search-type", "compartment_search": "search-type",
+    "patient_everything": "operation", "batch_or_transaction": "batch",
+}
+_WRITES = {"create", "update", "patch", "delete"}
+_REALM = 'Bearer realm="ipt-fhir"'
+
+
+def unauthorized(description: str) -> FHIRError:
+    err = FHIRError(401, [error("login", f"Authentication failed: {description}")])
+    safe = description.replace('"', "'")
+    err.headers["WWW-Authenticate"] = f'{_REALM}, error="invalid_token", error_description="{safe}"'
+    return err
+
+
+def _classify(request: Request) -> tuple[str, str | None, str | None]:
+    endpoint = request.scope.get("endpoint")
+    name = getattr(endpoint, "__name__", "")
+    params = request.path_params
+    interaction = _ENDPOINT_INTERACTIONS.get(name)
+    resource_type = params.get("resource_type")
+    resource_id = params.get("resource_id") or params.get("patient_id")
+    if name == "patient_everything":
+        resource_type = "Patient"
+    elif name == "compartment_search":
+        resource_id = None
+    if interaction is None:
+        # Operations and routes added later: type and id from the path, /fhir/[type]/[id]/$op.
+        parts = [p for p in request.url.path.split("/fhir", 1)[-1].split("/") if p]
+        interaction = "operation"
+        resource_type = parts[0] if parts and parts[0] in RESOURCE_TYPES else None
+        resource_id = parts[1] if resource_type and len(parts) > 2 and not parts[1].startswith("$") else None
+    return interaction, resource_type, resource_id
+
+
+def _validator(request: Request) -> TokenValidator:
+    state = request.app.state
+    validator = getattr(state, "token_validator", None)
+    if validator is None:
+        validator = state.token_validator = TokenValidator(state.settings)
+    return validator
+
+
+async def authorize(request: Request) -> None:
+    settings = request.app.state.settings
+    interaction, resource_type, resource_id = _classify(request)
+    collected = audit.collector()
+    if collected is not None:
+        collected.interaction, collected.resource_type, collected.resource_id = interaction, resource_type, resource_id
+    if resource_type == "AuditEvent" and interaction in _WRITES:
+        raise FHIRError(405, [error("not-supported", "AuditEvents are written by the server only; they cannot be "
+                                    "created, changed or deleted through the API")])
+    if settings.auth == "off":
+        context.set_current(None)
+        return
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        err = FHIRError(401, [error("login", "This server needs an OAuth2 bearer access token (SMART on FHIR)")])
+        err.headers["WWW-Authenticate"] = _REALM
+        raise err
+    validator = _validator(request)
+    try:
+        if validator.keys is not None and type(validator.keys).__name__ == "_UrlJWKS":
+            claims = await run_in_threadpool(validator.validate, token.strip())
+        else:
+            claims = validator.validate(token.strip())
+    except TokenError as exc:
+        raise unauthorized(str(exc)) from None
+    raw = claims.raw
+    scopes = ScopeSet(claims.scopes)
+    patient = raw.get("patient")
+    ctx = AccessContext(
+        unrestricted=False, subject=raw.get("sub"), client_id=raw.get("client_id") or raw.get("azp"),
+        issuer=raw.get("iss"), fhir_user=raw.get("fhirUser") if isinstance(raw.get("fhirUser"), str) else None,
+        patient=str(patient) if patient else None, scopes=scopes,
+        sensitive=settings.sensitive_scope in scopes, token_id=raw.get("jti"),
+    )
+    context.set_current(ctx)
+    if collected is not None:
+        collected.access = ctx
+    _coarse_check(ctx, interaction, resource_type, resource_id, request)
+
+
+def _coarse_check(ctx: AccessContext, interaction: str, resource_type: str | None, resource_id: str | None,
+                  request: Request) -> None:
+    if interaction == "batch":
+        return  # each entry is checked by the services it runs through
+    if interaction in ("search-system", "history-system"):
+        if not ctx.scopes.any_for("search"):
+            raise guard.forbidden("The access token has no search scope")
+        return
+    if resource_type is None:
+        if not ctx.scopes.any_for("read"):
+            raise guard.forbidden("The access token has no read scope")
+        return
+    if interaction == "operation":
+        needed = "read" if resource_id else "search"
+        patient = guard.require(needed, resource_type)
+    else:
+        patient = guard.require(interaction, resource_type)
+    compartment_patient = request.path_params.get("patient_id")
+    if patient is not None:
+        if compartment_patient is not None and compartment_patient != patient:
+            raise guard.forbidden("patient/ scopes are confined to the compartment of the token's patient")
+        if resource_type == "Patient" and resource_id is not None and resource_id != patient:
+            raise guard.forbidden("patient/ scopes are confined to the compartment of the token's patient")

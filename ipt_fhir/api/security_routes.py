@@ -1,0 +1,40 @@
+"""GET /fhir/.well-known/smart-configuration (and at the server root): SMART App Launch discovery
+(http://hl7.org/fhir/smart-app-launch/conformance.html). Public, like /metadata."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from ipt_fhir.fhir.jsonio import dump_json
+
+router = APIRouter()
+
+SCOPES_SUPPORTED = [
+    "patient/*.rs", "patient/*.cruds", "user/*.rs", "user/*.cruds", "system/*.rs", "system/*.cruds",
+    "patient/*.read", "patient/*.write", "user/*.read", "user/*.write", "system/*.read", "system/*.write",
+    "user/AuditEvent.rs", "system/AuditEvent.rs", "launch/patient", "openid", "fhirUser", "offline_access",
+]
+
+
+def smart_configuration(settings) -> dict:  # noqa: ANN001 - Settings
+    doc: dict = {
+        "issuer": settings.jwt_issuer,
+        "jwks_uri": settings.jwks if settings.jwks and settings.jwks.startswith("http") else None,
+        "authorization_endpoint": settings.smart_authorize_url,
+        "token_endpoint": settings.smart_token_url,
+        "grant_types_supported": ["authorization_code", "client_credentials"],
+        "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic"],
+        "scopes_supported": SCOPES_SUPPORTED + [settings.sensitive_scope],
+        "response_types_supported": ["code"],
+        "code_challenge_methods_supported": ["S256"],
+        "capabilities": ["launch-standalone", "client-public", "client-confidential-asymmetric",
+                         "context-standalone-patient", "permission-patient", "permission-user",
+                         "permission-v1", "permission-v2", "sso-openid-connect"],
+    }
+    return {k: v for k, v in doc.items() if v is not None}
+
+
+@router.get("/fhir/.well-known/smart-configuration", tags=["capabilities"], summary="SMART configuration")
+@router.get("/.well-known/smart-configuration", include_in_schema=False)
+def smart_config(request: Request) -> Response:
+    return Response(dump_json(smart_configuration(request.app.state.settings)), media_type="application/json")

@@ -1,0 +1,40 @@
+"""Patient compartment membership (http://hl7.org/fhir/R4/compartmentdefinition-patient.html).
+
+The vendored Patient CompartmentDefinition names, per resource type, the search parameters whose
+references put a resource in a patient's compartment. Their values are taken from the resource JSON
+with the same FHIRPath extractors that write the search index, so a resource is in a compartment here
+exactly when a compartment search finds it — for any version, including ones not yet stored.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from ipt_fhir.fhir.search.indexer import index_rows
+from ipt_fhir.fhir.search.registry import patient_compartment
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def compartment_types() -> frozenset[str]:
+    return frozenset(patient_compartment()) | {"Patient"}
+
+
+def in_patient_compartment_type(resource_type: str) -> bool:
+    return resource_type == "Patient" or resource_type in patient_compartment()
+
+
+def patients_of(resource_type: str, resource: dict) -> set[str]:
+    """Ids of the patients whose compartment holds this resource."""
+    if resource_type == "Patient":
+        rid = resource.get("id")
+        return {rid} if rid else set()
+    params = patient_compartment().get(resource_type)
+    if not params:
+        return set()
+    wanted = set(params)
+    rows = index_rows(resource_type, resource, _EPOCH).get("reference", [])
+    return {row[2] for row in rows if row[0] in wanted and row[1] == "Patient" and row[2]}
+
+
+def in_compartment(resource_type: str, resource: dict, patient_id: str) -> bool:
+    return patient_id in patients_of(resource_type, resource)

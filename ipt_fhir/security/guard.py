@@ -1,0 +1,113 @@
+"""The checks the services call where results are produced and writes are made.
+
+Every function reads the request's AccessContext; with auth off (or outside a request) the context is
+unrestricted and each check is a single attribute test.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+from ipt_fhir.fhir.jsonio import load_stored
+from ipt_fhir.fhir.outcome import FHIRError, error
+
+from . import context
+from .compartment import in_patient_compartment_type, patients_of
+from .labels import is_sensitive, may_be_sensitive
+from .scopes import INTERACTION_LETTER
+
+
+def forbidden(diagnostics: str) -> FHIRError:
+    err = FHIRError(403, [error("forbidden", diagnostics)])
+    err.headers["WWW-Authenticate"] = 'Bearer realm="ipt-fhir", error="insufficient_scope"'
+    return err
+
+
+def require(interaction: str, resource_type: str) -> str | None:
+    """Refuse (403) unless the token's scopes grant `interaction` on `resource_type`. Returns the patient id
+    the request is confined to (patient/ scopes), or None when it is not confined."""
+    ctx = context.current()
+    if ctx.unrestricted:
+        return None
+    level = ctx.scopes.level(interaction, resource_type)
+    if level is None:
+        letter = INTERACTION_LETTER.get(interaction, "?")
+        raise forbidden(f"The access token has no scope granting '{letter}' ({interaction}) on {resource_type}")
+    if level == "patient":
+        if not ctx.patient:
+            raise forbidden("patient/ scopes need a token with a patient claim")
+        if not in_patient_compartment_type(resource_type):
+            raise forbidden(f"patient/ scopes are confined to the patient's compartment; {resource_type} is not in it")
+        return ctx.patient
+    return None
+
+
+def check_resource(interaction: str, resource_type: str, resource: dict | bytes | None) -> None:
+    """Scope, compartment and label checks on one resource being read, written or returned."""
+    ctx = context.current()
+    if ctx.unrestricted or resource is None:
+        return
+    patient = require(interaction, resource_type)
+    if isinstance(resource, (bytes, bytearray)):
+        if patient is None and (ctx.sensitive or not may_be_sensitive(resource)):
+            return
+        resource = load_stored(resource)
+    if patient is not None and patient not in patients_of(resource_type, resource):
+        raise forbidden(f"{resource_type}/{resource.get('id', '')} is outside the compartment of the token's patient")
+    if not ctx.sensitive and is_sensitive(resource):
+        raise forbidden("The resource is labelled sensitive (PSYTHPN or R); reading it needs the sensitive scope")
+
+
+def visible(resource_type: str, content: bytes | None, interaction: str = "read") -> bool:
+    """Whether a resource may appear in a result (includes, history entries): filtered, never refused."""
+    if content is None or context.current().unrestricted:
+        return True
+    try:
+        check_resource(interaction, resource_type, content)
+    except FHIRError:
+        return False
+    return True
+
+
+def filter_rows(rows: Iterable, type_at: int = 0, content_at: int = 2, interaction: str = "read") -> list:
+    if context.current().unrestricted:
+        return list(rows)
+    return [r for r in rows if visible(r[type_at], r[content_at], interaction)]
+
+
+def is_restricted() -> bool:
+    return not context.current().unrestricted
+
+
+def search_confinement(types: list[str], interaction: str = "search") -> tuple[list[str], dict[str, str], bool]:
+    """For a search over `types`: (the types the token may search, {type: patient id} for those confined
+    to a compartment, whether sensitive-labelled resources must be excluded). A single requested type that
+    is not allowed is refused (403); in multi-type searches the disallowed types are dropped."""
+    ctx = context.current()
+    if ctx.unrestricted:
+        return types, {}, False
+    allowed: list[str] = []
+    confined: dict[str, str] = {}
+    for t in types:
+        try:
+            patient = require(interaction, t)
+        except FHIRError:
+            if len(types) == 1:
+                raise
+            continue
+        allowed.append(t)
+        if patient is not None:
+            confined[t] = patient
+    if not allowed:
+        raise forbidden("The access token grants search on none of the requested types")
+    return allowed, confined, not ctx.sensitive
+
+
+def visible_history(resource_type: str, content: bytes | None) -> bool:
+    """A history entry: deletions (no content) show only to tokens not confined to a compartment."""
+    ctx = context.current()
+    if ctx.unrestricted:
+        return True
+    if content is None:
+        level = ctx.scopes.level("history-type", resource_type) or ctx.scopes.level("read", resource_type)
+        return level is not None and level != "patient"
+    return visible(resource_type, content, "read")
