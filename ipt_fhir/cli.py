@@ -30,6 +30,13 @@ def serve(
     settings = get_settings()
     host = host or settings.host
     port = port or settings.port
+    from ipt_fhir.security.middleware import InsecureConfiguration, check_startup
+
+    try:  # auth off only on the embedded SQLite database bound to localhost (README "Security")
+        check_startup(settings, host)
+    except InsecureConfiguration as exc:
+        typer.echo(f"refusing to start: {exc}", err=True)
+        raise typer.Exit(code=2) from None
     if settings.is_sqlite:
         migrate.upgrade(settings.database_url)
     elif not migrate.is_current(settings.database_url):

@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 
 from ipt_fhir.fhir.dates import parse_fhir_datetime_range
 from ipt_fhir.fhir.outcome import bad_request, not_found
+from ipt_fhir.security import audit, guard
 from ipt_fhir.services.bundles import splice_bundle
 from ipt_fhir.services.resources import format_instant, require_known_type
 from ipt_fhir.settings import Settings
@@ -30,6 +31,7 @@ class HistoryService:
                 resource_id: str | None = None) -> bytes:
         if resource_type:
             require_known_type(resource_type)
+            guard.require("history-instance" if resource_id else "history-type", resource_type)
         q = dict(params)
         count = _int_param(q, "_count", self.settings.default_page_size, minimum=0)
         count = min(count, self.settings.max_page_size)
@@ -42,13 +44,20 @@ class HistoryService:
             except ValueError as exc:
                 raise bad_request(f"_at: {exc}", code="value")
         with self.db.read() as conn:
-            if resource_id and repo.current(conn, resource_type, resource_id) is None:
+            current = repo.current(conn, resource_type, resource_id) if resource_id else None
+            if resource_id and current is None:
                 raise not_found(f"{resource_type}/{resource_id} is not known")
+            if current is not None and not current.deleted:
+                guard.check_resource("history-instance", resource_type, current.content)
             snapshot = _int_param(q, "_snapshot", 0, minimum=0) or repo.max_history_seq(conn)
             entries, total = repo.history_page(
                 conn, resource_type=resource_type, resource_id=resource_id, since=since, at=at,
                 max_seq=snapshot, offset=offset, limit=count,
             )
+            if guard.is_restricted():  # entries this token may not see are left out of the page
+                entries = [e for e in entries if guard.visible_history(e.resource_type, e.content)]
+            audit.note_search(None, urlencode(params), audit.patients_in(
+                conn, list(dict.fromkeys((e.resource_type, e.id) for e in entries))))
         path = "/".join(p for p in (base_url, resource_type, resource_id, "_history") if p)
         kept = [(k, v) for k, v in params if k in _PARAMS and k not in ("_snapshot", "_offset")]
 

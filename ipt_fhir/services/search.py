@@ -18,6 +18,8 @@ from ipt_fhir.fhir.jsonio import load_stored
 from ipt_fhir.fhir.outcome import FHIRError, bad_request, error, not_found
 from ipt_fhir.fhir.resource_types import RESOURCE_TYPES
 from ipt_fhir.fhir.search.parser import RESULT_PARAMS, Clause, Parser, UnknownParameter
+from ipt_fhir.security import audit, guard
+from ipt_fhir.security.search_filter import restrict as restrict_by_access
 from ipt_fhir.store.search_sql import SqlBuilder
 from ipt_fhir.store.search_tables import uri_index
 from ipt_fhir.store.tables import resource_table as R
@@ -525,9 +527,12 @@ def _execute(db: Database, req: Request, *, base_url: str, request_url: str, lin
             else:
                 total = _count(conn, req, builder)
         matched = [(row[0], row[1]) for row in rows]
-        included = _includes(conn, req, matched)
+        included = guard.filter_rows(_includes(conn, req, matched))
+        returned = guard.filter_rows(rows)
+        audit.note_search(None, request_url.partition("?")[2],
+                          audit.patients_in(conn, [(r[0], r[1]) for r in returned] + [(a, b) for a, b, _ in included]))
     entries = []
-    for row in rows:
+    for row in returned:
         content = row[2]
         if req.summary or req.elements is not None:
             content = _subset(content, row[0], req.summary, req.elements)
@@ -569,7 +574,10 @@ def search(db: Database, resource_type: str | None, params: list[tuple[str, str]
             check_type(t)
         types = sorted(set(wanted)) or sorted(RESOURCE_TYPES)
         link_path = ""
+    types, restricted = restrict_by_access(types, base_url, compartment_patient=compartment[1] if compartment else None)
     req = build_request(types, params, base_url, strict, default_count, max_count)
+    for t, extra in restricted.items():
+        req.clauses[t].extend(extra)
     if compartment is not None:
         comp_type, comp_id = compartment
         if comp_type != "Patient":
@@ -609,6 +617,7 @@ def everything(db: Database, patient_id: str, params: list[tuple[str, str]], *, 
         check_type(t)
     types = sorted(set(wanted) if wanted else set(patient_compartment()) | {"Patient"})
     types = [t for t in types if t == "Patient" or t in patient_compartment()]
+    types, restricted = restrict_by_access(types, base_url, compartment_patient=patient_id)
     allowed = [(n, v) for n, v in params if n in ("_count", "_page", "_since", "_type", "_format", "_pretty",
                                                   "_elements", "_summary", "_total")]
     req = build_request(types, [(n, v) for n, v in allowed if n not in ("_since",)], base_url, strict, dc, mc)
@@ -617,7 +626,7 @@ def everything(db: Database, patient_id: str, params: list[tuple[str, str]], *, 
         if (n, _) not in allowed:
             req.issues.append(warning("not-supported", f"Parameter {n} is not supported by $everything; ignored", n))
     for t in types:
-        req.clauses[t] = [_compartment_clause(t, patient_id)]
+        req.clauses[t] = [_compartment_clause(t, patient_id)] + restricted.get(t, [])
     for n, v in params:
         if n == "_since":
             rng = date_range(v)
