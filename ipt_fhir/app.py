@@ -13,9 +13,6 @@ from ipt_fhir.api import docs_routes, ops_routes
 from ipt_fhir.api import security_routes
 from ipt_fhir.api.security_deps import authorize
 from ipt_fhir.security import middleware as security
-from ipt_fhir.api import security_routes
-from ipt_fhir.api.security_deps import authorize
-from ipt_fhir.security import middleware as security
 from ipt_fhir.api.errors import install_error_handlers, outcome_response
 from ipt_fhir.fhir.outcome import error
 from ipt_fhir.services import ipt as ipt_layer
@@ -55,9 +52,6 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         if length is not None and length.isdigit() and int(length) > settings.max_body_bytes:
             return outcome_response(413, [error("too-long", f"The request body is larger than {settings.max_body_bytes} bytes")])
         return await call_next(request)
-
-    security.install(app, settings)  # security headers, audit per request, CORS (IPT_FHIR_CORS_ORIGINS)
-    secured = [Depends(authorize)]  # authentication + coarse scope check on every /fhir route but metadata
 
     security.install(app, settings)  # security headers, audit per request, CORS (IPT_FHIR_CORS_ORIGINS)
     secured = [Depends(authorize)]  # authentication + coarse scope check on every /fhir route but metadata

@@ -21,7 +21,6 @@ from ipt_fhir.fhir.outcome import FHIRError, Issue, bad_request, conflict, gone,
 from ipt_fhir.fhir.patch import apply_patch
 from ipt_fhir.fhir.resource_types import RESOURCE_TYPES
 from ipt_fhir.security import audit, guard
-from ipt_fhir.security import audit, guard
 from ipt_fhir.services import write_hooks
 from ipt_fhir.services.search import find_ids
 from ipt_fhir.services.validation import validate_for_write
@@ -107,7 +106,6 @@ class ResourceService:
     def read(self, resource_type: str, resource_id: str) -> StoredVersion:
         require_known_type(resource_type)
         guard.require("read", resource_type)
-        guard.require("read", resource_type)
         stored = repo.read_current(self.db, resource_type, resource_id)
         if stored is None:
             raise not_found(f"{resource_type}/{resource_id} is not known")
@@ -119,7 +117,6 @@ class ResourceService:
 
     def vread(self, resource_type: str, resource_id: str, version_id: str) -> StoredVersion:
         require_known_type(resource_type)
-        guard.require("vread", resource_type)
         guard.require("vread", resource_type)
         if not version_id.isdigit():
             raise not_found(f"{resource_type}/{resource_id} has no version '{version_id}'")
@@ -183,7 +180,6 @@ class ResourceService:
                    resource_id: str | None = None, method: str = "POST") -> WriteResult:
         resource_id = resource_id or str(uuid.uuid4())
         stored, doc = self._prepare(resource_type, resource_id, 1, resource, conn)
-        guard.check_resource("create" if method == "POST" else "update", resource_type, doc)
         guard.check_resource("create" if method == "POST" else "update", resource_type, doc)
         issues = warnings + self._run_hooks_check(conn, resource_type, resource_id, method, doc, None)
         if not repo.insert_new(conn, stored, method):
@@ -360,8 +356,6 @@ class ResourceService:
         change = write_hooks.Change(resource_type, resource_id, method, doc, previous)
         for hook in write_hooks.registered():
             hook.after_write(conn, change)
-        interaction = {"POST": "create", "PATCH": "patch"}.get(method, "create" if previous is None else "update")
-        audit.record_write(conn, interaction, resource_type, resource_id, stored.version_id, doc, previous)
         interaction = {"POST": "create", "PATCH": "patch"}.get(method, "create" if previous is None else "update")
         audit.record_write(conn, interaction, resource_type, resource_id, stored.version_id, doc, previous)
 
