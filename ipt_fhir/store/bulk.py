@@ -99,3 +99,42 @@ def current_versions(conn: Connection, keys: list[tuple[str, str]]) -> dict[tupl
                     .where(resource.c.resource_type == t, resource.c.id.in_(chunk))):
                 out[(t, rid)] = (vid, deleted, content)
     return out
+
+
+# --- bulk jobs -------------------------------------------------------------------------------------
+
+def create_job(conn: Connection, job_id: str, kind: str, request: str, now) -> None:  # noqa: ANN001
+    from .bulk_tables import bulk_job_table as jobs
+
+    conn.execute(jobs.insert().values(id=job_id, kind=kind, status="queued", request=request,
+                                      created=now, updated=now))
+
+
+def get_job(conn: Connection, job_id: str) -> dict | None:
+    from .bulk_tables import bulk_job_table as jobs
+
+    row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).mappings().first()
+    return dict(row) if row else None
+
+
+def update_job(conn: Connection, job_id: str, now, *, only_if_status: tuple[str, ...] | None = None,  # noqa: ANN001
+               **values: object) -> bool:
+    from .bulk_tables import bulk_job_table as jobs
+
+    stmt = jobs.update().where(jobs.c.id == job_id)
+    if only_if_status:
+        stmt = stmt.where(jobs.c.status.in_(only_if_status))
+    return conn.execute(stmt.values(updated=now, **values)).rowcount == 1
+
+
+def jobs_with_status(conn: Connection, kind: str, statuses: tuple[str, ...]) -> list[str]:
+    from .bulk_tables import bulk_job_table as jobs
+
+    return [r[0] for r in conn.execute(
+        sa.select(jobs.c.id).where(jobs.c.kind == kind, jobs.c.status.in_(statuses)).order_by(jobs.c.created))]
+
+
+def delete_job(conn: Connection, job_id: str) -> None:
+    from .bulk_tables import bulk_job_table as jobs
+
+    conn.execute(jobs.delete().where(jobs.c.id == job_id))

@@ -1,0 +1,463 @@
+"""Bulk import of NDJSON (one resource per line; plain or .gz), HTTP-free.
+
+Semantics: every line is validated; ids come from the files (update-as-create, like `PUT Type/id`), so a
+rerun makes no duplicates, and a resource whose content (meta.versionId/lastUpdated aside) is unchanged
+gets no new version. Conditional references (`Practitioner?identifier=sys|val`) are resolved to exactly
+one resource, looked up first among the resources being imported (all files, scanned once beforehand)
+and then in the database. Lines are written in batches, each batch one unit of work: a killed process
+leaves whole batches only, and a rerun completes the rest. A batch that fails as a whole (a business
+rule, a concurrent writer) is retried line by line so that only the guilty lines are reported.
+"""
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import logging
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+from urllib.parse import parse_qsl
+
+import orjson
+from sqlalchemy.exc import IntegrityError
+
+from ipt_fhir.fhir.jsonio import dump_json, load_stored, parse_json
+from ipt_fhir.fhir.outcome import FHIRError, Issue, bad_request, error, operation_outcome
+from ipt_fhir.fhir.resource_types import RESOURCE_TYPES
+from ipt_fhir.fhir.search.indexer import index_rows
+from ipt_fhir.services import resources as rs
+from ipt_fhir.services import write_hooks
+from ipt_fhir.services.search import find_ids
+from ipt_fhir.services.validation import validate_for_write
+from ipt_fhir.store import bulk
+from ipt_fhir.store.database import Database
+from ipt_fhir.store.resources import StoredVersion
+
+log = logging.getLogger("ipt_fhir.bulk_import")
+
+_SERVER_META = ("versionId", "lastUpdated")
+
+
+@dataclass
+class Source:
+    """One NDJSON input: a name for reports and a way to open it (bytes lines)."""
+
+    name: str
+    open: Callable[[], io.BufferedIOBase]
+
+    @classmethod
+    def path(cls, path: Path, name: str | None = None) -> "Source":
+        path = Path(path)
+        opener = (lambda: gzip.open(path, "rb")) if path.name.endswith(".gz") else (lambda: open(path, "rb"))
+        return cls(name or path.name, opener)
+
+    def lines(self) -> Iterator[tuple[int, bytes]]:
+        with self.open() as f:
+            for number, line in enumerate(f, 1):
+                if line.strip():
+                    yield number, line
+
+
+@dataclass
+class LineError:
+    file: str
+    line: int
+    status: int
+    issues: list[Issue]
+
+    def outcome(self) -> dict:
+        oo = operation_outcome([Issue(i.severity, i.code, f"{self.file} line {self.line}: {i.diagnostics}",
+                                      i.expression) for i in self.issues])
+        oo["extension"] = [{"url": "http://ipt-fhir.org/fhir/StructureDefinition/bulk-import-source",
+                            "extension": [{"url": "file", "valueString": self.file},
+                                          {"url": "line", "valueInteger": self.line}]}]
+        return oo
+
+
+@dataclass
+class ImportReport:
+    lines: int = 0
+    created: Counter = field(default_factory=Counter)
+    updated: Counter = field(default_factory=Counter)
+    unchanged: Counter = field(default_factory=Counter)
+    failed: Counter = field(default_factory=Counter)
+    errors: list[LineError] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def written(self) -> int:
+        return sum(self.created.values()) + sum(self.updated.values())
+
+    def by_type(self) -> dict[str, dict[str, int]]:
+        types = sorted(set(self.created) | set(self.updated) | set(self.unchanged) | set(self.failed))
+        return {t: {"created": self.created[t], "updated": self.updated[t], "unchanged": self.unchanged[t],
+                    "failed": self.failed[t]} for t in types}
+
+
+class Cancelled(Exception):
+    pass
+
+
+@dataclass
+class _Line:
+    file: str
+    number: int
+    resource_type: str
+    id: str
+    resource: dict
+    warnings: list[Issue]
+
+
+class Importer:
+    def __init__(self, db: Database, *, base_url: str = "", batch: int = 1000, dry_run: bool = False,
+                 progress: Callable[[ImportReport, int], None] | None = None,
+                 cancelled: Callable[[], bool] | None = None) -> None:
+        self.db = db
+        self.base_url = base_url
+        self.batch = batch
+        self.dry_run = dry_run
+        self.progress = progress
+        self.cancelled = cancelled or (lambda: False)
+        self.identifiers: dict[tuple[str, str, str], set[str]] = {}
+        self._resolved: dict[str, str | None] = {}
+
+    # --- pass 1: what the files hold ------------------------------------------------------------
+
+    def scan(self, sources: list[Source]) -> int:
+        """Count lines and remember every (type, identifier) → ids, for conditional references."""
+        total = 0
+        for source in sources:
+            for _, line in source.lines():
+                total += 1
+                try:
+                    res = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    continue
+                if not isinstance(res, dict) or not isinstance(res.get("id"), str):
+                    continue
+                for ident in res.get("identifier") or []:
+                    if isinstance(ident, dict) and isinstance(ident.get("value"), str):
+                        key = (res.get("resourceType"), ident.get("system") or "", ident["value"])
+                        self.identifiers.setdefault(key, set()).add(res["id"])
+        return total
+
+    # --- pass 2: validate and write -------------------------------------------------------------
+
+    def run(self, sources: list[Source]) -> ImportReport:
+        started = time.perf_counter()
+        total = self.scan(sources)
+        report = ImportReport()
+        batch: list[_Line] = []
+        keys: set[tuple[str, str]] = set()
+        for source in sources:
+            for number, raw in source.lines():
+                if self.cancelled():
+                    raise Cancelled()
+                report.lines += 1
+                line = self._prepare_line(source.name, number, raw, report)
+                if line is None:
+                    continue
+                key = (line.resource_type, line.id)
+                if key in keys:  # the same resource twice: the later line is a later version
+                    self._write(batch, report)
+                    batch, keys = [], set()
+                batch.append(line)
+                keys.add(key)
+                if len(batch) >= self.batch:
+                    self._write(batch, report)
+                    batch, keys = [], set()
+                    if self.progress:
+                        self.progress(report, total)
+        self._write(batch, report)
+        report.seconds = time.perf_counter() - started
+        if self.progress:
+            self.progress(report, total)
+        return report
+
+    def _prepare_line(self, file: str, number: int, raw: bytes, report: ImportReport) -> _Line | None:
+        resource_type = "?"
+        try:
+            resource = parse_json(raw)
+            if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+                raise bad_request("The line is not a FHIR resource", code="structure")
+            resource_type = resource["resourceType"]
+            if resource_type not in RESOURCE_TYPES:
+                raise bad_request(f"Unknown resource type '{resource_type}'", code="not-supported")
+            rid = resource.get("id")
+            if not isinstance(rid, str):
+                raise bad_request("Imported resources keep their ids: the line has no id", f"{resource_type}.id",
+                                  code="required")
+            rs._check_client_id(rid, resource_type)
+            warnings = validate_for_write(resource, resource_type)
+            resource = self._resolve_references(resource)
+            return _Line(file, number, resource_type, rid, resource, warnings)
+        except FHIRError as exc:
+            report.failed[resource_type] += 1
+            report.errors.append(LineError(file, number, exc.status, exc.issues))
+            return None
+
+    def _resolve_references(self, resource: dict) -> dict:
+        from ipt_fhir.services.bundle_processing import _rewrite
+
+        def resolve(ref: str) -> str | None:
+            if "?" not in ref or ref.startswith("#"):
+                return None
+            if ref in self._resolved:
+                target = self._resolved[ref]
+            else:
+                target = self._resolved[ref] = self._conditional(ref)
+            if target is None:
+                raise FHIRError.of(422, "not-found", f"Conditional reference '{ref}' matches no resource or "
+                                   "several; it must match exactly one")
+            return target
+        return _rewrite(resource, resolve)
+
+    def _conditional(self, ref: str) -> str | None:
+        head, _, query = ref.partition("?")
+        resource_type = head.rsplit("/", 1)[-1]
+        if resource_type not in RESOURCE_TYPES:
+            return None
+        params = parse_qsl(query, keep_blank_values=True)
+        if len(params) == 1 and params[0][0] == "identifier":
+            system, bar, value = params[0][1].rpartition("|")
+            if not bar:
+                system, value = "", params[0][1]
+            ids = self.identifiers.get((resource_type, system, value))
+            if ids:
+                return f"{resource_type}/{next(iter(ids))}" if len(ids) == 1 else None
+        try:
+            with self.db.read() as conn:
+                ids_db = find_ids(conn, resource_type, params, self.base_url)
+        except FHIRError:
+            return None
+        return f"{resource_type}/{ids_db[0]}" if len(ids_db) == 1 else None
+
+    def _write(self, lines: list[_Line], report: ImportReport) -> None:
+        if not lines or self.dry_run:
+            for line in lines if self.dry_run else []:
+                report.created[line.resource_type] += 1
+            return
+        try:
+            outcome = self._write_batch(lines)
+        except (FHIRError, IntegrityError):
+            # Somebody in the batch is guilty: find out who, one line per unit of work.
+            outcome = {}
+            for line in lines:
+                try:
+                    outcome.update(self._write_batch([line]))
+                except FHIRError as exc:
+                    report.failed[line.resource_type] += 1
+                    report.errors.append(LineError(line.file, line.number, exc.status, exc.issues))
+                except IntegrityError:
+                    report.failed[line.resource_type] += 1
+                    report.errors.append(LineError(line.file, line.number, 409, [
+                        error("conflict", f"{line.resource_type}/{line.id} was written concurrently; rerun")]))
+        for (resource_type, _), what in outcome.items():
+            getattr(report, what)[resource_type] += 1
+
+    def _write_batch(self, lines: list[_Line]) -> dict[tuple[str, str], str]:
+        outcome: dict[tuple[str, str], str] = {}
+        with self.db.write() as conn, rs.deferred_rule_checks(conn) as queue:
+            current = bulk.current_versions(conn, [(ln.resource_type, ln.id) for ln in lines])
+            now = rs.now_utc()
+            inserts: list[tuple[StoredVersion, str]] = []
+            replaces: list[tuple[StoredVersion, int]] = []
+            changes: list[write_hooks.Change] = []
+            index = []
+            hooks = write_hooks.registered()
+            for ln in lines:
+                key = (ln.resource_type, ln.id)
+                existing = current.get(key)
+                previous = None
+                if existing is not None:
+                    version_id, deleted, content = existing
+                    if not deleted:
+                        previous = load_stored(content)
+                        if _same_content(previous, ln.resource):
+                            outcome[key] = "unchanged"
+                            continue
+                    version_id += 1
+                else:
+                    version_id = 1
+                doc = rs.with_server_meta(ln.resource, ln.id, version_id, now)
+                stored = StoredVersion(ln.resource_type, ln.id, version_id, now, False, dump_json(doc))
+                change = write_hooks.Change(ln.resource_type, ln.id, "PUT", doc, previous)
+                if hooks:  # rules see the whole batch written (deferred, as in a transaction)
+                    queue.append((key, change))
+                if existing is None:
+                    inserts.append((stored, "PUT"))
+                    outcome[key] = "created"
+                else:
+                    replaces.append((stored, existing[0]))
+                    outcome[key] = "updated"
+                index.append((ln.resource_type, ln.id, index_rows(ln.resource_type, doc, now)))
+                changes.append(change)
+            bulk.insert_versions(conn, inserts, new=True)
+            if replaces:
+                if bulk.replace_versions(conn, replaces) != len(replaces):
+                    raise FHIRError.of(409, "conflict", "A resource of this batch changed concurrently")
+                bulk.insert_versions(conn, [(v, "PUT") for v, _ in replaces], new=False)
+                bulk.delete_index_rows(conn, [(v.resource_type, v.id) for v, _ in replaces])
+            bulk.insert_index_rows(conn, index)
+            for change in changes:
+                for hook in hooks:
+                    hook.after_write(conn, change)
+            found = rs.run_deferred_checks(conn, queue)
+            bad = [(tag, issues) for tag, issues in found if any(i.is_error for i in issues)]
+            if bad:
+                raise FHIRError(422, [i for _, issues in bad for i in issues])
+        return outcome
+
+
+def _same_content(stored: dict, incoming: dict) -> bool:
+    return _without_server_meta(stored) == _without_server_meta(incoming)
+
+
+def _without_server_meta(resource: dict) -> dict:
+    meta = resource.get("meta")
+    out = {k: v for k, v in resource.items() if k != "meta"}
+    if isinstance(meta, dict):
+        rest = {k: v for k, v in meta.items() if k not in _SERVER_META}
+        if rest:
+            out["meta"] = rest
+    return out
+
+
+def sources_from_paths(paths: list[Path]) -> list[Source]:
+    """Files and folders (recursively) of .ndjson / .ndjson.gz, in a stable order."""
+    out = []
+    for path in paths:
+        path = Path(path)
+        if path.is_dir():
+            out += [Source.path(p, str(p.relative_to(path))) for p in sorted(path.rglob("*"))
+                    if p.is_file() and p.name.endswith((".ndjson", ".ndjson.gz"))]
+        else:
+            out.append(Source.path(path))
+    return out
+
+
+# --- server jobs ---------------------------------------------------------------------------------
+
+class ImportJobs:
+    """$import jobs: persisted in `bulk_job`, run by one background thread per job in this process.
+    On start, jobs a killed process left queued or running are run again (imports are idempotent)."""
+
+    def __init__(self, db: Database, bulk_dir: Path, batch: int = 1000) -> None:
+        self.db = db
+        self.dir = Path(bulk_dir)
+        self.batch = batch
+        self._cancel: set[str] = set()
+        self._threads: dict[str, threading.Thread] = {}
+
+    def allowed_path(self, url: str) -> Path:
+        """Inputs the server reads must lie under its bulk directory (no arbitrary file reads)."""
+        path = Path(url[len("file://"):] if url.startswith("file://") else url)
+        if not path.is_absolute():
+            path = self.dir / path
+        path = path.resolve()
+        root = self.dir.resolve()
+        if root not in path.parents and path != root:
+            raise bad_request(f"Input '{url}' is outside the server's bulk directory", "input.url")
+        if not path.exists():
+            raise bad_request(f"Input '{url}' does not exist", "input.url")
+        return path
+
+    def kick_off(self, inputs: list[str], *, base_url: str, upload: bytes | None = None) -> str:
+        job_id = uuid.uuid4().hex
+        if upload is not None:
+            target = self.dir / "uploads" / f"{job_id}.ndjson"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(upload)
+            inputs = [str(target)]
+        paths = [str(self.allowed_path(u)) for u in inputs]
+        if not paths:
+            raise bad_request("The $import request names no input", "input", code="required")
+        with self.db.write() as conn:
+            bulk.create_job(conn, job_id, "import", json.dumps({"inputs": paths, "base_url": base_url}),
+                            rs.now_utc())
+        self.start(job_id)
+        return job_id
+
+    def start(self, job_id: str) -> None:
+        thread = threading.Thread(target=self._run, args=(job_id,), name=f"import-{job_id}", daemon=True)
+        self._threads[job_id] = thread
+        thread.start()
+
+    def resume_unfinished(self) -> list[str]:
+        with self.db.read() as conn:
+            ids = bulk.jobs_with_status(conn, "import", ("queued", "running"))
+        for job_id in ids:
+            self.start(job_id)
+        return ids
+
+    def wait(self, job_id: str, timeout: float | None = None) -> None:
+        thread = self._threads.get(job_id)
+        if thread is not None:
+            thread.join(timeout)
+
+    def status(self, job_id: str) -> dict | None:
+        with self.db.read() as conn:
+            return bulk.get_job(conn, job_id)
+
+    def cancel(self, job_id: str) -> bool:
+        self._cancel.add(job_id)
+        with self.db.write() as conn:
+            return bulk.update_job(conn, job_id, rs.now_utc(), status="cancelled",
+                                   only_if_status=("queued", "running", "completed", "failed"))
+
+    def _run(self, job_id: str) -> None:
+        job = self.status(job_id)
+        if job is None:
+            return
+        request = json.loads(job["request"])
+        with self.db.write() as conn:
+            if not bulk.update_job(conn, job_id, rs.now_utc(), status="running", only_if_status=("queued", "running")):
+                return
+
+        def progress(report: ImportReport, total: int) -> None:
+            with self.db.write() as conn:
+                bulk.update_job(conn, job_id, rs.now_utc(), progress=json.dumps(
+                    {"processed": report.lines, "total": total, "written": report.written,
+                     "failed": len(report.errors)}))
+
+        importer = Importer(self.db, base_url=request.get("base_url", ""), batch=self.batch, progress=progress,
+                            cancelled=lambda: job_id in self._cancel)
+        try:
+            report = importer.run([Source.path(Path(p)) for p in request["inputs"]])
+        except Cancelled:
+            return
+        except Exception as exc:  # noqa: BLE001 - a job failure is reported through its status
+            log.exception("import job %s failed", job_id)
+            with self.db.write() as conn:
+                bulk.update_job(conn, job_id, rs.now_utc(), status="failed",
+                                result=json.dumps({"error": str(exc) or type(exc).__name__}))
+            return
+        out_dir = self.dir / job_id
+        out_dir.mkdir(parents=True, exist_ok=True)
+        error_file = None
+        if report.errors:
+            error_file = out_dir / "errors.ndjson"
+            with open(error_file, "wb") as f:
+                for e in report.errors:
+                    f.write(orjson.dumps(e.outcome()) + b"\n")
+        result = {
+            "transactionTime": rs.format_instant(rs.now_utc()),
+            "request": "$import",
+            "requiresAccessToken": False,
+            "output": [{"type": t, "count": c["created"] + c["updated"] + c["unchanged"], **c}
+                       for t, c in report.by_type().items()],
+            "error": [{"type": "OperationOutcome", "file": f"{job_id}/errors.ndjson", "count": len(report.errors)}]
+            if error_file else [],
+            "lines": report.lines,
+            "seconds": round(report.seconds, 3),
+        }
+        with self.db.write() as conn:
+            bulk.update_job(conn, job_id, rs.now_utc(), status="completed", result=json.dumps(result),
+                            progress=json.dumps({"processed": report.lines, "total": report.lines,
+                                                 "written": report.written, "failed": len(report.errors)}),
+                            only_if_status=("running",))
