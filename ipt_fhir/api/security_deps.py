@@ -123,6 +123,14 @@ def _coarse_check(ctx: AccessContext, interaction: str, resource_type: str | Non
     else:
         patient = guard.require(interaction, resource_type)
     compartment_patient = request.path_params.get("patient_id")
+    if patient is not None and interaction == "operation" and resource_id and resource_type != "Patient":
+        # An instance operation ($ipt-progress, $validate…) reads the instance: it must be in the compartment.
+        from ipt_fhir.store import resources as repo
+
+        with request.app.state.database.read() as conn:
+            current = repo.current(conn, resource_type, resource_id)
+        if current is not None and not current.deleted:
+            guard.check_resource("read", resource_type, current.content)
     if patient is not None:
         if compartment_patient is not None and compartment_patient != patient:
             raise guard.forbidden("patient/ scopes are confined to the compartment of the token's patient")

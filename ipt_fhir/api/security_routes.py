@@ -38,3 +38,32 @@ def smart_configuration(settings) -> dict:  # noqa: ANN001 - Settings
 @router.get("/.well-known/smart-configuration", include_in_schema=False)
 def smart_config(request: Request) -> Response:
     return Response(dump_json(smart_configuration(request.app.state.settings)), media_type="application/json")
+
+
+def rest_security(settings) -> dict:  # noqa: ANN001 - Settings
+    """CapabilityStatement.rest.security (SMART App Launch: the SMART-on-FHIR service coding and the
+    oauth-uris extension)."""
+    if settings.auth != "smart":
+        return {"cors": bool(settings.cors_origins.strip()),
+                "description": "Authorization is OFF: development server on localhost only (IPT_FHIR_AUTH=off)."}
+    uris = [{"url": "authorize", "valueUri": settings.smart_authorize_url},
+            {"url": "token", "valueUri": settings.smart_token_url}]
+    security: dict = {
+        "cors": bool(settings.cors_origins.strip()),
+        "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                                 "code": "SMART-on-FHIR", "display": "SMART-on-FHIR"}],
+                     "text": "OAuth2 bearer tokens (SMART App Launch v1/v2 scopes)"}],
+        "description": (f"Bearer JWTs from {settings.jwt_issuer}, audience {settings.jwt_audience}. SMART v2 "
+                        f"(patient/CarePlan.rs) and v1 (.read/.write) scopes; patient/ scopes confine requests to "
+                        f"the token patient's compartment. Resources labelled PSYTHPN or R also need the scope "
+                        f"{settings.sensitive_scope}. Reading AuditEvent needs a scope naming AuditEvent."),
+    }
+    present = [u for u in uris if u["valueUri"]]
+    if present:
+        security["extension"] = [{
+            "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris", "extension": present}]
+    return security
+
+
+def rest_security_json(settings) -> str:  # noqa: ANN001 - Settings
+    return dump_json(rest_security(settings)).decode()

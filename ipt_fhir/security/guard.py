@@ -16,6 +16,17 @@ from .labels import is_sensitive, may_be_sensitive
 from .scopes import INTERACTION_LETTER
 
 
+# Types outside the Patient compartment that carry no patient data: patient/ scopes may read and search them.
+NOT_PATIENT_DATA = frozenset({
+    "CodeSystem", "ValueSet", "ConceptMap", "NamingSystem", "StructureDefinition", "SearchParameter",
+    "OperationDefinition", "CapabilityStatement", "CompartmentDefinition", "ImplementationGuide", "PlanDefinition",
+    "ActivityDefinition", "Questionnaire", "Library", "Measure", "Medication", "Substance", "Device",
+    "Organization", "Location", "HealthcareService", "Endpoint", "Practitioner", "PractitionerRole",
+})
+_READS = {"read", "vread", "history-instance", "search", "search-type", "search-system", "history-type",
+          "history-system"}
+
+
 def forbidden(diagnostics: str) -> FHIRError:
     err = FHIRError(403, [error("forbidden", diagnostics)])
     err.headers["WWW-Authenticate"] = 'Bearer realm="ipt-fhir", error="insufficient_scope"'
@@ -36,6 +47,8 @@ def require(interaction: str, resource_type: str) -> str | None:
         if not ctx.patient:
             raise forbidden("patient/ scopes need a token with a patient claim")
         if not in_patient_compartment_type(resource_type):
+            if resource_type in NOT_PATIENT_DATA and interaction in _READS:
+                return None  # definitions and directories: not about any patient, readable as a whole
             raise forbidden(f"patient/ scopes are confined to the patient's compartment; {resource_type} is not in it")
         return ctx.patient
     return None

@@ -55,6 +55,9 @@ def check_startup(settings: Settings, host: str | None = None) -> None:
 
 
 def install(app: FastAPI, settings: Settings) -> None:
+    from ipt_fhir.fhir import jsonio
+
+    jsonio.MAX_DEPTH = settings.max_json_depth
     @app.middleware("http")
     async def security_middleware(request: Request, call_next) -> Response:  # noqa: ANN001
         path = request.url.path

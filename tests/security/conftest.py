@@ -76,3 +76,42 @@ def secure_client(secure_settings: Settings, database):
 
 
 ADMIN = "user/*.cruds user/AuditEvent.rs " + SENSITIVE
+
+
+def audit_count(database) -> int:
+    import sqlalchemy as sa
+
+    from ipt_fhir.store.tables import resource_table as r
+
+    with database.read() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(r).where(r.c.resource_type == "AuditEvent")).scalar_one()
+
+
+def audit_events(database) -> list[dict]:
+    import sqlalchemy as sa
+
+    from ipt_fhir.fhir.jsonio import load_stored
+    from ipt_fhir.store.tables import resource_table as r
+
+    with database.read() as conn:
+        rows = conn.execute(sa.select(r.c.content).where(r.c.resource_type == "AuditEvent")).all()
+    return [load_stored(row[0]) for row in rows]
+
+
+def create(client, keys, resource: dict, scope: str = ADMIN) -> dict:
+    r = client.post(f"/fhir/{resource['resourceType']}", json=resource, headers=keys.headers(scope))
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def patient(client, keys, family: str) -> dict:
+    return create(client, keys, {"resourceType": "Patient", "name": [{"family": family, "given": ["Test"]}],
+                                 "identifier": [{"system": "urn:test:mrn", "value": f"MRN-{family}"}]})
+
+
+def observation(client, keys, patient_id: str, **extra) -> dict:
+    body = {"resourceType": "Observation", "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "44261-6"}]},
+            "subject": {"reference": f"Patient/{patient_id}"}, "valueInteger": 12}
+    body.update(extra)
+    return create(client, keys, body)
