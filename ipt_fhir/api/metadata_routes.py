@@ -6,25 +6,28 @@ from functools import lru_cache
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from ipt_fhir.fhir.jsonio import dump_json
+from ipt_fhir.fhir.jsonio import dump_json, load_stored
 from ipt_fhir.services.capability import capability_statement
 
 from .responses import fhir_base_url, fhir_response
+from .security_routes import rest_security_json
 
 router = APIRouter(prefix="/fhir")
 
 
 @lru_cache(maxsize=8)
-def _statement(base_url: str, released: str, canonical_base: str = "") -> bytes:
+def _statement(base_url: str, released: str, canonical_base: str = "", security: str = "") -> bytes:
     from ipt_fhir.services import ipt
 
     profiles = ipt.conformance.registry(canonical_base).profile_urls() if canonical_base else None
     operations = ipt.capability_operations(canonical_base) if canonical_base else None
     return dump_json(capability_statement(base_url, released=released, supported_profiles=profiles,
-                                          extra_operations=operations))
+                                          extra_operations=operations,
+                                          security=load_stored(security.encode()) if security else None))
 
 
 @router.api_route("/metadata", methods=["GET", "HEAD"], tags=["capabilities"], summary="CapabilityStatement")
 def metadata(request: Request) -> Response:
     return fhir_response(request, _statement(fhir_base_url(request), request.app.state.started_at,
-                                             request.app.state.settings.canonical_base.rstrip("/")))
+                                             request.app.state.settings.canonical_base.rstrip("/"),
+                                             rest_security_json(request.app.state.settings)))

@@ -8,6 +8,7 @@ and orjson writes that text back verbatim through `orjson.Fragment`.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import orjson
@@ -57,14 +58,35 @@ _decoder = json.JSONDecoder(
 )
 
 
+MAX_DEPTH = 64  # deepest accepted nesting of request bodies (IPT_FHIR_MAX_JSON_DEPTH sets it at startup)
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+
+
+def json_depth(text: str) -> int:
+    """Deepest nesting of a JSON text, counted on its brackets outside strings (no recursion)."""
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    depth = deepest = 0
+    for ch in brackets:
+        if ch in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+        else:
+            depth -= 1
+    return deepest
+
+
 def parse_json(body: bytes | str) -> Any:
-    """Parse a request body; malformed JSON or duplicate keys raise a 400 FHIRError."""
+    """Parse a request body; malformed JSON, duplicate keys or too deep nesting raise a 400 FHIRError."""
     try:
         text = body.decode("utf-8") if isinstance(body, (bytes, bytearray)) else body
     except UnicodeDecodeError as exc:
         raise FHIRError(400, [error("structure", f"Body is not UTF-8: {exc.reason} at byte {exc.start}")])
     if text.startswith("\ufeff"):
         text = text[1:]
+    if json_depth(text) > MAX_DEPTH:
+        raise FHIRError(400, [error("too-costly", f"JSON nesting is deeper than {MAX_DEPTH} levels")])
     try:
         return _decoder.decode(text)
     except DuplicateKeyError as exc:

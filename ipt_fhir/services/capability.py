@@ -13,7 +13,7 @@ SYSTEM_INTERACTIONS = ["history-system"]
 
 def capability_statement(base_url: str, *, released: str, extra_operations: list[dict] | None = None,
                          supported_profiles: dict[str, list[str]] | None = None,
-                         system_interactions: list[str] | None = None) -> dict:
+                         system_interactions: list[str] | None = None, security: dict | None = None) -> dict:
     resources = []
     for resource_type in sorted(RESOURCE_TYPES):
         includes, revincludes = search_include_names(resource_type)
@@ -51,5 +51,6 @@ def capability_statement(base_url: str, *, released: str, extra_operations: list
             "resource": resources,
             "interaction": [{"code": code} for code in (system_interactions or SYSTEM_INTERACTIONS)],
             "operation": extra_operations or [],
+            **({"security": security} if security else {}),
         }],
     }
