@@ -9,6 +9,7 @@ from ipt_fhir.domain.canonical import CAREPLAN_PROFILE, claims_profile
 from ipt_fhir.domain.conformance_loader import plan_definition
 from ipt_fhir.fhir.jsonio import load_stored
 from ipt_fhir.fhir.outcome import FHIRError, gone, not_found
+from ipt_fhir.security import guard
 from ipt_fhir.store import ipt_progress
 from ipt_fhir.store import resources as repo
 from ipt_fhir.store.database import Database
@@ -39,11 +40,17 @@ class IptService:
 
     def progress(self, careplan_id: str) -> dict:
         """$ipt-progress: the Parameters of the plan's read-model row (one primary-key read)."""
+        guard.require("read", "CarePlan")
         with self.db.read() as conn:
             row = ipt_progress.get(conn, careplan_id)
-            if row is not None:
+            if row is not None and not guard.is_restricted():
                 return prog.PlanProgress.from_row(row).to_parameters(self.canonical_base)
             stored = repo.current(conn, "CarePlan", careplan_id)
+            if stored is not None and not stored.deleted:
+                # Progress is the plan's data: the same compartment and label checks as reading it.
+                guard.check_resource("read", "CarePlan", stored.content)
+            if row is not None:
+                return prog.PlanProgress.from_row(row).to_parameters(self.canonical_base)
             if stored is None:
                 raise not_found(f"CarePlan/{careplan_id} is not known")
             if stored.deleted:
