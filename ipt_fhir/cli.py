@@ -21,7 +21,7 @@ app.command("demo-data")(demo_data)
 def serve(
     host: str = typer.Option(None, help="Interface to bind (default IPT_FHIR_HOST or 127.0.0.1)"),
     port: int = typer.Option(None, help="Port (default IPT_FHIR_PORT or 8080)"),
-    workers: int = typer.Option(1, help="Worker processes"),
+    workers: int = typer.Option(None, help="Worker processes (default IPT_FHIR_WORKERS or 1)"),
 ) -> None:
     """Run the server. The embedded SQLite database is migrated to the current schema by itself;
     PostgreSQL must be migrated with `ipt-fhir db upgrade` first."""
@@ -37,6 +37,7 @@ def serve(
     except InsecureConfiguration as exc:
         typer.echo(f"refusing to start: {exc}", err=True)
         raise typer.Exit(code=2) from None
+    workers = workers or settings.workers
     if settings.is_sqlite:
         migrate.upgrade(settings.database_url)
     elif not migrate.is_current(settings.database_url):
@@ -45,8 +46,28 @@ def serve(
             f"{migrate.head_revision(settings.database_url)!r}. Run `ipt-fhir db upgrade` first.", err=True)
         raise typer.Exit(code=2)
     typer.echo(f"ipt-fhir serving FHIR R4 at http://{host}:{port}/fhir")
+    from ipt_fhir.observability import log_config, prepare_multiprocess_metrics
+
+    if workers > 1:
+        prepare_multiprocess_metrics()  # one /metrics view over all worker processes
+    # SIGTERM: stop accepting, let in-flight requests finish (shutdown_timeout), close the pool, exit 0.
     uvicorn.run("ipt_fhir.app:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level="info", timeout_graceful_shutdown=10)
+                log_config=log_config(settings.log_level, settings.log_format), log_level=settings.log_level,
+                timeout_graceful_shutdown=settings.shutdown_timeout, proxy_headers=True, server_header=False)
+
+
+@app.command()
+def openapi(output: str = typer.Option(None, help="Write to this file instead of standard output")) -> None:
+    """Print the OpenAPI document (as served at /openapi.json). Regenerate the committed copy with
+    `ipt-fhir openapi --output openapi/openapi.json`."""
+    from ipt_fhir.api.openapi import export_text
+
+    text = export_text()
+    if output:
+        with open(output, "w", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
 
 
 @db_app.command()
@@ -71,6 +92,22 @@ def current() -> None:
     typer.echo(f"{now} ({'current' if now == head else f'out of date, newest is {head}'})")
     if now != head:
         sys.exit(1)
+
+
+@db_app.command()
+def reindex() -> None:
+    """Rebuild every search index row from the stored resources (after a definitions change)."""
+    from rich.progress import Progress
+
+    from ipt_fhir.store.database import Database
+    from ipt_fhir.store.search_index import reindex_all
+
+    db = Database(get_settings().database_url)
+    with Progress() as bar:
+        task = bar.add_task("reindexing", total=None)
+        count = reindex_all(db, progress=lambda n: bar.update(task, completed=n))
+    db.dispose()
+    typer.echo(f"reindexed {count} resources")
 
 
 if __name__ == "__main__":
