@@ -276,11 +276,23 @@ _SIMPLE = [
     (re.compile(r"(\w+)\.empty\(\) or (\w+)\.empty\(\)"), lambda a, b: lambda o: not _any(o, a) or not _any(o, b)),
     (re.compile(r"(\w+)\.exists\(\) implies (\w+)\.exists\(\)"), lambda a, b: lambda o: not _any(o, a) or _any(o, b)),
     (re.compile(r"(\w+)\.exists\(\) or (\w+)\.exists\(\)"), lambda a, b: lambda o: _any(o, a) or _any(o, b)),
+    # tim-4, tim-5 and the like: "duration.exists() implies duration >= 0"
+    (re.compile(r"(\w+)\.exists\(\) implies \1 >= 0"), lambda a: lambda o: _non_negative(o, a)),
     (re.compile(r"(\w+)\.empty\(\)"), lambda a: lambda o: not _any(o, a)),
     (re.compile(r"(\w+)\.exists\(\)"), lambda a: lambda o: _any(o, a)),
 ]
 # A leading `x.empty() or ...` / `x.exists() implies ...` makes the invariant hold whenever x is absent.
 _GUARD = re.compile(r"^(\w+)(?:\.\w+)*\.(?:empty\(\) or |exists\(\) implies )")
+
+
+def _non_negative(obj: Any, keys: tuple[str, ...]) -> bool:
+    if type(obj) is not dict:
+        return True
+    for k in keys:
+        v = obj.get(k)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v < 0:
+            return False
+    return True
 
 
 def _any(obj: Any, keys: tuple[str, ...]) -> bool:
