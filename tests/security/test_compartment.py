@@ -1,0 +1,106 @@
+"""patient/ scopes: patient A's token never sees patient B — through read, search, include, revinclude,
+history, $everything, compartment search, batch or transaction."""
+from __future__ import annotations
+
+import pytest
+
+from .conftest import observation, patient
+
+
+@pytest.fixture
+def world(secure_client, keys):
+    c = secure_client
+    a, b = patient(c, keys, "Alpha"), patient(c, keys, "Bravo")
+    oa = observation(c, keys, a["id"], focus=[{"reference": f"Patient/{b['id']}"}])
+    ob = observation(c, keys, b["id"])
+    return {"a": a["id"], "b": b["id"], "oa": oa["id"], "ob": ob["id"],
+            "h": keys.headers("patient/*.rs patient/Observation.c", patient=a["id"])}
+
+
+def _ids(bundle: dict) -> set[str]:
+    return {f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in bundle.get("entry", [])
+            if e["resource"]["resourceType"] != "OperationOutcome"}
+
+
+def test_read_of_other_patients_data_is_refused(secure_client, world):
+    c, h = secure_client, world["h"]
+    assert c.get(f"/fhir/Observation/{world['oa']}", headers=h).status_code == 200
+    assert c.get(f"/fhir/Patient/{world['a']}", headers=h).status_code == 200
+    assert c.get(f"/fhir/Observation/{world['ob']}", headers=h).status_code == 403
+    assert c.get(f"/fhir/Observation/{world['ob']}/_history/1", headers=h).status_code == 403
+    assert c.get(f"/fhir/Patient/{world['b']}", headers=h).status_code == 403
+
+
+def test_search_include_and_revinclude_stay_in_the_compartment(secure_client, world):
+    c, h, a, b = secure_client, world["h"], world["a"], world["b"]
+    ids = _ids(c.get("/fhir/Observation", headers=h).json())
+    assert ids == {f"Observation/{world['oa']}"}
+    assert _ids(c.get(f"/fhir/Observation?subject=Patient/{b}", headers=h).json()) == set()
+    ids = _ids(c.get("/fhir/Observation?_include=Observation:focus&_include=Observation:subject", headers=h).json())
+    assert f"Patient/{b}" not in ids and f"Patient/{a}" in ids
+    ids = _ids(c.get("/fhir/Patient?_revinclude=Observation:subject", headers=h).json())
+    assert ids == {f"Patient/{a}", f"Observation/{world['oa']}"}
+    ids = _ids(c.get("/fhir?_type=Patient,Observation", headers=h).json())
+    assert ids == {f"Patient/{a}", f"Observation/{world['oa']}"}
+    bundle = c.get("/fhir/Observation", headers=h).json()
+    assert bundle["total"] == 1
+
+
+def test_compartment_search_and_everything_of_another_patient_are_refused(secure_client, world):
+    c, h, a, b = secure_client, world["h"], world["a"], world["b"]
+    assert c.get(f"/fhir/Patient/{b}/Observation", headers=h).status_code == 403
+    assert c.get(f"/fhir/Patient/{b}/$everything", headers=h).status_code == 403
+    r = c.get(f"/fhir/Patient/{a}/$everything", headers=h)
+    assert r.status_code == 200, r.text
+    ids = _ids(r.json())
+    assert f"Patient/{a}" in ids and f"Observation/{world['oa']}" in ids
+    assert not any(world["b"] in i or world["ob"] in i for i in ids)
+
+
+def test_history_shows_only_the_compartment(secure_client, world):
+    c, h = secure_client, world["h"]
+    assert c.get(f"/fhir/Observation/{world['ob']}/_history", headers=h).status_code == 403
+    for path in ("/fhir/Observation/_history", "/fhir/_history"):
+        r = c.get(path, headers=h)
+        assert r.status_code == 200, r.text
+        ids = _ids(r.json())
+        assert f"Observation/{world['ob']}" not in ids and f"Patient/{world['b']}" not in ids
+        assert f"Observation/{world['oa']}" in ids
+
+
+def test_transaction_and_batch_entries_are_checked(secure_client, world):
+    c, h, b = secure_client, world["h"], world["b"]
+    read_b = {"resourceType": "Bundle", "type": "transaction",
+              "entry": [{"request": {"method": "GET", "url": f"Observation/{world['ob']}"}}]}
+    r = c.post("/fhir", json=read_b, headers=h)
+    assert r.status_code == 403, r.text
+    write_b = {"resourceType": "Bundle", "type": "transaction", "entry": [{
+        "request": {"method": "POST", "url": "Observation"},
+        "resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                     "subject": {"reference": f"Patient/{b}"}}}]}
+    r = c.post("/fhir", json=write_b, headers=h)
+    assert r.status_code == 403, r.text
+    batch = {"resourceType": "Bundle", "type": "batch", "entry": [
+        {"request": {"method": "GET", "url": f"Observation/{world['ob']}"}},
+        {"request": {"method": "GET", "url": f"Observation/{world['oa']}"}},
+        {"request": {"method": "GET", "url": "Observation"}}]}
+    r = c.post("/fhir", json=batch, headers=h)
+    assert r.status_code == 200, r.text
+    entries = r.json()["entry"]
+    assert entries[0]["response"]["status"].startswith("403")
+    assert entries[1]["response"]["status"].startswith("200")
+    assert _ids(entries[2]["resource"]) == {f"Observation/{world['oa']}"}
+
+
+def test_patient_token_cannot_write_outside_its_compartment(secure_client, world):
+    c, h = secure_client, world["h"]
+    body = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+            "subject": {"reference": f"Patient/{world['b']}"}}
+    assert c.post("/fhir/Observation", json=body, headers=h).status_code == 403
+    body["subject"]["reference"] = f"Patient/{world['a']}"
+    assert c.post("/fhir/Observation", json=body, headers=h).status_code == 201
+
+
+def test_patient_scope_without_patient_claim_is_refused(secure_client, keys, world):
+    r = secure_client.get("/fhir/Observation", headers=keys.headers("patient/*.rs"))
+    assert r.status_code == 403
