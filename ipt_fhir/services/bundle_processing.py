@@ -235,6 +235,7 @@ class _Writer:
     # at the end. `after_write` hooks then run for each of them in write order.
     def create(self, resource_type: str, resource_id: str, resource: dict, warnings: list[Issue]) -> EntryResult:
         stored, doc = self.svc._prepare(resource_type, resource_id, 1, resource)
+        guard.check_resource("create", resource_type, doc)  # security: scope, compartment, labels per entry
         issues = warnings + self.svc._run_hooks_check(self.conn, resource_type, resource_id, "POST", doc, None)
         self._pending.append((stored, doc))
         if len(self._pending) >= 1000:
@@ -254,6 +255,8 @@ class _Writer:
                 change = write_hooks.Change(v.resource_type, v.id, "POST", doc, None)
                 for hook in hooks:
                     hook.after_write(self.conn, change)
+        for v, doc in pending:  # security: one AuditEvent per created entry, in the same transaction
+            audit.record_write(self.conn, "create", v.resource_type, v.id, 1, doc, None)
 
     def delete(self, entry: Entry) -> EntryResult:
         self.flush()
@@ -570,4 +573,3 @@ def _splice(head: dict, entries: list[tuple[dict, bytes | None]]) -> bytes:
     if not parts:
         return dump_json(head)
     return dump_json(head)[:-1] + b',"entry":[' + b",".join(parts) + b"]}"
-
