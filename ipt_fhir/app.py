@@ -7,7 +7,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import Response
 
 from ipt_fhir.api import metadata_routes, rest_routes, search_routes, validate_routes
-from ipt_fhir.api import bundle_routes
+from ipt_fhir.api import bulk_routes, bundle_routes
 from ipt_fhir.api import ipt_routes
 from ipt_fhir.api import docs_routes, ops_routes
 from ipt_fhir.api import security_routes
@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     # search routes
     app.include_router(search_routes.router, dependencies=secured)
     app.include_router(bundle_routes.router, dependencies=secured)  # POST /fhir (batch/transaction)
+    bulk_routes.install(app, dependencies=secured)  # $import, $export (before /{type}/{id})
     app.include_router(rest_routes.router, dependencies=secured)
     ops_routes.install(app)  # /healthz /readyz /metrics; request ids, JSON access log, metrics
     docs_routes.install(app)  # /openapi.json, /docs, /redoc (no CDN)

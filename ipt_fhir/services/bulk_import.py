@@ -388,9 +388,13 @@ class ImportJobs:
         self._threads[job_id] = thread
         thread.start()
 
-    def resume_unfinished(self) -> list[str]:
+    def resume_unfinished(self, stale_seconds: float = 60) -> list[str]:
+        from datetime import timedelta
+
+        cutoff = rs.now_utc() - timedelta(seconds=stale_seconds)
         with self.db.read() as conn:
-            ids = bulk.jobs_with_status(conn, "import", ("queued", "running"))
+            ids = [i for i in bulk.jobs_with_status(conn, "import", ("queued", "running"))
+                   if _utc(bulk.get_job(conn, i)["updated"]) < cutoff]
         for job_id in ids:
             self.start(job_id)
         return ids
@@ -461,3 +465,9 @@ class ImportJobs:
                             progress=json.dumps({"processed": report.lines, "total": report.lines,
                                                  "written": report.written, "failed": len(report.errors)}),
                             only_if_status=("running",))
+
+
+def _utc(t):  # noqa: ANN001, ANN202 - SQLite returns naive datetimes; everything stored is UTC
+    from datetime import timezone
+
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)

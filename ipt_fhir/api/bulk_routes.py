@@ -1,0 +1,223 @@
+"""Bulk data: $import (NDJSON in) and $export (https://hl7.org/fhir/uv/bulkdata/), both with the async
+request pattern: kick-off → 202 + Content-Location → poll (202 + X-Progress, then 200 + result) → DELETE
+cancels. Registered before the REST router so `$`-paths are never taken for a type or an id."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from ipt_fhir.fhir.jsonio import parse_json
+from ipt_fhir.fhir.outcome import FHIRError, bad_request, error, information, not_found, operation_outcome
+from ipt_fhir.services.bulk_export import ExportJobs, parse_export_params
+from ipt_fhir.services.bulk_import import ImportJobs
+
+from .responses import fhir_base_url, fhir_response
+
+router = APIRouter(prefix="/fhir", tags=["bulk data"])
+
+NDJSON = "application/fhir+ndjson"
+_NDJSON_TYPES = {NDJSON, "application/ndjson", "application/x-ndjson"}
+
+
+def import_jobs(request: Request) -> ImportJobs:
+    state = request.app.state
+    jobs = getattr(state, "import_jobs", None)
+    if jobs is None:
+        s = state.settings
+        jobs = state.import_jobs = ImportJobs(state.database, Path(s.bulk_dir), batch=s.bulk_import_batch)
+    return jobs
+
+
+def export_jobs(request: Request) -> ExportJobs:
+    state = request.app.state
+    jobs = getattr(state, "export_jobs", None)
+    if jobs is None:
+        jobs = state.export_jobs = ExportJobs(state.database, Path(state.settings.bulk_dir))
+    return jobs
+
+
+def _accepted(location: str) -> Response:
+    return Response(status_code=202, headers={"Content-Location": location},
+                    content=json.dumps(operation_outcome([information("Accepted; poll Content-Location")])),
+                    media_type="application/fhir+json")
+
+
+def _poll(job: dict | None, what: str) -> Response:
+    if job is None or job["status"] == "cancelled":
+        raise not_found(f"No such {what} job")
+    if job["status"] in ("queued", "running"):
+        progress = json.loads(job["progress"]) if job["progress"] else {}
+        text = ", ".join(f"{k} {v}" for k, v in progress.items()) or job["status"]
+        return Response(status_code=202, headers={"X-Progress": text[:200], "Retry-After": "1"})
+    if job["status"] == "failed":
+        detail = json.loads(job["result"] or "{}").get("error", "the job failed")
+        raise FHIRError(500, [error("exception", f"The {what} job failed: {detail}")])
+    return Response(content=job["result"], status_code=200, media_type="application/json",
+                    headers={"Expires": "0"})
+
+
+# --- $import ---------------------------------------------------------------------------------------
+
+def _import_inputs(body: object) -> list[str]:
+    """Parameters {input: [{type, url}]} (the Bulk Import draft) or plain JSON {"input": [{"url"}]}."""
+    if not isinstance(body, dict):
+        raise bad_request("The $import body must be a Parameters resource or NDJSON", code="structure")
+    urls = []
+    if body.get("resourceType") == "Parameters":
+        for p in body.get("parameter") or []:
+            if p.get("name") == "input":
+                for part in p.get("part") or []:
+                    if part.get("name") == "url":
+                        urls.append(part.get("valueUrl") or part.get("valueUri") or part.get("valueString"))
+    else:
+        urls = [i.get("url") for i in body.get("input") or [] if isinstance(i, dict)]
+    urls = [u for u in urls if isinstance(u, str) and u]
+    if not urls:
+        raise bad_request("The $import request names no input url", "Parameters.parameter", code="required")
+    return urls
+
+
+@router.post("/$import", summary="Bulk import of NDJSON (async): Parameters naming server files, or NDJSON in the body")
+async def kick_off_import(request: Request) -> Response:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    body = await request.body()
+    limit = request.app.state.settings.max_body_bytes
+    if len(body) > limit:
+        raise FHIRError.of(413, "too-long", f"The request body is larger than {limit} bytes")
+    jobs = import_jobs(request)
+    base = fhir_base_url(request)
+    if ctype in _NDJSON_TYPES:
+        job_id = await run_in_threadpool(jobs.kick_off, [], base_url=base, upload=body)
+    elif ctype in ("application/fhir+json", "application/json"):
+        inputs = _import_inputs(parse_json(body))
+        job_id = await run_in_threadpool(jobs.kick_off, inputs, base_url=base)
+    else:
+        raise FHIRError.of(415, "not-supported", "$import takes application/fhir+json (Parameters) or "
+                           "application/fhir+ndjson")
+    return _accepted(f"{base}/$import-poll-status/{job_id}")
+
+
+@router.get("/$import-poll-status/{job_id}", summary="Progress and result of an $import job")
+def import_status(job_id: str, request: Request) -> Response:
+    job = import_jobs(request).status(job_id)
+    if job is not None and job["kind"] != "import":
+        job = None
+    response = _poll(job, "import")
+    if response.status_code == 200:
+        result = json.loads(job["result"])
+        base = fhir_base_url(request)
+        for e in result.get("error", []):
+            e["url"] = f"{base}/$import-file/{e.pop('file')}"
+        response = Response(content=json.dumps(result), status_code=200, media_type="application/json")
+    return response
+
+
+@router.delete("/$import-poll-status/{job_id}", summary="Cancel an $import job")
+def cancel_import(job_id: str, request: Request) -> Response:
+    if not import_jobs(request).cancel(job_id):
+        raise not_found("No such import job")
+    return Response(status_code=202)
+
+
+@router.get("/$import-file/{job_id}/{name}", summary="The OperationOutcome NDJSON of an $import job")
+def import_file(job_id: str, name: str, request: Request) -> Response:
+    jobs = import_jobs(request)
+    if not job_id.isalnum() or name != "errors.ndjson" or not (jobs.dir / job_id / name).is_file():
+        raise not_found("No such file")
+    return FileResponse(jobs.dir / job_id / name, media_type=NDJSON)
+
+
+# --- $export ---------------------------------------------------------------------------------------
+
+async def _export_params(request: Request) -> list[tuple[str, str]]:
+    params = list(request.query_params.multi_items())
+    if request.method == "POST":
+        body = await request.body()
+        if body:
+            parameters = parse_json(body)
+            if not isinstance(parameters, dict) or parameters.get("resourceType") != "Parameters":
+                raise bad_request("POST $export takes a Parameters resource", code="structure")
+            for p in parameters.get("parameter") or []:
+                value = next((v for k, v in p.items() if k.startswith("value")), None)
+                if isinstance(p.get("name"), str) and value is not None:
+                    if p["name"] == "patient" and isinstance(value, dict):
+                        value = value.get("reference", "")
+                    params.append((p["name"], str(value)))
+    return params
+
+
+async def _kick_off_export(request: Request, level: str, group: str | None = None) -> Response:
+    if "respond-async" not in request.headers.get("prefer", ""):
+        raise bad_request("$export needs the header Prefer: respond-async", code="required")
+    params = await _export_params(request)
+    req = parse_export_params(level, params, group)
+    base = fhir_base_url(request)
+    job_id = await run_in_threadpool(export_jobs(request).kick_off, req, base_url=base, request_url=str(request.url))
+    return _accepted(f"{base}/$export-poll-status/{job_id}")
+
+
+@router.api_route("/$export", methods=["GET", "POST"], summary="System-level Bulk Data export (async)")
+async def export_system(request: Request) -> Response:
+    return await _kick_off_export(request, "system")
+
+
+@router.api_route("/Patient/$export", methods=["GET", "POST"], summary="Patient-level Bulk Data export (async)")
+async def export_patients(request: Request) -> Response:
+    return await _kick_off_export(request, "patient")
+
+
+@router.api_route("/Group/{group_id}/$export", methods=["GET", "POST"], summary="Group-level Bulk Data export (async)")
+async def export_group(group_id: str, request: Request) -> Response:
+    return await _kick_off_export(request, "group", group_id)
+
+
+@router.get("/$export-poll-status/{job_id}", summary="Progress and manifest of an $export job")
+def export_status(job_id: str, request: Request) -> Response:
+    job = export_jobs(request).status(job_id)
+    response = _poll(job, "export")
+    if response.status_code == 200:
+        manifest = json.loads(job["result"])
+        base = fhir_base_url(request)
+        for o in manifest["output"]:
+            o["url"] = f"{base}/$export-file/{job_id}/{o.pop('file')}"
+        response = Response(content=json.dumps(manifest), status_code=200, media_type="application/json")
+    return response
+
+
+@router.delete("/$export-poll-status/{job_id}", summary="Cancel an $export job (or delete its files)")
+def cancel_export(job_id: str, request: Request) -> Response:
+    if not export_jobs(request).cancel(job_id):
+        raise not_found("No such export job")
+    return Response(status_code=202)
+
+
+@router.get("/$export-file/{job_id}/{name}", summary="One NDJSON file of an $export job")
+def export_file(job_id: str, name: str, request: Request) -> Response:
+    path = export_jobs(request).file_path(job_id, name)
+    if path is None:
+        raise not_found("No such file")
+    return FileResponse(path, media_type=NDJSON)
+
+
+def install(app, dependencies=None) -> None:  # noqa: ANN001
+    """Include the routes; import jobs a killed server left unfinished (no progress for a minute) are
+    run again in the background (imports are idempotent, so a rerun only completes them)."""
+    app.include_router(router, dependencies=dependencies or [])
+    import threading
+
+    def resume() -> None:
+        try:
+            from types import SimpleNamespace
+
+            import_jobs(SimpleNamespace(app=app)).resume_unfinished(stale_seconds=60)  # type: ignore[arg-type]
+        except Exception:  # noqa: BLE001 - e.g. a database without the bulk tables yet
+            import logging
+
+            logging.getLogger("ipt_fhir.bulk_import").warning("could not resume unfinished import jobs",
+                                                              exc_info=True)
+
+    threading.Thread(target=resume, name="import-resume", daemon=True).start()

@@ -1,0 +1,284 @@
+"""Bulk Data export (https://hl7.org/fhir/uv/bulkdata/export.html), HTTP-free.
+
+System, Patient and Group level; `_type`, `_since` and `_typeFilter` (search criteria per type). A job
+writes one NDJSON file per type (the stored bytes, one per line, no re-serialisation) into the bulk
+directory and a manifest; files are served by the API at `$export-file/{job}/{file}`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import threading
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Callable, Iterator
+from urllib.parse import parse_qsl
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ipt_fhir.fhir.jsonio import load_stored
+from ipt_fhir.fhir.outcome import bad_request, not_found
+from ipt_fhir.fhir.resource_types import RESOURCE_TYPES
+from ipt_fhir.services import resources as rs
+from ipt_fhir.services import search as search_service
+from ipt_fhir.store import bulk
+from ipt_fhir.store.database import Database
+from ipt_fhir.store.search_sql import SqlBuilder
+from ipt_fhir.store.tables import resource_table as R
+
+log = logging.getLogger("ipt_fhir.bulk_export")
+
+
+def patient_compartment_types() -> list[str]:
+    import gzip
+    from importlib import resources as pkg
+
+    raw = pkg.files("ipt_fhir.fhir").joinpath("definitions/search-compartment-patient.json.gz").read_bytes()
+    data = json.loads(gzip.decompress(raw))
+    return sorted(t for t, params in data.items() if params and t in RESOURCE_TYPES)
+
+
+class ExportRequest:
+    def __init__(self, level: str, *, types: list[str] | None, since: datetime | None,
+                 type_filters: dict[str, list[list[tuple[str, str]]]], patients: list[str] | None = None,
+                 group: str | None = None) -> None:
+        self.level = level  # system | patient | group
+        self.types = types
+        self.since = since
+        self.type_filters = type_filters
+        self.patients = patients
+        self.group = group
+
+    def to_json(self) -> str:
+        return json.dumps({"level": self.level, "types": self.types,
+                           "since": self.since.isoformat() if self.since else None,
+                           "type_filters": self.type_filters, "patients": self.patients, "group": self.group})
+
+    @classmethod
+    def from_json(cls, text: str) -> "ExportRequest":
+        d = json.loads(text)
+        return cls(d["level"], types=d["types"], since=datetime.fromisoformat(d["since"]) if d["since"] else None,
+                   type_filters={k: [[tuple(p) for p in f] for f in v] for k, v in d["type_filters"].items()},
+                   patients=d.get("patients"), group=d.get("group"))
+
+
+def parse_export_params(level: str, params: list[tuple[str, str]], group: str | None = None) -> ExportRequest:
+    types: list[str] | None = None
+    since = None
+    filters: dict[str, list[list[tuple[str, str]]]] = {}
+    patients: list[str] | None = None
+    for name, value in params:
+        if name == "_outputFormat":
+            if value not in ("application/fhir+ndjson", "application/ndjson", "ndjson"):
+                raise bad_request(f"_outputFormat {value!r} is not supported; use application/fhir+ndjson",
+                                  "_outputFormat")
+        elif name == "_type":
+            types = (types or []) + [t.strip() for t in value.split(",") if t.strip()]
+        elif name == "_since":
+            since = _instant(value)
+        elif name == "_typeFilter":
+            for part in value.split(","):
+                rtype, _, query = part.strip().partition("?")
+                if rtype not in RESOURCE_TYPES or not query:
+                    raise bad_request(f"_typeFilter {part!r} must be [type]?[search criteria]", "_typeFilter")
+                filters.setdefault(rtype, []).append(parse_qsl(query, keep_blank_values=True))
+        elif name == "patient":
+            patients = (patients or []) + [v.split("/")[-1] for v in value.split(",") if v]
+        elif name in ("_format", "_pretty", "_elements", "includeAssociatedData"):
+            continue
+        else:
+            raise bad_request(f"Export parameter {name!r} is not supported", name)
+    for t in types or []:
+        if t not in RESOURCE_TYPES:
+            raise bad_request(f"_type names unknown resource type {t!r}", "_type")
+    return ExportRequest(level, types=types, since=since, type_filters=filters, patients=patients, group=group)
+
+
+def _instant(value: str) -> datetime:
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise bad_request(f"_since {value!r} is not a FHIR instant", "_since") from None
+    if t.tzinfo is None:
+        raise bad_request("_since needs a time zone", "_since")
+    return t
+
+
+class Exporter:
+    def __init__(self, db: Database, *, base_url: str = "") -> None:
+        self.db = db
+        self.base_url = base_url
+
+    def types_for(self, req: ExportRequest) -> list[str]:
+        if req.level == "system":
+            available = sorted(RESOURCE_TYPES)
+        else:
+            available = patient_compartment_types()
+        if req.types:
+            return [t for t in req.types if t in available]
+        if req.level == "system":
+            with self.db.read() as conn:
+                present = {r[0] for r in conn.execute(sa.select(R.c.resource_type).where(R.c.deleted.is_(False))
+                                                      .group_by(R.c.resource_type))}
+            return [t for t in available if t in present]
+        return available
+
+    def patients_for(self, conn: Connection, req: ExportRequest) -> list[str] | None:
+        if req.level == "system":
+            return None
+        if req.level == "group":
+            from ipt_fhir.store import resources as repo
+
+            stored = repo.current(conn, "Group", req.group or "")
+            if stored is None or stored.deleted:
+                raise not_found(f"Group/{req.group} is not known")
+            members = []
+            for m in load_stored(stored.content).get("member") or []:
+                ref = (m.get("entity") or {}).get("reference", "")
+                if ref.startswith("Patient/"):
+                    members.append(ref.split("/", 1)[1])
+            if req.patients:
+                members = [p for p in members if p in req.patients]
+            return members
+        if req.patients is not None:
+            return req.patients
+        return [r[0] for r in conn.execute(sa.select(R.c.id).where(R.c.resource_type == "Patient",
+                                                                     R.c.deleted.is_(False)).order_by(R.c.id))]
+
+    def rows(self, conn: Connection, resource_type: str, req: ExportRequest, patients: list[str] | None
+             ) -> Iterator[bytes]:
+        """Stored bytes of every current resource of the type that the request selects."""
+        filters = req.type_filters.get(resource_type) or [[]]
+        seen: set[str] = set()
+        patient_groups: list[list[str] | None] = [None] if patients is None else [
+            patients[i:i + 200] for i in range(0, len(patients), 200)]
+        for group in patient_groups:
+            if group is not None and not group:
+                continue
+            for criteria in filters:
+                builder = SqlBuilder(self.base_url, expand_valueset=search_service.expander(conn))
+                clauses = []
+                if criteria:
+                    clauses, _, _ = search_service.parse_criteria(resource_type, criteria, self.base_url, strict=True)
+                conds = search_service.where_conditions(resource_type, clauses, builder)
+                if req.since is not None:
+                    conds.append(R.c.last_updated > req.since)
+                if group is not None:
+                    conds.append(sa.or_(*[builder.condition(resource_type, search_service._compartment_clause(
+                        resource_type, pid), R.c.resource_type, R.c.id, drive=False) for pid in group]))
+                stmt = sa.select(R.c.id, R.c.content).where(*conds).order_by(R.c.id)
+                for rid, content in conn.execution_options(yield_per=500).execute(stmt):
+                    if rid in seen:
+                        continue
+                    if len(filters) > 1 or patient_groups != [None]:
+                        seen.add(rid)
+                    yield content
+
+    def run(self, req: ExportRequest, out_dir: Path, *, cancelled: Callable[[], bool] = lambda: False,
+            progress: Callable[[str, int], None] | None = None) -> list[dict]:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        output = []
+        with self.db.read() as conn:
+            patients = self.patients_for(conn, req)
+            for resource_type in self.types_for(req):
+                if cancelled():
+                    break
+                path = out_dir / f"{resource_type}.ndjson"
+                count = 0
+                with open(path, "wb") as f:
+                    for content in self.rows(conn, resource_type, req, patients):
+                        f.write(content)
+                        f.write(b"\n")
+                        count += 1
+                if count:
+                    output.append({"type": resource_type, "file": path.name, "count": count})
+                else:
+                    path.unlink()
+                if progress:
+                    progress(resource_type, count)
+        return output
+
+
+class ExportJobs:
+    def __init__(self, db: Database, bulk_dir: Path) -> None:
+        self.db = db
+        self.dir = Path(bulk_dir) / "export"
+        self._cancel: set[str] = set()
+        self._threads: dict[str, threading.Thread] = {}
+
+    def kick_off(self, req: ExportRequest, *, base_url: str, request_url: str) -> str:
+        if req.level == "group":  # a Group that does not exist is a 404 at kick-off, not a failed job
+            with self.db.read() as conn:
+                Exporter(self.db).patients_for(conn, req)
+        job_id = uuid.uuid4().hex
+        with self.db.write() as conn:
+            bulk.create_job(conn, job_id, "export", json.dumps(
+                {"export": req.to_json(), "base_url": base_url, "request_url": request_url}), rs.now_utc())
+        thread = threading.Thread(target=self._run, args=(job_id,), name=f"export-{job_id}", daemon=True)
+        self._threads[job_id] = thread
+        thread.start()
+        return job_id
+
+    def wait(self, job_id: str, timeout: float | None = None) -> None:
+        thread = self._threads.get(job_id)
+        if thread is not None:
+            thread.join(timeout)
+
+    def status(self, job_id: str) -> dict | None:
+        with self.db.read() as conn:
+            job = bulk.get_job(conn, job_id)
+        return job if job and job["kind"] == "export" else None
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a running job, or delete a finished one and its files."""
+        self._cancel.add(job_id)
+        with self.db.write() as conn:
+            job = bulk.get_job(conn, job_id)
+            if job is None or job["kind"] != "export":
+                return False
+            bulk.delete_job(conn, job_id)
+        shutil.rmtree(self.dir / job_id, ignore_errors=True)
+        return True
+
+    def file_path(self, job_id: str, name: str) -> Path | None:
+        if not job_id.isalnum() or "/" in name or name.startswith(".") or not name.endswith(".ndjson"):
+            return None
+        path = self.dir / job_id / name
+        return path if path.is_file() else None
+
+    def _run(self, job_id: str) -> None:
+        job = self.status(job_id)
+        if job is None:
+            return
+        request = json.loads(job["request"])
+        req = ExportRequest.from_json(request["export"])
+        with self.db.write() as conn:
+            bulk.update_job(conn, job_id, rs.now_utc(), status="running", only_if_status=("queued",))
+        started = rs.now_utc()
+        done: list[str] = []
+
+        def progress(resource_type: str, count: int) -> None:
+            done.append(resource_type)
+            with self.db.write() as conn:
+                bulk.update_job(conn, job_id, rs.now_utc(), progress=json.dumps({"types_done": done}))
+
+        try:
+            output = Exporter(self.db, base_url=request["base_url"]).run(
+                req, self.dir / job_id, cancelled=lambda: job_id in self._cancel, progress=progress)
+        except Exception as exc:  # noqa: BLE001 - reported through the job status
+            log.exception("export job %s failed", job_id)
+            with self.db.write() as conn:
+                bulk.update_job(conn, job_id, rs.now_utc(), status="failed",
+                                result=json.dumps({"error": str(exc) or type(exc).__name__}))
+            return
+        if job_id in self._cancel:
+            shutil.rmtree(self.dir / job_id, ignore_errors=True)
+            return
+        manifest = {"transactionTime": rs.format_instant(started), "request": request["request_url"],
+                    "requiresAccessToken": False, "output": output, "error": []}
+        with self.db.write() as conn:
+            bulk.update_job(conn, job_id, rs.now_utc(), status="completed", result=json.dumps(manifest),
+                            only_if_status=("running",))

@@ -1,0 +1,157 @@
+"""$import and $export with the async pattern; the Synthea 10-patient export round-trips."""
+from __future__ import annotations
+
+import json
+
+from tests.bulk.conftest import NDJSON_FILES, import_parameters, poll, read_ndjson_gz
+
+FHIR_JSON = {"content-type": "application/fhir+json"}
+ASYNC = {"Prefer": "respond-async", "Accept": "application/fhir+json"}
+
+
+def _import(client, paths) -> dict:
+    r = client.post("/fhir/$import", content=json.dumps(import_parameters(paths)), headers=FHIR_JSON)
+    assert r.status_code == 202, r.text
+    return poll(client, r.headers["Content-Location"])
+
+
+def _expected() -> dict[str, dict[str, dict]]:
+    return {p.name.split(".")[0]: {r["id"]: r for r in read_ndjson_gz(p)} for p in NDJSON_FILES}
+
+
+def _strip(resource: dict) -> dict:
+    out = {k: v for k, v in resource.items() if k != "meta"}
+    meta = {k: v for k, v in (resource.get("meta") or {}).items() if k not in ("versionId", "lastUpdated")}
+    if meta:
+        out["meta"] = meta
+    return out
+
+
+def _resolve_conditionals(value, identifiers):
+    if isinstance(value, dict):
+        return {k: (identifiers.get(v, v) if k == "reference" and isinstance(v, str) else
+                    _resolve_conditionals(v, identifiers)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve_conditionals(v, identifiers) for v in value]
+    return value
+
+
+def test_synthea_ndjson_imports_with_conditional_references_and_exports_back_equal(client, ndjson_inputs):
+    result = _import(client, ndjson_inputs)
+    expected = _expected()
+    counts = {o["type"]: o["count"] for o in result["output"]}
+    assert counts == {t: len(v) for t, v in expected.items()}
+    assert result["error"] == []
+
+    # conditional references were resolved against the imported files
+    identifiers = {}
+    for rtype, resources in expected.items():
+        for rid, res in resources.items():
+            for ident in res.get("identifier", []):
+                identifiers[f"{rtype}?identifier={ident.get('system', '')}|{ident['value']}"] = f"{rtype}/{rid}"
+    enc_id, enc = next(iter(expected["Encounter"].items()))
+    stored = client.get(f"/fhir/Encounter/{enc_id}").json()
+    ref = stored["participant"][0]["individual"]["reference"]
+    assert ref.startswith("Practitioner/") and "?" not in ref
+    assert client.get(f"/fhir/{ref}").status_code == 200
+    assert client.get(f"/fhir/Encounter?practitioner={ref}&_summary=count").json()["total"] >= 1
+
+    r = client.get("/fhir/$export", headers=ASYNC)
+    assert r.status_code == 202, r.text
+    manifest = poll(client, r.headers["Content-Location"])
+    assert manifest["requiresAccessToken"] is False and "transactionTime" in manifest
+    exported = {}
+    for item in manifest["output"]:
+        f = client.get(item["url"].split("testserver", 1)[1])
+        assert f.status_code == 200 and f.headers["content-type"].startswith("application/fhir+ndjson")
+        exported[item["type"]] = {r["id"]: r for r in map(json.loads, f.text.splitlines())}
+    assert set(exported) == set(expected)
+    for rtype, resources in expected.items():
+        assert set(exported[rtype]) == set(resources), rtype
+        for rid, res in resources.items():
+            assert _strip(exported[rtype][rid]) == _resolve_conditionals(_strip(res), identifiers), (rtype, rid)
+
+
+def test_a_second_import_of_the_same_files_changes_nothing(client, ndjson_inputs):
+    _import(client, ndjson_inputs[:3])
+    history_before = client.get("/fhir/_history?_summary=count").json()["total"]
+    again = _import(client, ndjson_inputs[:3])
+    assert all(o["unchanged"] == o["count"] and o["created"] == o["updated"] == 0 for o in again["output"])
+    assert client.get("/fhir/_history?_summary=count").json()["total"] == history_before
+
+
+def test_failed_lines_are_reported_with_file_and_line_and_the_rest_is_imported(client, bulk_dir):
+    lines = [
+        {"resourceType": "Patient", "id": "ok1"},
+        {"resourceType": "Patient", "id": "bad", "gender": "sometimes"},
+        {"resourceType": "Patient"},
+        {"resourceType": "Encounter", "id": "e1", "status": "finished", "class": {"code": "AMB"},
+         "subject": {"reference": "Patient?identifier=urn:none|nobody"}},
+        {"resourceType": "Patient", "id": "ok2"},
+    ]
+    path = bulk_dir / "mixed.ndjson"
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\nnot json\n")
+    result = _import(client, [path])
+    assert {o["type"]: o["created"] for o in result["output"]}.get("Patient") == 2
+    assert result["error"][0]["count"] == 4
+    errors = client.get(result["error"][0]["url"].split("testserver", 1)[1])
+    assert errors.headers["content-type"].startswith("application/fhir+ndjson")
+    outcomes = [json.loads(x) for x in errors.text.splitlines()]
+    where = [(o["extension"][0]["extension"][0]["valueString"], o["extension"][0]["extension"][1]["valueInteger"])
+             for o in outcomes]
+    assert where == [("mixed.ndjson", 2), ("mixed.ndjson", 3), ("mixed.ndjson", 4), ("mixed.ndjson", 6)]
+    assert all(o["resourceType"] == "OperationOutcome" for o in outcomes)
+    assert client.get("/fhir/Patient/ok2").status_code == 200
+
+
+def test_ndjson_sent_in_the_request_is_imported(client):
+    body = "\n".join(json.dumps({"resourceType": "Patient", "id": f"u{i}"}) for i in range(5))
+    r = client.post("/fhir/$import", content=body, headers={"content-type": "application/fhir+ndjson"})
+    assert r.status_code == 202
+    result = poll(client, r.headers["Content-Location"])
+    assert result["output"] == [{"type": "Patient", "count": 5, "created": 5, "updated": 0, "unchanged": 0,
+                                 "failed": 0}]
+
+
+def test_import_inputs_outside_the_bulk_directory_are_refused(client):
+    r = client.post("/fhir/$import", content=json.dumps(import_parameters(["/etc/passwd"])), headers=FHIR_JSON)
+    assert r.status_code == 400
+
+
+def test_patient_group_level_export_with_type_since_and_type_filter(client):
+    for pid in ("a", "b"):
+        client.put(f"/fhir/Patient/{pid}", json={"resourceType": "Patient", "id": pid})
+        for status in ("finished", "planned"):
+            client.post("/fhir/Encounter", json={"resourceType": "Encounter", "status": status,
+                                                 "class": {"code": "AMB"}, "subject": {"reference": f"Patient/{pid}"}})
+    client.post("/fhir/Organization", json={"resourceType": "Organization", "name": "not in a compartment"})
+    client.put("/fhir/Group/g", json={"resourceType": "Group", "id": "g", "type": "person", "actual": True,
+                                      "member": [{"entity": {"reference": "Patient/a"}}]})
+
+    def export(path: str) -> dict[str, list[dict]]:
+        r = client.get(path, headers=ASYNC)
+        assert r.status_code == 202, r.text
+        manifest = poll(client, r.headers["Content-Location"])
+        return {o["type"]: [json.loads(x) for x in client.get(o["url"].split("testserver", 1)[1]).text.splitlines()]
+                for o in manifest["output"]}
+
+    everything = export("/fhir/Patient/$export")
+    assert set(everything) == {"Patient", "Encounter", "Group"}  # Group.member puts a Group in the compartment
+    assert len(everything["Encounter"]) == 4 and "Organization" not in everything
+    group = export("/fhir/Group/g/$export?_type=Encounter")
+    assert set(group) == {"Encounter"} and {e["subject"]["reference"] for e in group["Encounter"]} == {"Patient/a"}
+    filtered = export("/fhir/$export?_type=Encounter&_typeFilter=Encounter%3Fstatus%3Dplanned")
+    assert [e["status"] for e in filtered["Encounter"]] == ["planned", "planned"]
+    future = export("/fhir/$export?_since=2999-01-01T00:00:00Z")
+    assert future == {}
+    assert client.get("/fhir/Group/nope/$export", headers=ASYNC).status_code == 404
+    assert client.get("/fhir/$export").status_code == 400  # no Prefer: respond-async
+
+
+def test_delete_cancels_an_export_and_its_status_is_then_gone(client):
+    client.put("/fhir/Patient/a", json={"resourceType": "Patient", "id": "a"})
+    r = client.get("/fhir/$export", headers=ASYNC)
+    location = r.headers["Content-Location"].split("/fhir", 1)[1]
+    poll(client, r.headers["Content-Location"])
+    assert client.delete("/fhir" + location).status_code == 202
+    assert client.get("/fhir" + location).status_code == 404
