@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import datetime
 from contextlib import contextmanager, nullcontext
 from typing import Iterator
 
@@ -25,6 +26,38 @@ def _configure_sqlite(engine: Engine) -> None:
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn):  # noqa: ANN001
         conn.exec_driver_sql(conn.info.pop("begin_sql", "BEGIN"))
+
+
+_SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's storage format for DateTime on SQLite
+
+
+def _driver_sql(conn: Connection, sql: str, params: tuple) -> tuple[str, tuple]:
+    if conn.dialect.name == "sqlite":
+        return sql, tuple(p.strftime(_SQLITE_DATETIME) if isinstance(p, datetime) else p for p in params)
+    return sql.replace("?", "%s"), params
+
+
+def execute_raw(conn: Connection, sql: str, params: tuple) -> int:
+    """Run one statement on the driver connection inside the caller's unit of work; returns rowcount.
+    For the few statements of the hot write path, where SQLAlchemy's pipeline would cost most of the
+    time. `sql` uses `?` placeholders; values are adapted as SQLAlchemy would store them."""
+    sql, params = _driver_sql(conn, sql, params)
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+    finally:
+        cursor.close()
+
+
+def fetch_one(conn: Connection, sql: str, params: tuple) -> tuple | None:
+    sql, params = _driver_sql(conn, sql, params)
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+    finally:
+        cursor.close()
 
 
 class Database:
