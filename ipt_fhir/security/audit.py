@@ -95,6 +95,10 @@ def patients_in(conn: Connection, pairs: list[tuple[str, str]]) -> set[str]:
     """The patients whose compartments hold these stored resources (from the reference index)."""
     if _collector.get() is None or not pairs:
         return set()
+    return _patients_in(conn, pairs)
+
+
+def _patients_in(conn: Connection, pairs: list[tuple[str, str]]) -> set[str]:
     from ipt_fhir.fhir.search.registry import patient_compartment
     from ipt_fhir.store.search_tables import reference_index as t
 
@@ -218,6 +222,10 @@ def flush(db, c: Collector, status: int) -> None:  # noqa: ANN001 - a store Data
     if not events:
         return
     with db.write() as conn:
+        for access in c.reads if status < 400 else ():
+            if access.resources and not access.patients:  # reads: the patients from the index
+                access.patients = _patients_in(conn, [(t, i) for t, i, _ in access.resources])
+        events = [build_event(c, a, status=status) for a in c.reads] if status < 400 and c.reads else events
         for event in events:
             store_event(conn, event)
 

@@ -13,7 +13,9 @@ from ipt_fhir.fhir.outcome import FHIRError, error
 from . import context
 from .compartment import in_patient_compartment_type, patients_of
 from .labels import is_sensitive, may_be_sensitive
-from .scopes import INTERACTION_LETTER
+from .scopes import AUDIT_TYPE, INTERACTION_LETTER
+
+_WRITES = {"create", "update", "patch", "delete"}
 
 
 # Types outside the Patient compartment that carry no patient data: patient/ scopes may read and search them.
@@ -56,6 +58,9 @@ def require(interaction: str, resource_type: str) -> str | None:
 
 def check_resource(interaction: str, resource_type: str, resource: dict | bytes | None) -> None:
     """Scope, compartment and label checks on one resource being read, written or returned."""
+    if resource_type == AUDIT_TYPE and interaction in _WRITES:
+        raise FHIRError(405, [error("not-supported", "AuditEvents are written by the server only; they cannot be "
+                                    "created, changed or deleted through the API")])
     ctx = context.current()
     if ctx.unrestricted or resource is None:
         return

@@ -1,0 +1,97 @@
+"""Sensitive labels need the extra scope; AuditEvents are BALP-shaped, searchable, and read-only."""
+from __future__ import annotations
+
+from .conftest import ADMIN, SENSITIVE, audit_events, observation, patient
+
+PSYTHPN = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "PSYTHPN"}
+RESTRICTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R"}
+
+
+def test_labelled_resources_need_the_sensitive_scope(secure_client, keys):
+    c = secure_client
+    p = patient(c, keys, "Label")
+    note = observation(c, keys, p["id"], meta={"security": [PSYTHPN]})
+    restricted = observation(c, keys, p["id"], meta={"security": [RESTRICTED]})
+    plain = observation(c, keys, p["id"])
+    without = keys.headers("user/*.rs")
+    with_scope = keys.headers(f"user/*.rs {SENSITIVE}")
+    for o in (note, restricted):
+        assert c.get(f"/fhir/Observation/{o['id']}", headers=without).status_code == 403
+        assert c.get(f"/fhir/Observation/{o['id']}/_history/1", headers=without).status_code == 403
+        assert c.get(f"/fhir/Observation/{o['id']}", headers=with_scope).status_code == 200
+    bundle = c.get(f"/fhir/Observation?subject=Patient/{p['id']}", headers=without).json()
+    assert {e["resource"]["id"] for e in bundle["entry"]} == {plain["id"]}
+    assert bundle["total"] == 1
+    bundle = c.get(f"/fhir/Observation?subject=Patient/{p['id']}", headers=with_scope).json()
+    assert bundle["total"] == 3
+    ids = {e["resource"]["id"] for e in c.get(f"/fhir/Patient?_id={p['id']}&_revinclude=Observation:subject",
+                                               headers=without).json()["entry"]}
+    assert note["id"] not in ids and plain["id"] in ids
+    ids = {e["resource"].get("id") for e in c.get("/fhir/Observation/_history", headers=without).json()["entry"]}
+    assert note["id"] not in ids and restricted["id"] not in ids
+
+
+def test_audit_event_has_who_what_when_outcome_and_patient(secure_client, keys, database):
+    c = secure_client
+    p = patient(c, keys, "Audited")
+    o = observation(c, keys, p["id"])
+    c.get(f"/fhir/Observation/{o['id']}", headers=keys.headers("user/*.rs", fhir_user="Practitioner/dr-1"))
+    reads = [e for e in audit_events(database) if e["subtype"][0]["code"] == "read"]
+    assert reads
+    e = reads[-1]
+    assert e["type"]["code"] == "rest" and e["action"] == "R" and e["outcome"] == "0" and e["recorded"]
+    user = next(a for a in e["agent"] if a["requestor"])
+    assert user["who"]["reference"] == "Practitioner/dr-1"
+    assert any(a["who"].get("identifier", {}).get("value") == "test-app" for a in e["agent"])
+    whats = [ent["what"]["reference"] for ent in e["entity"] if "what" in ent]
+    assert f"Patient/{p['id']}" in whats and f"Observation/{o['id']}/_history/1" in whats
+    c.get(f"/fhir/Observation?subject=Patient/{p['id']}", headers=keys.headers("user/*.rs"))
+    searches = [e for e in audit_events(database) if e["subtype"][0]["code"] == "search-type"]
+    assert any(ent.get("what", {}).get("reference") == f"Patient/{p['id']}" for ent in searches[-1]["entity"])
+    creates = [e for e in audit_events(database) if e["subtype"][0]["code"] == "create"]
+    assert any(ent.get("what", {}).get("reference") == f"Observation/{o['id']}/_history/1"
+               for e in creates for ent in e.get("entity", []))
+    from ipt_fhir.services.validation import validate_for_write
+
+    validate_for_write(dict(e), "AuditEvent")  # a valid R4 AuditEvent
+
+
+def test_audit_events_are_searchable_by_patient_agent_and_date(secure_client, keys):
+    c = secure_client
+    p = patient(c, keys, "Searchable")
+    c.get(f"/fhir/Patient/{p['id']}", headers=keys.headers("user/*.rs", fhir_user="Practitioner/dr-9"))
+    h = keys.headers("user/AuditEvent.rs")
+    by_patient = c.get(f"/fhir/AuditEvent?patient=Patient/{p['id']}", headers=h).json()
+    assert by_patient["total"] >= 2  # the create and the read
+    by_agent = c.get("/fhir/AuditEvent?agent=Practitioner/dr-9", headers=h).json()
+    assert by_agent["total"] >= 1
+    by_date = c.get("/fhir/AuditEvent?date=ge2000-01-01", headers=h).json()
+    assert by_date["total"] >= 2
+
+
+def test_audit_events_cannot_be_written_or_deleted_and_wildcards_do_not_read_them(secure_client, keys):
+    c = secure_client
+    p = patient(c, keys, "ReadOnlyAudit")
+    h = keys.headers(ADMIN + " user/AuditEvent.cruds")
+    some = c.get(f"/fhir/AuditEvent?patient=Patient/{p['id']}", headers=h).json()["entry"][0]["resource"]
+    event = {"resourceType": "AuditEvent", "type": {"code": "rest"}, "recorded": "2024-01-01T00:00:00Z",
+             "agent": [{"requestor": True}], "source": {"observer": {"display": "x"}}}
+    assert c.post("/fhir/AuditEvent", json=event, headers=h).status_code == 405
+    assert c.put(f"/fhir/AuditEvent/{some['id']}", json=some, headers=h).status_code == 405
+    assert c.delete(f"/fhir/AuditEvent/{some['id']}", headers=h).status_code == 405
+    assert c.patch(f"/fhir/AuditEvent/{some['id']}", content=b"[]",
+                   headers={**h, "Content-Type": "application/json-patch+json"}).status_code == 405
+    tx = {"resourceType": "Bundle", "type": "transaction",
+          "entry": [{"request": {"method": "DELETE", "url": f"AuditEvent/{some['id']}"}}]}
+    assert c.post("/fhir", json=tx, headers=h).status_code in (403, 405)
+    assert c.get(f"/fhir/AuditEvent/{some['id']}", headers=keys.headers("user/*.cruds")).status_code == 403
+    assert c.get(f"/fhir/AuditEvent/{some['id']}", headers=h).status_code == 200
+
+
+def test_failed_write_leaves_only_a_failure_audit(secure_client, keys, database):
+    c = secure_client
+    before = len(audit_events(database))
+    r = c.post("/fhir/Observation", json={"resourceType": "Observation", "status": "bogus"}, headers=keys.headers(ADMIN))
+    assert r.status_code in (400, 422)
+    events = audit_events(database)[before:]
+    assert events and all(e["outcome"] != "0" for e in events)
