@@ -20,7 +20,7 @@ from ipt_fhir.fhir.resource_types import RESOURCE_TYPES
 from ipt_fhir.fhir.search.parser import RESULT_PARAMS, Clause, Parser, UnknownParameter
 from ipt_fhir.security import audit, guard
 from ipt_fhir.security.search_filter import restrict as restrict_by_access
-from ipt_fhir.store.search_sql import SqlBuilder
+from ipt_fhir.store.search_sql import SqlBuilder, TextSql, Unsupported
 from ipt_fhir.store.search_tables import uri_index
 from ipt_fhir.store.tables import resource_table as R
 
@@ -193,7 +193,6 @@ from ipt_fhir.fhir.search.parser import parse_positive_int  # noqa: E402
 from ipt_fhir.fhir.search.registry import SearchParam, patient_compartment, registry, summary_elements  # noqa: E402
 from ipt_fhir.fhir.search.values import date_range  # noqa: E402
 from ipt_fhir.store.database import Database  # noqa: E402
-from ipt_fhir.store.search_tables import reference_index  # noqa: E402
 
 MAX_INCLUDE_ITERATIONS = 4
 MAX_INCLUDED = 5000
@@ -350,8 +349,55 @@ def _where(req: Request, builder: SqlBuilder, r: Any) -> Any:
     return sa.and_(cond, *req.extra_conditions)
 
 
+def _text_where(req: Request, tb: TextSql) -> str:
+    if req.extra_conditions:
+        raise Unsupported("SQLAlchemy extra conditions")
+    per_type = [tb.where(t, req.clauses[t], "r") for t in req.types]
+    return per_type[0] if len(per_type) == 1 else " OR ".join(f"({w})" for w in per_type)
+
+
+def _run_page_text(conn: Connection, req: Request, base_url: str) -> tuple[list, bool, bool]:
+    """_run_page as text SQL (the same statement shape); raises Unsupported for what TextSql lacks."""
+    tb = TextSql(conn.dialect.name, base_url)
+    sorts = [(tb.sort_expr("r", p, d) if p is not None else "r.id", d) for p, d in req.sort]
+    sorts += [("r.resource_type", False), ("r.id", False)]
+    where = _text_where(req, tb)
+    keys = ", ".join(f"{e} AS k{i}" for i, (e, _) in enumerate(sorts))
+    cols = ", ".join(f"q.k{i}" for i in range(len(sorts)))
+    sql = f"SELECT q.resource_type, q.id, q.content, {cols} FROM (SELECT r.resource_type, r.id, r.content, {keys} FROM resource r WHERE {where}) q"
+    descs = [d for _, d in sorts]
+    forward = True
+    if req.page:
+        forward = req.page["d"] == "n"
+        values = req.page["k"]
+        if len(values) != len(sorts):
+            raise bad_request("The _page token does not belong to this search", "_page")
+        ors = []
+        for i, (desc, val) in enumerate(zip(descs, values)):
+            greater = (not desc) if forward else desc
+            eqs = [f"q.k{j} = {tb.p(v)}" for j, v in enumerate(values[:i])]
+            ors.append(" AND ".join([*eqs, f"q.k{i} {'>' if greater else '<'} {tb.p(val)}"]))
+        sql += " WHERE " + " OR ".join(f"({o})" for o in ors)
+    order = []
+    for i, d in enumerate(descs):
+        asc = (not d) if forward else d
+        order.append(f"q.k{i} {'ASC' if asc else 'DESC'}")
+    sql += f" ORDER BY {', '.join(order)} LIMIT {int(req.count) + 1}"
+    rows = conn.exec_driver_sql(sql, tb.params).all()
+    more = len(rows) > req.count
+    rows = rows[:req.count]
+    if forward:
+        return rows, more, req.page is not None
+    rows.reverse()
+    return rows, True, more
+
+
 def _run_page(conn: Connection, req: Request, builder: SqlBuilder) -> tuple[list, bool, bool]:
     """-> (rows (type, id, content, *keys), has_next, has_prev)."""
+    try:
+        return _run_page_text(conn, req, builder.base_url)
+    except Unsupported:
+        pass
     r = R.alias("r")
     sort_cols = _sort_columns(req, builder, r)
     labelled = [c.label(f"k{i}") for i, (c, _) in enumerate(sort_cols)]
@@ -379,6 +425,12 @@ def _run_page(conn: Connection, req: Request, builder: SqlBuilder) -> tuple[list
 
 
 def _count(conn: Connection, req: Request, builder: SqlBuilder) -> int:
+    try:
+        tb = TextSql(conn.dialect.name, builder.base_url)
+        sql = f"SELECT count(*) FROM resource r WHERE {_text_where(req, tb)}"
+        return conn.exec_driver_sql(sql, tb.params).scalar_one()
+    except Unsupported:
+        pass
     r = R.alias("r")
     return conn.execute(sa.select(sa.func.count()).select_from(r).where(_where(req, builder, r))).scalar_one()
 
@@ -403,8 +455,7 @@ def _includes(conn: Connection, req: Request, matched: list[tuple[str, str]]) ->
     seen = set(matched)
     included: list[tuple[str, str, bytes]] = []
     frontier = list(matched)
-    t = reference_index
-    live = R.c.deleted.is_(False)
+    dialect = conn.dialect.name
     for round_no in range(MAX_INCLUDE_ITERATIONS + 1):
         by_type: dict[str, list[str]] = {}
         for rt, rid in frontier:
@@ -416,29 +467,30 @@ def _includes(conn: Connection, req: Request, matched: list[tuple[str, str]]) ->
             for rt, ids in by_type.items():
                 if src not in ("*", rt):
                     continue
-                stmt = (sa.select(R.c.resource_type, R.c.id, R.c.content)
-                        .select_from(t.join(R, sa.and_(R.c.resource_type == t.c.target_type, R.c.id == t.c.target_id)))
-                        .where(t.c.resource_type == rt, t.c.resource_id.in_(ids), live))
+                tb = TextSql(dialect)
+                sql = ("SELECT x.resource_type, x.id, x.content FROM search_reference t JOIN resource x "
+                       "ON x.resource_type = t.target_type AND x.id = t.target_id "
+                       f"WHERE t.resource_type = {tb.p(rt)} AND {tb.in_('t.resource_id', ids)} AND x.deleted = {tb.p(False)}")
                 if code != "*":
-                    stmt = stmt.where(t.c.param == code)
+                    sql += f" AND t.param = {tb.p(code)}"
                 if target:
-                    stmt = stmt.where(t.c.target_type == target)
-                found.extend(tuple(x) for x in conn.execute(stmt))
+                    sql += f" AND t.target_type = {tb.p(target)}"
+                found.extend(tuple(x) for x in conn.exec_driver_sql(sql, tb.params))
         for src, code, target, iterate in req.revincludes:
             if round_no > 0 and not iterate:
                 continue
             for rt, ids in by_type.items():
                 if target and target != rt:
                     continue
-                stmt = (sa.select(R.c.resource_type, R.c.id, R.c.content)
-                        .select_from(t.join(R, sa.and_(R.c.resource_type == t.c.resource_type,
-                                                       R.c.id == t.c.resource_id)))
-                        .where(t.c.target_type == rt, t.c.target_id.in_(ids), live))
+                tb = TextSql(dialect)
+                sql = ("SELECT x.resource_type, x.id, x.content FROM search_reference t JOIN resource x "
+                       "ON x.resource_type = t.resource_type AND x.id = t.resource_id "
+                       f"WHERE t.target_type = {tb.p(rt)} AND {tb.in_('t.target_id', ids)} AND x.deleted = {tb.p(False)}")
                 if src != "*":
-                    stmt = stmt.where(t.c.resource_type == src)
+                    sql += f" AND t.resource_type = {tb.p(src)}"
                 if code != "*":
-                    stmt = stmt.where(t.c.param == code)
-                found.extend(tuple(x) for x in conn.execute(stmt))
+                    sql += f" AND t.param = {tb.p(code)}"
+                found.extend(tuple(x) for x in conn.exec_driver_sql(sql, tb.params))
         new = []
         for rt, rid, content in found:
             if (rt, rid) not in seen and len(included) + len(new) < MAX_INCLUDED:
