@@ -1,0 +1,220 @@
+"""Scale-out with real processes: two `ipt-fhir serve --workers 2` instances on one PostgreSQL database,
+as deployed (SMART authorization on, RS256 tokens from a JWKS file). Concurrent writers through both
+instances: version-aware updates have exactly one winner per version and lose no update; conditional
+create stays unique; /metrics sums the workers; SIGTERM shuts down cleanly."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from ipt_fhir.store import migrate
+from tests.live_server import free_port
+
+CLIENTS = 12
+INCREMENTS_PER_CLIENT = 5
+ISSUER = "https://auth.scale-test.example"
+AUDIENCE = "https://fhir.scale-test.example/fhir"
+
+
+def _jwks_and_token(directory: Path) -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    jwk.update(kid="scale-test", use="sig", alg="RS256")
+    (directory / "jwks.json").write_text(json.dumps({"keys": [jwk]}))
+    claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": "scale-test", "scope": "user/*.*",
+              "exp": int(time.time()) + 3600, "iat": int(time.time())}
+    return jwt.encode(claims, key, algorithm="RS256", headers={"kid": "scale-test"})
+
+
+class Instance:
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        self._log_file = open(log, "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "ipt_fhir.cli", "serve", "--workers", "2", "--port", str(self.port)],
+            env={**env, "IPT_FHIR_PORT": str(self.port)}, stdout=self._log_file, stderr=subprocess.STDOUT,
+            cwd=log.parent)
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}: {self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"server not ready: {self.log.read_text()[-3000:]}")
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log_file.close()
+        return self.process.returncode
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    import sqlalchemy as sa
+
+    base = os.environ.get("IPT_FHIR_TEST_POSTGRES_URL")
+    if not base:
+        if os.environ.get("CI"):
+            pytest.fail("IPT_FHIR_TEST_POSTGRES_URL is not set: CI must test PostgreSQL")
+        pytest.skip("IPT_FHIR_TEST_POSTGRES_URL not set")
+    name = f"ipt_fhir_scale_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = base.rsplit("/", 1)[0] + "/" + name
+    migrate.upgrade(url)
+    work = tmp_path_factory.mktemp("scale")
+    token = _jwks_and_token(work)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IPT_FHIR_", "PROMETHEUS_"))}
+    env.update(IPT_FHIR_DATABASE_URL=url, IPT_FHIR_AUTH="smart", IPT_FHIR_JWKS=str(work / "jwks.json"),
+               IPT_FHIR_JWT_ISSUER=ISSUER, IPT_FHIR_JWT_AUDIENCE=AUDIENCE, IPT_FHIR_HOST="127.0.0.1",
+               IPT_FHIR_DB_POOL_SIZE="4", IPT_FHIR_LOG_LEVEL="info")
+    instances = [Instance(env, work / f"server-{i}.log") for i in range(2)]
+    try:
+        for instance in instances:
+            instance.wait_ready()
+        yield instances, token
+    finally:
+        codes = [instance.stop() for instance in instances]
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+    assert codes == [0, 0], f"servers did not shut down cleanly on SIGTERM: {codes}"
+
+
+def _client(base: str, token: str) -> httpx.Client:
+    return httpx.Client(base_url=f"{base}/fhir", timeout=30, headers={
+        "Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"})
+
+
+def test_version_aware_updates_have_one_winner_per_version_and_lose_nothing(cluster):
+    instances, token = cluster
+    with _client(instances[0].url, token) as c:
+        created = c.post("/Patient", json={"resourceType": "Patient", "active": True,
+                                           "name": [{"family": "Counter"}], "multipleBirthInteger": 0})
+        assert created.status_code == 201, created.text
+        pid = created.json()["id"]
+
+    winners: list[int] = []
+    statuses: Counter[int] = Counter()
+    lock = threading.Lock()
+
+    def increment(worker: int) -> None:
+        with _client(instances[worker % 2].url, token) as c:
+            done = 0
+            while done < INCREMENTS_PER_CLIENT:
+                current = c.get(f"/Patient/{pid}")
+                assert current.status_code == 200, current.text
+                body = current.json()
+                body["multipleBirthInteger"] += 1
+                r = c.put(f"/Patient/{pid}", json=body, headers={"If-Match": current.headers["etag"]})
+                with lock:
+                    statuses[r.status_code] += 1
+                if r.status_code == 200:
+                    with lock:
+                        winners.append(int(r.json()["meta"]["versionId"]))
+                    done += 1
+                else:
+                    assert r.status_code in (409, 412), r.text
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        list(pool.map(increment, range(CLIENTS)))
+    elapsed = time.perf_counter() - started
+
+    successes = CLIENTS * INCREMENTS_PER_CLIENT
+    assert len(winners) == successes
+    assert sorted(winners) == list(range(2, successes + 2)), "two writers won the same version"
+    with _client(instances[1].url, token) as c:
+        final = c.get(f"/Patient/{pid}")
+        history = c.get(f"/Patient/{pid}/_history", params={"_count": 1000}).json()
+    assert final.json()["meta"]["versionId"] == str(successes + 1)
+    assert final.json()["multipleBirthInteger"] == successes, "an update was lost"
+    assert history["total"] == successes + 1 if "total" in history else len(history["entry"]) == successes + 1
+    attempts = sum(statuses.values())
+    print(f"\n{successes} increments by {CLIENTS} clients over 2 instances x 2 workers: {attempts} PUTs "
+          f"({dict(statuses)}) in {elapsed:.1f} s")
+
+
+def test_conditional_create_is_unique_across_instances(cluster):
+    instances, token = cluster
+    for attempt in range(3):
+        identifier = f"urn:oid:2.16.840.1.113883.19.5|scale-{uuid.uuid4().hex[:8]}"
+        system, value = identifier.split("|")
+        body = {"resourceType": "Patient", "identifier": [{"system": system, "value": value}],
+                "name": [{"family": "Unique"}]}
+
+        def create(worker: int) -> int:
+            with _client(instances[worker % 2].url, token) as c:
+                return c.post("/Patient", json=body, headers={"If-None-Exist": f"identifier={identifier}"}).status_code
+
+        with ThreadPoolExecutor(16) as pool:
+            codes = Counter(pool.map(create, range(16)))
+        assert codes[201] == 1 and codes[200] == 15, codes
+        with _client(instances[attempt % 2].url, token) as c:
+            found = c.get("/Patient", params={"identifier": identifier, "_total": "accurate"}).json()
+        assert len(found.get("entry", [])) == 1
+
+
+def test_metrics_add_up_over_the_worker_processes(cluster):
+    instances, token = cluster
+    with _client(instances[0].url, token) as c:
+        pid = c.post("/Patient", json={"resourceType": "Patient", "name": [{"family": "Metric"}]}).json()["id"]
+        for _ in range(20):  # new connections, so both workers of the instance serve some of them
+            with _client(instances[0].url, token) as fresh:
+                assert fresh.get(f"/Patient/{pid}").status_code == 200
+    text = httpx.get(f"{instances[0].url}/metrics").text
+    reads = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                if line.startswith("ipt_fhir_requests_total{") and 'interaction="read"' in line
+                and 'resource_type="Patient"' in line and 'status="200"' in line)
+    assert reads >= 20
+
+
+def test_sigterm_finishes_in_flight_requests_and_exits_cleanly(cluster):
+    instances, token = cluster
+    target = instances[1]
+    results: list[int] = []
+
+    def slow_transaction() -> None:
+        entries = [{"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": {"resourceType": "Patient",
+                                                                       "name": [{"family": f"Drain{i}"}]},
+                    "request": {"method": "POST", "url": "Patient"}} for i in range(300)]
+        with _client(target.url, token) as c:
+            results.append(c.post("", json={"resourceType": "Bundle", "type": "transaction", "entry": entries}).status_code)
+
+    thread = threading.Thread(target=slow_transaction)
+    thread.start()
+    time.sleep(0.3)  # the transaction is being processed
+    assert target.stop() == 0
+    thread.join(60)
+    assert results == [200], "the in-flight transaction was cut off by the shutdown"
+    log = target.log.read_text()
+    assert "ipt-fhir worker stopped" in log and "Traceback" not in log
