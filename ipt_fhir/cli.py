@@ -15,6 +15,10 @@ app.add_typer(db_app, name="db")
 from ipt_fhir.commands.demo import demo_data  # noqa: E402
 
 app.command("demo-data")(demo_data)
+from ipt_fhir.commands import import_export  # noqa: E402
+
+app.command("import")(import_export.import_command)
+app.command("export")(import_export.export_command)
 
 
 @app.command()

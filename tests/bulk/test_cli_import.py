@@ -1,0 +1,83 @@
+"""`ipt-fhir import` straight into a database: a process killed mid-import leaves whole batches only,
+and a rerun completes without duplicates."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import sqlalchemy as sa
+
+from tests.bulk.conftest import NDJSON_FILES
+from tests.transactions.conftest import SYNTHEA_BUNDLES
+
+
+def _cli(*args: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "ipt_fhir.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
+
+
+def _counts(url: str) -> tuple[int, int, int, int]:
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        resources = conn.exec_driver_sql("SELECT count(*) FROM resource").scalar_one()
+        history = conn.exec_driver_sql("SELECT count(*) FROM resource_history").scalar_one()
+        # every current resource has its _lastUpdated index row: index and resource were written together
+        indexed = conn.exec_driver_sql(
+            "SELECT count(DISTINCT resource_id) FROM search_date WHERE param = '_lastUpdated'").scalar_one()
+        orphans = conn.exec_driver_sql(
+            "SELECT count(*) FROM resource r WHERE NOT EXISTS (SELECT 1 FROM resource_history h "
+            "WHERE h.resource_type = r.resource_type AND h.id = r.id AND h.version_id = r.version_id)").scalar_one()
+    engine.dispose()
+    return resources, history, indexed, orphans
+
+
+def test_a_killed_import_leaves_whole_batches_and_a_rerun_completes(tmp_path):
+    url = f"sqlite:///{tmp_path / 'kill.db'}"
+    total = 7160
+    proc = _cli("import", *map(str, NDJSON_FILES), "--database-url", url, "--batch", "100")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        try:
+            if _counts(url)[0] >= 300:
+                break
+        except sa.exc.OperationalError:  # schema not there yet
+            continue
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    resources, history, indexed, orphans = _counts(url)
+    assert 0 < resources < total
+    assert resources == history == indexed and orphans == 0
+
+    rerun = _cli("import", *map(str, NDJSON_FILES), "--database-url", url)
+    out, err = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, err.decode()[-3000:]
+    resources, history, indexed, orphans = _counts(url)
+    assert resources == history == indexed == total and orphans == 0
+
+
+def test_dry_run_validates_without_writing_and_failures_exit_non_zero(tmp_path):
+    url = f"sqlite:///{tmp_path / 'dry.db'}"
+    bad = tmp_path / "bad.ndjson"
+    bad.write_text('{"resourceType": "Patient", "id": "x", "gender": "nope"}\n')
+    proc = _cli("import", str(SYNTHEA_BUNDLES[0]), str(NDJSON_FILES[0]), str(bad), "--database-url", url, "--dry-run")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1
+    text = err.decode()
+    assert "bad.ndjson" in text and "line 1" in text and "validated (dry run)" in text
+    assert _counts(url)[0] == 0
+
+
+def test_bundles_and_ndjson_import_then_export(tmp_path):
+    url = f"sqlite:///{tmp_path / 'both.db'}"
+    proc = _cli("import", str(SYNTHEA_BUNDLES[0]), str(NDJSON_FILES[0]), "--database-url", url)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err.decode()[-3000:]
+    assert "total" in err.decode()
+    proc = _cli("export", str(tmp_path / "out"), "--database-url", url, "--type", "Patient,AllergyIntolerance")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err.decode()[-3000:]
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {"Patient.ndjson", "AllergyIntolerance.ndjson"}
