@@ -1,0 +1,113 @@
+"""Startup rule, security headers, CORS, body and nesting limits, no stack traces, no patient data in logs."""
+from __future__ import annotations
+
+import logging
+
+import pytest
+from fastapi.testclient import TestClient
+
+from ipt_fhir.app import create_app
+from ipt_fhir.security.middleware import InsecureConfiguration, check_startup
+from ipt_fhir.settings import Settings
+
+from .conftest import ADMIN, observation, patient
+
+
+def test_auth_off_is_refused_outside_embedded_sqlite_on_localhost(caplog):
+    with pytest.raises(InsecureConfiguration):
+        check_startup(Settings(database_url="postgresql+psycopg://u@db/x", auth="off"))
+    with pytest.raises(InsecureConfiguration):
+        check_startup(Settings(database_url="sqlite:///./x.db", auth="off"), host="0.0.0.0")
+    with caplog.at_level(logging.WARNING):
+        check_startup(Settings(database_url="sqlite:///./x.db", auth="off"), host="127.0.0.1")
+    assert "authorization is OFF" in caplog.text
+
+
+def test_smart_needs_keys_issuer_and_audience():
+    with pytest.raises(InsecureConfiguration):
+        check_startup(Settings(database_url="postgresql+psycopg://u@db/x", auth="smart", jwks="/k.json"))
+    check_startup(Settings(database_url="postgresql+psycopg://u@db/x", auth="smart", jwks="/k.json",
+                           jwt_issuer="https://a", jwt_audience="https://b"), host="0.0.0.0")
+    with pytest.raises(InsecureConfiguration):
+        check_startup(Settings(database_url="postgresql+psycopg://u@db/x", auth="smart", jwt_hs256_secret="s",
+                               jwt_issuer="https://a", jwt_audience="https://b"))
+
+
+def test_serve_refuses_auth_off_on_postgresql(monkeypatch):
+    from typer.testing import CliRunner
+
+    from ipt_fhir import cli, settings
+
+    monkeypatch.setenv("IPT_FHIR_DATABASE_URL", "postgresql+psycopg://u@127.0.0.1:1/x")
+    monkeypatch.setenv("IPT_FHIR_AUTH", "off")
+    settings.get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(cli.app, ["serve"])
+    finally:
+        settings.get_settings.cache_clear()
+    assert result.exit_code == 2
+    assert "refusing to start" in result.output
+
+
+def test_security_headers_on_fhir_responses(secure_client, keys):
+    r = secure_client.get("/fhir/Patient", headers=keys.headers("user/*.rs"))
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert r.headers["cache-control"] == "no-store"
+    assert r.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+
+
+def test_cors_is_off_by_default_and_configurable(secure_client, secure_settings, database):
+    r = secure_client.options("/fhir/Patient", headers={"Origin": "https://app.example",
+                                                        "Access-Control-Request-Method": "GET"})
+    assert "access-control-allow-origin" not in r.headers
+    app = create_app(secure_settings.model_copy(update={"cors_origins": "https://app.example"}), database)
+    with TestClient(app) as c:
+        r = c.options("/fhir/Patient", headers={"Origin": "https://app.example", "Access-Control-Request-Method": "GET"})
+        assert r.headers["access-control-allow-origin"] == "https://app.example"
+        r = c.options("/fhir/Patient", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"})
+        assert r.headers.get("access-control-allow-origin") != "https://evil.example"
+
+
+def test_deep_json_and_large_bodies_are_refused(secure_client, keys):
+    h = {**keys.headers(ADMIN), "Content-Type": "application/fhir+json"}
+    deep = '{"resourceType":"Basic","code":{"text":"x"},"extension":' + "[" * 200 + "]" * 200 + "}"
+    r = secure_client.post("/fhir/Basic", content=deep, headers=h)
+    assert r.status_code == 400 and "nesting" in r.text
+    big = b'{"resourceType":"Basic","x":"' + b"a" * (17 * 1024 * 1024) + b'"}'
+    assert secure_client.post("/fhir/Basic", content=big, headers=h).status_code == 413
+
+
+def test_errors_carry_no_stack_trace(secure_client, keys, monkeypatch):
+    from ipt_fhir.services.resources import ResourceService
+
+    def boom(*_a, **_k):
+        raise RuntimeError("secret internals at /srv/app.py line 42")
+
+    monkeypatch.setattr(ResourceService, "read", boom)
+    with TestClient(secure_client.app, raise_server_exceptions=False) as c:
+        r = c.get("/fhir/Patient/x", headers=keys.headers("user/*.rs"))
+    assert r.status_code == 500
+    assert "Traceback" not in r.text and "secret internals" not in r.text
+
+
+def test_no_patient_data_in_logs(secure_client, keys, caplog):
+    caplog.set_level(logging.DEBUG)
+    c = secure_client
+    family, mrn = "Quetzalcoatlus", "MRN-Quetzalcoatlus"
+    p = patient(c, keys, "Quetzalcoatlus")
+    o = observation(c, keys, p["id"])
+    h = keys.headers(ADMIN)
+    c.get(f"/fhir/Patient?family={family}", headers=h)
+    c.get(f"/fhir/Patient?identifier=urn:test:mrn|{mrn}", headers=h)
+    c.get(f"/fhir/Patient/{p['id']}", headers=h)
+    c.get(f"/fhir/Patient/{p['id']}/$everything", headers=h)
+    c.put(f"/fhir/Patient/{p['id']}", json={**p, "name": [{"family": family}]}, headers=h)
+    c.post("/fhir/Patient", json={"resourceType": "Patient", "name": [{"family": family}], "gender": "bogus"}, headers=h)
+    c.get(f"/fhir/Observation/{o['id']}", headers=keys.headers("user/Patient.rs"))
+    c.get("/fhir/Patient", headers={"Authorization": "Bearer garbage"})
+    # the test client's own request log (httpx) is not the server's
+    server = [r for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))]
+    text = "".join(r.getMessage() + str(r.__dict__) for r in server)
+    for secret in (family, mrn, p["id"]):
+        assert secret not in text, secret
