@@ -59,7 +59,7 @@ _decoder = json.JSONDecoder(
 
 
 MAX_DEPTH = 64  # deepest accepted nesting of request bodies (IPT_FHIR_MAX_JSON_DEPTH sets it at startup)
-_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')  # unrolled: far faster than (?:[^"\\]|\\.)*
 _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 
 
@@ -78,13 +78,28 @@ def json_depth(text: str) -> int:
 
 
 def parse_json(body: bytes | str) -> Any:
-    """Parse a request body; malformed JSON, duplicate keys or too deep nesting raise a 400 FHIRError."""
+    """Parse a request body; malformed JSON, duplicate keys or too deep nesting raise a 400 FHIRError.
+
+    Fast path: orjson, then one walk of the result (depth, key count, any decimal) and one scan of the
+    text counting its keys. Only bodies with decimals (whose exact text must be kept) or duplicate keys
+    (whose error must name the key) take the slower standard-library parser with its hooks.
+    """
     try:
         text = body.decode("utf-8") if isinstance(body, (bytes, bytearray)) else body
     except UnicodeDecodeError as exc:
         raise FHIRError(400, [error("structure", f"Body is not UTF-8: {exc.reason} at byte {exc.start}")])
     if text.startswith("\ufeff"):
         text = text[1:]
+    try:
+        fast = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        fast = _UNPARSED
+    if fast is not _UNPARSED:
+        depth, keys, has_decimal = _shape(fast)
+        if depth > MAX_DEPTH:
+            raise FHIRError(400, [error("too-costly", f"JSON nesting is deeper than {MAX_DEPTH} levels")])
+        if not has_decimal and keys == _count_keys(text):
+            return fast
     if json_depth(text) > MAX_DEPTH:
         raise FHIRError(400, [error("too-costly", f"JSON nesting is deeper than {MAX_DEPTH} levels")])
     try:
@@ -95,6 +110,42 @@ def parse_json(body: bytes | str) -> Any:
         raise FHIRError(400, [error("structure", "JSON nesting is too deep")])
     except ValueError as exc:
         raise FHIRError(400, [error("structure", f"Malformed JSON: {exc}")])
+
+
+_UNPARSED = object()
+# In valid JSON an unescaped quote followed by a colon can only close an object key (a quote inside a
+# string is escaped). Counted with str.count, the cheapest scan there is; anything it cannot count
+# exactly (space before the colon, a key ending in an escaped backslash) only sends the text to the
+# slow parser, since a smaller count never equals the parsed one... unless keys were lost to
+# duplicates, which is why those cases return -1 rather than a guess.
+def _count_keys(text: str) -> int:
+    if '\\\\"' in text or '" :' in text or '"\t:' in text or '"\n:' in text or '"\r:' in text:
+        return -1
+    return text.count('":') - text.count('\\":')
+
+
+def _shape(value: Any) -> tuple[int, int, bool]:
+    """(nesting depth, number of object keys, whether any number is a decimal) without recursion."""
+    deepest, keys, has_decimal = 0, 0, False
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if type(node) is dict:
+            keys += len(node)
+            children = node.values()
+        elif type(node) is list:
+            children = node
+        else:
+            continue
+        if depth > deepest:
+            deepest = depth
+        for child in children:
+            kind = type(child)
+            if kind is dict or kind is list:
+                stack.append((child, depth + 1))
+            elif kind is float:
+                has_decimal = True
+    return deepest, keys, has_decimal
 
 
 def _default(value: Any) -> Any:
