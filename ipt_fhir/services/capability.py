@@ -8,7 +8,14 @@ from ipt_fhir.services.search import search_include_names, search_params_for_cap
 
 TYPE_INTERACTIONS = ["read", "vread", "update", "patch", "delete", "history-instance", "history-type",
                      "create", "search-type"]
-SYSTEM_INTERACTIONS = ["history-system"]
+SYSTEM_INTERACTIONS = ["transaction", "batch", "history-system"]
+# Bulk data (services/bulk_import.py, services/bulk_export.py); $import follows the Bulk Import draft.
+BULK_OPERATIONS = [
+    {"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"},
+    {"name": "patient-export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"},
+    {"name": "group-export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"},
+    {"name": "import", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/import"},
+]
 
 
 def capability_statement(base_url: str, *, released: str, extra_operations: list[dict] | None = None,
@@ -50,7 +57,7 @@ def capability_statement(base_url: str, *, released: str, extra_operations: list
             "mode": "server",
             "resource": resources,
             "interaction": [{"code": code} for code in (system_interactions or SYSTEM_INTERACTIONS)],
-            "operation": extra_operations or [],
+            "operation": (extra_operations or []) + BULK_OPERATIONS,
             **({"security": security} if security else {}),
         }],
     }
