@@ -149,10 +149,25 @@ def apply_parameters_example() -> dict:
 
 
 def progress_parameters_example() -> dict:
+    """The shape $ipt-progress answers with (README "Five-minute tour": after two held sessions)."""
+    plan = stored_examples()["CarePlan"]["id"]
+    patient = stored_examples()["Patient"]["id"]
     return {"resourceType": "Parameters", "parameter": [
-        {"name": "phase", "valueCode": "middle"},
-        {"name": "sessionsHeld", "valueInteger": 6},
+        {"name": "carePlan", "valueReference": {"reference": f"CarePlan/{plan}"}},
+        {"name": "subject", "valueReference": {"reference": f"Patient/{patient}"}},
+        {"name": "status", "valueCode": "active"},
+        {"name": "protocol", "valueCanonical": "http://ipt-fhir.org/fhir/PlanDefinition/ipt-standard-individual"},
         {"name": "sessionsPlanned", "valueInteger": 16},
-        {"name": "baselinePhq9", "valueInteger": 19},
-        {"name": "latestPhq9", "valueInteger": 11},
+        {"name": "sessionsAttended", "valueInteger": 2},
+        {"name": "sessionsMissed", "valueInteger": 0},
+        {"name": "sessionsRemaining", "valueInteger": 14},
+        {"name": "currentPhase", "valueCoding": {"system": "http://ipt-fhir.org/fhir/CodeSystem/ipt-phase",
+                                                 "code": "initial"}},
+        {"name": "phq9Baseline", "part": [{"name": "value", "valueInteger": 19},
+                                          {"name": "date", "valueDateTime": "2025-03-03T09:50:00Z"}]},
+        {"name": "phq9Latest", "part": [{"name": "value", "valueInteger": 14},
+                                        {"name": "date", "valueDateTime": "2025-03-10T09:50:00Z"}]},
+        {"name": "phq9Change", "valueInteger": -5},
+        {"name": "phq9Response", "valueBoolean": False},
+        {"name": "phq9Remission", "valueBoolean": False},
     ]}
