@@ -50,6 +50,7 @@ class _Slot:
     container: dict
     key: str
     index: int | None
+    keys: tuple[str, ...] = ()  # JSON property names from the resource down to this value
 
     def get(self) -> Any:
         value = self.container[self.key]
@@ -127,7 +128,7 @@ def _apply_operation(doc: dict, parts: dict, where: str) -> None:
                 raise _unprocessable(f"'{path}' is not an element that can hold '{name}'", where)
             existing = holder.get(name)
             if existing is None:
-                holder[name] = value
+                holder[name] = [value] if _repeats(doc, target, name) else value
             elif isinstance(existing, list):
                 existing.append(value)
             else:
@@ -189,6 +190,34 @@ def _list_at(doc: dict, path: str, where: str) -> tuple[list, dict, str]:
     if not isinstance(items, list):
         raise _unprocessable(f"'{path}' is not a list", where)
     return items, parent, key
+
+
+def _repeats(doc: dict, target: _Slot, name: str) -> bool:
+    """Whether element `name` under `target` is a list in FHIR JSON (max > 1), from the compiled R4
+    definitions; an element the definitions do not know is taken as single."""
+    from .validation.compiler import RESOURCE, type_node
+
+    try:
+        node = type_node(doc["resourceType"])
+        value: Any = doc
+        for key in target.keys:
+            prop = node.props.get(key)
+            if prop is None:
+                return False
+            value = value[key]
+            if prop.kind == RESOURCE:
+                inner = value[0] if isinstance(value, list) else value
+                node = type_node(inner["resourceType"])
+            elif prop.node is not None:
+                node = prop.node
+            else:
+                return False
+            if isinstance(value, list):
+                value = value[0] if value else {}
+        prop = node.props.get(name)
+        return bool(prop and prop.elem.array)
+    except (KeyError, TypeError, IndexError):
+        return False
 
 
 def _remove(slot: _Slot) -> None:
@@ -260,9 +289,9 @@ def _children(slots: list[_Slot], name: str) -> list[_Slot]:
         for key in keys:
             child = value[key]
             if isinstance(child, list):
-                out.extend(_Slot(value, key, i) for i in range(len(child)))
+                out.extend(_Slot(value, key, i, slot.keys + (key,)) for i in range(len(child)))
             else:
-                out.append(_Slot(value, key, None))
+                out.append(_Slot(value, key, None, slot.keys + (key,)))
     return out
 
 

@@ -71,3 +71,36 @@ def test_patch_cannot_change_the_id(client):
     r = client.patch(f"/fhir/Patient/{rid}", json=[{"op": "replace", "path": "/id", "value": "other"}],
                      headers=JSON_PATCH)
     assert r.status_code == 422
+
+
+def test_fhirpath_patch_add_creates_a_list_for_repeating_elements(client):
+    rid = client.post("/fhir/Patient", json=patient()).json()["id"]
+    body = fhirpath_patch([
+        {"name": "type", "valueCode": "add"}, {"name": "path", "valueString": "Patient"},
+        {"name": "name", "valueString": "identifier"},
+        {"name": "value", "part": [{"name": "system", "valueUri": "urn:oid:1.2.3"}, {"name": "value", "valueString": "42"}]}])
+    r = client.patch(f"/fhir/Patient/{rid}", json=body, headers={"Content-Type": "application/fhir+json"})
+    assert r.status_code == 200, r.text
+    assert r.json()["identifier"] == [{"system": "urn:oid:1.2.3", "value": "42"}]
+
+
+def test_fhirpath_patch_insert_and_move(client):
+    rid = client.post("/fhir/Patient", json=patient(name=[{"given": ["a", "b"]}])).json()["id"]
+    body = fhirpath_patch(
+        [{"name": "type", "valueCode": "insert"}, {"name": "path", "valueString": "Patient.name[0].given"},
+         {"name": "index", "valueInteger": 1}, {"name": "value", "valueString": "x"}],
+        [{"name": "type", "valueCode": "move"}, {"name": "path", "valueString": "Patient.name[0].given"},
+         {"name": "source", "valueInteger": 0}, {"name": "destination", "valueInteger": 2}],
+    )
+    r = client.patch(f"/fhir/Patient/{rid}", json=body, headers={"Content-Type": "application/fhir+json"})
+    assert r.status_code == 200, r.text
+    assert r.json()["name"][0]["given"] == ["x", "b", "a"]
+
+
+def test_fhirpath_patch_with_unsupported_path_syntax_is_400(client):
+    rid = client.post("/fhir/Patient", json=patient()).json()["id"]
+    body = fhirpath_patch([{"name": "type", "valueCode": "delete"},
+                           {"name": "path", "valueString": "Patient.name.select(given)"}])
+    r = client.patch(f"/fhir/Patient/{rid}", json=body, headers={"Content-Type": "application/fhir+json"})
+    assert r.status_code == 400
+    assert r.json()["issue"][0]["expression"] == ["Parameters.parameter[0].part"]
