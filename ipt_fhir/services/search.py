@@ -215,6 +215,16 @@ class Request:
     issues: list[Issue] = field(default_factory=list)
     extra_conditions: list[Any] = field(default_factory=list)
     link_params: list[tuple[str, str]] = field(default_factory=list)
+    # $everything: also match what the compartment refers to (see _everything_refs).
+    everything: "Everything | None" = None
+
+
+@dataclass
+class Everything:
+    patient_id: str
+    ref_types: list[str] | None  # types the referenced resources may have (None: any)
+    ref_extra: dict[str, list[Clause]]  # access restrictions per referenced type
+    since: list[Clause]  # _since as a type-independent _lastUpdated clause
 
 
 def _settings_counts() -> tuple[int, int]:
@@ -312,6 +322,18 @@ def build_request(types: list[str], params: list[tuple[str, str]], base_url: str
             req.page = _decode_page(value)
         elif base in ("_format", "_pretty", "_type", "_since"):
             pass
+        elif base in ("_contained", "_containedType"):
+            # The defaults (_contained=false, _containedType=container) are what every search does;
+            # searching inside contained resources is not supported and is reported, never ignored silently.
+            allowed = ("true", "false", "both") if base == "_contained" else ("container", "contained")
+            if value not in allowed:
+                raise bad_request(f"{base} must be {', '.join(allowed)}, got '{value}'", base)
+            if value in ("false", "container"):
+                continue
+            msg = f"{base}={value} is not supported: searches do not look inside contained resources"
+            if strict:
+                raise FHIRError(400, [error("not-supported", msg, base)])
+            issues.append(warning("not-supported", msg + "; ignored", base))
         else:
             msg = f"Parameter {name} is not supported"
             if strict:
@@ -353,7 +375,45 @@ def _text_where(req: Request, tb: TextSql) -> str:
     if req.extra_conditions:
         raise Unsupported("SQLAlchemy extra conditions")
     per_type = [tb.where(t, req.clauses[t], "r") for t in req.types]
+    if req.everything is not None:
+        per_type.append(_everything_refs(req, tb))
     return per_type[0] if len(per_type) == 1 else " OR ".join(f"({w})" for w in per_type)
+
+
+def _everything_refs(req: Request, tb: TextSql) -> str:
+    """$everything's "any resource referenced from those": resources that the patient or a compartment
+    resource (of the searched types) refers to through a reference search parameter, in the same
+    statement as the compartment so that one keyset order pages over both without duplicates."""
+    ev = req.everything
+    comp_params = patient_compartment()
+    pairs = [f"(c.resource_type = {tb.p(t)} AND {tb.in_('c.param', [c for c in comp_params.get(t, ())])})"
+             for t in req.types if t != "Patient" and comp_params.get(t)]
+    sources = []
+    if "Patient" in req.types:
+        sources.append(f"(s.resource_type = {tb.p('Patient')} AND s.resource_id = {tb.p(ev.patient_id)})")
+    if pairs:
+        sources.append(f"(s.resource_type, s.resource_id) IN (SELECT c.resource_type, c.resource_id FROM "
+                       f"search_reference c WHERE c.target_type = {tb.p('Patient')} AND c.target_id = "
+                       f"{tb.p(ev.patient_id)} AND ({' OR '.join(pairs)}))")
+    if not sources:
+        return "1=0"
+    refs = (f"SELECT s.target_type, s.target_id FROM search_reference s WHERE s.target_id IS NOT NULL "
+            f"AND ({' OR '.join(sources)})")
+    conds = [f"r.deleted = {tb.p(False)}", f"(r.resource_type, r.id) IN ({refs})"]
+    if ev.ref_types is not None:
+        plain = [t for t in ev.ref_types if not ev.ref_extra.get(t)]
+        ors = [tb.in_("r.resource_type", plain)] if plain else []
+        for t in ev.ref_types:
+            if ev.ref_extra.get(t):
+                ors.append(_and_text([f"r.resource_type = {tb.p(t)}",
+                                      *[tb.condition(t, c, "r") for c in ev.ref_extra[t]]]))
+        conds.append(" OR ".join(f"({o})" for o in ors) if ors else "1=0")
+    conds += [tb.condition("", c, "r") for c in ev.since]
+    return _and_text(conds)
+
+
+def _and_text(conds: list[str]) -> str:
+    return " AND ".join(f"({c})" for c in conds)
 
 
 def _run_page_text(conn: Connection, req: Request, base_url: str) -> tuple[list, bool, bool]:
@@ -656,7 +716,8 @@ def _compartment_clause(resource_type: str, patient_id: str) -> Clause:
 
 def everything(db: Database, patient_id: str, params: list[tuple[str, str]], *, base_url: str,
                request_url: str, strict: bool = False) -> bytes:
-    """Patient/[id]/$everything: the patient and its compartment (_since, _type, _count, paging)."""
+    """Patient/[id]/$everything: the patient, its compartment and the resources those refer to
+    (_since, _type, _count, paging)."""
     base_url = base_url.rstrip("/")
     dc, mc = _settings_counts()
     with db.read() as conn:
@@ -676,16 +737,23 @@ def everything(db: Database, patient_id: str, params: list[tuple[str, str]], *, 
     req.link_params = [(n, v) for n, v in allowed if n != "_page"]
     for n, _ in params:
         if (n, _) not in allowed:
+            if strict:
+                raise FHIRError(400, [error("not-supported", f"Parameter {n} is not supported by $everything", n)])
             req.issues.append(warning("not-supported", f"Parameter {n} is not supported by $everything; ignored", n))
     for t in types:
         req.clauses[t] = [_compartment_clause(t, patient_id)] + restricted.get(t, [])
+    ref_types, ref_extra = restrict_by_access(sorted(set(wanted) if wanted else RESOURCE_TYPES), base_url,
+                                              compartment_patient=patient_id)
+    since: list[Clause] = []
     for n, v in params:
         if n == "_since":
             rng = date_range(v)
             if rng is None or "T" not in v:
                 raise bad_request(f"_since must be an instant, got '{v}'", "_since")
-            from ipt_fhir.fhir.search.values import from_micros
-
-            since = from_micros(rng[0])
-            req.extra_conditions.append(sa.literal_column("r.last_updated", type_=sa.DateTime(timezone=True)) >= since)
+            # lastUpdated >= _since, through the _lastUpdated index rows ([low, high) = [t, t + 1 us)).
+            since.append(Clause("param", "_lastUpdated", param=_LAST_UPDATED, values=[("ge", rng[0], rng[0])]))
+    for t in types:
+        req.clauses[t] += since
+    everything_all = not wanted and not ref_extra and len(ref_types) == len(RESOURCE_TYPES)
+    req.everything = Everything(patient_id, None if everything_all else list(ref_types), ref_extra, since)
     return _execute(db, req, base_url=base_url, request_url=request_url, link_path=f"/Patient/{patient_id}/$everything")
