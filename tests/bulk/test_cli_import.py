@@ -37,19 +37,19 @@ def _counts(url: str) -> tuple[int, int, int, int]:
 def test_a_killed_import_leaves_whole_batches_and_a_rerun_completes(tmp_path):
     url = f"sqlite:///{tmp_path / 'kill.db'}"
     total = 7160
-    proc = _cli("import", *map(str, NDJSON_FILES), "--database-url", url, "--batch", "100")
-    deadline = time.monotonic() + 120
+    proc = _cli("import", *map(str, NDJSON_FILES), "--database-url", url, "--batch", "50")
+    deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         time.sleep(0.3)
         try:
-            if _counts(url)[0] >= 300:
+            if _counts(url)[0] >= 100:
                 break
         except sa.exc.OperationalError:  # schema not there yet
             continue
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     resources, history, indexed, orphans = _counts(url)
-    assert 0 < resources < total
+    assert 0 < resources < total, "the import was not interrupted (machine too slow or too fast)"
     assert resources == history == indexed and orphans == 0
 
     rerun = _cli("import", *map(str, NDJSON_FILES), "--database-url", url)
