@@ -13,7 +13,7 @@ from typing import Any
 
 from .canonical import DEFAULT_CANONICAL_BASE
 
-CONFORMANCE_TYPES = ("CodeSystem", "ValueSet", "StructureDefinition", "PlanDefinition")
+CONFORMANCE_TYPES = ("CodeSystem", "ValueSet", "StructureDefinition", "PlanDefinition", "OperationDefinition")
 
 
 @lru_cache(maxsize=1)

@@ -8,36 +8,48 @@ from ipt_fhir.services.search import search_include_names, search_params_for_cap
 
 TYPE_INTERACTIONS = ["read", "vread", "update", "patch", "delete", "history-instance", "history-type",
                      "create", "search-type"]
-SYSTEM_INTERACTIONS = ["transaction", "batch", "history-system"]
+# AuditEvents are written by the server only (security/guard.py): clients may read and search them.
+READ_ONLY_TYPES = {"AuditEvent"}
+READ_INTERACTIONS = ["read", "vread", "history-instance", "history-type", "search-type"]
+SYSTEM_INTERACTIONS = ["transaction", "batch", "history-system", "search-system"]
 # Bulk data (services/bulk_import.py, services/bulk_export.py); $import follows the Bulk Import draft.
-BULK_OPERATIONS = [
+SYSTEM_OPERATIONS = [
     {"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"},
-    {"name": "patient-export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"},
-    {"name": "group-export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"},
     {"name": "import", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/import"},
 ]
+VALIDATE = {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}
+TYPE_OPERATIONS = {
+    "Patient": [
+        {"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"},
+        {"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"},
+    ],
+    "Group": [{"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"}],
+}
 
 
-def capability_statement(base_url: str, *, released: str, extra_operations: list[dict] | None = None,
+def capability_statement(base_url: str, *, released: str, extra_operations: dict[str, list[dict]] | None = None,
                          supported_profiles: dict[str, list[str]] | None = None,
                          system_interactions: list[str] | None = None, security: dict | None = None) -> dict:
     resources = []
     for resource_type in sorted(RESOURCE_TYPES):
         includes, revincludes = search_include_names(resource_type)
+        read_only = resource_type in READ_ONLY_TYPES
         entry = {
             "type": resource_type,
             "profile": f"http://hl7.org/fhir/StructureDefinition/{resource_type}",
-            "interaction": [{"code": code} for code in TYPE_INTERACTIONS],
+            "interaction": [{"code": code} for code in (READ_INTERACTIONS if read_only else TYPE_INTERACTIONS)],
             "versioning": "versioned-update",
             "readHistory": True,
-            "updateCreate": True,
-            "conditionalCreate": True,
+            "updateCreate": not read_only,
+            "conditionalCreate": not read_only,
             "conditionalRead": "not-supported",
-            "conditionalUpdate": True,
-            "conditionalDelete": "multiple",
+            "conditionalUpdate": not read_only,
+            "conditionalDelete": "not-supported" if read_only else "multiple",
             "searchInclude": includes,
             "searchRevInclude": revincludes,
             "searchParam": search_params_for_capability(resource_type),
+            "operation": [VALIDATE] + TYPE_OPERATIONS.get(resource_type, [])
+            + (extra_operations or {}).get(resource_type, []),
         }
         if supported_profiles and resource_type in supported_profiles:
             entry["supportedProfile"] = supported_profiles[resource_type]
@@ -57,7 +69,7 @@ def capability_statement(base_url: str, *, released: str, extra_operations: list
             "mode": "server",
             "resource": resources,
             "interaction": [{"code": code} for code in (system_interactions or SYSTEM_INTERACTIONS)],
-            "operation": (extra_operations or []) + BULK_OPERATIONS,
+            "operation": SYSTEM_OPERATIONS,
             **({"security": security} if security else {}),
         }],
     }

@@ -81,6 +81,13 @@ def test_capability_statement_names_profiles_and_operations(client):
     assert by_type["CarePlan"]["supportedProfile"] == [f"{BASE}/StructureDefinition/ipt-careplan"]
     assert by_type["Encounter"]["supportedProfile"] == [f"{BASE}/StructureDefinition/ipt-session-encounter"]
     assert by_type["Observation"]["supportedProfile"] == [f"{BASE}/StructureDefinition/ipt-symptom-score"]
-    ops = {o["name"]: o["definition"] for o in cs["rest"][0]["operation"]}
-    assert ops["apply"].endswith("PlanDefinition-apply")
-    assert "ipt-progress" in ops
+    plan_ops = {o["name"]: o["definition"] for o in by_type["PlanDefinition"]["operation"]}
+    assert plan_ops["apply"].endswith("PlanDefinition-apply")
+    careplan_ops = {o["name"]: o["definition"] for o in by_type["CarePlan"]["operation"]}
+    assert careplan_ops["ipt-progress"] == f"{BASE}/OperationDefinition/ipt-progress"
+    # the definition it names is served
+    assert client.get("/fhir/OperationDefinition/ipt-progress").json()["code"] == "ipt-progress"
+    assert {o["name"] for o in by_type["Patient"]["operation"]} >= {"validate", "everything", "export"}
+    assert {o["name"] for o in cs["rest"][0]["operation"]} == {"export", "import"}
+    assert {i["code"] for i in by_type["AuditEvent"]["interaction"]} == {
+        "read", "vread", "history-instance", "history-type", "search-type"}

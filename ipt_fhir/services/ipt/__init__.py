@@ -8,9 +8,10 @@ from . import conformance
 from .hook import HOOK, IptWriteHook
 from .operations import IptService
 
+# (resource type, operation name, OperationDefinition canonical: absolute, or relative to our base)
 OPERATIONS = (
-    ("apply", "http://hl7.org/fhir/OperationDefinition/PlanDefinition-apply"),
-    ("ipt-progress", "OperationDefinition/ipt-progress"),
+    ("PlanDefinition", "apply", "http://hl7.org/fhir/OperationDefinition/PlanDefinition-apply"),
+    ("CarePlan", "ipt-progress", "OperationDefinition/ipt-progress"),
 )
 
 
@@ -22,10 +23,14 @@ def install(canonical_base: str) -> conformance.ConformanceRegistry:
     return registry
 
 
-def capability_operations(canonical_base: str) -> list[dict]:
+def capability_operations(canonical_base: str) -> dict[str, list[dict]]:
+    """CapabilityStatement.rest.resource.operation entries of the IPT layer, by resource type."""
     base = canonical_base.rstrip("/")
-    return [{"name": name, "definition": url if url.startswith("http") else f"{base}/{url}"}
-            for name, url in OPERATIONS]
+    out: dict[str, list[dict]] = {}
+    for resource_type, name, url in OPERATIONS:
+        out.setdefault(resource_type, []).append(
+            {"name": name, "definition": url if url.startswith("http") else f"{base}/{url}"})
+    return out
 
 
 __all__ = ["HOOK", "IptService", "IptWriteHook", "capability_operations", "conformance", "install"]
