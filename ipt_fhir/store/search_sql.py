@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from ipt_fhir.fhir.outcome import bad_request
 from ipt_fhir.fhir.search.parser import ANY, Clause
-from ipt_fhir.fhir.search.values import MAX_TIME, MIN_TIME, normalise, to_micros
+from ipt_fhir.fhir.search.values import MAX_TIME, MIN_TIME, STRING_INDEX_LENGTH, normalise, to_micros
 
 from .search_tables import (
     INDEX_TABLES, composite_index, date_index, number_index, quantity_index, reference_index, string_index,
@@ -85,10 +85,13 @@ class SqlBuilder:
         ors = []
         for raw in clause.values:
             q = normalise(raw)
+            short = q[:STRING_INDEX_LENGTH]
             if clause.modifier == "exact":
-                ors.append(sa.and_(t.c.value == q, t.c.exact == raw))
+                ors.append(sa.and_(t.c.value == short, t.c.exact == raw))
             elif clause.modifier == "contains":
-                ors.append(t.c.value.like(f"%{_like_escape(q)}%", escape="\\"))
+                ors.append(t.c.value_full.like(f"%{_like_escape(q)}%", escape="\\"))
+            elif len(q) > STRING_INDEX_LENGTH:
+                ors.append(sa.and_(t.c.value == short, t.c.value_full >= q, t.c.value_full < _next_prefix(q)))
             else:
                 ors.append(sa.and_(t.c.value >= q, t.c.value < _next_prefix(q)) if q else sa.true())
         return sa.or_(*ors)
@@ -443,10 +446,14 @@ class TextSql:
         ors = []
         for raw in clause.values:
             q = normalise(raw)
+            short = q[:STRING_INDEX_LENGTH]
             if clause.modifier == "exact":
-                ors.append(f"{a}.value = {self.p(q)} AND {a}.exact = {self.p(raw)}")
+                ors.append(f"{a}.value = {self.p(short)} AND {a}.exact = {self.p(raw)}")
             elif clause.modifier == "contains":
-                ors.append(f"{a}.value LIKE {self.p('%' + _like_escape(q) + '%')} ESCAPE {self.p(chr(92))}")
+                ors.append(f"{a}.value_full LIKE {self.p('%' + _like_escape(q) + '%')} ESCAPE {self.p(chr(92))}")
+            elif len(q) > STRING_INDEX_LENGTH:
+                ors.append(f"{a}.value = {self.p(short)} AND {a}.value_full >= {self.p(q)} AND "
+                           f"{a}.value_full < {self.p(_next_prefix(q))}")
             elif q:
                 ors.append(f"{a}.value >= {self.p(q)} AND {a}.value < {self.p(_next_prefix(q))}")
             else:

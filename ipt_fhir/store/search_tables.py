@@ -39,6 +39,9 @@ string_index = sa.Table(
     "search_string", metadata, *_key(),
     sa.Column("value", CStr, nullable=False),
     sa.Column("exact", sa.Text, nullable=False),
+    # The whole normalised value (`value` is its first 255 characters, indexed for prefix search):
+    # :contains and prefixes longer than 255 characters read it. NULL only on rows written before 0005.
+    sa.Column("value_full", CText, nullable=True),
     sa.Index("ix_search_string_value", "resource_type", "param", "value", "resource_id"),
     sa.Index("ix_search_string_res", "resource_type", "resource_id", "param"),
 )

@@ -15,7 +15,7 @@ from functools import lru_cache
 from typing import Any, Callable, Iterable
 
 from .registry import SearchParam, registry, split_union
-from .values import MAX_TIME, MIN_TIME, date_range, normalise
+from .values import MAX_TIME, MIN_TIME, date_range, normalise_short
 
 Item = tuple[Any, "str | None"]
 Extractor = Callable[[dict], list[Item]]
@@ -227,11 +227,11 @@ def token_values(v: Any, hint: str | None) -> Iterable[tuple[str | None, str | N
             for c in codings:
                 if isinstance(c, dict) and (c.get("code") is not None or c.get("system")):
                     disp = c.get("display") or text
-                    yield c.get("system"), c.get("code"), normalise(disp) if disp else None
+                    yield c.get("system"), c.get("code"), normalise_short(disp) if disp else None
             if text and not codings:
-                yield None, None, normalise(text)
+                yield None, None, normalise_short(text)
             elif text:
-                yield None, None, normalise(text)
+                yield None, None, normalise_short(text)
         elif "value" in v and (hint == "ContactPoint" or v.get("system") in _CONTACT_SYSTEMS):
             if isinstance(v.get("value"), str):
                 yield None, v["value"], None
@@ -240,10 +240,10 @@ def token_values(v: Any, hint: str | None) -> Iterable[tuple[str | None, str | N
             text = t.get("text") if isinstance(t, dict) else None
             val = v.get("value")
             if isinstance(val, str) or v.get("system"):
-                yield v.get("system"), val if isinstance(val, str) else None, normalise(text) if text else None
+                yield v.get("system"), val if isinstance(val, str) else None, normalise_short(text) if text else None
         elif "code" in v or "system" in v:  # Coding, Quantity-as-token
             disp = v.get("display") or v.get("unit")
-            yield v.get("system"), v.get("code"), normalise(disp) if isinstance(disp, str) else None
+            yield v.get("system"), v.get("code"), normalise_short(disp) if isinstance(disp, str) else None
 
 
 def identifier_type_codes(v: Any) -> Iterable[str]:

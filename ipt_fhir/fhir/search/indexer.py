@@ -13,7 +13,7 @@ from .extract import (
     reference_values, string_values, token_values, uri_values,
 )
 from .registry import SearchParam, registry
-from .values import normalise, to_micros
+from .values import STRING_INDEX_LENGTH, normalise, to_micros
 
 Rows = dict[str, list[tuple]]
 
@@ -91,7 +91,8 @@ def index_rows(resource_type: str, resource: dict, last_updated=None) -> Rows:  
         elif ptype == "string":
             for v, h in items:
                 for s in string_values(v, h):
-                    st.append((code, normalise(s), s))
+                    n = normalise(s)
+                    st.append((code, n[:STRING_INDEX_LENGTH], s, n))
         elif ptype == "date":
             for v, h in items:
                 for lo, hi in date_values(v, h):

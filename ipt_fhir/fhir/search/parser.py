@@ -15,7 +15,7 @@ from ipt_fhir.fhir.outcome import FHIRError, bad_request
 from ipt_fhir.fhir.resource_types import RESOURCE_TYPES
 
 from .registry import MODIFIERS, PREFIXES, SearchParam, registry
-from .values import date_range, normalise
+from .values import date_range, normalise_short
 
 RESULT_PARAMS = {
     "_sort", "_count", "_include", "_revinclude", "_summary", "_elements", "_total", "_page", "_format",
@@ -96,7 +96,7 @@ def parse_value(p: SearchParam, modifier: str | None, raw: str, name: str) -> An
         return raw == "true"
     if t == "token":
         if modifier in ("text",):
-            return normalise(unescape(raw))
+            return normalise_short(unescape(raw))
         if modifier in ("in", "not-in", "of-type"):
             return unescape(raw)
         if "|" in raw.replace("\\|", ""):

@@ -32,7 +32,12 @@ def normalise(text: str) -> str:
         out = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
     if "  " in out or "\t" in out or "\n" in out:
         out = " ".join(out.split())
-    return out.strip()[:STRING_INDEX_LENGTH]
+    return out.strip()
+
+
+def normalise_short(text: str) -> str:
+    """normalise(), cut to the length of the indexed (prefix-searchable) string columns."""
+    return normalise(text)[:STRING_INDEX_LENGTH]
 
 
 def to_micros(dt: datetime) -> int:
