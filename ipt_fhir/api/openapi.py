@@ -89,7 +89,9 @@ OPERATION_BODIES: dict[str, tuple[str | None, str, str]] = {
                       "baseline and latest PHQ-9, response and remission."),
     "$everything": (None, "Bundle", "Everything in the Patient compartment (_since, _type, _count)."),
     "$export": (None, "OperationOutcome", "Bulk Data export (async: 202 and Content-Location to poll)."),
-    "$import": ("Parameters", "OperationOutcome", "Bulk load NDJSON."),
+    "$import": ("Parameters", "OperationOutcome", "Bulk load NDJSON (async: 202 and Content-Location to poll)."),
+    "$validate": ("Parameters", "OperationOutcome", "Validate a resource against R4, its claimed profiles and the "
+                  "IPT rules without storing it; the answer is an OperationOutcome."),
 }
 
 
@@ -221,6 +223,7 @@ def _path_param_docs(param: dict, resource_type: str | None) -> dict:
 def _decorate(op: dict, method: str, path: str, resource_type: str | None, route_responses: set[str]) -> dict:
     """Add FHIR request/response documentation to one operation of the generated document."""
     interaction = interaction_of(method, path)
+    method = method.upper()
     schema = resource_type if resource_type in DOCUMENTED_TYPES else "Resource"
     rt = resource_type
     op = copy.deepcopy(op)
@@ -307,9 +310,24 @@ def _decorate(op: dict, method: str, path: str, resource_type: str | None, route
             example = {"$apply": ex.apply_parameters_example()}.get(name)
             body = {"required": False, "content": _fhir_content(in_schema, {f"{name} parameters": example} if example else None)}
         out_example = {"$ipt-progress": ex.progress_parameters_example()}.get(name)
-        responses = {"200": {"description": "The operation's result",
-                             "content": _fhir_content(out_schema, {f"{name} result": out_example} if out_example else None)},
-                     **_errors("400", "404", "422")}
+        if name in ("$export", "$import"):  # Bulk Data async pattern
+            responses = {"202": {"description": "Accepted: poll the URL in Content-Location",
+                                 "headers": {"Content-Location": {"description": "The status URL to poll",
+                                                                  "schema": {"type": "string"}}},
+                                 "content": _fhir_content("OperationOutcome")}, **_errors("400", "422")}
+        elif name.endswith("-poll-status"):
+            responses = {"202": {"description": "In progress (X-Progress, Retry-After); after DELETE: cancelled"},
+                         "200": {"description": "Done: the job's manifest or result",
+                                 "content": {"application/json": {"schema": {"type": "object"}}}},
+                         **_errors("404")}
+        elif name.endswith("-file"):
+            responses = {"200": {"description": "NDJSON, one resource per line",
+                                 "content": {"application/fhir+ndjson": {"schema": {"type": "string"}}}},
+                         **_errors("404")}
+        else:
+            responses = {"200": {"description": "The operation's result", "content": _fhir_content(
+                out_schema, {f"{name} result": out_example} if out_example else None)},
+                         **_errors("400", "404", "422")}
 
     if responses:
         kept = {code: resp for code, resp in op.get("responses", {}).items() if code in route_responses}
@@ -331,8 +349,6 @@ def _concrete(op: dict, method: str, path: str, resource_type: str, route_respon
     op = copy.deepcopy(op)
     op["parameters"] = [p for p in op.get("parameters", []) if p.get("name") != "resource_type"]
     op["tags"] = [resource_type]
-    op["operationId"] = f"{interaction_of(method, path).replace('-', '_')}_{resource_type}_{method}" + (
-        "_compartment" if "{patient_id}" in path else "") + ("_search" if path.endswith("/_search") else "")
     summary = op.get("summary") or interaction_of(method, path)
     op["summary"] = f"{summary} {resource_type}" + (" in a Patient's compartment" if "{patient_id}" in path else "")
     concrete_path = path.replace("{resource_type}", resource_type)
@@ -391,17 +407,14 @@ def build_openapi(app: FastAPI) -> dict:
         for path, item in group.items():
             paths.setdefault(path, {}).update(item)
     # Literal paths (e.g. /fhir/Patient/{patient_id}/$everything) and expanded ones may share a path.
-    seen: set[str] = set()
-    for path, item in paths.items():
-        for method, op in item.items():
-            op_id = op.get("operationId") or f"{method}_{path}"
-            if op_id in seen:
-                op_id = f"{op_id}_{method}"
-            n = 2
-            while op_id in seen:
-                op_id, n = f"{op_id}_{n}", n + 1
-            seen.add(op_id)
-            op["operationId"] = op_id
+    # Deterministic across processes: FastAPI derives ids (and orders methods) from a set of methods,
+    # whose order changes with string hash randomisation. Method + path is unique by construction.
+    order = ("get", "head", "post", "put", "patch", "delete", "options")
+    for path in list(paths):
+        item = paths[path]
+        paths[path] = {m: item[m] for m in sorted(item, key=lambda m: order.index(m) if m in order else 99)}
+        for method, op in paths[path].items():
+            op["operationId"] = method + "_" + re.sub(r"[^A-Za-z0-9]+", "_", path).strip("_")
     doc = dict(base)
     doc["paths"] = paths
     components = doc.setdefault("components", {})
@@ -437,7 +450,16 @@ def export_app():  # noqa: ANN201
     from ipt_fhir.settings import Settings
     from ipt_fhir.store.database import Database
 
-    settings = Settings(database_url="sqlite://")
+    import atexit
+    import shutil
+    import tempfile
+
+    from ipt_fhir.store import migrate
+
+    directory = tempfile.mkdtemp(prefix="ipt-fhir-openapi-")
+    atexit.register(shutil.rmtree, directory, True)
+    settings = Settings(database_url=f"sqlite:///{directory}/openapi.db", bulk_dir=f"{directory}/bulk")
+    migrate.upgrade(settings.database_url)
     return create_app(settings, Database(settings.database_url))
 
 

@@ -97,7 +97,14 @@ def test_operations_are_documented(document):
     for path, item in operations.items():
         for method, op in item.items():
             assert op.get("summary"), f"{method.upper()} {path} has no summary"
-            assert "application/fhir+json" in op["responses"]["200"]["content"], path
+            assert any(code.startswith("2") for code in op["responses"]), path
+    if "/fhir/PlanDefinition/{plan_id}/$apply" in operations:  # IPT operations, when their routes are in
+        apply = operations["/fhir/PlanDefinition/{plan_id}/$apply"]["post"]
+        body = apply["requestBody"]["content"]["application/fhir+json"]
+        assert body["schema"]["$ref"].endswith("/Parameters") and body["examples"]
+        progress = operations["/fhir/CarePlan/{careplan_id}/$ipt-progress"]["get"]
+        assert progress["responses"]["200"]["content"]["application/fhir+json"]["schema"]["$ref"].endswith(
+            "/Parameters")
 
 
 def test_errors_are_operation_outcomes(document):
