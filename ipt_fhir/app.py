@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from fastapi import Depends, FastAPI, Request
-from fastapi.responses import Response
+from fastapi import Depends, FastAPI
 
 from ipt_fhir.api import metadata_routes, rest_routes, search_routes, validate_routes
 from ipt_fhir.api import bulk_routes, bundle_routes
@@ -13,8 +12,8 @@ from ipt_fhir.api import docs_routes, ops_routes
 from ipt_fhir.api import security_routes
 from ipt_fhir.api.security_deps import authorize
 from ipt_fhir.security import middleware as security
-from ipt_fhir.api.errors import install_error_handlers, outcome_response
-from ipt_fhir.fhir.outcome import error
+from ipt_fhir.api.body_limit import BodyLimitMiddleware
+from ipt_fhir.api.errors import install_error_handlers
 from ipt_fhir.services import ipt as ipt_layer
 from ipt_fhir.services.history import HistoryService
 from ipt_fhir.services.resources import ResourceService
@@ -46,12 +45,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
 
     install_error_handlers(app)
 
-    @app.middleware("http")
-    async def limit_body_size(request: Request, call_next) -> Response:  # noqa: ANN001
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > settings.max_body_bytes:
-            return outcome_response(413, [error("too-long", f"The request body is larger than {settings.max_body_bytes} bytes")])
-        return await call_next(request)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
 
     security.install(app, settings)  # security headers, audit per request, CORS (IPT_FHIR_CORS_ORIGINS)
     secured = [Depends(authorize)]  # authentication + coarse scope check on every /fhir route but metadata

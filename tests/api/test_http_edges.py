@@ -90,3 +90,23 @@ def test_metadata_is_a_capability_statement_for_401(client):
     assert types["Patient"]["conditionalDelete"] == "multiple"
     assert {i["code"] for i in types["CarePlan"]["interaction"]} >= {"read", "vread", "create", "update",
                                                                        "patch", "delete", "history-instance"}
+
+
+def test_declared_oversize_body_is_refused_before_it_is_read(settings, database):
+    from fastapi.testclient import TestClient
+
+    from ipt_fhir.app import create_app
+
+    settings.max_body_bytes = 500
+    with TestClient(create_app(settings, database)) as small:
+        r = small.post("/fhir/Patient", content=b'{"resourceType":"Patient","id":"' + b"x" * 600 + b'"}',
+                       headers={"Content-Type": "application/fhir+json"})
+        assert r.status_code == 413
+        assert r.json()["issue"][0]["code"] == "too-long"
+
+        def chunks():
+            yield b'{"resourceType":"Patient",'
+            yield b'"text":{"status":"generated","div":"' + b"y" * 600 + b'"}}'
+
+        chunked = small.post("/fhir/Patient", content=chunks(), headers={"Content-Type": "application/fhir+json"})
+        assert chunked.status_code == 413

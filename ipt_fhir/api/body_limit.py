@@ -1,0 +1,51 @@
+"""Request body size limit as plain ASGI middleware (no per-request Request/Response wrapping).
+
+A declared Content-Length over the limit is refused before the body is read; a body sent without one
+(chunked) is counted as it arrives and refused as soon as it passes the limit.
+"""
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ipt_fhir.fhir.jsonio import dump_json
+from ipt_fhir.fhir.outcome import FHIRError, error, operation_outcome
+
+
+class BodyLimitMiddleware:
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _too_large(self) -> FHIRError:
+        return FHIRError(413, [error("too-long", f"The request body is larger than {self.max_bytes} bytes")])
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                if value.isdigit() and int(value) > self.max_bytes:
+                    await _send_outcome(send, self._too_large())
+                    return
+                break
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise self._too_large()  # answered by the FHIRError handler as a 413 OperationOutcome
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+
+async def _send_outcome(send: Send, err: FHIRError) -> None:
+    body = dump_json(operation_outcome(err.issues))
+    await send({"type": "http.response.start", "status": err.status,
+                "headers": [(b"content-type", b"application/fhir+json; charset=utf-8"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
