@@ -1,0 +1,72 @@
+"""The `ipt-fhir` command: serve migrates the embedded database itself and refuses an out-of-date
+PostgreSQL schema; db upgrade/downgrade/current."""
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from typer.testing import CliRunner
+
+from ipt_fhir import cli
+from ipt_fhir.settings import get_settings
+from ipt_fhir.store import migrate
+
+
+@pytest.fixture
+def run(monkeypatch):
+    served: list[dict] = []
+    monkeypatch.setattr("uvicorn.run", lambda *a, **kw: served.append(kw))
+
+    def invoke(url: str, *args: str):
+        monkeypatch.setenv("IPT_FHIR_DATABASE_URL", url)
+        get_settings.cache_clear()
+        try:
+            return CliRunner().invoke(cli.app, list(args)), served
+        finally:
+            get_settings.cache_clear()
+
+    return invoke
+
+
+def test_serve_on_embedded_sqlite_migrates_the_database_itself(run, tmp_path):
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    result, served = run(url, "serve", "--port", "8999")
+    assert result.exit_code == 0, result.output
+    assert migrate.is_current(url)
+    assert served and served[0]["port"] == 8999
+    assert "http://127.0.0.1:8999/fhir" in result.output
+
+
+def test_serve_on_postgresql_refuses_an_out_of_date_schema_and_names_the_command(run, postgres_url, tmp_path,
+                                                                                  monkeypatch):
+    import json
+
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from jwt.algorithms import RSAAlgorithm
+
+    # PostgreSQL never runs without authorization: give it a real (if unused) SMART configuration.
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [json.loads(RSAAlgorithm.to_jwk(key.public_key()))]}))
+    for name, value in (("AUTH", "smart"), ("JWKS", str(jwks)), ("JWT_ISSUER", "https://issuer.example"),
+                        ("JWT_AUDIENCE", "https://ipt.example/fhir")):
+        monkeypatch.setenv(f"IPT_FHIR_{name}", value)
+    migrate.downgrade(postgres_url, "base")
+    try:
+        result, served = run(postgres_url, "serve", "--host", "127.0.0.1")
+        assert result.exit_code != 0 and not served
+        assert "ipt-fhir db upgrade" in result.output
+    finally:
+        migrate.upgrade(postgres_url)
+
+
+def test_db_commands_upgrade_downgrade_and_report_current(run, tmp_path):
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    result, _ = run(url, "db", "current")
+    assert result.exit_code == 1 and "out of date" in result.output
+    assert run(url, "db", "upgrade")[0].exit_code == 0
+    result, _ = run(url, "db", "current")
+    assert result.exit_code == 0 and "current" in result.output
+    assert run(url, "db", "downgrade", "base")[0].exit_code == 0
+    engine = sa.create_engine(url)
+    assert "resource" not in sa.inspect(engine).get_table_names()
+    engine.dispose()
