@@ -1,6 +1,7 @@
 """The OpenAPI document: generated from the live app, committed as openapi/openapi.json, FHIR-shaped."""
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from pathlib import Path
@@ -23,10 +24,13 @@ def document() -> dict:
 def test_committed_document_matches_the_code():
     current = openapi.export_text()
     committed = COMMITTED.read_text(encoding="utf-8") if COMMITTED.exists() else ""
-    assert committed == current, (
-        f"openapi/openapi.json is out of date with the routes and registries. Regenerate it with\n\n"
-        f"    .venv/bin/{openapi.EXPORT_COMMAND}\n\n(or `python -m ipt_fhir.api.openapi openapi/openapi.json`) "
-        f"and commit the file.")
+    if committed != current:
+        diff = difflib.unified_diff(committed.splitlines(), current.splitlines(), "openapi/openapi.json (committed)",
+                                    "generated from the code", n=2, lineterm="")
+        pytest.fail(
+            "openapi/openapi.json is out of date with the routes and registries. Regenerate it with\n\n"
+            f"    .venv/bin/{openapi.EXPORT_COMMAND}\n\n(or `python -m ipt_fhir.api.openapi openapi/openapi.json`) "
+            "and commit the file. First differences:\n" + "\n".join(list(diff)[:60]), pytrace=False)
 
 
 def test_served_document_is_the_exported_one(client):
