@@ -109,6 +109,17 @@ def _coarse_check(ctx: AccessContext, interaction: str, resource_type: str | Non
                   request: Request) -> None:
     if interaction == "batch":
         return  # each entry is checked by the services it runs through
+    path = request.url.path
+    if "/$export" in path or "/$import" in path:
+        # Bulk jobs run outside the request, where per-resource checks cannot follow them: only tokens
+        # with unconfined wildcard access (and the sensitive scope for exports) may start or poll them.
+        needed = ("read", "search") if "/$export" in path else ("create", "update")
+        if any(ctx.scopes.level(i, "Patient") in (None, "patient") for i in needed) or \
+                not any(s.resource_type == "*" and s.level != "patient" for s in ctx.scopes.scopes) or \
+                ("/$export" in path and not ctx.sensitive):
+            raise guard.forbidden("Bulk data needs user/ or system/ wildcard scopes (*.rs for $export, with the "
+                                  "sensitive scope; *.cu for $import)")
+        return
     if interaction in ("search-system", "history-system"):
         if not ctx.scopes.any_for("search"):
             raise guard.forbidden("The access token has no search scope")

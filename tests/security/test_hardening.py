@@ -111,3 +111,16 @@ def test_no_patient_data_in_logs(secure_client, keys, caplog):
     text = "".join(r.getMessage() + str(r.__dict__) for r in server)
     for secret in (family, mrn, p["id"]):
         assert secret not in text, secret
+
+
+def test_bulk_export_needs_unconfined_wildcard_and_sensitive_scopes(secure_client, keys):
+    c = secure_client
+    p = patient(c, keys, "Bulk")
+    async_ = {"Prefer": "respond-async"}
+    for scope, kw in (("patient/*.rs", {"patient": p["id"]}), ("user/Observation.rs", {}), ("user/*.rs", {})):
+        r = c.get("/fhir/$export", headers={**async_, **keys.headers(scope, **kw)})
+        assert r.status_code == 403, (scope, r.text)
+        r = c.get("/fhir/Patient/$export", headers={**async_, **keys.headers(scope, **kw)})
+        assert r.status_code == 403, (scope, r.text)
+    r = c.get("/fhir/$export", headers={**async_, **keys.headers("system/*.rs " + ADMIN.split()[-1])})
+    assert r.status_code == 202, r.text
