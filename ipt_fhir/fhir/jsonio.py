@@ -103,7 +103,10 @@ def parse_json(body: bytes | str) -> Any:
     if json_depth(text) > MAX_DEPTH:
         raise FHIRError(400, [error("too-costly", f"JSON nesting is deeper than {MAX_DEPTH} levels")])
     try:
-        return _decoder.decode(text)
+        result = _decoder.decode(text)
+        if _SURROGATE_ESCAPE.search(text):
+            _reject_lone_surrogates(result)
+        return result
     except DuplicateKeyError as exc:
         raise FHIRError(400, [error("structure", f"Duplicate JSON property '{exc.key}'")])
     except RecursionError:
@@ -113,6 +116,18 @@ def parse_json(body: bytes | str) -> Any:
 
 
 _UNPARSED = object()
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _reject_lone_surrogates(value: Any) -> None:
+    """The standard-library parser accepts an unpaired \\uD800 escape (orjson does not): such a string is
+    not Unicode, cannot be stored or echoed in an OperationOutcome, so it is malformed input (400)."""
+    try:
+        orjson.dumps(value, default=_default, option=orjson.OPT_PASSTHROUGH_SUBCLASS)
+    except TypeError:
+        raise FHIRError(400, [error("structure", "Malformed JSON: a \\u escape is an unpaired UTF-16 surrogate")]) from None
+
+
 # In valid JSON an unescaped quote followed by a colon can only close an object key (a quote inside a
 # string is escaped). Counted with str.count, the cheapest scan there is; anything it cannot count
 # exactly (space before the colon, a key ending in an escaped backslash) only sends the text to the

@@ -226,7 +226,10 @@ class _Walk:
         if type(codings) is not list:
             codings = []
         for c in codings:
-            if type(c) is dict and c.get("code") in exp.get(c.get("system"), ()):  # type: ignore[arg-type, operator]
+            if type(c) is not dict:
+                continue
+            system, code = c.get("system"), c.get("code")  # wrong JSON types are reported elsewhere
+            if type(code) is str and (system is None or type(system) is str) and code in exp.get(system, ()):
                 return
         shown = ", ".join(f"{c.get('system')}#{c.get('code')}" for c in codings if type(c) is dict) or "no coding"
         self.issues.append(error("code-invalid", f"{shown}: none is in the required value set {url}", path))

@@ -56,7 +56,8 @@ def _resolve(ctx: dict, inputs: list) -> list:
         if not isinstance(ref, str):
             continue
         if ref.startswith("#"):
-            for c in root.get("contained", []) if isinstance(root, dict) else []:
+            contained = root.get("contained") if isinstance(root, dict) else None
+            for c in contained if isinstance(contained, list) else []:
                 if isinstance(c, dict) and c.get("id") == ref[1:]:
                     out.append(ResourceNode.create_node(c))
             continue
@@ -83,7 +84,10 @@ def _ref_1(obj: dict, resource: dict, root: dict) -> bool:
     ref = obj.get("reference")
     if type(ref) is not str or not ref.startswith("#") or ref == "#":
         return True
-    return any(type(c) is dict and c.get("id") == ref[1:] for c in root.get("contained", ()))
+    contained = root.get("contained")
+    if type(contained) is not list:
+        return True  # a broken or absent contained list is reported by the structure check
+    return any(type(c) is dict and c.get("id") == ref[1:] for c in contained)
 
 
 def _instant(value: str) -> datetime | None:

@@ -1,0 +1,41 @@
+"""Inputs the fuzzers found that once answered 500: each must now be a 4xx OperationOutcome (or a
+success) and write nothing when refused."""
+from __future__ import annotations
+
+import pytest
+
+from .conftest import assert_fhir_answer, history_rows
+
+BROKEN_WRITES = [
+    # ref-1 walked `contained` assuming a list
+    ("POST", "/fhir/CarePlan", {"resourceType": "CarePlan", "status": "active", "intent": "plan",
+                                 "subject": {"reference": "#p"}, "contained": None}),
+    # a required-binding check hashed whatever JSON sat in Coding.system / Coding.code
+    ("PUT", "/fhir/Condition/fz1", {"resourceType": "Condition", "id": "fz1", "subject": {"reference": "Patient/example"},
+                                     "clinicalStatus": {"coding": [{"system": ["x"], "code": "active"}]}}),
+    ("PUT", "/fhir/Condition/fz2", {"resourceType": "Condition", "id": "fz2", "subject": {"reference": "Patient/example"},
+                                     "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                                                                    "code": {"x": 1}}]}}),
+]
+
+
+@pytest.mark.parametrize("method,url,body", BROKEN_WRITES)
+def test_broken_resource_is_a_4xx_outcome_and_writes_nothing(robust_app, rclient, method, url, body):
+    before = history_rows(robust_app)
+    response = rclient.request(method, url, json=body)
+    assert 400 <= response.status_code < 500, response.text
+    assert_fhir_answer(response, expect_expression=True)
+    assert history_rows(robust_app) == before
+
+
+def test_an_unpaired_surrogate_escape_is_malformed_json_not_a_500(robust_app, rclient):
+    before = history_rows(robust_app)
+    for body in (b'{"resourceType":"Patient","birthDate":"\\ud800"}',
+                 b'{"resourceType":"Patient","name":[{"family":"\\udc00x"}],"multipleBirthDecimal":1.50}'):
+        response = rclient.post("/fhir/Patient", content=body, headers={"Content-Type": "application/fhir+json"})
+        assert response.status_code == 400, response.text
+        assert_fhir_answer(response)
+    paired = rclient.post("/fhir/Patient", content=b'{"resourceType":"Patient","name":[{"family":"\\ud83d\\ude00"}]}',
+                          headers={"Content-Type": "application/fhir+json"})
+    assert paired.status_code == 201 and paired.json()["name"][0]["family"] == "\U0001F600"
+    assert history_rows(robust_app) == before + 1
