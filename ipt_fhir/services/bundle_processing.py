@@ -334,7 +334,8 @@ class _Writer:
         self.flush()
         if entry.resource_id is None:
             body = search_service.search(db, entry.resource_type, entry.criteria or [], base_url=self.base_url,
-                                         request_url=f"{self.base_url}/{entry.resource_type}?{entry.query}")
+                                         request_url=f"{self.base_url}/{entry.resource_type}?{entry.query}",
+                                         conn=self.conn)
             return EntryResult(200, content=body, location=False)
         if entry.version is not None:
             stored = repo.version(self.conn, entry.resource_type, entry.resource_id, int(entry.version)) \

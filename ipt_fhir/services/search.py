@@ -5,6 +5,8 @@ Flow: registry-checked parsing (fhir/search/parser.py) -> SQL over the index tab
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import gzip
 import json
 from functools import lru_cache
@@ -621,8 +623,10 @@ def _bundle(base_url: str, self_url: str, links: list[tuple[str, str]], total: i
     return body[:-1] + b',"entry":[' + b",".join(parts) + b"]}"
 
 
-def _execute(db: Database, req: Request, *, base_url: str, request_url: str, link_path: str) -> bytes:
-    with db.read() as conn:
+def _execute(db: Database, req: Request, *, base_url: str, request_url: str, link_path: str,
+             conn: Connection | None = None) -> bytes:
+    # `conn`: search inside the caller's unit of work (GET entries of a transaction see its writes)
+    with (nullcontext(conn) if conn is not None else db.read()) as conn:
         if db.dialect == "postgresql":
             # psycopg prepares repeated statements; a generic plan ignores how selective this patient or
             # code is and can scan a whole index. Search values matter, so always plan with them.
@@ -669,9 +673,10 @@ def _execute(db: Database, req: Request, *, base_url: str, request_url: str, lin
 
 def search(db: Database, resource_type: str | None, params: list[tuple[str, str]], *, base_url: str,
            request_url: str, strict: bool = False, compartment: tuple[str, str] | None = None,
-           default_count: int | None = None, max_count: int | None = None) -> bytes:
+           default_count: int | None = None, max_count: int | None = None,
+           conn: Connection | None = None) -> bytes:
     """Type search (resource_type), system search (None; `_type` limits the types) or Patient compartment
-    search; returns the searchset Bundle as JSON bytes."""
+    search; returns the searchset Bundle as JSON bytes. With `conn`, runs inside that unit of work."""
     base_url = base_url.rstrip("/")
     dc, mc = _settings_counts()
     default_count = default_count or dc
@@ -697,7 +702,7 @@ def search(db: Database, resource_type: str | None, params: list[tuple[str, str]
         link_path = f"/Patient/{comp_id}{link_path}"
         for t in types:
             req.clauses[t].append(_compartment_clause(t, comp_id))
-    return _execute(db, req, base_url=base_url, request_url=request_url, link_path=link_path)
+    return _execute(db, req, base_url=base_url, request_url=request_url, link_path=link_path, conn=conn)
 
 
 def _compartment_clause(resource_type: str, patient_id: str) -> Clause:

@@ -204,6 +204,19 @@ def test_entries_are_processed_delete_post_put_get_and_answered_in_entry_order(c
     assert client.get("/fhir/Patient/old").status_code == 410
 
 
+def test_search_entries_see_the_writes_of_their_own_transaction(client):
+    client.put("/fhir/Patient/gone", json=patient(id="gone", identifier=[{"system": "urn:t", "value": "a"}]))
+    r = post_bundle(client, tx(
+        {"request": {"method": "GET", "url": "Patient?identifier=urn:t|a,urn:t|b"}},
+        post(patient(identifier=[{"system": "urn:t", "value": "b"}])),
+        {"request": {"method": "DELETE", "url": "Patient/gone"}},
+    ))
+    assert r.status_code == 200, r.text
+    found = r.json()["entry"][0]["resource"]
+    assert found["total"] == 1
+    assert found["entry"][0]["resource"]["identifier"][0]["value"] == "b"
+
+
 def test_two_entries_on_the_same_resource_are_rejected(client):
     r = post_bundle(client, tx(put(patient(id="a")), {"request": {"method": "DELETE", "url": "Patient/a"}}))
     assert r.status_code == 400 and "Bundle.entry[1]" in r.text
