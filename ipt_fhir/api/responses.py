@@ -86,4 +86,4 @@ def etag_version(value: str | None) -> int | None:
     if tag.startswith("W/"):
         tag = tag[2:]
     tag = tag.strip('"')
-    return int(tag) if tag.isdigit() else -1
+    return int(tag) if tag.isascii() and tag.isdigit() and len(tag) <= 18 else -1

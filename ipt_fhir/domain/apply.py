@@ -63,7 +63,7 @@ def parse_weekday(weekday: int | str | None) -> int | None:
         key = weekday.strip().lower()[:3]
         if key in WEEKDAYS:
             return WEEKDAYS.index(key)
-        if key.isdigit() and 0 <= int(key) <= 6:
+        if key.isascii() and key.isdigit() and 0 <= int(key) <= 6:
             return int(key)
     raise bad_request(f"weekday must be mon..sun or 0 (Monday)..6, not {weekday!r}", "weekday", code="value")
 
@@ -318,7 +318,7 @@ def parse_apply_parameters(params: dict | list[tuple[str, str]]) -> ApplyRequest
     count_text = text("sessionCount")
     session_count = None
     if count_text is not None:
-        if not count_text.isdigit() or int(count_text) < 1:
+        if not (count_text.isascii() and count_text.isdigit()) or int(count_text) < 1:
             raise bad_request(f"sessionCount must be a positive integer, not {count_text!r}", "sessionCount",
                               code="value")
         session_count = int(count_text)

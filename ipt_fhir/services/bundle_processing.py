@@ -234,7 +234,7 @@ class _Writer:
     # rows, history and index rows go out in one executemany per table when the writer next reads, or
     # at the end. `after_write` hooks then run for each of them in write order.
     def create(self, resource_type: str, resource_id: str, resource: dict, warnings: list[Issue]) -> EntryResult:
-        stored, doc = self.svc._prepare(resource_type, resource_id, 1, resource)
+        stored, doc = self.svc._prepare(resource_type, resource_id, 1, resource, self.conn)
         guard.check_resource("create", resource_type, doc)  # security: scope, compartment, labels per entry
         issues = warnings + self.svc._run_hooks_check(self.conn, resource_type, resource_id, "POST", doc, None)
         self._pending.append((stored, doc))
@@ -339,7 +339,7 @@ class _Writer:
             return EntryResult(200, content=body, location=False)
         if entry.version is not None:
             stored = repo.version(self.conn, entry.resource_type, entry.resource_id, int(entry.version)) \
-                if entry.version.isdigit() else None
+                if entry.version.isascii() and entry.version.isdigit() and len(entry.version) <= 18 else None
         else:
             stored = repo.current(self.conn, entry.resource_type, entry.resource_id)
         if stored is None:

@@ -92,7 +92,7 @@ def _int_param(q: dict[str, str], name: str, default: int, *, minimum: int) -> i
     if name not in q:
         return default
     value = q[name].strip()
-    if not value.isdigit() or int(value) < minimum:
+    if not (value.isascii() and value.isdigit()) or len(value) > 18 or int(value) < minimum:
         raise bad_request(f"{name} must be a non-negative integer, not '{q[name]}'", code="value")
     return int(value)
 

@@ -118,7 +118,7 @@ class ResourceService:
     def vread(self, resource_type: str, resource_id: str, version_id: str) -> StoredVersion:
         require_known_type(resource_type)
         guard.require("vread", resource_type)
-        if not version_id.isdigit():
+        if not (version_id.isascii() and version_id.isdigit()) or len(version_id) > 18:  # no SQL overflow
             raise not_found(f"{resource_type}/{resource_id} has no version '{version_id}'")
         with self.db.read() as conn:
             stored = repo.version(conn, resource_type, resource_id, int(version_id))

@@ -39,3 +39,37 @@ def test_an_unpaired_surrogate_escape_is_malformed_json_not_a_500(robust_app, rc
                           headers={"Content-Type": "application/fhir+json"})
     assert paired.status_code == 201 and paired.json()["name"][0]["family"] == "\U0001F600"
     assert history_rows(robust_app) == before + 1
+
+
+@pytest.mark.parametrize("url,status", [
+    ("/fhir/Patient/example/_history/99999999999999999999999", 404),  # once an SQL integer overflow
+    ("/fhir/Patient/example/_history/\u00b2", 404),  # str.isdigit() accepts '²', int() does not
+    ("/fhir/_history?_snapshot=99999999999999999999", 400),
+    ("/fhir/_history?_count=\u00b2", 400),
+    ("/fhir/Patient/example/_history?_offset=\u00b3", 400),
+    ("/fhir/PlanDefinition/ipt-brief/$apply?subject=Patient/example&start=2025-03-03&sessionCount=\u00b2", 400),
+    ("/fhir/PlanDefinition/ipt-brief/$apply?subject=Patient/example&start=2025-03-03&weekday=\u00b2", 400),
+])
+def test_numeric_parameters_out_of_range_or_not_ascii_are_client_errors(rclient, url, status):
+    response = rclient.get(url)
+    assert response.status_code == status, response.text
+    assert_fhir_answer(response)
+
+
+def test_if_match_with_a_huge_or_unicode_version_is_412_not_500(robust_app, rclient):
+    for tag in ('W/"99999999999999999999999"', 'W/"\u00b2"'):
+        before = history_rows(robust_app)
+        response = rclient.put("/fhir/Patient/example", json={"resourceType": "Patient", "id": "example"},
+                               headers={"If-Match": tag.encode("utf-8")})
+        assert response.status_code == 412, response.text
+        assert_fhir_answer(response)
+        assert history_rows(robust_app) == before
+
+
+def test_transaction_get_of_an_impossible_version_is_a_404_entry(rclient):
+    bundle = {"resourceType": "Bundle", "type": "batch", "entry": [
+        {"request": {"method": "GET", "url": "Patient/example/_history/99999999999999999999999"}},
+        {"request": {"method": "GET", "url": "Patient/example/_history/\u00b2"}}]}
+    response = rclient.post("/fhir", json=bundle)
+    assert response.status_code == 200, response.text
+    assert [e["response"]["status"][:3] for e in response.json()["entry"]] == ["404", "404"]
