@@ -79,8 +79,8 @@ def database(database_url: str):
 
 
 @pytest.fixture
-def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url)
+def settings(database_url: str, tmp_path) -> Settings:
+    return Settings(database_url=database_url, bulk_dir=str(tmp_path / "bulk"))
 
 
 @pytest.fixture
