@@ -101,8 +101,8 @@ class BundleService:
         kind = bundle.get("type")
         if kind not in ("batch", "transaction"):
             raise bad_request(f"Bundle.type must be 'batch' or 'transaction', not {kind!r}", "Bundle.type")
-        raw_entries = bundle.get("entry") or []
-        if not isinstance(raw_entries, list):
+        raw_entries = bundle.get("entry", [])
+        if not isinstance(raw_entries, list):  # null, {} and "" too: FHIR JSON has no null elements
             raise bad_request("Bundle.entry must be an array", "Bundle.entry", code="structure")
         if len(raw_entries) > self.max_entries:
             raise FHIRError.of(413, "too-long", f"The Bundle has {len(raw_entries)} entries; at most "
@@ -415,7 +415,7 @@ def parse_entry(index: int, raw: object, base_url: str) -> Entry:
     if not isinstance(request, dict):
         raise bad_request("The entry has no request", "request", code="required")
     method = request.get("method")
-    if method not in _ORDER:
+    if not isinstance(method, str) or method not in _ORDER:
         raise bad_request(f"request.method {method!r} is not one of GET, HEAD, POST, PUT, PATCH, DELETE",
                           "request.method")
     url = request.get("url")

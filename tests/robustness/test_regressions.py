@@ -73,3 +73,23 @@ def test_transaction_get_of_an_impossible_version_is_a_404_entry(rclient):
     response = rclient.post("/fhir", json=bundle)
     assert response.status_code == 200, response.text
     assert [e["response"]["status"][:3] for e in response.json()["entry"]] == ["404", "404"]
+
+
+@pytest.mark.parametrize("entry", [None, {}, "", 0, False])
+def test_bundle_entry_that_is_not_an_array_is_400(rclient, entry):
+    response = rclient.post("/fhir", json={"resourceType": "Bundle", "type": "transaction", "entry": entry})
+    assert response.status_code == 400, response.text
+    assert_fhir_answer(response, expect_expression=True)
+
+
+@pytest.mark.parametrize("kind", ["transaction", "batch"])
+@pytest.mark.parametrize("method", [{}, [], ["POST"], 1, None])
+def test_entry_request_method_of_the_wrong_json_type_is_refused_not_500(rclient, kind, method):
+    bundle = {"resourceType": "Bundle", "type": kind, "entry": [
+        {"resource": {"resourceType": "Patient"}, "request": {"method": method, "url": "Patient"}}]}
+    response = rclient.post("/fhir", json=bundle)
+    assert_fhir_answer(response, expect_expression=True)
+    if kind == "transaction":
+        assert response.status_code == 400
+    else:
+        assert response.json()["entry"][0]["response"]["status"].startswith("400")
