@@ -11,19 +11,20 @@ from ipt_fhir.settings import Settings
 from ipt_fhir.store.database import Database
 
 
-def get_settings(request: Request) -> Settings:
+# async: FastAPI runs plain `def` dependencies in the thread pool, a needless hop for a lookup.
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_database(request: Request) -> Database:
+async def get_database(request: Request) -> Database:
     return request.app.state.database
 
 
-def get_resource_service(request: Request) -> ResourceService:
+async def get_resource_service(request: Request) -> ResourceService:
     return request.app.state.resource_service
 
 
-def get_history_service(request: Request) -> HistoryService:
+async def get_history_service(request: Request) -> HistoryService:
     return request.app.state.history_service
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ipt_fhir.settings import Settings
 
@@ -54,40 +54,85 @@ def check_startup(settings: Settings, host: str | None = None) -> None:
         log.warning("HS256 development tokens are accepted (IPT_FHIR_JWT_HS256_SECRET)")
 
 
+_API_HEADER_BYTES = [(k.lower().encode(), v.encode()) for k, v in _API_HEADERS.items()]
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
+
+
+class SecurityMiddleware:
+    """Plain ASGI (no per-request task or Request/Response wrapping): security headers on every
+    response, and — when auditing — the request's AuditEvents written before its response leaves. If
+    that write fails the client gets a 500 instead of unaudited data."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        api = path.startswith(("/fhir", "/.well-known"))
+        extra = _API_HEADER_BYTES if api else [_NOSNIFF]
+        collector = token = None
+        if self.settings.audit_enabled and path.startswith("/fhir") and path != "/fhir/metadata" \
+                and scope["method"] != "OPTIONS":
+            client = scope.get("client")
+            collector = audit.Collector(client_address=client[0] if client else None,
+                                        server_url=_base_url(scope) + "/fhir")
+            token = audit.start(collector)
+        replaced = False
+
+        async def secured_send(message: Message) -> None:
+            nonlocal replaced
+            if replaced:
+                return  # the app's own response was withheld: its audit record could not be written
+            if message["type"] == "http.response.start":
+                if collector is not None:
+                    try:
+                        await run_in_threadpool(audit.flush, scope["app"].state.database, collector,
+                                                message["status"])
+                    except Exception:  # noqa: BLE001 - no disclosure without an audit record
+                        log.exception("writing the audit record failed")
+                        replaced = True
+                        await _send_unaudited(send, extra)
+                        return
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                message["headers"] = list(message.get("headers", [])) + [
+                    (name, value) for name, value in extra if name not in present]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, secured_send)
+        finally:
+            if token is not None:
+                audit.stop(token)
+
+
+def _base_url(scope: Scope) -> str:
+    host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), None)
+    if host is None:
+        server = scope.get("server") or ("localhost", 80)
+        host = f"{server[0]}:{server[1]}"
+    return f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '')}"
+
+
+async def _send_unaudited(send: Send, extra: list[tuple[bytes, bytes]]) -> None:
+    from ipt_fhir.fhir.jsonio import dump_json
+    from ipt_fhir.fhir.outcome import error, operation_outcome
+
+    body = dump_json(operation_outcome([error("exception", "The access could not be audited")]))
+    await send({"type": "http.response.start", "status": 500, "headers": [
+        (b"content-type", b"application/fhir+json; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()), *extra]})
+    await send({"type": "http.response.body", "body": body})
+
+
 def install(app: FastAPI, settings: Settings) -> None:
     from ipt_fhir.fhir import jsonio
 
     jsonio.MAX_DEPTH = settings.max_json_depth
-    @app.middleware("http")
-    async def security_middleware(request: Request, call_next) -> Response:  # noqa: ANN001
-        path = request.url.path
-        collector = None
-        token = None
-        if settings.audit_enabled and path.startswith("/fhir") and path not in ("/fhir/metadata",) \
-                and request.method != "OPTIONS":
-            collector = audit.Collector(client_address=request.client.host if request.client else None,
-                                        server_url=str(request.base_url).rstrip("/") + "/fhir")
-            token = audit.start(collector)
-        try:
-            response = await call_next(request)
-            if collector is not None:
-                try:
-                    await run_in_threadpool(audit.flush, request.app.state.database, collector, response.status_code)
-                except Exception:  # noqa: BLE001 - no disclosure without an audit record
-                    log.exception("writing the audit record failed")
-                    from ipt_fhir.api.errors import outcome_response
-                    from ipt_fhir.fhir.outcome import error
-
-                    response = outcome_response(500, [error("exception", "The access could not be audited")])
-        finally:
-            if token is not None:
-                audit.stop(token)
-        if path.startswith(("/fhir", "/.well-known")):
-            for name, value in _API_HEADERS.items():
-                response.headers.setdefault(name, value)
-        else:
-            response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        return response
+    app.add_middleware(SecurityMiddleware, settings=settings)
 
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:
