@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 from typing import Callable
 
 import sqlalchemy as sa
@@ -58,20 +59,61 @@ def delete_index(conn: Connection, resource_type: str, resource_id: str) -> None
         cur.close()
 
 
+def _pg_array_type(col: sa.Column) -> str:
+    if isinstance(col.type, sa.BigInteger):
+        return "int8"
+    if isinstance(col.type, (sa.Float, sa.Integer)):
+        return "float8" if isinstance(col.type, sa.Float) else "int8"
+    return "text"
+
+
+def _pg_unnest_sql() -> dict[str, tuple[str, list[bool]]]:
+    """Per table: one INSERT of all a resource's rows as column arrays (unnest), and which columns are floats."""
+    out = {}
+    for kind, table in INDEX_TABLES.items():
+        cols = [c for c in table.columns if c.name not in ("resource_type", "resource_id")]
+        arrays = ", ".join(f"%s::{_pg_array_type(c)}[]" for c in cols)
+        out[kind] = (f"INSERT INTO {table.name} (resource_type, resource_id, {', '.join(c.name for c in cols)}) "
+                     f"SELECT %s, %s, u.* FROM unnest({arrays}) AS u",
+                     [_pg_array_type(c) == "float8" for c in cols])
+    return out
+
+
+_PG_UNNEST = _pg_unnest_sql()
+
+
 def _pg_write(conn: Connection, resource_type: str, resource_id: str, rows: dict[str, list[tuple]],
               delete: bool) -> None:
-    """PostgreSQL: deletes and inserts go out in one psycopg pipeline (one network round trip),
-    each with a fixed, server-side prepared statement."""
-    inserts, deletes = _SQL["postgresql"]
+    """PostgreSQL: deletes and inserts go out in one psycopg pipeline (one network round trip), with
+    fixed, server-side prepared statements; each table's rows go as one INSERT ... SELECT FROM unnest(
+    column arrays), so the statement count does not grow with the row count."""
+    deletes = _SQL["postgresql"][1]
+    kinds = tuple(kind for kind, kind_rows in rows.items() if kind_rows)
+    params: list = []
+    for kind in kinds:
+        floats = _PG_UNNEST[kind][1]
+        columns = [list(c) for c in zip(*dict.fromkeys(rows[kind]))]
+        for i, is_float in enumerate(floats):
+            if is_float:
+                columns[i] = [None if v is None else float(v) for v in columns[i]]
+        params += [resource_type, resource_id, *columns]
     raw = conn.connection.dbapi_connection
     with raw.pipeline(), raw.cursor() as cur:
         if delete:
             for sql in deletes.values():
                 cur.execute(sql, (resource_type, resource_id), prepare=True)
-        for kind, kind_rows in rows.items():
-            if kind_rows:
-                payload = list(dict.fromkeys((resource_type, resource_id, *r) for r in kind_rows))
-                cur.executemany(inserts[kind], payload)
+        if kinds:
+            cur.execute(_pg_insert_sql(kinds), params, prepare=True)
+
+
+@lru_cache(maxsize=512)
+def _pg_insert_sql(kinds: tuple[str, ...]) -> str:
+    """One statement inserting into every table that has rows: data-modifying CTEs, one per table."""
+    parts = [_PG_UNNEST[k][0] for k in kinds]
+    if len(parts) == 1:
+        return parts[0]
+    ctes = ", ".join(f"w{i} AS ({sql})" for i, sql in enumerate(parts[:-1]))
+    return f"WITH {ctes} {parts[-1]}"
 
 
 def write_index(conn: Connection, resource_type: str, resource_id: str, resource: dict,

@@ -115,3 +115,21 @@ INDEX_TABLES: dict[str, sa.Table] = {
     "uri": uri_index,
     "composite": composite_index,
 }
+
+# PostgreSQL extended statistics: the planner otherwise multiplies the selectivities of resource_type,
+# param, system and code as if independent, estimates a handful of rows for `category=<common code>`
+# (really every CarePlan) and merge-joins over all of them (18 ms instead of 0.2 ms at 100k care plans).
+# Migration 0005 creates the same objects.
+PG_STATISTICS: dict[str, tuple[str, ...]] = {
+    "search_token": ("resource_type", "param", "system", "code"),
+    "search_reference": ("resource_type", "param", "target_type"),
+    "search_string": ("resource_type", "param", "value"),
+    "search_date": ("resource_type", "param"),
+    "search_quantity": ("resource_type", "param", "system", "code"),
+    "search_uri": ("resource_type", "param"),
+}
+for _name, _cols in PG_STATISTICS.items():
+    sa.event.listen(
+        metadata.tables[_name], "after_create",
+        sa.DDL(f"CREATE STATISTICS st_{_name} (dependencies, mcv) ON {', '.join(_cols)} FROM {_name}")
+        .execute_if(dialect="postgresql"))
