@@ -8,10 +8,12 @@ from fastapi import Request
 from ipt_fhir.fhir.jsonio import parse_json
 from ipt_fhir.fhir.outcome import FHIRError
 
-from .negotiation import check_body_media_type
+from .negotiation import check_body_media_type, response_media_type
 
 
 async def read_json_body(request: Request, *, allow: tuple[str, ...] = ()) -> tuple[Any, str]:
+    # Negotiate the answer's format first: a write must not be applied and then refused with a 406.
+    response_media_type(request)
     media = check_body_media_type(request, allow=allow)
     body = await request.body()
     limit = request.app.state.settings.max_body_bytes

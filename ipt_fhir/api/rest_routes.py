@@ -11,6 +11,7 @@ from ipt_fhir.fhir.patch import JSON_PATCH
 
 from .body import read_json_body
 from .deps import HistoryDep, ResourcesDep
+from .negotiation import response_media_type
 from .responses import (
     etag_version,
     fhir_base_url,
@@ -123,12 +124,14 @@ async def conditional_patch(resource_type: str, request: Request, resources: Res
 
 @router.delete("/{resource_type}/{resource_id}", tags=["write"], summary="Delete")
 def delete(resource_type: str, resource_id: str, request: Request, resources: ResourcesDep) -> Response:
+    response_media_type(request)  # a 406 must come before the delete, not after it
     result = resources.delete(resource_type, resource_id)
     return _delete_response(request, result.deleted, f"{resource_type}/{resource_id}")
 
 
 @router.delete("/{resource_type}", tags=["write"], summary="Conditional delete (DELETE [type]?criteria)")
 def conditional_delete(resource_type: str, request: Request, resources: ResourcesDep) -> Response:
+    response_media_type(request)
     result = resources.conditional_delete(resource_type, _criteria(request), base_url=fhir_base_url(request))
     return _delete_response(request, result.deleted, f"{resource_type} resources matching the criteria")
 

@@ -291,13 +291,21 @@ def parse_apply_parameters(params: dict | list[tuple[str, str]]) -> ApplyRequest
     if isinstance(params, dict):
         if params.get("resourceType") != "Parameters":
             raise bad_request("the $apply body must be a Parameters resource")
-        for p in params.get("parameter") or []:
+        parameters = params.get("parameter", [])
+        if not isinstance(parameters, list):
+            raise bad_request("Parameters.parameter must be an array", "Parameters.parameter", code="structure")
+        for i, p in enumerate(parameters):
+            if not isinstance(p, dict) or not isinstance(p.get("name"), str):
+                raise bad_request("each parameter must be an object with a name", f"Parameters.parameter[{i}]",
+                                  code="structure")
             value = next((v for k, v in p.items() if k.startswith("value")), None)
             if isinstance(value, dict):
                 value = value.get("reference")
-            values[p.get("name")] = value
-    else:
+            values[p["name"]] = value
+    elif isinstance(params, list) and all(isinstance(p, tuple) and len(p) == 2 for p in params):
         values = dict(params)
+    else:
+        raise bad_request("the $apply body must be a Parameters resource", code="structure")
 
     def text(name: str, required: bool = False) -> str | None:
         value = values.get(name)

@@ -93,3 +93,36 @@ def test_entry_request_method_of_the_wrong_json_type_is_refused_not_500(rclient,
         assert response.status_code == 400
     else:
         assert response.json()["entry"][0]["response"]["status"].startswith("400")
+
+
+@pytest.mark.parametrize("method,url,body", [
+    ("POST", "/fhir/Patient?_format=xml", {"resourceType": "Patient"}),
+    ("PUT", "/fhir/Patient/fz-406?_format=x", {"resourceType": "Patient", "id": "fz-406"}),
+    ("PUT", "/fhir/Patient?identifier=fz406&_format=xml", {"resourceType": "Patient"}),
+    ("PATCH", "/fhir/Patient/example?_format=xml", [{"op": "add", "path": "/language", "value": "en"}]),
+    ("POST", "/fhir?_format=xml", {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient"}}]}),
+    ("DELETE", "/fhir/Patient/example?_format=xml", None),
+    ("DELETE", "/fhir/Patient?_id=example&_format=xml", None),
+])
+def test_a_write_refused_with_406_is_not_applied(robust_app, rclient, method, url, body):
+    before = history_rows(robust_app)
+    ctype = "application/json-patch+json" if method == "PATCH" else "application/fhir+json"
+    response = rclient.request(method, url, json=body, headers={"Content-Type": ctype})
+    assert response.status_code == 406, response.text
+    assert_fhir_answer(response)
+    assert history_rows(robust_app) == before
+    xml_accept = rclient.request(method, url.replace("_format=x", "_pretty=false"), json=body,
+                                 headers={"Content-Type": ctype, "Accept": "application/fhir+xml"})
+    assert xml_accept.status_code == 406, xml_accept.text
+    assert history_rows(robust_app) == before
+    assert rclient.get("/fhir/Patient/example").status_code == 200
+
+
+@pytest.mark.parametrize("body", [[], [None], [1, 2], {"resourceType": "Parameters", "parameter": {}},
+                                  {"resourceType": "Parameters", "parameter": [None]},
+                                  {"resourceType": "Parameters", "parameter": [{"name": {"x": 1}}]}])
+def test_apply_with_a_body_of_the_wrong_shape_is_400(rclient, body):
+    response = rclient.post("/fhir/PlanDefinition/ipt-brief/$apply", json=body)
+    assert response.status_code == 400, response.text
+    assert_fhir_answer(response)
