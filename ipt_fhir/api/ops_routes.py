@@ -76,10 +76,25 @@ def prometheus_metrics() -> Response:
     return Response(body, media_type=media_type, headers={"Cache-Control": "no-store"})
 
 
+def _warm_up() -> None:
+    """Compile the validator's type tree before the first request (about 0.1 s). Built lazily, it is
+    not safe for first requests arriving together in a fresh worker: a half-built type node is visible
+    to other threads (seen as rare 500s on concurrent creates, tests/production/test_scale_out.py)."""
+    try:
+        from ipt_fhir.fhir.validation.compiler import type_node
+        from ipt_fhir.fhir.validation.definitions import structures
+
+        for name in structures()["types"]:
+            type_node(name)
+    except Exception:  # noqa: BLE001 - a failed warm-up only costs the first requests their speed
+        log.warning("validator warm-up failed", exc_info=True)
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Graceful shutdown: uvicorn stops accepting connections on SIGTERM and lets in-flight requests
     finish (up to IPT_FHIR_SHUTDOWN_TIMEOUT seconds); then the database pool is closed."""
+    await run_in_threadpool(_warm_up)
     log.info("ipt-fhir worker started", extra={"pid": os.getpid()})
     yield
     database = getattr(app.state, "database", None)

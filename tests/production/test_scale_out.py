@@ -110,6 +110,14 @@ def cluster(tmp_path_factory):
     assert codes == [0, 0], f"servers did not shut down cleanly on SIGTERM: {codes}"
 
 
+def _server_errors(instances) -> str:  # noqa: ANN001
+    lines = []
+    for instance in instances:
+        lines += [line[:300] + " … " + line[-1500:] for line in instance.log.read_text(errors="replace").splitlines()
+                  if '"level": "error"' in line]
+    return "\n".join(lines[-5:])
+
+
 def _client(base: str, token: str) -> httpx.Client:
     return httpx.Client(base_url=f"{base}/fhir", timeout=30, headers={
         "Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"})
@@ -143,7 +151,7 @@ def test_version_aware_updates_have_one_winner_per_version_and_lose_nothing(clus
                         winners.append(int(r.json()["meta"]["versionId"]))
                     done += 1
                 else:
-                    assert r.status_code in (409, 412), r.text
+                    assert r.status_code in (409, 412), f"{r.status_code} {r.text}\n{_server_errors(instances)}"
 
     started = time.perf_counter()
     with ThreadPoolExecutor(CLIENTS) as pool:
@@ -178,7 +186,7 @@ def test_conditional_create_is_unique_across_instances(cluster):
 
         with ThreadPoolExecutor(16) as pool:
             codes = Counter(pool.map(create, range(16)))
-        assert codes[201] == 1 and codes[200] == 15, codes
+        assert codes[201] == 1 and codes[200] == 15, f"{codes}\n{_server_errors(instances)}"
         with _client(instances[attempt % 2].url, token) as c:
             found = c.get("/Patient", params={"identifier": identifier, "_total": "accurate"}).json()
         assert len(found.get("entry", [])) == 1
