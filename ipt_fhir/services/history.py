@@ -54,7 +54,10 @@ class HistoryService:
                 conn, resource_type=resource_type, resource_id=resource_id, since=since, at=at,
                 max_seq=snapshot, offset=offset, limit=count,
             )
-            if guard.is_restricted():  # entries this token may not see are left out of the page
+            # Entries this token may not see are left out of the page; at type and system level the
+            # total (optional in a history Bundle) would count them, so a restricted token gets none.
+            counted = not guard.is_restricted() or resource_id is not None
+            if guard.is_restricted():
                 entries = [e for e in entries if guard.visible_history(e.resource_type, e.content)]
             audit.note_search(None, urlencode(params), audit.patients_in(
                 conn, list(dict.fromkeys((e.resource_type, e.id) for e in entries))))
@@ -70,9 +73,9 @@ class HistoryService:
             links.append(link("previous", max(0, offset - count)))
         if count and offset + count < total:
             links.append(link("next", offset + count))
-        if count:
+        if count and counted:
             links.append(link("last", max(0, (total - 1) // count * count)))
-        head = {"resourceType": "Bundle", "type": "history", "total": total, "link": links}
+        head = {"resourceType": "Bundle", "type": "history", **({"total": total} if counted else {}), "link": links}
         return splice_bundle(head, [_entry(e, base_url) for e in entries])
 
 

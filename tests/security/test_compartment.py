@@ -66,6 +66,8 @@ def test_history_shows_only_the_compartment(secure_client, world):
         ids = _ids(r.json())
         assert f"Observation/{world['ob']}" not in ids and f"Patient/{world['b']}" not in ids
         assert f"Observation/{world['oa']}" in ids
+        # no count that would include patient B's versions
+        assert "total" not in r.json() and "last" not in {l["relation"] for l in r.json()["link"]}
 
 
 def test_transaction_and_batch_entries_are_checked(secure_client, world):
