@@ -5,6 +5,8 @@ OperationOutcome. `_format` overrides Accept; `_pretty=true` indents.
 """
 from __future__ import annotations
 
+import re
+
 from fastapi import Request
 
 from ipt_fhir.fhir.outcome import FHIRError
@@ -12,6 +14,9 @@ from ipt_fhir.fhir.outcome import FHIRError
 FHIR_JSON = "application/fhir+json"
 JSON_FORMATS = {"json", "application/json", "application/fhir+json", "application/json+fhir", "text/json"}
 XML_FORMATS = {"xml", "text/xml", "application/xml", "application/fhir+xml", "application/xml+fhir"}
+
+
+_FHIR_VERSION = re.compile(r'fhirversion\s*=\s*"?([0-9a-z.\-]*)')
 
 
 def _media_types(header: str) -> list[str]:
@@ -26,7 +31,11 @@ def response_media_type(request: Request) -> str:
         if fmt in JSON_FORMATS:
             return "application/json" if fmt == "application/json" else FHIR_JSON
         raise FHIRError.of(406, "not-supported", f"_format '{fmt}' is not supported; this server speaks JSON")
-    accepted = _media_types(request.headers.get("accept", ""))
+    accept = request.headers.get("accept", "")
+    versions = _FHIR_VERSION.findall(accept.lower())
+    if versions and not any(v in ("4.0", "4.0.1") for v in versions):  # http.html#version-parameter
+        raise FHIRError.of(406, "not-supported", f"fhirVersion {versions[0]} is not supported; this server is FHIR 4.0")
+    accepted = _media_types(accept)
     if not accepted:
         return FHIR_JSON
     for media in accepted:

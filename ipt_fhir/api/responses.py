@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
-from email.utils import format_datetime
+from email.utils import format_datetime, parsedate_to_datetime
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -76,6 +76,25 @@ def write_response(request: Request, v: StoredVersion, status: int, issues: list
     if preference == "OperationOutcome":
         return fhir_response(request, operation_outcome(issues), status, headers)
     return fhir_response(request, v.content, status, headers)
+
+
+def not_modified(request: Request, v: StoredVersion) -> bool:
+    """Conditional read (http://hl7.org/fhir/R4/http.html#cread): If-None-Match (weak comparison, a
+    list or *) wins over If-Modified-Since, as RFC 7232 section 6 orders them."""
+    if_none_match = request.headers.get("if-none-match")
+    if if_none_match is not None:
+        tags = [t.strip() for t in if_none_match.split(",")]
+        return "*" in tags or any(etag_version(t) == v.version_id for t in tags)
+    since = request.headers.get("if-modified-since")
+    if since:
+        try:
+            when = parsedate_to_datetime(since)
+        except (TypeError, ValueError, IndexError):
+            return False  # an unparseable date is ignored (RFC 7232 section 3.3)
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        return v.last_updated.replace(microsecond=0) <= when
+    return False
 
 
 def etag_version(value: str | None) -> int | None:

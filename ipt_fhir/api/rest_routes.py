@@ -11,11 +11,14 @@ from ipt_fhir.fhir.patch import JSON_PATCH
 
 from .body import read_json_body
 from .deps import HistoryDep, ResourcesDep
+from ipt_fhir.services.search import subset_read
+
 from .negotiation import response_media_type
 from .responses import (
     etag_version,
     fhir_base_url,
     fhir_response,
+    not_modified,
     prefer_return,
     version_headers,
     write_response,
@@ -63,9 +66,9 @@ async def read(resource_type: str, resource_id: str, request: Request, resources
     else:
         stored = await run_in_threadpool(resources.read, resource_type, resource_id)
     headers = version_headers(stored)
-    if request.headers.get("if-none-match") == headers["ETag"]:
+    if not_modified(request, stored):
         return Response(status_code=304, headers=headers)
-    return fhir_response(request, stored.content, 200, headers)
+    return fhir_response(request, _subset(request, stored), 200, headers)
 
 
 @router.api_route("/{resource_type}/{resource_id}/_history/{version_id}", methods=["GET", "HEAD"],
@@ -73,7 +76,13 @@ async def read(resource_type: str, resource_id: str, request: Request, resources
 def vread(resource_type: str, resource_id: str, version_id: str, request: Request,
           resources: ResourcesDep) -> Response:
     stored = resources.vread(resource_type, resource_id, version_id)
-    return fhir_response(request, stored.content, 200, version_headers(stored))
+    return fhir_response(request, _subset(request, stored), 200, version_headers(stored))
+
+
+def _subset(request: Request, stored) -> bytes:  # noqa: ANN001
+    if "_summary" not in request.query_params and "_elements" not in request.query_params:
+        return stored.content
+    return subset_read(stored.content, stored.resource_type, request.query_params.multi_items())
 
 
 # --- create, update, patch, delete ---------------------------------------------------------------

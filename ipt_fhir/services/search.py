@@ -603,6 +603,22 @@ def _subset(content: bytes, resource_type: str, summary: str | None, elements: l
     return dump_json(out)
 
 
+def subset_read(content: bytes, resource_type: str, params: list[tuple[str, str]]) -> bytes:
+    """_summary and _elements on read and vread (http://hl7.org/fhir/R4/http.html#read: the general
+    parameters apply to every interaction that returns a resource), marked SUBSETTED like search results."""
+    summary = elements = None
+    for name, value in params:
+        if name == "_summary":
+            if value not in ("true", "text", "data", "count", "false"):
+                raise bad_request(f"_summary must be true, text, data, count or false, got '{value}'", "_summary")
+            summary = value if value in ("true", "text", "data") else None
+        elif name == "_elements":
+            elements = [e.strip() for e in value.split(",") if e.strip()]
+    if summary is None and elements is None:
+        return content
+    return _subset(content, resource_type, summary, elements)
+
+
 def _bundle(base_url: str, self_url: str, links: list[tuple[str, str]], total: int | None,
             entries: list[tuple[str, str, bytes, str]], issues: list[Issue]) -> bytes:
     head: dict = {"resourceType": "Bundle", "id": str(uuid.uuid4()),
