@@ -80,6 +80,12 @@ def find_ids(conn: Connection, resource_type: str, params: list[tuple[str, str]]
         raise bad_request(f"{', '.join(extra)} cannot be used in conditional criteria", *extra)
     if not clauses:
         raise bad_request("Conditional criteria must contain at least one search parameter")
+    try:
+        tb = TextSql(conn.dialect.name, base_url)
+        sql = f"SELECT r.id FROM resource r WHERE {tb.where(resource_type, clauses, 'r')} ORDER BY r.id"
+        return [row[0] for row in conn.exec_driver_sql(sql, tb.params)]
+    except Unsupported:
+        pass
     builder = SqlBuilder(base_url, expand_valueset=_valueset_expander(conn))
     stmt = sa.select(R.c.id).where(*where_conditions(resource_type, clauses, builder)).order_by(R.c.id)
     return [row[0] for row in conn.execute(stmt)]
