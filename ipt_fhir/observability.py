@@ -156,6 +156,7 @@ class RequestContextMiddleware:
                     request_id = candidate
                 break
         request_id = request_id or uuid.uuid4().hex
+        path = scope.get("path", "")  # before routing: a Mount rewrites it for its app
         token = request_id_var.set(request_id)
         status = 500
         started = time.perf_counter()
@@ -177,7 +178,7 @@ class RequestContextMiddleware:
             m.in_flight.dec()
             route = scope.get("route")
             route_path = getattr(route, "path", None)
-            if route_path is None and scope.get("path", "").startswith("/static/"):
+            if route_path is None and path.startswith("/static/"):
                 route_path = "/static"  # documentation assets (a mount, not a route)
             interaction = interaction_of(scope["method"], route_path)
             rtype = resource_type_of(route_path, scope.get("path_params"))

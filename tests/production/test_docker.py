@@ -160,3 +160,31 @@ def test_entrypoint_is_valid_posix_sh():
     for shell in ("sh", "dash"):
         if shutil.which(shell):
             assert subprocess.run([shell, "-n", str(ENTRYPOINT)]).returncode == 0
+
+
+def test_a_non_editable_install_ships_every_data_file():
+    """The image installs the package (`pip install .`), not a checkout: every non-Python file the
+    code reads must match a package-data pattern of its nearest package (setuptools' rule)."""
+    import fnmatch
+    import tomllib
+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())
+    rules = config["tool"]["setuptools"]["package-data"]
+    tracked = subprocess.run(["git", "ls-files", "ipt_fhir"], cwd=REPO, capture_output=True, text=True).stdout
+    if not tracked:
+        pytest.skip("not a git checkout")
+    missing = []
+    for name in tracked.split():
+        path = REPO / name
+        if path.suffix == ".py" or not path.exists():
+            continue
+        package = path.parent
+        while not (package / "__init__.py").exists():
+            package = package.parent
+        dotted = ".".join(package.relative_to(REPO).parts)
+        relative = path.relative_to(package).as_posix()
+        patterns = rules.get("*", []) + rules.get(dotted, [])
+        # "*" patterns match file names in the package's own folder only
+        if not any(fnmatch.fnmatch(relative, p) and ("/" in p or "/" not in relative) for p in patterns):
+            missing.append(name)
+    assert not missing, f"not installed by `pip install .` (add a package-data pattern): {missing}"

@@ -154,3 +154,11 @@ def test_server_log_config_is_valid_and_silences_raw_access_lines():
 ])
 def test_interaction_names_follow_the_fhir_spec(method, route, expected):
     assert interaction_of(method, route) == expected
+
+
+def test_documentation_assets_are_not_counted_as_fhir_requests(client):
+    before = client.get("/metrics").text
+    assert client.get("/static/docs/swagger-ui.css").status_code == 200
+    after = client.get("/metrics").text
+    assert _series(after, "ipt_fhir_requests_total", interaction="unmatched") == _series(
+        before, "ipt_fhir_requests_total", interaction="unmatched")
