@@ -92,6 +92,16 @@ def _ref_type(ref: str) -> str | None:
     return None
 
 
+@lru_cache(maxsize=1)
+def _choice_names() -> frozenset[str]:
+    """Element names that are a choice `[x]` somewhere in R4: only for these can an absent key mean a
+    typed variant (valueQuantity, ...), so only these pay for a scan of the object's keys."""
+    from ipt_fhir.fhir.validation.definitions import structures
+
+    return frozenset(e["p"].rsplit(".", 1)[-1][:-3] for t in structures()["types"].values()
+                     for e in t["elements"] if e["p"].endswith("[x]"))
+
+
 def _run(ops: list[tuple], items: list[Item]) -> list[Item]:
     for op in ops:
         kind = op[0]
@@ -107,7 +117,7 @@ def _run(ops: list[tuple], items: list[Item]) -> list[Item]:
                         out.extend((x, None) for x in v if x is not None)
                     else:
                         out.append((v, None))
-                else:  # choice element: valueQuantity, effectivePeriod, ...
+                elif name in _choice_names():  # choice element: valueQuantity, effectivePeriod, ...
                     n = len(name)
                     for k, v in node.items():
                         if len(k) > n and k.startswith(name) and k[n].isupper():
