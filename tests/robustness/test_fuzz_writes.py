@@ -4,6 +4,7 @@ write leaves nothing behind."""
 from __future__ import annotations
 
 import json
+from urllib.parse import quote
 
 import orjson
 from hypothesis import example, given, strategies as st
@@ -57,7 +58,7 @@ def test_update_with_a_broken_resource_never_fails_the_server(robust_app, rclien
     if not rtype.isalpha():
         rtype = "Patient"
     rid = resource.get("id") if isinstance(resource.get("id"), str) and resource.get("id") else "fuzz-target"
-    _check_write(robust_app, rclient, "PUT", f"/fhir/{rtype}/{rid}", _dumps(resource),
+    _check_write(robust_app, rclient, "PUT", f"/fhir/{rtype}/{quote(rid, safe='')}", _dumps(resource),
                  resource_problem=_depth(resource) < 60)
 
 
