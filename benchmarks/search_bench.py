@@ -202,8 +202,17 @@ def timed_http(client, rt: str, params_fn, n: int) -> list[float]:  # noqa: ANN0
     return out
 
 
+def bench_app():  # noqa: ANN201
+    """The app with explicit settings (auth off), as the tests build it: the startup rule that refuses
+    auth=off outside SQLite-on-localhost applies to settings read from the environment only."""
+    from ipt_fhir.app import create_app
+    from ipt_fhir.settings import Settings
+
+    return create_app(Settings(database_url=os.environ["SEARCH_BENCH_URL"]))
+
+
 def start_server(url: str):  # noqa: ANN201
-    """uvicorn serving the app in its own process (auth off), and a keep-alive httpx client for it."""
+    """uvicorn serving the app in its own process (bench_app, on 127.0.0.1), and a keep-alive httpx client."""
     import socket
     import subprocess
     import sys
@@ -213,8 +222,8 @@ def start_server(url: str):  # noqa: ANN201
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = {**os.environ, "IPT_FHIR_DATABASE_URL": url, "IPT_FHIR_AUTH": "off"}
-    server = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "ipt_fhir.app:create_app",
+    env = {**os.environ, "SEARCH_BENCH_URL": url}
+    server = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "benchmarks.search_bench:bench_app",
                                "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning"],
                               env=env)
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
