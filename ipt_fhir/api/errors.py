@@ -7,12 +7,20 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ipt_fhir.fhir.jsonio import dump_json
 from ipt_fhir.fhir.outcome import FHIRError, error, operation_outcome
 
 log = logging.getLogger("ipt_fhir.errors")
+
+try:
+    from psycopg import DataError as _PsycopgDataError
+
+    _DATA_ERRORS: tuple[type[Exception], ...] = (DataError, _PsycopgDataError)
+except ImportError:  # SQLite-only install
+    _DATA_ERRORS = (DataError,)
 
 _HTTP_ISSUE_CODES = {404: "not-found", 405: "not-supported", 406: "not-supported", 413: "too-long",
                      415: "not-supported", 401: "login", 403: "forbidden"}
@@ -47,6 +55,17 @@ def install_error_handlers(app: FastAPI) -> None:
             for e in exc.errors()
         ]
         return outcome_response(400, issues)
+
+    async def _data_error(request: Request, exc: Exception) -> Response:
+        # The database refused a value the request carried (NUL in text, an out-of-range number or
+        # timestamp); the unit of work rolled back. The client's input, so 400, never 500.
+        log.warning("database refused a request value on %s %s: %s", request.method, request.url.path,
+                    type(getattr(exc, "orig", None) or exc).__name__)
+        return outcome_response(400, [error("value", "A value in the request cannot be stored or compared "
+                                                     "(control character or out of range)")])
+
+    for data_error in _DATA_ERRORS:  # raw driver calls raise the driver's own DataError
+        app.add_exception_handler(data_error, _data_error)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

@@ -42,6 +42,8 @@ def parse_criteria(resource_type: str, params: list[tuple[str, str]], base_url: 
     result: list[tuple[str, str]] = []
     ignored: list[tuple[str, str]] = []
     for name, value in params:
+        if "\x00" in name or "\x00" in value:  # never a meaningful criterion; PostgreSQL cannot compare it
+            raise bad_request(f"Search parameter {name!r} contains a NUL character", name, code="value")
         if name.split(":", 1)[0] in RESULT_PARAMS or name in _IGNORED_IN_CRITERIA:
             result.append((name, value))
             continue

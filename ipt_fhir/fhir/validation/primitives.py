@@ -31,6 +31,9 @@ def _valid_calendar_date(text: str) -> bool:
     return True
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
 def _string_checker(name: str) -> Checker:
     rx = _regex(name)
     label = name
@@ -44,6 +47,8 @@ def _string_checker(name: str) -> Checker:
             return f"A {label} must not exceed 1 MB"
         if rx is not None and rx.fullmatch(v) is None:
             return f"'{_clip(v)}' is not a valid {label}"
+        if _CONTROL.search(v):  # datatypes.html#string; PostgreSQL text cannot even store NUL
+            return f"A {label} must not contain control characters other than tab, CR and LF"
         return None
 
     return check
