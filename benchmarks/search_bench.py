@@ -17,6 +17,13 @@ The search-index secondary indexes (and the history indexes) are created after t
 Queries run through services.search.search (SQL + Bundle assembly, no HTTP) and, with --http, also
 over HTTP: uvicorn serving the app in its own process (auth off), an httpx keep-alive client. Each
 table has a ceiling: `Patient?_id=<one id>`, a primary-key search through the same path.
+
+Measured 2026-11-22 on the shared 2-core machine (load average 5-9 from other work; p99s are noise-bound,
+compare with the ceiling of the same run): 100k courses = 2,812,608 resources, 39.2M index rows.
+SQLite 16.8 GB, loaded in 347 s; PostgreSQL 15 16 GB, loaded in 822 s (both mostly index builds).
+search() p50/p99 ms: CarePlan?patient&category&status 0.43/4.9 (SQLite), 1.5-2.8/4-14 (PG);
++ _include=CarePlan:goal 0.5/4.9, 2.0-3.6/10-12; Encounter?patient&date&_sort=-date&_count=50
+0.8/5.3, 2.9-3.0/9-10; ceiling 0.4/4.5, 0.7-0.8/1-9. Over HTTP (uvicorn) add ~1.5-3 ms at p50.
 """
 from __future__ import annotations
 
