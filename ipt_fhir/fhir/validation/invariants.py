@@ -84,9 +84,9 @@ def _ref_1(obj: dict, resource: dict, root: dict) -> bool:
     ref = obj.get("reference")
     if type(ref) is not str or not ref.startswith("#") or ref == "#":
         return True
-    contained = root.get("contained")
+    contained = root.get("contained", [])
     if type(contained) is not list:
-        return True  # a broken or absent contained list is reported by the structure check
+        return True  # a contained that is not a list is reported by the structure check
     return any(type(c) is dict and c.get("id") == ref[1:] for c in contained)
 
 
