@@ -35,20 +35,20 @@ def _criteria(request: Request) -> list[tuple[str, str]]:
 
 # --- history (registered before /{type}/{id} so '_history' is never taken for an id) -----------
 
-@router.get("/_history", tags=["history"], summary="System history")
+@router.api_route("/_history", methods=["GET", "HEAD"], tags=["history"], summary="System history")
 def system_history(request: Request, history: HistoryDep) -> Response:
     body = history.history(request.query_params.multi_items(), base_url=fhir_base_url(request))
     return fhir_response(request, body)
 
 
-@router.get("/{resource_type}/_history", tags=["history"], summary="Type history")
+@router.api_route("/{resource_type}/_history", methods=["GET", "HEAD"], tags=["history"], summary="Type history")
 def type_history(resource_type: str, request: Request, history: HistoryDep) -> Response:
     body = history.history(request.query_params.multi_items(), base_url=fhir_base_url(request),
                            resource_type=resource_type)
     return fhir_response(request, body)
 
 
-@router.get("/{resource_type}/{resource_id}/_history", tags=["history"], summary="Instance history")
+@router.api_route("/{resource_type}/{resource_id}/_history", methods=["GET", "HEAD"], tags=["history"], summary="Instance history")
 def instance_history(resource_type: str, resource_id: str, request: Request, history: HistoryDep) -> Response:
     body = history.history(request.query_params.multi_items(), base_url=fhir_base_url(request),
                            resource_type=resource_type, resource_id=resource_id)

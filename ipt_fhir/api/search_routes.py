@@ -58,7 +58,7 @@ async def _params(request: Request) -> list[tuple[str, str]]:
     return params
 
 
-@router.api_route("", methods=["GET"], tags=["search"], summary="System search (_type limits the types)")
+@router.api_route("", methods=["GET", "HEAD"], tags=["search"], summary="System search (_type limits the types)")
 async def system_search(request: Request, db: DatabaseDep) -> Response:
     base = fhir_base_url(request)
     params = await _params(request)
@@ -77,7 +77,7 @@ async def patient_everything(patient_id: str, request: Request, db: DatabaseDep)
     return fhir_response(request, body)
 
 
-@router.api_route("/{resource_type:fhirtype}", methods=["GET"], tags=["search"], summary="Search")
+@router.api_route("/{resource_type:fhirtype}", methods=["GET", "HEAD"], tags=["search"], summary="Search")
 @router.api_route("/{resource_type:fhirtype}/_search", methods=["POST"], tags=["search"],
                   summary="Search (form-encoded body)")
 async def type_search(resource_type: str, request: Request, db: DatabaseDep) -> Response:
@@ -88,7 +88,7 @@ async def type_search(resource_type: str, request: Request, db: DatabaseDep) -> 
     return fhir_response(request, body)
 
 
-@router.api_route("/Patient/{patient_id}/{resource_type:fhirtype}", methods=["GET"], tags=["search"],
+@router.api_route("/Patient/{patient_id}/{resource_type:fhirtype}", methods=["GET", "HEAD"], tags=["search"],
                   summary="Patient compartment search")
 async def compartment_search(patient_id: str, resource_type: str, request: Request, db: DatabaseDep) -> Response:
     base = fhir_base_url(request)

@@ -72,3 +72,12 @@ def test_count_zero_returns_only_the_total(client):
     client.post("/fhir/Patient", json=patient())
     bundle = client.get("/fhir/Patient/_history?_count=0").json()
     assert bundle["total"] == 1 and "entry" not in bundle
+
+
+def test_head_on_history_and_search_has_headers_and_no_body(client):
+    client.post("/fhir/Patient", json=patient())
+    for path in ("/fhir/Patient/_history", "/fhir/_history", "/fhir/Patient?gender=male", "/fhir?_type=Patient"):
+        r = client.head(path)
+        assert r.status_code == 200, path
+        assert r.content == b""
+        assert r.headers.get("etag") is None  # a Bundle, not a version: no ETag
