@@ -11,13 +11,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from ipt_fhir.app import create_app
 from ipt_fhir.settings import Settings
 from ipt_fhir.store import migrate
 from ipt_fhir.store.database import Database
+from tests.pg import scratch_database
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -33,23 +33,10 @@ def sqlite_template(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def postgres_url(worker_id: str):
-    base = os.environ.get("IPT_FHIR_TEST_POSTGRES_URL")
-    if not base:
-        if os.environ.get("CI"):
-            pytest.fail("IPT_FHIR_TEST_POSTGRES_URL is not set: CI must test PostgreSQL (run scripts/test)")
-        pytest.skip("IPT_FHIR_TEST_POSTGRES_URL not set (scripts/test starts PostgreSQL and sets it)")
     # One database per test process (pid: several test runs may share one server during development).
-    name = f"ipt_fhir_test_{worker_id}_{os.getpid()}"
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    url = base.rsplit("/", 1)[0] + "/" + name
-    migrate.upgrade(url)
-    yield url
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
+    with scratch_database("ipt_fhir_test", f"ipt_fhir_test_{worker_id}_{os.getpid()}") as url:
+        migrate.upgrade(url)
+        yield url
 
 
 def _truncate_all(db: Database) -> None:

@@ -2,35 +2,15 @@
 per-process test database is migrated once and truncated between tests; these tests must not touch it)."""
 from __future__ import annotations
 
-import os
-import uuid
-
 import pytest
-import sqlalchemy as sa
 
-
-def _postgres_base() -> str:
-    base = os.environ.get("IPT_FHIR_TEST_POSTGRES_URL")
-    if not base:
-        if os.environ.get("CI"):
-            pytest.fail("IPT_FHIR_TEST_POSTGRES_URL is not set: CI must test PostgreSQL (run scripts/test)")
-        pytest.skip("IPT_FHIR_TEST_POSTGRES_URL not set (scripts/test starts PostgreSQL and sets it)")
-    return base
+from tests.pg import scratch_database
 
 
 @pytest.fixture
 def fresh_postgres_url():
-    base = _postgres_base()
-    name = f"ipt_fhir_prod_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield base.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+    with scratch_database("ipt_fhir_prod") as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -15,6 +15,7 @@ from ipt_fhir.settings import Settings
 from ipt_fhir.store import migrate
 from ipt_fhir.store.database import Database
 from ipt_fhir.store.resources import _CURRENT_SQL
+from tests.pg import scratch_database
 
 COURSES = 25
 LARGE = 300  # rows: a sequential scan of a table this big means an index is missing
@@ -41,22 +42,8 @@ def loaded(request):
 
 @pytest.fixture(scope="module")
 def fresh_postgres_url_module():
-    import os
-    import uuid
-
-    base = os.environ.get("IPT_FHIR_TEST_POSTGRES_URL")
-    if not base:
-        if os.environ.get("CI"):
-            pytest.fail("IPT_FHIR_TEST_POSTGRES_URL is not set: CI must test PostgreSQL")
-        pytest.skip("IPT_FHIR_TEST_POSTGRES_URL not set")
-    name = f"ipt_fhir_plans_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    yield base.rsplit("/", 1)[0] + "/" + name
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
+    with scratch_database("ipt_fhir_plans") as url:
+        yield url
 
 
 def _table_sizes(db: Database) -> dict[str, int]:

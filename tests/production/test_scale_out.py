@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ipt_fhir.store import migrate
 from tests.live_server import free_port
+from tests.pg import scratch_database
 
 CLIENTS = 12
 INCREMENTS_PER_CLIENT = 5
@@ -78,35 +79,21 @@ class Instance:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    import sqlalchemy as sa
-
-    base = os.environ.get("IPT_FHIR_TEST_POSTGRES_URL")
-    if not base:
-        if os.environ.get("CI"):
-            pytest.fail("IPT_FHIR_TEST_POSTGRES_URL is not set: CI must test PostgreSQL")
-        pytest.skip("IPT_FHIR_TEST_POSTGRES_URL not set")
-    name = f"ipt_fhir_scale_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    url = base.rsplit("/", 1)[0] + "/" + name
-    migrate.upgrade(url)
-    work = tmp_path_factory.mktemp("scale")
-    token = _jwks_and_token(work)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("IPT_FHIR_", "PROMETHEUS_"))}
-    env.update(IPT_FHIR_DATABASE_URL=url, IPT_FHIR_AUTH="smart", IPT_FHIR_JWKS=str(work / "jwks.json"),
-               IPT_FHIR_JWT_ISSUER=ISSUER, IPT_FHIR_JWT_AUDIENCE=AUDIENCE, IPT_FHIR_HOST="127.0.0.1",
-               IPT_FHIR_DB_POOL_SIZE="4", IPT_FHIR_LOG_LEVEL="info")
-    instances = [Instance(env, work / f"server-{i}.log") for i in range(2)]
-    try:
-        for instance in instances:
-            instance.wait_ready()
-        yield instances, token
-    finally:
-        codes = [instance.stop() for instance in instances]
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+    with scratch_database("ipt_fhir_scale") as url:
+        migrate.upgrade(url)
+        work = tmp_path_factory.mktemp("scale")
+        token = _jwks_and_token(work)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("IPT_FHIR_", "PROMETHEUS_"))}
+        env.update(IPT_FHIR_DATABASE_URL=url, IPT_FHIR_AUTH="smart", IPT_FHIR_JWKS=str(work / "jwks.json"),
+                   IPT_FHIR_JWT_ISSUER=ISSUER, IPT_FHIR_JWT_AUDIENCE=AUDIENCE, IPT_FHIR_HOST="127.0.0.1",
+                   IPT_FHIR_DB_POOL_SIZE="4", IPT_FHIR_LOG_LEVEL="info")
+        instances = [Instance(env, work / f"server-{i}.log") for i in range(2)]
+        try:
+            for instance in instances:
+                instance.wait_ready()
+            yield instances, token
+        finally:
+            codes = [instance.stop() for instance in instances]
     assert codes == [0, 0], f"servers did not shut down cleanly on SIGTERM: {codes}"
 
 
