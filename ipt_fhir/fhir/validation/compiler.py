@@ -6,6 +6,7 @@ resolved to the primitive checker or child Node it needs. Compilation is lazy an
 """
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from .definitions import primitive_types, structures
@@ -87,17 +88,40 @@ def _bind_roots(inv: Invariant, node: Node) -> None:
     inv.bind(keys_of)
 
 
+# Finished nodes, read without a lock. A type is compiled with the types it needs (recursively, and
+# registered before its children so recursive types terminate) into `_pending` under one lock, and
+# published only when the outermost compilation is done: no thread ever sees a half-built node.
 _type_nodes: dict[str, Node] = {}
+_pending: dict[str, Node] = {}
+_compile_lock = threading.RLock()
+_depth = 0
 
 
 def type_node(name: str) -> Node:
     node = _type_nodes.get(name)
-    if node is None:
+    if node is not None:
+        return node
+    global _depth
+    with _compile_lock:
+        node = _type_nodes.get(name) or _pending.get(name)
+        if node is not None:
+            return node
         t = structures()["types"].get(name)
         if t is None:
             raise KeyError(name)
-        node = compile_type(name, t, _type_nodes)
-    return node
+        _depth += 1
+        try:
+            node = compile_type(name, t, _pending)
+        except BaseException:
+            if _depth == 1:
+                _pending.clear()
+            raise
+        finally:
+            _depth -= 1
+        if _depth == 0:
+            _type_nodes.update(_pending)
+            _pending.clear()
+        return node
 
 
 def compile_type(name: str, t: dict, registry: dict[str, Node] | None) -> Node:
