@@ -95,7 +95,7 @@ _WS = re.compile(r"\s+", re.ASCII)
 
 
 def _check_base64(v: object) -> str | None:
-    """The published regex, (\s*([0-9a-zA-Z\+/=]){4}\s*)+, backtracks badly on megabyte attachments;
+    r"""The published regex, (\s*([0-9a-zA-Z\+/=]){4}\s*)+, backtracks badly on megabyte attachments;
     this is the same language: base64 characters in groups of four, whitespace ignored."""
     if type(v) is not str:
         return f"Expected a JSON string for base64Binary, found {_json_kind(v)}"
