@@ -19,7 +19,7 @@ from ipt_fhir.store.database import Database
 from ipt_fhir.store.resources import HistoryEntry
 
 _STATUS = {"POST": "201 Created", "PUT": "200 OK", "PATCH": "200 OK", "DELETE": "204 No Content"}
-_PARAMS = {"_count", "_since", "_at", "_snapshot", "_offset", "_format", "_pretty"}
+_PARAMS = {"_count", "_since", "_at", "_snapshot", "_offset", "_format", "_pretty", "_summary"}
 
 
 class HistoryService:
@@ -35,6 +35,8 @@ class HistoryService:
         q = dict(params)
         count = _int_param(q, "_count", self.settings.default_page_size, minimum=0)
         count = min(count, self.settings.max_page_size)
+        if q.get("_summary") == "count":  # the total only, as for a search
+            count = 0
         offset = _int_param(q, "_offset", 0, minimum=0)
         since = _instant_param(q, "_since")
         at = None

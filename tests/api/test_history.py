@@ -81,3 +81,10 @@ def test_head_on_history_and_search_has_headers_and_no_body(client):
         assert r.status_code == 200, path
         assert r.content == b""
         assert r.headers.get("etag") is None  # a Bundle, not a version: no ETag
+
+
+def test_summary_count_returns_only_the_total(client):
+    for _ in range(3):
+        client.post("/fhir/Patient", json=patient())
+    bundle = client.get("/fhir/Patient/_history?_summary=count").json()
+    assert bundle["total"] == 3 and "entry" not in bundle
