@@ -10,7 +10,6 @@ are stored as ordinary resources (searchable by patient, agent, date) but only e
 from __future__ import annotations
 
 import base64
-import uuid
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
@@ -198,10 +197,11 @@ def build_event(c: Collector, access: Access, *, status: int, description: str |
 def store_event(conn: Connection, event: dict) -> None:
     from ipt_fhir.services.resources import now_utc, with_server_meta
     from ipt_fhir.store import resources as repo
+    from ipt_fhir.store.ids import new_resource_id
     from ipt_fhir.store.resources import StoredVersion
     from ipt_fhir.store.search_index import write_index
 
-    event_id = str(uuid.uuid4())
+    event_id = new_resource_id()
     last_updated = now_utc()
     doc = with_server_meta(event, event_id, 1, last_updated)
     stored = StoredVersion("AuditEvent", event_id, 1, last_updated, False, dump_json(doc))

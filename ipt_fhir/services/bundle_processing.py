@@ -34,6 +34,7 @@ from ipt_fhir.services.validation import validate_for_write
 from ipt_fhir.store import bulk
 from ipt_fhir.store import resources as repo
 from ipt_fhir.store.database import Database
+from ipt_fhir.store.ids import new_resource_id
 from ipt_fhir.store.resources import StoredVersion
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
@@ -279,7 +280,7 @@ class _Writer:
                 if matches:
                     entry.target_id, entry.existing = matches[0], True
                     return
-            entry.target_id = str(uuid.uuid4())
+            entry.target_id = new_resource_id()
         elif entry.criteria is not None:  # conditional PUT / PATCH
             matches = self.find(entry.resource_type, entry.criteria)
             if len(matches) > 1:
@@ -293,7 +294,7 @@ class _Writer:
             elif entry.method == "PATCH":
                 raise not_found(f"No {entry.resource_type} matches the criteria")
             else:
-                entry.target_id = (entry.resource or {}).get("id") or str(uuid.uuid4())
+                entry.target_id = (entry.resource or {}).get("id") or new_resource_id()
         else:
             entry.target_id = entry.resource_id
 

@@ -7,7 +7,6 @@ read models of the write hooks commit together or not at all.
 from __future__ import annotations
 
 import hashlib
-import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -26,6 +25,7 @@ from ipt_fhir.services.search import find_ids
 from ipt_fhir.services.validation import validate_for_write
 from ipt_fhir.store import resources as repo
 from ipt_fhir.store.database import Database
+from ipt_fhir.store.ids import new_resource_id
 from ipt_fhir.store.resources import StoredVersion
 from ipt_fhir.store.search_index import delete_index, write_index
 
@@ -141,8 +141,7 @@ class ResourceService:
         resource = _check_body_type(body, resource_type)
         warnings = validate_for_write(resource, resource_type)
         if if_none_exist is None:
-            with self.db.write() as conn:
-                return self._create_in(conn, resource_type, resource, warnings)
+            return self.db.run_write(lambda conn: self._create_in(conn, resource_type, resource, warnings))
         return self._conditional_create(resource_type, resource, warnings, parse_criteria(if_none_exist), base_url)
 
     def _conditional_create(self, resource_type: str, resource: dict, warnings: list[Issue],
@@ -178,7 +177,7 @@ class ResourceService:
 
     def _create_in(self, conn: Connection, resource_type: str, resource: dict, warnings: list[Issue],
                    resource_id: str | None = None, method: str = "POST") -> WriteResult:
-        resource_id = resource_id or str(uuid.uuid4())
+        resource_id = resource_id or new_resource_id()
         stored, doc = self._prepare(resource_type, resource_id, 1, resource, conn)
         guard.check_resource("create" if method == "POST" else "update", resource_type, doc)
         issues = warnings + self._run_hooks_check(conn, resource_type, resource_id, method, doc, None)
@@ -200,8 +199,8 @@ class ResourceService:
             raise bad_request(f"Resource id '{body_id}' does not match the URL id '{resource_id}'",
                               f"{resource_type}.id")
         warnings = validate_for_write(resource, resource_type)
-        with self.db.write() as conn:
-            return self._update_in(conn, resource_type, resource_id, resource, warnings, if_match, "PUT")
+        return self.db.run_write(
+            lambda conn: self._update_in(conn, resource_type, resource_id, resource, warnings, if_match, "PUT"))
 
     def conditional_update(self, resource_type: str, criteria: list[tuple[str, str]], body: object, *,
                            if_match: int | None = None, base_url: str = "") -> WriteResult:
@@ -251,13 +250,15 @@ class ResourceService:
     def patch(self, resource_type: str, resource_id: str, patch_body: object, content_type: str, *,
               if_match: int | None = None) -> WriteResult:
         require_known_type(resource_type)
-        with self.db.write() as conn:
+
+        def work(conn: Connection) -> WriteResult:
             current = repo.current(conn, resource_type, resource_id)
             if current is None:
                 raise not_found(f"{resource_type}/{resource_id} is not known")
             if current.deleted:
                 raise _gone(current)
             return self._patch_in(conn, current, patch_body, content_type, if_match)
+        return self.db.run_write(work)
 
     def conditional_patch(self, resource_type: str, criteria: list[tuple[str, str]], patch_body: object,
                           content_type: str, *, if_match: int | None = None, base_url: str = "") -> WriteResult:
@@ -293,8 +294,7 @@ class ResourceService:
         """Deleting a missing or already deleted resource succeeds and changes nothing
         (http://hl7.org/fhir/R4/http.html#delete: 200/204 'if the resource does not exist at all')."""
         require_known_type(resource_type)
-        with self.db.write() as conn:
-            return DeleteResult(self._delete_in(conn, resource_type, resource_id))
+        return DeleteResult(self.db.run_write(lambda conn: self._delete_in(conn, resource_type, resource_id)))
 
     def conditional_delete(self, resource_type: str, criteria: list[tuple[str, str]], *,
                            base_url: str = "") -> DeleteResult:

@@ -1,0 +1,96 @@
+"""Group commit for SQLite's single writer.
+
+A SQLite commit writes every page the transaction dirtied to the WAL; for one FHIR create that is
+dozens of pages (the resource, its history row and each search index B-tree), which costs more than
+all the Python work of the request. Concurrent writers therefore share transactions: a caller queues
+its unit of work; whoever holds the writer lock runs every queued unit in one transaction, each inside
+its own SAVEPOINT (so one failing unit rolls back only itself), commits once and hands each caller its
+own result or exception. A caller answers only after the commit that contains its work, so nothing is
+acknowledged before it is durable. With one writer at a time this is exactly a transaction per unit.
+"""
+from __future__ import annotations
+
+import contextvars
+import threading
+from collections import deque
+from contextlib import AbstractContextManager
+from typing import Callable, Generic, TypeVar
+
+from sqlalchemy.engine import Connection
+
+T = TypeVar("T")
+
+MAX_UNITS_PER_COMMIT = 64  # bounds the work a failed commit takes down, and a caller's extra wait
+
+
+class _Unit(Generic[T]):
+    __slots__ = ("work", "context", "result", "error", "done")
+
+    def __init__(self, work: Callable[[Connection], T]) -> None:
+        self.work = work
+        # The unit may run on another caller's thread: it must still see its own request's context
+        # (access token, audit collector, request id), never the other caller's.
+        self.context = contextvars.copy_context()
+        self.result: T | None = None
+        self.error: BaseException | None = None
+        self.done = False
+
+
+class GroupCommit:
+    def __init__(self, writer_lock: threading.Lock,
+                 open_transaction: Callable[[], AbstractContextManager[Connection]]) -> None:
+        self._writer = writer_lock  # also taken by Database.write(): one writer in this process
+        self._open_transaction = open_transaction
+        self._queue: deque[_Unit] = deque()
+
+    def run(self, work: Callable[[Connection], T]) -> T:
+        unit: _Unit[T] = _Unit(work)
+        self._queue.append(unit)  # deque appends and pops are atomic
+        while not unit.done:
+            with self._writer:
+                if unit.done:  # the previous holder committed it for us
+                    break
+                self._run_queued()
+        if unit.error is not None:
+            raise unit.error
+        return unit.result  # type: ignore[return-value]
+
+    def _run_queued(self) -> None:
+        batch: list[_Unit] = []
+        while self._queue and len(batch) < MAX_UNITS_PER_COMMIT:
+            batch.append(self._queue.popleft())
+        if not batch:
+            return
+        try:
+            if len(batch) == 1:
+                self._run_alone(batch[0])
+            else:
+                self._run_together(batch)
+        finally:
+            for unit in batch:
+                unit.done = True
+
+    def _run_alone(self, unit: _Unit) -> None:
+        try:
+            with self._open_transaction() as conn:
+                unit.result = unit.context.run(unit.work, conn)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, who re-raises it
+            unit.error = exc
+
+    def _run_together(self, batch: list[_Unit]) -> None:
+        try:
+            with self._open_transaction() as conn:
+                cursor = conn.connection.driver_connection.cursor()
+                for unit in batch:
+                    cursor.execute("SAVEPOINT unit")
+                    try:
+                        unit.result = unit.context.run(unit.work, conn)
+                    except BaseException as exc:  # noqa: BLE001 - this unit only; the others go on
+                        unit.error = exc
+                        cursor.execute("ROLLBACK TO unit")
+                    cursor.execute("RELEASE unit")
+                cursor.close()
+        except BaseException as exc:  # noqa: BLE001 - the commit failed: nothing of the batch was written
+            for unit in batch:
+                if unit.error is None:
+                    unit.error, unit.result = exc, None
