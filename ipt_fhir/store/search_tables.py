@@ -77,9 +77,11 @@ reference_index = sa.Table(
     sa.Column("target_id", sa.String(64), nullable=True),
     sa.Column("target_version", sa.String(64), nullable=True),
     sa.Column("url", CText, nullable=True),  # absolute, canonical and urn references
-    sa.Index("ix_search_reference_target", "resource_type", "param", "target_id", "target_type", "resource_id"),
-    sa.Index("ix_search_reference_rev", "target_id", "target_type", "resource_type", "param"),
-    sa.Index("ix_search_reference_url", "resource_type", "param", "url"),
+    # One index by target serves forward searches, chains, _revinclude and compartments (all fix
+    # target_id); the url index holds only absolute/canonical references (migration 0006).
+    sa.Index("ix_search_reference_target", "target_id", "target_type", "resource_type", "param", "resource_id"),
+    sa.Index("ix_search_reference_url", "resource_type", "param", "url",
+             sqlite_where=sa.text("url IS NOT NULL"), postgresql_where=sa.text("url IS NOT NULL")),
     sa.Index("ix_search_reference_res", "resource_type", "resource_id", "param"),
 )
 
