@@ -14,27 +14,34 @@ import gzip
 import io
 import json
 import logging
+import os
+import re
+import sqlite3
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Callable, Iterator
 from urllib.parse import parse_qsl
 
 import orjson
+import psycopg
 from sqlalchemy.exc import IntegrityError
 
-from ipt_fhir.fhir.jsonio import dump_json, load_stored, parse_json
+from ipt_fhir.fhir.jsonio import dump_json, load_stored
 from ipt_fhir.fhir.outcome import FHIRError, Issue, bad_request, error, operation_outcome
 from ipt_fhir.fhir.resource_types import RESOURCE_TYPES
-from ipt_fhir.fhir.search.indexer import index_rows
+from ipt_fhir.services import bulk_prepare
 from ipt_fhir.services import resources as rs
 from ipt_fhir.services import write_hooks
+from ipt_fhir.services.bulk_prepare import Failed, Prepared, Unresolved
 from ipt_fhir.services.search import find_ids
-from ipt_fhir.services.validation import validate_for_write
-from ipt_fhir.store import bulk
+from ipt_fhir.store import bulk, bulk_write
 from ipt_fhir.store.database import Database
 from ipt_fhir.store.resources import StoredVersion
 
@@ -103,26 +110,32 @@ class Cancelled(Exception):
     pass
 
 
-@dataclass
-class _Line:
-    file: str
-    number: int
-    resource_type: str
-    id: str
-    resource: dict
-    warnings: list[Issue]
+# Lines per chunk handed to a worker process: big enough that sending it costs little beside preparing
+# it, small enough that every worker gets work from a batch of 1000.
+CHUNK_LINES = 250
+
+
+def default_workers() -> int:
+    """Processes preparing lines: one per core, at most 4 (the database server and the writing thread
+    need their share of the machine too)."""
+    return max(1, min(os.cpu_count() or 1, 4))
 
 
 class Importer:
+    """`workers`: processes preparing lines while this thread writes (None: `default_workers()`); 0
+    prepares them in this thread. Imports under two chunks are always prepared here: starting and
+    feeding workers would cost more than it saves."""
+
     def __init__(self, db: Database, *, base_url: str = "", batch: int = 1000, dry_run: bool = False,
                  progress: Callable[[ImportReport, int], None] | None = None,
-                 cancelled: Callable[[], bool] | None = None) -> None:
+                 cancelled: Callable[[], bool] | None = None, workers: int | None = None) -> None:
         self.db = db
         self.base_url = base_url
         self.batch = batch
         self.dry_run = dry_run
         self.progress = progress
         self.cancelled = cancelled or (lambda: False)
+        self.workers = default_workers() if workers is None else workers
         self.identifiers: dict[tuple[str, str, str], set[str]] = {}
         self._resolved: dict[str, str | None] = {}
 
@@ -146,76 +159,101 @@ class Importer:
                         self.identifiers.setdefault(key, set()).add(res["id"])
         return total
 
-    # --- pass 2: validate and write -------------------------------------------------------------
+    # --- pass 2: prepare (worker processes) and write (this thread) -----------------------------
 
     def run(self, sources: list[Source]) -> ImportReport:
         started = time.perf_counter()
         total = self.scan(sources)
         report = ImportReport()
-        batch: list[_Line] = []
+        batch: list[Prepared] = []
         keys: set[tuple[str, str]] = set()
-        for source in sources:
-            for number, raw in source.lines():
-                if self.cancelled():
-                    raise Cancelled()
-                report.lines += 1
-                line = self._prepare_line(source.name, number, raw, report)
-                if line is None:
-                    continue
-                key = (line.resource_type, line.id)
-                if key in keys:  # the same resource twice: the later line is a later version
-                    self._write(batch, report)
-                    batch, keys = [], set()
-                batch.append(line)
-                keys.add(key)
-                if len(batch) >= self.batch:
-                    self._write(batch, report)
-                    batch, keys = [], set()
-                    if self.progress:
-                        self.progress(report, total)
+        workers = self.workers if total >= 2 * CHUNK_LINES else 0
+        for line in self._prepared(sources, workers):
+            if self.cancelled():
+                raise Cancelled()
+            report.lines += 1
+            if isinstance(line, Failed):
+                report.failed[line.resource_type] += 1
+                report.errors.append(LineError(line.file, line.line, line.status, line.issues))
+                continue
+            key = (line.resource_type, line.id)
+            if key in keys:  # the same resource twice: the later line is a later version
+                self._write(batch, report)
+                batch, keys = [], set()
+            batch.append(line)
+            keys.add(key)
+            if len(batch) >= self.batch:
+                self._write(batch, report)
+                batch, keys = [], set()
+                if self.progress:
+                    self.progress(report, total)
         self._write(batch, report)
         report.seconds = time.perf_counter() - started
         if self.progress:
             self.progress(report, total)
         return report
 
-    def _prepare_line(self, file: str, number: int, raw: bytes, report: ImportReport) -> _Line | None:
-        resource_type = "?"
+    def _chunks(self, sources: list[Source]) -> Iterator[list[tuple[str, int, bytes]]]:
+        chunk: list[tuple[str, int, bytes]] = []
+        for source in sources:
+            for number, raw in source.lines():
+                chunk.append((source.name, number, raw))
+                if len(chunk) >= CHUNK_LINES:
+                    yield chunk
+                    chunk = []
+        if chunk:
+            yield chunk
+
+    def _prepared(self, sources: list[Source], workers: int) -> Iterator[Prepared | Failed]:
+        """Every line prepared, in file order. With workers, chunks are submitted about two batches
+        ahead, so they are prepared while this thread writes. A version's lastUpdated is the time its
+        chunk was submitted: later chunks, later times, as the batches commit."""
+        executor = bulk_prepare.pool(workers) if workers else None
+        ahead = max(2 * workers, -(-2 * self.batch // CHUNK_LINES))
+        pending: deque[tuple[Future | None, list, dict, datetime]] = deque()
         try:
-            resource = parse_json(raw)
-            if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
-                raise bad_request("The line is not a FHIR resource", code="structure")
-            resource_type = resource["resourceType"]
-            if resource_type not in RESOURCE_TYPES:
-                raise bad_request(f"Unknown resource type '{resource_type}'", code="not-supported")
-            rid = resource.get("id")
-            if not isinstance(rid, str):
-                raise bad_request("Imported resources keep their ids: the line has no id", f"{resource_type}.id",
-                                  code="required")
-            rs._check_client_id(rid, resource_type)
-            warnings = validate_for_write(resource, resource_type)
-            resource = self._resolve_references(resource)
-            return _Line(file, number, resource_type, rid, resource, warnings)
-        except FHIRError as exc:
-            report.failed[resource_type] += 1
-            report.errors.append(LineError(file, number, exc.status, exc.issues))
-            return None
+            for chunk in self._chunks(sources):
+                resolved = {ref: self._resolve(ref)
+                            for ref in bulk_prepare.conditional_references([raw for _, _, raw in chunk])}
+                now = rs.now_utc()
+                future = None
+                if executor is not None:
+                    try:
+                        future = executor.submit(bulk_prepare.prepare_chunk, chunk, resolved, now)
+                    except BrokenProcessPool:  # a worker died earlier: prepare the rest in this thread
+                        log.warning("an import worker process died; preparing the remaining lines in-process")
+                        bulk_prepare.discard_pool(executor)
+                        executor = None
+                pending.append((future, chunk, resolved, now))
+                while len(pending) > (ahead if executor is not None else 0):
+                    future, chunk, resolved, now = pending.popleft()
+                    yield from self._results(future, chunk, resolved, now)
+            while pending:
+                yield from self._results(*pending.popleft())
+        finally:
+            for future, *_ in pending:
+                if future is not None:
+                    future.cancel()
 
-    def _resolve_references(self, resource: dict) -> dict:
-        from ipt_fhir.services.bundle_processing import _rewrite
+    def _results(self, future: Future | None, chunk: list, resolved: dict, now: datetime
+                 ) -> Iterator[Prepared | Failed]:
+        results = None
+        if future is not None:
+            try:
+                results = future.result()
+            except BrokenProcessPool:
+                pass  # a worker died (killed, out of memory): this thread prepares the chunk instead
+        if results is None:
+            results = bulk_prepare.prepare_chunk(chunk, resolved, now)
+        for item in results:
+            if isinstance(item, Unresolved):  # a conditional reference the chunk scan did not see
+                item = bulk_prepare.prepare_line(item.file, item.line, item.raw, self._resolve, now)
+            yield item
 
-        def resolve(ref: str) -> str | None:
-            if "?" not in ref or ref.startswith("#"):
-                return None
-            if ref in self._resolved:
-                target = self._resolved[ref]
-            else:
-                target = self._resolved[ref] = self._conditional(ref)
-            if target is None:
-                raise FHIRError.of(422, "not-found", f"Conditional reference '{ref}' matches no resource or "
-                                   "several; it must match exactly one")
-            return target
-        return _rewrite(resource, resolve)
+    def _resolve(self, ref: str) -> str | None:
+        if ref not in self._resolved:
+            self._resolved[ref] = self._conditional(ref)
+        return self._resolved[ref]
 
     def _conditional(self, ref: str) -> str | None:
         head, _, query = ref.partition("?")
@@ -237,14 +275,14 @@ class Importer:
             return None
         return f"{resource_type}/{ids_db[0]}" if len(ids_db) == 1 else None
 
-    def _write(self, lines: list[_Line], report: ImportReport) -> None:
+    def _write(self, lines: list[Prepared], report: ImportReport) -> None:
         if not lines or self.dry_run:
             for line in lines if self.dry_run else []:
                 report.created[line.resource_type] += 1
             return
         try:
             outcome = self._write_batch(lines)
-        except (FHIRError, IntegrityError):
+        except (FHIRError, *_CONFLICTS):
             # Somebody in the batch is guilty: find out who, one line per unit of work.
             outcome = {}
             for line in lines:
@@ -252,58 +290,64 @@ class Importer:
                     outcome.update(self._write_batch([line]))
                 except FHIRError as exc:
                     report.failed[line.resource_type] += 1
-                    report.errors.append(LineError(line.file, line.number, exc.status, exc.issues))
-                except IntegrityError:
+                    report.errors.append(LineError(line.file, line.line, exc.status, exc.issues))
+                except _CONFLICTS:
                     report.failed[line.resource_type] += 1
-                    report.errors.append(LineError(line.file, line.number, 409, [
+                    report.errors.append(LineError(line.file, line.line, 409, [
                         error("conflict", f"{line.resource_type}/{line.id} was written concurrently; rerun")]))
         for (resource_type, _), what in outcome.items():
             getattr(report, what)[resource_type] += 1
 
-    def _write_batch(self, lines: list[_Line]) -> dict[tuple[str, str], str]:
+    def _write_batch(self, lines: list[Prepared]) -> dict[tuple[str, str], str]:
+        """One unit of work. New resources are stored as prepared (version 1). Existing ones are
+        compared with the stored version (unchanged: nothing written), otherwise rendered again here
+        as the next version, with their index rows."""
         outcome: dict[tuple[str, str], str] = {}
+        hooks = write_hooks.registered()
         with self.db.write() as conn, rs.deferred_rule_checks(conn) as queue:
             current = bulk.current_versions(conn, [(ln.resource_type, ln.id) for ln in lines])
-            now = rs.now_utc()
-            inserts: list[tuple[StoredVersion, str]] = []
+            inserts: list[StoredVersion] = []
             replaces: list[tuple[StoredVersion, int]] = []
             changes: list[write_hooks.Change] = []
-            index = []
-            hooks = write_hooks.registered()
+            index: dict[str, list[tuple]] = {}
             for ln in lines:
                 key = (ln.resource_type, ln.id)
                 existing = current.get(key)
-                previous = None
-                if existing is not None:
-                    version_id, deleted, content = existing
-                    if not deleted:
-                        previous = load_stored(content)
-                        if _same_content(previous, ln.resource):
-                            outcome[key] = "unchanged"
-                            continue
-                    version_id += 1
-                else:
-                    version_id = 1
-                doc = rs.with_server_meta(ln.resource, ln.id, version_id, now)
-                stored = StoredVersion(ln.resource_type, ln.id, version_id, now, False, dump_json(doc))
-                change = write_hooks.Change(ln.resource_type, ln.id, "PUT", doc, previous)
-                if hooks:  # rules see the whole batch written (deferred, as in a transaction)
-                    queue.append((key, change))
+                rows, previous, doc = ln.index, None, None
                 if existing is None:
-                    inserts.append((stored, "PUT"))
+                    inserts.append(StoredVersion(ln.resource_type, ln.id, 1, ln.now, False, ln.content))
                     outcome[key] = "created"
                 else:
-                    replaces.append((stored, existing[0]))
+                    version_id, deleted, content = existing
+                    if not deleted and _same_stored(content, ln.content):
+                        outcome[key] = "unchanged"
+                        continue
+                    doc = load_stored(ln.content)
+                    if not deleted:
+                        previous = load_stored(content)
+                        if _same_content(previous, doc):
+                            outcome[key] = "unchanged"
+                            continue
+                    doc = rs.with_server_meta(doc, ln.id, version_id + 1, ln.now)
+                    rows = bulk_prepare.rows_of(ln.resource_type, ln.id, doc, ln.now)
+                    replaces.append((StoredVersion(ln.resource_type, ln.id, version_id + 1, ln.now, False,
+                                                   dump_json(doc)), version_id))
                     outcome[key] = "updated"
-                index.append((ln.resource_type, ln.id, index_rows(ln.resource_type, doc, now)))
-                changes.append(change)
-            bulk.insert_versions(conn, inserts, new=True)
+                for kind, kind_rows in rows.items():
+                    index.setdefault(kind, []).extend(kind_rows)
+                if hooks:  # (the parsed document only where something needs it)
+                    doc = doc if doc is not None else load_stored(ln.content)
+                    change = write_hooks.Change(ln.resource_type, ln.id, "PUT", doc, previous)
+                    queue.append((key, change))  # rules see the whole batch written (deferred, as in a transaction)
+                    changes.append(change)
+            bulk_write.insert_current(conn, inserts)
+            bulk_write.insert_history(conn, inserts, "PUT")
             if replaces:
                 if bulk.replace_versions(conn, replaces) != len(replaces):
                     raise FHIRError.of(409, "conflict", "A resource of this batch changed concurrently")
-                bulk.insert_versions(conn, [(v, "PUT") for v, _ in replaces], new=False)
+                bulk_write.insert_history(conn, [v for v, _ in replaces], "PUT")
                 bulk.delete_index_rows(conn, [(v.resource_type, v.id) for v, _ in replaces])
-            bulk.insert_index_rows(conn, index)
+            bulk_write.insert_index_rows(conn, index)
             for change in changes:
                 for hook in hooks:
                     hook.after_write(conn, change)
@@ -312,6 +356,23 @@ class Importer:
             if bad:
                 raise FHIRError(422, [i for _, issues in bad for i in issues])
         return outcome
+
+
+# A concurrent writer of the same ids: SQLAlchemy's wrapper, or the driver's own error from the COPY
+# and executemany statements that bypass SQLAlchemy.
+_CONFLICTS: tuple[type[Exception], ...] = (IntegrityError, sqlite3.IntegrityError, psycopg.IntegrityError)
+
+# meta.versionId and meta.lastUpdated as `with_server_meta` writes them: the last two keys of `meta`,
+# itself the third key of the document, so the first match is always the server's own.
+_SERVER_META_BYTES = re.compile(rb'"versionId":"[^"]*","lastUpdated":"[^"]*"')
+
+
+def _same_stored(stored: bytes | None, incoming: bytes) -> bool:
+    """A cheap proof that the stored version has the incoming content: the same bytes once the server
+    meta is blanked. False only means "compare the parsed documents" (key order may differ)."""
+    if stored is None:
+        return False
+    return _SERVER_META_BYTES.sub(b"", bytes(stored), 1) == _SERVER_META_BYTES.sub(b"", incoming, 1)
 
 
 def _same_content(stored: dict, incoming: dict) -> bool:
