@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
-from concurrent.futures import Future
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,7 +31,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 import psycopg
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 
 from ipt_fhir.fhir.jsonio import dump_json, load_stored
 from ipt_fhir.fhir.outcome import FHIRError, Issue, bad_request, error, operation_outcome
@@ -138,6 +138,8 @@ class Importer:
         self.workers = default_workers() if workers is None else workers
         self.identifiers: dict[tuple[str, str, str], set[str]] = {}
         self._resolved: dict[str, str | None] = {}
+        self._types_stored: dict[str, bool] = {}
+        self._executor: ProcessPoolExecutor | None = None
 
     # --- pass 1: what the files hold ------------------------------------------------------------
 
@@ -208,26 +210,24 @@ class Importer:
         """Every line prepared, in file order. With workers, chunks are submitted about two batches
         ahead, so they are prepared while this thread writes. A version's lastUpdated is the time its
         chunk was submitted: later chunks, later times, as the batches commit."""
-        executor = bulk_prepare.pool(workers) if workers else None
+        self._executor = bulk_prepare.pool(workers) if workers else None
         ahead = max(2 * workers, -(-2 * self.batch // CHUNK_LINES))
-        pending: deque[tuple[Future | None, list, dict, datetime]] = deque()
+        pending: deque[tuple[Future | None, list, dict, datetime, frozenset]] = deque()
         try:
             for chunk in self._chunks(sources):
-                resolved = {ref: self._resolve(ref)
-                            for ref in bulk_prepare.conditional_references([raw for _, _, raw in chunk])}
+                raws = [raw for _, _, raw in chunk]
+                resolved = {ref: self._resolve(ref) for ref in bulk_prepare.conditional_references(raws)}
+                existing = self._existing(raws)
                 now = rs.now_utc()
                 future = None
-                if executor is not None:
+                if self._executor is not None:
                     try:
-                        future = executor.submit(bulk_prepare.prepare_chunk, chunk, resolved, now)
-                    except BrokenProcessPool:  # a worker died earlier: prepare the rest in this thread
-                        log.warning("an import worker process died; preparing the remaining lines in-process")
-                        bulk_prepare.discard_pool(executor)
-                        executor = None
-                pending.append((future, chunk, resolved, now))
-                while len(pending) > (ahead if executor is not None else 0):
-                    future, chunk, resolved, now = pending.popleft()
-                    yield from self._results(future, chunk, resolved, now)
+                        future = self._executor.submit(bulk_prepare.prepare_chunk, chunk, resolved, now, existing)
+                    except BrokenProcessPool:
+                        self._workers_lost()
+                pending.append((future, chunk, resolved, now, existing))
+                while len(pending) > (ahead if self._executor is not None else 0):
+                    yield from self._results(*pending.popleft())
             while pending:
                 yield from self._results(*pending.popleft())
         finally:
@@ -235,20 +235,44 @@ class Importer:
                 if future is not None:
                     future.cancel()
 
-    def _results(self, future: Future | None, chunk: list, resolved: dict, now: datetime
+    def _results(self, future: Future | None, chunk: list, resolved: dict, now: datetime, existing: frozenset
                  ) -> Iterator[Prepared | Failed]:
         results = None
         if future is not None:
             try:
                 results = future.result()
             except BrokenProcessPool:
-                pass  # a worker died (killed, out of memory): this thread prepares the chunk instead
+                self._workers_lost()
         if results is None:
-            results = bulk_prepare.prepare_chunk(chunk, resolved, now)
+            results = bulk_prepare.prepare_chunk(chunk, resolved, now, existing)
         for item in results:
             if isinstance(item, Unresolved):  # a conditional reference the chunk scan did not see
-                item = bulk_prepare.prepare_line(item.file, item.line, item.raw, self._resolve, now)
+                item = bulk_prepare.prepare_line(item.file, item.line, item.raw, self._resolve, now, existing)
             yield item
+
+    def _workers_lost(self) -> None:
+        """A worker process died (killed, out of memory): this thread prepares the remaining lines; the
+        next import starts new workers."""
+        if self._executor is not None:
+            log.warning("an import worker process died; preparing the remaining lines in-process")
+            bulk_prepare.discard_pool(self._executor)
+            self._executor = None
+
+    def _existing(self, raws: list[bytes]) -> frozenset[tuple[str, str]]:
+        """Which of these lines' resources (by their key hints) are stored already: their index rows are
+        not extracted ahead, as an unchanged resource (a rerun) needs none. Asked only for types that
+        had any resource stored when the import began, so a first import asks nothing."""
+        keys = {k for k in map(bulk_prepare.key_hint, raws) if k is not None and self._type_stored(k[0])}
+        if not keys:
+            return frozenset()
+        with self.db.read() as conn:
+            return frozenset(bulk.existing_keys(conn, list(keys)))
+
+    def _type_stored(self, resource_type: str) -> bool:
+        if resource_type not in self._types_stored:
+            with self.db.read() as conn:
+                self._types_stored[resource_type] = bulk.any_stored(conn, resource_type)
+        return self._types_stored[resource_type]
 
     def _resolve(self, ref: str) -> str | None:
         if ref not in self._resolved:
@@ -282,7 +306,7 @@ class Importer:
             return
         try:
             outcome = self._write_batch(lines)
-        except (FHIRError, *_CONFLICTS):
+        except (FHIRError, *_CONFLICTS, *_REFUSED):
             # Somebody in the batch is guilty: find out who, one line per unit of work.
             outcome = {}
             for line in lines:
@@ -295,6 +319,11 @@ class Importer:
                     report.failed[line.resource_type] += 1
                     report.errors.append(LineError(line.file, line.line, 409, [
                         error("conflict", f"{line.resource_type}/{line.id} was written concurrently; rerun")]))
+                except _REFUSED as exc:
+                    report.failed[line.resource_type] += 1
+                    detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+                    report.errors.append(LineError(line.file, line.line, 400, [
+                        error("invalid", f"The database refused a value of {line.resource_type}/{line.id}: {detail}")]))
         for (resource_type, _), what in outcome.items():
             getattr(report, what)[resource_type] += 1
 
@@ -317,6 +346,8 @@ class Importer:
                 if existing is None:
                     inserts.append(StoredVersion(ln.resource_type, ln.id, 1, ln.now, False, ln.content))
                     outcome[key] = "created"
+                    if rows is None:  # it was stored when the line was prepared, and is no more
+                        rows = bulk_prepare.rows_of(ln.resource_type, ln.id, load_stored(ln.content), ln.now)
                 else:
                     version_id, deleted, content = existing
                     if not deleted and _same_stored(content, ln.content):
@@ -361,6 +392,8 @@ class Importer:
 # A concurrent writer of the same ids: SQLAlchemy's wrapper, or the driver's own error from the COPY
 # and executemany statements that bypass SQLAlchemy.
 _CONFLICTS: tuple[type[Exception], ...] = (IntegrityError, sqlite3.IntegrityError, psycopg.IntegrityError)
+# A value the validator let through but a column cannot hold: that line is reported, the rest imported.
+_REFUSED: tuple[type[Exception], ...] = (DataError, sqlite3.DataError, psycopg.DataError)
 
 # meta.versionId and meta.lastUpdated as `with_server_meta` writes them: the last two keys of `meta`,
 # itself the third key of the document, so the first match is always the server's own.

@@ -15,6 +15,8 @@ itself, with its own resolver, through the same function.
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
+import os
 import re
 import threading
 from concurrent.futures import ProcessPoolExecutor
@@ -33,14 +35,16 @@ IndexRows = dict[str, list[tuple]]
 
 
 class Prepared(NamedTuple):
-    """A valid line as version 1: `content` is the stored JSON with meta.versionId 1 and lastUpdated `now`."""
+    """A valid line as version 1: `content` is the stored JSON with meta.versionId 1 and lastUpdated `now`.
+    `index` is None when the resource was said to exist already: a stored resource's index rows are
+    only needed for a new version, which the writer renders itself (or the line is unchanged)."""
 
     file: str
     line: int
     resource_type: str
     id: str
     content: bytes
-    index: IndexRows
+    index: IndexRows | None
     now: datetime
 
 
@@ -70,6 +74,17 @@ Resolver = Callable[[str], str | None]  # a conditional reference → "Type/id",
 _CONDITIONAL = re.compile(rb'"reference"\s*:\s*"([^"\\]*\?[^"\\]*)"')
 
 
+# The first "resourceType" and "id" of a line: the resource's own in every export seen, but only a hint
+# (a contained resource or an element id may come first), used to ask which resources already exist.
+_TYPE_HINT = re.compile(rb'"resourceType"\s*:\s*"([A-Za-z]{1,64})"')
+_ID_HINT = re.compile(rb'"id"\s*:\s*"([A-Za-z0-9\-.]{1,64})"')
+
+
+def key_hint(raw: bytes) -> tuple[str, str] | None:
+    t, i = _TYPE_HINT.search(raw), _ID_HINT.search(raw)
+    return (t.group(1).decode(), i.group(1).decode()) if t and i else None
+
+
 def conditional_references(raw_lines: list[bytes]) -> set[str]:
     """The conditional references written plainly in these lines ('#…' local references excluded)."""
     found: set[str] = set()
@@ -79,8 +94,10 @@ def conditional_references(raw_lines: list[bytes]) -> set[str]:
     return {ref for ref in found if not ref.startswith("#")}
 
 
-def prepare_line(file: str, number: int, raw: bytes, resolve: Resolver, now: datetime) -> Prepared | Failed:
-    """What the importer used to do per line before writing: same checks, same order, same errors."""
+def prepare_line(file: str, number: int, raw: bytes, resolve: Resolver, now: datetime,
+                 existing: frozenset[tuple[str, str]] = frozenset()) -> Prepared | Failed:
+    """Every check a line passes before it is written, in the same order with the same errors as a
+    single PUT. Index rows are left out for the `existing` resources (see Prepared)."""
     resource_type = "?"
     try:
         resource = parse_json(raw)
@@ -97,7 +114,8 @@ def prepare_line(file: str, number: int, raw: bytes, resolve: Resolver, now: dat
         validate_for_write(resource, resource_type)
         _resolve_in_place(resource, resolve)
         doc = rs.with_server_meta(resource, rid, 1, now)
-        return Prepared(file, number, resource_type, rid, dump_json(doc), rows_of(resource_type, rid, doc, now), now)
+        rows = None if (resource_type, rid) in existing else rows_of(resource_type, rid, doc, now)
+        return Prepared(file, number, resource_type, rid, dump_json(doc), rows, now)
     except FHIRError as exc:
         return Failed(file, number, resource_type, exc.status, exc.issues)
 
@@ -125,8 +143,8 @@ def _resolve_in_place(value: dict | list, resolve: Resolver) -> None:
             _resolve_in_place(v, resolve)
 
 
-def prepare_chunk(lines: list[tuple[str, int, bytes]], resolved: dict[str, str | None], now: datetime
-                  ) -> list[Prepared | Failed | Unresolved]:
+def prepare_chunk(lines: list[tuple[str, int, bytes]], resolved: dict[str, str | None], now: datetime,
+                  existing: frozenset[tuple[str, str]] = frozenset()) -> list[Prepared | Failed | Unresolved]:
     """A chunk of lines with the answers for their conditional references (runs in a worker process)."""
     def resolve(ref: str) -> str | None:
         try:
@@ -137,7 +155,7 @@ def prepare_chunk(lines: list[tuple[str, int, bytes]], resolved: dict[str, str |
     out: list[Prepared | Failed | Unresolved] = []
     for file, number, raw in lines:
         try:
-            out.append(prepare_line(file, number, raw, resolve, now))
+            out.append(prepare_line(file, number, raw, resolve, now, existing))
         except _NotResolvedHere:
             out.append(Unresolved(file, number, raw))
     return out
@@ -159,9 +177,24 @@ def pool(workers: int) -> ProcessPoolExecutor:
         if _pool is None or _pool_size != workers:
             if _pool is not None:
                 _pool.shutdown(wait=False, cancel_futures=True)
-            _pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+            _pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                        initializer=_exit_with_parent)
             _pool_size = workers
         return _pool
+
+
+def _exit_with_parent() -> None:
+    """Workers wait on a queue whose write end they hold themselves, so a killed importer (SIGKILL,
+    OOM) would leave them waiting forever: a thread ends the worker when its parent is gone."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def discard_pool(broken: ProcessPoolExecutor) -> None:

@@ -101,6 +101,24 @@ def current_versions(conn: Connection, keys: list[tuple[str, str]]) -> dict[tupl
     return out
 
 
+def existing_keys(conn: Connection, keys: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Which of these (type, id) have a current row (deleted or not)."""
+    by_type: dict[str, list[str]] = {}
+    for t, i in keys:
+        by_type.setdefault(t, []).append(i)
+    out = []
+    for t, ids in by_type.items():
+        for start in range(0, len(ids), 500):
+            out += [(t, rid) for rid in conn.execute(sa.select(resource.c.id).where(
+                resource.c.resource_type == t, resource.c.id.in_(ids[start:start + 500]))).scalars()]
+    return out
+
+
+def any_stored(conn: Connection, resource_type: str) -> bool:
+    return conn.execute(sa.select(sa.literal(1)).where(resource.c.resource_type == resource_type).limit(1)).first() \
+        is not None
+
+
 # --- bulk jobs -------------------------------------------------------------------------------------
 
 def create_job(conn: Connection, job_id: str, kind: str, request: str, now) -> None:  # noqa: ANN001

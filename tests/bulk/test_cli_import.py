@@ -34,6 +34,28 @@ def _counts(url: str) -> tuple[int, int, int, int]:
     return resources, history, indexed, orphans
 
 
+def _children(pid: int) -> list[int]:
+    from pathlib import Path
+
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _parent(p) == pid]
+
+
+def _parent(proc_dir) -> int | None:  # noqa: ANN001
+    try:
+        return int((proc_dir / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for init to reap it has ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def test_a_killed_import_leaves_whole_batches_and_a_rerun_completes(tmp_path):
     url = f"sqlite:///{tmp_path / 'kill.db'}"
     total = 7160
@@ -46,11 +68,17 @@ def test_a_killed_import_leaves_whole_batches_and_a_rerun_completes(tmp_path):
                 break
         except sa.exc.OperationalError:  # schema not there yet
             continue
+    workers = _children(proc.pid)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     resources, history, indexed, orphans = _counts(url)
     assert 0 < resources < total, "the import was not interrupted (machine too slow or too fast)"
     assert resources == history == indexed and orphans == 0
+    assert len(workers) >= 2  # the lines were prepared by worker processes...
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in workers)  # ...which ended with the killed importer
 
     rerun = _cli("import", *map(str, NDJSON_FILES), "--database-url", url)
     out, err = rerun.communicate(timeout=600)

@@ -1,0 +1,185 @@
+"""The Importer itself, on SQLite and PostgreSQL: lines prepared in worker processes are stored exactly
+as lines prepared in the importing thread, and what reaches the tables is what index_rows gives."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import time
+from datetime import datetime, timezone
+
+import pytest
+import sqlalchemy as sa
+
+from ipt_fhir.fhir.jsonio import load_stored
+from ipt_fhir.services import bulk_import, bulk_prepare
+from ipt_fhir.services import resources as rs
+from ipt_fhir.services.bulk_import import Importer, Source
+from ipt_fhir.store import bulk_write
+from ipt_fhir.store.database import Database
+from ipt_fhir.store.search_tables import INDEX_TABLES
+from ipt_fhir.store.tables import metadata
+from tests.bulk.conftest import NDJSON_DIR, read_ndjson_gz
+
+SYNTHEA = ["Organization", "Practitioner", "Location", "Patient", "Encounter"]  # 541 lines, references between
+
+# Crafted lines: decimals, every index table with rows, failures, the same resource twice, and a
+# conditional reference the chunk scan cannot see (JSON-escaped '?'), resolved in the importing thread.
+CRAFTED = [
+    {"resourceType": "Patient", "id": "p1", "identifier": [{"system": "urn:test", "value": "p-1"}],
+     "name": [{"family": "Rivera", "given": ["María"]}], "birthDate": "1988-04-12"},
+    {"resourceType": "Observation", "id": "o1", "status": "final",
+     "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
+     "subject": {"reference": "Patient?identifier=urn:test|p-1"},
+     "component": [{"code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+                    "valueQuantity": {"value": 120.50, "unit": "mmHg", "system": "http://unitsofmeasure.org",
+                                      "code": "mm[Hg]"}}],
+     "valueQuantity": {"value": 3, "system": "http://unitsofmeasure.org", "code": "kg"}},
+    {"resourceType": "RiskAssessment", "id": "r1", "status": "final", "subject": {"reference": "Patient/p1"},
+     "prediction": [{"probabilityDecimal": 0.25}]},
+    {"resourceType": "Patient", "id": "bad", "gender": "sometimes"},
+    {"resourceType": "Encounter", "id": "e-none", "status": "finished", "class": {"code": "AMB"},
+     "subject": {"reference": "Patient?identifier=urn:none|nobody"}},
+    {"resourceType": "Patient", "id": "p1", "identifier": [{"system": "urn:test", "value": "p-1"}],
+     "name": [{"family": "Rivera-Weiss", "given": ["María"]}], "birthDate": "1988-04-12"},
+]
+ESCAPED = ('{"resourceType": "Encounter", "id": "e-escaped", "status": "finished", "class": {"code": "AMB"}, '
+           '"subject": {"reference": "Patient\\u003fidentifier=urn:test|p-1"}}')
+CLOCK = datetime(2025, 3, 3, 9, 50, tzinfo=timezone.utc)
+
+
+def _inputs(folder, crafted_lines: list[str]) -> list[Source]:
+    sources = []
+    for name in SYNTHEA:
+        shutil.copy(NDJSON_DIR / f"{name}.000.ndjson.gz", folder / f"{name}.ndjson.gz")
+        sources.append(Source.path(folder / f"{name}.ndjson.gz"))
+    crafted = folder / "crafted.ndjson"
+    crafted.write_text("\n".join(crafted_lines) + "\n")
+    return [*sources, Source.path(crafted)]
+
+
+@pytest.fixture
+def inputs(tmp_path) -> list[Source]:
+    return _inputs(tmp_path, [json.dumps(x) for x in CRAFTED] + [ESCAPED, "not json"])
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Chunks of 40 lines: many chunks in flight, and the 550-line input goes to the workers."""
+    monkeypatch.setattr(bulk_import, "CHUNK_LINES", 40)
+    monkeypatch.setattr(rs, "now_utc", lambda: CLOCK)
+
+
+def _empty(db: Database) -> None:
+    with db.write() as conn:
+        for table in reversed(metadata.sorted_tables):
+            if table.name != "alembic_version":
+                conn.execute(table.delete())
+
+
+def _tables(db: Database) -> dict[str, list[tuple]]:
+    """Every stored row: current versions, history in write order (without seq), index rows sorted."""
+    with db.read() as conn:
+        out = {"resource": sorted(tuple(r) for r in conn.exec_driver_sql(
+            "SELECT resource_type, id, version_id, deleted, content FROM resource")),
+               "history": [tuple(r) for r in conn.exec_driver_sql(
+                   "SELECT resource_type, id, version_id, method, content FROM resource_history ORDER BY seq")]}
+        for kind, table in INDEX_TABLES.items():
+            out[kind] = sorted((tuple(r) for r in conn.execute(sa.select(table))), key=repr)
+    for name in ("resource", "history"):
+        out[name] = [(*r[:-1], bytes(r[-1]) if r[-1] is not None else None) for r in out[name]]
+    return out
+
+
+def _run(db: Database, sources: list[Source], workers: int, batch: int = 100):
+    report = Importer(db, batch=batch, workers=workers).run(sources)
+    return report, _tables(db)
+
+
+def _errors(report) -> list[tuple[str, int, int]]:
+    return [(e.file, e.line, e.status) for e in report.errors]
+
+
+def test_worker_processes_store_exactly_what_the_importing_thread_stores(database, inputs, small_chunks):
+    single, single_rows = _run(database, inputs, workers=0)
+    _empty(database)
+    pooled, pooled_rows = _run(database, inputs, workers=2)
+
+    assert pooled_rows == single_rows
+    assert (pooled.by_type(), _errors(pooled), pooled.lines) == (single.by_type(), _errors(single), single.lines)
+    assert _errors(pooled) == [("crafted.ndjson", 4, 400), ("crafted.ndjson", 5, 422), ("crafted.ndjson", 8, 400)]
+    patients = len(read_ndjson_gz(NDJSON_DIR / "Patient.000.ndjson.gz")) + 1  # and p1, twice: an update
+    assert pooled.by_type()["Patient"] == {"created": patients, "updated": 1, "unchanged": 0, "failed": 1}
+    with database.read() as conn:
+        escaped = load_stored(conn.exec_driver_sql(
+            "SELECT content FROM resource WHERE id = 'e-escaped'").scalar_one())
+        p1_versions = conn.exec_driver_sql("SELECT count(*) FROM resource_history WHERE id = 'p1'").scalar_one()
+    assert escaped["subject"]["reference"] == "Patient/p1"
+    assert p1_versions == 2
+
+
+def test_stored_index_rows_are_those_index_rows_gives_for_the_stored_version(database, inputs, small_chunks):
+    _run(database, inputs, workers=2)
+    tables = _tables(database)
+    expected: dict[str, list[tuple]] = {kind: [] for kind in INDEX_TABLES}
+    for resource_type, rid, _, _, content in tables["resource"]:
+        for kind, rows in bulk_prepare.rows_of(resource_type, rid, load_stored(content), CLOCK).items():
+            expected[kind] += rows
+    for kind in INDEX_TABLES:
+        assert tables[kind] == sorted(expected[kind], key=repr), kind
+    assert all(tables[kind] for kind in ("token", "string", "date", "number", "quantity", "reference", "uri",
+                                         "composite"))
+    # history: every version, its content as stored
+    current = {(t, i): (v, c) for t, i, v, _, c in tables["resource"]}
+    assert {(t, i): (v, c) for t, i, v, _, c in tables["history"]} == current
+    assert len(tables["history"]) == len(current) + 1  # p1 has two versions
+
+
+def test_a_rerun_with_workers_changes_nothing_and_a_changed_line_gets_a_version_and_new_index_rows(
+        database, small_chunks, tmp_path):
+    crafted = [json.dumps(x) for x in CRAFTED[:5]] + [ESCAPED]  # each resource once
+    _, before = _run(database, _inputs(tmp_path, crafted), workers=2)
+    again, after = _run(database, _inputs(tmp_path, crafted), workers=2)
+    assert after == before
+    assert sum(again.unchanged.values()) == again.lines - 2 and not again.created and not again.updated
+
+    crafted[2] = json.dumps({**CRAFTED[2], "prediction": [{"probabilityDecimal": 0.75}]})
+    report, rows = _run(database, _inputs(tmp_path, crafted), workers=2)
+    assert report.updated == {"RiskAssessment": 1} and not report.created
+    assert [r[3:] for r in rows["number"] if r[1] == "r1"] == [(0.75,)]
+    assert [r[:3] for r in rows["resource"] if r[1] == "r1"] == [("RiskAssessment", "r1", 2)]
+    assert rows["history"][:-1] == after["history"] and rows["history"][-1][:3] == ("RiskAssessment", "r1", 2)
+
+
+def test_when_a_worker_dies_the_importing_thread_prepares_the_rest(database, inputs, small_chunks):
+    single, single_rows = _run(database, inputs, workers=0)
+    _empty(database)
+    executor = bulk_prepare.pool(2)
+    executor.submit(int).result()  # workers started
+    victim = next(iter(executor._processes))
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while victim in {p.pid for p in executor._processes.values() if p.is_alive()} and time.monotonic() < deadline:
+        time.sleep(0.05)
+    report, rows = _run(database, inputs, workers=2)
+    assert rows == single_rows and _errors(report) == _errors(single)
+    assert bulk_prepare.pool(2) is not executor  # the next import gets new workers
+
+
+def test_a_value_the_database_refuses_fails_its_line_only(database, tmp_path, monkeypatch):
+    original = bulk_write.insert_current
+
+    def refusing(conn, versions):  # noqa: ANN001, ANN202
+        if any(v.id == "refused" for v in versions):
+            raise sqlite3.DataError("value too long for type character varying(64)")
+        return original(conn, versions)
+
+    monkeypatch.setattr(bulk_write, "insert_current", refusing)
+    path = tmp_path / "x.ndjson"
+    path.write_text("\n".join(json.dumps({"resourceType": "Patient", "id": i}) for i in ("a", "refused", "b")))
+    report = Importer(database, workers=0).run([Source.path(path)])
+    assert report.created == {"Patient": 2}
+    assert _errors(report) == [("x.ndjson", 2, 400)]
+    assert "refused a value of Patient/refused" in report.errors[0].issues[0].diagnostics
