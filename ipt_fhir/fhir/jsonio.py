@@ -64,7 +64,8 @@ MAX_DEPTH = 64  # deepest accepted nesting of request bodies (IPT_FHIR_MAX_JSON_
 def parse_json(body: bytes | str) -> Any:
     """Parse a request body; malformed JSON, duplicate keys or too deep nesting raise a 400 FHIRError.
 
-    Fast path: orjson, then one walk of the result (depth, key count, any decimal) and one scan of the
+    Fast path: orjson, then C-speed checks on orjson's own re-serialisation of the result (_plainly_parsed);
+    when those cannot decide, one walk of the result (depth, key count, any decimal) and one scan of the
     text counting its keys. Only bodies with decimals (whose exact text must be kept) or duplicate keys
     (whose error must name the key) take the slower standard-library parser with its hooks.
     """
@@ -79,6 +80,8 @@ def parse_json(body: bytes | str) -> Any:
     except orjson.JSONDecodeError:
         fast = _UNPARSED
     if fast is not _UNPARSED:
+        if _plainly_parsed(text, fast):
+            return fast
         depth, keys, has_decimal = _shape(fast)
         if depth > MAX_DEPTH:
             raise FHIRError(400, [error("too-costly", f"JSON nesting is deeper than {MAX_DEPTH} levels")])
@@ -112,6 +115,45 @@ def _reject_lone_surrogates(value: Any) -> None:
         orjson.dumps(value, default=_default, option=orjson.OPT_PASSTHROUGH_SUBCLASS)
     except TypeError:
         raise FHIRError(400, [error("structure", "Malformed JSON: a \\u escape is an unpaired UTF-16 surrogate")]) from None
+
+
+# Number tokens of orjson's indented output reduced to what tells a decimal from an integer: digits,
+# signs and spaces dropped, exponent letters turned into '.', so a decimal leaves a '.' right after its
+# key's `":` or, as an array item, right after the newline that starts its line.
+_NUMBER_SHAPE = bytes.maketrans(b"eE", b"..")
+_NUMBER_NOISE = b"0123456789+- "
+_depth_marks: dict[int, bytes] = {}
+
+
+def _plainly_parsed(text: str, value: Any) -> bool:
+    """True when orjson's result is certainly the final one: no decimal, no duplicate key, not too deep.
+
+    Decided on orjson.dumps(value, OPT_INDENT_2), a walk in C, instead of a walk in Python:
+    - depth: the items of a container at depth d are indented by 2*d spaces, so without any line indented
+      by 2*MAX_DEPTH nothing is deeper than MAX_DEPTH (strings never hold a raw newline);
+    - duplicate keys: the input's colons are its keys plus the colons inside its strings; the output's are
+      the surviving keys plus the colons of the surviving strings. Equal counts mean nothing was dropped,
+      unless a backslash-u escape (\\u003a) hides a colon in the input, hence none of those at all;
+    - decimals: orjson writes every float with a '.' or an exponent and ints with neither (see
+      _NUMBER_SHAPE). An escaped quote and colon inside a string can only make this answer False, never wrongly True.
+    False only means "let the exact walk below decide".
+    """
+    if type(value) is not dict and type(value) is not list:
+        return False
+    try:
+        out = orjson.dumps(value, option=orjson.OPT_INDENT_2)
+    except orjson.JSONEncodeError:  # e.g. orjson's own depth limit
+        return False
+    # cheapest first for the common reasons to say no: decimals (clinical values), then the rest
+    shape = out.translate(_NUMBER_SHAPE, _NUMBER_NOISE)
+    if b'":.' in shape or b"\n." in shape:
+        return False
+    mark = _depth_marks.get(MAX_DEPTH)
+    if mark is None:
+        mark = _depth_marks[MAX_DEPTH] = b"\n" + b" " * (2 * MAX_DEPTH)
+    if mark in out or text.count(":") != out.count(b":"):
+        return False
+    return "\\" not in text or "\\u" not in text
 
 
 # In valid JSON an unescaped quote followed by a colon can only close an object key (a quote inside a

@@ -42,3 +42,40 @@ def test_malformed_json_is_a_400(body):
         parse_json(body)
     assert caught.value.status == 400
 
+
+
+# The fast path (orjson plus checks on its re-serialisation) must hand over to the exact parser whenever
+# a decimal, a duplicate key or too deep a nesting could be there, wherever it hides.
+@pytest.mark.parametrize("body, expected_text", [
+    (b'[1, 2.50]', "[1,2.50]"),
+    (b'{"a": [[1e3]]}', '{"a":[[1e3]]}'),
+    (b'{"e1": 2, "value": {"x": -0.0}}', '{"e1":2,"value":{"x":-0.0}}'),
+    (b'{"s": "x\\": 1.5", "n": 1}', '{"s":"x\\": 1.5","n":1}'),
+])
+def test_decimals_anywhere_keep_their_text(body, expected_text):
+    assert dump_json(parse_json(body)) == expected_text.encode()
+
+
+@pytest.mark.parametrize("body", [
+    b'{"a":1,"a\\u003a":2,"b":"\\u003a","a":3}',  # an escaped colon must not balance a lost key
+    b'{"x":{"y":1,"y":1},"z":"\\u003a"}',
+    b'[{"k":"v:w","k":"v"}]',
+])
+def test_duplicate_keys_are_found_despite_escaped_colons(body):
+    with pytest.raises(FHIRError) as caught:
+        parse_json(body)
+    assert "Duplicate" in caught.value.issues[0].diagnostics
+
+
+def test_nesting_limit_is_exact():
+    assert parse_json(b"[" * 64 + b"]" * 64)
+    assert parse_json(b'{"a":' * 63 + b"[1]" + b"}" * 63)
+    with pytest.raises(FHIRError):
+        parse_json(b"[" * 65 + b"]" * 65)
+    with pytest.raises(FHIRError):
+        parse_json(b'{"a":' * 64 + b"[1]" + b"}" * 64)
+
+
+def test_integers_beyond_64_bits_stay_exact_integers():
+    value = parse_json(b'{"big": [123456789012345678901234567890]}')["big"][0]
+    assert type(value) is int and value == 123456789012345678901234567890

@@ -22,7 +22,7 @@ class Elem:
     """One element definition within a Node (shared by all its choice variants)."""
 
     __slots__ = ("name", "path", "min", "max", "array", "binding", "invariants", "choice", "keys",
-                 "targets", "types")
+                 "targets", "types", "present_keys")
 
     def __init__(self, name: str, path: str, mn: int, mx: str, array: bool, binding: str | None,
                  invariants: list[Invariant], choice: bool, targets: frozenset[str] | None,
@@ -38,12 +38,15 @@ class Elem:
         self.keys: list[str] = []  # JSON property names that carry this element
         self.targets = targets    # Reference target resource types (None: any)
         self.types = types
+        self.present_keys: tuple[str, ...] = ()  # JSON keys whose presence makes the element present
 
 
 class Prop:
     """One JSON property name of a Node."""
 
-    __slots__ = ("elem", "type", "kind", "node", "check", "label", "reference")
+    __slots__ = ("elem", "type", "kind", "node", "check", "label", "reference",
+                 # copies of what the walker reads for every value, set by flatten() once compiled
+                 "is_primitive", "array", "max", "binding", "invariants", "choice", "ext_key")
 
     def __init__(self, elem: Elem, type_name: str) -> None:
         self.elem = elem
@@ -55,10 +58,22 @@ class Prop:
         self.label = f"{elem.name}.ofType({type_name})" if elem.choice else elem.name
         self.reference = type_name == "Reference"
 
+    def flatten(self, key: str) -> None:
+        """Copy the element's facts onto the prop (one attribute read instead of two in the walker)."""
+        elem = self.elem
+        self.is_primitive = self.kind == PRIMITIVE
+        self.array = elem.array
+        self.max = elem.max
+        self.binding = elem.binding
+        # constraints that hold by construction (txt-1/txt-2, checked on the xhtml value) never run
+        self.invariants = [i for i in elem.invariants if not i.trivial]
+        self.choice = elem.choice
+        self.ext_key = "_" + key
+
 
 class Node:
     __slots__ = ("name", "fp_base", "props", "elems", "required", "choices", "invariants", "is_resource",
-                 "is_extension", "inline_invariants")
+                 "is_extension", "inline_invariants", "walk_invariants")
 
     def __init__(self, name: str, fp_base: str, is_resource: bool = False) -> None:
         self.name = name
@@ -68,6 +83,7 @@ class Node:
         self.required: list[Elem] = []
         self.choices: list[Elem] = []
         self.invariants: list[Invariant] = []  # the type's own (root element) invariants
+        self.walk_invariants: list[Invariant] = []  # those of them the walker runs (set by flatten)
         self.is_resource = is_resource
         self.is_extension = False
 
@@ -76,6 +92,16 @@ class Node:
         self.choices = [e for e in self.elems if e.choice]
         for inv in self.invariants:
             _bind_roots(inv, self)
+
+    def flatten(self) -> None:
+        """Once the node's props and invariants are final: walker-ready copies (see Prop.flatten)."""
+        for key, prop in self.props.items():
+            prop.flatten(key)
+        for elem in self.elems:
+            # `_key` counts as the element being there only for primitives (a lone primitive extension)
+            elem.present_keys = tuple(elem.keys) + tuple(
+                "_" + k for k in elem.keys if self.props[k].kind == PRIMITIVE)
+        self.walk_invariants = [i for i in self.invariants if not i.trivial]
 
 
 def _bind_roots(inv: Invariant, node: Node) -> None:
@@ -195,6 +221,8 @@ def compile_type(name: str, t: dict, registry: dict[str, Node] | None) -> Node:
                 p.node = type_node(p.type)
         for e in n.elems:
             _specialise_elem_invariants(e, n)
+    for n in nodes.values():
+        n.flatten()
     return root
 
 

@@ -46,14 +46,19 @@ class _Walk:
         self.obj(obj, type_node(rt), path, obj, root if root is not None else obj)
 
     # -- objects --------------------------------------------------------------------------------------
-    def obj(self, obj: dict, node: Node, path: str, resource: dict, root: dict) -> None:
+    # The hot loop: every property of every object passes here, so it reads the flattened Prop copies
+    # (compiler.Prop.flatten), checks scalar primitives inline, and builds a property's FHIRPath only
+    # when something needs it (an issue, a child object, an extension, an invariant).
+    def obj(self, obj: dict, node: Node, path: str, resource: dict, root: dict, prop_of: Prop | None = None) -> None:
+        """Check an object of shape `node`; `prop_of`: the property it is the value of (for its element's
+        own rules, checked after the object's, as in value())."""
         issues = self.issues
         if not obj:
             issues.append(error("structure", "Objects must not be empty", path))
             return
         props = node.props
         only_id = True
-        present: set = set()
+        chosen: set | None = None  # choice elements seen, to report a second variant of one
         for key, value in obj.items():
             prop = props.get(key)
             if prop is None:
@@ -61,22 +66,38 @@ class _Walk:
                     continue
                 if key[:1] == "_":
                     base = props.get(key[1:])
-                    if base is not None and base.kind == PRIMITIVE:
+                    if base is not None and base.is_primitive:
                         if key[1:] not in obj:
                             self.lone_extension(value, base, path)
-                            self.mark(base.elem, present, obj, path)
+                            if base.choice:
+                                chosen = self.choose(chosen, base.elem, obj, path)
                         only_id = False
                         continue
                 issues.append(error("structure", f"Unknown element '{key}'", f"{path}.{key}"))
                 continue
             if key != "id":
                 only_id = False
-            elem = prop.elem
-            self.mark(elem, present, obj, path)
-            if prop.kind == PRIMITIVE:
-                self.primitive(obj, key, value, prop, path, resource, root)
+            if prop.choice:
+                chosen = self.choose(chosen, prop.elem, obj, path)
+            if prop.is_primitive:
+                if prop.array:
+                    self.primitive_array(obj, key, value, prop, path, resource, root)
+                elif value is None or type(value) is list or type(value) is dict:
+                    issues.append(error("structure", f"'{key}' must be a JSON primitive, found {json_kind(value)}",
+                                        f"{path}.{prop.label}"))
+                else:
+                    msg = prop.check(value)
+                    if msg is not None:
+                        issues.append(error("value", msg, f"{path}.{prop.label}"))
+                    elif prop.binding is not None:
+                        self.code_binding(value, prop, f"{path}.{prop.label}")
+                    ext = obj.get(prop.ext_key)
+                    if ext is not None:
+                        self.element_extension(ext, f"{path}.{prop.label}", True)
+                    if prop.invariants:
+                        self.invariants(prop.invariants, value, f"{path}.{prop.label}", resource, root)
                 continue
-            if elem.array:
+            if prop.array:
                 if type(value) is not list:
                     issues.append(error("structure", f"'{key}' must be a JSON array, found {json_kind(value)}",
                                         f"{path}.{prop.label}"))
@@ -84,33 +105,52 @@ class _Walk:
                 if not value:
                     issues.append(error("structure", f"Arrays must not be empty ('{key}')", f"{path}.{prop.label}"))
                     continue
-                if elem.max is not None and len(value) > elem.max:
-                    issues.append(error("structure", f"'{key}' allows at most {elem.max} items, found {len(value)}",
+                if prop.max is not None and len(value) > prop.max:
+                    issues.append(error("structure", f"'{key}' allows at most {prop.max} items, found {len(value)}",
                                         f"{path}.{prop.label}"))
                 base = f"{path}.{prop.label}["
-                for i, item in enumerate(value):
-                    self.value(item, prop, f"{base}{i}]", resource, root)
+                if prop.kind == COMPLEX:
+                    for i, item in enumerate(value):
+                        if type(item) is dict:
+                            self.obj(item, prop.node, f"{base}{i}]", resource, root, prop)  # type: ignore[arg-type]
+                        else:
+                            self.value(item, prop, f"{base}{i}]", resource, root)
+                else:
+                    for i, item in enumerate(value):
+                        self.value(item, prop, f"{base}{i}]", resource, root)
             else:
                 if type(value) is list:
                     issues.append(error("structure", f"'{key}' must not be an array (max cardinality 1)",
                                         f"{path}.{prop.label}"))
-                    continue
-                self.value(value, prop, f"{path}.{prop.label}", resource, root)
+                elif type(value) is dict and prop.kind == COMPLEX:
+                    self.obj(value, prop.node, f"{path}.{prop.label}", resource, root, prop)  # type: ignore[arg-type]
+                else:
+                    self.value(value, prop, f"{path}.{prop.label}", resource, root)
         if only_id and not node.is_resource:
             issues.append(error("invariant", _ELE_1, path))
         for elem in node.required:
-            if elem not in present:
+            for k in elem.present_keys:
+                if k in obj:
+                    break
+            else:
                 issues.append(error("required", f"Missing required element '{elem.name}' (min cardinality {elem.min})",
                                     f"{path}.{elem.name}"))
-        if node.invariants:
-            self.invariants(node.invariants, obj, path, resource, root)
+        if node.walk_invariants:
+            self.invariants(node.walk_invariants, obj, path, resource, root)
+        if prop_of is not None:
+            self.element_rules(obj, prop_of, path, resource, root)
 
-    def mark(self, elem: Any, present: set, obj: dict, path: str) -> None:
-        if elem in present and elem.choice:
+    def choose(self, chosen: set | None, elem: Any, obj: dict, path: str) -> set:
+        """Note a choice element as present; a second JSON property for the same one is an error."""
+        if chosen is None:
+            return {elem}
+        if elem in chosen:
             keys = [k for k in elem.keys if k in obj or ("_" + k) in obj]
             self.issues.append(error("structure", f"Only one of {', '.join(keys)} is allowed ({elem.name}[x])",
                                      f"{path}.{elem.name}"))
-        present.add(elem)
+        else:
+            chosen.add(elem)
+        return chosen
 
     def value(self, value: Any, prop: Prop, path: str, resource: dict, root: dict) -> None:
         if prop.kind == RESOURCE:
@@ -120,67 +160,54 @@ class _Walk:
         if type(value) is not dict:
             self.issues.append(error("structure", f"Expected a JSON object ({prop.type}), found {json_kind(value)}", path))
             return
-        self.obj(value, prop.node, path, resource, root)  # type: ignore[arg-type]
-        elem = prop.elem
-        if elem.invariants:
-            self.invariants(elem.invariants, value, path, resource, root)
-        if elem.binding is not None:
+        self.obj(value, prop.node, path, resource, root, prop)  # type: ignore[arg-type]
+
+    def element_rules(self, value: dict, prop: Prop, path: str, resource: dict, root: dict) -> None:
+        """What the element adds to its type's rules: its invariants, required binding, reference targets."""
+        if prop.invariants:
+            self.invariants(prop.invariants, value, path, resource, root)
+        if prop.binding is not None:
             self.coded_binding(value, prop, path)
         if prop.reference:
             self.reference(value, prop, path)
 
     # -- primitives -----------------------------------------------------------------------------------
-    def primitive(self, obj: dict, key: str, value: Any, prop: Prop, path: str, resource: dict, root: dict) -> None:
+    def primitive_array(self, obj: dict, key: str, value: Any, prop: Prop, path: str, resource: dict,
+                        root: dict) -> None:
+        """A repeating primitive (scalar ones are checked inline in obj)."""
         issues = self.issues
-        elem = prop.elem
-        ext = obj.get("_" + key) if ("_" + key) in obj else None
+        ext = obj.get(prop.ext_key)
         check = prop.check
-        if not elem.array:
-            if value is None or type(value) in (list, dict):
-                issues.append(error("structure", f"'{key}' must be a JSON primitive, found {json_kind(value)}",
-                                    f"{path}.{prop.label}"))
-                return
-            msg = check(value)
-            if msg is not None:
-                issues.append(error("value", msg, f"{path}.{prop.label}"))
-            elif elem.binding is not None:
-                self.code_binding(value, prop, f"{path}.{prop.label}")
-            if ext is not None:
-                self.element_extension(ext, f"{path}.{prop.label}", True)
-            if elem.invariants:
-                self.invariants(elem.invariants, value, f"{path}.{prop.label}", resource, root)
-            return
         p = f"{path}.{prop.label}"
-        if elem.array:
-            if type(value) is not list:
-                issues.append(error("structure", f"'{key}' must be a JSON array, found {json_kind(value)}", p))
-                return
-            if not value:
-                issues.append(error("structure", f"Arrays must not be empty ('{key}')", p))
-                return
-            if elem.max is not None and len(value) > elem.max:
-                issues.append(error("structure", f"'{key}' allows at most {elem.max} items, found {len(value)}", p))
-            if ext is not None and (type(ext) is not list or len(ext) != len(value)):
-                issues.append(error("structure", f"'_{key}' must be an array aligned with '{key}' (same length)", p))
-                ext = None
+        if type(value) is not list:
+            issues.append(error("structure", f"'{key}' must be a JSON array, found {json_kind(value)}", p))
+            return
+        if not value:
+            issues.append(error("structure", f"Arrays must not be empty ('{key}')", p))
+            return
+        if prop.max is not None and len(value) > prop.max:
+            issues.append(error("structure", f"'{key}' allows at most {prop.max} items, found {len(value)}", p))
+        if ext is not None and (type(ext) is not list or len(ext) != len(value)):
+            issues.append(error("structure", f"'_{key}' must be an array aligned with '{key}' (same length)", p))
+            ext = None
+        for i, v in enumerate(value):
+            e = ext[i] if ext is not None else None
+            if v is None:
+                if e is None:
+                    issues.append(error("structure", f"null in '{key}' is only allowed where '_{key}' has a value",
+                                        f"{p}[{i}]"))
+            else:
+                msg = check(v)
+                if msg is not None:
+                    issues.append(error("value", msg, f"{p}[{i}]"))
+                elif prop.binding is not None:
+                    self.code_binding(v, prop, f"{p}[{i}]")
+            if e is not None:
+                self.element_extension(e, f"{p}[{i}]", v is not None)
+        if prop.invariants:
             for i, v in enumerate(value):
-                e = ext[i] if ext is not None else None
-                if v is None:
-                    if e is None:
-                        issues.append(error("structure", f"null in '{key}' is only allowed where '_{key}' has a value",
-                                            f"{p}[{i}]"))
-                else:
-                    msg = check(v)
-                    if msg is not None:
-                        issues.append(error("value", msg, f"{p}[{i}]"))
-                    elif elem.binding is not None:
-                        self.code_binding(v, prop, f"{p}[{i}]")
-                if e is not None:
-                    self.element_extension(e, f"{p}[{i}]", v is not None)
-            if elem.invariants:
-                for i, v in enumerate(value):
-                    if v is not None:
-                        self.invariants(elem.invariants, v, f"{p}[{i}]", resource, root)
+                if v is not None:
+                    self.invariants(prop.invariants, v, f"{p}[{i}]", resource, root)
 
     def lone_extension(self, ext: Any, prop: Prop, path: str) -> None:
         """`_key` without `key`: the primitive has extensions but no value."""
@@ -240,17 +267,18 @@ class _Walk:
             return
         if ref.startswith("#"):
             return  # ref-1 checks it resolves
-        m = _RELATIVE_REF.fullmatch(ref) or _CONDITIONAL_REF.fullmatch(ref)
-        if m is not None:
-            rtype = m.group(1)
+        rtype = _reference_types.get(ref, _UNSEEN)
+        if rtype is _UNSEEN:
+            rtype = _reference_type(ref)
+        if rtype is _ABSOLUTE:
+            return
+        if rtype is not None:
             if rtype not in known_resource_types():
                 self.issues.append(error("value", f"Reference '{ref}': unknown resource type {rtype}", f"{path}.reference"))
             elif prop.elem.targets is not None and rtype not in prop.elem.targets:
                 self.issues.append(error(
                     "value", f"Reference '{ref}': a {rtype} is not allowed here (allowed: "
                     f"{', '.join(sorted(prop.elem.targets))})", f"{path}.reference"))
-            return
-        if _ABSOLUTE_REF.fullmatch(ref):
             return
         self.issues.append(error("value", f"'{ref}' is not a valid reference (relative Type/id, absolute URL, "
                                           "urn:uuid/urn:oid, or #contained)", f"{path}.reference"))
@@ -259,13 +287,36 @@ class _Walk:
     def invariants(self, invariants: list[Invariant], value: Any, path: str, resource: dict, root: dict) -> None:
         for inv in invariants:
             try:
-                ok = inv.holds(value, resource, root)
+                ok = inv.check(value, resource, root)  # type: ignore[misc]
             except InvariantUnevaluable as exc:
                 UNEVALUABLE[inv.key] = exc.reason
                 self.issues.append(warning("not-supported", f"Constraint {inv.key} could not be evaluated: {exc.reason}", path))
                 continue
             if not ok:
                 self.issues.append(error("invariant", f"Constraint failed: {inv.key}: {inv.human}", path))
+
+
+_ABSOLUTE = "absolute"  # _reference_type's answer for an absolute URL or urn (compared by identity)
+_reference_types: dict[str, str | None] = {}
+_UNSEEN = object()
+
+
+def _reference_type(ref: str) -> str | None:
+    """The resource type a relative or conditional reference names, _ABSOLUTE, or None if malformed.
+
+    Memoised (read by the caller): the same references (Patient/123, Practitioner/...) recur across a resource and a bundle,
+    and the answer depends on the string alone. Bounded; emptied when full.
+    """
+    m = _RELATIVE_REF.fullmatch(ref) or _CONDITIONAL_REF.fullmatch(ref)
+    if m is not None:
+        answer: str | None = m.group(1)
+    else:
+        answer = _ABSOLUTE if _ABSOLUTE_REF.fullmatch(ref) else None
+    if len(ref) <= 256:
+        if len(_reference_types) >= 4096:
+            _reference_types.clear()
+        _reference_types[ref] = answer
+    return answer
 
 
 _ELEMENT: list[Node] = []

@@ -239,6 +239,10 @@ def _ordered(earlier: str, later: str) -> Callable[[dict, dict, dict], bool]:
     return check
 
 
+def _always(obj: Any, resource: dict, root: dict) -> bool:
+    return True
+
+
 _DOM_3 = ("contained.where((('#'+id in (%resource.descendants().reference | %resource.descendants().as(canonical) | "
           "%resource.descendants().as(uri) | %resource.descendants().as(url))) or descendants().where(reference = '#')"
           ".exists() or descendants().where(as(canonical) = '#').exists() or descendants().where(as(canonical) = '#')"
@@ -249,7 +253,7 @@ _DOM_3 = ("contained.where((('#'+id in (%resource.descendants().reference | %res
 # dateTimes ignoring the timezone), rng-2 (cannot compare Quantities without UCUM system), dom-3 (`as` on a collection).
 NATIVE: dict[str, Callable[[dict, dict, dict], bool]] = {
     "extension.exists() != value.exists()": _ext_1,
-    "htmlChecks()": lambda obj, resource, root: True,  # txt-1/txt-2: checked on the xhtml value itself
+    "htmlChecks()": _always,  # txt-1/txt-2: checked on the xhtml value itself
     "reference.startsWith('#').not() or (reference.substring(1).trace('url') in %rootResource.contained.id.trace('ids'))": _ref_1,
     "start.hasValue().not() or end.hasValue().not() or (start <= end)": _per_1,
     "low.empty() or high.empty() or (low <= high)": _rng_2,
@@ -272,6 +276,22 @@ NATIVE: dict[str, Callable[[dict, dict, dict], bool]] = {
     # fhirpathpy compares dateTimes without their timezones; these two compare instants properly
     "whenHandedOver.empty() or whenPrepared.empty() or whenHandedOver >= whenPrepared": _ordered("whenPrepared", "whenHandedOver"),
     "lastModified.exists().not() or authoredOn.exists().not() or lastModified >= authoredOn": _ordered("authoredOn", "lastModified"),
+}
+
+# For native predicates on an object: keys of which at least one must be present for the predicate to
+# have anything to check; with none of them the predicate is true by its definition above (each one's
+# first test), so it is not called. Only where that is plain from the code of the predicate.
+NATIVE_NEEDS: dict[Callable[[dict, dict, dict], bool], tuple[str, ...]] = {
+    _per_1: ("start", "end"),
+    _rng_2: ("low", "high"),
+    _dom_2: ("contained",),
+    _dom_3: ("contained",),
+    _dom_4: ("contained",),
+    _dom_5: ("contained",),
+    _obs_6: ("dataAbsentReason",),
+    _con_5: ("clinicalStatus",),
+    _ait_2: ("clinicalStatus",),
+    _not_home: ("use",),
 }
 
 # Simple shapes compiled to key tests once the node's JSON keys are known (qty-3, cpt-2, cpl-3, ...).
@@ -343,6 +363,10 @@ class Invariant:
     guard_keys: tuple[str, ...] | None = None
     native: Callable[[dict, dict, dict], bool] | None = None
     simple: Callable[[Any], bool] | None = None
+    needs: tuple[str, ...] | None = None  # see NATIVE_NEEDS
+    trivial: bool = False  # holds for every value (the walker skips it)
+    # holds() as the cheapest plain function (obj, resource, root) -> bool, for the walker's hot loop
+    check: Callable[[Any, dict, dict], bool] | None = field(default=None, repr=False)
     _parsed: Any = field(default=None, repr=False)
     _when_absent: bool | None = None
 
@@ -350,11 +374,38 @@ class Invariant:
         self.native = NATIVE.get(self.expression)
         if self.native is None:
             self.roots = root_names(self.expression)
+        else:
+            self.needs = NATIVE_NEEDS.get(self.native)
+            self.trivial = self.native is _always
+        self.check = self._fastest_check()
+
+    def _fastest_check(self) -> Callable[[Any, dict, dict], bool]:
+        """Same answers as holds(), minus its dispatch (and a frame) where the kind is known."""
+        native, needs, simple = self.native, self.needs, self.simple
+        if native is not None and needs is None:
+            return native
+        if native is not None:
+            def guarded(obj: Any, resource: dict, root: dict) -> bool:
+                if type(obj) is dict:
+                    for key in needs:  # type: ignore[union-attr]
+                        if key in obj:
+                            break
+                    else:
+                        return True
+                return native(obj, resource, root)
+            return guarded
+        if simple is not None:
+            return lambda obj, resource, root: simple(obj)
+        return self.holds
 
     def bind(self, keys_of: Callable[[str], tuple[str, ...]]) -> None:
         """Resolve FHIRPath child names to JSON keys for the node this invariant runs on."""
         if self.native is not None or self.json_keys is not None:
             return
+        self._bind(keys_of)
+        self.check = self._fastest_check()
+
+    def _bind(self, keys_of: Callable[[str], tuple[str, ...]]) -> None:
         if self.roots is not None:
             self.json_keys = tuple(k for r in sorted(self.roots) for k in keys_of(r))
         for rx, make in _SIMPLE:
@@ -369,8 +420,16 @@ class Invariant:
             self.guard_keys = keys_of(g.group(1))
 
     def holds(self, obj: Any, resource: dict, root: dict) -> bool:
-        if self.native is not None:
-            return self.native(obj, resource, root)
+        native = self.native
+        if native is not None:
+            needs = self.needs
+            if needs is not None and type(obj) is dict:
+                for key in needs:
+                    if key in obj:
+                        break
+                else:
+                    return True
+            return native(obj, resource, root)
         if self.simple is not None:
             return self.simple(obj)
         if self.guard_keys is not None and not _any(obj, self.guard_keys):

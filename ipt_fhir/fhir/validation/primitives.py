@@ -34,13 +34,38 @@ def _valid_calendar_date(text: str) -> bool:
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
-def _string_checker(name: str) -> Checker:
-    rx = _regex(name)
-    label = name
+# Checks of short strings are memoised per type: codes, system URIs, references and dates repeat across
+# the elements of a resource and across the resources of a bundle or import. A check's verdict depends on
+# the string alone, so a memo can never answer for a different input; it is bounded and simply emptied
+# when full. Only str values are looked up (1, 1.0 and True are equal dict keys; their checks differ).
+MEMO_MAX_LEN = 256
+MEMO_ENTRIES = 4096
+_MISS = object()
+
+
+def _memoised(check_text: Callable[[str], "str | None"], label: str) -> Checker:
+    memo: dict[str, str | None] = {}
 
     def check(v: object) -> str | None:
         if type(v) is not str:
             return f"Expected a JSON string for {label}, found {_json_kind(v)}"
+        msg = memo.get(v, _MISS)
+        if msg is _MISS:
+            msg = check_text(v)
+            if len(v) <= MEMO_MAX_LEN:
+                if len(memo) >= MEMO_ENTRIES:
+                    memo.clear()
+                memo[v] = msg
+        return msg  # type: ignore[return-value]
+
+    return check
+
+
+def _text_checker(name: str) -> Callable[[str], "str | None"]:
+    rx = _regex(name)
+    label = name
+
+    def check_text(v: str) -> str | None:
         if not v:
             return f"A {label} must not be an empty string"
         if len(v) > MAX_STRING // 4 and len(v.encode("utf-8")) > MAX_STRING:
@@ -51,19 +76,23 @@ def _string_checker(name: str) -> Checker:
             return f"A {label} must not contain control characters other than tab, CR and LF"
         return None
 
-    return check
+    return check_text
+
+
+def _string_checker(name: str) -> Checker:
+    return _memoised(_text_checker(name), name)
 
 
 def _date_checker(name: str) -> Checker:
-    base = _string_checker(name)
+    base = _text_checker(name)
 
-    def check(v: object) -> str | None:
+    def check_text(v: str) -> str | None:
         msg = base(v)
-        if msg is None and not _valid_calendar_date(v):  # type: ignore[arg-type]
+        if msg is None and not _valid_calendar_date(v):
             return f"'{v}' is not a valid {name}: no such day"
         return msg
 
-    return check
+    return _memoised(check_text, name)
 
 
 def _check_boolean(v: object) -> str | None:
