@@ -71,7 +71,7 @@ class _NotResolvedHere(Exception):
 Resolver = Callable[[str], str | None]  # a conditional reference → "Type/id", None when it matches 0 or >1
 
 # A "reference" property whose string value holds a '?' and no escapes (see the module docstring).
-_CONDITIONAL = re.compile(rb'"reference"\s*:\s*"([^"\\]*\?[^"\\]*)"')
+_CONDITIONAL = re.compile(rb'"reference"\s*:\s*"([^"\\?]*\?[^"\\]*)"')
 
 
 # The first "resourceType" and "id" of a line: the resource's own in every export seen, but only a hint
