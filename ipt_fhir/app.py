@@ -50,16 +50,17 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     security.install(app, settings)  # security headers, audit per request, CORS (IPT_FHIR_CORS_ORIGINS)
     secured = [Depends(authorize)]  # authentication + coarse scope check on every /fhir route but metadata
 
-    # Order matters: fixed paths (metadata, _history, operations) before /{type}/{id} patterns.
-    app.include_router(metadata_routes.router)
-    app.include_router(security_routes.router)  # /.well-known/smart-configuration
+    # Order matters, and costs: FastAPI tries the routes in order, at a real price per candidate, so
+    # the hot REST interactions come right after the IPT conformance resources they must not shadow.
+    # Their type and id segments never take '$operation' or '_reserved' names (see rest_routes).
+    app.include_router(security_routes.router)  # /fhir/.well-known/smart-configuration, public
     app.include_router(ipt_routes.router, dependencies=secured)  # IPT operations and conformance resources
+    app.include_router(rest_routes.router, dependencies=secured)
+    app.include_router(metadata_routes.router)
     app.include_router(validate_routes.router, dependencies=secured)
-    # search routes
     app.include_router(search_routes.router, dependencies=secured)
     app.include_router(bundle_routes.router, dependencies=secured)  # POST /fhir (batch/transaction)
-    bulk_routes.install(app, dependencies=secured)  # $import, $export (before /{type}/{id})
-    app.include_router(rest_routes.router, dependencies=secured)
+    bulk_routes.install(app, dependencies=secured)  # $import, $export
     ops_routes.install(app)  # /healthz /readyz /metrics; request ids, JSON access log, metrics
     docs_routes.install(app)  # /openapi.json, /docs, /redoc (no CDN)
     return app

@@ -177,7 +177,7 @@ class RequestContextMiddleware:
             elapsed = time.perf_counter() - started
             m.in_flight.dec()
             route = scope.get("route")
-            route_path = getattr(route, "path", None)
+            route_path = getattr(route, "path_format", None) or getattr(route, "path", None)  # no {x:convertor}
             if route_path is None and path.startswith("/static/"):
                 route_path = "/static"  # documentation assets (a mount, not a route)
             interaction = interaction_of(scope["method"], route_path)

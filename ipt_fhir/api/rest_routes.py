@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import StringConvertor, register_url_convertor
 
 from ipt_fhir.fhir.outcome import information, operation_outcome
 from ipt_fhir.fhir.patch import JSON_PATCH
@@ -24,6 +25,18 @@ from .responses import (
     write_response,
 )
 
+
+
+class _SegmentConvertor(StringConvertor):
+    """A type or id segment: anything but an operation (`$export`) or a reserved name (`_search`).
+    These routes therefore never shadow /fhir/$import, /fhir/Patient/$export and the like, and are
+    matched first (FastAPI tries included routers in order, at a real cost per candidate)."""
+
+    regex = "[^/$_][^/]*"
+
+
+register_url_convertor("fhirsegment", _SegmentConvertor())
+
 router = APIRouter(prefix="/fhir")
 
 _NON_CRITERIA = {"_format", "_pretty"}
@@ -41,14 +54,14 @@ def system_history(request: Request, history: HistoryDep) -> Response:
     return fhir_response(request, body)
 
 
-@router.api_route("/{resource_type}/_history", methods=["GET", "HEAD"], tags=["history"], summary="Type history")
+@router.api_route("/{resource_type:fhirsegment}/_history", methods=["GET", "HEAD"], tags=["history"], summary="Type history")
 def type_history(resource_type: str, request: Request, history: HistoryDep) -> Response:
     body = history.history(request.query_params.multi_items(), base_url=fhir_base_url(request),
                            resource_type=resource_type)
     return fhir_response(request, body)
 
 
-@router.api_route("/{resource_type}/{resource_id}/_history", methods=["GET", "HEAD"], tags=["history"], summary="Instance history")
+@router.api_route("/{resource_type:fhirsegment}/{resource_id:fhirsegment}/_history", methods=["GET", "HEAD"], tags=["history"], summary="Instance history")
 def instance_history(resource_type: str, resource_id: str, request: Request, history: HistoryDep) -> Response:
     body = history.history(request.query_params.multi_items(), base_url=fhir_base_url(request),
                            resource_type=resource_type, resource_id=resource_id)
@@ -57,7 +70,7 @@ def instance_history(resource_type: str, resource_id: str, request: Request, his
 
 # --- read, vread -------------------------------------------------------------------------------
 
-@router.api_route("/{resource_type}/{resource_id}", methods=["GET", "HEAD"], tags=["read"], summary="Read")
+@router.api_route("/{resource_type:fhirsegment}/{resource_id:fhirsegment}", methods=["GET", "HEAD"], tags=["read"], summary="Read")
 async def read(resource_type: str, resource_id: str, request: Request, resources: ResourcesDep) -> Response:
     # On embedded SQLite a read by id is a ~40 µs local call: run it inline rather than pay a thread
     # hop. A PostgreSQL round trip can take longer, so it goes to the thread pool like other I/O.
@@ -71,7 +84,7 @@ async def read(resource_type: str, resource_id: str, request: Request, resources
     return fhir_response(request, _subset(request, stored), 200, headers)
 
 
-@router.api_route("/{resource_type}/{resource_id}/_history/{version_id}", methods=["GET", "HEAD"],
+@router.api_route("/{resource_type:fhirsegment}/{resource_id:fhirsegment}/_history/{version_id}", methods=["GET", "HEAD"],
                   tags=["read"], summary="Version read (vread)")
 def vread(resource_type: str, resource_id: str, version_id: str, request: Request,
           resources: ResourcesDep) -> Response:
@@ -87,7 +100,7 @@ def _subset(request: Request, stored) -> bytes:  # noqa: ANN001
 
 # --- create, update, patch, delete ---------------------------------------------------------------
 
-@router.post("/{resource_type}", tags=["write"], summary="Create (conditional with If-None-Exist)")
+@router.post("/{resource_type:fhirsegment}", tags=["write"], summary="Create (conditional with If-None-Exist)")
 async def create(resource_type: str, request: Request, resources: ResourcesDep) -> Response:
     body, _ = await read_json_body(request)
     result = await run_in_threadpool(
@@ -96,7 +109,7 @@ async def create(resource_type: str, request: Request, resources: ResourcesDep) 
     return write_response(request, result.version, result.status, result.issues)
 
 
-@router.put("/{resource_type}/{resource_id}", tags=["write"], summary="Update (or create with this id)")
+@router.put("/{resource_type:fhirsegment}/{resource_id:fhirsegment}", tags=["write"], summary="Update (or create with this id)")
 async def update(resource_type: str, resource_id: str, request: Request, resources: ResourcesDep) -> Response:
     body, _ = await read_json_body(request)
     result = await run_in_threadpool(
@@ -104,7 +117,7 @@ async def update(resource_type: str, resource_id: str, request: Request, resourc
     return write_response(request, result.version, result.status, result.issues)
 
 
-@router.put("/{resource_type}", tags=["write"], summary="Conditional update (PUT [type]?criteria)")
+@router.put("/{resource_type:fhirsegment}", tags=["write"], summary="Conditional update (PUT [type]?criteria)")
 async def conditional_update(resource_type: str, request: Request, resources: ResourcesDep) -> Response:
     body, _ = await read_json_body(request)
     result = await run_in_threadpool(
@@ -113,7 +126,7 @@ async def conditional_update(resource_type: str, request: Request, resources: Re
     return write_response(request, result.version, result.status, result.issues)
 
 
-@router.patch("/{resource_type}/{resource_id}", tags=["write"], summary="Patch (JSON Patch or FHIRPath Patch)")
+@router.patch("/{resource_type:fhirsegment}/{resource_id:fhirsegment}", tags=["write"], summary="Patch (JSON Patch or FHIRPath Patch)")
 async def patch(resource_type: str, resource_id: str, request: Request, resources: ResourcesDep) -> Response:
     body, media = await read_json_body(request, allow=(JSON_PATCH,))
     result = await run_in_threadpool(
@@ -122,7 +135,7 @@ async def patch(resource_type: str, resource_id: str, request: Request, resource
     return write_response(request, result.version, result.status, result.issues)
 
 
-@router.patch("/{resource_type}", tags=["write"], summary="Conditional patch (PATCH [type]?criteria)")
+@router.patch("/{resource_type:fhirsegment}", tags=["write"], summary="Conditional patch (PATCH [type]?criteria)")
 async def conditional_patch(resource_type: str, request: Request, resources: ResourcesDep) -> Response:
     body, media = await read_json_body(request, allow=(JSON_PATCH,))
     result = await run_in_threadpool(
@@ -131,14 +144,14 @@ async def conditional_patch(resource_type: str, request: Request, resources: Res
     return write_response(request, result.version, result.status, result.issues)
 
 
-@router.delete("/{resource_type}/{resource_id}", tags=["write"], summary="Delete")
+@router.delete("/{resource_type:fhirsegment}/{resource_id:fhirsegment}", tags=["write"], summary="Delete")
 def delete(resource_type: str, resource_id: str, request: Request, resources: ResourcesDep) -> Response:
     response_media_type(request)  # a 406 must come before the delete, not after it
     result = resources.delete(resource_type, resource_id)
     return _delete_response(request, result.deleted, f"{resource_type}/{resource_id}")
 
 
-@router.delete("/{resource_type}", tags=["write"], summary="Conditional delete (DELETE [type]?criteria)")
+@router.delete("/{resource_type:fhirsegment}", tags=["write"], summary="Conditional delete (DELETE [type]?criteria)")
 def conditional_delete(resource_type: str, request: Request, resources: ResourcesDep) -> Response:
     response_media_type(request)
     result = resources.conditional_delete(resource_type, _criteria(request), base_url=fhir_base_url(request))
