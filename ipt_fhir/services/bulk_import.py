@@ -21,6 +21,7 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
+from contextlib import closing, nullcontext
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -170,25 +171,27 @@ class Importer:
         batch: list[Prepared] = []
         keys: set[tuple[str, str]] = set()
         workers = self.workers if total >= 2 * CHUNK_LINES else 0
-        for line in self._prepared(sources, workers):
-            if self.cancelled():
-                raise Cancelled()
-            report.lines += 1
-            if isinstance(line, Failed):
-                report.failed[line.resource_type] += 1
-                report.errors.append(LineError(line.file, line.line, line.status, line.issues))
-                continue
-            key = (line.resource_type, line.id)
-            if key in keys:  # the same resource twice: the later line is a later version
-                self._write(batch, report)
-                batch, keys = [], set()
-            batch.append(line)
-            keys.add(key)
-            if len(batch) >= self.batch:
-                self._write(batch, report)
-                batch, keys = [], set()
-                if self.progress:
-                    self.progress(report, total)
+        # closing: on cancel or error, chunks not started are dropped and the workers released at once
+        with closing(self._prepared(sources, workers)) as prepared:
+            for line in prepared:
+                if self.cancelled():
+                    raise Cancelled()
+                report.lines += 1
+                if isinstance(line, Failed):
+                    report.failed[line.resource_type] += 1
+                    report.errors.append(LineError(line.file, line.line, line.status, line.issues))
+                    continue
+                key = (line.resource_type, line.id)
+                if key in keys:  # the same resource twice: the later line is a later version
+                    self._write(batch, report)
+                    batch, keys = [], set()
+                batch.append(line)
+                keys.add(key)
+                if len(batch) >= self.batch:
+                    self._write(batch, report)
+                    batch, keys = [], set()
+                    if self.progress:
+                        self.progress(report, total)
         self._write(batch, report)
         report.seconds = time.perf_counter() - started
         if self.progress:
@@ -210,30 +213,31 @@ class Importer:
         """Every line prepared, in file order. With workers, chunks are submitted about two batches
         ahead, so they are prepared while this thread writes. A version's lastUpdated is the time its
         chunk was submitted: later chunks, later times, as the batches commit."""
-        self._executor = bulk_prepare.pool(workers) if workers else None
-        ahead = max(2 * workers, -(-2 * self.batch // CHUNK_LINES))
-        pending: deque[tuple[Future | None, list, dict, datetime, frozenset]] = deque()
-        try:
-            for chunk in self._chunks(sources):
-                raws = [raw for _, _, raw in chunk]
-                resolved = {ref: self._resolve(ref) for ref in bulk_prepare.conditional_references(raws)}
-                existing = self._existing(raws)
-                now = rs.now_utc()
-                future = None
-                if self._executor is not None:
-                    try:
-                        future = self._executor.submit(bulk_prepare.prepare_chunk, chunk, resolved, now, existing)
-                    except BrokenProcessPool:
-                        self._workers_lost()
-                pending.append((future, chunk, resolved, now, existing))
-                while len(pending) > (ahead if self._executor is not None else 0):
+        with bulk_prepare.workers(workers) if workers else nullcontext() as self._executor:
+            ahead = max(2 * workers, -(-2 * self.batch // CHUNK_LINES))
+            pending: deque[tuple[Future | None, list, dict, datetime, frozenset]] = deque()
+            try:
+                for chunk in self._chunks(sources):
+                    raws = [raw for _, _, raw in chunk]
+                    resolved = {ref: self._resolve(ref) for ref in bulk_prepare.conditional_references(raws)}
+                    existing = self._existing(raws)
+                    now = rs.now_utc()
+                    future = None
+                    if self._executor is not None:
+                        try:
+                            future = self._executor.submit(bulk_prepare.prepare_chunk, chunk, resolved, now,
+                                                           existing)
+                        except BrokenProcessPool:
+                            self._workers_lost()
+                    pending.append((future, chunk, resolved, now, existing))
+                    while len(pending) > (ahead if self._executor is not None else 0):
+                        yield from self._results(*pending.popleft())
+                while pending:
                     yield from self._results(*pending.popleft())
-            while pending:
-                yield from self._results(*pending.popleft())
-        finally:
-            for future, *_ in pending:
-                if future is not None:
-                    future.cancel()
+            finally:
+                for future, *_ in pending:
+                    if future is not None:
+                        future.cancel()
 
     def _results(self, future: Future | None, chunk: list, resolved: dict, now: datetime, existing: frozenset
                  ) -> Iterator[Prepared | Failed]:
@@ -255,7 +259,7 @@ class Importer:
         next import starts new workers."""
         if self._executor is not None:
             log.warning("an import worker process died; preparing the remaining lines in-process")
-            bulk_prepare.discard_pool(self._executor)
+            bulk_prepare.discard(self._executor)
             self._executor = None
 
     def _existing(self, raws: list[bytes]) -> frozenset[tuple[str, str]]:

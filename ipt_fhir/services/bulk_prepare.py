@@ -20,8 +20,9 @@ import os
 import re
 import threading
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from datetime import datetime
-from typing import Callable, NamedTuple
+from typing import Callable, Iterator, NamedTuple
 
 from ipt_fhir.fhir.jsonio import dump_json, parse_json
 from ipt_fhir.fhir.outcome import FHIRError, Issue, bad_request
@@ -162,25 +163,53 @@ def prepare_chunk(lines: list[tuple[str, int, bytes]], resolved: dict[str, str |
 
 
 # --- the worker processes ---------------------------------------------------------------------------
-# One pool per process, started on first use and kept: workers import the server's modules and compile
-# validators once, not per import. Spawned rather than forked: the server runs imports in a thread
-# beside others, and a fork would copy whatever locks those threads hold (a validator compiling, logging).
+# One pool per process, shared by its imports and kept between them (workers import the server's modules
+# and compile validators once, ~2 s), shut down once no import has used it for IDLE_SECONDS (an idle
+# worker holds ~100 MB). Spawned rather than forked: the server runs imports in a thread beside others,
+# and a fork would copy whatever locks those threads hold (a validator compiling, logging).
+
+IDLE_SECONDS = 120.0
 
 _pool: ProcessPoolExecutor | None = None
-_pool_size = 0
+_users = 0
+_idle_timer: threading.Timer | None = None
 _pool_lock = threading.Lock()
 
 
-def pool(workers: int) -> ProcessPoolExecutor:
-    global _pool, _pool_size
+@contextmanager
+def workers(count: int) -> Iterator[ProcessPoolExecutor]:
+    """The shared pool for the duration of one import. Its size is `count` unless another import is
+    using it (a worker count changes how fast, never what is stored)."""
+    global _pool, _users, _idle_timer
     with _pool_lock:
-        if _pool is None or _pool_size != workers:
-            if _pool is not None:
-                _pool.shutdown(wait=False, cancel_futures=True)
-            _pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+        if _idle_timer is not None:
+            _idle_timer.cancel()
+            _idle_timer = None
+        if _pool is not None and _users == 0 and _pool._max_workers != count:
+            _pool.shutdown(wait=False, cancel_futures=True)
+            _pool = None
+        if _pool is None:
+            _pool = ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn"),
                                         initializer=_exit_with_parent)
-            _pool_size = workers
-        return _pool
+        _users += 1
+        executor = _pool
+    try:
+        yield executor
+    finally:
+        with _pool_lock:
+            _users -= 1
+            if _users == 0 and _pool is not None:
+                _idle_timer = threading.Timer(IDLE_SECONDS, _shut_down_if_idle)
+                _idle_timer.daemon = True
+                _idle_timer.start()
+
+
+def _shut_down_if_idle() -> None:
+    global _pool
+    with _pool_lock:
+        if _users == 0 and _pool is not None:
+            _pool.shutdown(wait=False, cancel_futures=True)
+            _pool = None
 
 
 def _exit_with_parent() -> None:
@@ -197,7 +226,7 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
-def discard_pool(broken: ProcessPoolExecutor) -> None:
+def discard(broken: ProcessPoolExecutor) -> None:
     """Forget a pool whose worker died (the next import starts a fresh one)."""
     global _pool
     with _pool_lock:

@@ -156,8 +156,8 @@ def test_a_rerun_with_workers_changes_nothing_and_a_changed_line_gets_a_version_
 def test_when_a_worker_dies_the_importing_thread_prepares_the_rest(database, inputs, small_chunks):
     single, single_rows = _run(database, inputs, workers=0)
     _empty(database)
-    executor = bulk_prepare.pool(2)
-    executor.submit(int).result()  # workers started
+    with bulk_prepare.workers(2) as executor:
+        executor.submit(int).result()  # workers started
     victim = next(iter(executor._processes))
     os.kill(victim, signal.SIGKILL)
     deadline = time.monotonic() + 10
@@ -165,7 +165,8 @@ def test_when_a_worker_dies_the_importing_thread_prepares_the_rest(database, inp
         time.sleep(0.05)
     report, rows = _run(database, inputs, workers=2)
     assert rows == single_rows and _errors(report) == _errors(single)
-    assert bulk_prepare.pool(2) is not executor  # the next import gets new workers
+    with bulk_prepare.workers(2) as fresh:
+        assert fresh is not executor  # the next import gets new workers
 
 
 def test_a_value_the_database_refuses_fails_its_line_only(database, tmp_path, monkeypatch):
@@ -183,3 +184,30 @@ def test_a_value_the_database_refuses_fails_its_line_only(database, tmp_path, mo
     assert report.created == {"Patient": 2}
     assert _errors(report) == [("x.ndjson", 2, 400)]
     assert "refused a value of Patient/refused" in report.errors[0].issues[0].diagnostics
+
+
+def test_idle_workers_are_shut_down(monkeypatch):
+    monkeypatch.setattr(bulk_prepare, "IDLE_SECONDS", 0.1)
+    with bulk_prepare.workers(1) as executor:
+        executor.submit(int).result()
+        processes = list(executor._processes.values())
+    deadline = time.monotonic() + 20
+    while any(p.is_alive() for p in processes) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(p.is_alive() for p in processes)
+    assert bulk_prepare._pool is None
+
+
+def test_cancelling_releases_the_workers(database, inputs, small_chunks):
+    seen = []
+
+    def cancelled() -> bool:
+        seen.append(1)
+        return len(seen) > 50
+
+    with pytest.raises(bulk_import.Cancelled):
+        Importer(database, batch=20, workers=2, cancelled=cancelled).run(inputs)
+    assert bulk_prepare._users == 0
+    with database.read() as conn:
+        stored = conn.exec_driver_sql("SELECT count(*) FROM resource").scalar_one()
+    assert stored == 40  # two whole batches written before the cancel, nothing after
