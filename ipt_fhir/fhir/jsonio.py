@@ -56,6 +56,8 @@ _decoder = json.JSONDecoder(
     parse_float=FhirDecimal,
     parse_constant=_reject_constant,
 )
+# For text already known to be sound JSON without duplicate keys (see _verdict): decimals only.
+_exact_decoder = json.JSONDecoder(parse_float=FhirDecimal, parse_constant=_reject_constant)
 
 
 MAX_DEPTH = 64  # deepest accepted nesting of request bodies (IPT_FHIR_MAX_JSON_DEPTH sets it at startup)
@@ -64,10 +66,12 @@ MAX_DEPTH = 64  # deepest accepted nesting of request bodies (IPT_FHIR_MAX_JSON_
 def parse_json(body: bytes | str) -> Any:
     """Parse a request body; malformed JSON, duplicate keys or too deep nesting raise a 400 FHIRError.
 
-    Fast path: orjson, then C-speed checks on orjson's own re-serialisation of the result (_plainly_parsed);
-    when those cannot decide, one walk of the result (depth, key count, any decimal) and one scan of the
-    text counting its keys. Only bodies with decimals (whose exact text must be kept) or duplicate keys
-    (whose error must name the key) take the slower standard-library parser with its hooks.
+    Fast path: orjson, then C-speed checks on orjson's own re-serialisation of the result (_verdict): no
+    decimal, no duplicate key, not too deep returns orjson's result; only decimals, the standard-library
+    parser's (exact decimals, no per-object hook). When the checks cannot decide: one walk of the result
+    (depth, key count, any decimal) and one scan of the text counting its keys; bodies with decimals
+    (whose exact text must be kept) or duplicate keys (whose error must name the key) then take the
+    slower standard-library parser with its hooks.
     """
     try:
         text = body.decode("utf-8") if isinstance(body, (bytes, bytearray)) else body
@@ -80,8 +84,16 @@ def parse_json(body: bytes | str) -> Any:
     except orjson.JSONDecodeError:
         fast = _UNPARSED
     if fast is not _UNPARSED:
-        if _plainly_parsed(text, fast):
+        verdict = _verdict(text, fast)
+        if verdict is _PLAIN:
             return fast
+        if verdict is _DECIMALS:
+            # Sound JSON whose only issue is decimals: the standard library's C parser with exact decimals
+            # gives what the hooked parser below would, minus a Python call per object.
+            try:
+                return _exact_decoder.decode(text)
+            except ValueError:  # not expected (orjson accepted the text); the path below decides
+                pass
         depth, keys, has_decimal = _shape(fast)
         if depth > MAX_DEPTH:
             raise FHIRError(400, [error("too-costly", f"JSON nesting is deeper than {MAX_DEPTH} levels")])
@@ -125,8 +137,12 @@ _NUMBER_NOISE = b"0123456789+- "
 _depth_marks: dict[int, bytes] = {}
 
 
-def _plainly_parsed(text: str, value: Any) -> bool:
-    """True when orjson's result is certainly the final one: no decimal, no duplicate key, not too deep.
+_PLAIN, _DECIMALS = "plain", "decimals"
+
+
+def _verdict(text: str, value: Any) -> str | None:
+    """_PLAIN when orjson's result is certainly the final one (no decimal, no duplicate key, not too
+    deep); _DECIMALS when decimals are the only reason it is not; None: let the exact walk decide.
 
     Decided on orjson.dumps(value, OPT_INDENT_2), a walk in C, instead of a walk in Python:
     - depth: the items of a container at depth d are indented by 2*d spaces, so without any line indented
@@ -135,25 +151,24 @@ def _plainly_parsed(text: str, value: Any) -> bool:
       the surviving keys plus the colons of the surviving strings. Equal counts mean nothing was dropped,
       unless a backslash-u escape (\\u003a) hides a colon in the input, hence none of those at all;
     - decimals: orjson writes every float with a '.' or an exponent and ints with neither (see
-      _NUMBER_SHAPE). An escaped quote and colon inside a string can only make this answer False, never wrongly True.
-    False only means "let the exact walk below decide".
+      _NUMBER_SHAPE). An escaped quote and colon inside a string can only make it see a decimal that is
+      not there (harmless: the exact parser is used), never miss one.
     """
     if type(value) is not dict and type(value) is not list:
-        return False
+        return None
     try:
         out = orjson.dumps(value, option=orjson.OPT_INDENT_2)
     except orjson.JSONEncodeError:  # e.g. orjson's own depth limit
-        return False
-    # cheapest first for the common reasons to say no: decimals (clinical values), then the rest
-    shape = out.translate(_NUMBER_SHAPE, _NUMBER_NOISE)
-    if b'":.' in shape or b"\n." in shape:
-        return False
+        return None
     mark = _depth_marks.get(MAX_DEPTH)
     if mark is None:
         mark = _depth_marks[MAX_DEPTH] = b"\n" + b" " * (2 * MAX_DEPTH)
     if mark in out or text.count(":") != out.count(b":"):
-        return False
-    return "\\" not in text or "\\u" not in text
+        return None
+    if "\\" in text and "\\u" in text:
+        return None
+    shape = out.translate(_NUMBER_SHAPE, _NUMBER_NOISE)
+    return _DECIMALS if b'":.' in shape or b"\n." in shape else _PLAIN
 
 
 # In valid JSON an unescaped quote followed by a colon can only close an object key (a quote inside a

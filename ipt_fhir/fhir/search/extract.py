@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from .registry import SearchParam, registry, split_union
 from .values import MAX_TIME, MIN_TIME, date_range, normalise_short
@@ -45,10 +45,11 @@ def _split_steps(path: str) -> list[str] | None:
 
 
 def _compile_steps(steps: list[str]) -> list[tuple] | None:
+    """("child", name, is_choice) | ("as", type) | ("ref", type) | ("eq", key, value) | ("index", n)."""
     ops: list[tuple] = []
     for s in steps:
         if _NAME.match(s):
-            ops.append(("child", s))
+            ops.append(("child", s, s in _choice_names()))
         elif m := _STEP_AS.match(s):
             ops.append(("as", m.group(1).lower()))
         elif m := _STEP_WHERE_REF.match(s):
@@ -56,7 +57,7 @@ def _compile_steps(steps: list[str]) -> list[tuple] | None:
         elif m := _STEP_WHERE_EQ.match(s):
             ops.append(("eq", m.group(1), m.group(2)))
         elif m := _STEP_INDEX.match(s):
-            ops.append(("child", m.group(1)))
+            ops.append(("child", m.group(1), m.group(1) in _choice_names()))
             ops.append(("index", int(m.group(2))))
         else:
             return None
@@ -107,22 +108,22 @@ def _run(ops: list[tuple], items: list[Item]) -> list[Item]:
         kind = op[0]
         out: list[Item] = []
         if kind == "child":
-            name = op[1]
+            name, choice = op[1], op[2]
             for node, _ in items:
                 if not isinstance(node, dict):
                     continue
                 v = node.get(name)
                 if v is not None:
                     if isinstance(v, list):
-                        out.extend((x, None) for x in v if x is not None)
+                        out += [(x, None) for x in v if x is not None]
                     else:
                         out.append((v, None))
-                elif name in _choice_names():  # choice element: valueQuantity, effectivePeriod, ...
+                elif choice:  # choice element: valueQuantity, effectivePeriod, ...
                     n = len(name)
                     for k, v in node.items():
                         if len(k) > n and k.startswith(name) and k[n].isupper():
                             if isinstance(v, list):
-                                out.extend((x, k[n:]) for x in v)
+                                out += [(x, k[n:]) for x in v]
                             else:
                                 out.append((v, k[n:]))
         elif kind == "as":
@@ -168,14 +169,58 @@ def compile_expression(expression: str, resource_type: str | None = None) -> Ext
     if any(c is None for c in compiled):
         return _fhirpathpy_extractor(expression)
 
+    runners = [(root, _runner(ops)) for root, ops in compiled]  # type: ignore[misc]
+    # The parts of a union that apply to a resource type, per type: shared parameters (patient, code,
+    # date, ...) are unions over dozens of types, of which one applies.
+    by_type: dict[str, list[Extractor]] = {}
+
+    def applicable(rt: Any) -> list[Extractor]:
+        parts = [fn for root, fn in runners if root in (rt, "Resource", "DomainResource")]
+        if type(rt) is str and len(by_type) < 1000:  # resourceType comes from the input: bounded
+            by_type[rt] = parts
+        return parts
+
     def run(resource: dict) -> list[Item]:
         rt = resource.get("resourceType")
+        parts = by_type.get(rt) if type(rt) is str else None
+        if parts is None:
+            parts = applicable(rt)
+        if len(parts) == 1:
+            return parts[0](resource)  # a fresh list, as below
         out: list[Item] = []
-        for root, ops in compiled:  # type: ignore[misc]
-            if root not in (rt, "Resource", "DomainResource"):
-                continue
-            out.extend(_run(ops, [(resource, None)]))
+        for fn in parts:
+            out.extend(fn(resource))
         return out
+
+    return run
+
+
+def _runner(ops: list[tuple]) -> Extractor:
+    """One compiled path as a function of the resource: plain child steps (most search parameters:
+    `CarePlan.status`, `Observation.code`) get a loop of their own, the rest the general _run."""
+    if all(op[0] == "child" and not op[2] for op in ops):
+        return _child_path(tuple(op[1] for op in ops))
+    return lambda resource: _run(ops, [(resource, None)])
+
+
+def _child_path(names: tuple[str, ...]) -> Extractor:
+    """_run for child steps of non-choice elements: same values, in the same order, all without a hint."""
+    def run(resource: dict) -> list[Item]:
+        items: list[Any] = [resource]
+        for name in names:
+            out: list[Any] = []
+            for node in items:
+                if isinstance(node, dict):
+                    v = node.get(name)
+                    if v is not None:
+                        if isinstance(v, list):
+                            out += [x for x in v if x is not None]
+                        else:
+                            out.append(v)
+            if not out:
+                return []
+            items = out
+        return [(v, None) for v in items]
 
     return run
 
@@ -222,56 +267,65 @@ def _num(v: Any) -> float | None:
     return None
 
 
-def token_values(v: Any, hint: str | None) -> Iterable[tuple[str | None, str | None, str | None]]:
+# The value functions below return lists (one call per value on the write path; a generator would add
+# its creation and a StopIteration to every one of them).
+
+def token_values(v: Any, hint: str | None) -> list[tuple[str | None, str | None, str | None]]:
     """(system, code, text) rows of one token value; text is normalised display/text for :text."""
     if isinstance(v, bool):
-        yield None, "true" if v else "false", None
-    elif isinstance(v, str):
-        yield None, v, None
-    elif isinstance(v, (int, float, Decimal)):
-        yield None, str(v), None
-    elif isinstance(v, dict):
+        return [(None, "true" if v else "false", None)]
+    if isinstance(v, str):
+        return [(None, v, None)]
+    if isinstance(v, (int, float, Decimal)):
+        return [(None, str(v), None)]
+    out: list[tuple[str | None, str | None, str | None]] = []
+    if isinstance(v, dict):
         if "coding" in v or (("text" in v) and "value" not in v and "code" not in v):
             text = v.get("text")
             codings = v.get("coding") or []
             for c in codings:
                 if isinstance(c, dict) and (c.get("code") is not None or c.get("system")):
                     disp = c.get("display") or text
-                    yield c.get("system"), c.get("code"), normalise_short(disp) if disp else None
+                    out.append((c.get("system"), c.get("code"), normalise_short(disp) if disp else None))
             if text and not codings:
-                yield None, None, normalise_short(text)
+                out.append((None, None, normalise_short(text)))
             elif text:
-                yield None, None, normalise_short(text)
+                out.append((None, None, normalise_short(text)))
         elif "value" in v and (hint == "ContactPoint" or v.get("system") in _CONTACT_SYSTEMS):
             if isinstance(v.get("value"), str):
-                yield None, v["value"], None
+                out.append((None, v["value"], None))
         elif "value" in v or "type" in v:  # Identifier
             t = v.get("type")
             text = t.get("text") if isinstance(t, dict) else None
             val = v.get("value")
             if isinstance(val, str) or v.get("system"):
-                yield v.get("system"), val if isinstance(val, str) else None, normalise_short(text) if text else None
+                out.append((v.get("system"), val if isinstance(val, str) else None,
+                            normalise_short(text) if text else None))
         elif "code" in v or "system" in v:  # Coding, Quantity-as-token
             disp = v.get("display") or v.get("unit")
-            yield v.get("system"), v.get("code"), normalise_short(disp) if isinstance(disp, str) else None
+            out.append((v.get("system"), v.get("code"), normalise_short(disp) if isinstance(disp, str) else None))
+    return out
 
 
-def identifier_type_codes(v: Any) -> Iterable[str]:
+def identifier_type_codes(v: Any) -> list[str]:
     """`system|code|value` strings for :of-type, one per Identifier.type coding."""
+    out: list[str] = []
     if isinstance(v, dict) and isinstance(v.get("value"), str) and isinstance(v.get("type"), dict):
         for c in v["type"].get("coding") or []:
             if isinstance(c, dict) and c.get("code"):
-                yield f"{c.get('system') or ''}|{c['code']}|{v['value']}"
+                out.append(f"{c.get('system') or ''}|{c['code']}|{v['value']}")
+    return out
 
 
 _NAME_PARTS = ("family", "given", "prefix", "suffix", "text")
 _ADDRESS_PARTS = ("line", "city", "district", "state", "postalCode", "country", "text")
 
 
-def string_values(v: Any, hint: str | None) -> Iterable[str]:
+def string_values(v: Any, hint: str | None) -> list[str]:
     if isinstance(v, str):
-        yield v
-    elif isinstance(v, dict):
+        return [v]
+    out: list[str] = []
+    if isinstance(v, dict):
         keys = _NAME_PARTS if ("family" in v or "given" in v or hint == "HumanName") else (
             _ADDRESS_PARTS if any(k in v for k in ("line", "city", "postalCode", "country", "state", "district")) else None)
         if keys is None:
@@ -279,74 +333,75 @@ def string_values(v: Any, hint: str | None) -> Iterable[str]:
         for k in keys:
             x = v.get(k)
             if isinstance(x, str):
-                yield x
+                out.append(x)
             elif isinstance(x, list):
-                yield from (s for s in x if isinstance(s, str))
+                out += [s for s in x if isinstance(s, str)]
+    return out
 
 
-def date_values(v: Any, hint: str | None) -> Iterable[tuple[int, int]]:
+def date_values(v: Any, hint: str | None) -> list[tuple[int, int]]:
     if isinstance(v, str):
         r = date_range(v)
-        if r:
-            yield r
-    elif isinstance(v, dict):
+        return [r] if r else []
+    out: list[tuple[int, int]] = []
+    if isinstance(v, dict):
         if "start" in v or "end" in v:  # Period
             s = date_range(v["start"]) if isinstance(v.get("start"), str) else None
             e = date_range(v["end"]) if isinstance(v.get("end"), str) else None
-            yield (s[0] if s else MIN_TIME), (e[1] if e else MAX_TIME)
+            out.append(((s[0] if s else MIN_TIME), (e[1] if e else MAX_TIME)))
         elif "event" in v or "repeat" in v:  # Timing: only the outer limits matter
             ranges = [r for r in (date_range(x) for x in v.get("event") or [] if isinstance(x, str)) if r]
             bounds = (v.get("repeat") or {}).get("boundsPeriod")
             if isinstance(bounds, dict):
                 ranges.extend(date_values(bounds, "Period"))
             if ranges:
-                yield min(r[0] for r in ranges), max(r[1] for r in ranges)
+                out.append((min(r[0] for r in ranges), max(r[1] for r in ranges)))
+    return out
 
 
-def number_values(v: Any, hint: str | None) -> Iterable[float]:
+def number_values(v: Any, hint: str | None) -> list[float]:
     n = _num(v)
     if n is not None:
-        yield n
-    elif isinstance(v, dict) and _num(v.get("value")) is not None:
-        yield _num(v["value"])  # type: ignore[misc]
+        return [n]
+    if isinstance(v, dict) and _num(v.get("value")) is not None:
+        return [_num(v["value"])]  # type: ignore[list-item]
+    return []
 
 
-def quantity_values(v: Any, hint: str | None) -> Iterable[tuple[float, str | None, str | None]]:
+def quantity_values(v: Any, hint: str | None) -> list[tuple[float, str | None, str | None]]:
     if not isinstance(v, dict):
         n = _num(v)
-        if n is not None:
-            yield n, None, None
-        return
+        return [(n, None, None)] if n is not None else []
     if "low" in v or "high" in v:  # Range: index both ends
+        out: list[tuple[float, str | None, str | None]] = []
         for end in ("low", "high"):
             if isinstance(v.get(end), dict):
-                yield from quantity_values(v[end], "Quantity")
-        return
+                out += quantity_values(v[end], "Quantity")
+        return out
     n = _num(v.get("value"))
     if n is None:
-        return
+        return []
     code = v.get("code") or v.get("currency")
-    yield n, v.get("system"), code
+    rows = [(n, v.get("system"), code)]
     unit = v.get("unit")
     if isinstance(unit, str) and unit != code:
-        yield n, None, unit
+        rows.append((n, None, unit))
+    return rows
 
 
-def reference_values(v: Any, hint: str | None) -> Iterable[tuple[str | None, str | None, str | None, str | None]]:
+def reference_values(v: Any, hint: str | None) -> list[tuple[str | None, str | None, str | None, str | None]]:
     """(target type, target id, version, url). Relative refs fill type/id; absolute and canonical refs fill url
     (and type/id too when they look like a RESTful FHIR URL, so the search layer can match own-base URLs)."""
     if isinstance(v, str):  # canonical / uri
         url, _, version = v.partition("|")
-        yield None, None, version or None, url
-        return
+        return [(None, None, version or None, url)]
     if not isinstance(v, dict):
-        return
+        return []
     ref = v.get("reference")
     if not isinstance(ref, str) or not ref or ref.startswith("#"):
-        return
+        return []
     if ref.startswith("urn:"):
-        yield None, None, None, ref
-        return
+        return [(None, None, None, ref)]
     parts = ref.split("/")
     version = None
     if len(parts) >= 4 and parts[-2] == "_history":
@@ -354,11 +409,9 @@ def reference_values(v: Any, hint: str | None) -> Iterable[tuple[str | None, str
         parts = parts[:-2]
     if len(parts) >= 2 and parts[-2][:1].isupper():
         is_abs = "://" in ref
-        yield parts[-2], parts[-1], version, "/".join(parts) if is_abs else None
-    else:
-        yield None, None, version, ref
+        return [(parts[-2], parts[-1], version, "/".join(parts) if is_abs else None)]
+    return [(None, None, version, ref)]
 
 
-def uri_values(v: Any, hint: str | None) -> Iterable[str]:
-    if isinstance(v, str):
-        yield v
+def uri_values(v: Any, hint: str | None) -> list[str]:
+    return [v] if isinstance(v, str) else []

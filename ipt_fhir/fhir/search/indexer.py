@@ -79,8 +79,9 @@ def index_rows(resource_type: str, resource: dict, last_updated=None) -> Rows:  
             for v, h in items:
                 for s, c, t in token_values(v, h):
                     tok.append((code, s, c, t))
-                for combined in identifier_type_codes(v):
-                    tok.append((code + ":of-type", None, combined, None))
+                if isinstance(v, dict) and "type" in v:  # only Identifiers have :of-type codes
+                    for combined in identifier_type_codes(v):
+                        tok.append((code + ":of-type", None, combined, None))
         elif ptype == "reference":
             for v, h in items:
                 for row in reference_values(v, h):

@@ -46,7 +46,8 @@ class Prop:
 
     __slots__ = ("elem", "type", "kind", "node", "check", "label", "reference",
                  # copies of what the walker reads for every value, set by flatten() once compiled
-                 "is_primitive", "array", "max", "binding", "invariants", "choice", "ext_key")
+                 "is_primitive", "array", "max", "binding", "invariants", "choice", "ext_key", "memo",
+                 "has_rules")
 
     def __init__(self, elem: Elem, type_name: str) -> None:
         self.elem = elem
@@ -69,6 +70,8 @@ class Prop:
         self.invariants = [i for i in elem.invariants if not i.trivial]
         self.choice = elem.choice
         self.ext_key = "_" + key
+        self.memo = getattr(self.check, "memo", None)  # verdicts on str values (primitives._memoised)
+        self.has_rules = bool(self.invariants) or self.binding is not None or self.reference
 
 
 class Node:

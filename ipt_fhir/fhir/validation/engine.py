@@ -8,7 +8,7 @@ from ..outcome import Issue, error, warning
 from .compiler import COMPLEX, PRIMITIVE, RESOURCE, Node, Prop, type_node
 from .definitions import known_resource_types
 from .invariants import Invariant, InvariantUnevaluable
-from .primitives import json_kind
+from .primitives import MISS, json_kind
 from .terminology import all_codes, expansion
 
 _RELATIVE_REF = re.compile(r"([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(/_history/[A-Za-z0-9\-.]{1,64})?")
@@ -55,12 +55,17 @@ class _Walk:
         issues = self.issues
         if not obj:
             issues.append(error("structure", "Objects must not be empty", path))
+            if prop_of is not None and prop_of.has_rules:
+                self.element_rules(obj, prop_of, path, resource, root)
             return
         props = node.props
         only_id = True
         chosen: set | None = None  # choice elements seen, to report a second variant of one
         for key, value in obj.items():
-            prop = props.get(key)
+            try:
+                prop = props[key]
+            except KeyError:
+                prop = None
             if prop is None:
                 if key == "resourceType" and node.is_resource:
                     continue
@@ -86,7 +91,10 @@ class _Walk:
                     issues.append(error("structure", f"'{key}' must be a JSON primitive, found {json_kind(value)}",
                                         f"{path}.{prop.label}"))
                 else:
-                    msg = prop.check(value)
+                    memo = prop.memo
+                    msg = memo.get(value, MISS) if memo is not None and type(value) is str else MISS
+                    if msg is MISS:
+                        msg = prop.check(value)
                     if msg is not None:
                         issues.append(error("value", msg, f"{path}.{prop.label}"))
                     elif prop.binding is not None:
@@ -137,7 +145,7 @@ class _Walk:
                                     f"{path}.{elem.name}"))
         if node.walk_invariants:
             self.invariants(node.walk_invariants, obj, path, resource, root)
-        if prop_of is not None:
+        if prop_of is not None and prop_of.has_rules:
             self.element_rules(obj, prop_of, path, resource, root)
 
     def choose(self, chosen: set | None, elem: Any, obj: dict, path: str) -> set:
@@ -153,6 +161,7 @@ class _Walk:
         return chosen
 
     def value(self, value: Any, prop: Prop, path: str, resource: dict, root: dict) -> None:
+        """A value of a complex or resource-typed property (objects go straight to obj where they can)."""
         if prop.kind == RESOURCE:
             # contained resources resolve against their container; others stand alone
             self.resource(value, path, root if prop.elem.name == "contained" else None)

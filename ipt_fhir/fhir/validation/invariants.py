@@ -294,16 +294,17 @@ NATIVE_NEEDS: dict[Callable[[dict, dict, dict], bool], tuple[str, ...]] = {
     _not_home: ("use",),
 }
 
-# Simple shapes compiled to key tests once the node's JSON keys are known (qty-3, cpt-2, cpl-3, ...).
+# Simple shapes compiled to key tests once the node's JSON keys are known (qty-3, cpt-2, cpl-3, ...),
+# as predicates with the native signature (value, resource, root).
 _SIMPLE = [
-    (re.compile(r"(\w+)\.empty\(\) or (\w+)\.exists\(\)"), lambda a, b: lambda o: not _any(o, a) or _any(o, b)),
-    (re.compile(r"(\w+)\.empty\(\) or (\w+)\.empty\(\)"), lambda a, b: lambda o: not _any(o, a) or not _any(o, b)),
-    (re.compile(r"(\w+)\.exists\(\) implies (\w+)\.exists\(\)"), lambda a, b: lambda o: not _any(o, a) or _any(o, b)),
-    (re.compile(r"(\w+)\.exists\(\) or (\w+)\.exists\(\)"), lambda a, b: lambda o: _any(o, a) or _any(o, b)),
+    (re.compile(r"(\w+)\.empty\(\) or (\w+)\.exists\(\)"), lambda a, b: lambda o, _r, _rt: not _any(o, a) or _any(o, b)),
+    (re.compile(r"(\w+)\.empty\(\) or (\w+)\.empty\(\)"), lambda a, b: lambda o, _r, _rt: not _any(o, a) or not _any(o, b)),
+    (re.compile(r"(\w+)\.exists\(\) implies (\w+)\.exists\(\)"), lambda a, b: lambda o, _r, _rt: not _any(o, a) or _any(o, b)),
+    (re.compile(r"(\w+)\.exists\(\) or (\w+)\.exists\(\)"), lambda a, b: lambda o, _r, _rt: _any(o, a) or _any(o, b)),
     # tim-4, tim-5 and the like: "duration.exists() implies duration >= 0"
-    (re.compile(r"(\w+)\.exists\(\) implies \1 >= 0"), lambda a: lambda o: _non_negative(o, a)),
-    (re.compile(r"(\w+)\.empty\(\)"), lambda a: lambda o: not _any(o, a)),
-    (re.compile(r"(\w+)\.exists\(\)"), lambda a: lambda o: _any(o, a)),
+    (re.compile(r"(\w+)\.exists\(\) implies \1 >= 0"), lambda a: lambda o, _r, _rt: _non_negative(o, a)),
+    (re.compile(r"(\w+)\.empty\(\)"), lambda a: lambda o, _r, _rt: not _any(o, a)),
+    (re.compile(r"(\w+)\.exists\(\)"), lambda a: lambda o, _r, _rt: _any(o, a)),
 ]
 # A leading `x.empty() or ...` / `x.exists() implies ...` makes the invariant hold whenever x is absent.
 _GUARD = re.compile(r"^(\w+)(?:\.\w+)*\.(?:empty\(\) or |exists\(\) implies )")
@@ -320,7 +321,11 @@ def _non_negative(obj: Any, keys: tuple[str, ...]) -> bool:
 
 
 def _any(obj: Any, keys: tuple[str, ...]) -> bool:
-    return type(obj) is dict and any(k in obj for k in keys)
+    if type(obj) is dict:
+        for k in keys:  # a loop, not any(genexpr): this runs for most constraints on most objects
+            if k in obj:
+                return True
+    return False
 
 
 _KEYWORDS = frozenset(
@@ -362,7 +367,7 @@ class Invariant:
     json_keys: tuple[str, ...] | None = None  # JSON keys of `roots`, bound by the compiler
     guard_keys: tuple[str, ...] | None = None
     native: Callable[[dict, dict, dict], bool] | None = None
-    simple: Callable[[Any], bool] | None = None
+    simple: Callable[[Any, dict, dict], bool] | None = None
     needs: tuple[str, ...] | None = None  # see NATIVE_NEEDS
     trivial: bool = False  # holds for every value (the walker skips it)
     # holds() as the cheapest plain function (obj, resource, root) -> bool, for the walker's hot loop
@@ -395,7 +400,7 @@ class Invariant:
                 return native(obj, resource, root)
             return guarded
         if simple is not None:
-            return lambda obj, resource, root: simple(obj)
+            return simple
         return self.holds
 
     def bind(self, keys_of: Callable[[str], tuple[str, ...]]) -> None:
@@ -431,7 +436,7 @@ class Invariant:
                     return True
             return native(obj, resource, root)
         if self.simple is not None:
-            return self.simple(obj)
+            return self.simple(obj, resource, root)
         if self.guard_keys is not None and not _any(obj, self.guard_keys):
             return True
         keys = self.json_keys

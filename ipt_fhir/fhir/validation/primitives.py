@@ -40,7 +40,7 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 # when full. Only str values are looked up (1, 1.0 and True are equal dict keys; their checks differ).
 MEMO_MAX_LEN = 256
 MEMO_ENTRIES = 4096
-_MISS = object()
+MISS = object()
 
 
 def _memoised(check_text: Callable[[str], "str | None"], label: str) -> Checker:
@@ -49,8 +49,8 @@ def _memoised(check_text: Callable[[str], "str | None"], label: str) -> Checker:
     def check(v: object) -> str | None:
         if type(v) is not str:
             return f"Expected a JSON string for {label}, found {_json_kind(v)}"
-        msg = memo.get(v, _MISS)
-        if msg is _MISS:
+        msg = memo.get(v, MISS)
+        if msg is MISS:
             msg = check_text(v)
             if len(v) <= MEMO_MAX_LEN:
                 if len(memo) >= MEMO_ENTRIES:
@@ -58,6 +58,7 @@ def _memoised(check_text: Callable[[str], "str | None"], label: str) -> Checker:
                 memo[v] = msg
         return msg  # type: ignore[return-value]
 
+    check.memo = memo  # type: ignore[attr-defined]  # the walker reads it directly (see engine._Walk.obj)
     return check
 
 
