@@ -36,7 +36,8 @@ def _configure_sqlite(engine: Engine, cache_mib: int) -> None:
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn):  # noqa: ANN001
-        conn.exec_driver_sql(conn.info.pop("begin_sql", "BEGIN"))
+        # On the driver directly: SQLAlchemy's statement pipeline would cost more than the BEGIN.
+        conn.connection.driver_connection.execute(conn.info.pop("begin_sql", "BEGIN"))
 
 
 _SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's storage format for DateTime on SQLite
@@ -92,6 +93,7 @@ class Database:
                 url, poolclass=QueuePool, pool_size=1, max_overflow=0, pool_timeout=3600,
                 connect_args=sqlite_args)
             _configure_sqlite(self._write_engine, cache_mib=64)
+            self._writer_connection: Connection | None = None
             self._group = GroupCommit(self._writer, self._transaction)
         else:
             self.engine = sa.create_engine(
@@ -117,11 +119,23 @@ class Database:
 
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:
-        with self._write_engine.connect() as conn:
-            if self.dialect == "sqlite":
-                conn.info["begin_sql"] = "BEGIN IMMEDIATE"
+        if self.dialect != "sqlite":
+            with self._write_engine.connect() as conn, conn.begin():
+                yield conn
+            return
+        # SQLite: the caller holds the writer lock, so the one writer connection stays checked out
+        # between units of work instead of going through the pool (and its reset) every time.
+        conn = self._writer_connection
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self._writer_connection = self._write_engine.connect()
+        conn.info["begin_sql"] = "BEGIN IMMEDIATE"
+        try:
             with conn.begin():
                 yield conn
+        finally:
+            if conn.in_transaction():  # the rollback itself failed: start afresh next time
+                self._writer_connection = None
+                conn.invalidate()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -147,5 +161,10 @@ class Database:
             raw.close()
 
     def dispose(self) -> None:
+        if self.dialect == "sqlite":
+            with self._writer:
+                if self._writer_connection is not None:
+                    self._writer_connection.close()
+                    self._writer_connection = None
         self.engine.dispose()
         self._write_engine.dispose()
