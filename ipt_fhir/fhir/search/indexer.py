@@ -66,8 +66,15 @@ def plan_for(resource_type: str) -> list[tuple[str, str, Any, Any]]:
 
 def index_rows(resource_type: str, resource: dict, last_updated=None) -> Rows:  # noqa: ANN001
     """Rows per table kind; each row is (param, *value columns) in the table's column order."""
-    rows: Rows = {k: [] for k in ("token", "string", "date", "number", "quantity", "reference", "uri", "composite")}
-    tok, st, dt, num, qty, ref, uri = (rows[k] for k in ("token", "string", "date", "number", "quantity", "reference", "uri"))
+    tok: list[tuple] = []
+    st: list[tuple] = []
+    dt: list[tuple] = []
+    num: list[tuple] = []
+    qty: list[tuple] = []
+    ref: list[tuple] = []
+    uri: list[tuple] = []
+    rows: Rows = {"token": tok, "string": st, "date": dt, "number": num, "quantity": qty, "reference": ref,
+                  "uri": uri, "composite": []}
     if last_updated is not None:
         us = to_micros(last_updated)
         dt.append(("_lastUpdated", us, us + 1))
