@@ -387,19 +387,36 @@ class _Writer:
 
 
 def _rewrite(value: Any, resolve: Callable[[str], str | None]) -> Any:
-    if isinstance(value, dict):
-        out = {}
+    """`value` with every `reference` string resolved. Copy-on-write: a dict or list none of whose
+    references changes is returned as it is, so only the paths to rewritten references are copied
+    (the parsed Bundle is never modified). Parsed JSON holds exact dicts and lists, hence `type() is`."""
+    if type(value) is dict:
+        out = None
         for k, v in value.items():
-            if k == "reference" and isinstance(v, str):
+            if k == "reference" and type(v) is str:
                 new = resolve(v)
-                out[k] = v if new is None else new
-            elif isinstance(v, (dict, list)):
-                out[k] = _rewrite(v, resolve)
+                if new is None or new == v:
+                    continue
+            elif type(v) is dict or type(v) is list:
+                new = _rewrite(v, resolve)
+                if new is v:
+                    continue
             else:
-                out[k] = v
-        return out
-    if isinstance(value, list):
-        return [_rewrite(v, resolve) if isinstance(v, (dict, list)) else v for v in value]
+                continue
+            if out is None:
+                out = dict(value)
+            out[k] = new
+        return value if out is None else out
+    if type(value) is list:
+        out_list = None
+        for i, v in enumerate(value):
+            if type(v) is dict or type(v) is list:
+                new = _rewrite(v, resolve)
+                if new is not v:
+                    if out_list is None:
+                        out_list = list(value)
+                    out_list[i] = new
+        return value if out_list is None else out_list
     return value
 
 
