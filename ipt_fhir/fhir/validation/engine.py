@@ -5,7 +5,7 @@ import re
 from typing import Any
 
 from ..outcome import Issue, error, warning
-from .compiler import COMPLEX, PRIMITIVE, RESOURCE, Node, Prop, type_node
+from .compiler import COMPLEX, RESOURCE, Node, Prop, type_node
 from .definitions import known_resource_types
 from .invariants import Invariant, InvariantUnevaluable
 from .primitives import MISS, json_kind
@@ -63,7 +63,7 @@ class _Walk:
         chosen: set | None = None  # choice elements seen, to report a second variant of one
         for key, value in obj.items():
             try:
-                prop = props[key]
+                prop = props[key]  # cheaper than props.get() on this path; unknown keys are the exception
             except KeyError:
                 prop = None
             if prop is None:
