@@ -126,7 +126,11 @@ def _reject_lone_surrogates(value: Any) -> None:
     try:
         orjson.dumps(value, default=_default, option=orjson.OPT_PASSTHROUGH_SUBCLASS)
     except TypeError:
-        raise FHIRError(400, [error("structure", "Malformed JSON: a \\u escape is an unpaired UTF-16 surrogate")]) from None
+        # orjson also refuses integers beyond 64 bits (valid JSON, left to validation): ask UTF-8 itself
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise FHIRError(400, [error("structure", "Malformed JSON: a \\u escape is an unpaired UTF-16 surrogate")]) from None
 
 
 # Number tokens of orjson's indented output reduced to what tells a decimal from an integer: digits,

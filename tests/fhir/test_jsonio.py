@@ -79,3 +79,12 @@ def test_nesting_limit_is_exact():
 def test_integers_beyond_64_bits_stay_exact_integers():
     value = parse_json(b'{"big": [123456789012345678901234567890]}')["big"][0]
     assert type(value) is int and value == 123456789012345678901234567890
+
+
+def test_a_surrogate_pair_beside_a_huge_integer_is_not_an_unpaired_surrogate():
+    # orjson refuses both; only the unpaired surrogate makes the body malformed
+    body = b'{"x":"\\ud800\\udc00","n":123456789012345678901234567890}'
+    assert parse_json(body) == {"x": "\U00010000", "n": 123456789012345678901234567890}
+    with pytest.raises(FHIRError) as caught:
+        parse_json(b'{"x":"\\ud800","n":123456789012345678901234567890}')
+    assert "unpaired" in caught.value.issues[0].diagnostics
