@@ -167,11 +167,13 @@ def _verdict(text: str, value: Any) -> str | None:
     mark = _depth_marks.get(MAX_DEPTH)
     if mark is None:
         mark = _depth_marks[MAX_DEPTH] = b"\n" + b" " * (2 * MAX_DEPTH)
-    if mark in out or text.count(":") != out.count(b":"):
+    if mark in out:
+        return None
+    shape = out.translate(_NUMBER_SHAPE, _NUMBER_NOISE)  # keeps every colon; shorter to count in
+    if text.count(":") != shape.count(b":"):
         return None
     if "\\" in text and "\\u" in text:
         return None
-    shape = out.translate(_NUMBER_SHAPE, _NUMBER_NOISE)
     return _DECIMALS if b'":.' in shape or b"\n." in shape else _PLAIN
 
 
