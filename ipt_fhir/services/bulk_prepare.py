@@ -3,8 +3,8 @@
 Parse, validate (the same gate as every write), resolve conditional references, render the stored JSON
 of version 1 and extract its search index rows. Everything here is pure (no database, no shared state),
 so chunks of lines can be prepared in worker processes while the importer writes the previous batch:
-that is where an import's time goes (about 80% of it is validation and index extraction). The results
-are compact tuples, cheap to send back between processes.
+that is where most of an import's CPU goes (parsing, validation and index extraction). The results are
+compact tuples, cheap to send back between processes.
 
 Conditional references (`Practitioner?identifier=sys|val`) need the files' identifiers and possibly the
 database, which only the importer has: it finds a chunk's conditional references with a regular
@@ -97,8 +97,8 @@ def conditional_references(raw_lines: list[bytes]) -> set[str]:
 
 def prepare_line(file: str, number: int, raw: bytes, resolve: Resolver, now: datetime,
                  existing: frozenset[tuple[str, str]] = frozenset()) -> Prepared | Failed:
-    """Every check a line passes before it is written, in the same order with the same errors as a
-    single PUT. Index rows are left out for the `existing` resources (see Prepared)."""
+    """Every check a line passes before it is written, in the order and with the errors the importer
+    has always reported. Index rows are left out for the `existing` resources (see Prepared)."""
     resource_type = "?"
     try:
         resource = parse_json(raw)
