@@ -103,11 +103,53 @@ def _choice_names() -> frozenset[str]:
                      for e in t["elements"] if e["p"].endswith("[x]"))
 
 
+@lru_cache(maxsize=1)
+def _type_names() -> dict[str, str]:
+    """Lower-case R4 type name -> its name in a choice element's key (`quantity` -> `Quantity`,
+    `datetime` -> `DateTime`)."""
+    from ipt_fhir.fhir.validation.definitions import structures
+
+    return {t.lower(): t[0].upper() + t[1:] for t in structures()["types"]}
+
+
+def _fuse_choice_as(ops: list[tuple]) -> list[tuple]:
+    """`value.as(Quantity)` looks up `valueQuantity` instead of scanning every key of the object for
+    `value…` variants and then dropping the other types (the scan dominated Observation indexing).
+    Same items: a variant key is the element name plus the type's name, and `as` keeps exactly that."""
+    out: list[tuple] = []
+    for op in ops:
+        if op[0] == "as" and out and out[-1][0] == "child" and out[-1][2] and op[1] in _type_names():
+            name = out.pop()[1]
+            out.append(("choice_as", name, name + _type_names()[op[1]], op[1]))
+        else:
+            out.append(op)
+    return out
+
+
 def _run(ops: list[tuple], items: list[Item]) -> list[Item]:
     for op in ops:
         kind = op[0]
         out: list[Item] = []
-        if kind == "child":
+        if kind == "choice_as":
+            name, key, want = op[1], op[2], op[3]
+            hint = key[len(name):]
+            for node, _ in items:
+                if not isinstance(node, dict):
+                    continue
+                v = node.get(name)
+                if v is not None:  # the plain element (not a choice here): `as` passes it as `want`
+                    if isinstance(v, list):
+                        out += [(x, want) for x in v if x is not None]
+                    else:
+                        out.append((v, want))
+                    continue
+                v = node.get(key)
+                if v is not None:
+                    if isinstance(v, list):
+                        out += [(x, hint) for x in v]
+                    else:
+                        out.append((v, hint))
+        elif kind == "child":
             name, choice = op[1], op[2]
             for node, _ in items:
                 if not isinstance(node, dict):
@@ -200,6 +242,7 @@ def _runner(ops: list[tuple]) -> Extractor:
     `CarePlan.status`, `Observation.code`) get a loop of their own, the rest the general _run."""
     if all(op[0] == "child" and not op[2] for op in ops):
         return _child_path(tuple(op[1] for op in ops))
+    ops = _fuse_choice_as(ops)
     return lambda resource: _run(ops, [(resource, None)])
 
 
