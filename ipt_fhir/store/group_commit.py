@@ -5,8 +5,8 @@ dozens of pages (the resource, its history row and each search index B-tree), wh
 all the Python work of the request. Concurrent writers therefore share transactions: a caller queues
 its unit of work; whoever holds the writer lock runs every queued unit in one transaction, each inside
 its own SAVEPOINT (so one failing unit rolls back only itself), commits once and hands each caller its
-own result or exception. A caller answers only after the commit that contains its work, so nothing is
-acknowledged before it is durable. With one writer at a time this is exactly a transaction per unit.
+own result or exception. A caller returns only after the commit that contains its work, so nothing is
+acknowledged before it is committed. With one caller at a time this is exactly a transaction per unit.
 """
 from __future__ import annotations
 
