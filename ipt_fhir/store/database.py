@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import QueuePool
 
+from .checkpoint import Checkpointer
 from .group_commit import GroupCommit
 
 T = TypeVar("T")
@@ -29,8 +30,8 @@ def _configure_sqlite(engine: Engine, cache_mib: int) -> None:
         # (SQLite's defaults: a 2 MiB cache, no map).
         cur.execute(f"PRAGMA cache_size=-{cache_mib * 1024}")
         cur.execute("PRAGMA mmap_size=268435456")
-        # Checkpoint every ~40 MiB of WAL instead of 4 MiB: an index page rewritten by many commits
-        # goes to the database file once per checkpoint, not once per 4 MiB.
+        # Checkpoints run in the background (checkpoint.py); the one inside a commit is only the
+        # backstop, at ~40 MiB of WAL instead of SQLite's 4 MiB.
         cur.execute("PRAGMA wal_autocheckpoint=10000")
         cur.close()
 
@@ -110,11 +111,13 @@ class Database:
             _configure_sqlite(self._write_engine, cache_mib=64)
             self._writer_connection: Connection | None = None
             self._group = GroupCommit(self._writer, self._transaction)
+            self._checkpointer: Checkpointer | None = Checkpointer(self.engine)
         else:
             self.engine = sa.create_engine(
                 url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True,
             )
             self._writer, self._write_engine = nullcontext(), self.engine
+            self._checkpointer = None
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -151,6 +154,7 @@ class Database:
             if conn.in_transaction():  # the rollback itself failed: start afresh next time
                 self._writer_connection = None
                 conn.invalidate()
+        self._checkpointer.wake()  # type: ignore[union-attr]
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -176,6 +180,8 @@ class Database:
             raw.close()
 
     def dispose(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         if self.dialect == "sqlite":
             with self._writer:
                 if self._writer_connection is not None:

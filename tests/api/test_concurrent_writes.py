@@ -154,3 +154,27 @@ def test_sqlite_units_queued_behind_a_writer_share_one_commit(tmp_path, sqlite_t
     assert len(commits) == 1
     assert _count(database) == 7
     database.dispose()
+
+
+def test_sqlite_wal_is_checkpointed_in_the_background(tmp_path, sqlite_template):
+    """Commits never wait for a checkpoint of their own below the backstop: a background thread moves
+    the WAL into the database file, and stops with the database."""
+    import os
+    import shutil
+    import time
+
+    path = tmp_path / "db.sqlite"
+    shutil.copy(sqlite_template, path)
+    database = Database(f"sqlite:///{path}")
+    before = os.path.getsize(path)
+    for i in range(200):  # a few hundred WAL pages, far below the 10,000-page backstop
+        database.run_write(lambda conn, i=i: _insert(conn, f"c{i}-{'x' * 40}"))
+    deadline = time.monotonic() + 10
+    while os.path.getsize(path) <= before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert os.path.getsize(path) > before, "the WAL was not checkpointed into the database file"
+    thread = database._checkpointer._thread
+    assert thread is not None and thread.is_alive()
+    database.dispose()
+    assert not thread.is_alive()
+    assert _count(Database(f"sqlite:///{path}")) == 200
