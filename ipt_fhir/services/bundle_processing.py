@@ -24,14 +24,14 @@ from ipt_fhir.fhir.outcome import FHIRError, Issue, bad_request, not_found, oper
 from ipt_fhir.fhir.patch import JSON_PATCH
 from ipt_fhir.fhir.resource_types import RESOURCE_TYPES
 from ipt_fhir.security import audit, guard
-from ipt_fhir.fhir.search.indexer import index_rows
 from ipt_fhir.services import resources as rs
 from ipt_fhir.services import write_hooks
+from ipt_fhir.services.bulk_prepare import rows_of
 from ipt_fhir.services import search as search_service
 from ipt_fhir.services.resources import ResourceService, WriteResult
 from ipt_fhir.services.search import find_ids
 from ipt_fhir.services.validation import validate_for_write
-from ipt_fhir.store import bulk
+from ipt_fhir.store import bulk_write
 from ipt_fhir.store import resources as repo
 from ipt_fhir.store.database import Database
 from ipt_fhir.store.ids import new_resource_id
@@ -247,9 +247,14 @@ class _Writer:
         pending, self._pending = self._pending, []
         if not pending:
             return
-        bulk.insert_versions(self.conn, [(v, "POST") for v, _ in pending], new=True)
-        bulk.insert_index_rows(self.conn, [(v.resource_type, v.id, index_rows(v.resource_type, doc, v.last_updated))
-                                           for v, doc in pending])
+        versions = [v for v, _ in pending]
+        bulk_write.insert_current(self.conn, versions)
+        bulk_write.insert_history(self.conn, versions, "POST")
+        index: dict[str, list[tuple]] = {}
+        for v, doc in pending:
+            for kind, rows in rows_of(v.resource_type, v.id, doc, v.last_updated).items():
+                index.setdefault(kind, []).extend(rows)
+        bulk_write.insert_index_rows(self.conn, index)
         hooks = write_hooks.registered()
         if hooks:
             for v, doc in pending:

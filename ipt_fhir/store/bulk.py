@@ -1,41 +1,15 @@
-"""Set-at-a-time writes for transactions and bulk import: many versions, history rows and index rows
-per statement (executemany / COPY) instead of one round trip per row. Same tables, same unit of work
-as the row-at-a-time repository (store/resources.py); callers guarantee the ids are new or locked."""
+"""Set-at-a-time reads and rewrites for transactions and bulk import: current versions of many ids,
+version replacement and index-row deletion per statement instead of one round trip per row (new rows
+are appended by bulk_write.py). Same tables, same unit of work as the row-at-a-time repository
+(store/resources.py); callers guarantee the ids are locked."""
 from __future__ import annotations
-
-from typing import Iterable
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .database import executemany_raw
-from .resources import INSERT_HISTORY_SQL, INSERT_RESOURCE_SQL, StoredVersion
+from .resources import StoredVersion
 from .search_tables import INDEX_TABLES
 from .tables import resource_table as resource
-
-_INDEX_COLUMNS = {kind: [c.name for c in table.columns] for kind, table in INDEX_TABLES.items()}
-
-
-def _index_sql(dialect: str) -> dict[str, str]:
-    mark = "?" if dialect == "sqlite" else "%s"
-    return {kind: f"INSERT INTO {INDEX_TABLES[kind].name} ({', '.join(cols)}) VALUES ({', '.join([mark] * len(cols))})"
-            for kind, cols in _INDEX_COLUMNS.items()}
-
-
-_INDEX_SQL = {d: _index_sql(d) for d in ("sqlite", "postgresql")}
-
-
-def insert_versions(conn: Connection, versions: list[tuple[StoredVersion, str]], *, new: bool) -> None:
-    """Write versions: `new` → INSERT current rows (first versions); otherwise the current rows were
-    already updated by the caller. History rows are appended for all. On the driver directly, as the
-    row-at-a-time repository does: SQLAlchemy's executemany pipeline cost more than the inserts."""
-    if not versions:
-        return
-    if new:
-        executemany_raw(conn, INSERT_RESOURCE_SQL, [
-            (v.resource_type, v.id, v.version_id, v.last_updated, v.deleted, v.content) for v, _ in versions])
-    executemany_raw(conn, INSERT_HISTORY_SQL, [
-        (v.resource_type, v.id, v.version_id, v.last_updated, m, v.content) for v, m in versions])
 
 
 def replace_versions(conn: Connection, versions: list[tuple[StoredVersion, int]]) -> int:
@@ -50,26 +24,6 @@ def replace_versions(conn: Connection, versions: list[tuple[StoredVersion, int]]
     result = conn.execute(stmt, [{"t": v.resource_type, "i": v.id, "expected": e, "v": v.version_id,
                                   "lu": v.last_updated, "d": v.deleted, "c": v.content} for v, e in versions])
     return result.rowcount
-
-
-def insert_index_rows(conn: Connection, rows: Iterable[tuple[str, str, dict[str, list[tuple]]]]) -> None:
-    """Index rows of many resources, one executemany per index table."""
-    by_kind: dict[str, list[tuple]] = {}
-    for resource_type, resource_id, kinds in rows:
-        for kind, kind_rows in kinds.items():
-            if kind_rows:
-                bucket = by_kind.setdefault(kind, [])
-                bucket.extend(dict.fromkeys((resource_type, resource_id, *r) for r in kind_rows))
-    if not by_kind:
-        return
-    sql = _INDEX_SQL[conn.dialect.name]
-    raw = conn.connection.dbapi_connection
-    cur = raw.cursor()
-    try:
-        for kind, payload in by_kind.items():
-            cur.executemany(sql[kind], payload)
-    finally:
-        cur.close()
 
 
 def delete_index_rows(conn: Connection, keys: list[tuple[str, str]]) -> None:

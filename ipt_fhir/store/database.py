@@ -63,21 +63,6 @@ def execute_raw(conn: Connection, sql: str, params: tuple) -> int:
         cursor.close()
 
 
-def executemany_raw(conn: Connection, sql: str, rows: list[tuple]) -> None:
-    """`execute_raw` for many parameter rows in one driver call (set-at-a-time writes)."""
-    if not rows:
-        return
-    if conn.dialect.name == "sqlite":
-        rows = [_driver_sql(conn, sql, r)[1] for r in rows]
-    else:
-        sql = sql.replace("?", "%s")
-    cursor = conn.connection.driver_connection.cursor()
-    try:
-        cursor.executemany(sql, rows)
-    finally:
-        cursor.close()
-
-
 def fetch_one(conn: Connection, sql: str, params: tuple) -> tuple | None:
     sql, params = _driver_sql(conn, sql, params)
     cursor = conn.connection.driver_connection.cursor()

@@ -72,9 +72,9 @@ def version(conn: Connection, resource_type: str, resource_id: str, version_id: 
 
 # The write path runs these statements once or twice per request: they go straight to the driver
 # (see database.execute_raw), which costs a sixth of SQLAlchemy's execution pipeline.
-INSERT_RESOURCE_SQL = ("INSERT INTO resource (resource_type, id, version_id, last_updated, deleted, content) "
+_INSERT_RESOURCE = ("INSERT INTO resource (resource_type, id, version_id, last_updated, deleted, content) "
                     "VALUES (?, ?, ?, ?, ?, ?)")
-INSERT_HISTORY_SQL = ("INSERT INTO resource_history (resource_type, id, version_id, last_updated, method, content) "
+_INSERT_HISTORY = ("INSERT INTO resource_history (resource_type, id, version_id, last_updated, method, content) "
                    "VALUES (?, ?, ?, ?, ?, ?)")
 _REPLACE_RESOURCE = ("UPDATE resource SET version_id = ?, last_updated = ?, deleted = ?, content = ? "
                      "WHERE resource_type = ? AND id = ? AND version_id = ?")
@@ -85,7 +85,7 @@ def insert_new(conn: Connection, v: StoredVersion, method: str) -> bool:
     """Insert the first row of (type, id). False when another writer got there first; the unit of work
     is then unusable (PostgreSQL aborts it) and the caller must end it, which every caller does."""
     try:
-        execute_raw(conn, INSERT_RESOURCE_SQL,
+        execute_raw(conn, _INSERT_RESOURCE,
                     (v.resource_type, v.id, v.version_id, v.last_updated, v.deleted, v.content))
     except conn.dialect.loaded_dbapi.IntegrityError:
         return False
@@ -105,7 +105,7 @@ def replace(conn: Connection, v: StoredVersion, expected_version: int, method: s
 
 
 def _append_history(conn: Connection, v: StoredVersion, method: str) -> None:
-    execute_raw(conn, INSERT_HISTORY_SQL, (v.resource_type, v.id, v.version_id, v.last_updated, method, v.content))
+    execute_raw(conn, _INSERT_HISTORY, (v.resource_type, v.id, v.version_id, v.last_updated, method, v.content))
 
 
 # --- conditional create keys -------------------------------------------------------------------
