@@ -1,6 +1,6 @@
 """Compile the official FHIR R4 definitions into the compact files the strict validator loads.
 
-Run from the repository root:  python scripts/vendor_definitions.py [path/to/fhir-r4-definitions]
+Run from the repository root:  python scripts/vendor_definitions.py path/to/fhir-r4-definitions
 
 Reads profiles-types, profiles-resources, valuesets and v3-codesystems (gzip JSON bundles, FHIR 4.0.1)
 and writes, into ipt_fhir/fhir/definitions/:
@@ -22,6 +22,8 @@ import gzip
 import json
 import sys
 from pathlib import Path
+
+from definitions_source import source_path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "ipt_fhir" / "fhir" / "definitions"
@@ -215,7 +217,7 @@ def compile_value_sets(required: list[str], terminology: list[dict]) -> dict:
 
 
 def main(argv: list[str]) -> None:
-    src = Path(argv[1]) if len(argv) > 1 else ROOT / ".." / "shared" / "fhir-r4-definitions"
+    src = source_path(argv, "the folder of the gzipped official R4 definitions bundles")
     sds = load_bundle(src / "profiles-types.json.gz") + load_bundle(src / "profiles-resources.json.gz")
     structures = compile_structures(sds)
     terminology = load_bundle(src / "valuesets.json.gz") + load_bundle(src / "v3-codesystems.json.gz")

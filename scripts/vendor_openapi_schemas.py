@@ -1,8 +1,8 @@
 """Vendor the JSON Schemas the OpenAPI document needs from the official FHIR R4 JSON Schema.
 
-    python scripts/vendor_openapi_schemas.py [path/to/fhir.schema.json.gz]
+    python scripts/vendor_openapi_schemas.py path/to/fhir.schema.json.gz
 
-Default source: ../shared/fhir-r4-definitions/fhir.schema.json.gz (next to the checkout). Writes
+The source is HL7's R4 JSON Schema (fhir.schema.json, gzipped; see definitions_source.py). Writes
 ipt_fhir/fhir/definitions/openapi-schemas.json.gz: the documented resource types and every datatype
 they reach, `$ref`s rewritten to `#/components/schemas/…`. `ResourceList` (a oneOf over all 146 resource
 types, reached through Bundle.entry.resource, Parameters.parameter.resource and contained) is replaced
@@ -15,8 +15,9 @@ import json
 import sys
 from pathlib import Path
 
+from definitions_source import source_path
+
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_SOURCE = REPO.parent / "shared" / "fhir-r4-definitions" / "fhir.schema.json.gz"
 TARGET = REPO / "ipt_fhir" / "fhir" / "definitions" / "openapi-schemas.json.gz"
 
 # Keep in step with ipt_fhir.api.openapi.DOCUMENTED_TYPES (a test checks it).
@@ -76,7 +77,7 @@ def closure(definitions: dict, roots: tuple[str, ...]) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    source = Path(argv[1]) if len(argv) > 1 else DEFAULT_SOURCE
+    source = source_path(argv, "the gzipped official R4 JSON Schema, fhir.schema.json.gz")
     with gzip.open(source, "rt", encoding="utf-8") as f:
         definitions = json.load(f)["definitions"]
     schemas = closure(definitions, RESOURCE_TYPES)

@@ -1,6 +1,6 @@
 """Vendor the list of concrete R4 resource types from the official StructureDefinitions.
 
-Usage: python scripts/vendor_resource_types.py [path/to/fhir-r4-definitions]
+Usage: python scripts/vendor_resource_types.py path/to/fhir-r4-definitions
 Writes ipt_fhir/fhir/definitions/resource-types.json.
 """
 import gzip
@@ -8,8 +8,10 @@ import json
 import sys
 from pathlib import Path
 
+from definitions_source import source_path
+
 root = Path(__file__).resolve().parents[1]
-src = Path(sys.argv[1]) if len(sys.argv) > 1 else root.parent / "shared" / "fhir-r4-definitions"
+src = source_path(sys.argv, "the folder of the gzipped official R4 definitions bundles")
 bundle = json.load(gzip.open(src / "profiles-resources.json.gz"))
 types = sorted(
     e["resource"]["id"]

@@ -1,6 +1,6 @@
 """Vendor the compact search definitions the server reads at runtime.
 
-Reads the official R4 definitions (default ../shared/fhir-r4-definitions, or argv[1]) and writes into
+Reads the official R4 definitions (the folder given as argv[1]; see definitions_source.py) and writes into
 ipt_fhir/fhir/definitions/:
   search-parameters.json.gz          every SearchParameter, only the fields search needs
   search-compartment-patient.json.gz the Patient CompartmentDefinition as {resource type: [param codes]}
@@ -12,6 +12,8 @@ import gzip
 import json
 import sys
 from pathlib import Path
+
+from definitions_source import source_path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "ipt_fhir" / "fhir" / "definitions"
@@ -30,7 +32,7 @@ def _write(name: str, data) -> None:  # noqa: ANN001
 
 
 def main() -> None:
-    src = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared" / "fhir-r4-definitions"
+    src = source_path(sys.argv, "the folder of the gzipped official R4 definitions bundles")
     bundle = _load(src, "search-parameters.json.gz")
     params = []
     for entry in bundle["entry"]:
