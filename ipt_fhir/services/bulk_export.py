@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import threading
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +23,7 @@ from ipt_fhir.fhir.outcome import bad_request, not_found
 from ipt_fhir.fhir.resource_types import RESOURCE_TYPES
 from ipt_fhir.services import resources as rs
 from ipt_fhir.services import search as search_service
+from ipt_fhir.services.bulk_jobs import JobRunner
 from ipt_fhir.store import bulk
 from ipt_fhir.store.database import Database
 from ipt_fhir.store.search_sql import SqlBuilder
@@ -202,12 +202,14 @@ class Exporter:
         return output
 
 
-class ExportJobs:
+class ExportJobs(JobRunner):
+    """$export jobs (see bulk_jobs.py); their files go under the bulk directory's export/ folder."""
+
+    kind = "export"
+
     def __init__(self, db: Database, bulk_dir: Path) -> None:
-        self.db = db
+        super().__init__(db)
         self.dir = Path(bulk_dir) / "export"
-        self._cancel: set[str] = set()
-        self._threads: dict[str, threading.Thread] = {}
 
     def kick_off(self, req: ExportRequest, *, base_url: str, request_url: str) -> str:
         if req.level == "group":  # a Group that does not exist is a 404 at kick-off, not a failed job
@@ -217,24 +219,12 @@ class ExportJobs:
         with self.db.write() as conn:
             bulk.create_job(conn, job_id, "export", json.dumps(
                 {"export": req.to_json(), "base_url": base_url, "request_url": request_url}), rs.now_utc())
-        thread = threading.Thread(target=self._run, args=(job_id,), name=f"export-{job_id}", daemon=True)
-        self._threads[job_id] = thread
-        thread.start()
+        self.start(job_id)
         return job_id
-
-    def wait(self, job_id: str, timeout: float | None = None) -> None:
-        thread = self._threads.get(job_id)
-        if thread is not None:
-            thread.join(timeout)
-
-    def status(self, job_id: str) -> dict | None:
-        with self.db.read() as conn:
-            job = bulk.get_job(conn, job_id)
-        return job if job and job["kind"] == "export" else None
 
     def cancel(self, job_id: str) -> bool:
         """Cancel a running job, or delete a finished one and its files."""
-        self._cancel.add(job_id)
+        self.request_cancel(job_id)
         with self.db.write() as conn:
             job = bulk.get_job(conn, job_id)
             if job is None or job["kind"] != "export":
@@ -267,14 +257,14 @@ class ExportJobs:
 
         try:
             output = Exporter(self.db, base_url=request["base_url"]).run(
-                req, self.dir / job_id, cancelled=lambda: job_id in self._cancel, progress=progress)
+                req, self.dir / job_id, cancelled=lambda: self.cancelled(job_id), progress=progress)
         except Exception as exc:  # noqa: BLE001 - reported through the job status
             log.exception("export job %s failed", job_id)
             with self.db.write() as conn:
                 bulk.update_job(conn, job_id, rs.now_utc(), status="failed",
                                 result=json.dumps({"error": str(exc) or type(exc).__name__}))
             return
-        if job_id in self._cancel:
+        if self.cancelled(job_id):
             shutil.rmtree(self.dir / job_id, ignore_errors=True)
             return
         manifest = {"transactionTime": rs.format_instant(started), "request": request["request_url"],

@@ -21,7 +21,6 @@ import logging
 import os
 import re
 import sqlite3
-import threading
 import time
 import uuid
 from collections import Counter, deque
@@ -44,6 +43,7 @@ from ipt_fhir.fhir.resource_types import RESOURCE_TYPES
 from ipt_fhir.services import bulk_prepare
 from ipt_fhir.services import resources as rs
 from ipt_fhir.services import write_hooks
+from ipt_fhir.services.bulk_jobs import JobRunner
 from ipt_fhir.services.bulk_prepare import Failed, Prepared, Unresolved
 from ipt_fhir.services.search import find_ids
 from ipt_fhir.store import bulk, bulk_write
@@ -447,16 +447,16 @@ def sources_from_paths(paths: list[Path]) -> list[Source]:
 
 # --- server jobs ---------------------------------------------------------------------------------
 
-class ImportJobs:
-    """$import jobs: persisted in `bulk_job`, run by one background thread per job in this process.
-    On start, jobs a killed process left queued or running are run again (imports are idempotent)."""
+class ImportJobs(JobRunner):
+    """$import jobs (see bulk_jobs.py). On start, jobs a killed process left queued or running are
+    run again (imports are idempotent)."""
+
+    kind = "import"
 
     def __init__(self, db: Database, bulk_dir: Path, batch: int = 1000) -> None:
-        self.db = db
+        super().__init__(db)
         self.dir = Path(bulk_dir)
         self.batch = batch
-        self._cancel: set[str] = set()
-        self._threads: dict[str, threading.Thread] = {}
 
     def allowed_path(self, url: str) -> Path:
         """Inputs the server reads must lie under its bulk directory (no arbitrary file reads)."""
@@ -487,11 +487,6 @@ class ImportJobs:
         self.start(job_id)
         return job_id
 
-    def start(self, job_id: str) -> None:
-        thread = threading.Thread(target=self._run, args=(job_id,), name=f"import-{job_id}", daemon=True)
-        self._threads[job_id] = thread
-        thread.start()
-
     def resume_unfinished(self, stale_seconds: float = 60) -> list[str]:
         from datetime import timedelta
 
@@ -503,17 +498,8 @@ class ImportJobs:
             self.start(job_id)
         return ids
 
-    def wait(self, job_id: str, timeout: float | None = None) -> None:
-        thread = self._threads.get(job_id)
-        if thread is not None:
-            thread.join(timeout)
-
-    def status(self, job_id: str) -> dict | None:
-        with self.db.read() as conn:
-            return bulk.get_job(conn, job_id)
-
     def cancel(self, job_id: str) -> bool:
-        self._cancel.add(job_id)
+        self.request_cancel(job_id)
         with self.db.write() as conn:
             return bulk.update_job(conn, job_id, rs.now_utc(), status="cancelled",
                                    only_if_status=("queued", "running", "completed", "failed"))
@@ -534,7 +520,7 @@ class ImportJobs:
                      "failed": len(report.errors)}))
 
         importer = Importer(self.db, base_url=request.get("base_url", ""), batch=self.batch, progress=progress,
-                            cancelled=lambda: job_id in self._cancel)
+                            cancelled=lambda: self.cancelled(job_id))
         try:
             report = importer.run([Source.path(Path(p)) for p in request["inputs"]])
         except Cancelled:

@@ -155,3 +155,18 @@ def test_delete_cancels_an_export_and_its_status_is_then_gone(client):
     poll(client, r.headers["Content-Location"])
     assert client.delete("/fhir" + location).status_code == 202
     assert client.get("/fhir" + location).status_code == 404
+
+
+def test_a_job_status_is_scoped_to_its_kind(database, tmp_path):
+    """An $import status URL never shows an $export job, nor the reverse."""
+    from ipt_fhir.services.bulk_export import ExportJobs
+    from ipt_fhir.services.bulk_import import ImportJobs
+    from ipt_fhir.services.resources import now_utc
+    from ipt_fhir.store import bulk
+
+    with database.write() as conn:
+        bulk.create_job(conn, "imp1", "import", "{}", now_utc())
+        bulk.create_job(conn, "exp1", "export", "{}", now_utc())
+    imports, exports = ImportJobs(database, tmp_path), ExportJobs(database, tmp_path)
+    assert imports.status("imp1")["kind"] == "import" and exports.status("exp1")["kind"] == "export"
+    assert imports.status("exp1") is None and exports.status("imp1") is None
