@@ -15,7 +15,7 @@ from ipt_fhir.fhir.outcome import FHIRError, bad_request, error, information, no
 from ipt_fhir.services.bulk_export import ExportJobs, parse_export_params
 from ipt_fhir.services.bulk_import import ImportJobs
 
-from .responses import fhir_base_url, fhir_response
+from .responses import fhir_base_url
 
 router = APIRouter(prefix="/fhir", tags=["bulk data"])
 
@@ -103,17 +103,20 @@ async def kick_off_import(request: Request) -> Response:
 
 @router.get("/$import-poll-status/{job_id}", summary="Progress and result of an $import job")
 def import_status(job_id: str, request: Request) -> Response:
-    job = import_jobs(request).status(job_id)
-    if job is not None and job["kind"] != "import":
-        job = None
-    response = _poll(job, "import")
-    if response.status_code == 200:
-        result = json.loads(job["result"])
-        base = fhir_base_url(request)
-        for e in result.get("error", []):
-            e["url"] = f"{base}/$import-file/{e.pop('file')}"
-        response = Response(content=json.dumps(result), status_code=200, media_type="application/json")
-    return response
+    base = fhir_base_url(request)
+    return _poll_with_urls(import_jobs(request).status(job_id), "import", "error",
+                           lambda file: f"{base}/$import-file/{file}")
+
+
+def _poll_with_urls(job: dict | None, kind: str, items: str, url_of) -> Response:  # noqa: ANN001
+    """`_poll`, with the file names of a completed job's result (its `items` list) made into URLs."""
+    response = _poll(job, kind)
+    if response.status_code != 200:
+        return response
+    result = json.loads(job["result"])  # type: ignore[index]
+    for item in result.get(items, []):
+        item["url"] = url_of(item.pop("file"))
+    return Response(content=json.dumps(result), status_code=200, media_type="application/json")
 
 
 @router.delete("/$import-poll-status/{job_id}", summary="Cancel an $import job")
@@ -177,15 +180,9 @@ async def export_group(group_id: str, request: Request) -> Response:
 
 @router.get("/$export-poll-status/{job_id}", summary="Progress and manifest of an $export job")
 def export_status(job_id: str, request: Request) -> Response:
-    job = export_jobs(request).status(job_id)
-    response = _poll(job, "export")
-    if response.status_code == 200:
-        manifest = json.loads(job["result"])
-        base = fhir_base_url(request)
-        for o in manifest["output"]:
-            o["url"] = f"{base}/$export-file/{job_id}/{o.pop('file')}"
-        response = Response(content=json.dumps(manifest), status_code=200, media_type="application/json")
-    return response
+    base = fhir_base_url(request)
+    return _poll_with_urls(export_jobs(request).status(job_id), "export", "output",
+                           lambda file: f"{base}/$export-file/{job_id}/{file}")
 
 
 @router.delete("/$export-poll-status/{job_id}", summary="Cancel an $export job (or delete its files)")
