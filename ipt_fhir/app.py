@@ -10,6 +10,7 @@ from ipt_fhir.api import bulk_routes, bundle_routes
 from ipt_fhir.api import ipt_routes
 from ipt_fhir.api import docs_routes, ops_routes
 from ipt_fhir.api import security_routes
+from ipt_fhir.api.rest_dispatch import RestFrontDoor
 from ipt_fhir.api.security_deps import authorize
 from ipt_fhir.security import middleware as security
 from ipt_fhir.api.body_limit import BodyLimitMiddleware
@@ -63,4 +64,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     bulk_routes.install(app, dependencies=secured)  # $import, $export
     ops_routes.install(app)  # /healthz /readyz /metrics; request ids, JSON access log, metrics
     docs_routes.install(app)  # /openapi.json, /docs, /redoc (no CDN)
+    # In front of all of them: read, vread, create, update, patch, delete and type search without
+    # FastAPI's route search and dependency solving, for exactly the requests FastAPI would send to
+    # those same handlers (rest_dispatch.py).
+    app.router.routes.insert(0, RestFrontDoor(app, authorize))
     return app
