@@ -121,7 +121,7 @@ def load(db: Database, courses: int, templates: int) -> tuple[int, float, dict[s
                                  "deleted": False, "content": content})
         rows["resource_history"].append({"tno": t, "resource_type": rt, "id": rid, "version_id": 1,
                                          "last_updated": now, "method": "POST", "content": content})
-        for kind, kind_rows in index_rows(rt, res, now).items():
+        for kind, kind_rows in index_rows(rt, res).items():
             table = INDEX_TABLES[kind]
             names = [c.name for c in table.columns]
             for row in dict.fromkeys(kind_rows):

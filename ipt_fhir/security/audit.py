@@ -98,7 +98,7 @@ def patients_in(conn: Connection, pairs: list[tuple[str, str]]) -> set[str]:
 
 
 def _patients_in(conn: Connection, pairs: list[tuple[str, str]]) -> set[str]:
-    from ipt_fhir.fhir.search.registry import patient_compartment
+    from ipt_fhir.fhir.search.registry import patient_compartment, registry
     from ipt_fhir.store.search_tables import reference_index as t
 
     out = {rid for rt, rid in pairs if rt == "Patient"}
@@ -107,7 +107,7 @@ def _patients_in(conn: Connection, pairs: list[tuple[str, str]]) -> set[str]:
         if rt != "Patient" and rt in patient_compartment():
             by_type.setdefault(rt, []).append(rid)
     for rt, ids in by_type.items():
-        params = patient_compartment()[rt]
+        params = registry().stored_params_to(rt, patient_compartment()[rt], "Patient")
         for chunk in range(0, len(ids), 500):
             rows = conn.execute(sa.select(t.c.target_id).distinct().where(
                 t.c.resource_type == rt, t.c.resource_id.in_(ids[chunk:chunk + 500]), t.c.param.in_(params),
@@ -206,7 +206,7 @@ def store_event(conn: Connection, event: dict) -> None:
     doc = with_server_meta(event, event_id, 1, last_updated)
     stored = StoredVersion("AuditEvent", event_id, 1, last_updated, False, dump_json(doc))
     repo.insert_new(conn, stored, "POST")
-    write_index(conn, "AuditEvent", event_id, doc, last_updated)
+    write_index(conn, "AuditEvent", event_id, doc)
 
 
 def flush(db, c: Collector, status: int) -> None:  # noqa: ANN001 - a store Database

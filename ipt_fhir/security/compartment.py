@@ -7,12 +7,8 @@ exactly when a compartment search finds it — for any version, including ones n
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 from ipt_fhir.fhir.search.indexer import index_rows
-from ipt_fhir.fhir.search.registry import patient_compartment
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+from ipt_fhir.fhir.search.registry import patient_compartment, registry
 
 
 def compartment_types() -> frozenset[str]:
@@ -31,8 +27,8 @@ def patients_of(resource_type: str, resource: dict) -> set[str]:
     params = patient_compartment().get(resource_type)
     if not params:
         return set()
-    wanted = set(params)
-    rows = index_rows(resource_type, resource, _EPOCH).get("reference", [])
+    wanted = set(registry().stored_params_to(resource_type, params, "Patient"))
+    rows = index_rows(resource_type, resource).get("reference", [])
     return {row[2] for row in rows if row[0] in wanted and row[1] == "Patient" and row[2]}
 
 

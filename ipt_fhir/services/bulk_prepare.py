@@ -115,17 +115,17 @@ def prepare_line(file: str, number: int, raw: bytes, resolve: Resolver, now: dat
         validate_for_write(resource, resource_type)
         _resolve_in_place(resource, resolve)
         doc = rs.with_server_meta(resource, rid, 1, now)
-        rows = None if (resource_type, rid) in existing else rows_of(resource_type, rid, doc, now)
+        rows = None if (resource_type, rid) in existing else rows_of(resource_type, rid, doc)
         return Prepared(file, number, resource_type, rid, dump_json(doc), rows, now)
     except FHIRError as exc:
         return Failed(file, number, resource_type, exc.status, exc.issues)
 
 
-def rows_of(resource_type: str, resource_id: str, doc: dict, now: datetime) -> IndexRows:
+def rows_of(resource_type: str, resource_id: str, doc: dict) -> IndexRows:
     """`index_rows` of the stored document as full table rows; a resource's duplicate rows once (as
     store/search_index.py writes them)."""
     return {kind: list(dict.fromkeys((resource_type, resource_id, *r) for r in rows))
-            for kind, rows in index_rows(resource_type, doc, now).items() if rows}
+            for kind, rows in index_rows(resource_type, doc).items() if rows}
 
 
 def _resolve_in_place(value: dict | list, resolve: Resolver) -> None:

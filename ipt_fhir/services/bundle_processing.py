@@ -252,7 +252,7 @@ class _Writer:
         bulk_write.insert_history(self.conn, versions, "POST")
         index: dict[str, list[tuple]] = {}
         for v, doc in pending:
-            for kind, rows in rows_of(v.resource_type, v.id, doc, v.last_updated).items():
+            for kind, rows in rows_of(v.resource_type, v.id, doc).items():
                 index.setdefault(kind, []).extend(rows)
         bulk_write.insert_index_rows(self.conn, index)
         hooks = write_hooks.registered()

@@ -352,7 +352,7 @@ class ResourceService:
 
     def _after_write(self, conn: Connection, resource_type: str, resource_id: str, method: str,
                      doc: dict, previous: dict | None, stored: StoredVersion) -> None:
-        write_index(conn, resource_type, resource_id, doc, stored.last_updated)
+        write_index(conn, resource_type, resource_id, doc)
         change = write_hooks.Change(resource_type, resource_id, method, doc, previous)
         for hook in write_hooks.registered():
             hook.after_write(conn, change)

@@ -396,7 +396,8 @@ def _everything_refs(req: Request, tb: TextSql) -> str:
     statement as the compartment so that one keyset order pages over both without duplicates."""
     ev = req.everything
     comp_params = patient_compartment()
-    pairs = [f"(c.resource_type = {tb.p(t)} AND {tb.in_('c.param', [c for c in comp_params.get(t, ())])})"
+    pairs = [f"(c.resource_type = {tb.p(t)} AND "
+             f"{tb.in_('c.param', registry().stored_params_to(t, comp_params[t], 'Patient'))})"
              for t in req.types if t != "Patient" and comp_params.get(t)]
     sources = []
     if "Patient" in req.types:
@@ -542,7 +543,7 @@ def _includes(conn: Connection, req: Request, matched: list[tuple[str, str]]) ->
                        "ON x.resource_type = t.target_type AND x.id = t.target_id "
                        f"WHERE t.resource_type = {tb.p(rt)} AND {tb.in_('t.resource_id', ids)} AND x.deleted = {tb.p(False)}")
                 if code != "*":
-                    sql += f" AND t.param = {tb.p(code)}"
+                    sql += f" AND {tb.param_is('t', 'search_reference', rt, code)}"
                 if target:
                     sql += f" AND t.target_type = {tb.p(target)}"
                 found.extend(tuple(x) for x in conn.exec_driver_sql(sql, tb.params))
@@ -559,7 +560,7 @@ def _includes(conn: Connection, req: Request, matched: list[tuple[str, str]]) ->
                 if src != "*":
                     sql += f" AND t.resource_type = {tb.p(src)}"
                 if code != "*":
-                    sql += f" AND t.param = {tb.p(code)}"
+                    sql += f" AND {tb.param_is('t', 'search_reference', src, code)}"
                 found.extend(tuple(x) for x in conn.exec_driver_sql(sql, tb.params))
         new = []
         for rt, rid, content in found:
@@ -779,7 +780,7 @@ def everything(db: Database, patient_id: str, params: list[tuple[str, str]], *, 
             rng = date_range(v)
             if rng is None or "T" not in v:
                 raise bad_request(f"_since must be an instant, got '{v}'", "_since")
-            # lastUpdated >= _since, through the _lastUpdated index rows ([low, high) = [t, t + 1 us)).
+            # lastUpdated >= _since: the resource row's last_updated ([low, high) = [t, t + 1 us)).
             since.append(Clause("param", "_lastUpdated", param=_LAST_UPDATED, values=[("ge", rng[0], rng[0])]))
     for t in types:
         req.clauses[t] += since

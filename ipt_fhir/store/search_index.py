@@ -1,7 +1,6 @@
 """Writing the search index: called inside the unit of work of every create/update/patch/delete."""
 from __future__ import annotations
 
-from datetime import datetime
 from functools import lru_cache
 from typing import Callable
 
@@ -116,10 +115,9 @@ def _pg_insert_sql(kinds: tuple[str, ...]) -> str:
     return f"WITH {ctes} {parts[-1]}"
 
 
-def write_index(conn: Connection, resource_type: str, resource_id: str, resource: dict,
-                last_updated: datetime) -> None:
+def write_index(conn: Connection, resource_type: str, resource_id: str, resource: dict) -> None:
     """Replace every index row of one resource."""
-    rows = index_rows(resource_type, resource, last_updated)
+    rows = index_rows(resource_type, resource)
     # A first version has no index rows yet (ids are never reused across deletes: versions continue).
     delete = (resource.get("meta") or {}).get("versionId") != "1"
     if conn.dialect.name == "postgresql":
@@ -141,17 +139,17 @@ def reindex_all(db: Database, progress: Callable[[int], None] | None = None, bat
     while True:
         with db.read() as conn:
             page = conn.execute(
-                sa.select(r.c.resource_type, r.c.id, r.c.last_updated, r.c.content)
+                sa.select(r.c.resource_type, r.c.id, r.c.content)
                 .where(r.c.deleted.is_(False), sa.tuple_(r.c.resource_type, r.c.id) > sa.tuple_(*last))
                 .order_by(r.c.resource_type, r.c.id).limit(batch)
             ).all()
         if not page:
             break
         with db.write() as conn:
-            for rt, rid, lu, content in page:
+            for rt, rid, content in page:
                 if content is None:
                     continue
-                _insert(conn, rt, rid, index_rows(rt, load_stored(content), lu))
+                _insert(conn, rt, rid, index_rows(rt, load_stored(content)))
                 done += 1
         last = (page[-1][0], page[-1][1])
         if progress:

@@ -3,22 +3,25 @@
 Every clause becomes a condition on the outer `resource` row. The most selective positive clause
 drives the query as `id IN (index lookup)`; the others are correlated EXISTS probes on the
 (resource_type, resource_id, param) index, which both SQLite and PostgreSQL plan as cheap lookups.
+
+Two kinds of parameter have no index rows of their own: `_lastUpdated` is the resource row's
+`last_updated` column (indexed with resource_type), and a reference alias such as `patient`
+(`subject.where(resolve() is Patient)`) reads its base parameter's rows with that target type.
 """
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 from typing import Any, Callable
 
 import sqlalchemy as sa
 
 from ipt_fhir.fhir.outcome import bad_request
 from ipt_fhir.fhir.search.parser import ANY, Clause
-from ipt_fhir.fhir.search.values import MAX_TIME, MIN_TIME, STRING_INDEX_LENGTH, normalise, to_micros
+from ipt_fhir.fhir.search.registry import registry
+from ipt_fhir.fhir.search.values import MAX_TIME, MIN_TIME, STRING_INDEX_LENGTH, from_micros, normalise
 
-from .search_tables import (
-    INDEX_TABLES, composite_index, date_index, number_index, quantity_index, reference_index, string_index,
-    token_index, uri_index,
-)
+from .search_tables import INDEX_TABLES, composite_index, reference_index, string_index, token_index, uri_index
 
 ValueSetExpander = Callable[[str], "list[tuple[str | None, str]] | None"]
 
@@ -32,12 +35,71 @@ def _like_escape(q: str) -> str:
     return q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+LAST_UPDATED = "_lastUpdated"
+_FIRST_INSTANT, _LAST_INSTANT = datetime.min.replace(tzinfo=timezone.utc), datetime.max.replace(tzinfo=timezone.utc)
+
+
+def instant_range(prefix: str, ql: int, qh: int, now_us: int) -> tuple[int | None, int | None, bool]:
+    """(lower, upper, negate): a microsecond instant t matches `prefix` against the query range [ql, qh)
+    exactly when lower <= t < upper (None: unbounded), or when it does not for `ne`. These are
+    date_cond's range rules for the one-microsecond range [t, t + 1) of resource.last_updated."""
+    if prefix in ("eq", "ne"):
+        return ql, qh, prefix == "ne"
+    if prefix in ("gt", "sa"):
+        return qh, None, False
+    if prefix == "ge":
+        return ql, None, False
+    if prefix in ("lt", "eb"):
+        return None, ql, False
+    if prefix == "le":
+        return None, qh, False
+    if prefix == "ap":
+        mid = (ql + qh) // 2
+        gap = abs(now_us - mid) // 10
+        return ql - gap, qh + gap, False
+    raise bad_request(f"Unknown prefix {prefix}")
+
+
+def instant(us: int) -> datetime:
+    """A bound in microseconds as a UTC datetime, clamped to what datetime (and the column) can hold."""
+    try:
+        return from_micros(us)
+    except OverflowError:
+        return _FIRST_INSTANT if us < 0 else _LAST_INSTANT
+
+
+def sqlite_instant(us: int) -> str:
+    """The bound as SQLite stores DateTime columns (fixed width, so text order is time order)."""
+    return instant(us).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+
+
 class SqlBuilder:
     def __init__(self, base_url: str = "", expand_valueset: ValueSetExpander | None = None,
                  now_us: int | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.expand_valueset = expand_valueset
         self.now_us = now_us if now_us is not None else int(time.time() * 1_000_000)
+
+    # ------------------------------------------------------------------ parameter rows
+    @staticmethod
+    def param_is(t: sa.Table, resource_type: str, code: str) -> Any:
+        """The index rows of parameter `code` of `resource_type` (a reference alias reads its base's)."""
+        if t is reference_index:
+            stored, target_type = registry().stored_reference(resource_type, code)
+            if target_type:
+                return sa.and_(t.c.param == stored, t.c.target_type == target_type)
+            return t.c.param == stored
+        return t.c.param == code
+
+    def last_updated_cond(self, col: Any, clause: Clause) -> Any:
+        ors = []
+        for prefix, ql, qh in clause.values:
+            lower, upper, negate = instant_range(prefix, ql, qh, self.now_us)
+            conds = ([col >= instant(lower)] if lower is not None else []) + \
+                    ([col < instant(upper)] if upper is not None else [])
+            cond = sa.and_(*conds) if conds else sa.true()
+            ors.append(sa.not_(cond) if negate else cond)
+        return sa.or_(*ors)
 
     # ------------------------------------------------------------------ value conditions
     def _token_value(self, t: sa.Table, v: Any) -> Any:
@@ -274,20 +336,22 @@ class SqlBuilder:
             for target, inner in zip(clause.targets, clause.inner):
                 ors.append(sa.and_(t.c.target_type == target, t.c.target_id.in_(self.ids_select(target, inner))))
             return sa.select(t.c.resource_id).where(
-                t.c.resource_type == resource_type, t.c.param == clause.param.code, sa.or_(*ors))
+                t.c.resource_type == resource_type, self.param_is(t, resource_type, clause.param.code), sa.or_(*ors))
         if clause.kind == "has":
             t = reference_index
             return sa.select(t.c.target_id).where(
-                t.c.resource_type == clause.source_type, t.c.param == clause.param.code,
+                t.c.resource_type == clause.source_type, self.param_is(t, clause.source_type, clause.param.code),
                 t.c.target_type == resource_type,
                 t.c.resource_id.in_(self.ids_select(clause.source_type, clause.inner[0])))
-        if clause.modifier in ("missing", "not", "not-in") or self._is_negative(clause):
-            # negative clauses need the resource table
+        if clause.modifier in ("missing", "not", "not-in") or self._is_negative(clause) or \
+                clause.param.code == LAST_UPDATED:
+            # negative clauses need the resource table, and _lastUpdated is one of its columns
             from .tables import resource_table as r
             return sa.select(r.c.id).where(r.c.resource_type == resource_type, r.c.deleted.is_(False),
                                            self.condition(resource_type, clause, r.c.resource_type, r.c.id))
         t, cond = self.value_select(resource_type, clause)
-        return sa.select(t.c.resource_id).where(t.c.resource_type == resource_type, t.c.param == clause.param.code, cond)
+        return sa.select(t.c.resource_id).where(
+            t.c.resource_type == resource_type, self.param_is(t, resource_type, clause.param.code), cond)
 
     @staticmethod
     def _is_negative(clause: Clause) -> bool:
@@ -303,9 +367,14 @@ class SqlBuilder:
         if clause.kind in ("chain", "has", "or"):
             return id_col.in_(self.ids_select(resource_type, clause))
         p = clause.param
+        if p.code == LAST_UPDATED:  # every resource has one: never missing
+            if clause.modifier == "missing":
+                return sa.false() if clause.values[0] else sa.true()
+            return self.last_updated_cond(id_col.table.c.last_updated, clause)
         t = INDEX_TABLES[p.type]
         if clause.modifier == "missing":
-            probe = sa.exists().where(t.c.resource_type == rt_col, t.c.resource_id == id_col, t.c.param == p.code)
+            probe = sa.exists().where(t.c.resource_type == rt_col, t.c.resource_id == id_col,
+                                      self.param_is(t, resource_type, p.code))
             if p.type == "reference":  # a logical reference (identifier only) is a value too
                 tt = token_index
                 probe = sa.or_(probe, sa.exists().where(tt.c.resource_type == rt_col, tt.c.resource_id == id_col,
@@ -318,8 +387,9 @@ class SqlBuilder:
         t, cond = self.value_select(resource_type, clause)
         if drive and not negate:
             return id_col.in_(sa.select(t.c.resource_id).where(
-                t.c.resource_type == resource_type, t.c.param == p.code, cond))
-        probe = sa.exists().where(t.c.resource_type == rt_col, t.c.resource_id == id_col, t.c.param == p.code, cond)
+                t.c.resource_type == resource_type, self.param_is(t, resource_type, p.code), cond))
+        probe = sa.exists().where(t.c.resource_type == rt_col, t.c.resource_id == id_col,
+                                  self.param_is(t, resource_type, p.code), cond)
         return sa.not_(probe) if negate else probe
 
     @staticmethod
@@ -342,6 +412,8 @@ class SqlBuilder:
     # ------------------------------------------------------------------ sorting
     def sort_expr(self, resource_type_col: Any, id_col: Any, p: Any, descending: bool) -> Any:
         """A correlated scalar subquery giving a resource's sort value for parameter p (NULLs last)."""
+        if p.code == LAST_UPDATED:
+            return id_col.table.c.last_updated
         t = INDEX_TABLES[p.type]
         if p.type == "date":
             col = t.c.high if descending else t.c.low
@@ -355,7 +427,7 @@ class SqlBuilder:
             col = t.c.value
         agg = sa.func.max(col) if descending else sa.func.min(col)
         sub = sa.select(agg).where(t.c.resource_type == resource_type_col, t.c.resource_id == id_col,
-                                   t.c.param == p.code).scalar_subquery()
+                                   self.param_is(t, p.resource_type, p.code)).scalar_subquery()
         if p.type in ("date",):
             return sa.func.coalesce(sub, MIN_TIME if descending else MAX_TIME)
         if p.type in ("number", "quantity"):
@@ -368,10 +440,6 @@ class _Cols:
 
     def __init__(self, system: Any, code: Any) -> None:
         self.c = type("C", (), {"system": system, "code": code})()
-
-
-def last_updated_micros(dt) -> int:  # noqa: ANN001
-    return to_micros(dt)
 
 
 # ====================================================================== text SQL
@@ -420,6 +488,27 @@ class TextSql:
         if len(values) == 1:
             return f"{col} = {self.p(values[0])}"
         return f"{col} IN ({', '.join(self.p(v) for v in values)})"
+
+    # ------------------------------------------------------------------ parameter rows
+    def param_is(self, a: str, table: str, resource_type: str, code: str) -> str:
+        """The rows of parameter `code` of `resource_type` in index table alias `a` (see SqlBuilder)."""
+        if table == "search_reference":
+            stored, target_type = registry().stored_reference(resource_type, code)
+            if target_type:
+                return f"{a}.param = {self.p(stored)} AND {a}.target_type = {self.p(target_type)}"
+            return f"{a}.param = {self.p(stored)}"
+        return f"{a}.param = {self.p(code)}"
+
+    def last_updated_cond(self, r: str, clause: Clause) -> str:
+        bound = instant if self.pg else sqlite_instant
+        ors = []
+        for prefix, ql, qh in clause.values:
+            lower, upper, negate = instant_range(prefix, ql, qh, self.now_us)
+            conds = ([f"{r}.last_updated >= {self.p(bound(lower))}"] if lower is not None else []) + \
+                    ([f"{r}.last_updated < {self.p(bound(upper))}"] if upper is not None else [])
+            cond = _and(*conds) if conds else "1=1"
+            ors.append(f"NOT ({cond})" if negate else cond)
+        return _or(*ors)
 
     # ------------------------------------------------------------------ value conditions
     def _token_value(self, a: str, v: Any) -> str:
@@ -588,20 +677,22 @@ class TextSql:
             ors = [f"{a}.target_type = {self.p(target)} AND {a}.target_id IN ({self.ids_select(target, inner)})"
                    for target, inner in zip(clause.targets, clause.inner)]
             return (f"SELECT {a}.resource_id FROM search_reference {a} WHERE {a}.resource_type = "
-                    f"{self.p(resource_type)} AND {a}.param = {self.p(clause.param.code)} AND ({_or(*ors)})")
+                    f"{self.p(resource_type)} AND {self.param_is(a, 'search_reference', resource_type, clause.param.code)} "
+                    f"AND ({_or(*ors)})")
         if clause.kind == "has":
             a = self.alias()
             return (f"SELECT {a}.target_id FROM search_reference {a} WHERE {a}.resource_type = "
-                    f"{self.p(clause.source_type)} AND {a}.param = {self.p(clause.param.code)} AND {a}.target_type = "
+                    f"{self.p(clause.source_type)} AND {self.param_is(a, 'search_reference', clause.source_type, clause.param.code)} AND {a}.target_type = "
                     f"{self.p(resource_type)} AND {a}.resource_id IN ({self.ids_select(clause.source_type, clause.inner[0])})")
-        if clause.modifier in ("missing", "not", "not-in") or SqlBuilder._is_negative(clause):
+        if clause.modifier in ("missing", "not", "not-in") or SqlBuilder._is_negative(clause) or \
+                clause.param.code == LAST_UPDATED:
             r = self.alias("r")
             return (f"SELECT {r}.id FROM resource {r} WHERE {r}.resource_type = {self.p(resource_type)} AND "
                     f"{r}.deleted = {self.p(False)} AND ({self.condition(resource_type, clause, r)})")
         a = self.alias()
         table = INDEX_TABLES[clause.param.type].name
         return (f"SELECT {a}.resource_id FROM {table} {a} WHERE {a}.resource_type = {self.p(resource_type)} "
-                f"AND {a}.param = {self.p(clause.param.code)} AND ({self.value_cond(clause, a)})")
+                f"AND {self.param_is(a, table, resource_type, clause.param.code)} AND ({self.value_cond(clause, a)})")
 
     def condition(self, resource_type: str, clause: Clause, r: str, drive: bool = False) -> str:
         """A boolean condition on the outer resource row aliased `r`."""
@@ -612,11 +703,15 @@ class TextSql:
         if clause.kind in ("chain", "has", "or"):
             return f"{r}.id IN ({self.ids_select(resource_type, clause)})"
         p = clause.param
+        if p.code == LAST_UPDATED:  # every resource has one: never missing
+            if clause.modifier == "missing":
+                return "1=0" if clause.values[0] else "1=1"
+            return self.last_updated_cond(r, clause)
         table = INDEX_TABLES[p.type].name
         if clause.modifier == "missing":
             a = self.alias()
             probe = (f"EXISTS (SELECT 1 FROM {table} {a} WHERE {a}.resource_type = {r}.resource_type "
-                     f"AND {a}.resource_id = {r}.id AND {a}.param = {self.p(p.code)})")
+                     f"AND {a}.resource_id = {r}.id AND {self.param_is(a, table, resource_type, p.code)})")
             if p.type == "reference":
                 b = self.alias()
                 probe = (f"({probe} OR EXISTS (SELECT 1 FROM search_token {b} WHERE {b}.resource_type = "
@@ -630,9 +725,11 @@ class TextSql:
         a = self.alias()
         if drive and not negate:
             return (f"{r}.id IN (SELECT {a}.resource_id FROM {table} {a} WHERE {a}.resource_type = "
-                    f"{self.p(resource_type)} AND {a}.param = {self.p(p.code)} AND ({self.value_cond(clause, a)}))")
+                    f"{self.p(resource_type)} AND {self.param_is(a, table, resource_type, p.code)} "
+                    f"AND ({self.value_cond(clause, a)}))")
         probe = (f"EXISTS (SELECT 1 FROM {table} {a} WHERE {a}.resource_type = {r}.resource_type AND "
-                 f"{a}.resource_id = {r}.id AND {a}.param = {self.p(p.code)} AND ({self.value_cond(clause, a)}))")
+                 f"{a}.resource_id = {r}.id AND {self.param_is(a, table, resource_type, p.code)} "
+                 f"AND ({self.value_cond(clause, a)}))")
         return f"NOT {probe}" if negate else probe
 
     def where(self, resource_type: str, clauses: list[Clause], r: str) -> str:
@@ -647,6 +744,8 @@ class TextSql:
         return _and(*conds)
 
     def sort_expr(self, r: str, p: Any, descending: bool) -> str:
+        if p.code == LAST_UPDATED:
+            return f"{r}.last_updated"
         table = INDEX_TABLES[p.type].name
         if p.type == "date":
             col = "high" if descending else "low"
@@ -666,5 +765,5 @@ class TextSql:
             default = "" if descending else "\U0010ffff"
         a = self.alias("s")
         return (f"COALESCE((SELECT {'max' if descending else 'min'}({a}.{col}) FROM {table} {a} WHERE "
-                f"{a}.resource_type = {r}.resource_type AND {a}.resource_id = {r}.id AND {a}.param = "
-                f"{self.p(p.code)}), {self.p(default)})")
+                f"{a}.resource_type = {r}.resource_type AND {a}.resource_id = {r}.id AND "
+                f"{self.param_is(a, table, p.resource_type, p.code)}), {self.p(default)})")

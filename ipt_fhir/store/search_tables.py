@@ -6,7 +6,8 @@ behave identically on SQLite and PostgreSQL. Strings are stored normalised (case
 Python, since SQLite has no accent-insensitive collation) with a "C" collation on PostgreSQL so that
 prefix search is an index range scan. Extra token rows use derived parameter names:
 `<param>:identifier` (Reference.identifier) and `<param>:of-type` (Identifier type|value).
-The `_lastUpdated` parameter is indexed in search_date like any other date.
+`_lastUpdated` has no rows: it is the resource row's last_updated column. Nor has a reference alias
+(`patient` = `subject.where(resolve() is Patient)`): its base's rows with that target_type are its rows.
 """
 from __future__ import annotations
 

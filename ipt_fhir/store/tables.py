@@ -20,6 +20,8 @@ UtcDateTime = sa.DateTime(timezone=True)
 
 class ResourceRow(SQLModel, table=True):
     __tablename__ = "resource"
+    # `_lastUpdated` searches and sorts read last_updated here (it has no search_date rows).
+    __table_args__ = (sa.Index("ix_resource_type_last_updated", "resource_type", "last_updated"),)
 
     resource_type: str = Field(sa_column=sa.Column(sa.String(64), primary_key=True))
     id: str = Field(sa_column=sa.Column(sa.String(64), primary_key=True))

@@ -10,8 +10,12 @@ import time
 
 import sqlalchemy as sa
 
+from ipt_fhir.store.search_tables import INDEX_TABLES
 from tests.bulk.conftest import NDJSON_FILES
 from tests.transactions.conftest import SYNTHEA_BUNDLES
+
+
+INDEX_TABLE_NAMES = [t.name for t in INDEX_TABLES.values()]
 
 
 def _cli(*args: str, env: dict | None = None) -> subprocess.Popen:
@@ -24,9 +28,10 @@ def _counts(url: str) -> tuple[int, int, int, int]:
     with engine.connect() as conn:
         resources = conn.exec_driver_sql("SELECT count(*) FROM resource").scalar_one()
         history = conn.exec_driver_sql("SELECT count(*) FROM resource_history").scalar_one()
-        # every current resource has its _lastUpdated index row: index and resource were written together
-        indexed = conn.exec_driver_sql(
-            "SELECT count(DISTINCT resource_id) FROM search_date WHERE param = '_lastUpdated'").scalar_one()
+        # every Synthea resource has index rows: all current resources have them exactly when index and
+        # resource were written together
+        indexed = conn.exec_driver_sql("SELECT count(*) FROM (" + " UNION ".join(
+            f"SELECT resource_type, resource_id FROM {t}" for t in INDEX_TABLE_NAMES) + ") AS x").scalar_one()
         orphans = conn.exec_driver_sql(
             "SELECT count(*) FROM resource r WHERE NOT EXISTS (SELECT 1 FROM resource_history h "
             "WHERE h.resource_type = r.resource_type AND h.id = r.id AND h.version_id = r.version_id)").scalar_one()

@@ -125,7 +125,7 @@ def test_stored_index_rows_are_those_index_rows_gives_for_the_stored_version(dat
     tables = _tables(database)
     expected: dict[str, list[tuple]] = {kind: [] for kind in INDEX_TABLES}
     for resource_type, rid, _, _, content in tables["resource"]:
-        for kind, rows in bulk_prepare.rows_of(resource_type, rid, load_stored(content), CLOCK).items():
+        for kind, rows in bulk_prepare.rows_of(resource_type, rid, load_stored(content)).items():
             expected[kind] += rows
     for kind in INDEX_TABLES:
         assert tables[kind] == sorted(expected[kind], key=repr), kind

@@ -248,10 +248,29 @@ def outcome(kind: str, payload: Any) -> dict[str, str]:
     for r in _resources_of(doc):
         rt = r["resourceType"]
         if rt in known_resource_types():
-            rows.append(_guard(lambda: canon(index_rows(rt, r))))
+            rows.append(_guard(lambda: canon(with_alias_rows(rt, index_rows(rt, r)))))
     if rows:
         result["index"] = _digest(rows)
     return result
+
+
+def with_alias_rows(resource_type: str, rows: dict[str, list[tuple]]) -> dict[str, list[tuple]]:
+    """The rows as recorded, when every reference alias still had rows of its own: its base's rows with
+    its target type, in the place its code sorts to (index_rows emits parameters in code order). So
+    the recording also proves an alias's base rows narrowed to its type are exactly its former rows."""
+    from ipt_fhir.fhir.search.registry import registry
+
+    aliases = registry().aliases.get(resource_type, {})
+    if not aliases:
+        return rows
+    groups: dict[str, list[tuple]] = {}
+    for row in rows["reference"]:
+        groups.setdefault(row[0], []).append(row)
+    for code, (base, target_type) in aliases.items():
+        narrowed = [(code, *row[1:]) for row in groups.get(base, []) if row[1] == target_type]
+        if narrowed:
+            groups[code] = narrowed
+    return {**rows, "reference": [row for code in sorted(groups) for row in groups[code]]}
 
 
 def compute() -> dict[str, dict[str, str]]:

@@ -2,12 +2,15 @@
 head -> base -> head, then one step at a time down and up again; the server works afterwards."""
 from __future__ import annotations
 
+from datetime import datetime
+
 import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 from fastapi.testclient import TestClient
 
 from ipt_fhir.api.openapi_examples import demo_course
 from ipt_fhir.app import create_app
+from ipt_fhir.fhir.search.values import to_micros
 from ipt_fhir.settings import Settings
 from ipt_fhir.store import migrate
 from ipt_fhir.store.database import Database
@@ -81,3 +84,37 @@ def test_each_revision_steps_down_and_up_with_data_present(fresh_database_url):
         migrate.upgrade(url, "+1")
         assert migrate.current_revision(url) == expected
     _load_and_check(url)
+
+
+def test_0007_drops_duplicate_index_rows_and_its_downgrade_restores_them(fresh_database_url):
+    """`_lastUpdated` and reference-alias rows: gone at 0007, rebuilt exactly by its downgrade."""
+    url = fresh_database_url
+    migrate.upgrade(url)
+    _load_and_check(url)
+    engine = sa.create_engine(url)
+    lu_rows = "SELECT count(*) FROM search_date WHERE param = '_lastUpdated'"
+    patient_rows = ("SELECT resource_type, resource_id, target_type, target_id FROM search_reference "
+                    "WHERE param = '{}' AND resource_type IN ('CarePlan', 'Goal', 'Encounter', 'Condition') {}"
+                    "ORDER BY 1, 2, 3, 4")
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql(lu_rows).scalar_one() == 0
+            assert conn.exec_driver_sql(patient_rows.format("patient", "")).all() == []
+            as_subject = conn.exec_driver_sql(patient_rows.format("subject", "AND target_type = 'Patient' ")).all()
+            current = conn.exec_driver_sql("SELECT count(*) FROM resource WHERE NOT deleted").scalar_one()
+        assert as_subject
+        migrate.downgrade(url, "0006_leaner_reference_index")
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql(lu_rows).scalar_one() == current
+            assert conn.exec_driver_sql(patient_rows.format("patient", "")).all() == as_subject
+            stamps = conn.exec_driver_sql(
+                "SELECT d.low, r.last_updated FROM search_date d JOIN resource r ON r.resource_type = "
+                "d.resource_type AND r.id = d.resource_id WHERE d.param = '_lastUpdated'").all()
+        assert all(low == to_micros(lu if isinstance(lu, datetime) else datetime.fromisoformat(lu))
+                   for low, lu in stamps)
+        migrate.upgrade(url)
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql(lu_rows).scalar_one() == 0
+            assert conn.exec_driver_sql(patient_rows.format("patient", "")).all() == []
+    finally:
+        engine.dispose()

@@ -30,7 +30,7 @@ def put(db: Database, resource: dict, last_updated: datetime | None = None) -> d
         conn.execute(resource_table.insert(), [{
             "resource_type": rt, "id": rid, "version_id": 1, "last_updated": lu, "deleted": False,
             "content": dump_json(resource)}])
-        write_index(conn, rt, rid, resource, lu)
+        write_index(conn, rt, rid, resource)
     return resource
 
 

@@ -13,7 +13,7 @@ from .extract import (
     reference_values, string_values, token_values, uri_values,
 )
 from .registry import SearchParam, registry
-from .values import STRING_INDEX_LENGTH, normalise, to_micros
+from .values import STRING_INDEX_LENGTH, normalise
 
 Rows = dict[str, list[tuple]]
 
@@ -41,13 +41,22 @@ def _component_value_fn(cparam: SearchParam) -> Callable[[Any, Any], list[tuple]
 
 @lru_cache(maxsize=None)
 def plan_for(resource_type: str) -> list[tuple[str, str, Any, Any]]:
-    """[(param code, type, extractor, composite component fns)] for the indexed params of a type."""
+    """[(param code, type, extractor, composite component fns)] for the indexed params of a type.
+
+    `_id` and `_lastUpdated` are columns of the resource row. A reference alias (registry
+    `reference_alias`, e.g. `patient` = `subject` narrowed to Patient) is planned as type
+    "reference-identifier": its references are its base's rows, only its `:identifier` tokens are its own.
+    """
     plan = []
-    for code, p in sorted(registry().params(resource_type).items()):
+    reg = registry()
+    for code, p in sorted(reg.params(resource_type).items()):
         if code in ("_id", "_lastUpdated"):
             continue
         ext = extractor_for(resource_type, code)
         if ext is None:
+            continue
+        if reg.reference_alias(resource_type, code):
+            plan.append((code, "reference-identifier", ext, None))
             continue
         comps = None
         if p.type == "composite":
@@ -64,7 +73,7 @@ def plan_for(resource_type: str) -> list[tuple[str, str, Any, Any]]:
     return plan
 
 
-def index_rows(resource_type: str, resource: dict, last_updated=None) -> Rows:  # noqa: ANN001
+def index_rows(resource_type: str, resource: dict) -> Rows:
     """Rows per table kind; each row is (param, *value columns) in the table's column order."""
     tok: list[tuple] = []
     st: list[tuple] = []
@@ -75,9 +84,6 @@ def index_rows(resource_type: str, resource: dict, last_updated=None) -> Rows:  
     uri: list[tuple] = []
     rows: Rows = {"token": tok, "string": st, "date": dt, "number": num, "quantity": qty, "reference": ref,
                   "uri": uri, "composite": []}
-    if last_updated is not None:
-        us = to_micros(last_updated)
-        dt.append(("_lastUpdated", us, us + 1))
     for code, ptype, ext, comps in plan_for(resource_type):
         items = ext(resource)
         if not items:
@@ -93,6 +99,11 @@ def index_rows(resource_type: str, resource: dict, last_updated=None) -> Rows:  
             for v, h in items:
                 for row in reference_values(v, h):
                     ref.append((code, *row))
+                if isinstance(v, dict) and isinstance(v.get("identifier"), dict):
+                    for s, c, t in token_values(v["identifier"], "Identifier"):
+                        tok.append((code + ":identifier", s, c, t))
+        elif ptype == "reference-identifier":
+            for v, h in items:
                 if isinstance(v, dict) and isinstance(v.get("identifier"), dict):
                     for s, c, t in token_values(v["identifier"], "Identifier"):
                         tok.append((code + ":identifier", s, c, t))

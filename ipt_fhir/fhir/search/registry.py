@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -16,6 +17,7 @@ from importlib import resources
 from ipt_fhir.fhir.resource_types import RESOURCE_TYPES
 
 BASE_URL = "http://hl7.org/fhir/SearchParameter/"
+_WHERE_RESOLVE_IS = re.compile(r"^(.+)\.where\(resolve\(\) is (\w+)\)$")
 # Stored in the index like any other parameter, but evaluated from the resource row, not FHIRPath.
 COMMON = ("_id", "_lastUpdated", "_tag", "_profile", "_security", "_source")
 UNSUPPORTED_COMMON = ("_text", "_content", "_list", "_query", "_filter", "_has_unsupported")
@@ -125,6 +127,7 @@ class Registry:
             for p in common:
                 if p["code"] in COMMON:
                     table[p["code"]] = self._make(p, t, specialise(p.get("expression"), t))
+        self.aliases = {t: _reference_aliases(table) for t, table in self.by_type.items()}
 
     @staticmethod
     def _make(p: dict, base: str, expr: str | None) -> SearchParam:
@@ -142,11 +145,45 @@ class Registry:
     def get(self, resource_type: str, code: str) -> SearchParam | None:
         return self.by_type.get(resource_type, {}).get(code)
 
+    def reference_alias(self, resource_type: str, code: str) -> tuple[str, str] | None:
+        """(base parameter, target type) when `code` is `base.where(resolve() is Type)` on this type.
+
+        Such a parameter (`Observation.patient` = `Observation.subject.where(resolve() is Patient)`)
+        matches exactly the base parameter's references whose target type is Type, so it has no
+        reference index rows of its own: the SQL reads the base's rows with `target_type = Type`.
+        A quarter of a typical clinical resource's reference rows were such duplicates."""
+        return self.aliases.get(resource_type, {}).get(code)
+
+    def stored_reference(self, resource_type: str, code: str) -> tuple[str, str | None]:
+        """(param value in search_reference, required target type or None) for a reference parameter."""
+        return self.aliases.get(resource_type, {}).get(code) or (code, None)
+
+    def stored_params_to(self, resource_type: str, codes: list[str], target_type: str) -> list[str]:
+        """The search_reference `param` values whose rows with this target type are the references of
+        these parameters (an alias narrowed to another target type has none)."""
+        stored = (self.stored_reference(resource_type, c) for c in codes)
+        return sorted({code for code, narrowed_to in stored if narrowed_to in (None, target_type)})
+
     def component_param(self, resource_type: str, definition_url: str) -> SearchParam | None:
         raw = self.by_url.get(definition_url)
         if raw is None:
             return None
         return self._make(raw, resource_type, None)
+
+
+def _reference_aliases(params: dict[str, SearchParam]) -> dict[str, tuple[str, str]]:
+    """code → (base code, target type) for the single-path reference parameters of one type that are
+    another single-path reference parameter narrowed by `.where(resolve() is Type)`."""
+    by_expression = {p.expression: code for code, p in params.items()
+                     if p.type == "reference" and p.expression and len(split_union(p.expression)) == 1}
+    aliases = {}
+    for code, p in params.items():
+        if p.type != "reference" or not p.expression or len(split_union(p.expression)) != 1:
+            continue
+        m = _WHERE_RESOLVE_IS.match(p.expression)
+        if m and m.group(1) in by_expression:
+            aliases[code] = (by_expression[m.group(1)], m.group(2))
+    return aliases
 
 
 @lru_cache(maxsize=1)

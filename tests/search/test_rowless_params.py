@@ -1,0 +1,107 @@
+"""Parameters without index rows of their own search exactly as if they had them: `_lastUpdated` (the
+resource row's last_updated column) and reference aliases such as `Observation.patient`
+(`Observation.subject.where(resolve() is Patient)`, read from subject's rows narrowed to Patient)."""
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+import sqlalchemy as sa
+
+from .conftest import BASE
+from .harness import put
+
+
+@pytest.fixture
+def stamped(engine):
+    for rid, stamp in (("A", "2025-03-04T10:00:00.000001+00:00"), ("B", "2025-03-04T10:00:00+00:00"),
+                       ("C", "2025-03-05T00:00:00+00:00"), ("D", "2025-03-03T23:59:59.999999+00:00")):
+        put(engine.db, {"resourceType": "Basic", "id": rid, "code": {"text": "x"}}, datetime.fromisoformat(stamp))
+    return engine
+
+
+@pytest.mark.parametrize("query,expected", [
+    ("2025-03-04", {"A", "B"}),
+    ("eq2025-03-04T10:00:00Z", {"A", "B"}),  # a second holds both instants
+    ("eq2025-03-04T10:00:00.000001Z", {"A"}),
+    ("ne2025-03-04", {"C", "D"}),
+    ("gt2025-03-04T10:00:00Z", {"C"}),
+    ("ge2025-03-04T10:00:00Z", {"A", "B", "C"}),
+    ("lt2025-03-04", {"D"}),
+    ("le2025-03-04", {"A", "B", "D"}),
+    ("sa2025-03-04", {"C"}),
+    ("eb2025-03-04", {"D"}),
+    ("gt2025-03-04T11:00:00+01:00", {"C"}),  # zones: 11:00+01:00 is 10:00Z
+    ("lt0001-01-01", set()),  # bounds beyond what a datetime holds are clamped, not errors
+    ("ge0001-01-01", {"A", "B", "C", "D"}),
+    ("gt9999-12-31", set()),
+])
+def test_last_updated_prefixes_on_the_resource_row(stamped, query, expected):
+    assert stamped.ids("Basic", [("_lastUpdated", query)]) == expected
+
+
+def test_last_updated_combines_sorts_and_is_never_missing(stamped):
+    assert stamped.ids("Basic", "_lastUpdated=gt2025-03-03&_lastUpdated=lt2025-03-05") == {"A", "B"}
+    assert stamped.ids("Basic", "_lastUpdated=eq2025-03-03,eq2025-03-05") == {"C", "D"}
+    assert stamped.ids("Basic", "_lastUpdated:missing=true") == set()
+    assert stamped.ids("Basic", "_lastUpdated:missing=false") == {"A", "B", "C", "D"}
+    for sort, order in (("_lastUpdated", ["D", "B", "A", "C"]), ("-_lastUpdated", ["C", "A", "B", "D"])):
+        bundle = stamped.bundle("Basic", f"_sort={sort}")
+        assert [e["resource"]["id"] for e in bundle["entry"]] == order
+
+
+@pytest.fixture
+def subjects(engine):
+    engine.put({"resourceType": "Patient", "id": "p1", "name": [{"family": "Ann"}]})
+    engine.put({"resourceType": "Patient", "id": "p2", "name": [{"family": "Bob"}]})
+    engine.put({"resourceType": "Group", "id": "g1", "type": "person", "actual": True})
+    subject = {
+        "O1": {"reference": "Patient/p1"},
+        "O2": {"reference": "Group/g1"},
+        "O3": {"type": "Patient", "identifier": {"system": "urn:mrn", "value": "42"}},
+        "O4": {"reference": f"{BASE}/Patient/p1"},
+        "O5": {"reference": "Patient/p2/_history/1"},
+        "O6": {"reference": "urn:uuid:6d1e5e3c-3f2a-4c55-9a4a-0c0d3b0a9f00"},
+    }
+    for oid, ref in subject.items():
+        engine.put({"resourceType": "Observation", "id": oid, "status": "final",
+                    "code": {"coding": [{"system": "http://loinc.org", "code": oid}]}, "subject": ref})
+    return engine
+
+
+@pytest.mark.parametrize("query,expected", [
+    ("patient=p1", {"O1", "O4"}),
+    ("patient=Patient/p1", {"O1", "O4"}),
+    (f"patient={BASE}/Patient/p1", {"O1", "O4"}),
+    ("patient=p2", {"O5"}),
+    ("patient=g1", set()),  # a Group subject is not a patient
+    ("subject=g1", {"O2"}),
+    ("patient:missing=true", {"O2", "O6"}),  # O3's logical reference is typed Patient: a value
+    ("subject:missing=true", set()),
+    ("patient:identifier=urn:mrn|42", {"O3"}),
+    ("patient.name=Bob", {"O5"}),
+    ("patient.name=Ann&code=http://loinc.org|O4", {"O4"}),
+])
+def test_a_reference_alias_finds_its_base_references_of_its_type(subjects, query, expected):
+    assert subjects.ids("Observation", query) == expected
+
+
+def test_reverse_chains_and_includes_follow_the_alias(subjects):
+    assert subjects.ids("Patient", "_has:Observation:patient:code=http://loinc.org|O5") == {"p2"}
+    included = subjects.bundle("Observation", "_id=O1,O2&_include=Observation:patient")
+    assert {(e["resource"]["id"], e["search"]["mode"]) for e in included["entry"]} == \
+        {("O1", "match"), ("O2", "match"), ("p1", "include")}
+    reverse = subjects.bundle("Patient", "_id=p2&_revinclude=Observation:patient")
+    assert {(e["resource"]["id"], e["search"]["mode"]) for e in reverse["entry"]} == \
+        {("p2", "match"), ("O5", "include")}
+
+
+def test_neither_kind_has_index_rows(subjects):
+    with subjects.db.read() as conn:
+        aliases = conn.exec_driver_sql(
+            "SELECT count(*) FROM search_reference WHERE resource_type = 'Observation' AND param = 'patient'")
+        last_updated = conn.exec_driver_sql("SELECT count(*) FROM search_date WHERE param = '_lastUpdated'")
+        assert (aliases.scalar_one(), last_updated.scalar_one()) == (0, 0)
+        subject_rows = conn.execute(sa.text(
+            "SELECT count(*) FROM search_reference WHERE resource_type = 'Observation' AND param = 'subject'"))
+        assert subject_rows.scalar_one() == 5  # O1, O2, O4, O5, O6; O3 has only an identifier
