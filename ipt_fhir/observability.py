@@ -7,6 +7,7 @@ dates), no raw paths (they carry ids) — only the route template, e.g. `/fhir/{
 from __future__ import annotations
 
 import contextvars
+import functools
 import json
 import logging
 import os
@@ -60,6 +61,10 @@ def interaction_of(method: str, route_path: str | None) -> str:
     return {"PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(method, "other")
 
 
+# Per request, from a bounded set of (method, route template) pairs: the app's routes and methods.
+_interaction_of = functools.lru_cache(maxsize=1024)(interaction_of)
+
+
 def operation_name(route_path: str | None) -> str | None:
     if route_path and "$" in route_path:
         return route_path[route_path.rindex("$"):].split("/", 1)[0]
@@ -92,6 +97,20 @@ class _Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
         self.in_flight = Gauge("ipt_fhir_requests_in_flight", "Requests being served",
                                multiprocess_mode="livesum")
+        # The labelled children, looked up once: `labels()` validates, stringifies and locks on each call.
+        self._counted: dict[tuple[str, str, int], Any] = {}
+        self._timed: dict[tuple[str, str], Any] = {}
+
+    def record(self, interaction: str, resource_type: str, status: int, seconds: float) -> None:
+        counter = self._counted.get((interaction, resource_type, status))
+        if counter is None:
+            counter = self._counted[(interaction, resource_type, status)] = \
+                self.requests.labels(interaction, resource_type, str(status))
+        histogram = self._timed.get((interaction, resource_type))
+        if histogram is None:
+            histogram = self._timed[(interaction, resource_type)] = self.latency.labels(interaction, resource_type)
+        counter.inc()
+        histogram.observe(seconds)
 
 
 _metrics: _Metrics | None = None
@@ -180,15 +199,15 @@ class RequestContextMiddleware:
             route_path = getattr(route, "path_format", None) or getattr(route, "path", None)  # no {x:convertor}
             if route_path is None and path.startswith("/static/"):
                 route_path = "/static"  # documentation assets (a mount, not a route)
-            interaction = interaction_of(scope["method"], route_path)
+            interaction = _interaction_of(scope["method"], route_path)
             rtype = resource_type_of(route_path, scope.get("path_params"))
             if interaction != "other":
-                m.requests.labels(interaction, rtype, str(status)).inc()
-                m.latency.labels(interaction, rtype).observe(elapsed)
-            self.log.info("%s %s %d", scope["method"], route_path or "(no route)", status, extra={
-                "method": scope["method"], "route": route_path, "interaction": interaction,
-                "operation": operation_name(route_path), "resource_type": rtype or None, "status": status,
-                "duration_ms": round(elapsed * 1000, 2)})
+                m.record(interaction, rtype, status, elapsed)
+            if self.log.isEnabledFor(logging.INFO):  # before building the record's fields
+                self.log.info("%s %s %d", scope["method"], route_path or "(no route)", status, extra={
+                    "method": scope["method"], "route": route_path, "interaction": interaction,
+                    "operation": operation_name(route_path), "resource_type": rtype or None, "status": status,
+                    "duration_ms": round(elapsed * 1000, 2)})
             request_id_var.reset(token)
 
 
