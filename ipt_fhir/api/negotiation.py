@@ -23,8 +23,19 @@ def _media_types(header: str) -> list[str]:
     return [part.split(";")[0].strip().lower() for part in header.split(",") if part.strip()]
 
 
+_NEGOTIATED = "ipt_fhir.media_type"  # the request's answer format, kept in its scope once negotiated
+
+
 def response_media_type(request: Request) -> str:
-    """The media type to answer with, or 406 when the client accepts only formats we do not serve."""
+    """The media type to answer with, or 406 when the client accepts only formats we do not serve.
+    Negotiated once per request: a write asks before it is applied and again for its response."""
+    media = request.scope.get(_NEGOTIATED)
+    if media is None:
+        media = request.scope[_NEGOTIATED] = _negotiate(request)
+    return media
+
+
+def _negotiate(request: Request) -> str:
     fmt = request.query_params.get("_format")
     if fmt is not None:
         fmt = fmt.strip().lower().replace(" ", "+")  # '+' arrives as a space when not percent-encoded
@@ -58,7 +69,7 @@ def check_body_media_type(request: Request, *, allow: tuple[str, ...] = ()) -> s
     header = request.headers.get("content-type")
     if not header:
         return FHIR_JSON  # lenient: many scripts send JSON without a Content-Type
-    media = _media_types(header)[0] if _media_types(header) else ""
+    media = next(iter(_media_types(header)), "")
     if media in ("application/fhir+json", "application/json", "application/json+fhir") or media in allow:
         return media
     raise FHIRError.of(415, "not-supported", f"Content-Type '{media}' is not supported; send application/fhir+json")
