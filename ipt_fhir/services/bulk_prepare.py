@@ -81,9 +81,13 @@ _TYPE_HINT = re.compile(rb'"resourceType"\s*:\s*"([A-Za-z]{1,64})"')
 _ID_HINT = re.compile(rb'"id"\s*:\s*"([A-Za-z0-9\-.]{1,64})"')
 
 
-def key_hint(raw: bytes) -> tuple[str, str] | None:
-    t, i = _TYPE_HINT.search(raw), _ID_HINT.search(raw)
-    return (t.group(1).decode(), i.group(1).decode()) if t and i else None
+def key_hint(raw: bytes, wanted: Callable[[str], bool] = lambda resource_type: True) -> tuple[str, str] | None:
+    """(type, id) hint of a line, if its type is `wanted` (the id search is the costlier half)."""
+    t = _TYPE_HINT.search(raw)
+    if t is None or not wanted(resource_type := t.group(1).decode()):
+        return None
+    i = _ID_HINT.search(raw)
+    return (resource_type, i.group(1).decode()) if i else None
 
 
 def conditional_references(raw_lines: list[bytes]) -> set[str]:

@@ -10,6 +10,7 @@ import hashlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Iterator
 from urllib.parse import parse_qsl
 
@@ -64,6 +65,7 @@ def now_utc() -> datetime:
     return t.replace(microsecond=t.microsecond // 1000 * 1000)
 
 
+@lru_cache(maxsize=64)  # an import chunk or a transaction stamps many versions with one instant
 def format_instant(t: datetime) -> str:
     return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}+00:00"
 

@@ -211,3 +211,25 @@ def test_cancelling_releases_the_workers(database, inputs, small_chunks):
     with database.read() as conn:
         stored = conn.exec_driver_sql("SELECT count(*) FROM resource").scalar_one()
     assert stored == 40  # two whole batches written before the cancel, nothing after
+
+
+def test_lines_are_numbered_as_in_the_file_across_read_blocks(tmp_path, monkeypatch):
+    monkeypatch.setattr(bulk_import, "_READ_BLOCK", 7)  # every line straddles blocks
+    path = tmp_path / "x.ndjson"
+    path.write_bytes(b'{"a": 1}\n\n  \t\r\n{"b": "two"}\r\n{"c": 3}')
+    assert list(Source.path(path).lines()) == [(1, b'{"a": 1}'), (4, b'{"b": "two"}\r'), (5, b'{"c": 3}')]
+    path.write_bytes(b"")
+    assert list(Source.path(path).lines()) == []
+
+
+def test_an_identifier_key_written_with_escapes_still_resolves_conditional_references(tmp_path, database):
+    path = tmp_path / "escaped.ndjson"
+    path.write_text("\n".join([
+        '{"resourceType": "Patient", "id": "pe", "\\u0069dentifier": [{"system": "urn:e", "value": "1"}]}',
+        '{"resourceType": "Encounter", "id": "ee", "status": "finished", "class": {"code": "AMB"}, '
+        '"subject": {"reference": "Patient?identifier=urn:e|1"}}']))
+    report = Importer(database, workers=0).run([Source.path(path)])
+    assert report.errors == []
+    with database.read() as conn:
+        content = conn.exec_driver_sql("SELECT content FROM resource WHERE id = 'ee'").scalar_one()
+    assert load_stored(bytes(content))["subject"]["reference"] == "Patient/pe"
