@@ -14,7 +14,10 @@ What inline means, and where it stops:
   batch them; it still batches the writes that arrive from threads (transactions, conditional writes).
 - When this process's writer lock is taken (a transaction Bundle, an `$import` batch, a conditional
   write running in a thread), an inline write would stop the whole loop until that work commits: such a
-  write goes to the thread pool, where only its own request waits.
+  write goes to the thread pool, where only its own request waits. The lock is looked at when the write
+  starts; a thread that takes it while the write is still validating (before its unit of work) makes
+  the loop wait for that thread's work after all. That window is a fraction of a millisecond, and closing
+  it needs a non-blocking writer acquisition in the store.
 - Another process writing the same SQLite file (several workers on SQLite, `ipt-fhir db reindex`
   during service) makes SQLite wait in its busy handler, and an inline write does that on the loop.
   SQLite is the single-process embedded deployment; several workers belong on PostgreSQL.
