@@ -18,7 +18,8 @@ from ipt_fhir.fhir.resource_types import RESOURCE_TYPES
 
 BASE_URL = "http://hl7.org/fhir/SearchParameter/"
 _WHERE_RESOLVE_IS = re.compile(r"^(.+)\.where\(resolve\(\) is (\w+)\)$")
-# Stored in the index like any other parameter, but evaluated from the resource row, not FHIRPath.
+# Common to every type: `_id` and `_lastUpdated` are columns of the resource row (no index rows); `_tag`,
+# `_profile`, `_security` and `_source` are indexed from meta like any other parameter.
 COMMON = ("_id", "_lastUpdated", "_tag", "_profile", "_security", "_source")
 UNSUPPORTED_COMMON = ("_text", "_content", "_list", "_query", "_filter", "_has_unsupported")
 INDEXED_TYPES = ("token", "string", "date", "number", "quantity", "reference", "uri", "composite")
