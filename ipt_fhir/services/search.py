@@ -259,6 +259,31 @@ def _decode_page(token: str) -> dict:
         raise bad_request("Invalid _page token", "_page") from None
 
 
+def _page_keys(req: Request, count: int) -> list:
+    """The sort values a _page token resumes after, checked against this search's sort keys (its sort
+    parameters, then type and id): the token comes from the client, and a value of the wrong kind must
+    be a 400, not an error from the database comparing it."""
+    values = req.page["k"] if req.page else []
+    kinds = [_sort_key_kind(p) for p, _ in req.sort] + ["text", "text"]
+    if len(values) != count or len(kinds) != count or not all(map(_is_kind, values, kinds)):
+        raise bad_request("The _page token does not belong to this search", "_page")
+    return values
+
+
+def _sort_key_kind(p: SearchParam | None) -> str:
+    if p is None or p.code == "_lastUpdated":  # _id; lastUpdated sorts as text (search_sql.InstantText)
+        return "text"
+    return {"date": "integer", "number": "number", "quantity": "number"}.get(p.type, "text")
+
+
+def _is_kind(value: object, kind: str) -> bool:
+    if kind == "text":
+        return isinstance(value, str)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return kind == "number" or (isinstance(value, int) and -2**63 <= value < 2**63)
+
+
 def _parse_include(value: str, iterate: bool, rev: bool, name: str) -> tuple[str, str, str | None, bool]:
     parts = value.split(":")
     if value == "*":
@@ -440,9 +465,7 @@ def _run_page_text(conn: Connection, req: Request, base_url: str) -> tuple[list,
     forward = True
     if req.page:
         forward = req.page["d"] == "n"
-        values = req.page["k"]
-        if len(values) != len(sorts):
-            raise bad_request("The _page token does not belong to this search", "_page")
+        values = _page_keys(req, len(sorts))
         ors = []
         for i, (desc, val) in enumerate(zip(descs, values)):
             greater = (not desc) if forward else desc
@@ -479,9 +502,7 @@ def _run_page(conn: Connection, req: Request, builder: SqlBuilder) -> tuple[list
     stmt = sa.select(inner.c.resource_type, inner.c.id, inner.c.content, *keys)
     if req.page:
         forward = req.page["d"] == "n"
-        if len(req.page["k"]) != len(keys):
-            raise bad_request("The _page token does not belong to this search", "_page")
-        stmt = stmt.where(_keyset(keys, descs, req.page["k"], forward))
+        stmt = stmt.where(_keyset(keys, descs, _page_keys(req, len(keys)), forward))
     order = []
     for k, d in zip(keys, descs):
         asc = (not d) if forward else d

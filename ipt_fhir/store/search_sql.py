@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
 
 from ipt_fhir.fhir.outcome import bad_request
 from ipt_fhir.fhir.search.parser import ANY, Clause
@@ -66,6 +67,27 @@ def instant(us: int) -> datetime:
         return from_micros(us)
     except OverflowError:
         return _FIRST_INSTANT if us < 0 else _LAST_INSTANT
+
+
+class InstantText(sa.sql.expression.FunctionElement):
+    """A timestamp column as fixed-width UTC text ('YYYY-MM-DD HH:MM:SS.ffffff'), so a sort key on it is
+    a plain string in every dialect: it orders like the time, and _page tokens carry it as JSON text."""
+
+    type = sa.String()
+    inherit_cache = True
+
+
+@compiles(InstantText)
+def _instant_text_sqlite(element, compiler, **kw):  # noqa: ANN001, ANN201 - SQLite stores exactly this text
+    return compiler.process(element.clauses, **kw)
+
+
+@compiles(InstantText, "postgresql")
+def _instant_text_pg(element, compiler, **kw):  # noqa: ANN001, ANN201
+    return f"to_char(({compiler.process(element.clauses, **kw)}) AT TIME ZONE 'UTC', '{_PG_INSTANT_TEXT}')"
+
+
+_PG_INSTANT_TEXT = "YYYY-MM-DD HH24:MI:SS.US"
 
 
 def sqlite_instant(us: int) -> str:
@@ -413,7 +435,7 @@ class SqlBuilder:
     def sort_expr(self, resource_type_col: Any, id_col: Any, p: Any, descending: bool) -> Any:
         """A correlated scalar subquery giving a resource's sort value for parameter p (NULLs last)."""
         if p.code == LAST_UPDATED:
-            return id_col.table.c.last_updated
+            return InstantText(id_col.table.c.last_updated)
         t = INDEX_TABLES[p.type]
         if p.type == "date":
             col = t.c.high if descending else t.c.low
@@ -744,7 +766,9 @@ class TextSql:
         return _and(*conds)
 
     def sort_expr(self, r: str, p: Any, descending: bool) -> str:
-        if p.code == LAST_UPDATED:
+        if p.code == LAST_UPDATED:  # as InstantText
+            if self.pg:
+                return f"to_char({r}.last_updated AT TIME ZONE 'UTC', '{_PG_INSTANT_TEXT}')"
             return f"{r}.last_updated"
         table = INDEX_TABLES[p.type].name
         if p.type == "date":

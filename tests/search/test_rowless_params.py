@@ -105,3 +105,36 @@ def test_neither_kind_has_index_rows(subjects):
         subject_rows = conn.execute(sa.text(
             "SELECT count(*) FROM search_reference WHERE resource_type = 'Observation' AND param = 'subject'"))
         assert subject_rows.scalar_one() == 5  # O1, O2, O4, O5, O6; O3 has only an identifier
+
+
+@pytest.mark.parametrize("extra", ["", "&code:text=x"])  # the text SQL, and the SQLAlchemy path :text takes
+def test_pages_sorted_by_last_updated_walk_forward_and_back(stamped, extra):
+    query = f"_sort=-_lastUpdated{extra}&_count=1"
+    seen, bundle = [], stamped.bundle("Basic", query)
+    while True:
+        seen += [e["resource"]["id"] for e in bundle["entry"]]
+        nxt = [link["url"] for link in bundle["link"] if link["relation"] == "next"]
+        if not nxt:
+            break
+        bundle = stamped.bundle("Basic", f"{query}&_page={nxt[0].split('_page=')[1]}")
+    assert seen == ["C", "A", "B", "D"]
+    prev = [link["url"] for link in bundle["link"] if link["relation"] == "previous"][0].split("_page=")[1]
+    assert [e["resource"]["id"] for e in stamped.bundle("Basic", f"{query}&_page={prev}")["entry"]] == ["B"]
+
+
+@pytest.mark.parametrize("sort", ["-created", "_lastUpdated", "_lastUpdated&code:text=x", "-_id"])
+@pytest.mark.parametrize("key", ["x", 5, None, [1], 2**70, True])
+def test_a_forged_page_token_is_a_400_not_a_database_error(stamped, sort, key):
+    import base64
+    import json
+
+    from ipt_fhir.fhir.outcome import FHIRError
+
+    token = base64.urlsafe_b64encode(json.dumps({"k": [key, "Basic", "A"], "d": "n"}).encode()).decode()
+    accepted = {"-created": (5,)}.get(sort, ("x",))
+    try:
+        stamped.bundle("Basic", f"_sort={sort}&_count=1&_page={token.rstrip('=')}")
+    except FHIRError as exc:
+        assert exc.status == 400 and key not in accepted
+    else:
+        assert key in accepted
