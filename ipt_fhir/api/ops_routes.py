@@ -93,10 +93,17 @@ def _warm_up() -> None:
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Graceful shutdown: uvicorn stops accepting connections on SIGTERM and lets in-flight requests
-    finish (up to IPT_FHIR_SHUTDOWN_TIMEOUT seconds); then the database pool is closed."""
+    finish (up to IPT_FHIR_SHUTDOWN_TIMEOUT seconds); bulk jobs running in this worker stop (an import
+    resumes at the next start, an export is reported failed); then the database pool is closed."""
     await run_in_threadpool(_warm_up)
     log.info("ipt-fhir worker started", extra={"pid": os.getpid()})
     yield
+    timeout = getattr(getattr(app.state, "settings", None), "shutdown_timeout", 20)
+    for runner in (getattr(app.state, "import_jobs", None), getattr(app.state, "export_jobs", None)):
+        if runner is not None:
+            left = await run_in_threadpool(runner.stop, timeout)
+            if left:
+                log.warning("bulk jobs still running at shutdown", extra={"jobs": left})
     database = getattr(app.state, "database", None)
     if database is not None:
         database.dispose()

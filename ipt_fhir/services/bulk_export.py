@@ -193,6 +193,8 @@ class Exporter:
                         f.write(content)
                         f.write(b"\n")
                         count += 1
+                        if count % 1000 == 0 and cancelled():
+                            break
                 if count:
                     output.append({"type": resource_type, "file": path.name, "count": count})
                 else:
@@ -266,6 +268,11 @@ class ExportJobs(JobRunner):
             return
         if self.cancelled(job_id):
             shutil.rmtree(self.dir / job_id, ignore_errors=True)
+            if job_id not in self._cancel:  # the server is stopping: say so, rather than run forever
+                with self.db.write() as conn:
+                    bulk.update_job(conn, job_id, rs.now_utc(), status="failed", only_if_status=("running",),
+                                    result=json.dumps({"error": "The server stopped before this export "
+                                                       "finished; start the export again"}))
             return
         manifest = {"transactionTime": rs.format_instant(started), "request": request["request_url"],
                     "requiresAccessToken": False, "output": output, "error": []}

@@ -1,9 +1,10 @@
 """What $import and $export jobs share: a row in `bulk_job`, one background thread per job in this
-process, a cancel flag the running job polls, and a status read scoped to the job's kind (an import's
-status URL never shows an export job, nor the reverse)."""
+process, a cancel flag the running job polls, a status read scoped to the job's kind (an import's
+status URL never shows an export job, nor the reverse), and a stop for server shutdown."""
 from __future__ import annotations
 
 import threading
+import time
 
 from ipt_fhir.store import bulk
 from ipt_fhir.store.database import Database
@@ -16,6 +17,7 @@ class JobRunner:
         self.db = db
         self._cancel: set[str] = set()
         self._threads: dict[str, threading.Thread] = {}
+        self._stopping = threading.Event()
 
     def start(self, job_id: str) -> None:
         thread = threading.Thread(target=self._run, args=(job_id,), name=f"{self.kind}-{job_id}", daemon=True)
@@ -36,7 +38,22 @@ class JobRunner:
         self._cancel.add(job_id)
 
     def cancelled(self, job_id: str) -> bool:
-        return job_id in self._cancel
+        """Whether the job should stop now: cancelled by its client, or the server is shutting down."""
+        return job_id in self._cancel or self._stopping.is_set()
+
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def stop(self, timeout: float) -> list[str]:
+        """Server shutdown: every job of this process stops at its next check, and this waits for their
+        threads (up to `timeout` seconds in all) so none goes on using a database being closed. What a
+        stopped job leaves is for its kind to say (an import resumes at the next start). Returns the
+        jobs still running when the time was up."""
+        self._stopping.set()
+        deadline = time.monotonic() + timeout
+        for thread in list(self._threads.values()):
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return [job_id for job_id, thread in self._threads.items() if thread.is_alive()]
 
     def _run(self, job_id: str) -> None:
         raise NotImplementedError

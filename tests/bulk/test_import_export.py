@@ -170,3 +170,54 @@ def test_a_job_status_is_scoped_to_its_kind(database, tmp_path):
     imports, exports = ImportJobs(database, tmp_path), ExportJobs(database, tmp_path)
     assert imports.status("imp1")["kind"] == "import" and exports.status("exp1")["kind"] == "export"
     assert imports.status("exp1") is None and exports.status("imp1") is None
+
+
+def test_server_shutdown_stops_jobs_an_import_resumes_and_an_export_reports_failure(database, tmp_path):
+    """On shutdown (lifespan), jobs stop at their next check so nothing keeps using the closed database."""
+    from ipt_fhir.services.bulk_export import ExportJobs, ExportRequest
+    from ipt_fhir.services.bulk_import import ImportJobs
+
+    (tmp_path / "p.ndjson").write_text(json.dumps({"resourceType": "Patient", "id": "stop1"}) + "\n")
+    imports, exports = ImportJobs(database, tmp_path), ExportJobs(database, tmp_path)
+    assert imports.stop(0) == [] and exports.stop(0) == []  # nothing running; from now on, stopping
+    imp = imports.kick_off([str(tmp_path / "p.ndjson")], base_url="")
+    exp = exports.kick_off(ExportRequest("system", types=None, since=None, type_filters={}), base_url="",
+                           request_url="x")
+    imports.wait(imp, 30)
+    exports.wait(exp, 30)
+    assert imports.status(imp)["status"] == "running"  # left to be resumed: imports are idempotent
+    failed = exports.status(exp)
+    assert failed["status"] == "failed" and "stopped" in json.loads(failed["result"])["error"]
+    assert not (tmp_path / "export" / exp).exists()
+
+    resumed = ImportJobs(database, tmp_path)  # the next server start
+    assert resumed.resume_unfinished(stale_seconds=0) == [imp]
+    resumed.wait(imp, 30)
+    assert resumed.status(imp)["status"] == "completed"
+
+
+def test_stop_waits_for_running_jobs_and_names_those_that_outlast_it(database, tmp_path):
+    import threading
+
+    from ipt_fhir.services.bulk_jobs import JobRunner
+
+    release = threading.Event()
+
+    class Polite(JobRunner):
+        kind = "import"
+
+        def _run(self, job_id: str) -> None:
+            while not self.cancelled(job_id):
+                release.wait(0.01)
+
+    class Stubborn(Polite):
+        def _run(self, job_id: str) -> None:
+            release.wait(30)
+
+    polite, stubborn = Polite(database), Stubborn(database)
+    polite.start("a")
+    stubborn.start("b")
+    assert polite.stop(5) == []
+    assert stubborn.stop(0.05) == ["b"]
+    release.set()
+    stubborn.wait("b", 5)
