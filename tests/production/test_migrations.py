@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import pytest
 import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 from fastapi.testclient import TestClient
@@ -118,3 +119,23 @@ def test_0007_drops_duplicate_index_rows_and_its_downgrade_restores_them(fresh_d
             assert conn.exec_driver_sql(patient_rows.format("patient", "")).all() == []
     finally:
         engine.dispose()
+
+
+def test_stored_json_is_compressed_with_lz4_on_postgresql(fresh_database_url):
+    url = fresh_database_url
+    if not url.startswith("postgresql"):
+        pytest.skip("SQLite has no per-column compression")
+    compression = ("SELECT attrelid::regclass::text, attcompression FROM pg_attribute WHERE attname = 'content' "
+                   "AND attrelid IN ('resource'::regclass, 'resource_history'::regclass) ORDER BY 1")
+    migrate.upgrade(url)
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql(compression).all() == [("resource", "l"), ("resource_history", "l")]
+        migrate.downgrade(url, "0007_rows_only_where_needed")
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql(compression).all() == [("resource", "p"), ("resource_history", "p")]
+    finally:
+        engine.dispose()
+    migrate.upgrade(url)
+    _load_and_check(url)
