@@ -69,6 +69,9 @@ def instant(us: int) -> datetime:
         return _FIRST_INSTANT if us < 0 else _LAST_INSTANT
 
 
+_PG_INSTANT_TEXT = "YYYY-MM-DD HH24:MI:SS.US"  # to_char's spelling of SQLite's DateTime text
+
+
 class InstantText(sa.sql.expression.FunctionElement):
     """A timestamp column as fixed-width UTC text ('YYYY-MM-DD HH:MM:SS.ffffff'), so a sort key on it is
     a plain string in every dialect: it orders like the time, and _page tokens carry it as JSON text."""
@@ -85,9 +88,6 @@ def _instant_text_sqlite(element, compiler, **kw):  # noqa: ANN001, ANN201 - SQL
 @compiles(InstantText, "postgresql")
 def _instant_text_pg(element, compiler, **kw):  # noqa: ANN001, ANN201
     return f"to_char(({compiler.process(element.clauses, **kw)}) AT TIME ZONE 'UTC', '{_PG_INSTANT_TEXT}')"
-
-
-_PG_INSTANT_TEXT = "YYYY-MM-DD HH24:MI:SS.US"
 
 
 def sqlite_instant(us: int) -> str:
