@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime, timezone
 
 import pytest
 import sqlalchemy as sa
@@ -114,6 +115,7 @@ def test_read_by_id_uses_the_primary_key(loaded):
     ("goals of a plan's patient", "/fhir/Goal", {"patient": "{patient}", "lifecycle-status": "active"}),
     ("patient by identifier", "/fhir/Patient", {"identifier": "{identifier}"}),
     ("patient by family name", "/fhir/Patient", {"family": "{family}"}),
+    ("what changed since (an EHR polling)", "/fhir/Observation", {"_lastUpdated": "gt{now}"}),
 ])
 def test_common_searches_use_indexes(loaded, label, path, params):
     app, db, _ = loaded
@@ -125,6 +127,7 @@ def test_common_searches_use_indexes(loaded, label, path, params):
             "SELECT content FROM resource WHERE resource_type = 'Patient' AND id = %s", (patient_id,)).scalar_one()
     patient = json.loads(bytes(content))
     values = {"patient": f"Patient/{patient_id}", "family": patient["name"][0]["family"],
+              "now": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
               "identifier": f"{patient['identifier'][0]['system']}|{patient['identifier'][0]['value']}"}
     query = {k: v.format(**values) for k, v in params.items()}
     with TestClient(app) as client:
