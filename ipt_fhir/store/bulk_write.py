@@ -25,21 +25,14 @@ _HISTORY_COLUMNS = ("resource_type", "id", "version_id", "last_updated", "method
 _INDEX_COLUMNS = {kind: tuple(c.name for c in table.columns) for kind, table in INDEX_TABLES.items()}
 
 
+# PostgreSQL's binary COPY names each column's type; BigInteger before Integer, its base class.
+_PG_TYPES = ((sa.BigInteger, "int8"), (sa.Integer, "int4"), (sa.Float, "float8"), (sa.Boolean, "bool"),
+             (sa.DateTime, "timestamptz"), (sa.LargeBinary, "bytea"))
+
+
 def _pg_type(column: sa.Column) -> str:
-    t = column.type
-    if isinstance(t, sa.BigInteger):
-        return "int8"
-    if isinstance(t, sa.Integer):
-        return "int4"
-    if isinstance(t, sa.Float):
-        return "float8"
-    if isinstance(t, sa.Boolean):
-        return "bool"
-    if isinstance(t, sa.DateTime):
-        return "timestamptz"
-    if isinstance(t, sa.LargeBinary):
-        return "bytea"
-    return "text"  # String and Text: varchar and text share their binary form
+    # String and Text: varchar and text share their binary form
+    return next((name for kind, name in _PG_TYPES if isinstance(column.type, kind)), "text")
 
 
 def _copy_sql(table: sa.Table, columns: tuple[str, ...]) -> tuple[str, list[str]]:
