@@ -29,6 +29,7 @@ from ipt_fhir.fhir.outcome import FHIRError, Issue, bad_request
 from ipt_fhir.fhir.resource_types import RESOURCE_TYPES
 from ipt_fhir.fhir.search.indexer import index_rows
 from ipt_fhir.services import resources as rs
+from ipt_fhir.services.ipt import conformance
 from ipt_fhir.services.validation import validate_for_write
 
 # (table kind → full index rows (resource_type, resource_id, param, *values), duplicates dropped)
@@ -175,6 +176,7 @@ def prepare_chunk(lines: list[tuple[str, int, bytes]], resolved: dict[str, str |
 IDLE_SECONDS = 120.0
 
 _pool: ProcessPoolExecutor | None = None
+_pool_base: str | None = None  # the IPT canonical base its workers registered (see _start_worker)
 _users = 0
 _idle_timer: threading.Timer | None = None
 _pool_lock = threading.Lock()
@@ -184,17 +186,20 @@ _pool_lock = threading.Lock()
 def workers(count: int) -> Iterator[ProcessPoolExecutor]:
     """The shared pool for the duration of one import. Its size is `count` unless another import is
     using it (a worker count changes how fast, never what is stored)."""
-    global _pool, _users, _idle_timer
+    global _pool, _pool_base, _users, _idle_timer
+    active = conformance.active()
+    base = active.canonical_base if active is not None else None
     with _pool_lock:
         if _idle_timer is not None:
             _idle_timer.cancel()
             _idle_timer = None
-        if _pool is not None and _users == 0 and _pool._max_workers != count:
+        if _pool is not None and _users == 0 and (_pool._max_workers != count or _pool_base != base):
             _pool.shutdown(wait=False, cancel_futures=True)
             _pool = None
         if _pool is None:
             _pool = ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=_exit_with_parent)
+                                        initializer=_start_worker, initargs=(base,))
+            _pool_base = base
         _users += 1
         executor = _pool
     try:
@@ -214,6 +219,15 @@ def _shut_down_if_idle() -> None:
         if _users == 0 and _pool is not None:
             _pool.shutdown(wait=False, cancel_futures=True)
             _pool = None
+
+
+def _start_worker(ipt_canonical_base: str | None) -> None:
+    """A spawned worker starts with none of the importing process's registrations: the IPT profiles,
+    code systems and value sets must be registered with its validator too, or lines claiming them
+    would be checked less in a worker than in the importing thread."""
+    _exit_with_parent()
+    if ipt_canonical_base is not None:
+        conformance.install(ipt_canonical_base)
 
 
 def _exit_with_parent() -> None:

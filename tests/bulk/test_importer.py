@@ -233,3 +233,20 @@ def test_an_identifier_key_written_with_escapes_still_resolves_conditional_refer
     with database.read() as conn:
         content = conn.exec_driver_sql("SELECT content FROM resource WHERE id = 'ee'").scalar_one()
     assert load_stored(bytes(content))["subject"]["reference"] == "Patient/pe"
+
+
+def test_worker_processes_check_the_ipt_profiles_the_importing_process_registered(database, tmp_path,
+                                                                                 small_chunks):
+    from ipt_fhir.domain.canonical import CAREPLAN_PROFILE, DEFAULT_CANONICAL_BASE
+    from ipt_fhir.services.ipt import conformance
+
+    conformance.install(DEFAULT_CANONICAL_BASE)
+    claims = {"resourceType": "CarePlan", "status": "active", "intent": "plan",
+              "meta": {"profile": [f"{DEFAULT_CANONICAL_BASE}/StructureDefinition/{CAREPLAN_PROFILE}"]},
+              "subject": {"reference": "Patient/p1"}}  # the IPT profile wants much more than this
+    lines = [json.dumps({**claims, "id": f"cp{i}"}) for i in range(120)]  # enough for the workers
+    single, _ = _run(database, _inputs(tmp_path, lines), workers=0)
+    _empty(database)
+    pooled, _ = _run(database, _inputs(tmp_path, lines), workers=2)
+    assert _errors(single) == _errors(pooled)
+    assert [status for file, _, status in _errors(pooled) if file == "crafted.ndjson"] == [422] * 120
