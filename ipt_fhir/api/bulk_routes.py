@@ -49,7 +49,7 @@ def _accepted(location: str) -> Response:
 def _poll(job: dict | None, what: str) -> Response:
     if job is None or job["status"] == "cancelled":
         raise not_found(f"No such {what} job")
-    if job["status"] in ("queued", "running"):
+    if job["status"] in ("queued", "running", "interrupted"):  # interrupted: resumed by the next start
         progress = json.loads(job["progress"]) if job["progress"] else {}
         text = ", ".join(f"{k} {v}" for k, v in progress.items()) or job["status"]
         return Response(status_code=202, headers={"X-Progress": text[:200], "Retry-After": "1"})

@@ -98,12 +98,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await run_in_threadpool(_warm_up)
     log.info("ipt-fhir worker started", extra={"pid": os.getpid()})
     yield
-    timeout = getattr(getattr(app.state, "settings", None), "shutdown_timeout", 20)
-    for runner in (getattr(app.state, "import_jobs", None), getattr(app.state, "export_jobs", None)):
-        if runner is not None:
-            left = await run_in_threadpool(runner.stop, timeout)
-            if left:
-                log.warning("bulk jobs still running at shutdown", extra={"jobs": left})
+    runners = [r for r in (getattr(app.state, "import_jobs", None), getattr(app.state, "export_jobs", None)) if r]
+    for runner in runners:
+        runner.request_stop()
+    deadline = time.monotonic() + app.state.settings.shutdown_timeout  # one wait for all of them
+    left = [job for runner in runners for job in await run_in_threadpool(runner.wait_stopped, deadline)]
+    if left:
+        log.warning("bulk jobs still running at shutdown", extra={"jobs": left})
     database = getattr(app.state, "database", None)
     if database is not None:
         database.dispose()

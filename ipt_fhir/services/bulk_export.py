@@ -268,7 +268,7 @@ class ExportJobs(JobRunner):
             return
         if self.cancelled(job_id):
             shutil.rmtree(self.dir / job_id, ignore_errors=True)
-            if job_id not in self._cancel:  # the server is stopping: say so, rather than run forever
+            if not self.cancelled_by_client(job_id):  # the server is stopping: say so, not run forever
                 with self.db.write() as conn:
                     bulk.update_job(conn, job_id, rs.now_utc(), status="failed", only_if_status=("running",),
                                     result=json.dumps({"error": "The server stopped before this export "

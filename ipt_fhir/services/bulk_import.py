@@ -501,14 +501,25 @@ class ImportJobs(JobRunner):
         return job_id
 
     def resume_unfinished(self, stale_seconds: float = 60) -> list[str]:
+        """Jobs a stopped server interrupted, and jobs a killed one left queued or running (no progress
+        for `stale_seconds`: not another live server's). Each is claimed first, so that of several
+        servers starting together only one runs it."""
         from datetime import timedelta
 
-        cutoff = rs.now_utc() - timedelta(seconds=stale_seconds)
+        now = rs.now_utc()
+        cutoff = now - timedelta(seconds=stale_seconds)
         with self.db.read() as conn:
-            ids = [i for i in bulk.jobs_with_status(conn, "import", ("queued", "running"))
-                   if _utc(bulk.get_job(conn, i)["updated"]) < cutoff]
-        for job_id in ids:
-            self.start(job_id)
+            candidates = [(i, bulk.get_job(conn, i)) for i in
+                          bulk.jobs_with_status(conn, "import", ("interrupted", "queued", "running"))]
+        ids = []
+        for job_id, job in candidates:
+            if job["status"] != "interrupted" and _utc(job["updated"]) >= cutoff:
+                continue
+            with self.db.write() as conn:
+                claimed = bulk.update_job(conn, job_id, now, status="queued", only_if_status=(job["status"],))
+            if claimed:
+                ids.append(job_id)
+                self.start(job_id)
         return ids
 
     def cancel(self, job_id: str) -> bool:
@@ -537,6 +548,9 @@ class ImportJobs(JobRunner):
         try:
             report = importer.run([Source.path(Path(p)) for p in request["inputs"]])
         except Cancelled:
+            if not self.cancelled_by_client(job_id):  # the server is stopping: the next start resumes it
+                with self.db.write() as conn:
+                    bulk.update_job(conn, job_id, rs.now_utc(), status="interrupted", only_if_status=("running",))
             return
         except Exception as exc:  # noqa: BLE001 - a job failure is reported through its status
             log.exception("import job %s failed", job_id)

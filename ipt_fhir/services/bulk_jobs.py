@@ -41,16 +41,17 @@ class JobRunner:
         """Whether the job should stop now: cancelled by its client, or the server is shutting down."""
         return job_id in self._cancel or self._stopping.is_set()
 
-    def stopping(self) -> bool:
-        return self._stopping.is_set()
+    def cancelled_by_client(self, job_id: str) -> bool:
+        return job_id in self._cancel
 
-    def stop(self, timeout: float) -> list[str]:
-        """Server shutdown: every job of this process stops at its next check, and this waits for their
-        threads (up to `timeout` seconds in all) so none goes on using a database being closed. What a
-        stopped job leaves is for its kind to say (an import resumes at the next start). Returns the
-        jobs still running when the time was up."""
+    def request_stop(self) -> None:
+        """Server shutdown: every job of this process stops at its next check. What a stopped job leaves
+        is for its kind to say (an import is resumed by the next start, an export reported failed)."""
         self._stopping.set()
-        deadline = time.monotonic() + timeout
+
+    def wait_stopped(self, deadline: float) -> list[str]:
+        """Wait (until time.monotonic() reaches `deadline`) for the threads of stopping jobs, so none goes
+        on using a database being closed. Returns the jobs still running when the time was up."""
         for thread in list(self._threads.values()):
             thread.join(max(0.0, deadline - time.monotonic()))
         return [job_id for job_id, thread in self._threads.items() if thread.is_alive()]

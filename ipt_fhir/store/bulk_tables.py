@@ -17,7 +17,7 @@ class BulkJobRow(SQLModel, table=True):
 
     id: str = Field(sa_column=sa.Column(sa.String(64), primary_key=True))
     kind: str = Field(sa_column=sa.Column(sa.String(16), nullable=False))  # import | export
-    status: str = Field(sa_column=sa.Column(sa.String(16), nullable=False))  # queued|running|completed|failed|cancelled
+    status: str = Field(sa_column=sa.Column(sa.String(16), nullable=False))  # queued|running|interrupted|completed|failed|cancelled
     request: str = Field(sa_column=sa.Column(sa.Text, nullable=False))  # JSON: what was asked
     progress: Optional[str] = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))  # JSON
     result: Optional[str] = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))  # JSON manifest

@@ -179,25 +179,30 @@ def test_server_shutdown_stops_jobs_an_import_resumes_and_an_export_reports_fail
 
     (tmp_path / "p.ndjson").write_text(json.dumps({"resourceType": "Patient", "id": "stop1"}) + "\n")
     imports, exports = ImportJobs(database, tmp_path), ExportJobs(database, tmp_path)
-    assert imports.stop(0) == [] and exports.stop(0) == []  # nothing running; from now on, stopping
+    imports.request_stop()  # a job kicked off now meets the stop at its first check
+    exports.request_stop()
     imp = imports.kick_off([str(tmp_path / "p.ndjson")], base_url="")
     exp = exports.kick_off(ExportRequest("system", types=None, since=None, type_filters={}), base_url="",
                            request_url="x")
     imports.wait(imp, 30)
     exports.wait(exp, 30)
-    assert imports.status(imp)["status"] == "running"  # left to be resumed: imports are idempotent
+    assert imports.status(imp)["status"] == "interrupted"  # to be resumed: imports are idempotent
+    from ipt_fhir.api.bulk_routes import _poll
+    assert _poll(imports.status(imp), "import").status_code == 202  # to its client: still in progress
     failed = exports.status(exp)
     assert failed["status"] == "failed" and "stopped" in json.loads(failed["result"])["error"]
     assert not (tmp_path / "export" / exp).exists()
 
-    resumed = ImportJobs(database, tmp_path)  # the next server start
-    assert resumed.resume_unfinished(stale_seconds=0) == [imp]
+    resumed = ImportJobs(database, tmp_path)  # the next server start, seconds later
+    assert resumed.resume_unfinished() == [imp]
+    assert ImportJobs(database, tmp_path).resume_unfinished() == []  # claimed: a second server leaves it
     resumed.wait(imp, 30)
     assert resumed.status(imp)["status"] == "completed"
 
 
 def test_stop_waits_for_running_jobs_and_names_those_that_outlast_it(database, tmp_path):
     import threading
+    import time
 
     from ipt_fhir.services.bulk_jobs import JobRunner
 
@@ -217,7 +222,9 @@ def test_stop_waits_for_running_jobs_and_names_those_that_outlast_it(database, t
     polite, stubborn = Polite(database), Stubborn(database)
     polite.start("a")
     stubborn.start("b")
-    assert polite.stop(5) == []
-    assert stubborn.stop(0.05) == ["b"]
+    polite.request_stop()
+    stubborn.request_stop()
+    assert polite.wait_stopped(time.monotonic() + 5) == []
+    assert stubborn.wait_stopped(time.monotonic() + 0.05) == ["b"]
     release.set()
     stubborn.wait("b", 5)
