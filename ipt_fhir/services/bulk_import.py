@@ -388,8 +388,8 @@ class Importer:
                     outcome[key] = "updated"
                 for kind, kind_rows in rows.items():
                     index.setdefault(kind, []).extend(kind_rows)
-                if hooks:  # (the parsed document only where something needs it)
-                    doc = doc if doc is not None else load_stored(ln.content)
+                if hooks and (doc is not None or write_hooks.wanted(ln.resource_type, ln.content)):
+                    doc = doc if doc is not None else load_stored(ln.content)  # parsed only for a hook
                     change = write_hooks.Change(ln.resource_type, ln.id, "PUT", doc, previous)
                     queue.append((key, change))  # rules see the whole batch written (deferred, as in a transaction)
                     changes.append(change)

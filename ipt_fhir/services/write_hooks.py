@@ -29,6 +29,10 @@ class WriteHook(Protocol):
     def after_write(self, conn: Connection, change: Change) -> None:
         """Same-transaction side effects, e.g. read models."""
 
+    # Optional: `wants(resource_type, stored) -> bool`, False when check and after_write certainly do
+    # nothing with this version (its stored JSON bytes). Paths holding only the stored bytes ($import)
+    # then need not parse them; a hook without it is given every change.
+
 
 _hooks: list[WriteHook] = []
 
@@ -40,3 +44,8 @@ def register(hook: WriteHook) -> None:
 
 def registered() -> tuple[WriteHook, ...]:
     return tuple(_hooks)
+
+
+def wanted(resource_type: str, stored: bytes) -> bool:
+    """Whether any registered hook may act on this stored version (see WriteHook.wants)."""
+    return any(getattr(hook, "wants", None) is None or hook.wants(resource_type, stored) for hook in _hooks)

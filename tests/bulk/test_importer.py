@@ -250,3 +250,38 @@ def test_worker_processes_check_the_ipt_profiles_the_importing_process_registere
     pooled, _ = _run(database, _inputs(tmp_path, lines), workers=2)
     assert _errors(single) == _errors(pooled)
     assert [status for file, _, status in _errors(pooled) if file == "crafted.ndjson"] == [422] * 120
+
+
+def test_import_gives_write_hooks_the_changes_they_want_and_all_to_one_that_does_not_say(database, tmp_path):
+    from ipt_fhir.services import write_hooks
+    from ipt_fhir.services.ipt.hook import IptWriteHook
+
+    class Recording:
+        def __init__(self) -> None:
+            self.types: set[str] = set()
+
+        def check(self, conn, change):  # noqa: ANN001, ANN201
+            return []
+
+        def after_write(self, conn, change) -> None:  # noqa: ANN001
+            self.types.add(change.resource_type)
+
+    class PatientsOnly(Recording):
+        def wants(self, resource_type: str, stored: bytes) -> bool:
+            return resource_type == "Patient"
+
+    saved = list(write_hooks._hooks)
+    seen = []
+    try:
+        for hook in (PatientsOnly(), Recording()):
+            write_hooks._hooks[:] = [hook]
+            _empty(database)
+            Importer(database, workers=0).run(_inputs(tmp_path, [])[:4])  # Organization … Patient
+            seen.append(hook.types)
+    finally:
+        write_hooks._hooks[:] = saved
+    assert seen == [{"Patient"}, {"Organization", "Practitioner", "Location", "Patient"}]
+    ipt = IptWriteHook()
+    assert ipt.wants("Encounter", b"{}") and ipt.wants("CodeSystem", b"{}")
+    assert ipt.wants("Procedure", b'{"meta":{"profile":["http://x/StructureDefinition/ipt-session-encounter"]}}')
+    assert not ipt.wants("Procedure", b'{"resourceType":"Procedure"}')

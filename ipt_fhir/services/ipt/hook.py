@@ -30,6 +30,11 @@ TRACKED = frozenset({"CarePlan", "ServiceRequest", "Encounter", "Observation", "
 
 
 class IptWriteHook:
+    def wants(self, resource_type: str, stored: bytes) -> bool:
+        """Conformance writes (refused), the types the read model follows, and whatever claims an IPT
+        profile (its URL ends in 'StructureDefinition/ipt-…'; stored JSON never escapes letters)."""
+        return resource_type in TRACKED or resource_type in CONFORMANCE_TYPES or b"ipt-" in stored
+
     # ---- rules ---------------------------------------------------------------------------------
     def check(self, conn: Connection, change: Change) -> list[Issue]:
         if change.resource_type in CONFORMANCE_TYPES:
