@@ -16,6 +16,7 @@ from typing import Iterable
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from .database import sqlite_datetime
 from .resources import StoredVersion
 from .search_tables import INDEX_TABLES
 from .tables import history_table, resource_table
@@ -30,14 +31,14 @@ _PG_TYPES = ((sa.BigInteger, "int8"), (sa.Integer, "int4"), (sa.Float, "float8")
              (sa.DateTime, "timestamptz"), (sa.LargeBinary, "bytea"))
 
 
-def _pg_type(column: sa.Column) -> str:
+def pg_type(column: sa.Column) -> str:
     # String and Text: varchar and text share their binary form
     return next((name for kind, name in _PG_TYPES if isinstance(column.type, kind)), "text")
 
 
 def _copy_sql(table: sa.Table, columns: tuple[str, ...]) -> tuple[str, list[str]]:
     return (f"COPY {table.name} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)",
-            [_pg_type(table.c[name]) for name in columns])
+            [pg_type(table.c[name]) for name in columns])
 
 
 _PG_COPY = {
@@ -58,7 +59,6 @@ _SQLITE_INSERT = {
     "history": _insert_sql(history_table, _HISTORY_COLUMNS),
     **{kind: _insert_sql(INDEX_TABLES[kind], cols) for kind, cols in _INDEX_COLUMNS.items()},
 }
-_SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime on SQLite (see database.py)
 
 
 def _write(conn: Connection, what: str, rows: Iterable[tuple]) -> None:
@@ -83,7 +83,7 @@ def _when(conn: Connection, v: StoredVersion) -> object:
 
 @lru_cache(maxsize=64)
 def _sqlite_time(t: datetime) -> str:  # a batch's versions share a handful of times: format each once
-    return t.strftime(_SQLITE_DATETIME)
+    return sqlite_datetime(t)
 
 
 def insert_current(conn: Connection, versions: list[StoredVersion]) -> None:

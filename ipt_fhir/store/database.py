@@ -41,12 +41,15 @@ def _configure_sqlite(engine: Engine, cache_mib: int) -> None:
         conn.connection.driver_connection.execute(conn.info.pop("begin_sql", "BEGIN"))
 
 
-_SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's storage format for DateTime on SQLite
+def sqlite_datetime(t: datetime) -> str:
+    """A datetime as SQLAlchemy stores DateTime on SQLite, 'YYYY-MM-DD HH:MM:SS.ffffff' (fixed width, so
+    text order is time order), for the statements that bypass SQLAlchemy."""
+    return t.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
 def _driver_sql(conn: Connection, sql: str, params: tuple) -> tuple[str, tuple]:
     if conn.dialect.name == "sqlite":
-        return sql, tuple(p.strftime(_SQLITE_DATETIME) if isinstance(p, datetime) else p for p in params)
+        return sql, tuple(sqlite_datetime(p) if isinstance(p, datetime) else p for p in params)
     return sql.replace("?", "%s"), params
 
 

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 from ipt_fhir.fhir.jsonio import load_stored
 from ipt_fhir.fhir.search.indexer import index_rows
 
+from .bulk_write import pg_type
 from .database import Database
 from .search_tables import INDEX_TABLES
 from .tables import resource_table
@@ -58,23 +59,15 @@ def delete_index(conn: Connection, resource_type: str, resource_id: str) -> None
         cur.close()
 
 
-def _pg_array_type(col: sa.Column) -> str:
-    if isinstance(col.type, sa.BigInteger):
-        return "int8"
-    if isinstance(col.type, (sa.Float, sa.Integer)):
-        return "float8" if isinstance(col.type, sa.Float) else "int8"
-    return "text"
-
-
 def _pg_unnest_sql() -> dict[str, tuple[str, list[bool]]]:
     """Per table: one INSERT of all a resource's rows as column arrays (unnest), and which columns are floats."""
     out = {}
     for kind, table in INDEX_TABLES.items():
         cols = [c for c in table.columns if c.name not in ("resource_type", "resource_id")]
-        arrays = ", ".join(f"%s::{_pg_array_type(c)}[]" for c in cols)
+        arrays = ", ".join(f"%s::{pg_type(c)}[]" for c in cols)
         out[kind] = (f"INSERT INTO {table.name} (resource_type, resource_id, {', '.join(c.name for c in cols)}) "
                      f"SELECT %s, %s, u.* FROM unnest({arrays}) AS u",
-                     [_pg_array_type(c) == "float8" for c in cols])
+                     [pg_type(c) == "float8" for c in cols])
     return out
 
 

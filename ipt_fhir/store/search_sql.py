@@ -22,6 +22,7 @@ from ipt_fhir.fhir.search.parser import ANY, Clause
 from ipt_fhir.fhir.search.registry import registry
 from ipt_fhir.fhir.search.values import MAX_TIME, MIN_TIME, STRING_INDEX_LENGTH, from_micros, normalise
 
+from .database import sqlite_datetime
 from .search_tables import INDEX_TABLES, composite_index, reference_index, string_index, token_index, uri_index
 
 ValueSetExpander = Callable[[str], "list[tuple[str | None, str]] | None"]
@@ -91,8 +92,8 @@ def _instant_text_pg(element, compiler, **kw):  # noqa: ANN001, ANN201
 
 
 def sqlite_instant(us: int) -> str:
-    """The bound as SQLite stores DateTime columns (fixed width, so text order is time order)."""
-    return instant(us).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+    """The bound as SQLite stores the last_updated column."""
+    return sqlite_datetime(instant(us))
 
 
 class SqlBuilder:
