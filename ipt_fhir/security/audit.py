@@ -98,7 +98,7 @@ def patients_in(conn: Connection, pairs: list[tuple[str, str]]) -> set[str]:
 
 
 def _patients_in(conn: Connection, pairs: list[tuple[str, str]]) -> set[str]:
-    from ipt_fhir.fhir.search.registry import patient_compartment, registry
+    from ipt_fhir.fhir.search.registry import patient_compartment, patient_compartment_params
     from ipt_fhir.store.search_tables import reference_index as t
 
     out = {rid for rt, rid in pairs if rt == "Patient"}
@@ -107,7 +107,7 @@ def _patients_in(conn: Connection, pairs: list[tuple[str, str]]) -> set[str]:
         if rt != "Patient" and rt in patient_compartment():
             by_type.setdefault(rt, []).append(rid)
     for rt, ids in by_type.items():
-        params = registry().stored_params_to(rt, patient_compartment()[rt], "Patient")
+        params = patient_compartment_params(rt)
         for chunk in range(0, len(ids), 500):
             rows = conn.execute(sa.select(t.c.target_id).distinct().where(
                 t.c.resource_type == rt, t.c.resource_id.in_(ids[chunk:chunk + 500]), t.c.param.in_(params),

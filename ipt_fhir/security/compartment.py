@@ -8,7 +8,7 @@ exactly when a compartment search finds it — for any version, including ones n
 from __future__ import annotations
 
 from ipt_fhir.fhir.search.indexer import index_rows
-from ipt_fhir.fhir.search.registry import patient_compartment, registry
+from ipt_fhir.fhir.search.registry import patient_compartment, patient_compartment_params
 
 
 def compartment_types() -> frozenset[str]:
@@ -24,10 +24,9 @@ def patients_of(resource_type: str, resource: dict) -> set[str]:
     if resource_type == "Patient":
         rid = resource.get("id")
         return {rid} if rid else set()
-    params = patient_compartment().get(resource_type)
-    if not params:
+    wanted = patient_compartment_params(resource_type)
+    if not wanted:
         return set()
-    wanted = set(registry().stored_params_to(resource_type, params, "Patient"))
     rows = index_rows(resource_type, resource).get("reference", [])
     return {row[2] for row in rows if row[0] in wanted and row[1] == "Patient" and row[2]}
 

@@ -200,7 +200,9 @@ from urllib.parse import urlencode  # noqa: E402
 from ipt_fhir.fhir.jsonio import dump_json  # noqa: E402
 from ipt_fhir.fhir.outcome import Issue, operation_outcome, warning  # noqa: E402
 from ipt_fhir.fhir.search.parser import parse_positive_int  # noqa: E402
-from ipt_fhir.fhir.search.registry import SearchParam, patient_compartment, registry, summary_elements  # noqa: E402
+from ipt_fhir.fhir.search.registry import (  # noqa: E402
+    SearchParam, patient_compartment, patient_compartment_params, registry, summary_elements,
+)
 from ipt_fhir.fhir.search.values import date_range  # noqa: E402
 from ipt_fhir.store.database import Database  # noqa: E402
 
@@ -420,10 +422,8 @@ def _everything_refs(req: Request, tb: TextSql) -> str:
     resource (of the searched types) refers to through a reference search parameter, in the same
     statement as the compartment so that one keyset order pages over both without duplicates."""
     ev = req.everything
-    comp_params = patient_compartment()
-    pairs = [f"(c.resource_type = {tb.p(t)} AND "
-             f"{tb.in_('c.param', registry().stored_params_to(t, comp_params[t], 'Patient'))})"
-             for t in req.types if t != "Patient" and comp_params.get(t)]
+    pairs = [f"(c.resource_type = {tb.p(t)} AND {tb.in_('c.param', patient_compartment_params(t))})"
+             for t in req.types if t != "Patient" and patient_compartment_params(t)]
     sources = []
     if "Patient" in req.types:
         sources.append(f"(s.resource_type = {tb.p('Patient')} AND s.resource_id = {tb.p(ev.patient_id)})")

@@ -95,15 +95,11 @@ def index_rows(resource_type: str, resource: dict) -> Rows:
                 if isinstance(v, dict) and "type" in v:  # only Identifiers have :of-type codes
                     for combined in identifier_type_codes(v):
                         tok.append((code + ":of-type", None, combined, None))
-        elif ptype == "reference":
+        elif ptype == "reference" or ptype == "reference-identifier":
             for v, h in items:
-                for row in reference_values(v, h):
-                    ref.append((code, *row))
-                if isinstance(v, dict) and isinstance(v.get("identifier"), dict):
-                    for s, c, t in token_values(v["identifier"], "Identifier"):
-                        tok.append((code + ":identifier", s, c, t))
-        elif ptype == "reference-identifier":
-            for v, h in items:
+                if ptype == "reference":
+                    for row in reference_values(v, h):
+                        ref.append((code, *row))
                 if isinstance(v, dict) and isinstance(v.get("identifier"), dict):
                     for s, c, t in token_values(v["identifier"], "Identifier"):
                         tok.append((code + ":identifier", s, c, t))

@@ -159,12 +159,6 @@ class Registry:
         """(param value in search_reference, required target type or None) for a reference parameter."""
         return self.aliases.get(resource_type, {}).get(code) or (code, None)
 
-    def stored_params_to(self, resource_type: str, codes: list[str], target_type: str) -> list[str]:
-        """The search_reference `param` values whose rows with this target type are the references of
-        these parameters (an alias narrowed to another target type has none)."""
-        stored = (self.stored_reference(resource_type, c) for c in codes)
-        return sorted({code for code, narrowed_to in stored if narrowed_to in (None, target_type)})
-
     def component_param(self, resource_type: str, definition_url: str) -> SearchParam | None:
         raw = self.by_url.get(definition_url)
         if raw is None:
@@ -196,6 +190,15 @@ def registry() -> Registry:
 def patient_compartment() -> dict[str, list[str]]:
     """Resource type -> the parameters that put a resource of that type in a Patient's compartment."""
     return _load("search-compartment-patient.json.gz")
+
+
+@lru_cache(maxsize=None)
+def patient_compartment_params(resource_type: str) -> tuple[str, ...]:
+    """The search_reference `param` values whose rows targeting a Patient put a resource of this type in
+    that patient's compartment: the compartment's parameters, an alias narrowed to Patient read as its
+    base (one narrowed to another type has no such rows)."""
+    stored = (registry().stored_reference(resource_type, c) for c in patient_compartment().get(resource_type, ()))
+    return tuple(sorted({code for code, narrowed_to in stored if narrowed_to in (None, "Patient")}))
 
 
 @lru_cache(maxsize=1)
