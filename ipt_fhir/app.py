@@ -51,9 +51,10 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     security.install(app, settings)  # security headers, audit per request, CORS (IPT_FHIR_CORS_ORIGINS)
     secured = [Depends(authorize)]  # authentication + coarse scope check on every /fhir route but metadata
 
-    # Order matters, and costs: FastAPI tries the routes in order, at a real price per candidate, so
-    # the hot REST interactions come right after the IPT conformance resources they must not shadow.
-    # Their type and id segments never take '$operation' or '_reserved' names (see rest_routes).
+    # Order matters: the REST routes must not shadow the IPT conformance resources before them, and their
+    # type and id segments never take '$operation' or '_reserved' names (see rest_routes). The hot REST
+    # interactions usually reach their handlers through the front door (api/rest_dispatch.py); what it
+    # leaves to FastAPI pays FastAPI's price per route tried, hence REST right after IPT.
     app.include_router(security_routes.router)  # /fhir/.well-known/smart-configuration, public
     app.include_router(ipt_routes.router, dependencies=secured)  # IPT operations and conformance resources
     app.include_router(rest_routes.router, dependencies=secured)

@@ -29,8 +29,8 @@ from .responses import (
 
 class _SegmentConvertor(StringConvertor):
     """A type or id segment: anything but an operation (`$export`) or a reserved name (`_search`).
-    These routes therefore never shadow /fhir/$import, /fhir/Patient/$export and the like, and are
-    matched first (FastAPI tries included routers in order, at a real cost per candidate)."""
+    These routes therefore never shadow /fhir/$import, /fhir/Patient/$export and the like, and can be
+    tried early (see app.py)."""
 
     regex = "[^/$_][^/]*"
 

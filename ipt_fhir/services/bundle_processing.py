@@ -232,8 +232,8 @@ class _Writer:
         return find_ids(self.conn, resource_type, rs.parse_criteria(criteria), self.base_url)
 
     # Plain creates (new server-assigned ids, nothing to read first) are written set-at-a-time: their
-    # rows, history and index rows go out in one executemany per table when the writer next reads, or
-    # at the end. `after_write` hooks then run for each of them in write order.
+    # rows, history and index rows go out in one statement per table (store/bulk_write.py: COPY on
+    # PostgreSQL, executemany on SQLite) when the writer next reads, or at the end. `after_write` hooks then run for each of them in write order.
     def create(self, resource_type: str, resource_id: str, resource: dict, warnings: list[Issue]) -> EntryResult:
         stored, doc = self.svc._prepare(resource_type, resource_id, 1, resource, self.conn)
         guard.check_resource("create", resource_type, doc)  # security: scope, compartment, labels per entry

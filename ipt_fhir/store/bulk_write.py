@@ -1,4 +1,5 @@
-"""Appending many rows at once for bulk import: current versions, history and search index rows.
+"""Appending many rows at once ($import batches, a transaction's plain creates): current versions,
+history and search index rows.
 
 PostgreSQL gets one binary COPY per table: with ~15 index rows per resource, per-row INSERTs (even
 pipelined executemany) cost more client and server time than the rows themselves, and COPY sends only

@@ -72,8 +72,9 @@ metadata = SQLModel.metadata
 def lz4_content_sql(table: str) -> str:
     """PostgreSQL: compress the stored JSON of `table` with lz4 rather than the default pglz, which was
     the single largest CPU cost of the server while writing (resources over 2 kB are compressed, each in
-    `resource` and `resource_history`). A server built without lz4 keeps pglz. Migration 0008 runs the
-    same statement on existing databases."""
+    `resource` and `resource_history`). A server built without lz4 keeps pglz. Databases built by the
+    migrations get this from 0008; this hook covers tables made by `metadata.create_all` (test and
+    benchmark harnesses)."""
     return (f"DO $$ BEGIN ALTER TABLE {table} ALTER COLUMN content SET COMPRESSION lz4; "
             "EXCEPTION WHEN feature_not_supported OR syntax_error THEN "
             "RAISE NOTICE 'lz4 is not available: stored JSON keeps the default compression'; END $$")
