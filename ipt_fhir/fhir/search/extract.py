@@ -14,7 +14,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any, Callable
 
-from .registry import SearchParam, registry, split_union
+from .registry import registry, split_union
 from .values import MAX_TIME, MIN_TIME, date_range, normalise_short
 
 Item = tuple[Any, "str | None"]
@@ -205,32 +205,21 @@ def _fhirpathpy_extractor(expression: str) -> Extractor:
     return run
 
 
-def compile_expression(expression: str, resource_type: str | None = None) -> Extractor:
-    parts = split_union(expression)
-    compiled = [_compile_part(p) for p in parts]
+def compile_expression(expression: str, resource_type: str) -> Extractor:
+    """The extractor of a parameter's expression on resources of `resource_type`: the union branches
+    rooted at that type (or at Resource/DomainResource), each a compiled path; fhirpathpy when any
+    branch is beyond the native evaluator."""
+    compiled = [_compile_part(p) for p in split_union(expression)]
     if any(c is None for c in compiled):
         return _fhirpathpy_extractor(expression)
-
-    runners = [(root, _runner(ops)) for root, ops in compiled]  # type: ignore[misc]
-    # The parts of a union that apply to a resource type, per type: shared parameters (patient, code,
-    # date, ...) are unions over dozens of types, of which one applies.
-    by_type: dict[str, list[Extractor]] = {}
-
-    def applicable(rt: Any) -> list[Extractor]:
-        parts = [fn for root, fn in runners if root in (rt, "Resource", "DomainResource")]
-        if type(rt) is str and len(by_type) < 1000:  # resourceType comes from the input: bounded
-            by_type[rt] = parts
-        return parts
+    runners = [_runner(ops) for root, ops in compiled  # type: ignore[misc]
+               if root in (resource_type, "Resource", "DomainResource")]
+    if len(runners) == 1:
+        return runners[0]  # returns a fresh list, as below
 
     def run(resource: dict) -> list[Item]:
-        rt = resource.get("resourceType")
-        parts = by_type.get(rt) if type(rt) is str else None
-        if parts is None:
-            parts = applicable(rt)
-        if len(parts) == 1:
-            return parts[0](resource)  # a fresh list, as below
         out: list[Item] = []
-        for fn in parts:
+        for fn in runners:
             out.extend(fn(resource))
         return out
 
