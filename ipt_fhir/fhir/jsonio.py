@@ -138,7 +138,6 @@ def _reject_lone_surrogates(value: Any) -> None:
 # key's `":` or, as an array item, right after the newline that starts its line.
 _NUMBER_SHAPE = bytes.maketrans(b"eE", b"..")
 _NUMBER_NOISE = b"0123456789+- "
-_depth_marks: dict[int, bytes] = {}
 
 
 _PLAIN, _DECIMALS = "plain", "decimals"
@@ -158,21 +157,16 @@ def _verdict(text: str, value: Any) -> str | None:
       _NUMBER_SHAPE). An escaped quote and colon inside a string can only make it see a decimal that is
       not there (harmless: the exact parser is used), never miss one.
     """
-    if type(value) is not dict and type(value) is not list:
+    if (type(value) is not dict and type(value) is not list) or "\\u" in text:  # a \\u escape may hide a colon (above)
         return None
     try:
         out = orjson.dumps(value, option=orjson.OPT_INDENT_2)
     except orjson.JSONEncodeError:  # e.g. orjson's own depth limit
         return None
-    mark = _depth_marks.get(MAX_DEPTH)
-    if mark is None:
-        mark = _depth_marks[MAX_DEPTH] = b"\n" + b" " * (2 * MAX_DEPTH)
-    if mark in out:
+    if b"\n" + b" " * (2 * MAX_DEPTH) in out:
         return None
     shape = out.translate(_NUMBER_SHAPE, _NUMBER_NOISE)  # keeps every colon; shorter to count in
     if text.count(":") != shape.count(b":"):
-        return None
-    if "\\" in text and "\\u" in text:
         return None
     return _DECIMALS if b'":.' in shape or b"\n." in shape else _PLAIN
 

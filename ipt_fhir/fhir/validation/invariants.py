@@ -385,7 +385,7 @@ class Invariant:
         self.check = self._fastest_check()
 
     def _fastest_check(self) -> Callable[[Any, dict, dict], bool]:
-        """Same answers as holds(), minus its dispatch (and a frame) where the kind is known."""
+        """The check for this invariant's kind: native (guarded by the keys it needs), simple, or general."""
         native, needs, simple = self.native, self.needs, self.simple
         if native is not None and needs is None:
             return native
@@ -401,7 +401,7 @@ class Invariant:
             return guarded
         if simple is not None:
             return simple
-        return self.holds
+        return self._general
 
     def bind(self, keys_of: Callable[[str], tuple[str, ...]]) -> None:
         """Resolve FHIRPath child names to JSON keys for the node this invariant runs on."""
@@ -425,18 +425,11 @@ class Invariant:
             self.guard_keys = keys_of(g.group(1))
 
     def holds(self, obj: Any, resource: dict, root: dict) -> bool:
-        native = self.native
-        if native is not None:
-            needs = self.needs
-            if needs is not None and type(obj) is dict:
-                for key in needs:
-                    if key in obj:
-                        break
-                else:
-                    return True
-            return native(obj, resource, root)
-        if self.simple is not None:
-            return self.simple(obj, resource, root)
+        return self.check(obj, resource, root)
+
+    def _general(self, obj: Any, resource: dict, root: dict) -> bool:
+        """An invariant with neither a native nor a simple check: FHIRPath, skipped where its guard or
+        its keys say the answer is already known."""
         if self.guard_keys is not None and not _any(obj, self.guard_keys):
             return True
         keys = self.json_keys
