@@ -46,7 +46,8 @@ def _accepted(location: str) -> Response:
                     media_type="application/fhir+json")
 
 
-def _poll(job: dict | None, what: str) -> Response:
+def _poll(job: dict | None, what: str) -> Response | None:
+    """The answer for a job that is not complete (202 with progress; 404; its failure), None once it is."""
     if job is None or job["status"] == "cancelled":
         raise not_found(f"No such {what} job")
     if job["status"] in ("queued", "running", "interrupted"):  # interrupted: resumed by the next start
@@ -56,8 +57,7 @@ def _poll(job: dict | None, what: str) -> Response:
     if job["status"] == "failed":
         detail = json.loads(job["result"] or "{}").get("error", "the job failed")
         raise FHIRError(500, [error("exception", f"The {what} job failed: {detail}")])
-    return Response(content=job["result"], status_code=200, media_type="application/json",
-                    headers={"Expires": "0"})
+    return None
 
 
 # --- $import ---------------------------------------------------------------------------------------
@@ -109,13 +109,15 @@ def import_status(job_id: str, request: Request) -> Response:
 
 
 def _poll_with_urls(job: dict | None, kind: str, items: str, url_of) -> Response:  # noqa: ANN001
-    """`_poll`, with the file names of a completed job's result (its `items` list) made into URLs."""
-    response = _poll(job, kind)
-    if response.status_code != 200:
-        return response
+    """A job's status: `_poll`'s answer until it is complete, then its result with the file names (its
+    `items` list) made into URLs."""
+    pending = _poll(job, kind)
+    if pending is not None:
+        return pending
     result = json.loads(job["result"])  # type: ignore[index]
     for item in result.get(items, []):
         item["url"] = url_of(item.pop("file"))
+    # No Expires: in Bulk Data it says when the files stop being available, and they stay until DELETE.
     return Response(content=json.dumps(result), status_code=200, media_type="application/json")
 
 
