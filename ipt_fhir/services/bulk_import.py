@@ -49,6 +49,7 @@ from ipt_fhir.services.search import find_ids
 from ipt_fhir.store import bulk, bulk_write
 from ipt_fhir.store.database import Database
 from ipt_fhir.store.resources import StoredVersion
+from ipt_fhir.store.search_index import table_rows
 
 log = logging.getLogger("ipt_fhir.bulk_import")
 
@@ -369,7 +370,7 @@ class Importer:
                     inserts.append(StoredVersion(ln.resource_type, ln.id, 1, ln.now, False, ln.content))
                     outcome[key] = "created"
                     if rows is None:  # it was stored when the line was prepared, and is no more
-                        rows = bulk_prepare.rows_of(ln.resource_type, ln.id, load_stored(ln.content))
+                        rows = table_rows(ln.resource_type, ln.id, load_stored(ln.content))
                 else:
                     version_id, deleted, content = existing
                     if not deleted and _same_stored(content, ln.content):
@@ -382,7 +383,7 @@ class Importer:
                             outcome[key] = "unchanged"
                             continue
                     doc = rs.with_server_meta(doc, ln.id, version_id + 1, ln.now)
-                    rows = bulk_prepare.rows_of(ln.resource_type, ln.id, doc)
+                    rows = table_rows(ln.resource_type, ln.id, doc)
                     replaces.append((StoredVersion(ln.resource_type, ln.id, version_id + 1, ln.now, False,
                                                    dump_json(doc)), version_id))
                     outcome[key] = "updated"

@@ -27,10 +27,10 @@ from typing import Callable, Iterator, NamedTuple
 from ipt_fhir.fhir.jsonio import dump_json, parse_json
 from ipt_fhir.fhir.outcome import FHIRError, Issue, bad_request
 from ipt_fhir.fhir.resource_types import RESOURCE_TYPES
-from ipt_fhir.fhir.search.indexer import index_rows
 from ipt_fhir.services import resources as rs
 from ipt_fhir.services.ipt import conformance
 from ipt_fhir.services.validation import validate_for_write
+from ipt_fhir.store.search_index import table_rows
 
 # (table kind → full index rows (resource_type, resource_id, param, *values), duplicates dropped)
 IndexRows = dict[str, list[tuple]]
@@ -120,17 +120,10 @@ def prepare_line(file: str, number: int, raw: bytes, resolve: Resolver, now: dat
         validate_for_write(resource, resource_type)
         _resolve_in_place(resource, resolve)
         doc = rs.with_server_meta(resource, rid, 1, now)
-        rows = None if (resource_type, rid) in existing else rows_of(resource_type, rid, doc)
+        rows = None if (resource_type, rid) in existing else table_rows(resource_type, rid, doc)
         return Prepared(file, number, resource_type, rid, dump_json(doc), rows, now)
     except FHIRError as exc:
         return Failed(file, number, resource_type, exc.status, exc.issues)
-
-
-def rows_of(resource_type: str, resource_id: str, doc: dict) -> IndexRows:
-    """`index_rows` of the stored document as full table rows; a resource's duplicate rows once (as
-    store/search_index.py writes them)."""
-    return {kind: list(dict.fromkeys((resource_type, resource_id, *r) for r in rows))
-            for kind, rows in index_rows(resource_type, doc).items() if rows}
 
 
 def _resolve_in_place(value: dict | list, resolve: Resolver) -> None:

@@ -26,7 +26,6 @@ from ipt_fhir.fhir.resource_types import RESOURCE_TYPES
 from ipt_fhir.security import audit, guard
 from ipt_fhir.services import resources as rs
 from ipt_fhir.services import write_hooks
-from ipt_fhir.services.bulk_prepare import rows_of
 from ipt_fhir.services import search as search_service
 from ipt_fhir.services.resources import ResourceService, WriteResult
 from ipt_fhir.services.search import find_ids
@@ -36,6 +35,7 @@ from ipt_fhir.store import resources as repo
 from ipt_fhir.store.database import Database
 from ipt_fhir.store.ids import new_resource_id
 from ipt_fhir.store.resources import StoredVersion
+from ipt_fhir.store.search_index import table_rows
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 _STATUS_TEXT = {200: "200 OK", 201: "201 Created", 204: "204 No Content"}
@@ -252,7 +252,7 @@ class _Writer:
         bulk_write.insert_history(self.conn, versions, "POST")
         index: dict[str, list[tuple]] = {}
         for v, doc in pending:
-            for kind, rows in rows_of(v.resource_type, v.id, doc).items():
+            for kind, rows in table_rows(v.resource_type, v.id, doc).items():
                 index.setdefault(kind, []).extend(rows)
         bulk_write.insert_index_rows(self.conn, index)
         hooks = write_hooks.registered()

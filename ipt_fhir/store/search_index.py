@@ -36,14 +36,23 @@ def _cursor(conn: Connection):  # noqa: ANN202
     return conn.connection.dbapi_connection.cursor()
 
 
+def full_rows(resource_type: str, resource_id: str, rows: dict[str, list[tuple]]) -> dict[str, list[tuple]]:
+    """index_rows' rows as table rows (resource_type, resource_id, param, *values), per table kind with
+    rows; a resource's duplicate rows once."""
+    return {kind: list(dict.fromkeys((resource_type, resource_id, *r) for r in kind_rows))
+            for kind, kind_rows in rows.items() if kind_rows}
+
+
+def table_rows(resource_type: str, resource_id: str, doc: dict) -> dict[str, list[tuple]]:
+    """The index table rows of a stored document, for writers that append many at once (bulk_write)."""
+    return full_rows(resource_type, resource_id, index_rows(resource_type, doc))
+
+
 def _insert(conn: Connection, resource_type: str, resource_id: str, rows: dict[str, list[tuple]]) -> None:
     inserts = _SQL[conn.dialect.name][0]
     cur = _cursor(conn)
     try:
-        for kind, kind_rows in rows.items():
-            if not kind_rows:
-                continue
-            payload = list(dict.fromkeys((resource_type, resource_id, *r) for r in kind_rows))
+        for kind, payload in full_rows(resource_type, resource_id, rows).items():
             cur.executemany(inserts[kind], payload)
     finally:
         cur.close()

@@ -19,6 +19,7 @@ from ipt_fhir.services import resources as rs
 from ipt_fhir.services.bulk_import import Importer, Source
 from ipt_fhir.store import bulk_write
 from ipt_fhir.store.database import Database
+from ipt_fhir.store.search_index import table_rows
 from ipt_fhir.store.search_tables import INDEX_TABLES
 from ipt_fhir.store.tables import metadata
 from tests.bulk.conftest import NDJSON_DIR, read_ndjson_gz
@@ -125,7 +126,7 @@ def test_stored_index_rows_are_those_index_rows_gives_for_the_stored_version(dat
     tables = _tables(database)
     expected: dict[str, list[tuple]] = {kind: [] for kind in INDEX_TABLES}
     for resource_type, rid, _, _, content in tables["resource"]:
-        for kind, rows in bulk_prepare.rows_of(resource_type, rid, load_stored(content)).items():
+        for kind, rows in table_rows(resource_type, rid, load_stored(content)).items():
             expected[kind] += rows
     for kind in INDEX_TABLES:
         assert tables[kind] == sorted(expected[kind], key=repr), kind
