@@ -8,7 +8,7 @@ from ..outcome import Issue, error, warning
 from .compiler import COMPLEX, RESOURCE, Node, Prop, type_node
 from .definitions import known_resource_types
 from .invariants import Invariant, InvariantUnevaluable
-from .primitives import MISS, json_kind
+from .primitives import MEMO_ENTRIES, MEMO_MAX_LEN, MISS, json_kind
 from .terminology import all_codes, expansion
 
 _RELATIVE_REF = re.compile(r"([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(/_history/[A-Za-z0-9\-.]{1,64})?")
@@ -321,8 +321,8 @@ def _reference_type(ref: str) -> str | None:
         answer: str | None = m.group(1)
     else:
         answer = _ABSOLUTE if _ABSOLUTE_REF.fullmatch(ref) else None
-    if len(ref) <= 256:
-        if len(_reference_types) >= 4096:
+    if len(ref) <= MEMO_MAX_LEN:  # bounded like the primitive checkers' memos
+        if len(_reference_types) >= MEMO_ENTRIES:
             _reference_types.clear()
         _reference_types[ref] = answer
     return answer
