@@ -348,9 +348,10 @@ class SqlBuilder:
 
     def ids_select(self, resource_type: str, clause: Clause) -> sa.Select:
         """SELECT resource_id of `resource_type` resources matching a positive clause (uncorrelated)."""
-        if clause.kind == "id":
-            return sa.select(sa.literal_column("x")).select_from(
-                sa.values(sa.column("x", sa.String), name="ids").data([(v,) for v in clause.values]))
+        if clause.kind == "id":  # the ids themselves, as TextSql writes them (SQLite cannot name VALUES columns)
+            if not clause.values:
+                return sa.select(sa.literal(None, sa.String)).where(sa.false())
+            return sa.union_all(*[sa.select(sa.literal(v, sa.String)) for v in clause.values])
         if clause.kind == "or":
             return sa.union(*[self.ids_select(resource_type, c) for c in clause.inner])
         if clause.kind == "chain":

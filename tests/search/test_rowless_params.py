@@ -155,3 +155,13 @@ def test_every_alias_searches_sorts_includes_and_chains_without_a_server_error(s
                     subjects.bundle(searched, query)
                 except FHIRError as exc:
                     assert exc.status < 500, (searched, query, exc)
+
+
+def test_a_chain_to_ids_takes_the_sqlalchemy_path_too(subjects):
+    """`:text` is built by SQLAlchemy rather than as text; a chain on `_id` there once wrote VALUES
+    with named columns, which SQLite refuses (a 500 found by the search fuzzer)."""
+    subjects.put({"resourceType": "Observation", "id": "O7", "status": "final", "code": {"text": "mood"},
+                  "subject": {"reference": "Patient/p2"}})
+    assert subjects.ids("Observation", "patient._id=p1,p2&code:text=mood") == {"O7"}
+    assert subjects.ids("Observation", "patient._id=p1&code:text=mood") == set()
+    assert subjects.ids("Observation", "subject._id=p2,g1&code:text=mood") == {"O7"}
