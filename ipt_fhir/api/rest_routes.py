@@ -99,18 +99,33 @@ def _subset(request: Request, stored) -> bytes:  # noqa: ANN001
 
 
 # --- create, update, patch, delete ---------------------------------------------------------------
-# Writes run in the thread pool, also on SQLite where a read by id runs inline. Inline, a create measured
-# 15-20% more req/s, but a SQLite commit is not always bounded CPU work: strace shows the writer's commits
-# calling fdatasync about once per WAL restart (the new WAL header), and the backstop checkpoint syncs
-# too. On the loop such a wait stops every request: p99 of create went from 12-24 to 25-37 ms at
-# concurrency 1 and from 117-161 to 225-400 ms at 32 (wrk, one worker, alternating runs). In a thread
-# only the writing request waits.
+# A small write on embedded SQLite runs on the event loop when the writer is free, like a read by id:
+# the thread hop costs a create about a tenth of its CPU and the wake-up of two threads. A SQLite
+# commit is not always bounded CPU work, though: the first write after a checkpoint has copied the
+# whole WAL syncs the WAL's new header to disk, which on the loop would stop every request (p99 of create
+# went from 12-24 to 25-37 ms at concurrency 1 when all writes ran inline). The checkpointer therefore
+# restarts the WAL itself and keeps loop writes paused while it could (store/checkpoint.py); a write
+# that finds the writer busy or paused, or that is large or conditional, or any write on PostgreSQL,
+# runs in the thread pool, where only its own request waits.
+INLINE_WRITE_MAX_BODY = 16 * 1024  # bytes: validating a larger body would hold up the loop too long
+
+
+async def _run_write(request: Request, resources: ResourcesDep, call, *args, **kwargs):  # noqa: ANN001, ANN202
+    body = await request.body()  # already read: the handler parsed it
+    small = len(body) <= INLINE_WRITE_MAX_BODY and "if-none-exist" not in request.headers  # no search inside
+    if small and resources.db.try_inline_writer():
+        try:
+            return call(*args, **kwargs)
+        finally:
+            resources.db.release_inline_writer()
+    return await run_in_threadpool(call, *args, **kwargs)
+
 
 @router.post("/{resource_type:fhirsegment}", tags=["write"], summary="Create (conditional with If-None-Exist)")
 async def create(resource_type: str, request: Request, resources: ResourcesDep) -> Response:
     body, _ = await read_json_body(request)
-    result = await run_in_threadpool(
-        resources.create, resource_type, body,
+    result = await _run_write(
+        request, resources, resources.create, resource_type, body,
         if_none_exist=request.headers.get("if-none-exist"), base_url=fhir_base_url(request))
     return write_response(request, result.version, result.status, result.issues)
 
@@ -118,8 +133,9 @@ async def create(resource_type: str, request: Request, resources: ResourcesDep) 
 @router.put("/{resource_type:fhirsegment}/{resource_id:fhirsegment}", tags=["write"], summary="Update (or create with this id)")
 async def update(resource_type: str, resource_id: str, request: Request, resources: ResourcesDep) -> Response:
     body, _ = await read_json_body(request)
-    result = await run_in_threadpool(
-        resources.update, resource_type, resource_id, body, if_match=etag_version(request.headers.get("if-match")))
+    result = await _run_write(
+        request, resources, resources.update, resource_type, resource_id, body,
+        if_match=etag_version(request.headers.get("if-match")))
     return write_response(request, result.version, result.status, result.issues)
 
 
@@ -135,8 +151,8 @@ async def conditional_update(resource_type: str, request: Request, resources: Re
 @router.patch("/{resource_type:fhirsegment}/{resource_id:fhirsegment}", tags=["write"], summary="Patch (JSON Patch or FHIRPath Patch)")
 async def patch(resource_type: str, resource_id: str, request: Request, resources: ResourcesDep) -> Response:
     body, media = await read_json_body(request, allow=(JSON_PATCH,))
-    result = await run_in_threadpool(
-        resources.patch, resource_type, resource_id, body, media,
+    result = await _run_write(
+        request, resources, resources.patch, resource_type, resource_id, body, media,
         if_match=etag_version(request.headers.get("if-match")))
     return write_response(request, result.version, result.status, result.issues)
 

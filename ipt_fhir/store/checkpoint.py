@@ -1,17 +1,28 @@
-"""Background WAL checkpoints for SQLite.
+"""Background WAL checkpoints for SQLite, and keeping disk syncs out of writes on the event loop.
 
 Left to itself, SQLite checkpoints inside the commit that pushes the WAL past its limit: that write
 request then copies megabytes into the database file and waits for an fsync, a latency spike of tens
 of milliseconds while every other writer queues behind it. A thread of ours checkpoints instead,
 often and in small steps, in PASSIVE mode (it never waits for, or blocks, readers and the writer).
 The writer's own auto-checkpoint stays as a backstop should this thread fall behind.
+
+One sync is left in the write path: once a checkpoint has copied the whole WAL, the next write
+transaction starts the WAL over and syncs its new header (SQLite does so even with synchronous=NORMAL).
+Small writes run on the event loop (Database.try_inline_writer), where such a sync would stall every
+request. So each round ends with the WAL holding a frame no checkpoint has copied yet, which means no
+write can restart it: a round pauses event-loop writes, checkpoints, and if that copied everything,
+restarts the WAL itself with a one-frame write (the user_version header field, rewritten unchanged)
+before it lets event-loop writes resume. Writes from threads never pause; only this process's writes
+are coordinated (several processes writing one SQLite file may still restart the WAL in a request).
 """
 from __future__ import annotations
 
 import logging
 import threading
+from typing import TYPE_CHECKING
 
-from sqlalchemy.engine import Engine
+if TYPE_CHECKING:
+    from .database import Database
 
 log = logging.getLogger(__name__)
 
@@ -19,12 +30,14 @@ INTERVAL_SECONDS = 0.25
 
 
 class Checkpointer:
-    def __init__(self, engine: Engine, interval: float = INTERVAL_SECONDS) -> None:
-        self._engine = engine
+    def __init__(self, db: "Database", interval: float = INTERVAL_SECONDS) -> None:
+        self._db = db
         self._interval = interval
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._round = threading.Lock()  # one round at a time: a round's resume must not end another's pause
+        self._raw = None  # this thread's own connection: checkpoints run beside the writer's
 
     def wake(self) -> None:
         """Called after commits: starts the thread on first use, so a database nobody writes to
@@ -43,20 +56,45 @@ class Checkpointer:
             thread.join(timeout=5)
 
     def _run(self) -> None:
-        raw = None
         try:
-            while not self._stopped.wait(self._interval):
+            while True:
                 try:
-                    if raw is None:
-                        raw = self._engine.raw_connection()
-                    cursor = raw.cursor()
-                    cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                    cursor.close()
+                    self.run_round()
                 except Exception:  # noqa: BLE001 - the writer's auto-checkpoint still bounds the WAL
                     log.warning("background WAL checkpoint failed", exc_info=True)
-                    if raw is not None:
-                        raw.invalidate()
-                        raw = None
+                    if self._raw is not None:
+                        self._raw.invalidate()
+                        self._raw = None
+                if self._stopped.wait(self._interval):
+                    return
         finally:
-            if raw is not None:
-                raw.close()
+            if self._raw is not None:
+                self._raw.close()
+
+    def run_round(self) -> None:
+        """One checkpoint; event-loop writes are paused throughout and resumed only once the WAL holds
+        an uncopied frame again (they stay paused if the round fails)."""
+        db = self._db
+        with self._round:
+            db.pause_inline_writes()
+            self._checkpoint()  # the bulk of the copying, while threads go on writing
+            with db.writer_held():
+                log_frames, copied = self._checkpoint()  # what they wrote meanwhile
+                if copied >= log_frames:  # all copied (or no WAL yet): the next write would start it over
+                    with db.write() as conn:
+                        driver = conn.connection.driver_connection
+                        (version,) = driver.execute("PRAGMA user_version").fetchone()
+                        driver.execute(f"PRAGMA user_version = {int(version)}")
+            db.resume_inline_writes()
+
+    def _checkpoint(self) -> tuple[int, int]:
+        """A PASSIVE checkpoint: (frames in the WAL, frames copied into the database file)."""
+        if self._raw is None:
+            self._raw = self._db.engine.raw_connection()
+        cursor = self._raw.cursor()
+        try:
+            cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            _busy, log_frames, copied = cursor.fetchone()
+        finally:
+            cursor.close()
+        return log_frames, copied

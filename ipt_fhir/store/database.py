@@ -15,6 +15,11 @@ from .group_commit import GroupCommit
 
 T = TypeVar("T")
 
+# Pages of WAL at which a commit checkpoints by itself. The background checkpointer keeps the WAL far
+# below this (~10k pages in 250 ms of back-to-back creates); the backstop only bounds it if that thread
+# falls behind, and then blocks the committing request, possibly on the event loop.
+BACKSTOP_CHECKPOINT_PAGES = 40_000
+
 
 def _configure_sqlite(engine: Engine, cache_mib: int) -> None:
     @sa.event.listens_for(engine, "connect")
@@ -31,8 +36,8 @@ def _configure_sqlite(engine: Engine, cache_mib: int) -> None:
         cur.execute(f"PRAGMA cache_size=-{cache_mib * 1024}")
         cur.execute("PRAGMA mmap_size=268435456")
         # Checkpoints run in the background (checkpoint.py); the one inside a commit is only the
-        # backstop, at ~40 MiB of WAL instead of SQLite's 4 MiB.
-        cur.execute("PRAGMA wal_autocheckpoint=10000")
+        # backstop, at ~160 MiB of WAL instead of SQLite's 4 MiB.
+        cur.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_CHECKPOINT_PAGES}")
         cur.close()
 
     @sa.event.listens_for(engine, "begin")
@@ -91,15 +96,18 @@ class Database:
             # handler, which polls with sleeps of up to 100 ms and wrecks latency under concurrency.
             # All writes go through one connection: a connection's page cache survives only its own
             # commits (another connection's commit invalidates it), and a warm cache is what keeps a
-            # write from reading its index pages back from disk.
-            self._writer: threading.Lock | nullcontext = threading.Lock()
+            # write from reading its index pages back from disk. Reentrant: a request that took the
+            # writer for its whole service call (try_inline_writer) then runs its unit of work under it.
+            self._writer: threading.RLock | nullcontext = threading.RLock()
+            # Whether an event-loop write could meet a disk sync; the checkpointer clears it (checkpoint.py).
+            self._inline_paused = True
             self._write_engine = sa.create_engine(
                 url, poolclass=QueuePool, pool_size=1, max_overflow=0, pool_timeout=3600,
                 connect_args=sqlite_args)
             _configure_sqlite(self._write_engine, cache_mib=64)
             self._writer_connection: Connection | None = None
             self._group = GroupCommit(self._writer, self._transaction)
-            self._checkpointer: Checkpointer | None = Checkpointer(self.engine)
+            self._checkpointer: Checkpointer | None = Checkpointer(self)
         else:
             self.engine = sa.create_engine(
                 url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True,
@@ -113,6 +121,40 @@ class Database:
         read-then-write sequences (conditional create, version checks) cannot interleave."""
         with self._writer, self._transaction() as conn:
             yield conn
+
+    def try_inline_writer(self) -> bool:
+        """SQLite: take the writer for a request that runs its write on the event loop, but only when that
+        can never wait: not while another thread writes (the lock is free) and not while the checkpointer
+        has paused such writes (the next commit could have to sync the WAL to disk; see checkpoint.py).
+        True means the caller holds the writer and must call release_inline_writer(). PostgreSQL: False
+        (a write there is network round trips: they belong in a thread)."""
+        if self.dialect != "sqlite" or self._inline_paused:
+            return False
+        if not self._writer.acquire(blocking=False):  # type: ignore[union-attr]
+            return False
+        if self._inline_paused:  # paused between the check and the acquire
+            self._writer.release()  # type: ignore[union-attr]
+            return False
+        return True
+
+    def release_inline_writer(self) -> None:
+        self._writer.release()  # type: ignore[union-attr]
+
+    def pause_inline_writes(self) -> None:
+        """For the checkpointer: no event-loop write from now on, and none still running on return.
+        Writes from threads go on as usual."""
+        self._inline_paused = True
+        with self._writer:  # waits out an event-loop write that started before the pause
+            pass
+
+    def resume_inline_writes(self) -> None:
+        self._inline_paused = False
+
+    @contextmanager
+    def writer_held(self) -> Iterator[None]:
+        """Hold the writer without a transaction: no write of this process starts inside the block."""
+        with self._writer:
+            yield
 
     def run_write(self, work: Callable[[Connection], T]) -> T:
         """`work(conn)` as one atomic unit of work; returns its result or raises its exception. On

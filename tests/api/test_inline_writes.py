@@ -1,0 +1,153 @@
+"""Small writes on SQLite run on the event loop when the writer is free, and never meet a disk sync there.
+
+The sync that could reach them is the one SQLite makes when a write transaction starts the WAL over
+after a checkpoint copied all of it. The checkpointer prevents that: after each of its rounds the WAL
+holds a frame no checkpoint has copied, and event-loop writes are paused while that is not so
+(store/checkpoint.py). These tests read the WAL index (the -shm file) to check exactly that.
+"""
+from __future__ import annotations
+
+import itertools
+import shutil
+import struct
+import threading
+from pathlib import Path
+
+import pytest
+
+from ipt_fhir.services import write_hooks
+from ipt_fhir.store.database import Database
+
+
+def _wal_index(db_path: Path) -> tuple[int, int]:
+    """(frames in the WAL, frames a checkpoint copied into the database file), from the WAL index: the
+    header's mxFrame at offset 16 and the checkpoint info's nBackfill at offset 96, native byte order."""
+    data = (db_path.parent / (db_path.name + "-shm")).read_bytes()[:100]
+    return struct.unpack_from("=I", data, 16)[0], struct.unpack_from("=I", data, 96)[0]
+
+
+_keys = itertools.count()
+
+
+def _write(database: Database, n: int) -> None:
+    for _ in range(n):
+        database.run_write(lambda conn, key=f"k{next(_keys)}": conn.exec_driver_sql(
+            "INSERT INTO conditional_create_key (resource_type, criteria_hash, resource_id) VALUES (?, ?, ?)",
+            ("Patient", key, "x")))
+
+
+def _manual_rounds(database: Database) -> None:
+    """No checkpointer thread: rounds run only when a test calls run_round()."""
+    database._checkpointer._stopped.set()
+
+
+@pytest.fixture
+def sqlite_db(tmp_path, sqlite_template):
+    path = tmp_path / "db.sqlite"
+    shutil.copy(sqlite_template, path)
+    database = Database(f"sqlite:///{path}")
+    _manual_rounds(database)
+    yield database, path
+    database.dispose()
+
+
+def test_event_loop_writes_wait_for_the_first_checkpoint_round(sqlite_db):
+    database, path = sqlite_db
+    assert not database.try_inline_writer()  # a fresh WAL: the first write would sync its header
+    _write(database, 1)
+    database._checkpointer.run_round()
+    assert database.try_inline_writer()
+    database.release_inline_writer()
+
+
+def test_after_every_round_the_wal_holds_an_uncopied_frame(sqlite_db):
+    database, path = sqlite_db
+    _write(database, 1)
+    for _ in range(3):
+        _write(database, 50)
+        database._checkpointer.run_round()
+        frames, copied = _wal_index(path)
+        assert frames > copied, "the next write would start the WAL over and sync on the event loop"
+    # ... and the round restarted the WAL itself: it holds only the round's own frame, not every write.
+    assert frames == 1
+
+
+def test_the_wal_is_left_alone_when_a_round_could_not_copy_everything(sqlite_db):
+    """A reader in the middle of a read keeps the frames it may still need: nothing to restart then."""
+    database, path = sqlite_db
+    _write(database, 20)
+    reader = database.engine.raw_connection()
+    cursor = reader.cursor()
+    cursor.execute("BEGIN")
+    cursor.execute("SELECT count(*) FROM conditional_create_key").fetchone()
+    _write(database, 20)
+    database._checkpointer.run_round()
+    frames, copied = _wal_index(path)
+    assert frames > copied and frames > 1
+    assert database.try_inline_writer()
+    database.release_inline_writer()
+    cursor.execute("COMMIT")
+    reader.close()
+
+
+def test_no_event_loop_write_while_a_thread_writes_or_a_round_runs(sqlite_db):
+    database, _ = sqlite_db
+    _write(database, 1)
+    database._checkpointer.run_round()
+    held, release = threading.Event(), threading.Event()
+
+    def thread_write(conn):  # noqa: ANN001
+        held.set()
+        release.wait(5)
+
+    writer = threading.Thread(target=database.run_write, args=(thread_write,))
+    writer.start()
+    held.wait(5)
+    assert not database.try_inline_writer()  # it would have to wait for the thread's commit
+    release.set()
+    writer.join()
+
+    database.pause_inline_writes()
+    assert not database.try_inline_writer()
+    database.resume_inline_writes()
+    assert database.try_inline_writer()
+    database.release_inline_writer()
+
+
+def test_postgresql_writes_never_run_on_the_event_loop(database):
+    if database.dialect == "sqlite":
+        pytest.skip("PostgreSQL only")
+    assert not database.try_inline_writer()
+
+
+class _ThreadOfWrite:
+    """A write hook noting the thread each unit of work ran on."""
+
+    def __init__(self) -> None:
+        self.threads: list[str] = []
+
+    def check(self, conn, change) -> list:  # noqa: ANN001
+        return []
+
+    def after_write(self, conn, change) -> None:  # noqa: ANN001
+        self.threads.append(threading.current_thread().name)
+
+
+def test_a_small_create_runs_on_the_event_loop_and_a_large_one_in_a_thread(client, monkeypatch):
+    database = client.app.state.database
+    if database.dialect != "sqlite":
+        pytest.skip("SQLite only")
+    _manual_rounds(database)
+    hook = _ThreadOfWrite()
+    monkeypatch.setattr(write_hooks, "_hooks", [*write_hooks.registered(), hook])
+    assert client.post("/fhir/Patient", json={"resourceType": "Patient"}).status_code == 201
+    database._checkpointer.run_round()
+    small = client.post("/fhir/Patient", json={"resourceType": "Patient", "active": True})
+    large = client.post("/fhir/Patient", json={"resourceType": "Patient", "name": [{"text": "x" * 40_000}]})
+    patched = client.patch(f"/fhir/Patient/{small.json()['id']}", headers={"Content-Type": "application/json-patch+json"},
+                           content=b'[{"op": "add", "path": "/gender", "value": "female"}]')
+    assert (small.status_code, large.status_code, patched.status_code) == (201, 201, 200)
+    first, small_thread, large_thread, patch_thread = hook.threads
+    assert first.startswith("AnyIO worker")  # before the first checkpoint round
+    assert not small_thread.startswith("AnyIO worker") and patch_thread == small_thread  # the event loop's
+    assert large_thread.startswith("AnyIO worker")
