@@ -67,7 +67,8 @@ def now_utc() -> datetime:
 
 @lru_cache(maxsize=64)  # an import chunk or a transaction stamps many versions with one instant
 def format_instant(t: datetime) -> str:
-    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}+00:00"
+    """An instant as FHIR serves it: UTC, milliseconds, '+00:00' (2026-01-05T10:00:00.000+00:00)."""
+    return t.astimezone(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def with_server_meta(resource: dict, resource_id: str, version_id: int, last_updated: datetime) -> dict:

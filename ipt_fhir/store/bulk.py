@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from .resources import StoredVersion
-from .search_tables import INDEX_TABLES
+from .search_tables import INDEX_DELETE_SQL
 from .tables import resource_table as resource
 
 
@@ -29,11 +29,10 @@ def replace_versions(conn: Connection, versions: list[tuple[StoredVersion, int]]
 def delete_index_rows(conn: Connection, keys: list[tuple[str, str]]) -> None:
     if not keys:
         return
-    mark = "?" if conn.dialect.name == "sqlite" else "%s"
     cur = conn.connection.dbapi_connection.cursor()
     try:
-        for table in INDEX_TABLES.values():
-            cur.executemany(f"DELETE FROM {table.name} WHERE resource_type = {mark} AND resource_id = {mark}", keys)
+        for sql in INDEX_DELETE_SQL[conn.dialect.name].values():
+            cur.executemany(sql, keys)
     finally:
         cur.close()
 

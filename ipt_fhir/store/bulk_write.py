@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 
 from .database import sqlite_datetime
 from .resources import StoredVersion
-from .search_tables import INDEX_TABLES
+from .search_tables import INDEX_INSERT_SQL, INDEX_TABLES
 from .tables import history_table, resource_table
 
 _RESOURCE_COLUMNS = ("resource_type", "id", "version_id", "last_updated", "deleted", "content")
@@ -58,7 +58,7 @@ def _insert_sql(table: sa.Table, columns: tuple[str, ...]) -> str:
 _SQLITE_INSERT = {
     "resource": _insert_sql(resource_table, _RESOURCE_COLUMNS),
     "history": _insert_sql(history_table, _HISTORY_COLUMNS),
-    **{kind: _insert_sql(INDEX_TABLES[kind], cols) for kind, cols in _INDEX_COLUMNS.items()},
+    **INDEX_INSERT_SQL["sqlite"],  # every column in table order, as _INDEX_COLUMNS
 }
 
 

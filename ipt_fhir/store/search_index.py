@@ -12,26 +12,12 @@ from ipt_fhir.fhir.search.indexer import index_rows
 
 from .bulk_write import pg_type
 from .database import Database
-from .search_tables import INDEX_TABLES
+from .search_tables import INDEX_DELETE_SQL, INDEX_INSERT_SQL, INDEX_TABLES
 from .tables import resource_table
-
 
 
 # The index is written on every create/update, so it bypasses SQLAlchemy's per-statement machinery
 # and uses the DBAPI cursor of the same connection (same transaction) with precomputed SQL.
-def _sql(dialect: str) -> tuple[dict[str, str], dict[str, str]]:
-    mark = "?" if dialect == "sqlite" else "%s"
-    inserts, deletes = {}, {}
-    for kind, table in INDEX_TABLES.items():
-        cols = [c.name for c in table.columns]
-        inserts[kind] = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join([mark] * len(cols))})"
-        deletes[kind] = f"DELETE FROM {table.name} WHERE resource_type = {mark} AND resource_id = {mark}"
-    return inserts, deletes
-
-
-_SQL = {d: _sql(d) for d in ("sqlite", "postgresql")}
-
-
 def _cursor(conn: Connection):  # noqa: ANN202
     return conn.connection.dbapi_connection.cursor()
 
@@ -49,7 +35,7 @@ def table_rows(resource_type: str, resource_id: str, doc: dict) -> dict[str, lis
 
 
 def _insert(conn: Connection, resource_type: str, resource_id: str, rows: dict[str, list[tuple]]) -> None:
-    inserts = _SQL[conn.dialect.name][0]
+    inserts = INDEX_INSERT_SQL[conn.dialect.name]
     cur = _cursor(conn)
     try:
         for kind, payload in full_rows(resource_type, resource_id, rows).items():
@@ -59,7 +45,7 @@ def _insert(conn: Connection, resource_type: str, resource_id: str, rows: dict[s
 
 
 def delete_index(conn: Connection, resource_type: str, resource_id: str) -> None:
-    deletes = _SQL[conn.dialect.name][1]
+    deletes = INDEX_DELETE_SQL[conn.dialect.name]
     cur = _cursor(conn)
     try:
         for sql in deletes.values():
@@ -88,7 +74,7 @@ def _pg_write(conn: Connection, resource_type: str, resource_id: str, rows: dict
     """PostgreSQL: deletes and inserts go out in one psycopg pipeline (one network round trip), with
     fixed, server-side prepared statements; each table's rows go as one INSERT ... SELECT FROM unnest(
     column arrays), so the statement count does not grow with the row count."""
-    deletes = _SQL["postgresql"][1]
+    deletes = INDEX_DELETE_SQL["postgresql"]
     kinds = tuple(kind for kind, kind_rows in rows.items() if kind_rows)
     params: list = []
     for kind in kinds:

@@ -119,6 +119,25 @@ INDEX_TABLES: dict[str, sa.Table] = {
     "composite": composite_index,
 }
 
+
+
+def _statements(mark: str) -> tuple[dict[str, str], dict[str, str]]:
+    inserts, deletes = {}, {}
+    for kind, table in INDEX_TABLES.items():
+        cols = [c.name for c in table.columns]
+        inserts[kind] = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join([mark] * len(cols))})"
+        deletes[kind] = f"DELETE FROM {table.name} WHERE resource_type = {mark} AND resource_id = {mark}"
+    return inserts, deletes
+
+
+# The statements the write paths run on the driver cursor, past SQLAlchemy (search_index, bulk_write,
+# bulk), per driver placeholder style: one full row (every column, in table order) per index table, and
+# deleting all rows of one (resource_type, resource_id).
+INDEX_INSERT_SQL: dict[str, dict[str, str]] = {}
+INDEX_DELETE_SQL: dict[str, dict[str, str]] = {}
+for _dialect, _mark in (("sqlite", "?"), ("postgresql", "%s")):
+    INDEX_INSERT_SQL[_dialect], INDEX_DELETE_SQL[_dialect] = _statements(_mark)
+
 # PostgreSQL extended statistics: the planner otherwise multiplies the selectivities of resource_type,
 # param, system and code as if independent, estimates a handful of rows for `category=<common code>`
 # (really every CarePlan) and merge-joins over all of them (18 ms instead of 0.2 ms at 100k care plans).
