@@ -104,9 +104,9 @@ def _subset(request: Request, stored) -> bytes:  # noqa: ANN001
 # commit is not always bounded CPU work, though: the first write after a checkpoint has copied the
 # whole WAL syncs the WAL's new header to disk, which on the loop would stop every request (p99 of create
 # went from 12-24 to 25-37 ms at concurrency 1 when all writes ran inline). The checkpointer therefore
-# restarts the WAL itself and keeps loop writes paused while it could (store/checkpoint.py); a write
-# that finds the writer busy or paused, or that is large or conditional, or any write on PostgreSQL,
-# runs in the thread pool, where only its own request waits.
+# restarts the WAL itself and keeps loop writes paused while it could (store/checkpoint.py). A create or
+# update that finds the writer busy or paused, or that is large or conditional, patches, deletes and any
+# write on PostgreSQL run in the thread pool, where only their own request waits.
 INLINE_WRITE_MAX_BODY = 16 * 1024  # bytes: validating a larger body would hold up the loop too long
 
 
@@ -151,8 +151,8 @@ async def conditional_update(resource_type: str, request: Request, resources: Re
 @router.patch("/{resource_type:fhirsegment}/{resource_id:fhirsegment}", tags=["write"], summary="Patch (JSON Patch or FHIRPath Patch)")
 async def patch(resource_type: str, resource_id: str, request: Request, resources: ResourcesDep) -> Response:
     body, media = await read_json_body(request, allow=(JSON_PATCH,))
-    result = await _run_write(
-        request, resources, resources.patch, resource_type, resource_id, body, media,
+    result = await run_in_threadpool(  # its cost follows the stored resource's size, not the body's
+        resources.patch, resource_type, resource_id, body, media,
         if_match=etag_version(request.headers.get("if-match")))
     return write_response(request, result.version, result.status, result.issues)
 

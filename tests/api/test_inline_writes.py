@@ -133,7 +133,7 @@ class _ThreadOfWrite:
         self.threads.append(threading.current_thread().name)
 
 
-def test_a_small_create_runs_on_the_event_loop_and_a_large_one_in_a_thread(client, monkeypatch):
+def test_small_creates_and_updates_run_on_the_event_loop_and_others_in_a_thread(client, monkeypatch):
     database = client.app.state.database
     if database.dialect != "sqlite":
         pytest.skip("SQLite only")
@@ -144,10 +144,12 @@ def test_a_small_create_runs_on_the_event_loop_and_a_large_one_in_a_thread(clien
     database._checkpointer.run_round()
     small = client.post("/fhir/Patient", json={"resourceType": "Patient", "active": True})
     large = client.post("/fhir/Patient", json={"resourceType": "Patient", "name": [{"text": "x" * 40_000}]})
+    updated = client.put(f"/fhir/Patient/{small.json()['id']}", json={**small.json(), "active": False})
+    # a patch's cost follows the stored resource's size, not its body's
     patched = client.patch(f"/fhir/Patient/{small.json()['id']}", headers={"Content-Type": "application/json-patch+json"},
                            content=b'[{"op": "add", "path": "/gender", "value": "female"}]')
-    assert (small.status_code, large.status_code, patched.status_code) == (201, 201, 200)
-    first, small_thread, large_thread, patch_thread = hook.threads
+    assert [r.status_code for r in (small, large, updated, patched)] == [201, 201, 200, 200]
+    first, small_thread, large_thread, update_thread, patch_thread = hook.threads
     assert first.startswith("AnyIO worker")  # before the first checkpoint round
-    assert not small_thread.startswith("AnyIO worker") and patch_thread == small_thread  # the event loop's
-    assert large_thread.startswith("AnyIO worker")
+    assert not small_thread.startswith("AnyIO worker") and update_thread == small_thread  # the event loop's
+    assert large_thread.startswith("AnyIO worker") and patch_thread.startswith("AnyIO worker")
