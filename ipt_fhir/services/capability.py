@@ -42,7 +42,7 @@ def capability_statement(base_url: str, *, released: str, extra_operations: dict
             "readHistory": True,
             "updateCreate": not read_only,
             "conditionalCreate": not read_only,
-            "conditionalRead": "not-supported",
+            "conditionalRead": "full-support",  # If-Modified-Since and If-None-Match (responses.not_modified)
             "conditionalUpdate": not read_only,
             "conditionalDelete": "not-supported" if read_only else "multiple",
             "searchInclude": includes,

@@ -18,7 +18,7 @@ from ipt_fhir.store import resources as repo
 from ipt_fhir.store.database import Database
 from ipt_fhir.store.resources import HistoryEntry
 
-_STATUS = {"POST": "201 Created", "PUT": "200 OK", "PATCH": "200 OK", "DELETE": "204 No Content"}
+_STATUS = {"PUT": "200 OK", "PATCH": "200 OK", "DELETE": "204 No Content"}  # when not creating
 _PARAMS = {"_count", "_since", "_at", "_snapshot", "_offset", "_format", "_pretty", "_summary"}
 
 
@@ -87,7 +87,9 @@ def _entry(e: HistoryEntry, base_url: str) -> tuple[dict, bytes | None]:
         "fullUrl": f"{base_url}/{url}",
         "request": {"method": "PATCH" if e.method == "PATCH" else e.method,
                     "url": e.resource_type if e.method == "POST" else url},
-        "response": {"status": _STATUS[e.method], "etag": f'W/"{e.version_id}"',
+        # The outcome of the interaction that wrote this version (bundle.html#history): an update that
+        # created the resource (new id, or after a delete) answered 201, as a create did.
+        "response": {"status": "201 Created" if e.created else _STATUS[e.method], "etag": f'W/"{e.version_id}"',
                      "lastModified": format_instant(e.last_updated)},
     }
     return entry, e.content

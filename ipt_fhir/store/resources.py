@@ -144,6 +144,7 @@ class HistoryEntry:
     last_updated: datetime
     method: str
     content: bytes | None
+    created: bool  # this version made the resource exist: a POST, a PUT of a new id or after a delete
 
 
 def history_page(
@@ -177,11 +178,16 @@ def history_page(
         ))
     where = sa.and_(*cond)
     total = conn.execute(sa.select(sa.func.count()).select_from(h).where(where)).scalar_one()
+    previous = history.alias("previous")
+    created = sa.or_(h.c.method == "POST", h.c.version_id == 1, sa.exists().where(
+        previous.c.resource_type == h.c.resource_type, previous.c.id == h.c.id,
+        previous.c.version_id == h.c.version_id - 1, previous.c.method == "DELETE"))
     rows = conn.execute(
-        sa.select(h.c.seq, h.c.resource_type, h.c.id, h.c.version_id, h.c.last_updated, h.c.method, h.c.content)
+        sa.select(h.c.seq, h.c.resource_type, h.c.id, h.c.version_id, h.c.last_updated, h.c.method, h.c.content,
+                  sa.case((created, True), else_=False))
         .where(where).order_by(h.c.seq.desc()).offset(offset).limit(limit)
     )
-    return [HistoryEntry(r[0], r[1], r[2], r[3], _utc(r[4]), r[5], r[6]) for r in rows], total
+    return [HistoryEntry(r[0], r[1], r[2], r[3], _utc(r[4]), r[5], r[6], bool(r[7])) for r in rows], total
 
 
 def max_history_seq(conn: Connection) -> int:

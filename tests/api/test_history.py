@@ -88,3 +88,18 @@ def test_summary_count_returns_only_the_total(client):
         client.post("/fhir/Patient", json=patient())
     bundle = client.get("/fhir/Patient/_history?_summary=count").json()
     assert bundle["total"] == 3 and "entry" not in bundle
+
+
+def test_history_reports_201_for_each_version_an_update_created(client):
+    """bundle.html#history: entry.response is the outcome of the interaction that wrote the version; a PUT
+    of a new id, and a PUT after a delete, answered 201 Created."""
+    assert client.put("/fhir/Patient/upc1", json={"resourceType": "Patient", "id": "upc1"}).status_code == 201
+    assert client.put("/fhir/Patient/upc1", json={"resourceType": "Patient", "id": "upc1", "active": True}).status_code == 200
+    assert client.delete("/fhir/Patient/upc1").status_code in (200, 204)
+    assert client.put("/fhir/Patient/upc1", json={"resourceType": "Patient", "id": "upc1"}).status_code == 201
+    posted = client.post("/fhir/Patient", json={"resourceType": "Patient"}).json()["id"]
+    entries = client.get("/fhir/Patient/upc1/_history").json()["entry"]
+    assert [(e["request"]["method"], e["response"]["status"]) for e in entries] == [
+        ("PUT", "201 Created"), ("DELETE", "204 No Content"), ("PUT", "200 OK"), ("PUT", "201 Created")]
+    created = client.get(f"/fhir/Patient/{posted}/_history").json()["entry"]
+    assert [(e["request"]["method"], e["response"]["status"]) for e in created] == [("POST", "201 Created")]

@@ -88,6 +88,8 @@ def test_metadata_is_a_capability_statement_for_401(client):
     types = {r["type"]: r for r in cs["rest"][0]["resource"]}
     assert {"CarePlan", "Goal", "Encounter", "Patient"} <= set(types)
     assert types["Patient"]["conditionalDelete"] == "multiple"
+    # reads answer If-None-Match and If-Modified-Since with 304 (test_crud), so both are declared
+    assert types["Patient"]["conditionalRead"] == "full-support"
     assert {i["code"] for i in types["CarePlan"]["interaction"]} >= {"read", "vread", "create", "update",
                                                                        "patch", "delete", "history-instance"}
 
