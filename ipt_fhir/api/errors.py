@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from ipt_fhir.fhir.jsonio import dump_json
 from ipt_fhir.fhir.outcome import FHIRError, error, operation_outcome
@@ -32,6 +33,22 @@ def outcome_response(status: int, issues, headers: dict[str, str] | None = None)
                     media_type="application/fhir+json; charset=utf-8")
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (RFC 9110 15.5.6: a 405 lists them in Allow).
+    Starlette's own Allow names only the methods of the first route whose path matched, while several
+    routes share a path here (read, update, patch and delete of an instance, for one)."""
+    routes = request.app.router.routes
+    allowed = []
+    for method in _METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in routes):
+            allowed.append(method)
+    return allowed
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(FHIRError)
     async def _fhir_error(_request: Request, exc: FHIRError) -> Response:
@@ -42,7 +59,9 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 404:
             detail = f"No such endpoint: {request.method} {request.url.path}"
         elif exc.status_code == 405:
-            detail = f"{request.method} is not allowed on {request.url.path}"
+            allowed = _allowed_methods(request)
+            detail = f"{request.method} is not allowed on {request.url.path}; allowed: {', '.join(allowed)}"
+            return outcome_response(405, [error("not-supported", detail)], {"Allow": ", ".join(allowed)})
         else:
             detail = str(exc.detail)
         code = _HTTP_ISSUE_CODES.get(exc.status_code, "processing" if exc.status_code >= 500 else "invalid")

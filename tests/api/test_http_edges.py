@@ -65,6 +65,14 @@ def test_method_not_allowed_is_405_operation_outcome(client):
     r = client.put("/fhir/Patient/1/_history/1", json={})
     assert r.status_code == 405
     outcome(r)
+    assert r.headers["allow"] == "GET, HEAD"
+
+
+def test_405_allows_every_method_the_path_serves(client):
+    """RFC 9110 15.5.6: Allow lists what the target supports, from all the routes sharing its path."""
+    assert client.post("/fhir/Patient/p1", json={}).headers["allow"] == "GET, HEAD, PUT, PATCH, DELETE"
+    assert client.request("OPTIONS", "/fhir/Patient").headers["allow"] == "GET, HEAD, POST, PUT, PATCH, DELETE"
+    assert client.delete("/fhir").headers["allow"] == "GET, HEAD, POST"
 
 
 def test_nothing_half_written_when_a_write_fails(client):
