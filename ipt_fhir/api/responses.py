@@ -50,10 +50,12 @@ def fhir_response(request: Request, body: bytes | dict | None, status: int = 200
         body = dump_json(body, pretty=wants_pretty(request))
     elif body is not None and wants_pretty(request):
         body = dump_json(load_stored(body), pretty=True)
-    if request.method == "HEAD":
+    content_type = f"{media_type}; charset=utf-8" if body is not None else None
+    if request.method == "HEAD" and body is not None:
+        # The headers a GET would send (RFC 9110 9.3.2), Content-Type and Content-Length included; no body.
+        headers = {**(headers or {}), "Content-Length": str(len(body))}
         body = None
-    return Response(content=body, status_code=status, headers=headers,
-                    media_type=f"{media_type}; charset=utf-8" if body is not None else None)
+    return Response(content=body, status_code=status, headers=headers, media_type=content_type)
 
 
 def http_date(t: datetime) -> str:

@@ -81,6 +81,15 @@ def test_head_on_history_and_search_has_headers_and_no_body(client):
         assert r.status_code == 200, path
         assert r.content == b""
         assert r.headers.get("etag") is None  # a Bundle, not a version: no ETag
+        assert r.headers["content-type"] == "application/fhir+json; charset=utf-8"  # as for GET
+
+
+def test_head_on_read_sends_the_headers_of_a_get_without_the_body(client):
+    rid = client.post("/fhir/Patient", json=patient()).json()["id"]
+    got, head = client.get(f"/fhir/Patient/{rid}"), client.head(f"/fhir/Patient/{rid}")
+    assert head.status_code == 200 and head.content == b""
+    for name in ("content-type", "content-length", "etag", "last-modified"):
+        assert head.headers[name] == got.headers[name], name
 
 
 def test_summary_count_returns_only_the_total(client):
