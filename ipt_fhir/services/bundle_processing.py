@@ -6,6 +6,11 @@ fullUrls and conditional references (`Practitioner?identifier=sys|val`) are rewr
 stand for; write-hook rule checks are deferred until every entry is written (a session Encounter may
 come before its CarePlan) and any failure rolls everything back, naming the entry. A batch runs each
 entry in its own unit of work and reports per entry.
+
+No two entries may act on the same resource (http.html#trules), counting a conditional update, patch or
+delete as every resource its criteria match (`_Claims`). A transaction with such entries fails; in a
+batch, whose entries must not depend on each other (http.html#brules: "Servers SHOULD validate that
+this is the case"), the later entry alone is refused.
 """
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ import binascii
 import re
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 from urllib.parse import parse_qsl, urlsplit
 
 from sqlalchemy.engine import Connection
@@ -60,6 +65,11 @@ class Entry:
     existing: bool = False  # POST with ifNoneExist that matched: nothing is written
     patch_body: Any = None
     patch_type: str = ""
+
+    @property
+    def acts_on_identity(self) -> bool:
+        """DELETE, PUT and PATCH act on resources named by id or criteria; a POST creates a new one."""
+        return self.method in ("DELETE", "PUT", "PATCH")
 
 
 @dataclass
@@ -126,13 +136,18 @@ class BundleService:
             except FHIRError as exc:
                 raise entry_error(i, exc) from None
             entries.append(entry)
-        _check_unique_targets(entries)
+        _check_unique_full_urls(entries)
         results: list[EntryResult | None] = [None] * len(entries)
         order = sorted(entries, key=lambda e: (_ORDER[e.method], e.index))
         with self.db.write() as conn, rs.deferred_rule_checks(conn) as queue:
             writer = _Writer(self.resources, conn, base_url)
             current = None
             try:
+                # Identities are resolved before anything is written: a conditional URL that matches a
+                # resource another entry deletes overlaps it, though after the DELETE it matches nothing.
+                for entry in entries:
+                    current = entry
+                    writer.claim_identities(entry)
                 for entry in order:
                     if entry.method != "DELETE":
                         break
@@ -186,22 +201,39 @@ class BundleService:
                 entries.append(entry)
             except FHIRError as exc:
                 entries.append(exc)
+        claims = self._batch_claims(entries, base_url)
         for item in entries:
             if isinstance(item, FHIRError):
                 results.append(EntryResult(item.status, issues=item.issues))
                 continue
             try:
-                results.append(self._batch_entry(item, base_url))
+                results.append(self._batch_entry(item, base_url, claims))
             except FHIRError as exc:
                 results.append(EntryResult(exc.status, issues=exc.issues))
         return results
 
-    def _batch_entry(self, entry: Entry, base_url: str) -> EntryResult:
+    def _batch_claims(self, entries: list[Entry | FHIRError], base_url: str) -> _Claims:
+        """Claim each entry's identities, resolved before any entry runs, as a transaction does; an entry
+        that overlaps an earlier one is replaced in `entries` by its error and is not run."""
+        claims = _Claims()
+        acting = [(i, e) for i, e in enumerate(entries) if isinstance(e, Entry) and e.acts_on_identity]
+        if not acting:
+            return claims
+        with self.db.read() as conn:
+            writer = _Writer(self.resources, conn, base_url, claims)
+            for i, entry in acting:
+                try:
+                    writer.claim_identities(entry)
+                except FHIRError as exc:
+                    entries[i] = exc
+        return claims
+
+    def _batch_entry(self, entry: Entry, base_url: str, claims: _Claims) -> EntryResult:
         if entry.method in ("GET", "HEAD"):
             with self.db.read() as conn:
                 return _Writer(self.resources, conn, base_url).get(entry, self.db)
         with self.db.write() as conn, rs.deferred_rule_checks(conn) as queue:
-            writer = _Writer(self.resources, conn, base_url)
+            writer = _Writer(self.resources, conn, base_url, claims)
             if entry.method == "DELETE":
                 result = writer.delete(entry)
             else:
@@ -219,10 +251,12 @@ class BundleService:
 class _Writer:
     """The steps of one unit of work on `conn`."""
 
-    def __init__(self, resources: ResourceService, conn: Connection, base_url: str) -> None:
+    def __init__(self, resources: ResourceService, conn: Connection, base_url: str,
+                 claims: _Claims | None = None) -> None:
         self.svc = resources
         self.conn = conn
         self.base_url = base_url
+        self.claims = claims if claims is not None else _Claims()
         self.references: dict[str, str] = {}
         self._conditional: dict[str, str] = {}
         self._pending: list[tuple[StoredVersion, dict]] = []
@@ -230,6 +264,20 @@ class _Writer:
     def find(self, resource_type: str, criteria: list[tuple[str, str]]) -> list[str]:
         self.flush()
         return find_ids(self.conn, resource_type, rs.parse_criteria(criteria), self.base_url)
+
+    def claim_identities(self, entry: Entry) -> None:
+        """Claim for `entry` the resources it would act on as the database stands now."""
+        if not entry.acts_on_identity:
+            return
+        if entry.resource_id is not None:
+            self.claims.claim(entry, [entry.resource_id])
+            return
+        assert entry.criteria is not None
+        matches = self.find(entry.resource_type, entry.criteria)
+        body_id = (entry.resource or {}).get("id")
+        if not matches and entry.method == "PUT" and isinstance(body_id, str):
+            matches = [body_id]  # a conditional update that matches nothing creates the body's id
+        self.claims.claim(entry, matches)
 
     # Plain creates (new server-assigned ids, nothing to read first) are written set-at-a-time: their
     # rows, history and index rows go out in one statement per table (store/bulk_write.py: COPY on
@@ -268,6 +316,7 @@ class _Writer:
         self.flush()
         if entry.criteria is not None:
             ids = self.find(entry.resource_type, entry.criteria)
+            self.claims.claim(entry, ids)  # the criteria may match otherwise than before the first write
             for i in ids:
                 self.svc.delete_in(self.conn, entry.resource_type, i)
         else:
@@ -300,6 +349,7 @@ class _Writer:
                 raise not_found(f"No {entry.resource_type} matches the criteria")
             else:
                 entry.target_id = (entry.resource or {}).get("id") or new_resource_id()
+            self.claims.claim(entry, [entry.target_id])  # as for DELETE: resolved again, claimed again
         else:
             entry.target_id = entry.resource_id
 
@@ -530,9 +580,8 @@ def _validate_entry(entry: Entry) -> None:
         entry.warnings = validate_for_write(entry.resource, entry.resource_type)
 
 
-def _check_unique_targets(entries: list[Entry]) -> None:
-    """http.html#transaction: no two entries may touch the same resource."""
-    seen: dict[tuple[str, str], int] = {}
+def _check_unique_full_urls(entries: list[Entry]) -> None:
+    """Two entries written under one fullUrl would make references to it ambiguous."""
     full_urls: dict[str, int] = {}
     for e in entries:
         if e.full_url and e.method in ("POST", "PUT"):
@@ -540,12 +589,34 @@ def _check_unique_targets(entries: list[Entry]) -> None:
                 raise entry_error(e.index, bad_request(
                     f"fullUrl '{e.full_url}' is also used by entry {full_urls[e.full_url]}", "fullUrl"))
             full_urls[e.full_url] = e.index
-        if e.resource_id is not None and e.method in ("PUT", "PATCH", "DELETE"):
-            key = (e.resource_type, e.resource_id)
-            if key in seen:
-                raise entry_error(e.index, bad_request(
-                    f"{e.resource_type}/{e.resource_id} is also the target of entry {seen[key]}", "request.url"))
-            seen[key] = e.index
+
+
+class _Claims:
+    """Which entry acts on which resource. http.html#trules: "If any resource identities (including
+    resolved identities from conditional update/delete) overlap in steps 1-3, then the transaction SHALL
+    fail": the rule that makes the outcome independent of the order entries are processed in. Entries
+    claim the ids they name and, for criteria, every id the criteria match; GETs (step 4) claim nothing."""
+
+    def __init__(self) -> None:
+        self._owners: dict[tuple[str, str], int] = {}
+
+    def claim(self, entry: Entry, resource_ids: Iterable[str]) -> None:
+        keys = [(entry.resource_type, i) for i in resource_ids]
+        for key in keys:  # all checked before any is recorded: a refused batch entry claims nothing
+            owner = self._owners.get(key, entry.index)
+            if owner != entry.index:
+                raise _overlap(key, owner, entry.index)
+        for key in keys:
+            self._owners[key] = entry.index
+
+
+def _overlap(key: tuple[str, str], one: int, other: int) -> FHIRError:
+    """The error names the later entry of the two in the Bundle, whichever was processed first."""
+    first, later = sorted((one, other))
+    resource_type, resource_id = key
+    return entry_error(later, bad_request(
+        f"{resource_type}/{resource_id} is also the target of entry {first}; entries must act on "
+        f"different resources, and a conditional URL counts as every resource it matches", "request.url"))
 
 
 # --- the response Bundle ---------------------------------------------------------------------------
