@@ -349,8 +349,27 @@ def identifier_type_codes(v: Any) -> list[str]:
     return out
 
 
-_NAME_PARTS = ("family", "given", "prefix", "suffix", "text")
-_ADDRESS_PARTS = ("line", "city", "district", "state", "postalCode", "country", "text")
+# The string parts a string search matches in the complex types R4 string parameters reach (Patient.name,
+# Practitioner.address, ...), as their SearchParameter definitions list them ("any of the string fields in
+# the HumanName, including family, given, prefix, suffix and/or text"; Address: line, city, district,
+# state, country, postalCode and/or text). `use` and `type` are codes, searched as tokens (address-use),
+# and `id` is an element id: none of them is a string-search value.
+_STRING_PARTS = {
+    "HumanName": ("family", "given", "prefix", "suffix", "text"),
+    "Address": ("line", "city", "district", "state", "postalCode", "country", "text"),
+}
+
+
+def _string_parts(v: dict, hint: str | None) -> tuple[str, ...]:
+    """The string parts of one complex value. Plain paths (`Patient.name`) give no type hint, so the type
+    is told from the parts present; a name or address given only as text has just `text`, a part of both.
+    Any other complex type gets `text` only: whatever else it holds, its codes must not match a string."""
+    if hint in _STRING_PARTS:
+        return _STRING_PARTS[hint]
+    for parts in _STRING_PARTS.values():
+        if any(k in v for k in parts if k != "text"):
+            return parts
+    return ("text",)
 
 
 def string_values(v: Any, hint: str | None) -> list[str]:
@@ -358,11 +377,7 @@ def string_values(v: Any, hint: str | None) -> list[str]:
         return [v]
     out: list[str] = []
     if isinstance(v, dict):
-        keys = _NAME_PARTS if ("family" in v or "given" in v or hint == "HumanName") else (
-            _ADDRESS_PARTS if any(k in v for k in ("line", "city", "postalCode", "country", "state", "district")) else None)
-        if keys is None:
-            keys = tuple(k for k, x in v.items() if isinstance(x, str))
-        for k in keys:
+        for k in _string_parts(v, hint):
             x = v.get(k)
             if isinstance(x, str):
                 out.append(x)
