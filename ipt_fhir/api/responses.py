@@ -10,7 +10,8 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from ipt_fhir.fhir.jsonio import dump_json, load_stored
-from ipt_fhir.fhir.outcome import Issue, operation_outcome
+from ipt_fhir.fhir.outcome import FHIRError, Issue, operation_outcome
+from ipt_fhir.services.resources import ANY_VERSION
 from ipt_fhir.store.resources import StoredVersion
 
 from .negotiation import response_media_type, wants_pretty
@@ -118,11 +119,16 @@ def not_modified(request: Request, v: StoredVersion) -> bool:
 
 
 def etag_version(value: str | None) -> int | None:
-    """The version in an If-Match header: W/"3", "3" or 3. Anything else cannot match."""
+    """The version an If-Match header asks for: W/"3", "3" or 3; `*` (any current version, RFC 9110
+    13.1.1) is ANY_VERSION. Anything else is a malformed header: 400, rather than a 412 naming no version."""
     if value is None:
         return None
     tag = value.strip()
+    if tag == "*":
+        return ANY_VERSION
     if tag.startswith("W/"):
         tag = tag[2:]
     tag = tag.strip('"')
-    return int(tag) if tag.isascii() and tag.isdigit() and len(tag) <= 18 else -1
+    if tag.isascii() and tag.isdigit():
+        return int(tag) if len(tag) <= 18 else -1  # a version that cannot exist: the precondition fails
+    raise FHIRError.of(400, "invalid", f"If-Match must be an ETag such as W/\"3\", or *; got '{value}'")

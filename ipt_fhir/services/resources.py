@@ -83,6 +83,22 @@ def with_server_meta(resource: dict, resource_id: str, version_id: int, last_upd
     return out
 
 
+ANY_VERSION = 0  # If-Match: * (versions start at 1)
+
+
+def _require_if_match(if_match: int | None, current: StoredVersion) -> None:
+    """412 unless the If-Match precondition holds: that version is the current one, or for `*` there is a
+    current version (RFC 9110 13.1.1)."""
+    if if_match is None:
+        return
+    holds = not current.deleted if if_match == ANY_VERSION else if_match == current.version_id
+    if not holds:
+        asked = "*" if if_match == ANY_VERSION else f"version {if_match}"
+        state = " (deleted)" if current.deleted else ""
+        raise precondition_failed(f"If-Match {asked} does not hold: the current version of "
+                                  f"{current.resource_type}/{current.id} is {current.version_id}{state}")
+
+
 def _check_body_type(body: object, resource_type: str) -> dict:
     if not isinstance(body, dict):
         raise bad_request("The request body must be a JSON object holding a resource", code="structure")
@@ -234,10 +250,7 @@ class ResourceService:
                 raise precondition_failed(f"{resource_type}/{resource_id} does not exist, If-Match cannot hold")
             _check_client_id(resource_id, resource_type)
             return self._create_in(conn, resource_type, resource, warnings, resource_id, method)
-        if if_match is not None and if_match != current.version_id:
-            raise precondition_failed(
-                f"If-Match version {if_match} is not the current version {current.version_id} "
-                f"of {resource_type}/{resource_id}")
+        _require_if_match(if_match, current)
         previous = None if current.deleted else load_stored(current.content)
         guard.check_resource("patch" if method == "PATCH" else "update", resource_type, previous)
         stored, doc = self._prepare(resource_type, resource_id, current.version_id + 1, resource, conn)
@@ -278,9 +291,7 @@ class ResourceService:
 
     def _patch_in(self, conn: Connection, current: StoredVersion, patch_body: object, content_type: str,
                   if_match: int | None) -> WriteResult:
-        if if_match is not None and if_match != current.version_id:
-            raise precondition_failed(
-                f"If-Match version {if_match} is not the current version {current.version_id}")
+        _require_if_match(if_match, current)
         patched = apply_patch(load_stored(current.content), patch_body, content_type)
         resource_type, resource_id = current.resource_type, current.id
         if not isinstance(patched, dict) or patched.get("resourceType") != resource_type:

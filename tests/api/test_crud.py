@@ -161,3 +161,18 @@ def test_decimal_precision_is_kept(client):
 def test_if_none_match_on_read_gives_304(client):
     rid = client.post("/fhir/Patient", json=patient()).json()["id"]
     assert client.get(f"/fhir/Patient/{rid}", headers={"If-None-Match": 'W/"1"'}).status_code == 304
+
+
+def test_if_match_star_needs_a_current_version_and_a_malformed_if_match_is_400(client):
+    """RFC 9110 13.1.1: If-Match: * holds when the resource has a current representation."""
+    rid = client.post("/fhir/Patient", json=patient()).json()["id"]
+    body = {**patient(), "id": rid}
+    assert client.put(f"/fhir/Patient/{rid}", json=body, headers={"If-Match": "*"}).status_code == 200
+    assert client.put("/fhir/Patient/nobody", json={**body, "id": "nobody"}, headers={"If-Match": "*"}).status_code == 412
+    patched = client.patch(f"/fhir/Patient/{rid}", headers={"If-Match": "*", "Content-Type": "application/json-patch+json"},
+                           content=b'[{"op": "add", "path": "/active", "value": true}]')
+    assert patched.status_code == 200
+    client.delete(f"/fhir/Patient/{rid}")
+    assert client.put(f"/fhir/Patient/{rid}", json=body, headers={"If-Match": "*"}).status_code == 412
+    malformed = client.put(f"/fhir/Patient/{rid}", json=body, headers={"If-Match": "garbage"})
+    assert malformed.status_code == 400 and malformed.json()["resourceType"] == "OperationOutcome"
