@@ -3,7 +3,8 @@
 A transaction is one unit of work: entries are validated first, then processed in the order the
 specification gives (DELETE, POST, PUT/PATCH, GET/HEAD) on one Connection; `urn:uuid:`/`urn:oid:`
 fullUrls and conditional references (`Practitioner?identifier=sys|val`) are rewritten to the ids they
-stand for; write-hook rule checks are deferred until every entry is written (a session Encounter may
+stand for, in references and in every other link (uri-typed elements, narrative href/src:
+services/placeholders.py); write-hook rule checks are deferred until every entry is written (a session Encounter may
 come before its CarePlan) and any failure rolls everything back, naming the entry. A batch runs each
 entry in its own unit of work and reports per entry.
 
@@ -19,7 +20,7 @@ import binascii
 import re
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 from urllib.parse import parse_qsl, urlsplit
 
 from sqlalchemy.engine import Connection
@@ -31,6 +32,7 @@ from ipt_fhir.fhir.resource_types import RESOURCE_TYPES
 from ipt_fhir.security import audit, guard
 from ipt_fhir.services import resources as rs
 from ipt_fhir.services import write_hooks
+from ipt_fhir.services.placeholders import is_placeholder, rewrite_links
 from ipt_fhir.services import search as search_service
 from ipt_fhir.services.resources import ResourceService, WriteResult
 from ipt_fhir.services.search import find_ids
@@ -162,6 +164,7 @@ class BundleService:
                 urn_map = {e.full_url: f"{e.resource_type}/{e.target_id}" for e in entries
                            if e.full_url and e.target_id}
                 writer.references = urn_map
+                writer.placeholders = {url: ref for url, ref in urn_map.items() if is_placeholder(url)}
                 for entry in order:
                     if entry.method in ("DELETE", "GET", "HEAD"):
                         continue
@@ -257,7 +260,8 @@ class _Writer:
         self.conn = conn
         self.base_url = base_url
         self.claims = claims if claims is not None else _Claims()
-        self.references: dict[str, str] = {}
+        self.references: dict[str, str] = {}  # fullUrl -> Type/id, for Reference.reference
+        self.placeholders: dict[str, str] = {}  # urn:uuid:/urn:oid: fullUrl -> Type/id, for other links
         self._conditional: dict[str, str] = {}
         self._pending: list[tuple[StoredVersion, dict]] = []
 
@@ -411,8 +415,8 @@ class _Writer:
     # --- references ----------------------------------------------------------------------------
 
     def rewrite(self, resource: dict) -> dict:
-        """A copy of `resource` with urn fullUrls and conditional references replaced by Type/id."""
-        return _rewrite(resource, self._resolve)
+        """`resource` with fullUrls and conditional references replaced by Type/id wherever it links."""
+        return rewrite_links(resource, self._resolve, self.placeholders)
 
     def _resolve(self, ref: str) -> str | None:
         target = self.references.get(ref)
@@ -439,40 +443,6 @@ class _Writer:
                                f"Conditional reference '{ref}' matches {what} resources; it must match exactly one")
         out = self._conditional[ref] = f"{resource_type}/{matches[0]}"
         return out
-
-
-def _rewrite(value: Any, resolve: Callable[[str], str | None]) -> Any:
-    """`value` with every `reference` string resolved. Copy-on-write: a dict or list none of whose
-    references changes is returned as it is, so only the paths to rewritten references are copied
-    (the parsed Bundle is never modified). Parsed JSON holds exact dicts and lists, hence `type() is`."""
-    if type(value) is dict:
-        out = None
-        for k, v in value.items():
-            if k == "reference" and type(v) is str:
-                new = resolve(v)
-                if new is None or new == v:
-                    continue
-            elif type(v) is dict or type(v) is list:
-                new = _rewrite(v, resolve)
-                if new is v:
-                    continue
-            else:
-                continue
-            if out is None:
-                out = dict(value)
-            out[k] = new
-        return value if out is None else out
-    if type(value) is list:
-        out_list = None
-        for i, v in enumerate(value):
-            if type(v) is dict or type(v) is list:
-                new = _rewrite(v, resolve)
-                if new is not v:
-                    if out_list is None:
-                        out_list = list(value)
-                    out_list[i] = new
-        return value if out_list is None else out_list
-    return value
 
 
 def _result(result: WriteResult) -> EntryResult:

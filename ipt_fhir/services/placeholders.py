@@ -1,0 +1,194 @@
+"""The links of a transaction entry's resource, rewritten to what they stand for (http.html#transaction).
+
+"Servers SHALL replace all matching links in the bundle, whether they are found in the resource ids,
+resource references, elements of type uri, url, oid, uuid, and <a href="" & <img src="" in the
+narrative." A link matches when its whole value is the fullUrl of an entry; the entry's resource id
+needs nothing here (the server assigns it when it writes the entry).
+
+Which strings are links is decided by their FHIR type, read from the validator's compiled
+StructureDefinitions (`fhir/validation/compiler.py`), not by their look: an `Identifier.value` or a
+`valueString` that spells a fullUrl is text and stays. Replaced are
+
+- `Reference.reference`: every value goes to the caller's `resolve_reference` (fullUrls, conditional
+  references such as `Patient?identifier=…`, unknown placeholders it refuses);
+- elements of type uri, url, oid, uuid and canonical (a canonical is a uri): a value equal to a
+  placeholder fullUrl (`urn:uuid:…`, `urn:oid:…`) of the Bundle becomes the relative reference
+  `Type/id`, as a reference would. The R4 text asks for it in oid and uuid elements too, though
+  `Type/id` fits their patterns no better than any other relative reference;
+- in the narrative (`Narrative.div`), `href` and `src` attribute values equal to a placeholder, found
+  by a scan of the markup; text and other attributes are never touched.
+
+Values are replaced whole or not at all. The walk is copy-on-write: what it does not change is
+returned as it is, and the parsed Bundle is never modified. An error of `resolve_reference` is raised
+again with the FHIRPath of the reference (`Observation.contained[0].subject.reference`).
+"""
+from __future__ import annotations
+
+import re
+from typing import Callable, Mapping
+
+from ipt_fhir.fhir.outcome import FHIRError, Issue
+from ipt_fhir.fhir.validation import known_resource_types
+from ipt_fhir.fhir.validation.compiler import COMPLEX, RESOURCE, Node, type_node
+
+_LINK_TYPES = frozenset({"uri", "url", "oid", "uuid", "canonical"})
+_PLACEHOLDER_PREFIXES = ("urn:uuid:", "urn:oid:")
+
+ResolveReference = Callable[[str], "str | None"]
+
+
+def is_placeholder(full_url: str) -> bool:
+    return full_url.startswith(_PLACEHOLDER_PREFIXES)
+
+
+def rewrite_links(resource: dict, resolve_reference: ResolveReference, placeholders: Mapping[str, str]) -> dict:
+    """`resource` with its links replaced. `placeholders` maps a placeholder fullUrl to `Type/id`;
+    `resolve_reference` answers a Reference.reference with its replacement, or None to keep it."""
+    walk = _Walk(resolve_reference, placeholders)
+    try:
+        return walk.resource(resource)
+    except _LinkError as exc:
+        raise exc.with_expression(str(resource.get("resourceType"))) from None
+
+
+class _LinkError(Exception):
+    """A reference that could not be resolved, and the FHIRPath steps to it, innermost first."""
+
+    def __init__(self, error: FHIRError) -> None:
+        super().__init__(error)
+        self.error = error
+        self.steps: list[str] = []
+
+    def with_expression(self, root: str) -> FHIRError:
+        path = root
+        for step in reversed(self.steps):
+            path += step if step.startswith("[") else f".{step}"
+        issues = [Issue(i.severity, i.code, i.diagnostics, (path,)) for i in self.error.issues]
+        return FHIRError(self.error.status, issues, self.error.headers)
+
+
+# What the walk does with the values of a JSON property, decided once per compiled node: only the
+# properties that can hold a link, or an object that can, are in its table.
+_OBJECT, _RESOURCE, _LINK, _REFERENCE, _NARRATIVE = range(5)
+_tables: dict[Node, dict[str, tuple[int, Node | None]]] = {}
+
+
+def _table(node: Node) -> dict[str, tuple[int, Node | None]]:
+    table = _tables.get(node)
+    if table is None:
+        table = {}
+        for key, prop in node.props.items():
+            if prop.kind == COMPLEX:
+                table[key] = (_OBJECT, prop.node)
+            elif prop.kind == RESOURCE:
+                table[key] = (_RESOURCE, None)
+            else:
+                table["_" + key] = (_OBJECT, type_node("Element"))  # the primitive's id and extensions
+                if prop.type in _LINK_TYPES:
+                    table[key] = (_LINK, None)
+                elif prop.elem.path == "Reference.reference":  # typed string in R4, not uri
+                    table[key] = (_REFERENCE, None)
+                elif prop.type == "xhtml":
+                    table[key] = (_NARRATIVE, None)
+        _tables[node] = table  # a race only builds the same table twice
+    return table
+
+
+class _Walk:
+    """One resource's walk. Parsed JSON holds exact dicts, lists and strs, hence `type() is`."""
+
+    __slots__ = ("resolve_reference", "placeholders")
+
+    def __init__(self, resolve_reference: ResolveReference, placeholders: Mapping[str, str]) -> None:
+        self.resolve_reference = resolve_reference
+        self.placeholders = placeholders
+
+    def resource(self, value: object) -> object:
+        if type(value) is not dict or value.get("resourceType") not in known_resource_types():
+            return value  # not an R4 resource: validation refused it before it got here
+        return self.object(value, type_node(value["resourceType"]))
+
+    def object(self, value: dict, node: Node) -> dict:
+        out = None
+        table = _tables.get(node) or _table(node)
+        placeholders = self.placeholders
+        for key, v in value.items():
+            todo = table.get(key)
+            if todo is None:
+                continue
+            action, child = todo
+            if action == _LINK and type(v) is str:  # the common case, inline: Coding.system, Extension.url
+                new = placeholders.get(v, v)
+            else:
+                try:
+                    new = self.items(v, action, child) if type(v) is list else self.value(v, action, child)
+                except _LinkError as exc:
+                    exc.steps.append(node.props[key.lstrip("_")].label)
+                    raise
+            if new is not v:
+                if out is None:
+                    out = dict(value)
+                out[key] = new
+        return value if out is None else out
+
+    def items(self, values: list, action: int, child: Node | None) -> list:
+        out = None
+        for i, item in enumerate(values):
+            try:
+                new = self.value(item, action, child)
+            except _LinkError as exc:
+                exc.steps.append(f"[{i}]")
+                raise
+            if new is not item:
+                if out is None:
+                    out = list(values)
+                out[i] = new
+        return values if out is None else out
+
+    def value(self, value: object, action: int, child: Node | None) -> object:
+        if action == _OBJECT:
+            return self.object(value, child) if type(value) is dict else value  # type: ignore[arg-type]
+        if action == _RESOURCE:
+            return self.resource(value)
+        if type(value) is not str:
+            return value
+        if action == _LINK:
+            return self.placeholders.get(value, value)
+        if action == _REFERENCE:
+            try:
+                new = self.resolve_reference(value)
+            except FHIRError as exc:
+                raise _LinkError(exc) from None
+            return value if new is None else new
+        return narrative_links(value, self.placeholders)
+
+
+# Markup of the narrative: comments and CDATA sections (skipped), then start tags with their attributes.
+# Narrative is XML, so every "<" in text is escaped and a tag cannot start inside text; a ">" may stand
+# in an attribute value, hence the quoted values are matched as wholes.
+_MARKUP = re.compile(
+    r"<!--.*?-->|<!\[CDATA\[.*?\]\]>"
+    r"|<[A-Za-z][^\s/>]*(?:\s+[^\s=/>]+\s*=\s*(?:\"[^\"]*\"|'[^']*'))*\s*/?>",
+    re.S)
+# One attribute, name and quoted value as a whole: a value that spells ` href="…"` is not an attribute.
+_ATTRIBUTE = re.compile(r"(\s+([^\s=/>]+)\s*=\s*)(?:\"([^\"]*)\"|'([^']*)')")
+
+
+def narrative_links(div: str, placeholders: Mapping[str, str]) -> str:
+    """`div` with every href or src attribute whose value is a placeholder replaced by its Type/id."""
+    if not placeholders or "urn:" not in div:
+        return div
+
+    def attribute(m: re.Match[str]) -> str:
+        double_quoted = m.group(3) is not None
+        target = placeholders.get(m.group(3) if double_quoted else m.group(4))
+        if target is None or m.group(2) not in ("href", "src"):
+            return m.group(0)
+        quote = '"' if double_quoted else "'"
+        return f"{m.group(1)}{quote}{target}{quote}"  # Type/id has neither quotes nor ampersands
+
+    def markup(m: re.Match[str]) -> str:
+        text = m.group(0)
+        return text if text.startswith("<!") else _ATTRIBUTE.sub(attribute, text)
+
+    return _MARKUP.sub(markup, div)
