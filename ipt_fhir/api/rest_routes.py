@@ -10,6 +10,7 @@ from starlette.convertors import StringConvertor, register_url_convertor
 from ipt_fhir.fhir.outcome import information, operation_outcome
 from ipt_fhir.fhir.patch import JSON_PATCH
 
+from . import binary
 from .body import read_json_body
 from .deps import HistoryDep, ResourcesDep
 from ipt_fhir.services.search import subset_read
@@ -81,7 +82,7 @@ async def read(resource_type: str, resource_id: str, request: Request, resources
     headers = version_headers(stored)
     if not_modified(request, stored):
         return Response(status_code=304, headers=headers)
-    return fhir_response(request, _subset(request, stored), 200, headers)
+    return _binary_or_resource(request, stored, headers)
 
 
 @router.api_route("/{resource_type:fhirsegment}/{resource_id:fhirsegment}/_history/{version_id}", methods=["GET", "HEAD"],
@@ -89,7 +90,15 @@ async def read(resource_type: str, resource_id: str, request: Request, resources
 def vread(resource_type: str, resource_id: str, version_id: str, request: Request,
           resources: ResourcesDep) -> Response:
     stored = resources.vread(resource_type, resource_id, version_id)
-    return fhir_response(request, _subset(request, stored), 200, version_headers(stored))
+    return _binary_or_resource(request, stored, version_headers(stored))
+
+
+def _binary_or_resource(request: Request, stored, headers: dict[str, str]) -> Response:  # noqa: ANN001
+    if stored.resource_type == "Binary" and binary.wants_native(request):
+        native = binary.native_response(request, stored, headers)
+        if native is not None:
+            return native
+    return fhir_response(request, _subset(request, stored), 200, headers)
 
 
 def _subset(request: Request, stored) -> bytes:  # noqa: ANN001
@@ -121,9 +130,18 @@ async def _run_write(request: Request, resources: ResourcesDep, call, *args, **k
     return await run_in_threadpool(call, *args, **kwargs)
 
 
+async def _resource_body(request: Request, resource_type: str, resource_id: str | None = None) -> object:
+    """The resource a create or update sends: its JSON, or for Binary also its native content."""
+    if resource_type == "Binary" and binary.is_native_body(request):
+        response_media_type(request)  # a 406 before the write, as for JSON bodies
+        return await binary.binary_from_body(request, resource_id)
+    body, _ = await read_json_body(request)
+    return body
+
+
 @router.post("/{resource_type:fhirsegment}", tags=["write"], summary="Create (conditional with If-None-Exist)")
 async def create(resource_type: str, request: Request, resources: ResourcesDep) -> Response:
-    body, _ = await read_json_body(request)
+    body = await _resource_body(request, resource_type)
     result = await _run_write(
         request, resources, resources.create, resource_type, body,
         if_none_exist=request.headers.get("if-none-exist"), base_url=fhir_base_url(request))
@@ -132,7 +150,7 @@ async def create(resource_type: str, request: Request, resources: ResourcesDep) 
 
 @router.put("/{resource_type:fhirsegment}/{resource_id:fhirsegment}", tags=["write"], summary="Update (or create with this id)")
 async def update(resource_type: str, resource_id: str, request: Request, resources: ResourcesDep) -> Response:
-    body, _ = await read_json_body(request)
+    body = await _resource_body(request, resource_type, resource_id)
     result = await _run_write(
         request, resources, resources.update, resource_type, resource_id, body,
         if_match=etag_version(request.headers.get("if-match")))
