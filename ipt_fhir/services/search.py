@@ -42,23 +42,41 @@ def parse_criteria(resource_type: str, params: list[tuple[str, str]], base_url: 
     result: list[tuple[str, str]] = []
     ignored: list[tuple[str, str]] = []
     for name, value in params:
-        if "\x00" in name or "\x00" in value:  # never a meaningful criterion; PostgreSQL cannot compare it
-            raise bad_request(f"Search parameter {name!r} contains a NUL character", name, code="value")
-        if name.split(":", 1)[0] in RESULT_PARAMS or name in _IGNORED_IN_CRITERIA:
+        _refuse_nul(name, value)
+        if _is_result_param(name):
             result.append((name, value))
             continue
-        if name in ("_text", "_content", "_list", "_filter", "_query"):
-            reason = f"{name} is not supported by this server"
-        else:
-            try:
-                clauses.append(parser.parse(resource_type, name, value))
-                continue
-            except UnknownParameter as exc:
-                reason = exc.reason
+        parsed = _parse_criterion(parser, resource_type, name, value)
+        if isinstance(parsed, Clause):
+            clauses.append(parsed)
+            continue
         if strict:
-            raise FHIRError(400, [error("not-supported", f"Unknown or unsupported search parameter {name}: {reason}", name)])
-        ignored.append((name, reason))
+            raise _unsupported_criterion(name, parsed)
+        ignored.append((name, parsed))
     return clauses, result, ignored
+
+
+def _refuse_nul(name: str, value: str) -> None:
+    if "\x00" in name or "\x00" in value:  # never a meaningful criterion; PostgreSQL cannot compare it
+        raise bad_request(f"Search parameter {name!r} contains a NUL character", name, code="value")
+
+
+def _is_result_param(name: str) -> bool:
+    return name.split(":", 1)[0] in RESULT_PARAMS or name in _IGNORED_IN_CRITERIA
+
+
+def _parse_criterion(parser: Parser, resource_type: str, name: str, value: str) -> Clause | str:
+    """The clause of one filter parameter on `resource_type`, or the reason it cannot be applied there."""
+    if name in ("_text", "_content", "_list", "_filter", "_query"):
+        return f"{name} is not supported by this server"
+    try:
+        return parser.parse(resource_type, name, value)
+    except UnknownParameter as exc:
+        return exc.reason
+
+
+def _unsupported_criterion(name: str, reason: str) -> FHIRError:
+    return FHIRError(400, [error("not-supported", f"Unknown or unsupported search parameter {name}: {reason}", name)])
 
 
 def where_conditions(resource_type: str, clauses: list[Clause], builder: SqlBuilder, r: Any = R) -> list[Any]:
@@ -224,9 +242,10 @@ class Request:
     elements: list[str] | None = None
     total: str = "accurate"
     page: dict | None = None
+    page_token: str | None = None  # the _page value this page answers, for its self link
     issues: list[Issue] = field(default_factory=list)
     extra_conditions: list[Any] = field(default_factory=list)
-    link_params: list[tuple[str, str]] = field(default_factory=list)
+    link_params: list[tuple[str, str]] = field(default_factory=list)  # the parameters used (build_request)
     # $everything: also match what the compartment refers to (see _everything_refs).
     everything: "Everything | None" = None
 
@@ -304,79 +323,122 @@ def _parse_include(value: str, iterate: bool, rev: bool, name: str) -> tuple[str
 
 
 def build_request(types: list[str], params: list[tuple[str, str]], base_url: str, strict: bool,
-                  default_count: int, max_count: int) -> Request:
-    clauses: dict[str, list[Clause]] = {}
-    result: list[tuple[str, str]] = []
-    issues: list[Issue] = []
-    for t in types:
-        c, result, ignored = parse_criteria(t, params, base_url, strict=strict)
-        clauses[t] = c
-        if t == types[0]:
-            for name, reason in ignored:
-                issues.append(warning("not-supported", f"Parameter {name} was ignored: {reason}", name))
-    req = Request(types=types, clauses=clauses, count=default_count, sort=[], issues=issues)
-    req.link_params = [(n, v) for n, v in params if n != "_page"]
-    for name, value in result:
-        base, _, mod = name.partition(":")
-        if base == "_count":
-            req.count = min(parse_positive_int(value, name), max_count)
-        elif base == "_sort":
-            for key in value.split(","):
-                key = key.strip()
-                desc = key.startswith("-")
-                code = key.lstrip("-")
-                if code == "_id":
-                    req.sort.append((None, desc))
-                    continue
-                if code == "_lastUpdated":
-                    req.sort.append((_LAST_UPDATED, desc))
-                    continue
-                p = registry().get(types[0], code) if len(types) == 1 else None
-                if p is None or p.type == "composite":
-                    msg = f"Cannot sort by '{code}'"
-                    if strict:
-                        raise bad_request(msg, "_sort")
-                    issues.append(warning("not-supported", msg + "; ignored", "_sort"))
-                    continue
-                req.sort.append((p, desc))
-        elif base in ("_include", "_revinclude"):
-            if mod not in ("", "iterate", "recurse"):
-                raise bad_request(f"Unknown modifier {name}", name)
-            for v in value.split(","):
-                spec = _parse_include(v, bool(mod), base == "_revinclude", name)
-                (req.revincludes if base == "_revinclude" else req.includes).append(spec)
-        elif base == "_summary":
-            if value not in ("true", "text", "data", "count", "false"):
-                raise bad_request(f"_summary must be true, text, data, count or false, got '{value}'", "_summary")
-            req.summary = None if value == "false" else value
-        elif base == "_elements":
-            req.elements = [e.strip() for e in value.split(",") if e.strip()]
-        elif base == "_total":
-            if value not in ("none", "estimate", "accurate"):
-                raise bad_request(f"_total must be none, estimate or accurate, got '{value}'", "_total")
-            req.total = value
-        elif base == "_page":
-            req.page = _decode_page(value)
-        elif base in ("_format", "_pretty", "_type", "_since"):
-            pass
-        elif base in ("_contained", "_containedType"):
-            # The defaults (_contained=false, _containedType=container) are what every search does;
-            # searching inside contained resources is not supported and is reported, never ignored silently.
-            allowed = ("true", "false", "both") if base == "_contained" else ("container", "contained")
-            if value not in allowed:
-                raise bad_request(f"{base} must be {', '.join(allowed)}, got '{value}'", base)
-            if value in ("false", "container"):
-                continue
-            msg = f"{base}={value} is not supported: searches do not look inside contained resources"
-            if strict:
-                raise FHIRError(400, [error("not-supported", msg, base)])
-            issues.append(warning("not-supported", msg + "; ignored", base))
+                  default_count: int, max_count: int, *, applied_by_caller: frozenset[str] = frozenset()) -> Request:
+    """The search the parameters ask for. Its link_params are the parameters it actually applies, as the
+    Bundle's links carry them (search.html: the self link encodes "the parameters that were actually used
+    to process the search"); an ignored parameter is a warning in req.issues (strict: a 400) and is in no
+    link, so that following a link never claims a filter that was not applied. applied_by_caller: names
+    the caller applies itself (_type of a system search, _since of $everything), kept in the links."""
+    req = Request(types=types, clauses={t: [] for t in types}, count=default_count, sort=[])
+    parser = Parser(base_url)
+    for name, value in params:
+        _refuse_nul(name, value)
+        if name in applied_by_caller:
+            used: str | None = value
+        elif _is_result_param(name):
+            used = _apply_result_param(req, name, value, strict, max_count)
         else:
-            msg = f"Parameter {name} is not supported"
-            if strict:
-                raise FHIRError(400, [error("not-supported", msg, name)])
-            issues.append(warning("not-supported", msg + "; ignored", name))
+            used = _apply_criterion(req, parser, name, value, strict)
+        if used is not None:
+            req.link_params.append((name, used))
     return req
+
+
+def _apply_criterion(req: Request, parser: Parser, name: str, value: str, strict: bool) -> str | None:
+    """Adds a filter parameter's clause for each searched type; -> its value, or None when ignored."""
+    parsed = {t: _parse_criterion(parser, t, name, value) for t in req.types}
+    lacking = [t for t, c in parsed.items() if not isinstance(c, Clause)]
+    if lacking and strict:
+        raise _unsupported_criterion(name, parsed[lacking[0]])  # type: ignore[arg-type]
+    for t, c in parsed.items():
+        if isinstance(c, Clause):
+            req.clauses[t].append(c)
+    if req.types[0] in lacking:
+        req.issues.append(warning("not-supported", f"Parameter {name} was ignored: {parsed[req.types[0]]}", name))
+    return None if len(lacking) == len(req.types) else value
+
+
+# Result parameters this search has no use for: a type search has its type, and _since belongs to
+# history and $everything (which apply it themselves).
+_NOT_FOR_THIS_SEARCH = {
+    "_type": "_type chooses the types of a search across types ([base]?_type=...), not of a type search",
+    "_since": "_since applies to history and $everything, not to search",
+}
+
+
+def _apply_result_param(req: Request, name: str, value: str, strict: bool, max_count: int) -> str | None:
+    """Applies one result parameter to req; -> its value as the links carry it, or None when it is in
+    none of them (ignored; or _page, which each link sets for itself)."""
+    base, _, mod = name.partition(":")
+    if base == "_count":
+        req.count = min(parse_positive_int(value, name), max_count)
+        return str(req.count)  # the page size used, also when the client asked for more
+    if base == "_sort":
+        return _apply_sort(req, value, strict)
+    if base in ("_include", "_revinclude"):
+        if mod not in ("", "iterate", "recurse"):
+            raise bad_request(f"Unknown modifier {name}", name)
+        for v in value.split(","):
+            spec = _parse_include(v, bool(mod), base == "_revinclude", name)
+            (req.revincludes if base == "_revinclude" else req.includes).append(spec)
+    elif base == "_summary":
+        if value not in ("true", "text", "data", "count", "false"):
+            raise bad_request(f"_summary must be true, text, data, count or false, got '{value}'", "_summary")
+        req.summary = None if value == "false" else value
+    elif base == "_elements":
+        req.elements = [e.strip() for e in value.split(",") if e.strip()]
+    elif base == "_total":
+        if value not in ("none", "estimate", "accurate"):
+            raise bad_request(f"_total must be none, estimate or accurate, got '{value}'", "_total")
+        req.total = value
+    elif base == "_page":
+        req.page = _decode_page(value)
+        req.page_token = value
+        return None
+    elif base in ("_contained", "_containedType"):
+        # The defaults (_contained=false, _containedType=container) are what every search does;
+        # searching inside contained resources is not supported and is reported, never ignored silently.
+        allowed = ("true", "false", "both") if base == "_contained" else ("container", "contained")
+        if value not in allowed:
+            raise bad_request(f"{base} must be {', '.join(allowed)}, got '{value}'", base)
+        if value not in ("false", "container"):
+            return _ignore(req, base, f"{base}={value} is not supported: searches do not look inside contained "
+                                      "resources", strict)
+    elif base in _NOT_FOR_THIS_SEARCH:
+        return _ignore(req, name, _NOT_FOR_THIS_SEARCH[base], strict)
+    elif base not in ("_format", "_pretty"):
+        return _ignore(req, name, f"Parameter {name} is not supported", strict)
+    return value
+
+
+def _apply_sort(req: Request, value: str, strict: bool) -> str | None:
+    """-> the sort keys used, comma-separated, or None when none was (each unusable key is a warning)."""
+    used = []
+    for key in value.split(","):
+        key = key.strip()
+        desc = key.startswith("-")
+        code = key.lstrip("-")
+        if code == "_id":
+            req.sort.append((None, desc))
+        elif code == "_lastUpdated":
+            req.sort.append((_LAST_UPDATED, desc))
+        else:
+            p = registry().get(req.types[0], code) if len(req.types) == 1 else None
+            if p is None or p.type == "composite":
+                if strict:  # a sort key this search cannot use is a bad request, as it always was
+                    raise bad_request(f"Cannot sort by '{code}'", "_sort")
+                _ignore(req, "_sort", f"Cannot sort by '{code}'", strict=False)
+                continue
+            req.sort.append((p, desc))
+        used.append(key)
+    return ",".join(used) or None
+
+
+def _ignore(req: Request, name: str, msg: str, strict: bool) -> None:
+    """A parameter this search cannot apply: 400 under strict handling, else a warning (and no link)."""
+    if strict:
+        raise FHIRError(400, [error("not-supported", msg, name)])
+    req.issues.append(warning("not-supported", msg + "; ignored", name))
 
 
 def _sort_columns(req: Request, builder: SqlBuilder, r: Any) -> list[tuple[Any, bool]]:
@@ -680,7 +742,7 @@ def _execute(db: Database, req: Request, *, base_url: str, request_url: str, lin
         builder = SqlBuilder(base_url, expand_valueset=expander(conn))
         if req.summary == "count" or req.count == 0:
             total = _count(conn, req, builder) if req.total != "none" else None
-            return _bundle(base_url, request_url, [], total, [], req.issues)
+            return _bundle(base_url, _self_url(req, base_url, link_path), [], total, [], req.issues)
         rows, has_next, has_prev = _run_page(conn, req, builder)
         total = None
         if req.total != "none":
@@ -703,18 +765,24 @@ def _execute(db: Database, req: Request, *, base_url: str, request_url: str, lin
         if req.summary or req.elements is not None:
             content = _subset(content, rt, req.summary, req.elements)
         entries.append((rt, rid, content, "include"))
-    base_q = [(n, v) for n, v in req.link_params]
-
-    def url(extra: list[tuple[str, str]]) -> str:
-        q = urlencode(base_q + extra)
-        return f"{base_url}{link_path}" + (f"?{q}" if q else "")
-
-    links = [("first", url([]))]
+    links = [("first", _link(req, base_url, link_path))]
     if rows and has_prev:
-        links.append(("previous", url([("_page", _encode_page(list(rows[0][3:]), "p"))])))
+        links.append(("previous", _link(req, base_url, link_path, _encode_page(list(rows[0][3:]), "p"))))
     if rows and has_next:
-        links.append(("next", url([("_page", _encode_page(list(rows[-1][3:]), "n"))])))
-    return _bundle(base_url, request_url, links, total, entries, req.issues)
+        links.append(("next", _link(req, base_url, link_path, _encode_page(list(rows[-1][3:]), "n"))))
+    return _bundle(base_url, _self_url(req, base_url, link_path), links, total, entries, req.issues)
+
+
+def _link(req: Request, base_url: str, link_path: str, page: str | None = None) -> str:
+    """A GET of this search's parameters as used (build_request), on the page `page` (None: the first)."""
+    q = urlencode(req.link_params + ([("_page", page)] if page else []))
+    return f"{base_url}{link_path}" + (f"?{q}" if q else "")
+
+
+def _self_url(req: Request, base_url: str, link_path: str) -> str:
+    """The page's self link: the parameters used to process it, encoded like the other links, also for
+    POST _search (its body's parameters as a GET); a later page's self link is the link that led to it."""
+    return _link(req, base_url, link_path, req.page_token)
 
 
 def search(db: Database, resource_type: str | None, params: list[tuple[str, str]], *, base_url: str,
@@ -722,7 +790,8 @@ def search(db: Database, resource_type: str | None, params: list[tuple[str, str]
            default_count: int | None = None, max_count: int | None = None,
            conn: Connection | None = None) -> bytes:
     """Type search (resource_type), system search (None; `_type` limits the types) or Patient compartment
-    search; returns the searchset Bundle as JSON bytes. With `conn`, runs inside that unit of work."""
+    search; returns the searchset Bundle as JSON bytes. With `conn`, runs inside that unit of work.
+    `request_url` (the URL as requested) goes to the audit record; the links encode the parameters used."""
     base_url = base_url.rstrip("/")
     dc, mc = _settings_counts()
     default_count = default_count or dc
@@ -738,7 +807,8 @@ def search(db: Database, resource_type: str | None, params: list[tuple[str, str]
         types = sorted(set(wanted)) or sorted(RESOURCE_TYPES)
         link_path = ""
     types, restricted = restrict_by_access(types, base_url, compartment_patient=compartment[1] if compartment else None)
-    req = build_request(types, params, base_url, strict, default_count, max_count)
+    applied_here = frozenset({"_type"} if resource_type is None else ())
+    req = build_request(types, params, base_url, strict, default_count, max_count, applied_by_caller=applied_here)
     for t, extra in restricted.items():
         req.clauses[t].extend(extra)
     if compartment is not None:
@@ -784,8 +854,7 @@ def everything(db: Database, patient_id: str, params: list[tuple[str, str]], *, 
     types, restricted = restrict_by_access(types, base_url, compartment_patient=patient_id)
     allowed = [(n, v) for n, v in params if n in ("_count", "_page", "_since", "_type", "_format", "_pretty",
                                                   "_elements", "_summary", "_total")]
-    req = build_request(types, [(n, v) for n, v in allowed if n not in ("_since",)], base_url, strict, dc, mc)
-    req.link_params = [(n, v) for n, v in allowed if n != "_page"]
+    req = build_request(types, allowed, base_url, strict, dc, mc, applied_by_caller=frozenset({"_type", "_since"}))
     for n, _ in params:
         if (n, _) not in allowed:
             if strict:
