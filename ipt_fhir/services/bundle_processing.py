@@ -4,9 +4,12 @@ A transaction is one unit of work: entries are validated first, then processed i
 specification gives (DELETE, POST, PUT/PATCH, GET/HEAD) on one Connection; `urn:uuid:`/`urn:oid:`
 fullUrls and conditional references (`Practitioner?identifier=sys|val`) are rewritten to the ids they
 stand for, in references and in every other link (uri-typed elements, narrative href/src:
-services/placeholders.py); write-hook rule checks are deferred until every entry is written (a session Encounter may
-come before its CarePlan) and any failure rolls everything back, naming the entry. A batch runs each
-entry in its own unit of work and reports per entry.
+services/placeholders.py); write-hook rule checks are deferred until every entry is written (a session
+Encounter may come before its CarePlan) and any failure rolls everything back, naming the entry. A batch
+runs each entry in its own unit of work and reports per entry.
+
+Errors of an entry, in either, point into the Bundle with FHIRPath: `Bundle.entry[i]` and, where the
+element is known, below it (`….request.ifNoneExist`, `….resource.subject.reference`).
 
 No two entries may act on the same resource (http.html#trules), counting a conditional update, patch or
 delete as every resource its criteria match (`_Claims`). A transaction with such entries fails; in a
@@ -32,8 +35,8 @@ from ipt_fhir.fhir.resource_types import RESOURCE_TYPES
 from ipt_fhir.security import audit, guard
 from ipt_fhir.services import resources as rs
 from ipt_fhir.services import write_hooks
-from ipt_fhir.services.placeholders import is_placeholder, rewrite_links
 from ipt_fhir.services import search as search_service
+from ipt_fhir.services.placeholders import is_placeholder, rewrite_links
 from ipt_fhir.services.resources import ResourceService, WriteResult
 from ipt_fhir.services.search import find_ids
 from ipt_fhir.services.validation import validate_for_write
@@ -86,11 +89,16 @@ class EntryResult:
 def entry_error(index: int, exc: FHIRError) -> FHIRError:
     """The entry's error, its issues pointing into the Bundle (expression Bundle.entry[i]…)."""
     prefix = f"Bundle.entry[{index}]"
+    if exc.issues and all(i.diagnostics.startswith(f"{prefix}: ") for i in exc.issues):
+        return exc  # already the entry's
     issues = []
     for issue in exc.issues:
         exprs = tuple(_entry_expression(prefix, e) for e in issue.expression) or (prefix,)
         issues.append(Issue(issue.severity, issue.code, f"{prefix}: {issue.diagnostics}", exprs))
     return FHIRError(exc.status, issues, exc.headers)
+
+
+_ENTRY_ELEMENTS = frozenset({"fullUrl", "resource", "request", "search", "response"})
 
 
 def _entry_expression(prefix: str, expression: str) -> str:
@@ -99,7 +107,16 @@ def _entry_expression(prefix: str, expression: str) -> str:
     head, _, rest = expression.partition(".")
     if head in RESOURCE_TYPES:
         return f"{prefix}.resource" + (f".{rest}" if rest else "")
-    return f"{prefix}.{expression}"
+    if head in _ENTRY_ELEMENTS:
+        return f"{prefix}.{expression}"
+    return prefix  # names nothing of the entry (a search parameter, say): the entry itself
+
+
+def _located(exc: FHIRError, expression: str) -> FHIRError:
+    """`exc` about `expression` of the entry. Search errors name the parameter, which is no element:
+    the element is the one that holds the criteria."""
+    issues = [Issue(i.severity, i.code, i.diagnostics, (expression,)) for i in exc.issues]
+    return FHIRError(exc.status, issues, exc.headers)
 
 
 class BundleService:
@@ -205,14 +222,15 @@ class BundleService:
             except FHIRError as exc:
                 entries.append(exc)
         claims = self._batch_claims(entries, base_url)
-        for item in entries:
+        siblings = _placeholder_entries(raw_entries)
+        for i, item in enumerate(entries):
             if isinstance(item, FHIRError):
-                results.append(EntryResult(item.status, issues=item.issues))
+                results.append(_failed(i, item))
                 continue
             try:
-                results.append(self._batch_entry(item, base_url, claims))
+                results.append(self._batch_entry(item, base_url, claims, siblings))
             except FHIRError as exc:
-                results.append(EntryResult(exc.status, issues=exc.issues))
+                results.append(_failed(i, exc))
         return results
 
     def _batch_claims(self, entries: list[Entry | FHIRError], base_url: str) -> _Claims:
@@ -231,12 +249,14 @@ class BundleService:
                     entries[i] = exc
         return claims
 
-    def _batch_entry(self, entry: Entry, base_url: str, claims: _Claims) -> EntryResult:
+    def _batch_entry(self, entry: Entry, base_url: str, claims: _Claims,
+                     siblings: dict[str, int]) -> EntryResult:
         if entry.method in ("GET", "HEAD"):
             with self.db.read() as conn:
                 return _Writer(self.resources, conn, base_url).get(entry, self.db)
         with self.db.write() as conn, rs.deferred_rule_checks(conn) as queue:
             writer = _Writer(self.resources, conn, base_url, claims)
+            writer.batch_placeholders = siblings
             if entry.method == "DELETE":
                 result = writer.delete(entry)
             else:
@@ -262,12 +282,19 @@ class _Writer:
         self.claims = claims if claims is not None else _Claims()
         self.references: dict[str, str] = {}  # fullUrl -> Type/id, for Reference.reference
         self.placeholders: dict[str, str] = {}  # urn:uuid:/urn:oid: fullUrl -> Type/id, for other links
+        self.batch_placeholders: dict[str, int] = {}  # in a batch: placeholder fullUrl -> entry index
         self._conditional: dict[str, str] = {}
         self._pending: list[tuple[StoredVersion, dict]] = []
 
-    def find(self, resource_type: str, criteria: list[tuple[str, str]]) -> list[str]:
+    def find(self, resource_type: str, criteria: list[tuple[str, str]], where: str | None = None) -> list[str]:
+        """Ids matching `criteria`; errors point at `where`, the entry's element that holds them."""
         self.flush()
-        return find_ids(self.conn, resource_type, rs.parse_criteria(criteria), self.base_url)
+        try:
+            return find_ids(self.conn, resource_type, rs.parse_criteria(criteria), self.base_url)
+        except FHIRError as exc:
+            if where is None:
+                raise
+            raise _located(exc, where) from None
 
     def claim_identities(self, entry: Entry) -> None:
         """Claim for `entry` the resources it would act on as the database stands now."""
@@ -277,7 +304,7 @@ class _Writer:
             self.claims.claim(entry, [entry.resource_id])
             return
         assert entry.criteria is not None
-        matches = self.find(entry.resource_type, entry.criteria)
+        matches = self.find(entry.resource_type, entry.criteria, "request.url")
         body_id = (entry.resource or {}).get("id")
         if not matches and entry.method == "PUT" and isinstance(body_id, str):
             matches = [body_id]  # a conditional update that matches nothing creates the body's id
@@ -319,7 +346,7 @@ class _Writer:
     def delete(self, entry: Entry) -> EntryResult:
         self.flush()
         if entry.criteria is not None:
-            ids = self.find(entry.resource_type, entry.criteria)
+            ids = self.find(entry.resource_type, entry.criteria, "request.url")
             self.claims.claim(entry, ids)  # the criteria may match otherwise than before the first write
             for i in ids:
                 self.svc.delete_in(self.conn, entry.resource_type, i)
@@ -331,18 +358,20 @@ class _Writer:
     def settle_target(self, entry: Entry) -> None:
         if entry.method == "POST":
             if entry.if_none_exist:
-                matches = self.find(entry.resource_type, rs.parse_criteria(entry.if_none_exist))
+                where = "request.ifNoneExist"
+                matches = self.find(entry.resource_type, rs.parse_criteria(entry.if_none_exist), where)
                 if len(matches) > 1:
-                    raise precondition_failed(
-                        f"ifNoneExist criteria match {len(matches)} {entry.resource_type} resources")
+                    raise _located(precondition_failed(
+                        f"ifNoneExist criteria match {len(matches)} {entry.resource_type} resources"), where)
                 if matches:
                     entry.target_id, entry.existing = matches[0], True
                     return
             entry.target_id = new_resource_id()
         elif entry.criteria is not None:  # conditional PUT / PATCH
-            matches = self.find(entry.resource_type, entry.criteria)
+            matches = self.find(entry.resource_type, entry.criteria, "request.url")
             if len(matches) > 1:
-                raise precondition_failed(f"The criteria match {len(matches)} {entry.resource_type} resources")
+                raise _located(precondition_failed(
+                    f"The criteria match {len(matches)} {entry.resource_type} resources"), "request.url")
             if matches:
                 body_id = (entry.resource or {}).get("id")
                 if entry.method == "PUT" and body_id is not None and body_id != matches[0]:
@@ -350,7 +379,7 @@ class _Writer:
                                       f"criteria matched", f"{entry.resource_type}.id")
                 entry.target_id = matches[0]
             elif entry.method == "PATCH":
-                raise not_found(f"No {entry.resource_type} matches the criteria")
+                raise _located(not_found(f"No {entry.resource_type} matches the criteria"), "request.url")
             else:
                 entry.target_id = (entry.resource or {}).get("id") or new_resource_id()
             self.claims.claim(entry, [entry.target_id])  # as for DELETE: resolved again, claimed again
@@ -367,9 +396,11 @@ class _Writer:
         if entry.method == "PATCH":
             current = repo.current(conn, entry.resource_type, entry.target_id)
             if current is None:
-                raise not_found(f"{entry.resource_type}/{entry.target_id} is not known")
+                raise _located(not_found(f"{entry.resource_type}/{entry.target_id} is not known"),
+                               "request.url")
             if current.deleted:
-                raise FHIRError.of(410, "deleted", f"{entry.resource_type}/{entry.target_id} was deleted")
+                raise FHIRError.of(410, "deleted", f"{entry.resource_type}/{entry.target_id} was deleted",
+                                   "request.url")
             return _result(svc.patch_in(conn, current, entry.patch_body, entry.patch_type, entry.if_match))
         resource = self.rewrite(entry.resource or {})
         if entry.method == "POST":
@@ -393,9 +424,12 @@ class _Writer:
     def get(self, entry: Entry, db: Database) -> EntryResult:
         self.flush()
         if entry.resource_id is None:
-            body = search_service.search(db, entry.resource_type, entry.criteria or [], base_url=self.base_url,
-                                         request_url=f"{self.base_url}/{entry.resource_type}?{entry.query}",
-                                         conn=self.conn)
+            request_url = f"{self.base_url}/{entry.resource_type}?{entry.query}"
+            try:
+                body = search_service.search(db, entry.resource_type, entry.criteria or [],
+                                             base_url=self.base_url, request_url=request_url, conn=self.conn)
+            except FHIRError as exc:
+                raise _located(exc, "request.url") from None
             return EntryResult(200, content=body, location=False)
         if entry.version is not None:
             stored = repo.version(self.conn, entry.resource_type, entry.resource_id, int(entry.version)) \
@@ -403,9 +437,10 @@ class _Writer:
         else:
             stored = repo.current(self.conn, entry.resource_type, entry.resource_id)
         if stored is None:
-            raise not_found(f"{entry.resource_type}/{entry.resource_id} is not known")
+            raise _located(not_found(f"{entry.resource_type}/{entry.resource_id} is not known"), "request.url")
         if stored.deleted:
-            raise FHIRError.of(410, "deleted", f"{entry.resource_type}/{entry.resource_id} was deleted")
+            raise FHIRError.of(410, "deleted", f"{entry.resource_type}/{entry.resource_id} was deleted",
+                               "request.url")
         interaction = "vread" if entry.version is not None else "read"
         guard.require(interaction, entry.resource_type)  # security: scopes, compartment, labels per entry
         guard.check_resource(interaction, entry.resource_type, stored.content)
@@ -424,7 +459,12 @@ class _Writer:
             return target
         if "?" in ref and not ref.startswith("#"):
             return self.conditional(ref)
-        if ref.startswith(("urn:uuid:", "urn:oid:")):
+        if is_placeholder(ref):
+            sibling = self.batch_placeholders.get(ref)
+            if sibling is not None:  # http.html#brules: such references are non-conformant in a batch
+                raise bad_request(f"Reference '{ref}' is the fullUrl of entry {sibling} of this batch; batch "
+                                  f"entries are processed on their own and cannot reference each other (a "
+                                  f"transaction resolves such references)")
             raise FHIRError.of(404, "not-found", f"Reference '{ref}' names no fullUrl in this Bundle")
         return None
 
@@ -447,6 +487,22 @@ class _Writer:
 
 def _result(result: WriteResult) -> EntryResult:
     return EntryResult(result.status, result.version, issues=list(result.issues))
+
+
+def _failed(index: int, exc: FHIRError) -> EntryResult:
+    """A batch entry's error, pointing into the Bundle as a transaction's does."""
+    error = entry_error(index, exc)
+    return EntryResult(error.status, issues=error.issues)
+
+
+def _placeholder_entries(raw_entries: list) -> dict[str, int]:
+    """The placeholder fullUrls of a batch's entries (parsed or not), each with its entry's index."""
+    out: dict[str, int] = {}
+    for i, raw in enumerate(raw_entries):
+        full_url = raw.get("fullUrl") if isinstance(raw, dict) else None
+        if isinstance(full_url, str) and is_placeholder(full_url):
+            out.setdefault(full_url, i)
+    return out
 
 
 # --- parsing entries -------------------------------------------------------------------------------
@@ -509,7 +565,10 @@ def parse_entry(index: int, raw: object, base_url: str) -> Entry:
     if if_match is not None:
         from ipt_fhir.api.responses import etag_version  # plain parsing helper; no HTTP involved
 
-        entry.if_match = etag_version(str(if_match))
+        try:
+            entry.if_match = etag_version(str(if_match))
+        except FHIRError as exc:
+            raise _located(exc, "request.ifMatch") from None
     if method == "DELETE":
         return entry
     if method == "PATCH":

@@ -82,8 +82,8 @@ def test_every_resource_a_conditional_delete_would_delete_counts(client, databas
 def test_a_conditional_patch_counts_as_the_resource_it_matches(client, database):
     client.put("/fhir/Patient/cp1", json=identified("cp1", id="cp1"))
     before = table_counts(database)
-    r = post_bundle(client, tx(json_patch("Patient?identifier=urn:s|cp1", {"op": "add", "path": "/gender", "value": "other"}),
-                               delete("Patient/cp1")))
+    patch = json_patch("Patient?identifier=urn:s|cp1", {"op": "add", "path": "/gender", "value": "other"})
+    r = post_bundle(client, tx(patch, delete("Patient/cp1")))
     assert_refused_at(r, 1)
     assert table_counts(database) == before
 

@@ -1,0 +1,121 @@
+"""Errors of batch and transaction entries: every issue.expression is FHIRPath that selects the element
+of the submitted Bundle the error is about; a batch entry that names another entry's placeholder is
+told that batch entries cannot reference each other."""
+from __future__ import annotations
+
+import fhirpathpy
+import pytest
+from fhirpathpy.models import models
+
+from tests.transactions.conftest import post_bundle
+from tests.transactions.test_transaction import patient, post, put, tx
+
+PATIENT = "urn:uuid:7e1b3a52-2222-4c4e-9b0a-000000000001"
+UNKNOWN = "urn:uuid:7e1b3a52-2222-4c4e-9b0a-0000000000ff"
+
+
+def observation(**extra) -> dict:
+    return {"resourceType": "Observation", "status": "final", "code": {"text": "x"}, **extra}
+
+
+def delete(url: str) -> dict:
+    return {"request": {"method": "DELETE", "url": url}}
+
+
+def expressions(outcome: dict) -> list[str]:
+    return [e for issue in outcome["issue"] for e in issue.get("expression", [])]
+
+
+def assert_points_into(bundle: dict, outcome: dict, expected: str) -> None:
+    found = expressions(outcome)
+    assert found == [expected], outcome
+    assert fhirpathpy.evaluate(bundle, expected, {}, models["r4"]), f"{expected} selects nothing"
+
+
+def test_a_batch_entry_that_names_another_entrys_placeholder_is_told_why(client):
+    bundle = tx(post(patient(), PATIENT), post(observation(subject={"reference": PATIENT})), kind="batch")
+    r = post_bundle(client, bundle)
+    assert r.status_code == 200, r.text
+    first, second = r.json()["entry"]
+    assert first["response"]["status"] == "201 Created"
+    assert second["response"]["status"] == "400"
+    outcome = second["response"]["outcome"]
+    assert "entry 0 of this batch" in outcome["issue"][0]["diagnostics"]
+    assert "cannot reference" in outcome["issue"][0]["diagnostics"]
+    assert_points_into(bundle, outcome, "Bundle.entry[1].resource.subject.reference")
+    assert client.get("/fhir/Observation?_summary=count").json()["total"] == 0
+
+
+def test_a_batch_entry_naming_no_fullurl_of_the_bundle_is_still_not_found(client):
+    bundle = tx(post(patient(), PATIENT), post(observation(subject={"reference": UNKNOWN})), kind="batch")
+    r = post_bundle(client, bundle)
+    outcome = r.json()["entry"][1]["response"]["outcome"]
+    assert r.json()["entry"][1]["response"]["status"] == "404"
+    assert "names no fullUrl in this Bundle" in outcome["issue"][0]["diagnostics"]
+    assert_points_into(bundle, outcome, "Bundle.entry[1].resource.subject.reference")
+
+
+@pytest.mark.parametrize("resource,expected", [
+    (observation(subject={"reference": UNKNOWN}), "Bundle.entry[1].resource.subject.reference"),
+    (observation(subject={"reference": "Patient?identifier=urn:none|0"}), "Bundle.entry[1].resource.subject.reference"),
+    (observation(subject={"reference": "Patient?bogus=1"}), "Bundle.entry[1].resource.subject.reference"),
+    (observation(performer=[{"reference": "Practitioner/p"}, {"reference": UNKNOWN}]),
+     "Bundle.entry[1].resource.performer[1].reference"),
+    (observation(extension=[{"url": "http://example.org/a", "valueReference": {"reference": UNKNOWN}}]),
+     "Bundle.entry[1].resource.extension[0].value.ofType(Reference).reference"),
+    (observation(subject={"reference": "#p"}, contained=[
+        {"resourceType": "Patient", "id": "p", "generalPractitioner": [{"reference": UNKNOWN}]}]),
+     "Bundle.entry[1].resource.contained[0].generalPractitioner[0].reference"),
+])
+def test_an_unresolvable_reference_is_named_by_its_path(client, resource, expected):
+    bundle = tx(post(patient(), PATIENT), post(resource))
+    r = post_bundle(client, bundle)
+    assert 400 <= r.status_code < 500, r.text
+    assert_points_into(bundle, r.json(), expected)
+
+
+def test_request_errors_point_at_the_request_element_at_fault(client):
+    for entry, expected in [
+        (post(patient(), ifNoneExist="bogus=1"), "Bundle.entry[0].request.ifNoneExist"),
+        (put(patient(), "Patient?bogus=1"), "Bundle.entry[0].request.url"),
+        (delete("Patient?bogus=1"), "Bundle.entry[0].request.url"),
+        ({"request": {"method": "GET", "url": "Patient?birthdate=not-a-date"}}, "Bundle.entry[0].request.url"),
+        (put(patient(id="im1"), ifMatch="version one"), "Bundle.entry[0].request.ifMatch"),
+    ]:
+        bundle = tx(entry)
+        r = post_bundle(client, bundle)
+        assert r.status_code == 400, r.text
+        assert_points_into(bundle, r.json(), expected)
+
+
+def test_ambiguous_or_missing_matches_point_at_the_criteria(client):
+    for _ in range(2):
+        client.post("/fhir/Patient", json=patient(identifier=[{"system": "urn:twice", "value": "1"}]))
+    patch = {"resourceType": "Parameters", "parameter": [{"name": "operation", "part": [
+        {"name": "type", "valueCode": "add"}, {"name": "path", "valueString": "Patient"},
+        {"name": "name", "valueString": "active"}, {"name": "value", "valueBoolean": True}]}]}
+    for entry, status, expected in [
+        (post(patient(), ifNoneExist="identifier=urn:twice|1"), 412, "Bundle.entry[0].request.ifNoneExist"),
+        (put(patient(), "Patient?identifier=urn:twice|1"), 412, "Bundle.entry[0].request.url"),
+        ({"resource": patch, "request": {"method": "PATCH", "url": "Patient?identifier=urn:none|1"}}, 404,
+         "Bundle.entry[0].request.url"),
+        ({"resource": patch, "request": {"method": "PATCH", "url": "Patient/nobody"}}, 404,
+         "Bundle.entry[0].request.url"),
+    ]:
+        bundle = tx(entry)
+        r = post_bundle(client, bundle)
+        assert r.status_code == status, r.text
+        assert_points_into(bundle, r.json(), expected)
+
+
+def test_batch_entry_errors_point_into_the_bundle_as_a_transactions_do(client):
+    bundle = tx({"resource": {"resourceType": "Observation"}, "request": {"method": "POST", "url": "Patient"}},
+                post(patient(gender="not-a-gender")),
+                {"request": {"method": "GET", "url": "Patient/nobody"}},
+                kind="batch")
+    r = post_bundle(client, bundle)
+    assert r.status_code == 200, r.text
+    outcomes = [e["response"]["outcome"] for e in r.json()["entry"]]
+    assert_points_into(bundle, outcomes[0], "Bundle.entry[0].resource.resourceType")
+    assert_points_into(bundle, outcomes[1], "Bundle.entry[1].resource.gender")
+    assert_points_into(bundle, outcomes[2], "Bundle.entry[2].request.url")
