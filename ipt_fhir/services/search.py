@@ -348,14 +348,26 @@ def _apply_criterion(req: Request, parser: Parser, name: str, value: str, strict
     """Adds a filter parameter's clause for each searched type; -> its value, or None when ignored."""
     parsed = {t: _parse_criterion(parser, t, name, value) for t in req.types}
     lacking = [t for t, c in parsed.items() if not isinstance(c, Clause)]
-    if lacking and strict:
-        raise _unsupported_criterion(name, parsed[lacking[0]])  # type: ignore[arg-type]
-    for t, c in parsed.items():
-        if isinstance(c, Clause):
-            req.clauses[t].append(c)
-    if req.types[0] in lacking:
-        req.issues.append(warning("not-supported", f"Parameter {name} was ignored: {parsed[req.types[0]]}", name))
-    return None if len(lacking) == len(req.types) else value
+    if not lacking:
+        for t, c in parsed.items():
+            req.clauses[t].append(c)  # type: ignore[arg-type]
+        return value
+    reason: str = parsed[lacking[0]]  # type: ignore[assignment]
+    if len(lacking) < len(req.types):
+        # Applied to some types only, it would return every resource of the others as if they matched:
+        # never a lenient reading, so a 400 whatever Prefer: handling says (search.html#_type: the
+        # parameters of a search across types "SHALL be common to all the types").
+        raise _not_common(name, lacking, [t for t in req.types if t not in lacking], reason)
+    if strict:
+        raise _unsupported_criterion(name, reason)
+    req.issues.append(warning("not-supported", f"Parameter {name} was ignored: {reason}", name))
+    return None
+
+
+def _not_common(name: str, lacking: list[str], having: list[str], reason: str) -> FHIRError:
+    return bad_request(f"Search parameter {name} cannot be applied to {', '.join(lacking)} ({reason}); the "
+                       "parameters of a search across types must be common to all of them: search the types "
+                       f"that have it with _type={','.join(having)}", name)
 
 
 # Result parameters this search has no use for: a type search has its type, and _since belongs to

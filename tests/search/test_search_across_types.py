@@ -1,0 +1,98 @@
+"""Search across types ([base]?_type=..., [base]?...): the parameters must be common to all the searched
+types (search.html#_type: they "SHALL be common to all the types"; without _type, to all types).
+
+A parameter some of the types have and others lack would filter part of the result set and silently
+return every resource of the rest: that is a 400 naming the parameter and the types lacking it, whatever
+Prefer: handling says. A parameter no searched type has is ignored with a warning, as on a type search.
+"""
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+
+from .harness import put
+
+PREFERS = [{}, {"Prefer": "handling=lenient"}, {"Prefer": "handling=strict"}]
+
+
+@pytest.fixture
+def seeded(database, client):
+    put(database, {"resourceType": "Patient", "id": "pm", "name": [{"family": "Muller"}]})
+    put(database, {"resourceType": "Patient", "id": "pn", "name": [{"family": "Ng"}]})
+    put(database, {"resourceType": "Practitioner", "id": "dm", "name": [{"family": "Muller"}]})
+    put(database, {"resourceType": "Practitioner", "id": "dw", "name": [{"family": "Weiss"}]})
+    put(database, {"resourceType": "Observation", "id": "o1", "status": "final", "code": {"text": "PHQ-9"},
+                   "subject": {"reference": "Patient/pm"}})
+    put(database, {"resourceType": "Immunization", "id": "i1", "status": "completed", "lotNumber": "AB1",
+                   "vaccineCode": {"text": "x"}, "patient": {"reference": "Patient/pm"},
+                   "occurrenceDateTime": "2024-01-01"})
+    put(database, {"resourceType": "Medication", "id": "m1", "batch": {"lotNumber": "AB1"}})
+    return client
+
+
+def matches(r) -> set[tuple[str, str]]:
+    return {(e["resource"]["resourceType"], e["resource"]["id"]) for e in r.json().get("entry", [])
+            if e["search"]["mode"] == "match"}
+
+
+def the_error(r) -> dict:
+    assert r.status_code == 400, r.text
+    body = r.json()
+    assert body["resourceType"] == "OperationOutcome"
+    [issue] = body["issue"]
+    assert issue["severity"] == "error"
+    return issue
+
+
+@pytest.mark.parametrize("headers", PREFERS)
+def test_a_parameter_some_of_the_types_lack_is_a_400_naming_it_and_them(seeded, headers):
+    issue = the_error(seeded.get("/fhir?_type=Patient,Observation&family=muller", headers=headers))
+    assert issue["expression"] == ["family"]
+    lacking = issue["diagnostics"].split(";")[0]
+    assert "family" in lacking and "Observation" in lacking and "Patient" not in lacking
+
+
+@pytest.mark.parametrize("headers", PREFERS)
+def test_without_type_the_parameter_must_be_common_to_every_type(seeded, headers):
+    issue = the_error(seeded.get("/fhir?family=muller", headers=headers))
+    assert issue["expression"] == ["family"]
+    assert "Observation" in issue["diagnostics"] and "Account" in issue["diagnostics"]
+
+
+@pytest.mark.parametrize("headers", PREFERS)
+def test_a_modifier_some_of_the_types_cannot_take_is_a_400_too(seeded, headers):
+    # lot-number is a string on Immunization (:exact applies) and a token on Medication (it does not)
+    issue = the_error(seeded.get("/fhir?_type=Immunization,Medication&lot-number:exact=AB1", headers=headers))
+    assert issue["expression"] == ["lot-number:exact"] and "Medication" in issue["diagnostics"]
+    r = seeded.get("/fhir?_type=Immunization,Medication&lot-number=AB1", headers=headers)
+    assert r.status_code == 200 and matches(r) == {("Immunization", "i1"), ("Medication", "m1")}
+
+
+def test_a_parameter_common_to_the_types_filters_all_of_them(seeded):
+    r = seeded.get("/fhir?_type=Patient,Practitioner&family=muller")
+    assert r.status_code == 200
+    assert matches(r) == {("Patient", "pm"), ("Practitioner", "dm")}
+    self_link = next(link["url"] for link in r.json()["link"] if link["relation"] == "self")
+    assert ("family", "muller") in parse_qsl(urlsplit(self_link).query)
+
+
+def test_parameters_common_to_every_type_work_without_type(seeded):
+    r = seeded.get("/fhir?_id=o1,dw&_lastUpdated=ge2000-01-01")
+    assert r.status_code == 200 and matches(r) == {("Observation", "o1"), ("Practitioner", "dw")}
+
+
+def test_a_parameter_none_of_the_types_has_is_still_ignored_with_a_warning(seeded):
+    r = seeded.get("/fhir?_type=Patient,Observation&foo=bar&_count=50")
+    assert r.status_code == 200
+    assert matches(r) == {("Patient", "pm"), ("Patient", "pn"), ("Observation", "o1")}
+    outcome = [e["resource"] for e in r.json()["entry"] if e["search"]["mode"] == "outcome"]
+    assert [i["expression"] for o in outcome for i in o["issue"]] == [["foo"]]
+    for link in r.json()["link"]:
+        assert "foo" not in dict(parse_qsl(urlsplit(link["url"]).query))
+    assert seeded.get("/fhir?_type=Patient,Observation&foo=bar", headers={"Prefer": "handling=strict"}).status_code == 400
+
+
+def test_a_type_search_is_unaffected(seeded):
+    r = seeded.get("/fhir/Patient?family=muller")
+    assert r.status_code == 200 and matches(r) == {("Patient", "pm")}
