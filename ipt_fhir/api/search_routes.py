@@ -2,7 +2,7 @@
 Each route: parse the request -> one service call -> the searchset Bundle bytes."""
 from __future__ import annotations
 
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -35,10 +35,11 @@ register_url_convertor("fhirtype", _ResourceTypeConvertor())
 router = APIRouter(prefix="/fhir")
 
 
-def _request_url(request: Request, base: str) -> str:
+def _request_url(request: Request, base: str, params: list[tuple[str, str]]) -> str:
+    """The search as requested, for the audit record: a POST _search's form parameters are part of it."""
     path = request.url.path
     rel = path[path.index("/fhir") + len("/fhir"):] if "/fhir" in path else path
-    query = request.url.query
+    query = urlencode(params) if request.method == "POST" else request.url.query
     return base + rel + (f"?{query}" if query else "")
 
 
@@ -63,7 +64,8 @@ async def system_search(request: Request, db: DatabaseDep) -> Response:
     base = fhir_base_url(request)
     params = await _params(request)
     body = await run_in_threadpool(search_service.search, db, None, params, base_url=base,
-                                   request_url=_request_url(request, base), strict=prefers_strict_handling(request))
+                                   request_url=_request_url(request, base, params),
+                                   strict=prefers_strict_handling(request))
     return fhir_response(request, body)
 
 
@@ -73,7 +75,8 @@ async def patient_everything(patient_id: str, request: Request, db: DatabaseDep)
     base = fhir_base_url(request)
     params = await _params(request)
     body = await run_in_threadpool(search_service.everything, db, patient_id, params, base_url=base,
-                                   request_url=_request_url(request, base), strict=prefers_strict_handling(request))
+                                   request_url=_request_url(request, base, params),
+                                   strict=prefers_strict_handling(request))
     return fhir_response(request, body)
 
 
@@ -84,7 +87,8 @@ async def type_search(resource_type: str, request: Request, db: DatabaseDep) -> 
     base = fhir_base_url(request)
     params = await _params(request)
     body = await run_in_threadpool(search_service.search, db, resource_type, params, base_url=base,
-                                   request_url=_request_url(request, base), strict=prefers_strict_handling(request))
+                                   request_url=_request_url(request, base, params),
+                                   strict=prefers_strict_handling(request))
     return fhir_response(request, body)
 
 
@@ -94,6 +98,7 @@ async def compartment_search(patient_id: str, resource_type: str, request: Reque
     base = fhir_base_url(request)
     params = await _params(request)
     body = await run_in_threadpool(search_service.search, db, resource_type, params, base_url=base,
-                                   request_url=_request_url(request, base), strict=prefers_strict_handling(request),
+                                   request_url=_request_url(request, base, params),
+                                   strict=prefers_strict_handling(request),
                                    compartment=("Patient", patient_id))
     return fhir_response(request, body)

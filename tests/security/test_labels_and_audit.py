@@ -95,3 +95,16 @@ def test_failed_write_leaves_only_a_failure_audit(secure_client, keys, database)
     assert r.status_code in (400, 422)
     events = audit_events(database)[before:]
     assert events and all(e["outcome"] != "0" for e in events)
+
+
+def test_the_audit_record_of_a_post_search_holds_its_form_parameters(secure_client, keys, database):
+    """A POST _search's criteria travel in its body; the AuditEvent's query must show them all the same."""
+    import base64
+
+    c = secure_client
+    p = patient(c, keys, "FormSearch")
+    c.post("/fhir/Observation/_search", content=f"subject=Patient/{p['id']}".encode(),
+           headers={**keys.headers("user/*.rs"), "Content-Type": "application/x-www-form-urlencoded"})
+    searches = [e for e in audit_events(database) if e["subtype"][0]["code"] == "search-type"]
+    queries = [base64.b64decode(ent["query"]).decode() for ent in searches[-1]["entity"] if "query" in ent]
+    assert f"subject=Patient%2F{p['id']}" in queries
