@@ -101,6 +101,7 @@ class Database:
             self._writer: threading.RLock | nullcontext = threading.RLock()
             # Whether an event-loop write could meet a disk sync; the checkpointer clears it (checkpoint.py).
             self._inline_paused = True
+            self._inline_thread: int | None = None  # the thread holding the writer for such a write
             self._write_engine = sa.create_engine(
                 url, poolclass=QueuePool, pool_size=1, max_overflow=0, pool_timeout=3600,
                 connect_args=sqlite_args)
@@ -135,9 +136,11 @@ class Database:
         if self._inline_paused:  # paused between the check and the acquire
             self._writer.release()  # type: ignore[union-attr]
             return False
+        self._inline_thread = threading.get_ident()
         return True
 
     def release_inline_writer(self) -> None:
+        self._inline_thread = None
         self._writer.release()  # type: ignore[union-attr]
 
     def pause_inline_writes(self) -> None:
@@ -161,6 +164,8 @@ class Database:
         SQLite, units of concurrent callers share one commit (see group_commit.py); each is still
         all-or-nothing and sees the writes of the units before it."""
         if self.dialect == "sqlite":
+            if self._inline_thread == threading.get_ident():
+                return self._group.run_alone(work)  # never other requests' units on the event loop
             return self._group.run(work)
         with self.write() as conn:
             return work(conn)

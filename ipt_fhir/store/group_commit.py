@@ -55,6 +55,17 @@ class GroupCommit:
             raise unit.error
         return unit.result  # type: ignore[return-value]
 
+    def run_alone(self, work: Callable[[Connection], T]) -> T:
+        """`work` in a transaction of its own, for a caller that holds the writer already (a write on
+        the event loop): units other callers queued are left to them, so a large write that was sent
+        to a thread never ends up running on the loop."""
+        unit: _Unit[T] = _Unit(work)
+        with self._writer:
+            self._run_alone(unit)
+        if unit.error is not None:
+            raise unit.error
+        return unit.result  # type: ignore[return-value]
+
     def _run_queued(self) -> None:
         batch: list[_Unit] = []
         while self._queue and len(batch) < MAX_UNITS_PER_COMMIT:

@@ -114,6 +114,30 @@ def test_no_event_loop_write_while_a_thread_writes_or_a_round_runs(sqlite_db):
     database.release_inline_writer()
 
 
+def test_an_event_loop_write_never_runs_units_other_threads_queued(sqlite_db):
+    """Group commit hands queued units to whoever holds the writer; on the event loop that could be a
+    large write sent to a thread because it is large. The loop runs its own unit only."""
+    import time
+
+    database, _ = sqlite_db
+    _write(database, 1)
+    database._checkpointer.run_round()
+    ran_on: list[str] = []
+
+    def note(conn) -> None:  # noqa: ANN001
+        ran_on.append(threading.current_thread().name)
+
+    assert database.try_inline_writer()
+    queued = threading.Thread(target=database.run_write, args=(note,), name="queued-writer")
+    queued.start()
+    while not database._group._queue:  # its unit waits for the writer
+        time.sleep(0.005)
+    database.run_write(note)
+    database.release_inline_writer()
+    queued.join(5)
+    assert ran_on == [threading.current_thread().name, "queued-writer"]
+
+
 def test_postgresql_writes_never_run_on_the_event_loop(database):
     if database.dialect == "sqlite":
         pytest.skip("PostgreSQL only")
