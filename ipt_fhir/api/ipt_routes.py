@@ -131,7 +131,8 @@ async def search_conformance(resource_type: str, request: Request, db: DatabaseD
     base = fhir_base_url(request)
     params = await _params(request)
     stored = await run_in_threadpool(search_service.search, db, resource_type, params, base_url=base,
-                                     request_url=_request_url(request, base), strict=prefers_strict_handling(request))
+                                     request_url=_request_url(request, base, params),
+                                     strict=prefers_strict_handling(request))
     ours = _registry(request).search(resource_type, params)
     if not ours or any(n == "_page" for n, _ in params):
         return fhir_response(request, stored)
