@@ -5,9 +5,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from ipt_fhir.services.bundle_interactions import EntryInteractions
 from ipt_fhir.services.bundle_processing import BundleService
 
 from .body import read_json_body
+from .metadata_routes import capability_json
 from .responses import fhir_base_url, fhir_response, prefer_return
 
 router = APIRouter(prefix="/fhir")
@@ -17,8 +19,11 @@ def bundle_service(request: Request) -> BundleService:
     state = request.app.state
     service = getattr(state, "bundle_service", None)
     if service is None:
+        interactions = EntryInteractions(state.database, settings=state.settings, ipt=state.ipt_service,
+                                         capability=lambda base_url: capability_json(state, base_url))
         service = state.bundle_service = BundleService(
-            state.database, state.resource_service, max_entries=state.settings.max_bundle_entries)
+            state.database, state.resource_service, max_entries=state.settings.max_bundle_entries,
+            interactions=interactions)
     return service
 
 

@@ -26,8 +26,13 @@ def _statement(base_url: str, released: str, canonical_base: str = "", security:
                                           security=load_stored(security.encode()) if security else None))
 
 
+def capability_json(state, base_url: str) -> bytes:  # noqa: ANN001 - the app's state
+    """The CapabilityStatement of the app whose state this is, at `base_url` (also for `GET metadata`
+    entries of batches and transactions, services/bundle_interactions.py)."""
+    return _statement(base_url, state.started_at, state.settings.canonical_base.rstrip("/"),
+                      rest_security_json(state.settings))
+
+
 @router.api_route("/metadata", methods=["GET", "HEAD"], tags=["capabilities"], summary="CapabilityStatement")
 def metadata(request: Request) -> Response:
-    return fhir_response(request, _statement(fhir_base_url(request), request.app.state.started_at,
-                                             request.app.state.settings.canonical_base.rstrip("/"),
-                                             rest_security_json(request.app.state.settings)))
+    return fhir_response(request, capability_json(request.app.state, fhir_base_url(request)))

@@ -1,7 +1,8 @@
 """Batch and transaction Bundles (http://hl7.org/fhir/R4/http.html#transaction), HTTP-free.
 
 A transaction is one unit of work: entries are validated first, then processed in the order the
-specification gives (DELETE, POST, PUT/PATCH, GET/HEAD) on one Connection; `urn:uuid:`/`urn:oid:`
+specification gives (DELETE, POST, PUT/PATCH, GET/HEAD; read-only history, metadata and operation
+entries with the GETs, whatever their method) on one Connection; `urn:uuid:`/`urn:oid:`
 fullUrls and conditional references (`Practitioner?identifier=sys|val`) are rewritten to the ids they
 stand for, in references and in every other link (uri-typed elements, narrative href/src:
 services/placeholders.py); write-hook rule checks are deferred until every entry is written (a session
@@ -15,6 +16,10 @@ No two entries may act on the same resource (http.html#trules), counting a condi
 delete as every resource its criteria match (`_Claims`). A transaction with such entries fails; in a
 batch, whose entries must not depend on each other (http.html#brules: "Servers SHOULD validate that
 this is the case"), the later entry alone is refused.
+
+Entries that are neither CRUD nor search (history, `metadata`, operations such as `$validate` and
+`$everything`) are parsed and answered by services/bundle_interactions.py, through the same service
+calls as the standalone requests; an operation that writes is refused in a transaction (400).
 """
 from __future__ import annotations
 
@@ -36,6 +41,7 @@ from ipt_fhir.security import audit, guard
 from ipt_fhir.services import resources as rs
 from ipt_fhir.services import write_hooks
 from ipt_fhir.services import search as search_service
+from ipt_fhir.services.bundle_interactions import EntryInteractions, OtherRequest, parse_other
 from ipt_fhir.services.placeholders import is_placeholder, rewrite_links
 from ipt_fhir.services.resources import ResourceService, WriteResult
 from ipt_fhir.services.search import find_ids
@@ -70,11 +76,23 @@ class Entry:
     existing: bool = False  # POST with ifNoneExist that matched: nothing is written
     patch_body: Any = None
     patch_type: str = ""
+    other: OtherRequest | None = None  # history, metadata or an operation (bundle_interactions.py)
 
     @property
     def acts_on_identity(self) -> bool:
         """DELETE, PUT and PATCH act on resources named by id or criteria; a POST creates a new one."""
-        return self.method in ("DELETE", "PUT", "PATCH")
+        return self.method in ("DELETE", "PUT", "PATCH") and self.other is None
+
+    @property
+    def phase(self) -> int:
+        """The step of http.html#trules processing: read-only interactions (GET, HEAD, and history,
+        metadata and operations that do not write, whatever their method) come last."""
+        return _ORDER["GET"] if self.other is not None else _ORDER[self.method]
+
+    @property
+    def writes(self) -> bool:
+        """Whether the entry is a create, update or patch the write steps handle."""
+        return self.other is None and self.method in ("POST", "PUT", "PATCH")
 
 
 @dataclass
@@ -120,10 +138,13 @@ def _located(exc: FHIRError, expression: str) -> FHIRError:
 
 
 class BundleService:
-    def __init__(self, db: Database, resources: ResourceService, *, max_entries: int = 20000) -> None:
+    def __init__(self, db: Database, resources: ResourceService, *, max_entries: int = 20000,
+                 interactions: EntryInteractions | None = None) -> None:
         self.db = db
         self.resources = resources
         self.max_entries = max_entries
+        self.interactions = interactions or EntryInteractions(db)
+        self._prefer = "representation"
 
     def process(self, bundle: object, *, base_url: str, prefer: str = "representation") -> bytes:
         if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
@@ -138,6 +159,7 @@ class BundleService:
             raise FHIRError.of(413, "too-long", f"The Bundle has {len(raw_entries)} entries; at most "
                                f"{self.max_entries} are accepted", "Bundle.entry")
         base_url = base_url.rstrip("/")
+        self._prefer = prefer  # for $apply store=true entries of a batch: their own transaction answers so
         if kind == "transaction":
             results = self.transaction(raw_entries, base_url)
         else:
@@ -152,12 +174,16 @@ class BundleService:
             try:
                 entry = parse_entry(i, raw, base_url)
                 _validate_entry(entry)
+                if entry.other is not None and entry.other.writes:
+                    raise bad_request(f"${entry.other.name} writes in its own transaction, which cannot run inside "
+                                      f"this transaction's unit of work: send it on its own or in a batch",
+                                      "request.url", code="not-supported")
             except FHIRError as exc:
                 raise entry_error(i, exc) from None
             entries.append(entry)
         _check_unique_full_urls(entries)
         results: list[EntryResult | None] = [None] * len(entries)
-        order = sorted(entries, key=lambda e: (_ORDER[e.method], e.index))
+        order = sorted(entries, key=lambda e: (e.phase, e.index))
         with self.db.write() as conn, rs.deferred_rule_checks(conn) as queue:
             writer = _Writer(self.resources, conn, base_url)
             current = None
@@ -168,14 +194,14 @@ class BundleService:
                     current = entry
                     writer.claim_identities(entry)
                 for entry in order:
-                    if entry.method != "DELETE":
+                    if entry.phase != _ORDER["DELETE"]:
                         break
                     current = entry
                     rs.tag_deferred_checks(conn, entry.index)
                     results[entry.index] = writer.delete(entry)
                 # Every id a POST/PUT/PATCH will write is settled before anything references it.
                 for entry in order:
-                    if entry.method in ("POST", "PUT", "PATCH"):
+                    if entry.writes:
                         current = entry
                         writer.settle_target(entry)
                 urn_map = {e.full_url: f"{e.resource_type}/{e.target_id}" for e in entries
@@ -183,7 +209,7 @@ class BundleService:
                 writer.references = urn_map
                 writer.placeholders = {url: ref for url, ref in urn_map.items() if is_placeholder(url)}
                 for entry in order:
-                    if entry.method in ("DELETE", "GET", "HEAD"):
+                    if not entry.writes:
                         continue
                     current = entry
                     rs.tag_deferred_checks(conn, entry.index)
@@ -200,9 +226,10 @@ class BundleService:
                     if res is not None:
                         res.issues.extend(issues)
                 for entry in order:
-                    if entry.method in ("GET", "HEAD"):
+                    if entry.phase == _ORDER["GET"]:
                         current = entry
-                        results[entry.index] = writer.get(entry, self.db)
+                        results[entry.index] = self._other(entry, writer) if entry.other is not None \
+                            else writer.get(entry, self.db)
             except FHIRError as exc:
                 if current is None or exc.issues and exc.issues[0].diagnostics.startswith("Bundle.entry"):
                     raise
@@ -249,8 +276,27 @@ class BundleService:
                     entries[i] = exc
         return claims
 
+    def _other(self, entry: Entry, writer: _Writer | None, base_url: str = "") -> EntryResult:
+        """A history, metadata or operation entry: in a transaction (`writer`) on its connection, after
+        every write; in a batch on its own."""
+        other = entry.other
+        assert other is not None
+        if writer is not None:
+            writer.flush()
+            if other.body is not None:  # links to the fullUrls of this transaction's entries
+                other.body = rewrite_links(other.body, writer.references.get, writer.placeholders) \
+                    if isinstance(other.body, dict) else other.body
+            status, body = self.interactions.run(other, base_url=writer.base_url, conn=writer.conn)
+        else:
+            status, body = self.interactions.run(
+                other, base_url=base_url, prefer=self._prefer,
+                transaction=lambda bundle, base, prefer: self.process(bundle, base_url=base, prefer=prefer))
+        return EntryResult(status, content=body, location=False)
+
     def _batch_entry(self, entry: Entry, base_url: str, claims: _Claims,
                      siblings: dict[str, int]) -> EntryResult:
+        if entry.other is not None:
+            return self._other(entry, None, base_url)
         if entry.method in ("GET", "HEAD"):
             with self.db.read() as conn:
                 return _Writer(self.resources, conn, base_url).get(entry, self.db)
@@ -531,6 +577,13 @@ def parse_entry(index: int, raw: object, base_url: str) -> Entry:
     url = url.lstrip("/")
     path, _, query = url.partition("?")
     segments = [s for s in path.split("/") if s]
+    if segments:
+        params = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k not in ("_format", "_pretty")]
+        other = parse_other(method, segments, query, params, raw.get("resource"), base_url)
+        if other is not None:
+            full_url = raw.get("fullUrl")
+            return Entry(index, method, other.resource_type or "", other.resource_id, query=query, other=other,
+                         full_url=full_url if isinstance(full_url, str) else None)
     if not segments or segments[0] not in RESOURCE_TYPES:
         raise FHIRError.of(404, "not-supported", f"request.url '{url}' names no known resource type", "request.url")
     entry = Entry(index, method, segments[0], query=query)
@@ -613,7 +666,7 @@ def _check_unique_full_urls(entries: list[Entry]) -> None:
     """Two entries written under one fullUrl would make references to it ambiguous."""
     full_urls: dict[str, int] = {}
     for e in entries:
-        if e.full_url and e.method in ("POST", "PUT"):
+        if e.full_url and e.method in ("POST", "PUT") and e.other is None:
             if e.full_url in full_urls:
                 raise entry_error(e.index, bad_request(
                     f"fullUrl '{e.full_url}' is also used by entry {full_urls[e.full_url]}", "fullUrl"))

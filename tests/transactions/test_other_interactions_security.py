@@ -1,0 +1,53 @@
+"""History and operation entries of a batch get the scope, compartment and audit treatment of the
+standalone requests (IPT_FHIR_AUTH=smart)."""
+from __future__ import annotations
+
+from tests.security.conftest import (  # noqa: F401 - fixtures
+    ADMIN, audit_events, keys, observation, patient, secure_client, secure_settings,
+)
+
+
+def _batch(*entries: tuple[str, str]) -> dict:
+    return {"resourceType": "Bundle", "type": "batch",
+            "entry": [{"request": {"method": m, "url": u}} for m, u in entries]}
+
+
+def test_entries_are_checked_as_standalone_requests(secure_client, keys):
+    c = secure_client
+    a, b = patient(c, keys, "Alpha")["id"], patient(c, keys, "Bravo")["id"]
+    ob = observation(c, keys, b)["id"]
+    oa = observation(c, keys, a)["id"]
+    h = keys.headers("patient/*.rs", patient=a)
+    urls = [f"Observation/{ob}/_history", f"Observation/{oa}/_history", f"Patient/{b}/$everything",
+            f"Patient/{a}/$everything", f"Observation/{ob}/$validate", f"Observation/{oa}/$validate", "_history",
+            "metadata"]
+    r = c.post("/fhir", json=_batch(*[("GET", u) for u in urls]), headers=h)
+    assert r.status_code == 200, r.text
+    entries = r.json()["entry"]
+    for url, entry in zip(urls, entries):
+        standalone = c.get(f"/fhir/{url}", headers=h)
+        assert entry["response"]["status"].split()[0] == str(standalone.status_code), url
+    assert [e["response"]["status"].split()[0] for e in entries] == \
+        ["403", "200", "403", "200", "403", "200", "200", "200"]
+    history = {e["resource"]["id"] for e in entries[6]["resource"].get("entry", [])}
+    assert ob not in history and b not in history and oa in history
+    # a token without any search scope gets no system history, in a batch as on its own
+    h = keys.headers("user/Observation.r")
+    r = c.post("/fhir", json=_batch(("GET", "_history"), ("GET", f"Observation/{oa}/_history")), headers=h)
+    assert [e["response"]["status"].split()[0] for e in r.json()["entry"]] == \
+        [str(c.get("/fhir/_history", headers=h).status_code), "200"] == ["403", "200"]
+
+
+def test_entries_are_audited_as_standalone_requests(secure_client, keys, database):
+    c = secure_client
+    a = patient(c, keys, "Alpha")["id"]
+    h = keys.headers(ADMIN)
+    before = len(audit_events(database))
+    r = c.post("/fhir", json=_batch(("GET", f"Patient/{a}/_history"), ("GET", f"Patient/{a}/$validate"),
+                                    ("GET", "metadata")), headers=h)
+    assert r.status_code == 200, r.text
+    events = audit_events(database)[before:]
+    subtypes = sorted(e["subtype"][0]["code"] for e in events)
+    assert subtypes == ["history-instance", "operation"]
+    for e in events:
+        assert f"Patient/{a}" in {x["what"]["reference"] for x in e.get("entity", []) if "what" in x}
