@@ -129,21 +129,21 @@ def _coarse_check(ctx: AccessContext, interaction: str, resource_type: str | Non
             raise guard.forbidden("The access token has no read scope")
         return
     if interaction == "operation":
-        needed = "read" if resource_id else "search"
-        patient = guard.require(needed, resource_type)
-    else:
-        patient = guard.require(interaction, resource_type)
+        guard.require_operation(resource_type, resource_id, lambda: _current_content(request, resource_type,
+                                                                                    resource_id))
+        return
+    patient = guard.require(interaction, resource_type)
     compartment_patient = request.path_params.get("patient_id")
-    if patient is not None and interaction == "operation" and resource_id and resource_type != "Patient":
-        # An instance operation ($ipt-progress, $validate…) reads the instance: it must be in the compartment.
-        from ipt_fhir.store import resources as repo
-
-        with request.app.state.database.read() as conn:
-            current = repo.current(conn, resource_type, resource_id)
-        if current is not None and not current.deleted:
-            guard.check_resource("read", resource_type, current.content)
     if patient is not None:
         if compartment_patient is not None and compartment_patient != patient:
             raise guard.forbidden("patient/ scopes are confined to the compartment of the token's patient")
         if resource_type == "Patient" and resource_id is not None and resource_id != patient:
             raise guard.forbidden("patient/ scopes are confined to the compartment of the token's patient")
+
+
+def _current_content(request: Request, resource_type: str, resource_id: str | None) -> bytes | None:
+    from ipt_fhir.store import resources as repo
+
+    with request.app.state.database.read() as conn:
+        current = repo.current(conn, resource_type, resource_id)
+    return current.content if current is not None and not current.deleted else None

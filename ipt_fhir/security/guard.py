@@ -5,7 +5,7 @@ unrestricted and each check is a single attribute test.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Callable, Iterable
 
 from ipt_fhir.fhir.jsonio import load_stored
 from ipt_fhir.fhir.outcome import FHIRError, error
@@ -54,6 +54,31 @@ def require(interaction: str, resource_type: str) -> str | None:
             raise forbidden(f"patient/ scopes are confined to the patient's compartment; {resource_type} is not in it")
         return ctx.patient
     return None
+
+
+def require_operation(resource_type: str | None, resource_id: str | None,
+                      current_content: Callable[[], bytes | None]) -> None:
+    """The check before an operation runs, as a request or as a Bundle entry: a read scope at system
+    level, search on the type at type level, read on the type at instance level; an instance operation
+    ($ipt-progress, $validate…) reads the instance, so under patient/ scopes it must be in the token's
+    compartment (`current_content()`: the instance's stored JSON, None when there is none)."""
+    ctx = context.current()
+    if ctx.unrestricted:
+        return
+    if resource_type is None:
+        if not ctx.scopes.any_for("read"):
+            raise forbidden("The access token has no read scope")
+        return
+    patient = require("read" if resource_id else "search", resource_type)
+    if patient is None or resource_id is None:
+        return
+    if resource_type == "Patient":
+        if resource_id != patient:
+            raise forbidden("patient/ scopes are confined to the compartment of the token's patient")
+        return
+    content = current_content()
+    if content is not None:
+        check_resource("read", resource_type, content)
 
 
 def check_resource(interaction: str, resource_type: str, resource: dict | bytes | None) -> None:

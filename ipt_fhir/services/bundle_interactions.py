@@ -20,9 +20,9 @@ transaction's connection. In a batch every entry is its own unit of work, as a s
 
 Security, as for the standalone request: history is checked by HistoryService (scopes, compartment,
 entries left out) plus, at system level, the coarse "some search scope" check of api/security_deps.py;
-operations get that module's coarse operation check (search scope on the type for type-level, read
-scope and the instance's compartment for instance-level; `check_operation` below mirrors it) and then
-the service's own checks. `metadata` is public, as GET /fhir/metadata is, and not audited.
+operations get the same operation check as their routes (security/guard.py `require_operation`: search
+scope on the type for type-level, read scope and the instance's compartment for instance-level) and
+then the service's own checks. `metadata` is public, as GET /fhir/metadata is, and not audited.
 Audit: while an entry runs, the request's audit collector carries the entry's interaction (so a
 history entry is recorded as history-instance, not as a search inside a batch); an operation that
 notes no access of its own is recorded as the standalone request would be (interaction `operation`,
@@ -170,27 +170,13 @@ class InUnitOfWork:
 
 
 def check_operation(resource_type: str | None, resource_id: str | None, db: Any) -> None:
-    """The coarse check api/security_deps.py makes before an operation's route runs (interaction
-    `operation`): a read scope for system level, search on the type for type level, read on the type
-    and the instance inside the token's compartment for instance level."""
-    ctx = context.current()
-    if ctx.unrestricted:
-        return
-    if resource_type is None:
-        if not ctx.scopes.any_for("read"):
-            raise guard.forbidden("The access token has no read scope")
-        return
-    patient = guard.require("read" if resource_id else "search", resource_type)
-    if patient is None or resource_id is None:
-        return
-    if resource_type == "Patient":
-        if resource_id != patient:
-            raise guard.forbidden("patient/ scopes are confined to the compartment of the token's patient")
-        return
-    with db.read() as conn:
-        current = repo.current(conn, resource_type, resource_id)
-    if current is not None and not current.deleted:
-        guard.check_resource("read", resource_type, current.content)
+    """The check an operation's route gets before it runs (security/guard.py require_operation)."""
+    def current_content() -> bytes | None:
+        with db.read() as conn:
+            current = repo.current(conn, resource_type, resource_id)
+        return current.content if current is not None and not current.deleted else None
+
+    guard.require_operation(resource_type, resource_id, current_content)
 
 
 @contextmanager
