@@ -42,6 +42,7 @@ from ipt_fhir.services import resources as rs
 from ipt_fhir.services import write_hooks
 from ipt_fhir.services import search as search_service
 from ipt_fhir.services.bundle_interactions import EntryInteractions, OtherRequest, parse_other
+from ipt_fhir.services.ipt import conformance
 from ipt_fhir.services.placeholders import is_placeholder, rewrite_links
 from ipt_fhir.services.resources import ResourceService, WriteResult
 from ipt_fhir.services.search import find_ids
@@ -128,6 +129,15 @@ def _entry_expression(prefix: str, expression: str) -> str:
     if head in _ENTRY_ELEMENTS:
         return f"{prefix}.{expression}"
     return prefix  # names nothing of the entry (a search parameter, say): the entry itself
+
+
+def _server_conformance(resource_type: str, resource_id: str) -> StoredVersion | None:
+    """One of the IPT profiles, code systems or protocols this server publishes from memory, as version 1."""
+    registry = conformance.active()
+    content = registry.content(resource_type, resource_id) if registry is not None else None
+    if content is None:
+        return None
+    return StoredVersion(resource_type, resource_id, 1, conformance.LOADED_AT, False, content)
 
 
 def _located(exc: FHIRError, expression: str) -> FHIRError:
@@ -477,7 +487,10 @@ class _Writer:
             except FHIRError as exc:
                 raise _located(exc, "request.url") from None
             return EntryResult(200, content=body, location=False)
-        if entry.version is not None:
+        owned = _server_conformance(entry.resource_type, entry.resource_id)
+        if owned is not None:  # served ahead of the store, as GET [type]/[id] serves it (api/ipt_routes.py)
+            stored = owned if entry.version in (None, "1") else None
+        elif entry.version is not None:
             stored = repo.version(self.conn, entry.resource_type, entry.resource_id, int(entry.version)) \
                 if entry.version.isascii() and entry.version.isdigit() and len(entry.version) <= 18 else None
         else:
