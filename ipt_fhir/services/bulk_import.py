@@ -469,7 +469,7 @@ class ImportJobs(JobRunner):
 
     def __init__(self, db: Database, bulk_dir: Path, batch: int = 1000) -> None:
         super().__init__(db)
-        self.dir = Path(bulk_dir)
+        self.dir = Path(bulk_dir).resolve()  # absolute: inputs are checked against it, uploads written to it
         self.batch = batch
 
     def allowed_path(self, url: str) -> Path:
@@ -558,6 +558,7 @@ class ImportJobs(JobRunner):
             with self.db.write() as conn:
                 bulk.update_job(conn, job_id, rs.now_utc(), status="failed",
                                 result=json.dumps({"error": str(exc) or type(exc).__name__}))
+            self._discard_upload(job_id)
             return
         out_dir = self.dir / job_id
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -583,6 +584,12 @@ class ImportJobs(JobRunner):
                             progress=json.dumps({"processed": report.lines, "total": report.lines,
                                                  "written": report.written, "failed": len(report.errors)}),
                             only_if_status=("running",))
+        self._discard_upload(job_id)
+
+    def _discard_upload(self, job_id: str) -> None:
+        """A body the client uploaded is patient data kept only until its job has finished with it (an
+        interrupted job keeps it, to resume)."""
+        (self.dir / "uploads" / f"{job_id}.ndjson").unlink(missing_ok=True)
 
 
 def _utc(t):  # noqa: ANN001, ANN202 - SQLite returns naive datetimes; everything stored is UTC

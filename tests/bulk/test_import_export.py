@@ -113,6 +113,25 @@ def test_ndjson_sent_in_the_request_is_imported(client):
                                  "failed": 0}]
 
 
+def test_an_upload_works_with_the_default_relative_bulk_directory_and_is_removed_when_done(
+        database, database_url, tmp_path, monkeypatch):
+    """IPT_FHIR_BULK_DIR defaults to ./ipt-fhir-bulk; an uploaded body is patient data kept only while
+    its job needs it."""
+    from fastapi.testclient import TestClient
+
+    from ipt_fhir.app import create_app
+    from ipt_fhir.settings import Settings
+
+    monkeypatch.chdir(tmp_path)
+    app = create_app(Settings(database_url=database_url), database)
+    body = "\n".join(json.dumps({"resourceType": "Patient", "id": f"rel{i}"}) for i in range(3))
+    with TestClient(app, base_url="http://testserver") as client:
+        r = client.post("/fhir/$import", content=body, headers={"content-type": "application/fhir+ndjson"})
+        assert r.status_code == 202, r.text
+        assert poll(client, r.headers["Content-Location"])["output"][0]["created"] == 3
+    assert list((tmp_path / "ipt-fhir-bulk" / "uploads").iterdir()) == []
+
+
 def test_import_inputs_outside_the_bulk_directory_are_refused(client):
     r = client.post("/fhir/$import", content=json.dumps(import_parameters(["/etc/passwd"])), headers=FHIR_JSON)
     assert r.status_code == 400
