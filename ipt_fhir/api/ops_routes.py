@@ -90,12 +90,21 @@ def _warm_up() -> None:
         log.warning("validator warm-up failed", exc_info=True)
 
 
+def _statistics(database) -> None:  # noqa: ANN001
+    """SQLite planner statistics for a database that has none yet (store/statistics.py)."""
+    try:
+        database.ensure_statistics()
+    except Exception:  # noqa: BLE001 - searches are slower without them, never wrong
+        log.warning("could not gather SQLite planner statistics", exc_info=True)
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Graceful shutdown: uvicorn stops accepting connections on SIGTERM and lets in-flight requests
     finish (up to IPT_FHIR_SHUTDOWN_TIMEOUT seconds); bulk jobs running in this worker stop (an import
     resumes at the next start, an export is reported failed); then the database pool is closed."""
     await run_in_threadpool(_warm_up)
+    await run_in_threadpool(_statistics, app.state.database)
     log.info("ipt-fhir worker started", extra={"pid": os.getpid()})
     yield
     runners = [r for r in (getattr(app.state, "import_jobs", None), getattr(app.state, "export_jobs", None)) if r]

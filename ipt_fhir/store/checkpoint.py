@@ -14,12 +14,16 @@ write can restart it: a round pauses event-loop writes, checkpoints, and if that
 restarts the WAL itself with a one-frame write (the user_version header field, rewritten unchanged)
 before it lets event-loop writes resume. Writes from threads never pause; only this process's writes
 are coordinated (several processes writing one SQLite file may still restart the WAL in a request).
+
+The same rounds keep the query planner's statistics fresh (statistics.py).
 """
 from __future__ import annotations
 
 import logging
 import threading
 from typing import TYPE_CHECKING
+
+from . import statistics
 
 if TYPE_CHECKING:
     from .database import Database
@@ -37,6 +41,7 @@ class Checkpointer:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._round = threading.Lock()  # one round at a time: a round's resume must not end another's pause
+        self._statistics = statistics.RefreshSchedule()
         self._raw = None  # this thread's own connection: checkpoints run beside the writer's
 
     def wake(self) -> None:
@@ -68,8 +73,10 @@ class Checkpointer:
                 if self._stopped.wait(self._interval):
                     return
         finally:
-            if self._raw is not None:
-                self._raw.close()
+            with self._round:
+                if self._raw is not None:
+                    self._raw.close()
+                    self._raw = None
 
     def run_round(self) -> None:
         """One checkpoint; event-loop writes are paused throughout and resumed only once the WAL holds
@@ -85,6 +92,10 @@ class Checkpointer:
                         driver = conn.connection.driver_connection
                         (version,) = driver.execute("PRAGMA user_version").fetchone()
                         driver.execute(f"PRAGMA user_version = {int(version)}")
+                if self._statistics.due(db.commits):  # a few ms; after the restart, so it cannot restart
+                    with db.write() as conn:
+                        statistics.analyze(conn.connection.driver_connection)
+                    self._statistics.done(db.commits)
             db.resume_inline_writes()
 
     def _checkpoint(self) -> tuple[int, int]:

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import QueuePool
 
+from . import statistics
 from .checkpoint import Checkpointer
 from .group_commit import GroupCommit
 
@@ -107,6 +108,7 @@ class Database:
                 connect_args=sqlite_args)
             _configure_sqlite(self._write_engine, cache_mib=64)
             self._writer_connection: Connection | None = None
+            self.commits = 0  # units of work committed by this process (statistics refresh, checkpoint.py)
             self._group = GroupCommit(self._writer, self._transaction)
             self._checkpointer: Checkpointer | None = Checkpointer(self)
         else:
@@ -159,6 +161,15 @@ class Database:
         with self._writer:
             yield
 
+    def ensure_statistics(self) -> None:
+        """SQLite: ANALYZE now if the database has no planner statistics yet (statistics.py)."""
+        if self.dialect != "sqlite":
+            return
+        with self.write() as conn:
+            driver = conn.connection.driver_connection
+            if not statistics.have_statistics(driver):
+                statistics.analyze(driver)
+
     def run_write(self, work: Callable[[Connection], T]) -> T:
         """`work(conn)` as one atomic unit of work; returns its result or raises its exception. On
         SQLite, units of concurrent callers share one commit (see group_commit.py); each is still
@@ -185,6 +196,7 @@ class Database:
         try:
             with conn.begin():
                 yield conn
+            self.commits += 1
         finally:
             if conn.in_transaction():  # the rollback itself failed: start afresh next time
                 self._writer_connection = None

@@ -173,7 +173,54 @@ def test_small_creates_and_updates_run_on_the_event_loop_and_others_in_a_thread(
     patched = client.patch(f"/fhir/Patient/{small.json()['id']}", headers={"Content-Type": "application/json-patch+json"},
                            content=b'[{"op": "add", "path": "/gender", "value": "female"}]')
     assert [r.status_code for r in (small, large, updated, patched)] == [201, 201, 200, 200]
-    first, small_thread, large_thread, update_thread, patch_thread = hook.threads
-    assert first.startswith("AnyIO worker")  # before the first checkpoint round
+    _, small_thread, large_thread, update_thread, patch_thread = hook.threads
     assert not small_thread.startswith("AnyIO worker") and update_thread == small_thread  # the event loop's
     assert large_thread.startswith("AnyIO worker") and patch_thread.startswith("AnyIO worker")
+
+
+def _stat_rows(path: Path) -> dict[str, str]:
+    import sqlite3
+
+    with sqlite3.connect(path) as conn:
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").fetchone() is None:
+            return {}
+        return {idx: stat for _tbl, idx, stat in conn.execute("SELECT tbl, idx, stat FROM sqlite_stat1")}
+
+
+def test_the_server_gathers_planner_statistics_at_startup(tmp_path, sqlite_template):
+    """Without sqlite_stat1 SQLite plans whole-type searches badly (store/statistics.py)."""
+    from fastapi.testclient import TestClient
+
+    from ipt_fhir.app import create_app
+    from ipt_fhir.settings import Settings
+
+    path = tmp_path / "db.sqlite"
+    shutil.copy(sqlite_template, path)
+    url = f"sqlite:///{path}"
+    writer = Database(url)
+    _manual_rounds(writer)
+    _write(writer, 5)  # ANALYZE leaves out empty tables
+    writer.dispose()
+    assert _stat_rows(path) == {}
+    with TestClient(create_app(Settings(database_url=url, bulk_dir=str(tmp_path / "bulk")), Database(url))):
+        pass
+    assert "sqlite_autoindex_conditional_create_key_1" in _stat_rows(path)
+
+
+def test_checkpoint_rounds_refresh_the_statistics_after_writes(sqlite_db, monkeypatch):
+    from ipt_fhir.store import statistics
+
+    database, path = sqlite_db
+    _write(database, 5)
+    database._checkpointer.run_round()  # the first round gathers them
+    before = _stat_rows(path)
+    assert "sqlite_autoindex_conditional_create_key_1" in before
+    monkeypatch.setattr(statistics, "REFRESH_AFTER_WRITES", 50)
+    monkeypatch.setattr(statistics, "REFRESH_AT_MOST_EVERY", 0.0)
+    _write(database, 40)
+    database._checkpointer.run_round()
+    assert _stat_rows(path) == before  # not due yet
+    _write(database, 20)
+    database._checkpointer.run_round()
+    assert _stat_rows(path)["sqlite_autoindex_conditional_create_key_1"] != \
+        before["sqlite_autoindex_conditional_create_key_1"]  # the row count it estimates grew
