@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ipt_fhir.fhir.jsonio import load_stored
-from ipt_fhir.fhir.outcome import FHIRError, bad_request, error, not_found
+from ipt_fhir.fhir.outcome import FHIRError, bad_request, error, gone, not_found
 from ipt_fhir.fhir.resource_types import RESOURCE_TYPES
 from ipt_fhir.fhir.search.parser import RESULT_PARAMS, Clause, Parser, UnknownParameter
 from ipt_fhir.security import audit, guard
@@ -854,10 +854,12 @@ def everything(db: Database, patient_id: str, params: list[tuple[str, str]], *, 
     base_url = base_url.rstrip("/")
     dc, mc = _settings_counts()
     with db.read() as conn:
-        exists = conn.execute(sa.select(R.c.id).where(R.c.resource_type == "Patient", R.c.id == patient_id,
-                                                      R.c.deleted.is_(False))).first()
-    if exists is None:
+        found = conn.execute(sa.select(R.c.deleted).where(R.c.resource_type == "Patient",
+                                                          R.c.id == patient_id)).first()
+    if found is None:
         raise not_found(f"Patient/{patient_id} is not known")
+    if found[0]:  # as a read of the patient answers (http.html#delete)
+        raise gone(f"Patient/{patient_id} was deleted")
     wanted = [t.strip() for n, v in params if n == "_type" for t in v.split(",") if t.strip()]
     for t in wanted:
         check_type(t)

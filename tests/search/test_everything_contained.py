@@ -116,3 +116,12 @@ def test_contained_defaults_are_accepted_and_bad_values_rejected(course):
     assert all(e["search"]["mode"] == "match" for e in r.json()["entry"])
     assert course.get("/fhir/Encounter?_contained=maybe").status_code == 400
     assert course.get("/fhir/Encounter?_containedType=x").status_code == 400
+
+
+def test_everything_of_a_deleted_patient_is_410_as_its_read(course):
+    client = course
+    assert client.delete("/fhir/Patient/p2").status_code in (200, 204)
+    assert client.get("/fhir/Patient/p2").status_code == 410
+    gone = client.get("/fhir/Patient/p2/$everything")
+    assert gone.status_code == 410 and gone.json()["resourceType"] == "OperationOutcome"
+    assert client.get("/fhir/Patient/nobody/$everything").status_code == 404
