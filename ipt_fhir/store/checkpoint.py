@@ -93,10 +93,16 @@ class Checkpointer:
                         (version,) = driver.execute("PRAGMA user_version").fetchone()
                         driver.execute(f"PRAGMA user_version = {int(version)}")
                 if self._statistics.due(db.commits):  # a few ms; after the restart, so it cannot restart
-                    with db.write() as conn:
-                        statistics.analyze(conn.connection.driver_connection)
-                    self._statistics.done(db.commits)
+                    self._refresh_statistics()
             db.resume_inline_writes()
+
+    def _refresh_statistics(self) -> None:
+        try:
+            with self._db.write() as conn:
+                statistics.analyze(conn.connection.driver_connection)
+        except Exception:  # noqa: BLE001 - stale statistics slow some searches; they never stop the rounds
+            log.warning("refreshing SQLite planner statistics failed", exc_info=True)
+        self._statistics.done(self._db.commits)
 
     def _checkpoint(self) -> tuple[int, int]:
         """A PASSIVE checkpoint: (frames in the WAL, frames copied into the database file)."""
