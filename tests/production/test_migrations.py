@@ -139,3 +139,27 @@ def test_stored_json_is_compressed_with_lz4_on_postgresql(fresh_database_url):
         engine.dispose()
     migrate.upgrade(url)
     _load_and_check(url)
+
+
+def test_0009_gives_existing_code_rows_their_value_sets_system_and_its_downgrade_takes_it_back(fresh_database_url):
+    """Rows written before 0009 carry no system on plain codes (CarePlan.status, .intent): 0009 adds the
+    one the indexer now writes, so `status=<system>|active` finds old data too; the downgrade removes it."""
+    url = fresh_database_url
+    migrate.upgrade(url)
+    _load_and_check(url)
+    engine = sa.create_engine(url)
+    rows = ("SELECT resource_id, param, system, code FROM search_token WHERE resource_type = 'CarePlan' "
+            "AND param IN ('status', 'intent') ORDER BY 1, 2")
+    try:
+        with engine.connect() as conn:
+            written = conn.exec_driver_sql(rows).all()
+        assert written and {(p, s) for _, p, s, _ in written} == {
+            ("status", "http://hl7.org/fhir/request-status"), ("intent", "http://hl7.org/fhir/request-intent")}
+        migrate.downgrade(url, "0008_lz4_stored_json")
+        with engine.connect() as conn:
+            assert {s for _, _, s, _ in conn.exec_driver_sql(rows).all()} == {None}
+        migrate.upgrade(url)
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql(rows).all() == written
+    finally:
+        engine.dispose()

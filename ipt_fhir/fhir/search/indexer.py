@@ -41,7 +41,8 @@ def _component_value_fn(cparam: SearchParam) -> Callable[[Any, Any], list[tuple]
 
 @lru_cache(maxsize=None)
 def plan_for(resource_type: str) -> list[tuple[str, str, Any, Any]]:
-    """[(param code, type, extractor, composite component fns)] for the indexed params of a type.
+    """[(param code, type, extractor, composite component fns | a token's implicit code system)] for the
+    indexed params of a type.
 
     `_id` and `_lastUpdated` are columns of the resource row. A reference alias (registry
     `reference_alias`, e.g. `patient` = `subject` narrowed to Patient) is planned as type
@@ -69,8 +70,37 @@ def plan_for(resource_type: str) -> list[tuple[str, str, Any, Any]]:
                 comps.append((compile_relative(expr), _component_value_fn(cp)))
             if not comps:
                 continue
-        plan.append((code, p.type, ext, comps))
+        plan.append((code, p.type, ext, comps if p.type != "token" else implicit_system(resource_type, p)))
     return plan
+
+
+def implicit_system(resource_type: str, param: SearchParam) -> str | None:
+    """The code system of a token parameter whose values are plain `code` elements bound to a value set
+    drawn from one code system (Patient.gender: http://hl7.org/fhir/administrative-gender). For a code,
+    "the system is implicit (defined in the value set)" (search.html#token); indexed with it, a search
+    naming the system (`gender=http://hl7.org/fhir/administrative-gender|male`) matches, and one with
+    the code alone still does. None for anything else, including unions over different systems."""
+    from ipt_fhir.fhir.validation.compiler import type_node
+    from ipt_fhir.fhir.validation.terminology import expansion
+
+    systems: set[str] = set()
+    for path in (part.strip() for part in (param.expression or "").split("|")):
+        steps = path.split(".")
+        if len(steps) < 2 or steps[0] != resource_type or not all(step.isidentifier() for step in steps):
+            return None
+        node, prop = type_node(resource_type), None
+        for step in steps[1:]:
+            prop = node.props.get(step) if node is not None else None
+            if prop is None:
+                return None
+            node = prop.node
+        if prop is None or prop.type != "code" or not prop.elem.binding:
+            return None
+        codes = expansion(prop.elem.binding.split("|")[0])
+        if not codes or len(codes) != 1:
+            return None
+        systems.update(codes)
+    return systems.pop() if len(systems) == 1 else None
 
 
 def index_rows(resource_type: str, resource: dict) -> Rows:
@@ -89,9 +119,10 @@ def index_rows(resource_type: str, resource: dict) -> Rows:
         if not items:
             continue
         if ptype == "token":
+            implicit = comps  # for tokens, the plan's slot holds the implicit code system (or None)
             for v, h in items:
                 for s, c, t in token_values(v, h):
-                    tok.append((code, s, c, t))
+                    tok.append((code, implicit if s is None and type(v) is str else s, c, t))
                 if isinstance(v, dict) and "type" in v:  # only Identifiers have :of-type codes
                     for combined in identifier_type_codes(v):
                         tok.append((code + ":of-type", None, combined, None))
