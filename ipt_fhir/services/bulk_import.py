@@ -552,6 +552,8 @@ class ImportJobs(JobRunner):
             if not self.cancelled_by_client(job_id):  # the server is stopping: the next start resumes it
                 with self.db.write() as conn:
                     bulk.update_job(conn, job_id, rs.now_utc(), status="interrupted", only_if_status=("running",))
+            else:
+                self._discard_upload(job_id)
             return
         except Exception as exc:  # noqa: BLE001 - a job failure is reported through its status
             log.exception("import job %s failed", job_id)
