@@ -5,10 +5,10 @@ Flow: registry-checked parsing (fhir/search/parser.py) -> SQL over the index tab
 """
 from __future__ import annotations
 
-from contextlib import nullcontext
-
 import gzip
 import json
+import re
+from contextlib import nullcontext
 from functools import lru_cache
 from importlib import resources
 from typing import Any, Callable
@@ -175,11 +175,19 @@ def search_params_for_capability(resource_type: str) -> list[dict]:
     for code, p in sorted(registry().params(resource_type).items()):
         if code == "_id":
             continue
-        doc = f"{p.type} on {p.expression}" if p.expression else p.type
+        doc = f"{p.type} on {_relative_expression(resource_type, p.expression)}" if p.expression else p.type
         if p.type == "reference" and p.targets:
-            doc += f" (targets: {', '.join(p.targets)}; chainable)"
+            # a Reference(Any) lists ~145 types: named, they were cut off mid-word by the 400-character cap
+            named = ", ".join(p.targets) if len(p.targets) <= 10 else f"any of {len(p.targets)} resource types"
+            doc += f" (targets: {named}; chainable)"
         out.append({"name": code, "definition": p.url, "type": p.type, "documentation": doc[:400]})
     return out
+
+
+def _relative_expression(resource_type: str, expression: str) -> str:
+    """The FHIRPath relative to the resource, as the documentation of a type's parameter reads best
+    (`Observation.code` -> `code`); still valid FHIRPath, the resource being the context."""
+    return re.sub(rf"(?<![\w.]){re.escape(resource_type)}\.", "", expression)
 
 
 def search_include_names(resource_type: str) -> tuple[list[str], list[str]]:

@@ -98,6 +98,9 @@ def test_metadata_is_a_capability_statement_for_401(client):
     assert types["Patient"]["conditionalDelete"] == "multiple"
     # reads answer If-None-Match and If-Modified-Since with 304 (test_crud), so both are declared
     assert types["Patient"]["conditionalRead"] == "full-support"
+    docs = {p["name"]: p["documentation"] for p in types["PlanDefinition"]["searchParam"]}
+    assert docs["depends-on"] == ("reference on relatedArtifact.where(type='depends-on').resource | library "
+                                  "(targets: any of 145 resource types; chainable)")  # whole, not cut off
     assert {i["code"] for i in types["CarePlan"]["interaction"]} >= {"read", "vread", "create", "update",
                                                                        "patch", "delete", "history-instance"}
 
