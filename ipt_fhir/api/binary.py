@@ -16,9 +16,9 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from ipt_fhir.fhir.jsonio import load_stored
-from ipt_fhir.fhir.outcome import FHIRError
 from ipt_fhir.store.resources import StoredVersion
 
+from .body import read_body
 from .negotiation import JSON_FORMATS, XML_FORMATS
 
 SECURITY_CONTEXT = "X-Security-Context"
@@ -63,10 +63,7 @@ def is_native_body(request: Request) -> bool:
 async def binary_from_body(request: Request, resource_id: str | None = None) -> dict:
     """The Binary resource a native write stands for: its Content-Type, its bytes (base64) and the
     X-Security-Context reference, if sent."""
-    body = await request.body()
-    limit = request.app.state.settings.max_body_bytes
-    if len(body) > limit:
-        raise FHIRError.of(413, "too-long", f"The request body is larger than {limit} bytes")
+    body = await read_body(request)
     binary: dict = {"resourceType": "Binary"}
     if resource_id is not None:
         binary["id"] = resource_id

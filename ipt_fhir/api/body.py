@@ -15,10 +15,17 @@ async def read_json_body(request: Request, *, allow: tuple[str, ...] = ()) -> tu
     # Negotiate the answer's format first: a write must not be applied and then refused with a 406.
     response_media_type(request)
     media = check_body_media_type(request, allow=allow)
+    body = await read_body(request)
+    if not body.strip():
+        raise FHIRError.of(400, "required", "The request has no body")
+    return parse_json(body), media
+
+
+async def read_body(request: Request) -> bytes:
+    """The request body, 413 past the configured limit (a body sent without Content-Length is also
+    counted as it arrives, api/body_limit.py)."""
     body = await request.body()
     limit = request.app.state.settings.max_body_bytes
     if len(body) > limit:
         raise FHIRError.of(413, "too-long", f"The request body is larger than {limit} bytes")
-    if not body.strip():
-        raise FHIRError.of(400, "required", "The request has no body")
-    return parse_json(body), media
+    return body
