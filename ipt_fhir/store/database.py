@@ -165,10 +165,11 @@ class Database:
         """SQLite: ANALYZE now if the database has no planner statistics yet (statistics.py)."""
         if self.dialect != "sqlite":
             return
+        with self.read() as conn:  # the usual case, statistics present: no write transaction at start-up
+            if statistics.have_statistics(conn.connection.driver_connection):
+                return
         with self.write() as conn:
-            driver = conn.connection.driver_connection
-            if not statistics.have_statistics(driver):
-                statistics.analyze(driver)
+            statistics.analyze(conn.connection.driver_connection)
 
     def run_write(self, work: Callable[[Connection], T]) -> T:
         """`work(conn)` as one atomic unit of work; returns its result or raises its exception. On
