@@ -134,18 +134,18 @@ IMPLICIT_SYSTEMS = {
 }
 
 
-def _statement(sql: str, param: str, system: str, types: tuple[str, ...]) -> sa.TextClause:
-    return (sa.text(sql).bindparams(sa.bindparam("types", expanding=True))
-            .bindparams(param=param, system=system, types=list(types)))
+def _each_parameter(sql: str) -> None:
+    """`sql` once per (parameter, system), with :param, :system and :types bound."""
+    for (param, system), types in IMPLICIT_SYSTEMS.items():
+        op.execute(sa.text(sql).bindparams(sa.bindparam("types", expanding=True))
+                   .bindparams(param=param, system=system, types=list(types)))
 
 
 def upgrade() -> None:
-    for (param, system), types in IMPLICIT_SYSTEMS.items():
-        op.execute(_statement("UPDATE search_token SET system = :system WHERE param = :param AND system IS NULL "
-                              "AND resource_type IN :types", param, system, types))
+    _each_parameter("UPDATE search_token SET system = :system "
+                    "WHERE param = :param AND system IS NULL AND resource_type IN :types")
 
 
 def downgrade() -> None:
-    for (param, system), types in IMPLICIT_SYSTEMS.items():
-        op.execute(_statement("UPDATE search_token SET system = NULL WHERE param = :param AND system = :system "
-                              "AND resource_type IN :types", param, system, types))
+    _each_parameter("UPDATE search_token SET system = NULL "
+                    "WHERE param = :param AND system = :system AND resource_type IN :types")
