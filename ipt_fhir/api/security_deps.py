@@ -129,8 +129,7 @@ def _coarse_check(ctx: AccessContext, interaction: str, resource_type: str | Non
             raise guard.forbidden("The access token has no read scope")
         return
     if interaction == "operation":
-        guard.require_operation(resource_type, resource_id, lambda: _current_content(request, resource_type,
-                                                                                    resource_id))
+        guard.require_operation(resource_type, resource_id, request.app.state.database)
         return
     patient = guard.require(interaction, resource_type)
     compartment_patient = request.path_params.get("patient_id")
@@ -139,11 +138,3 @@ def _coarse_check(ctx: AccessContext, interaction: str, resource_type: str | Non
             raise guard.forbidden("patient/ scopes are confined to the compartment of the token's patient")
         if resource_type == "Patient" and resource_id is not None and resource_id != patient:
             raise guard.forbidden("patient/ scopes are confined to the compartment of the token's patient")
-
-
-def _current_content(request: Request, resource_type: str, resource_id: str | None) -> bytes | None:
-    from ipt_fhir.store import resources as repo
-
-    with request.app.state.database.read() as conn:
-        current = repo.current(conn, resource_type, resource_id)
-    return current.content if current is not None and not current.deleted else None

@@ -5,7 +5,7 @@ unrestricted and each check is a single attribute test.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Iterable
 
 from ipt_fhir.fhir.jsonio import load_stored
 from ipt_fhir.fhir.outcome import FHIRError, error
@@ -56,12 +56,11 @@ def require(interaction: str, resource_type: str) -> str | None:
     return None
 
 
-def require_operation(resource_type: str | None, resource_id: str | None,
-                      current_content: Callable[[], bytes | None]) -> None:
+def require_operation(resource_type: str | None, resource_id: str | None, db) -> None:  # noqa: ANN001
     """The check before an operation runs, as a request or as a Bundle entry: a read scope at system
     level, search on the type at type level, read on the type at instance level; an instance operation
     ($ipt-progress, $validate…) reads the instance, so under patient/ scopes it must be in the token's
-    compartment (`current_content()`: the instance's stored JSON, None when there is none)."""
+    compartment (looked up in `db`, a store Database)."""
     ctx = context.current()
     if ctx.unrestricted:
         return
@@ -76,9 +75,12 @@ def require_operation(resource_type: str | None, resource_id: str | None,
         if resource_id != patient:
             raise forbidden("patient/ scopes are confined to the compartment of the token's patient")
         return
-    content = current_content()
-    if content is not None:
-        check_resource("read", resource_type, content)
+    from ipt_fhir.store import resources as repo
+
+    with db.read() as conn:
+        current = repo.current(conn, resource_type, resource_id)
+    if current is not None and not current.deleted:
+        check_resource("read", resource_type, current.content)
 
 
 def check_resource(interaction: str, resource_type: str, resource: dict | bytes | None) -> None:

@@ -9,7 +9,10 @@ IptService.apply (ipt_routes). The entry gets that call's status and body (entry
 (entry.response.outcome, pointing into the Bundle as every entry error does); none of these standalone
 answers carries an ETag, Location or Last-Modified, so neither does the entry. Requests no route serves
 get the 404 the standalone request gets ("No such endpoint"), a method the operation's route does not
-take its 405, as the HTTP layer (api/errors.py) answers them.
+take its 405, as the HTTP layer (api/errors.py) answers them. Two differences remain: a POST
+$everything entry takes its parameters from a Parameters resource (an entry cannot carry the form body
+the route reads), and history of the IPT conformance resources the server publishes from memory
+(api/ipt_routes.py) answers 404 in an entry, as a history of something never stored.
 
 Why direct calls and not an internal ASGI sub-request through the app: a transaction is one unit of
 work, and its read-only entries run last, on its connection, so they see its writes; a sub-request
@@ -46,7 +49,6 @@ from sqlalchemy.engine import Connection
 from ipt_fhir.fhir.jsonio import dump_json
 from ipt_fhir.fhir.outcome import FHIRError, bad_request, operation_outcome
 from ipt_fhir.security import audit, context, guard
-from ipt_fhir.store import resources as repo
 from ipt_fhir.store.database import Database, fetch_one
 
 # Operations served at /fhir: (level, type or "*", name) -> the methods their routes take.
@@ -58,7 +60,7 @@ _OPERATIONS: dict[tuple[str, str, str], tuple[str, ...]] = {
     ("instance", "PlanDefinition", "apply"): ("GET", "POST"),
 }
 _BULK = frozenset({"export", "import", "export-poll-status", "import-poll-status", "export-file", "import-file"})
-_NON_PARAMS = ("_format", "_pretty")
+NON_PARAMS = ("_format", "_pretty")  # formatting of the answer, not parameters of the interaction
 
 
 @dataclass
@@ -71,7 +73,6 @@ class OtherRequest:
     resource_id: str | None = None
     name: str | None = None  # the operation, without "$"
     params: list[tuple[str, str]] = field(default_factory=list)
-    query: str = ""
     body: object = None
     parsed: Any = None  # $apply: the ApplyRequest
     writes: bool = False
@@ -83,10 +84,6 @@ class OtherRequest:
                 "history-system"
         return self.kind if self.kind == "metadata" else "operation"
 
-    @property
-    def read_only(self) -> bool:
-        return not self.writes
-
 
 def _endpoint_error(status: int, method: str, base_path: str, path: str, allowed: tuple[str, ...] = ()) -> FHIRError:
     """The HTTP layer's answer to a request no route serves (api/errors.py)."""
@@ -97,7 +94,7 @@ def _endpoint_error(status: int, method: str, base_path: str, path: str, allowed
     return FHIRError.of(404, "not-found", f"No such endpoint: {method} {full}", "request.url")
 
 
-def parse_other(method: str, segments: list[str], query: str, params: list[tuple[str, str]], resource: object,
+def parse_other(method: str, segments: list[str], params: list[tuple[str, str]], resource: object,
                 base_url: str) -> OtherRequest | None:
     """The entry's request as a history, metadata or operation request; None when it is none of those
     (read, vread, search, create, update, patch, delete: the caller's). Unknown operations and methods
@@ -107,13 +104,13 @@ def parse_other(method: str, segments: list[str], query: str, params: list[tuple
     if segments == ["metadata"]:
         if method not in ("GET", "HEAD"):
             raise _endpoint_error(405, method, base_path, path, ("GET", "HEAD"))
-        return OtherRequest("metadata", method, params=params, query=query)
+        return OtherRequest("metadata", method, params=params)
     if segments[-1] == "_history" and len(segments) <= 3:
         if method not in ("GET", "HEAD"):
             raise _endpoint_error(405, method, base_path, path, ("GET", "HEAD"))
         resource_type = segments[0] if len(segments) > 1 else None
         resource_id = segments[1] if len(segments) > 2 else None
-        return OtherRequest("history", method, resource_type, resource_id, params=params, query=query)
+        return OtherRequest("history", method, resource_type, resource_id, params=params)
     dollar = [i for i, s in enumerate(segments) if s.startswith("$")]
     if not dollar:
         return None
@@ -132,7 +129,7 @@ def parse_other(method: str, segments: list[str], query: str, params: list[tuple
         raise _endpoint_error(404, method, base_path, path)
     if method not in methods:
         raise _endpoint_error(405, method, base_path, path, methods)
-    other = OtherRequest("operation", method, resource_type, resource_id, name, params, query, resource)
+    other = OtherRequest("operation", method, resource_type, resource_id, name, params, resource)
     if name == "apply":
         from ipt_fhir.domain.apply import parse_apply_parameters
 
@@ -167,16 +164,6 @@ class InUnitOfWork:
 
     def fetch_one(self, sql: str, params: tuple) -> tuple | None:
         return fetch_one(self._conn, sql, params)
-
-
-def check_operation(resource_type: str | None, resource_id: str | None, db: Any) -> None:
-    """The check an operation's route gets before it runs (security/guard.py require_operation)."""
-    def current_content() -> bytes | None:
-        with db.read() as conn:
-            current = repo.current(conn, resource_type, resource_id)
-        return current.content if current is not None and not current.deleted else None
-
-    guard.require_operation(resource_type, resource_id, current_content)
 
 
 @contextmanager
@@ -260,7 +247,7 @@ class EntryInteractions:
                 raise guard.forbidden("The access token has no search scope")  # security_deps, history-system
             return HistoryService(db, self.settings).history(
                 other.params, base_url=base_url, resource_type=other.resource_type, resource_id=other.resource_id)
-        check_operation(other.resource_type, other.resource_id, db)
+        guard.require_operation(other.resource_type, other.resource_id, db)
         name, resource_type, resource_id = other.name, other.resource_type, other.resource_id
         assert resource_type is not None
         if name == "validate":

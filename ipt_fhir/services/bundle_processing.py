@@ -41,7 +41,7 @@ from ipt_fhir.security import audit, guard
 from ipt_fhir.services import resources as rs
 from ipt_fhir.services import write_hooks
 from ipt_fhir.services import search as search_service
-from ipt_fhir.services.bundle_interactions import EntryInteractions, OtherRequest, parse_other
+from ipt_fhir.services.bundle_interactions import NON_PARAMS, EntryInteractions, OtherRequest, parse_other
 from ipt_fhir.services.ipt import conformance
 from ipt_fhir.services.placeholders import is_placeholder, rewrite_links
 from ipt_fhir.services.resources import ResourceService, WriteResult
@@ -154,7 +154,6 @@ class BundleService:
         self.resources = resources
         self.max_entries = max_entries
         self.interactions = interactions or EntryInteractions(db)
-        self._prefer = "representation"
 
     def process(self, bundle: object, *, base_url: str, prefer: str = "representation") -> bytes:
         if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
@@ -169,11 +168,10 @@ class BundleService:
             raise FHIRError.of(413, "too-long", f"The Bundle has {len(raw_entries)} entries; at most "
                                f"{self.max_entries} are accepted", "Bundle.entry")
         base_url = base_url.rstrip("/")
-        self._prefer = prefer  # for $apply store=true entries of a batch: their own transaction answers so
         if kind == "transaction":
             results = self.transaction(raw_entries, base_url)
         else:
-            results = self.batch(raw_entries, base_url)
+            results = self.batch(raw_entries, base_url, prefer)
         return _response_bundle(f"{kind}-response", results, base_url, prefer)
 
     # --- transaction -------------------------------------------------------------------------
@@ -248,7 +246,7 @@ class BundleService:
 
     # --- batch -------------------------------------------------------------------------------
 
-    def batch(self, raw_entries: list, base_url: str) -> list[EntryResult]:
+    def batch(self, raw_entries: list, base_url: str, prefer: str = "representation") -> list[EntryResult]:
         results = []
         entries: list[Entry | FHIRError] = []
         for i, raw in enumerate(raw_entries):
@@ -265,7 +263,7 @@ class BundleService:
                 results.append(_failed(i, item))
                 continue
             try:
-                results.append(self._batch_entry(item, base_url, claims, siblings))
+                results.append(self._batch_entry(item, base_url, claims, siblings, prefer))
             except FHIRError as exc:
                 results.append(_failed(i, exc))
         return results
@@ -286,27 +284,27 @@ class BundleService:
                     entries[i] = exc
         return claims
 
-    def _other(self, entry: Entry, writer: _Writer | None, base_url: str = "") -> EntryResult:
+    def _other(self, entry: Entry, writer: _Writer | None, base_url: str = "",
+               prefer: str = "representation") -> EntryResult:
         """A history, metadata or operation entry: in a transaction (`writer`) on its connection, after
-        every write; in a batch on its own."""
+        every write; in a batch on its own (`prefer`: how an $apply store=true transaction answers)."""
         other = entry.other
         assert other is not None
         if writer is not None:
             writer.flush()
             if other.body is not None:  # links to the fullUrls of this transaction's entries
-                other.body = rewrite_links(other.body, writer.references.get, writer.placeholders) \
-                    if isinstance(other.body, dict) else other.body
+                other.body = rewrite_links(other.body, writer.references.get, writer.placeholders)
             status, body = self.interactions.run(other, base_url=writer.base_url, conn=writer.conn)
         else:
             status, body = self.interactions.run(
-                other, base_url=base_url, prefer=self._prefer,
+                other, base_url=base_url, prefer=prefer,
                 transaction=lambda bundle, base, prefer: self.process(bundle, base_url=base, prefer=prefer))
         return EntryResult(status, content=body, location=False)
 
     def _batch_entry(self, entry: Entry, base_url: str, claims: _Claims,
-                     siblings: dict[str, int]) -> EntryResult:
+                     siblings: dict[str, int], prefer: str = "representation") -> EntryResult:
         if entry.other is not None:
-            return self._other(entry, None, base_url)
+            return self._other(entry, None, base_url, prefer)
         if entry.method in ("GET", "HEAD"):
             with self.db.read() as conn:
                 return _Writer(self.resources, conn, base_url).get(entry, self.db)
@@ -591,8 +589,8 @@ def parse_entry(index: int, raw: object, base_url: str) -> Entry:
     path, _, query = url.partition("?")
     segments = [s for s in path.split("/") if s]
     if segments:
-        params = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k not in ("_format", "_pretty")]
-        other = parse_other(method, segments, query, params, raw.get("resource"), base_url)
+        params = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k not in NON_PARAMS]
+        other = parse_other(method, segments, params, raw.get("resource"), base_url)
         if other is not None:
             full_url = raw.get("fullUrl")
             return Entry(index, method, other.resource_type or "", other.resource_id, query=query, other=other,
