@@ -526,8 +526,11 @@ class ImportJobs(JobRunner):
     def cancel(self, job_id: str) -> bool:
         self.request_cancel(job_id)
         with self.db.write() as conn:
-            return bulk.update_job(conn, job_id, rs.now_utc(), status="cancelled",
-                                   only_if_status=("queued", "running", "completed", "failed"))
+            cancelled = bulk.update_job(conn, job_id, rs.now_utc(), status="cancelled",
+                                        only_if_status=("queued", "running", "interrupted", "completed", "failed"))
+        if cancelled:  # a running job may still read it: unlinking an open file is safe on POSIX
+            self._discard_upload(job_id)
+        return cancelled
 
     def _run(self, job_id: str) -> None:
         job = self.status(job_id)
@@ -552,8 +555,6 @@ class ImportJobs(JobRunner):
             if not self.cancelled_by_client(job_id):  # the server is stopping: the next start resumes it
                 with self.db.write() as conn:
                     bulk.update_job(conn, job_id, rs.now_utc(), status="interrupted", only_if_status=("running",))
-            else:
-                self._discard_upload(job_id)
             return
         except Exception as exc:  # noqa: BLE001 - a job failure is reported through its status
             log.exception("import job %s failed", job_id)
@@ -589,8 +590,8 @@ class ImportJobs(JobRunner):
         self._discard_upload(job_id)
 
     def _discard_upload(self, job_id: str) -> None:
-        """A body the client uploaded is patient data kept only until its job has finished with it (an
-        interrupted job keeps it, to resume)."""
+        """A body the client uploaded is patient data kept only until its job has finished with it or was
+        cancelled (an interrupted job keeps it, to resume)."""
         (self.dir / "uploads" / f"{job_id}.ndjson").unlink(missing_ok=True)
 
 

@@ -247,3 +247,20 @@ def test_stop_waits_for_running_jobs_and_names_those_that_outlast_it(database, t
     assert stubborn.wait_stopped(time.monotonic() + 0.05) == ["b"]
     release.set()
     stubborn.wait("b", 5)
+
+
+def test_cancelling_an_interrupted_upload_import_cancels_it_and_deletes_the_upload(database, tmp_path):
+    """An import interrupted by a shutdown can still be cancelled by its client (DELETE on its status
+    URL), and the uploaded body, patient data, goes with it."""
+    from ipt_fhir.services.bulk_import import ImportJobs
+
+    imports = ImportJobs(database, tmp_path)
+    imports.request_stop()  # the upload's job meets the stop at its first check: interrupted
+    job = imports.kick_off([], base_url="", upload=json.dumps({"resourceType": "Patient", "id": "c1"}).encode())
+    imports.wait(job, 30)
+    assert imports.status(job)["status"] == "interrupted"
+    assert list((tmp_path / "uploads").iterdir())  # kept while the job may resume
+
+    assert ImportJobs(database, tmp_path).cancel(job)
+    assert imports.status(job)["status"] == "cancelled"
+    assert list((tmp_path / "uploads").iterdir()) == []
