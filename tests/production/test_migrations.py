@@ -163,3 +163,36 @@ def test_0009_gives_existing_code_rows_their_value_sets_system_and_its_downgrade
             assert conn.exec_driver_sql(rows).all() == written
     finally:
         engine.dispose()
+
+
+def _migration(name: str):  # noqa: ANN202
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(migrate.__file__).resolve().parents[2] / "migrations" / "versions" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def test_the_tables_frozen_in_migrations_0007_and_0009_are_what_the_indexer_does():
+    """Rows a migration rewrote and rows written after it must agree: the frozen tables equal the live
+    reference aliases (0007) and implicit code systems (0009)."""
+    from collections import defaultdict
+
+    from ipt_fhir.fhir.resource_types import RESOURCE_TYPES
+    from ipt_fhir.fhir.search.indexer import implicit_system
+    from ipt_fhir.fhir.search.registry import registry
+
+    aliases: dict[tuple, list[str]] = defaultdict(list)
+    systems: dict[tuple, list[str]] = defaultdict(list)
+    for rt in sorted(RESOURCE_TYPES):
+        for code, p in sorted(registry().params(rt).items()):
+            alias = registry().reference_alias(rt, code)
+            if alias:
+                aliases[(code, *alias)].append(rt)
+            if p.type == "token" and (system := implicit_system(rt, p)):
+                systems[(code, system)].append(rt)
+    assert {k: tuple(v) for k, v in aliases.items()} == _migration("0007_rows_only_where_needed").ALIASES
+    assert {k: tuple(v) for k, v in systems.items()} == _migration("0009_implicit_code_systems").IMPLICIT_SYSTEMS
