@@ -179,7 +179,7 @@ def history_page(
     where = sa.and_(*cond)
     total = conn.execute(sa.select(sa.func.count()).select_from(h).where(where)).scalar_one()
     previous = history.alias("previous")
-    created = sa.or_(h.c.method == "POST", h.c.version_id == 1, sa.exists().where(
+    created = sa.or_(h.c.version_id == 1, sa.exists().where(  # a POST always writes version 1
         previous.c.resource_type == h.c.resource_type, previous.c.id == h.c.id,
         previous.c.version_id == h.c.version_id - 1, previous.c.method == "DELETE"))
     rows = conn.execute(

@@ -12,7 +12,7 @@ from .extract import (
     compile_relative, date_values, extractor_for, identifier_type_codes, number_values, quantity_values,
     reference_values, string_values, token_values, uri_values,
 )
-from .registry import SearchParam, registry
+from .registry import SearchParam, registry, split_union
 from .values import STRING_INDEX_LENGTH, normalise
 
 Rows = dict[str, list[tuple]]
@@ -40,8 +40,8 @@ def _component_value_fn(cparam: SearchParam) -> Callable[[Any, Any], list[tuple]
 
 
 @lru_cache(maxsize=None)
-def plan_for(resource_type: str) -> list[tuple[str, str, Any, Any]]:
-    """[(param code, type, extractor, composite component fns | a token's implicit code system)] for the
+def plan_for(resource_type: str) -> list[tuple[str, str, Any, Any, str | None]]:
+    """[(param code, type, extractor, composite component fns, a token's implicit code system)] for the
     indexed params of a type.
 
     `_id` and `_lastUpdated` are columns of the resource row. A reference alias (registry
@@ -57,7 +57,7 @@ def plan_for(resource_type: str) -> list[tuple[str, str, Any, Any]]:
         if ext is None:
             continue
         if reg.reference_alias(resource_type, code):
-            plan.append((code, "reference-identifier", ext, None))
+            plan.append((code, "reference-identifier", ext, None, None))
             continue
         comps = None
         if p.type == "composite":
@@ -70,7 +70,7 @@ def plan_for(resource_type: str) -> list[tuple[str, str, Any, Any]]:
                 comps.append((compile_relative(expr), _component_value_fn(cp)))
             if not comps:
                 continue
-        plan.append((code, p.type, ext, comps if p.type != "token" else implicit_system(resource_type, p)))
+        plan.append((code, p.type, ext, comps, implicit_system(resource_type, p) if p.type == "token" else None))
     return plan
 
 
@@ -84,7 +84,7 @@ def implicit_system(resource_type: str, param: SearchParam) -> str | None:
     from ipt_fhir.fhir.validation.terminology import expansion
 
     systems: set[str] = set()
-    for path in (part.strip() for part in (param.expression or "").split("|")):
+    for path in (part.strip() for part in split_union(param.expression or "")):
         steps = path.split(".")
         if len(steps) < 2 or steps[0] != resource_type or not all(step.isidentifier() for step in steps):
             return None
@@ -97,7 +97,7 @@ def implicit_system(resource_type: str, param: SearchParam) -> str | None:
         if prop is None or prop.type != "code" or not prop.elem.binding:
             return None
         codes = expansion(prop.elem.binding.split("|")[0])
-        if not codes or len(codes) != 1:
+        if codes is None or len(codes) != 1:
             return None
         systems.update(codes)
     return systems.pop() if len(systems) == 1 else None
@@ -114,12 +114,11 @@ def index_rows(resource_type: str, resource: dict) -> Rows:
     uri: list[tuple] = []
     rows: Rows = {"token": tok, "string": st, "date": dt, "number": num, "quantity": qty, "reference": ref,
                   "uri": uri, "composite": []}
-    for code, ptype, ext, comps in plan_for(resource_type):
+    for code, ptype, ext, comps, implicit in plan_for(resource_type):
         items = ext(resource)
         if not items:
             continue
         if ptype == "token":
-            implicit = comps  # for tokens, the plan's slot holds the implicit code system (or None)
             for v, h in items:
                 for s, c, t in token_values(v, h):
                     tok.append((code, implicit if s is None and type(v) is str else s, c, t))
