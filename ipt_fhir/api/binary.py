@@ -19,7 +19,7 @@ from ipt_fhir.fhir.jsonio import load_stored
 from ipt_fhir.store.resources import StoredVersion
 
 from .body import read_body
-from .negotiation import JSON_FORMATS, XML_FORMATS
+from .negotiation import JSON_FORMATS, XML_FORMATS, media_types
 
 SECURITY_CONTEXT = "X-Security-Context"
 # The Content-Types a write body is read as a FHIR resource in (XML is refused later, with 415).
@@ -31,8 +31,7 @@ def wants_native(request: Request) -> bool:
     """A read of a Binary that names no FHIR (or JSON/XML) format in `_format` or Accept."""
     if "_format" in request.query_params:
         return False
-    accepted = {part.split(";")[0].strip().lower() for part in request.headers.get("accept", "").split(",")}
-    return not accepted & (JSON_FORMATS | XML_FORMATS)
+    return not set(media_types(request.headers.get("accept", ""))) & (JSON_FORMATS | XML_FORMATS)
 
 
 def native_response(request: Request, stored: StoredVersion, headers: dict[str, str]) -> Response | None:

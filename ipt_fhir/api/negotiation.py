@@ -19,7 +19,7 @@ XML_FORMATS = {"xml", "text/xml", "application/xml", "application/fhir+xml", "ap
 _FHIR_VERSION = re.compile(r'fhirversion\s*=\s*"?([0-9a-z.\-]*)')
 
 
-def _media_types(header: str) -> list[str]:
+def media_types(header: str) -> list[str]:
     return [part.split(";")[0].strip().lower() for part in header.split(",") if part.strip()]
 
 
@@ -46,7 +46,7 @@ def _negotiate(request: Request) -> str:
     versions = _FHIR_VERSION.findall(accept.lower())
     if versions and not any(v in ("4.0", "4.0.1") for v in versions):  # http.html#version-parameter
         raise FHIRError.of(406, "not-supported", f"fhirVersion {versions[0]} is not supported; this server is FHIR 4.0")
-    accepted = _media_types(accept)
+    accepted = media_types(accept)
     if not accepted:
         return FHIR_JSON
     for media in accepted:
@@ -69,7 +69,7 @@ def check_body_media_type(request: Request, *, allow: tuple[str, ...] = ()) -> s
     header = request.headers.get("content-type")
     if not header:
         return FHIR_JSON  # lenient: many scripts send JSON without a Content-Type
-    media = next(iter(_media_types(header)), "")
+    media = next(iter(media_types(header)), "")
     if media in ("application/fhir+json", "application/json", "application/json+fhir") or media in allow:
         return media
     raise FHIRError.of(415, "not-supported", f"Content-Type '{media}' is not supported; send application/fhir+json")

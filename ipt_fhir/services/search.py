@@ -288,13 +288,13 @@ def _decode_page(token: str) -> dict:
         raise bad_request("Invalid _page token", "_page") from None
 
 
-def _page_keys(req: Request, count: int) -> list:
+def _page_keys(req: Request) -> list:
     """The sort values a _page token resumes after, checked against this search's sort keys (its sort
     parameters, then type and id): the token comes from the client, and a value of the wrong kind must
     be a 400, not an error from the database comparing it."""
     values = req.page["k"] if req.page else []
     kinds = [_sort_key_kind(p) for p, _ in req.sort] + ["text", "text"]
-    if len(values) != count or len(kinds) != count or not all(map(_is_kind, values, kinds)):
+    if len(values) != len(kinds) or not all(map(_is_kind, values, kinds)):
         raise bad_request("The _page token does not belong to this search", "_page")
     return values
 
@@ -547,7 +547,7 @@ def _run_page_text(conn: Connection, req: Request, base_url: str) -> tuple[list,
     forward = True
     if req.page:
         forward = req.page["d"] == "n"
-        values = _page_keys(req, len(sorts))
+        values = _page_keys(req)
         ors = []
         for i, (desc, val) in enumerate(zip(descs, values)):
             greater = (not desc) if forward else desc
@@ -584,7 +584,7 @@ def _run_page(conn: Connection, req: Request, builder: SqlBuilder) -> tuple[list
     stmt = sa.select(inner.c.resource_type, inner.c.id, inner.c.content, *keys)
     if req.page:
         forward = req.page["d"] == "n"
-        stmt = stmt.where(_keyset(keys, descs, _page_keys(req, len(keys)), forward))
+        stmt = stmt.where(_keyset(keys, descs, _page_keys(req), forward))
     order = []
     for k, d in zip(keys, descs):
         asc = (not d) if forward else d
