@@ -54,6 +54,10 @@ class Checkpointer:
                                                     daemon=True)
                     self._thread.start()
 
+    def statistics_fresh(self) -> None:
+        """The planner statistics were just checked or gathered (Database.ensure_statistics)."""
+        self._statistics.done(self._db.commits)
+
     def stop(self) -> None:
         self._stopped.set()
         thread = self._thread

@@ -166,10 +166,11 @@ class Database:
         if self.dialect != "sqlite":
             return
         with self.read() as conn:  # the usual case, statistics present: no write transaction at start-up
-            if statistics.have_statistics(conn.connection.driver_connection):
-                return
-        with self.write() as conn:
-            statistics.analyze(conn.connection.driver_connection)
+            present = statistics.have_statistics(conn.connection.driver_connection)
+        if not present:
+            with self.write() as conn:
+                statistics.analyze(conn.connection.driver_connection)
+        self._checkpointer.statistics_fresh()  # type: ignore[union-attr] - its first round need not redo them
 
     def run_write(self, work: Callable[[Connection], T]) -> T:
         """`work(conn)` as one atomic unit of work; returns its result or raises its exception. On
