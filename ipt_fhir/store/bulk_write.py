@@ -20,21 +20,11 @@ from sqlalchemy.engine import Connection
 from .database import sqlite_datetime
 from .resources import StoredVersion
 from .search_tables import INDEX_INSERT_SQL, INDEX_TABLES
-from .tables import history_table, resource_table
+from .tables import history_table, pg_type, resource_table
 
 _RESOURCE_COLUMNS = ("resource_type", "id", "version_id", "last_updated", "deleted", "content")
 _HISTORY_COLUMNS = ("resource_type", "id", "version_id", "last_updated", "method", "content")
 _INDEX_COLUMNS = {kind: tuple(c.name for c in table.columns) for kind, table in INDEX_TABLES.items()}
-
-
-# PostgreSQL's binary COPY names each column's type; BigInteger before Integer, its base class.
-_PG_TYPES = ((sa.BigInteger, "int8"), (sa.Integer, "int4"), (sa.Float, "float8"), (sa.Boolean, "bool"),
-             (sa.DateTime, "timestamptz"), (sa.LargeBinary, "bytea"))
-
-
-def pg_type(column: sa.Column) -> str:
-    # String and Text: varchar and text share their binary form
-    return next((name for kind, name in _PG_TYPES if isinstance(column.type, kind)), "text")
 
 
 def _copy_sql(table: sa.Table, columns: tuple[str, ...]) -> tuple[str, list[str]]:

@@ -10,10 +10,9 @@ from sqlalchemy.engine import Connection
 from ipt_fhir.fhir.jsonio import load_stored
 from ipt_fhir.fhir.search.indexer import index_rows
 
-from .bulk_write import pg_type
 from .database import Database
 from .search_tables import INDEX_DELETE_SQL, INDEX_INSERT_SQL, INDEX_TABLES
-from .tables import resource_table
+from .tables import pg_type, resource_table
 
 
 # The index is written on every create/update, so it bypasses SQLAlchemy's per-statement machinery

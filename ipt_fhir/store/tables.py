@@ -63,6 +63,16 @@ class ConditionalCreateKey(SQLModel, table=True):
     resource_id: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
 
 
+# PostgreSQL's binary COPY and unnest() name each column's type; BigInteger before Integer, its base class.
+_PG_TYPES = ((sa.BigInteger, "int8"), (sa.Integer, "int4"), (sa.Float, "float8"), (sa.Boolean, "bool"),
+             (sa.DateTime, "timestamptz"), (sa.LargeBinary, "bytea"))
+
+
+def pg_type(column: sa.Column) -> str:
+    # String and Text: varchar and text share their binary form
+    return next((name for kind, name in _PG_TYPES if isinstance(column.type, kind)), "text")
+
+
 resource_table: sa.Table = ResourceRow.__table__  # type: ignore[assignment]
 history_table: sa.Table = HistoryRow.__table__  # type: ignore[assignment]
 conditional_key_table: sa.Table = ConditionalCreateKey.__table__  # type: ignore[assignment]
