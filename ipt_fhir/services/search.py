@@ -844,11 +844,10 @@ def search(db: Database, resource_type: str | None, params: list[tuple[str, str]
 def _compartment_clause(resource_type: str, patient_id: str) -> Clause:
     if resource_type == "Patient":
         return Clause("id", "_id", values=[patient_id])
-    codes = patient_compartment().get(resource_type)
-    if not codes:
+    if not patient_compartment().get(resource_type):
         raise bad_request(f"{resource_type} is not in the Patient compartment")
     inner = []
-    for code in codes:
+    for code in patient_compartment_params(resource_type):  # `patient` read as its base `subject`: once
         p = registry().get(resource_type, code)
         if p is not None and p.type == "reference":
             inner.append(Clause("param", code, param=p, values=[f"Patient/{patient_id}"]))
