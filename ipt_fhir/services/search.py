@@ -22,6 +22,7 @@ from ipt_fhir.fhir.resource_types import RESOURCE_TYPES
 from ipt_fhir.fhir.search.parser import RESULT_PARAMS, Clause, Parser, UnknownParameter
 from ipt_fhir.security import audit, guard
 from ipt_fhir.security.search_filter import restrict as restrict_by_access
+from ipt_fhir.store import pending_index
 from ipt_fhir.store.search_sql import SqlBuilder, TextSql, Unsupported
 from ipt_fhir.store.search_tables import uri_index
 from ipt_fhir.store.tables import resource_table as R
@@ -100,6 +101,7 @@ def find_ids(conn: Connection, resource_type: str, params: list[tuple[str, str]]
         raise bad_request(f"{', '.join(extra)} cannot be used in conditional criteria", *extra)
     if not clauses:
         raise bad_request("Conditional criteria must contain at least one search parameter")
+    pending_index.bring_current(conn)  # inside a create's or update's unit of work: rows may be pending
     try:
         tb = TextSql(conn.dialect.name, base_url)
         sql = f"SELECT r.id FROM resource r WHERE {tb.where(resource_type, clauses, 'r')} ORDER BY r.id"
@@ -755,6 +757,7 @@ def _execute(db: Database, req: Request, *, base_url: str, request_url: str, lin
              conn: Connection | None = None) -> bytes:
     # `conn`: search inside the caller's unit of work (GET entries of a transaction see its writes)
     with (nullcontext(conn) if conn is not None else db.read()) as conn:
+        pending_index.bring_current(conn)  # a caller's unit of work may have rows pending
         if db.dialect == "postgresql":
             # psycopg prepares repeated statements; a generic plan ignores how selective this patient or
             # code is and can scan a whole index. Search values matter, so always plan with them.

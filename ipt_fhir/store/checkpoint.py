@@ -15,7 +15,8 @@ restarts the WAL itself with a one-frame write (the user_version header field, r
 before it lets event-loop writes resume. Writes from threads never pause; only this process's writes
 are coordinated (several processes writing one SQLite file may still restart the WAL in a request).
 
-The same rounds keep the query planner's statistics fresh (statistics.py).
+The same rounds move the search index rows of new resources into the index (pending_index.py) and
+keep the query planner's statistics fresh (statistics.py).
 """
 from __future__ import annotations
 
@@ -87,6 +88,7 @@ class Checkpointer:
         an uncopied frame again (they stay paused if the round fails)."""
         db = self._db
         with self._round:
+            db.move_pending_index()  # bounds the search index rows readers may have to move themselves
             db.pause_inline_writes()
             self._checkpoint()  # the bulk of the copying, while threads go on writing
             with db.writer_held():

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import QueuePool
 
-from . import statistics
+from . import pending_index, statistics
 from .checkpoint import Checkpointer
 from .group_commit import GroupCommit
 
@@ -123,6 +123,7 @@ class Database:
         """One atomic unit of work. On SQLite the write lock is taken up front (BEGIN IMMEDIATE), so
         read-then-write sequences (conditional create, version checks) cannot interleave."""
         with self._writer, self._transaction() as conn:
+            pending_index.bring_current(conn)  # the unit may search: the index must be complete
             yield conn
 
     def try_inline_writer(self) -> bool:
@@ -194,6 +195,7 @@ class Database:
         conn = self._writer_connection
         if conn is None or conn.closed or conn.invalidated:
             conn = self._writer_connection = self._write_engine.connect()
+            conn.info[pending_index.WRITER] = True
         conn.info["begin_sql"] = "BEGIN IMMEDIATE"
         try:
             with conn.begin():
@@ -207,9 +209,24 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
+        """A consistent read; on SQLite its snapshot includes every index row of what it sees written
+        before it began (pending_index.py)."""
+        self.move_pending_index()
         with self.engine.connect() as conn:
             with conn.begin():
                 yield conn
+
+    def move_pending_index(self) -> None:
+        """SQLite: move pending search index rows into the index (pending_index.py), if there are any.
+        A thread that is inside a unit of work of its own already cannot start another: its unit moves
+        them itself when it searches (pending_index.bring_current)."""
+        if self.dialect != "sqlite" or self.fetch_one(pending_index.ANY_PENDING_SQL, ()) is None:
+            return
+        conn = self._writer_connection
+        if self._writer._is_owned() and conn is not None and conn.in_transaction():  # type: ignore[union-attr]
+            return
+        with self.write():  # moves them first thing
+            pass
 
     def fetch_one(self, sql: str, params: tuple) -> tuple | None:
         """One row of one statement on a raw pooled DBAPI connection: the read-by-id fast path, without

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 from ipt_fhir.fhir.jsonio import load_stored
 from ipt_fhir.fhir.search.indexer import index_rows
 
+from . import pending_index
 from .database import Database
 from .search_tables import INDEX_DELETE_SQL, INDEX_INSERT_SQL, INDEX_TABLES
 from .tables import pg_type, resource_table
@@ -44,6 +45,7 @@ def _insert(conn: Connection, resource_type: str, resource_id: str, rows: dict[s
 
 
 def delete_index(conn: Connection, resource_type: str, resource_id: str) -> None:
+    pending_index.bring_current(conn)  # its rows may still be pending
     deletes = INDEX_DELETE_SQL[conn.dialect.name]
     cur = _cursor(conn)
     try:
@@ -112,7 +114,9 @@ def write_index(conn: Connection, resource_type: str, resource_id: str, resource
         return
     if delete:
         delete_index(conn, resource_type, resource_id)
-    _insert(conn, resource_type, resource_id, rows)
+        _insert(conn, resource_type, resource_id, rows)
+    else:  # a new resource: its rows wait in the pending tables (pending_index.py)
+        pending_index.append(conn, full_rows(resource_type, resource_id, rows))
 
 
 def reindex_all(db: Database, progress: Callable[[int], None] | None = None, batch: int = 500) -> int:

@@ -120,6 +120,15 @@ INDEX_TABLES: dict[str, sa.Table] = {
 }
 
 
+def _pending_twin(table: sa.Table) -> sa.Table:
+    return sa.Table(f"{table.name}_pending", metadata, *[c._copy() for c in table.columns])
+
+
+# SQLite: the rows of newly created resources, waiting to be moved into INDEX_TABLES (pending_index.py).
+# Same columns, no indexes: a create appends to these instead of updating a dozen B-trees.
+PENDING_TABLES: dict[str, sa.Table] = {kind: _pending_twin(table) for kind, table in INDEX_TABLES.items()}
+
+
 
 def _statements(mark: str) -> tuple[dict[str, str], dict[str, str]]:
     inserts, deletes = {}, {}
