@@ -2,9 +2,9 @@
 
 Why: a create's ~15 index rows, inserted one resource at a time into the value-indexed tables, dirty
 about 36 B-tree pages, each written to the WAL by that commit: a third of a create's cost. A resource's
-first version therefore appends its rows to index-less twins of the tables (`search_*_pending`, one
-page or two per commit), and they move into the indexed tables many resources at a time, where rows
-share pages and the B-tree work runs inside SQLite (a quarter of the cost per row).
+first version therefore stores its rows as one JSON value in `search_pending` (one row, one page), and
+they move into the index tables many resources at a time, expanded by SQLite's json_each: rows then
+share pages, and all of that work runs inside SQLite, outside Python's interpreter lock.
 
 The index stays exact for everything that reads it: each reader first moves whatever is pending,
 - `Database.read()` before it opens its snapshot,
@@ -20,32 +20,44 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Connection
 
-from .search_tables import INDEX_TABLES, PENDING_TABLES
+from ipt_fhir.fhir.jsonio import dump_json
+
+from .search_tables import INDEX_TABLES, pending_index_table
 
 # Marks the writer's connection (Database._transaction): only a connection inside a write transaction
 # can move rows; a read connection was brought current before its snapshot began.
 WRITER = "ipt_fhir.sqlite_writer"
 
-INSERT_SQL: dict[str, str] = {
-    kind: f"INSERT INTO {t.name} VALUES ({', '.join('?' * len(t.columns))})" for kind, t in PENDING_TABLES.items()}
-
-ANY_PENDING_SQL = " UNION ALL ".join(f"SELECT 1 FROM {t.name}" for t in PENDING_TABLES.values()) + " LIMIT 1"
-
-_MOVE_SQL: list[str] = []
-for _kind, _table in INDEX_TABLES.items():
-    _cols = ", ".join(c.name for c in _table.columns)
-    _pending = PENDING_TABLES[_kind].name
-    _MOVE_SQL += [f"INSERT INTO {_table.name} ({_cols}) SELECT {_cols} FROM {_pending}", f"DELETE FROM {_pending}"]
+_P = pending_index_table.name
+_KINDS = tuple(INDEX_TABLES)
+INSERT_SQL = f"INSERT INTO {_P} (resource_type, resource_id, {', '.join(_KINDS)}) VALUES (?, ?{', ?' * len(_KINDS)})"
+ANY_PENDING_SQL = f"SELECT 1 FROM {_P} LIMIT 1"
 
 
-def append(conn: Connection, rows: dict[str, list[tuple]]) -> None:
-    """Hold back full table rows (search_index.full_rows) of resources created in this unit of work."""
-    cur = conn.connection.driver_connection.cursor()
-    try:
-        for kind, payload in rows.items():
-            cur.executemany(INSERT_SQL[kind], payload)
-    finally:
-        cur.close()
+def move_sql() -> list[str]:
+    """One INSERT ... SELECT per index table, expanding the pending resources' rows of that table (a
+    JSON array of arrays in the table's column order after resource_type and resource_id): each JSON
+    value is parsed once."""
+    out = []
+    for kind, table in INDEX_TABLES.items():
+        columns = [c.name for c in table.columns]
+        values = [f"json_extract(j.value, '$[{i}]')" for i in range(len(columns) - 2)]
+        out.append(f"INSERT INTO {table.name} ({', '.join(columns)}) "
+                   f"SELECT p.resource_type, p.resource_id, {', '.join(values)} "
+                   f"FROM {_P} p, json_each(p.{kind}) j WHERE p.{kind} IS NOT NULL")
+    return out + [f"DELETE FROM {_P}"]
+
+
+_MOVE_SQL = move_sql()
+
+
+def append(conn: Connection, resource_type: str, resource_id: str, rows: dict[str, list[tuple]]) -> None:
+    """Hold back the index rows (indexer.index_rows) of a resource created in this unit of work."""
+    params = [resource_type, resource_id]
+    for kind in _KINDS:
+        kind_rows = rows.get(kind)
+        params.append(dump_json(list(dict.fromkeys(kind_rows))).decode() if kind_rows else None)
+    conn.connection.driver_connection.execute(INSERT_SQL, params)
 
 
 def move(driver_connection) -> bool:  # noqa: ANN001 - a sqlite3.Connection inside a write transaction

@@ -116,7 +116,7 @@ def write_index(conn: Connection, resource_type: str, resource_id: str, resource
         delete_index(conn, resource_type, resource_id)
         _insert(conn, resource_type, resource_id, rows)
     else:  # a new resource: its rows wait in the pending tables (pending_index.py)
-        pending_index.append(conn, full_rows(resource_type, resource_id, rows))
+        pending_index.append(conn, resource_type, resource_id, rows)
 
 
 def reindex_all(db: Database, progress: Callable[[int], None] | None = None, batch: int = 500) -> int:

@@ -120,14 +120,14 @@ INDEX_TABLES: dict[str, sa.Table] = {
 }
 
 
-def _pending_twin(table: sa.Table) -> sa.Table:
-    return sa.Table(f"{table.name}_pending", metadata, *[c._copy() for c in table.columns])
-
-
-# SQLite: the rows of newly created resources, waiting to be moved into INDEX_TABLES (pending_index.py).
-# Same columns, no indexes: a create appends to these instead of updating a dozen B-trees.
-PENDING_TABLES: dict[str, sa.Table] = {kind: _pending_twin(table) for kind, table in INDEX_TABLES.items()}
-
+# SQLite: the index rows of newly created resources, one row per resource (per table kind, its rows
+# as a JSON array), until they move into INDEX_TABLES many resources at a time (pending_index.py).
+pending_index_table = sa.Table(
+    "search_pending", metadata,
+    sa.Column("resource_type", sa.String(64), nullable=False),
+    sa.Column("resource_id", sa.String(64), nullable=False),
+    *[sa.Column(kind, sa.Text, nullable=True) for kind in INDEX_TABLES],
+)
 
 
 def _statements(mark: str) -> tuple[dict[str, str], dict[str, str]]:

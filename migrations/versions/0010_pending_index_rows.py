@@ -1,8 +1,9 @@
-"""search_*_pending: index-less twins of the search index tables, where SQLite holds the index rows of
-newly created resources until they move into the index in batches (ipt_fhir/store/pending_index.py).
+"""search_pending: where SQLite holds the search index rows of newly created resources (one row per
+resource, its rows of each index table as a JSON array) until they move into the index tables in batches
+(ipt_fhir/store/pending_index.py).
 
 The downgrade first moves any pending rows into the index tables, so no row is lost. PostgreSQL never
-fills these tables; they exist there too so that both databases have one schema.
+fills the table; it exists there too so that both databases have one schema.
 
 Revision ID: 0010_pending_index_rows
 Revises: 0009_implicit_code_systems
@@ -15,45 +16,34 @@ down_revision = "0009_implicit_code_systems"
 branch_labels = None
 depends_on = None
 
-CText = sa.Text().with_variant(sa.Text(collation="C"), "postgresql")
-CStr = sa.String(255).with_variant(sa.String(255, collation="C"), "postgresql")
-
-
-def _composite() -> list:
-    return [sa.Column(f"c{i}_{part}", kind) for i in (1, 2, 3)
-            for part, kind in (("a", sa.Text), ("b", sa.Text), ("low", sa.Float), ("high", sa.Float))]
-
-
-# The columns of each index table at 0009, frozen here (after the key columns).
+# The columns of each index table at 0009 after resource_type and resource_id, frozen here.
+_COMPOSITE = [f"c{i}_{part}" for i in (1, 2, 3) for part in ("a", "b", "low", "high")]
 COLUMNS = {
-    "search_token": lambda: [sa.Column("system", sa.Text), sa.Column("code", sa.Text), sa.Column("text", CStr)],
-    "search_string": lambda: [sa.Column("value", CStr, nullable=False), sa.Column("exact", sa.Text, nullable=False),
-                              sa.Column("value_full", CText)],
-    "search_date": lambda: [sa.Column("low", sa.BigInteger, nullable=False),
-                            sa.Column("high", sa.BigInteger, nullable=False)],
-    "search_number": lambda: [sa.Column("value", sa.Float, nullable=False)],
-    "search_quantity": lambda: [sa.Column("value", sa.Float, nullable=False), sa.Column("system", sa.Text),
-                                sa.Column("code", sa.Text)],
-    "search_reference": lambda: [sa.Column("target_type", sa.String(64)), sa.Column("target_id", sa.String(64)),
-                                 sa.Column("target_version", sa.String(64)), sa.Column("url", CText)],
-    "search_uri": lambda: [sa.Column("value", CText, nullable=False)],
-    "search_composite": _composite,
+    "token": ("search_token", ["param", "system", "code", "text"]),
+    "string": ("search_string", ["param", "value", "exact", "value_full"]),
+    "date": ("search_date", ["param", "low", "high"]),
+    "number": ("search_number", ["param", "value"]),
+    "quantity": ("search_quantity", ["param", "value", "system", "code"]),
+    "reference": ("search_reference", ["param", "target_type", "target_id", "target_version", "url"]),
+    "uri": ("search_uri", ["param", "value"]),
+    "composite": ("search_composite", ["param", *_COMPOSITE]),
 }
 
 
 def upgrade() -> None:
-    for table, columns in COLUMNS.items():
-        op.create_table(
-            f"{table}_pending",
-            sa.Column("resource_type", sa.String(64), nullable=False),
-            sa.Column("resource_id", sa.String(64), nullable=False),
-            sa.Column("param", sa.String(100), nullable=False),
-            *columns(),
-        )
+    op.create_table(
+        "search_pending",
+        sa.Column("resource_type", sa.String(64), nullable=False),
+        sa.Column("resource_id", sa.String(64), nullable=False),
+        *[sa.Column(kind, sa.Text, nullable=True) for kind in COLUMNS],
+    )
 
 
 def downgrade() -> None:
-    for table, columns in COLUMNS.items():
-        names = ", ".join(["resource_type", "resource_id", "param"] + [c.name for c in columns()])
-        op.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {table}_pending")
-        op.drop_table(f"{table}_pending")
+    if op.get_bind().dialect.name == "sqlite":
+        for kind, (table, columns) in COLUMNS.items():
+            values = ", ".join(f"json_extract(j.value, '$[{i}]')" for i in range(len(columns)))
+            op.execute(f"INSERT INTO {table} (resource_type, resource_id, {', '.join(columns)}) "
+                       f"SELECT p.resource_type, p.resource_id, {values} "
+                       f"FROM search_pending p, json_each(p.{kind}) j WHERE p.{kind} IS NOT NULL")
+    op.drop_table("search_pending")
