@@ -108,26 +108,32 @@ def _subset(request: Request, stored) -> bytes:  # noqa: ANN001
 
 
 # --- create, update, patch, delete ---------------------------------------------------------------
-# A small write on embedded SQLite runs on the event loop when the writer is free, like a read by id:
-# the thread hop costs a create about a tenth of its CPU and the wake-up of two threads. A SQLite
-# commit is not always bounded CPU work, though: the first write after a checkpoint has copied the
-# whole WAL syncs the WAL's new header to disk, which on the loop would stop every request (p99 of create
-# went from 12-24 to 25-37 ms at concurrency 1 when all writes ran inline). The checkpointer therefore
-# restarts the WAL itself and keeps loop writes paused while it could (store/checkpoint.py). A create or
-# update that finds the writer busy or paused, or that is large or conditional, patches, deletes and any
-# write on PostgreSQL run in the thread pool, where only their own request waits.
+# A small write on embedded SQLite is stored on the event loop when the writer is free, like a read by
+# id: the thread hop costs a create about a tenth of its CPU and the wake-up of two threads. It is
+# checked and validated first, without the writer, so background work that needs the writer (moving
+# pending index rows, checkpoints) fits in between. A SQLite commit is not always bounded CPU work,
+# though: the first write after a checkpoint has copied the whole WAL syncs the WAL's new header to
+# disk, which on the loop would stop every request (p99 of create went from 12-24 to 25-37 ms at
+# concurrency 1 when all writes ran inline). The checkpointer therefore restarts the WAL itself and keeps
+# loop writes paused while it could (store/checkpoint.py). A create or update that finds the writer busy
+# or paused is stored in the thread pool; one that is large or conditional runs there whole, and so do
+# patches, deletes and every write on PostgreSQL.
 INLINE_WRITE_MAX_BODY = 16 * 1024  # bytes: validating a larger body would hold up the loop too long
 
 
-async def _run_write(request: Request, resources: ResourcesDep, call, *args, **kwargs):  # noqa: ANN001, ANN202
+async def _run_write(request: Request, resources: ResourcesDep, checked, *args, **kwargs):  # noqa: ANN001, ANN202
+    """`checked(*args, **kwargs)` validates a write and returns the step that stores it."""
     body = await request.body()  # already read: the handler parsed it
     small = len(body) <= INLINE_WRITE_MAX_BODY and "if-none-exist" not in request.headers  # no search inside
-    if small and resources.db.try_inline_writer():
+    if not small or resources.db.dialect != "sqlite":
+        return await run_in_threadpool(lambda: checked(*args, **kwargs)())
+    store = checked(*args, **kwargs)
+    if resources.db.try_inline_writer():
         try:
-            return call(*args, **kwargs)
+            return store()
         finally:
             resources.db.release_inline_writer()
-    return await run_in_threadpool(call, *args, **kwargs)
+    return await run_in_threadpool(store)
 
 
 async def _resource_body(request: Request, resource_type: str, resource_id: str | None = None) -> object:
@@ -143,7 +149,7 @@ async def _resource_body(request: Request, resource_type: str, resource_id: str 
 async def create(resource_type: str, request: Request, resources: ResourcesDep) -> Response:
     body = await _resource_body(request, resource_type)
     result = await _run_write(
-        request, resources, resources.create, resource_type, body,
+        request, resources, resources.checked_create, resource_type, body,
         if_none_exist=request.headers.get("if-none-exist"), base_url=fhir_base_url(request))
     return write_response(request, result.version, result.status, result.issues)
 
@@ -152,7 +158,7 @@ async def create(resource_type: str, request: Request, resources: ResourcesDep) 
 async def update(resource_type: str, resource_id: str, request: Request, resources: ResourcesDep) -> Response:
     body = await _resource_body(request, resource_type, resource_id)
     result = await _run_write(
-        request, resources, resources.update, resource_type, resource_id, body,
+        request, resources, resources.checked_update, resource_type, resource_id, body,
         if_match=etag_version(request.headers.get("if-match")))
     return write_response(request, result.version, result.status, result.issues)
 

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
-from typing import Iterator
+from typing import Callable, Iterator
 from urllib.parse import parse_qsl
 
 from sqlalchemy.engine import Connection
@@ -156,12 +156,19 @@ class ResourceService:
 
     def create(self, resource_type: str, body: object, *, if_none_exist: str | None = None,
                base_url: str = "") -> WriteResult:
+        return self.checked_create(resource_type, body, if_none_exist=if_none_exist, base_url=base_url)()
+
+    def checked_create(self, resource_type: str, body: object, *, if_none_exist: str | None = None,
+                       base_url: str = "") -> Callable[[], WriteResult]:
+        """Check and validate a create now (no database work); returns the step that stores it. The
+        REST layer runs the two apart: validation need not hold SQLite's writer (api/rest_routes.py)."""
         require_known_type(resource_type)
         resource = _check_body_type(body, resource_type)
         warnings = validate_for_write(resource, resource_type)
         if if_none_exist is None:
-            return self.db.run_write(lambda conn: self._create_in(conn, resource_type, resource, warnings))
-        return self._conditional_create(resource_type, resource, warnings, parse_criteria(if_none_exist), base_url)
+            return lambda: self.db.run_write(lambda conn: self._create_in(conn, resource_type, resource, warnings))
+        criteria = parse_criteria(if_none_exist)
+        return lambda: self._conditional_create(resource_type, resource, warnings, criteria, base_url)
 
     def _conditional_create(self, resource_type: str, resource: dict, warnings: list[Issue],
                             criteria: list[tuple[str, str]], base_url: str) -> WriteResult:
@@ -209,6 +216,11 @@ class ResourceService:
 
     def update(self, resource_type: str, resource_id: str, body: object, *,
                if_match: int | None = None) -> WriteResult:
+        return self.checked_update(resource_type, resource_id, body, if_match=if_match)()
+
+    def checked_update(self, resource_type: str, resource_id: str, body: object, *,
+                       if_match: int | None = None) -> Callable[[], WriteResult]:
+        """As checked_create: checks and validation now, the returned step stores the update."""
         require_known_type(resource_type)
         resource = _check_body_type(body, resource_type)
         body_id = resource.get("id")
@@ -218,7 +230,7 @@ class ResourceService:
             raise bad_request(f"Resource id '{body_id}' does not match the URL id '{resource_id}'",
                               f"{resource_type}.id")
         warnings = validate_for_write(resource, resource_type)
-        return self.db.run_write(
+        return lambda: self.db.run_write(
             lambda conn: self._update_in(conn, resource_type, resource_id, resource, warnings, if_match, "PUT"))
 
     def conditional_update(self, resource_type: str, criteria: list[tuple[str, str]], body: object, *,

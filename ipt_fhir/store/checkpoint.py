@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 INTERVAL_SECONDS = 0.25
+MOVE_CHUNK = 32  # pending resources whose index rows one background unit of work moves (~2 ms)
+MOVE_CHUNKS_PER_ROUND = 256  # so that a round always reaches its checkpoint, however fast resources arrive
 
 
 class Checkpointer:
@@ -88,7 +90,11 @@ class Checkpointer:
         an uncopied frame again (they stay paused if the round fails)."""
         db = self._db
         with self._round:
-            db.move_pending_index()  # bounds the search index rows readers may have to move themselves
+            # Bounds the index rows readers may have to move themselves; in short units, so that writes
+            # on the event loop go on in between.
+            for _ in range(MOVE_CHUNKS_PER_ROUND):
+                if self._stopped.is_set() or not db.move_some_pending_index(MOVE_CHUNK):
+                    break
             db.pause_inline_writes()
             self._checkpoint()  # the bulk of the copying, while threads go on writing
             with db.writer_held():

@@ -228,6 +228,15 @@ class Database:
         with self.write():  # moves them first thing
             pass
 
+    def move_some_pending_index(self, limit: int) -> bool:
+        """SQLite: move the index rows of the `limit` oldest pending resources, in a unit of work of
+        their own (the background mover: short units, so writes on the event loop fit in between).
+        False when nothing was pending."""
+        if self.dialect != "sqlite" or self.fetch_one(pending_index.ANY_PENDING_SQL, ()) is None:
+            return False
+        with self._writer, self._transaction() as conn:
+            return pending_index.move(conn.connection.driver_connection, limit)
+
     def fetch_one(self, sql: str, params: tuple) -> tuple | None:
         """One row of one statement on a raw pooled DBAPI connection: the read-by-id fast path, without
         the SQLAlchemy execution pipeline. `sql` uses `?` placeholders and is rewritten per dialect."""

@@ -34,21 +34,23 @@ INSERT_SQL = f"INSERT INTO {_P} (resource_type, resource_id, {', '.join(_KINDS)}
 ANY_PENDING_SQL = f"SELECT 1 FROM {_P} LIMIT 1"
 
 
-def move_sql() -> list[str]:
+def _move_sql() -> list[str]:
     """One INSERT ... SELECT per index table, expanding the pending resources' rows of that table (a
-    JSON array of arrays in the table's column order after resource_type and resource_id): each JSON
-    value is parsed once."""
+    JSON array of arrays in the table's column order after resource_type and resource_id), up to the
+    pending row `:last`; then their removal. Each JSON value is parsed once."""
     out = []
     for kind, table in INDEX_TABLES.items():
         columns = [c.name for c in table.columns]
         values = [f"json_extract(j.value, '$[{i}]')" for i in range(len(columns) - 2)]
         out.append(f"INSERT INTO {table.name} ({', '.join(columns)}) "
                    f"SELECT p.resource_type, p.resource_id, {', '.join(values)} "
-                   f"FROM {_P} p, json_each(p.{kind}) j WHERE p.{kind} IS NOT NULL")
-    return out + [f"DELETE FROM {_P}"]
+                   f"FROM {_P} p, json_each(p.{kind}) j WHERE p.{kind} IS NOT NULL AND p.rowid <= :last")
+    return out + [f"DELETE FROM {_P} WHERE rowid <= :last"]
 
 
-_MOVE_SQL = move_sql()
+_MOVE_SQL = _move_sql()
+_LAST_SQL = f"SELECT max(rowid) FROM {_P}"
+_NTH_SQL = f"SELECT rowid FROM {_P} ORDER BY rowid LIMIT 1 OFFSET ?"
 
 
 def append(conn: Connection, resource_type: str, resource_id: str, rows: dict[str, list[tuple]]) -> None:
@@ -60,14 +62,20 @@ def append(conn: Connection, resource_type: str, resource_id: str, rows: dict[st
     conn.connection.driver_connection.execute(INSERT_SQL, params)
 
 
-def move(driver_connection) -> bool:  # noqa: ANN001 - a sqlite3.Connection inside a write transaction
-    """Move every pending row into the index tables; False when there was none."""
+def move(driver_connection, limit: int | None = None) -> bool:  # noqa: ANN001 - sqlite3, in a write transaction
+    """Move the rows of every pending resource, or of the `limit` oldest ones, into the index tables;
+    False when nothing was pending."""
     cur = driver_connection.cursor()
     try:
-        if cur.execute(ANY_PENDING_SQL).fetchone() is None:
+        last = None
+        if limit is not None:
+            last = cur.execute(_NTH_SQL, (limit - 1,)).fetchone()
+        if last is None:
+            last = cur.execute(_LAST_SQL).fetchone()
+        if last is None or last[0] is None:
             return False
         for sql in _MOVE_SQL:
-            cur.execute(sql)
+            cur.execute(sql, {"last": last[0]})
         return True
     finally:
         cur.close()
