@@ -20,6 +20,8 @@ types = sorted(
     and e["resource"].get("kind") == "resource"
     and not e["resource"].get("abstract")
     and e["resource"].get("derivation") == "specialization"
+    # the source bundle also carries the R4B SubscriptionStatus, which is not an R4 resource
+    and e["resource"].get("fhirVersion") == "4.0.1"
 )
 out = root / "ipt_fhir" / "fhir" / "definitions" / "resource-types.json"
 out.write_text(json.dumps({"fhirVersion": "4.0.1", "resourceTypes": types}, indent=0) + "\n")

@@ -39,25 +39,76 @@ def _negotiate(request: Request) -> str:
     fmt = request.query_params.get("_format")
     if fmt is not None:
         fmt = fmt.strip().lower().replace(" ", "+")  # '+' arrives as a space when not percent-encoded
-        if fmt in JSON_FORMATS:
-            return "application/json" if fmt == "application/json" else FHIR_JSON
+        media, _, params = fmt.partition(";")  # e.g. application/fhir+json;fhirVersion=4.0
+        _check_fhir_version(params)
+        if media.strip() in JSON_FORMATS:
+            return "application/json" if media.strip() == "application/json" else FHIR_JSON
         raise FHIRError.of(406, "not-supported", f"_format '{fmt}' is not supported; this server speaks JSON")
     accept = request.headers.get("accept", "")
-    versions = _FHIR_VERSION.findall(accept.lower())
-    if versions and not any(v in ("4.0", "4.0.1") for v in versions):  # http.html#version-parameter
-        raise FHIRError.of(406, "not-supported", f"fhirVersion {versions[0]} is not supported; this server is FHIR 4.0")
-    accepted = media_types(accept)
-    if not accepted:
+    _check_fhir_version(accept.lower())
+    ranges = _accept_ranges(accept)
+    if not ranges:
         return FHIR_JSON
-    for media in accepted:
-        if media in ("application/fhir+json", "application/json+fhir", "*/*", "application/*"):
-            return FHIR_JSON
-        if media == "application/json":
-            return "application/json"
-    if any(m in XML_FORMATS for m in accepted):
+    best, best_rank = None, None
+    for media in (FHIR_JSON, "application/json"):  # what we can answer with, our preference first
+        q, position = _quality(media, ranges)
+        rank = (q, -position)  # the client's weights first, then the order it listed them in
+        if q > 0 and (best_rank is None or rank > best_rank):
+            best, best_rank = media, rank
+    if best is not None:
+        return best
+    if any(q > 0 and media in XML_FORMATS for media, q in ranges):
         raise FHIRError.of(406, "not-supported", "XML is not supported; ask for application/fhir+json")
+    if any(_covers(media, json) for media, _ in ranges for json in (FHIR_JSON, "application/json")):
+        raise FHIRError.of(406, "not-supported", "The Accept header refuses JSON (q=0), the only format served")
     # Browsers and generic clients (text/html, text/plain...) still get JSON rather than an error.
     return FHIR_JSON
+
+
+def _check_fhir_version(params: str) -> None:
+    versions = _FHIR_VERSION.findall(params)
+    if versions and not any(v in ("4.0", "4.0.1") for v in versions):  # http.html#version-parameter
+        raise FHIRError.of(406, "not-supported", f"fhirVersion {versions[0]} is not supported; this server is FHIR 4.0")
+
+
+def _accept_ranges(header: str) -> list[tuple[str, float]]:
+    """The media ranges of an Accept header with their weights (RFC 9110 12.5.1), in header order."""
+    out = []
+    for part in header.split(","):
+        media, *params = [p.strip() for p in part.split(";")]
+        if not media:
+            continue
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = min(max(float(value), 0.0), 1.0)
+                except ValueError:
+                    q = 0.0  # a weight we cannot read accepts nothing rather than everything
+        out.append((media.lower(), q))
+    return out
+
+
+def _covers(media_range: str, media: str) -> bool:
+    if media_range == "*/*" or media_range == media:
+        return True
+    if media == FHIR_JSON and media_range == "application/json+fhir":  # the pre-R4 name of the same type
+        return True
+    return media_range.endswith("/*") and media.startswith(media_range[:-1])
+
+
+def _quality(media: str, ranges: list[tuple[str, float]]) -> tuple[float, int]:
+    """(weight, position) of the most specific range covering `media` (RFC 9110: a more specific range
+    overrides a less specific one); (0, -1) when none covers it."""
+    best = None
+    for position, (media_range, q) in enumerate(ranges):
+        if not _covers(media_range, media):
+            continue
+        specificity = 0 if media_range == "*/*" else 1 if media_range.endswith("/*") else 2
+        if best is None or specificity > best[0]:
+            best = (specificity, q, position)
+    return (best[1], best[2]) if best is not None else (0.0, -1)
 
 
 def wants_pretty(request: Request) -> bool:
