@@ -358,11 +358,8 @@ class _Writer:
             self.claims.claim(entry, [entry.resource_id])
             return
         assert entry.criteria is not None
-        matches = self.find(entry.resource_type, entry.criteria, "request.url")
-        body_id = (entry.resource or {}).get("id")
-        if not matches and entry.method == "PUT" and isinstance(body_id, str):
-            matches = [body_id]  # a conditional update that matches nothing creates the body's id
-        self.claims.claim(entry, matches)
+        # A conditional update that matches nothing creates a new resource (settle_target): nothing to claim.
+        self.claims.claim(entry, self.find(entry.resource_type, entry.criteria, "request.url"))
 
     # Plain creates (new server-assigned ids, nothing to read first) are written set-at-a-time: their
     # rows, history and index rows go out in one statement per table (store/bulk_write.py: COPY on
@@ -434,8 +431,8 @@ class _Writer:
                 entry.target_id = matches[0]
             elif entry.method == "PATCH":
                 raise _located(not_found(f"No {entry.resource_type} matches the criteria"), "request.url")
-            else:
-                entry.target_id = (entry.resource or {}).get("id") or new_resource_id()
+            else:  # http.html#cond-update: no match is a create, which ignores the body's id
+                entry.target_id = new_resource_id()
             self.claims.claim(entry, [entry.target_id])  # as for DELETE: resolved again, claimed again
         else:
             entry.target_id = entry.resource_id

@@ -245,8 +245,8 @@ class ResourceService:
             if len(matches) > 1:
                 raise precondition_failed(f"The criteria match {len(matches)} {resource_type} resources")
             if not matches:
-                if body_id is not None:
-                    return self._update_in(conn, resource_type, body_id, resource, warnings, if_match, "PUT")
+                # R4 http.html#cond-update: "No matches: The server performs a create interaction", and a
+                # create ignores the body's id. Taking it would overwrite a resource the criteria did not match.
                 return self._create_in(conn, resource_type, resource, warnings, method="PUT")
             if body_id is not None and body_id != matches[0]:
                 raise bad_request(
