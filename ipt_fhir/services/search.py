@@ -42,8 +42,7 @@ def parse_criteria(resource_type: str, params: list[tuple[str, str]], base_url: 
     clauses: list[Clause] = []
     result: list[tuple[str, str]] = []
     ignored: list[tuple[str, str]] = []
-    for name, value in params:
-        _refuse_nul(name, value)
+    for name, value in given_params(params):
         if _is_result_param(name):
             result.append((name, value))
             continue
@@ -55,6 +54,15 @@ def parse_criteria(resource_type: str, params: list[tuple[str, str]], base_url: 
             raise _unsupported_criterion(name, parsed)
         ignored.append((name, parsed))
     return clauses, result, ignored
+
+
+def given_params(params: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The parameters that carry a value, NUL refused. A parameter with an empty value is dropped before
+    anything reads it: "Empty parameters are not an error - they are just ignored by the server"
+    (search.html#errors), so it filters nothing, is no 400 and is in none of the Bundle's links."""
+    for name, value in params:
+        _refuse_nul(name, value)
+    return [(name, value) for name, value in params if value != ""]
 
 
 def _refuse_nul(name: str, value: str) -> None:
@@ -341,8 +349,7 @@ def build_request(types: list[str], params: list[tuple[str, str]], base_url: str
     the caller applies itself (_type of a system search, _since of $everything), kept in the links."""
     req = Request(types=types, clauses={t: [] for t in types}, count=default_count, sort=[])
     parser = Parser(base_url)
-    for name, value in params:
-        _refuse_nul(name, value)
+    for name, value in given_params(params):
         if name in applied_by_caller:
             used: str | None = value
         elif _is_result_param(name):
@@ -722,6 +729,8 @@ def subset_read(content: bytes, resource_type: str, params: list[tuple[str, str]
     parameters apply to every interaction that returns a resource), marked SUBSETTED like search results."""
     summary = elements = None
     for name, value in params:
+        if value == "":  # ignored, as in a search (search.html#errors)
+            continue
         if name == "_summary":
             if value not in ("true", "text", "data", "count", "false"):
                 raise bad_request(f"_summary must be true, text, data, count or false, got '{value}'", "_summary")
@@ -862,6 +871,7 @@ def everything(db: Database, patient_id: str, params: list[tuple[str, str]], *, 
     """Patient/[id]/$everything: the patient, its compartment and the resources those refer to
     (_since, _type, _count, paging)."""
     base_url = base_url.rstrip("/")
+    params = given_params(params)
     dc, mc = _settings_counts()
     with db.read() as conn:
         found = conn.execute(sa.select(R.c.deleted).where(R.c.resource_type == "Patient",
