@@ -193,14 +193,15 @@ async def conditional_patch(resource_type: str, request: Request, resources: Res
 @router.delete("/{resource_type:fhirsegment}/{resource_id:fhirsegment}", tags=["write"], summary="Delete")
 def delete(resource_type: str, resource_id: str, request: Request, resources: ResourcesDep) -> Response:
     response_media_type(request)  # a 406 must come before the delete, not after it
-    result = resources.delete(resource_type, resource_id)
+    result = resources.delete(resource_type, resource_id, if_match=etag_version(request.headers.get("if-match")))
     return _delete_response(request, result.deleted, f"{resource_type}/{resource_id}")
 
 
 @router.delete("/{resource_type:fhirsegment}", tags=["write"], summary="Conditional delete (DELETE [type]?criteria)")
 def conditional_delete(resource_type: str, request: Request, resources: ResourcesDep) -> Response:
     response_media_type(request)
-    result = resources.conditional_delete(resource_type, _criteria(request), base_url=fhir_base_url(request))
+    result = resources.conditional_delete(resource_type, _criteria(request), base_url=fhir_base_url(request),
+                                          if_match=etag_version(request.headers.get("if-match")))
     return _delete_response(request, result.deleted, f"{resource_type} resources matching the criteria")
 
 

@@ -399,11 +399,10 @@ class _Writer:
         if entry.criteria is not None:
             ids = self.find(entry.resource_type, entry.criteria, "request.url")
             self.claims.claim(entry, ids)  # the criteria may match otherwise than before the first write
-            for i in ids:
-                self.svc.delete_in(self.conn, entry.resource_type, i)
+            self.svc.delete_matches_in(self.conn, entry.resource_type, ids, entry.if_match)
         else:
             assert entry.resource_id is not None
-            self.svc.delete_in(self.conn, entry.resource_type, entry.resource_id)
+            self.svc.delete_in(self.conn, entry.resource_type, entry.resource_id, entry.if_match)
         return EntryResult(204)
 
     def settle_target(self, entry: Entry) -> None:

@@ -99,6 +99,12 @@ def _require_if_match(if_match: int | None, current: StoredVersion) -> None:
                                   f"{current.resource_type}/{current.id} is {current.version_id}{state}")
 
 
+def _no_current_version(resource_type: str, resource_id: str, current: StoredVersion | None) -> FHIRError:
+    """If-Match on a resource without a current representation: it cannot hold (RFC 9110 13.1.1)."""
+    state = "does not exist" if current is None else f"was deleted (version {current.version_id})"
+    return precondition_failed(f"{resource_type}/{resource_id} {state}, If-Match cannot hold")
+
+
 def _check_body_type(body: object, resource_type: str) -> dict:
     if not isinstance(body, dict):
         raise bad_request("The request body must be a JSON object holding a resource", code="structure")
@@ -259,7 +265,7 @@ class ResourceService:
         current = repo.current(conn, resource_type, resource_id)
         if current is None:
             if if_match is not None:
-                raise precondition_failed(f"{resource_type}/{resource_id} does not exist, If-Match cannot hold")
+                raise _no_current_version(resource_type, resource_id, current)
             _check_client_id(resource_id, resource_type)
             return self._create_in(conn, resource_type, resource, warnings, resource_id, method)
         _require_if_match(if_match, current)
@@ -316,24 +322,38 @@ class ResourceService:
 
     # --- delete ----------------------------------------------------------------------------
 
-    def delete(self, resource_type: str, resource_id: str) -> DeleteResult:
+    def delete(self, resource_type: str, resource_id: str, *, if_match: int | None = None) -> DeleteResult:
         """Deleting a missing or already deleted resource succeeds and changes nothing
-        (http://hl7.org/fhir/R4/http.html#delete: 200/204 'if the resource does not exist at all')."""
+        (http://hl7.org/fhir/R4/http.html#delete: 200/204 'if the resource does not exist at all'),
+        unless If-Match asks for a version: then nothing matches it (412)."""
         require_known_type(resource_type)
-        return DeleteResult(self.db.run_write(lambda conn: self._delete_in(conn, resource_type, resource_id)))
+        return DeleteResult(self.db.run_write(
+            lambda conn: self._delete_in(conn, resource_type, resource_id, if_match)))
 
     def conditional_delete(self, resource_type: str, criteria: list[tuple[str, str]], *,
-                           base_url: str = "") -> DeleteResult:
+                           if_match: int | None = None, base_url: str = "") -> DeleteResult:
         """conditionalDelete = multiple: every match is deleted, in one unit of work."""
         require_known_type(resource_type)
         with self.db.write() as conn:
             ids = find_ids(conn, resource_type, parse_criteria(criteria), base_url)
-            return DeleteResult(sum(self._delete_in(conn, resource_type, i) for i in ids))
+            return DeleteResult(self._delete_matches_in(conn, resource_type, ids, if_match))
 
-    def _delete_in(self, conn: Connection, resource_type: str, resource_id: str) -> int:
+    def _delete_matches_in(self, conn: Connection, resource_type: str, ids: list[str], if_match: int | None) -> int:
+        """Delete what conditional criteria matched. If-Match names the version of one resource: with
+        several matches it cannot hold for all of them, and deleting only those it holds for would make
+        the outcome depend on which matched, so the request fails as a whole (412)."""
+        if if_match is not None and len(ids) != 1:
+            raise precondition_failed(f"If-Match needs the criteria to match exactly one {resource_type}; "
+                                      f"they match {len(ids)}")
+        return sum(self._delete_in(conn, resource_type, i, if_match) for i in ids)
+
+    def _delete_in(self, conn: Connection, resource_type: str, resource_id: str, if_match: int | None = None) -> int:
         current = repo.current(conn, resource_type, resource_id)
         if current is None or current.deleted:
+            if if_match is not None:  # a deletion is no current representation: no version can match
+                raise _no_current_version(resource_type, resource_id, current)
             return 0
+        _require_if_match(if_match, current)
         previous = load_stored(current.content)
         guard.check_resource("delete", resource_type, previous)
         issues = self._run_hooks_check(conn, resource_type, resource_id, "DELETE", None, previous)
@@ -391,6 +411,7 @@ class ResourceService:
     update_in = _update_in
     patch_in = _patch_in
     delete_in = _delete_in
+    delete_matches_in = _delete_matches_in
 
 
 _DEFERRED_CHECKS = "ipt_fhir.deferred_checks"

@@ -35,3 +35,65 @@ def test_conditional_update_with_one_match_still_updates_it(client):
     r = client.put(f"/fhir/Patient?identifier={MRN}|M1", json=identified("M1", gender="other"))
     assert r.status_code == 200
     assert r.json()["id"] == "m1" and r.json()["meta"]["versionId"] == "2"
+
+
+# --- If-Match on delete: only that version is deleted (http.html#concurrency, RFC 9110 13.1.1) --------
+
+def two_versions(client, resource_id: str, **extra) -> None:
+    client.put(f"/fhir/Patient/{resource_id}", json=patient(id=resource_id, **extra))
+    assert client.put(f"/fhir/Patient/{resource_id}", json=patient(id=resource_id, gender="other", **extra)
+                      ).headers["etag"] == 'W/"2"'
+
+
+def test_delete_with_a_stale_if_match_is_412_and_deletes_nothing(client):
+    two_versions(client, "dv")
+    r = client.delete("/fhir/Patient/dv", headers={"If-Match": 'W/"1"'})
+    assert r.status_code == 412
+    assert r.json()["resourceType"] == "OperationOutcome"
+    assert client.get("/fhir/Patient/dv").headers["etag"] == 'W/"2"'
+
+
+def test_delete_with_the_current_version_or_star_deletes(client):
+    two_versions(client, "dv")
+    assert client.delete("/fhir/Patient/dv", headers={"If-Match": 'W/"2"'}).status_code == 204
+    assert client.get("/fhir/Patient/dv").status_code == 410
+    two_versions(client, "dstar")
+    assert client.delete("/fhir/Patient/dstar", headers={"If-Match": "*"}).status_code == 204
+    assert client.get("/fhir/Patient/dstar").status_code == 410
+
+
+def test_delete_with_if_match_of_an_unknown_or_deleted_resource_is_412(client):
+    """Nothing current matches the version: without If-Match such a delete is a 204 that writes nothing."""
+    assert client.delete("/fhir/Patient/nobody", headers={"If-Match": 'W/"1"'}).status_code == 412
+    assert client.delete("/fhir/Patient/nobody", headers={"If-Match": "*"}).status_code == 412
+    client.put("/fhir/Patient/gone", json=patient(id="gone"))
+    client.delete("/fhir/Patient/gone")
+    for tag in ('W/"1"', 'W/"2"', "*"):  # the live version, the deletion's, any
+        assert client.delete("/fhir/Patient/gone", headers={"If-Match": tag}).status_code == 412, tag
+    assert client.get("/fhir/Patient/gone/_history").json()["total"] == 2
+    assert client.delete("/fhir/Patient/nobody").status_code == 204
+
+
+def test_delete_with_a_malformed_if_match_is_400_and_deletes_nothing(client):
+    client.put("/fhir/Patient/dm", json=patient(id="dm"))
+    assert client.delete("/fhir/Patient/dm", headers={"If-Match": "version one"}).status_code == 400
+    assert client.get("/fhir/Patient/dm").status_code == 200
+
+
+def test_conditional_delete_honours_if_match_on_its_single_match(client):
+    two_versions(client, "cd1", identifier=[{"system": MRN, "value": "CD1"}])
+    assert client.delete(f"/fhir/Patient?identifier={MRN}|CD1", headers={"If-Match": 'W/"1"'}).status_code == 412
+    assert client.get("/fhir/Patient/cd1").status_code == 200
+    assert client.delete(f"/fhir/Patient?identifier={MRN}|CD1", headers={"If-Match": 'W/"2"'}).status_code == 204
+    assert client.get("/fhir/Patient/cd1").status_code == 410
+
+
+def test_conditional_delete_with_if_match_and_several_or_no_matches_is_412(client):
+    for rid in ("many1", "many2"):
+        client.put(f"/fhir/Patient/{rid}", json=identified("MANY", id=rid))
+    for tag in ('W/"1"', "*"):
+        assert client.delete(f"/fhir/Patient?identifier={MRN}|MANY", headers={"If-Match": tag}).status_code == 412
+    assert client.get(f"/fhir/Patient?identifier={MRN}|MANY").json()["total"] == 2
+    assert client.delete(f"/fhir/Patient?identifier={MRN}|NONE", headers={"If-Match": "*"}).status_code == 412
+    assert client.delete(f"/fhir/Patient?identifier={MRN}|MANY").status_code == 204  # without: every match
+    assert client.get(f"/fhir/Patient?identifier={MRN}|MANY").json()["total"] == 0

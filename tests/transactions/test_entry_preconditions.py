@@ -55,3 +55,56 @@ def test_a_transaction_conditional_update_with_one_match_still_updates_it(client
     [entry] = entries_of(post_bundle(client, tx(put(identified("M1", gender="other"), f"Patient?identifier={MRN}|M1"))))
     assert entry["response"]["status"] == "200 OK"
     assert entry["response"]["location"].startswith("Patient/m1/_history/2")
+
+
+# --- request.ifMatch on DELETE entries -----------------------------------------------------------------
+
+def delete(url: str, **request) -> dict:
+    return {"request": {"method": "DELETE", "url": url, **request}}
+
+
+def two_versions(client, resource_id: str, **extra) -> None:
+    client.put(f"/fhir/Patient/{resource_id}", json=patient(id=resource_id, **extra))
+    client.put(f"/fhir/Patient/{resource_id}", json=patient(id=resource_id, gender="other", **extra))
+
+
+def test_a_transaction_delete_with_a_stale_if_match_fails_the_transaction(client, database):
+    two_versions(client, "dv")
+    before = table_counts(database)
+    r = post_bundle(client, tx(delete("Patient/dv", ifMatch='W/"1"'), put(patient(id="other"))))
+    assert r.status_code == 412, r.text
+    assert r.json()["issue"][0]["expression"] == ["Bundle.entry[0]"]
+    assert table_counts(database) == before
+    [entry] = entries_of(post_bundle(client, tx(delete("Patient/dv", ifMatch='W/"2"'))))
+    assert entry["response"]["status"] == "204 No Content"
+    assert client.get("/fhir/Patient/dv").status_code == 410
+
+
+def test_batch_delete_entries_honour_if_match(client):
+    two_versions(client, "b1")
+    two_versions(client, "b2")
+    two_versions(client, "b3", identifier=[{"system": MRN, "value": "B3"}])
+    entries = entries_of(post_bundle(client, tx(
+        delete("Patient/b1", ifMatch='W/"1"'), delete("Patient/b2", ifMatch="*"),
+        delete(f"Patient?identifier={MRN}|B3", ifMatch='W/"1"'), delete("Patient/unknown", ifMatch='W/"1"'),
+        kind="batch")))
+    assert [e["response"]["status"] for e in entries] == ["412", "204 No Content", "412", "412"]
+    assert client.get("/fhir/Patient/b1").status_code == 200
+    assert client.get("/fhir/Patient/b2").status_code == 410
+    assert client.get("/fhir/Patient/b3").status_code == 200
+
+
+def test_a_conditional_delete_entry_with_if_match_and_several_matches_is_412(client):
+    for rid in ("many1", "many2"):
+        client.put(f"/fhir/Patient/{rid}", json=identified("MANY", id=rid))
+    r = post_bundle(client, tx(delete(f"Patient?identifier={MRN}|MANY", ifMatch='W/"1"')))
+    assert r.status_code == 412, r.text
+    assert client.get(f"/fhir/Patient?identifier={MRN}|MANY").json()["total"] == 2
+
+
+def test_a_malformed_if_match_on_a_delete_entry_is_400_at_the_element(client):
+    client.put("/fhir/Patient/dm", json=patient(id="dm"))
+    r = post_bundle(client, tx(delete("Patient/dm", ifMatch="version one")))
+    assert r.status_code == 400
+    assert r.json()["issue"][0]["expression"] == ["Bundle.entry[0].request.ifMatch"]
+    assert client.get("/fhir/Patient/dm").status_code == 200
