@@ -794,8 +794,9 @@ def _execute(db: Database, req: Request, *, base_url: str, request_url: str, lin
             content = _subset(content, row[0], req.summary, req.elements)
         entries.append((row[0], row[1], content, "match"))
     for rt, rid, content in included:
-        if req.summary or req.elements is not None:
-            content = _subset(content, rt, req.summary, req.elements)
+        # "The list of elements does not apply to included resources" (search.html#elements); _summary does
+        if req.summary:
+            content = _subset(content, rt, req.summary, None)
         entries.append((rt, rid, content, "include"))
     links = [("first", _link(req, base_url, link_path))]
     if rows and has_prev:
