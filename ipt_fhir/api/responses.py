@@ -118,7 +118,15 @@ def not_modified(request: Request, v: StoredVersion) -> bool:
     return False
 
 
-def etag_version(value: str | None) -> int | None:
+def etag_versions(value: str | None, header: str = "If-None-Match") -> frozenset[int] | None:
+    """The versions a list of ETags names (If-None-Match: W/"2", W/"3"); `*` is ANY_VERSION. Each
+    ETag as etag_version reads it."""
+    if value is None:
+        return None
+    return frozenset(etag_version(tag, header) for tag in value.split(","))
+
+
+def etag_version(value: str | None, header: str = "If-Match") -> int | None:
     """The version an If-Match header asks for: W/"3", "3" or 3; `*` (any current version, RFC 9110
     13.1.1) is ANY_VERSION. Anything else is a malformed header: 400, rather than a 412 naming no version."""
     if value is None:
@@ -131,4 +139,4 @@ def etag_version(value: str | None) -> int | None:
     tag = tag.strip('"')
     if tag.isascii() and tag.isdigit():
         return int(tag) if len(tag) <= 18 else -1  # a version that cannot exist: the precondition fails
-    raise FHIRError.of(400, "invalid", f"If-Match must be an ETag such as W/\"3\", or *; got '{value}'")
+    raise FHIRError.of(400, "invalid", f"{header} must be an ETag such as W/\"3\", or *; got '{value}'")

@@ -18,6 +18,7 @@ from ipt_fhir.services.search import subset_read
 from .negotiation import response_media_type
 from .responses import (
     etag_version,
+    etag_versions,
     fhir_base_url,
     fhir_response,
     not_modified,
@@ -159,7 +160,8 @@ async def update(resource_type: str, resource_id: str, request: Request, resourc
     body = await _resource_body(request, resource_type, resource_id)
     result = await _run_write(
         request, resources, resources.checked_update, resource_type, resource_id, body,
-        if_match=etag_version(request.headers.get("if-match")))
+        if_match=etag_version(request.headers.get("if-match")),
+        if_none_match=etag_versions(request.headers.get("if-none-match")))
     return write_response(request, result.version, result.status, result.issues)
 
 
@@ -168,7 +170,8 @@ async def conditional_update(resource_type: str, request: Request, resources: Re
     body, _ = await read_json_body(request)
     result = await run_in_threadpool(
         resources.conditional_update, resource_type, _criteria(request), body,
-        if_match=etag_version(request.headers.get("if-match")), base_url=fhir_base_url(request))
+        if_match=etag_version(request.headers.get("if-match")),
+        if_none_match=etag_versions(request.headers.get("if-none-match")), base_url=fhir_base_url(request))
     return write_response(request, result.version, result.status, result.issues)
 
 

@@ -28,7 +28,7 @@ import binascii
 import re
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 from sqlalchemy.engine import Connection
@@ -57,6 +57,7 @@ from ipt_fhir.store.search_index import table_rows
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 _STATUS_TEXT = {200: "200 OK", 201: "201 Created", 204: "204 No Content"}
 _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+T = TypeVar("T")
 
 
 @dataclass
@@ -72,6 +73,7 @@ class Entry:
     resource: dict | None = None
     if_none_exist: str | None = None
     if_match: int | None = None
+    if_none_match: frozenset[int] | None = None  # versions; ANY_VERSION for *
     warnings: list[Issue] = field(default_factory=list)
     target_id: str | None = None  # the id this entry writes, known before any POST/PUT is written
     existing: bool = False  # POST with ifNoneExist that matched: nothing is written
@@ -430,6 +432,8 @@ class _Writer:
                 entry.target_id = matches[0]
             elif entry.method == "PATCH":
                 raise _located(not_found(f"No {entry.resource_type} matches the criteria"), "request.url")
+            elif entry.if_match is not None:
+                raise _located(rs.if_match_without_match(entry.resource_type), "request.ifMatch")
             else:  # http.html#cond-update: no match is a create, which ignores the body's id
                 entry.target_id = new_resource_id()
             self.claims.claim(entry, [entry.target_id])  # as for DELETE: resolved again, claimed again
@@ -469,7 +473,7 @@ class _Writer:
         if entry.criteria is None:
             rs._check_client_id(entry.target_id, entry.resource_type)
         return _result(svc.update_in(conn, entry.resource_type, entry.target_id, resource, entry.warnings,
-                                     entry.if_match, "PUT"))
+                                     entry.if_match, "PUT", entry.if_none_match))
 
     def get(self, entry: Entry, db: Database) -> EntryResult:
         self.flush()
@@ -621,14 +625,11 @@ def parse_entry(index: int, raw: object, base_url: str) -> Entry:
         raise bad_request(f"{method} entries need an id or search criteria in request.url", "request.url")
     if method != "DELETE" and entry.resource_id is not None and query:
         raise bad_request("request.url has both an id and criteria", "request.url")
-    if_match = request.get("ifMatch")
-    if if_match is not None:
-        from ipt_fhir.api.responses import etag_version  # plain parsing helper; no HTTP involved
+    from ipt_fhir.api.responses import etag_version, etag_versions  # plain parsing helpers; no HTTP involved
 
-        try:
-            entry.if_match = etag_version(str(if_match))
-        except FHIRError as exc:
-            raise _located(exc, "request.ifMatch") from None
+    entry.if_match = _precondition(request, "ifMatch", etag_version)
+    if method == "PUT":
+        entry.if_none_match = _precondition(request, "ifNoneMatch", etag_versions)
     if method == "DELETE":
         return entry
     if method == "PATCH":
@@ -649,6 +650,17 @@ def parse_entry(index: int, raw: object, base_url: str) -> Entry:
                               f"'{entry.resource_id}'", f"{entry.resource_type}.id")
     entry.resource = resource
     return entry
+
+
+def _precondition(request: dict, element: str, parse: Callable[[str], T]) -> T | None:
+    """request.ifMatch, ifNoneMatch…, read as the HTTP header of the same name; errors point at it."""
+    value = request.get(element)
+    if value is None:
+        return None
+    try:
+        return parse(str(value))
+    except FHIRError as exc:
+        raise _located(exc, f"request.{element}") from None
 
 
 def _patch_of(resource: object) -> tuple[Any, str]:

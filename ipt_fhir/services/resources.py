@@ -99,6 +99,24 @@ def _require_if_match(if_match: int | None, current: StoredVersion) -> None:
                                   f"{current.resource_type}/{current.id} is {current.version_id}{state}")
 
 
+def _require_if_none_match(if_none_match: frozenset[int] | None, current: StoredVersion | None) -> None:
+    """412 unless the If-None-Match precondition of a write holds (RFC 9110 13.1.2): `*` fails when the
+    resource has a current representation, a list of ETags when it names the current version. An unknown
+    or deleted resource has none, so an update with `If-None-Match: *` creates it and never overwrites."""
+    if if_none_match is None or current is None or current.deleted:
+        return
+    if ANY_VERSION in if_none_match or current.version_id in if_none_match:
+        asked = "*" if ANY_VERSION in if_none_match else f"version {current.version_id}"
+        raise precondition_failed(f"If-None-Match {asked} does not hold: {current.resource_type}/{current.id} "
+                                  f"exists at version {current.version_id}")
+
+
+def if_match_without_match(resource_type: str) -> FHIRError:
+    """If-Match on a conditional update whose criteria match nothing: no version can match (a create would
+    ignore it)."""
+    return precondition_failed(f"No {resource_type} matches the criteria, If-Match cannot hold")
+
+
 def _no_current_version(resource_type: str, resource_id: str, current: StoredVersion | None) -> FHIRError:
     """If-Match on a resource without a current representation: it cannot hold (RFC 9110 13.1.1)."""
     state = "does not exist" if current is None else f"was deleted (version {current.version_id})"
@@ -220,12 +238,12 @@ class ResourceService:
 
     # --- update ----------------------------------------------------------------------------
 
-    def update(self, resource_type: str, resource_id: str, body: object, *,
-               if_match: int | None = None) -> WriteResult:
-        return self.checked_update(resource_type, resource_id, body, if_match=if_match)()
+    def update(self, resource_type: str, resource_id: str, body: object, *, if_match: int | None = None,
+               if_none_match: frozenset[int] | None = None) -> WriteResult:
+        return self.checked_update(resource_type, resource_id, body, if_match=if_match, if_none_match=if_none_match)()
 
-    def checked_update(self, resource_type: str, resource_id: str, body: object, *,
-                       if_match: int | None = None) -> Callable[[], WriteResult]:
+    def checked_update(self, resource_type: str, resource_id: str, body: object, *, if_match: int | None = None,
+                       if_none_match: frozenset[int] | None = None) -> Callable[[], WriteResult]:
         """As checked_create: checks and validation now, the returned step stores the update."""
         require_known_type(resource_type)
         resource = _check_body_type(body, resource_type)
@@ -236,11 +254,12 @@ class ResourceService:
             raise bad_request(f"Resource id '{body_id}' does not match the URL id '{resource_id}'",
                               f"{resource_type}.id")
         warnings = validate_for_write(resource, resource_type)
-        return lambda: self.db.run_write(
-            lambda conn: self._update_in(conn, resource_type, resource_id, resource, warnings, if_match, "PUT"))
+        return lambda: self.db.run_write(lambda conn: self._update_in(
+            conn, resource_type, resource_id, resource, warnings, if_match, "PUT", if_none_match))
 
     def conditional_update(self, resource_type: str, criteria: list[tuple[str, str]], body: object, *,
-                           if_match: int | None = None, base_url: str = "") -> WriteResult:
+                           if_match: int | None = None, if_none_match: frozenset[int] | None = None,
+                           base_url: str = "") -> WriteResult:
         require_known_type(resource_type)
         resource = _check_body_type(body, resource_type)
         warnings = validate_for_write(resource, resource_type)
@@ -251,6 +270,8 @@ class ResourceService:
             if len(matches) > 1:
                 raise precondition_failed(f"The criteria match {len(matches)} {resource_type} resources")
             if not matches:
+                if if_match is not None:
+                    raise if_match_without_match(resource_type)
                 # R4 http.html#cond-update: "No matches: The server performs a create interaction", and a
                 # create ignores the body's id. Taking it would overwrite a resource the criteria did not match.
                 return self._create_in(conn, resource_type, resource, warnings, method="PUT")
@@ -258,17 +279,19 @@ class ResourceService:
                 raise bad_request(
                     f"Resource id '{body_id}' differs from the id '{matches[0]}' the criteria matched",
                     f"{resource_type}.id")
-            return self._update_in(conn, resource_type, matches[0], resource, warnings, if_match, "PUT")
+            return self._update_in(conn, resource_type, matches[0], resource, warnings, if_match, "PUT", if_none_match)
 
     def _update_in(self, conn: Connection, resource_type: str, resource_id: str, resource: dict,
-                   warnings: list[Issue], if_match: int | None, method: str) -> WriteResult:
+                   warnings: list[Issue], if_match: int | None, method: str,
+                   if_none_match: frozenset[int] | None = None) -> WriteResult:
         current = repo.current(conn, resource_type, resource_id)
         if current is None:
             if if_match is not None:
                 raise _no_current_version(resource_type, resource_id, current)
             _check_client_id(resource_id, resource_type)
             return self._create_in(conn, resource_type, resource, warnings, resource_id, method)
-        _require_if_match(if_match, current)
+        _require_if_match(if_match, current)  # before If-None-Match, as RFC 9110 13.2.2 orders them
+        _require_if_none_match(if_none_match, current)
         previous = None if current.deleted else load_stored(current.content)
         guard.check_resource("patch" if method == "PATCH" else "update", resource_type, previous)
         stored, doc = self._prepare(resource_type, resource_id, current.version_id + 1, resource, conn)

@@ -97,3 +97,57 @@ def test_conditional_delete_with_if_match_and_several_or_no_matches_is_412(clien
     assert client.delete(f"/fhir/Patient?identifier={MRN}|NONE", headers={"If-Match": "*"}).status_code == 412
     assert client.delete(f"/fhir/Patient?identifier={MRN}|MANY").status_code == 204  # without: every match
     assert client.get(f"/fhir/Patient?identifier={MRN}|MANY").json()["total"] == 0
+
+
+# --- If-Match without a match, If-None-Match on update (RFC 9110 13.1.1, 13.1.2) ----------------------
+
+def test_conditional_update_with_if_match_and_no_match_is_412_and_creates_nothing(client):
+    for tag in ('W/"1"', "*"):
+        r = client.put(f"/fhir/Patient?identifier={MRN}|NOPE", json=identified("NOPE"), headers={"If-Match": tag})
+        assert r.status_code == 412, (tag, r.text)
+    assert client.get("/fhir/Patient/_history").json()["total"] == 0
+
+
+def test_conditional_update_with_if_match_on_its_single_match(client):
+    client.put("/fhir/Patient/m1", json=identified("M1", id="m1"))
+    stale = client.put(f"/fhir/Patient?identifier={MRN}|M1", json=identified("M1"), headers={"If-Match": 'W/"2"'})
+    assert stale.status_code == 412
+    r = client.put(f"/fhir/Patient?identifier={MRN}|M1", json=identified("M1"), headers={"If-Match": 'W/"1"'})
+    assert r.status_code == 200 and r.headers["etag"] == 'W/"2"'
+
+
+def test_update_with_if_none_match_star_of_an_existing_resource_is_412(client):
+    victim = client.put("/fhir/Patient/victim", json=patient(id="victim")).json()
+    r = client.put("/fhir/Patient/victim", json=patient(id="victim", gender="male"), headers={"If-None-Match": "*"})
+    assert r.status_code == 412
+    assert r.json()["resourceType"] == "OperationOutcome"
+    assert client.get("/fhir/Patient/victim").json() == victim
+
+
+def test_update_with_if_none_match_star_creates_an_absent_or_deleted_resource(client):
+    r = client.put("/fhir/Patient/fresh", json=patient(id="fresh"), headers={"If-None-Match": "*"})
+    assert r.status_code == 201 and r.headers["etag"] == 'W/"1"'
+    client.delete("/fhir/Patient/fresh")
+    again = client.put("/fhir/Patient/fresh", json=patient(id="fresh"), headers={"If-None-Match": "*"})
+    assert again.status_code == 201 and again.headers["etag"] == 'W/"3"'
+
+
+def test_update_with_if_none_match_naming_the_current_version_is_412(client):
+    """An ETag list fails the condition when it names the current version (weak comparison)."""
+    client.put("/fhir/Patient/p1", json=patient(id="p1"))
+    assert client.put("/fhir/Patient/p1", json=patient(id="p1"), headers={"If-None-Match": 'W/"7", W/"1"'}
+                      ).status_code == 412
+    r = client.put("/fhir/Patient/p1", json=patient(id="p1"), headers={"If-None-Match": 'W/"7"'})
+    assert r.status_code == 200 and r.headers["etag"] == 'W/"2"'
+    assert client.put("/fhir/Patient/p1", json=patient(id="p1"), headers={"If-None-Match": "garbage"}
+                      ).status_code == 400
+    assert client.get("/fhir/Patient/p1").headers["etag"] == 'W/"2"'
+
+
+def test_conditional_update_with_if_none_match_star(client):
+    client.put("/fhir/Patient/m1", json=identified("M1", id="m1"))
+    assert client.put(f"/fhir/Patient?identifier={MRN}|M1", json=identified("M1"), headers={"If-None-Match": "*"}
+                      ).status_code == 412
+    created = client.put(f"/fhir/Patient?identifier={MRN}|M2", json=identified("M2"), headers={"If-None-Match": "*"})
+    assert created.status_code == 201
+    assert client.get("/fhir/Patient/m1").headers["etag"] == 'W/"1"'

@@ -108,3 +108,32 @@ def test_a_malformed_if_match_on_a_delete_entry_is_400_at_the_element(client):
     assert r.status_code == 400
     assert r.json()["issue"][0]["expression"] == ["Bundle.entry[0].request.ifMatch"]
     assert client.get("/fhir/Patient/dm").status_code == 200
+
+
+# --- ifMatch without a match, ifNoneMatch on PUT entries -------------------------------------------------
+
+def test_a_conditional_update_entry_with_if_match_and_no_match_is_412(client, database):
+    before = table_counts(database)
+    r = post_bundle(client, tx(put(identified("NOPE"), f"Patient?identifier={MRN}|NOPE", ifMatch='W/"1"')))
+    assert r.status_code == 412, r.text
+    assert table_counts(database) == before
+    [entry] = entries_of(post_bundle(client, tx(
+        put(identified("NOPE"), f"Patient?identifier={MRN}|NOPE", ifMatch="*"), kind="batch")))
+    assert entry["response"]["status"] == "412"
+    assert table_counts(database) == before
+
+
+def test_put_entries_honour_if_none_match(client):
+    client.put("/fhir/Patient/victim", json=patient(id="victim"))
+    client.put("/fhir/Patient/m1", json=identified("M1", id="m1"))
+    entries = entries_of(post_bundle(client, tx(
+        put(patient(id="victim", gender="male"), ifNoneMatch="*"),
+        put(patient(id="fresh"), ifNoneMatch="*"),
+        put(identified("M1"), f"Patient?identifier={MRN}|M1", ifNoneMatch='W/"1"'),
+        put(patient(id="other"), ifNoneMatch="nonsense"),
+        kind="batch")))
+    assert [e["response"]["status"] for e in entries] == ["412", "201 Created", "412", "400"]
+    assert entries[3]["response"]["outcome"]["issue"][0]["expression"] == ["Bundle.entry[3].request.ifNoneMatch"]
+    assert client.get("/fhir/Patient/victim").headers["etag"] == 'W/"1"'
+    assert client.get("/fhir/Patient/m1").headers["etag"] == 'W/"1"'
+    assert client.get("/fhir/Patient/other").status_code == 404
