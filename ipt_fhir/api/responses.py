@@ -11,7 +11,7 @@ from fastapi.responses import Response
 
 from ipt_fhir.fhir.jsonio import dump_json, load_stored
 from ipt_fhir.fhir.outcome import FHIRError, Issue, operation_outcome
-from ipt_fhir.services.resources import ANY_VERSION
+from ipt_fhir.services.resources import ANY_VERSION, unchanged
 from ipt_fhir.store.resources import StoredVersion
 
 from .negotiation import response_media_type, wants_pretty
@@ -100,22 +100,24 @@ def write_response(request: Request, v: StoredVersion, status: int, issues: list
 
 
 def not_modified(request: Request, v: StoredVersion) -> bool:
-    """Conditional read (http://hl7.org/fhir/R4/http.html#cread): If-None-Match (weak comparison, a
-    list or *) wins over If-Modified-Since, as RFC 7232 section 6 orders them."""
-    if_none_match = request.headers.get("if-none-match")
-    if if_none_match is not None:
-        tags = [t.strip() for t in if_none_match.split(",")]
-        return "*" in tags or any(etag_version(t) == v.version_id for t in tags)
-    since = request.headers.get("if-modified-since")
-    if since:
-        try:
-            when = parsedate_to_datetime(since)
-        except (TypeError, ValueError, IndexError):
-            return False  # an unparseable date is ignored (RFC 7232 section 3.3)
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        return v.last_updated.replace(microsecond=0) <= when
-    return False
+    """Conditional read (http://hl7.org/fhir/R4/http.html#cread) of `v`, from the request's headers:
+    If-None-Match (weak comparison, a list or *) and If-Modified-Since."""
+    return unchanged(v, etag_versions(request.headers.get("if-none-match")),
+                     _modified_since(request.headers.get("if-modified-since")))
+
+
+def _modified_since(value: str | None) -> datetime | None:
+    """The last instant an If-Modified-Since HTTP-date covers: it names a whole second, so a version
+    written within that second is not modified since."""
+    if not value:
+        return None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None  # an unparseable date is ignored (RFC 9110 13.1.3)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.replace(microsecond=999999)
 
 
 def etag_versions(value: str | None, header: str = "If-None-Match") -> frozenset[int] | None:

@@ -91,7 +91,10 @@ async def read(resource_type: str, resource_id: str, request: Request, resources
 def vread(resource_type: str, resource_id: str, version_id: str, request: Request,
           resources: ResourcesDep) -> Response:
     stored = resources.vread(resource_type, resource_id, version_id)
-    return _binary_or_resource(request, stored, version_headers(stored))
+    headers = version_headers(stored)
+    if not_modified(request, stored):  # a version never changes, but a client may hold it already
+        return Response(status_code=304, headers=headers)
+    return _binary_or_resource(request, stored, headers)
 
 
 def _binary_or_resource(request: Request, stored, headers: dict[str, str]) -> Response:  # noqa: ANN001

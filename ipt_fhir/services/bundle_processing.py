@@ -28,6 +28,7 @@ import binascii
 import re
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Callable, Iterable, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
@@ -55,7 +56,7 @@ from ipt_fhir.store.resources import StoredVersion
 from ipt_fhir.store.search_index import table_rows
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
-_STATUS_TEXT = {200: "200 OK", 201: "201 Created", 204: "204 No Content"}
+_STATUS_TEXT = {200: "200 OK", 201: "201 Created", 204: "204 No Content", 304: "304 Not Modified"}
 _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 T = TypeVar("T")
 
@@ -74,6 +75,7 @@ class Entry:
     if_none_exist: str | None = None
     if_match: int | None = None
     if_none_match: frozenset[int] | None = None  # versions; ANY_VERSION for *
+    if_modified_since: datetime | None = None
     warnings: list[Issue] = field(default_factory=list)
     target_id: str | None = None  # the id this entry writes, known before any POST/PUT is written
     existing: bool = False  # POST with ifNoneExist that matched: nothing is written
@@ -105,6 +107,7 @@ class EntryResult:
     content: bytes | None = None  # GET bodies (Bundle or resource)
     issues: list[Issue] = field(default_factory=list)
     location: bool = True
+    resource: bool = True  # whether the entry carries `version`'s content (a 304 does not)
 
 
 def entry_error(index: int, exc: FHIRError) -> FHIRError:
@@ -502,6 +505,8 @@ class _Writer:
         guard.require(interaction, entry.resource_type)  # security: scopes, compartment, labels per entry
         guard.check_resource(interaction, entry.resource_type, stored.content)
         audit.note_read(interaction, entry.resource_type, entry.resource_id, stored.version_id)
+        if rs.unchanged(stored, entry.if_none_match, entry.if_modified_since):  # as GET with the headers
+            return EntryResult(304, stored, location=False, resource=False)
         return EntryResult(200, stored, location=False)
 
     # --- references ----------------------------------------------------------------------------
@@ -565,6 +570,8 @@ def _placeholder_entries(raw_entries: list) -> dict[str, int]:
 # --- parsing entries -------------------------------------------------------------------------------
 
 def parse_entry(index: int, raw: object, base_url: str) -> Entry:
+    from ipt_fhir.api.responses import etag_version, etag_versions  # plain parsing helpers; no HTTP involved
+
     if not isinstance(raw, dict):
         raise bad_request("A Bundle entry must be an object", code="structure")
     request = raw.get("request")
@@ -611,7 +618,10 @@ def parse_entry(index: int, raw: object, base_url: str) -> Entry:
     if query:
         entry.criteria = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True)
                           if k not in ("_format", "_pretty")]
+    if method in ("GET", "HEAD", "PUT"):
+        entry.if_none_match = _precondition(request, "ifNoneMatch", etag_versions)
     if method in ("GET", "HEAD"):
+        entry.if_modified_since = _precondition(request, "ifModifiedSince", _instant)
         return entry
     resource = raw.get("resource")
     if method == "POST":
@@ -625,11 +635,7 @@ def parse_entry(index: int, raw: object, base_url: str) -> Entry:
         raise bad_request(f"{method} entries need an id or search criteria in request.url", "request.url")
     if method != "DELETE" and entry.resource_id is not None and query:
         raise bad_request("request.url has both an id and criteria", "request.url")
-    from ipt_fhir.api.responses import etag_version, etag_versions  # plain parsing helpers; no HTTP involved
-
     entry.if_match = _precondition(request, "ifMatch", etag_version)
-    if method == "PUT":
-        entry.if_none_match = _precondition(request, "ifNoneMatch", etag_versions)
     if method == "DELETE":
         return entry
     if method == "PATCH":
@@ -661,6 +667,17 @@ def _precondition(request: dict, element: str, parse: Callable[[str], T]) -> T |
         return parse(str(value))
     except FHIRError as exc:
         raise _located(exc, f"request.{element}") from None
+
+
+def _instant(value: str) -> datetime:
+    """request.ifModifiedSince: a FHIR instant, to the second or finer, with its time zone."""
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00")) if "T" in value else None
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        raise bad_request(f"'{value}' is not an instant such as 2024-01-31T09:30:00Z")
+    return when
 
 
 def _patch_of(resource: object) -> tuple[Any, str]:
@@ -741,7 +758,7 @@ def _response_bundle(kind: str, results: list[EntryResult], base_url: str, prefe
             response["etag"] = f'W/"{v.version_id}"'
             response["lastModified"] = _format_instant(v)
             entry["fullUrl"] = f"{base_url}/{v.resource_type}/{v.id}"
-            if content is None and prefer != "minimal":
+            if content is None and prefer != "minimal" and r.resource:
                 content = v.content
         if r.status >= 400 or r.issues and (prefer == "OperationOutcome" or any(i.is_error for i in r.issues)):
             response["outcome"] = operation_outcome(r.issues)

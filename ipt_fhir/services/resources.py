@@ -99,6 +99,14 @@ def _require_if_match(if_match: int | None, current: StoredVersion) -> None:
                                   f"{current.resource_type}/{current.id} is {current.version_id}{state}")
 
 
+def unchanged(stored: StoredVersion, none_match: frozenset[int] | None, modified_since: datetime | None) -> bool:
+    """Whether a conditional read answers 304 Not Modified (http.html#cread): If-None-Match (a version
+    or `*`) wins over If-Modified-Since, as RFC 9110 13.2.2 orders them."""
+    if none_match is not None:
+        return ANY_VERSION in none_match or stored.version_id in none_match
+    return modified_since is not None and stored.last_updated <= modified_since
+
+
 def _require_if_none_match(if_none_match: frozenset[int] | None, current: StoredVersion | None) -> None:
     """412 unless the If-None-Match precondition of a write holds (RFC 9110 13.1.2): `*` fails when the
     resource has a current representation, a list of ETags when it names the current version. An unknown

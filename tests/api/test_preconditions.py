@@ -151,3 +151,24 @@ def test_conditional_update_with_if_none_match_star(client):
     created = client.put(f"/fhir/Patient?identifier={MRN}|M2", json=identified("M2"), headers={"If-None-Match": "*"})
     assert created.status_code == 201
     assert client.get("/fhir/Patient/m1").headers["etag"] == 'W/"1"'
+
+
+# --- conditional read of a version (http.html#cread) ------------------------------------------------------
+
+def test_vread_with_if_none_match_of_its_version_is_304(client):
+    client.put("/fhir/Patient/v1", json=patient(id="v1"))
+    client.put("/fhir/Patient/v1", json=patient(id="v1", gender="other"))
+    r = client.get("/fhir/Patient/v1/_history/1", headers={"If-None-Match": 'W/"1"'})
+    assert r.status_code == 304 and r.content == b"" and r.headers["etag"] == 'W/"1"'
+    assert client.get("/fhir/Patient/v1/_history/1", headers={"If-None-Match": 'W/"2"'}).status_code == 200
+    modified = client.get("/fhir/Patient/v1/_history/1").headers["last-modified"]
+    assert client.get("/fhir/Patient/v1/_history/1", headers={"If-Modified-Since": modified}).status_code == 304
+
+
+def test_read_with_if_modified_since_counts_whole_seconds(client):
+    """An HTTP-date names a second: a resource changed within that second is not modified since."""
+    r = client.put("/fhir/Patient/s1", json=patient(id="s1"))
+    since = r.headers["last-modified"]
+    assert client.get("/fhir/Patient/s1", headers={"If-Modified-Since": since}).status_code == 304
+    assert client.get("/fhir/Patient/s1", headers={"If-Modified-Since": "Sat, 01 Jan 2000 00:00:00 GMT"}
+                      ).status_code == 200

@@ -3,6 +3,8 @@ ifNoneMatch and ifModifiedSince are honoured as the standalone request's headers
 Bundle.entry.request; http.html#cond-update, #cread, #concurrency)."""
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from tests.transactions.conftest import post_bundle, table_counts
 from tests.transactions.test_transaction import patient, put, tx
 
@@ -137,3 +139,74 @@ def test_put_entries_honour_if_none_match(client):
     assert client.get("/fhir/Patient/victim").headers["etag"] == 'W/"1"'
     assert client.get("/fhir/Patient/m1").headers["etag"] == 'W/"1"'
     assert client.get("/fhir/Patient/other").status_code == 404
+
+
+# --- request.ifNoneMatch and ifModifiedSince on read entries (http.html#cread) ------------------------------
+
+def get(url: str, method: str = "GET", **request) -> dict:
+    return {"request": {"method": method, "url": url, **request}}
+
+
+def three_versions(client, resource_id: str) -> dict:
+    for gender in ("male", "female", "other"):
+        last = client.put(f"/fhir/Patient/{resource_id}", json=patient(id=resource_id, gender=gender))
+    assert last.headers["etag"] == 'W/"3"'
+    return last.json()
+
+
+def test_a_read_entry_with_if_none_match_of_the_current_version_is_304_without_the_resource(client):
+    current = three_versions(client, "c3")
+    for kind in ("batch", "transaction"):
+        not_modified, star, modified = entries_of(post_bundle(client, tx(
+            get("Patient/c3", ifNoneMatch='W/"3"'), get("Patient/c3", ifNoneMatch="*"),
+            get("Patient/c3", ifNoneMatch='W/"2"'), kind=kind)))
+        for entry in (not_modified, star):
+            assert entry["response"]["status"] == "304 Not Modified", kind
+            assert entry["response"]["etag"] == 'W/"3"'
+            assert entry["response"]["lastModified"] == current["meta"]["lastUpdated"]
+            assert "resource" not in entry
+        assert modified["response"]["status"] == "200 OK" and modified["resource"] == current
+
+
+def test_a_read_entry_with_if_modified_since_is_304_unless_modified_after_it(client):
+    current = three_versions(client, "c3")
+    last_updated = datetime.fromisoformat(current["meta"]["lastUpdated"])
+    later, same, earlier = (t.isoformat() for t in (last_updated + timedelta(seconds=5), last_updated,
+                                                     last_updated - timedelta(milliseconds=1)))
+    entries = entries_of(post_bundle(client, tx(
+        get("Patient/c3", ifModifiedSince=later), get("Patient/c3", ifModifiedSince=same),
+        get("Patient/c3", ifModifiedSince=earlier),
+        get("Patient/c3", ifModifiedSince=later, ifNoneMatch='W/"2"'),  # If-None-Match wins (RFC 9110 13.2.2)
+        kind="batch")))
+    assert [e["response"]["status"] for e in entries] == ["304 Not Modified", "304 Not Modified", "200 OK", "200 OK"]
+    assert [("resource" in e) for e in entries] == [False, False, True, True]
+
+
+def test_a_vread_entry_with_if_none_match_of_its_version_is_304(client):
+    three_versions(client, "c3")
+    same, other = entries_of(post_bundle(client, tx(
+        get("Patient/c3/_history/2", ifNoneMatch='W/"2"'), get("Patient/c3/_history/2", ifNoneMatch='W/"3"'),
+        kind="batch")))
+    assert same["response"]["status"] == "304 Not Modified" and "resource" not in same
+    assert other["response"]["status"] == "200 OK" and other["resource"]["meta"]["versionId"] == "2"
+
+
+def test_read_entry_preconditions_do_not_hide_a_deletion_or_an_unknown_resource(client):
+    client.put("/fhir/Patient/gone", json=patient(id="gone"))
+    client.delete("/fhir/Patient/gone")
+    entries = entries_of(post_bundle(client, tx(
+        get("Patient/gone", ifNoneMatch="*"), get("Patient/nobody", ifNoneMatch="*"), kind="batch")))
+    assert [e["response"]["status"] for e in entries] == ["410", "404"]
+
+
+def test_malformed_read_entry_preconditions_are_400_at_their_element(client):
+    client.put("/fhir/Patient/p1", json=patient(id="p1"))
+    bad_tag, bad_instant, no_zone = entries_of(post_bundle(client, tx(
+        get("Patient/p1", ifNoneMatch="three"), get("Patient/p1", ifModifiedSince="yesterday"),
+        get("Patient/p1", ifModifiedSince="2020-01-01T00:00:00"), kind="batch")))
+    assert bad_tag["response"]["status"] == "400"
+    assert bad_tag["response"]["outcome"]["issue"][0]["expression"] == ["Bundle.entry[0].request.ifNoneMatch"]
+    for index, entry in ((1, bad_instant), (2, no_zone)):
+        assert entry["response"]["status"] == "400"
+        assert entry["response"]["outcome"]["issue"][0]["expression"] == [f"Bundle.entry[{index}].request.ifModifiedSince"]
+
