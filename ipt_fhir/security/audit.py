@@ -97,8 +97,11 @@ def patients_in(conn: Connection, pairs: list[tuple[str, str]]) -> set[str]:
     return _patients_in(conn, pairs)
 
 
-def _patients_in(conn: Connection, pairs: list[tuple[str, str]]) -> set[str]:
+def _patients_in(conn: Connection, pairs: list[tuple[str, str]], base_url: str = "") -> set[str]:
+    """base_url: the request's FHIR base; references to a Patient on another server then count for none
+    of ours (search_sql.local_reference). Without it every Patient reference counts."""
     from ipt_fhir.fhir.search.registry import patient_compartment, patient_compartment_params
+    from ipt_fhir.store.search_sql import local_reference
     from ipt_fhir.store.search_tables import reference_index as t
 
     out = {rid for rt, rid in pairs if rt == "Patient"}
@@ -111,7 +114,7 @@ def _patients_in(conn: Connection, pairs: list[tuple[str, str]]) -> set[str]:
         for chunk in range(0, len(ids), 500):
             rows = conn.execute(sa.select(t.c.target_id).distinct().where(
                 t.c.resource_type == rt, t.c.resource_id.in_(ids[chunk:chunk + 500]), t.c.param.in_(params),
-                t.c.target_type == "Patient", t.c.target_id.is_not(None)))
+                t.c.target_type == "Patient", t.c.target_id.is_not(None), *local_reference(t, base_url)))
             out.update(r[0] for r in rows)
     return out
 

@@ -519,13 +519,15 @@ def _everything_refs(req: Request, tb: TextSql) -> str:
     if "Patient" in req.types:
         sources.append(f"(s.resource_type = {tb.p('Patient')} AND s.resource_id = {tb.p(ev.patient_id)})")
     if pairs:
+        members = _and_text([f"c.target_type = {tb.p('Patient')}", f"c.target_id = {tb.p(ev.patient_id)}",
+                             " OR ".join(pairs), *tb.local_reference("c")])
         sources.append(f"(s.resource_type, s.resource_id) IN (SELECT c.resource_type, c.resource_id FROM "
-                       f"search_reference c WHERE c.target_type = {tb.p('Patient')} AND c.target_id = "
-                       f"{tb.p(ev.patient_id)} AND ({' OR '.join(pairs)}))")
+                       f"search_reference c WHERE {members})")
     if not sources:
         return "1=0"
-    refs = (f"SELECT s.target_type, s.target_id FROM search_reference s WHERE s.target_id IS NOT NULL "
-            f"AND ({' OR '.join(sources)})")
+    # only what they refer to on this server: another server's Practitioner/1 is not ours
+    refs = "SELECT s.target_type, s.target_id FROM search_reference s WHERE " + _and_text(
+        ["s.target_id IS NOT NULL", " OR ".join(sources), *tb.local_reference("s")])
     conds = [f"r.deleted = {tb.p(False)}", f"(r.resource_type, r.id) IN ({refs})"]
     if ev.ref_types is not None:
         plain = [t for t in ev.ref_types if not ev.ref_extra.get(t)]
@@ -630,9 +632,11 @@ def _fetch(conn: Connection, pairs: list[tuple[str, str]]) -> list[tuple[str, st
     return out
 
 
-def _includes(conn: Connection, req: Request, matched: list[tuple[str, str]]) -> list[tuple[str, str, bytes]]:
+def _includes(conn: Connection, req: Request, matched: list[tuple[str, str]],
+              base_url: str) -> list[tuple[str, str, bytes]]:
     """_include / _revinclude (and :iterate): each spec is one join of the reference index with the
-    resource table; entries already in the Bundle are not repeated."""
+    resource table, over the references local to `base_url` (a reference to another server's Patient/1
+    neither includes ours nor is revincluded by it); entries already in the Bundle are not repeated."""
     if not req.includes and not req.revincludes:
         return []
     seen = set(matched)
@@ -650,10 +654,11 @@ def _includes(conn: Connection, req: Request, matched: list[tuple[str, str]]) ->
             for rt, ids in by_type.items():
                 if src not in ("*", rt):
                     continue
-                tb = TextSql(dialect)
+                tb = TextSql(dialect, base_url)
                 sql = ("SELECT x.resource_type, x.id, x.content FROM search_reference t JOIN resource x "
                        "ON x.resource_type = t.target_type AND x.id = t.target_id "
                        f"WHERE t.resource_type = {tb.p(rt)} AND {tb.in_('t.resource_id', ids)} AND x.deleted = {tb.p(False)}")
+                sql += "".join(f" AND ({cond})" for cond in tb.local_reference("t"))
                 if code != "*":
                     sql += f" AND {tb.param_is('t', 'search_reference', rt, code)}"
                 if target:
@@ -665,10 +670,11 @@ def _includes(conn: Connection, req: Request, matched: list[tuple[str, str]]) ->
             for rt, ids in by_type.items():
                 if target and target != rt:
                     continue
-                tb = TextSql(dialect)
+                tb = TextSql(dialect, base_url)
                 sql = ("SELECT x.resource_type, x.id, x.content FROM search_reference t JOIN resource x "
                        "ON x.resource_type = t.resource_type AND x.id = t.resource_id "
                        f"WHERE t.target_type = {tb.p(rt)} AND {tb.in_('t.target_id', ids)} AND x.deleted = {tb.p(False)}")
+                sql += "".join(f" AND ({cond})" for cond in tb.local_reference("t"))
                 if src != "*":
                     sql += f" AND t.resource_type = {tb.p(src)}"
                 if code != "*":
@@ -783,10 +789,10 @@ def _execute(db: Database, req: Request, *, base_url: str, request_url: str, lin
             else:
                 total = _count(conn, req, builder)
         matched = [(row[0], row[1]) for row in rows]
-        included = guard.filter_rows(_includes(conn, req, matched))
+        included = guard.filter_rows(_includes(conn, req, matched, base_url))
         returned = guard.filter_rows(rows)
-        audit.note_search(None, request_url.partition("?")[2],
-                          audit.patients_in(conn, [(r[0], r[1]) for r in returned] + [(a, b) for a, b, _ in included]))
+        audit.note_search(None, request_url.partition("?")[2], _audited_patients(
+            conn, [(r[0], r[1]) for r in returned] + [(a, b) for a, b, _ in included], base_url))
     entries = []
     for row in returned:
         content = row[2]
@@ -804,6 +810,14 @@ def _execute(db: Database, req: Request, *, base_url: str, request_url: str, lin
     if rows and has_next:
         links.append(("next", _link(req, base_url, link_path, _encode_page(list(rows[-1][3:]), "n"))))
     return _bundle(base_url, _self_url(req, base_url, link_path), links, total, entries, req.issues)
+
+
+def _audited_patients(conn: Connection, pairs: list[tuple[str, str]], base_url: str) -> set[str]:
+    """audit.patients_in for a search's results, counting only references to this server's patients: an
+    Observation about http://other.org/fhir/Patient/1 is no access to the data of our Patient/1."""
+    if audit.collector() is None or not pairs:
+        return set()
+    return audit._patients_in(conn, pairs, base_url=base_url)
 
 
 def _link(req: Request, base_url: str, link_path: str, page: str | None = None) -> str:

@@ -96,6 +96,20 @@ def sqlite_instant(us: int) -> str:
     return sqlite_datetime(instant(us))
 
 
+def local_reference(t: sa.Table, base_url: str) -> list[Any]:
+    """The condition that a search_reference row (table or alias `t`) refers to a resource on this server,
+    as a search by [type]/[id] means it ("a local reference (i.e. a relative reference)", search.html
+    #reference): a relative reference (url NULL), or an absolute one at this server's base `base_url`,
+    which is the same reference written out. The index keeps the type and id of every RESTful URL, another
+    server's too, so matching on them alone took http://other.org/fhir/Patient/1 for Patient/1. The url
+    column holds the reference without its _history part, so it equals base/type/id exactly when local.
+    No base (internal callers): no condition, every row as before. [] or [condition], to splice into ANDs."""
+    if not base_url:
+        return []
+    own_url = sa.literal(base_url.rstrip("/") + "/") + t.c.target_type + "/" + t.c.target_id
+    return [sa.or_(t.c.url.is_(None), t.c.url == own_url)]
+
+
 class SqlBuilder:
     def __init__(self, base_url: str = "", expand_valueset: ValueSetExpander | None = None,
                  now_us: int | None = None) -> None:
@@ -269,7 +283,7 @@ class SqlBuilder:
             raise bad_request(f"Malformed reference '{raw}'")
         if version:
             conds.append(t.c.target_version == version)
-        return sa.and_(*conds)
+        return sa.and_(*conds, *local_reference(t, self.base_url))
 
     def _composite_conds(self, resource_type: str, clause: Clause) -> Any:
         from ipt_fhir.fhir.search.parser import parse_value
@@ -360,13 +374,15 @@ class SqlBuilder:
             for target, inner in zip(clause.targets, clause.inner):
                 ors.append(sa.and_(t.c.target_type == target, t.c.target_id.in_(self.ids_select(target, inner))))
             return sa.select(t.c.resource_id).where(
-                t.c.resource_type == resource_type, self.param_is(t, resource_type, clause.param.code), sa.or_(*ors))
+                t.c.resource_type == resource_type, self.param_is(t, resource_type, clause.param.code), sa.or_(*ors),
+                *local_reference(t, self.base_url))
         if clause.kind == "has":
             t = reference_index
             return sa.select(t.c.target_id).where(
                 t.c.resource_type == clause.source_type, self.param_is(t, clause.source_type, clause.param.code),
                 t.c.target_type == resource_type,
-                t.c.resource_id.in_(self.ids_select(clause.source_type, clause.inner[0])))
+                t.c.resource_id.in_(self.ids_select(clause.source_type, clause.inner[0])),
+                *local_reference(t, self.base_url))
         if clause.modifier in ("missing", "not", "not-in") or self._is_negative(clause) or \
                 clause.param.code == LAST_UPDATED:
             # negative clauses need the resource table, and _lastUpdated is one of its columns
@@ -523,6 +539,13 @@ class TextSql:
             return f"{a}.param = {self.p(stored)}"
         return f"{a}.param = {self.p(code)}"
 
+    def local_reference(self, a: str) -> list[str]:
+        """search_sql.local_reference for search_reference alias `a`: [] without a base, else [condition]."""
+        if not self.base_url:
+            return []
+        return [f"{a}.url IS NULL OR {a}.url = {self.p(self.base_url + '/')} || {a}.target_type || '/' || "
+                f"{a}.target_id"]
+
     def last_updated_cond(self, r: str, clause: Clause) -> str:
         bound = instant if self.pg else sqlite_instant
         ors = []
@@ -658,7 +681,7 @@ class TextSql:
             raise bad_request(f"Malformed reference '{raw}'")
         if version:
             conds.append(f"{a}.target_version = {self.p(version)}")
-        return _and(*conds)
+        return _and(*conds, *self.local_reference(a))
 
     def value_cond(self, clause: Clause, a: str) -> str:
         p = clause.param
@@ -700,14 +723,18 @@ class TextSql:
             a = self.alias()
             ors = [f"{a}.target_type = {self.p(target)} AND {a}.target_id IN ({self.ids_select(target, inner)})"
                    for target, inner in zip(clause.targets, clause.inner)]
-            return (f"SELECT {a}.resource_id FROM search_reference {a} WHERE {a}.resource_type = "
-                    f"{self.p(resource_type)} AND {self.param_is(a, 'search_reference', resource_type, clause.param.code)} "
-                    f"AND ({_or(*ors)})")
+            return f"SELECT {a}.resource_id FROM search_reference {a} WHERE " + _and(
+                f"{a}.resource_type = {self.p(resource_type)}",
+                self.param_is(a, "search_reference", resource_type, clause.param.code), _or(*ors),
+                *self.local_reference(a))
         if clause.kind == "has":
             a = self.alias()
-            return (f"SELECT {a}.target_id FROM search_reference {a} WHERE {a}.resource_type = "
-                    f"{self.p(clause.source_type)} AND {self.param_is(a, 'search_reference', clause.source_type, clause.param.code)} AND {a}.target_type = "
-                    f"{self.p(resource_type)} AND {a}.resource_id IN ({self.ids_select(clause.source_type, clause.inner[0])})")
+            return f"SELECT {a}.target_id FROM search_reference {a} WHERE " + _and(
+                f"{a}.resource_type = {self.p(clause.source_type)}",
+                self.param_is(a, "search_reference", clause.source_type, clause.param.code),
+                f"{a}.target_type = {self.p(resource_type)}",
+                f"{a}.resource_id IN ({self.ids_select(clause.source_type, clause.inner[0])})",
+                *self.local_reference(a))
         if clause.modifier in ("missing", "not", "not-in") or SqlBuilder._is_negative(clause) or \
                 clause.param.code == LAST_UPDATED:
             r = self.alias("r")
