@@ -479,7 +479,9 @@ class _Writer:
                                      entry.if_match, "PUT", entry.if_none_match))
 
     def get(self, entry: Entry, db: Database) -> EntryResult:
+        """A read, vread or search entry. HEAD answers as GET does, without the body (RFC 9110 9.3.2)."""
         self.flush()
+        with_body = entry.method != "HEAD"
         if entry.resource_id is None:
             request_url = f"{self.base_url}/{entry.resource_type}?{entry.query}"
             try:
@@ -487,7 +489,7 @@ class _Writer:
                                              base_url=self.base_url, request_url=request_url, conn=self.conn)
             except FHIRError as exc:
                 raise _located(exc, "request.url") from None
-            return EntryResult(200, content=body, location=False)
+            return EntryResult(200, content=body if with_body else None, location=False)
         owned = _server_conformance(entry.resource_type, entry.resource_id)
         if owned is not None:  # served ahead of the store, as GET [type]/[id] serves it (api/ipt_routes.py)
             stored = owned if entry.version in (None, "1") else None
@@ -507,7 +509,7 @@ class _Writer:
         audit.note_read(interaction, entry.resource_type, entry.resource_id, stored.version_id)
         if rs.unchanged(stored, entry.if_none_match, entry.if_modified_since):  # as GET with the headers
             return EntryResult(304, stored, location=False, resource=False)
-        return EntryResult(200, stored, location=False)
+        return EntryResult(200, stored, location=False, resource=with_body)
 
     # --- references ----------------------------------------------------------------------------
 

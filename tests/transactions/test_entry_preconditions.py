@@ -210,3 +210,19 @@ def test_malformed_read_entry_preconditions_are_400_at_their_element(client):
         assert entry["response"]["status"] == "400"
         assert entry["response"]["outcome"]["issue"][0]["expression"] == [f"Bundle.entry[{index}].request.ifModifiedSince"]
 
+
+
+# --- HEAD entries: the status and version, no body --------------------------------------------------------------
+
+def test_head_entries_answer_without_a_body(client):
+    current = three_versions(client, "c3")
+    for kind in ("batch", "transaction"):
+        read, vread, search, unchanged = entries_of(post_bundle(client, tx(
+            get("Patient/c3", "HEAD"), get("Patient/c3/_history/1", "HEAD"), get("Patient?_id=c3", "HEAD"),
+            get("Patient/c3", "HEAD", ifNoneMatch='W/"3"'), kind=kind)))
+        assert read["response"]["status"] == "200 OK" and read["response"]["etag"] == 'W/"3"'
+        assert read["response"]["lastModified"] == current["meta"]["lastUpdated"]
+        assert vread["response"]["status"] == "200 OK" and vread["response"]["etag"] == 'W/"1"'
+        assert search["response"]["status"] == "200 OK"
+        assert unchanged["response"]["status"] == "304 Not Modified"
+        assert not any("resource" in e for e in (read, vread, search, unchanged)), kind
