@@ -386,10 +386,22 @@ def string_values(v: Any, hint: str | None) -> list[str]:
     return out
 
 
+# The type hints of an instant: a choice key's suffix (effectiveInstant) or `as(instant)`, and the
+# indexer's hint for plain instant elements (indexer.plan_for).
+_INSTANT = frozenset({"Instant", "instant"})
+
+
 def date_values(v: Any, hint: str | None) -> list[tuple[int, int]]:
     if isinstance(v, str):
         r = date_range(v)
-        return [r] if r else []
+        if r is None:
+            return []
+        if hint in _INSTANT:
+            # "An instant is considered a fixed point in time ... an interval with an effective width of
+            # 0" (search.html#date), not the range of its written precision: one microsecond, the
+            # finest the index holds, as resource.last_updated is searched (search_sql.instant_range)
+            return [(r[0], r[0] + 1)]
+        return [r]
     out: list[tuple[int, int]] = []
     if isinstance(v, dict):
         if "start" in v or "end" in v:  # Period

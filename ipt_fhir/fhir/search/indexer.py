@@ -9,8 +9,8 @@ from itertools import product
 from typing import Any, Callable
 
 from .extract import (
-    compile_relative, date_values, extractor_for, identifier_type_codes, number_values, quantity_values,
-    reference_values, string_values, token_values, uri_values,
+    Extractor, compile_relative, date_values, extractor_for, identifier_type_codes, number_values,
+    quantity_values, reference_values, string_values, token_values, uri_values,
 )
 from .registry import SearchParam, registry, split_union
 from .values import STRING_INDEX_LENGTH, normalise
@@ -59,6 +59,8 @@ def plan_for(resource_type: str) -> list[tuple[str, str, Any, Any, str | None]]:
         if reg.reference_alias(resource_type, code):
             plan.append((code, "reference-identifier", ext, None, None))
             continue
+        if p.type == "date" and element_types(resource_type, p) == {"instant"}:
+            ext = _typed(ext, "instant")
         comps = None
         if p.type == "composite":
             comps = []
@@ -74,16 +76,19 @@ def plan_for(resource_type: str) -> list[tuple[str, str, Any, Any, str | None]]:
     return plan
 
 
-def implicit_system(resource_type: str, param: SearchParam) -> str | None:
-    """The code system of a token parameter whose values are plain `code` elements bound to a value set
-    drawn from one code system (Patient.gender: http://hl7.org/fhir/administrative-gender). For a code,
-    "the system is implicit (defined in the value set)" (search.html#token); indexed with it, a search
-    naming the system (`gender=http://hl7.org/fhir/administrative-gender|male`) matches, and one with
-    the code alone still does. None for anything else, including unions over different systems."""
-    from ipt_fhir.fhir.validation.compiler import type_node
-    from ipt_fhir.fhir.validation.terminology import expansion
+def _typed(ext: Extractor, type_name: str) -> Extractor:
+    """`ext` with its hint-less values hinted `type_name`: a plain path (`DiagnosticReport.issued`) gives
+    no hint, as a choice element's key does (`effectiveInstant`), but its element's type says the same."""
+    return lambda resource: [(v, h or type_name) for v, h in ext(resource)]
 
-    systems: set[str] = set()
+
+def _element_props(resource_type: str, param: SearchParam) -> list | None:
+    """The elements (validator Props) a parameter's expression reaches when every union branch is a plain
+    path of named elements from the resource (`Patient.gender`); None for anything else (choices, `as`,
+    `where`, paths from Resource)."""
+    from ipt_fhir.fhir.validation.compiler import type_node
+
+    props = []
     for path in (part.strip() for part in split_union(param.expression or "")):
         steps = path.split(".")
         if len(steps) < 2 or steps[0] != resource_type or not all(step.isidentifier() for step in steps):
@@ -94,7 +99,30 @@ def implicit_system(resource_type: str, param: SearchParam) -> str | None:
             if prop is None:
                 return None
             node = prop.node
-        if prop is None or prop.type != "code" or not prop.elem.binding:
+        props.append(prop)
+    return props
+
+
+def element_types(resource_type: str, param: SearchParam) -> set[str]:
+    """The FHIR types of the plain elements a parameter reaches (`{"instant"}` for
+    `DiagnosticReport.issued`); empty when its expression is not made of plain paths."""
+    return {prop.type for prop in _element_props(resource_type, param) or ()}
+
+
+def implicit_system(resource_type: str, param: SearchParam) -> str | None:
+    """The code system of a token parameter whose values are plain `code` elements bound to a value set
+    drawn from one code system (Patient.gender: http://hl7.org/fhir/administrative-gender). For a code,
+    "the system is implicit (defined in the value set)" (search.html#token); indexed with it, a search
+    naming the system (`gender=http://hl7.org/fhir/administrative-gender|male`) matches, and one with
+    the code alone still does. None for anything else, including unions over different systems."""
+    from ipt_fhir.fhir.validation.terminology import expansion
+
+    props = _element_props(resource_type, param)
+    if not props:
+        return None
+    systems: set[str] = set()
+    for prop in props:
+        if prop.type != "code" or not prop.elem.binding:
             return None
         codes = expansion(prop.elem.binding.split("|")[0])
         if codes is None or len(codes) != 1:
