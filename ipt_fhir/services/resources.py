@@ -99,11 +99,16 @@ def _require_if_match(if_match: int | None, current: StoredVersion) -> None:
                                   f"{current.resource_type}/{current.id} is {current.version_id}{state}")
 
 
+def _none_match_fails(none_match: frozenset[int], current: StoredVersion) -> bool:
+    """RFC 9110 13.1.2: If-None-Match is false when it is `*` or names the current version (weak comparison)."""
+    return ANY_VERSION in none_match or current.version_id in none_match
+
+
 def unchanged(stored: StoredVersion, none_match: frozenset[int] | None, modified_since: datetime | None) -> bool:
     """Whether a conditional read answers 304 Not Modified (http.html#cread): If-None-Match (a version
     or `*`) wins over If-Modified-Since, as RFC 9110 13.2.2 orders them."""
     if none_match is not None:
-        return ANY_VERSION in none_match or stored.version_id in none_match
+        return _none_match_fails(none_match, stored)
     return modified_since is not None and stored.last_updated <= modified_since
 
 
@@ -113,7 +118,7 @@ def _require_if_none_match(if_none_match: frozenset[int] | None, current: Stored
     or deleted resource has none, so an update with `If-None-Match: *` creates it and never overwrites."""
     if if_none_match is None or current is None or current.deleted:
         return
-    if ANY_VERSION in if_none_match or current.version_id in if_none_match:
+    if _none_match_fails(if_none_match, current):
         asked = "*" if ANY_VERSION in if_none_match else f"version {current.version_id}"
         raise precondition_failed(f"If-None-Match {asked} does not hold: {current.resource_type}/{current.id} "
                                   f"exists at version {current.version_id}")
