@@ -71,8 +71,7 @@ async def authorize(request: Request) -> None:
     if collected is not None:
         collected.interaction, collected.resource_type, collected.resource_id = interaction, resource_type, resource_id
     if resource_type == "AuditEvent" and interaction in _WRITES:
-        raise FHIRError(405, [error("not-supported", "AuditEvents are written by the server only; they cannot be "
-                                    "created, changed or deleted through the API")])
+        raise guard.audit_write_refused()
     if settings.auth == "off":
         context.set_current(None)
         return

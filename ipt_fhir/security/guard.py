@@ -83,11 +83,19 @@ def require_operation(resource_type: str | None, resource_id: str | None, db) ->
         check_resource("read", resource_type, current.content)
 
 
+def audit_write_refused() -> FHIRError:
+    """AuditEvents are the server's record: the API reads them only. The 405 names what it does serve
+    (RFC 9110 15.5.6: a 405 carries Allow)."""
+    err = FHIRError(405, [error("not-supported", "AuditEvents are written by the server only; they cannot be "
+                                "created, changed or deleted through the API")])
+    err.headers["Allow"] = "GET, HEAD"
+    return err
+
+
 def check_resource(interaction: str, resource_type: str, resource: dict | bytes | None) -> None:
     """Scope, compartment and label checks on one resource being read, written or returned."""
     if resource_type == AUDIT_TYPE and interaction in _WRITES:
-        raise FHIRError(405, [error("not-supported", "AuditEvents are written by the server only; they cannot be "
-                                    "created, changed or deleted through the API")])
+        raise audit_write_refused()
     ctx = context.current()
     if ctx.unrestricted or resource is None:
         return

@@ -119,7 +119,13 @@ def entry_error(index: int, exc: FHIRError) -> FHIRError:
     for issue in exc.issues:
         exprs = tuple(_entry_expression(prefix, e) for e in issue.expression) or (prefix,)
         issues.append(Issue(issue.severity, issue.code, f"{prefix}: {issue.diagnostics}", exprs))
-    return FHIRError(exc.status, issues, exc.headers)
+    return FHIRError(exc.status, issues, _entry_headers(exc.headers))
+
+
+def _entry_headers(headers: dict[str, str]) -> dict[str, str]:
+    """An entry error's headers that still hold for the Bundle's own answer: an Allow names the methods
+    of the entry's URL, not of the endpoint the Bundle was posted to."""
+    return {k: v for k, v in headers.items() if k.lower() != "allow"}
 
 
 _ENTRY_ELEMENTS = frozenset({"fullUrl", "resource", "request", "search", "response"})
