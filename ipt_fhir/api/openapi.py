@@ -62,10 +62,13 @@ RESULT_PARAMETERS = (
 )
 
 HEADER_DOCS = {
-    "If-Match": "Version-aware write: `W/\"<versionId>\"`. A stale version gets 412 Precondition Failed.",
+    "If-Match": "Version-aware update, patch or delete: `W/\"<versionId>\"` or `*`. Anything but the current "
+                "version (or no current version at all) gets 412 Precondition Failed.",
     "If-None-Exist": "Conditional create: search criteria (e.g. `identifier=http://hospital.example/mrn|123`). "
                      "If one resource matches, it is returned (200) and nothing is created.",
-    "If-None-Match": "`W/\"<versionId>\"`: 304 Not Modified when the resource is still at that version.",
+    "If-None-Match": "Read: `W/\"<versionId>\"`: 304 Not Modified when the resource is still at that version. "
+                     "Update: `*` writes only if the resource does not exist yet (412 otherwise).",
+    "If-Modified-Since": "Read: an HTTP date; 304 Not Modified when the resource has not changed since.",
     "Prefer": "`return=minimal`, `return=representation` (default) or `return=OperationOutcome`; on search "
               "`handling=strict` rejects unknown parameters.",
 }
@@ -235,13 +238,15 @@ def _decorate(op: dict, method: str, path: str, resource_type: str | None, route
     stored = ex.stored_examples().get(rt or "")
 
     if interaction == "read":
-        extra_params = [_header("If-None-Match")]
+        extra_params = [_header("If-None-Match"), _header("If-Modified-Since")]
         responses = {"200": {"description": f"The current version of the {rt or 'resource'}",
                              "headers": VERSION_HEADERS, "content": _fhir_content(schema, {f"{rt} (stored)": stored})},
-                     "304": {"description": "Not modified (If-None-Match)"}, **_errors("404", "410")}
+                     "304": {"description": "Not modified (If-None-Match, If-Modified-Since)"}, **_errors("404", "410")}
     elif interaction == "vread":
+        extra_params = [_header("If-None-Match"), _header("If-Modified-Since")]
         responses = {"200": {"description": "That version", "headers": VERSION_HEADERS,
-                             "content": _fhir_content(schema, {f"{rt} (stored)": stored})}, **_errors("404", "410")}
+                             "content": _fhir_content(schema, {f"{rt} (stored)": stored})},
+                     "304": {"description": "Not modified (If-None-Match, If-Modified-Since)"}, **_errors("404", "410")}
     elif interaction in ("search-type", "search-system", "search-compartment"):
         extra_params = [_header("Prefer")] + ([] if method == "POST" else _search_parameters(
             rt if interaction != "search-system" else None))
@@ -268,7 +273,7 @@ def _decorate(op: dict, method: str, path: str, resource_type: str | None, route
                              "headers": VERSION_HEADERS, "content": _fhir_content(schema)},
                      **_errors("400", "412", "422")}
     elif interaction == "update":
-        extra_params = [_header("If-Match"), _header("Prefer")]
+        extra_params = [_header("If-Match"), _header("If-None-Match"), _header("Prefer")]
         body = {"required": True, "content": _fhir_content(schema, {f"{rt} (update)": ex.update_example(rt or "")})}
         responses = {"200": {"description": "Updated (a new version)", "headers": {**VERSION_HEADERS, **LOCATION_HEADER},
                              "content": _fhir_content(schema, {f"{rt} (stored)": stored})},
@@ -287,7 +292,7 @@ def _decorate(op: dict, method: str, path: str, resource_type: str | None, route
         responses = {"200": {"description": "Patched (a new version)", "headers": VERSION_HEADERS,
                              "content": _fhir_content(schema)}, **_errors("400", "404", "409", "412", "422")}
     elif interaction == "delete":
-        extra_params = [_header("Prefer")]
+        extra_params = [_header("If-Match"), _header("Prefer")]
         responses = {"204": {"description": "Deleted (or there was nothing to delete)"},
                      "200": {"description": "Deleted, with Prefer: return=OperationOutcome",
                              "content": _fhir_content("OperationOutcome")},
