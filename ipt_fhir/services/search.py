@@ -76,7 +76,12 @@ def _is_result_param(name: str) -> bool:
 
 def _parse_criterion(parser: Parser, resource_type: str, name: str, value: str) -> Clause | str:
     """The clause of one filter parameter on `resource_type`, or the reason it cannot be applied there."""
-    if name in ("_text", "_content", "_list", "_filter", "_query"):
+    if name.partition(":")[0] == "_query":
+        # This server defines no named queries, and an unrecognised one is never ignored: servers "SHALL
+        # refuse to process a search request if they do not recognize the _query parameter value"
+        # (search.html#query), whatever Prefer: handling says.
+        raise FHIRError(400, [error("not-supported", f"_query={value} is not a query this server knows", name)])
+    if name in ("_text", "_content", "_list", "_filter"):
         return f"{name} is not supported by this server"
     try:
         return parser.parse(resource_type, name, value)

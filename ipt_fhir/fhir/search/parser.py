@@ -1,13 +1,14 @@
 """Parse search request parameters into clauses, checked against the registry (no SQL here).
 
 http://hl7.org/fhir/R4/search.html: AND = repeated parameter, OR = comma-separated values,
-`\\` escapes `,` `$` `|`. Malformed values raise 400; unknown parameters are collected so the caller
-can ignore-and-report or (Prefer: handling=strict, conditional operations) reject them.
+`\\` escapes `,` `$` `|`. Malformed values and unsupported modifiers raise 400; unknown parameters are
+collected so the caller can ignore-and-report or (Prefer: handling=strict, conditional operations) reject
+them.
 """
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -29,6 +30,13 @@ class UnknownParameter(Exception):
         super().__init__(reason)
         self.name = name
         self.reason = reason
+
+
+def unsupported_modifier(name: str, reason: str) -> FHIRError:
+    """A known parameter with a modifier we do not implement for it. Never ignored, unlike an unknown
+    parameter: a modifier changes what the parameter means, so dropping it would answer another question
+    (search.html#modifiers: servers "SHALL reject" it "using an HTTP 400 error")."""
+    return bad_request(reason, name, code="not-supported")
 
 
 @dataclass
@@ -153,8 +161,10 @@ class Parser:
         if code == "_id":
             if modifier == "missing":
                 return Clause("id", name, modifier="missing", values=[parse_value(_ID_PARAM, "missing", raw, name)])
-            if modifier or dot:
-                raise UnknownParameter(name, f"modifier :{modifier} is not supported on _id")
+            if modifier:
+                raise unsupported_modifier(name, f"modifier :{modifier} is not supported on _id")
+            if dot:
+                raise UnknownParameter(name, "_id is not a reference parameter, so it cannot be chained")
             return Clause("id", name, values=[unescape(v) for v in _values(raw)])
         p = self.reg.get(resource_type, code)
         if p is None:
@@ -166,7 +176,7 @@ class Parser:
             inner = []
             for t in targets:
                 try:
-                    inner.append((t, self.parse(t, rest, raw)))
+                    inner.append((t, self._parse_inner(t, rest, raw, name)))
                 except UnknownParameter:
                     continue
             if not inner:
@@ -176,9 +186,8 @@ class Parser:
             if p.type == "reference" and modifier not in ("identifier", "missing"):
                 self._targets(p, modifier, name)
             elif modifier not in MODIFIERS.get(p.type, ()):
-                raise UnknownParameter(name, f"modifier :{modifier} is not supported on {p.type} parameter {code}")
-            if modifier in ("below", "above") and p.type == "token":
-                raise UnknownParameter(name, f"modifier :{modifier} is not supported on token parameter {code}")
+                raise unsupported_modifier(
+                    name, f"modifier :{modifier} is not supported on {p.type} parameter {code} of {resource_type}")
         if modifier == "missing":
             return Clause("param", name, param=p, modifier=modifier, values=[parse_value(p, modifier, raw, name)])
         if modifier == "identifier" and p.type == "reference":
@@ -198,7 +207,9 @@ class Parser:
     def _targets(self, p: SearchParam, modifier: str | None, name: str) -> tuple[str, ...]:
         if modifier:
             if modifier not in RESOURCE_TYPES:
-                raise UnknownParameter(name, f"modifier :{modifier} is not a resource type")
+                raise unsupported_modifier(
+                    name, f"modifier :{modifier} is not supported on reference parameter {p.code}: "
+                          "it takes :identifier, :missing or a resource type")
             if p.targets and modifier not in p.targets:
                 raise bad_request(f"{modifier} is not a target type of {p.code}", name)
             return (modifier,)
@@ -217,8 +228,16 @@ class Parser:
             raise bad_request(f"{ref} is not a reference parameter of {src}", name)
         if rp.targets and resource_type not in rp.targets:
             raise bad_request(f"{src}.{ref} does not refer to {resource_type}", name)
-        inner = self.parse(src, rest, raw)
+        inner = self._parse_inner(src, rest, raw, name)
         return Clause("has", name, param=rp, inner=[inner], source_type=src)
+
+    def _parse_inner(self, resource_type: str, inner_name: str, raw: str, name: str) -> Clause:
+        """The inner parameter of a chain or _has; its errors name the parameter as the request wrote it."""
+        try:
+            return self.parse(resource_type, inner_name, raw)
+        except FHIRError as exc:
+            issues = [replace(issue, expression=(name,)) for issue in exc.issues]
+            raise FHIRError(exc.status, issues, exc.headers) from None
 
 
 _ID_PARAM = SearchParam("_id", "token", "Resource", "http://hl7.org/fhir/SearchParameter/Resource-id", "Resource.id")

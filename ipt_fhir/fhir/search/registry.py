@@ -28,9 +28,10 @@ INDEXED_TYPES = ("token", "string", "date", "number", "quantity", "reference", "
 PREFIX_TYPES = ("number", "date", "quantity")
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 
+# The modifiers the search SQL implements per parameter type; any other is a 400 (search.html#modifiers).
 MODIFIERS = {
     "string": ("exact", "contains", "missing"),
-    "token": ("not", "text", "of-type", "in", "not-in", "below", "above", "missing", "identifier"),
+    "token": ("not", "text", "of-type", "in", "not-in", "missing"),
     "reference": ("identifier", "missing"),  # plus :[type]
     "uri": ("below", "above", "missing"),
     "date": ("missing",),
