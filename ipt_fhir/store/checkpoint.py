@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 INTERVAL_SECONDS = 0.25
-MOVE_CHUNK = 32  # pending resources whose index rows one background unit of work moves (~2 ms)
+MOVE_CHUNK = 128  # resources whose pending index rows one background unit of work moves (~8 ms)
 MOVE_CHUNKS_PER_ROUND = 256  # so that a round always reaches its checkpoint, however fast resources arrive
 
 
