@@ -20,7 +20,10 @@ def in_patient_compartment_type(resource_type: str) -> bool:
 
 
 def patients_of(resource_type: str, resource: dict) -> set[str]:
-    """Ids of the patients whose compartment holds this resource."""
+    """Ids of the patients whose compartment holds this resource. Only relative references count: an
+    absolute URL may name another server's patient with the same id (search.html#reference: `Patient/x`
+    is a local reference). A compartment search also counts absolute URLs of this server's own base;
+    without the request's base this check leaves those out, so it errs towards refusing access."""
     if resource_type == "Patient":
         rid = resource.get("id")
         return {rid} if rid else set()
@@ -28,7 +31,8 @@ def patients_of(resource_type: str, resource: dict) -> set[str]:
     if not wanted:
         return set()
     rows = index_rows(resource_type, resource).get("reference", [])
-    return {row[2] for row in rows if row[0] in wanted and row[1] == "Patient" and row[2]}
+    # a row: (param, target type, target id, target version, url), url set only for absolute references
+    return {row[2] for row in rows if row[0] in wanted and row[1] == "Patient" and row[2] and row[4] is None}
 
 
 def in_compartment(resource_type: str, resource: dict, patient_id: str) -> bool:

@@ -103,6 +103,17 @@ def test_patient_token_cannot_write_outside_its_compartment(secure_client, world
     assert c.post("/fhir/Observation", json=body, headers=h).status_code == 201
 
 
+def test_a_reference_to_another_servers_patient_with_the_same_id_is_not_the_compartment(secure_client, keys, world):
+    c, h, a = secure_client, world["h"], world["a"]
+    foreign = observation(c, keys, a, subject={"reference": f"http://other.example/fhir/Patient/{a}"})
+    assert c.get(f"/fhir/Observation/{foreign['id']}", headers=h).status_code == 403
+    found = c.get("/fhir/Observation", params={"_id": foreign["id"]}, headers=h).json()
+    assert not _ids(found)
+    body = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+            "subject": {"reference": f"http://other.example/fhir/Patient/{a}"}}
+    assert c.post("/fhir/Observation", json=body, headers=h).status_code == 403
+
+
 def test_patient_scope_without_patient_claim_is_refused(secure_client, keys, world):
     r = secure_client.get("/fhir/Observation", headers=keys.headers("patient/*.rs"))
     assert r.status_code == 403
