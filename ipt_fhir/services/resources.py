@@ -149,7 +149,8 @@ def _check_body_type(body: object, resource_type: str) -> dict:
 
 
 def _criteria_hash(resource_type: str, criteria: list[tuple[str, str]]) -> str:
-    canonical = "&".join(f"{k}={v}" for k, v in sorted(criteria))
+    # empty parameters select nothing (search.html: ignored), so `identifier=x&family=` is `identifier=x`
+    canonical = "&".join(f"{k}={v}" for k, v in sorted(criteria) if v != "")
     return hashlib.sha256(f"{resource_type}?{canonical}".encode()).hexdigest()
 
 
