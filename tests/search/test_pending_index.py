@@ -220,3 +220,41 @@ def test_moved_rows_are_exactly_the_rows_a_direct_write_makes(tmp_path, sqlite_t
     finally:
         held.dispose()
         direct.dispose()
+
+
+def test_under_concurrent_creates_updates_and_moves_every_write_is_searchable_at_once(sqlite_url, tmp_path):
+    """Many clients at once, the background mover running: each finds what it just wrote, and never the
+    value it just replaced."""
+    import asyncio
+
+    import httpx
+
+    from tests.live_server import running
+
+    database = Database(sqlite_url)
+    app = create_app(Settings(database_url=sqlite_url, bulk_dir=str(tmp_path / "bulk")), database)
+
+    async def client_run(http: httpx.AsyncClient, n: int) -> list[str]:
+        problems = []
+        for i in range(12):
+            family = f"conc{n}x{i}"
+            created = (await http.post("/fhir/Patient", json=_patient(family, f"{n}-{i}"))).json()
+            found = (await http.get("/fhir/Patient", params={"family": family})).json()
+            if [e["resource"]["id"] for e in found.get("entry", [])] != [created["id"]]:
+                problems.append(f"create {family}: {found.get('total')}")
+            await http.put(f"/fhir/Patient/{created['id']}", json={**_patient(f"{family}b", f"{n}-{i}"),
+                                                                   "id": created["id"]})
+            if (await http.get("/fhir/Patient", params={"family:exact": family})).json()["total"] != 0:
+                problems.append(f"update {family}: old name still found")
+        return problems
+
+    async def main(base: str) -> list[str]:
+        async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+            results = await asyncio.gather(*[client_run(http, n) for n in range(8)])
+        return [p for r in results for p in r]
+
+    try:
+        with running(app) as base:
+            assert asyncio.run(main(base)) == []
+    finally:
+        database.dispose()
