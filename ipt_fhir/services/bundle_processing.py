@@ -603,8 +603,8 @@ def parse_entry(index: int, raw: object, base_url: str) -> Entry:
     url = url.lstrip("/")
     path, _, query = url.partition("?")
     segments = [s for s in path.split("/") if s]
+    params = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k not in NON_PARAMS]
     if segments:
-        params = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k not in NON_PARAMS]
         other = parse_other(method, segments, params, raw.get("resource"), base_url)
         if other is not None:
             full_url = raw.get("fullUrl")
@@ -624,8 +624,7 @@ def parse_entry(index: int, raw: object, base_url: str) -> Entry:
     elif len(segments) > 2:
         raise bad_request(f"request.url '{url}' is not supported in a Bundle", "request.url")
     if query:
-        entry.criteria = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True)
-                          if k not in ("_format", "_pretty")]
+        entry.criteria = params
     if method in ("GET", "HEAD", "PUT"):
         entry.if_none_match = _precondition(request, "ifNoneMatch", etag_versions)
     if method in ("GET", "HEAD"):
