@@ -287,6 +287,6 @@ def _parameters_of(body: object) -> list[tuple[str, str]]:
         if not isinstance(p, dict) or not isinstance(p.get("name"), str):
             continue
         value = next((v for k, v in p.items() if k.startswith("value")), None)
-        if isinstance(value, (str, int, bool)) and not isinstance(value, dict):
+        if isinstance(value, (str, int, bool)):
             out.append((p["name"], str(value).lower() if isinstance(value, bool) else str(value)))
     return out
