@@ -93,7 +93,7 @@ class Checkpointer:
             # Bounds the index rows readers may have to move themselves; in short units, so that writes
             # on the event loop go on in between.
             for _ in range(MOVE_CHUNKS_PER_ROUND):
-                if self._stopped.is_set() or not db.move_some_pending_index(MOVE_CHUNK):
+                if self._stopped.is_set() or not db.move_pending_index(MOVE_CHUNK):
                     break
             db.pause_inline_writes()
             self._checkpoint()  # the bulk of the copying, while threads go on writing

@@ -211,28 +211,25 @@ class Database:
     def read(self) -> Iterator[Connection]:
         """A consistent read; on SQLite its snapshot includes every index row of what it sees written
         before it began (pending_index.py)."""
-        self.move_pending_index()
         with self.engine.connect() as conn:
-            with conn.begin():
+            transaction = conn.begin()
+            # The snapshot's first statement: were rows pending in it, start a new one after moving them.
+            if self.dialect == "sqlite" and pending_index.pending(conn.connection.driver_connection):
+                transaction.rollback()
+                self.move_pending_index()
+                transaction = conn.begin()
+            with transaction:
                 yield conn
 
-    def move_pending_index(self) -> None:
-        """SQLite: move pending search index rows into the index (pending_index.py), if there are any.
-        A thread that is inside a unit of work of its own already cannot start another: its unit moves
-        them itself when it searches (pending_index.bring_current)."""
+    def move_pending_index(self, limit: int | None = None) -> bool:
+        """SQLite: move the pending search index rows (pending_index.py) of every resource, or of the
+        `limit` oldest (the background mover: short units, so writes on the event loop fit in between),
+        in a unit of work of their own. False when nothing was moved: none pending, or the calling thread
+        is inside a unit of work already, which moves them itself when it searches (bring_current)."""
         if self.dialect != "sqlite" or self.fetch_one(pending_index.ANY_PENDING_SQL, ()) is None:
-            return
+            return False
         conn = self._writer_connection
         if self._writer._is_owned() and conn is not None and conn.in_transaction():  # type: ignore[union-attr]
-            return
-        with self.write():  # moves them first thing
-            pass
-
-    def move_some_pending_index(self, limit: int) -> bool:
-        """SQLite: move the index rows of the `limit` oldest pending resources, in a unit of work of
-        their own (the background mover: short units, so writes on the event loop fit in between).
-        False when nothing was pending."""
-        if self.dialect != "sqlite" or self.fetch_one(pending_index.ANY_PENDING_SQL, ()) is None:
             return False
         with self._writer, self._transaction() as conn:
             return pending_index.move(conn.connection.driver_connection, limit)

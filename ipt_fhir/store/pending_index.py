@@ -1,13 +1,14 @@
 """SQLite: the search index rows of newly created resources, held back and moved into the index in batches.
 
 Why: a create's ~15 index rows, inserted one resource at a time into the value-indexed tables, dirty
-about 36 B-tree pages, each written to the WAL by that commit: a third of a create's cost. A resource's
-first version therefore stores its rows as one JSON value in `search_pending` (one row, one page), and
-they move into the index tables many resources at a time, expanded by SQLite's json_each: rows then
+about 36 B-tree pages, each written to the WAL by that commit: a third of a create's cost (instruction
+counts of the in-process create path). A resource's first version therefore stores its rows as one row
+of `search_pending` (each index table's rows a JSON array; one page), and they move into the index tables many resources at a time, expanded by SQLite's json_each: rows then
 share pages, and all of that work runs inside SQLite, outside Python's interpreter lock.
 
 The index stays exact for everything that reads it: each reader first moves whatever is pending,
-- `Database.read()` before it opens its snapshot,
+- `Database.read()` checks in its snapshot's first statement, and if rows are pending moves them and
+  starts a new snapshot,
 - `Database.write()` at the start of its unit of work,
 - and inside the units of plain creates, updates, patches and deletes (which do neither) searches
   (`search.find_ids`, a search given a connection) and the replacement or removal of a resource's
@@ -60,6 +61,10 @@ def append(conn: Connection, resource_type: str, resource_id: str, rows: dict[st
         kind_rows = rows.get(kind)
         params.append(dump_json(list(dict.fromkeys(kind_rows))).decode() if kind_rows else None)
     conn.connection.driver_connection.execute(INSERT_SQL, params)
+
+
+def pending(driver_connection) -> bool:  # noqa: ANN001 - a sqlite3.Connection
+    return driver_connection.execute(ANY_PENDING_SQL).fetchone() is not None
 
 
 def move(driver_connection, limit: int | None = None) -> bool:  # noqa: ANN001 - sqlite3, in a write transaction

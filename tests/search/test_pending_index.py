@@ -154,13 +154,13 @@ def _rows_of_pending(db: Database) -> int:
 
 def test_the_background_mover_moves_the_oldest_pending_resources_in_short_units(client, db):
     ids = [client.post("/fhir/Patient", json=_patient(f"Chunk{i}", f"c{i}")).json()["id"] for i in range(5)]
-    assert db.move_some_pending_index(2)
+    assert db.move_pending_index(2)
     assert _pending(db) == 3
     with db.engine.connect() as conn:
         moved = {r[0] for r in conn.exec_driver_sql("SELECT resource_id FROM search_token WHERE param = 'gender'")}
     assert moved == set(ids[:2])
     assert sorted(_ids(client, "gender=female")) == sorted(ids)  # the rest moved by the search
-    assert not db.move_some_pending_index(2)
+    assert not db.move_pending_index(2)
 
 
 def test_migration_0010_downgrade_keeps_the_pending_rows(client, db, sqlite_url):
