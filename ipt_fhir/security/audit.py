@@ -90,11 +90,12 @@ def note_search(interaction: str | None, query: str | None, patients: set[str]) 
         c.reads.append(Access(interaction, [], set(patients), query))
 
 
-def patients_in(conn: Connection, pairs: list[tuple[str, str]]) -> set[str]:
-    """The patients whose compartments hold these stored resources (from the reference index)."""
+def patients_in(conn: Connection, pairs: list[tuple[str, str]], base_url: str = "") -> set[str]:
+    """The patients whose compartments hold these stored resources (from the reference index); none when
+    no audit is being collected. base_url: as for _patients_in."""
     if _collector.get() is None or not pairs:
         return set()
-    return _patients_in(conn, pairs)
+    return _patients_in(conn, pairs, base_url)
 
 
 def _patients_in(conn: Connection, pairs: list[tuple[str, str]], base_url: str = "") -> set[str]:

@@ -796,7 +796,9 @@ def _execute(db: Database, req: Request, *, base_url: str, request_url: str, lin
         matched = [(row[0], row[1]) for row in rows]
         included = guard.filter_rows(_includes(conn, req, matched, base_url))
         returned = guard.filter_rows(rows)
-        audit.note_search(None, request_url.partition("?")[2], _audited_patients(
+        # counting only references to this server's patients: an Observation about
+        # http://other.org/fhir/Patient/1 is no access to the data of our Patient/1
+        audit.note_search(None, request_url.partition("?")[2], audit.patients_in(
             conn, [(r[0], r[1]) for r in returned] + [(a, b) for a, b, _ in included], base_url))
     entries = []
     for row in returned:
@@ -815,14 +817,6 @@ def _execute(db: Database, req: Request, *, base_url: str, request_url: str, lin
     if rows and has_next:
         links.append(("next", _link(req, base_url, link_path, _encode_page(list(rows[-1][3:]), "n"))))
     return _bundle(base_url, _self_url(req, base_url, link_path), links, total, entries, req.issues)
-
-
-def _audited_patients(conn: Connection, pairs: list[tuple[str, str]], base_url: str) -> set[str]:
-    """audit.patients_in for a search's results, counting only references to this server's patients: an
-    Observation about http://other.org/fhir/Patient/1 is no access to the data of our Patient/1."""
-    if audit.collector() is None or not pairs:
-        return set()
-    return audit._patients_in(conn, pairs, base_url=base_url)
 
 
 def _link(req: Request, base_url: str, link_path: str, page: str | None = None) -> str:
