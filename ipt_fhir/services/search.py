@@ -637,6 +637,18 @@ def _fetch(conn: Connection, pairs: list[tuple[str, str]]) -> list[tuple[str, st
     return out
 
 
+def _reference_join(tb: TextSql, rt: str, ids: list[str], *, revinclude: bool) -> str:
+    """The live resources at the other end of the local references (search_reference `t`) from the `rt`
+    resources `ids` (_include), or to them (_revinclude): SELECT x.resource_type, x.id, x.content."""
+    near, far = ("t.resource_type", "t.resource_id"), ("t.target_type", "t.target_id")
+    if revinclude:
+        near, far = far, near
+    sql = (f"SELECT x.resource_type, x.id, x.content FROM search_reference t JOIN resource x "
+           f"ON x.resource_type = {far[0]} AND x.id = {far[1]} "
+           f"WHERE {near[0]} = {tb.p(rt)} AND {tb.in_(near[1], ids)} AND x.deleted = {tb.p(False)}")
+    return sql + "".join(f" AND ({cond})" for cond in tb.local_reference("t"))
+
+
 def _includes(conn: Connection, req: Request, matched: list[tuple[str, str]],
               base_url: str) -> list[tuple[str, str, bytes]]:
     """_include / _revinclude (and :iterate): each spec is one join of the reference index with the
@@ -660,10 +672,7 @@ def _includes(conn: Connection, req: Request, matched: list[tuple[str, str]],
                 if src not in ("*", rt):
                     continue
                 tb = TextSql(dialect, base_url)
-                sql = ("SELECT x.resource_type, x.id, x.content FROM search_reference t JOIN resource x "
-                       "ON x.resource_type = t.target_type AND x.id = t.target_id "
-                       f"WHERE t.resource_type = {tb.p(rt)} AND {tb.in_('t.resource_id', ids)} AND x.deleted = {tb.p(False)}")
-                sql += "".join(f" AND ({cond})" for cond in tb.local_reference("t"))
+                sql = _reference_join(tb, rt, ids, revinclude=False)
                 if code != "*":
                     sql += f" AND {tb.param_is('t', 'search_reference', rt, code)}"
                 if target:
@@ -676,10 +685,7 @@ def _includes(conn: Connection, req: Request, matched: list[tuple[str, str]],
                 if target and target != rt:
                     continue
                 tb = TextSql(dialect, base_url)
-                sql = ("SELECT x.resource_type, x.id, x.content FROM search_reference t JOIN resource x "
-                       "ON x.resource_type = t.resource_type AND x.id = t.resource_id "
-                       f"WHERE t.target_type = {tb.p(rt)} AND {tb.in_('t.target_id', ids)} AND x.deleted = {tb.p(False)}")
-                sql += "".join(f" AND ({cond})" for cond in tb.local_reference("t"))
+                sql = _reference_join(tb, rt, ids, revinclude=True)
                 if src != "*":
                     sql += f" AND t.resource_type = {tb.p(src)}"
                 if code != "*":
