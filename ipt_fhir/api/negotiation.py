@@ -20,7 +20,8 @@ _FHIR_VERSION = re.compile(r'fhirversion\s*=\s*"?([0-9a-z.\-]*)')
 
 
 def media_types(header: str) -> list[str]:
-    return [part.split(";")[0].strip().lower() for part in header.split(",") if part.strip()]
+    """The media types of an Accept or Content-Type header, lower-cased, in header order."""
+    return [media for media, _ in _accept_ranges(header)]
 
 
 _NEGOTIATED = "ipt_fhir.media_type"  # the request's answer format, kept in its scope once negotiated
