@@ -457,7 +457,7 @@ class _Writer:
                                entry.warnings)
         self.flush()
         if entry.method == "PATCH":
-            current = repo.current(conn, entry.resource_type, entry.target_id)
+            current = repo.current_for_write(conn, entry.resource_type, entry.target_id)
             if current is None:
                 raise _located(not_found(f"{entry.resource_type}/{entry.target_id} is not known"),
                                "request.url")

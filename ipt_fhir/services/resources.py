@@ -223,21 +223,27 @@ class ResourceService:
                         assert stored is not None
                         return WriteResult(200, stored, warnings)
                     result = self._create_in(conn, resource_type, resource, warnings)
-                    if not repo.claim_conditional_key(conn, resource_type, key, result.version.id):
-                        raise _LostRace()
+                    _claim(conn, resource_type, key, result.version.id)
                     return result
             except _LostRace:  # the unit of work rolled back: nothing of ours was written
                 pass
-            # Another request with the same criteria won; answer with its resource if it still
-            # matches, otherwise its key is stale (the resource changed since) and we try again.
-            with self.db.write() as conn:
-                owner = repo.conditional_key_owner(conn, resource_type, key)
-                if owner is not None and owner in find_ids(conn, resource_type, criteria, base_url):
-                    stored = repo.current(conn, resource_type, owner)
-                    assert stored is not None
-                    return WriteResult(200, stored, warnings)
-                repo.release_conditional_key(conn, resource_type, key)
+            # Another request with the same criteria won; answer with its resource if it still matches
+            winner = self._settle_lost_race(resource_type, key, criteria, base_url)
+            if winner is not None:
+                return WriteResult(200, winner, warnings)
         raise conflict("Conditional create could not settle under concurrent writes; retry the request")
+
+    def _settle_lost_race(self, resource_type: str, key: str, criteria: list[tuple[str, str]],
+                          base_url: str) -> StoredVersion | None:
+        """After a concurrent request with the same criteria claimed `key` first: the resource it
+        created, if that still matches the criteria; otherwise the key is stale (the resource changed
+        since) and is released for the next attempt, and the answer is None."""
+        with self.db.write() as conn:
+            owner = repo.conditional_key_owner(conn, resource_type, key)
+            if owner is not None and owner in find_ids(conn, resource_type, criteria, base_url):
+                return repo.current(conn, resource_type, owner)
+            repo.release_conditional_key(conn, resource_type, key)
+        return None
 
     def _create_in(self, conn: Connection, resource_type: str, resource: dict, warnings: list[Issue],
                    resource_id: str | None = None, method: str = "POST") -> WriteResult:
@@ -278,27 +284,43 @@ class ResourceService:
         resource = _check_body_type(body, resource_type)
         warnings = validate_for_write(resource, resource_type)
         criteria = parse_criteria(criteria)
-        with self.db.write() as conn:
-            matches = find_ids(conn, resource_type, criteria, base_url)
-            body_id = resource.get("id")
-            if len(matches) > 1:
-                raise precondition_failed(f"The criteria match {len(matches)} {resource_type} resources")
-            if not matches:
-                if if_match is not None:
-                    raise if_match_without_match(resource_type)
-                # R4 http.html#cond-update: "No matches: The server performs a create interaction", and a
-                # create ignores the body's id. Taking it would overwrite a resource the criteria did not match.
-                return self._create_in(conn, resource_type, resource, warnings, method="PUT")
-            if body_id is not None and body_id != matches[0]:
-                raise bad_request(
-                    f"Resource id '{body_id}' differs from the id '{matches[0]}' the criteria matched",
-                    f"{resource_type}.id")
-            return self._update_in(conn, resource_type, matches[0], resource, warnings, if_match, "PUT", if_none_match)
+        key = _criteria_hash(resource_type, criteria)
+        for _attempt in range(5):
+            try:
+                with self.db.write() as conn:
+                    return self._conditional_update_in(conn, resource_type, criteria, key, resource, warnings,
+                                                       if_match, if_none_match, base_url)
+            except _LostRace:  # a concurrent request created the match first: the next attempt updates it
+                self._settle_lost_race(resource_type, key, criteria, base_url)
+        raise conflict("Conditional update could not settle under concurrent writes; retry the request")
+
+    def _conditional_update_in(self, conn: Connection, resource_type: str, criteria: list[tuple[str, str]],
+                               key: str, resource: dict, warnings: list[Issue], if_match: int | None,
+                               if_none_match: frozenset[int] | None, base_url: str) -> WriteResult:
+        matches = find_ids(conn, resource_type, criteria, base_url)
+        body_id = resource.get("id")
+        if len(matches) > 1:
+            raise precondition_failed(f"The criteria match {len(matches)} {resource_type} resources")
+        if not matches:
+            if if_match is not None:
+                raise if_match_without_match(resource_type)
+            # R4 http.html#cond-update: "No matches: The server performs a create interaction", and a
+            # create ignores the body's id. Taking it would overwrite a resource the criteria did not match.
+            # The criteria's key makes concurrent requests with the same criteria create one resource, as
+            # for conditional creates (the others then update it).
+            result = self._create_in(conn, resource_type, resource, warnings, method="PUT")
+            _claim(conn, resource_type, key, result.version.id)
+            return result
+        if body_id is not None and body_id != matches[0]:
+            raise bad_request(
+                f"Resource id '{body_id}' differs from the id '{matches[0]}' the criteria matched",
+                f"{resource_type}.id")
+        return self._update_in(conn, resource_type, matches[0], resource, warnings, if_match, "PUT", if_none_match)
 
     def _update_in(self, conn: Connection, resource_type: str, resource_id: str, resource: dict,
                    warnings: list[Issue], if_match: int | None, method: str,
                    if_none_match: frozenset[int] | None = None) -> WriteResult:
-        current = repo.current(conn, resource_type, resource_id)
+        current = repo.current_for_write(conn, resource_type, resource_id)
         if current is None:
             if if_match is not None:
                 raise _no_current_version(resource_type, resource_id, current)
@@ -323,7 +345,7 @@ class ResourceService:
         require_known_type(resource_type)
 
         def work(conn: Connection) -> WriteResult:
-            current = repo.current(conn, resource_type, resource_id)
+            current = repo.current_for_write(conn, resource_type, resource_id)
             if current is None:
                 raise not_found(f"{resource_type}/{resource_id} is not known")
             if current.deleted:
@@ -340,7 +362,7 @@ class ResourceService:
                 raise not_found(f"No {resource_type} matches the criteria")
             if len(matches) > 1:
                 raise precondition_failed(f"The criteria match {len(matches)} {resource_type} resources")
-            current = repo.current(conn, resource_type, matches[0])
+            current = repo.current_for_write(conn, resource_type, matches[0])
             assert current is not None
             return self._patch_in(conn, current, patch_body, content_type, if_match)
 
@@ -385,7 +407,7 @@ class ResourceService:
         return sum(self._delete_in(conn, resource_type, i, if_match) for i in ids)
 
     def _delete_in(self, conn: Connection, resource_type: str, resource_id: str, if_match: int | None = None) -> int:
-        current = repo.current(conn, resource_type, resource_id)
+        current = repo.current_for_write(conn, resource_type, resource_id)
         if current is None or current.deleted:
             if if_match is not None:  # a deletion is no current representation: no version can match
                 raise _no_current_version(resource_type, resource_id, current)
@@ -488,7 +510,14 @@ def run_deferred_checks(conn: Connection, queue: list[tuple[object, write_hooks.
 
 
 class _LostRace(Exception):
-    """A concurrent conditional create with the same criteria claimed the key first."""
+    """A concurrent conditional create or update with the same criteria claimed the key first."""
+
+
+def _claim(conn: Connection, resource_type: str, key: str, resource_id: str) -> None:
+    """Record that `resource_id`, created in this unit of work, answers the criteria of `key`; raises
+    _LostRace (ending the unit, so nothing of it is written) when a concurrent request did so first."""
+    if not repo.claim_conditional_key(conn, resource_type, key, resource_id):
+        raise _LostRace()
 
 
 def _validate_patched(patched: dict, resource_type: str) -> list[Issue]:

@@ -41,6 +41,16 @@ def _stored(resource_type: str, resource_id: str, row: tuple) -> StoredVersion:
     return StoredVersion(resource_type, resource_id, row[0], _utc(last_updated), bool(row[2]), content)
 
 
+def current_for_write(conn: Connection, resource_type: str, resource_id: str) -> StoredVersion | None:
+    """The current version, for a unit of work that is about to replace it. PostgreSQL locks the row
+    until the unit ends, so concurrent updates, patches and deletes of one resource take turns instead of
+    the later ones failing with 409 on the version they read; each sees the version its predecessor
+    wrote. (SQLite's single writer already serialises whole units of work.)"""
+    sql = _CURRENT_SQL if conn.dialect.name == "sqlite" else _CURRENT_SQL + " FOR UPDATE"
+    row = fetch_one(conn, sql, (resource_type, resource_id))
+    return None if row is None else _stored(resource_type, resource_id, row)
+
+
 def read_current(db: Database, resource_type: str, resource_id: str) -> StoredVersion | None:
     """The current version, read outside any unit of work (the hot path of GET [type]/[id])."""
     row = db.fetch_one(_CURRENT_SQL, (resource_type, resource_id))

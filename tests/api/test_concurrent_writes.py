@@ -29,6 +29,20 @@ def test_concurrent_creates_all_land_with_distinct_ids(client):
     assert found["total"] == 64
 
 
+def test_concurrent_updates_of_one_resource_without_if_match_all_land_in_turn(client):
+    """No version given, no conflict: each update becomes the next version (PostgreSQL locks the row)."""
+    pid = client.post("/fhir/Patient", json=_patient(0)).json()["id"]
+
+    def update(i: int):
+        return client.put(f"/fhir/Patient/{pid}", json={**_patient(0), "id": pid, "multipleBirthInteger": i})
+
+    with ThreadPoolExecutor(16) as pool:
+        responses = list(pool.map(update, range(32)))
+    assert [r.status_code for r in responses] == [200] * 32, [r.text for r in responses if r.status_code != 200][:1]
+    assert sorted(int(r.json()["meta"]["versionId"]) for r in responses) == list(range(2, 34))
+    assert client.get(f"/fhir/Patient/{pid}/_history").json()["total"] == 33
+
+
 def test_a_failing_write_among_concurrent_ones_takes_only_itself_down(client):
     """Invalid and stale-version writes fail alone; the valid writes that share their commit land."""
     base = client.post("/fhir/Patient", json=_patient(0)).json()

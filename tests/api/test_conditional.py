@@ -63,6 +63,36 @@ def test_conditional_update_creates_when_nothing_matches_and_updates_the_single_
     assert updated.json()["id"] == rid and updated.json()["meta"]["versionId"] == "2"
 
 
+def test_fifty_concurrent_conditional_updates_create_one_resource_and_update_it(app):
+    """The first conditional update creates; the others, racing it, find and update that resource."""
+    async def fire(base: str) -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+            return await asyncio.gather(*[
+                http.put(f"/fhir/Patient?{CRITERIA}", json=patient(identifier=[IDENT], birthDate=f"1970-01-{1 + i % 28:02d}"))
+                for i in range(50)
+            ])
+
+    with running(app) as base:
+        responses = asyncio.run(fire(base))
+        statuses = sorted(r.status_code for r in responses)
+        assert statuses.count(201) == 1 and statuses.count(200) == 49, statuses
+        assert len({r.json()["id"] for r in responses}) == 1
+        assert sorted(int(r.json()["meta"]["versionId"]) for r in responses) == list(range(1, 51))
+        found = httpx.get(f"{base}/fhir/Patient", params={"_summary": "count"}).json()
+    assert found["total"] == 1
+
+
+def test_conditional_update_creates_again_once_the_earlier_match_no_longer_matches(client):
+    first = client.put(f"/fhir/Patient?{CRITERIA}", json=patient(identifier=[IDENT]))
+    assert first.status_code == 201
+    moved = {**first.json(), "identifier": [{"system": IDENT["system"], "value": "moved"}]}
+    assert client.put(f"/fhir/Patient/{moved['id']}", json=moved).status_code == 200
+    second = client.put(f"/fhir/Patient?{CRITERIA}", json=patient(identifier=[IDENT]))
+    assert second.status_code == 201 and second.json()["id"] != first.json()["id"]
+    again = client.post("/fhir/Patient", json=patient(identifier=[IDENT]), headers={"If-None-Exist": CRITERIA})
+    assert again.status_code == 200 and again.json()["id"] == second.json()["id"]
+
+
 def test_conditional_update_with_several_matches_is_412(client):
     for _ in range(2):
         client.post("/fhir/Patient", json=patient(identifier=[IDENT]))
