@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ipt_fhir.fhir.jsonio import parse_json
 from ipt_fhir.fhir.outcome import FHIRError, bad_request, error, information, not_found, operation_outcome
+from ipt_fhir.fhir.parameters import parameter_value
 from ipt_fhir.services.bulk_export import ExportJobs, parse_export_params
 from ipt_fhir.services.bulk_import import ImportJobs
 
@@ -146,8 +147,12 @@ async def _export_params(request: Request) -> list[tuple[str, str]]:
             parameters = parse_json(body)
             if not isinstance(parameters, dict) or parameters.get("resourceType") != "Parameters":
                 raise bad_request("POST $export takes a Parameters resource", code="structure")
-            for p in parameters.get("parameter") or []:
-                value = next((v for k, v in p.items() if k.startswith("value")), None)
+            entries = parameters.get("parameter") or []
+            if not isinstance(entries, list) or not all(isinstance(p, dict) for p in entries):
+                raise bad_request("Parameters.parameter must be an array of objects", "Parameters.parameter",
+                                  code="structure")
+            for p in entries:
+                value = parameter_value(p)
                 if isinstance(p.get("name"), str) and value is not None:
                     if p["name"] == "patient" and isinstance(value, dict):
                         value = value.get("reference", "")

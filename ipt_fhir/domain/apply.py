@@ -21,6 +21,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Callable
 
 from ..fhir.outcome import bad_request, error, unprocessable
+from ..fhir.parameters import parameter_value
 from .canonical import (
     CPT, CS_FORMAT, DEFAULT_CANONICAL_BASE, EXT_FORMAT, EXT_PHASE, EXT_SESSION_NUMBER, SNOMED,
     SNOMED_IPT, SNOMED_MENTAL_HEALTH_CARE_PLAN, UCUM, US_CORE_CAREPLAN_CATEGORY, V3_ACT_CODE, CAREPLAN_PROFILE,
@@ -298,7 +299,7 @@ def parse_apply_parameters(params: dict | list[tuple[str, str]]) -> ApplyRequest
             if not isinstance(p, dict) or not isinstance(p.get("name"), str):
                 raise bad_request("each parameter must be an object with a name", f"Parameters.parameter[{i}]",
                                   code="structure")
-            value = next((v for k, v in p.items() if k.startswith("value")), None)
+            value = parameter_value(p)
             if isinstance(value, dict):
                 value = value.get("reference")
             values[p["name"]] = value

@@ -48,6 +48,7 @@ from sqlalchemy.engine import Connection
 
 from ipt_fhir.fhir.jsonio import dump_json
 from ipt_fhir.fhir.outcome import FHIRError, bad_request, operation_outcome
+from ipt_fhir.fhir.parameters import parameter_value
 from ipt_fhir.security import audit, context, guard
 from ipt_fhir.store.database import Database, fetch_one
 
@@ -286,7 +287,7 @@ def _parameters_of(body: object) -> list[tuple[str, str]]:
     for p in body.get("parameter") or []:
         if not isinstance(p, dict) or not isinstance(p.get("name"), str):
             continue
-        value = next((v for k, v in p.items() if k.startswith("value")), None)
+        value = parameter_value(p)
         if isinstance(value, (str, int, bool)):
             out.append((p["name"], str(value).lower() if isinstance(value, bool) else str(value)))
     return out

@@ -167,6 +167,20 @@ def test_patient_group_level_export_with_type_since_and_type_filter(client):
     assert client.get("/fhir/$export").status_code == 400  # no Prefer: respond-async
 
 
+def test_post_export_reads_its_parameters_and_refuses_malformed_ones_with_400(client):
+    client.put("/fhir/Patient/a", json={"resourceType": "Patient", "id": "a"})
+    client.post("/fhir/Organization", json={"resourceType": "Organization", "name": "x"})
+    body = {"resourceType": "Parameters", "parameter": [{"name": "_type", "valueString": "Patient"}]}
+    r = client.post("/fhir/$export", json=body, headers=ASYNC)
+    assert r.status_code == 202, r.text
+    manifest = poll(client, r.headers["Content-Location"])
+    assert [o["type"] for o in manifest["output"]] == ["Patient"]
+    for parameter in (["_type"], "_type", [{"name": "_type", "valueString": "Patient"}, 7]):
+        bad = client.post("/fhir/$export", json={"resourceType": "Parameters", "parameter": parameter}, headers=ASYNC)
+        assert bad.status_code == 400, bad.text
+        assert bad.json()["issue"][0]["expression"] == ["Parameters.parameter"]
+
+
 def test_delete_cancels_an_export_and_its_status_is_then_gone(client):
     client.put("/fhir/Patient/a", json={"resourceType": "Patient", "id": "a"})
     r = client.get("/fhir/$export", headers=ASYNC)
