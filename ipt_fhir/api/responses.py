@@ -14,34 +14,13 @@ from ipt_fhir.fhir.outcome import FHIRError, Issue, operation_outcome
 from ipt_fhir.services.resources import ANY_VERSION, unchanged
 from ipt_fhir.store.resources import StoredVersion
 
+from .base_url import fhir_base_of
 from .negotiation import response_media_type, wants_pretty
 
 
-_BASE_URL = "ipt_fhir.base_url"  # the request's base, kept in its scope once computed
-_BASE_HEADERS = (b"x-forwarded-proto", b"x-forwarded-host", b"host", b"x-forwarded-prefix")
-
-
 def fhir_base_url(request: Request) -> str:
-    """The base the client called (…/fhir), honouring a reverse proxy's X-Forwarded-* headers.
-    Computed once per request: a write needs it for the service call and again for its Location."""
-    base = request.scope.get(_BASE_URL)
-    if base is None:
-        base = request.scope[_BASE_URL] = _base_url(request)
-    return base
-
-
-def _base_url(request: Request) -> str:
-    found: dict[bytes, str] = {}
-    for name, value in request.scope["headers"]:  # one pass; the first of repeated headers counts
-        if name in _BASE_HEADERS and name not in found:
-            found[name] = value.decode("latin-1")
-    proto = found.get(b"x-forwarded-proto", request.scope.get("scheme", "http")).split(",")[0].strip()
-    host = found.get(b"x-forwarded-host")
-    if host is None:
-        host = found.get(b"host") or request.url.netloc
-    host = host.split(",")[0].strip()
-    prefix = found.get(b"x-forwarded-prefix", "").rstrip("/")
-    return f"{proto}://{host}{prefix}/fhir"
+    """The base the client called (…/fhir), honouring a reverse proxy's X-Forwarded-* headers."""
+    return fhir_base_of(request.scope)
 
 
 def fhir_response(request: Request, body: bytes | dict | None, status: int = 200,

@@ -228,7 +228,7 @@ def flush(db, c: Collector, status: int) -> None:  # noqa: ANN001 - a store Data
     with db.write() as conn:
         for access in c.reads if status < 400 else ():
             if access.resources and not access.patients:  # reads: the patients from the index
-                access.patients = _patients_in(conn, [(t, i) for t, i, _ in access.resources])
+                access.patients = _patients_in(conn, [(t, i) for t, i, _ in access.resources], c.server_url or "")
         events = [build_event(c, a, status=status) for a in c.reads] if status < 400 and c.reads else events
         for event in events:
             store_event(conn, event)

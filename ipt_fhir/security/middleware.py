@@ -9,6 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ipt_fhir.api.base_url import fhir_base_of
 from ipt_fhir.settings import Settings
 
 from . import audit
@@ -79,7 +80,7 @@ class SecurityMiddleware:
                 and scope["method"] != "OPTIONS":
             client = scope.get("client")
             collector = audit.Collector(client_address=client[0] if client else None,
-                                        server_url=_base_url(scope) + "/fhir")
+                                        server_url=fhir_base_of(scope))
             token = audit.start(collector)
         replaced = False
 
@@ -107,14 +108,6 @@ class SecurityMiddleware:
         finally:
             if token is not None:
                 audit.stop(token)
-
-
-def _base_url(scope: Scope) -> str:
-    host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), None)
-    if host is None:
-        server = scope.get("server") or ("localhost", 80)
-        host = f"{server[0]}:{server[1]}"
-    return f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '')}"
 
 
 async def _send_unaudited(send: Send, extra: list[tuple[bytes, bytes]]) -> None:

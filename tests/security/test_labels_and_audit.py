@@ -112,3 +112,29 @@ def test_the_audit_record_of_a_post_search_holds_its_form_parameters(secure_clie
     searches = [e for e in audit_events(database) if e["subtype"][0]["code"] == "search-type"]
     queries = [base64.b64decode(ent["query"]).decode() for ent in searches[-1]["entity"] if "query" in ent]
     assert f"subject=Patient%2F{p['id']}" in queries
+
+
+def test_the_audit_record_of_a_read_names_no_patient_of_another_server(secure_client, keys, database):
+    """Observation.subject pointing at `http://other.example/fhir/Patient/<id>` is that server's patient,
+    not ours with the same id: the read's AuditEvent names only patients of this server."""
+    c = secure_client
+    p = patient(c, keys, "Foreign")
+    foreign = observation(c, keys, p["id"], subject={"reference": f"http://other.example/fhir/Patient/{p['id']}"})
+    local = observation(c, keys, p["id"])
+    reader = keys.headers("user/*.rs")
+    for o in (foreign, local):
+        assert c.get(f"/fhir/Observation/{o['id']}", headers=reader).status_code == 200
+    reads = [e for e in audit_events(database) if e["subtype"][0]["code"] == "read"]
+
+    def patients_named(event: dict) -> set[str]:
+        return {ent["what"]["reference"] for ent in event["entity"]
+                if ent.get("what", {}).get("reference", "").startswith("Patient/")}
+
+    assert patients_named(reads[-2]) == set()
+    assert patients_named(reads[-1]) == {f"Patient/{p['id']}"}
+    forwarded = c.get(f"/fhir/Observation/{local['id']}", headers={
+        **reader, "X-Forwarded-Proto": "https", "X-Forwarded-Host": "ipt.example.org"})
+    assert forwarded.status_code == 200
+    last = [e for e in audit_events(database) if e["subtype"][0]["code"] == "read"][-1]
+    server = next(a for a in last["agent"] if a["type"]["coding"][0]["code"] == "110152")
+    assert server["network"]["address"] == "https://ipt.example.org/fhir"  # the base the client called
