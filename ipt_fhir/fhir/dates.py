@@ -13,22 +13,24 @@ _DATE_TIME = re.compile(
 
 def parse_fhir_datetime_range(text: str) -> tuple[datetime, datetime]:
     """[low, high) in UTC for a FHIR date, dateTime or instant. Raises ValueError when malformed.
-    A time without a zone is read as UTC (the server's zone)."""
+    A time without a zone is read as UTC (the server's zone). A range reaching past 9999-12-31 (the last
+    instant FHIR and Python can write) ends at that instant instead; one that starts outside the years
+    1-9999 once moved to UTC is refused like a malformed value."""
     m = _DATE_TIME.fullmatch(text.strip())
     if not m:
         raise ValueError(f"'{text}' is not a FHIR date or dateTime")
     g = m.groupdict()
     year = int(g["y"])
     if g["m"] is None:
-        return _utc(year, 1, 1), _utc(year + 1, 1, 1)
+        return _utc(year, 1, 1), _year_start_or_latest(year + 1)
     month = int(g["m"])
     if g["d"] is None:
         low = _utc(year, month, 1)
-        return low, _utc(year + (month == 12), month % 12 + 1, 1)
+        return low, _year_start_or_latest(year + 1) if month == 12 else _utc(year, month + 1, 1)
     day = int(g["d"])
     if g["H"] is None:
         low = _utc(year, month, day)
-        return low, low + timedelta(days=1)
+        return low, _plus_or_latest(low, timedelta(days=1))
     tz = timezone.utc
     if g["tz"] and g["tz"] != "Z":
         sign = 1 if g["tz"][0] == "+" else -1
@@ -37,14 +39,31 @@ def parse_fhir_datetime_range(text: str) -> tuple[datetime, datetime]:
     second = int(g["S"]) if g["S"] else 0
     fraction = g["f"] or ""
     micro = int((fraction[1:] + "000000")[:6]) if fraction else 0
-    low = datetime(year, month, day, int(g["H"]), int(g["M"]), second, micro, tzinfo=tz).astimezone(timezone.utc)
+    try:
+        low = datetime(year, month, day, int(g["H"]), int(g["M"]), second, micro, tzinfo=tz).astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError(f"'{text}' is outside the years 1-9999 in UTC") from None
     if g["S"] is None:
         step = timedelta(minutes=1)
     elif not fraction:
         step = timedelta(seconds=1)
     else:
         step = timedelta(microseconds=10 ** max(0, 6 - (len(fraction) - 1)))
-    return low, low + step
+    return low, _plus_or_latest(low, step)
+
+
+_LATEST = datetime.max.replace(tzinfo=timezone.utc)
+
+
+def _plus_or_latest(low: datetime, step: timedelta) -> datetime:
+    try:
+        return low + step
+    except OverflowError:
+        return _LATEST
+
+
+def _year_start_or_latest(year: int) -> datetime:
+    return _LATEST if year > 9999 else _utc(year, 1, 1)
 
 
 def _utc(year: int, month: int, day: int) -> datetime:

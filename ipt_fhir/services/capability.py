@@ -53,7 +53,8 @@ def capability_statement(base_url: str, *, released: str, extra_operations: dict
         }
         if supported_profiles and resource_type in supported_profiles:
             entry["supportedProfile"] = supported_profiles[resource_type]
-        resources.append(entry)
+        # JSON has no empty arrays in FHIR (json.html): a type with nothing to _include leaves the element out
+        resources.append({key: value for key, value in entry.items() if value != []})
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",

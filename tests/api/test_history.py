@@ -112,3 +112,16 @@ def test_history_reports_201_for_each_version_an_update_created(client):
         ("PUT", "201 Created"), ("DELETE", "204 No Content"), ("PUT", "200 OK"), ("PUT", "201 Created")]
     created = client.get(f"/fhir/Patient/{posted}/_history").json()["entry"]
     assert [(e["request"]["method"], e["response"]["status"]) for e in created] == [("POST", "201 Created")]
+
+
+def test_since_and_at_at_the_end_of_year_9999_are_answered_not_failed(client):
+    """The last instants FHIR can write: their precision ranges end past what a date can hold."""
+    pid = client.post("/fhir/Patient", json=patient()).json()["id"]
+    for value in ("9999", "9999-12", "9999-12-31", "9999-12-31T23:59:59Z", "9999-12-31T23:59:59.999+00:00"):
+        for path in ("/fhir/_history", "/fhir/Patient/_history", f"/fhir/Patient/{pid}/_history"):
+            since = client.get(path, params={"_since": value})
+            assert since.status_code == 200 and since.json().get("entry", []) == [], (path, value, since.text)
+        at = client.get(f"/fhir/Patient/{pid}/_history", params={"_at": value})
+        assert at.status_code == 200 and [e["resource"]["id"] for e in at.json()["entry"]] == [pid]
+    shifted = client.get("/fhir/_history", params={"_since": "0001-01-01T00:00:00+01:00"})
+    assert shifted.status_code == 400 and shifted.json()["resourceType"] == "OperationOutcome"

@@ -188,6 +188,15 @@ def test_capability_statement_says_json_and_4_0_1(rclient):
     assert cs["kind"] == "instance" and cs["rest"][0]["mode"] == "server"
 
 
+def test_capability_statement_is_a_valid_r4_resource(rclient):
+    """Clients and test suites validate /metadata first; the server's own validator must accept it."""
+    from ipt_fhir.fhir.validation import validate_resource
+
+    cs = rclient.get("/fhir/metadata").json()
+    errors = [i for i in validate_resource(cs, expected_type="CapabilityStatement") if i.is_error]
+    assert errors == []
+
+
 # --- search and history Bundles ----------------------------------------------------------------------------
 
 def test_searchset_bundle_shape(rclient):
