@@ -53,7 +53,18 @@ def parse_criteria(resource_type: str, params: list[tuple[str, str]], base_url: 
         if strict:
             raise _unsupported_criterion(name, parsed)
         ignored.append((name, parsed))
+    _refuse_too_many_criteria(len(clauses))
     return clauses, result, ignored
+
+
+MAX_CRITERIA = 100
+
+
+def _refuse_too_many_criteria(count: int) -> None:
+    """Each criterion is one more AND in the SQL, nested like the ORs of parser.MAX_VALUES_PER_PARAMETER."""
+    if count > MAX_CRITERIA:
+        raise FHIRError(400, [error("too-costly", f"The search has {count} criteria; this server takes at most "
+                                                  f"{MAX_CRITERIA}")])
 
 
 def given_params(params: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -275,10 +286,11 @@ class Request:
 
 @dataclass
 class Everything:
-    patient_id: str
+    patient_id: str | None  # None: type level, the compartments of every patient in `patients`
     ref_types: list[str] | None  # types the referenced resources may have (None: any)
     ref_extra: dict[str, list[Clause]]  # access restrictions per referenced type
     since: list[Clause]  # _since as a type-independent _lastUpdated clause
+    patients: list[Clause] = field(default_factory=list)  # type level: access restrictions on Patient
 
 
 def _settings_counts() -> tuple[int, int]:
@@ -363,6 +375,7 @@ def build_request(types: list[str], params: list[tuple[str, str]], base_url: str
             used = _apply_criterion(req, parser, name, value, strict)
         if used is not None:
             req.link_params.append((name, used))
+    _refuse_too_many_criteria(max(len(clauses) for clauses in req.clauses.values()) if req.clauses else 0)
     return req
 
 
@@ -507,10 +520,31 @@ def _where(req: Request, builder: SqlBuilder, r: Any) -> Any:
 def _text_where(req: Request, tb: TextSql) -> str:
     if req.extra_conditions:
         raise Unsupported("SQLAlchemy extra conditions")
-    per_type = [tb.where(t, req.clauses[t], "r") for t in req.types]
+    per_type = [_type_where(req, tb, t) for t in req.types]
     if req.everything is not None:
         per_type.append(_everything_refs(req, tb))
     return per_type[0] if len(per_type) == 1 else " OR ".join(f"({w})" for w in per_type)
+
+
+def _type_where(req: Request, tb: TextSql, resource_type: str) -> str:
+    where = tb.where(resource_type, req.clauses[resource_type], "r")
+    ev = req.everything
+    if ev is None or ev.patient_id is not None or resource_type == "Patient":
+        return where  # an instance's compartment is a clause already (_compartment_clause)
+    # Type-level $everything: a member of some patient's compartment, which no one search clause says.
+    members = _and_text([f"c.resource_type = {tb.p(resource_type)}",
+                         tb.in_("c.param", patient_compartment_params(resource_type)),
+                         f"c.target_type = {tb.p('Patient')}", _everything_patient(tb, ev, "c.target_id"),
+                         *tb.local_reference("c")])
+    return _and_text([where, f"r.id IN (SELECT c.resource_id FROM search_reference c WHERE {members})"])
+
+
+def _everything_patient(tb: TextSql, ev: Everything, column: str) -> str:
+    """The condition that `column` is the id of a patient whose compartment $everything returns: the one
+    patient of the instance level, or at type level every current Patient the token may see."""
+    if ev.patient_id is not None:
+        return f"{column} = {tb.p(ev.patient_id)}"
+    return f"{column} IN (SELECT p.id FROM resource p WHERE {tb.where('Patient', ev.patients, 'p')})"
 
 
 def _everything_refs(req: Request, tb: TextSql) -> str:
@@ -522,9 +556,9 @@ def _everything_refs(req: Request, tb: TextSql) -> str:
              for t in req.types if t != "Patient" and patient_compartment_params(t)]
     sources = []
     if "Patient" in req.types:
-        sources.append(f"(s.resource_type = {tb.p('Patient')} AND s.resource_id = {tb.p(ev.patient_id)})")
+        sources.append(f"(s.resource_type = {tb.p('Patient')} AND {_everything_patient(tb, ev, 's.resource_id')})")
     if pairs:
-        members = _and_text([f"c.target_type = {tb.p('Patient')}", f"c.target_id = {tb.p(ev.patient_id)}",
+        members = _and_text([f"c.target_type = {tb.p('Patient')}", _everything_patient(tb, ev, "c.target_id"),
                              " OR ".join(pairs), *tb.local_reference("c")])
         sources.append(f"(s.resource_type, s.resource_id) IN (SELECT c.resource_type, c.resource_id FROM "
                        f"search_reference c WHERE {members})")
@@ -886,20 +920,16 @@ def _compartment_clause(resource_type: str, patient_id: str) -> Clause:
     return Clause("or", "compartment", inner=inner)
 
 
-def everything(db: Database, patient_id: str, params: list[tuple[str, str]], *, base_url: str,
+def everything(db: Database, patient_id: str | None, params: list[tuple[str, str]], *, base_url: str,
                request_url: str, strict: bool = False) -> bytes:
     """Patient/[id]/$everything: the patient, its compartment and the resources those refer to
-    (_since, _type, _count, paging)."""
+    (_since, _type, _count, paging). patient_id None: Patient/$everything, the same for every patient the
+    token may see (OperationDefinition Patient-everything, type=true), paged as one search."""
     base_url = base_url.rstrip("/")
     params = given_params(params)
     dc, mc = _settings_counts()
-    with db.read() as conn:
-        found = conn.execute(sa.select(R.c.deleted).where(R.c.resource_type == "Patient",
-                                                          R.c.id == patient_id)).first()
-    if found is None:
-        raise not_found(f"Patient/{patient_id} is not known")
-    if found[0]:  # as a read of the patient answers (http.html#delete)
-        raise gone(f"Patient/{patient_id} was deleted")
+    if patient_id is not None:
+        _require_current_patient(db, patient_id)
     wanted = [t.strip() for n, v in params if n == "_type" for t in v.split(",") if t.strip()]
     for t in wanted:
         check_type(t)
@@ -915,9 +945,32 @@ def everything(db: Database, patient_id: str, params: list[tuple[str, str]], *, 
                 raise FHIRError(400, [error("not-supported", f"Parameter {n} is not supported by $everything", n)])
             req.issues.append(warning("not-supported", f"Parameter {n} is not supported by $everything; ignored", n))
     for t in types:
-        req.clauses[t] = [_compartment_clause(t, patient_id)] + restricted.get(t, [])
+        membership = [_compartment_clause(t, patient_id)] if patient_id is not None else []
+        req.clauses[t] = membership + restricted.get(t, [])
     ref_types, ref_extra = restrict_by_access(sorted(set(wanted) if wanted else RESOURCE_TYPES), base_url,
                                               compartment_patient=patient_id)
+    since = _since_clauses(params)
+    for t in types:
+        req.clauses[t] += since
+    everything_all = not wanted and not ref_extra and len(ref_types) == len(RESOURCE_TYPES)
+    _, patient_restrictions = restrict_by_access(["Patient"], base_url)
+    req.everything = Everything(patient_id, None if everything_all else list(ref_types), ref_extra, since,
+                                patient_restrictions.get("Patient", []))
+    link_path = f"/Patient/{patient_id}/$everything" if patient_id is not None else "/Patient/$everything"
+    return _execute(db, req, base_url=base_url, request_url=request_url, link_path=link_path)
+
+
+def _require_current_patient(db: Database, patient_id: str) -> None:
+    with db.read() as conn:
+        found = conn.execute(sa.select(R.c.deleted).where(R.c.resource_type == "Patient",
+                                                          R.c.id == patient_id)).first()
+    if found is None:
+        raise not_found(f"Patient/{patient_id} is not known")
+    if found[0]:  # as a read of the patient answers (http.html#delete)
+        raise gone(f"Patient/{patient_id} was deleted")
+
+
+def _since_clauses(params: list[tuple[str, str]]) -> list[Clause]:
     since: list[Clause] = []
     for n, v in params:
         if n == "_since":
@@ -926,8 +979,4 @@ def everything(db: Database, patient_id: str, params: list[tuple[str, str]], *, 
                 raise bad_request(f"_since must be an instant, got '{v}'", "_since")
             # lastUpdated >= _since: the resource row's last_updated ([low, high) = [t, t + 1 us)).
             since.append(Clause("param", "_lastUpdated", param=_LAST_UPDATED, values=[("ge", rng[0], rng[0])]))
-    for t in types:
-        req.clauses[t] += since
-    everything_all = not wanted and not ref_extra and len(ref_types) == len(RESOURCE_TYPES)
-    req.everything = Everything(patient_id, None if everything_all else list(ref_types), ref_extra, since)
-    return _execute(db, req, base_url=base_url, request_url=request_url, link_path=f"/Patient/{patient_id}/$everything")
+    return since

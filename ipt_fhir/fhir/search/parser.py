@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from ipt_fhir.fhir.outcome import FHIRError, bad_request
+from ipt_fhir.fhir.outcome import FHIRError, bad_request, error
 from ipt_fhir.fhir.resource_types import RESOURCE_TYPES
 
 from .registry import MODIFIERS, PREFIXES, SearchParam, registry
@@ -142,8 +142,19 @@ def parse_value(p: SearchParam, modifier: str | None, raw: str, name: str) -> An
     raise UnknownParameter(name, f"search parameter type {t} is not supported")
 
 
-def _values(raw: str) -> list[str]:
-    return split_escaped(raw, ",")
+# Each value of a parameter is one more OR in the SQL, and SQLite refuses expressions nested deeper than
+# 1000 (a chain of ORs nests one level per value), which a list of ~450 codes reached. `_id` is exempt:
+# its values are one IN list.
+MAX_VALUES_PER_PARAMETER = 100
+
+
+def _values(raw: str, name: str) -> list[str]:
+    values = split_escaped(raw, ",")
+    if len(values) > MAX_VALUES_PER_PARAMETER:
+        raise FHIRError(400, [error(
+            "too-costly", f"{name} has {len(values)} values; a parameter takes at most {MAX_VALUES_PER_PARAMETER} "
+                          "(split the search; long lists of ids can go in _id)", name)])
+    return values
 
 
 class Parser:
@@ -165,7 +176,7 @@ class Parser:
                 raise unsupported_modifier(name, f"modifier :{modifier} is not supported on _id")
             if dot:
                 raise UnknownParameter(name, "_id is not a reference parameter, so it cannot be chained")
-            return Clause("id", name, values=[unescape(v) for v in _values(raw)])
+            return Clause("id", name, values=[unescape(v) for v in split_escaped(raw, ",")])
         p = self.reg.get(resource_type, code)
         if p is None:
             raise UnknownParameter(name, f"{code} is not a known search parameter of {resource_type}")
@@ -192,17 +203,17 @@ class Parser:
             return Clause("param", name, param=p, modifier=modifier, values=[parse_value(p, modifier, raw, name)])
         if modifier == "identifier" and p.type == "reference":
             tok = SearchParam(p.code + ":identifier", "token", p.resource_type, p.url, None)
-            return Clause("param", name, param=tok, values=[parse_value(tok, None, v, name) for v in _values(raw)])
+            return Clause("param", name, param=tok, values=[parse_value(tok, None, v, name) for v in _values(raw, name)])
         if modifier == "of-type":
             tok = SearchParam(p.code + ":of-type", "token", p.resource_type, p.url, None)
             vals = []
-            for v in _values(raw):
+            for v in _values(raw, name):
                 if len(split_escaped(v, "|")) != 3:
                     raise bad_request(f"{name} needs system|code|value", name)
                 vals.append(unescape(v))
             return Clause("param", name, param=tok, modifier="of-type", values=vals)
         return Clause("param", name, param=p, modifier=modifier,
-                      values=[parse_value(p, modifier, v, name) for v in _values(raw)])
+                      values=[parse_value(p, modifier, v, name) for v in _values(raw, name)])
 
     def _targets(self, p: SearchParam, modifier: str | None, name: str) -> tuple[str, ...]:
         if modifier:
