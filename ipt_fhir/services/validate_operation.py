@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ipt_fhir.fhir.outcome import FHIRError, Issue, bad_request, error, information
-from ipt_fhir.fhir.validation import validate_profiles, validate_resource
+from ipt_fhir.fhir.validation import can_check, validate_profiles, validate_resource
 from ipt_fhir.services import write_hooks
 from ipt_fhir.services.resources import require_known_type
 from ipt_fhir.store import resources as repo
@@ -62,6 +62,11 @@ class ValidateOperation:
             if resource_id is None:
                 raise bad_request("$validate needs a resource to validate", code="required")
             resource = self._stored(resource_type, resource_id)
+        if request.profile and not can_check(request.profile, resource_type):
+            # Resource-validate, parameter profile: "If a profile is nominated, and the server cannot
+            # validate against the nominated profile, it SHALL return an error."
+            return [error("not-supported", f"Profile {request.profile} is not known to this server, so it cannot "
+                                           f"validate against it", "profile")]
         issues = list(validate_resource(resource, expected_type=resource_type))
         if isinstance(resource, dict) and not any(i.is_error for i in issues):
             issues += validate_profiles(resource, [request.profile] if request.profile else None)

@@ -50,10 +50,23 @@ def test_validate_writes_nothing(client):
     assert client.get("/fhir/_history").json()["total"] == 0
 
 
-def test_unknown_profile_is_a_warning_not_an_error(client):
-    found = issues(client.post("/fhir/Patient/$validate?profile=http://example.org/nope", json=patient()))
-    assert any(i["severity"] == "warning" for i in found)
-    assert not any(i["severity"] == "error" for i in found)
+def test_a_nominated_profile_the_server_cannot_check_is_an_error(client):
+    """Resource-validate: "If a profile is nominated, and the server cannot validate against the nominated
+    profile, it SHALL return an error." Also for core profiles it does not hold, such as vitalsigns."""
+    for url in ("http://example.org/nope", "http://hl7.org/fhir/StructureDefinition/vitalsigns"):
+        found = issues(client.post(f"/fhir/Patient/$validate?profile={url}", json=patient()))
+        assert [(i["severity"], i["code"], i["expression"]) for i in found] == [("error", "not-supported", ["profile"])]
+        body = {"resourceType": "Parameters", "parameter": [
+            {"name": "resource", "resource": patient()}, {"name": "profile", "valueUri": url}]}
+        assert issues(client.post("/fhir/Patient/$validate", json=body))[0]["severity"] == "error"
+    core = issues(client.post("/fhir/Patient/$validate?profile=http://hl7.org/fhir/StructureDefinition/Patient",
+                              json=patient()))
+    assert [i["severity"] for i in core] == ["information"]
+
+
+def test_a_claimed_profile_the_server_does_not_know_is_a_warning(client):
+    found = issues(client.post("/fhir/Patient/$validate", json=patient(meta={"profile": ["http://example.org/nope"]})))
+    assert [(i["severity"], i["expression"]) for i in found] == [("warning", ["Patient.meta.profile[0]"])]
 
 
 def test_bad_mode_is_400(client):

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from .definitions import known_resource_types
 from .engine import validate_resource
-from .profiles import register_profile, validate_profiles
+from .profiles import can_check, register_profile, validate_profiles
 from .terminology import register_code_system, register_value_set
 
 __all__ = [
+    "can_check",
     "known_resource_types",
     "register_code_system",
     "register_profile",

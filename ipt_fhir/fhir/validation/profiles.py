@@ -119,6 +119,13 @@ def known_profiles() -> frozenset[str]:
     return frozenset(_profiles)
 
 
+def can_check(url: str, resource_type: str) -> bool:
+    """Whether a resource of `resource_type` can be validated against profile `url`: one the server
+    knows, or the core definition of the type itself."""
+    canonical = url.split("|", 1)[0]
+    return canonical in _profiles or canonical == f"http://hl7.org/fhir/StructureDefinition/{resource_type}"
+
+
 def validate_profiles(resource: dict, profiles: list[str] | None = None) -> list[Issue]:
     issues: list[Issue] = []
     if profiles is None:
