@@ -50,15 +50,20 @@ def location(request: Request, v: StoredVersion) -> str:
     return f"{fhir_base_url(request)}/{v.resource_type}/{v.id}/_history/{v.version_id}"
 
 
+def _prefer(request: Request) -> str:
+    """Every Prefer header line as one list: RFC 7240 lets a client send its preferences in several."""
+    return ", ".join(request.headers.getlist("prefer"))
+
+
 def prefer_return(request: Request) -> str:
-    match = _PREFER_RETURN.search(request.headers.get("prefer", ""))
+    match = _PREFER_RETURN.search(_prefer(request))
     if match and match.group(1) in ("minimal", "representation", "OperationOutcome"):
         return match.group(1)
     return "representation"
 
 
 def prefers_strict_handling(request: Request) -> bool:
-    return bool(_PREFER_STRICT.search(request.headers.get("prefer", "")))
+    return bool(_PREFER_STRICT.search(_prefer(request)))
 
 
 _PREFER_RETURN = re.compile(r'(?:^|[,;\s])return\s*=\s*"?([A-Za-z]+)')

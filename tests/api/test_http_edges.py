@@ -123,3 +123,13 @@ def test_declared_oversize_body_is_refused_before_it_is_read(settings, database)
 
         chunked = small.post("/fhir/Patient", content=chunks(), headers={"Content-Type": "application/fhir+json"})
         assert chunked.status_code == 413
+
+
+def test_preferences_sent_in_several_prefer_headers_all_count(client):
+    """RFC 7240 section 2: a client may send its preferences in more than one Prefer header."""
+    strict = client.get("/fhir/Patient", params={"bogus": "1"},
+                        headers=[("Prefer", "return=representation"), ("Prefer", "handling=strict")])
+    assert strict.status_code == 400
+    minimal = client.post("/fhir/Patient", json={"resourceType": "Patient"},
+                          headers=[("Prefer", "handling=lenient"), ("Prefer", "return=minimal")])
+    assert minimal.status_code == 201 and minimal.content == b""
