@@ -51,7 +51,15 @@ def require_known_type(resource_type: str) -> None:
         raise FHIRError.of(404, "not-supported", f"Unknown resource type '{resource_type}'")
 
 
-def parse_criteria(query: str | list[tuple[str, str]]) -> list[tuple[str, str]]:
+def parse_criteria(query: str | list[tuple[str, str]], resource_type: str | None = None) -> list[tuple[str, str]]:
+    """Search criteria as (name, value) pairs. A string may also take the form of a search URL relative to
+    the base, `[type]?criteria` (as some clients send If-None-Exist); the type must then be `resource_type`."""
+    if isinstance(query, str):
+        head, question, rest = query.partition("?")
+        if question and "=" not in head and "&" not in head:
+            if resource_type is not None and head not in ("", resource_type):
+                raise bad_request(f"The criteria '{query}' search {head}, not {resource_type}")
+            query = rest
     params = parse_qsl(query, keep_blank_values=True) if isinstance(query, str) else list(query)
     params = [(k, v) for k, v in params if k not in ("_format", "_pretty")]
     if not params:
@@ -205,7 +213,7 @@ class ResourceService:
         warnings = validate_for_write(resource, resource_type)
         if if_none_exist is None:
             return lambda: self.db.run_write(lambda conn: self._create_in(conn, resource_type, resource, warnings))
-        criteria = parse_criteria(if_none_exist)
+        criteria = parse_criteria(if_none_exist, resource_type)
         return lambda: self._conditional_create(resource_type, resource, warnings, criteria, base_url)
 
     def _conditional_create(self, resource_type: str, resource: dict, warnings: list[Issue],

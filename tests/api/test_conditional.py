@@ -28,6 +28,15 @@ def test_if_none_exist_with_several_matches_is_412(client):
     assert r.status_code == 412
 
 
+def test_if_none_exist_may_name_the_type_as_a_search_url_does(client):
+    first = client.post("/fhir/Patient", json=patient(identifier=[IDENT]), headers={"If-None-Exist": f"Patient?{CRITERIA}"})
+    assert first.status_code == 201
+    again = client.post("/fhir/Patient", json=patient(identifier=[IDENT]), headers={"If-None-Exist": f"?{CRITERIA}"})
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    other = client.post("/fhir/Patient", json=patient(), headers={"If-None-Exist": f"Observation?{CRITERIA}"})
+    assert other.status_code == 400
+
+
 def test_if_none_exist_by_id(client):
     rid = client.put("/fhir/Patient/p1", json=patient(id="p1")).json()["id"]
     r = client.post("/fhir/Patient", json=patient(), headers={"If-None-Exist": "_id=p1"})
