@@ -57,8 +57,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     # leaves to FastAPI pays FastAPI's price per route tried, hence REST right after IPT.
     app.include_router(security_routes.router)  # /fhir/.well-known/smart-configuration, public
     app.include_router(ipt_routes.router, dependencies=secured)  # IPT operations and conformance resources
+    app.include_router(metadata_routes.router)  # before rest_routes, whose /{type} would take POST /metadata
     app.include_router(rest_routes.router, dependencies=secured)
-    app.include_router(metadata_routes.router)
     app.include_router(validate_routes.router, dependencies=secured)
     app.include_router(search_routes.router, dependencies=secured)
     app.include_router(bundle_routes.router, dependencies=secured)  # POST /fhir (batch/transaction)

@@ -133,3 +133,10 @@ def test_preferences_sent_in_several_prefer_headers_all_count(client):
     minimal = client.post("/fhir/Patient", json={"resourceType": "Patient"},
                           headers=[("Prefer", "handling=lenient"), ("Prefer", "return=minimal")])
     assert minimal.status_code == 201 and minimal.content == b""
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
+def test_writing_to_metadata_is_405_with_allow(client, method):
+    r = client.request(method, "/fhir/metadata", json={"resourceType": "CapabilityStatement"})
+    assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD"
+    assert r.json()["resourceType"] == "OperationOutcome"
