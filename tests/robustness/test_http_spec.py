@@ -195,6 +195,7 @@ def test_capability_statement_is_a_valid_r4_resource(rclient):
     cs = rclient.get("/fhir/metadata").json()
     errors = [i for i in validate_resource(cs, expected_type="CapabilityStatement") if i.is_error]
     assert errors == []
+    assert cs["rest"][0]["compartment"] == ["http://hl7.org/fhir/CompartmentDefinition/patient"]
 
 
 # --- search and history Bundles ----------------------------------------------------------------------------
