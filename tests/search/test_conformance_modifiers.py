@@ -54,6 +54,8 @@ def matches(r) -> set[str]:
     ("Observation", "subject:Bogus.name", "Ng"),
     ("Observation", "subject.name:below", "Ng"),
     ("Patient", "_has:Observation:subject:code:below", "44261"),
+    ("Patient", "gender:of-type", "http://terminology.hl7.org/CodeSystem/v2-0203|MR|female"),
+    ("Observation", "code:of-type", "http://terminology.hl7.org/CodeSystem/v2-0203|MR|44261-6"),
 ])
 @pytest.mark.parametrize("headers", PREFERS)
 def test_an_unsupported_modifier_is_a_400(seeded, path, name, value, headers):

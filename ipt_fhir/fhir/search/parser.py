@@ -157,6 +157,15 @@ def _values(raw: str, name: str) -> list[str]:
     return values
 
 
+def _may_be_identifier(resource_type: str, p: SearchParam) -> bool:
+    """:of-type is defined for Identifiers only (search.html#modifiers). False only when the parameter's
+    elements are known and none is an Identifier (Patient.gender, Observation.code)."""
+    from .indexer import element_types  # the indexer plans types from the validator's compiled elements
+
+    types = element_types(resource_type, p)
+    return not types or "Identifier" in types
+
+
 class Parser:
     def __init__(self, base_url: str = "") -> None:
         self.reg = registry()
@@ -205,6 +214,8 @@ class Parser:
             tok = SearchParam(p.code + ":identifier", "token", p.resource_type, p.url, None)
             return Clause("param", name, param=tok, values=[parse_value(tok, None, v, name) for v in _values(raw, name)])
         if modifier == "of-type":
+            if not _may_be_identifier(resource_type, p):
+                raise unsupported_modifier(name, f":of-type applies to Identifier values; {code} of {resource_type} has none")
             tok = SearchParam(p.code + ":of-type", "token", p.resource_type, p.url, None)
             vals = []
             for v in _values(raw, name):
