@@ -24,8 +24,15 @@ def apply_patch(resource: dict, patch_body: Any, content_type: str) -> dict:
         return _apply_json_patch(resource, patch_body)
     if isinstance(patch_body, dict) and patch_body.get("resourceType") == "Parameters":
         return apply_fhirpath_patch(resource, patch_body)
+    if content_type in _FHIR_JSON:  # a supported media type with the wrong content: the body is at fault
+        found = patch_body.get("resourceType") if isinstance(patch_body, dict) else None
+        raise bad_request(f"A FHIRPath Patch is a Parameters resource, not {found or 'this body'}",
+                          str(found) if isinstance(found, str) and found else "Parameters", code="structure")
     raise FHIRError.of(415, "not-supported",
                        "PATCH takes application/json-patch+json or a FHIRPath Patch Parameters resource")
+
+
+_FHIR_JSON = ("application/fhir+json", "application/json")
 
 
 def _apply_json_patch(resource: dict, patch: Any) -> dict:
