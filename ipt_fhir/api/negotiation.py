@@ -123,5 +123,8 @@ def check_body_media_type(request: Request, *, allow: tuple[str, ...] = ()) -> s
         return FHIR_JSON  # lenient: many scripts send JSON without a Content-Type
     media = next(iter(media_types(header)), "")
     if media in ("application/fhir+json", "application/json", "application/json+fhir") or media in allow:
+        versions = _FHIR_VERSION.findall(header.lower())
+        if versions and not any(v in ("4.0", "4.0.1") for v in versions):  # http.html#version-parameter
+            raise FHIRError.of(415, "not-supported", f"The body is FHIR {versions[0]}; this server takes FHIR 4.0")
         return media
     raise FHIRError.of(415, "not-supported", f"Content-Type '{media}' is not supported; send application/fhir+json")

@@ -46,3 +46,12 @@ def test_only_r4_resource_types_are_known(client):
     assert "SubscriptionStatus" not in types and {"Patient", "CarePlan", "Goal"} <= types
     r = client.post("/fhir/SubscriptionStatus", json={"resourceType": "SubscriptionStatus"})
     assert r.status_code == 404 and r.json()["resourceType"] == "OperationOutcome"
+
+
+def test_a_body_of_another_fhir_version_is_415(client):
+    """http.html#version-parameter: the fhirVersion parameter of Content-Type names the body's version."""
+    body = {"resourceType": "Patient"}
+    r = client.post("/fhir/Patient", json=body, headers={"Content-Type": "application/fhir+json; fhirVersion=5.0"})
+    assert r.status_code == 415 and r.json()["resourceType"] == "OperationOutcome"
+    ok = client.post("/fhir/Patient", json=body, headers={"Content-Type": "application/fhir+json; fhirVersion=4.0"})
+    assert ok.status_code == 201
