@@ -2,6 +2,9 @@
 conformance resources (read, vread, history, search merged with stored ones; writes refused)."""
 from __future__ import annotations
 
+from datetime import datetime
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
@@ -12,10 +15,13 @@ from ipt_fhir.fhir.jsonio import load_stored
 from ipt_fhir.fhir.outcome import FHIRError, bad_request, not_found
 from ipt_fhir.services import search as search_service
 from ipt_fhir.services.ipt import conformance as conf
+from ipt_fhir.services.search import subset_read
+from ipt_fhir.store.resources import StoredVersion
 
 from .body import read_json_body
 from .deps import DatabaseDep
-from .responses import http_date, fhir_base_url, fhir_response, prefer_return, prefers_strict_handling
+from .responses import fhir_base_url, fhir_response, not_modified, prefer_return, prefers_strict_handling, version_headers
+from .search_routes import audit_url, operation_params, search_params
 
 
 class _Pattern(Convertor):
@@ -62,9 +68,14 @@ async def apply(plan_id: str, request: Request) -> Response:
     return fhir_response(request, result, 200)
 
 
-@router.get("/CarePlan/{careplan_id}/$ipt-progress", tags=["IPT"], summary="Progress of an IPT care plan")
-def ipt_progress(careplan_id: str, request: Request) -> Response:
-    return fhir_response(request, request.app.state.ipt_service.progress(careplan_id))
+@router.api_route("/CarePlan/{careplan_id}/$ipt-progress", methods=["GET", "POST"], tags=["IPT"],
+                  summary="Progress of an IPT care plan")
+async def ipt_progress(careplan_id: str, request: Request) -> Response:
+    """GET and POST both (OperationDefinition ipt-progress: affectsState false). It defines no input
+    parameters; a POST body must still be a Parameters resource, as for any operation."""
+    await operation_params(request)
+    progress = await run_in_threadpool(request.app.state.ipt_service.progress, careplan_id)
+    return fhir_response(request, progress)
 
 
 # --- the server's conformance resources (read-only, from memory) -------------------------------
@@ -73,39 +84,44 @@ def _registry(request: Request) -> conf.ConformanceRegistry:
     return request.app.state.ipt_conformance
 
 
-def _owned(request: Request, resource_type: str, resource_id: str) -> bytes:
+def _served(request: Request, resource_type: str, resource_id: str) -> StoredVersion:
+    """The in-memory resource as the one version it has, so that reads answer exactly as for stored
+    resources (ETag, Last-Modified, conditional read); its time is the one its meta.lastUpdated shows."""
     content = _registry(request).content(resource_type, resource_id)
     if content is None:
         raise not_found(f"{resource_type}/{resource_id} is not known")
-    return content
+    last_updated = datetime.fromisoformat(_registry(request).get(resource_type, resource_id)["meta"]["lastUpdated"])
+    return StoredVersion(resource_type, resource_id, 1, last_updated, False, content)
 
 
-def _headers(request: Request) -> dict[str, str]:
-    return {"ETag": 'W/"1"', "Last-Modified": http_date(conf.LOADED_AT)}
+def _read_response(request: Request, served: StoredVersion) -> Response:
+    """As rest_routes answers a read: 304 when the client's copy is current (If-None-Match,
+    If-Modified-Since), else the resource subsetted by _summary/_elements."""
+    headers = version_headers(served)
+    if not_modified(request, served):
+        return Response(status_code=304, headers=headers)
+    content = subset_read(served.content, served.resource_type, request.query_params.multi_items())
+    return fhir_response(request, content, 200, headers)
 
 
 @router.api_route("/{resource_type:iptconftype}/{resource_id:iptconfid}", methods=["GET", "HEAD"],
                   tags=["IPT"], summary="Read an IPT conformance resource")
 def read_conformance(resource_type: str, resource_id: str, request: Request) -> Response:
-    content = _owned(request, resource_type, resource_id)
-    headers = _headers(request)
-    if request.headers.get("if-none-match") == headers["ETag"]:
-        return Response(status_code=304, headers=headers)
-    return fhir_response(request, content, 200, headers)
+    return _read_response(request, _served(request, resource_type, resource_id))
 
 
 @router.api_route("/{resource_type:iptconftype}/{resource_id:iptconfid}/_history/{version_id}",
                   methods=["GET", "HEAD"], tags=["IPT"], include_in_schema=False)
 def vread_conformance(resource_type: str, resource_id: str, version_id: str, request: Request) -> Response:
-    content = _owned(request, resource_type, resource_id)
+    served = _served(request, resource_type, resource_id)
     if version_id != "1":
         raise not_found(f"{resource_type}/{resource_id} has no version '{version_id}'")
-    return fhir_response(request, content, 200, _headers(request))
+    return _read_response(request, served)
 
 
 @router.get("/{resource_type:iptconftype}/{resource_id:iptconfid}/_history", tags=["IPT"], include_in_schema=False)
 def history_conformance(resource_type: str, resource_id: str, request: Request) -> Response:
-    resource = load_stored(_owned(request, resource_type, resource_id))
+    resource = load_stored(_served(request, resource_type, resource_id).content)
     base = fhir_base_url(request)
     return fhir_response(request, {
         "resourceType": "Bundle", "type": "history", "total": 1,
@@ -122,35 +138,130 @@ def write_conformance(resource_type: str, resource_id: str, request: Request) ->
                        f"{resource_type}/{resource_id} is published by this server and is read-only", resource_type)
 
 
+# A search of the four conformance types pages over the server's own matches first (in id order), then
+# over the stored matches, which fill the rest of the page the server's last ones are on. The server's
+# pages are addressed by `_page=ipt.<offset>`; the stored pages after that keep the store's own tokens
+# (base64url, which never contains "."), so every link of either part leads back into this route.
+_OWN_PAGE = "ipt."
+
+
 @router.api_route("/{resource_type:iptconftype}", methods=["GET"], tags=["IPT"],
                   summary="Search conformance resources (the server's IPT ones and stored ones)")
 @router.api_route("/{resource_type:iptconftype}/_search", methods=["POST"], include_in_schema=False)
 async def search_conformance(resource_type: str, request: Request, db: DatabaseDep) -> Response:
-    from .search_routes import _params, _request_url
-
     base = fhir_base_url(request)
-    params = await _params(request)
-    stored = await run_in_threadpool(search_service.search, db, resource_type, params, base_url=base,
-                                     request_url=_request_url(request, base, params),
-                                     strict=prefers_strict_handling(request))
+    params = await search_params(request)
+    stored_params = [(n, v) for n, v in params if not (n == "_page" and v.startswith(_OWN_PAGE))]
+
+    def stored_search(search: list[tuple[str, str]]) -> dict:
+        return load_stored(search_service.search(db, resource_type, search, base_url=base,
+                                                 request_url=audit_url(request, base, params),
+                                                 strict=prefers_strict_handling(request)))
+
+    bundle = await run_in_threadpool(stored_search, stored_params)
     ours = _registry(request).search(resource_type, params)
-    if not ours or any(n == "_page" for n, _ in params):
-        return fhir_response(request, stored)
-    return fhir_response(request, _merge(load_stored(stored), ours, base, params))
-
-
-def _merge(bundle: dict, ours: list[dict], base: str, params: list[tuple[str, str]]) -> dict:
-    """The first page of the stored search with the server's own matches in front (they are few)."""
+    if not ours:  # none match, or a parameter they cannot be matched on: the stored search alone
+        return fhir_response(request, bundle)
     if "total" in bundle:
         bundle["total"] += len(ours)
-    summary = dict(params).get("_summary")
-    count = dict(params).get("_count")
-    if summary == "count" or count == "0":
-        return bundle
-    entries = [{"fullUrl": f"{base}/{r['resourceType']}/{r['id']}", "resource": r, "search": {"mode": "match"}}
-               for r in ours]
-    existing = bundle.get("entry") or []
-    outcome = [e for e in existing if (e.get("search") or {}).get("mode") == "outcome"]
-    rest = [e for e in existing if (e.get("search") or {}).get("mode") != "outcome"]
-    bundle["entry"] = outcome + entries + rest
-    return bundle
+    if _only_total(params):
+        return fhir_response(request, bundle)
+    size = _page_size(request, params)
+    offset = _own_offset(params)
+    if offset is None and _has_page(stored_params):
+        if "previous" in _links(bundle):
+            return fhir_response(request, bundle)
+        # Paging back reached the first stored matches: they are on the server's last page.
+        offset = (len(ours) - 1) // size * size
+    page = _own_page(request, bundle, ours, offset or 0, size, resource_type, params)
+    room = size - len(ours[offset or 0:][:size])
+    if room > 0 and _matches(bundle):
+        filler = await run_in_threadpool(stored_search, _with_count(stored_params, room))
+        _fill(page, filler)
+    if not page["entry"]:
+        del page["entry"]  # an empty array is not valid FHIR JSON
+    return fhir_response(request, page)
+
+
+def _own_offset(params: list[tuple[str, str]]) -> int | None:
+    tokens = [v for n, v in params if n == "_page" and v.startswith(_OWN_PAGE)]
+    if not tokens:
+        return None
+    offset = tokens[-1][len(_OWN_PAGE):]
+    if not offset.isdigit():
+        raise bad_request("Invalid _page token", "_page")
+    return int(offset)
+
+
+def _has_page(params: list[tuple[str, str]]) -> bool:
+    return any(n == "_page" for n, _ in params)
+
+
+def _only_total(params: list[tuple[str, str]]) -> bool:
+    given = dict(params)
+    return given.get("_summary") == "count" or given.get("_count") == "0"
+
+
+def _page_size(request: Request, params: list[tuple[str, str]]) -> int:
+    """The page size the stored search used (it has already refused a malformed _count)."""
+    settings = request.app.state.settings
+    counts = [v for n, v in params if n == "_count"]
+    return min(int(counts[-1]), settings.max_page_size) if counts else settings.default_page_size
+
+
+def _with_count(params: list[tuple[str, str]], count: int) -> list[tuple[str, str]]:
+    return [(n, v) for n, v in params if n != "_count"] + [("_count", str(count))]
+
+
+def _with_page(first_url: str, token: str) -> str:
+    return first_url + ("&" if "?" in first_url else "?") + urlencode({"_page": token})
+
+
+def _own_page_url(first_url: str, offset: int) -> str:
+    """The server's page from `offset`; the one from 0 is the search's first page, whose URL has no _page."""
+    return _with_page(first_url, _OWN_PAGE + str(offset)) if offset else first_url
+
+
+def _links(bundle: dict) -> dict[str, str]:
+    return {link["relation"]: link["url"] for link in bundle.get("link") or []}
+
+
+def _own_page(request: Request, stored_first: dict, ours: list[dict], offset: int, size: int, resource_type: str,
+              params: list[tuple[str, str]]) -> dict:
+    """The page of the server's own matches from `offset`, with the stored search's first page as the
+    template: its total, its outcome entries (ignored parameters) and its parameters as used (first link)."""
+    first = _links(stored_first)["first"]
+    links = {"self": _own_page_url(first, offset), "first": first}
+    if offset > 0:
+        links["previous"] = _own_page_url(first, max(offset - size, 0))
+    if offset + size < len(ours):
+        links["next"] = _own_page_url(first, offset + size)
+    base = fhir_base_url(request)
+    entries = [entry for entry in stored_first.get("entry") or [] if _mode(entry) == "outcome"]
+    for resource in ours[offset:offset + size]:
+        content = _registry(request).content(resource_type, resource["id"])
+        entries.append({"fullUrl": f"{base}/{resource_type}/{resource['id']}",
+                        "resource": load_stored(subset_read(content, resource_type, params)),
+                        "search": {"mode": "match"}})
+    page = {k: v for k, v in stored_first.items() if k not in ("link", "entry")}
+    page["link"] = [{"relation": r, "url": u} for r, u in links.items()]
+    page["entry"] = entries
+    return page
+
+
+def _fill(page: dict, stored: dict) -> None:
+    """The first stored matches (and what they include) after the server's last ones; the next link
+    resumes the stored search after them, at the page size the client asked for."""
+    page["entry"] += [e for e in stored.get("entry") or [] if _mode(e) != "outcome"]
+    stored_next = _links(stored).get("next")
+    if stored_next:
+        token = [v for n, v in parse_qsl(urlsplit(stored_next).query) if n == "_page"][-1]
+        page["link"].append({"relation": "next", "url": _with_page(_links(page)["first"], token)})
+
+
+def _mode(entry: dict) -> str | None:
+    return (entry.get("search") or {}).get("mode")
+
+
+def _matches(bundle: dict) -> bool:
+    return any(_mode(e) == "match" for e in bundle.get("entry") or [])

@@ -1,5 +1,5 @@
-"""Search on /fhir: type, system and Patient-compartment search, POST _search, Patient $everything.
-Each route: parse the request -> one service call -> the searchset Bundle bytes."""
+"""Search on /fhir: type, system and Patient-compartment search, POST _search, Patient $everything
+(instance and type level). Each route: parse the request -> one service call -> the searchset Bundle bytes."""
 from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlencode
@@ -8,10 +8,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from ipt_fhir.fhir.outcome import FHIRError, error
+from ipt_fhir.fhir.outcome import FHIRError, bad_request, error
+from ipt_fhir.fhir.parameters import parameter_value
 from ipt_fhir.services import search as search_service
 
+from .body import read_json_body
 from .deps import DatabaseDep
+from .negotiation import media_types
 from .responses import fhir_base_url, fhir_response, prefers_strict_handling
 
 from starlette.convertors import Convertor, register_url_convertor
@@ -35,7 +38,7 @@ register_url_convertor("fhirtype", _ResourceTypeConvertor())
 router = APIRouter(prefix="/fhir")
 
 
-def _request_url(request: Request, base: str, params: list[tuple[str, str]]) -> str:
+def audit_url(request: Request, base: str, params: list[tuple[str, str]]) -> str:
     """The search as requested, for the audit record: a POST _search's form parameters are part of it."""
     path = request.url.path
     rel = path[path.index("/fhir") + len("/fhir"):] if "/fhir" in path else path
@@ -43,13 +46,13 @@ def _request_url(request: Request, base: str, params: list[tuple[str, str]]) -> 
     return base + rel + (f"?{query}" if query else "")
 
 
-async def _params(request: Request) -> list[tuple[str, str]]:
+async def search_params(request: Request) -> list[tuple[str, str]]:
     params = list(request.query_params.multi_items())
     if request.method == "POST":
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         body = await request.body()
         if body:
-            if ctype != "application/x-www-form-urlencoded":
+            if ctype != _FORM:
                 raise FHIRError(415, [error("not-supported",
                                             "POST _search needs an application/x-www-form-urlencoded body")])
             try:
@@ -59,12 +62,64 @@ async def _params(request: Request) -> list[tuple[str, str]]:
     return params
 
 
+_FORM = "application/x-www-form-urlencoded"
+
+
+async def operation_params(request: Request) -> list[tuple[str, str]]:
+    """The parameters of an operation invoked with GET or POST. A POST's body is a Parameters resource
+    (http://hl7.org/fhir/R4/operations.html#request: "Servers SHALL support POST method for all
+    operations"); a form-encoded or empty body, as POST _search takes, is still read as before."""
+    media = next(iter(media_types(request.headers.get("content-type", ""))), "")
+    if request.method != "POST" or not await request.body() or media == _FORM:
+        return await search_params(request)
+    body, _ = await read_json_body(request)
+    return list(request.query_params.multi_items()) + primitive_parameters(body)
+
+
+def primitive_parameters(body: object) -> list[tuple[str, str]]:
+    """A Parameters body as (name, value) pairs, each value as a URL would carry it: the operations served
+    here take primitive parameters only, so anything else is a 400 naming the element."""
+    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
+        sent = body.get("resourceType") if isinstance(body, dict) else None
+        raise bad_request("The body of an operation invoked with POST must be a Parameters resource",
+                          f"{sent}.resourceType" if isinstance(sent, str) and sent else "Parameters",
+                          code="structure")
+    parameters = body.get("parameter") or []
+    if not isinstance(parameters, list):
+        raise bad_request("Parameters.parameter must be an array", "Parameters.parameter", code="structure")
+    pairs = []
+    for index, parameter in enumerate(parameters):
+        where = f"Parameters.parameter[{index}]"
+        value = parameter_value(parameter) if isinstance(parameter, dict) else None
+        if not isinstance(parameter, dict) or not isinstance(parameter.get("name"), str):
+            raise bad_request("A parameter needs a name", where, code="structure")
+        if isinstance(value, bool):
+            pairs.append((parameter["name"], "true" if value else "false"))
+        elif isinstance(value, (str, int, float)):
+            pairs.append((parameter["name"], str(value)))
+        else:
+            raise bad_request(f"Parameter {parameter['name']} needs a primitive value[x]; this operation takes "
+                              "no resources, parts or complex values", where, code="not-supported")
+    return pairs
+
+
 @router.api_route("", methods=["GET", "HEAD"], tags=["search"], summary="System search (_type limits the types)")
 async def system_search(request: Request, db: DatabaseDep) -> Response:
     base = fhir_base_url(request)
-    params = await _params(request)
+    params = await search_params(request)
     body = await run_in_threadpool(search_service.search, db, None, params, base_url=base,
-                                   request_url=_request_url(request, base, params),
+                                   request_url=audit_url(request, base, params),
+                                   strict=prefers_strict_handling(request))
+    return fhir_response(request, body)
+
+
+@router.api_route("/Patient/$everything", methods=["GET", "POST"], tags=["search"],
+                  summary="Patient $everything of every patient (_since, _type, _count)")
+async def patients_everything(request: Request, db: DatabaseDep) -> Response:
+    base = fhir_base_url(request)
+    params = await operation_params(request)
+    body = await run_in_threadpool(search_service.everything, db, None, params, base_url=base,
+                                   request_url=audit_url(request, base, params),
                                    strict=prefers_strict_handling(request))
     return fhir_response(request, body)
 
@@ -73,9 +128,9 @@ async def system_search(request: Request, db: DatabaseDep) -> Response:
                   summary="Patient $everything (_since, _type, _count)")
 async def patient_everything(patient_id: str, request: Request, db: DatabaseDep) -> Response:
     base = fhir_base_url(request)
-    params = await _params(request)
+    params = await operation_params(request)
     body = await run_in_threadpool(search_service.everything, db, patient_id, params, base_url=base,
-                                   request_url=_request_url(request, base, params),
+                                   request_url=audit_url(request, base, params),
                                    strict=prefers_strict_handling(request))
     return fhir_response(request, body)
 
@@ -85,9 +140,9 @@ async def patient_everything(patient_id: str, request: Request, db: DatabaseDep)
                   summary="Search (form-encoded body)")
 async def type_search(resource_type: str, request: Request, db: DatabaseDep) -> Response:
     base = fhir_base_url(request)
-    params = await _params(request)
+    params = await search_params(request)
     body = await run_in_threadpool(search_service.search, db, resource_type, params, base_url=base,
-                                   request_url=_request_url(request, base, params),
+                                   request_url=audit_url(request, base, params),
                                    strict=prefers_strict_handling(request))
     return fhir_response(request, body)
 
@@ -96,9 +151,9 @@ async def type_search(resource_type: str, request: Request, db: DatabaseDep) -> 
                   summary="Patient compartment search")
 async def compartment_search(patient_id: str, resource_type: str, request: Request, db: DatabaseDep) -> Response:
     base = fhir_base_url(request)
-    params = await _params(request)
+    params = await search_params(request)
     body = await run_in_threadpool(search_service.search, db, resource_type, params, base_url=base,
-                                   request_url=_request_url(request, base, params),
+                                   request_url=audit_url(request, base, params),
                                    strict=prefers_strict_handling(request),
                                    compartment=("Patient", patient_id))
     return fhir_response(request, body)
