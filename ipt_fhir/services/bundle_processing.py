@@ -2,12 +2,13 @@
 
 A transaction is one unit of work: entries are validated first, then processed in the order the
 specification gives (DELETE, POST, PUT/PATCH, GET/HEAD; read-only history, metadata and operation
-entries with the GETs, whatever their method) on one Connection; `urn:uuid:`/`urn:oid:`
-fullUrls and conditional references (`Practitioner?identifier=sys|val`) are rewritten to the ids they
-stand for, in references and in every other link (uri-typed elements, narrative href/src:
-services/placeholders.py); write-hook rule checks are deferred until every entry is written (a session
-Encounter may come before its CarePlan) and any failure rolls everything back, naming the entry. A batch
-runs each entry in its own unit of work and reports per entry.
+entries with the GETs, whatever their method) on one Connection; fullUrls (`urn:uuid:`, `urn:oid:` and
+RESTful ones, against whose base an entry's relative references are read: bundle.html, "Resolving
+references in Bundles") and conditional references (`Practitioner?identifier=sys|val`) are rewritten to
+the ids they stand for, in references and in every other link (uri-typed elements, narrative href/src:
+services/placeholders.py, `_link_targets`); write-hook rule checks are deferred until every entry is
+written (a session Encounter may come before its CarePlan) and any failure rolls everything back, naming
+the entry. A batch runs each entry in its own unit of work and reports per entry.
 
 Errors of an entry, in either, point into the Bundle with FHIRPath: `Bundle.entry[i]` and, where the
 element is known, below it (`….request.ifNoneExist`, `….resource.subject.reference`).
@@ -29,6 +30,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any, Callable, Iterable, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
@@ -44,7 +46,7 @@ from ipt_fhir.services import write_hooks
 from ipt_fhir.services import search as search_service
 from ipt_fhir.services.bundle_interactions import NON_PARAMS, EntryInteractions, OtherRequest, parse_other
 from ipt_fhir.services.ipt import conformance
-from ipt_fhir.services.placeholders import is_placeholder, rewrite_links
+from ipt_fhir.services.placeholders import NO_LINK_TARGETS, LinkTargets, is_placeholder, rewrite_links
 from ipt_fhir.services.resources import ResourceService, WriteResult
 from ipt_fhir.services.search import find_ids
 from ipt_fhir.services.validation import validate_for_write
@@ -226,7 +228,7 @@ class BundleService:
                 urn_map = {e.full_url: f"{e.resource_type}/{e.target_id}" for e in entries
                            if e.full_url and e.target_id}
                 writer.references = urn_map
-                writer.placeholders = {url: ref for url, ref in urn_map.items() if is_placeholder(url)}
+                writer.links = _link_targets(entries, urn_map, base_url)
                 for entry in order:
                     if not entry.writes:
                         continue
@@ -274,10 +276,21 @@ class BundleService:
                 results.append(_failed(i, item))
                 continue
             try:
-                results.append(self._batch_entry(item, base_url, claims, siblings, prefer))
+                results.append(self._batch_entry_settled(item, base_url, claims, siblings, prefer))
             except FHIRError as exc:
                 results.append(_failed(i, exc))
         return results
+
+    def _batch_entry_settled(self, entry: Entry, base_url: str, claims: _Claims, siblings: dict[str, int],
+                             prefer: str) -> EntryResult:
+        """A batch entry is an interaction on its own: one that lost a conditional-create race runs again
+        in a new unit of work, whose search then finds the winner (200), as the REST path answers."""
+        for _attempt in range(_RACE_ATTEMPTS - 1):
+            try:
+                return self._batch_entry(entry, base_url, claims, siblings, prefer)
+            except _LostConditionalCreate:
+                pass
+        return self._batch_entry(entry, base_url, claims, siblings, prefer)
 
     def _batch_claims(self, entries: list[Entry | FHIRError], base_url: str) -> _Claims:
         """Claim each entry's identities, resolved before any entry runs, as a transaction does; an entry
@@ -304,7 +317,7 @@ class BundleService:
         if writer is not None:
             writer.flush()
             if other.body is not None:  # links to the fullUrls of this transaction's entries
-                other.body = rewrite_links(other.body, writer.references.get, writer.placeholders)
+                other.body = rewrite_links(other.body, writer.references.get, writer.links)
             status, body = self.interactions.run(other, base_url=writer.base_url, conn=writer.conn)
         else:
             status, body = self.interactions.run(
@@ -346,9 +359,10 @@ class _Writer:
         self.base_url = base_url
         self.claims = claims if claims is not None else _Claims()
         self.references: dict[str, str] = {}  # fullUrl -> Type/id, for Reference.reference
-        self.placeholders: dict[str, str] = {}  # urn:uuid:/urn:oid: fullUrl -> Type/id, for other links
+        self.links = NO_LINK_TARGETS  # for uri-typed elements and narrative links (_link_targets)
         self.batch_placeholders: dict[str, int] = {}  # in a batch: placeholder fullUrl -> entry index
         self._conditional: dict[str, str] = {}
+        self._creating: dict[str, int] = {}  # ifNoneExist key -> the entry that creates under it
         self._pending: list[tuple[StoredVersion, dict]] = []
 
     def find(self, resource_type: str, criteria: list[tuple[str, str]], where: str | None = None) -> list[str]:
@@ -427,6 +441,7 @@ class _Writer:
                 if matches:
                     entry.target_id, entry.existing = matches[0], True
                     return
+                self._one_create_per_criteria(entry)
             entry.target_id = new_resource_id()
         elif entry.criteria is not None:  # conditional PUT / PATCH
             matches = self.find(entry.resource_type, entry.criteria, "request.url")
@@ -449,12 +464,48 @@ class _Writer:
         else:
             entry.target_id = entry.resource_id
 
+    def _one_create_per_criteria(self, entry: Entry) -> None:
+        """Two entries of one transaction whose ifNoneExist criteria are the same and match nothing would
+        both create: the criteria would then match two resources, which a conditional create exists to
+        prevent. Every entry's criteria are searched before anything is written (as for conditional
+        updates: the outcome must not depend on the order entries are processed in), so the second cannot
+        resolve to the first either; like entries that overlap (http.html#trules: "the transaction SHALL
+        fail"), this is the client's error, 400, and naming both entries tells it what to merge. Where the
+        criteria match a resource, both entries answer with it: nothing is written, nothing overlaps."""
+        key = _if_none_exist_key(entry)
+        first = self._creating.setdefault(key, entry.index)
+        if first != entry.index:
+            raise entry_error(entry.index, bad_request(
+                f"The ifNoneExist criteria of this entry are those of entry {first}, which creates the "
+                f"resource they describe; a transaction can create it only once", "request.ifNoneExist"))
+
+    def _claim_if_none_exist_key(self, entry: Entry, resource_id: str) -> None:
+        """Claim the key of the entry's ifNoneExist criteria for the resource it is about to create.
+
+        A key whose owner no longer matches the criteria (updated since, or never matched: Bundle-xds.json
+        asks for an identifier its Patient does not carry) is stale: it is released and claimed again, as
+        ResourceService._settle_lost_race does (http.html#ccreate: "No matches: The server processes the
+        create as normal"). An owner that matches was committed by a concurrent request after this entry's
+        search (PostgreSQL, READ COMMITTED). The entry cannot switch to it: the links of other entries
+        already name the id settled for this one. So it is a 409 whose retry finds the winner (the batch
+        retries by itself). The owner is read before the insert, so an insert fails only on such a race,
+        which ends the unit of work anyway: no savepoint is needed for PostgreSQL's aborted transaction."""
+        conn, resource_type = self.conn, entry.resource_type
+        key = _if_none_exist_key(entry)
+        owner = repo.conditional_key_owner(conn, resource_type, key)
+        if owner is not None:
+            assert entry.if_none_exist is not None
+            if owner in self.find(resource_type, rs.parse_criteria(entry.if_none_exist), "request.ifNoneExist"):
+                raise _lost_race(resource_type, owner)
+            repo.release_conditional_key(conn, resource_type, key)
+        if not repo.claim_conditional_key(conn, resource_type, key, resource_id):
+            raise _lost_race(resource_type, None)  # PostgreSQL aborted the unit: nothing more can be read
+
     def write(self, entry: Entry) -> EntryResult:
         conn, svc = self.conn, self.svc
         assert entry.target_id is not None
         if entry.method == "POST" and not entry.existing and not entry.if_none_exist:
-            return self.create(entry.resource_type, entry.target_id, self.rewrite(entry.resource or {}),
-                               entry.warnings)
+            return self.create(entry.resource_type, entry.target_id, self.rewrite(entry), entry.warnings)
         self.flush()
         if entry.method == "PATCH":
             current = repo.current_for_write(conn, entry.resource_type, entry.target_id)
@@ -465,20 +516,17 @@ class _Writer:
                 raise FHIRError.of(410, "deleted", f"{entry.resource_type}/{entry.target_id} was deleted",
                                    "request.url")
             return _result(svc.patch_in(conn, current, entry.patch_body, entry.patch_type, entry.if_match))
-        resource = self.rewrite(entry.resource or {})
+        resource = self.rewrite(entry)
         if entry.method == "POST":
             if entry.existing:
                 stored = repo.current(conn, entry.resource_type, entry.target_id)
                 assert stored is not None
                 guard.check_resource("read", entry.resource_type, stored.content)  # security
                 return EntryResult(200, stored, issues=list(entry.warnings))
-            result = svc.create_in(conn, entry.resource_type, resource, entry.warnings, entry.target_id)
             if entry.if_none_exist:
-                key = rs._criteria_hash(entry.resource_type, rs.parse_criteria(entry.if_none_exist))
-                if not repo.claim_conditional_key(conn, entry.resource_type, key, entry.target_id):
-                    raise FHIRError.of(409, "conflict", "A concurrent conditional create with the same "
-                                       "ifNoneExist criteria won; retry the transaction")
-            return _result(result)
+                # first: a lost race then leaves nothing half written
+                self._claim_if_none_exist_key(entry, entry.target_id)
+            return _result(svc.create_in(conn, entry.resource_type, resource, entry.warnings, entry.target_id))
         if entry.criteria is None:
             rs._check_client_id(entry.target_id, entry.resource_type)
         return _result(svc.update_in(conn, entry.resource_type, entry.target_id, resource, entry.warnings,
@@ -519,9 +567,23 @@ class _Writer:
 
     # --- references ----------------------------------------------------------------------------
 
-    def rewrite(self, resource: dict) -> dict:
-        """`resource` with fullUrls and conditional references replaced by Type/id wherever it links."""
-        return rewrite_links(resource, self._resolve, self.placeholders)
+    def rewrite(self, entry: Entry) -> dict:
+        """The entry's resource with fullUrls and conditional references replaced by Type/id wherever it
+        links; its relative references are read against its own fullUrl's base, if that is RESTful."""
+        base = restful_base(entry.full_url) if self.references else None
+        resolve = self._resolve if base is None else partial(self._resolve_relative_to, base)
+        return rewrite_links(entry.resource or {}, resolve, self.links)
+
+    def _resolve_relative_to(self, base: str, ref: str) -> str | None:
+        """bundle.html, Resolving references in Bundles: "if the reference has the format [type]/[id], and
+        the fullUrl for the bundle entry containing the resource is a RESTful one ... extract the [base]
+        from the fullUrl, and append the reference ([type]/[id]) to it, then try to resolve within the
+        bundle". Not found there, it stays as sent: a reference to this server's own resource."""
+        if _RELATIVE_REFERENCE.fullmatch(ref):
+            target = self.references.get(f"{base}/{ref}")
+            if target is not None:
+                return target
+        return self._resolve(ref)
 
     def _resolve(self, ref: str) -> str | None:
         target = self.references.get(ref)
@@ -553,6 +615,27 @@ class _Writer:
                                f"Conditional reference '{ref}' matches {what} resources; it must match exactly one")
         out = self._conditional[ref] = f"{resource_type}/{matches[0]}"
         return out
+
+
+_RACE_ATTEMPTS = 5  # as ResourceService._conditional_create
+
+
+class _LostConditionalCreate(FHIRError):
+    """A concurrent request created a resource matching the entry's ifNoneExist criteria and committed
+    after the entry searched them."""
+
+
+def _lost_race(resource_type: str, winner: str | None) -> FHIRError:
+    which = f" ({resource_type}/{winner})" if winner else ""
+    return _LostConditionalCreate.of(
+        409, "conflict", f"A concurrent request created a {resource_type} matching the ifNoneExist criteria"
+        f"{which} while this Bundle was processed; retry it, and the entry will answer with that resource",
+        "request.ifNoneExist")
+
+
+def _if_none_exist_key(entry: Entry) -> str:
+    assert entry.if_none_exist is not None
+    return rs._criteria_hash(entry.resource_type, rs.parse_criteria(entry.if_none_exist))
 
 
 def _result(result: WriteResult) -> EntryResult:
@@ -703,6 +786,42 @@ def _patch_of(resource: object) -> tuple[Any, str]:
 def _validate_entry(entry: Entry) -> None:
     if entry.resource is not None:
         entry.warnings = validate_for_write(entry.resource, entry.resource_type)
+
+
+# http://hl7.org/fhir/R4/references.html#regex, the type checked against RESOURCE_TYPES instead
+_RESTFUL_FULL_URL = re.compile(r"(https?://[A-Za-z0-9\-\\.:%$/]*?)/([A-Za-z]+)/[A-Za-z0-9\-.]{1,64}"
+                               r"(?:/_history/[A-Za-z0-9\-.]{1,64})?")
+_RELATIVE_REFERENCE = re.compile(r"[A-Za-z]+/[A-Za-z0-9\-.]{1,64}")
+
+
+def restful_base(full_url: str | None) -> str | None:
+    """The [base] of a RESTful fullUrl ([base]/[type]/[id]); None for a urn:uuid: or urn:oid: one."""
+    if full_url is None or not full_url.startswith(("http://", "https://")):
+        return None
+    m = _RESTFUL_FULL_URL.fullmatch(full_url)
+    return m.group(1) if m is not None and m.group(2) in RESOURCE_TYPES else None
+
+
+def _link_targets(entries: list[Entry], full_urls: dict[str, str], base_url: str) -> LinkTargets:
+    """The fullUrls whose matches in uri-typed elements and narrative links are replaced ("Servers SHALL
+    replace all matching links in the bundle", http.html#trules), each with its Type/id: every placeholder,
+    and absolute fullUrls but two kinds, which stay as sent because they still name the resource after the
+    transaction. One is the server's own URL of the resource ([base]/Type/id of a PUT): already a working
+    link, and absolute, as a narrative link must be. The other is the entry resource's canonical `url`
+    (examples often use it as fullUrl): values equal to it, the resource's own `url` and every
+    Coding.system or canonical naming it, are canonical references, which a Type/id would break."""
+    if all(map(is_placeholder, full_urls)):  # the common case: urn:uuid fullUrls only
+        return LinkTargets(full_urls)
+    targets = {}
+    for entry in entries:
+        url = entry.full_url
+        if url is None or url not in full_urls:
+            continue
+        target = full_urls[url]
+        if not is_placeholder(url) and (url == f"{base_url}/{target}" or (entry.resource or {}).get("url") == url):
+            continue
+        targets[url] = target
+    return LinkTargets(targets, absolute=True)
 
 
 def _check_unique_full_urls(entries: list[Entry]) -> None:

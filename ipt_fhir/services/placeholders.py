@@ -11,11 +11,12 @@ StructureDefinitions (`fhir/validation/compiler.py`), not by their look: an `Ide
 
 - `Reference.reference`: every value goes to the caller's `resolve_reference` (fullUrls, conditional
   references such as `Patient?identifier=…`, unknown placeholders it refuses);
-- elements of type uri, url, oid, uuid and canonical (a canonical is a uri): a value equal to a
-  placeholder fullUrl (`urn:uuid:…`, `urn:oid:…`) of the Bundle becomes the relative reference
-  `Type/id`, as a reference would. The R4 text asks for it in oid and uuid elements too, though
-  `Type/id` fits their patterns no better than any other relative reference;
-- in the narrative (`Narrative.div`), `href` and `src` attribute values equal to a placeholder, found
+- elements of type uri, url, oid, uuid and canonical (a canonical is a uri): a value equal to a fullUrl
+  of `LinkTargets` becomes the relative reference `Type/id`, as a reference would. The R4 text asks for
+  it in oid and uuid elements too, though `Type/id` fits their patterns no better than any other
+  relative reference. Which fullUrls count is the caller's choice: placeholders (`urn:uuid:…`,
+  `urn:oid:…`) and absolute RESTful fullUrls (services/bundle_processing.py says which of those);
+- in the narrative (`Narrative.div`), `href` and `src` attribute values equal to such a fullUrl, found
   by a scan of the markup; text and other attributes are never touched.
 
 Values are replaced whole or not at all. The walk is copy-on-write: what it does not change is
@@ -41,10 +42,27 @@ def is_placeholder(full_url: str) -> bool:
     return full_url.startswith(_PLACEHOLDER_PREFIXES)
 
 
-def rewrite_links(resource: dict, resolve_reference: ResolveReference, placeholders: Mapping[str, str]) -> dict:
-    """`resource` with its links replaced. `placeholders` maps a placeholder fullUrl to `Type/id`;
+class LinkTargets:
+    """The fullUrls that uri-typed values and narrative links are replaced for, each with its `Type/id`;
+    built once per Bundle, read for every value of every entry."""
+
+    __slots__ = ("by_full_url", "narrative_markers")
+
+    def __init__(self, by_full_url: Mapping[str, str], *, absolute: bool = False) -> None:
+        """`absolute`: whether some of the fullUrls are absolute URLs rather than placeholders."""
+        self.by_full_url = by_full_url
+        # A narrative holding none of these substrings holds no link to replace, and is not scanned: the
+        # common case of placeholders only keeps the single `"urn:" in div` test it always had.
+        self.narrative_markers = ("urn:", "://") if absolute and by_full_url else ("urn:",) if by_full_url else ()
+
+
+NO_LINK_TARGETS = LinkTargets({})
+
+
+def rewrite_links(resource: dict, resolve_reference: ResolveReference, links: LinkTargets) -> dict:
+    """`resource` with its links replaced: uri-typed values and narrative links by `links`;
     `resolve_reference` answers a Reference.reference with its replacement, or None to keep it."""
-    walk = _Walk(resolve_reference, placeholders)
+    walk = _Walk(resolve_reference, links)
     try:
         return walk.resource(resource)
     except _LinkError as exc:
@@ -97,11 +115,12 @@ def _table(node: Node) -> dict[str, tuple[int, Node | None]]:
 class _Walk:
     """One resource's walk. Parsed JSON holds exact dicts, lists and strs, hence `type() is`."""
 
-    __slots__ = ("resolve_reference", "placeholders")
+    __slots__ = ("resolve_reference", "targets", "narrative_markers")
 
-    def __init__(self, resolve_reference: ResolveReference, placeholders: Mapping[str, str]) -> None:
+    def __init__(self, resolve_reference: ResolveReference, links: LinkTargets) -> None:
         self.resolve_reference = resolve_reference
-        self.placeholders = placeholders
+        self.targets = links.by_full_url  # fullUrl -> Type/id, read inline in the hot loop below
+        self.narrative_markers = links.narrative_markers
 
     def resource(self, value: object) -> object:
         if type(value) is not dict or value.get("resourceType") not in known_resource_types():
@@ -111,14 +130,14 @@ class _Walk:
     def object(self, value: dict, node: Node) -> dict:
         out = None
         table = _tables.get(node) or _table(node)
-        placeholders = self.placeholders
+        targets = self.targets
         for key, v in value.items():
             todo = table.get(key)
             if todo is None:
                 continue
             action, child = todo
             if action == _LINK and type(v) is str:  # the common case, inline: Coding.system, Extension.url
-                new = placeholders.get(v, v)
+                new = targets.get(v, v)
             else:
                 try:
                     new = self.items(v, action, child) if type(v) is list else self.value(v, action, child)
@@ -153,14 +172,14 @@ class _Walk:
         if type(value) is not str:
             return value
         if action == _LINK:
-            return self.placeholders.get(value, value)
+            return self.targets.get(value, value)
         if action == _REFERENCE:
             try:
                 new = self.resolve_reference(value)
             except FHIRError as exc:
                 raise _LinkError(exc) from None
             return value if new is None else new
-        return narrative_links(value, self.placeholders)
+        return narrative_links(value, self.targets, self.narrative_markers)
 
 
 # Markup of the narrative: comments and CDATA sections (skipped), then start tags with their attributes.
@@ -174,14 +193,18 @@ _MARKUP = re.compile(
 _ATTRIBUTE = re.compile(r"(\s+([^\s=/>]+)\s*=\s*)(?:\"([^\"]*)\"|'([^']*)')")
 
 
-def narrative_links(div: str, placeholders: Mapping[str, str]) -> str:
-    """`div` with every href or src attribute whose value is a placeholder replaced by its Type/id."""
-    if not placeholders or "urn:" not in div:
+def narrative_links(div: str, targets: Mapping[str, str], markers: tuple[str, ...]) -> str:
+    """`div` with every href or src attribute whose value is a key of `targets` replaced by its Type/id;
+    `markers`: substrings one of which every key holds (LinkTargets.narrative_markers)."""
+    for marker in markers:  # a loop, not any(): this runs for every narrative of a large transaction
+        if marker in div:
+            break
+    else:
         return div
 
     def attribute(m: re.Match[str]) -> str:
         double_quoted = m.group(3) is not None
-        target = placeholders.get(m.group(3) if double_quoted else m.group(4))
+        target = targets.get(m.group(3) if double_quoted else m.group(4))
         if target is None or m.group(2) not in ("href", "src"):
             return m.group(0)
         quote = '"' if double_quoted else "'"
