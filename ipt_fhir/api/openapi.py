@@ -87,10 +87,11 @@ OPERATION_BODIES: dict[str, tuple[str | None, str, str]] = {
                "Apply an IPT protocol (PlanDefinition) to a patient: a CarePlan with its goals, course "
                "ServiceRequest and scheduled session Encounters. Inputs: subject (required), practitioner, "
                "start (date, required), sessionCount, weekday, store (persist in one transaction)."),
-    "$ipt-progress": (None, "Parameters",
+    "$ipt-progress": ("Parameters", "Parameters",
                       "Progress of an IPT plan from the read model: phase, sessions held/planned, next session, "
                       "baseline and latest PHQ-9, response and remission."),
-    "$everything": (None, "Bundle", "Everything in the Patient compartment (_since, _type, _count)."),
+    "$everything": ("Parameters", "Bundle", "Everything in the Patient compartment (_since, _type, _count); "
+                    "with POST, the same parameters in a Parameters body."),
     "$export": (None, "OperationOutcome", "Bulk Data export (async: 202 and Content-Location to poll)."),
     "$import": ("Parameters", "OperationOutcome", "Bulk load NDJSON (async: 202 and Content-Location to poll)."),
     "$validate": ("Parameters", "OperationOutcome", "Validate a resource against R4, its claimed profiles and the "

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from ipt_fhir.fhir.outcome import FHIRError, bad_request, error
-from ipt_fhir.fhir.parameters import parameter_value
+from ipt_fhir.fhir.outcome import FHIRError, error
+from ipt_fhir.fhir.parameters import primitive_parameters
 from ipt_fhir.services import search as search_service
 
 from .body import read_json_body
@@ -74,33 +74,6 @@ async def operation_params(request: Request) -> list[tuple[str, str]]:
         return await search_params(request)
     body, _ = await read_json_body(request)
     return list(request.query_params.multi_items()) + primitive_parameters(body)
-
-
-def primitive_parameters(body: object) -> list[tuple[str, str]]:
-    """A Parameters body as (name, value) pairs, each value as a URL would carry it: the operations served
-    here take primitive parameters only, so anything else is a 400 naming the element."""
-    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
-        sent = body.get("resourceType") if isinstance(body, dict) else None
-        raise bad_request("The body of an operation invoked with POST must be a Parameters resource",
-                          f"{sent}.resourceType" if isinstance(sent, str) and sent else "Parameters",
-                          code="structure")
-    parameters = body.get("parameter") or []
-    if not isinstance(parameters, list):
-        raise bad_request("Parameters.parameter must be an array", "Parameters.parameter", code="structure")
-    pairs = []
-    for index, parameter in enumerate(parameters):
-        where = f"Parameters.parameter[{index}]"
-        value = parameter_value(parameter) if isinstance(parameter, dict) else None
-        if not isinstance(parameter, dict) or not isinstance(parameter.get("name"), str):
-            raise bad_request("A parameter needs a name", where, code="structure")
-        if isinstance(value, bool):
-            pairs.append((parameter["name"], "true" if value else "false"))
-        elif isinstance(value, (str, int, float)):
-            pairs.append((parameter["name"], str(value)))
-        else:
-            raise bad_request(f"Parameter {parameter['name']} needs a primitive value[x]; this operation takes "
-                              "no resources, parts or complex values", where, code="not-supported")
-    return pairs
 
 
 @router.api_route("", methods=["GET", "HEAD"], tags=["search"], summary="System search (_type limits the types)")

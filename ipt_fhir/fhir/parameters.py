@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .outcome import bad_request
+
 
 def parameter_value(parameter: dict) -> Any:
     """The value[x] of one `Parameters.parameter` (valueString, valueReference, ...), or None: the
@@ -11,3 +13,30 @@ def parameter_value(parameter: dict) -> Any:
         if key.startswith("value") and key[5:6].isupper():
             return value
     return None
+
+
+def primitive_parameters(body: object) -> list[tuple[str, str]]:
+    """A Parameters body as (name, value) pairs, each value as a URL would carry it: the operations served
+    here take primitive parameters only, so anything else is a 400 naming the element."""
+    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
+        sent = body.get("resourceType") if isinstance(body, dict) else None
+        raise bad_request("The body of an operation invoked with POST must be a Parameters resource",
+                          f"{sent}.resourceType" if isinstance(sent, str) and sent else "Parameters",
+                          code="structure")
+    parameters = body.get("parameter") or []
+    if not isinstance(parameters, list):
+        raise bad_request("Parameters.parameter must be an array", "Parameters.parameter", code="structure")
+    pairs = []
+    for index, parameter in enumerate(parameters):
+        where = f"Parameters.parameter[{index}]"
+        value = parameter_value(parameter) if isinstance(parameter, dict) else None
+        if not isinstance(parameter, dict) or not isinstance(parameter.get("name"), str):
+            raise bad_request("A parameter needs a name", where, code="structure")
+        if isinstance(value, bool):
+            pairs.append((parameter["name"], "true" if value else "false"))
+        elif isinstance(value, (str, int, float)):
+            pairs.append((parameter["name"], str(value)))
+        else:
+            raise bad_request(f"Parameter {parameter['name']} needs a primitive value[x]; this operation takes "
+                              "no resources, parts or complex values", where, code="not-supported")
+    return pairs

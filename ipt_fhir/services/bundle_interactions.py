@@ -48,7 +48,7 @@ from sqlalchemy.engine import Connection
 
 from ipt_fhir.fhir.jsonio import dump_json
 from ipt_fhir.fhir.outcome import FHIRError, bad_request, operation_outcome
-from ipt_fhir.fhir.parameters import parameter_value
+from ipt_fhir.fhir.parameters import primitive_parameters
 from ipt_fhir.security import audit, context, guard
 from ipt_fhir.store.database import Database, fetch_one
 
@@ -57,7 +57,7 @@ _OPERATIONS: dict[tuple[str, str, str], tuple[str, ...]] = {
     ("type", "*", "validate"): ("POST",),  # validate_routes
     ("instance", "*", "validate"): ("GET", "POST"),
     ("instance", "Patient", "everything"): ("GET", "POST"),  # search_routes
-    ("instance", "CarePlan", "ipt-progress"): ("GET",),  # ipt_routes
+    ("instance", "CarePlan", "ipt-progress"): ("GET", "POST"),  # ipt_routes (affectsState false: both)
     ("instance", "PlanDefinition", "apply"): ("GET", "POST"),
 }
 _BULK = frozenset({"export", "import", "export-poll-status", "import-poll-status", "export-file", "import-file"})
@@ -280,14 +280,5 @@ class EntryInteractions:
 
 
 def _parameters_of(body: object) -> list[tuple[str, str]]:
-    """A Parameters body's primitive parameters as (name, value) pairs (POST $everything)."""
-    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
-        return []
-    out = []
-    for p in body.get("parameter") or []:
-        if not isinstance(p, dict) or not isinstance(p.get("name"), str):
-            continue
-        value = parameter_value(p)
-        if isinstance(value, (str, int, bool)):
-            out.append((p["name"], str(value).lower() if isinstance(value, bool) else str(value)))
-    return out
+    """A POST entry's Parameters as (name, value) pairs, checked as for POST over REST; a GET entry has none."""
+    return [] if body is None else primitive_parameters(body)

@@ -109,3 +109,12 @@ def test_last_modified_is_the_lastupdated_the_resource_shows(client):
     r = client.get("/fhir/OperationDefinition/ipt-progress")
     shown = datetime.fromisoformat(r.json()["meta"]["lastUpdated"])
     assert parsedate_to_datetime(r.headers["Last-Modified"]) == shown.replace(microsecond=0)
+
+
+def test_lastupdated_is_the_package_date_not_the_start_of_the_server(client):
+    """A restart must not make every cached copy stale: the instant comes from the package's content."""
+    from ipt_fhir.domain.conformance_loader import load_conformance
+
+    newest = max(r["date"][:10] for r in load_conformance("") if "date" in r)
+    shown = client.get("/fhir/PlanDefinition/ipt-brief").json()["meta"]["lastUpdated"]
+    assert shown == f"{newest}T00:00:00.000+00:00"

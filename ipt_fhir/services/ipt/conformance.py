@@ -18,7 +18,18 @@ from ipt_fhir.domain.conformance_loader import CONFORMANCE_TYPES, ipt_profile_ur
 from ipt_fhir.fhir.jsonio import dump_json
 from ipt_fhir.fhir.validation import register_code_system, register_profile, register_value_set
 
-LOADED_AT = datetime.now(timezone.utc).replace(microsecond=0)
+
+
+def _package_date() -> datetime:
+    """When the package last changed: the newest `date` of its resources, at midnight UTC. Their
+    meta.lastUpdated and Last-Modified (and so If-Modified-Since) stay the same from one start of the
+    server to the next, and move only with a package that changes."""
+    dates = [r["date"][:10] for r in load_conformance("") if isinstance(r.get("date"), str)]
+    newest = max(dates, default="2025-01-01")
+    return datetime.fromisoformat(newest).replace(tzinfo=timezone.utc)
+
+
+LOADED_AT = _package_date()
 _LOADED_AT = LOADED_AT.strftime("%Y-%m-%dT%H:%M:%S.000+00:00")
 
 # Search parameters evaluated for the in-memory resources (all types): name -> element, kind.
