@@ -67,9 +67,16 @@ def _negotiate(request: Request) -> str:
 
 
 def _check_fhir_version(params: str) -> None:
+    other = _other_fhir_version(params)
+    if other is not None:
+        raise FHIRError.of(406, "not-supported", f"fhirVersion {other} is not supported; this server is FHIR 4.0")
+
+
+def _other_fhir_version(params: str) -> str | None:
+    """The fhirVersion a media type's parameters name (http.html#version-parameter), if none of them is
+    this server's 4.0; None when they name 4.0 or no version at all."""
     versions = _FHIR_VERSION.findall(params)
-    if versions and not any(v in ("4.0", "4.0.1") for v in versions):  # http.html#version-parameter
-        raise FHIRError.of(406, "not-supported", f"fhirVersion {versions[0]} is not supported; this server is FHIR 4.0")
+    return versions[0] if versions and not any(v in ("4.0", "4.0.1") for v in versions) else None
 
 
 def _accept_ranges(header: str) -> list[tuple[str, float]]:
@@ -123,8 +130,8 @@ def check_body_media_type(request: Request, *, allow: tuple[str, ...] = ()) -> s
         return FHIR_JSON  # lenient: many scripts send JSON without a Content-Type
     media = next(iter(media_types(header)), "")
     if media in ("application/fhir+json", "application/json", "application/json+fhir") or media in allow:
-        versions = _FHIR_VERSION.findall(header.lower())
-        if versions and not any(v in ("4.0", "4.0.1") for v in versions):  # http.html#version-parameter
-            raise FHIRError.of(415, "not-supported", f"The body is FHIR {versions[0]}; this server takes FHIR 4.0")
+        other = _other_fhir_version(header.lower())
+        if other is not None:
+            raise FHIRError.of(415, "not-supported", f"The body is FHIR {other}; this server takes FHIR 4.0")
         return media
     raise FHIRError.of(415, "not-supported", f"Content-Type '{media}' is not supported; send application/fhir+json")

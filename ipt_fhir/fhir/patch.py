@@ -20,19 +20,16 @@ JSON_PATCH = "application/json-patch+json"
 
 
 def apply_patch(resource: dict, patch_body: Any, content_type: str) -> dict:
+    """`content_type`: JSON Patch, or a FHIR JSON media type (the API layer answered 415 for any other),
+    whose body must then be a FHIRPath Patch Parameters resource."""
     if content_type == JSON_PATCH:
         return _apply_json_patch(resource, patch_body)
     if isinstance(patch_body, dict) and patch_body.get("resourceType") == "Parameters":
         return apply_fhirpath_patch(resource, patch_body)
-    if content_type in _FHIR_JSON:  # a supported media type with the wrong content: the body is at fault
-        found = patch_body.get("resourceType") if isinstance(patch_body, dict) else None
-        raise bad_request(f"A FHIRPath Patch is a Parameters resource, not {found or 'this body'}",
-                          str(found) if isinstance(found, str) and found else "Parameters", code="structure")
-    raise FHIRError.of(415, "not-supported",
-                       "PATCH takes application/json-patch+json or a FHIRPath Patch Parameters resource")
-
-
-_FHIR_JSON = ("application/fhir+json", "application/json")
+    # a supported media type with the wrong content: the body is at fault, not its type
+    found = patch_body.get("resourceType") if isinstance(patch_body, dict) else None
+    raise bad_request(f"A FHIRPath Patch is a Parameters resource, not {found or 'this body'}",
+                      found if isinstance(found, str) and found else "Parameters", code="structure")
 
 
 def _apply_json_patch(resource: dict, patch: Any) -> dict:
