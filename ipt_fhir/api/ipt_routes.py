@@ -2,7 +2,6 @@
 conformance resources (read, vread, history, search merged with stored ones; writes refused)."""
 from __future__ import annotations
 
-from datetime import datetime
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from fastapi import APIRouter, Request
@@ -20,7 +19,8 @@ from ipt_fhir.store.resources import StoredVersion
 
 from .body import read_json_body
 from .deps import DatabaseDep
-from .responses import fhir_base_url, fhir_response, not_modified, prefer_return, prefers_strict_handling, version_headers
+from .responses import fhir_base_url, fhir_response, prefer_return, prefers_strict_handling
+from .rest_routes import read_response
 from .search_routes import audit_url, operation_params, search_params
 
 
@@ -85,29 +85,16 @@ def _registry(request: Request) -> conf.ConformanceRegistry:
 
 
 def _served(request: Request, resource_type: str, resource_id: str) -> StoredVersion:
-    """The in-memory resource as the one version it has, so that reads answer exactly as for stored
-    resources (ETag, Last-Modified, conditional read); its time is the one its meta.lastUpdated shows."""
-    content = _registry(request).content(resource_type, resource_id)
-    if content is None:
+    served = _registry(request).version(resource_type, resource_id)
+    if served is None:
         raise not_found(f"{resource_type}/{resource_id} is not known")
-    last_updated = datetime.fromisoformat(_registry(request).get(resource_type, resource_id)["meta"]["lastUpdated"])
-    return StoredVersion(resource_type, resource_id, 1, last_updated, False, content)
-
-
-def _read_response(request: Request, served: StoredVersion) -> Response:
-    """As rest_routes answers a read: 304 when the client's copy is current (If-None-Match,
-    If-Modified-Since), else the resource subsetted by _summary/_elements."""
-    headers = version_headers(served)
-    if not_modified(request, served):
-        return Response(status_code=304, headers=headers)
-    content = subset_read(served.content, served.resource_type, request.query_params.multi_items())
-    return fhir_response(request, content, 200, headers)
+    return served
 
 
 @router.api_route("/{resource_type:iptconftype}/{resource_id:iptconfid}", methods=["GET", "HEAD"],
                   tags=["IPT"], summary="Read an IPT conformance resource")
 def read_conformance(resource_type: str, resource_id: str, request: Request) -> Response:
-    return _read_response(request, _served(request, resource_type, resource_id))
+    return read_response(request, _served(request, resource_type, resource_id))
 
 
 @router.api_route("/{resource_type:iptconftype}/{resource_id:iptconfid}/_history/{version_id}",
@@ -116,7 +103,7 @@ def vread_conformance(resource_type: str, resource_id: str, version_id: str, req
     served = _served(request, resource_type, resource_id)
     if version_id != "1":
         raise not_found(f"{resource_type}/{resource_id} has no version '{version_id}'")
-    return _read_response(request, served)
+    return read_response(request, served)
 
 
 @router.get("/{resource_type:iptconftype}/{resource_id:iptconfid}/_history", tags=["IPT"], include_in_schema=False)

@@ -80,7 +80,7 @@ async def read(resource_type: str, resource_id: str, request: Request, resources
         stored = resources.read(resource_type, resource_id)
     else:
         stored = await run_in_threadpool(resources.read, resource_type, resource_id)
-    return _read_response(request, stored)
+    return read_response(request, stored)
 
 
 @router.api_route("/{resource_type:fhirsegment}/{resource_id:fhirsegment}/_history/{version_id}", methods=["GET", "HEAD"],
@@ -88,10 +88,10 @@ async def read(resource_type: str, resource_id: str, request: Request, resources
 def vread(resource_type: str, resource_id: str, version_id: str, request: Request,
           resources: ResourcesDep) -> Response:
     stored = resources.vread(resource_type, resource_id, version_id)
-    return _read_response(request, stored)  # a version never changes, but a client may hold it already
+    return read_response(request, stored)  # a version never changes, but a client may hold it already
 
 
-def _read_response(request: Request, stored) -> Response:  # noqa: ANN001
+def read_response(request: Request, stored) -> Response:  # noqa: ANN001
     """A read's or vread's answer: 304 for a conditional read that holds, else the Binary's native
     content or the resource, with the version's ETag and Last-Modified."""
     headers = version_headers(stored)

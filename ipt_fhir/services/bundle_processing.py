@@ -74,7 +74,7 @@ class Entry:
     query: str = ""
     full_url: str | None = None
     resource: dict | None = None
-    if_none_exist: str | None = None
+    if_none_exist: list[tuple[str, str]] | None = None  # POST: its ifNoneExist criteria
     if_match: int | None = None
     if_none_match: frozenset[int] | None = None  # versions; ANY_VERSION for *
     if_modified_since: datetime | None = None
@@ -147,10 +147,7 @@ def _entry_expression(prefix: str, expression: str) -> str:
 def _server_conformance(resource_type: str, resource_id: str) -> StoredVersion | None:
     """One of the IPT profiles, code systems or protocols this server publishes from memory, as version 1."""
     registry = conformance.active()
-    content = registry.content(resource_type, resource_id) if registry is not None else None
-    if content is None:
-        return None
-    return StoredVersion(resource_type, resource_id, 1, conformance.LOADED_AT, False, content)
+    return registry.version(resource_type, resource_id) if registry is not None else None
 
 
 def _located(exc: FHIRError, expression: str) -> FHIRError:
@@ -285,7 +282,7 @@ class BundleService:
                              prefer: str) -> EntryResult:
         """A batch entry is an interaction on its own: one that lost a conditional-create race runs again
         in a new unit of work, whose search then finds the winner (200), as the REST path answers."""
-        for _attempt in range(_RACE_ATTEMPTS - 1):
+        for _attempt in range(rs.RACE_ATTEMPTS - 1):
             try:
                 return self._batch_entry(entry, base_url, claims, siblings, prefer)
             except _LostConditionalCreate:
@@ -434,7 +431,7 @@ class _Writer:
         if entry.method == "POST":
             if entry.if_none_exist:
                 where = "request.ifNoneExist"
-                matches = self.find(entry.resource_type, rs.parse_criteria(entry.if_none_exist), where)
+                matches = self.find(entry.resource_type, entry.if_none_exist, where)
                 if len(matches) > 1:
                     raise _located(precondition_failed(
                         f"ifNoneExist criteria match {len(matches)} {entry.resource_type} resources"), where)
@@ -484,7 +481,7 @@ class _Writer:
 
         A key whose owner no longer matches the criteria (updated since, or never matched: Bundle-xds.json
         asks for an identifier its Patient does not carry) is stale: it is released and claimed again, as
-        ResourceService._settle_lost_race does (http.html#ccreate: "No matches: The server processes the
+        the REST path does (rs.matching_key_owner; http.html#ccreate: "No matches: The server processes the
         create as normal"). An owner that matches was committed by a concurrent request after this entry's
         search (PostgreSQL, READ COMMITTED). The entry cannot switch to it: the links of other entries
         already name the id settled for this one. So it is a 409 whose retry finds the winner (the batch
@@ -492,12 +489,12 @@ class _Writer:
         which ends the unit of work anyway: no savepoint is needed for PostgreSQL's aborted transaction."""
         conn, resource_type = self.conn, entry.resource_type
         key = _if_none_exist_key(entry)
-        owner = repo.conditional_key_owner(conn, resource_type, key)
+        criteria = entry.if_none_exist
+        assert criteria is not None
+        owner = rs.matching_key_owner(conn, resource_type, key,
+                                      lambda: self.find(resource_type, criteria, "request.ifNoneExist"))
         if owner is not None:
-            assert entry.if_none_exist is not None
-            if owner in self.find(resource_type, rs.parse_criteria(entry.if_none_exist), "request.ifNoneExist"):
-                raise _lost_race(resource_type, owner)
-            repo.release_conditional_key(conn, resource_type, key)
+            raise _lost_race(resource_type, owner)
         if not repo.claim_conditional_key(conn, resource_type, key, resource_id):
             raise _lost_race(resource_type, None)  # PostgreSQL aborted the unit: nothing more can be read
 
@@ -617,9 +614,6 @@ class _Writer:
         return out
 
 
-_RACE_ATTEMPTS = 5  # as ResourceService._conditional_create
-
-
 class _LostConditionalCreate(FHIRError):
     """A concurrent request created a resource matching the entry's ifNoneExist criteria and committed
     after the entry searched them."""
@@ -635,7 +629,7 @@ def _lost_race(resource_type: str, winner: str | None) -> FHIRError:
 
 def _if_none_exist_key(entry: Entry) -> str:
     assert entry.if_none_exist is not None
-    return rs._criteria_hash(entry.resource_type, rs.parse_criteria(entry.if_none_exist))
+    return rs._criteria_hash(entry.resource_type, entry.if_none_exist)
 
 
 def _result(result: WriteResult) -> EntryResult:
@@ -719,8 +713,10 @@ def parse_entry(index: int, raw: object, base_url: str) -> Entry:
             raise bad_request("POST entries name only the type in request.url", "request.url")
         ine = request.get("ifNoneExist")
         if isinstance(ine, str) and ine.strip():
-            ine = ine.strip()
-            entry.if_none_exist = ine.split("?", 1)[1] if "?" in ine else ine
+            try:  # parsed as the If-None-Exist header is: a leading "[type]?" must name the entry's type
+                entry.if_none_exist = rs.parse_criteria(ine.strip(), entry.resource_type)
+            except FHIRError as exc:
+                raise _located(exc, "request.ifNoneExist") from None
     elif entry.resource_id is None and not entry.criteria:
         raise bad_request(f"{method} entries need an id or search criteria in request.url", "request.url")
     if method != "DELETE" and entry.resource_id is not None and query:

@@ -219,7 +219,7 @@ class ResourceService:
     def _conditional_create(self, resource_type: str, resource: dict, warnings: list[Issue],
                             criteria: list[tuple[str, str]], base_url: str) -> WriteResult:
         key = _criteria_hash(resource_type, criteria)
-        for _attempt in range(5):
+        for _attempt in range(RACE_ATTEMPTS):
             try:
                 with self.db.write() as conn:
                     existing = find_ids(conn, resource_type, criteria, base_url)
@@ -247,11 +247,9 @@ class ResourceService:
         created, if that still matches the criteria; otherwise the key is stale (the resource changed
         since) and is released for the next attempt, and the answer is None."""
         with self.db.write() as conn:
-            owner = repo.conditional_key_owner(conn, resource_type, key)
-            if owner is not None and owner in find_ids(conn, resource_type, criteria, base_url):
-                return repo.current(conn, resource_type, owner)
-            repo.release_conditional_key(conn, resource_type, key)
-        return None
+            owner = matching_key_owner(conn, resource_type, key,
+                                       lambda: find_ids(conn, resource_type, criteria, base_url))
+            return None if owner is None else repo.current(conn, resource_type, owner)
 
     def _create_in(self, conn: Connection, resource_type: str, resource: dict, warnings: list[Issue],
                    resource_id: str | None = None, method: str = "POST") -> WriteResult:
@@ -293,7 +291,7 @@ class ResourceService:
         warnings = validate_for_write(resource, resource_type)
         criteria = parse_criteria(criteria)
         key = _criteria_hash(resource_type, criteria)
-        for _attempt in range(5):
+        for _attempt in range(RACE_ATTEMPTS):
             try:
                 with self.db.write() as conn:
                     return self._conditional_update_in(conn, resource_type, criteria, key, resource, warnings,
@@ -517,8 +515,25 @@ def run_deferred_checks(conn: Connection, queue: list[tuple[object, write_hooks.
     return found
 
 
+RACE_ATTEMPTS = 5  # conditional writes that lost a race to the same criteria, tried again up to this often
+
+
 class _LostRace(Exception):
     """A concurrent conditional create or update with the same criteria claimed the key first."""
+
+
+def matching_key_owner(conn: Connection, resource_type: str, key: str, matching: Callable[[], list[str]]) -> str | None:
+    """The resource that claimed the conditional-create `key`, if it still matches the key's criteria
+    (`matching()`: the ids they match now). A key whose owner no longer matches (changed since, or never
+    matched what its request created) is stale and is released, so that the next claim succeeds
+    (http.html#ccreate: "No matches: The server processes the create as normal")."""
+    owner = repo.conditional_key_owner(conn, resource_type, key)
+    if owner is None:
+        return None
+    if owner in matching():
+        return owner
+    repo.release_conditional_key(conn, resource_type, key)
+    return None
 
 
 def _claim(conn: Connection, resource_type: str, key: str, resource_id: str) -> None:

@@ -1,7 +1,7 @@
 """Conditional creates (entry.request.ifNoneExist) in transactions and batches, http.html#ccreate: "No
 matches: The server processes the create as normal". The key a conditional create claims
 (conditional_create_key) only stops a create while the resource that claimed it still matches the criteria,
-as on the REST path (ResourceService._settle_lost_race)."""
+as on the REST path (services/resources.py matching_key_owner)."""
 from __future__ import annotations
 
 import pytest
@@ -136,3 +136,17 @@ def test_a_batch_entry_that_loses_the_race_answers_with_the_winner_as_rest_does(
     response = entry_response(post_bundle(client, conditional_create(keyed_patient(), "batch")))
     assert response["status"] == "200 OK" and created_id(response) == rival_commits_before_the_claim[0]
     assert patient_count(client) == 1
+
+
+def test_if_none_exist_is_read_as_the_rest_header_is(client):
+    """Criteria whose value holds a "?" keep it; a leading "[type]?" must name the entry's type."""
+    system = "http://example.org/ids?kind=mrn"
+    question = patient(identifier=[{"system": system, "value": "7"}])
+    criteria = f"identifier={system}|7"
+    first = entry_response(post_bundle(client, conditional_create(question, criteria=criteria)))
+    assert first["status"].startswith("201")
+    again = entry_response(post_bundle(client, conditional_create(question, criteria=f"Patient?{criteria}")))
+    assert again["status"].startswith("200") and created_id(again) == created_id(first)
+    wrong = post_bundle(client, conditional_create(keyed_patient(), criteria=f"Observation?{CRITERIA}"))
+    assert wrong.status_code == 400
+    assert wrong.json()["issue"][0]["expression"] == ["Bundle.entry[0].request.ifNoneExist"]

@@ -17,6 +17,7 @@ from functools import lru_cache
 from ipt_fhir.domain.conformance_loader import CONFORMANCE_TYPES, ipt_profile_urls, load_conformance
 from ipt_fhir.fhir.jsonio import dump_json
 from ipt_fhir.fhir.validation import register_code_system, register_profile, register_value_set
+from ipt_fhir.store.resources import StoredVersion
 
 
 
@@ -83,6 +84,12 @@ class ConformanceRegistry:
 
     def get(self, resource_type: str, resource_id: str) -> dict | None:
         return self.resources.get((resource_type, resource_id))
+
+    def version(self, resource_type: str, resource_id: str) -> StoredVersion | None:
+        """The in-memory resource as the one version it has (versionId 1, lastUpdated LOADED_AT), so that
+        it is read, and read in bundles, exactly as a stored resource is."""
+        content = self._bytes.get((resource_type, resource_id))
+        return None if content is None else StoredVersion(resource_type, resource_id, 1, LOADED_AT, False, content)
 
     def claims_url(self, url: object) -> bool:
         return isinstance(url, str) and url.split("|", 1)[0] in self.urls
