@@ -14,6 +14,7 @@ from . import binary
 from .body import read_json_body
 from .deps import HistoryDep, ResourcesDep
 from ipt_fhir.services.search import subset_read
+from ipt_fhir.store.loop_commit import NOT_RUN
 
 from .negotiation import response_media_type
 from .responses import (
@@ -114,13 +115,14 @@ def _subset(request: Request, stored) -> bytes:  # noqa: ANN001
 # A small write on embedded SQLite is stored on the event loop when the writer is free, like a read by
 # id: the thread hop costs a create about a tenth of its CPU and the wake-up of two threads. It is
 # checked and validated first, without the writer, so background work that needs the writer (moving
-# pending index rows, checkpoints) fits in between. A SQLite commit is not always bounded CPU work,
-# though: the first write after a checkpoint has copied the whole WAL syncs the WAL's new header to
-# disk, which on the loop would stop every request (p99 of create went from 12-24 to 25-37 ms at
-# concurrency 1 when all writes ran inline). The checkpointer therefore restarts the WAL itself and keeps
-# loop writes paused while it could (store/checkpoint.py). A create or update that finds the writer busy
-# or paused is stored in the thread pool; one that is large or conditional runs there whole, and so do
-# patches, deletes and every write on PostgreSQL.
+# pending index rows, checkpoints) fits in between; the small writes that reach the store in the same
+# turn of the loop then share one commit (store/loop_commit.py). A SQLite commit is not always bounded
+# CPU work, though: the first write after a checkpoint has copied the whole WAL syncs the WAL's new
+# header to disk, which on the loop would stop every request (p99 of create went from 12-24 to 25-37 ms
+# at concurrency 1 when all writes ran inline). The checkpointer therefore restarts the WAL itself and
+# keeps loop writes paused while it could (store/checkpoint.py). A create or update that finds the
+# writer busy or paused is stored in the thread pool; one that is large or conditional runs there
+# whole, and so do patches, deletes and every write on PostgreSQL.
 INLINE_WRITE_MAX_BODY = 16 * 1024  # bytes: validating a larger body would hold up the loop too long
 
 
@@ -128,15 +130,14 @@ async def _run_write(request: Request, resources: ResourcesDep, checked, *args, 
     """`checked(*args, **kwargs)` validates a write and returns the step that stores it."""
     body = await request.body()  # already read: the handler parsed it
     small = len(body) <= INLINE_WRITE_MAX_BODY and "if-none-exist" not in request.headers  # no search inside
-    if not small or resources.db.dialect != "sqlite":
+    loop_commit = resources.db.loop_commit
+    if not small or loop_commit is None:
         return await run_in_threadpool(lambda: checked(*args, **kwargs)())
     store = checked(*args, **kwargs)
-    if resources.db.try_inline_writer():
-        try:
-            return store()
-        finally:
-            resources.db.release_inline_writer()
-    return await run_in_threadpool(store)
+    result = await loop_commit.run(store.unit)
+    if result is NOT_RUN:
+        return await run_in_threadpool(store)
+    return result
 
 
 async def _resource_body(request: Request, resource_type: str, resource_id: str | None = None) -> object:

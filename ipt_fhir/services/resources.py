@@ -40,6 +40,20 @@ class WriteResult:
     issues: list[Issue] = field(default_factory=list)
 
 
+class StoreStep:
+    """The storing step of a checked create or update: one unit of work. Calling it runs the unit; the
+    REST layer may instead hand `unit` to the event loop's shared commits (store/loop_commit.py)."""
+
+    __slots__ = ("db", "unit")
+
+    def __init__(self, db: Database, unit: Callable[[Connection], WriteResult]) -> None:
+        self.db = db
+        self.unit = unit
+
+    def __call__(self) -> WriteResult:
+        return self.db.run_write(self.unit)
+
+
 @dataclass
 class DeleteResult:
     deleted: int  # how many resources this request deleted
@@ -212,7 +226,7 @@ class ResourceService:
         resource = _check_body_type(body, resource_type)
         warnings = validate_for_write(resource, resource_type)
         if if_none_exist is None:
-            return lambda: self.db.run_write(lambda conn: self._create_in(conn, resource_type, resource, warnings))
+            return StoreStep(self.db, lambda conn: self._create_in(conn, resource_type, resource, warnings))
         criteria = parse_criteria(if_none_exist, resource_type)
         return lambda: self._conditional_create(resource_type, resource, warnings, criteria, base_url)
 
@@ -280,7 +294,7 @@ class ResourceService:
             raise bad_request(f"Resource id '{body_id}' does not match the URL id '{resource_id}'",
                               f"{resource_type}.id")
         warnings = validate_for_write(resource, resource_type)
-        return lambda: self.db.run_write(lambda conn: self._update_in(
+        return StoreStep(self.db, lambda conn: self._update_in(
             conn, resource_type, resource_id, resource, warnings, if_match, "PUT", if_none_match))
 
     def conditional_update(self, resource_type: str, criteria: list[tuple[str, str]], body: object, *,

@@ -95,6 +95,7 @@ class Checkpointer:
             for _ in range(MOVE_CHUNKS_PER_ROUND):
                 if self._stopped.is_set() or not db.move_pending_index(MOVE_CHUNK):
                     break
+                db.yield_to_loop_writes()
             db.pause_inline_writes()
             self._checkpoint()  # the bulk of the copying, while threads go on writing
             with db.writer_held():

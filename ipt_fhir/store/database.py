@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import datetime
 from contextlib import contextmanager, nullcontext
 from typing import Callable, Iterator, TypeVar
@@ -12,7 +13,8 @@ from sqlalchemy.pool import QueuePool
 
 from . import pending_index, statistics
 from .checkpoint import Checkpointer
-from .group_commit import GroupCommit
+from .group_commit import GroupCommit, Unit
+from .loop_commit import LoopCommit
 
 T = TypeVar("T")
 
@@ -102,7 +104,6 @@ class Database:
             self._writer: threading.RLock | nullcontext = threading.RLock()
             # Whether an event-loop write could meet a disk sync; the checkpointer clears it (checkpoint.py).
             self._inline_paused = True
-            self._inline_thread: int | None = None  # the thread holding the writer for such a write
             self._write_engine = sa.create_engine(
                 url, poolclass=QueuePool, pool_size=1, max_overflow=0, pool_timeout=3600,
                 connect_args=sqlite_args)
@@ -110,6 +111,7 @@ class Database:
             self._writer_connection: Connection | None = None
             self.commits = 0  # units of work committed by this process (statistics refresh, checkpoint.py)
             self._group = GroupCommit(self._writer, self._transaction)
+            self.loop_commit: LoopCommit | None = LoopCommit(self)
             self._checkpointer: Checkpointer | None = Checkpointer(self)
         else:
             self.engine = sa.create_engine(
@@ -117,6 +119,7 @@ class Database:
             )
             self._writer, self._write_engine = nullcontext(), self.engine
             self._checkpointer = None
+            self.loop_commit = None  # writes there are network round trips: they belong in a thread
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -139,11 +142,9 @@ class Database:
         if self._inline_paused:  # paused between the check and the acquire
             self._writer.release()  # type: ignore[union-attr]
             return False
-        self._inline_thread = threading.get_ident()
         return True
 
     def release_inline_writer(self) -> None:
-        self._inline_thread = None
         self._writer.release()  # type: ignore[union-attr]
 
     def pause_inline_writes(self) -> None:
@@ -155,6 +156,17 @@ class Database:
 
     def resume_inline_writes(self) -> None:
         self._inline_paused = False
+
+    def yield_to_loop_writes(self, longest: float = 0.005) -> None:
+        """For a background thread between two short units of work: let the event loop's waiting writes
+        take the writer first (a lock is not fair: back-to-back units would starve them, loop_commit.py)."""
+        deadline = time.monotonic() + longest
+        while self.loop_commit is not None and self.loop_commit.waiting and time.monotonic() < deadline:
+            time.sleep(0.0005)
+
+    @property
+    def inline_writes_paused(self) -> bool:
+        return self._inline_paused
 
     @contextmanager
     def writer_held(self) -> Iterator[None]:
@@ -173,13 +185,17 @@ class Database:
                 statistics.analyze(conn.connection.driver_connection)
         self._checkpointer.statistics_fresh()  # type: ignore[union-attr] - its first round need not redo them
 
+    def run_units_held(self, units: list[Unit]) -> None:
+        """SQLite, for the holder of the inline writer (loop_commit.py): `units` in one transaction.
+        Units other threads queued for group commit are left to them, so a large write that was sent to
+        a thread never ends up running on the loop."""
+        self._group.run_held(units)
+
     def run_write(self, work: Callable[[Connection], T]) -> T:
         """`work(conn)` as one atomic unit of work; returns its result or raises its exception. On
         SQLite, units of concurrent callers share one commit (see group_commit.py); each is still
         all-or-nothing and sees the writes of the units before it."""
         if self.dialect == "sqlite":
-            if self._inline_thread == threading.get_ident():
-                return self._group.run_alone(work)  # never other requests' units on the event loop
             return self._group.run(work)
         with self.write() as conn:
             return work(conn)

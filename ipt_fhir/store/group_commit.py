@@ -23,7 +23,7 @@ T = TypeVar("T")
 MAX_UNITS_PER_COMMIT = 64  # bounds the work a failed commit takes down, and a caller's extra wait
 
 
-class _Unit(Generic[T]):
+class Unit(Generic[T]):
     __slots__ = ("work", "context", "result", "error", "done")
 
     def __init__(self, work: Callable[[Connection], T]) -> None:
@@ -41,10 +41,10 @@ class GroupCommit:
                  open_transaction: Callable[[], AbstractContextManager[Connection]]) -> None:
         self._writer = writer_lock  # also taken by Database.write(): one writer in this process
         self._open_transaction = open_transaction
-        self._queue: deque[_Unit] = deque()
+        self._queue: deque[Unit] = deque()
 
     def run(self, work: Callable[[Connection], T]) -> T:
-        unit: _Unit[T] = _Unit(work)
+        unit: Unit[T] = Unit(work)
         self._queue.append(unit)  # deque appends and pops are atomic
         while not unit.done:
             with self._writer:
@@ -55,40 +55,34 @@ class GroupCommit:
             raise unit.error
         return unit.result  # type: ignore[return-value]
 
-    def run_alone(self, work: Callable[[Connection], T]) -> T:
-        """`work` in a transaction of its own, for a caller that holds the writer already (a write on
-        the event loop): units other callers queued are left to them, so a large write that was sent
-        to a thread never ends up running on the loop."""
-        unit: _Unit[T] = _Unit(work)
-        with self._writer:
-            self._run_alone(unit)
-        if unit.error is not None:
-            raise unit.error
-        return unit.result  # type: ignore[return-value]
+    def run_held(self, units: list[Unit]) -> None:
+        """Run `units` in one transaction, each setting its own result or error; the caller holds the
+        writer (the event loop's shared commits, loop_commit.py)."""
+        if len(units) == 1:
+            self._run_alone(units[0])
+        else:
+            self._run_together(units)
 
     def _run_queued(self) -> None:
-        batch: list[_Unit] = []
+        batch: list[Unit] = []
         while self._queue and len(batch) < MAX_UNITS_PER_COMMIT:
             batch.append(self._queue.popleft())
         if not batch:
             return
         try:
-            if len(batch) == 1:
-                self._run_alone(batch[0])
-            else:
-                self._run_together(batch)
+            self.run_held(batch)
         finally:
             for unit in batch:
                 unit.done = True
 
-    def _run_alone(self, unit: _Unit) -> None:
+    def _run_alone(self, unit: Unit) -> None:
         try:
             with self._open_transaction() as conn:
                 unit.result = unit.context.run(unit.work, conn)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller, who re-raises it
             unit.error = exc
 
-    def _run_together(self, batch: list[_Unit]) -> None:
+    def _run_together(self, batch: list[Unit]) -> None:
         try:
             with self._open_transaction() as conn:
                 cursor = conn.connection.driver_connection.cursor()

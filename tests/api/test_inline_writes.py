@@ -116,8 +116,10 @@ def test_no_event_loop_write_while_a_thread_writes_or_a_round_runs(sqlite_db):
 
 def test_an_event_loop_write_never_runs_units_other_threads_queued(sqlite_db):
     """Group commit hands queued units to whoever holds the writer; on the event loop that could be a
-    large write sent to a thread because it is large. The loop runs its own unit only."""
+    large write sent to a thread because it is large. The loop runs its own units only."""
     import time
+
+    from ipt_fhir.store.group_commit import Unit
 
     database, _ = sqlite_db
     _write(database, 1)
@@ -132,10 +134,85 @@ def test_an_event_loop_write_never_runs_units_other_threads_queued(sqlite_db):
     queued.start()
     while not database._group._queue:  # its unit waits for the writer
         time.sleep(0.005)
-    database.run_write(note)
+    database.run_units_held([Unit(note)])
     database.release_inline_writer()
     queued.join(5)
     assert ran_on == [threading.current_thread().name, "queued-writer"]
+
+
+def _commits_of(database: Database, n_creates: int, client_app) -> tuple[list[int], int]:  # noqa: ANN001
+    """Send `n_creates` small creates at once (one turn of the event loop); their statuses and commits."""
+    import asyncio
+
+    import httpx
+
+    async def send() -> list[int]:
+        transport = httpx.ASGITransport(app=client_app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            responses = await asyncio.gather(*(
+                http.post("/fhir/Patient", json={"resourceType": "Patient", "active": i % 2 == 0,
+                                                 **({"gender": "nonsense"} if i == 2 else {})})
+                for i in range(n_creates)))
+        return [r.status_code for r in responses]
+
+    before = database.commits
+    statuses = asyncio.run(send())
+    return statuses, database.commits - before
+
+
+def test_small_writes_of_one_loop_turn_share_a_commit(client):
+    database = client.app.state.database
+    if database.dialect != "sqlite":
+        pytest.skip("SQLite only")
+    _manual_rounds(database)
+    assert client.post("/fhir/Patient", json={"resourceType": "Patient"}).status_code == 201
+    database._checkpointer.run_round()  # event-loop writes allowed
+    statuses, commits = _commits_of(database, 6, client.app)
+    assert statuses == [201, 201, 400, 201, 201, 201]  # the invalid one fails validation, before the store
+    assert commits == 1
+    listed = client.get("/fhir/Patient", params={"_summary": "count"}).json()["total"]
+    assert listed == 6
+
+
+def test_a_failing_unit_of_a_shared_commit_rolls_back_alone(client, monkeypatch):
+    """One request's unit of work raising (here a write hook's rule) leaves the others of its commit."""
+    from ipt_fhir.fhir.outcome import FHIRError, error
+
+    database = client.app.state.database
+    if database.dialect != "sqlite":
+        pytest.skip("SQLite only")
+    _manual_rounds(database)
+
+    class RejectInactive:
+        def check(self, conn, change) -> list:  # noqa: ANN001
+            if change.resource.get("active") is False:
+                raise FHIRError(422, [error("business-rule", "inactive", "Patient.active")])
+            return []
+
+        def after_write(self, conn, change) -> None:  # noqa: ANN001
+            pass
+
+    assert client.post("/fhir/Patient", json={"resourceType": "Patient"}).status_code == 201
+    database._checkpointer.run_round()
+    monkeypatch.setattr(write_hooks, "_hooks", [*write_hooks.registered(), RejectInactive()])
+    statuses, commits = _commits_of(database, 4, client.app)
+    assert statuses == [201, 422, 400, 422]
+    assert commits == 1
+    assert client.get("/fhir/Patient", params={"_summary": "count"}).json()["total"] == 2
+
+
+def test_small_writes_go_to_a_thread_while_loop_writes_are_paused(client):
+    database = client.app.state.database
+    if database.dialect != "sqlite":
+        pytest.skip("SQLite only")
+    _manual_rounds(database)
+    assert client.post("/fhir/Patient", json={"resourceType": "Patient"}).status_code == 201
+    database._checkpointer.run_round()
+    database.pause_inline_writes()
+    statuses, _ = _commits_of(database, 4, client.app)
+    database.resume_inline_writes()
+    assert statuses == [201, 201, 400, 201]
+    assert client.get("/fhir/Patient", params={"_summary": "count"}).json()["total"] == 4
 
 
 def test_postgresql_writes_never_run_on_the_event_loop(database):
