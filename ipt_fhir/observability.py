@@ -13,7 +13,6 @@ import logging
 import os
 import re
 import time
-import uuid
 from datetime import datetime, timezone
 from typing import Any
 
@@ -174,7 +173,7 @@ class RequestContextMiddleware:
                 if _CLIENT_REQUEST_ID.match(candidate):
                     request_id = candidate
                 break
-        request_id = request_id or uuid.uuid4().hex
+        request_id = request_id or os.urandom(16).hex()  # as random as uuid4().hex, without the UUID object
         path = scope.get("path", "")  # before routing: a Mount rewrites it for its app
         token = request_id_var.set(request_id)
         status = 500

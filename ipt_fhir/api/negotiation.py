@@ -6,6 +6,7 @@ OperationOutcome. `_format` overrides Accept; `_pretty=true` indents.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from fastapi import Request
 
@@ -37,15 +38,20 @@ def response_media_type(request: Request) -> str:
 
 
 def _negotiate(request: Request) -> str:
-    fmt = request.query_params.get("_format")
-    if fmt is not None:
-        fmt = fmt.strip().lower().replace(" ", "+")  # '+' arrives as a space when not percent-encoded
-        media, _, params = fmt.partition(";")  # e.g. application/fhir+json;fhirVersion=4.0
-        _check_fhir_version(params)
-        if media.strip() in JSON_FORMATS:
-            return "application/json" if media.strip() == "application/json" else FHIR_JSON
-        raise FHIRError.of(406, "not-supported", f"_format '{fmt}' is not supported; this server speaks JSON")
-    accept = request.headers.get("accept", "")
+    if request.scope.get("query_string"):  # most requests have none: no need to parse it
+        fmt = request.query_params.get("_format")
+        if fmt is not None:
+            fmt = fmt.strip().lower().replace(" ", "+")  # '+' arrives as a space when not percent-encoded
+            media, _, params = fmt.partition(";")  # e.g. application/fhir+json;fhirVersion=4.0
+            _check_fhir_version(params)
+            if media.strip() in JSON_FORMATS:
+                return "application/json" if media.strip() == "application/json" else FHIR_JSON
+            raise FHIRError.of(406, "not-supported", f"_format '{fmt}' is not supported; this server speaks JSON")
+    return _for_accept(request.headers.get("accept", ""))
+
+
+@lru_cache(maxsize=256)  # a client sends the same Accept header with every request (a 406 is not cached)
+def _for_accept(accept: str) -> str:
     _check_fhir_version(accept.lower())
     ranges = _accept_ranges(accept)
     if not ranges:

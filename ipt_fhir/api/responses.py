@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 from email.utils import format_datetime, parsedate_to_datetime
+from functools import lru_cache
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -39,7 +40,12 @@ def fhir_response(request: Request, body: bytes | dict | None, status: int = 200
 
 
 def http_date(t: datetime) -> str:
-    return format_datetime(t.astimezone(timezone.utc), usegmt=True)
+    return _http_date_of_second(int(t.timestamp()))
+
+
+@lru_cache(maxsize=1024)  # HTTP dates have whole seconds: versions written in one second share one
+def _http_date_of_second(epoch_second: int) -> str:
+    return format_datetime(datetime.fromtimestamp(epoch_second, timezone.utc), usegmt=True)
 
 
 def version_headers(v: StoredVersion) -> dict[str, str]:

@@ -5,6 +5,7 @@ import threading
 import time
 from datetime import datetime
 from contextlib import contextmanager, nullcontext
+from functools import lru_cache
 from typing import Callable, Iterator, TypeVar
 
 import sqlalchemy as sa
@@ -49,6 +50,7 @@ def _configure_sqlite(engine: Engine, cache_mib: int) -> None:
         conn.connection.driver_connection.execute(conn.info.pop("begin_sql", "BEGIN"))
 
 
+@lru_cache(maxsize=64)  # a write stores one instant in several rows (resource, history)
 def sqlite_datetime(t: datetime) -> str:
     """A datetime as SQLAlchemy stores DateTime on SQLite, 'YYYY-MM-DD HH:MM:SS.ffffff' (fixed width, so
     text order is time order), for the statements that bypass SQLAlchemy."""
