@@ -34,6 +34,10 @@ NOT_RUN = object()  # run()'s answer when the loop could not take the writer: st
 # their commits and send the next turns' units after them. Paused loop writes (a checkpoint round, or
 # no round yet) and a longer wait send them to threads, which wait for the writer itself.
 WRITER_TRIES = 20
+# The commit waits while each turn of the loop brings more units (requests read meanwhile reach the store
+# a turn later), up to this many turns: under load the batches grow (creates at concurrency 8: ~1,360/s
+# committing at once, ~1,420-1,440/s gathering); a lone request costs one turn with nothing to do.
+GATHER_TURNS = 4
 WRITER_RETRY_SECONDS = 0.001
 
 
@@ -64,7 +68,7 @@ class LoopCommit:
         queue = self._waiting.get(loop)
         if queue is None:
             queue = self._waiting[loop] = []
-            loop.call_soon(self._flush, loop)
+            loop.call_soon(self._gather, loop, 0, 0)
         queue.append(waiting)
         ran = await waiting.future
         if not ran:
@@ -73,6 +77,15 @@ class LoopCommit:
         if unit.error is not None:
             raise unit.error
         return unit.result
+
+    def _gather(self, loop: asyncio.AbstractEventLoop, turns: int, seen: int) -> None:
+        """Let the loop turn over while units keep arriving (requests read in the meantime reach the
+        store a turn later), up to GATHER_TURNS; then commit."""
+        queued = len(self._waiting[loop])
+        if queued > seen and turns < GATHER_TURNS:
+            loop.call_soon(self._gather, loop, turns + 1, queued)
+        else:
+            self._flush(loop)
 
     def _flush(self, loop: asyncio.AbstractEventLoop, tries: int = 1) -> None:
         db = self._db

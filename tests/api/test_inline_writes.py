@@ -72,6 +72,19 @@ def test_after_every_round_the_wal_holds_an_uncopied_frame(sqlite_db):
     assert frames == 1
 
 
+def test_a_round_without_its_checkpoint_leaves_the_wal_and_loop_writes_alone(sqlite_db):
+    """Rounds only checkpoint every CHECKPOINT_EVERY_ROUNDS-th time; the others move pending rows only."""
+    database, path = sqlite_db
+    _write(database, 1)
+    database._checkpointer.run_round()
+    _write(database, 20)
+    frames, copied = _wal_index(path)
+    database._checkpointer.run_round(checkpoint=False)
+    assert _wal_index(path) == (frames, copied)
+    assert database.try_inline_writer()
+    database.release_inline_writer()
+
+
 def test_the_wal_is_left_alone_when_a_round_could_not_copy_everything(sqlite_db):
     """A reader in the middle of a read keeps the frames it may still need: nothing to restart then."""
     database, path = sqlite_db
