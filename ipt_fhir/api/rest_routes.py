@@ -115,8 +115,8 @@ def _subset(request: Request, stored) -> bytes:  # noqa: ANN001
 # A small write on embedded SQLite is stored on the event loop when the writer is free, like a read by
 # id: the thread hop costs a create about a tenth of its CPU and the wake-up of two threads. It is
 # checked and validated first, without the writer, so background work that needs the writer (moving
-# pending index rows, checkpoints) fits in between; the small writes that reach the store in the same
-# turn of the loop then share one commit (store/loop_commit.py). A SQLite commit is not always bounded
+# pending index rows, checkpoints) fits in between; the small writes that reach the store within a few
+# turns of the loop then share one commit (store/loop_commit.py). A SQLite commit is not always bounded
 # CPU work, though: the first write after a checkpoint has copied the whole WAL syncs the WAL's new
 # header to disk, which on the loop would stop every request (p99 of create went from 12-24 to 25-37 ms
 # at concurrency 1 when all writes ran inline). The checkpointer therefore restarts the WAL itself and

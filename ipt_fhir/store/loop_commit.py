@@ -3,9 +3,9 @@
 A SQLite commit is the largest single cost of a create: it appends a dozen WAL frames (each 3 KB
 resource fills a table page of its own, in `resource` and in `resource_history`, and every index gets
 a leaf), about 90 µs, as much as the rest of the unit's database work. Requests whose small writes
-reach the store in the same turn of the event loop (under concurrent load, most of them) therefore
-share one: each queues its unit of work and awaits; a callback scheduled by the first runs them all in
-one transaction, each inside its own SAVEPOINT (GroupCommit.run_held, as thread writers do), commits
+reach the store within a few turns of the event loop (under concurrent load, most of them) therefore
+share one: each queues its unit of work and awaits; a callback scheduled by the first waits while more
+arrive (_gather), then runs them all in one transaction, each inside its own SAVEPOINT (GroupCommit.run_held, as thread writers do), commits
 once and wakes each request with its own result or exception. A request is answered only after the
 commit that holds its work; one request alone is a transaction of its own, as before.
 
@@ -52,7 +52,7 @@ class _Waiting(Generic[T]):
 class LoopCommit:
     def __init__(self, db: "Database") -> None:
         self._db = db
-        # Per event loop (a process may run several, e.g. test clients): the units of its current turn.
+        # Per event loop (a process may run several, e.g. test clients): the units of its next commit.
         self._waiting: dict[asyncio.AbstractEventLoop, list[_Waiting]] = {}
 
     @property
@@ -61,8 +61,8 @@ class LoopCommit:
         return bool(self._waiting)
 
     async def run(self, work: Callable[[Connection], T]) -> T | object:
-        """`work(conn)` as an atomic unit of work, committed with the other units queued in this turn of
-        the loop; its result, its exception raised, or NOT_RUN (nothing was written)."""
+        """`work(conn)` as an atomic unit of work, committed with the other units queued meanwhile; its
+        result, its exception raised, or NOT_RUN (nothing was written)."""
         loop = asyncio.get_running_loop()
         waiting = _Waiting(Unit(work), loop.create_future())  # the unit keeps this request's context
         queue = self._waiting.get(loop)

@@ -173,13 +173,20 @@ def _commits_of(database: Database, n_creates: int, client_app) -> tuple[list[in
     return statuses, database.commits - before
 
 
-def test_small_writes_of_one_loop_turn_share_a_commit(client):
+@pytest.fixture
+def loop_writes(client):
+    """The SQLite database of `client` after a first write and round: event-loop writes allowed."""
     database = client.app.state.database
     if database.dialect != "sqlite":
         pytest.skip("SQLite only")
     _manual_rounds(database)
     assert client.post("/fhir/Patient", json={"resourceType": "Patient"}).status_code == 201
-    database._checkpointer.run_round()  # event-loop writes allowed
+    database._checkpointer.run_round()
+    return database
+
+
+def test_small_writes_of_one_loop_turn_share_a_commit(client, loop_writes):
+    database = loop_writes
     statuses, commits = _commits_of(database, 6, client.app)
     assert statuses == [201, 201, 400, 201, 201, 201]  # the invalid one fails validation, before the store
     assert commits == 1
@@ -187,14 +194,11 @@ def test_small_writes_of_one_loop_turn_share_a_commit(client):
     assert listed == 6
 
 
-def test_a_failing_unit_of_a_shared_commit_rolls_back_alone(client, monkeypatch):
+def test_a_failing_unit_of_a_shared_commit_rolls_back_alone(client, loop_writes, monkeypatch):
     """One request's unit of work raising (here a write hook's rule) leaves the others of its commit."""
     from ipt_fhir.fhir.outcome import FHIRError, error
 
-    database = client.app.state.database
-    if database.dialect != "sqlite":
-        pytest.skip("SQLite only")
-    _manual_rounds(database)
+    database = loop_writes
 
     class RejectInactive:
         def check(self, conn, change) -> list:  # noqa: ANN001
@@ -205,8 +209,6 @@ def test_a_failing_unit_of_a_shared_commit_rolls_back_alone(client, monkeypatch)
         def after_write(self, conn, change) -> None:  # noqa: ANN001
             pass
 
-    assert client.post("/fhir/Patient", json={"resourceType": "Patient"}).status_code == 201
-    database._checkpointer.run_round()
     monkeypatch.setattr(write_hooks, "_hooks", [*write_hooks.registered(), RejectInactive()])
     statuses, commits = _commits_of(database, 4, client.app)
     assert statuses == [201, 422, 400, 422]
@@ -214,13 +216,8 @@ def test_a_failing_unit_of_a_shared_commit_rolls_back_alone(client, monkeypatch)
     assert client.get("/fhir/Patient", params={"_summary": "count"}).json()["total"] == 2
 
 
-def test_small_writes_go_to_a_thread_while_loop_writes_are_paused(client):
-    database = client.app.state.database
-    if database.dialect != "sqlite":
-        pytest.skip("SQLite only")
-    _manual_rounds(database)
-    assert client.post("/fhir/Patient", json={"resourceType": "Patient"}).status_code == 201
-    database._checkpointer.run_round()
+def test_small_writes_go_to_a_thread_while_loop_writes_are_paused(client, loop_writes):
+    database = loop_writes
     database.pause_inline_writes()
     statuses, _ = _commits_of(database, 4, client.app)
     database.resume_inline_writes()
