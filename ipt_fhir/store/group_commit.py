@@ -35,6 +35,12 @@ class Unit(Generic[T]):
         self.error: BaseException | None = None
         self.done = False
 
+    def outcome(self) -> T:
+        """What the caller gets once the unit ran: its result, or its exception raised."""
+        if self.error is not None:
+            raise self.error
+        return self.result  # type: ignore[return-value]
+
 
 class GroupCommit:
     def __init__(self, writer_lock: threading.Lock,
@@ -51,9 +57,7 @@ class GroupCommit:
                 if unit.done:  # the previous holder committed it for us
                     break
                 self._run_queued()
-        if unit.error is not None:
-            raise unit.error
-        return unit.result  # type: ignore[return-value]
+        return unit.outcome()
 
     def run_held(self, units: list[Unit]) -> None:
         """Run `units` in one transaction, each setting its own result or error; the caller holds the

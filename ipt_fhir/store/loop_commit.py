@@ -2,7 +2,7 @@
 
 A SQLite commit is the largest single cost of a create: it appends a dozen WAL frames (each 3 KB
 resource fills a table page of its own, in `resource` and in `resource_history`, and every index gets
-a leaf), about 90 µs, as much as the rest of the unit's database work. Requests whose small writes
+a leaf); profiled in-process, about 90 µs, as much as the rest of the unit's database work. Requests whose small writes
 reach the store within a few turns of the event loop (under concurrent load, most of them) therefore
 share one: each queues its unit of work and awaits; a callback scheduled by the first waits while more
 arrive (_gather), then runs them all in one transaction, each inside its own SAVEPOINT (GroupCommit.run_held, as thread writers do), commits
@@ -30,15 +30,15 @@ T = TypeVar("T")
 
 NOT_RUN = object()  # run()'s answer when the loop could not take the writer: store from a thread
 # A busy writer (the background mover's short units, a thread's commit) is waited for, without blocking
-# the loop, up to this many tries: sending the units to threads instead would keep the writer busy with
-# their commits and send the next turns' units after them. Paused loop writes (a checkpoint round, or
-# no round yet) and a longer wait send them to threads, which wait for the writer itself.
+# the loop, up to WRITER_TRIES times WRITER_RETRY_SECONDS: sending the units to threads instead keeps the
+# writer busy with their commits, so the next turns' units find it busy too (in ad-hoc create runs at
+# concurrency 8, 40% of units ended up in threads that way). Paused loop writes (a checkpoint round, or
+# no round yet) and a longer wait send them to threads, which wait for the writer themselves.
 WRITER_TRIES = 20
-# The commit waits while each turn of the loop brings more units (requests read meanwhile reach the store
-# a turn later), up to this many turns: under load the batches grow (creates at concurrency 8: ~1,360/s
-# committing at once, ~1,420-1,440/s gathering); a lone request costs one turn with nothing to do.
-GATHER_TURNS = 4
 WRITER_RETRY_SECONDS = 0.001
+# The commit waits while each turn of the loop brings more units (requests read meanwhile reach the store
+# a turn later), up to this many turns, so batches grow under load; a lone request costs one turn.
+GATHER_TURNS = 4
 
 
 class _Waiting(Generic[T]):
@@ -71,12 +71,7 @@ class LoopCommit:
             loop.call_soon(self._gather, loop, 0, 0)
         queue.append(waiting)
         ran = await waiting.future
-        if not ran:
-            return NOT_RUN
-        unit = waiting.unit
-        if unit.error is not None:
-            raise unit.error
-        return unit.result
+        return waiting.unit.outcome() if ran else NOT_RUN
 
     def _gather(self, loop: asyncio.AbstractEventLoop, turns: int, seen: int) -> None:
         """Let the loop turn over while units keep arriving (requests read in the meantime reach the

@@ -3,8 +3,9 @@
 Why: a create's ~15 index rows, inserted one resource at a time into the value-indexed tables, dirty
 about 36 B-tree pages, each written to the WAL by that commit: a third of a create's cost (instruction
 counts of the in-process create path). A resource's first version therefore stores its rows as one row
-of `search_pending` (each index table's rows a JSON array; one page), and they move into the index tables many resources at a time, expanded by SQLite's json_each: rows then
-share pages, and all of that work runs inside SQLite, outside Python's interpreter lock.
+of `search_pending` (each index table's rows a JSON array; one page), and they move into the index
+tables many resources at a time, expanded by SQLite's json_each: rows then share pages, and all of that
+work runs inside SQLite, outside Python's interpreter lock.
 
 The index stays exact for everything that reads it: each reader first moves whatever is pending,
 - `Database.read()` checks in its snapshot's first statement, and if rows are pending moves them and

@@ -216,12 +216,15 @@ def test_a_failing_unit_of_a_shared_commit_rolls_back_alone(client, loop_writes,
     assert client.get("/fhir/Patient", params={"_summary": "count"}).json()["total"] == 2
 
 
-def test_small_writes_go_to_a_thread_while_loop_writes_are_paused(client, loop_writes):
+def test_small_writes_go_to_a_thread_while_loop_writes_are_paused(client, loop_writes, monkeypatch):
     database = loop_writes
+    hook = _ThreadOfWrite()
+    monkeypatch.setattr(write_hooks, "_hooks", [*write_hooks.registered(), hook])
     database.pause_inline_writes()
     statuses, _ = _commits_of(database, 4, client.app)
     database.resume_inline_writes()
     assert statuses == [201, 201, 400, 201]
+    assert len(hook.threads) == 3 and all(t.startswith("AnyIO worker") for t in hook.threads)
     assert client.get("/fhir/Patient", params={"_summary": "count"}).json()["total"] == 4
 
 
