@@ -16,7 +16,7 @@ from ipt_fhir.fhir.parameters import parameter_value
 from ipt_fhir.services.bulk_export import ExportJobs, parse_export_params
 from ipt_fhir.services.bulk_import import ImportJobs
 
-from .responses import fhir_base_url
+from .responses import fhir_base_url, prefer_header
 
 router = APIRouter(prefix="/fhir", tags=["bulk data"])
 
@@ -161,7 +161,7 @@ async def _export_params(request: Request) -> list[tuple[str, str]]:
 
 
 async def _kick_off_export(request: Request, level: str, group: str | None = None) -> Response:
-    if "respond-async" not in request.headers.get("prefer", ""):
+    if "respond-async" not in prefer_header(request):
         raise bad_request("$export needs the header Prefer: respond-async", code="required")
     params = await _export_params(request)
     req = parse_export_params(level, params, group)

@@ -151,9 +151,9 @@ async def search_conformance(resource_type: str, request: Request, db: DatabaseD
         return fhir_response(request, bundle)
     if "total" in bundle:
         bundle["total"] += len(ours)
-    if _only_total(params):
+    size = search_service.page_size(params)
+    if size == 0 or ("_summary", "count") in params:  # the total is all the answer holds
         return fhir_response(request, bundle)
-    size = _page_size(request, params)
     offset = _own_offset(params)
     if offset is None and _has_page(stored_params):
         if "previous" in _links(bundle):
@@ -182,18 +182,6 @@ def _own_offset(params: list[tuple[str, str]]) -> int | None:
 
 def _has_page(params: list[tuple[str, str]]) -> bool:
     return any(n == "_page" for n, _ in params)
-
-
-def _only_total(params: list[tuple[str, str]]) -> bool:
-    given = dict(params)
-    return given.get("_summary") == "count" or given.get("_count") == "0"
-
-
-def _page_size(request: Request, params: list[tuple[str, str]]) -> int:
-    """The page size the stored search used (it has already refused a malformed _count)."""
-    settings = request.app.state.settings
-    counts = [v for n, v in params if n == "_count"]
-    return min(int(counts[-1]), settings.max_page_size) if counts else settings.default_page_size
 
 
 def _with_count(params: list[tuple[str, str]], count: int) -> list[tuple[str, str]]:
@@ -225,10 +213,12 @@ def _own_page(request: Request, stored_first: dict, ours: list[dict], offset: in
         links["next"] = _own_page_url(first, offset + size)
     base = fhir_base_url(request)
     entries = [entry for entry in stored_first.get("entry") or [] if _mode(entry) == "outcome"]
+    subsetting = any(n in ("_elements", "_summary") for n, _ in params)
     for resource in ours[offset:offset + size]:
-        content = _registry(request).content(resource_type, resource["id"])
-        entries.append({"fullUrl": f"{base}/{resource_type}/{resource['id']}",
-                        "resource": load_stored(subset_read(content, resource_type, params)),
+        if subsetting:
+            content = _registry(request).content(resource_type, resource["id"])
+            resource = load_stored(subset_read(content, resource_type, params))
+        entries.append({"fullUrl": f"{base}/{resource_type}/{resource['id']}", "resource": resource,
                         "search": {"mode": "match"}})
     page = {k: v for k, v in stored_first.items() if k not in ("link", "entry")}
     page["link"] = [{"relation": r, "url": u} for r, u in links.items()]

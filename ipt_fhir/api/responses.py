@@ -11,8 +11,8 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from ipt_fhir.fhir.jsonio import dump_json, load_stored
-from ipt_fhir.fhir.outcome import FHIRError, Issue, operation_outcome
-from ipt_fhir.services.resources import ANY_VERSION, unchanged
+from ipt_fhir.fhir.outcome import Issue, operation_outcome
+from ipt_fhir.services.resources import etag_versions, unchanged
 from ipt_fhir.store.resources import StoredVersion
 
 from .base_url import fhir_base_of
@@ -56,20 +56,20 @@ def location(request: Request, v: StoredVersion) -> str:
     return f"{fhir_base_url(request)}/{v.resource_type}/{v.id}/_history/{v.version_id}"
 
 
-def _prefer(request: Request) -> str:
+def prefer_header(request: Request) -> str:
     """Every Prefer header line as one list: RFC 7240 lets a client send its preferences in several."""
     return ", ".join(request.headers.getlist("prefer"))
 
 
 def prefer_return(request: Request) -> str:
-    match = _PREFER_RETURN.search(_prefer(request))
+    match = _PREFER_RETURN.search(prefer_header(request))
     if match and match.group(1) in ("minimal", "representation", "OperationOutcome"):
         return match.group(1)
     return "representation"
 
 
 def prefers_strict_handling(request: Request) -> bool:
-    return bool(_PREFER_STRICT.search(_prefer(request)))
+    return bool(_PREFER_STRICT.search(prefer_header(request)))
 
 
 _PREFER_RETURN = re.compile(r'(?:^|[,;\s])return\s*=\s*"?([A-Za-z]+)')
@@ -110,25 +110,3 @@ def _modified_since(value: str | None) -> datetime | None:
     return when.replace(microsecond=999999)
 
 
-def etag_versions(value: str | None, header: str = "If-None-Match") -> frozenset[int] | None:
-    """The versions a list of ETags names (If-None-Match: W/"2", W/"3"); `*` is ANY_VERSION. Each
-    ETag as etag_version reads it."""
-    if value is None:
-        return None
-    return frozenset(etag_version(tag, header) for tag in value.split(","))
-
-
-def etag_version(value: str | None, header: str = "If-Match") -> int | None:
-    """The version an If-Match header asks for: W/"3", "3" or 3; `*` (any current version, RFC 9110
-    13.1.1) is ANY_VERSION. Anything else is a malformed header: 400, rather than a 412 naming no version."""
-    if value is None:
-        return None
-    tag = value.strip()
-    if tag == "*":
-        return ANY_VERSION
-    if tag.startswith("W/"):
-        tag = tag[2:]
-    tag = tag.strip('"')
-    if tag.isascii() and tag.isdigit():
-        return int(tag) if len(tag) <= 18 else -1  # a version that cannot exist: the precondition fails
-    raise FHIRError.of(400, "invalid", f"{header} must be an ETag such as W/\"3\", or *; got '{value}'")

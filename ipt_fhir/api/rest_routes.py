@@ -13,13 +13,12 @@ from ipt_fhir.fhir.patch import JSON_PATCH
 from . import binary
 from .body import read_json_body
 from .deps import HistoryDep, ResourcesDep
+from ipt_fhir.services.resources import etag_version, etag_versions
 from ipt_fhir.services.search import subset_read
 from ipt_fhir.store.loop_commit import NOT_RUN
 
 from .negotiation import response_media_type
 from .responses import (
-    etag_version,
-    etag_versions,
     fhir_base_url,
     fhir_response,
     not_modified,

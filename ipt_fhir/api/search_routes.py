@@ -49,10 +49,9 @@ def audit_url(request: Request, base: str, params: list[tuple[str, str]]) -> str
 async def search_params(request: Request) -> list[tuple[str, str]]:
     params = list(request.query_params.multi_items())
     if request.method == "POST":
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         body = await request.body()
         if body:
-            if ctype != _FORM:
+            if _content_type(request) != _FORM:
                 raise FHIRError(415, [error("not-supported",
                                             "POST _search needs an application/x-www-form-urlencoded body")])
             try:
@@ -65,12 +64,16 @@ async def search_params(request: Request) -> list[tuple[str, str]]:
 _FORM = "application/x-www-form-urlencoded"
 
 
+def _content_type(request: Request) -> str:
+    """The body's media type, lower-cased, without parameters ('' when none is given)."""
+    return next(iter(media_types(request.headers.get("content-type", ""))), "")
+
+
 async def operation_params(request: Request) -> list[tuple[str, str]]:
     """The parameters of an operation invoked with GET or POST. A POST's body is a Parameters resource
     (http://hl7.org/fhir/R4/operations.html#request: "Servers SHALL support POST method for all
     operations"); a form-encoded or empty body, as POST _search takes, is still read as before."""
-    media = next(iter(media_types(request.headers.get("content-type", ""))), "")
-    if request.method != "POST" or not await request.body() or media == _FORM:
+    if request.method != "POST" or not await request.body() or _content_type(request) == _FORM:
         return await search_params(request)
     body, _ = await read_json_body(request)
     return list(request.query_params.multi_items()) + primitive_parameters(body)

@@ -11,6 +11,16 @@ _DATE_TIME = re.compile(
 )
 
 
+def parse_instant(text: str) -> datetime | None:
+    """A FHIR instant (2024-01-31T09:30:00Z: a time, to the second or finer, and a time zone) as an aware
+    datetime; None for anything else."""
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00")) if "T" in text else None
+    except ValueError:
+        return None
+    return when if when is not None and when.tzinfo is not None else None
+
+
 def parse_fhir_datetime_range(text: str) -> tuple[datetime, datetime]:
     """[low, high) in UTC for a FHIR date, dateTime or instant. Raises ValueError when malformed.
     A time without a zone is read as UTC (the server's zone). A range reaching past 9999-12-31 (the last

@@ -90,12 +90,13 @@ def note_search(interaction: str | None, query: str | None, patients: set[str]) 
         c.reads.append(Access(interaction, [], set(patients), query))
 
 
-def patients_in(conn: Connection, pairs: list[tuple[str, str]], base_url: str = "") -> set[str]:
-    """The patients whose compartments hold these stored resources (from the reference index); none when
-    no audit is being collected. base_url: as for _patients_in."""
-    if _collector.get() is None or not pairs:
+def patients_in(conn: Connection, pairs: list[tuple[str, str]]) -> set[str]:
+    """The patients whose compartments hold these stored resources (from the reference index), counting
+    references to the request's own base only (_patients_in); none when no audit is being collected."""
+    c = _collector.get()
+    if c is None or not pairs:
         return set()
-    return _patients_in(conn, pairs, base_url)
+    return _patients_in(conn, pairs, c.server_url or "")
 
 
 def _patients_in(conn: Connection, pairs: list[tuple[str, str]], base_url: str = "") -> set[str]:

@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ipt_fhir.fhir.dates import parse_instant
 from ipt_fhir.fhir.jsonio import load_stored
 from ipt_fhir.fhir.outcome import bad_request, not_found
 from ipt_fhir.fhir.resource_types import RESOURCE_TYPES
@@ -98,13 +99,10 @@ def parse_export_params(level: str, params: list[tuple[str, str]], group: str | 
 
 
 def _instant(value: str) -> datetime:
-    try:
-        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise bad_request(f"_since {value!r} is not a FHIR instant", "_since") from None
-    if t.tzinfo is None:
-        raise bad_request("_since needs a time zone", "_since")
-    return t
+    when = parse_instant(value)
+    if when is None:
+        raise bad_request(f"_since {value!r} is not a FHIR instant with a time zone", "_since")
+    return when
 
 
 class Exporter:

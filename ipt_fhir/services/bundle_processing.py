@@ -36,6 +36,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from sqlalchemy.engine import Connection
 
+from ipt_fhir.fhir.dates import parse_instant
 from ipt_fhir.fhir.jsonio import dump_json, parse_json
 from ipt_fhir.fhir.outcome import FHIRError, Issue, bad_request, not_found, operation_outcome, precondition_failed
 from ipt_fhir.fhir.patch import JSON_PATCH
@@ -505,7 +506,7 @@ class _Writer:
             return self.create(entry.resource_type, entry.target_id, self.rewrite(entry), entry.warnings)
         self.flush()
         if entry.method == "PATCH":
-            current = repo.current_for_write(conn, entry.resource_type, entry.target_id)
+            current = repo.current(conn, entry.resource_type, entry.target_id, for_update=True)
             if current is None:
                 raise _located(not_found(f"{entry.resource_type}/{entry.target_id} is not known"),
                                "request.url")
@@ -655,8 +656,6 @@ def _placeholder_entries(raw_entries: list) -> dict[str, int]:
 # --- parsing entries -------------------------------------------------------------------------------
 
 def parse_entry(index: int, raw: object, base_url: str) -> Entry:
-    from ipt_fhir.api.responses import etag_version, etag_versions  # plain parsing helpers; no HTTP involved
-
     if not isinstance(raw, dict):
         raise bad_request("A Bundle entry must be an object", code="structure")
     request = raw.get("request")
@@ -703,7 +702,7 @@ def parse_entry(index: int, raw: object, base_url: str) -> Entry:
     if query:
         entry.criteria = params
     if method in ("GET", "HEAD", "PUT"):
-        entry.if_none_match = _precondition(request, "ifNoneMatch", etag_versions)
+        entry.if_none_match = _precondition(request, "ifNoneMatch", rs.etag_versions)
     if method in ("GET", "HEAD"):
         entry.if_modified_since = _precondition(request, "ifModifiedSince", _instant)
         return entry
@@ -721,7 +720,7 @@ def parse_entry(index: int, raw: object, base_url: str) -> Entry:
         raise bad_request(f"{method} entries need an id or search criteria in request.url", "request.url")
     if method != "DELETE" and entry.resource_id is not None and query:
         raise bad_request("request.url has both an id and criteria", "request.url")
-    entry.if_match = _precondition(request, "ifMatch", etag_version)
+    entry.if_match = _precondition(request, "ifMatch", rs.etag_version)
     if method == "DELETE":
         return entry
     if method == "PATCH":
@@ -757,11 +756,8 @@ def _precondition(request: dict, element: str, parse: Callable[[str], T]) -> T |
 
 def _instant(value: str) -> datetime:
     """request.ifModifiedSince: a FHIR instant, to the second or finer, with its time zone."""
-    try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00")) if "T" in value else None
-    except ValueError:
-        when = None
-    if when is None or when.tzinfo is None:
+    when = parse_instant(value)
+    if when is None:
         raise bad_request(f"'{value}' is not an instant such as 2024-01-31T09:30:00Z")
     return when
 

@@ -108,6 +108,30 @@ def with_server_meta(resource: dict, resource_id: str, version_id: int, last_upd
 ANY_VERSION = 0  # If-Match: * (versions start at 1)
 
 
+def etag_versions(value: str | None, header: str = "If-None-Match") -> frozenset[int] | None:
+    """The versions a list of ETags names (If-None-Match: W/"2", W/"3"); `*` is ANY_VERSION. Each
+    ETag as etag_version reads it."""
+    if value is None:
+        return None
+    return frozenset(etag_version(tag, header) for tag in value.split(","))
+
+
+def etag_version(value: str | None, header: str = "If-Match") -> int | None:
+    """The version an If-Match header asks for: W/"3", "3" or 3; `*` (any current version, RFC 9110
+    13.1.1) is ANY_VERSION. Anything else is a malformed header: 400, rather than a 412 naming no version."""
+    if value is None:
+        return None
+    tag = value.strip()
+    if tag == "*":
+        return ANY_VERSION
+    if tag.startswith("W/"):
+        tag = tag[2:]
+    tag = tag.strip('"')
+    if tag.isascii() and tag.isdigit():
+        return int(tag) if len(tag) <= 18 else -1  # a version that cannot exist: the precondition fails
+    raise FHIRError.of(400, "invalid", f"{header} must be an ETag such as W/\"3\", or *; got '{value}'")
+
+
 def _require_if_match(if_match: int | None, current: StoredVersion) -> None:
     """412 unless the If-Match precondition holds: that version is the current one, or for `*` there is a
     current version (RFC 9110 13.1.1)."""
@@ -278,10 +302,6 @@ class ResourceService:
 
     # --- update ----------------------------------------------------------------------------
 
-    def update(self, resource_type: str, resource_id: str, body: object, *, if_match: int | None = None,
-               if_none_match: frozenset[int] | None = None) -> WriteResult:
-        return self.checked_update(resource_type, resource_id, body, if_match=if_match, if_none_match=if_none_match)()
-
     def checked_update(self, resource_type: str, resource_id: str, body: object, *, if_match: int | None = None,
                        if_none_match: frozenset[int] | None = None) -> Callable[[], WriteResult]:
         """As checked_create: checks and validation now, the returned step stores the update."""
@@ -340,7 +360,7 @@ class ResourceService:
     def _update_in(self, conn: Connection, resource_type: str, resource_id: str, resource: dict,
                    warnings: list[Issue], if_match: int | None, method: str,
                    if_none_match: frozenset[int] | None = None) -> WriteResult:
-        current = repo.current_for_write(conn, resource_type, resource_id)
+        current = repo.current(conn, resource_type, resource_id, for_update=True)
         if current is None:
             if if_match is not None:
                 raise _no_current_version(resource_type, resource_id, current)
@@ -365,7 +385,7 @@ class ResourceService:
         require_known_type(resource_type)
 
         def work(conn: Connection) -> WriteResult:
-            current = repo.current_for_write(conn, resource_type, resource_id)
+            current = repo.current(conn, resource_type, resource_id, for_update=True)
             if current is None:
                 raise not_found(f"{resource_type}/{resource_id} is not known")
             if current.deleted:
@@ -382,7 +402,7 @@ class ResourceService:
                 raise not_found(f"No {resource_type} matches the criteria")
             if len(matches) > 1:
                 raise precondition_failed(f"The criteria match {len(matches)} {resource_type} resources")
-            current = repo.current_for_write(conn, resource_type, matches[0])
+            current = repo.current(conn, resource_type, matches[0], for_update=True)
             assert current is not None
             return self._patch_in(conn, current, patch_body, content_type, if_match)
 
@@ -427,7 +447,7 @@ class ResourceService:
         return sum(self._delete_in(conn, resource_type, i, if_match) for i in ids)
 
     def _delete_in(self, conn: Connection, resource_type: str, resource_id: str, if_match: int | None = None) -> int:
-        current = repo.current_for_write(conn, resource_type, resource_id)
+        current = repo.current(conn, resource_type, resource_id, for_update=True)
         if current is None or current.deleted:
             if if_match is not None:  # a deletion is no current representation: no version can match
                 raise _no_current_version(resource_type, resource_id, current)

@@ -290,7 +290,7 @@ class Everything:
     ref_types: list[str] | None  # types the referenced resources may have (None: any)
     ref_extra: dict[str, list[Clause]]  # access restrictions per referenced type
     since: list[Clause]  # _since as a type-independent _lastUpdated clause
-    patients: list[Clause] = field(default_factory=list)  # type level: access restrictions on Patient
+    patients: list[Clause]  # type level: access restrictions on Patient
 
 
 def _settings_counts() -> tuple[int, int]:
@@ -298,6 +298,14 @@ def _settings_counts() -> tuple[int, int]:
 
     s = get_settings()
     return s.default_page_size, s.max_page_size
+
+
+def page_size(params: list[tuple[str, str]]) -> int:
+    """The page size a search with these parameters uses, as build_request reads it: the last _count
+    given (capped), else the default."""
+    default, cap = _settings_counts()
+    counts = [(n, v) for n, v in given_params(params) if n.partition(":")[0] == "_count"]
+    return min(parse_positive_int(counts[-1][1], counts[-1][0]), cap) if counts else default
 
 
 def _encode_page(keys: list, direction: str) -> str:
@@ -839,7 +847,7 @@ def _execute(db: Database, req: Request, *, base_url: str, request_url: str, lin
         # counting only references to this server's patients: an Observation about
         # http://other.org/fhir/Patient/1 is no access to the data of our Patient/1
         audit.note_search(None, request_url.partition("?")[2], audit.patients_in(
-            conn, [(r[0], r[1]) for r in returned] + [(a, b) for a, b, _ in included], base_url))
+            conn, [(r[0], r[1]) for r in returned] + [(a, b) for a, b, _ in included]))
     entries = []
     for row in returned:
         content = row[2]
@@ -953,9 +961,10 @@ def everything(db: Database, patient_id: str | None, params: list[tuple[str, str
     for t in types:
         req.clauses[t] += since
     everything_all = not wanted and not ref_extra and len(ref_types) == len(RESOURCE_TYPES)
-    _, patient_restrictions = restrict_by_access(["Patient"], base_url)
+    # type level: whose compartments, as the token may see Patients (instance level: the one patient)
+    patients = [] if patient_id is not None else restrict_by_access(["Patient"], base_url)[1].get("Patient", [])
     req.everything = Everything(patient_id, None if everything_all else list(ref_types), ref_extra, since,
-                                patient_restrictions.get("Patient", []))
+                                patients)
     link_path = f"/Patient/{patient_id}/$everything" if patient_id is not None else "/Patient/$everything"
     return _execute(db, req, base_url=base_url, request_url=request_url, link_path=link_path)
 

@@ -28,8 +28,14 @@ class StoredVersion:
 _CURRENT_SQL = "SELECT version_id, last_updated, deleted, content FROM resource WHERE resource_type = ? AND id = ?"
 
 
-def current(conn: Connection, resource_type: str, resource_id: str) -> StoredVersion | None:
-    row = fetch_one(conn, _CURRENT_SQL, (resource_type, resource_id))
+def current(conn: Connection, resource_type: str, resource_id: str, *,
+            for_update: bool = False) -> StoredVersion | None:
+    """The current version. `for_update`: for a unit of work that is about to replace it. PostgreSQL then
+    locks the row until the unit ends, so concurrent updates, patches and deletes of one resource take
+    turns instead of the later ones failing with 409 on the version they read; each sees the version its
+    predecessor wrote. (SQLite's single writer already serialises whole units of work.)"""
+    sql = _CURRENT_SQL + " FOR UPDATE" if for_update and conn.dialect.name != "sqlite" else _CURRENT_SQL
+    row = fetch_one(conn, sql, (resource_type, resource_id))
     if row is None:
         return None
     return _stored(resource_type, resource_id, row)
@@ -39,16 +45,6 @@ def _stored(resource_type: str, resource_id: str, row: tuple) -> StoredVersion:
     last_updated = row[1] if isinstance(row[1], datetime) else datetime.fromisoformat(row[1])
     content = row[3] if row[3] is None or isinstance(row[3], bytes) else bytes(row[3])
     return StoredVersion(resource_type, resource_id, row[0], _utc(last_updated), bool(row[2]), content)
-
-
-def current_for_write(conn: Connection, resource_type: str, resource_id: str) -> StoredVersion | None:
-    """The current version, for a unit of work that is about to replace it. PostgreSQL locks the row
-    until the unit ends, so concurrent updates, patches and deletes of one resource take turns instead of
-    the later ones failing with 409 on the version they read; each sees the version its predecessor
-    wrote. (SQLite's single writer already serialises whole units of work.)"""
-    sql = _CURRENT_SQL if conn.dialect.name == "sqlite" else _CURRENT_SQL + " FOR UPDATE"
-    row = fetch_one(conn, sql, (resource_type, resource_id))
-    return None if row is None else _stored(resource_type, resource_id, row)
 
 
 def read_current(db: Database, resource_type: str, resource_id: str) -> StoredVersion | None:

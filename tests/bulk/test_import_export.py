@@ -165,6 +165,9 @@ def test_patient_group_level_export_with_type_since_and_type_filter(client):
     assert future == {}
     assert client.get("/fhir/Group/nope/$export", headers=ASYNC).status_code == 404
     assert client.get("/fhir/$export").status_code == 400  # no Prefer: respond-async
+    # RFC 7240: preferences may come in several Prefer headers
+    two_lines = client.get("/fhir/$export", headers=[("Prefer", "handling=lenient"), ("Prefer", "respond-async")])
+    assert two_lines.status_code == 202, two_lines.text
 
 
 def test_post_export_reads_its_parameters_and_refuses_malformed_ones_with_400(client):

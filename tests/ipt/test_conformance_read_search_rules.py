@@ -63,9 +63,18 @@ def test_stored_matches_share_the_page_of_the_servers_last_ones(client):
 
 
 def test_count_zero_and_summary_count_give_the_total_only(client):
-    for query in ("_count=0", "_summary=count"):
+    for query in ("_count=0", "_count=00", "_summary=count"):
         bundle = client.get(f"/fhir/PlanDefinition?{query}").json()
         assert bundle["total"] == 5 and "entry" not in bundle
+
+
+def test_count_is_read_as_the_stored_search_reads_it(client):
+    """An empty _count is ignored (search.html#errors) and a malformed one is a 400, never a 500."""
+    for query in ("_count=", "_count=2&_count="):
+        r = client.get(f"/fhir/PlanDefinition?{query}")
+        assert r.status_code == 200, r.text
+        assert len(_ids(r.json())) == (2 if "_count=2" in query else 5)
+    assert client.get("/fhir/PlanDefinition?_count=x").status_code == 400
 
 
 def test_elements_subsets_search_results_and_marks_them(client):

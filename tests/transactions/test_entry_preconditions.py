@@ -5,14 +5,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from tests.api.test_preconditions import MRN, identified, two_versions
 from tests.transactions.conftest import post_bundle, table_counts
 from tests.transactions.test_transaction import patient, put, tx
-
-MRN = "http://mrn"
-
-
-def identified(value: str, **extra) -> dict:
-    return patient(identifier=[{"system": MRN, "value": value}], **extra)
 
 
 def entries_of(response) -> list[dict]:
@@ -42,16 +37,6 @@ def test_a_batch_conditional_update_without_a_match_leaves_the_body_ids_resource
     assert client.get("/fhir/Patient/victim").json() == victim
 
 
-def test_the_ignored_body_id_of_a_conditional_update_is_free_for_another_entry(client, database):
-    """The conditional update claims no identity of its own: it creates a new one, so an update of the id
-    its body named is another resource, and both entries are written."""
-    first, second = entries_of(post_bundle(client, tx(
-        put(identified("nobody", id="cu1"), f"Patient?identifier={MRN}|nobody"), put(patient(id="cu1")))))
-    assert first["response"]["status"] == second["response"]["status"] == "201 Created"
-    assert first["response"]["location"].split("/")[1] != "cu1"
-    assert second["response"]["location"].startswith("Patient/cu1/")
-
-
 def test_a_transaction_conditional_update_with_one_match_still_updates_it(client):
     client.put("/fhir/Patient/m1", json=identified("M1", id="m1"))
     [entry] = entries_of(post_bundle(client, tx(put(identified("M1", gender="other"), f"Patient?identifier={MRN}|M1"))))
@@ -63,11 +48,6 @@ def test_a_transaction_conditional_update_with_one_match_still_updates_it(client
 
 def delete(url: str, **request) -> dict:
     return {"request": {"method": "DELETE", "url": url, **request}}
-
-
-def two_versions(client, resource_id: str, **extra) -> None:
-    client.put(f"/fhir/Patient/{resource_id}", json=patient(id=resource_id, **extra))
-    client.put(f"/fhir/Patient/{resource_id}", json=patient(id=resource_id, gender="other", **extra))
 
 
 def test_a_transaction_delete_with_a_stale_if_match_fails_the_transaction(client, database):
