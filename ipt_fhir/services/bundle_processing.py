@@ -82,6 +82,7 @@ class Entry:
     warnings: list[Issue] = field(default_factory=list)
     target_id: str | None = None  # the id this entry writes, known before any POST/PUT is written
     existing: bool = False  # POST with ifNoneExist that matched: nothing is written
+    creates_by_criteria: bool = False  # conditional PUT that matched nothing: it creates under its criteria
     patch_body: Any = None
     patch_type: str = ""
     other: OtherRequest | None = None  # history, metadata or an operation (bundle_interactions.py)
@@ -457,28 +458,31 @@ class _Writer:
             elif entry.if_match is not None:
                 raise _located(rs.if_match_without_match(entry.resource_type), "request.ifMatch")
             else:  # http.html#cond-update: no match is a create, which ignores the body's id
-                entry.target_id = new_resource_id()
+                self._one_create_per_criteria(entry)
+                entry.target_id, entry.creates_by_criteria = new_resource_id(), True
             self.claims.claim(entry, [entry.target_id])  # as for DELETE: resolved again, claimed again
         else:
             entry.target_id = entry.resource_id
 
     def _one_create_per_criteria(self, entry: Entry) -> None:
-        """Two entries of one transaction whose ifNoneExist criteria are the same and match nothing would
-        both create: the criteria would then match two resources, which a conditional create exists to
-        prevent. Every entry's criteria are searched before anything is written (as for conditional
-        updates: the outcome must not depend on the order entries are processed in), so the second cannot
-        resolve to the first either; like entries that overlap (http.html#trules: "the transaction SHALL
-        fail"), this is the client's error, 400, and naming both entries tells it what to merge. Where the
-        criteria match a resource, both entries answer with it: nothing is written, nothing overlaps."""
-        key = _if_none_exist_key(entry)
+        """Two entries of one transaction whose criteria (ifNoneExist, or a conditional update's) are the
+        same and match nothing would both create: the criteria would then match two resources, which
+        conditional creates and updates exist to prevent. Every entry's criteria are searched before
+        anything is written (the outcome must not depend on the order entries are processed in), so the
+        second cannot resolve to the first either; like entries that overlap (http.html#trules: "the
+        transaction SHALL fail"), this is the client's error, 400, and naming both entries tells it what
+        to merge. Where the criteria match a resource, both entries act on it: nothing is created twice."""
+        key, where = _creation_key(entry)
         first = self._creating.setdefault(key, entry.index)
         if first != entry.index:
             raise entry_error(entry.index, bad_request(
-                f"The ifNoneExist criteria of this entry are those of entry {first}, which creates the "
-                f"resource they describe; a transaction can create it only once", "request.ifNoneExist"))
+                f"The criteria of this entry are those of entry {first}, which creates the {entry.resource_type} "
+                f"they describe; a transaction can create it only once", where))
 
-    def _claim_if_none_exist_key(self, entry: Entry, resource_id: str) -> None:
-        """Claim the key of the entry's ifNoneExist criteria for the resource it is about to create.
+    def _claim_creation_key(self, entry: Entry, resource_id: str) -> None:
+        """Claim the key of the criteria under which the entry creates (its ifNoneExist, or a conditional
+        update's that matched nothing) for the resource it is about to create, as the REST interactions
+        do: concurrent requests with the same criteria then create one resource between them.
 
         A key whose owner no longer matches the criteria (updated since, or never matched: Bundle-xds.json
         asks for an identifier its Patient does not carry) is stale: it is released and claimed again, as
@@ -489,15 +493,14 @@ class _Writer:
         retries by itself). The owner is read before the insert, so an insert fails only on such a race,
         which ends the unit of work anyway: no savepoint is needed for PostgreSQL's aborted transaction."""
         conn, resource_type = self.conn, entry.resource_type
-        key = _if_none_exist_key(entry)
-        criteria = entry.if_none_exist
+        key, where = _creation_key(entry)
+        criteria = entry.if_none_exist if entry.method == "POST" else entry.criteria
         assert criteria is not None
-        owner = rs.matching_key_owner(conn, resource_type, key,
-                                      lambda: self.find(resource_type, criteria, "request.ifNoneExist"))
+        owner = rs.matching_key_owner(conn, resource_type, key, lambda: self.find(resource_type, criteria, where))
         if owner is not None:
-            raise _lost_race(resource_type, owner)
+            raise _lost_race(resource_type, owner, where)
         if not repo.claim_conditional_key(conn, resource_type, key, resource_id):
-            raise _lost_race(resource_type, None)  # PostgreSQL aborted the unit: nothing more can be read
+            raise _lost_race(resource_type, None, where)  # PostgreSQL aborted the unit: nothing more can be read
 
     def write(self, entry: Entry) -> EntryResult:
         conn, svc = self.conn, self.svc
@@ -523,10 +526,12 @@ class _Writer:
                 return EntryResult(200, stored, issues=list(entry.warnings))
             if entry.if_none_exist:
                 # first: a lost race then leaves nothing half written
-                self._claim_if_none_exist_key(entry, entry.target_id)
+                self._claim_creation_key(entry, entry.target_id)
             return _result(svc.create_in(conn, entry.resource_type, resource, entry.warnings, entry.target_id))
         if entry.criteria is None:
             rs._check_client_id(entry.target_id, entry.resource_type)
+        elif entry.creates_by_criteria:
+            self._claim_creation_key(entry, entry.target_id)
         return _result(svc.update_in(conn, entry.resource_type, entry.target_id, resource, entry.warnings,
                                      entry.if_match, "PUT", entry.if_none_match))
 
@@ -620,17 +625,21 @@ class _LostConditionalCreate(FHIRError):
     after the entry searched them."""
 
 
-def _lost_race(resource_type: str, winner: str | None) -> FHIRError:
+def _lost_race(resource_type: str, winner: str | None, where: str) -> FHIRError:
     which = f" ({resource_type}/{winner})" if winner else ""
     return _LostConditionalCreate.of(
-        409, "conflict", f"A concurrent request created a {resource_type} matching the ifNoneExist criteria"
-        f"{which} while this Bundle was processed; retry it, and the entry will answer with that resource",
-        "request.ifNoneExist")
+        409, "conflict", f"A concurrent request created a {resource_type} matching the entry's criteria"
+        f"{which} while this Bundle was processed; retry it, and the entry will act on that resource", where)
 
 
-def _if_none_exist_key(entry: Entry) -> str:
-    assert entry.if_none_exist is not None
-    return rs._criteria_hash(entry.resource_type, entry.if_none_exist)
+def _creation_key(entry: Entry) -> tuple[str, str]:
+    """The conditional-create key of the criteria an entry creates under, as the REST interactions
+    compute it (rs._criteria_hash), and the entry's element that holds them."""
+    if entry.method == "POST":
+        assert entry.if_none_exist is not None
+        return rs._criteria_hash(entry.resource_type, entry.if_none_exist), "request.ifNoneExist"
+    assert entry.criteria is not None
+    return rs._criteria_hash(entry.resource_type, rs.parse_criteria(entry.criteria)), "request.url"
 
 
 def _result(result: WriteResult) -> EntryResult:

@@ -1,5 +1,6 @@
 """Conditional creates (entry.request.ifNoneExist) in transactions and batches, http.html#ccreate: "No
-matches: The server processes the create as normal". The key a conditional create claims
+matches: The server processes the create as normal"; and conditional updates that match nothing, which
+create as well (http.html#cond-update). The key such a create claims
 (conditional_create_key) only stops a create while the resource that claimed it still matches the criteria,
 as on the REST path (services/resources.py matching_key_owner)."""
 from __future__ import annotations
@@ -10,7 +11,7 @@ from ipt_fhir.services import bundle_processing
 from ipt_fhir.services.resources import ResourceService
 from tests.conftest import FIXTURES
 from tests.transactions.conftest import post_bundle
-from tests.transactions.test_transaction import patient, post, tx
+from tests.transactions.test_transaction import patient, post, put, tx
 
 XDS = FIXTURES / "hl7-r4-examples" / "bundles" / "Bundle-xds.json"
 CRITERIA = "identifier=urn:k|1"
@@ -90,6 +91,51 @@ def test_two_entries_with_the_same_criteria_matching_one_resource_both_answer_wi
         == [("200 OK", existing), ("200 OK", existing)]
 
 
+def conditional_update(resource: dict, criteria: str = CRITERIA) -> dict:
+    return put(resource, f"{resource['resourceType']}?{criteria}")
+
+
+def test_two_conditional_updates_with_the_same_criteria_matching_nothing_fail_the_transaction(client):
+    """Each would create: the criteria would then match two Patients, as two conditional creates would."""
+    r = post_bundle(client, tx(conditional_update(keyed_patient()),
+                               conditional_update(keyed_patient(gender="female"), "identifier=urn:k%7C1")))
+    assert r.status_code == 400, r.text
+    issue = r.json()["issue"][0]
+    assert issue["expression"] == ["Bundle.entry[1].request.url"]
+    assert "entry 0" in issue["diagnostics"]
+    assert patient_count(client) == 0
+
+
+def test_a_conditional_create_and_update_with_the_same_criteria_matching_nothing_fail_the_transaction(client):
+    r = post_bundle(client, tx(post(keyed_patient(), ifNoneExist=CRITERIA), conditional_update(keyed_patient())))
+    assert r.status_code == 400, r.text
+    assert r.json()["issue"][0]["expression"] == ["Bundle.entry[1].request.url"]
+    assert patient_count(client) == 0
+
+
+def test_a_conditional_update_that_created_holds_the_criteria_as_a_rest_one_does(client):
+    """The key it claims is the one a REST conditional create with those criteria checks (a race between
+    the two, below, cannot create two)."""
+    created = entry_response(post_bundle(client, tx(conditional_update(keyed_patient()))))
+    assert created["status"] == "201 Created"
+    rest = client.post("/fhir/Patient", json=keyed_patient(), headers={"If-None-Exist": CRITERIA})
+    assert rest.status_code == 200 and rest.json()["id"] == created_id(created)
+    again = entry_response(post_bundle(client, tx(conditional_update(keyed_patient(gender="male")))))
+    assert again["status"] == "200 OK" and created_id(again) == created_id(created)
+    assert patient_count(client) == 1
+
+
+def test_in_a_batch_the_second_of_two_conditional_updates_with_the_same_criteria_does_not_create(client):
+    """The first creates; the second then matches what the first wrote, which a batch, like a
+    transaction, refuses as two entries acting on one resource."""
+    r = post_bundle(client, tx(conditional_update(keyed_patient()),
+                               conditional_update(keyed_patient(gender="female")), kind="batch"))
+    responses = [e["response"] for e in r.json()["entry"]]
+    assert [x["status"] for x in responses] == ["201 Created", "400"]
+    assert "entry 0" in responses[1]["outcome"]["issue"][0]["diagnostics"]
+    assert patient_count(client) == 1
+
+
 def test_in_a_batch_the_second_of_two_entries_with_the_same_criteria_answers_with_the_first(client):
     r = post_bundle(client, tx(post(keyed_patient(), ifNoneExist=CRITERIA),
                                post(keyed_patient(), ifNoneExist=CRITERIA), kind="batch"))
@@ -112,7 +158,7 @@ def rival_commits_before_the_claim(database, monkeypatch):
 
     def settle_then_lose_the_race(writer, entry):
         settle(writer, entry)
-        if not winner and entry.if_none_exist:
+        if not winner and (entry.if_none_exist or entry.creates_by_criteria):
             result = ResourceService(database).create("Patient", keyed_patient(), if_none_exist=CRITERIA)
             winner.append(result.version.id)
 
@@ -135,6 +181,17 @@ def test_a_batch_entry_that_loses_the_race_answers_with_the_winner_as_rest_does(
         client, rival_commits_before_the_claim):
     response = entry_response(post_bundle(client, conditional_create(keyed_patient(), "batch")))
     assert response["status"] == "200 OK" and created_id(response) == rival_commits_before_the_claim[0]
+    assert patient_count(client) == 1
+
+
+def test_a_transaction_whose_conditional_update_loses_the_race_answers_409_and_a_retry_updates_the_winner(
+        client, rival_commits_before_the_claim):
+    bundle = tx(conditional_update(keyed_patient(gender="female")))
+    r = post_bundle(client, bundle)
+    assert r.status_code == 409, r.text
+    assert r.json()["issue"][0]["expression"] == ["Bundle.entry[0].request.url"]
+    retried = entry_response(post_bundle(client, bundle))
+    assert retried["status"] == "200 OK" and created_id(retried) == rival_commits_before_the_claim[0]
     assert patient_count(client) == 1
 
 
