@@ -121,8 +121,10 @@ def history_conformance(resource_type: str, resource_id: str, request: Request) 
 @router.api_route("/{resource_type:iptconftype}/{resource_id:iptconfid}", methods=["PUT", "PATCH", "DELETE"],
                   tags=["IPT"], include_in_schema=False)
 def write_conformance(resource_type: str, resource_id: str, request: Request) -> Response:
-    raise FHIRError.of(405, "not-supported",
+    err = FHIRError.of(405, "not-supported",
                        f"{resource_type}/{resource_id} is published by this server and is read-only", resource_type)
+    err.headers["Allow"] = "GET, HEAD"  # RFC 9110 15.5.6: a 405 names the methods the resource allows
+    raise err
 
 
 # A search of the four conformance types pages over the server's own matches first (in id order), then

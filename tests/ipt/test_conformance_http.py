@@ -62,6 +62,7 @@ def test_conformance_resources_are_read_only(client, method):
     else:
         r = client.delete(url)
     assert r.status_code == 405
+    assert r.headers["Allow"] == "GET, HEAD"
     assert r.json()["resourceType"] == "OperationOutcome"
     assert client.get(url).json()["status"] == "active"
 
