@@ -14,6 +14,7 @@ from ipt_fhir.fhir.jsonio import load_stored
 from ipt_fhir.fhir.outcome import FHIRError, bad_request, not_found
 from ipt_fhir.services import search as search_service
 from ipt_fhir.services.ipt import conformance as conf
+from ipt_fhir.security import audit
 from ipt_fhir.services.search import subset_read
 from ipt_fhir.store.resources import StoredVersion
 
@@ -165,7 +166,9 @@ async def search_conformance(resource_type: str, request: Request, db: DatabaseD
     page = _own_page(request, bundle, ours, offset or 0, size, resource_type, params)
     room = size - len(ours[offset or 0:][:size])
     if room > 0 and _matches(bundle):
+        mark = audit.reads_noted()
         filler = await run_in_threadpool(stored_search, _with_count(stored_params, room))
+        audit.fold_reads_since(mark)  # one search, one AuditEvent
         _fill(page, filler)
     if not page["entry"]:
         del page["entry"]  # an empty array is not valid FHIR JSON

@@ -24,7 +24,11 @@ _ENDPOINT_INTERACTIONS = {
     "patch": "patch", "conditional_patch": "patch", "delete": "delete", "conditional_delete": "delete",
     "system_search": "search-system", "type_search": "search-type", "compartment_search": "search-type",
     "patient_everything": "operation", "batch_or_transaction": "batch",
+    # the server's own conformance resources (ipt_routes.py), served ahead of the store's routes
+    "read_conformance": "read", "vread_conformance": "vread", "history_conformance": "history-instance",
+    "search_conformance": "search-type",
 }
+_CONFORMANCE_WRITES = {"PUT": "update", "PATCH": "patch", "DELETE": "delete"}  # answered 405 once authorized
 _WRITES = {"create", "update", "patch", "delete"}
 _REALM = 'Bearer realm="ipt-fhir"'
 
@@ -43,6 +47,8 @@ def _classify(request: Request) -> tuple[str, str | None, str | None]:
     interaction = _ENDPOINT_INTERACTIONS.get(name)
     resource_type = params.get("resource_type")
     resource_id = params.get("resource_id") or params.get("patient_id")
+    if name == "write_conformance":
+        interaction = _CONFORMANCE_WRITES.get(request.method)
     if name == "patient_everything":
         resource_type = "Patient"
     elif name == "compartment_search":

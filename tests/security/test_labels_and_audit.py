@@ -1,7 +1,7 @@
 """Sensitive labels need the extra scope; AuditEvents are BALP-shaped, searchable, and read-only."""
 from __future__ import annotations
 
-from .conftest import ADMIN, SENSITIVE, audit_events, observation, patient
+from .conftest import ADMIN, SENSITIVE, audit_events, create, observation, patient
 
 PSYTHPN = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "PSYTHPN"}
 RESTRICTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R"}
@@ -138,3 +138,16 @@ def test_the_audit_record_of_a_read_names_no_patient_of_another_server(secure_cl
     last = [e for e in audit_events(database) if e["subtype"][0]["code"] == "read"][-1]
     server = next(a for a in last["agent"] if a["type"]["coding"][0]["code"] == "110152")
     assert server["network"]["address"] == "https://ipt.example.org/fhir"  # the base the client called
+
+
+def test_a_conformance_search_filled_with_stored_matches_is_one_audit_event(secure_client, keys, database):
+    """The server's own PlanDefinitions come first and stored ones fill the page: two queries of the
+    store, one search, so one AuditEvent."""
+    c = secure_client
+    create(c, keys, {"resourceType": "PlanDefinition", "status": "draft", "title": "Stored plan"})
+    before = len(audit_events(database))
+    r = c.get("/fhir/PlanDefinition", headers=keys.headers("user/*.rs"))
+    assert r.status_code == 200, r.text
+    assert any(e["resource"].get("title") == "Stored plan" for e in r.json()["entry"])
+    searches = [e for e in audit_events(database)[before:] if e["subtype"][0]["code"] == "search-type"]
+    assert len(searches) == 1
