@@ -12,9 +12,9 @@ from starlette.convertors import Convertor, register_url_convertor
 from ipt_fhir.domain.apply import parse_apply_parameters
 from ipt_fhir.fhir.jsonio import load_stored
 from ipt_fhir.fhir.outcome import FHIRError, bad_request, not_found
+from ipt_fhir.security import audit
 from ipt_fhir.services import search as search_service
 from ipt_fhir.services.ipt import conformance as conf
-from ipt_fhir.security import audit
 from ipt_fhir.services.search import subset_read
 from ipt_fhir.store.resources import StoredVersion
 
