@@ -360,6 +360,13 @@ class SqlBuilder:
             raise bad_request(f"Unsupported parameter type {p.type}")
         return t, cond
 
+    def ids_in(self, column: Any, resource_type: str, clause: Clause) -> Any:
+        """`column` holds the id of a `resource_type` resource matching `clause`. The ids of an _id clause
+        stay a list: as a compound SELECT (ids_select) they would meet SQLite's limit of 500 terms."""
+        if clause.kind == "id" and clause.modifier != "missing":
+            return column.in_(clause.values)
+        return column.in_(self.ids_select(resource_type, clause))
+
     def ids_select(self, resource_type: str, clause: Clause) -> sa.Select:
         """SELECT resource_id of `resource_type` resources matching a positive clause (uncorrelated)."""
         if clause.kind == "id":  # the ids themselves, as TextSql writes them (SQLite cannot name VALUES columns)
@@ -372,7 +379,7 @@ class SqlBuilder:
             t = reference_index
             ors = []
             for target, inner in zip(clause.targets, clause.inner):
-                ors.append(sa.and_(t.c.target_type == target, t.c.target_id.in_(self.ids_select(target, inner))))
+                ors.append(sa.and_(t.c.target_type == target, self.ids_in(t.c.target_id, target, inner)))
             return sa.select(t.c.resource_id).where(
                 t.c.resource_type == resource_type, self.param_is(t, resource_type, clause.param.code), sa.or_(*ors),
                 *local_reference(t, self.base_url))
@@ -381,7 +388,7 @@ class SqlBuilder:
             return sa.select(t.c.target_id).where(
                 t.c.resource_type == clause.source_type, self.param_is(t, clause.source_type, clause.param.code),
                 t.c.target_type == resource_type,
-                t.c.resource_id.in_(self.ids_select(clause.source_type, clause.inner[0])),
+                self.ids_in(t.c.resource_id, clause.source_type, clause.inner[0]),
                 *local_reference(t, self.base_url))
         if clause.modifier in ("missing", "not", "not-in") or self._is_negative(clause) or \
                 clause.param.code == LAST_UPDATED:
@@ -711,6 +718,12 @@ class TextSql:
         raise Unsupported(p.type)
 
     # ------------------------------------------------------------------ clauses
+    def ids_in(self, column: str, resource_type: str, clause: Clause) -> str:
+        """As SqlBuilder.ids_in: an _id clause's ids as a list, anything else as ids_select."""
+        if clause.kind == "id" and clause.modifier != "missing":
+            return self.in_(column, clause.values)
+        return f"{column} IN ({self.ids_select(resource_type, clause)})"
+
     def ids_select(self, resource_type: str, clause: Clause) -> str:
         """SELECT of the ids of `resource_type` resources matching a clause (uncorrelated)."""
         if clause.kind == "id":
@@ -721,7 +734,7 @@ class TextSql:
             return " UNION ".join(self.ids_select(resource_type, c) for c in clause.inner)
         if clause.kind == "chain":
             a = self.alias()
-            ors = [f"{a}.target_type = {self.p(target)} AND {a}.target_id IN ({self.ids_select(target, inner)})"
+            ors = [f"{a}.target_type = {self.p(target)} AND {self.ids_in(f'{a}.target_id', target, inner)}"
                    for target, inner in zip(clause.targets, clause.inner)]
             return f"SELECT {a}.resource_id FROM search_reference {a} WHERE " + _and(
                 f"{a}.resource_type = {self.p(resource_type)}",
@@ -733,7 +746,7 @@ class TextSql:
                 f"{a}.resource_type = {self.p(clause.source_type)}",
                 self.param_is(a, "search_reference", clause.source_type, clause.param.code),
                 f"{a}.target_type = {self.p(resource_type)}",
-                f"{a}.resource_id IN ({self.ids_select(clause.source_type, clause.inner[0])})",
+                self.ids_in(f"{a}.resource_id", clause.source_type, clause.inner[0]),
                 *self.local_reference(a))
         if clause.modifier in ("missing", "not", "not-in") or SqlBuilder._is_negative(clause) or \
                 clause.param.code == LAST_UPDATED:

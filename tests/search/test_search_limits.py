@@ -49,3 +49,21 @@ def test_long_id_lists_are_not_limited(client):
     oid = client.post("/fhir/Observation", json=observation).json()["id"]
     found = _search(client, [("_id", ",".join([*(f"i{i}" for i in range(5000)), oid]))])
     assert found.status_code == 200 and found.json()["total"] == 1
+
+
+def test_long_id_lists_in_a_chain_or_has_are_not_limited_either(client):
+    """Inside a chain or _has the ids are a list too (a compound SELECT of 5,000 terms was a 500)."""
+    pid = client.post("/fhir/Patient", json={"resourceType": "Patient"}).json()["id"]
+    observation = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                   "subject": {"reference": f"Patient/{pid}"}}
+    oid = client.post("/fhir/Observation", json=observation).json()["id"]
+    ids = ",".join([*(f"i{i}" for i in range(5000)), pid])
+    for name in ("subject:Patient._id", "subject._id"):
+        found = _search(client, [(name, ids)])
+        assert found.status_code == 200, found.text[:300]
+        assert [e["resource"]["id"] for e in found.json()["entry"]] == [oid]
+    has = client.post("/fhir/Patient/_search", headers=FORM,
+                      content=urlencode([("_has:Observation:subject:_id", ",".join([*(f"i{i}" for i in range(5000)), oid]))]))
+    assert has.status_code == 200, has.text[:300]
+    assert [e["resource"]["id"] for e in has.json()["entry"]] == [pid]
+
