@@ -31,7 +31,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, Callable, Iterable, NamedTuple, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 from sqlalchemy.engine import Connection
@@ -64,6 +64,14 @@ _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 T = TypeVar("T")
 
 
+class Creation(NamedTuple):
+    """The criteria a creating entry answers (its ifNoneExist, or those of a conditional update that
+    matched nothing): their conditional-create key, and the entry's element that holds them."""
+    key: str
+    criteria: list[tuple[str, str]]
+    where: str
+
+
 @dataclass
 class Entry:
     index: int
@@ -82,7 +90,7 @@ class Entry:
     warnings: list[Issue] = field(default_factory=list)
     target_id: str | None = None  # the id this entry writes, known before any POST/PUT is written
     existing: bool = False  # POST with ifNoneExist that matched: nothing is written
-    creates_by_criteria: bool = False  # conditional PUT that matched nothing: it creates under its criteria
+    creation: Creation | None = None  # what an entry that creates under criteria claims (settle_target)
     patch_body: Any = None
     patch_type: str = ""
     other: OtherRequest | None = None  # history, metadata or an operation (bundle_interactions.py)
@@ -430,6 +438,9 @@ class _Writer:
         return EntryResult(204)
 
     def settle_target(self, entry: Entry) -> None:
+        # Settled afresh on every run: a batch runs an entry again after it lost a race, and then the
+        # criteria match what the winner created.
+        entry.existing, entry.creation = False, None
         if entry.method == "POST":
             if entry.if_none_exist:
                 where = "request.ifNoneExist"
@@ -440,7 +451,7 @@ class _Writer:
                 if matches:
                     entry.target_id, entry.existing = matches[0], True
                     return
-                self._one_create_per_criteria(entry)
+                self._one_create_per_criteria(entry, entry.if_none_exist, where)
             entry.target_id = new_resource_id()
         elif entry.criteria is not None:  # conditional PUT / PATCH
             matches = self.find(entry.resource_type, entry.criteria, "request.url")
@@ -458,28 +469,30 @@ class _Writer:
             elif entry.if_match is not None:
                 raise _located(rs.if_match_without_match(entry.resource_type), "request.ifMatch")
             else:  # http.html#cond-update: no match is a create, which ignores the body's id
-                self._one_create_per_criteria(entry)
-                entry.target_id, entry.creates_by_criteria = new_resource_id(), True
+                self._one_create_per_criteria(entry, entry.criteria, "request.url")
+                entry.target_id = new_resource_id()
             self.claims.claim(entry, [entry.target_id])  # as for DELETE: resolved again, claimed again
         else:
             entry.target_id = entry.resource_id
 
-    def _one_create_per_criteria(self, entry: Entry) -> None:
+    def _one_create_per_criteria(self, entry: Entry, criteria: list[tuple[str, str]], where: str) -> None:
         """Two entries of one transaction whose criteria (ifNoneExist, or a conditional update's) are the
         same and match nothing would both create: the criteria would then match two resources, which
         conditional creates and updates exist to prevent. Every entry's criteria are searched before
         anything is written (the outcome must not depend on the order entries are processed in), so the
         second cannot resolve to the first either; like entries that overlap (http.html#trules: "the
         transaction SHALL fail"), this is the client's error, 400, and naming both entries tells it what
-        to merge. Where the criteria match a resource, both entries act on it: nothing is created twice."""
-        key, where = _creation_key(entry)
+        to merge. Where the criteria match a resource, both entries act on it: nothing is created twice.
+        Sets entry.creation, which write() claims."""
+        key = rs.criteria_key(entry.resource_type, criteria)
+        entry.creation = Creation(key, criteria, where)
         first = self._creating.setdefault(key, entry.index)
         if first != entry.index:
             raise entry_error(entry.index, bad_request(
                 f"The criteria of this entry are those of entry {first}, which creates the {entry.resource_type} "
                 f"they describe; a transaction can create it only once", where))
 
-    def _claim_creation_key(self, entry: Entry, resource_id: str) -> None:
+    def _claim_creation_key(self, entry: Entry) -> None:
         """Claim the key of the criteria under which the entry creates (its ifNoneExist, or a conditional
         update's that matched nothing) for the resource it is about to create, as the REST interactions
         do: concurrent requests with the same criteria then create one resource between them.
@@ -493,13 +506,12 @@ class _Writer:
         retries by itself). The owner is read before the insert, so an insert fails only on such a race,
         which ends the unit of work anyway: no savepoint is needed for PostgreSQL's aborted transaction."""
         conn, resource_type = self.conn, entry.resource_type
-        key, where = _creation_key(entry)
-        criteria = entry.if_none_exist if entry.method == "POST" else entry.criteria
-        assert criteria is not None
+        assert entry.creation is not None and entry.target_id is not None
+        key, criteria, where = entry.creation
         owner = rs.matching_key_owner(conn, resource_type, key, lambda: self.find(resource_type, criteria, where))
         if owner is not None:
             raise _lost_race(resource_type, owner, where)
-        if not repo.claim_conditional_key(conn, resource_type, key, resource_id):
+        if not repo.claim_conditional_key(conn, resource_type, key, entry.target_id):
             raise _lost_race(resource_type, None, where)  # PostgreSQL aborted the unit: nothing more can be read
 
     def write(self, entry: Entry) -> EntryResult:
@@ -524,14 +536,13 @@ class _Writer:
                 assert stored is not None
                 guard.check_resource("read", entry.resource_type, stored.content)  # security
                 return EntryResult(200, stored, issues=list(entry.warnings))
-            if entry.if_none_exist:
-                # first: a lost race then leaves nothing half written
-                self._claim_creation_key(entry, entry.target_id)
+            if entry.creation is not None:  # first: a lost race then leaves nothing half written
+                self._claim_creation_key(entry)
             return _result(svc.create_in(conn, entry.resource_type, resource, entry.warnings, entry.target_id))
         if entry.criteria is None:
             rs._check_client_id(entry.target_id, entry.resource_type)
-        elif entry.creates_by_criteria:
-            self._claim_creation_key(entry, entry.target_id)
+        elif entry.creation is not None:
+            self._claim_creation_key(entry)
         return _result(svc.update_in(conn, entry.resource_type, entry.target_id, resource, entry.warnings,
                                      entry.if_match, "PUT", entry.if_none_match))
 
@@ -621,8 +632,8 @@ class _Writer:
 
 
 class _LostConditionalCreate(FHIRError):
-    """A concurrent request created a resource matching the entry's ifNoneExist criteria and committed
-    after the entry searched them."""
+    """A concurrent request created a resource matching the criteria an entry creates under (its
+    ifNoneExist, or a conditional update's) and committed after the entry searched them."""
 
 
 def _lost_race(resource_type: str, winner: str | None, where: str) -> FHIRError:
@@ -630,16 +641,6 @@ def _lost_race(resource_type: str, winner: str | None, where: str) -> FHIRError:
     return _LostConditionalCreate.of(
         409, "conflict", f"A concurrent request created a {resource_type} matching the entry's criteria"
         f"{which} while this Bundle was processed; retry it, and the entry will act on that resource", where)
-
-
-def _creation_key(entry: Entry) -> tuple[str, str]:
-    """The conditional-create key of the criteria an entry creates under, as the REST interactions
-    compute it (rs._criteria_hash), and the entry's element that holds them."""
-    if entry.method == "POST":
-        assert entry.if_none_exist is not None
-        return rs._criteria_hash(entry.resource_type, entry.if_none_exist), "request.ifNoneExist"
-    assert entry.criteria is not None
-    return rs._criteria_hash(entry.resource_type, rs.parse_criteria(entry.criteria)), "request.url"
 
 
 def _result(result: WriteResult) -> EntryResult:

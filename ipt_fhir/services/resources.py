@@ -194,7 +194,8 @@ def _check_body_type(body: object, resource_type: str) -> dict:
     return body
 
 
-def _criteria_hash(resource_type: str, criteria: list[tuple[str, str]]) -> str:
+def criteria_key(resource_type: str, criteria: list[tuple[str, str]]) -> str:
+    """The conditional-create key of parsed criteria (parse_criteria): REST and Bundle entries claim the same."""
     # empty parameters select nothing (search.html: ignored), so `identifier=x&family=` is `identifier=x`
     canonical = "&".join(f"{k}={v}" for k, v in sorted(criteria) if v != "")
     return hashlib.sha256(f"{resource_type}?{canonical}".encode()).hexdigest()
@@ -256,7 +257,7 @@ class ResourceService:
 
     def _conditional_create(self, resource_type: str, resource: dict, warnings: list[Issue],
                             criteria: list[tuple[str, str]], base_url: str) -> WriteResult:
-        key = _criteria_hash(resource_type, criteria)
+        key = criteria_key(resource_type, criteria)
         for _attempt in range(RACE_ATTEMPTS):
             try:
                 with self.db.write() as conn:
@@ -324,7 +325,7 @@ class ResourceService:
         resource = _check_body_type(body, resource_type)
         warnings = validate_for_write(resource, resource_type)
         criteria = parse_criteria(criteria)
-        key = _criteria_hash(resource_type, criteria)
+        key = criteria_key(resource_type, criteria)
         for _attempt in range(RACE_ATTEMPTS):
             try:
                 with self.db.write() as conn:

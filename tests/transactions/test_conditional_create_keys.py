@@ -158,7 +158,7 @@ def rival_commits_before_the_claim(database, monkeypatch):
 
     def settle_then_lose_the_race(writer, entry):
         settle(writer, entry)
-        if not winner and (entry.if_none_exist or entry.creates_by_criteria):
+        if not winner and entry.creation is not None:
             result = ResourceService(database).create("Patient", keyed_patient(), if_none_exist=CRITERIA)
             winner.append(result.version.id)
 
@@ -192,6 +192,14 @@ def test_a_transaction_whose_conditional_update_loses_the_race_answers_409_and_a
     assert r.json()["issue"][0]["expression"] == ["Bundle.entry[0].request.url"]
     retried = entry_response(post_bundle(client, bundle))
     assert retried["status"] == "200 OK" and created_id(retried) == rival_commits_before_the_claim[0]
+    assert patient_count(client) == 1
+
+
+def test_a_batch_conditional_update_that_loses_the_race_updates_the_winner_as_rest_does(
+        client, rival_commits_before_the_claim):
+    response = entry_response(post_bundle(client, tx(conditional_update(keyed_patient(gender="female")), kind="batch")))
+    assert response["status"] == "200 OK" and created_id(response) == rival_commits_before_the_claim[0]
+    assert client.get(f"/fhir/Patient/{rival_commits_before_the_claim[0]}").json()["gender"] == "female"
     assert patient_count(client) == 1
 
 
