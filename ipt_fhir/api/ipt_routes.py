@@ -161,10 +161,15 @@ async def search_conformance(resource_type: str, request: Request, db: DatabaseD
     if offset is None and _has_page(stored_params):
         if "previous" in _links(bundle):
             return fhir_response(request, bundle)
-        # Paging back reached the first stored matches: they are on the server's last page.
-        offset = (len(ours) - 1) // size * size
-    page = _own_page(request, bundle, ours, offset or 0, size, resource_type, params)
-    room = size - len(ours[offset or 0:][:size])
+        # Paging back reached the first stored matches: they are on the page after the server's last
+        # full one (the last page of the server's matches, unless those fill it exactly).
+        offset = len(ours) // size * size
+    offset = offset or 0
+    page = _own_page(request, bundle, ours, offset, size, resource_type, params)
+    room = size - len(ours[offset:][:size])
+    if room == 0 and offset + size == len(ours) and _matches(bundle):
+        # the server's matches end exactly on this page: the stored ones start on the next
+        page["link"].append({"relation": "next", "url": _own_page_url(_links(page)["first"], len(ours))})
     if room > 0 and _matches(bundle):
         mark = audit.reads_noted()
         filler = await run_in_threadpool(stored_search, _with_count(stored_params, room))

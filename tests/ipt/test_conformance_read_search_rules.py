@@ -55,6 +55,20 @@ def test_paging_continues_from_the_servers_resources_into_stored_ones_and_back(c
     assert _ids(client.get(_link(back, "previous")).json()) == OURS[2:4]
 
 
+def test_stored_matches_follow_when_the_servers_resources_fill_their_last_page_exactly(client):
+    for pid in ("stored-a", "stored-b", "stored-c"):
+        _stored_plan(client, pid)
+    pages = _walk(client, "/fhir/PlanDefinition?_count=5")
+    assert [_ids(p) for p in pages] == [OURS, ["stored-a", "stored-b", "stored-c"]]
+    assert _link(pages[1], "previous") == _link(pages[0], "self")
+    ones = _walk(client, "/fhir/PlanDefinition?_count=1")
+    assert [i for p in ones for i in _ids(p)] == OURS + ["stored-a", "stored-b", "stored-c"]
+    assert all(p["total"] == 8 for p in ones)
+    back = client.get(_link(ones[6], "previous")).json()  # from the second stored page to the first
+    assert _ids(back) == ["stored-a"]
+    assert _ids(client.get(_link(back, "previous")).json()) == [OURS[4]]
+
+
 def test_stored_matches_share_the_page_of_the_servers_last_ones(client):
     _stored_plan(client, "stored-a")
     bundle = client.get("/fhir/PlanDefinition").json()
