@@ -107,7 +107,8 @@ def vread_conformance(resource_type: str, resource_id: str, version_id: str, req
     return read_response(request, served)
 
 
-@router.get("/{resource_type:iptconftype}/{resource_id:iptconfid}/_history", tags=["IPT"], include_in_schema=False)
+@router.api_route("/{resource_type:iptconftype}/{resource_id:iptconfid}/_history", methods=["GET", "HEAD"], tags=["IPT"],
+                  include_in_schema=False)
 def history_conformance(resource_type: str, resource_id: str, request: Request) -> Response:
     resource = load_stored(_served(request, resource_type, resource_id).content)
     base = fhir_base_url(request)
@@ -135,7 +136,7 @@ def write_conformance(resource_type: str, resource_id: str, request: Request) ->
 _OWN_PAGE = "ipt."
 
 
-@router.api_route("/{resource_type:iptconftype}", methods=["GET"], tags=["IPT"],
+@router.api_route("/{resource_type:iptconftype}", methods=["GET", "HEAD"], tags=["IPT"],
                   summary="Search conformance resources (the server's IPT ones and stored ones)")
 @router.api_route("/{resource_type:iptconftype}/_search", methods=["POST"], include_in_schema=False)
 async def search_conformance(resource_type: str, request: Request, db: DatabaseDep) -> Response:

@@ -141,3 +141,13 @@ def test_lastupdated_is_the_package_date_not_the_start_of_the_server(client):
     newest = max(r["date"][:10] for r in load_conformance("") if "date" in r)
     shown = client.get("/fhir/PlanDefinition/ipt-brief").json()["meta"]["lastUpdated"]
     assert shown == f"{newest}T00:00:00.000+00:00"
+
+
+def test_head_answers_as_get_does_for_the_servers_history_and_search(client):
+    """HEAD is served where GET is (http.html#read): the headers of the GET, no body."""
+    _stored_plan(client, "stored-a")
+    for url in ("/fhir/PlanDefinition/ipt-brief/_history", "/fhir/PlanDefinition"):
+        got, head = client.get(url), client.head(url)
+        assert head.status_code == 200 and head.content == b""
+        assert head.headers["Content-Length"] == str(len(got.content))
+
