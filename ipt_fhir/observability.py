@@ -29,8 +29,11 @@ _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 # ---------------------------------------------------------------- interactions
 
 
+# Per request, from a bounded set of (method, route template) pairs: the app's routes and methods.
+@functools.lru_cache(maxsize=1024)
 def interaction_of(method: str, route_path: str | None) -> str:
-    """The FHIR interaction name (http.html) of a request, from its method and route template."""
+    """The FHIR interaction name (http.html) of a request, from its method and route template
+    (route_template). Metrics, logs, the authorization check and the OpenAPI document all name it so."""
     if route_path is None:
         return "unmatched"
     if not route_path.startswith("/fhir"):
@@ -60,8 +63,9 @@ def interaction_of(method: str, route_path: str | None) -> str:
     return {"PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(method, "other")
 
 
-# Per request, from a bounded set of (method, route template) pairs: the app's routes and methods.
-_interaction_of = functools.lru_cache(maxsize=1024)(interaction_of)
+def route_template(route: Any) -> str | None:
+    """The path template of the route that took a request (scope["route"]), without {x:convertor} types."""
+    return getattr(route, "path_format", None) or getattr(route, "path", None)
 
 
 def operation_name(route_path: str | None) -> str | None:
@@ -195,10 +199,10 @@ class RequestContextMiddleware:
             elapsed = time.perf_counter() - started
             m.in_flight.dec()
             route = scope.get("route")
-            route_path = getattr(route, "path_format", None) or getattr(route, "path", None)  # no {x:convertor}
+            route_path = route_template(route)
             if route_path is None and path.startswith("/static/"):
                 route_path = "/static"  # documentation assets (a mount, not a route)
-            interaction = _interaction_of(scope["method"], route_path)
+            interaction = interaction_of(scope["method"], route_path)
             rtype = resource_type_of(route_path, scope.get("path_params"))
             if interaction != "other":
                 m.record(interaction, rtype, status, elapsed)

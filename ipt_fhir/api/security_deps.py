@@ -12,23 +12,16 @@ from starlette.concurrency import run_in_threadpool
 
 from ipt_fhir.fhir.outcome import FHIRError, error
 from ipt_fhir.fhir.resource_types import RESOURCE_TYPES
+from ipt_fhir.observability import interaction_of, route_template
 from ipt_fhir.security import audit, context, guard
 from ipt_fhir.security.context import AccessContext
 from ipt_fhir.security.scopes import ScopeSet
 from ipt_fhir.security.tokens import TokenError, TokenValidator
 
-# endpoint function name -> interaction (http://hl7.org/fhir/restful-interaction codes)
-_ENDPOINT_INTERACTIONS = {
-    "system_history": "history-system", "type_history": "history-type", "instance_history": "history-instance",
-    "read": "read", "vread": "vread", "create": "create", "update": "update", "conditional_update": "update",
-    "patch": "patch", "conditional_patch": "patch", "delete": "delete", "conditional_delete": "delete",
-    "system_search": "search-system", "type_search": "search-type", "compartment_search": "search-type",
-    "patient_everything": "operation", "batch_or_transaction": "batch",
-    # the server's own conformance resources (ipt_routes.py), served ahead of the store's routes
-    "read_conformance": "read", "vread_conformance": "vread", "history_conformance": "history-instance",
-    "search_conformance": "search-type",
-}
-_CONFORMANCE_WRITES = {"PUT": "update", "PATCH": "patch", "DELETE": "delete"}  # answered 405 once authorized
+# Interactions as observability.interaction_of names them from the route (for metrics and logs), in the
+# words of the scope checks and the audit.
+_GUARD_NAMES = {"search-compartment": "search-type", "transaction": "batch"}
+_WRITES = {"PUT": "update", "PATCH": "patch", "DELETE": "delete"}  # answered 405 once authorized
 _WRITES = {"create", "update", "patch", "delete"}
 _REALM = 'Bearer realm="ipt-fhir"'
 
@@ -41,22 +34,16 @@ def unauthorized(description: str) -> FHIRError:
 
 
 def _classify(request: Request) -> tuple[str, str | None, str | None]:
-    endpoint = request.scope.get("endpoint")
-    name = getattr(endpoint, "__name__", "")
+    named = interaction_of(request.method, route_template(request.scope.get("route")))
+    interaction = _GUARD_NAMES.get(named, named)
     params = request.path_params
-    interaction = _ENDPOINT_INTERACTIONS.get(name)
     resource_type = params.get("resource_type")
     resource_id = params.get("resource_id") or params.get("patient_id")
-    if name == "write_conformance":
-        interaction = _CONFORMANCE_WRITES.get(request.method)
-    if name == "patient_everything":
-        resource_type = "Patient"
-    elif name == "compartment_search":
-        resource_id = None
-    if interaction is None:
-        # Operations and routes added later: type and id from the path, /fhir/[type]/[id]/$op.
+    if named == "search-compartment":
+        resource_id = None  # Patient/[id]/[type] searches [type]; the patient is the compartment
+    elif interaction == "operation":
+        # /fhir/[type]/[id]/$op, /fhir/[type]/$op, /fhir/$op: type and id from the path.
         parts = [p for p in request.url.path.split("/fhir", 1)[-1].split("/") if p]
-        interaction = "operation"
         resource_type = parts[0] if parts and parts[0] in RESOURCE_TYPES else None
         resource_id = parts[1] if resource_type and len(parts) > 2 and not parts[1].startswith("$") else None
     return interaction, resource_type, resource_id

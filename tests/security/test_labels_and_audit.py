@@ -151,3 +151,16 @@ def test_a_conformance_search_filled_with_stored_matches_is_one_audit_event(secu
     assert any(e["resource"].get("title") == "Stored plan" for e in r.json()["entry"])
     searches = [e for e in audit_events(database)[before:] if e["subtype"][0]["code"] == "search-type"]
     assert len(searches) == 1
+
+
+def test_the_servers_conformance_resources_are_read_and_written_under_their_interactions(secure_client, keys):
+    """The scope checks see a read, a history, a search and an update on them (not an operation): a read
+    token reads them and is refused the write before the write's 405."""
+    c = secure_client
+    read = keys.headers("user/PlanDefinition.rs")
+    for url in ("/fhir/PlanDefinition/ipt-brief", "/fhir/PlanDefinition/ipt-brief/_history", "/fhir/PlanDefinition"):
+        assert c.get(url, headers=read).status_code == 200, url
+    assert c.get("/fhir/PlanDefinition/ipt-brief", headers=keys.headers("user/PlanDefinition.s")).status_code == 403
+    body = c.get("/fhir/PlanDefinition/ipt-brief", headers=read).json()
+    assert c.put("/fhir/PlanDefinition/ipt-brief", json=body, headers=read).status_code == 403
+    assert c.put("/fhir/PlanDefinition/ipt-brief", json=body, headers=keys.headers("user/PlanDefinition.cruds")).status_code == 405
