@@ -10,8 +10,6 @@ that got there first makes the COPY fail with an IntegrityError, as an INSERT wo
 """
 from __future__ import annotations
 
-from datetime import datetime
-from functools import lru_cache
 from typing import Iterable
 
 import sqlalchemy as sa
@@ -69,12 +67,7 @@ def _write(conn: Connection, what: str, rows: Iterable[tuple]) -> None:
 
 
 def _when(conn: Connection, v: StoredVersion) -> object:
-    return v.last_updated if conn.dialect.name == "postgresql" else _sqlite_time(v.last_updated)
-
-
-@lru_cache(maxsize=64)
-def _sqlite_time(t: datetime) -> str:  # a batch's versions share a handful of times: format each once
-    return sqlite_datetime(t)
+    return v.last_updated if conn.dialect.name == "postgresql" else sqlite_datetime(v.last_updated)
 
 
 def insert_current(conn: Connection, versions: list[StoredVersion]) -> None:

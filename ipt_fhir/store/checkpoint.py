@@ -33,9 +33,10 @@ log = logging.getLogger(__name__)
 
 INTERVAL_SECONDS = 0.5  # readers move at most about this much of creates' index rows themselves
 # A checkpoint every other round, once a second: each one pauses event-loop writes and syncs the disk
-# twice, and the writes made meanwhile wait for those syncs (at concurrency 1 they were the creates
-# slower than 2 ms, about one in ten with a checkpoint every 250 ms), so fewer, larger checkpoints cost
-# less. A second of back-to-back creates (about 20k WAL frames) stays well below the backstop.
+# twice, and the writes made meanwhile wait for those syncs (in ad-hoc runs at concurrency 1 they were
+# the creates slower than 2 ms, about one in ten with a checkpoint every 250 ms), so fewer, larger
+# checkpoints cost less. A second of back-to-back creates of the benchmark's CarePlan at concurrency 32
+# left about 10k WAL frames per checkpoint, a quarter of the backstop (database.py).
 CHECKPOINT_EVERY_ROUNDS = 2
 MOVE_CHUNK = 128  # resources whose pending index rows one background unit of work moves (~8 ms)
 MOVE_CHUNKS_PER_ROUND = 256  # so that a round always reaches its checkpoint, however fast resources arrive

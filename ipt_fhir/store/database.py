@@ -20,8 +20,9 @@ from .loop_commit import LoopCommit
 T = TypeVar("T")
 
 # Pages of WAL at which a commit checkpoints by itself. The background checkpointer keeps the WAL far
-# below this (~10k pages in 250 ms of back-to-back creates); the backstop only bounds it if that thread
-# falls behind, and then blocks the committing request, possibly on the event loop.
+# below this (checkpoint.py: about 10k pages between its checkpoints under back-to-back creates); the
+# backstop only bounds it if that thread falls behind, and then blocks the committing request, possibly
+# on the event loop.
 BACKSTOP_CHECKPOINT_PAGES = 40_000
 
 
@@ -101,8 +102,8 @@ class Database:
             # handler, which polls with sleeps of up to 100 ms and wrecks latency under concurrency.
             # All writes go through one connection: a connection's page cache survives only its own
             # commits (another connection's commit invalidates it), and a warm cache is what keeps a
-            # write from reading its index pages back from disk. Reentrant: a request that took the
-            # writer for its whole service call (try_inline_writer) then runs its unit of work under it.
+            # write from reading its index pages back from disk. Reentrant: the checkpointer holds it
+            # across a checkpoint (writer_held) and writes inside that (the WAL restart, statistics).
             self._writer: threading.RLock | nullcontext = threading.RLock()
             # Whether an event-loop write could meet a disk sync; the checkpointer clears it (checkpoint.py).
             self._inline_paused = True
@@ -132,7 +133,7 @@ class Database:
             yield conn
 
     def try_inline_writer(self) -> bool:
-        """SQLite: take the writer for a request that runs its write on the event loop, but only when that
+        """SQLite: take the writer for writes run on the event loop (loop_commit.py), but only when that
         can never wait: not while another thread writes (the lock is free) and not while the checkpointer
         has paused such writes (the next commit could have to sync the WAL to disk; see checkpoint.py).
         True means the caller holds the writer and must call release_inline_writer(). PostgreSQL: False
@@ -234,7 +235,7 @@ class Database:
             # The snapshot's first statement: were rows pending in it, start a new one after moving them.
             if self.dialect == "sqlite" and pending_index.pending(conn.connection.driver_connection):
                 transaction.rollback()
-                self.move_pending_index()
+                self._move_pending()
                 transaction = conn.begin()
             with transaction:
                 yield conn
@@ -246,6 +247,10 @@ class Database:
         is inside a unit of work already, which moves them itself when it searches (bring_current)."""
         if self.dialect != "sqlite" or self.fetch_one(pending_index.ANY_PENDING_SQL, ()) is None:
             return False
+        return self._move_pending(limit)
+
+    def _move_pending(self, limit: int | None = None) -> bool:
+        """move_pending_index for a caller that found rows pending itself (read)."""
         conn = self._writer_connection
         if self._writer._is_owned() and conn is not None and conn.in_transaction():  # type: ignore[union-attr]
             return False

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from ipt_fhir.services import write_hooks
+from ipt_fhir.services.resources import ResourceService
+from ipt_fhir.store import pending_index
 from ipt_fhir.store.database import Database
 
 
@@ -37,8 +39,13 @@ def _write(database: Database, n: int) -> None:
 
 
 def _manual_rounds(database: Database) -> None:
-    """No checkpointer thread: rounds run only when a test calls run_round()."""
-    database._checkpointer._stopped.set()
+    """No checkpointer thread: rounds run only when a test calls run_round(). wake() starts a thread only
+    when it has none, so it is given one that has already ended (a stopped checkpointer would not move
+    pending rows in its rounds)."""
+    ended = threading.Thread(target=lambda: None)
+    ended.start()
+    ended.join()
+    database._checkpointer._thread = ended
 
 
 @pytest.fixture
@@ -78,9 +85,13 @@ def test_a_round_without_its_checkpoint_leaves_the_wal_and_loop_writes_alone(sql
     _write(database, 1)
     database._checkpointer.run_round()
     _write(database, 20)
+    ResourceService(database).create("Patient", {"resourceType": "Patient", "gender": "female"})
+    assert pending_index.pending(database.engine.raw_connection().driver_connection)
     frames, copied = _wal_index(path)
     database._checkpointer.run_round(checkpoint=False)
-    assert _wal_index(path) == (frames, copied)
+    assert not pending_index.pending(database.engine.raw_connection().driver_connection)
+    moved_frames, moved_copied = _wal_index(path)
+    assert moved_frames > frames and moved_copied == copied  # the move wrote; nothing was checkpointed
     assert database.try_inline_writer()
     database.release_inline_writer()
 
