@@ -13,12 +13,15 @@ _DATE_TIME = re.compile(
 
 def parse_instant(text: str) -> datetime | None:
     """A FHIR instant (2024-01-31T09:30:00Z: a time, to the second or finer, and a time zone) as an aware
-    datetime; None for anything else."""
-    try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00")) if "T" in text else None
-    except ValueError:
+    datetime; None for anything else. The FHIR grammar (_DATE_TIME) decides what is written as one, not
+    ISO 8601's wider one (which also takes hours alone, week dates and compact forms)."""
+    m = _DATE_TIME.fullmatch(text)
+    if m is None or m["S"] is None or m["tz"] is None:
         return None
-    return when if when is not None and when.tzinfo is not None else None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:  # a month 13, a 30 February
+        return None
 
 
 def parse_fhir_datetime_range(text: str) -> tuple[datetime, datetime]:

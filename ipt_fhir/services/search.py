@@ -16,6 +16,7 @@ from typing import Any, Callable
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ipt_fhir.fhir.dates import parse_instant
 from ipt_fhir.fhir.jsonio import load_stored
 from ipt_fhir.fhir.outcome import FHIRError, bad_request, error, gone, not_found
 from ipt_fhir.fhir.resource_types import RESOURCE_TYPES
@@ -255,7 +256,7 @@ from ipt_fhir.fhir.search.parser import parse_positive_int  # noqa: E402
 from ipt_fhir.fhir.search.registry import (  # noqa: E402
     SearchParam, patient_compartment, patient_compartment_params, registry, summary_elements,
 )
-from ipt_fhir.fhir.search.values import date_range  # noqa: E402
+from ipt_fhir.fhir.search.values import to_micros  # noqa: E402
 from ipt_fhir.store.database import Database  # noqa: E402
 
 MAX_INCLUDE_ITERATIONS = 4
@@ -983,9 +984,10 @@ def _since_clauses(params: list[tuple[str, str]]) -> list[Clause]:
     since: list[Clause] = []
     for n, v in params:
         if n == "_since":
-            rng = date_range(v)
-            if rng is None or "T" not in v:
-                raise bad_request(f"_since must be an instant, got '{v}'", "_since")
+            when = parse_instant(v)  # as $export reads its _since
+            if when is None:
+                raise bad_request(f"_since must be an instant with a time zone, got '{v}'", "_since")
             # lastUpdated >= _since: the resource row's last_updated ([low, high) = [t, t + 1 us)).
-            since.append(Clause("param", "_lastUpdated", param=_LAST_UPDATED, values=[("ge", rng[0], rng[0])]))
+            t = to_micros(when)
+            since.append(Clause("param", "_lastUpdated", param=_LAST_UPDATED, values=[("ge", t, t)]))
     return since

@@ -56,6 +56,9 @@ def test_type_level_everything_honours_type_and_since(two_patients):
     since = two_patients.get("/fhir/Observation/o3").json()["meta"]["lastUpdated"]
     later = two_patients.get("/fhir/Patient/$everything", params={"_since": since}).json()
     assert _refs(later) == ["Observation/o3"]
+    for coarse in (since[:16], since[:19]):  # a minute, or a second without its zone, is no instant (as for $export)
+        r = two_patients.get("/fhir/Patient/$everything", params={"_since": coarse})
+        assert r.status_code == 400 and r.json()["issue"][0]["expression"] == ["_since"]
 
 
 def test_type_level_everything_takes_post_with_parameters(two_patients):
