@@ -118,9 +118,9 @@ def patients_in(conn: Connection, pairs: list[tuple[str, str]]) -> set[str]:
     return _patients_in(conn, pairs, c.server_url or "")
 
 
-def _patients_in(conn: Connection, pairs: list[tuple[str, str]], base_url: str = "") -> set[str]:
-    """base_url: the request's FHIR base; references to a Patient on another server then count for none
-    of ours (search_sql.local_reference). Without it every Patient reference counts."""
+def _patients_in(conn: Connection, pairs: list[tuple[str, str]], base_url: str) -> set[str]:
+    """base_url: the request's FHIR base; references to a Patient on another server count for none of
+    ours (search_sql.local_reference)."""
     from ipt_fhir.fhir.search.registry import patient_compartment, patient_compartment_params
     from ipt_fhir.store.search_sql import local_reference
     from ipt_fhir.store.search_tables import reference_index as t
