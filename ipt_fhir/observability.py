@@ -52,7 +52,7 @@ def interaction_of(method: str, route_path: str | None) -> str:
     if len(parts) == 4 and parts[2] == "_history":
         return "vread"
     if parts[-1] == "_search":
-        return "search-type"
+        return "search-system" if len(parts) == 1 else "search-type"
     if len(parts) == 3 and parts[0] == "Patient":
         return "search-compartment"
     is_type_level = len(parts) == 1

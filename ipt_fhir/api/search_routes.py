@@ -80,6 +80,8 @@ async def operation_params(request: Request) -> list[tuple[str, str]]:
 
 
 @router.api_route("", methods=["GET", "HEAD"], tags=["search"], summary="System search (_type limits the types)")
+@router.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)  # [base]/?params, as clients write it
+@router.api_route("/_search", methods=["POST"], tags=["search"], summary="System search (form-encoded body)")
 async def system_search(request: Request, db: DatabaseDep) -> Response:
     base = fhir_base_url(request)
     params = await search_params(request)
@@ -125,7 +127,10 @@ async def type_search(resource_type: str, request: Request, db: DatabaseDep) -> 
 
 @router.api_route("/Patient/{patient_id}/{resource_type:fhirtype}", methods=["GET", "HEAD"], tags=["search"],
                   summary="Patient compartment search")
-async def compartment_search(patient_id: str, resource_type: str, request: Request, db: DatabaseDep) -> Response:
+@router.api_route("/Patient/{patient_id}/*", methods=["GET", "HEAD"], tags=["search"],
+                  summary="Patient compartment search across its types (_type limits them)")
+async def compartment_search(patient_id: str, request: Request, db: DatabaseDep,
+                             resource_type: str | None = None) -> Response:
     base = fhir_base_url(request)
     params = await search_params(request)
     body = await run_in_threadpool(search_service.search, db, resource_type, params, base_url=base,

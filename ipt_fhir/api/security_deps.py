@@ -21,7 +21,6 @@ from ipt_fhir.security.tokens import TokenError, TokenValidator
 # Interactions as observability.interaction_of names them from the route (for metrics and logs), in the
 # words of the scope checks and the audit.
 _GUARD_NAMES = {"search-compartment": "search-type", "transaction": "batch"}
-_WRITES = {"PUT": "update", "PATCH": "patch", "DELETE": "delete"}  # answered 405 once authorized
 _WRITES = {"create", "update", "patch", "delete"}
 _REALM = 'Bearer realm="ipt-fhir"'
 
@@ -116,6 +115,14 @@ def _coarse_check(ctx: AccessContext, interaction: str, resource_type: str | Non
         if not ctx.scopes.any_for("search"):
             raise guard.forbidden("The access token has no search scope")
         return
+    compartment_patient = request.path_params.get("patient_id")
+    if resource_type is None and compartment_patient is not None:  # Patient/[id]/*: every type it holds
+        search_levels = {s.level for s in ctx.scopes.scopes if "s" in s.letters}
+        if not search_levels:
+            raise guard.forbidden("The access token has no search scope")
+        if search_levels == {"patient"} and compartment_patient != ctx.patient:
+            raise guard.forbidden("patient/ scopes are confined to the compartment of the token's patient")
+        return  # per type, the search applies what the scopes allow (security.search_filter)
     if resource_type is None:
         if not ctx.scopes.any_for("read"):
             raise guard.forbidden("The access token has no read scope")
@@ -124,7 +131,6 @@ def _coarse_check(ctx: AccessContext, interaction: str, resource_type: str | Non
         guard.require_operation(resource_type, resource_id, request.app.state.database)
         return
     patient = guard.require(interaction, resource_type)
-    compartment_patient = request.path_params.get("patient_id")
     if patient is not None:
         if compartment_patient is not None and compartment_patient != patient:
             raise guard.forbidden("patient/ scopes are confined to the compartment of the token's patient")

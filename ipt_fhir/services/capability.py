@@ -71,7 +71,7 @@ def capability_statement(base_url: str, *, released: str, extra_operations: dict
             "resource": resources,
             "interaction": [{"code": code} for code in (system_interactions or SYSTEM_INTERACTIONS)],
             "operation": SYSTEM_OPERATIONS,
-            # GET Patient/[id]/[type] searches the patient's compartment (search_routes.compartment_search)
+            # GET Patient/[id]/[type] and Patient/[id]/* search the patient's compartment (search_routes)
             "compartment": ["http://hl7.org/fhir/CompartmentDefinition/patient"],
             **({"security": security} if security else {}),
         }],

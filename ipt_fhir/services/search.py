@@ -36,6 +36,16 @@ def check_type(resource_type: str) -> None:
         raise not_found(f"Unknown resource type '{resource_type}'")
 
 
+def types_wanted(params: list[tuple[str, str]]) -> list[str]:
+    """The types a search across types is limited to (_type, comma-separated and repeatable). An unknown
+    one is a bad parameter value (400), not a missing endpoint."""
+    wanted = [t.strip() for n, v in params if n == "_type" for t in v.split(",") if t.strip()]
+    for t in wanted:
+        if t not in RESOURCE_TYPES:
+            raise bad_request(f"Unknown resource type '{t}' in _type", "_type", code="not-supported")
+    return wanted
+
+
 def parse_criteria(resource_type: str, params: list[tuple[str, str]], base_url: str, *,
                    strict: bool) -> tuple[list[Clause], list[tuple[str, str]], list[tuple[str, str]]]:
     """-> (filter clauses, result parameters, ignored (name, reason)). strict: unknown -> 400."""
@@ -895,11 +905,11 @@ def search(db: Database, resource_type: str | None, params: list[tuple[str, str]
         check_type(resource_type)
         types = [resource_type]
         link_path = f"/{resource_type}"
+    elif compartment is not None:  # [base]/Patient/[id]/*: the types of the compartment
+        types = sorted(set(types_wanted(params))) or _compartment_types()
+        link_path = "/*"
     else:
-        wanted = [t.strip() for n, v in params if n == "_type" for t in v.split(",") if t.strip()]
-        for t in wanted:
-            check_type(t)
-        types = sorted(set(wanted)) or sorted(RESOURCE_TYPES)
+        types = sorted(set(types_wanted(params))) or sorted(RESOURCE_TYPES)
         link_path = ""
     types, restricted = restrict_by_access(types, base_url, compartment_patient=compartment[1] if compartment else None)
     applied_here = frozenset({"_type"} if resource_type is None else ())
@@ -914,6 +924,11 @@ def search(db: Database, resource_type: str | None, params: list[tuple[str, str]
         for t in types:
             req.clauses[t].append(_compartment_clause(t, comp_id))
     return _execute(db, req, base_url=base_url, request_url=request_url, link_path=link_path, conn=conn)
+
+
+def _compartment_types() -> list[str]:
+    """The types a Patient compartment holds: Patient itself and those with compartment parameters."""
+    return sorted({"Patient"} | {t for t, codes in patient_compartment().items() if codes})
 
 
 def _compartment_clause(resource_type: str, patient_id: str) -> Clause:
@@ -939,9 +954,7 @@ def everything(db: Database, patient_id: str | None, params: list[tuple[str, str
     dc, mc = _settings_counts()
     if patient_id is not None:
         _require_current_patient(db, patient_id)
-    wanted = [t.strip() for n, v in params if n == "_type" for t in v.split(",") if t.strip()]
-    for t in wanted:
-        check_type(t)
+    wanted = types_wanted(params)
     types = sorted(set(wanted) if wanted else set(patient_compartment()) | {"Patient"})
     types = [t for t in types if t == "Patient" or t in patient_compartment()]
     types, restricted = restrict_by_access(types, base_url, compartment_patient=patient_id)

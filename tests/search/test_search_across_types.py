@@ -96,3 +96,35 @@ def test_a_parameter_none_of_the_types_has_is_still_ignored_with_a_warning(seede
 def test_a_type_search_is_unaffected(seeded):
     r = seeded.get("/fhir/Patient?family=muller")
     assert r.status_code == 200 and matches(r) == {("Patient", "pm")}
+
+
+def test_every_form_of_the_system_search_answers_alike(seeded):
+    """http.html#search: GET [base]?params and POST [base]/_search with a form body; [base]/?params is
+    how many clients write the first."""
+    expected = {("Patient", "pm"), ("Patient", "pn"), ("Observation", "o1")}
+    assert matches(seeded.get("/fhir?_type=Patient,Observation")) == expected
+    assert matches(seeded.get("/fhir/?_type=Patient,Observation")) == expected
+    posted = seeded.post("/fhir/_search", content="_type=Patient,Observation",
+                         headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert posted.status_code == 200 and matches(posted) == expected
+    assert posted.json()["link"][0]["url"].endswith("/fhir?_type=Patient%2CObservation")
+    assert seeded.head("/fhir/?_type=Patient").status_code == 200
+
+
+def test_an_unknown_type_in_type_is_a_bad_parameter_not_a_missing_endpoint(seeded):
+    for r in (seeded.get("/fhir?_type=Patient,Nope"), seeded.get("/fhir/Patient/pm/$everything?_type=Nope"),
+              seeded.get("/fhir/Patient/pm/*?_type=Nope")):
+        issue = the_error(r)
+        assert issue["expression"] == ["_type"] and "Nope" in issue["diagnostics"]
+
+
+def test_a_patient_compartment_search_across_its_types(seeded):
+    """GET [base]/Patient/[id]/* (http.html#search): every resource of the compartment, of any type;
+    _type narrows it."""
+    r = seeded.get("/fhir/Patient/pm/*")
+    assert r.status_code == 200
+    assert matches(r) == {("Patient", "pm"), ("Observation", "o1"), ("Immunization", "i1")}
+    assert r.json()["link"][0]["url"].endswith("/fhir/Patient/pm/*")
+    assert matches(seeded.get("/fhir/Patient/pm/*?_type=Observation")) == {("Observation", "o1")}
+    assert matches(seeded.get("/fhir/Patient/pn/*")) == {("Patient", "pn")}
+    assert the_error(seeded.get("/fhir/Patient/pm/*?_type=Medication"))["code"] == "invalid"

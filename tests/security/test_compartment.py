@@ -50,6 +50,8 @@ def test_compartment_search_and_everything_of_another_patient_are_refused(secure
     c, h, a, b = secure_client, world["h"], world["a"], world["b"]
     assert c.get(f"/fhir/Patient/{b}/Observation", headers=h).status_code == 403
     assert c.get(f"/fhir/Patient/{b}/$everything", headers=h).status_code == 403
+    assert c.get(f"/fhir/Patient/{b}/*", headers=h).status_code == 403
+    assert _ids(c.get(f"/fhir/Patient/{a}/*", headers=h).json()) == {f"Patient/{a}", f"Observation/{world['oa']}"}
     r = c.get(f"/fhir/Patient/{a}/$everything", headers=h)
     assert r.status_code == 200, r.text
     ids = _ids(r.json())
