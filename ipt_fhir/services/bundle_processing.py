@@ -41,6 +41,7 @@ from ipt_fhir.fhir.jsonio import dump_json, parse_json
 from ipt_fhir.fhir.outcome import FHIRError, Issue, bad_request, not_found, operation_outcome, precondition_failed
 from ipt_fhir.fhir.patch import JSON_PATCH
 from ipt_fhir.fhir.resource_types import RESOURCE_TYPES
+from ipt_fhir.fhir.validation import validate_envelope
 from ipt_fhir.security import audit, guard
 from ipt_fhir.services import resources as rs
 from ipt_fhir.services import write_hooks
@@ -122,6 +123,28 @@ class EntryResult:
     resource: bool = True  # whether the entry carries `version`'s content (a 304 does not)
 
 
+_ENTRY_PATH = re.compile(r"Bundle\.entry\[(\d+)\]")
+
+
+def _envelope_errors(bundle: dict) -> dict[int, FHIRError]:
+    """The errors of the Bundle's own elements (an unknown element in an entry, a request.method outside
+    http-verb…; each entry's resource is validated as that entry is processed), per entry: in a batch they
+    fail that entry alone. Errors outside every entry fail the request (400)."""
+    per_entry: dict[int, list[Issue]] = {}
+    outside = []
+    for issue in validate_envelope(bundle):
+        if not issue.is_error:
+            continue
+        m = _ENTRY_PATH.match(issue.expression[0]) if issue.expression else None
+        if m is None:
+            outside.append(issue)
+        else:
+            per_entry.setdefault(int(m.group(1)), []).append(issue)
+    if outside:
+        raise FHIRError(400, outside)
+    return {i: FHIRError(400, issues) for i, issues in per_entry.items()}
+
+
 def entry_error(index: int, exc: FHIRError) -> FHIRError:
     """The entry's error, its issues pointing into the Bundle (expression Bundle.entry[i]…)."""
     prefix = f"Bundle.entry[{index}]"
@@ -187,19 +210,23 @@ class BundleService:
         if len(raw_entries) > self.max_entries:
             raise FHIRError.of(413, "too-long", f"The Bundle has {len(raw_entries)} entries; at most "
                                f"{self.max_entries} are accepted", "Bundle.entry")
+        envelope = _envelope_errors(bundle)
         base_url = base_url.rstrip("/")
         if kind == "transaction":
-            results = self.transaction(raw_entries, base_url)
+            results = self.transaction(raw_entries, base_url, envelope)
         else:
-            results = self.batch(raw_entries, base_url, prefer)
+            results = self.batch(raw_entries, base_url, prefer, envelope)
         return _response_bundle(f"{kind}-response", results, base_url, prefer)
 
     # --- transaction -------------------------------------------------------------------------
 
-    def transaction(self, raw_entries: list, base_url: str) -> list[EntryResult]:
+    def transaction(self, raw_entries: list, base_url: str,
+                    envelope: dict[int, FHIRError] | None = None) -> list[EntryResult]:
         entries = []
         for i, raw in enumerate(raw_entries):
             try:
+                if envelope and i in envelope:
+                    raise envelope[i]
                 entry = parse_entry(i, raw, base_url)
                 _validate_entry(entry)
                 if entry.other is not None and entry.other.writes:
@@ -266,11 +293,14 @@ class BundleService:
 
     # --- batch -------------------------------------------------------------------------------
 
-    def batch(self, raw_entries: list, base_url: str, prefer: str = "representation") -> list[EntryResult]:
+    def batch(self, raw_entries: list, base_url: str, prefer: str = "representation",
+              envelope: dict[int, FHIRError] | None = None) -> list[EntryResult]:
         results = []
         entries: list[Entry | FHIRError] = []
         for i, raw in enumerate(raw_entries):
             try:
+                if envelope and i in envelope:
+                    raise envelope[i]
                 entry = parse_entry(i, raw, base_url)
                 _validate_entry(entry)
                 entries.append(entry)

@@ -119,3 +119,36 @@ def test_batch_entry_errors_point_into_the_bundle_as_a_transactions_do(client):
     assert_points_into(bundle, outcomes[0], "Bundle.entry[0].resource.resourceType")
     assert_points_into(bundle, outcomes[1], "Bundle.entry[1].resource.gender")
     assert_points_into(bundle, outcomes[2], "Bundle.entry[2].request.url")
+
+
+def test_the_bundles_own_elements_are_validated_and_an_unknown_one_writes_nothing(client, database):
+    """The Bundle around the entries is FHIR too: an unknown element, a wrong type or a method outside
+    http-verb there is a 400 at its path, as in a resource; in a transaction nothing is written."""
+    from tests.transactions.conftest import table_counts
+
+    before = table_counts(database)
+    for entry, expected in [
+        ({**post(patient()), "bogus": 1}, "Bundle.entry[0].bogus"),
+        ({**post(patient()), "fullUrl": 7}, "Bundle.entry[0].fullUrl"),
+        ({"request": {"method": "FETCH", "url": "Patient"}}, "Bundle.entry[0].request.method"),
+        ({**post(patient()), "request": {"method": "POST", "url": "Patient", "colour": "red"}},
+         "Bundle.entry[0].request.colour"),
+    ]:
+        bundle = tx(entry)
+        r = post_bundle(client, bundle)
+        assert r.status_code == 400, r.text
+        assert expected in expressions(r.json()), r.text
+    unknown_at_top = {**tx(post(patient())), "colour": "red"}
+    r = post_bundle(client, unknown_at_top)
+    assert r.status_code == 400 and expressions(r.json()) == ["Bundle.colour"]
+    assert table_counts(database) == before
+
+
+def test_in_a_batch_an_entry_with_an_unknown_element_fails_alone(client):
+    bundle = tx({**post(patient()), "bogus": 1}, post(patient()), kind="batch")
+    r = post_bundle(client, bundle)
+    assert r.status_code == 200, r.text
+    bad, good = r.json()["entry"]
+    assert bad["response"]["status"] == "400"
+    assert expressions(bad["response"]["outcome"]) == ["Bundle.entry[0].bogus"]
+    assert good["response"]["status"] == "201 Created"

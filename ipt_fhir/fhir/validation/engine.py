@@ -341,3 +341,26 @@ def validate_resource(resource: object, *, expected_type: str | None = None) -> 
     walk = _Walk()
     walk.resource(resource, "", None, expected_type)
     return walk.issues
+
+
+class _EnvelopeWalk(_Walk):
+    """A batch or transaction Bundle's own elements (entry, request, fullUrl…) without its entries'
+    resources, which are validated one by one as their entries are processed. Structure, types,
+    cardinality and bindings only: the Bundle's invariants are what processing enforces (bdl-3: a
+    request per entry) or FHIRPath too costly over thousands of entries (bdl-7 compares every fullUrl)."""
+
+    __slots__ = ()
+
+    def resource(self, obj: Any, path: str, root: dict | None, expected: str | None = None) -> None:
+        if not path:
+            super().resource(obj, path, root, expected)
+
+    def invariants(self, invariants: Any, value: Any, path: str, resource: dict, root: dict) -> None:
+        return
+
+
+def validate_envelope(bundle: dict) -> list[Issue]:
+    """The issues of a Bundle's own elements, its entries' resources left out (_EnvelopeWalk)."""
+    walk = _EnvelopeWalk()
+    walk.resource(bundle, "", None, "Bundle")
+    return walk.issues
