@@ -110,9 +110,8 @@ def _import_local(database_url, bundles, ndjson, dry_run, batch, summary, errors
     from ipt_fhir.fhir.jsonio import parse_json
     from ipt_fhir.fhir.outcome import FHIRError
     from ipt_fhir.services.bulk_import import Importer, Source
-    from ipt_fhir.services.bundle_processing import BundleService, parse_entry
+    from ipt_fhir.services.bundle_processing import BundleService, checked_entry, envelope_errors
     from ipt_fhir.services.resources import ResourceService
-    from ipt_fhir.services.validation import validate_for_write
     from ipt_fhir.settings import get_settings
     from ipt_fhir.store import migrate
     from ipt_fhir.store.database import Database
@@ -129,14 +128,13 @@ def _import_local(database_url, bundles, ndjson, dry_run, batch, summary, errors
                 entries = bundle.get("entry") or [] if isinstance(bundle, dict) else []
                 if isinstance(bundle, dict) and bundle.get("resourceType") != "Bundle":
                     raise FHIRError.of(400, "structure", "not a Bundle (single resources go in NDJSON)")
-                if dry_run:
+                if dry_run:  # the checks of a real import, entry by entry, without its writes
+                    envelope = envelope_errors(bundle)
                     for i, raw in enumerate(entries):
-                        entry = parse_entry(i, raw, "")
-                        if entry.resource is not None:
-                            try:
-                                validate_for_write(entry.resource, entry.resource_type)
-                            except FHIRError as exc:
-                                errors.setdefault(path.name, []).append(f"entry {i}: {exc}")
+                        try:
+                            checked_entry(i, raw, "", envelope)
+                        except FHIRError as exc:
+                            errors.setdefault(path.name, []).append(f"entry {i}: {exc}")
                 else:
                     service.process(bundle, base_url="", prefer="minimal")
                 for e in entries:

@@ -31,7 +31,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
-from typing import Any, Callable, Iterable, NamedTuple, TypeVar
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 from sqlalchemy.engine import Connection
@@ -126,7 +126,7 @@ class EntryResult:
 _ENTRY_PATH = re.compile(r"Bundle\.entry\[(\d+)\]")
 
 
-def _envelope_errors(bundle: dict) -> dict[int, FHIRError]:
+def envelope_errors(bundle: dict) -> dict[int, FHIRError]:
     """The errors of the Bundle's own elements (an unknown element in an entry, a request.method outside
     http-verb…; each entry's resource is validated as that entry is processed), per entry: in a batch they
     fail that entry alone. Errors outside every entry fail the request (400)."""
@@ -143,6 +143,17 @@ def _envelope_errors(bundle: dict) -> dict[int, FHIRError]:
     if outside:
         raise FHIRError(400, outside)
     return {i: FHIRError(400, issues) for i, issues in per_entry.items()}
+
+
+def checked_entry(index: int, raw: object, base_url: str, envelope: Mapping[int, FHIRError]) -> Entry:
+    """An entry of a batch or transaction, parsed and its resource validated, or the FHIRError that fails
+    it; `envelope`: the Bundle's envelope_errors, whose entry elements parse_entry takes as checked."""
+    error = envelope.get(index)
+    if error is not None:
+        raise error
+    entry = parse_entry(index, raw, base_url)
+    _validate_entry(entry)
+    return entry
 
 
 def entry_error(index: int, exc: FHIRError) -> FHIRError:
@@ -210,7 +221,7 @@ class BundleService:
         if len(raw_entries) > self.max_entries:
             raise FHIRError.of(413, "too-long", f"The Bundle has {len(raw_entries)} entries; at most "
                                f"{self.max_entries} are accepted", "Bundle.entry")
-        envelope = _envelope_errors(bundle)
+        envelope = envelope_errors(bundle)
         base_url = base_url.rstrip("/")
         if kind == "transaction":
             results = self.transaction(raw_entries, base_url, envelope)
@@ -220,15 +231,11 @@ class BundleService:
 
     # --- transaction -------------------------------------------------------------------------
 
-    def transaction(self, raw_entries: list, base_url: str,
-                    envelope: dict[int, FHIRError] | None = None) -> list[EntryResult]:
+    def transaction(self, raw_entries: list, base_url: str, envelope: Mapping[int, FHIRError]) -> list[EntryResult]:
         entries = []
         for i, raw in enumerate(raw_entries):
             try:
-                if envelope and i in envelope:
-                    raise envelope[i]
-                entry = parse_entry(i, raw, base_url)
-                _validate_entry(entry)
+                entry = checked_entry(i, raw, base_url, envelope)
                 if entry.other is not None and entry.other.writes:
                     raise bad_request(f"${entry.other.name} writes in its own transaction, which cannot run inside "
                                       f"this transaction's unit of work: send it on its own or in a batch",
@@ -293,17 +300,12 @@ class BundleService:
 
     # --- batch -------------------------------------------------------------------------------
 
-    def batch(self, raw_entries: list, base_url: str, prefer: str = "representation",
-              envelope: dict[int, FHIRError] | None = None) -> list[EntryResult]:
+    def batch(self, raw_entries: list, base_url: str, prefer: str, envelope: Mapping[int, FHIRError]) -> list[EntryResult]:
         results = []
         entries: list[Entry | FHIRError] = []
         for i, raw in enumerate(raw_entries):
             try:
-                if envelope and i in envelope:
-                    raise envelope[i]
-                entry = parse_entry(i, raw, base_url)
-                _validate_entry(entry)
-                entries.append(entry)
+                entries.append(checked_entry(i, raw, base_url, envelope))
             except FHIRError as exc:
                 entries.append(exc)
         claims = self._batch_claims(entries, base_url)
@@ -399,7 +401,7 @@ class _Writer:
         self.links = NO_LINK_TARGETS  # for uri-typed elements and narrative links (_link_targets)
         self.batch_placeholders: dict[str, int] = {}  # in a batch: placeholder fullUrl -> entry index
         self._conditional: dict[str, str] = {}
-        self._creating: dict[str, int] = {}  # ifNoneExist key -> the entry that creates under it
+        self._creating: dict[str, int] = {}  # criteria key (ifNoneExist, conditional update) -> the entry creating under it
         self._pending: list[tuple[StoredVersion, dict]] = []
 
     def find(self, resource_type: str, criteria: list[tuple[str, str]], where: str | None = None) -> list[str]:
@@ -695,20 +697,14 @@ def _placeholder_entries(raw_entries: list) -> dict[str, int]:
 
 # --- parsing entries -------------------------------------------------------------------------------
 
-def parse_entry(index: int, raw: object, base_url: str) -> Entry:
-    if not isinstance(raw, dict):
-        raise bad_request("A Bundle entry must be an object", code="structure")
+def parse_entry(index: int, raw: dict, base_url: str) -> Entry:
+    """An entry whose own elements passed envelope_errors (an object; request.method in http-verb,
+    request.url, fullUrl and the preconditions well-typed), read as the interaction it asks for."""
     request = raw.get("request")
-    if not isinstance(request, dict):
+    if request is None:  # bdl-3, which the envelope check leaves to this
         raise bad_request("The entry has no request", "request", code="required")
-    method = request.get("method")
-    if not isinstance(method, str) or method not in _ORDER:
-        raise bad_request(f"request.method {method!r} is not one of GET, HEAD, POST, PUT, PATCH, DELETE",
-                          "request.method")
-    url = request.get("url")
-    if not isinstance(url, str) or not url.strip():
-        raise bad_request("The entry has no request.url", "request.url", code="required")
-    url = url.strip()
+    method = request["method"]
+    url = request["url"]
     if url.startswith(base_url + "/"):
         url = url[len(base_url) + 1:]
     elif "://" in url:
@@ -723,14 +719,12 @@ def parse_entry(index: int, raw: object, base_url: str) -> Entry:
     if segments:
         other = parse_other(method, segments, params, raw.get("resource"), base_url)
         if other is not None:
-            full_url = raw.get("fullUrl")
             return Entry(index, method, other.resource_type or "", other.resource_id, query=query, other=other,
-                         full_url=full_url if isinstance(full_url, str) else None)
+                         full_url=raw.get("fullUrl"))
     if not segments or segments[0] not in RESOURCE_TYPES:
         raise FHIRError.of(404, "not-supported", f"request.url '{url}' names no known resource type", "request.url")
     entry = Entry(index, method, segments[0], query=query)
-    full_url = raw.get("fullUrl")
-    entry.full_url = full_url if isinstance(full_url, str) else None
+    entry.full_url = raw.get("fullUrl")
     if len(segments) >= 2:
         if not _ID.fullmatch(segments[1]):
             raise bad_request(f"'{segments[1]}' is not a valid id", "request.url")
@@ -853,7 +847,7 @@ def _link_targets(entries: list[Entry], full_urls: dict[str, str], base_url: str
         if not is_placeholder(url) and (url == f"{base_url}/{target}" or (entry.resource or {}).get("url") == url):
             continue
         targets[url] = target
-    return LinkTargets(targets, absolute=True)
+    return LinkTargets(targets)
 
 
 def _check_unique_full_urls(entries: list[Entry]) -> None:

@@ -48,12 +48,12 @@ class LinkTargets:
 
     __slots__ = ("by_full_url", "narrative_markers")
 
-    def __init__(self, by_full_url: Mapping[str, str], *, absolute: bool = False) -> None:
-        """`absolute`: whether some of the fullUrls are absolute URLs rather than placeholders."""
+    def __init__(self, by_full_url: Mapping[str, str]) -> None:
         self.by_full_url = by_full_url
         # A narrative holding none of these substrings holds no link to replace, and is not scanned: the
         # common case of placeholders only keeps the single `"urn:" in div` test it always had.
-        self.narrative_markers = ("urn:", "://") if absolute and by_full_url else ("urn:",) if by_full_url else ()
+        absolute = any(not is_placeholder(full_url) for full_url in by_full_url)
+        self.narrative_markers = ("urn:", "://") if absolute else ("urn:",) if by_full_url else ()
 
 
 NO_LINK_TARGETS = LinkTargets({})

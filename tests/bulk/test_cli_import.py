@@ -114,3 +114,23 @@ def test_bundles_and_ndjson_import_then_export(tmp_path):
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err.decode()[-3000:]
     assert {p.name for p in (tmp_path / "out").iterdir()} == {"Patient.ndjson", "AllergyIntolerance.ndjson"}
+
+
+def test_dry_run_refuses_what_the_import_would_refuse_entry_by_entry(tmp_path):
+    """The dry run checks a Bundle as the real import does: the Bundle's own elements too (an unknown
+    one in an entry), each failing entry named."""
+    import json
+
+    url = f"sqlite:///{tmp_path / 'dry.db'}"
+    patient = {"resourceType": "Patient", "name": [{"family": "Dry"}]}
+    bundle = tmp_path / "odd.json"
+    bundle.write_text(json.dumps({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": patient, "request": {"method": "POST", "url": "Patient"}},
+        {"resource": patient, "request": {"method": "POST", "url": "Patient"}, "bogus": 1},
+        {"resource": {**patient, "gender": "nope"}, "request": {"method": "POST", "url": "Patient"}}]}))
+    proc = _cli("import", str(bundle), "--database-url", url, "--dry-run")
+    _, err = proc.communicate(timeout=300)
+    text = err.decode()
+    assert proc.returncode == 1, text
+    assert "entry 1" in text and "bogus" in text and "entry 2" in text and "entry 0" not in text
+    assert _counts(url)[0] == 0

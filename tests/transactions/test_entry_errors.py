@@ -141,6 +141,8 @@ def test_the_bundles_own_elements_are_validated_and_an_unknown_one_writes_nothin
     unknown_at_top = {**tx(post(patient())), "colour": "red"}
     r = post_bundle(client, unknown_at_top)
     assert r.status_code == 400 and expressions(r.json()) == ["Bundle.colour"]
+    r = post_bundle(client, {**tx(), "entry": []})  # FHIR JSON has no empty arrays
+    assert r.status_code == 400 and expressions(r.json()) == ["Bundle.entry"]
     assert table_counts(database) == before
 
 

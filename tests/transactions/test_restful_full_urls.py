@@ -86,8 +86,7 @@ def test_a_transaction_with_only_urn_uuid_full_urls_keeps_absolute_links_as_sent
                    "subject": {"reference": "Patient/p1"},
                    "focus": [{"reference": out_of_bundle}, {"reference": patient_placeholder}],
                    "extension": [{"url": "http://example.org/x", "valueUri": out_of_bundle}]}
-    r = post_bundle(client, tx(post(observation, f"{OTHER}/Observation/o1"),
-                               post(patient(), patient_placeholder)))
+    r = post_bundle(client, tx(post(observation), post(patient(), patient_placeholder)))
     assert r.status_code == 200, r.text
     out = stored(client, r, 0)
     assert out["subject"]["reference"] == "Patient/p1" and out["focus"][0]["reference"] == out_of_bundle
