@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from ipt_fhir.fhir.outcome import FHIRError, error
 from ipt_fhir.fhir.parameters import primitive_parameters
 from ipt_fhir.services import search as search_service
+from ipt_fhir.store.database import Database
 
 from .body import read_json_body
 from .deps import DatabaseDep
@@ -127,10 +128,17 @@ async def type_search(resource_type: str, request: Request, db: DatabaseDep) -> 
 
 @router.api_route("/Patient/{patient_id}/{resource_type:fhirtype}", methods=["GET", "HEAD"], tags=["search"],
                   summary="Patient compartment search")
+async def compartment_search(patient_id: str, resource_type: str, request: Request, db: DatabaseDep) -> Response:
+    return await _in_compartment(patient_id, resource_type, request, db)
+
+
 @router.api_route("/Patient/{patient_id}/*", methods=["GET", "HEAD"], tags=["search"],
                   summary="Patient compartment search across its types (_type limits them)")
-async def compartment_search(patient_id: str, request: Request, db: DatabaseDep,
-                             resource_type: str | None = None) -> Response:
+async def compartment_search_all_types(patient_id: str, request: Request, db: DatabaseDep) -> Response:
+    return await _in_compartment(patient_id, None, request, db)
+
+
+async def _in_compartment(patient_id: str, resource_type: str | None, request: Request, db: Database) -> Response:
     base = fhir_base_url(request)
     params = await search_params(request)
     body = await run_in_threadpool(search_service.search, db, resource_type, params, base_url=base,

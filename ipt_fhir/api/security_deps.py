@@ -111,26 +111,17 @@ def _coarse_check(ctx: AccessContext, interaction: str, resource_type: str | Non
             raise guard.forbidden("Bulk data needs user/ or system/ wildcard scopes (*.rs for $export, with the "
                                   "sensitive scope; *.cu for $import)")
         return
-    if interaction in ("search-system", "history-system"):
+    # Across types (Patient/[id]/* too): the search applies per type what the scopes allow, and refuses
+    # another patient's compartment to patient/ scopes (security.search_filter).
+    if interaction in ("search-system", "history-system") or (resource_type is None and interaction == "search-type"):
         if not ctx.scopes.any_for("search"):
             raise guard.forbidden("The access token has no search scope")
-        return
-    compartment_patient = request.path_params.get("patient_id")
-    if resource_type is None and compartment_patient is not None:  # Patient/[id]/*: every type it holds
-        search_levels = {s.level for s in ctx.scopes.scopes if "s" in s.letters}
-        if not search_levels:
-            raise guard.forbidden("The access token has no search scope")
-        if search_levels == {"patient"} and compartment_patient != ctx.patient:
-            raise guard.forbidden("patient/ scopes are confined to the compartment of the token's patient")
-        return  # per type, the search applies what the scopes allow (security.search_filter)
-    if resource_type is None:
-        if not ctx.scopes.any_for("read"):
-            raise guard.forbidden("The access token has no read scope")
         return
     if interaction == "operation":
         guard.require_operation(resource_type, resource_id, request.app.state.database)
         return
     patient = guard.require(interaction, resource_type)
+    compartment_patient = request.path_params.get("patient_id")
     if patient is not None:
         if compartment_patient is not None and compartment_patient != patient:
             raise guard.forbidden("patient/ scopes are confined to the compartment of the token's patient")

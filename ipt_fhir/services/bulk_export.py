@@ -22,6 +22,7 @@ from ipt_fhir.fhir.dates import parse_instant
 from ipt_fhir.fhir.jsonio import load_stored
 from ipt_fhir.fhir.outcome import bad_request, not_found
 from ipt_fhir.fhir.resource_types import RESOURCE_TYPES
+from ipt_fhir.security.compartment import compartment_types
 from ipt_fhir.services import resources as rs
 from ipt_fhir.services import search as search_service
 from ipt_fhir.services.bulk_jobs import JobRunner
@@ -31,15 +32,6 @@ from ipt_fhir.store.search_sql import SqlBuilder
 from ipt_fhir.store.tables import resource_table as R
 
 log = logging.getLogger("ipt_fhir.bulk_export")
-
-
-def patient_compartment_types() -> list[str]:
-    import gzip
-    from importlib import resources as pkg
-
-    raw = pkg.files("ipt_fhir.fhir").joinpath("definitions/search-compartment-patient.json.gz").read_bytes()
-    data = json.loads(gzip.decompress(raw))
-    return sorted(t for t, params in data.items() if params and t in RESOURCE_TYPES)
 
 
 class ExportRequest:
@@ -67,7 +59,6 @@ class ExportRequest:
 
 
 def parse_export_params(level: str, params: list[tuple[str, str]], group: str | None = None) -> ExportRequest:
-    types: list[str] | None = None
     since = None
     filters: dict[str, list[list[tuple[str, str]]]] = {}
     patients: list[str] | None = None
@@ -77,7 +68,7 @@ def parse_export_params(level: str, params: list[tuple[str, str]], group: str | 
                 raise bad_request(f"_outputFormat {value!r} is not supported; use application/fhir+ndjson",
                                   "_outputFormat")
         elif name == "_type":
-            types = (types or []) + [t.strip() for t in value.split(",") if t.strip()]
+            continue  # search.types_wanted, below
         elif name == "_since":
             since = _instant(value)
         elif name == "_typeFilter":
@@ -92,9 +83,7 @@ def parse_export_params(level: str, params: list[tuple[str, str]], group: str | 
             continue
         else:
             raise bad_request(f"Export parameter {name!r} is not supported", name)
-    for t in types or []:
-        if t not in RESOURCE_TYPES:
-            raise bad_request(f"_type names unknown resource type {t!r}", "_type")
+    types = search_service.types_wanted(params) or None
     return ExportRequest(level, types=types, since=since, type_filters=filters, patients=patients, group=group)
 
 
@@ -114,7 +103,7 @@ class Exporter:
         if req.level == "system":
             available = sorted(RESOURCE_TYPES)
         else:
-            available = patient_compartment_types()
+            available = sorted(compartment_types())
         if req.types:
             return [t for t in req.types if t in available]
         if req.level == "system":

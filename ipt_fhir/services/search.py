@@ -22,6 +22,7 @@ from ipt_fhir.fhir.outcome import FHIRError, bad_request, error, gone, not_found
 from ipt_fhir.fhir.resource_types import RESOURCE_TYPES
 from ipt_fhir.fhir.search.parser import RESULT_PARAMS, Clause, Parser, UnknownParameter
 from ipt_fhir.security import audit, guard
+from ipt_fhir.security.compartment import compartment_types, in_patient_compartment_type
 from ipt_fhir.security.search_filter import restrict as restrict_by_access
 from ipt_fhir.store import pending_index
 from ipt_fhir.store.search_sql import SqlBuilder, TextSql, Unsupported
@@ -37,13 +38,14 @@ def check_type(resource_type: str) -> None:
 
 
 def types_wanted(params: list[tuple[str, str]]) -> list[str]:
-    """The types a search across types is limited to (_type, comma-separated and repeatable). An unknown
-    one is a bad parameter value (400), not a missing endpoint."""
-    wanted = [t.strip() for n, v in params if n == "_type" for t in v.split(",") if t.strip()]
-    for t in wanted:
+    """The types a search across types, $everything or $export is limited to (_type, comma-separated and
+    repeatable), sorted, each once; [] without _type. An unknown one is a bad parameter value (400), not a
+    missing endpoint."""
+    wanted = {t.strip() for n, v in params if n == "_type" for t in v.split(",") if t.strip()}
+    for t in sorted(wanted):
         if t not in RESOURCE_TYPES:
             raise bad_request(f"Unknown resource type '{t}' in _type", "_type", code="not-supported")
-    return wanted
+    return sorted(wanted)
 
 
 def parse_criteria(resource_type: str, params: list[tuple[str, str]], base_url: str, *,
@@ -906,10 +908,10 @@ def search(db: Database, resource_type: str | None, params: list[tuple[str, str]
         types = [resource_type]
         link_path = f"/{resource_type}"
     elif compartment is not None:  # [base]/Patient/[id]/*: the types of the compartment
-        types = sorted(set(types_wanted(params))) or _compartment_types()
+        types = types_wanted(params) or sorted(compartment_types())
         link_path = "/*"
     else:
-        types = sorted(set(types_wanted(params))) or sorted(RESOURCE_TYPES)
+        types = types_wanted(params) or sorted(RESOURCE_TYPES)
         link_path = ""
     types, restricted = restrict_by_access(types, base_url, compartment_patient=compartment[1] if compartment else None)
     applied_here = frozenset({"_type"} if resource_type is None else ())
@@ -924,11 +926,6 @@ def search(db: Database, resource_type: str | None, params: list[tuple[str, str]
         for t in types:
             req.clauses[t].append(_compartment_clause(t, comp_id))
     return _execute(db, req, base_url=base_url, request_url=request_url, link_path=link_path, conn=conn)
-
-
-def _compartment_types() -> list[str]:
-    """The types a Patient compartment holds: Patient itself and those with compartment parameters."""
-    return sorted({"Patient"} | {t for t, codes in patient_compartment().items() if codes})
 
 
 def _compartment_clause(resource_type: str, patient_id: str) -> Clause:
@@ -955,8 +952,7 @@ def everything(db: Database, patient_id: str | None, params: list[tuple[str, str
     if patient_id is not None:
         _require_current_patient(db, patient_id)
     wanted = types_wanted(params)
-    types = sorted(set(wanted) if wanted else set(patient_compartment()) | {"Patient"})
-    types = [t for t in types if t == "Patient" or t in patient_compartment()]
+    types = [t for t in wanted if in_patient_compartment_type(t)] if wanted else sorted(compartment_types())
     types, restricted = restrict_by_access(types, base_url, compartment_patient=patient_id)
     allowed = [(n, v) for n, v in params if n in ("_count", "_page", "_since", "_type", "_format", "_pretty",
                                                   "_elements", "_summary", "_total")]

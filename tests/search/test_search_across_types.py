@@ -126,5 +126,7 @@ def test_a_patient_compartment_search_across_its_types(seeded):
     assert matches(r) == {("Patient", "pm"), ("Observation", "o1"), ("Immunization", "i1")}
     assert r.json()["link"][0]["url"].endswith("/fhir/Patient/pm/*")
     assert matches(seeded.get("/fhir/Patient/pm/*?_type=Observation")) == {("Observation", "o1")}
+    # a query parameter named like the typed route's path segment is no way to pick a type
+    assert matches(seeded.get("/fhir/Patient/pm/*?resource_type=Observation")) == matches(r)
     assert matches(seeded.get("/fhir/Patient/pn/*")) == {("Patient", "pn")}
     assert the_error(seeded.get("/fhir/Patient/pm/*?_type=Medication"))["code"] == "invalid"
