@@ -9,8 +9,8 @@ The writer's own auto-checkpoint stays as a backstop should this thread fall beh
 One sync is left in the write path: once a checkpoint has copied the whole WAL, the next write
 transaction starts the WAL over and syncs its new header (SQLite does so even with synchronous=NORMAL).
 Small writes run on the event loop (Database.try_inline_writer), where such a sync would stall every
-request. So each round ends with the WAL holding a frame no checkpoint has copied yet, which means no
-write can restart it: a round pauses event-loop writes, checkpoints, and if that copied everything,
+request. So each checkpoint ends with the WAL holding a frame no checkpoint has copied yet, which means
+no write can restart it: a checkpointing round pauses event-loop writes, checkpoints, and if that copied everything,
 restarts the WAL itself with a one-frame write (the user_version header field, rewritten unchanged)
 before it lets event-loop writes resume. Writes from threads never pause; only this process's writes
 are coordinated (several processes writing one SQLite file may still restart the WAL in a request).

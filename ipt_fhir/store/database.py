@@ -24,6 +24,7 @@ T = TypeVar("T")
 # backstop only bounds it if that thread falls behind, and then blocks the committing request, possibly
 # on the event loop.
 BACKSTOP_CHECKPOINT_PAGES = 40_000
+LOOP_WRITES_FIRST_SECONDS = 0.005  # the longest the background thread lets queued event-loop writes go first
 
 
 def _configure_sqlite(engine: Engine, cache_mib: int) -> None:
@@ -136,9 +137,9 @@ class Database:
         """SQLite: take the writer for writes run on the event loop (loop_commit.py), but only when that
         can never wait: not while another thread writes (the lock is free) and not while the checkpointer
         has paused such writes (the next commit could have to sync the WAL to disk; see checkpoint.py).
-        True means the caller holds the writer and must call release_inline_writer(). PostgreSQL: False
-        (a write there is network round trips: they belong in a thread)."""
-        if self.dialect != "sqlite" or self._inline_paused:
+        True means the caller holds the writer and must call release_inline_writer(). (PostgreSQL has no
+        loop_commit: a write there is network round trips, which belong in a thread.)"""
+        if self._inline_paused:
             return False
         if not self._writer.acquire(blocking=False):  # type: ignore[union-attr]
             return False
@@ -160,11 +161,13 @@ class Database:
     def resume_inline_writes(self) -> None:
         self._inline_paused = False
 
-    def yield_to_loop_writes(self, longest: float = 0.005) -> None:
-        """For a background thread between two short units of work: let the event loop's waiting writes
-        take the writer first (a lock is not fair: back-to-back units would starve them, loop_commit.py)."""
-        deadline = time.monotonic() + longest
-        while self.loop_commit is not None and self.loop_commit.waiting and time.monotonic() < deadline:
+    def yield_to_loop_writes(self) -> None:
+        """For the background thread (SQLite) between two short units of work: let the event loop's queued
+        writes take the writer first (a lock is not fair: back-to-back units would starve them,
+        loop_commit.py), waiting at most LOOP_WRITES_FIRST_SECONDS."""
+        loop_commit = self.loop_commit
+        deadline = time.monotonic() + LOOP_WRITES_FIRST_SECONDS
+        while loop_commit.waiting and time.monotonic() < deadline:  # type: ignore[union-attr]
             time.sleep(0.0005)
 
     @property

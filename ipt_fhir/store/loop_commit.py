@@ -37,7 +37,8 @@ NOT_RUN = object()  # run()'s answer when the loop could not take the writer: st
 WRITER_TRIES = 20
 WRITER_RETRY_SECONDS = 0.001
 # The commit waits while each turn of the loop brings more units (requests read meanwhile reach the store
-# a turn later), up to this many turns, so batches grow under load; a lone request costs one turn.
+# a turn later), up to this many turns, so batches grow under load; a lone request costs two turns (the
+# second shows that no other followed it).
 GATHER_TURNS = 4
 
 
@@ -57,7 +58,8 @@ class LoopCommit:
 
     @property
     def waiting(self) -> bool:
-        """Whether units wait for the writer (read by the background mover, which then lets them go first)."""
+        """Whether units are queued, gathering or waiting for the writer (read by the background mover,
+        which then lets them go first)."""
         return bool(self._waiting)
 
     async def run(self, work: Callable[[Connection], T]) -> T | object:
