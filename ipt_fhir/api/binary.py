@@ -19,7 +19,7 @@ from ipt_fhir.fhir.jsonio import load_stored
 from ipt_fhir.store.resources import StoredVersion
 
 from .body import read_body
-from .negotiation import JSON_FORMATS, XML_FORMATS, media_types
+from .negotiation import JSON_FORMATS, XML_FORMATS, body_media_type, media_types
 
 SECURITY_CONTEXT = "X-Security-Context"
 # The Content-Types a write body is read as a FHIR resource in (XML is refused later, with 415).
@@ -55,7 +55,7 @@ def native_response(request: Request, stored: StoredVersion, headers: dict[str, 
 
 def is_native_body(request: Request) -> bool:
     """A write to Binary whose Content-Type is not a FHIR format: the body is the content itself."""
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    media = body_media_type(request)
     return bool(media) and media not in _FHIR_BODY_TYPES
 
 

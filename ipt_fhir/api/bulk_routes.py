@@ -16,6 +16,7 @@ from ipt_fhir.fhir.parameters import parameter_value
 from ipt_fhir.services.bulk_export import ExportJobs, parse_export_params
 from ipt_fhir.services.bulk_import import ImportJobs
 
+from .negotiation import body_media_type
 from .responses import fhir_base_url, prefer_header
 
 router = APIRouter(prefix="/fhir", tags=["bulk data"])
@@ -84,7 +85,7 @@ def _import_inputs(body: object) -> list[str]:
 
 @router.post("/$import", summary="Bulk import of NDJSON (async): Parameters naming server files, or NDJSON in the body")
 async def kick_off_import(request: Request) -> Response:
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    ctype = body_media_type(request)
     body = await request.body()
     limit = request.app.state.settings.max_body_bytes
     if len(body) > limit:

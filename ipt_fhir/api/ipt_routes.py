@@ -11,7 +11,7 @@ from starlette.convertors import Convertor, register_url_convertor
 
 from ipt_fhir.domain.apply import parse_apply_parameters
 from ipt_fhir.fhir.jsonio import load_stored
-from ipt_fhir.fhir.outcome import FHIRError, bad_request, not_found
+from ipt_fhir.fhir.outcome import bad_request, not_found, read_only
 from ipt_fhir.security import audit
 from ipt_fhir.services import search as search_service
 from ipt_fhir.services.ipt import conformance as conf
@@ -123,10 +123,7 @@ def history_conformance(resource_type: str, resource_id: str, request: Request) 
 @router.api_route("/{resource_type:iptconftype}/{resource_id:iptconfid}", methods=["PUT", "PATCH", "DELETE"],
                   tags=["IPT"], include_in_schema=False)
 def write_conformance(resource_type: str, resource_id: str, request: Request) -> Response:
-    err = FHIRError.of(405, "not-supported",
-                       f"{resource_type}/{resource_id} is published by this server and is read-only", resource_type)
-    err.headers["Allow"] = "GET, HEAD"  # RFC 9110 15.5.6: a 405 names the methods the resource allows
-    raise err
+    raise read_only(f"{resource_type}/{resource_id} is published by this server and is read-only", resource_type)
 
 
 # A search of the four conformance types pages over the server's own matches first (in id order), then

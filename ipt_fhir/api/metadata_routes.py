@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from ipt_fhir.fhir.jsonio import dump_json, load_stored
-from ipt_fhir.fhir.outcome import FHIRError, error
+from ipt_fhir.fhir.outcome import read_only
 from ipt_fhir.services.capability import capability_statement
 
 from .responses import fhir_base_url, fhir_response
@@ -43,6 +43,4 @@ def metadata(request: Request) -> Response:
 def metadata_is_read_only() -> Response:
     """`metadata` is no resource type: a write there is a method the path does not allow (RFC 9110
     15.5.6), not a create of an unknown type. Routed ahead of rest_routes' `/{type}` (app.py)."""
-    err = FHIRError(405, [error("not-supported", "The CapabilityStatement at /metadata can only be read")])
-    err.headers["Allow"] = "GET, HEAD"
-    raise err
+    raise read_only("The CapabilityStatement at /metadata can only be read")

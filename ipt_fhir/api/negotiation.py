@@ -129,12 +129,17 @@ def wants_pretty(request: Request) -> bool:
     return request.query_params.get("_pretty", "").lower() == "true"
 
 
+def body_media_type(request: Request) -> str:
+    """The body's media type (Content-Type), lower-cased, without parameters; '' when none is given."""
+    return next(iter(media_types(request.headers.get("content-type", ""))), "")
+
+
 def check_body_media_type(request: Request, *, allow: tuple[str, ...] = ()) -> str:
     """Return the body's media type; 415 for anything that is not FHIR JSON (or one of `allow`)."""
     header = request.headers.get("content-type")
     if not header:
         return FHIR_JSON  # lenient: many scripts send JSON without a Content-Type
-    media = next(iter(media_types(header)), "")
+    media = body_media_type(request)
     if media in ("application/fhir+json", "application/json", "application/json+fhir") or media in allow:
         other = _other_fhir_version(header.lower())
         if other is not None:

@@ -15,7 +15,7 @@ from ipt_fhir.store.database import Database
 
 from .body import read_json_body
 from .deps import DatabaseDep
-from .negotiation import media_types
+from .negotiation import body_media_type
 from .responses import fhir_base_url, fhir_response, prefers_strict_handling
 
 from starlette.convertors import Convertor, register_url_convertor
@@ -52,7 +52,7 @@ async def search_params(request: Request) -> list[tuple[str, str]]:
     if request.method == "POST":
         body = await request.body()
         if body:
-            if _content_type(request) != _FORM:
+            if body_media_type(request) != _FORM:
                 raise FHIRError(415, [error("not-supported",
                                             "POST _search needs an application/x-www-form-urlencoded body")])
             try:
@@ -65,16 +65,11 @@ async def search_params(request: Request) -> list[tuple[str, str]]:
 _FORM = "application/x-www-form-urlencoded"
 
 
-def _content_type(request: Request) -> str:
-    """The body's media type, lower-cased, without parameters ('' when none is given)."""
-    return next(iter(media_types(request.headers.get("content-type", ""))), "")
-
-
 async def operation_params(request: Request) -> list[tuple[str, str]]:
     """The parameters of an operation invoked with GET or POST. A POST's body is a Parameters resource
     (http://hl7.org/fhir/R4/operations.html#request: "Servers SHALL support POST method for all
     operations"); a form-encoded or empty body, as POST _search takes, is still read as before."""
-    if request.method != "POST" or not await request.body() or _content_type(request) == _FORM:
+    if request.method != "POST" or not await request.body() or body_media_type(request) == _FORM:
         return await search_params(request)
     body, _ = await read_json_body(request)
     return list(request.query_params.multi_items()) + primitive_parameters(body)

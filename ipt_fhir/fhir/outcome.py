@@ -67,6 +67,13 @@ def bad_request(diagnostics: str, *expression: str, code: str = "invalid") -> FH
     return FHIRError.of(400, code, diagnostics, *expression)
 
 
+def read_only(diagnostics: str, *expression: str) -> FHIRError:
+    """405 for a write to what can only be read, with the Allow header RFC 9110 15.5.6 asks of a 405."""
+    err = FHIRError.of(405, "not-supported", diagnostics, *expression)
+    err.headers["Allow"] = "GET, HEAD"
+    return err
+
+
 def not_found(diagnostics: str) -> FHIRError:
     return FHIRError.of(404, "not-found", diagnostics)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from ipt_fhir.fhir.jsonio import load_stored
-from ipt_fhir.fhir.outcome import FHIRError, error
+from ipt_fhir.fhir.outcome import FHIRError, error, read_only
 
 from . import context
 from .compartment import in_patient_compartment_type, patients_of
@@ -86,10 +86,8 @@ def require_operation(resource_type: str | None, resource_id: str | None, db) ->
 def audit_write_refused() -> FHIRError:
     """AuditEvents are the server's record: the API reads them only. The 405 names what it does serve
     (RFC 9110 15.5.6: a 405 carries Allow)."""
-    err = FHIRError(405, [error("not-supported", "AuditEvents are written by the server only; they cannot be "
-                                "created, changed or deleted through the API")])
-    err.headers["Allow"] = "GET, HEAD"
-    return err
+    return read_only("AuditEvents are written by the server only; they cannot be created, changed or deleted "
+                     "through the API")
 
 
 def check_resource(interaction: str, resource_type: str, resource: dict | bytes | None) -> None:
