@@ -37,7 +37,7 @@ from starlette.requests import Request
 from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import Receive, Scope, Send
 
-from ipt_fhir.fhir.resource_types import RESOURCE_TYPES
+from ipt_fhir.fhir.resource_types import REST_TYPES
 from ipt_fhir.services.ipt import conformance as conf
 
 from . import rest_routes, search_routes
@@ -96,7 +96,7 @@ class RestFrontDoor(BaseRoute):
         parts = path[6:].split("/")
         shape = len(parts)
         resource_type = parts[0]
-        if resource_type not in RESOURCE_TYPES:
+        if resource_type not in REST_TYPES:
             return Match.NONE, {}
         conformance_type = _CONFORMANCE_TYPE.fullmatch(resource_type) is not None
         if shape == _TYPE:

@@ -11,7 +11,7 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from ipt_fhir.fhir.outcome import FHIRError, error
-from ipt_fhir.fhir.resource_types import RESOURCE_TYPES
+from ipt_fhir.fhir.resource_types import REST_TYPES
 from ipt_fhir.observability import interaction_of, route_template
 from ipt_fhir.security import audit, context, guard
 from ipt_fhir.security.context import AccessContext
@@ -43,7 +43,7 @@ def _classify(request: Request) -> tuple[str, str | None, str | None]:
     elif interaction == "operation":
         # /fhir/[type]/[id]/$op, /fhir/[type]/$op, /fhir/$op: type and id from the path.
         parts = [p for p in request.url.path.split("/fhir", 1)[-1].split("/") if p]
-        resource_type = parts[0] if parts and parts[0] in RESOURCE_TYPES else None
+        resource_type = parts[0] if parts and parts[0] in REST_TYPES else None
         resource_id = parts[1] if resource_type and len(parts) > 2 and not parts[1].startswith("$") else None
     return interaction, resource_type, resource_id
 

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 from ipt_fhir.fhir.dates import parse_instant
 from ipt_fhir.fhir.jsonio import load_stored
 from ipt_fhir.fhir.outcome import bad_request, not_found
-from ipt_fhir.fhir.resource_types import RESOURCE_TYPES
+from ipt_fhir.fhir.resource_types import REST_TYPES
 from ipt_fhir.security.compartment import compartment_types
 from ipt_fhir.services import resources as rs
 from ipt_fhir.services import search as search_service
@@ -74,7 +74,7 @@ def parse_export_params(level: str, params: list[tuple[str, str]], group: str | 
         elif name == "_typeFilter":
             for part in value.split(","):
                 rtype, _, query = part.strip().partition("?")
-                if rtype not in RESOURCE_TYPES or not query:
+                if rtype not in REST_TYPES or not query:
                     raise bad_request(f"_typeFilter {part!r} must be [type]?[search criteria]", "_typeFilter")
                 filters.setdefault(rtype, []).append(parse_qsl(query, keep_blank_values=True))
         elif name == "patient":
@@ -101,7 +101,7 @@ class Exporter:
 
     def types_for(self, req: ExportRequest) -> list[str]:
         if req.level == "system":
-            available = sorted(RESOURCE_TYPES)
+            available = sorted(REST_TYPES)
         else:
             available = sorted(compartment_types())
         if req.types:

@@ -39,7 +39,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 
 from ipt_fhir.fhir.jsonio import dump_json, load_stored
 from ipt_fhir.fhir.outcome import FHIRError, Issue, bad_request, error, operation_outcome
-from ipt_fhir.fhir.resource_types import RESOURCE_TYPES
+from ipt_fhir.fhir.resource_types import REST_TYPES
 from ipt_fhir.services import bulk_prepare
 from ipt_fhir.services import resources as rs
 from ipt_fhir.services import write_hooks
@@ -305,7 +305,7 @@ class Importer:
     def _conditional(self, ref: str) -> str | None:
         head, _, query = ref.partition("?")
         resource_type = head.rsplit("/", 1)[-1]
-        if resource_type not in RESOURCE_TYPES:
+        if resource_type not in REST_TYPES:
             return None
         params = parse_qsl(query, keep_blank_values=True)
         if len(params) == 1 and params[0][0] == "identifier":

@@ -26,7 +26,7 @@ from typing import Callable, Iterator, NamedTuple
 
 from ipt_fhir.fhir.jsonio import dump_json, parse_json
 from ipt_fhir.fhir.outcome import FHIRError, Issue, bad_request
-from ipt_fhir.fhir.resource_types import RESOURCE_TYPES
+from ipt_fhir.fhir.resource_types import REST_TYPES
 from ipt_fhir.services import resources as rs
 from ipt_fhir.services.ipt import conformance
 from ipt_fhir.services.validation import validate_for_write
@@ -110,7 +110,7 @@ def prepare_line(file: str, number: int, raw: bytes, resolve: Resolver, now: dat
         if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
             raise bad_request("The line is not a FHIR resource", code="structure")
         resource_type = resource["resourceType"]
-        if resource_type not in RESOURCE_TYPES:
+        if resource_type not in REST_TYPES:
             raise bad_request(f"Unknown resource type '{resource_type}'", code="not-supported")
         rid = resource.get("id")
         if not isinstance(rid, str):

@@ -40,7 +40,7 @@ from ipt_fhir.fhir.dates import parse_instant
 from ipt_fhir.fhir.jsonio import dump_json, parse_json
 from ipt_fhir.fhir.outcome import FHIRError, Issue, bad_request, not_found, operation_outcome, precondition_failed
 from ipt_fhir.fhir.patch import JSON_PATCH
-from ipt_fhir.fhir.resource_types import RESOURCE_TYPES
+from ipt_fhir.fhir.resource_types import REST_TYPES, RESOURCE_TYPES
 from ipt_fhir.fhir.validation import validate_envelope
 from ipt_fhir.security import audit, guard
 from ipt_fhir.services import resources as rs
@@ -652,7 +652,7 @@ class _Writer:
             return cached
         head, _, query = ref.partition("?")
         resource_type = head.rsplit("/", 1)[-1]
-        if resource_type not in RESOURCE_TYPES:
+        if resource_type not in REST_TYPES:
             raise bad_request(f"Conditional reference '{ref}' names no known resource type", code="invalid")
         matches = self.find(resource_type, parse_qsl(query, keep_blank_values=True))
         if len(matches) != 1:
@@ -721,7 +721,7 @@ def parse_entry(index: int, raw: dict, base_url: str) -> Entry:
         if other is not None:
             return Entry(index, method, other.resource_type or "", other.resource_id, query=query, other=other,
                          full_url=raw.get("fullUrl"))
-    if not segments or segments[0] not in RESOURCE_TYPES:
+    if not segments or segments[0] not in REST_TYPES:
         raise FHIRError.of(404, "not-supported", f"request.url '{url}' names no known resource type", "request.url")
     entry = Entry(index, method, segments[0], query=query)
     entry.full_url = raw.get("fullUrl")

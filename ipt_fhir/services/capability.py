@@ -3,7 +3,7 @@ server really has: its resource types, interactions, the search registry, operat
 from __future__ import annotations
 
 from ipt_fhir import __version__
-from ipt_fhir.fhir.resource_types import FHIR_VERSION, RESOURCE_TYPES
+from ipt_fhir.fhir.resource_types import FHIR_VERSION, REST_TYPES
 from ipt_fhir.services.search import search_include_names, search_params_for_capability
 
 TYPE_INTERACTIONS = ["read", "vread", "update", "patch", "delete", "history-instance", "history-type",
@@ -31,7 +31,7 @@ def capability_statement(base_url: str, *, released: str, extra_operations: dict
                          supported_profiles: dict[str, list[str]] | None = None,
                          system_interactions: list[str] | None = None, security: dict | None = None) -> dict:
     resources = []
-    for resource_type in sorted(RESOURCE_TYPES):
+    for resource_type in sorted(REST_TYPES):
         includes, revincludes = search_include_names(resource_type)
         read_only = resource_type in READ_ONLY_TYPES
         entry = {

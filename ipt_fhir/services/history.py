@@ -12,7 +12,8 @@ from ipt_fhir.fhir.dates import parse_fhir_datetime_range
 from ipt_fhir.fhir.outcome import bad_request, not_found
 from ipt_fhir.security import audit, guard
 from ipt_fhir.services.bundles import splice_bundle
-from ipt_fhir.services.resources import format_instant, require_known_type
+from ipt_fhir.fhir.resource_types import require_rest_type
+from ipt_fhir.services.resources import format_instant
 from ipt_fhir.settings import Settings
 from ipt_fhir.store import resources as repo
 from ipt_fhir.store.database import Database
@@ -30,7 +31,7 @@ class HistoryService:
     def history(self, params: list[tuple[str, str]], *, base_url: str, resource_type: str | None = None,
                 resource_id: str | None = None) -> bytes:
         if resource_type:
-            require_known_type(resource_type)
+            require_rest_type(resource_type)
             guard.require("history-instance" if resource_id else "history-type", resource_type)
         q = dict(params)
         count = _int_param(q, "_count", self.settings.default_page_size, minimum=0)

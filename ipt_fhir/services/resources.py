@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 from ipt_fhir.fhir.jsonio import dump_json, load_stored
 from ipt_fhir.fhir.outcome import FHIRError, Issue, bad_request, conflict, gone, not_found, precondition_failed
 from ipt_fhir.fhir.patch import apply_patch
-from ipt_fhir.fhir.resource_types import RESOURCE_TYPES
+from ipt_fhir.fhir.resource_types import require_rest_type
 from ipt_fhir.security import audit, guard
 from ipt_fhir.services import write_hooks
 from ipt_fhir.services.search import find_ids
@@ -58,11 +58,6 @@ class StoreStep:
 class DeleteResult:
     deleted: int  # how many resources this request deleted
     issues: list[Issue] = field(default_factory=list)
-
-
-def require_known_type(resource_type: str) -> None:
-    if resource_type not in RESOURCE_TYPES:
-        raise FHIRError.of(404, "not-supported", f"Unknown resource type '{resource_type}'")
 
 
 def parse_criteria(query: str | list[tuple[str, str]], resource_type: str | None = None) -> list[tuple[str, str]]:
@@ -208,7 +203,7 @@ class ResourceService:
     # --- reads -----------------------------------------------------------------------------
 
     def read(self, resource_type: str, resource_id: str) -> StoredVersion:
-        require_known_type(resource_type)
+        require_rest_type(resource_type)
         guard.require("read", resource_type)
         stored = repo.read_current(self.db, resource_type, resource_id)
         if stored is None:
@@ -220,7 +215,7 @@ class ResourceService:
         return stored
 
     def vread(self, resource_type: str, resource_id: str, version_id: str) -> StoredVersion:
-        require_known_type(resource_type)
+        require_rest_type(resource_type)
         guard.require("vread", resource_type)
         if not (version_id.isascii() and version_id.isdigit()) or len(version_id) > 18:  # no SQL overflow
             raise not_found(f"{resource_type}/{resource_id} has no version '{version_id}'")
@@ -247,7 +242,7 @@ class ResourceService:
                        base_url: str = "") -> Callable[[], WriteResult]:
         """Check and validate a create now (no database work); returns the step that stores it. The
         REST layer runs the two apart: validation need not hold SQLite's writer (api/rest_routes.py)."""
-        require_known_type(resource_type)
+        require_rest_type(resource_type)
         resource = _check_body_type(body, resource_type)
         warnings = validate_for_write(resource, resource_type)
         if if_none_exist is None:
@@ -306,7 +301,7 @@ class ResourceService:
     def checked_update(self, resource_type: str, resource_id: str, body: object, *, if_match: int | None = None,
                        if_none_match: frozenset[int] | None = None) -> Callable[[], WriteResult]:
         """As checked_create: checks and validation now, the returned step stores the update."""
-        require_known_type(resource_type)
+        require_rest_type(resource_type)
         resource = _check_body_type(body, resource_type)
         body_id = resource.get("id")
         if body_id is None:
@@ -321,7 +316,7 @@ class ResourceService:
     def conditional_update(self, resource_type: str, criteria: list[tuple[str, str]], body: object, *,
                            if_match: int | None = None, if_none_match: frozenset[int] | None = None,
                            base_url: str = "") -> WriteResult:
-        require_known_type(resource_type)
+        require_rest_type(resource_type)
         resource = _check_body_type(body, resource_type)
         warnings = validate_for_write(resource, resource_type)
         criteria = parse_criteria(criteria)
@@ -383,7 +378,7 @@ class ResourceService:
 
     def patch(self, resource_type: str, resource_id: str, patch_body: object, content_type: str, *,
               if_match: int | None = None) -> WriteResult:
-        require_known_type(resource_type)
+        require_rest_type(resource_type)
 
         def work(conn: Connection) -> WriteResult:
             current = repo.current(conn, resource_type, resource_id, for_update=True)
@@ -396,7 +391,7 @@ class ResourceService:
 
     def conditional_patch(self, resource_type: str, criteria: list[tuple[str, str]], patch_body: object,
                           content_type: str, *, if_match: int | None = None, base_url: str = "") -> WriteResult:
-        require_known_type(resource_type)
+        require_rest_type(resource_type)
         with self.db.write() as conn:
             matches = find_ids(conn, resource_type, parse_criteria(criteria), base_url)
             if not matches:
@@ -426,14 +421,14 @@ class ResourceService:
         """Deleting a missing or already deleted resource succeeds and changes nothing
         (http://hl7.org/fhir/R4/http.html#delete: 200/204 'if the resource does not exist at all'),
         unless If-Match asks for a version: then nothing matches it (412)."""
-        require_known_type(resource_type)
+        require_rest_type(resource_type)
         return DeleteResult(self.db.run_write(
             lambda conn: self._delete_in(conn, resource_type, resource_id, if_match)))
 
     def conditional_delete(self, resource_type: str, criteria: list[tuple[str, str]], *,
                            if_match: int | None = None, base_url: str = "") -> DeleteResult:
         """conditionalDelete = multiple: every match is deleted, in one unit of work."""
-        require_known_type(resource_type)
+        require_rest_type(resource_type)
         with self.db.write() as conn:
             ids = find_ids(conn, resource_type, parse_criteria(criteria), base_url)
             return DeleteResult(self._delete_matches_in(conn, resource_type, ids, if_match))

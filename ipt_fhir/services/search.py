@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 from ipt_fhir.fhir.dates import parse_instant
 from ipt_fhir.fhir.jsonio import load_stored
 from ipt_fhir.fhir.outcome import FHIRError, bad_request, error, gone, not_found
-from ipt_fhir.fhir.resource_types import RESOURCE_TYPES
+from ipt_fhir.fhir.resource_types import REST_TYPES, require_rest_type
 from ipt_fhir.fhir.search.parser import RESULT_PARAMS, Clause, Parser, UnknownParameter
 from ipt_fhir.security import audit, guard
 from ipt_fhir.security.compartment import compartment_types, in_patient_compartment_type
@@ -32,18 +32,13 @@ from ipt_fhir.store.tables import resource_table as R
 _IGNORED_IN_CRITERIA = {"_format", "_pretty"}
 
 
-def check_type(resource_type: str) -> None:
-    if resource_type not in RESOURCE_TYPES:
-        raise not_found(f"Unknown resource type '{resource_type}'")
-
-
 def types_wanted(params: list[tuple[str, str]]) -> list[str]:
     """The types a search across types, $everything or $export is limited to (_type, comma-separated and
     repeatable), sorted, each once; [] without _type. An unknown one is a bad parameter value (400), not a
     missing endpoint."""
     wanted = {t.strip() for n, v in params if n == "_type" for t in v.split(",") if t.strip()}
     for t in sorted(wanted):
-        if t not in RESOURCE_TYPES:
+        if t not in REST_TYPES:
             raise bad_request(f"Unknown resource type '{t}' in _type", "_type", code="not-supported")
     return sorted(wanted)
 
@@ -131,7 +126,7 @@ def where_conditions(resource_type: str, clauses: list[Clause], builder: SqlBuil
 
 def find_ids(conn: Connection, resource_type: str, params: list[tuple[str, str]], base_url: str) -> list[str]:
     """Ids of current resources matching conditional-operation criteria. Every parameter must be understood."""
-    check_type(resource_type)
+    require_rest_type(resource_type)
     clauses, result, _ = parse_criteria(resource_type, params, base_url, strict=True)
     extra = [n for n, _ in result if n not in _IGNORED_IN_CRITERIA]
     if extra:
@@ -365,7 +360,7 @@ def _parse_include(value: str, iterate: bool, rev: bool, name: str) -> tuple[str
     parts = value.split(":")
     if value == "*":
         return ("*", "*", None, iterate)
-    if len(parts) not in (2, 3) or parts[0] not in RESOURCE_TYPES:
+    if len(parts) not in (2, 3) or parts[0] not in REST_TYPES:
         raise bad_request(f"Malformed {name}={value}: expected Type:parameter[:targetType]", name)
     src, code = parts[0], parts[1]
     target = parts[2] if len(parts) == 3 else None
@@ -373,7 +368,7 @@ def _parse_include(value: str, iterate: bool, rev: bool, name: str) -> tuple[str
         p = registry().get(src, code)
         if p is None or p.type != "reference":
             raise bad_request(f"{name}={value}: {code} is not a reference parameter of {src}", name)
-    if target is not None and target not in RESOURCE_TYPES:
+    if target is not None and target not in REST_TYPES:
         raise bad_request(f"{name}={value}: unknown target type {target}", name)
     return (src, code, target, iterate)
 
@@ -904,14 +899,14 @@ def search(db: Database, resource_type: str | None, params: list[tuple[str, str]
     default_count = default_count or dc
     max_count = max_count or mc
     if resource_type is not None:
-        check_type(resource_type)
+        require_rest_type(resource_type)
         types = [resource_type]
         link_path = f"/{resource_type}"
     elif compartment is not None:  # [base]/Patient/[id]/*: the types of the compartment
         types = types_wanted(params) or sorted(compartment_types())
         link_path = "/*"
     else:
-        types = types_wanted(params) or sorted(RESOURCE_TYPES)
+        types = types_wanted(params) or sorted(REST_TYPES)
         link_path = ""
     types, restricted = restrict_by_access(types, base_url, compartment_patient=compartment[1] if compartment else None)
     applied_here = frozenset({"_type"} if resource_type is None else ())
@@ -965,12 +960,12 @@ def everything(db: Database, patient_id: str | None, params: list[tuple[str, str
     for t in types:
         membership = [_compartment_clause(t, patient_id)] if patient_id is not None else []
         req.clauses[t] = membership + restricted.get(t, [])
-    ref_types, ref_extra = restrict_by_access(sorted(set(wanted) if wanted else RESOURCE_TYPES), base_url,
+    ref_types, ref_extra = restrict_by_access(sorted(set(wanted) if wanted else REST_TYPES), base_url,
                                               compartment_patient=patient_id)
     since = _since_clauses(params)
     for t in types:
         req.clauses[t] += since
-    everything_all = not wanted and not ref_extra and len(ref_types) == len(RESOURCE_TYPES)
+    everything_all = not wanted and not ref_extra and len(ref_types) == len(REST_TYPES)
     # type level: whose compartments, as the token may see Patients (instance level: the one patient)
     patients = [] if patient_id is not None else restrict_by_access(["Patient"], base_url)[1].get("Patient", [])
     req.everything = Everything(patient_id, None if everything_all else list(ref_types), ref_extra, since,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from ipt_fhir.fhir.outcome import FHIRError, Issue, bad_request, error, information
 from ipt_fhir.fhir.validation import can_check, validate_profiles, validate_resource
 from ipt_fhir.services import write_hooks
-from ipt_fhir.services.resources import require_known_type
+from ipt_fhir.fhir.resource_types import require_rest_type
 from ipt_fhir.store import resources as repo
 from ipt_fhir.store.database import Database
 from ipt_fhir.fhir.jsonio import load_stored
@@ -52,7 +52,7 @@ class ValidateOperation:
         self.db = db
 
     def validate(self, resource_type: str, request: ValidateRequest, resource_id: str | None = None) -> list[Issue]:
-        require_known_type(resource_type)
+        require_rest_type(resource_type)
         if request.mode is not None and request.mode not in MODES:
             raise bad_request(f"mode must be one of {', '.join(MODES)}, not '{request.mode}'", code="value")
         if request.mode == "delete":

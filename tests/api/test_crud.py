@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from email.utils import parsedate_to_datetime
 
+import pytest
+
 FHIR_JSON = "application/fhir+json"
 
 
@@ -50,6 +52,29 @@ def test_unknown_resource_type_is_404_operation_outcome(client):
     r = client.get("/fhir/Patientx/1")
     assert r.status_code == 404
     assert r.json()["resourceType"] == "OperationOutcome"
+
+
+PARAMETERS = {"resourceType": "Parameters", "id": "p1", "parameter": [{"name": "a", "valueString": "b"}]}
+
+
+@pytest.mark.parametrize("method, path", [
+    ("POST", "/fhir/Parameters"), ("PUT", "/fhir/Parameters/p1"), ("GET", "/fhir/Parameters/p1"),
+    ("GET", "/fhir/Parameters"), ("GET", "/fhir/Parameters/_history"), ("DELETE", "/fhir/Parameters/p1")])
+def test_parameters_has_no_rest_endpoint(client, method, path):
+    """parameters.html: "There is no RESTful endpoint associated with it"; nothing is stored."""
+    r = client.request(method, path, json=PARAMETERS if method in ("POST", "PUT") else None)
+    assert r.status_code == 404
+    assert r.json()["issue"][0]["code"] == "not-supported"
+    assert "Parameters" not in {e["type"] for e in client.get("/fhir/metadata").json()["rest"][0]["resource"]}
+    assert client.get("/fhir/_history").json().get("entry") is None
+
+
+def test_a_transaction_cannot_store_a_parameters_resource(client):
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": PARAMETERS, "request": {"method": "PUT", "url": "Parameters/p1"}}]}
+    r = client.post("/fhir", json=bundle)
+    assert r.status_code == 404
+    assert r.json()["issue"][0]["expression"] == ["Bundle.entry[0].request.url"]
 
 
 def test_update_increments_version_and_vread_serves_each_version(client):

@@ -13,7 +13,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ipt_fhir.fhir.outcome import FHIRError, bad_request, error
-from ipt_fhir.fhir.resource_types import RESOURCE_TYPES
+from ipt_fhir.fhir.resource_types import REST_TYPES
 
 from .registry import MODIFIERS, PREFIXES, SearchParam, registry
 from .values import date_range, normalise_short
@@ -228,7 +228,7 @@ class Parser:
 
     def _targets(self, p: SearchParam, modifier: str | None, name: str) -> tuple[str, ...]:
         if modifier:
-            if modifier not in RESOURCE_TYPES:
+            if modifier not in REST_TYPES:
                 raise unsupported_modifier(
                     name, f"modifier :{modifier} is not supported on reference parameter {p.code}: "
                           "it takes :identifier, :missing or a resource type")
@@ -243,7 +243,7 @@ class Parser:
         if len(parts) < 4:
             raise bad_request(f"Malformed {name}: expected _has:Type:reference:parameter", name)
         _, src, ref, rest = parts
-        if src not in RESOURCE_TYPES:
+        if src not in REST_TYPES:
             raise bad_request(f"Unknown resource type {src} in {name}", name)
         rp = self.reg.get(src, ref)
         if rp is None or rp.type != "reference":
