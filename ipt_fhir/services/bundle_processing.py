@@ -38,7 +38,7 @@ from sqlalchemy.engine import Connection
 
 from ipt_fhir.fhir.dates import parse_instant
 from ipt_fhir.fhir.jsonio import dump_json, parse_json
-from ipt_fhir.fhir.outcome import FHIRError, Issue, bad_request, not_found, operation_outcome, precondition_failed
+from ipt_fhir.fhir.outcome import FHIRError, Issue, bad_request, error, not_found, operation_outcome, precondition_failed
 from ipt_fhir.fhir.patch import JSON_PATCH
 from ipt_fhir.fhir.resource_types import REST_TYPES, RESOURCE_TYPES
 from ipt_fhir.fhir.validation import validate_envelope
@@ -132,7 +132,7 @@ def envelope_errors(bundle: dict) -> dict[int, FHIRError]:
     fail that entry alone. Errors outside every entry fail the request (400)."""
     per_entry: dict[int, list[Issue]] = {}
     outside = []
-    for issue in validate_envelope(bundle):
+    for issue in (*validate_envelope(bundle), *bundle_invariant_issues(bundle)):
         if not issue.is_error:
             continue
         m = _ENTRY_PATH.match(issue.expression[0]) if issue.expression else None
@@ -145,12 +145,47 @@ def envelope_errors(bundle: dict) -> dict[int, FHIRError]:
     return {i: FHIRError(400, issues) for i, issues in per_entry.items()}
 
 
+def bundle_invariant_issues(bundle: dict) -> list[Issue]:
+    """The Bundle invariants (bundle.html#invariants) that can fail a batch or transaction, checked in one
+    pass over the entries rather than in FHIRPath (bdl-7 compares every fullUrl with every other there):
+    bdl-1 (total), bdl-2 (entry.search), bdl-4 (entry.response), bdl-7 (a fullUrl once, unless the
+    versions differ) and bdl-8 (no versioned fullUrl). bdl-3 (a request per entry) is parse_entry's."""
+    issues = []
+    if "total" in bundle:
+        issues.append(error("invariant", "bdl-1: total only when a search or history", "Bundle.total"))
+    seen: set[str] = set()
+    for i, entry in enumerate(bundle.get("entry") or ()):
+        if not isinstance(entry, dict):
+            continue  # the envelope walk reports it
+        at = f"Bundle.entry[{i}]"
+        if "search" in entry:
+            issues.append(error("invariant", "bdl-2: entry.search only when a search", f"{at}.search"))
+        if "response" in entry:
+            issues.append(error("invariant", "bdl-4: entry.response only in a batch-response, "
+                                "transaction-response or history", f"{at}.response"))
+        full_url = entry.get("fullUrl")
+        if not isinstance(full_url, str):
+            continue
+        if "/_history/" in full_url:
+            issues.append(error("invariant", "bdl-8: fullUrl cannot be a version specific reference",
+                                f"{at}.fullUrl"))
+        resource = entry.get("resource")
+        meta = resource.get("meta") if isinstance(resource, dict) else None
+        version = meta.get("versionId") if isinstance(meta, dict) else None
+        key = full_url + (version if isinstance(version, str) else "")
+        if key in seen:
+            issues.append(error("invariant", f"bdl-7: fullUrl '{full_url}' is already the fullUrl of an "
+                                "earlier entry (of the same version)", f"{at}.fullUrl"))
+        seen.add(key)
+    return issues
+
+
 def checked_entry(index: int, raw: object, base_url: str, envelope: Mapping[int, FHIRError]) -> Entry:
     """An entry of a batch or transaction, parsed and its resource validated, or the FHIRError that fails
     it; `envelope`: the Bundle's envelope_errors, whose entry elements parse_entry takes as checked."""
-    error = envelope.get(index)
-    if error is not None:
-        raise error
+    failure = envelope.get(index)
+    if failure is not None:
+        raise failure
     entry = parse_entry(index, raw, base_url)
     _validate_entry(entry)
     return entry
@@ -681,8 +716,8 @@ def _result(result: WriteResult) -> EntryResult:
 
 def _failed(index: int, exc: FHIRError) -> EntryResult:
     """A batch entry's error, pointing into the Bundle as a transaction's does."""
-    error = entry_error(index, exc)
-    return EntryResult(error.status, issues=error.issues)
+    failure = entry_error(index, exc)
+    return EntryResult(failure.status, issues=failure.issues)
 
 
 def _placeholder_entries(raw_entries: list) -> dict[str, int]:

@@ -154,3 +154,48 @@ def test_in_a_batch_an_entry_with_an_unknown_element_fails_alone(client):
     assert bad["response"]["status"] == "400"
     assert expressions(bad["response"]["outcome"]) == ["Bundle.entry[0].bogus"]
     assert good["response"]["status"] == "201 Created"
+
+
+def test_the_bundle_invariants_of_a_transaction_are_enforced_and_nothing_is_written(client, database):
+    """bundle.html#invariants: bdl-8 no versioned fullUrl, bdl-2 entry.search only in a searchset, bdl-4
+    entry.response only in a response or history, bdl-7 each fullUrl once, bdl-1 total only in a
+    searchset or history."""
+    from tests.transactions.conftest import table_counts
+
+    before = table_counts(database)
+    versioned = {**post(patient()), "fullUrl": "http://example.org/fhir/Patient/a/_history/1"}
+    searched = {**post(patient()), "search": {"mode": "match"}}
+    answered = {**post(patient()), "response": {"status": "201"}}
+    first = {**post(patient()), "fullUrl": PATIENT}
+    for bundle, expected, rule in [
+        (tx(versioned), "Bundle.entry[0].fullUrl", "bdl-8"),
+        (tx(post(patient()), searched), "Bundle.entry[1].search", "bdl-2"),
+        (tx(answered), "Bundle.entry[0].response", "bdl-4"),
+        (tx(first, post(patient()), first), "Bundle.entry[2].fullUrl", "bdl-7"),
+        ({**tx(post(patient())), "total": 1}, "Bundle.total", "bdl-1"),
+    ]:
+        r = post_bundle(client, bundle)
+        assert r.status_code == 400, r.text
+        issue = next(i for i in r.json()["issue"] if expected in i.get("expression", []))
+        assert issue["code"] == "invariant" and rule in issue["diagnostics"]
+        assert_points_into(bundle, r.json(), expected)
+    assert table_counts(database) == before
+
+
+def test_in_a_batch_an_entry_breaking_a_bundle_invariant_fails_alone(client):
+    bundle = tx({**post(patient()), "fullUrl": "Patient/a/_history/2"}, post(patient()), kind="batch")
+    r = post_bundle(client, bundle)
+    assert r.status_code == 200, r.text
+    bad, good = r.json()["entry"]
+    assert bad["response"]["status"] == "400"
+    assert expressions(bad["response"]["outcome"]) == ["Bundle.entry[0].fullUrl"]
+    assert good["response"]["status"] == "201 Created"
+
+
+def test_the_same_fullurl_twice_is_allowed_for_different_versions(client):
+    """bdl-7 lets entries share a fullUrl when their meta.versionId differs."""
+    url = "http://example.org/fhir/Patient/same"
+    one = {**put(patient(id="same", meta={"versionId": "1"}), "Patient/same"), "fullUrl": url}
+    other = {**post(patient(meta={"versionId": "2"})), "fullUrl": url}
+    r = post_bundle(client, tx(one, other, kind="batch"))
+    assert [e["response"]["status"] for e in r.json()["entry"]] == ["201 Created", "201 Created"], r.text

@@ -347,9 +347,9 @@ class _EnvelopeWalk(_Walk):
     """A batch or transaction Bundle's own elements (entry, request, fullUrl…) without its entries'
     resources, which are validated one by one as their entries are processed. Structure, types,
     cardinality and bindings only; no invariant is evaluated: in FHIRPath the Bundle's cost more than
-    the entries over thousands of them (bdl-7 compares every fullUrl with every other). Processing
-    enforces the one a request needs (bdl-3: a request per entry); the others (bdl-8: no versioned
-    fullUrl, bdl-2: search only in a searchset…) go unchecked."""
+    the entries over thousands of them (bdl-7 compares every fullUrl with every other). Bundle
+    processing checks those that apply to a batch or transaction in one pass of its own
+    (bundle_processing.bundle_invariant_issues)."""
 
     __slots__ = ()
 
