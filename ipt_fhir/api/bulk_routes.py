@@ -12,10 +12,11 @@ from starlette.concurrency import run_in_threadpool
 
 from ipt_fhir.fhir.jsonio import parse_json
 from ipt_fhir.fhir.outcome import FHIRError, bad_request, error, information, not_found, operation_outcome
-from ipt_fhir.fhir.parameters import parameter_value
+from ipt_fhir.fhir.parameters import primitive_parameters
 from ipt_fhir.services.bulk_export import ExportJobs, parse_export_params
 from ipt_fhir.services.bulk_import import ImportJobs
 
+from .body import read_json_body
 from .negotiation import body_media_type
 from .responses import fhir_base_url, prefer_header
 
@@ -141,24 +142,25 @@ def import_file(job_id: str, name: str, request: Request) -> Response:
 # --- $export ---------------------------------------------------------------------------------------
 
 async def _export_params(request: Request) -> list[tuple[str, str]]:
+    """The kick-off parameters: the query's, and a POST's Parameters body's, read as any operation's
+    (primitive_parameters) but for `patient`, a valueReference (bulk data export.html), taken as its
+    reference."""
     params = list(request.query_params.multi_items())
-    if request.method == "POST":
-        body = await request.body()
-        if body:
-            parameters = parse_json(body)
-            if not isinstance(parameters, dict) or parameters.get("resourceType") != "Parameters":
-                raise bad_request("POST $export takes a Parameters resource", code="structure")
-            entries = parameters.get("parameter") or []
-            if not isinstance(entries, list) or not all(isinstance(p, dict) for p in entries):
-                raise bad_request("Parameters.parameter must be an array of objects", "Parameters.parameter",
-                                  code="structure")
-            for p in entries:
-                value = parameter_value(p)
-                if isinstance(p.get("name"), str) and value is not None:
-                    if p["name"] == "patient" and isinstance(value, dict):
-                        value = value.get("reference", "")
-                    params.append((p["name"], str(value)))
+    if request.method == "POST" and await request.body():
+        body, _ = await read_json_body(request)
+        params += primitive_parameters(_patients_as_text(body))
     return params
+
+
+def _patients_as_text(body: object) -> object:
+    if not isinstance(body, dict) or not isinstance(body.get("parameter"), list):
+        return body  # primitive_parameters says what is wrong with it
+    parameters = []
+    for p in body["parameter"]:
+        if isinstance(p, dict) and p.get("name") == "patient" and isinstance(p.get("valueReference"), dict):
+            p = {"name": "patient", "valueString": p["valueReference"].get("reference", "")}
+        parameters.append(p)
+    return {**body, "parameter": parameters}
 
 
 async def _kick_off_export(request: Request, level: str, group: str | None = None) -> Response:

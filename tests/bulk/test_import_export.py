@@ -178,10 +178,25 @@ def test_post_export_reads_its_parameters_and_refuses_malformed_ones_with_400(cl
     assert r.status_code == 202, r.text
     manifest = poll(client, r.headers["Content-Location"])
     assert [o["type"] for o in manifest["output"]] == ["Patient"]
-    for parameter in (["_type"], "_type", [{"name": "_type", "valueString": "Patient"}, 7]):
+    for parameter, where in [(["_type"], "Parameters.parameter[0]"), ("_type", "Parameters.parameter"),
+                             ([{"name": "_type", "valueString": "Patient"}, 7], "Parameters.parameter[1]"),
+                             ([{"name": "_type", "valueCoding": {"code": "Patient"}}], "Parameters.parameter[0]")]:
         bad = client.post("/fhir/$export", json={"resourceType": "Parameters", "parameter": parameter}, headers=ASYNC)
         assert bad.status_code == 400, bad.text
-        assert bad.json()["issue"][0]["expression"] == ["Parameters.parameter"]
+        assert bad.json()["issue"][0]["expression"] == [where]
+
+
+def test_post_patient_export_takes_patients_as_references(client):
+    """export.html: POST kick-off's `patient` parameters are valueReference."""
+    for pid in ("a", "b"):
+        client.put(f"/fhir/Patient/{pid}", json={"resourceType": "Patient", "id": pid})
+    body = {"resourceType": "Parameters", "parameter": [
+        {"name": "_type", "valueString": "Patient"}, {"name": "patient", "valueReference": {"reference": "Patient/b"}}]}
+    r = client.post("/fhir/Patient/$export", json=body, headers=ASYNC)
+    assert r.status_code == 202, r.text
+    manifest = poll(client, r.headers["Content-Location"])
+    files = [client.get("/fhir" + o["url"].split("/fhir", 1)[1]) for o in manifest["output"]]
+    assert [json.loads(line)["id"] for f in files for line in f.text.splitlines()] == ["b"]
 
 
 def test_delete_cancels_an_export_and_its_status_is_then_gone(client):
