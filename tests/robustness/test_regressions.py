@@ -127,3 +127,17 @@ def test_apply_with_a_body_of_the_wrong_shape_is_400(rclient, body):
     response = rclient.post("/fhir/PlanDefinition/ipt-brief/$apply", json=body)
     assert response.status_code == 400, response.text
     assert_fhir_answer(response)
+
+
+def test_a_decimal_beyond_a_double_is_stored_exactly_and_search_goes_on(rclient):
+    """1e400 is a valid FHIR decimal. Its index row once held NULL, which failed every later move of
+    pending index rows: from then on every search and history answered 500."""
+    body = b'{"resourceType":"Observation","status":"final","code":{"text":"huge"},"valueQuantity":{"value":1e400}}'
+    created = rclient.post("/fhir/Observation", content=body, headers={"Content-Type": "application/fhir+json"})
+    assert created.status_code == 201, created.text
+    rid = created.json()["id"]
+    assert b'"value":1e400' in rclient.get(f"/fhir/Observation/{rid}").content
+    above = rclient.get(f"/fhir/Observation?_id={rid}&value-quantity=gt1e300")
+    assert above.status_code == 200 and above.json()["total"] == 1
+    assert rclient.get(f"/fhir/Observation?_id={rid}&value-quantity=lt1e300").json()["total"] == 0
+    assert rclient.get("/fhir/_history?_count=1").status_code == 200

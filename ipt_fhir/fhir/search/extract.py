@@ -9,7 +9,9 @@ pairs; the hint is the choice-type suffix when known (valueQuantity -> "Quantity
 """
 from __future__ import annotations
 
+import math
 import re
+import sys
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any, Callable
@@ -292,10 +294,13 @@ _CONTACT_SYSTEMS = {"phone", "fax", "email", "pager", "url", "sms", "other"}
 
 
 def _num(v: Any) -> float | None:
+    """A number as the index stores it: a double. A decimal beyond a double's range (`1e400` is valid FHIR)
+    is indexed as the largest double of its sign; it stays exact in the stored resource."""
     if isinstance(v, bool):
         return None
     if isinstance(v, (int, float, Decimal)):
-        return float(v)
+        f = float(v)
+        return f if math.isfinite(f) else math.copysign(sys.float_info.max, f)
     return None
 
 
