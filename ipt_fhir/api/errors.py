@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Callable, Iterator
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -13,6 +14,7 @@ from starlette.routing import Match
 
 from ipt_fhir.fhir.jsonio import dump_json
 from ipt_fhir.fhir.outcome import FHIRError, error, operation_outcome
+from ipt_fhir.security.scopes import AUDIT_TYPE
 
 log = logging.getLogger("ipt_fhir.errors")
 
@@ -40,13 +42,38 @@ def _allowed_methods(request: Request) -> list[str]:
     """Every method some route serves at this path (RFC 9110 15.5.6: a 405 lists them in Allow).
     Starlette's own Allow names only the methods of the first route whose path matched, while several
     routes share a path here (read, update, patch and delete of an instance, for one)."""
-    routes = request.app.router.routes
+    routes = list(_plain_routes(request.app.router.routes))
     allowed = []
     for method in _METHODS:
         scope = {**request.scope, "method": method}
-        if any(route.matches(scope)[0] == Match.FULL for route in routes):
-            allowed.append(method)
+        for route in routes:
+            match, child = route.matches(scope)
+            if match == Match.FULL:  # the route that would answer: one that only refuses does not count
+                if not getattr(child.get("endpoint"), "refuses_writes", False):
+                    allowed.append(method)
+                break
+    if request.url.path.startswith(f"/fhir/{AUDIT_TYPE}/") or request.url.path == f"/fhir/{AUDIT_TYPE}":
+        allowed = [m for m in allowed if m in ("GET", "HEAD")]  # the generic routes refuse its writes
     return allowed
+
+
+def _plain_routes(routes: list) -> Iterator:
+    """The routes themselves, also inside routers included whole (newer FastAPI keeps an included
+    router as one route whose match names no endpoint)."""
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        context = getattr(route, "include_context", None)
+        if included is not None and getattr(context, "prefix", None) == "":
+            yield from _plain_routes(included.routes)
+        else:
+            yield route
+
+
+def refuses_writes(endpoint: Callable) -> Callable:
+    """Marks a route that exists only to answer writes with a 405 (outcome.read_only): its methods are
+    no methods the path serves."""
+    endpoint.refuses_writes = True  # type: ignore[attr-defined]
+    return endpoint
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -20,6 +20,7 @@ from ipt_fhir.store.resources import StoredVersion
 
 from .body import read_json_body
 from .deps import DatabaseDep
+from .errors import refuses_writes
 from .responses import fhir_base_url, fhir_response, prefer_return, prefers_strict_handling
 from .rest_routes import read_response
 from .search_routes import audit_url, operation_params, search_params
@@ -122,6 +123,7 @@ def history_conformance(resource_type: str, resource_id: str, request: Request) 
 
 @router.api_route("/{resource_type:iptconftype}/{resource_id:iptconfid}", methods=["PUT", "PATCH", "DELETE"],
                   tags=["IPT"], include_in_schema=False)
+@refuses_writes
 def write_conformance(resource_type: str, resource_id: str, request: Request) -> Response:
     raise read_only(f"{resource_type}/{resource_id} is published by this server and is read-only", resource_type)
 

@@ -7,9 +7,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from ipt_fhir.fhir.jsonio import dump_json, load_stored
-from ipt_fhir.fhir.outcome import read_only
+from ipt_fhir.fhir.outcome import bad_request, read_only
 from ipt_fhir.services.capability import capability_statement
+from ipt_fhir.services.search import subset_read
 
+from .errors import refuses_writes
 from .responses import fhir_base_url, fhir_response
 from .security_routes import rest_security_json
 
@@ -34,12 +36,26 @@ def capability_json(state, base_url: str) -> bytes:  # noqa: ANN001 - the app's 
                       rest_security_json(state.settings))
 
 
+# http.html#capabilities: `mode` asks for the full statement (the default), its normative portions (all
+# of it: CapabilityStatement and everything it says are normative in R4) or the TerminologyCapabilities.
+_MODES = ("full", "normative", "terminology")
+
+
 @router.api_route("/metadata", methods=["GET", "HEAD"], tags=["capabilities"], summary="CapabilityStatement")
 def metadata(request: Request) -> Response:
-    return fhir_response(request, capability_json(request.app.state, fhir_base_url(request)))
+    params = request.query_params.multi_items()
+    for name, value in params:
+        if name == "mode" and value not in _MODES:
+            raise bad_request(f"mode must be full, normative or terminology, got '{value}'", "mode")
+        if name == "mode" and value == "terminology":
+            raise bad_request("This server publishes no TerminologyCapabilities (mode=terminology)", "mode",
+                              code="not-supported")
+    statement = capability_json(request.app.state, fhir_base_url(request))
+    return fhir_response(request, subset_read(statement, "CapabilityStatement", params))
 
 
 @router.api_route("/metadata", methods=["POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+@refuses_writes
 def metadata_is_read_only() -> Response:
     """`metadata` is no resource type: a write there is a method the path does not allow (RFC 9110
     15.5.6), not a create of an unknown type. Routed ahead of rest_routes' `/{type}` (app.py)."""

@@ -140,3 +140,35 @@ def test_writing_to_metadata_is_405_with_allow(client, method):
     r = client.request(method, "/fhir/metadata", json={"resourceType": "CapabilityStatement"})
     assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD"
     assert r.json()["resourceType"] == "OperationOutcome"
+
+
+def test_metadata_takes_mode_and_the_subsetting_parameters(client):
+    """http.html#capabilities: mode=full|normative|terminology; _elements and _summary apply to every
+    interaction that returns a resource."""
+    full = client.get("/fhir/metadata").json()
+    assert client.get("/fhir/metadata?mode=full").json() == full
+    assert client.get("/fhir/metadata?mode=normative").json() == full  # all of an R4 CapabilityStatement is
+    for mode, code in (("terminology", "not-supported"), ("everything", "invalid")):
+        r = client.get(f"/fhir/metadata?mode={mode}")
+        assert r.status_code == 400 and r.json()["issue"][0]["code"] == code
+        assert r.json()["issue"][0]["expression"] == ["mode"]
+    subset = client.get("/fhir/metadata?_elements=fhirVersion").json()
+    assert subset["fhirVersion"] == "4.0.1" and "rest" not in subset
+    assert subset["meta"]["tag"][0]["code"] == "SUBSETTED"
+    assert client.get("/fhir/metadata?_summary=maybe").status_code == 400
+
+
+@pytest.mark.parametrize("method, path, allow", [
+    ("OPTIONS", "/fhir/metadata", "GET, HEAD"),
+    ("OPTIONS", "/fhir/AuditEvent", "GET, HEAD"),
+    ("POST", "/fhir/AuditEvent/x", "GET, HEAD"),
+    ("OPTIONS", "/fhir/StructureDefinition/ipt-careplan", "GET, HEAD"),
+    ("POST", "/fhir/Patient/x", "GET, HEAD, PUT, PATCH, DELETE"),
+    ("OPTIONS", "/fhir/Patient", "GET, HEAD, POST, PUT, PATCH, DELETE"),
+])
+def test_a_405_allows_only_the_methods_the_path_really_serves(client, method, path, allow):
+    """RFC 9110 15.5.6: Allow lists the target's supported methods; a route that only ever answers 405
+    (writes to /metadata, AuditEvent, the server's own conformance resources) supports none."""
+    r = client.request(method, path)
+    assert r.status_code == 405
+    assert r.headers["allow"] == allow
