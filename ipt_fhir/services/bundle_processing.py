@@ -149,7 +149,8 @@ def bundle_invariant_issues(bundle: dict) -> list[Issue]:
     """The Bundle invariants (bundle.html#invariants) that can fail a batch or transaction, checked in one
     pass over the entries rather than in FHIRPath (bdl-7 compares every fullUrl with every other there):
     bdl-1 (total), bdl-2 (entry.search), bdl-4 (entry.response), bdl-7 (a fullUrl once, unless the
-    versions differ) and bdl-8 (no versioned fullUrl). bdl-3 (a request per entry) is parse_entry's."""
+    versions differ) and bdl-8 (no versioned fullUrl); and that a RESTful fullUrl names the resource's
+    own type and id. bdl-3 (a request per entry) is parse_entry's."""
     issues = []
     if "total" in bundle:
         issues.append(error("invariant", "bdl-1: total only when a search or history", "Bundle.total"))
@@ -170,6 +171,12 @@ def bundle_invariant_issues(bundle: dict) -> list[Issue]:
             issues.append(error("invariant", "bdl-8: fullUrl cannot be a version specific reference",
                                 f"{at}.fullUrl"))
         resource = entry.get("resource")
+        restful = _RESTFUL_FULL_URL.fullmatch(full_url)
+        if (restful is not None and restful.group(2) in RESOURCE_TYPES and isinstance(resource, dict)
+                and "id" in resource and (resource.get("resourceType"), resource["id"]) != restful.group(2, 3)):
+            issues.append(error("invalid", f"fullUrl '{full_url}' disagrees with the resource's type and id: a "
+                                "RESTful fullUrl SHALL be consistent with Resource.id (Bundle.entry.fullUrl)",
+                                f"{at}.fullUrl"))
         meta = resource.get("meta") if isinstance(resource, dict) else None
         version = meta.get("versionId") if isinstance(meta, dict) else None
         key = full_url + (version if isinstance(version, str) else "")
@@ -595,7 +602,8 @@ class _Writer:
             if current.deleted:
                 raise FHIRError.of(410, "deleted", f"{entry.resource_type}/{entry.target_id} was deleted",
                                    "request.url")
-            return _result(svc.patch_in(conn, current, entry.patch_body, entry.patch_type, entry.if_match))
+            return _result(svc.patch_in(conn, current, entry.patch_body, entry.patch_type, entry.if_match,
+                                        links=partial(self._rewrite_resource, entry)))
         resource = self.rewrite(entry)
         if entry.method == "POST":
             if entry.existing:
@@ -651,9 +659,13 @@ class _Writer:
     def rewrite(self, entry: Entry) -> dict:
         """The entry's resource with fullUrls and conditional references replaced by Type/id wherever it
         links; its relative references are read against its own fullUrl's base, if that is RESTful."""
+        return self._rewrite_resource(entry, entry.resource or {})
+
+    def _rewrite_resource(self, entry: Entry, resource: dict) -> dict:
+        """rewrite for `resource`: the entry's own, or what its patch made of the stored one."""
         base = restful_base(entry.full_url) if self.references else None
         resolve = self._resolve if base is None else partial(self._resolve_relative_to, base)
-        return rewrite_links(entry.resource or {}, resolve, self.links)
+        return rewrite_links(resource, resolve, self.links)
 
     def _resolve_relative_to(self, base: str, ref: str) -> str | None:
         """bundle.html, Resolving references in Bundles: "if the reference has the format [type]/[id], and
@@ -850,7 +862,7 @@ def _validate_entry(entry: Entry) -> None:
 
 
 # http://hl7.org/fhir/R4/references.html#regex, the type checked against RESOURCE_TYPES instead
-_RESTFUL_FULL_URL = re.compile(r"(https?://[A-Za-z0-9\-\\.:%$/]*?)/([A-Za-z]+)/[A-Za-z0-9\-.]{1,64}"
+_RESTFUL_FULL_URL = re.compile(r"(https?://[A-Za-z0-9\-\\.:%$/]*?)/([A-Za-z]+)/([A-Za-z0-9\-.]{1,64})"
                                r"(?:/_history/[A-Za-z0-9\-.]{1,64})?")
 _RELATIVE_REFERENCE = re.compile(r"[A-Za-z]+/[A-Za-z0-9\-.]{1,64}")
 

@@ -403,12 +403,16 @@ class ResourceService:
             return self._patch_in(conn, current, patch_body, content_type, if_match)
 
     def _patch_in(self, conn: Connection, current: StoredVersion, patch_body: object, content_type: str,
-                  if_match: int | None) -> WriteResult:
+                  if_match: int | None, links: Callable[[dict], dict] | None = None) -> WriteResult:
+        """`links`: a transaction's rewriting of the fullUrls of its entries, applied to the patched
+        resource (a patch may add a reference to a resource the same transaction creates)."""
         _require_if_match(if_match, current)
         patched = apply_patch(load_stored(current.content), patch_body, content_type)
         resource_type, resource_id = current.resource_type, current.id
         if not isinstance(patched, dict) or patched.get("resourceType") != resource_type:
             raise FHIRError.of(422, "processing", "The patch changes the resource type", resource_type)
+        if links is not None:
+            patched = links(patched)
         if patched.get("id") != resource_id:
             raise FHIRError.of(422, "processing", "The patch changes the resource id", f"{resource_type}.id")
         # Server-owned meta is re-set below; a patch cannot forge it, and validation sees the result.

@@ -173,11 +173,13 @@ def test_the_bundle_invariants_of_a_transaction_are_enforced_and_nothing_is_writ
         (tx(answered), "Bundle.entry[0].response", "bdl-4"),
         (tx(first, post(patient()), first), "Bundle.entry[2].fullUrl", "bdl-7"),
         ({**tx(post(patient())), "total": 1}, "Bundle.total", "bdl-1"),
+        (tx({**put(patient(id="bbb")), "fullUrl": "http://example.org/fhir/Patient/aaa"}), "Bundle.entry[0].fullUrl",
+         "consistent with Resource.id"),
     ]:
         r = post_bundle(client, bundle)
         assert r.status_code == 400, r.text
         issue = next(i for i in r.json()["issue"] if expected in i.get("expression", []))
-        assert issue["code"] == "invariant" and rule in issue["diagnostics"]
+        assert issue["code"] in ("invariant", "invalid") and rule in issue["diagnostics"]
         assert_points_into(bundle, r.json(), expected)
     assert table_counts(database) == before
 

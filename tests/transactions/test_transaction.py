@@ -204,6 +204,29 @@ def test_entries_are_processed_delete_post_put_get_and_answered_in_entry_order(c
     assert client.get("/fhir/Patient/old").status_code == 410
 
 
+@pytest.mark.parametrize("flavour", ["FHIRPath Patch", "JSON Patch"])
+def test_a_patch_may_link_to_a_resource_the_transaction_creates(client, flavour):
+    """http.html#trules: every reference to an entry's fullUrl is replaced by the new id, also the ones a
+    patch adds."""
+    client.put("/fhir/Patient/pq", json=patient(id="pq"))
+    gp = "urn:uuid:5b7a4a36-9f40-4b5e-8a9e-000000000042"
+    if flavour == "JSON Patch":
+        ops = [{"op": "add", "path": "/generalPractitioner", "value": [{"reference": gp}]}]
+        body = {"resourceType": "Binary", "contentType": "application/json-patch+json",
+                "data": base64.b64encode(json.dumps(ops).encode()).decode()}
+    else:
+        body = {"resourceType": "Parameters", "parameter": [{"name": "operation", "part": [
+            {"name": "type", "valueCode": "add"}, {"name": "path", "valueString": "Patient"},
+            {"name": "name", "valueString": "generalPractitioner"},
+            {"name": "value", "valueReference": {"reference": gp}}]}]}
+    r = post_bundle(client, tx(post({"resourceType": "Practitioner", "name": [{"family": "Weiss"}]}, gp),
+                               {"resource": body, "request": {"method": "PATCH", "url": "Patient/pq"}}))
+    assert r.status_code == 200, r.text
+    created = r.json()["entry"][0]["response"]["location"].split("/_history")[0].rsplit("/", 2)
+    linked = client.get("/fhir/Patient/pq").json()["generalPractitioner"][0]["reference"]
+    assert linked == f"Practitioner/{created[-1]}"
+
+
 def test_search_entries_see_the_writes_of_their_own_transaction(client):
     client.put("/fhir/Patient/gone", json=patient(id="gone", identifier=[{"system": "urn:t", "value": "a"}]))
     r = post_bundle(client, tx(
