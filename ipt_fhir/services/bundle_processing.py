@@ -121,6 +121,7 @@ class EntryResult:
     issues: list[Issue] = field(default_factory=list)
     location: bool = True
     resource: bool = True  # whether the entry carries `version`'s content (a 304 does not)
+    read: bool = False  # a read or vread: Prefer's return= is about writes (http.html#ops), never trims it
 
 
 _ENTRY_PATH = re.compile(r"Bundle\.entry\[(\d+)\]")
@@ -651,8 +652,10 @@ class _Writer:
         guard.check_resource(interaction, entry.resource_type, stored.content)
         audit.note_read(interaction, entry.resource_type, entry.resource_id, stored.version_id)
         if rs.unchanged(stored, entry.if_none_match, entry.if_modified_since):  # as GET with the headers
-            return EntryResult(304, stored, location=False, resource=False)
-        return EntryResult(200, stored, location=False, resource=with_body)
+            return EntryResult(304, stored, location=False, resource=False, read=True)
+        subset = search_service.subset_read(stored.content, entry.resource_type, entry.criteria or []) \
+            if with_body and entry.criteria else None  # _summary, _elements, as on GET [type]/[id]
+        return EntryResult(200, stored, content=subset, location=False, resource=with_body, read=True)
 
     # --- references ----------------------------------------------------------------------------
 
@@ -957,15 +960,13 @@ def _response_bundle(kind: str, results: list[EntryResult], base_url: str, prefe
             response["etag"] = f'W/"{v.version_id}"'
             response["lastModified"] = _format_instant(v)
             entry["fullUrl"] = f"{base_url}/{v.resource_type}/{v.id}"
-            if content is None and prefer != "minimal" and r.resource:
+            if content is None and r.resource:
                 content = v.content
         if r.status >= 400 or r.issues and (prefer == "OperationOutcome" or any(i.is_error for i in r.issues)):
             response["outcome"] = operation_outcome(r.issues)
         elif prefer == "OperationOutcome":
             response["outcome"] = operation_outcome(r.issues)
-        if prefer == "minimal" and r.version is not None:
-            content = None
-        if content is not None and prefer == "OperationOutcome" and r.version is not None:
+        if prefer in ("minimal", "OperationOutcome") and r.version is not None and not r.read:
             content = None
         entry["response"] = response
         entries.append((entry, content))

@@ -299,6 +299,9 @@ class Everything:
     ref_extra: dict[str, list[Clause]]  # access restrictions per referenced type
     since: list[Clause]  # _since as a type-independent _lastUpdated clause
     patients: list[Clause]  # type level: access restrictions on Patient
+    # The compartment types whose references count, whatever _type returns: `_type=Practitioner` asks
+    # for the practitioners the compartment refers to, not for an empty compartment's.
+    sources: list[str] = field(default_factory=list)
 
 
 def _settings_counts() -> tuple[int, int]:
@@ -569,9 +572,9 @@ def _everything_refs(req: Request, tb: TextSql) -> str:
     statement as the compartment so that one keyset order pages over both without duplicates."""
     ev = req.everything
     pairs = [f"(c.resource_type = {tb.p(t)} AND {tb.in_('c.param', patient_compartment_params(t))})"
-             for t in req.types if t != "Patient" and patient_compartment_params(t)]
+             for t in ev.sources if t != "Patient" and patient_compartment_params(t)]
     sources = []
-    if "Patient" in req.types:
+    if "Patient" in ev.sources:
         sources.append(f"(s.resource_type = {tb.p('Patient')} AND {_everything_patient(tb, ev, 's.resource_id')})")
     if pairs:
         members = _and_text([f"c.target_type = {tb.p('Patient')}", _everything_patient(tb, ev, "c.target_id"),
@@ -983,8 +986,9 @@ def everything(db: Database, patient_id: str | None, params: list[tuple[str, str
     everything_all = not wanted and not ref_extra and len(ref_types) == len(REST_TYPES)
     # type level: whose compartments, as the token may see Patients (instance level: the one patient)
     patients = [] if patient_id is not None else restrict_by_access(["Patient"], base_url)[1].get("Patient", [])
+    sources = restrict_by_access(sorted(compartment_types()), base_url, compartment_patient=patient_id)[0]
     req.everything = Everything(patient_id, None if everything_all else list(ref_types), ref_extra, since,
-                                patients)
+                                patients, sources)
     link_path = f"/Patient/{patient_id}/$everything" if patient_id is not None else "/Patient/$everything"
     return _execute(db, req, base_url=base_url, request_url=request_url, link_path=link_path)
 

@@ -74,8 +74,12 @@ def test_everything_pages_over_compartment_and_references(course):
 def test_everything_type_filter_applies_to_referenced_resources(course):
     b = course.get("/fhir/Patient/p1/$everything?_type=Encounter,Location").json()
     assert set(_keys(b)) == {("Encounter", "e0"), ("Encounter", "e1"), ("Encounter", "e2"), ("Location", "loc1")}
+    # _type picks the types returned, not the compartment whose references count (Patient-everything: "the
+    # resource types to include in the return resources"): p1 and its encounters refer to dr1
     b = course.get("/fhir/Patient/p1/$everything?_type=Practitioner").json()
-    assert set(_keys(b)) == set()  # no compartment resource of the wanted types refers to it
+    assert set(_keys(b)) == {("Practitioner", "dr1")}
+    b = course.get("/fhir/Patient/p1/$everything?_type=Medication,Organization").json()
+    assert set(_keys(b)) == {("Medication", "med1"), ("Organization", "org1")}
 
 
 def test_everything_since(database, course):

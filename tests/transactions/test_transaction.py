@@ -227,6 +227,22 @@ def test_a_patch_may_link_to_a_resource_the_transaction_creates(client, flavour)
     assert linked == f"Practitioner/{created[-1]}"
 
 
+def test_read_entries_keep_their_resource_under_prefer_minimal_and_take_elements(client):
+    """Prefer: return= is about the answer to a create, update or patch (http.html#ops); a read entry
+    answers as GET [type]/[id] does, _elements and _summary included."""
+    client.put("/fhir/Patient/rd", json=patient(id="rd", gender="female"))
+    r = post_bundle(client, tx({"request": {"method": "GET", "url": "Patient/rd"}},
+                               {"request": {"method": "GET", "url": "Patient/rd?_elements=gender"}},
+                               post(patient())),
+                    Prefer="return=minimal")
+    assert r.status_code == 200, r.text
+    full, subset, created = r.json()["entry"]
+    assert full["resource"]["name"] == [{"family": "Chalmers"}]
+    assert subset["resource"]["gender"] == "female" and "name" not in subset["resource"]
+    assert subset["resource"]["meta"]["tag"][0]["code"] == "SUBSETTED"
+    assert "resource" not in created and created["response"]["status"] == "201 Created"
+
+
 def test_search_entries_see_the_writes_of_their_own_transaction(client):
     client.put("/fhir/Patient/gone", json=patient(id="gone", identifier=[{"system": "urn:t", "value": "a"}]))
     r = post_bundle(client, tx(
