@@ -99,3 +99,14 @@ def test_an_unrecognised_query_is_refused(seeded, headers):
     assert issue["expression"] == ["_query"]
     refusal(seeded.get("/fhir?_type=Patient&_query=x", headers=headers))
     refusal(seeded.get("/fhir/Patient/ng/Observation?_query=x", headers=headers))
+
+
+def test_a_reference_to_a_contained_resource_is_present_for_missing(database, seeded):
+    """search.html#modifiers: `:missing=false` returns the resources that have a value for the parameter;
+    `subject` holding `#c1` has one."""
+    put(database, {"resourceType": "Observation", "id": "ocont", "status": "final", "code": {"text": "x"},
+                   "contained": [{"resourceType": "Patient", "id": "c1", "name": [{"family": "Inside"}]}],
+                   "subject": {"reference": "#c1"}})
+    assert "ocont" in matches(seeded.get("/fhir/Observation?subject:missing=false"))
+    assert "ocont" not in matches(seeded.get("/fhir/Observation?subject:missing=true"))
+    assert "ocont" not in matches(seeded.get("/fhir/Observation?subject=Patient/c1"))

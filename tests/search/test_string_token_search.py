@@ -83,6 +83,8 @@ def test_number_and_quantity(engine):
                     "valueQuantity": {"value": v, "system": "http://unitsofmeasure.org", "code": "mg", "unit": "mg"}})
     assert engine.ids("Observation", "value-quantity=100") == {"q2", "q3"}  # [99.5, 100.5)
     assert engine.ids("Observation", "value-quantity=100.0") == {"q2"}
+    assert engine.ids("Observation", "value-quantity=1e2") == {"q2", "q3"}  # [95, 105), search.html#number
+    assert engine.ids("Observation", "value-quantity=1.00e2") == {"q2"}  # [99.95, 100.05)
     assert engine.ids("Observation", "value-quantity=gt99.6") == {"q2"}
     assert engine.ids("Observation", "value-quantity=le5.4|http://unitsofmeasure.org|mg") == {"q1"}
     assert engine.ids("Observation", "value-quantity=5.4||kg") == set()

@@ -462,9 +462,9 @@ def reference_values(v: Any, hint: str | None) -> list[tuple[str | None, str | N
     if not isinstance(v, dict):
         return []
     ref = v.get("reference")
-    if not isinstance(ref, str) or not ref or ref.startswith("#"):
+    if not isinstance(ref, str) or not ref:
         return []
-    if ref.startswith("urn:"):
+    if ref.startswith(("urn:", "#")):  # a contained resource's is a value too (`subject:missing=false`)
         return [(None, None, None, ref)]
     parts = ref.split("/")
     version = None

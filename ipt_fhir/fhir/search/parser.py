@@ -84,15 +84,17 @@ def _prefix(value: str, ptype: str, name: str) -> tuple[str, str]:
 
 
 def parse_number(text: str, name: str) -> tuple[float, float, float]:
-    """(value, low, high): the implicit precision range of a search number (100 -> [99.5, 100.5))."""
+    """(value, low, high): the implicit precision range of a search number (search.html#number: 100 ->
+    [99.5, 100.5), 100.00 -> [99.995, 100.005)). In exponent form the range is a digit finer than the
+    digits written, as that table has it: 1e2 -> [95, 105)."""
     try:
         d = Decimal(text)
     except InvalidOperation:
         raise bad_request(f"'{text}' is not a number in {name}", name) from None
     if not d.is_finite():
         raise bad_request(f"'{text}' is not a number in {name}", name)
-    exp = d.as_tuple().exponent
-    half = Decimal(5).scaleb(int(exp) - 1)
+    exp = int(d.as_tuple().exponent) - (1 if "e" in text.lower() else 0)
+    half = Decimal(5).scaleb(exp - 1)
     return float(d), float(d - half), float(d + half)
 
 
