@@ -164,10 +164,11 @@ def _patients_as_text(body: object) -> object:
 
 
 async def _kick_off_export(request: Request, level: str, group: str | None = None) -> Response:
-    if "respond-async" not in prefer_header(request):
+    prefer = prefer_header(request)
+    if "respond-async" not in prefer:
         raise bad_request("$export needs the header Prefer: respond-async", code="required")
     params = await _export_params(request)
-    req = parse_export_params(level, params, group)
+    req = parse_export_params(level, params, group, lenient="handling=lenient" in prefer.replace(" ", ""))
     base = fhir_base_url(request)
     job_id = await run_in_threadpool(export_jobs(request).kick_off, req, base_url=base, request_url=str(request.url))
     return _accepted(f"{base}/$export-poll-status/{job_id}")

@@ -58,7 +58,16 @@ class ExportRequest:
                    patients=d.get("patients"), group=d.get("group"))
 
 
-def parse_export_params(level: str, params: list[tuple[str, str]], group: str | None = None) -> ExportRequest:
+# Kick-off parameters of the Bulk Data export this server takes as a hint only: without Prefer:
+# handling=lenient a request naming them is refused ("If a server doesn't support a parameter, it SHOULD
+# return an error ... unless the client includes a Prefer: handling=lenient header").
+_UNSUPPORTED = {"_elements": "every exported resource is complete", "includeAssociatedData": "no associated data"}
+
+
+def parse_export_params(level: str, params: list[tuple[str, str]], group: str | None = None, *,
+                        lenient: bool = False) -> ExportRequest:
+    """The export a kick-off asks for, every parameter checked now (an error is a 400 here, not a job
+    that fails later)."""
     since = None
     filters: dict[str, list[list[tuple[str, str]]]] = {}
     patients: list[str] | None = None
@@ -76,10 +85,18 @@ def parse_export_params(level: str, params: list[tuple[str, str]], group: str | 
                 rtype, _, query = part.strip().partition("?")
                 if rtype not in REST_TYPES or not query:
                     raise bad_request(f"_typeFilter {part!r} must be [type]?[search criteria]", "_typeFilter")
-                filters.setdefault(rtype, []).append(parse_qsl(query, keep_blank_values=True))
+                criteria = parse_qsl(query, keep_blank_values=True)
+                search_service.parse_criteria(rtype, criteria, "", strict=True)  # as the export will search
+                filters.setdefault(rtype, []).append(criteria)
         elif name == "patient":
+            if level == "system":
+                raise bad_request("patient is a parameter of Patient- and Group-level export", "patient")
             patients = (patients or []) + [v.split("/")[-1] for v in value.split(",") if v]
-        elif name in ("_format", "_pretty", "_elements", "includeAssociatedData"):
+        elif name in _UNSUPPORTED:
+            if not lenient:
+                raise bad_request(f"Export parameter {name} is not supported ({_UNSUPPORTED[name]}); send "
+                                  "Prefer: handling=lenient to have it ignored", name, code="not-supported")
+        elif name in ("_format", "_pretty"):
             continue
         else:
             raise bad_request(f"Export parameter {name!r} is not supported", name)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.bulk.conftest import NDJSON_FILES, import_parameters, poll, read_ndjson_gz
 
 FHIR_JSON = {"content-type": "application/fhir+json"}
@@ -184,6 +186,22 @@ def test_post_export_reads_its_parameters_and_refuses_malformed_ones_with_400(cl
         bad = client.post("/fhir/$export", json={"resourceType": "Parameters", "parameter": parameter}, headers=ASYNC)
         assert bad.status_code == 400, bad.text
         assert bad.json()["issue"][0]["expression"] == [where]
+
+
+@pytest.mark.parametrize("query, where", [
+    ("_typeFilter=Patient%3Fnope%3D1", "nope"), ("_elements=id", "_elements"),
+    ("includeAssociatedData=LatestProvenanceResources", "includeAssociatedData"), ("patient=Patient/a", "patient")])
+def test_export_refuses_at_kick_off_what_it_would_not_honour(client, query, where):
+    """Bulk Data export: an unsupported parameter is an error unless Prefer: handling=lenient; a bad
+    _typeFilter fails the kick-off, not the job; `patient` belongs to Patient- and Group-level export."""
+    r = client.get(f"/fhir/$export?{query}", headers=ASYNC)
+    assert r.status_code == 400, r.text
+    assert where in r.json()["issue"][0].get("expression", [""])[0]
+
+
+def test_export_ignores_unsupported_hints_when_told_to_be_lenient(client):
+    r = client.get("/fhir/$export?_elements=id", headers={"Prefer": "respond-async, handling=lenient"})
+    assert r.status_code == 202, r.text
 
 
 def test_post_patient_export_takes_patients_as_references(client):
