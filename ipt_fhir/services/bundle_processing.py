@@ -861,6 +861,8 @@ def _patch_of(resource: object) -> tuple[Any, str]:
 
 def _validate_entry(entry: Entry) -> None:
     if entry.resource is not None:
+        if entry.method == "POST" and entry.other is None:  # a create: the server assigns the id
+            entry.resource = rs.without_client_id(entry.resource)
         entry.warnings = validate_for_write(entry.resource, entry.resource_type)
 
 

@@ -60,6 +60,14 @@ class DeleteResult:
     issues: list[Issue] = field(default_factory=list)
 
 
+def without_client_id(resource: dict) -> dict:
+    """A create's resource without the id its body may carry: "If an id is provided, the server SHALL
+    ignore it" (http.html#create), even one that is no valid id; the server assigns its own."""
+    if "id" not in resource:
+        return resource
+    return {k: v for k, v in resource.items() if k != "id"}
+
+
 def parse_criteria(query: str | list[tuple[str, str]], resource_type: str | None = None) -> list[tuple[str, str]]:
     """Search criteria as (name, value) pairs. A string may also take the form of a search URL relative to
     the base, `[type]?criteria` (as some clients send If-None-Exist); the type must then be `resource_type`."""
@@ -243,7 +251,7 @@ class ResourceService:
         """Check and validate a create now (no database work); returns the step that stores it. The
         REST layer runs the two apart: validation need not hold SQLite's writer (api/rest_routes.py)."""
         require_rest_type(resource_type)
-        resource = _check_body_type(body, resource_type)
+        resource = without_client_id(_check_body_type(body, resource_type))
         warnings = validate_for_write(resource, resource_type)
         if if_none_exist is None:
             return StoreStep(self.db, lambda conn: self._create_in(conn, resource_type, resource, warnings))

@@ -25,6 +25,18 @@ def test_create_assigns_id_and_returns_201_with_location_etag_and_last_modified(
     assert r.headers["content-type"].startswith(FHIR_JSON)
 
 
+def test_create_ignores_even_an_invalid_client_id(client):
+    """http.html#create: "If an id is provided, the server SHALL ignore it", also one that is no valid id,
+    in a create and in a transaction's POST entry."""
+    r = client.post("/fhir/Patient", json=patient(id="bad id!!"))
+    assert r.status_code == 201, r.text
+    assert r.json()["id"] != "bad id!!"
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": patient(id="bad id!!"), "request": {"method": "POST", "url": "Patient"}}]}
+    r = client.post("/fhir", json=bundle)
+    assert r.status_code == 200 and r.json()["entry"][0]["response"]["status"] == "201 Created", r.text
+
+
 def test_read_returns_what_was_created_with_version_headers(client):
     created = client.post("/fhir/Patient", json=patient()).json()
     r = client.get(f"/fhir/Patient/{created['id']}")
