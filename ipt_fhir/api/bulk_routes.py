@@ -18,7 +18,7 @@ from ipt_fhir.services.bulk_import import ImportJobs
 
 from .body import read_json_body
 from .negotiation import body_media_type
-from .responses import fhir_base_url, prefer_header
+from .responses import fhir_base_url, prefer_header, prefers_lenient_handling
 
 router = APIRouter(prefix="/fhir", tags=["bulk data"])
 
@@ -164,11 +164,10 @@ def _patients_as_text(body: object) -> object:
 
 
 async def _kick_off_export(request: Request, level: str, group: str | None = None) -> Response:
-    prefer = prefer_header(request)
-    if "respond-async" not in prefer:
+    if "respond-async" not in prefer_header(request):
         raise bad_request("$export needs the header Prefer: respond-async", code="required")
     params = await _export_params(request)
-    req = parse_export_params(level, params, group, lenient="handling=lenient" in prefer.replace(" ", ""))
+    req = parse_export_params(level, params, group, lenient=prefers_lenient_handling(request))
     base = fhir_base_url(request)
     job_id = await run_in_threadpool(export_jobs(request).kick_off, req, base_url=base, request_url=str(request.url))
     return _accepted(f"{base}/$export-poll-status/{job_id}")

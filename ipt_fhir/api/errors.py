@@ -14,7 +14,7 @@ from starlette.routing import Match
 
 from ipt_fhir.fhir.jsonio import dump_json
 from ipt_fhir.fhir.outcome import FHIRError, error, operation_outcome
-from ipt_fhir.security.scopes import AUDIT_TYPE
+from ipt_fhir.security import guard
 
 log = logging.getLogger("ipt_fhir.errors")
 
@@ -52,8 +52,9 @@ def _allowed_methods(request: Request) -> list[str]:
                 if not getattr(child.get("endpoint"), "refuses_writes", False):
                     allowed.append(method)
                 break
-    if request.url.path.startswith(f"/fhir/{AUDIT_TYPE}/") or request.url.path == f"/fhir/{AUDIT_TYPE}":
-        allowed = [m for m in allowed if m in ("GET", "HEAD")]  # the generic routes refuse its writes
+    resource_type = request.url.path.removeprefix("/fhir/").split("/", 1)[0]
+    if not guard.writable(resource_type):  # the generic routes match its writes, and refuse them
+        allowed = [m for m in allowed if m in ("GET", "HEAD")]
     return allowed
 
 

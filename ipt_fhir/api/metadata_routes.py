@@ -43,15 +43,14 @@ _MODES = ("full", "normative", "terminology")
 
 @router.api_route("/metadata", methods=["GET", "HEAD"], tags=["capabilities"], summary="CapabilityStatement")
 def metadata(request: Request) -> Response:
-    params = request.query_params.multi_items()
-    for name, value in params:
-        if name == "mode" and value not in _MODES:
-            raise bad_request(f"mode must be full, normative or terminology, got '{value}'", "mode")
-        if name == "mode" and value == "terminology":
+    for mode in request.query_params.getlist("mode"):
+        if mode == "terminology":
             raise bad_request("This server publishes no TerminologyCapabilities (mode=terminology)", "mode",
                               code="not-supported")
+        if mode not in _MODES:
+            raise bad_request(f"mode must be full, normative or terminology, got '{mode}'", "mode")
     statement = capability_json(request.app.state, fhir_base_url(request))
-    return fhir_response(request, subset_read(statement, "CapabilityStatement", params))
+    return fhir_response(request, subset_read(statement, "CapabilityStatement", request.query_params.multi_items()))
 
 
 @router.api_route("/metadata", methods=["POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)

@@ -72,8 +72,13 @@ def prefers_strict_handling(request: Request) -> bool:
     return bool(_PREFER_STRICT.search(prefer_header(request)))
 
 
+def prefers_lenient_handling(request: Request) -> bool:
+    return bool(_PREFER_LENIENT.search(prefer_header(request)))
+
+
 _PREFER_RETURN = re.compile(r'(?:^|[,;\s])return\s*=\s*"?([A-Za-z]+)')
 _PREFER_STRICT = re.compile(r'(?:^|[,;\s])handling\s*=\s*"?strict')
+_PREFER_LENIENT = re.compile(r'(?:^|[,;\s])handling\s*=\s*"?lenient')
 
 
 def write_response(request: Request, v: StoredVersion, status: int, issues: list[Issue],

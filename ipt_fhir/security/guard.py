@@ -90,9 +90,15 @@ def audit_write_refused() -> FHIRError:
                      "through the API")
 
 
+def writable(resource_type: str) -> bool:
+    """Whether the API writes this type at all: AuditEvents are the server's own record (a write is a
+    405, and a 405's Allow leaves the writes out)."""
+    return resource_type != AUDIT_TYPE
+
+
 def check_resource(interaction: str, resource_type: str, resource: dict | bytes | None) -> None:
     """Scope, compartment and label checks on one resource being read, written or returned."""
-    if resource_type == AUDIT_TYPE and interaction in _WRITES:
+    if not writable(resource_type) and interaction in _WRITES:
         raise audit_write_refused()
     ctx = context.current()
     if ctx.unrestricted or resource is None:

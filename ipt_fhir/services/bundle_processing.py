@@ -119,9 +119,8 @@ class EntryResult:
     version: StoredVersion | None = None
     content: bytes | None = None  # GET bodies (Bundle or resource)
     issues: list[Issue] = field(default_factory=list)
-    location: bool = True
+    location: bool = True  # a create's, update's or patch's answer; reads, searches and operations have none
     resource: bool = True  # whether the entry carries `version`'s content (a 304 does not)
-    read: bool = False  # a read or vread: Prefer's return= is about writes (http.html#ops), never trims it
 
 
 _ENTRY_PATH = re.compile(r"Bundle\.entry\[(\d+)\]")
@@ -172,9 +171,9 @@ def bundle_invariant_issues(bundle: dict) -> list[Issue]:
             issues.append(error("invariant", "bdl-8: fullUrl cannot be a version specific reference",
                                 f"{at}.fullUrl"))
         resource = entry.get("resource")
-        restful = _RESTFUL_FULL_URL.fullmatch(full_url)
-        if (restful is not None and restful.group(2) in RESOURCE_TYPES and isinstance(resource, dict)
-                and "id" in resource and (resource.get("resourceType"), resource["id"]) != restful.group(2, 3)):
+        restful = _restful_parts(full_url)
+        if (restful is not None and isinstance(resource, dict) and "id" in resource
+                and (resource.get("resourceType"), resource["id"]) != restful[1:]):
             issues.append(error("invalid", f"fullUrl '{full_url}' disagrees with the resource's type and id: a "
                                 "RESTful fullUrl SHALL be consistent with Resource.id (Bundle.entry.fullUrl)",
                                 f"{at}.fullUrl"))
@@ -652,10 +651,10 @@ class _Writer:
         guard.check_resource(interaction, entry.resource_type, stored.content)
         audit.note_read(interaction, entry.resource_type, entry.resource_id, stored.version_id)
         if rs.unchanged(stored, entry.if_none_match, entry.if_modified_since):  # as GET with the headers
-            return EntryResult(304, stored, location=False, resource=False, read=True)
+            return EntryResult(304, stored, location=False, resource=False)
         subset = search_service.subset_read(stored.content, entry.resource_type, entry.criteria or []) \
             if with_body and entry.criteria else None  # _summary, _elements, as on GET [type]/[id]
-        return EntryResult(200, stored, content=subset, location=False, resource=with_body, read=True)
+        return EntryResult(200, stored, content=subset, location=False, resource=with_body)
 
     # --- references ----------------------------------------------------------------------------
 
@@ -823,7 +822,7 @@ def parse_entry(index: int, raw: dict, base_url: str) -> Entry:
         if body_id != entry.resource_id:
             raise bad_request(f"Resource id '{body_id}' does not match the request.url id "
                               f"'{entry.resource_id}'", f"{entry.resource_type}.id")
-    entry.resource = resource
+    entry.resource = rs.without_client_id(resource) if method == "POST" else resource  # a create's id is ours
     return entry
 
 
@@ -861,8 +860,6 @@ def _patch_of(resource: object) -> tuple[Any, str]:
 
 def _validate_entry(entry: Entry) -> None:
     if entry.resource is not None:
-        if entry.method == "POST" and entry.other is None:  # a create: the server assigns the id
-            entry.resource = rs.without_client_id(entry.resource)
         entry.warnings = validate_for_write(entry.resource, entry.resource_type)
 
 
@@ -872,12 +869,18 @@ _RESTFUL_FULL_URL = re.compile(r"(https?://[A-Za-z0-9\-\\.:%$/]*?)/([A-Za-z]+)/(
 _RELATIVE_REFERENCE = re.compile(r"[A-Za-z]+/[A-Za-z0-9\-.]{1,64}")
 
 
-def restful_base(full_url: str | None) -> str | None:
-    """The [base] of a RESTful fullUrl ([base]/[type]/[id]); None for a urn:uuid: or urn:oid: one."""
+def _restful_parts(full_url: str | None) -> tuple[str, str, str] | None:
+    """([base], [type], [id]) of a RESTful fullUrl; None for a urn:uuid: or urn:oid: one."""
     if full_url is None or not full_url.startswith(("http://", "https://")):
         return None
     m = _RESTFUL_FULL_URL.fullmatch(full_url)
-    return m.group(1) if m is not None and m.group(2) in RESOURCE_TYPES else None
+    return m.group(1, 2, 3) if m is not None and m.group(2) in RESOURCE_TYPES else None
+
+
+def restful_base(full_url: str | None) -> str | None:
+    """The [base] of a RESTful fullUrl ([base]/[type]/[id]); None for a urn:uuid: or urn:oid: one."""
+    parts = _restful_parts(full_url)
+    return parts[0] if parts is not None else None
 
 
 def _link_targets(entries: list[Entry], full_urls: dict[str, str], base_url: str) -> LinkTargets:
@@ -964,11 +967,10 @@ def _response_bundle(kind: str, results: list[EntryResult], base_url: str, prefe
             entry["fullUrl"] = f"{base_url}/{v.resource_type}/{v.id}"
             if content is None and r.resource:
                 content = v.content
-        if r.status >= 400 or r.issues and (prefer == "OperationOutcome" or any(i.is_error for i in r.issues)):
+        if prefer == "OperationOutcome" or r.status >= 400 or any(i.is_error for i in r.issues):
             response["outcome"] = operation_outcome(r.issues)
-        elif prefer == "OperationOutcome":
-            response["outcome"] = operation_outcome(r.issues)
-        if prefer in ("minimal", "OperationOutcome") and r.version is not None and not r.read:
+        # Prefer: return= is about the answer to a write (http.html#ops); it never trims a read
+        if prefer in ("minimal", "OperationOutcome") and r.version is not None and r.location:
             content = None
         entry["response"] = response
         entries.append((entry, content))
