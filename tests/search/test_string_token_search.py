@@ -84,6 +84,7 @@ def test_number_and_quantity(engine):
     assert engine.ids("Observation", "value-quantity=100") == {"q2", "q3"}  # [99.5, 100.5)
     assert engine.ids("Observation", "value-quantity=100.0") == {"q2"}
     assert engine.ids("Observation", "value-quantity=1e2") == {"q2", "q3"}  # [95, 105), search.html#number
+    assert engine.ids("Observation", "value-quantity=1e1") == set()  # [9.5, 10.5), not [5, 15) with 5.4
     assert engine.ids("Observation", "value-quantity=1.00e2") == {"q2"}  # [99.95, 100.05)
     assert engine.ids("Observation", "value-quantity=gt99.6") == {"q2"}
     assert engine.ids("Observation", "value-quantity=le5.4|http://unitsofmeasure.org|mg") == {"q1"}
