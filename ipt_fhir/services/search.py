@@ -261,7 +261,7 @@ from ipt_fhir.fhir.jsonio import dump_json  # noqa: E402
 from ipt_fhir.fhir.outcome import Issue, operation_outcome, warning  # noqa: E402
 from ipt_fhir.fhir.search.parser import parse_positive_int  # noqa: E402
 from ipt_fhir.fhir.search.registry import (  # noqa: E402
-    SearchParam, patient_compartment, patient_compartment_params, registry, summary_elements,
+    SearchParam, patient_compartment, patient_compartment_params, registry, summary_elements, summary_tree,
 )
 from ipt_fhir.fhir.search.values import to_micros  # noqa: E402
 from ipt_fhir.store.database import Database  # noqa: E402
@@ -794,7 +794,7 @@ def _subset(content: bytes, resource_type: str, summary: str | None, elements: l
     elif summary == "text":
         out = keep_names(["text"] + info["mandatory"])
     elif summary == "true":
-        out = keep_names(info["summary"])
+        out = {"resourceType": resource_type, **_summary_of(doc, resource_type, summary_tree())}
     elif elements is not None:
         out = keep_names(elements + info["mandatory"])
     else:
@@ -807,6 +807,27 @@ def _subset(content: bytes, resource_type: str, summary: str | None, elements: l
     meta["tag"] = tags
     out["meta"] = meta
     return dump_json(out)
+
+
+def _summary_of(obj: dict, node: str, tree: dict[str, dict[str, str | None]]) -> dict:
+    """`obj` (an instance of `node`) with only its isSummary elements, at every depth (search.html#summary:
+    "all supported elements that are marked as summary"); a primitive's `_name` companion goes with it."""
+    children = tree.get(node, {})
+    out = {}
+    for key, value in obj.items():
+        name = key[1:] if key[:1] == "_" else key
+        if name not in children:
+            continue
+        inner = children[name]
+        if inner is not None and key[:1] != "_":
+            if type(value) is dict:
+                value = _summary_of(value, inner, tree)
+            elif type(value) is list:
+                value = [v for v in (_summary_of(v, inner, tree) if type(v) is dict else v for v in value) if v != {}]
+            if not value:  # nothing of it is summary: leave it out rather than send an empty object
+                continue
+        out[key] = value
+    return out
 
 
 def subset_read(content: bytes, resource_type: str, params: list[tuple[str, str]]) -> bytes:

@@ -75,6 +75,22 @@ def test_summary_count_elements_total(plans):
     assert "total" not in b
 
 
+def test_summary_true_keeps_summary_elements_at_every_depth(engine):
+    engine.put({"resourceType": "Observation", "id": "o1", "status": "final", "code": {"text": "bp"},
+                "extension": [{"url": "http://example.org/x", "valueString": "top"}],
+                "component": [{"code": {"text": "sys"}, "valueQuantity": {"value": 120},
+                               "interpretation": [{"text": "high"}]},
+                              {"code": {"text": "dia"}, "dataAbsentReason": {"text": "not done"}}]})
+    engine.put({"resourceType": "DocumentReference", "id": "d1", "status": "current",
+                "content": [{"attachment": {"contentType": "text/plain", "data": "aGVsbG8=", "title": "note"}}]})
+    obs = engine.bundle("Observation", "_summary=true&_id=o1")["entry"][0]["resource"]
+    # component is summary; its interpretation and dataAbsentReason are not (Observation.component.*)
+    assert obs["component"] == [{"code": {"text": "sys"}, "valueQuantity": {"value": 120}}, {"code": {"text": "dia"}}]
+    assert "extension" not in obs and obs["status"] == "final"
+    doc = engine.bundle("DocumentReference", "_summary=true&_id=d1")["entry"][0]["resource"]
+    assert doc["content"] == [{"attachment": {"contentType": "text/plain", "title": "note"}}]  # Attachment.data is not
+
+
 def test_sort_several_keys(engine):
     for i, (fam, given) in enumerate([("b", "x"), ("a", "z"), ("a", "y"), ("c", "w")]):
         engine.put({"resourceType": "Patient", "id": f"s{i}", "name": [{"family": fam, "given": [given]}]})

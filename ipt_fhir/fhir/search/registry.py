@@ -205,3 +205,11 @@ def patient_compartment_params(resource_type: str) -> tuple[str, ...]:
 @lru_cache(maxsize=1)
 def summary_elements() -> dict[str, dict[str, list[str]]]:
     return _load("search-summary-elements.json.gz")
+
+
+@lru_cache(maxsize=1)
+def summary_tree() -> dict[str, dict[str, str | None]]:
+    """The elements marked isSummary at every depth, for _summary=true: {node: {JSON property: node of
+    its value, or None to keep the value whole}}; nodes are resource types, backbone element paths
+    (Observation.component) and complex data types (Attachment, whose `data` is not summary)."""
+    return _load("search-summary-tree.json.gz")
