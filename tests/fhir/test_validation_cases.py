@@ -370,6 +370,12 @@ def test_aligned_nulls_with_extensions_are_valid() -> None:
     assert validate_resource(r) == []
 
 
+def test_a_primitive_with_a_value_may_carry_only_an_element_id() -> None:
+    # ele-1 is hasValue() or children: the value is there (json.html shows "_birthDate": {"id": ...})
+    assert validate_resource(with_(PATIENT, birthDate="1970-01-01", _birthDate={"id": "bd"})) == []
+    assert validate_resource(with_(PATIENT, name=[{"given": ["A", "C"], "_given": [None, {"id": "g2"}]}])) == []
+
+
 def test_decimal_precision_survives_and_validates() -> None:
     r = parse_json(b'{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueQuantity":{"value":1.50}}')
     assert validate_resource(r) == []

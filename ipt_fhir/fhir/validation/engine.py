@@ -134,7 +134,9 @@ class _Walk:
                     self.obj(value, prop.node, f"{path}.{prop.label}", resource, root, prop)  # type: ignore[arg-type]
                 else:
                     self.value(value, prop, f"{path}.{prop.label}", resource, root)
-        if only_id and not node.is_resource:
+        # A primitive's `_name` object (node Element) holding only an id is valid beside a value:
+        # element_extension decides ele-1 for it, knowing whether the value is there.
+        if only_id and not node.is_resource and node.name != "Element":
             issues.append(error("invariant", _ELE_1, path))
         for elem in node.required:
             for k in elem.present_keys:
