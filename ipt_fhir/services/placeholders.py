@@ -28,9 +28,10 @@ from __future__ import annotations
 import re
 from typing import Callable, Mapping
 
-from ipt_fhir.fhir.outcome import FHIRError, Issue
+from ipt_fhir.fhir.outcome import FHIRError, Issue, error
 from ipt_fhir.fhir.validation import known_resource_types
 from ipt_fhir.fhir.validation.compiler import COMPLEX, RESOURCE, Node, type_node
+from ipt_fhir.fhir.validation.engine import reference_type_problem
 
 _LINK_TYPES = frozenset({"uri", "url", "oid", "uuid", "canonical"})
 _PLACEHOLDER_PREFIXES = ("urn:uuid:", "urn:oid:")
@@ -87,8 +88,8 @@ class _LinkError(Exception):
 
 # What the walk does with the values of a JSON property, decided once per compiled node: only the
 # properties that can hold a link, or an object that can, are in its table.
-_OBJECT, _RESOURCE, _LINK, _REFERENCE, _NARRATIVE = range(5)
-_tables: dict[Node, dict[str, tuple[int, Node | None]]] = {}
+_OBJECT, _RESOURCE, _LINK, _REFERENCE, _NARRATIVE, _REFERENCE_OBJECT = range(6)
+_tables: dict[Node, dict[str, tuple[int, Node | None] | tuple[int, Node | None, frozenset | None]]] = {}
 
 
 def _table(node: Node) -> dict[str, tuple[int, Node | None]]:
@@ -97,7 +98,10 @@ def _table(node: Node) -> dict[str, tuple[int, Node | None]]:
         table = {}
         for key, prop in node.props.items():
             if prop.kind == COMPLEX:
-                table[key] = (_OBJECT, prop.node)
+                # A Reference element: once rewritten, its target type is known and checked against the
+                # types the element allows (validation saw only a placeholder).
+                table[key] = ((_REFERENCE_OBJECT, prop.node, prop.elem.targets) if prop.type == "Reference"
+                              else (_OBJECT, prop.node))
             elif prop.kind == RESOURCE:
                 table[key] = (_RESOURCE, None)
             else:
@@ -135,12 +139,15 @@ class _Walk:
             todo = table.get(key)
             if todo is None:
                 continue
-            action, child = todo
+            action, child = todo[0], todo[1]
             if action == _LINK and type(v) is str:  # the common case, inline: Coding.system, Extension.url
                 new = targets.get(v, v)
             else:
                 try:
-                    new = self.items(v, action, child) if type(v) is list else self.value(v, action, child)
+                    if action == _REFERENCE_OBJECT:
+                        new = self.references(v, child, todo[2])  # type: ignore[misc]
+                    else:
+                        new = self.items(v, action, child) if type(v) is list else self.value(v, action, child)
                 except _LinkError as exc:
                     exc.steps.append(node.props[key.lstrip("_")].label)
                     raise
@@ -149,6 +156,28 @@ class _Walk:
                     out = dict(value)
                 out[key] = new
         return value if out is None else out
+
+    def references(self, value: object, node: Node, allowed: frozenset[str] | None) -> object:
+        """A Reference element's value(s), rewritten, each rewritten reference checked against `allowed`."""
+        if type(value) is list:
+            out = None
+            for i, item in enumerate(value):
+                try:
+                    new = self.references(item, node, allowed)
+                except _LinkError as exc:
+                    exc.steps.append(f"[{i}]")
+                    raise
+                if new is not item:
+                    if out is None:
+                        out = list(value)
+                    out[i] = new
+            return value if out is None else out
+        if type(value) is not dict:
+            return value
+        new = self.object(value, node)
+        if new is not value and new.get("reference") != value.get("reference"):
+            _check_target(new, allowed)
+        return new
 
     def items(self, values: list, action: int, child: Node | None) -> list:
         out = None
@@ -180,6 +209,17 @@ class _Walk:
                 raise _LinkError(exc) from None
             return value if new is None else new
         return narrative_links(value, self.targets, self.narrative_markers)
+
+
+def _check_target(reference: dict, allowed: frozenset[str] | None) -> None:
+    """A rewritten reference ("Type/id") must name a type its element allows, and agree with its `type`."""
+    target = reference["reference"]
+    rtype = target.split("/", 1)[0] if type(target) is str else None
+    problem = reference_type_problem(target, rtype, allowed, reference.get("type"))
+    if problem is not None:
+        exc = _LinkError(FHIRError(400, [error("value", problem)]))
+        exc.steps.append("reference")
+        raise exc
 
 
 # Markup of the narrative: comments and CDATA sections (skipped), then start tags with their attributes.

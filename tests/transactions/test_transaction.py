@@ -118,6 +118,35 @@ def test_a_reference_to_an_unknown_urn_is_rejected(client):
     assert r.status_code == 404 and "Bundle.entry[1]" in r.text
 
 
+def test_a_placeholder_resolving_to_a_type_its_element_does_not_allow_is_rejected(client, database):
+    """Validation sees only `urn:uuid:…`; once the placeholder is rewritten its type is known, and
+    Observation.subject allows no Medication (as a direct POST with Medication/x is refused)."""
+    med = "urn:uuid:3c3b5ff4-8f5c-4d4e-9b0a-333333333333"
+    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+           "subject": {"reference": med}, "hasMember": [{"reference": med}]}
+    before = table_counts(database)
+    r = post_bundle(client, tx(post({"resourceType": "Medication"}, med), post(obs)))
+    assert r.status_code == 400 and table_counts(database) == before
+    assert r.json()["issue"][0]["expression"] == ["Bundle.entry[1].resource.subject.reference"]
+    # hasMember allows Observation, QuestionnaireResponse, MolecularSequence: a Medication is refused there too
+    obs["subject"] = {"reference": "urn:uuid:3c3b5ff4-8f5c-4d4e-9b0a-444444444444"}
+    r = post_bundle(client, tx(post({"resourceType": "Medication"}, med), post(patient(), obs["subject"]["reference"]),
+                               post(obs)))
+    assert r.status_code == 400
+    assert r.json()["issue"][0]["expression"] == ["Bundle.entry[2].resource.hasMember[0].reference"]
+
+
+def test_a_reference_type_must_agree_with_the_reference(client):
+    pid = client.post("/fhir/Patient", json=patient()).json()["id"]
+    for declared, status in (("Group", 400), ("Patient", 201), ("http://hl7.org/fhir/StructureDefinition/Patient", 201)):
+        obs = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+               "subject": {"reference": f"Patient/{pid}", "type": declared}}
+        r = client.post("/fhir/Observation", json=obs)
+        assert r.status_code == status, r.text
+        if status == 400:
+            assert r.json()["issue"][0]["expression"] == ["Observation.subject.reference"]
+
+
 def test_conditional_references_resolve_to_exactly_one_match(client):
     pr = client.post("/fhir/Practitioner", json=practitioner("111")).json()["id"]
     client.post("/fhir/Practitioner", json=practitioner("222"))

@@ -284,12 +284,9 @@ class _Walk:
         if rtype is _ABSOLUTE:
             return
         if rtype is not None:
-            if rtype not in known_resource_types():
-                self.issues.append(error("value", f"Reference '{ref}': unknown resource type {rtype}", f"{path}.reference"))
-            elif prop.elem.targets is not None and rtype not in prop.elem.targets:
-                self.issues.append(error(
-                    "value", f"Reference '{ref}': a {rtype} is not allowed here (allowed: "
-                    f"{', '.join(sorted(prop.elem.targets))})", f"{path}.reference"))
+            problem = reference_type_problem(ref, rtype, prop.elem.targets, value.get("type"))
+            if problem is not None:
+                self.issues.append(error("value", problem, f"{path}.reference"))
             return
         self.issues.append(error("value", f"'{ref}' is not a valid reference (relative Type/id, absolute URL, "
                                           "urn:uuid/urn:oid, or #contained)", f"{path}.reference"))
@@ -331,6 +328,24 @@ def _reference_type(ref: str) -> str | None:
 
 
 _ELEMENT: list[Node] = []
+
+
+_STRUCTURE_DEFINITION = "http://hl7.org/fhir/StructureDefinition/"
+
+
+def reference_type_problem(ref: str, rtype: str | None, allowed: frozenset[str] | None,
+                           declared: object) -> str | None:
+    """Why a reference to a resource of type `rtype` may not stand in an element allowing `allowed` (None:
+    any type), or None. `declared`: its Reference.type, which SHALL agree with the reference (R4
+    Reference.type: "If both Reference.type and Reference.reference are populated and Reference.reference
+    is a FHIR URL, both SHALL be consistent"; a resource type is named relative to StructureDefinition/)."""
+    if rtype not in known_resource_types():
+        return f"Reference '{ref}': unknown resource type {rtype}"
+    if allowed is not None and rtype not in allowed:
+        return f"Reference '{ref}': a {rtype} is not allowed here (allowed: {', '.join(sorted(allowed))})"
+    if type(declared) is str and declared != rtype and declared != _STRUCTURE_DEFINITION + rtype:
+        return f"Reference '{ref}' is to a {rtype}, but its type says '{declared}'"
+    return None
 
 
 def _element_node() -> Node:
