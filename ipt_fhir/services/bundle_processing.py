@@ -637,12 +637,16 @@ class _Writer:
         if owned is not None:  # served ahead of the store, as GET [type]/[id] serves it (api/ipt_routes.py)
             stored = owned if entry.version in (None, "1") else None
         elif entry.version is not None:
-            stored = repo.version(self.conn, entry.resource_type, entry.resource_id, int(entry.version)) \
-                if entry.version.isascii() and entry.version.isdigit() and len(entry.version) <= 18 else None
+            number = rs.version_number(entry.version)
+            stored = None if number is None else repo.version(self.conn, entry.resource_type, entry.resource_id,
+                                                              number)
         else:
             stored = repo.current(self.conn, entry.resource_type, entry.resource_id)
         if stored is None:
-            raise _located(not_found(f"{entry.resource_type}/{entry.resource_id} is not known"), "request.url")
+            what = f"{entry.resource_type}/{entry.resource_id}"
+            if entry.version is not None and repo.current(self.conn, entry.resource_type, entry.resource_id):
+                what = f"version {entry.version} of {what}"  # as GET …/_history/[vid] says
+            raise _located(not_found(f"{what} is not known"), "request.url")
         if stored.deleted:
             raise FHIRError.of(410, "deleted", f"{entry.resource_type}/{entry.resource_id} was deleted",
                                "request.url")

@@ -108,7 +108,16 @@ def with_server_meta(resource: dict, resource_id: str, version_id: int, last_upd
     return out
 
 
-ANY_VERSION = 0  # If-Match: * (versions start at 1)
+ANY_VERSION = -2  # If-Match: *
+NO_VERSION = -1  # an ETag naming no version this server writes (W/"0", W/"01"): its precondition never holds
+
+
+def version_number(version_id: str) -> int | None:
+    """The version a vread's version id names, or None when it names none this server wrote. Version ids
+    are strings: "01" is not "1". At most 18 digits, so the number fits the SQL column."""
+    if version_id.isascii() and version_id.isdigit() and len(version_id) <= 18 and version_id[0] != "0":
+        return int(version_id)
+    return None
 
 
 def etag_versions(value: str | None, header: str = "If-None-Match") -> frozenset[int] | None:
@@ -131,7 +140,8 @@ def etag_version(value: str | None, header: str = "If-Match") -> int | None:
         tag = tag[2:]
     tag = tag.strip('"')
     if tag.isascii() and tag.isdigit():
-        return int(tag) if len(tag) <= 18 else -1  # a version that cannot exist: the precondition fails
+        # ETags compare as opaque strings (RFC 9110 8.8.3.2): W/"01" is not W/"1"
+        return int(tag) if len(tag) <= 18 and tag[0] != "0" else NO_VERSION
     raise FHIRError.of(400, "invalid", f"{header} must be an ETag such as W/\"3\", or *; got '{value}'")
 
 
@@ -225,10 +235,11 @@ class ResourceService:
     def vread(self, resource_type: str, resource_id: str, version_id: str) -> StoredVersion:
         require_rest_type(resource_type)
         guard.require("vread", resource_type)
-        if not (version_id.isascii() and version_id.isdigit()) or len(version_id) > 18:  # no SQL overflow
+        number = version_number(version_id)
+        if number is None:
             raise not_found(f"{resource_type}/{resource_id} has no version '{version_id}'")
         with self.db.read() as conn:
-            stored = repo.version(conn, resource_type, resource_id, int(version_id))
+            stored = repo.version(conn, resource_type, resource_id, number)
             if stored is None:
                 exists = repo.current(conn, resource_type, resource_id) is not None
         if stored is None:

@@ -165,6 +165,20 @@ def test_vread_with_if_none_match_of_its_version_is_304(client):
     assert client.get("/fhir/Patient/v1/_history/1", headers={"If-Modified-Since": modified}).status_code == 304
 
 
+def test_etags_and_version_ids_compare_as_strings(client):
+    """W/"0" and W/"01" name no version (an ETag is an opaque string, RFC 9110 8.8.3.2): W/"0" is no `*`,
+    and a failing If-None-Match makes If-Modified-Since irrelevant (RFC 9110 13.1.3)."""
+    r = client.put("/fhir/Patient/e1", json=patient(id="e1"))
+    modified = r.headers["last-modified"]
+    for tag in ('W/"0"', 'W/"01"'):
+        assert client.get("/fhir/Patient/e1", headers={"If-None-Match": tag}).status_code == 200
+        assert client.get("/fhir/Patient/e1", headers={"If-None-Match": tag, "If-Modified-Since": modified}
+                          ).status_code == 200
+        assert client.put("/fhir/Patient/e1", json=patient(id="e1"), headers={"If-Match": tag}).status_code == 412
+    assert client.get("/fhir/Patient/e1/_history/01").status_code == 404
+    assert client.get("/fhir/Patient/e1/_history/1").status_code == 200
+
+
 def test_read_with_if_modified_since_counts_whole_seconds(client):
     """An HTTP-date names a second: a resource changed within that second is not modified since."""
     r = client.put("/fhir/Patient/s1", json=patient(id="s1"))

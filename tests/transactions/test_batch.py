@@ -30,3 +30,15 @@ def test_batch_reads_and_searches(client):
     first, second = r.json()["entry"]
     assert first["resource"]["id"] == "r1" and first["response"]["etag"] == 'W/"1"'
     assert second["resource"]["total"] == 1
+
+
+def test_batch_vread_of_an_unknown_version_says_which_version(client):
+    client.put("/fhir/Patient/r2", json=patient(id="r2"))
+    r = post_bundle(client, tx({"request": {"method": "GET", "url": "Patient/r2/_history/99"}},
+                               {"request": {"method": "GET", "url": "Patient/r2/_history/01"}},
+                               {"request": {"method": "GET", "url": "Patient/r2/_history/1"}}, kind="batch"))
+    missing, leading_zero, found = r.json()["entry"]
+    assert missing["response"]["status"].startswith("404")
+    assert "version 99 of Patient/r2" in missing["response"]["outcome"]["issue"][0]["diagnostics"]
+    assert leading_zero["response"]["status"].startswith("404")  # version ids are strings: "01" is not "1"
+    assert found["resource"]["meta"]["versionId"] == "1"
