@@ -67,3 +67,12 @@ def test_bad_has_is_400(graph):
 def test_compartment_search_uses_the_patient_compartment(graph):
     b = graph.bundle("Observation", [], compartment=("Patient", "p1"))
     assert {e["resource"]["id"] for e in b["entry"]} == {"o1"}
+
+
+def test_a_patient_linking_to_the_patient_is_in_its_compartment(graph):
+    """CompartmentDefinition patient: Patient is in by `link` (and the patient by its own id)."""
+    graph.put({"resourceType": "Patient", "id": "p3", "link": [{"other": {"reference": "Patient/p1"}, "type": "seealso"}]})
+    b = graph.bundle("Patient", [], compartment=("Patient", "p1"))
+    assert {e["resource"]["id"] for e in b["entry"]} == {"p1", "p3"}
+    b = graph.bundle("Patient", [], compartment=("Patient", "p2"))
+    assert {e["resource"]["id"] for e in b["entry"]} == {"p2"}
