@@ -436,6 +436,9 @@ def _apply_result_param(req: Request, name: str, value: str, strict: bool, max_c
     """Applies one result parameter to req; -> its value as the links carry it, or None when it is in
     none of them (ignored; or _page, which each link sets for itself)."""
     base, _, mod = name.partition(":")
+    if mod and base not in ("_include", "_revinclude"):  # the only result parameters with modifiers
+        hint = " (descending order is _sort=-param)" if base == "_sort" else ""
+        raise bad_request(f"Unknown modifier {name}: {base} takes none{hint}", name)
     if base == "_count":
         req.count = min(parse_positive_int(value, name), max_count)
         return str(req.count)  # the page size used, also when the client asked for more

@@ -91,6 +91,14 @@ def test_summary_true_keeps_summary_elements_at_every_depth(engine):
     assert doc["content"] == [{"attachment": {"contentType": "text/plain", "title": "note"}}]  # Attachment.data is not
 
 
+@pytest.mark.parametrize("query", ["_sort:desc=family", "_sort:asc=family", "_count:exact=2"])
+def test_result_parameters_take_no_modifier(engine, query):
+    """R4 _sort has no modifiers (descending is `-param`): an STU3-style _sort:desc must not be sorted ascending."""
+    with pytest.raises(FHIRError) as exc:
+        engine.bundle("Patient", query)
+    assert exc.value.status == 400 and query.split("=")[0] in exc.value.issues[0].diagnostics
+
+
 def test_sort_several_keys(engine):
     for i, (fam, given) in enumerate([("b", "x"), ("a", "z"), ("a", "y"), ("c", "w")]):
         engine.put({"resourceType": "Patient", "id": f"s{i}", "name": [{"family": fam, "given": [given]}]})
