@@ -95,6 +95,9 @@ class Entry:
     patch_body: Any = None
     patch_type: str = ""
     other: OtherRequest | None = None  # history, metadata or an operation (bundle_interactions.py)
+    # GET [base]/Patient/[id]/[type] or …/*: ("Patient", id); resource_type "" is every type of it, and
+    # without a compartment, a system search (GET [base]?params)
+    compartment: tuple[str, str] | None = None
 
     @property
     def acts_on_identity(self) -> bool:
@@ -626,10 +629,14 @@ class _Writer:
         self.flush()
         with_body = entry.method != "HEAD"
         if entry.resource_id is None:
-            request_url = f"{self.base_url}/{entry.resource_type}?{entry.query}"
+            path = entry.resource_type
+            if entry.compartment is not None:
+                path = f"{entry.compartment[0]}/{entry.compartment[1]}/{entry.resource_type or '*'}"
+            request_url = f"{self.base_url}/{path}?{entry.query}" if path else f"{self.base_url}?{entry.query}"
             try:
-                body = search_service.search(db, entry.resource_type, entry.criteria or [],
-                                             base_url=self.base_url, request_url=request_url, conn=self.conn)
+                body = search_service.search(db, entry.resource_type or None, entry.criteria or [],
+                                             base_url=self.base_url, request_url=request_url, conn=self.conn,
+                                             compartment=entry.compartment)
             except FHIRError as exc:
                 raise _located(exc, "request.url") from None
             return EntryResult(200, content=body if with_body else None, location=False)
@@ -738,6 +745,20 @@ def _failed(index: int, exc: FHIRError) -> EntryResult:
     return EntryResult(failure.status, issues=failure.issues)
 
 
+def _search_across_types(index: int, method: str, segments: list[str], url: str, query: str,
+                         params: list[tuple[str, str]]) -> Entry | None:
+    """A system search (`?params`, as GET [base]?params) or a Patient compartment search
+    (`Patient/[id]/[type]` or `Patient/[id]/*`) entry, as their REST endpoints (api/search_routes.py)."""
+    if not segments and url.startswith("?"):
+        return Entry(index, method, "", query=query, criteria=params)
+    if len(segments) == 3 and segments[0] == "Patient" and (segments[2] == "*" or segments[2] in REST_TYPES):
+        if not _ID.fullmatch(segments[1]):
+            raise bad_request(f"'{segments[1]}' is not a valid id", "request.url")
+        return Entry(index, method, "" if segments[2] == "*" else segments[2], query=query, criteria=params,
+                     compartment=("Patient", segments[1]))
+    return None
+
+
 def _placeholder_entries(raw_entries: list) -> dict[str, int]:
     """The placeholder fullUrls of a batch's entries (parsed or not), each with its entry's index."""
     out: dict[str, int] = {}
@@ -774,6 +795,10 @@ def parse_entry(index: int, raw: dict, base_url: str) -> Entry:
         if other is not None:
             return Entry(index, method, other.resource_type or "", other.resource_id, query=query, other=other,
                          full_url=raw.get("fullUrl"))
+    if method in ("GET", "HEAD"):
+        search = _search_across_types(index, method, segments, url, query, params)
+        if search is not None:
+            return search
     if not segments or segments[0] not in REST_TYPES:
         raise FHIRError.of(404, "not-supported", f"request.url '{url}' names no known resource type", "request.url")
     entry = Entry(index, method, segments[0], query=query)

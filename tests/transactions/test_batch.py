@@ -42,3 +42,25 @@ def test_batch_vread_of_an_unknown_version_says_which_version(client):
     assert "version 99 of Patient/r2" in missing["response"]["outcome"]["issue"][0]["diagnostics"]
     assert leading_zero["response"]["status"].startswith("404")  # version ids are strings: "01" is not "1"
     assert found["resource"]["meta"]["versionId"] == "1"
+
+
+def test_batch_compartment_and_system_searches(client):
+    """Every search interaction is an entry (http.html#transaction): compartment and system searches too."""
+    client.put("/fhir/Patient/r3", json=patient(id="r3"))
+    client.put("/fhir/Patient/r4", json=patient(id="r4"))
+    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "x"}}
+    client.post("/fhir/Observation", json=dict(obs, subject={"reference": "Patient/r3"}))
+    client.post("/fhir/Observation", json=dict(obs, subject={"reference": "Patient/r4"}))
+    urls = ["Patient/r3/Observation", "Patient/r3/*?_type=Observation,Patient", "?_type=Patient&_id=r3,r4",
+            "Patient/r3/Observation?_count=0"]
+    r = post_bundle(client, tx(*[{"request": {"method": "GET", "url": u}} for u in urls], kind="batch"))
+    in_compartment, compartment_all, system, counted = [e["resource"] for e in r.json()["entry"]]
+    assert in_compartment["total"] == 1
+    assert in_compartment["entry"][0]["resource"]["subject"]["reference"] == "Patient/r3"
+    assert "/Patient/r3/Observation" in in_compartment["link"][0]["url"]
+    assert sorted(e["resource"]["resourceType"] for e in compartment_all["entry"]) == ["Observation", "Patient"]
+    assert {e["resource"]["id"] for e in system["entry"]} == {"r3", "r4"}
+    assert counted["total"] == 1 and "entry" not in counted
+    # the same searches as their REST endpoints answer them
+    assert client.get("/fhir/Patient/r3/Observation").json()["total"] == 1
+    assert client.get("/fhir?_type=Patient&_id=r3,r4").json()["total"] == 2
