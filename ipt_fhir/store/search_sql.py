@@ -373,8 +373,10 @@ class SqlBuilder:
             if not clause.values:
                 return sa.select(sa.literal(None, sa.String)).where(sa.false())
             return sa.union_all(*[sa.select(sa.literal(v, sa.String)) for v in clause.values])
-        if clause.kind == "or":
-            return sa.union(*[self.ids_select(resource_type, c) for c in clause.inner])
+        if clause.kind == "or":  # an _id member as its plain SELECTs: SQLite takes no parenthesised member
+            return sa.union(*[s for c in clause.inner for s in (
+                [sa.select(sa.literal(v, sa.String)) for v in c.values] if c.kind == "id" and c.values
+                else [self.ids_select(resource_type, c)])])
         if clause.kind == "chain":
             t = reference_index
             ors = []
