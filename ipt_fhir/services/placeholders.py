@@ -89,18 +89,19 @@ class _LinkError(Exception):
 # What the walk does with the values of a JSON property, decided once per compiled node: only the
 # properties that can hold a link, or an object that can, are in its table.
 _OBJECT, _RESOURCE, _LINK, _REFERENCE, _NARRATIVE, _REFERENCE_OBJECT = range(6)
-_tables: dict[Node, dict[str, tuple[int, Node | None] | tuple[int, Node | None, frozenset | None]]] = {}
+# A _REFERENCE_OBJECT's child is (the Reference node, the target types its element allows or None).
+_tables: dict[Node, dict[str, tuple[int, Node | tuple[Node, frozenset[str] | None] | None]]] = {}
 
 
-def _table(node: Node) -> dict[str, tuple[int, Node | None]]:
+def _table(node: Node) -> dict[str, tuple]:
     table = _tables.get(node)
     if table is None:
-        table = {}
+        table: dict[str, tuple] = {}
         for key, prop in node.props.items():
             if prop.kind == COMPLEX:
                 # A Reference element: once rewritten, its target type is known and checked against the
                 # types the element allows (validation saw only a placeholder).
-                table[key] = ((_REFERENCE_OBJECT, prop.node, prop.elem.targets) if prop.type == "Reference"
+                table[key] = ((_REFERENCE_OBJECT, (prop.node, prop.elem.targets)) if prop.type == "Reference"
                               else (_OBJECT, prop.node))
             elif prop.kind == RESOURCE:
                 table[key] = (_RESOURCE, None)
@@ -139,15 +140,12 @@ class _Walk:
             todo = table.get(key)
             if todo is None:
                 continue
-            action, child = todo[0], todo[1]
+            action, child = todo
             if action == _LINK and type(v) is str:  # the common case, inline: Coding.system, Extension.url
                 new = targets.get(v, v)
             else:
                 try:
-                    if action == _REFERENCE_OBJECT:
-                        new = self.references(v, child, todo[2])  # type: ignore[misc]
-                    else:
-                        new = self.items(v, action, child) if type(v) is list else self.value(v, action, child)
+                    new = self.items(v, action, child) if type(v) is list else self.value(v, action, child)
                 except _LinkError as exc:
                     exc.steps.append(node.props[key.lstrip("_")].label)
                     raise
@@ -157,29 +155,14 @@ class _Walk:
                 out[key] = new
         return value if out is None else out
 
-    def references(self, value: object, node: Node, allowed: frozenset[str] | None) -> object:
-        """A Reference element's value(s), rewritten, each rewritten reference checked against `allowed`."""
-        if type(value) is list:
-            out = None
-            for i, item in enumerate(value):
-                try:
-                    new = self.references(item, node, allowed)
-                except _LinkError as exc:
-                    exc.steps.append(f"[{i}]")
-                    raise
-                if new is not item:
-                    if out is None:
-                        out = list(value)
-                    out[i] = new
-            return value if out is None else out
-        if type(value) is not dict:
-            return value
+    def reference_object(self, value: dict, node: Node, allowed: frozenset[str] | None) -> dict:
+        """A Reference, rewritten; a rewritten reference checked against the types its element allows."""
         new = self.object(value, node)
         if new is not value and new.get("reference") != value.get("reference"):
             _check_target(new, allowed)
         return new
 
-    def items(self, values: list, action: int, child: Node | None) -> list:
+    def items(self, values: list, action: int, child) -> list:  # noqa: ANN001 - a table entry's child
         out = None
         for i, item in enumerate(values):
             try:
@@ -193,9 +176,11 @@ class _Walk:
                 out[i] = new
         return values if out is None else out
 
-    def value(self, value: object, action: int, child: Node | None) -> object:
+    def value(self, value: object, action: int, child) -> object:  # noqa: ANN001 - a table entry's child
         if action == _OBJECT:
-            return self.object(value, child) if type(value) is dict else value  # type: ignore[arg-type]
+            return self.object(value, child) if type(value) is dict else value
+        if action == _REFERENCE_OBJECT:
+            return self.reference_object(value, *child) if type(value) is dict else value
         if action == _RESOURCE:
             return self.resource(value)
         if type(value) is not str:
