@@ -140,8 +140,9 @@ def etag_version(value: str | None, header: str = "If-Match") -> int | None:
         tag = tag[2:]
     tag = tag.strip('"')
     if tag.isascii() and tag.isdigit():
-        # ETags compare as opaque strings (RFC 9110 8.8.3.2): W/"01" is not W/"1"
-        return int(tag) if len(tag) <= 18 and tag[0] != "0" else NO_VERSION
+        # ETags compare as opaque strings (RFC 9110 8.8.3.2), as version ids do: W/"01" is not W/"1"
+        number = version_number(tag)
+        return NO_VERSION if number is None else number
     raise FHIRError.of(400, "invalid", f"{header} must be an ETag such as W/\"3\", or *; got '{value}'")
 
 

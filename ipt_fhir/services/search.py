@@ -261,7 +261,7 @@ from ipt_fhir.fhir.jsonio import dump_json  # noqa: E402
 from ipt_fhir.fhir.outcome import Issue, operation_outcome, warning  # noqa: E402
 from ipt_fhir.fhir.search.parser import parse_positive_int  # noqa: E402
 from ipt_fhir.fhir.search.registry import (  # noqa: E402
-    SearchParam, patient_compartment, patient_compartment_params, registry, summary_elements, summary_tree,
+    SearchParam, patient_compartment, patient_compartment_params, registry, mandatory_elements, summary_tree,
 )
 from ipt_fhir.fhir.search.values import to_micros  # noqa: E402
 from ipt_fhir.store.database import Database  # noqa: E402
@@ -781,7 +781,7 @@ def _includes(conn: Connection, req: Request, matched: list[tuple[str, str]],
 
 def _subset(content: bytes, resource_type: str, summary: str | None, elements: list[str] | None) -> bytes:
     doc = load_stored(content)
-    info = summary_elements().get(resource_type, {"summary": [], "mandatory": []})
+    mandatory = mandatory_elements().get(resource_type, [])
 
     def keep_names(names: list[str]) -> dict:
         keep = set(names) | {"resourceType", "id", "meta"}
@@ -795,11 +795,11 @@ def _subset(content: bytes, resource_type: str, summary: str | None, elements: l
     if summary == "data":
         out = {k: v for k, v in doc.items() if k not in ("text",)}
     elif summary == "text":
-        out = keep_names(["text"] + info["mandatory"])
+        out = keep_names(["text"] + mandatory)
     elif summary == "true":
         out = {"resourceType": resource_type, **_summary_of(doc, resource_type, summary_tree())}
     elif elements is not None:
-        out = keep_names(elements + info["mandatory"])
+        out = keep_names(elements + mandatory)
     else:
         return content
     meta = dict(out.get("meta") or {})

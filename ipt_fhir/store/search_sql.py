@@ -367,16 +367,25 @@ class SqlBuilder:
             return column.in_(clause.values)
         return column.in_(self.ids_select(resource_type, clause))
 
+    def _plain_selects(self, resource_type: str, clause: Clause) -> list[sa.Select]:
+        """The members of the compound SELECT of an _id or `or` clause, flattened: SQLite takes no
+        parenthesised compound as a member of another. An _id clause's are its ids themselves, as TextSql
+        writes them (SQLite cannot name VALUES columns)."""
+        if clause.kind == "id":
+            if not clause.values:
+                return [sa.select(sa.literal(None, sa.String)).where(sa.false())]
+            return [sa.select(sa.literal(v, sa.String)) for v in clause.values]
+        if clause.kind == "or":
+            return [s for c in clause.inner for s in self._plain_selects(resource_type, c)]
+        return [self.ids_select(resource_type, clause)]
+
     def ids_select(self, resource_type: str, clause: Clause) -> sa.Select:
         """SELECT resource_id of `resource_type` resources matching a positive clause (uncorrelated)."""
-        if clause.kind == "id":  # the ids themselves, as TextSql writes them (SQLite cannot name VALUES columns)
-            if not clause.values:
-                return sa.select(sa.literal(None, sa.String)).where(sa.false())
-            return sa.union_all(*[sa.select(sa.literal(v, sa.String)) for v in clause.values])
-        if clause.kind == "or":  # an _id member as its plain SELECTs: SQLite takes no parenthesised member
-            return sa.union(*[s for c in clause.inner for s in (
-                [sa.select(sa.literal(v, sa.String)) for v in c.values] if c.kind == "id" and c.values
-                else [self.ids_select(resource_type, c)])])
+        if clause.kind in ("id", "or"):
+            selects = self._plain_selects(resource_type, clause)
+            if len(selects) == 1:
+                return selects[0]
+            return sa.union_all(*selects) if clause.kind == "id" else sa.union(*selects)
         if clause.kind == "chain":
             t = reference_index
             ors = []

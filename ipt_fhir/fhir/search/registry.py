@@ -203,8 +203,9 @@ def patient_compartment_params(resource_type: str) -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=1)
-def summary_elements() -> dict[str, dict[str, list[str]]]:
-    return _load("search-summary-elements.json.gz")
+def mandatory_elements() -> dict[str, list[str]]:
+    """Per resource type, its top-level elements of min cardinality 1 (kept by _summary=text, _elements)."""
+    return _load("search-mandatory-elements.json.gz")
 
 
 @lru_cache(maxsize=1)
