@@ -7,7 +7,7 @@ import fhirpathpy
 import pytest
 from fhirpathpy.models import models
 
-from tests.transactions.conftest import post_bundle
+from tests.transactions.conftest import post_bundle, table_counts
 from tests.transactions.test_transaction import patient, post, put, tx
 
 PATIENT = "urn:uuid:7e1b3a52-2222-4c4e-9b0a-000000000001"
@@ -124,7 +124,6 @@ def test_batch_entry_errors_point_into_the_bundle_as_a_transactions_do(client):
 def test_the_bundles_own_elements_are_validated_and_an_unknown_one_writes_nothing(client, database):
     """The Bundle around the entries is FHIR too: an unknown element, a wrong type or a method outside
     http-verb there is a 400 at its path, as in a resource; in a transaction nothing is written."""
-    from tests.transactions.conftest import table_counts
 
     before = table_counts(database)
     for entry, expected in [
@@ -163,7 +162,6 @@ def test_the_bundle_invariants_of_a_transaction_are_enforced_and_nothing_is_writ
     """bundle.html#invariants: bdl-8 no versioned fullUrl, bdl-2 entry.search only in a searchset, bdl-4
     entry.response only in a response or history, bdl-7 each fullUrl once, bdl-1 total only in a
     searchset or history; and Bundle.entry.fullUrl: a RESTful fullUrl agrees with Resource.id."""
-    from tests.transactions.conftest import table_counts
 
     before = table_counts(database)
     versioned = {**post(patient()), "fullUrl": "http://example.org/fhir/Patient/a/_history/1"}
