@@ -166,6 +166,12 @@ async def search_conformance(resource_type: str, request: Request, db: DatabaseD
         offset = len(ours) // size * size
     offset = offset or 0
     page = _own_page(request, bundle, ours, offset, size, resource_type, params)
+    own_ids = [e["resource"]["id"] for e in page["entry"] if _mode(e) == "match"]
+    if own_ids:
+        mark = audit.reads_noted()
+        page["entry"] += await run_in_threadpool(lambda: search_service.included_entries(
+            db, resource_type, params, own_ids, base_url=base))
+        audit.fold_reads_since(mark)
     room = size - len(ours[offset:][:size])
     if room == 0 and offset + size == len(ours) and _matches(bundle):
         # the server's matches end exactly on this page: the stored ones start on the next
@@ -239,7 +245,8 @@ def _own_page(request: Request, stored_first: dict, ours: list[dict], offset: in
 def _fill(page: dict, stored: dict) -> None:
     """The first stored matches (and what they include) after the server's last ones; the next link
     resumes the stored search after them, at the page size the client asked for."""
-    page["entry"] += [e for e in stored.get("entry") or [] if _mode(e) != "outcome"]
+    listed = {e["fullUrl"] for e in page["entry"]}  # a resource both parts include is listed once
+    page["entry"] += [e for e in stored.get("entry") or [] if _mode(e) != "outcome" and e["fullUrl"] not in listed]
     stored_next = _links(stored).get("next")
     if stored_next:
         token = [v for n, v in parse_qsl(urlsplit(stored_next).query) if n == "_page"][-1]

@@ -29,6 +29,8 @@ from ipt_fhir.store.search_sql import SqlBuilder, TextSql, Unsupported
 from ipt_fhir.store.search_tables import uri_index
 from ipt_fhir.store.tables import resource_table as R
 
+from . import canonical_includes
+
 _IGNORED_IN_CRITERIA = {"_format", "_pretty"}
 
 
@@ -724,7 +726,8 @@ def _includes(conn: Connection, req: Request, matched: list[tuple[str, str]],
               base_url: str) -> list[tuple[str, str, bytes]]:
     """_include / _revinclude (and :iterate): each spec is one join of the reference index with the
     resource table, over the references local to `base_url` (a reference to another server's Patient/1
-    neither includes ours nor is revincluded by it); entries already in the Bundle are not repeated."""
+    neither includes ours nor is revincluded by it), plus the canonical references it names
+    (canonical_includes.py); entries already in the Bundle are not repeated."""
     if not req.includes and not req.revincludes:
         return []
     seen = set(matched)
@@ -749,6 +752,7 @@ def _includes(conn: Connection, req: Request, matched: list[tuple[str, str]],
                 if target:
                     sql += f" AND t.target_type = {tb.p(target)}"
                 found.extend(tuple(x) for x in conn.exec_driver_sql(sql, tb.params))
+                found.extend(canonical_includes.included(conn, rt, ids, code, target))
         for src, code, target, iterate in req.revincludes:
             if round_no > 0 and not iterate:
                 continue
@@ -762,6 +766,7 @@ def _includes(conn: Connection, req: Request, matched: list[tuple[str, str]],
                 if code != "*":
                     sql += f" AND {tb.param_is('t', 'search_reference', src, code)}"
                 found.extend(tuple(x) for x in conn.exec_driver_sql(sql, tb.params))
+                found.extend(canonical_includes.revincluded(conn, rt, ids, src, code))
         new = []
         for rt, rid, content in found:
             if (rt, rid) not in seen and len(included) + len(new) < MAX_INCLUDED:
@@ -927,6 +932,26 @@ def _self_url(req: Request, base_url: str, link_path: str) -> str:
     """The page's self link: the parameters used to process it, encoded like the other links, also for
     POST _search (its body's parameters as a GET); a later page's self link is the link that led to it."""
     return _link(req, base_url, link_path, req.page_token)
+
+
+def included_entries(db: Database, resource_type: str, params: list[tuple[str, str]], matched_ids: list[str], *,
+                     base_url: str) -> list[dict]:
+    """The entries (search mode `include`) that the `_include`/`_revinclude` of `params` add for
+    `matched_ids`, resources of `resource_type` matched outside the store (the server's own conformance
+    resources, services/ipt/conformance.py); `_summary` applies to them as to any included resource."""
+    base_url = base_url.rstrip("/")
+    req = Request(types=[resource_type], clauses={resource_type: []}, count=0, sort=[])
+    for name, value in given_params(params):
+        if name.partition(":")[0] in ("_include", "_revinclude", "_summary"):
+            _apply_result_param(req, name, value, True, 0)
+    if not matched_ids or not (req.includes or req.revincludes):
+        return []
+    with db.read() as conn:
+        included = guard.filter_rows(_includes(conn, req, [(resource_type, i) for i in matched_ids], base_url))
+        audit.note_search(None, None, audit.patients_in(conn, [(a, b) for a, b, _ in included]))
+    return [{"fullUrl": f"{base_url}/{rt}/{rid}",
+             "resource": load_stored(_subset(content, rt, req.summary, None) if req.summary else content),
+             "search": {"mode": "include"}} for rt, rid, content in included]
 
 
 def search(db: Database, resource_type: str | None, params: list[tuple[str, str]], *, base_url: str,

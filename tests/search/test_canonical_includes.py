@@ -1,0 +1,81 @@
+"""_include / _revinclude over canonical references: a CarePlan's instantiatesCanonical names its protocol by
+url (and optionally |version), not by [type]/[id] (references.html#canonical). The target is found by its
+`url` (and `version`), whether a client stored it or the server serves it (the IPT protocols)."""
+from __future__ import annotations
+
+import pytest
+
+PROTOCOL = "http://ipt-fhir.org/fhir/PlanDefinition/ipt-standard-individual"
+FORM = "http://example.org/Questionnaire/intake"
+
+
+def _careplan(cid: str, *canonicals: str) -> dict:
+    return {"resourceType": "CarePlan", "id": cid, "status": "active", "intent": "plan",
+            "subject": {"reference": "Patient/p1"}, "instantiatesCanonical": list(canonicals)}
+
+
+def _questionnaire(qid: str, version: str) -> dict:
+    return {"resourceType": "Questionnaire", "id": qid, "url": FORM, "version": version, "status": "active"}
+
+
+@pytest.fixture
+def seeded(client):
+    resources = [
+        {"resourceType": "Patient", "id": "p1"},
+        _questionnaire("intake-1", "1"), _questionnaire("intake-2", "2"),
+        _careplan("on-protocol", PROTOCOL),
+        _careplan("form-v2", f"{FORM}|2"),
+        _careplan("form-any", FORM),
+        _careplan("form-v1", f"{FORM}|1"),
+        _careplan("elsewhere", "http://example.org/PlanDefinition/unknown"),
+    ]
+    for r in resources:
+        assert client.put(f"/fhir/{r['resourceType']}/{r['id']}", json=r).status_code == 201
+    return client
+
+
+def entries(client, path: str) -> set[tuple[str, str, str]]:
+    r = client.get(path)
+    assert r.status_code == 200, r.text
+    return {(e["search"]["mode"], e["resource"]["resourceType"], e["resource"]["id"]) for e in r.json()["entry"]}
+
+
+def test_include_follows_a_canonical_to_a_protocol_the_server_serves(seeded):
+    got = entries(seeded, "/fhir/CarePlan?_id=on-protocol&_include=CarePlan:instantiates-canonical")
+    assert got == {("match", "CarePlan", "on-protocol"), ("include", "PlanDefinition", "ipt-standard-individual")}
+
+
+@pytest.mark.parametrize(("plan", "included"), [
+    ("form-v2", {"intake-2"}),  # url|version: that version only
+    ("form-v1", {"intake-1"}),
+    ("form-any", {"intake-1", "intake-2"}),  # no version: every resource with that url
+    ("elsewhere", set()),  # a url nothing here has
+])
+def test_include_follows_a_canonical_to_stored_resources_by_url_and_version(seeded, plan, included):
+    got = entries(seeded, f"/fhir/CarePlan?_id={plan}&_include=CarePlan:instantiates-canonical")
+    assert got == {("match", "CarePlan", plan)} | {("include", "Questionnaire", q) for q in included}
+
+
+def test_include_with_a_target_type_keeps_to_that_type(seeded):
+    path = "/fhir/CarePlan?_id=on-protocol,form-v2&_include=CarePlan:instantiates-canonical:Questionnaire"
+    assert ("include", "Questionnaire", "intake-2") in entries(seeded, path)
+    assert not any(rt == "PlanDefinition" for _, rt, _ in entries(seeded, path))
+
+
+def test_revinclude_finds_the_plans_that_name_a_stored_resource_by_url(seeded):
+    got = entries(seeded, "/fhir/Questionnaire?_id=intake-2&_revinclude=CarePlan:instantiates-canonical")
+    # form-v1 names version 1 only
+    assert got == {("match", "Questionnaire", "intake-2"), ("include", "CarePlan", "form-v2"),
+                   ("include", "CarePlan", "form-any")}
+
+
+def test_revinclude_finds_the_plans_that_follow_a_served_protocol(seeded):
+    got = entries(seeded, "/fhir/PlanDefinition?_id=ipt-standard-individual"
+                          "&_revinclude=CarePlan:instantiates-canonical")
+    assert got == {("match", "PlanDefinition", "ipt-standard-individual"), ("include", "CarePlan", "on-protocol")}
+
+
+def test_a_deleted_target_is_not_included(seeded):
+    assert seeded.delete("/fhir/Questionnaire/intake-2").status_code in (200, 204)
+    got = entries(seeded, "/fhir/CarePlan?_id=form-any&_include=CarePlan:instantiates-canonical")
+    assert got == {("match", "CarePlan", "form-any"), ("include", "Questionnaire", "intake-1")}
