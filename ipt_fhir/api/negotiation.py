@@ -131,7 +131,13 @@ def wants_pretty(request: Request) -> bool:
 
 def body_media_type(request: Request) -> str:
     """The body's media type (Content-Type), lower-cased, without parameters; '' when none is given."""
-    return next(iter(media_types(request.headers.get("content-type", ""))), "")
+    return _content_type(request.headers.get("content-type", ""))[0]
+
+
+@lru_cache(maxsize=256)  # a client sends the same Content-Type with every write
+def _content_type(header: str) -> tuple[str, str | None]:
+    """(media type lower-cased without parameters, or ''; a fhirVersion other than 4.0 it names)."""
+    return next(iter(media_types(header)), ""), _other_fhir_version(header.lower())
 
 
 def check_body_media_type(request: Request, *, allow: tuple[str, ...] = ()) -> str:
@@ -139,9 +145,8 @@ def check_body_media_type(request: Request, *, allow: tuple[str, ...] = ()) -> s
     header = request.headers.get("content-type")
     if not header:
         return FHIR_JSON  # lenient: many scripts send JSON without a Content-Type
-    media = body_media_type(request)
+    media, other = _content_type(header)
     if media in ("application/fhir+json", "application/json", "application/json+fhir") or media in allow:
-        other = _other_fhir_version(header.lower())
         if other is not None:
             raise FHIRError.of(415, "not-supported", f"The body is FHIR {other}; this server takes FHIR 4.0")
         return media

@@ -157,7 +157,8 @@ def _verdict(text: str, value: Any) -> str | None:
       _NUMBER_SHAPE). An escaped quote and colon inside a string can only make it see a decimal that is
       not there (harmless: the exact parser is used), never miss one.
     """
-    if (type(value) is not dict and type(value) is not list) or "\\u" in text:  # a \\u escape may hide a colon (above)
+    # a \\u escape may hide a colon (above); the one-character search first: most bodies have no backslash
+    if (type(value) is not dict and type(value) is not list) or ("\\" in text and "\\u" in text):
         return None
     try:
         out = orjson.dumps(value, option=orjson.OPT_INDENT_2)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html.entities
 import re
-import xml.etree.ElementTree as ET
+from xml.parsers import expat
 
 XHTML_NS = "{http://www.w3.org/1999/xhtml}"
 
@@ -23,7 +23,6 @@ ALLOWED_ATTRIBUTES = frozenset(
     "abbr axis headers scope span nowrap start type compact value shape coords usemap ismap cite datetime "
     "size color face clear noshade bgcolor rev rel charset hreflang xmlns".split()
 )
-XML_ATTRIBUTES = frozenset({"{http://www.w3.org/XML/1998/namespace}lang", "{http://www.w3.org/XML/1998/namespace}space"})
 _ENTITY = re.compile(r"&([A-Za-z][A-Za-z0-9]*);")
 _XML_ENTITIES = frozenset({"amp", "lt", "gt", "quot", "apos"})
 
@@ -39,29 +38,72 @@ def _numeric_entities(text: str) -> str:
     return _ENTITY.sub(repl, text) if "&" in text else text
 
 
+XHTML = XHTML_NS[1:-1]
+XML_NS = "http://www.w3.org/XML/1998/namespace"
+
+
 def check_xhtml(text: str) -> str | None:
+    """None when `text` is a valid narrative div, else the first problem. One expat pass with handlers
+    (no element tree, which cost twice as much on every write); the first rule broken is kept and
+    reported only once the whole text parsed, so a malformed div is reported as malformed first."""
+    problems: list[str] = []
+    content = [False]  # non-whitespace text or an <img> seen
+    depth = [0]
+
+    def start(tag: str, attrs: dict[str, str]) -> None:
+        depth[0] += 1
+        if problems:
+            return
+        ns, _, local = tag.rpartition(" ")
+        if depth[0] == 1 and tag != XHTML + " div":
+            problems.append("Narrative root must be a <div> in the XHTML namespace (http://www.w3.org/1999/xhtml)")
+        elif ns != XHTML:
+            problems.append(f"Narrative element {_clark(tag)} is not in the XHTML namespace")
+        elif local not in ALLOWED_ELEMENTS:
+            problems.append(f"Narrative element <{local}> is not allowed (txt-1)")
+        else:
+            if local == "img":
+                content[0] = True
+            for attr, value in attrs.items():
+                problem = _attribute_problem(local, attr, value)
+                if problem is not None:
+                    problems.append(problem)
+                    return
+
+    def data(chunk: str) -> None:
+        if not content[0] and chunk.strip():
+            content[0] = True
+
+    parser = expat.ParserCreate(namespace_separator=" ")
+    parser.StartElementHandler = start
+    parser.CharacterDataHandler = data
+    parser.buffer_text = True
     try:
-        root = ET.fromstring(_numeric_entities(text))
-    except ET.ParseError as exc:
+        parser.Parse(_numeric_entities(text), True)
+    except expat.ExpatError as exc:
         return f"Narrative is not well-formed XHTML: {exc}"
-    if root.tag != XHTML_NS + "div":
-        return "Narrative root must be a <div> in the XHTML namespace (http://www.w3.org/1999/xhtml)"
-    for el in root.iter():
-        tag = el.tag
-        if not isinstance(tag, str) or not tag.startswith(XHTML_NS):
-            return f"Narrative element {tag} is not in the XHTML namespace"
-        local = tag[len(XHTML_NS):]
-        if local not in ALLOWED_ELEMENTS:
-            return f"Narrative element <{local}> is not allowed (txt-1)"
-        for attr, value in el.attrib.items():
-            if attr in XML_ATTRIBUTES:
-                continue
-            if attr.startswith("{") or attr not in ALLOWED_ATTRIBUTES:
-                return f"Narrative attribute '{attr}' on <{local}> is not allowed (txt-1)"
-            if attr == "src" and local != "img":
-                return f"Narrative <{local}> may not reference external content (txt-1)"
-            if attr in ("href", "src") and value.strip().lower().startswith(("javascript:", "vbscript:")):
-                return f"Narrative <{local}> {attr} must not be a script (txt-1)"
-    if not "".join(root.itertext()).strip() and root.find(".//" + XHTML_NS + "img") is None:
+    if problems:
+        return problems[0]
+    if not content[0]:
         return "Narrative must have some non-whitespace content (txt-2)"
+    return None
+
+
+def _clark(name: str) -> str:
+    """expat's 'namespace local' as {namespace}local, the notation the messages use."""
+    ns, _, local = name.rpartition(" ")
+    return f"{{{ns}}}{local}" if ns else local
+
+
+def _attribute_problem(local: str, attr: str, value: str) -> str | None:
+    if " " in attr:  # namespaced: only xml:lang and xml:space
+        if attr in (XML_NS + " lang", XML_NS + " space"):
+            return None
+        return f"Narrative attribute '{_clark(attr)}' on <{local}> is not allowed (txt-1)"
+    if attr not in ALLOWED_ATTRIBUTES:
+        return f"Narrative attribute '{attr}' on <{local}> is not allowed (txt-1)"
+    if attr == "src" and local != "img":
+        return f"Narrative <{local}> may not reference external content (txt-1)"
+    if attr in ("href", "src") and value.strip().lower().startswith(("javascript:", "vbscript:")):
+        return f"Narrative <{local}> {attr} must not be a script (txt-1)"
     return None
