@@ -10,7 +10,7 @@ from ipt_fhir.services.bundle_processing import BundleService
 
 from .body import read_json_body
 from .metadata_routes import capability_json
-from .responses import fhir_base_url, fhir_response, prefer_return
+from .responses import fhir_base_url, fhir_response, prefer_return, prefers_strict_handling
 
 router = APIRouter(prefix="/fhir")
 
@@ -33,5 +33,5 @@ async def batch_or_transaction(request: Request) -> Response:
     body, _ = await read_json_body(request)
     service = bundle_service(request)
     result = await run_in_threadpool(service.process, body, base_url=fhir_base_url(request),
-                                     prefer=prefer_return(request))
+                                     prefer=prefer_return(request), strict_search=prefers_strict_handling(request))
     return fhir_response(request, result, 200)

@@ -28,6 +28,7 @@ import base64
 import binascii
 import re
 import uuid
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -63,6 +64,9 @@ _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 _STATUS_TEXT = {200: "200 OK", 201: "201 Created", 204: "204 No Content", 304: "304 Not Modified"}
 _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 T = TypeVar("T")
+# The bundle request's `Prefer: handling=strict` (http.html#search), for its search entries: an unknown or
+# unsupported parameter is then that entry's 400 instead of a warning in its searchset. Set by process().
+_STRICT_SEARCH: ContextVar[bool] = ContextVar("ipt_fhir.bundle_strict_search", default=False)
 
 
 class Creation(NamedTuple):
@@ -254,7 +258,16 @@ class BundleService:
         self.max_entries = max_entries
         self.interactions = interactions or EntryInteractions(db)
 
-    def process(self, bundle: object, *, base_url: str, prefer: str = "representation") -> bytes:
+    def process(self, bundle: object, *, base_url: str, prefer: str = "representation",
+                strict_search: bool = False) -> bytes:
+        """`strict_search`: the request prefers strict handling, which its search entries then follow."""
+        token = _STRICT_SEARCH.set(strict_search)
+        try:
+            return self._process(bundle, base_url=base_url, prefer=prefer)
+        finally:
+            _STRICT_SEARCH.reset(token)
+
+    def _process(self, bundle: object, *, base_url: str, prefer: str) -> bytes:
         if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
             raise bad_request("POST to the base expects a Bundle of type batch or transaction", code="structure")
         kind = bundle.get("type")
@@ -406,7 +419,8 @@ class BundleService:
         else:
             status, body = self.interactions.run(
                 other, base_url=base_url, prefer=prefer,
-                transaction=lambda bundle, base, prefer: self.process(bundle, base_url=base, prefer=prefer))
+                transaction=lambda bundle, base, prefer: self.process(bundle, base_url=base, prefer=prefer,
+                                                                     strict_search=_STRICT_SEARCH.get()))
         return EntryResult(status, content=body, location=False)
 
     def _batch_entry(self, entry: Entry, base_url: str, claims: _Claims,
@@ -636,7 +650,7 @@ class _Writer:
             try:
                 body = search_service.search(db, entry.resource_type or None, entry.criteria or [],
                                              base_url=self.base_url, request_url=request_url, conn=self.conn,
-                                             compartment=entry.compartment)
+                                             compartment=entry.compartment, strict=_STRICT_SEARCH.get())
             except FHIRError as exc:
                 raise _located(exc, "request.url") from None
             return EntryResult(200, content=body if with_body else None, location=False)

@@ -66,3 +66,20 @@ def test_batch_compartment_and_system_searches(client):
         rest = client.get(f"/fhir/{url}").json()
         assert rest["total"] == entry["total"]
         assert sorted(e["fullUrl"] for e in rest["entry"]) == sorted(e["fullUrl"] for e in entry["entry"])
+
+
+def test_batch_searches_follow_the_requests_handling_preference(client):
+    """Prefer: handling=strict on the batch makes an unknown search parameter its entry's 400; without it
+    (lenient) the entry's searchset carries a warning and the parameter is left out (http.html#search)."""
+    client.put("/fhir/Patient/h1", json=patient(id="h1"))
+    bundle = tx({"request": {"method": "GET", "url": "Patient?_id=h1&no-such-param=x"}},
+                {"request": {"method": "GET", "url": "Patient?_id=h1"}}, kind="batch")
+    strict = post_bundle(client, bundle, Prefer="handling=strict").json()["entry"]
+    assert strict[0]["response"]["status"].startswith("400")
+    assert "no-such-param" in strict[0]["response"]["outcome"]["issue"][0]["diagnostics"]
+    assert strict[1]["resource"]["total"] == 1
+    lenient = post_bundle(client, bundle).json()["entry"]
+    assert lenient[0]["response"]["status"] == "200 OK"
+    searchset = lenient[0]["resource"]
+    assert searchset["total"] == 1
+    assert [e["search"]["mode"] for e in searchset["entry"]] == ["outcome", "match"]
