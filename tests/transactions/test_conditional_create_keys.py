@@ -6,9 +6,11 @@ as on the REST path (services/resources.py matching_key_owner)."""
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 
 from ipt_fhir.services import bundle_processing
-from ipt_fhir.services.resources import ResourceService
+from ipt_fhir.services.resources import ResourceService, criteria_key, parse_criteria
+from ipt_fhir.store.tables import ConditionalCreateKey
 from tests.conftest import FIXTURES
 from tests.transactions.conftest import post_bundle
 from tests.transactions.test_transaction import patient, post, put, tx
@@ -113,11 +115,16 @@ def test_a_conditional_create_and_update_with_the_same_criteria_matching_nothing
     assert patient_count(client) == 0
 
 
-def test_a_conditional_update_that_created_holds_the_criteria_as_a_rest_one_does(client):
+def test_a_conditional_update_that_created_holds_the_criteria_as_a_rest_one_does(client, database):
     """The key it claims is the one a REST conditional create with those criteria checks (a race between
     the two, below, cannot create two)."""
     created = entry_response(post_bundle(client, tx(conditional_update(keyed_patient()))))
     assert created["status"] == "201 Created"
+    key = criteria_key("Patient", parse_criteria([("identifier", "urn:k|1")]))
+    with database.read() as conn:  # claimed under the key REST computes, naming the created resource
+        owner = conn.execute(sa.select(ConditionalCreateKey.__table__.c.resource_id).where(
+            ConditionalCreateKey.__table__.c.criteria_hash == key)).scalar_one_or_none()
+    assert owner == created_id(created)
     rest = client.post("/fhir/Patient", json=keyed_patient(), headers={"If-None-Exist": CRITERIA})
     assert rest.status_code == 200 and rest.json()["id"] == created_id(created)
     again = entry_response(post_bundle(client, tx(conditional_update(keyed_patient(gender="male")))))
