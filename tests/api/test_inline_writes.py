@@ -239,12 +239,6 @@ def test_small_writes_go_to_a_thread_while_loop_writes_are_paused(client, loop_w
     assert client.get("/fhir/Patient", params={"_summary": "count"}).json()["total"] == 4
 
 
-def test_postgresql_writes_never_run_on_the_event_loop(database):
-    if database.dialect == "sqlite":
-        pytest.skip("PostgreSQL only")
-    assert database.loop_commit is None
-
-
 class _ThreadOfWrite:
     """A write hook noting the thread each unit of work ran on."""
 
@@ -277,6 +271,20 @@ def test_small_creates_and_updates_run_on_the_event_loop_and_others_in_a_thread(
     _, small_thread, large_thread, update_thread, patch_thread = hook.threads
     assert not small_thread.startswith("AnyIO worker") and update_thread == small_thread  # the event loop's
     assert large_thread.startswith("AnyIO worker") and patch_thread.startswith("AnyIO worker")
+
+
+def test_postgresql_writes_never_run_on_the_event_loop(client, monkeypatch):
+    """A write there is network round trips to the server: even a small create runs in a worker thread."""
+    database = client.app.state.database
+    if database.dialect == "sqlite":
+        pytest.skip("PostgreSQL only")
+    assert database.loop_commit is None
+    hook = _ThreadOfWrite()
+    monkeypatch.setattr(write_hooks, "_hooks", [*write_hooks.registered(), hook])
+    small = client.post("/fhir/Patient", json={"resourceType": "Patient", "active": True})
+    updated = client.put(f"/fhir/Patient/{small.json()['id']}", json={**small.json(), "active": False})
+    assert [small.status_code, updated.status_code] == [201, 200]
+    assert len(hook.threads) == 2 and all(name.startswith("AnyIO worker") for name in hook.threads), hook.threads
 
 
 def _stat_rows(path: Path) -> dict[str, str]:
