@@ -166,12 +166,6 @@ async def search_conformance(resource_type: str, request: Request, db: DatabaseD
         offset = len(ours) // size * size
     offset = offset or 0
     page = _own_page(request, bundle, ours, offset, size, resource_type, params)
-    own_ids = [e["resource"]["id"] for e in page["entry"] if _mode(e) == "match"]
-    if own_ids:
-        mark = audit.reads_noted()
-        page["entry"] += await run_in_threadpool(lambda: search_service.included_entries(
-            db, resource_type, params, own_ids, base_url=base))
-        audit.fold_reads_since(mark)
     room = size - len(ours[offset:][:size])
     if room == 0 and offset + size == len(ours) and _matches(bundle):
         # the server's matches end exactly on this page: the stored ones start on the next
@@ -181,6 +175,14 @@ async def search_conformance(resource_type: str, request: Request, db: DatabaseD
         filler = await run_in_threadpool(stored_search, _with_count(stored_params, room))
         audit.fold_reads_since(mark)  # one search, one AuditEvent
         _fill(page, filler)
+    own_ids = [r["id"] for r in ours[offset:offset + size]]
+    if own_ids:  # what the server's own matches include, unless the page lists it already (a stored match)
+        mark = audit.reads_noted()
+        included = await run_in_threadpool(lambda: search_service.included_entries(
+            db, resource_type, params, own_ids, base_url=base))
+        audit.fold_reads_since(mark)
+        listed = {e["fullUrl"] for e in page["entry"]}
+        page["entry"] += [e for e in included if e["fullUrl"] not in listed]
     if not page["entry"]:
         del page["entry"]  # an empty array is not valid FHIR JSON
     return fhir_response(request, page)
@@ -245,8 +247,7 @@ def _own_page(request: Request, stored_first: dict, ours: list[dict], offset: in
 def _fill(page: dict, stored: dict) -> None:
     """The first stored matches (and what they include) after the server's last ones; the next link
     resumes the stored search after them, at the page size the client asked for."""
-    listed = {e["fullUrl"] for e in page["entry"]}  # a resource both parts include is listed once
-    page["entry"] += [e for e in stored.get("entry") or [] if _mode(e) != "outcome" and e["fullUrl"] not in listed]
+    page["entry"] += [e for e in stored.get("entry") or [] if _mode(e) != "outcome"]
     stored_next = _links(stored).get("next")
     if stored_next:
         token = [v for n, v in parse_qsl(urlsplit(stored_next).query) if n == "_page"][-1]

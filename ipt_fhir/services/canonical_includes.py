@@ -13,8 +13,11 @@ The server's own conformance resources (the IPT protocols, profiles, ...) are se
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 from sqlalchemy.engine import Connection
 
+from ipt_fhir.fhir.resource_types import REST_TYPES
 from ipt_fhir.fhir.search.registry import registry
 from ipt_fhir.store.search_sql import TextSql
 
@@ -43,9 +46,25 @@ def _version_ok(wanted: str | None, actual: str | None) -> bool:
     return wanted is None or wanted == actual
 
 
-def included(conn: Connection, resource_type: str, ids: list[str], code: str, target: str | None) -> list[Row]:
-    """The resources the canonical references of `code` (`*`: any parameter) in the `resource_type`
-    resources `ids` resolve to, restricted to type `target` if given."""
+def _versions(conn: Connection, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """The `version` of stored resources, by (type, id): one keyed lookup per type (resource_type,
+    resource_id, param), rather than a join the planner may run from the other end."""
+    by_type: dict[str, list[str]] = {}
+    for rt, rid in pairs:
+        by_type.setdefault(rt, []).append(rid)
+    out: dict[tuple[str, str], str] = {}
+    for rt, ids in by_type.items():
+        tb = TextSql(conn.dialect.name, "")
+        sql = (f"SELECT v.resource_id, v.code FROM search_token v WHERE v.resource_type = {tb.p(rt)} "
+               f"AND {tb.in_('v.resource_id', ids)} AND v.param = 'version'")
+        out.update(((rt, rid), code) for rid, code in conn.exec_driver_sql(sql, tb.params))
+    return out
+
+
+def included(conn: Connection, resource_type: str, ids: list[str], code: str, target: str | None,
+             limit: int) -> list[Row]:
+    """The resources (at most about `limit`) the canonical references of `code` (`*`: any parameter)
+    in the `resource_type` resources `ids` resolve to, restricted to type `target` if given."""
     types = _canonical_types(resource_type, code, target)
     if not types or not ids:
         return []
@@ -70,21 +89,40 @@ def included(conn: Connection, resource_type: str, ids: list[str], code: str, ta
                 if any(_version_ok(v, actual) for v in versions):
                     out.append((key[0], key[1], served.content(*key)))
     tb = TextSql(conn.dialect.name, "")
-    sql = (f"SELECT x.resource_type, x.id, x.content, u.value, v.code FROM search_uri u "
+    sql = (f"SELECT x.resource_type, x.id, x.content, u.value FROM search_uri u "
            f"JOIN resource x ON x.resource_type = u.resource_type AND x.id = u.resource_id "
-           f"LEFT JOIN search_token v ON v.resource_type = u.resource_type AND v.resource_id = u.resource_id "
-           f"AND v.param = 'version' "
            f"WHERE {tb.in_('u.resource_type', types)} AND u.param = 'url' AND {tb.in_('u.value', list(wanted))} "
-           f"AND x.deleted = {tb.p(False)}")
-    for rt, rid, content, url, actual in conn.exec_driver_sql(sql, tb.params):
-        if any(_version_ok(v, actual) for v in wanted[url]):
-            out.append((rt, rid, content))
+           f"AND x.deleted = {tb.p(False)} LIMIT {int(limit) + 1}")
+    found = [tuple(row) for row in conn.exec_driver_sql(sql, tb.params)]
+    versioned = any(v is not None for versions in wanted.values() for v in versions)
+    actual = _versions(conn, [(rt, rid) for rt, rid, _, _ in found]) if versioned else {}
+    out += [(rt, rid, content) for rt, rid, content, url in found
+            if any(_version_ok(v, actual.get((rt, rid))) for v in wanted[url])]
     return out
 
 
-def revincluded(conn: Connection, resource_type: str, ids: list[str], source: str, code: str) -> list[Row]:
-    """The resources (of type `source`, `*` any) whose canonical references of `code` (`*`: any
-    parameter) name one of the `resource_type` resources `ids` by its url (and version, if they give one)."""
+@lru_cache(maxsize=256)
+def _canonical_sources(resource_type: str, source: str, code: str) -> tuple[tuple[str, str], ...]:
+    """(source type, stored parameter) pairs whose references may name a `resource_type` by url: the
+    given ones, or for `*` every reference parameter (of every type, for source `*`) targeting it. Each is
+    then one lookup on the (resource_type, param, url) index instead of a scan of every url row."""
+    reg = registry()
+    if source != "*" and code != "*":
+        stored, target_type = reg.stored_reference(source, code)
+        return () if target_type else ((source, stored),)
+    pairs = []
+    for src in ([source] if source != "*" else sorted(REST_TYPES)):
+        for c, p in reg.params(src).items():
+            if p.type == "reference" and resource_type in (p.targets or ()) and not reg.reference_alias(src, c):
+                pairs.append((src, c))
+    return tuple(pairs)
+
+
+def revincluded(conn: Connection, resource_type: str, ids: list[str], source: str, code: str,
+                limit: int) -> list[Row]:
+    """The resources (at most about `limit`; of type `source`, `*` any) whose canonical references of
+    `code` (`*`: any parameter) name one of the `resource_type` resources `ids` by its url (and version,
+    if they give one)."""
     if not ids or "url" not in registry().params(resource_type):
         return []
     versions: dict[str, set[str | None]] = {}  # url -> the versions the matched resources carry
@@ -95,25 +133,26 @@ def revincluded(conn: Connection, resource_type: str, ids: list[str], source: st
             if own is not None and isinstance(own.get("url"), str):
                 versions.setdefault(own["url"], set()).add(own.get("version"))
     tb = TextSql(conn.dialect.name, "")
-    sql = (f"SELECT u.value, v.code FROM search_uri u LEFT JOIN search_token v ON v.resource_type = "
-           f"u.resource_type AND v.resource_id = u.resource_id AND v.param = 'version' "
-           f"WHERE u.resource_type = {tb.p(resource_type)} AND {tb.in_('u.resource_id', ids)} AND u.param = 'url'")
-    for url, version in conn.exec_driver_sql(sql, tb.params):
-        versions.setdefault(url, set()).add(version)
+    sql = (f"SELECT u.resource_id, u.value FROM search_uri u WHERE u.resource_type = {tb.p(resource_type)} "
+           f"AND {tb.in_('u.resource_id', ids)} AND u.param = 'url'")
+    urls = [tuple(row) for row in conn.exec_driver_sql(sql, tb.params)]
+    stored_versions = _versions(conn, [(resource_type, rid) for rid, _ in urls])
+    for rid, url in urls:
+        versions.setdefault(url, set()).add(stored_versions.get((resource_type, rid)))
     if not versions:
         return []
-    tb = TextSql(conn.dialect.name, "")
-    sql = (f"SELECT x.resource_type, x.id, x.content, t.url, t.target_version FROM search_reference t "
-           f"JOIN resource x ON x.resource_type = t.resource_type AND x.id = t.resource_id "
-           f"WHERE t.target_id IS NULL AND {tb.in_('t.url', list(versions))} AND x.deleted = {tb.p(False)}")
-    if source != "*":
-        sql += f" AND t.resource_type = {tb.p(source)}"
-        if code != "*":
-            sql += f" AND {tb.param_is('t', 'search_reference', source, code)}"
     out: list[Row] = []
     seen: set[tuple[str, str]] = set()
-    for rt, rid, content, url, wanted in conn.exec_driver_sql(sql, tb.params):
-        if (rt, rid) not in seen and (wanted is None or wanted in versions[url]):
-            seen.add((rt, rid))
-            out.append((rt, rid, content))
+    for src, param in _canonical_sources(resource_type, source, code):
+        tb = TextSql(conn.dialect.name, "")
+        sql = (f"SELECT x.resource_type, x.id, x.content, t.url, t.target_version FROM search_reference t "
+               f"JOIN resource x ON x.resource_type = t.resource_type AND x.id = t.resource_id "
+               f"WHERE t.resource_type = {tb.p(src)} AND t.param = {tb.p(param)} AND {tb.in_('t.url', list(versions))} "
+               f"AND t.target_id IS NULL AND x.deleted = {tb.p(False)} LIMIT {int(limit) + 1}")
+        for rt, rid, content, url, wanted in conn.exec_driver_sql(sql, tb.params):
+            if (rt, rid) not in seen and (wanted is None or wanted in versions[url]):
+                seen.add((rt, rid))
+                out.append((rt, rid, content))
+        if len(out) > limit:
+            break
     return out

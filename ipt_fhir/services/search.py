@@ -752,7 +752,7 @@ def _includes(conn: Connection, req: Request, matched: list[tuple[str, str]],
                 if target:
                     sql += f" AND t.target_type = {tb.p(target)}"
                 found.extend(tuple(x) for x in conn.exec_driver_sql(sql, tb.params))
-                found.extend(canonical_includes.included(conn, rt, ids, code, target))
+                found.extend(canonical_includes.included(conn, rt, ids, code, target, MAX_INCLUDED))
         for src, code, target, iterate in req.revincludes:
             if round_no > 0 and not iterate:
                 continue
@@ -766,7 +766,7 @@ def _includes(conn: Connection, req: Request, matched: list[tuple[str, str]],
                 if code != "*":
                     sql += f" AND {tb.param_is('t', 'search_reference', src, code)}"
                 found.extend(tuple(x) for x in conn.exec_driver_sql(sql, tb.params))
-                found.extend(canonical_includes.revincluded(conn, rt, ids, src, code))
+                found.extend(canonical_includes.revincluded(conn, rt, ids, src, code, MAX_INCLUDED))
         new = []
         for rt, rid, content in found:
             if (rt, rid) not in seen and len(included) + len(new) < MAX_INCLUDED:

@@ -79,3 +79,21 @@ def test_a_deleted_target_is_not_included(seeded):
     assert seeded.delete("/fhir/Questionnaire/intake-2").status_code in (200, 204)
     got = entries(seeded, "/fhir/CarePlan?_id=form-any&_include=CarePlan:instantiates-canonical")
     assert got == {("match", "CarePlan", "form-any"), ("include", "Questionnaire", "intake-1")}
+
+
+def test_revinclude_of_any_source_finds_canonical_references_too(seeded):
+    got = entries(seeded, "/fhir/Questionnaire?_id=intake-2&_revinclude=*")
+    assert {("include", "CarePlan", "form-v2"), ("include", "CarePlan", "form-any")} <= got
+    assert ("include", "CarePlan", "form-v1") not in got
+
+
+def test_a_stored_match_that_a_served_match_includes_is_listed_once_as_a_match(seeded):
+    """The conformance search pages over the server's own matches and then the stored ones: a stored
+    PlanDefinition derived from the served protocol is a match of its own, not an include of it."""
+    mine = {"resourceType": "PlanDefinition", "id": "mine", "status": "draft",
+            "relatedArtifact": [{"type": "derived-from", "resource": PROTOCOL}]}
+    assert seeded.put("/fhir/PlanDefinition/mine", json=mine).status_code == 201
+    bundle = seeded.get("/fhir/PlanDefinition?_revinclude=PlanDefinition:derived-from&_count=50").json()
+    listed = [(e["search"]["mode"], e["resource"]["id"]) for e in bundle["entry"]]
+    assert listed.count(("match", "mine")) == 1 and ("include", "mine") not in listed
+    assert bundle["total"] == sum(1 for mode, _ in listed if mode == "match")

@@ -38,6 +38,8 @@ def _numeric_entities(text: str) -> str:
     return _ENTITY.sub(repl, text) if "&" in text else text
 
 
+# expat names a namespaced element or attribute 'namespace}local' (the separator ElementTree uses too, so
+# that a namespace holding a space or a '}' fares as it did there); the messages use {namespace}local.
 XHTML = XHTML_NS[1:-1]
 XML_NS = "http://www.w3.org/XML/1998/namespace"
 
@@ -54,8 +56,8 @@ def check_xhtml(text: str) -> str | None:
         depth[0] += 1
         if problems:
             return
-        ns, _, local = tag.rpartition(" ")
-        if depth[0] == 1 and tag != XHTML + " div":
+        ns, _, local = tag.rpartition("}")
+        if depth[0] == 1 and tag != XHTML + "}div":
             problems.append("Narrative root must be a <div> in the XHTML namespace (http://www.w3.org/1999/xhtml)")
         elif ns != XHTML:
             problems.append(f"Narrative element {_clark(tag)} is not in the XHTML namespace")
@@ -74,9 +76,17 @@ def check_xhtml(text: str) -> str | None:
         if not content[0] and chunk.strip():
             content[0] = True
 
-    parser = expat.ParserCreate(namespace_separator=" ")
+    def undefined(name: str) -> None:
+        # An entity expat would skip (undeclared, or external: never fetched) is malformed, as it was to
+        # ElementTree: a narrative must not leave references for a later XML reader to resolve.
+        raise expat.ExpatError(f"undefined entity &{name};: line {parser.CurrentLineNumber}, "
+                               f"column {parser.CurrentColumnNumber}")
+
+    parser = expat.ParserCreate(namespace_separator="}")
     parser.StartElementHandler = start
     parser.CharacterDataHandler = data
+    parser.SkippedEntityHandler = lambda name, _is_parameter_entity: undefined(name)
+    parser.ExternalEntityRefHandler = lambda context, _base, _system, _public: undefined(context.rpartition("\x0c")[2])
     parser.buffer_text = True
     try:
         parser.Parse(_numeric_entities(text), True)
@@ -90,14 +100,13 @@ def check_xhtml(text: str) -> str | None:
 
 
 def _clark(name: str) -> str:
-    """expat's 'namespace local' as {namespace}local, the notation the messages use."""
-    ns, _, local = name.rpartition(" ")
-    return f"{{{ns}}}{local}" if ns else local
+    """expat's 'namespace}local' as {namespace}local, the notation the messages use."""
+    return "{" + name if "}" in name else name
 
 
 def _attribute_problem(local: str, attr: str, value: str) -> str | None:
-    if " " in attr:  # namespaced: only xml:lang and xml:space
-        if attr in (XML_NS + " lang", XML_NS + " space"):
+    if "}" in attr:  # namespaced: only xml:lang and xml:space
+        if attr in (XML_NS + "}lang", XML_NS + "}space"):
             return None
         return f"Narrative attribute '{_clark(attr)}' on <{local}> is not allowed (txt-1)"
     if attr not in ALLOWED_ATTRIBUTES:
