@@ -10,8 +10,6 @@ import html.entities
 import re
 from xml.parsers import expat
 
-XHTML_NS = "{http://www.w3.org/1999/xhtml}"
-
 ALLOWED_ELEMENTS = frozenset(
     "p br div h1 h2 h3 h4 h5 h6 a span b em i strong small big tt dfn q var abbr acronym cite blockquote "
     "hr address bdo kbd sub sup ul ol li dl dt dd pre table caption colgroup col thead tr tfoot tbody th "
@@ -40,7 +38,7 @@ def _numeric_entities(text: str) -> str:
 
 # expat names a namespaced element or attribute 'namespace}local' (the separator ElementTree uses too, so
 # that a namespace holding a space or a '}' fares as it did there); the messages use {namespace}local.
-XHTML = XHTML_NS[1:-1]
+XHTML = "http://www.w3.org/1999/xhtml"
 XML_NS = "http://www.w3.org/XML/1998/namespace"
 
 
@@ -50,14 +48,14 @@ def check_xhtml(text: str) -> str | None:
     reported only once the whole text parsed, so a malformed div is reported as malformed first."""
     problems: list[str] = []
     content = [False]  # non-whitespace text or an <img> seen
-    depth = [0]
+    elements = [0]  # start tags seen: the first is the root
 
     def start(tag: str, attrs: dict[str, str]) -> None:
-        depth[0] += 1
+        elements[0] += 1
         if problems:
             return
         ns, _, local = tag.rpartition("}")
-        if depth[0] == 1 and tag != XHTML + "}div":
+        if elements[0] == 1 and tag != XHTML + "}div":
             problems.append("Narrative root must be a <div> in the XHTML namespace (http://www.w3.org/1999/xhtml)")
         elif ns != XHTML:
             problems.append(f"Narrative element {_clark(tag)} is not in the XHTML namespace")
