@@ -28,7 +28,6 @@ import base64
 import binascii
 import re
 import uuid
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -64,9 +63,6 @@ _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 _STATUS_TEXT = {200: "200 OK", 201: "201 Created", 204: "204 No Content", 304: "304 Not Modified"}
 _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 T = TypeVar("T")
-# The bundle request's `Prefer: handling=strict` (http.html#search), for its search entries: an unknown or
-# unsupported parameter is then that entry's 400 instead of a warning in its searchset. Set by process().
-_STRICT_SEARCH: ContextVar[bool] = ContextVar("ipt_fhir.bundle_strict_search", default=False)
 
 
 class Creation(NamedTuple):
@@ -260,14 +256,8 @@ class BundleService:
 
     def process(self, bundle: object, *, base_url: str, prefer: str = "representation",
                 strict_search: bool = False) -> bytes:
-        """`strict_search`: the request prefers strict handling, which its search entries then follow."""
-        token = _STRICT_SEARCH.set(strict_search)
-        try:
-            return self._process(bundle, base_url=base_url, prefer=prefer)
-        finally:
-            _STRICT_SEARCH.reset(token)
-
-    def _process(self, bundle: object, *, base_url: str, prefer: str) -> bytes:
+        """`strict_search`: the request's `Prefer: handling=strict` (http.html#search), which its search
+        entries follow: an unknown parameter is then that entry's 400, not a warning in its searchset."""
         if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
             raise bad_request("POST to the base expects a Bundle of type batch or transaction", code="structure")
         kind = bundle.get("type")
@@ -282,14 +272,15 @@ class BundleService:
         envelope = envelope_errors(bundle)
         base_url = base_url.rstrip("/")
         if kind == "transaction":
-            results = self.transaction(raw_entries, base_url, envelope)
+            results = self.transaction(raw_entries, base_url, envelope, strict_search)
         else:
-            results = self.batch(raw_entries, base_url, prefer, envelope)
+            results = self.batch(raw_entries, base_url, prefer, envelope, strict_search)
         return _response_bundle(f"{kind}-response", results, base_url, prefer)
 
     # --- transaction -------------------------------------------------------------------------
 
-    def transaction(self, raw_entries: list, base_url: str, envelope: Mapping[int, FHIRError]) -> list[EntryResult]:
+    def transaction(self, raw_entries: list, base_url: str, envelope: Mapping[int, FHIRError],
+                    strict_search: bool = False) -> list[EntryResult]:
         entries = []
         for i, raw in enumerate(raw_entries):
             try:
@@ -305,7 +296,7 @@ class BundleService:
         results: list[EntryResult | None] = [None] * len(entries)
         order = sorted(entries, key=lambda e: (e.phase, e.index))
         with self.db.write() as conn, rs.deferred_rule_checks(conn) as queue:
-            writer = _Writer(self.resources, conn, base_url)
+            writer = _Writer(self.resources, conn, base_url, strict_search=strict_search)
             current = None
             try:
                 # Identities are resolved before anything is written: a conditional URL that matches a
@@ -358,7 +349,8 @@ class BundleService:
 
     # --- batch -------------------------------------------------------------------------------
 
-    def batch(self, raw_entries: list, base_url: str, prefer: str, envelope: Mapping[int, FHIRError]) -> list[EntryResult]:
+    def batch(self, raw_entries: list, base_url: str, prefer: str, envelope: Mapping[int, FHIRError],
+              strict_search: bool = False) -> list[EntryResult]:
         results = []
         entries: list[Entry | FHIRError] = []
         for i, raw in enumerate(raw_entries):
@@ -373,21 +365,21 @@ class BundleService:
                 results.append(_failed(i, item))
                 continue
             try:
-                results.append(self._batch_entry_settled(item, base_url, claims, siblings, prefer))
+                results.append(self._batch_entry_settled(item, base_url, claims, siblings, prefer, strict_search))
             except FHIRError as exc:
                 results.append(_failed(i, exc))
         return results
 
     def _batch_entry_settled(self, entry: Entry, base_url: str, claims: _Claims, siblings: dict[str, int],
-                             prefer: str) -> EntryResult:
+                             prefer: str, strict_search: bool) -> EntryResult:
         """A batch entry is an interaction on its own: one that lost a conditional-create race runs again
         in a new unit of work, whose search then finds the winner (200), as the REST path answers."""
         for _attempt in range(rs.RACE_ATTEMPTS - 1):
             try:
-                return self._batch_entry(entry, base_url, claims, siblings, prefer)
+                return self._batch_entry(entry, base_url, claims, siblings, prefer, strict_search)
             except _LostConditionalCreate:
                 pass
-        return self._batch_entry(entry, base_url, claims, siblings, prefer)
+        return self._batch_entry(entry, base_url, claims, siblings, prefer, strict_search)
 
     def _batch_claims(self, entries: list[Entry | FHIRError], base_url: str) -> _Claims:
         """Claim each entry's identities, resolved before any entry runs, as a transaction does; an entry
@@ -419,17 +411,17 @@ class BundleService:
         else:
             status, body = self.interactions.run(
                 other, base_url=base_url, prefer=prefer,
-                transaction=lambda bundle, base, prefer: self.process(bundle, base_url=base, prefer=prefer,
-                                                                     strict_search=_STRICT_SEARCH.get()))
+                transaction=lambda bundle, base, prefer: self.process(bundle, base_url=base, prefer=prefer))
         return EntryResult(status, content=body, location=False)
 
     def _batch_entry(self, entry: Entry, base_url: str, claims: _Claims,
-                     siblings: dict[str, int], prefer: str = "representation") -> EntryResult:
+                     siblings: dict[str, int], prefer: str = "representation",
+                     strict_search: bool = False) -> EntryResult:
         if entry.other is not None:
             return self._other(entry, None, base_url, prefer)
         if entry.method in ("GET", "HEAD"):
             with self.db.read() as conn:
-                return _Writer(self.resources, conn, base_url).get(entry, self.db)
+                return _Writer(self.resources, conn, base_url, strict_search=strict_search).get(entry, self.db)
         with self.db.write() as conn, rs.deferred_rule_checks(conn) as queue:
             writer = _Writer(self.resources, conn, base_url, claims)
             writer.batch_placeholders = siblings
@@ -451,10 +443,11 @@ class _Writer:
     """The steps of one unit of work on `conn`."""
 
     def __init__(self, resources: ResourceService, conn: Connection, base_url: str,
-                 claims: _Claims | None = None) -> None:
+                 claims: _Claims | None = None, *, strict_search: bool = False) -> None:
         self.svc = resources
         self.conn = conn
         self.base_url = base_url
+        self.strict_search = strict_search  # search entries refuse unknown parameters (Prefer: handling=strict)
         self.claims = claims if claims is not None else _Claims()
         self.references: dict[str, str] = {}  # fullUrl -> Type/id, for Reference.reference
         self.links = NO_LINK_TARGETS  # for uri-typed elements and narrative links (_link_targets)
@@ -650,7 +643,7 @@ class _Writer:
             try:
                 body = search_service.search(db, entry.resource_type or None, entry.criteria or [],
                                              base_url=self.base_url, request_url=request_url, conn=self.conn,
-                                             compartment=entry.compartment, strict=_STRICT_SEARCH.get())
+                                             compartment=entry.compartment, strict=self.strict_search)
             except FHIRError as exc:
                 raise _located(exc, "request.url") from None
             return EntryResult(200, content=body if with_body else None, location=False)

@@ -83,3 +83,7 @@ def test_batch_searches_follow_the_requests_handling_preference(client):
     searchset = lenient[0]["resource"]
     assert searchset["total"] == 1
     assert [e["search"]["mode"] for e in searchset["entry"]] == ["outcome", "match"]
+    # a transaction's search entries too: the entry's 400 fails the whole transaction
+    bundle["type"] = "transaction"
+    assert post_bundle(client, bundle, Prefer="handling=strict").status_code == 400
+    assert post_bundle(client, bundle).status_code == 200
