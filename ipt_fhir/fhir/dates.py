@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta, timezone
 
+from .outcome import bad_request
+
 _DATE_TIME = re.compile(
     r"(?P<y>\d{4})(?:-(?P<m>\d{2})(?:-(?P<d>\d{2})(?:T(?P<H>\d{2}):(?P<M>\d{2})(?::(?P<S>\d{2})(?P<f>\.\d+)?)?"
     r"(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?"
@@ -22,6 +24,15 @@ def parse_instant(text: str) -> datetime | None:
         return datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:  # a month 13, a 30 February
         return None
+
+
+def since_param(value: str) -> datetime:
+    """The `_since` of $everything and $export: an instant with a time zone (a bare date or a time
+    without zone names no single moment), else a 400 naming `_since`."""
+    when = parse_instant(value)
+    if when is None:
+        raise bad_request(f"_since {value!r} is not a FHIR instant with a time zone", "_since")
+    return when
 
 
 def parse_fhir_datetime_range(text: str) -> tuple[datetime, datetime]:

@@ -7,16 +7,19 @@ exactly when a compartment search finds it — for any version, including ones n
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 from ipt_fhir.fhir.search.indexer import index_rows
 from ipt_fhir.fhir.search.registry import patient_compartment, patient_compartment_params
 
 
+@lru_cache(maxsize=1)  # read by every search and $everything
 def compartment_types() -> frozenset[str]:
     return frozenset(patient_compartment()) | {"Patient"}
 
 
 def in_patient_compartment_type(resource_type: str) -> bool:
-    return resource_type == "Patient" or resource_type in patient_compartment()
+    return resource_type in compartment_types()
 
 
 def patients_of(resource_type: str, resource: dict) -> set[str]:

@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ipt_fhir.fhir.dates import parse_instant
+from ipt_fhir.fhir.dates import since_param
 from ipt_fhir.fhir.jsonio import load_stored
 from ipt_fhir.fhir.outcome import bad_request, not_found
 from ipt_fhir.fhir.resource_types import REST_TYPES
@@ -79,7 +79,7 @@ def parse_export_params(level: str, params: list[tuple[str, str]], group: str | 
         elif name == "_type":
             continue  # search.types_wanted, below
         elif name == "_since":
-            since = _instant(value)
+            since = since_param(value)
         elif name == "_typeFilter":
             for part in value.split(","):
                 rtype, _, query = part.strip().partition("?")
@@ -102,13 +102,6 @@ def parse_export_params(level: str, params: list[tuple[str, str]], group: str | 
             raise bad_request(f"Export parameter {name!r} is not supported", name)
     types = search_service.types_wanted(params) or None
     return ExportRequest(level, types=types, since=since, type_filters=filters, patients=patients, group=group)
-
-
-def _instant(value: str) -> datetime:
-    when = parse_instant(value)
-    if when is None:
-        raise bad_request(f"_since {value!r} is not a FHIR instant with a time zone", "_since")
-    return when
 
 
 class Exporter:

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ipt_fhir.fhir.dates import parse_instant
+from ipt_fhir.fhir.dates import since_param
 from ipt_fhir.fhir.jsonio import load_stored
 from ipt_fhir.fhir.outcome import FHIRError, bad_request, error, gone, not_found
 from ipt_fhir.fhir.resource_types import REST_TYPES, require_rest_type
@@ -909,17 +909,21 @@ def _execute(db: Database, req: Request, *, base_url: str, request_url: str, lin
         if req.summary or req.elements is not None:
             content = _subset(content, row[0], req.summary, req.elements)
         entries.append((row[0], row[1], content, "match"))
-    for rt, rid, content in included:
-        # "The list of elements does not apply to included resources" (search.html#elements); _summary does
-        if req.summary:
-            content = _subset(content, rt, req.summary, None)
-        entries.append((rt, rid, content, "include"))
+    entries += [(rt, rid, content, "include") for rt, rid, content in _as_included(req, included)]
     links = [("first", _link(req, base_url, link_path))]
     if rows and has_prev:
         links.append(("previous", _link(req, base_url, link_path, _encode_page(list(rows[0][3:]), "p"))))
     if rows and has_next:
         links.append(("next", _link(req, base_url, link_path, _encode_page(list(rows[-1][3:]), "n"))))
     return _bundle(base_url, _self_url(req, base_url, link_path), links, total, entries, req.issues)
+
+
+def _as_included(req: Request, included: list[tuple[str, str, bytes]]) -> list[tuple[str, str, bytes]]:
+    """Included resources as a Bundle carries them: "The list of elements does not apply to included
+    resources" (search.html#elements); _summary does."""
+    if not req.summary:
+        return included
+    return [(rt, rid, _subset(content, rt, req.summary, None)) for rt, rid, content in included]
 
 
 def _link(req: Request, base_url: str, link_path: str, page: str | None = None) -> str:
@@ -938,7 +942,9 @@ def included_entries(db: Database, resource_type: str, params: list[tuple[str, s
                      base_url: str) -> list[dict]:
     """The entries (search mode `include`) that the `_include`/`_revinclude` of `params` add for
     `matched_ids`, resources of `resource_type` matched outside the store (the server's own conformance
-    resources, services/ipt/conformance.py); `_summary` applies to them as to any included resource."""
+    resources, services/ipt/conformance.py); `_summary` applies to them as to any included resource.
+    Only those result parameters are read: the rest (criteria, the caller's own `_page` tokens) were the
+    caller's search."""
     base_url = base_url.rstrip("/")
     req = Request(types=[resource_type], clauses={resource_type: []}, count=0, sort=[])
     for name, value in given_params(params):
@@ -949,9 +955,8 @@ def included_entries(db: Database, resource_type: str, params: list[tuple[str, s
     with db.read() as conn:
         included = guard.filter_rows(_includes(conn, req, [(resource_type, i) for i in matched_ids], base_url))
         audit.note_search(None, None, audit.patients_in(conn, [(a, b) for a, b, _ in included]))
-    return [{"fullUrl": f"{base_url}/{rt}/{rid}",
-             "resource": load_stored(_subset(content, rt, req.summary, None) if req.summary else content),
-             "search": {"mode": "include"}} for rt, rid, content in included]
+    return [{"fullUrl": f"{base_url}/{rt}/{rid}", "resource": load_stored(content), "search": {"mode": "include"}}
+            for rt, rid, content in _as_included(req, included)]
 
 
 def search(db: Database, resource_type: str | None, params: list[tuple[str, str]], *, base_url: str,
@@ -1061,9 +1066,7 @@ def _since_clauses(params: list[tuple[str, str]]) -> list[Clause]:
     since: list[Clause] = []
     for n, v in params:
         if n == "_since":
-            when = parse_instant(v)  # as $export reads its _since
-            if when is None:
-                raise bad_request(f"_since must be an instant with a time zone, got '{v}'", "_since")
+            when = since_param(v)
             # lastUpdated >= _since: the resource row's last_updated ([low, high) = [t, t + 1 us)).
             t = to_micros(when)
             since.append(Clause("param", "_lastUpdated", param=_LAST_UPDATED, values=[("ge", t, t)]))
