@@ -117,8 +117,8 @@ def test_bundles_and_ndjson_import_then_export(tmp_path):
 
 
 def test_dry_run_refuses_what_the_import_would_refuse_entry_by_entry(tmp_path):
-    """The dry run checks a Bundle as the real import does: the Bundle's own elements too (an unknown
-    one in an entry), each failing entry named."""
+    """The dry run applies the checks a real import applies to each entry, the Bundle's own elements
+    too (an unknown one in an entry), and names every failing entry (a real import stops at the first)."""
     import json
 
     url = f"sqlite:///{tmp_path / 'dry.db'}"

@@ -40,39 +40,33 @@ def entries(client, path: str) -> set[tuple[str, str, str]]:
     return {(e["search"]["mode"], e["resource"]["resourceType"], e["resource"]["id"]) for e in r.json()["entry"]}
 
 
-def test_include_follows_a_canonical_to_a_protocol_the_server_serves(seeded):
-    got = entries(seeded, "/fhir/CarePlan?_id=on-protocol&_include=CarePlan:instantiates-canonical")
-    assert got == {("match", "CarePlan", "on-protocol"), ("include", "PlanDefinition", "ipt-standard-individual")}
-
-
 @pytest.mark.parametrize(("plan", "included"), [
-    ("form-v2", {"intake-2"}),  # url|version: that version only
-    ("form-v1", {"intake-1"}),
-    ("form-any", {"intake-1", "intake-2"}),  # no version: every resource with that url
+    ("on-protocol", {("PlanDefinition", "ipt-standard-individual")}),  # served by the server, from memory
+    ("form-v2", {("Questionnaire", "intake-2")}),  # url|version: that version only
+    ("form-v1", {("Questionnaire", "intake-1")}),
+    ("form-any", {("Questionnaire", "intake-1"), ("Questionnaire", "intake-2")}),  # no version: each with that url
     ("elsewhere", set()),  # a url nothing here has
 ])
-def test_include_follows_a_canonical_to_stored_resources_by_url_and_version(seeded, plan, included):
+def test_include_follows_a_canonical_by_url_and_version(seeded, plan, included):
     got = entries(seeded, f"/fhir/CarePlan?_id={plan}&_include=CarePlan:instantiates-canonical")
-    assert got == {("match", "CarePlan", plan)} | {("include", "Questionnaire", q) for q in included}
+    assert got == {("match", "CarePlan", plan)} | {("include", rt, rid) for rt, rid in included}
 
 
 def test_include_with_a_target_type_keeps_to_that_type(seeded):
     path = "/fhir/CarePlan?_id=on-protocol,form-v2&_include=CarePlan:instantiates-canonical:Questionnaire"
-    assert ("include", "Questionnaire", "intake-2") in entries(seeded, path)
-    assert not any(rt == "PlanDefinition" for _, rt, _ in entries(seeded, path))
+    assert entries(seeded, path) == {("match", "CarePlan", "on-protocol"), ("match", "CarePlan", "form-v2"),
+                                     ("include", "Questionnaire", "intake-2")}
 
 
-def test_revinclude_finds_the_plans_that_name_a_stored_resource_by_url(seeded):
-    got = entries(seeded, "/fhir/Questionnaire?_id=intake-2&_revinclude=CarePlan:instantiates-canonical")
-    # form-v1 names version 1 only
-    assert got == {("match", "Questionnaire", "intake-2"), ("include", "CarePlan", "form-v2"),
-                   ("include", "CarePlan", "form-any")}
-
-
-def test_revinclude_finds_the_plans_that_follow_a_served_protocol(seeded):
-    got = entries(seeded, "/fhir/PlanDefinition?_id=ipt-standard-individual"
-                          "&_revinclude=CarePlan:instantiates-canonical")
-    assert got == {("match", "PlanDefinition", "ipt-standard-individual"), ("include", "CarePlan", "on-protocol")}
+@pytest.mark.parametrize(("path", "revincluded"), [
+    # a stored resource; form-v1 names its version 1 only
+    ("/fhir/Questionnaire?_id=intake-2", {"form-v2", "form-any"}),
+    ("/fhir/PlanDefinition?_id=ipt-standard-individual", {"on-protocol"}),  # a protocol the server serves
+])
+def test_revinclude_finds_the_plans_that_name_a_resource_by_url(seeded, path, revincluded):
+    got = entries(seeded, f"{path}&_revinclude=CarePlan:instantiates-canonical")
+    assert {e for e in got if e[0] == "include"} == {("include", "CarePlan", c) for c in revincluded}
+    assert len([e for e in got if e[0] == "match"]) == 1
 
 
 def test_a_deleted_target_is_not_included(seeded):
@@ -83,8 +77,8 @@ def test_a_deleted_target_is_not_included(seeded):
 
 def test_revinclude_of_any_source_finds_canonical_references_too(seeded):
     got = entries(seeded, "/fhir/Questionnaire?_id=intake-2&_revinclude=*")
-    assert {("include", "CarePlan", "form-v2"), ("include", "CarePlan", "form-any")} <= got
-    assert ("include", "CarePlan", "form-v1") not in got
+    assert got == {("match", "Questionnaire", "intake-2"), ("include", "CarePlan", "form-v2"),
+                   ("include", "CarePlan", "form-any")}
 
 
 def test_a_stored_match_that_a_served_match_includes_is_listed_once_as_a_match(seeded):
@@ -97,3 +91,9 @@ def test_a_stored_match_that_a_served_match_includes_is_listed_once_as_a_match(s
     listed = [(e["search"]["mode"], e["resource"]["id"]) for e in bundle["entry"]]
     assert listed.count(("match", "mine")) == 1 and ("include", "mine") not in listed
     assert bundle["total"] == sum(1 for mode, _ in listed if mode == "match")
+
+
+def test_a_chain_over_a_canonical_reference_matches_nothing(seeded):
+    """As the README says: chains follow [type]/[id] references only, so a canonical never leads on."""
+    r = seeded.get("/fhir/CarePlan?instantiates-canonical.status=active")
+    assert r.status_code == 200 and r.json()["total"] == 0

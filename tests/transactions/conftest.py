@@ -21,6 +21,11 @@ def post_bundle(client, bundle: dict | bytes, **headers):
     return client.post("/fhir", content=body, headers={**FHIR_JSON, **headers})
 
 
+def created(response, index: int) -> str:
+    """`Type/id` of what entry `index` of a transaction-response created (its Location, less _history)."""
+    return "/".join(response.json()["entry"][index]["response"]["location"].split("/")[:2])
+
+
 def table_counts(database) -> dict[str, int]:
     import sqlalchemy as sa
 

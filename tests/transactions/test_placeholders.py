@@ -4,6 +4,7 @@ in the narrative." Only whole values equal to a placeholder fullUrl of the Bundl
 from __future__ import annotations
 
 from tests.transactions.conftest import post_bundle
+from tests.transactions.conftest import created
 from tests.transactions.test_transaction import patient, post, tx
 
 BINARY = "urn:uuid:5d0a1f0e-1111-4c4e-9b0a-000000000001"
@@ -23,10 +24,6 @@ def consent_policy() -> dict:
 def stored(client, response, index: int) -> dict:
     location = response.json()["entry"][index]["response"]["location"]
     return client.get("/fhir/" + location.rsplit("/_history", 1)[0]).json()
-
-
-def created(response, index: int) -> str:
-    return "/".join(response.json()["entry"][index]["response"]["location"].split("/")[:2])
 
 
 def test_an_attachment_url_naming_a_binary_of_the_transaction_points_at_the_created_binary(client):

@@ -8,8 +8,8 @@ resource ids, resource references, elements of type uri, url, oid, uuid, and <a 
 the narrative." What resolves to nothing in the Bundle stays exactly as sent."""
 from __future__ import annotations
 
-from tests.transactions.conftest import post_bundle
-from tests.transactions.test_placeholders import binary, created, stored
+from tests.transactions.conftest import created, post_bundle
+from tests.transactions.test_placeholders import binary, stored
 from tests.transactions.test_transaction import patient, post, tx
 
 OTHER = "http://other.org/fhir"

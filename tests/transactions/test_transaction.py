@@ -8,7 +8,7 @@ import json
 import pytest
 
 from ipt_fhir.fhir.outcome import error
-from tests.transactions.conftest import SYNTHEA_BUNDLES, post_bundle, synthea_bundle, table_counts
+from tests.transactions.conftest import SYNTHEA_BUNDLES, created, post_bundle, synthea_bundle, table_counts
 
 NPI = "http://hl7.org/fhir/sid/us-npi"
 
@@ -252,9 +252,8 @@ def test_a_patch_may_link_to_a_resource_the_transaction_creates(client, flavour)
     r = post_bundle(client, tx(post({"resourceType": "Practitioner", "name": [{"family": "Weiss"}]}, gp),
                                {"resource": body, "request": {"method": "PATCH", "url": "Patient/pq"}}))
     assert r.status_code == 200, r.text
-    created = r.json()["entry"][0]["response"]["location"].split("/_history")[0].rsplit("/", 2)
     linked = client.get("/fhir/Patient/pq").json()["generalPractitioner"][0]["reference"]
-    assert linked == f"Practitioner/{created[-1]}"
+    assert linked == created(r, 0)
 
 
 def test_read_entries_keep_their_resource_under_prefer_minimal_and_take_elements(client):
