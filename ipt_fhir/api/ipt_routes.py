@@ -104,7 +104,7 @@ def read_conformance(resource_type: str, resource_id: str, request: Request) -> 
 def vread_conformance(resource_type: str, resource_id: str, version_id: str, request: Request) -> Response:
     served = _served(request, resource_type, resource_id)
     if version_id != "1":
-        raise not_found(f"{resource_type}/{resource_id} has no version '{version_id}'")
+        raise not_found(f"version {version_id} of {resource_type}/{resource_id} is not known")
     return read_response(request, served)
 
 

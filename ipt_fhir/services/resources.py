@@ -223,34 +223,40 @@ class ResourceService:
 
     def read(self, resource_type: str, resource_id: str) -> StoredVersion:
         require_rest_type(resource_type)
-        guard.require("read", resource_type)
-        stored = repo.read_current(self.db, resource_type, resource_id)
+        guard.require("read", resource_type)  # before the lookup: no answer tells a caller what exists
+        stored = repo.read_current(self.db, resource_type, resource_id)  # the hot path: no snapshot needed
         if stored is None:
             raise not_found(f"{resource_type}/{resource_id} is not known")
-        if stored.deleted:
-            raise _gone(stored)
-        guard.check_resource("read", resource_type, stored.content)
-        audit.note_read("read", resource_type, resource_id, stored.version_id)
-        return stored
+        return _served("read", stored)
 
     def vread(self, resource_type: str, resource_id: str, version_id: str) -> StoredVersion:
         require_rest_type(resource_type)
-        guard.require("vread", resource_type)
-        number = version_number(version_id)
-        if number is None:
-            raise not_found(f"{resource_type}/{resource_id} has no version '{version_id}'")
         with self.db.read() as conn:
-            stored = repo.version(conn, resource_type, resource_id, number)
-            if stored is None:
-                exists = repo.current(conn, resource_type, resource_id) is not None
+            return self.read_in(conn, resource_type, resource_id, version_id)
+
+    @staticmethod
+    def read_in(conn: Connection, resource_type: str, resource_id: str, version_id: str | None = None, *,
+                published: StoredVersion | None = None) -> StoredVersion:
+        """read, or with `version_id` vread, on `conn`: a snapshot, or the unit of work of a batch or
+        transaction whose GET entries see its earlier entries' writes. Checks and answers as the REST
+        interactions do: 403 before anything is looked up, 404, 410 for a deleted resource or version.
+        `published`: the resource as this server publishes it from memory (its IPT conformance resources,
+        version 1), served instead of the store."""
+        interaction = "read" if version_id is None else "vread"
+        guard.require(interaction, resource_type)
+        if published is not None:
+            stored = published if version_id in (None, "1") else None
+        elif version_id is None:
+            stored = repo.current(conn, resource_type, resource_id)
+        else:
+            number = version_number(version_id)
+            stored = None if number is None else repo.version(conn, resource_type, resource_id, number)
         if stored is None:
-            what = f"version {version_id} of {resource_type}/{resource_id}" if exists else f"{resource_type}/{resource_id}"
+            what = f"{resource_type}/{resource_id}"
+            if version_id is not None and (published or repo.current(conn, resource_type, resource_id)):
+                what = f"version {version_id} of {what}"
             raise not_found(f"{what} is not known")
-        if stored.deleted:
-            raise _gone(stored)
-        guard.check_resource("vread", resource_type, stored.content)
-        audit.note_read("vread", resource_type, resource_id, stored.version_id)
-        return stored
+        return _served(interaction, stored)
 
     # --- create ----------------------------------------------------------------------------
 
@@ -610,6 +616,15 @@ def _check_client_id(resource_id: str, resource_type: str) -> None:
 
     if not re.fullmatch(r"[A-Za-z0-9\-\.]{1,64}", resource_id):
         raise bad_request(f"'{resource_id}' is not a valid FHIR id", f"{resource_type}.id")
+
+
+def _served(interaction: str, stored: StoredVersion) -> StoredVersion:
+    """A version found by read or vread, if the caller may see it (410 if deleted); the read is audited."""
+    if stored.deleted:
+        raise _gone(stored)
+    guard.check_resource(interaction, stored.resource_type, stored.content)
+    audit.note_read(interaction, stored.resource_type, stored.id, stored.version_id)
+    return stored
 
 
 def _gone(stored: StoredVersion) -> FHIRError:

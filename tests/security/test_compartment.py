@@ -96,6 +96,22 @@ def test_transaction_and_batch_entries_are_checked(secure_client, world):
     assert _ids(entries[2]["resource"]) == {f"Observation/{world['oa']}"}
 
 
+@pytest.mark.parametrize("url", ["Observation/{ob}", "Observation/unknown", "Observation/{ob}/_history/1",
+                                 "Observation/unknown/_history/1"])
+def test_a_batch_read_without_the_types_scope_is_refused_whether_or_not_the_resource_exists(
+        secure_client, keys, world, url):
+    """As GET [type]/[id] does: the scope is checked before the lookup, so a 404 cannot tell a caller
+    that may not read the type which of its resources exist."""
+    c = secure_client
+    h = keys.headers("patient/Patient.rs", patient=world["a"])
+    target = url.format(ob=world["ob"])
+    assert c.get(f"/fhir/{target}", headers=h).status_code == 403
+    batch = {"resourceType": "Bundle", "type": "batch", "entry": [{"request": {"method": "GET", "url": target}}]}
+    r = c.post("/fhir", json=batch, headers=h)
+    assert r.status_code == 200, r.text
+    assert r.json()["entry"][0]["response"]["status"].startswith("403")
+
+
 def test_patient_token_cannot_write_outside_its_compartment(secure_client, world):
     c, h = secure_client, world["h"]
     body = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
