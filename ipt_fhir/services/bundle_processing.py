@@ -926,7 +926,9 @@ def _link_targets(entries: list[Entry], full_urls: dict[str, str], base_url: str
 
 
 def _check_unique_full_urls(entries: list[Entry]) -> None:
-    """Two entries written under one fullUrl would make references to it ambiguous."""
+    """Two entries written under one fullUrl would make references to it ambiguous. bdl-7
+    (bundle_invariant_issues) already refuses a fullUrl repeated with the same meta.versionId; the
+    invariant allows differing versions, which a transaction still cannot write both of."""
     full_urls: dict[str, int] = {}
     for e in entries:
         if e.full_url and e.method in ("POST", "PUT") and e.other is None:

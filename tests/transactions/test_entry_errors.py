@@ -192,3 +192,19 @@ def test_the_same_fullurl_twice_is_allowed_for_different_versions(client):
     other = {**post(patient(meta={"versionId": "2"})), "fullUrl": url}
     r = post_bundle(client, tx(one, other, kind="batch"))
     assert [e["response"]["status"] for e in r.json()["entry"]] == ["201 Created", "201 Created"], r.text
+
+
+def test_a_transaction_cannot_write_two_entries_under_one_fullurl_even_of_different_versions(client, database):
+    """bdl-7 allows the pair (above), but in a transaction references to the fullUrl would resolve to
+    either of two written resources: refused, nothing written."""
+    before = table_counts(database)
+    url = "http://example.org/fhir/Patient/same"
+    one = {**put(patient(id="same", meta={"versionId": "1"}), "Patient/same"), "fullUrl": url}
+    other = {**post(patient(meta={"versionId": "2"})), "fullUrl": url}
+    bundle = tx(one, other)
+    r = post_bundle(client, bundle)
+    assert r.status_code == 400, r.text
+    assert expressions(r.json()) == ["Bundle.entry[1].fullUrl"]
+    assert "also used by entry 0" in r.json()["issue"][0]["diagnostics"]
+    assert_points_into(bundle, r.json(), "Bundle.entry[1].fullUrl")
+    assert table_counts(database) == before
