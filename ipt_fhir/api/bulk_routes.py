@@ -12,13 +12,12 @@ from starlette.concurrency import run_in_threadpool
 
 from ipt_fhir.fhir.jsonio import parse_json
 from ipt_fhir.fhir.outcome import FHIRError, bad_request, error, information, not_found, operation_outcome
-from ipt_fhir.fhir.parameters import primitive_parameters
 from ipt_fhir.services.bulk_export import ExportJobs, parse_export_params
 from ipt_fhir.services.bulk_import import ImportJobs
 
-from .body import read_json_body
 from .negotiation import body_media_type
 from .responses import fhir_base_url, prefer_header, prefers_lenient_handling
+from .search_routes import operation_params
 
 router = APIRouter(prefix="/fhir", tags=["bulk data"])
 
@@ -141,35 +140,19 @@ def import_file(job_id: str, name: str, request: Request) -> Response:
 
 # --- $export ---------------------------------------------------------------------------------------
 
-async def _export_params(request: Request) -> list[tuple[str, str]]:
-    """The kick-off parameters: the query's, and a POST's Parameters body's, read as any operation's
-    (primitive_parameters) but for `patient`, a valueReference (bulk data export.html), taken as its
-    reference."""
-    params = list(request.query_params.multi_items())
-    if request.method == "POST" and await request.body():
-        body, _ = await read_json_body(request)
-        params += primitive_parameters(_patients_as_text(body))
-    return params
-
-
-def _patients_as_text(body: object) -> object:
-    if not isinstance(body, dict) or not isinstance(body.get("parameter"), list):
-        return body  # primitive_parameters says what is wrong with it
-    parameters = []
-    for p in body["parameter"]:
-        if isinstance(p, dict) and p.get("name") == "patient" and isinstance(p.get("valueReference"), dict):
-            p = {"name": "patient", "valueString": p["valueReference"].get("reference", "")}
-        parameters.append(p)
-    return {**body, "parameter": parameters}
+# export.html, POST kick-off: `patient` is a valueReference, read as the reference a GET's query carries.
+_REFERENCE_PARAMETERS = ("patient",)
 
 
 async def _kick_off_export(request: Request, level: str, group: str | None = None) -> Response:
     if "respond-async" not in prefer_header(request):
         raise bad_request("$export needs the header Prefer: respond-async", code="required")
-    params = await _export_params(request)
-    req = parse_export_params(level, params, group, lenient=prefers_lenient_handling(request))
+    params = await operation_params(request, references=_REFERENCE_PARAMETERS)
+    lenient = prefers_lenient_handling(request)
+    req = parse_export_params(level, params, group, lenient=lenient)
     base = fhir_base_url(request)
-    job_id = await run_in_threadpool(export_jobs(request).kick_off, req, base_url=base, request_url=str(request.url))
+    job_id = await run_in_threadpool(export_jobs(request).kick_off, req, base_url=base, request_url=str(request.url),
+                                     lenient=lenient)
     return _accepted(f"{base}/$export-poll-status/{job_id}")
 
 

@@ -2,6 +2,7 @@
 (instance and type level). Each route: parse the request -> one service call -> the searchset Bundle bytes."""
 from __future__ import annotations
 
+from collections.abc import Collection
 from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, Request
@@ -65,14 +66,32 @@ async def search_params(request: Request) -> list[tuple[str, str]]:
 _FORM = "application/x-www-form-urlencoded"
 
 
-async def operation_params(request: Request) -> list[tuple[str, str]]:
+async def operation_params(request: Request, *, references: Collection[str] = ()) -> list[tuple[str, str]]:
     """The parameters of an operation invoked with GET or POST. A POST's body is a Parameters resource
     (http://hl7.org/fhir/R4/operations.html#request: "Servers SHALL support POST method for all
-    operations"); a form-encoded or empty body, as POST _search takes, is still read as before."""
+    operations"); a form-encoded or empty body, as POST _search takes, is still read as before.
+    `references` names the parameters the operation takes as a Reference: in the body each is a
+    valueReference, read as its reference, the text the query string carries it as."""
     if request.method != "POST" or not await request.body() or body_media_type(request) == _FORM:
         return await search_params(request)
     body, _ = await read_json_body(request)
-    return list(request.query_params.multi_items()) + primitive_parameters(body)
+    from_body = primitive_parameters(_references_as_text(body, references))
+    return list(request.query_params.multi_items()) + from_body
+
+
+def _references_as_text(body: object, names: Collection[str]) -> object:
+    """The body with each valueReference parameter named in `names` made a valueString of its reference;
+    anything else is left as sent, for primitive_parameters to take or refuse."""
+    if not isinstance(body, dict) or not isinstance(body.get("parameter"), list):
+        return body
+    return {**body, "parameter": [_reference_as_text(p, names) for p in body["parameter"]]}
+
+
+def _reference_as_text(parameter: object, names: Collection[str]) -> object:
+    if (isinstance(parameter, dict) and isinstance(parameter.get("name"), str) and parameter["name"] in names
+            and isinstance(parameter.get("valueReference"), dict)):
+        return {"name": parameter["name"], "valueString": parameter["valueReference"].get("reference", "")}
+    return parameter
 
 
 @router.api_route("", methods=["GET", "HEAD"], tags=["search"], summary="System search (_type limits the types)")

@@ -27,6 +27,7 @@ from ipt_fhir.services import resources as rs
 from ipt_fhir.services import search as search_service
 from ipt_fhir.services.bulk_jobs import JobRunner
 from ipt_fhir.store import bulk
+from ipt_fhir.store import resources as repo
 from ipt_fhir.store.database import Database
 from ipt_fhir.store.search_sql import SqlBuilder
 from ipt_fhir.store.tables import resource_table as R
@@ -91,7 +92,9 @@ def parse_export_params(level: str, params: list[tuple[str, str]], group: str | 
         elif name == "patient":
             if level == "system":
                 raise bad_request("patient is a parameter of Patient- and Group-level export", "patient")
-            patients = (patients or []) + [v.split("/")[-1] for v in value.split(",") if v]
+            named = [v.split("/")[-1] for v in value.split(",") if v]
+            if named:  # an empty value is no parameter (search.html#errors), not an empty list of patients
+                patients = (patients or []) + named
         elif name in _UNSUPPORTED:
             if not lenient:
                 raise bad_request(f"Export parameter {name} is not supported ({_UNSUPPORTED[name]}); send "
@@ -123,12 +126,11 @@ class Exporter:
             return [t for t in available if t in present]
         return available
 
-    def patients_for(self, conn: Connection, req: ExportRequest) -> list[str] | None:
+    @staticmethod
+    def patients_for(conn: Connection, req: ExportRequest) -> list[str] | None:
         if req.level == "system":
             return None
         if req.level == "group":
-            from ipt_fhir.store import resources as repo
-
             stored = repo.current(conn, "Group", req.group or "")
             if stored is None or stored.deleted:
                 raise not_found(f"Group/{req.group} is not known")
@@ -137,7 +139,7 @@ class Exporter:
                 ref = (m.get("entity") or {}).get("reference", "")
                 if ref.startswith("Patient/"):
                     members.append(ref.split("/", 1)[1])
-            if req.patients:
+            if req.patients is not None:
                 members = [p for p in members if p in req.patients]
             return members
         if req.patients is not None:
@@ -201,6 +203,16 @@ class Exporter:
         return output
 
 
+def _named_patients_outside(conn: Connection, req: ExportRequest) -> list[str]:
+    """The patients the `patient` parameter names that the export cannot include: at Group level those
+    that are not members (404 for an unknown Group), at Patient level those not on the server."""
+    if req.level == "group":
+        included = set(Exporter.patients_for(conn, req) or ())
+    else:
+        included = {v.id for v in repo.current_many(conn, "Patient", req.patients or []) if not v.deleted}
+    return [p for p in dict.fromkeys(req.patients or ()) if p not in included]
+
+
 class ExportJobs(JobRunner):
     """$export jobs (see bulk_jobs.py); their files go under the bulk directory's export/ folder."""
 
@@ -210,10 +222,18 @@ class ExportJobs(JobRunner):
         super().__init__(db)
         self.dir = Path(bulk_dir) / "export"
 
-    def kick_off(self, req: ExportRequest, *, base_url: str, request_url: str) -> str:
-        if req.level == "group":  # a Group that does not exist is a 404 at kick-off, not a failed job
+    def kick_off(self, req: ExportRequest, *, base_url: str, request_url: str, lenient: bool = False) -> str:
+        """Starts the job. A Group that does not exist is a 404 now, not a failed job. A `patient` the
+        export cannot include (not on the server, or at Group level not a member of the group) is a 400
+        now (Bulk Data export.html: "the server SHOULD return details via a FHIR OperationOutcome resource
+        in an error response"), unless the client sent Prefer: handling=lenient: then the others export."""
+        if req.level != "system":
             with self.db.read() as conn:
-                Exporter(self.db).patients_for(conn, req)
+                outside = _named_patients_outside(conn, req)
+            if outside and not lenient:
+                where = f"members of Group/{req.group}" if req.level == "group" else "known to this server"
+                raise bad_request(f"patient names {', '.join('Patient/' + p for p in outside)}, not {where}; "
+                                  "send Prefer: handling=lenient to export the others", "patient")
         job_id = uuid.uuid4().hex
         with self.db.write() as conn:
             bulk.create_job(conn, job_id, "export", json.dumps(

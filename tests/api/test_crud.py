@@ -126,6 +126,20 @@ def test_wrong_or_missing_resource_type_is_400(client):
     assert client.put("/fhir/Patient/x", json={"resourceType": "Observation", "id": "x"}).status_code == 400
 
 
+@pytest.mark.parametrize("declared, status", [
+    ("Group", 400), ("Patient", 201), ("http://hl7.org/fhir/StructureDefinition/Patient", 201)])
+def test_a_reference_type_must_agree_with_the_reference(client, declared, status):
+    """R4 Reference.type: when it and a FHIR-URL reference are both given they SHALL be consistent; the
+    type is a resource type, bare or relative to http://hl7.org/fhir/StructureDefinition/."""
+    pid = client.post("/fhir/Patient", json=patient()).json()["id"]
+    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+           "subject": {"reference": f"Patient/{pid}", "type": declared}}
+    r = client.post("/fhir/Observation", json=obs)
+    assert r.status_code == status, r.text
+    if status == 400:
+        assert r.json()["issue"][0]["expression"] == ["Observation.subject.reference"]
+
+
 def test_returns_412_when_if_match_is_stale(client):
     rid = client.post("/fhir/Patient", json=patient()).json()["id"]
     assert client.put(f"/fhir/Patient/{rid}", json=patient(id=rid), headers={"If-Match": 'W/"1"'}).status_code == 200

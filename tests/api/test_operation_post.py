@@ -81,6 +81,8 @@ def test_post_everything_with_a_form_body_or_no_body_still_works(patient):
     (_parameters({"valueInteger": 1}), "Parameters.parameter[0]"),
     (_parameters({"name": "_count", "valueInteger": 2}, {"name": "_type", "part": [{"name": "x"}]}),
      "Parameters.parameter[1]"),
+    # a valueReference is a complex value: only an operation that names the parameter takes it (as $export's patient)
+    (_parameters({"name": "_type", "valueReference": {"reference": "Observation"}}), "Parameters.parameter[0]"),
 ])
 def test_post_everything_refuses_a_body_that_is_not_primitive_parameters(patient, body, expression):
     r = patient.post("/fhir/Patient/p1/$everything", json=body, headers=FHIR_JSON)

@@ -17,6 +17,23 @@ def _import(client, paths) -> dict:
     return poll(client, r.headers["Content-Location"])
 
 
+def _export(client, path: str, parameters: dict | None = None) -> dict[str, list[dict]]:
+    """Kick off an export (a GET, or a POST of `parameters`), wait for it, and read its files by type."""
+    if parameters is None:
+        r = client.get(path, headers=ASYNC)
+    else:
+        r = client.post(path, json=parameters, headers=ASYNC)
+    return _read_export(client, r)
+
+
+def _read_export(client, kick_off) -> dict[str, list[dict]]:
+    """The files of the export `kick_off` started, once it has finished, by type."""
+    assert kick_off.status_code == 202, kick_off.text
+    manifest = poll(client, kick_off.headers["Content-Location"])
+    return {o["type"]: [json.loads(x) for x in client.get(o["url"].split("testserver", 1)[1]).text.splitlines()]
+            for o in manifest["output"]}
+
+
 def _expected() -> dict[str, dict[str, dict]]:
     return {p.name.split(".")[0]: {r["id"]: r for r in read_ndjson_gz(p)} for p in NDJSON_FILES}
 
@@ -149,27 +166,90 @@ def test_patient_group_level_export_with_type_since_and_type_filter(client):
     client.put("/fhir/Group/g", json={"resourceType": "Group", "id": "g", "type": "person", "actual": True,
                                       "member": [{"entity": {"reference": "Patient/a"}}]})
 
-    def export(path: str) -> dict[str, list[dict]]:
-        r = client.get(path, headers=ASYNC)
-        assert r.status_code == 202, r.text
-        manifest = poll(client, r.headers["Content-Location"])
-        return {o["type"]: [json.loads(x) for x in client.get(o["url"].split("testserver", 1)[1]).text.splitlines()]
-                for o in manifest["output"]}
-
-    everything = export("/fhir/Patient/$export")
+    everything = _export(client, "/fhir/Patient/$export")
     assert set(everything) == {"Patient", "Encounter", "Group"}  # Group.member puts a Group in the compartment
     assert len(everything["Encounter"]) == 4 and "Organization" not in everything
-    group = export("/fhir/Group/g/$export?_type=Encounter")
+    group = _export(client, "/fhir/Group/g/$export?_type=Encounter")
     assert set(group) == {"Encounter"} and {e["subject"]["reference"] for e in group["Encounter"]} == {"Patient/a"}
-    filtered = export("/fhir/$export?_type=Encounter&_typeFilter=Encounter%3Fstatus%3Dplanned")
+    filtered = _export(client, "/fhir/$export?_type=Encounter&_typeFilter=Encounter%3Fstatus%3Dplanned")
     assert [e["status"] for e in filtered["Encounter"]] == ["planned", "planned"]
-    future = export("/fhir/$export?_since=2999-01-01T00:00:00Z")
+    future = _export(client, "/fhir/$export?_since=2999-01-01T00:00:00Z")
     assert future == {}
     assert client.get("/fhir/Group/nope/$export", headers=ASYNC).status_code == 404
     assert client.get("/fhir/$export").status_code == 400  # no Prefer: respond-async
     # RFC 7240: preferences may come in several Prefer headers
     two_lines = client.get("/fhir/$export", headers=[("Prefer", "handling=lenient"), ("Prefer", "respond-async")])
     assert two_lines.status_code == 202, two_lines.text
+
+
+@pytest.fixture
+def group_of_two(client):
+    """Group g has members a and b; c is a patient outside it. Each patient has one Encounter."""
+    for pid in ("a", "b", "c"):
+        client.put(f"/fhir/Patient/{pid}", json={"resourceType": "Patient", "id": pid})
+        client.put(f"/fhir/Encounter/enc-{pid}", json={"resourceType": "Encounter", "id": f"enc-{pid}",
+                                                       "status": "finished", "class": {"code": "AMB"},
+                                                       "subject": {"reference": f"Patient/{pid}"}})
+    client.put("/fhir/Group/g", json={"resourceType": "Group", "id": "g", "type": "person", "actual": True,
+                                      "member": [{"entity": {"reference": "Patient/a"}},
+                                                 {"entity": {"reference": "Patient/b"}}]})
+    return client
+
+
+def _ids(exported: dict[str, list[dict]]) -> dict[str, set[str]]:
+    return {rtype: {r["id"] for r in resources} for rtype, resources in exported.items()}
+
+
+def _patients(*references: str) -> dict:
+    """A POST kick-off's Parameters: `patient` is a valueReference (export.html)."""
+    return {"resourceType": "Parameters",
+            "parameter": [{"name": "patient", "valueReference": {"reference": ref}} for ref in references]}
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_group_export_with_patient_exports_only_the_named_members(group_of_two, method):
+    """export.html `patient`: no resources of a patient outside the list. Member b is not named, so
+    nothing of b's is exported."""
+    if method == "GET":
+        exported = _export(group_of_two, "/fhir/Group/g/$export?patient=Patient/a")
+    else:
+        exported = _export(group_of_two, "/fhir/Group/g/$export", _patients("Patient/a"))
+    # g itself is in a's compartment (Group.member)
+    assert _ids(exported) == {"Patient": {"a"}, "Encounter": {"enc-a"}, "Group": {"g"}}
+
+
+@pytest.mark.parametrize("path, names, outside", [
+    ("/fhir/Group/g/$export", ["Patient/a", "Patient/c"], "Patient/c, not members of Group/g"),
+    ("/fhir/Group/g/$export", ["Patient/nobody"], "Patient/nobody, not members of Group/g"),
+    ("/fhir/Patient/$export", ["Patient/a", "Patient/nobody"], "Patient/nobody, not known to this server"),
+])
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_patient_the_export_cannot_include_is_refused_at_kick_off_unless_lenient(group_of_two, path, names,
+                                                                                   outside, method):
+    """export.html `patient`: "If a client requests patients who are not present on the server (or in
+    the case of a group level export, who are not members of the group), the server SHOULD return details
+    via a FHIR OperationOutcome resource in an error response". Under Prefer: handling=lenient the others
+    are exported."""
+    c = group_of_two
+
+    def kick_off(headers: dict):
+        if method == "GET":
+            return c.get(f"{path}?patient={','.join(names)}", headers=headers)
+        return c.post(path, json=_patients(*names), headers=headers)
+
+    r = kick_off(ASYNC)
+    assert r.status_code == 400, r.text
+    [issue] = r.json()["issue"]
+    assert issue["expression"] == ["patient"] and outside in issue["diagnostics"]
+    lenient = kick_off({**ASYNC, "Prefer": "respond-async, handling=lenient"})
+    assert lenient.status_code == 202, lenient.text
+    assert _ids(_read_export(c, lenient)).get("Patient", set()) == ({"a"} if "Patient/a" in names else set())
+
+
+def test_an_empty_patient_parameter_is_no_parameter(group_of_two):
+    """search.html: a parameter without a value is ignored, at either level."""
+    assert _ids(_export(group_of_two, "/fhir/Group/g/$export?_type=Patient&patient=")) == {"Patient": {"a", "b"}}
+    assert _ids(_export(group_of_two, "/fhir/Patient/$export?_type=Patient&patient=")) == {"Patient": {"a", "b", "c"}}
 
 
 def test_post_export_reads_its_parameters_and_refuses_malformed_ones_with_400(client):
@@ -182,7 +262,10 @@ def test_post_export_reads_its_parameters_and_refuses_malformed_ones_with_400(cl
     assert [o["type"] for o in manifest["output"]] == ["Patient"]
     for parameter, where in [(["_type"], "Parameters.parameter[0]"), ("_type", "Parameters.parameter"),
                              ([{"name": "_type", "valueString": "Patient"}, 7], "Parameters.parameter[1]"),
-                             ([{"name": "_type", "valueCoding": {"code": "Patient"}}], "Parameters.parameter[0]")]:
+                             ([{"name": "_type", "valueCoding": {"code": "Patient"}}], "Parameters.parameter[0]"),
+                             # only `patient` is taken as a valueReference
+                             ([{"name": "_type", "valueReference": {"reference": "Patient"}}], "Parameters.parameter[0]"),
+                             ([{"name": "patient", "valueReference": {"reference": "Patient/a"}}], "patient")]:
         bad = client.post("/fhir/$export", json={"resourceType": "Parameters", "parameter": parameter}, headers=ASYNC)
         assert bad.status_code == 400, bad.text
         assert bad.json()["issue"][0]["expression"] == [where]
@@ -206,17 +289,27 @@ def test_export_refuses_at_kick_off_what_it_would_not_honour(client, query, wher
     assert r.status_code == lenient, r.text
 
 
-def test_post_patient_export_takes_patients_as_references(client):
+@pytest.mark.parametrize("path", ["/fhir/Patient/$export", "/fhir/Group/g/$export"])
+def test_post_patient_export_takes_patients_as_references(client, path):
     """export.html: POST kick-off's `patient` parameters are valueReference."""
     for pid in ("a", "b"):
         client.put(f"/fhir/Patient/{pid}", json={"resourceType": "Patient", "id": pid})
+    client.put("/fhir/Group/g", json={"resourceType": "Group", "id": "g", "type": "person", "actual": True,
+                                      "member": [{"entity": {"reference": "Patient/a"}},
+                                                 {"entity": {"reference": "Patient/b"}}]})
     body = {"resourceType": "Parameters", "parameter": [
         {"name": "_type", "valueString": "Patient"}, {"name": "patient", "valueReference": {"reference": "Patient/b"}}]}
-    r = client.post("/fhir/Patient/$export", json=body, headers=ASYNC)
-    assert r.status_code == 202, r.text
-    manifest = poll(client, r.headers["Content-Location"])
-    files = [client.get("/fhir" + o["url"].split("/fhir", 1)[1]) for o in manifest["output"]]
-    assert [json.loads(line)["id"] for f in files for line in f.text.splitlines()] == ["b"]
+    assert _ids(_read_export(client, client.post(path, json=body, headers=ASYNC))) == {"Patient": {"b"}}
+
+
+def test_post_export_with_a_form_body_reads_it_as_the_query(client):
+    """As every operation's POST here (search_routes.operation_params): a form-encoded body is read as
+    the query string would be."""
+    for pid in ("a", "b"):
+        client.put(f"/fhir/Patient/{pid}", json={"resourceType": "Patient", "id": pid})
+    r = client.post("/fhir/Patient/$export", content="_type=Patient&patient=Patient/b",
+                    headers={**ASYNC, "Content-Type": "application/x-www-form-urlencoded"})
+    assert _ids(_read_export(client, r)) == {"Patient": {"b"}}
 
 
 def test_delete_cancels_an_export_and_its_status_is_then_gone(client):

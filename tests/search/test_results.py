@@ -160,15 +160,14 @@ SMALL_DATABASE_STATISTICS = {
 def test_paging_a_sort_by_parameter_returns_every_match_once_in_order(engine, database):
     """A database whose planner statistics were gathered when it was small (as a new clinic's is) made
     SQLite 3.40 drop matches from pages sorted by a parameter: 162 of 165 Observations came back."""
-    from urllib.parse import parse_qsl, urlsplit
-
     def observation(i: int, code: str) -> dict:
         return {"resourceType": "Observation", "id": f"o{code}{i}", "status": "final",
                 "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
                 "effectiveDateTime": f"20{10 + i % 12:02d}-{1 + i % 12:02d}-{1 + i % 27:02d}T0{i % 10}:00:00Z"}
 
-    for i in range(120):
-        engine.put(observation(i, "8302-2"))
+    matching = {o["id"]: o for o in (observation(i, "8302-2") for i in range(120))}
+    for o in matching.values():
+        engine.put(o)
     for i in range(6):
         engine.put(observation(i, "other"))
     if database.dialect == "sqlite":  # the statistics of that database, gathered at 31 resources
@@ -177,13 +176,8 @@ def test_paging_a_sort_by_parameter_returns_every_match_once_in_order(engine, da
             for index, stat in SMALL_DATABASE_STATISTICS.items():
                 conn.exec_driver_sql("UPDATE sqlite_stat1 SET stat = ? WHERE idx = ?", (stat, index))
             conn.exec_driver_sql("ANALYZE sqlite_schema")  # reloads the statistics
-    seen, query = [], "code=http://loinc.org|8302-2&_sort=-date&_count=6"
-    while query:
-        page = engine.bundle("Observation", query)
-        seen += [e["resource"] for e in page.get("entry", [])]
-        following = [link["url"] for link in page["link"] if link["relation"] == "next"]
-        query = parse_qsl(urlsplit(following[0]).query) if following else None
-    assert page["total"] == 120
-    assert sorted(r["id"] for r in seen) == sorted(f"o8302-2{i}" for i in range(120))
-    dates = [r["effectiveDateTime"] for r in seen]
+    seen, last = _follow(engine, "Observation", "code=http://loinc.org|8302-2&_sort=-date", 6)
+    assert last["total"] == 120
+    assert sorted(seen) == sorted(matching)
+    dates = [matching[rid]["effectiveDateTime"] for rid in seen]
     assert dates == sorted(dates, reverse=True)
