@@ -136,6 +136,21 @@ def test_a_placeholder_resolving_to_a_type_its_element_does_not_allow_is_rejecte
     assert r.json()["issue"][0]["expression"] == ["Bundle.entry[2].resource.hasMember[0].reference"]
 
 
+@pytest.mark.parametrize("declared, status", [("Group", 400), ("Patient", 200)])
+def test_a_placeholder_must_agree_with_its_references_declared_type(client, database, declared, status):
+    """Reference.type and the reference SHALL be consistent (as on a direct POST, tests/api/test_crud.py):
+    a placeholder's type is known only once it is rewritten, and is checked then."""
+    pid = "urn:uuid:3c3b5ff4-8f5c-4d4e-9b0a-555555555555"
+    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+           "subject": {"reference": pid, "type": declared}}
+    before = table_counts(database)
+    r = post_bundle(client, tx(post(patient(), pid), post(obs)))
+    assert r.status_code == status, r.text
+    if status == 400:
+        assert r.json()["issue"][0]["expression"] == ["Bundle.entry[1].resource.subject.reference"]
+        assert table_counts(database) == before
+
+
 def test_conditional_references_resolve_to_exactly_one_match(client):
     pr = client.post("/fhir/Practitioner", json=practitioner("111")).json()["id"]
     client.post("/fhir/Practitioner", json=practitioner("222"))
