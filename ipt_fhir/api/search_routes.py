@@ -88,9 +88,12 @@ def _references_as_text(body: object, names: Collection[str]) -> object:
 
 
 def _reference_as_text(parameter: object, names: Collection[str]) -> object:
-    if (isinstance(parameter, dict) and isinstance(parameter.get("name"), str) and parameter["name"] in names
-            and isinstance(parameter.get("valueReference"), dict)):
-        return {"name": parameter["name"], "valueString": parameter["valueReference"].get("reference", "")}
+    """A literal reference only: one without (an identifier, a display) is left for primitive_parameters
+    to refuse, never read as an empty value, which would name nothing and so select everything."""
+    reference = parameter.get("valueReference") if isinstance(parameter, dict) else None
+    if (isinstance(reference, dict) and isinstance(parameter.get("name"), str) and parameter["name"] in names
+            and isinstance(reference.get("reference"), str) and reference["reference"]):
+        return {"name": parameter["name"], "valueString": reference["reference"]}
     return parameter
 
 

@@ -92,7 +92,7 @@ def parse_export_params(level: str, params: list[tuple[str, str]], group: str | 
         elif name == "patient":
             if level == "system":
                 raise bad_request("patient is a parameter of Patient- and Group-level export", "patient")
-            named = [v.split("/")[-1] for v in value.split(",") if v]
+            named = [_patient_id(v) for v in value.split(",") if v.strip()]
             if named:  # an empty value is no parameter (search.html#errors), not an empty list of patients
                 patients = (patients or []) + named
         elif name in _UNSUPPORTED:
@@ -105,6 +105,17 @@ def parse_export_params(level: str, params: list[tuple[str, str]], group: str | 
             raise bad_request(f"Export parameter {name!r} is not supported", name)
     types = search_service.types_wanted(params) or None
     return ExportRequest(level, types=types, since=since, type_filters=filters, patients=patients, group=group)
+
+
+def _patient_id(reference: str) -> str:
+    """The id a `patient` value names: `id`, `Patient/id` or a URL ending in it, a version suffix dropped.
+    A reference to another type names no patient: 400."""
+    parts = reference.strip().split("/")
+    if len(parts) > 2 and parts[-2] == "_history":
+        parts = parts[:-2]
+    if not parts[-1] or (len(parts) > 1 and parts[-2] != "Patient"):
+        raise bad_request(f"patient {reference!r} is not a reference to a Patient", "patient")
+    return parts[-1]
 
 
 class Exporter:
@@ -140,7 +151,8 @@ class Exporter:
                 if ref.startswith("Patient/"):
                     members.append(ref.split("/", 1)[1])
             if req.patients is not None:
-                members = [p for p in members if p in req.patients]
+                named = set(req.patients)
+                members = [p for p in members if p in named]
             return members
         if req.patients is not None:
             return req.patients
@@ -204,13 +216,13 @@ class Exporter:
 
 
 def _named_patients_outside(conn: Connection, req: ExportRequest) -> list[str]:
-    """The patients the `patient` parameter names that the export cannot include: at Group level those
-    that are not members (404 for an unknown Group), at Patient level those not on the server."""
+    """The patients the `patient` parameter names that the export cannot include: those not on the
+    server (or deleted) and, at Group level, those that are not members (404 for an unknown Group)."""
+    named = list(dict.fromkeys(req.patients or ()))
+    included = {v.id for v in repo.current_many(conn, "Patient", named) if not v.deleted}
     if req.level == "group":
-        included = set(Exporter.patients_for(conn, req) or ())
-    else:
-        included = {v.id for v in repo.current_many(conn, "Patient", req.patients or []) if not v.deleted}
-    return [p for p in dict.fromkeys(req.patients or ()) if p not in included]
+        included &= set(Exporter.patients_for(conn, req) or ())
+    return [p for p in named if p not in included]
 
 
 class ExportJobs(JobRunner):
@@ -227,13 +239,15 @@ class ExportJobs(JobRunner):
         export cannot include (not on the server, or at Group level not a member of the group) is a 400
         now (Bulk Data export.html: "the server SHOULD return details via a FHIR OperationOutcome resource
         in an error response"), unless the client sent Prefer: handling=lenient: then the others export."""
-        if req.level != "system":
+        if req.level == "group" or req.patients:
             with self.db.read() as conn:
                 outside = _named_patients_outside(conn, req)
             if outside and not lenient:
-                where = f"members of Group/{req.group}" if req.level == "group" else "known to this server"
-                raise bad_request(f"patient names {', '.join('Patient/' + p for p in outside)}, not {where}; "
-                                  "send Prefer: handling=lenient to export the others", "patient")
+                where = f"a member of Group/{req.group}" if req.level == "group" else "on this server"
+                raise bad_request(f"patient names {', '.join('Patient/' + p for p in outside)}: each must be "
+                                  f"{where}; send Prefer: handling=lenient to export the others", "patient")
+            if outside:  # lenient: the export holds none of their data
+                req.patients = [p for p in req.patients or () if p not in outside]
         job_id = uuid.uuid4().hex
         with self.db.write() as conn:
             bulk.create_job(conn, job_id, "export", json.dumps(

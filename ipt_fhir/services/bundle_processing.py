@@ -213,10 +213,14 @@ def entry_error(index: int, exc: FHIRError) -> FHIRError:
     return FHIRError(exc.status, issues, _entry_headers(exc.headers))
 
 
+# An entry error's headers that still hold for the Bundle's own answer. Others describe the entry's URL
+# or resource, not the endpoint the Bundle was posted to (Allow names the entry URL's methods, an ETag
+# the version of the entry's resource).
+_BUNDLE_LEVEL_HEADERS = frozenset({"www-authenticate", "retry-after"})
+
+
 def _entry_headers(headers: dict[str, str]) -> dict[str, str]:
-    """An entry error's headers that still hold for the Bundle's own answer: an Allow names the methods
-    of the entry's URL, not of the endpoint the Bundle was posted to."""
-    return {k: v for k, v in headers.items() if k.lower() != "allow"}
+    return {k: v for k, v in headers.items() if k.lower() in _BUNDLE_LEVEL_HEADERS}
 
 
 _ENTRY_ELEMENTS = frozenset({"fullUrl", "resource", "request", "search", "response"})

@@ -227,7 +227,7 @@ class ResourceService:
         stored = repo.read_current(self.db, resource_type, resource_id)  # the hot path: no snapshot needed
         if stored is None:
             raise not_found(f"{resource_type}/{resource_id} is not known")
-        return _served("read", stored)
+        return _visible_read("read", stored)
 
     def vread(self, resource_type: str, resource_id: str, version_id: str) -> StoredVersion:
         require_rest_type(resource_type)
@@ -253,10 +253,10 @@ class ResourceService:
             stored = None if number is None else repo.version(conn, resource_type, resource_id, number)
         if stored is None:
             what = f"{resource_type}/{resource_id}"
-            if version_id is not None and (published or repo.current(conn, resource_type, resource_id)):
+            if version_id is not None and (published is not None or repo.current(conn, resource_type, resource_id) is not None):
                 what = f"version {version_id} of {what}"
             raise not_found(f"{what} is not known")
-        return _served(interaction, stored)
+        return _visible_read(interaction, stored)
 
     # --- create ----------------------------------------------------------------------------
 
@@ -618,7 +618,7 @@ def _check_client_id(resource_id: str, resource_type: str) -> None:
         raise bad_request(f"'{resource_id}' is not a valid FHIR id", f"{resource_type}.id")
 
 
-def _served(interaction: str, stored: StoredVersion) -> StoredVersion:
+def _visible_read(interaction: str, stored: StoredVersion) -> StoredVersion:
     """A version found by read or vread, if the caller may see it (410 if deleted); the read is audited."""
     if stored.deleted:
         raise _gone(stored)

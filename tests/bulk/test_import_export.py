@@ -219,9 +219,10 @@ def test_group_export_with_patient_exports_only_the_named_members(group_of_two, 
 
 
 @pytest.mark.parametrize("path, names, outside", [
-    ("/fhir/Group/g/$export", ["Patient/a", "Patient/c"], "Patient/c, not members of Group/g"),
-    ("/fhir/Group/g/$export", ["Patient/nobody"], "Patient/nobody, not members of Group/g"),
-    ("/fhir/Patient/$export", ["Patient/a", "Patient/nobody"], "Patient/nobody, not known to this server"),
+    ("/fhir/Group/g/$export", ["Patient/a", "Patient/c"], "Patient/c: each must be a member of Group/g"),
+    ("/fhir/Group/g/$export", ["Patient/nobody"], "Patient/nobody: each must be a member of Group/g"),
+    ("/fhir/Patient/$export", ["Patient/a", "Patient/nobody"], "Patient/nobody: each must be on this server"),
+    ("/fhir/Patient/$export", ["Patient/a", "Patient/b"], "Patient/b: each must be on this server"),  # deleted
 ])
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_a_patient_the_export_cannot_include_is_refused_at_kick_off_unless_lenient(group_of_two, path, names,
@@ -231,6 +232,7 @@ def test_a_patient_the_export_cannot_include_is_refused_at_kick_off_unless_lenie
     via a FHIR OperationOutcome resource in an error response". Under Prefer: handling=lenient the others
     are exported."""
     c = group_of_two
+    c.delete("/fhir/Patient/b")  # a deleted patient is not on the server; its Encounter remains
 
     def kick_off(headers: dict):
         if method == "GET":
@@ -243,7 +245,23 @@ def test_a_patient_the_export_cannot_include_is_refused_at_kick_off_unless_lenie
     assert issue["expression"] == ["patient"] and outside in issue["diagnostics"]
     lenient = kick_off({**ASYNC, "Prefer": "respond-async, handling=lenient"})
     assert lenient.status_code == 202, lenient.text
-    assert _ids(_read_export(c, lenient)).get("Patient", set()) == ({"a"} if "Patient/a" in names else set())
+    exported = _ids(_read_export(c, lenient))
+    assert exported.get("Patient", set()) == ({"a"} if "Patient/a" in names else set())
+    assert exported.get("Encounter", set()) <= {"enc-a"}  # nothing of a patient the kick-off named but refused
+
+
+@pytest.mark.parametrize("parameter, where", [
+    ({"name": "patient", "valueReference": {"identifier": {"system": "urn:x", "value": "a"}}},
+     "Parameters.parameter[0]"),
+    ({"name": "patient", "valueReference": {"reference": "Observation/a"}}, "patient"),
+    ({"name": "patient", "valueString": "Group/g"}, "patient"),
+])
+def test_a_patient_that_is_no_patient_reference_is_refused(group_of_two, parameter, where):
+    """Not read as an empty value (which would select every patient) nor as a patient of the same id."""
+    r = group_of_two.post("/fhir/Patient/$export", json={"resourceType": "Parameters", "parameter": [parameter]},
+                          headers=ASYNC)
+    assert r.status_code == 400, r.text
+    assert r.json()["issue"][0]["expression"] == [where]
 
 
 def test_an_empty_patient_parameter_is_no_parameter(group_of_two):

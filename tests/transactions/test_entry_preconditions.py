@@ -206,3 +206,14 @@ def test_head_entries_answer_without_a_body(client):
         assert search["response"]["status"] == "200 OK"
         assert unchanged["response"]["status"] == "304 Not Modified"
         assert not any("resource" in e for e in (read, vread, search, unchanged)), kind
+
+
+def test_a_transaction_failing_on_a_deleted_resource_carries_no_etag_of_it(client):
+    """The 410 of GET [type]/[id] has the deleted version's ETag; a transaction that fails on such an
+    entry answers for the Bundle endpoint, whose version that is not."""
+    client.put("/fhir/Patient/gone", json=patient(id="gone"))
+    client.delete("/fhir/Patient/gone")
+    assert client.get("/fhir/Patient/gone").headers["ETag"] == 'W/"2"'
+    r = post_bundle(client, tx(get("Patient/gone")))
+    assert r.status_code == 410, r.text
+    assert "ETag" not in r.headers
