@@ -125,9 +125,5 @@ def _coarse_check(ctx: AccessContext, interaction: str, resource_type: str | Non
     if patient is not None:
         if compartment_patient is not None and compartment_patient != patient:
             raise guard.forbidden("patient/ scopes are confined to the compartment of the token's patient")
-        # Another Patient is in the compartment only by linking to the token's patient: a read shows
-        # it (the service checks the content, security.compartment.patients_of); the other instance
-        # interactions stay with the token's own Patient.
-        if (resource_type == "Patient" and resource_id is not None and resource_id != patient
-                and interaction not in ("read", "vread")):
+        if resource_type == "Patient" and resource_id is not None and resource_id != patient:
             raise guard.forbidden("patient/ scopes are confined to the compartment of the token's patient")

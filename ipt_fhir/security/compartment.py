@@ -15,7 +15,7 @@ from ipt_fhir.fhir.search.registry import patient_compartment, patient_compartme
 
 @lru_cache(maxsize=1)  # read by every search and $everything
 def compartment_types() -> frozenset[str]:
-    return frozenset(patient_compartment())
+    return frozenset(patient_compartment()) | {"Patient"}
 
 
 def in_patient_compartment_type(resource_type: str) -> bool:
@@ -27,13 +27,15 @@ def patients_of(resource_type: str, resource: dict) -> set[str]:
     absolute URL may name another server's patient with the same id (search.html#reference: `Patient/x`
     is a local reference). A compartment search also counts absolute URLs of this server's own base;
     without the request's base this check leaves those out, so it errs towards refusing access."""
-    own = {resource["id"]} if resource_type == "Patient" and resource.get("id") else set()  # a patient is in its own
+    if resource_type == "Patient":
+        rid = resource.get("id")
+        return {rid} if rid else set()
     wanted = patient_compartment_params(resource_type)
     if not wanted:
-        return own
+        return set()
     rows = index_rows(resource_type, resource).get("reference", [])
     # a row: (param, target type, target id, target version, url), url set only for absolute references
-    return own | {row[2] for row in rows if row[0] in wanted and row[1] == "Patient" and row[2] and row[4] is None}
+    return {row[2] for row in rows if row[0] in wanted and row[1] == "Patient" and row[2] and row[4] is None}
 
 
 def in_compartment(resource_type: str, resource: dict, patient_id: str) -> bool:

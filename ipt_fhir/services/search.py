@@ -996,11 +996,16 @@ def search(db: Database, resource_type: str | None, params: list[tuple[str, str]
 
 
 def _compartment_clause(resource_type: str, patient_id: str) -> Clause:
+    if resource_type == "Patient":
+        # The patient itself, and the patients whose link names it (CompartmentDefinition patient: Patient
+        # is in by `link`: "all the records associated with the linked patient are in the compartment")
+        link = registry().get("Patient", "link")
+        return Clause("or", "compartment", inner=[
+            Clause("id", "_id", values=[patient_id]),
+            Clause("param", "link", param=link, values=[f"Patient/{patient_id}"])])
     if not patient_compartment().get(resource_type):
         raise bad_request(f"{resource_type} is not in the Patient compartment")
-    # A patient is in its own compartment; the CompartmentDefinition adds, for Patient, those whose `link`
-    # names it (security.compartment.patients_of decides membership of one resource the same way)
-    inner = [Clause("id", "_id", values=[patient_id])] if resource_type == "Patient" else []
+    inner = []
     for code in patient_compartment_params(resource_type):  # `patient` read as its base `subject`: once
         p = registry().get(resource_type, code)
         if p is not None and p.type == "reference":
