@@ -68,17 +68,22 @@ def prefer_return(request: Request) -> str:
     return "representation"
 
 
+def prefer_handling(request: Request) -> str | None:
+    """Prefer: handling=strict | lenient (search.html#errors), as sent, lower-cased."""
+    match = _PREFER_HANDLING.search(prefer_header(request))
+    return match.group(1).lower() if match else None
+
+
 def prefers_strict_handling(request: Request) -> bool:
-    return bool(_PREFER_STRICT.search(prefer_header(request)))
+    return prefer_handling(request) == "strict"
 
 
 def prefers_lenient_handling(request: Request) -> bool:
-    return bool(_PREFER_LENIENT.search(prefer_header(request)))
+    return prefer_handling(request) == "lenient"
 
 
 _PREFER_RETURN = re.compile(r'(?:^|[,;\s])return\s*=\s*"?([A-Za-z]+)')
-_PREFER_STRICT = re.compile(r'(?:^|[,;\s])handling\s*=\s*"?strict')
-_PREFER_LENIENT = re.compile(r'(?:^|[,;\s])handling\s*=\s*"?lenient')
+_PREFER_HANDLING = re.compile(r'(?:^|[,;\s])handling\s*=\s*"?([A-Za-z]+)')
 
 
 def write_response(request: Request, v: StoredVersion, status: int, issues: list[Issue],

@@ -38,13 +38,14 @@ log = logging.getLogger("ipt_fhir.bulk_export")
 class ExportRequest:
     def __init__(self, level: str, *, types: list[str] | None, since: datetime | None,
                  type_filters: dict[str, list[list[tuple[str, str]]]], patients: list[str] | None = None,
-                 group: str | None = None) -> None:
+                 group: str | None = None, lenient: bool = False) -> None:
         self.level = level  # system | patient | group
         self.types = types
         self.since = since
         self.type_filters = type_filters
         self.patients = patients
         self.group = group
+        self.lenient = lenient  # Prefer: handling=lenient, for the kick-off's checks (not kept with the job)
 
     def to_json(self) -> str:
         return json.dumps({"level": self.level, "types": self.types,
@@ -104,7 +105,8 @@ def parse_export_params(level: str, params: list[tuple[str, str]], group: str | 
         else:
             raise bad_request(f"Export parameter {name!r} is not supported", name)
     types = search_service.types_wanted(params) or None
-    return ExportRequest(level, types=types, since=since, type_filters=filters, patients=patients, group=group)
+    return ExportRequest(level, types=types, since=since, type_filters=filters, patients=patients, group=group,
+                         lenient=lenient)
 
 
 def _patient_id(reference: str) -> str:
@@ -219,7 +221,8 @@ def _named_patients_outside(conn: Connection, req: ExportRequest) -> list[str]:
     """The patients the `patient` parameter names that the export cannot include: those not on the
     server (or deleted) and, at Group level, those that are not members (404 for an unknown Group)."""
     named = list(dict.fromkeys(req.patients or ()))
-    included = {v.id for v in repo.current_many(conn, "Patient", named) if not v.deleted}
+    included = set(conn.execute(sa.select(R.c.id).where(R.c.resource_type == "Patient", R.c.id.in_(named),
+                                                        R.c.deleted.is_(False))).scalars()) if named else set()
     if req.level == "group":
         included &= set(Exporter.patients_for(conn, req) or ())
     return [p for p in named if p not in included]
@@ -234,7 +237,7 @@ class ExportJobs(JobRunner):
         super().__init__(db)
         self.dir = Path(bulk_dir) / "export"
 
-    def kick_off(self, req: ExportRequest, *, base_url: str, request_url: str, lenient: bool = False) -> str:
+    def kick_off(self, req: ExportRequest, *, base_url: str, request_url: str) -> str:
         """Starts the job. A Group that does not exist is a 404 now, not a failed job. A `patient` the
         export cannot include (not on the server, or at Group level not a member of the group) is a 400
         now (Bulk Data export.html: "the server SHOULD return details via a FHIR OperationOutcome resource
@@ -242,7 +245,7 @@ class ExportJobs(JobRunner):
         if req.level == "group" or req.patients:
             with self.db.read() as conn:
                 outside = _named_patients_outside(conn, req)
-            if outside and not lenient:
+            if outside and not req.lenient:
                 where = f"a member of Group/{req.group}" if req.level == "group" else "on this server"
                 raise bad_request(f"patient names {', '.join('Patient/' + p for p in outside)}: each must be "
                                   f"{where}; send Prefer: handling=lenient to export the others", "patient")

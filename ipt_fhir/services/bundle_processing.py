@@ -157,7 +157,7 @@ def bundle_invariant_issues(bundle: dict) -> list[Issue]:
     issues = []
     if "total" in bundle:
         issues.append(error("invariant", "bdl-1: total only when a search or history", "Bundle.total"))
-    seen: set[str] = set()
+    seen: set[tuple[str, str | None]] = set()
     for i, entry in enumerate(bundle.get("entry") or ()):
         if not isinstance(entry, dict):
             continue  # the envelope walk reports it
@@ -182,7 +182,7 @@ def bundle_invariant_issues(bundle: dict) -> list[Issue]:
                                 f"{at}.fullUrl"))
         meta = resource.get("meta") if isinstance(resource, dict) else None
         version = meta.get("versionId") if isinstance(meta, dict) else None
-        key = full_url + (version if isinstance(version, str) else "")
+        key = (full_url, version if isinstance(version, str) else None)
         if key in seen:
             issues.append(error("invariant", f"bdl-7: fullUrl '{full_url}' is already the fullUrl of an "
                                 "earlier entry (of the same version)", f"{at}.fullUrl"))

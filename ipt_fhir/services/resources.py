@@ -153,7 +153,8 @@ def _require_if_match(if_match: int | None, current: StoredVersion) -> None:
         return
     holds = not current.deleted if if_match == ANY_VERSION else if_match == current.version_id
     if not holds:
-        asked = "*" if if_match == ANY_VERSION else f"version {if_match}"
+        asked = {ANY_VERSION: "*", NO_VERSION: "(an ETag of no version this server writes)"}.get(
+            if_match, f"version {if_match}")
         state = " (deleted)" if current.deleted else ""
         raise precondition_failed(f"If-Match {asked} does not hold: the current version of "
                                   f"{current.resource_type}/{current.id} is {current.version_id}{state}")

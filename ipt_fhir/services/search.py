@@ -943,6 +943,8 @@ def included_entries(db: Database, resource_type: str, params: list[tuple[str, s
     """The entries (search mode `include`) that the `_include`/`_revinclude` of `params` add for
     `matched_ids`, resources of `resource_type` matched outside the store (the server's own conformance
     resources, services/ipt/conformance.py); `_summary` applies to them as to any included resource.
+    Those resources have no index rows, so what they reference is not included (README); what stored
+    resources say of them (`_revinclude`, also by canonical URL) is, and `:iterate` goes on from there.
     Only those result parameters are read: the rest (criteria, the caller's own `_page` tokens) were the
     caller's search."""
     base_url = base_url.rstrip("/")
@@ -1037,7 +1039,7 @@ def everything(db: Database, patient_id: str | None, params: list[tuple[str, str
     for t in types:
         membership = [_compartment_clause(t, patient_id)] if patient_id is not None else []
         req.clauses[t] = membership + restricted.get(t, [])
-    ref_types, ref_extra = restrict_by_access(sorted(set(wanted) if wanted else REST_TYPES), base_url,
+    ref_types, ref_extra = restrict_by_access(wanted or sorted(REST_TYPES), base_url,
                                               compartment_patient=patient_id)
     since = _since_clauses(params)
     for t in types:
@@ -1045,7 +1047,9 @@ def everything(db: Database, patient_id: str | None, params: list[tuple[str, str
     everything_all = not wanted and not ref_extra and len(ref_types) == len(REST_TYPES)
     # type level: whose compartments, as the token may see Patients (instance level: the one patient)
     patients = [] if patient_id is not None else restrict_by_access(["Patient"], base_url)[1].get("Patient", [])
-    sources = restrict_by_access(sorted(compartment_types()), base_url, compartment_patient=patient_id)[0]
+    # the types whose rows place a resource in a compartment: without _type, the types searched already
+    sources = types if not wanted else restrict_by_access(sorted(compartment_types()), base_url,
+                                                          compartment_patient=patient_id)[0]
     req.everything = Everything(patient_id, None if everything_all else list(ref_types), ref_extra, since,
                                 patients, sources)
     link_path = f"/Patient/{patient_id}/$everything" if patient_id is not None else "/Patient/$everything"
