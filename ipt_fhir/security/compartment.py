@@ -3,7 +3,9 @@
 The vendored Patient CompartmentDefinition names, per resource type, the search parameters whose
 references put a resource in a patient's compartment. Their values are taken from the resource JSON
 with the same FHIRPath extractors that write the search index, so a resource is in a compartment here
-exactly when a compartment search finds it — for any version, including ones not yet stored.
+exactly when a compartment search finds it — for any version, including ones not yet stored. Patients
+are the exception: a patient/ token's access is to its own Patient, so those whose `link` puts them in
+its compartment are left out here and in the search confinement (search_filter.py) alike.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ def patients_of(resource_type: str, resource: dict) -> set[str]:
     absolute URL may name another server's patient with the same id (search.html#reference: `Patient/x`
     is a local reference). A compartment search also counts absolute URLs of this server's own base;
     without the request's base this check leaves those out, so it errs towards refusing access."""
-    if resource_type == "Patient":
+    if resource_type == "Patient":  # its own, not those linking to it (module docstring)
         rid = resource.get("id")
         return {rid} if rid else set()
     wanted = patient_compartment_params(resource_type)

@@ -24,7 +24,11 @@ def restrict(types: list[str], base_url: str, *, compartment_patient: str | None
     extra: dict[str, list[Clause]] = {}
     for t in allowed:
         clauses = []
-        if t in confined:
+        if t == "Patient" and t in confined:
+            # A patient/ token sees its own Patient only (guard: compartment.patients_of, the route's
+            # check of Patient/[id]); the compartment's Patients that link to it are not its own.
+            clauses.append(Clause("id", "_id", values=[confined[t]]))
+        elif t in confined:
             clauses.append(_compartment_clause(t, confined[t]))
         if hide_sensitive:
             for system, code in SENSITIVE_LABELS:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import observation, patient
+from .conftest import create, observation, patient
 
 
 @pytest.fixture
@@ -57,6 +57,20 @@ def test_compartment_search_and_everything_of_another_patient_are_refused(secure
     ids = _ids(r.json())
     assert f"Patient/{a}" in ids and f"Observation/{world['oa']}" in ids
     assert not any(world["b"] in i or world["ob"] in i for i in ids)
+
+
+def test_a_patient_token_sees_its_own_patient_not_those_linking_to_it_in_reads_and_searches_alike(
+        secure_client, keys, world):
+    """A Patient linking to the token's patient is in its compartment (Patient/[id]/Patient finds it), but
+    a patient/ token's access is to its own Patient: the search leaves the linking one out, so the total
+    counts exactly the entries, and a read refuses it."""
+    c, h, a = secure_client, world["h"], world["a"]
+    linked = create(c, keys, {"resourceType": "Patient", "link": [{"other": {"reference": f"Patient/{a}"},
+                                                                     "type": "seealso"}]})
+    r = c.get("/fhir/Patient", headers=h)
+    assert r.status_code == 200, r.text
+    assert _ids(r.json()) == {f"Patient/{a}"} and r.json()["total"] == 1
+    assert c.get(f"/fhir/Patient/{linked['id']}", headers=h).status_code == 403
 
 
 def test_history_shows_only_the_compartment(secure_client, world):
