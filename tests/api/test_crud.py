@@ -35,6 +35,7 @@ def test_create_ignores_even_an_invalid_client_id(client):
         {"resource": patient(id="bad id!!"), "request": {"method": "POST", "url": "Patient"}}]}
     r = client.post("/fhir", json=bundle)
     assert r.status_code == 200 and r.json()["entry"][0]["response"]["status"] == "201 Created", r.text
+    assert "bad id!!" not in r.json()["entry"][0]["response"]["location"]
 
 
 def test_read_returns_what_was_created_with_version_headers(client):
@@ -78,7 +79,8 @@ def test_parameters_has_no_rest_endpoint(client, method, path):
     assert r.status_code == 404
     assert r.json()["issue"][0]["code"] == "not-supported"
     assert "Parameters" not in {e["type"] for e in client.get("/fhir/metadata").json()["rest"][0]["resource"]}
-    assert client.get("/fhir/_history").json().get("entry") is None
+    history = client.get("/fhir/_history")
+    assert history.status_code == 200 and history.json().get("entry") is None
 
 
 def test_a_transaction_cannot_store_a_parameters_resource(client):

@@ -3,8 +3,7 @@ the resource ids, resource references, elements of type uri, url, oid, uuid, and
 in the narrative." Only whole values equal to a placeholder fullUrl of the Bundle are links."""
 from __future__ import annotations
 
-from tests.transactions.conftest import post_bundle
-from tests.transactions.conftest import created
+from tests.transactions.conftest import created, post_bundle
 from tests.transactions.test_transaction import patient, post, tx
 
 BINARY = "urn:uuid:5d0a1f0e-1111-4c4e-9b0a-000000000001"

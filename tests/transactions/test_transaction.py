@@ -228,10 +228,10 @@ def test_entries_are_processed_delete_post_put_get_and_answered_in_entry_order(c
         {"request": {"method": "DELETE", "url": "Patient/old"}},
     ))
     assert r.status_code == 200, r.text
-    get_one, count, patched, created, deleted = r.json()["entry"]
+    get_one, count, patched, posted, deleted = r.json()["entry"]
     assert get_one["resource"]["gender"] == "other"  # GET runs after the PATCH
     assert patched["response"]["status"] == "200 OK"
-    assert created["response"]["status"] == "201 Created"
+    assert posted["response"]["status"] == "201 Created"
     assert deleted["response"]["status"] == "204 No Content"
     assert count["resource"]["type"] == "searchset"
     assert client.get("/fhir/Patient/old").status_code == 410
@@ -268,11 +268,11 @@ def test_read_entries_keep_their_resource_under_prefer_minimal_and_take_elements
                                post(patient())),
                     Prefer="return=minimal")
     assert r.status_code == 200, r.text
-    full, subset, created = r.json()["entry"]
+    full, subset, posted = r.json()["entry"]
     assert full["resource"]["name"] == [{"family": "Chalmers"}]
     assert subset["resource"]["gender"] == "female" and "name" not in subset["resource"]
     assert subset["resource"]["meta"]["tag"][0]["code"] == "SUBSETTED"
-    assert "resource" not in created and created["response"]["status"] == "201 Created"
+    assert "resource" not in posted and posted["response"]["status"] == "201 Created"
 
 
 def test_search_entries_see_the_writes_of_their_own_transaction(client):
