@@ -4,7 +4,6 @@ Reads the official R4 definitions (the folder given as argv[1]; see definitions_
 ipt_fhir/fhir/definitions/:
   search-parameters.json.gz          every SearchParameter, only the fields search needs
   search-compartment-patient.json.gz the Patient CompartmentDefinition as {resource type: [param codes]}
-  search-mandatory-elements.json.gz  per resource type: its top-level mandatory elements (_summary=text, _elements)
   search-summary-tree.json.gz        the summary elements at every depth, for _summary=true (summary_tree)
 """
 from __future__ import annotations
@@ -45,18 +44,10 @@ def main() -> None:
     _write("search-compartment-patient.json.gz",
            {r["code"]: r["param"] for r in comp["resource"] if r.get("param")})
 
-    mandatory: dict[str, list[str]] = {}
-    for entry in _load(src, "profiles-resources.json.gz")["entry"]:
-        sd = entry["resource"]
-        if sd.get("resourceType") != "StructureDefinition" or sd.get("kind") != "resource":
-            continue
-        mandatory[sd["type"]] = [el["path"].split(".")[1].replace("[x]", "") for el in sd["snapshot"]["element"]
-                                 if el["path"].count(".") == 1 and el.get("min", 0) >= 1]
-    _write("search-mandatory-elements.json.gz", mandatory)
     _write("search-summary-tree.json.gz", summary_tree(
         [e["resource"] for name in ("profiles-resources.json.gz", "profiles-types.json.gz")
          for e in _load(src, name)["entry"]]))
-    print(f"{len(params)} search parameters, {len(mandatory)} resource types")
+    print(f"{len(params)} search parameters")
 
 
 # Kept whole under _summary=true: the server's own meta (SUBSETTED is added to it), and types whose

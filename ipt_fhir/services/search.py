@@ -21,6 +21,7 @@ from ipt_fhir.fhir.jsonio import load_stored
 from ipt_fhir.fhir.outcome import FHIRError, bad_request, error, gone, not_found
 from ipt_fhir.fhir.resource_types import REST_TYPES, require_rest_type
 from ipt_fhir.fhir.search.parser import RESULT_PARAMS, Clause, Parser, UnknownParameter
+from ipt_fhir.fhir.validation.compiler import type_node
 from ipt_fhir.security import audit, guard
 from ipt_fhir.security.compartment import compartment_types, in_patient_compartment_type
 from ipt_fhir.security.search_filter import restrict as restrict_by_access
@@ -263,7 +264,7 @@ from ipt_fhir.fhir.jsonio import dump_json  # noqa: E402
 from ipt_fhir.fhir.outcome import Issue, operation_outcome, warning  # noqa: E402
 from ipt_fhir.fhir.search.parser import parse_positive_int  # noqa: E402
 from ipt_fhir.fhir.search.registry import (  # noqa: E402
-    SearchParam, patient_compartment, patient_compartment_params, registry, mandatory_elements, summary_tree,
+    SearchParam, patient_compartment, patient_compartment_params, registry, summary_tree,
 )
 from ipt_fhir.fhir.search.values import to_micros  # noqa: E402
 from ipt_fhir.store.database import Database  # noqa: E402
@@ -786,7 +787,8 @@ def _includes(conn: Connection, req: Request, matched: list[tuple[str, str]],
 
 def _subset(content: bytes, resource_type: str, summary: str | None, elements: list[str] | None) -> bytes:
     doc = load_stored(content)
-    mandatory = mandatory_elements().get(resource_type, [])
+    # the top-level elements of min cardinality 1, which _summary=text and _elements keep
+    mandatory = [e.name for e in type_node(resource_type).required] if summary == "text" or elements is not None else []
 
     def keep_names(names: list[str]) -> dict:
         keep = set(names) | {"resourceType", "id", "meta"}

@@ -203,12 +203,6 @@ def patient_compartment_params(resource_type: str) -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=1)
-def mandatory_elements() -> dict[str, list[str]]:
-    """Per resource type, its top-level elements of min cardinality 1 (kept by _summary=text, _elements)."""
-    return _load("search-mandatory-elements.json.gz")
-
-
-@lru_cache(maxsize=1)
 def summary_tree() -> dict[str, dict[str, str | None]]:
     """The elements marked isSummary at every depth, for _summary=true: {node: {JSON property: node of
     its value, or None to keep the value whole}}; nodes are resource types, backbone element paths
