@@ -110,7 +110,7 @@ def _import_local(database_url, bundles, ndjson, dry_run, batch, summary, errors
     from ipt_fhir.fhir.jsonio import parse_json
     from ipt_fhir.fhir.outcome import FHIRError
     from ipt_fhir.services.bulk_import import Importer, Source
-    from ipt_fhir.services.bundle_processing import BundleService, checked_entry, envelope_errors
+    from ipt_fhir.services.bundle_processing import BundleService
     from ipt_fhir.services.resources import ResourceService
     from ipt_fhir.settings import get_settings
     from ipt_fhir.store import migrate
@@ -129,12 +129,8 @@ def _import_local(database_url, bundles, ndjson, dry_run, batch, summary, errors
                 if isinstance(bundle, dict) and bundle.get("resourceType") != "Bundle":
                     raise FHIRError.of(400, "structure", "not a Bundle (single resources go in NDJSON)")
                 if dry_run:  # the checks of a real import, entry by entry, without its writes
-                    envelope = envelope_errors(bundle)
-                    for i, raw in enumerate(entries):
-                        try:
-                            checked_entry(i, raw, "", envelope)
-                        except FHIRError as exc:
-                            errors.setdefault(path.name, []).append(f"entry {i}: {exc}")
+                    for i, exc in service.entry_errors(bundle):
+                        errors.setdefault(path.name, []).append(f"entry {i}: {exc}")
                 else:
                     service.process(bundle, base_url="", prefer="minimal")
                 for e in entries:

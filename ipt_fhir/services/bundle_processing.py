@@ -262,6 +262,29 @@ class BundleService:
                 strict_search: bool = False) -> bytes:
         """`strict_search`: the request's `Prefer: handling=strict` (http.html#search), which its search
         entries follow: an unknown parameter is then that entry's 400, not a warning in its searchset."""
+        kind, raw_entries, envelope = self._opened(bundle)
+        base_url = base_url.rstrip("/")
+        if kind == "transaction":
+            results = self.transaction(raw_entries, base_url, envelope, strict_search)
+        else:
+            results = self.batch(raw_entries, base_url, prefer, envelope, strict_search)
+        return _response_bundle(f"{kind}-response", results, base_url, prefer)
+
+    def entry_errors(self, bundle: object) -> list[tuple[int, FHIRError]]:
+        """What processing `bundle` would refuse before writing, entry by entry (a dry run: all of them,
+        where a transaction stops at the first); a Bundle-level error is raised."""
+        _kind, raw_entries, envelope = self._opened(bundle)
+        errors = []
+        for i, raw in enumerate(raw_entries):
+            try:
+                checked_entry(i, raw, "", envelope)
+            except FHIRError as exc:
+                errors.append((i, exc))
+        return errors
+
+    def _opened(self, bundle: object) -> tuple[str, list, Mapping[int, FHIRError]]:
+        """The Bundle's type, entries and envelope errors (envelope_errors), once the Bundle as a whole
+        can be processed: a batch or transaction with an array of at most max_entries entries."""
         if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
             raise bad_request("POST to the base expects a Bundle of type batch or transaction", code="structure")
         kind = bundle.get("type")
@@ -273,13 +296,7 @@ class BundleService:
         if len(raw_entries) > self.max_entries:
             raise FHIRError.of(413, "too-long", f"The Bundle has {len(raw_entries)} entries; at most "
                                f"{self.max_entries} are accepted", "Bundle.entry")
-        envelope = envelope_errors(bundle)
-        base_url = base_url.rstrip("/")
-        if kind == "transaction":
-            results = self.transaction(raw_entries, base_url, envelope, strict_search)
-        else:
-            results = self.batch(raw_entries, base_url, prefer, envelope, strict_search)
-        return _response_bundle(f"{kind}-response", results, base_url, prefer)
+        return kind, raw_entries, envelope_errors(bundle)
 
     # --- transaction -------------------------------------------------------------------------
 

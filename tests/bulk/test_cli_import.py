@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import sqlalchemy as sa
 
 from ipt_fhir.store.search_tables import INDEX_TABLES
@@ -133,4 +134,20 @@ def test_dry_run_refuses_what_the_import_would_refuse_entry_by_entry(tmp_path):
     text = err.decode()
     assert proc.returncode == 1, text
     assert "entry 1" in text and "bogus" in text and "entry 2" in text and "entry 0" not in text
+    assert _counts(url)[0] == 0
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_a_bundle_the_import_cannot_process_is_refused_with_or_without_dry_run(tmp_path, dry_run):
+    """The dry run opens a Bundle as the import does (BundleService.entry_errors): a collection is refused
+    whole by both, not checked entry by entry."""
+    import json
+
+    url = f"sqlite:///{tmp_path / 'dry.db'}"
+    bundle = tmp_path / "collection.json"
+    bundle.write_text(json.dumps({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient"}}]}))
+    proc = _cli("import", str(bundle), "--database-url", url, *(["--dry-run"] if dry_run else []))
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1 and "Bundle.type must be 'batch' or 'transaction'" in err.decode(), err.decode()
     assert _counts(url)[0] == 0
