@@ -75,26 +75,7 @@ async def operation_params(request: Request, *, references: Collection[str] = ()
     if request.method != "POST" or not await request.body() or body_media_type(request) == _FORM:
         return await search_params(request)
     body, _ = await read_json_body(request)
-    from_body = primitive_parameters(_references_as_text(body, references))
-    return list(request.query_params.multi_items()) + from_body
-
-
-def _references_as_text(body: object, names: Collection[str]) -> object:
-    """The body with each valueReference parameter named in `names` made a valueString of its reference;
-    anything else is left as sent, for primitive_parameters to take or refuse."""
-    if not isinstance(body, dict) or not isinstance(body.get("parameter"), list):
-        return body
-    return {**body, "parameter": [_reference_as_text(p, names) for p in body["parameter"]]}
-
-
-def _reference_as_text(parameter: object, names: Collection[str]) -> object:
-    """A literal reference only: one without (an identifier, a display) is left for primitive_parameters
-    to refuse, never read as an empty value, which would name nothing and so select everything."""
-    reference = parameter.get("valueReference") if isinstance(parameter, dict) else None
-    if (isinstance(reference, dict) and isinstance(parameter.get("name"), str) and parameter["name"] in names
-            and isinstance(reference.get("reference"), str) and reference["reference"]):
-        return {"name": parameter["name"], "valueString": reference["reference"]}
-    return parameter
+    return list(request.query_params.multi_items()) + primitive_parameters(body, references)
 
 
 @router.api_route("", methods=["GET", "HEAD"], tags=["search"], summary="System search (_type limits the types)")

@@ -1,6 +1,7 @@
 """Reading a Parameters resource (http://hl7.org/fhir/R4/parameters.html), the body of operations."""
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from .outcome import bad_request
@@ -15,9 +16,11 @@ def parameter_value(parameter: dict) -> Any:
     return None
 
 
-def primitive_parameters(body: object) -> list[tuple[str, str]]:
+def primitive_parameters(body: object, references: Collection[str] = ()) -> list[tuple[str, str]]:
     """A Parameters body as (name, value) pairs, each value as a URL would carry it: the operations served
-    here take primitive parameters only, so anything else is a 400 naming the element."""
+    here take primitive parameters only, so anything else is a 400 naming the element. `references`: the
+    parameters the operation takes as a Reference; a valueReference of one is read as its literal
+    reference (one without, an identifier only, is refused: it would read as an empty value)."""
     if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
         sent = body.get("resourceType") if isinstance(body, dict) else None
         raise bad_request("The body of an operation invoked with POST must be a Parameters resource",
@@ -32,6 +35,11 @@ def primitive_parameters(body: object) -> list[tuple[str, str]]:
         value = parameter_value(parameter) if isinstance(parameter, dict) else None
         if not isinstance(parameter, dict) or not isinstance(parameter.get("name"), str):
             raise bad_request("A parameter needs a name", where, code="structure")
+        if parameter["name"] in references and isinstance(value, dict) and "valueReference" in parameter:
+            value = value.get("reference")
+            if not isinstance(value, str) or not value:
+                raise bad_request(f"Parameter {parameter['name']} needs a literal reference", where,
+                                  code="not-supported")
         if isinstance(value, bool):
             pairs.append((parameter["name"], "true" if value else "false"))
         elif isinstance(value, (str, int, float)):
