@@ -15,6 +15,7 @@ from ipt_fhir.fhir.outcome import bad_request, not_found, read_only
 from ipt_fhir.security import audit
 from ipt_fhir.services import search as search_service
 from ipt_fhir.services.ipt import conformance as conf
+from ipt_fhir.services.resources import ResourceService
 from ipt_fhir.services.search import subset_read
 from ipt_fhir.store.resources import StoredVersion
 
@@ -86,7 +87,7 @@ def _registry(request: Request) -> conf.ConformanceRegistry:
     return request.app.state.ipt_conformance
 
 
-def _served(request: Request, resource_type: str, resource_id: str) -> StoredVersion:
+def _published(request: Request, resource_type: str, resource_id: str) -> StoredVersion:
     served = _registry(request).version(resource_type, resource_id)
     if served is None:
         raise not_found(f"{resource_type}/{resource_id} is not known")
@@ -96,22 +97,22 @@ def _served(request: Request, resource_type: str, resource_id: str) -> StoredVer
 @router.api_route("/{resource_type:iptconftype}/{resource_id:iptconfid}", methods=["GET", "HEAD"],
                   tags=["IPT"], summary="Read an IPT conformance resource")
 def read_conformance(resource_type: str, resource_id: str, request: Request) -> Response:
-    return read_response(request, _served(request, resource_type, resource_id))
+    published = _published(request, resource_type, resource_id)
+    return read_response(request, ResourceService.read_in(None, resource_type, resource_id, published=published))
 
 
 @router.api_route("/{resource_type:iptconftype}/{resource_id:iptconfid}/_history/{version_id}",
                   methods=["GET", "HEAD"], tags=["IPT"], include_in_schema=False)
 def vread_conformance(resource_type: str, resource_id: str, version_id: str, request: Request) -> Response:
-    served = _served(request, resource_type, resource_id)
-    if version_id != "1":
-        raise not_found(f"version {version_id} of {resource_type}/{resource_id} is not known")
-    return read_response(request, served)
+    published = _published(request, resource_type, resource_id)
+    return read_response(request, ResourceService.read_in(None, resource_type, resource_id, version_id,
+                                                          published=published))
 
 
 @router.api_route("/{resource_type:iptconftype}/{resource_id:iptconfid}/_history", methods=["GET", "HEAD"], tags=["IPT"],
                   include_in_schema=False)
 def history_conformance(resource_type: str, resource_id: str, request: Request) -> Response:
-    resource = load_stored(_served(request, resource_type, resource_id).content)
+    resource = load_stored(_published(request, resource_type, resource_id).content)
     base = fhir_base_url(request)
     return fhir_response(request, {
         "resourceType": "Bundle", "type": "history", "total": 1,

@@ -236,13 +236,13 @@ class ResourceService:
             return self.read_in(conn, resource_type, resource_id, version_id)
 
     @staticmethod
-    def read_in(conn: Connection, resource_type: str, resource_id: str, version_id: str | None = None, *,
+    def read_in(conn: Connection | None, resource_type: str, resource_id: str, version_id: str | None = None, *,
                 published: StoredVersion | None = None) -> StoredVersion:
         """read, or with `version_id` vread, on `conn`: a snapshot, or the unit of work of a batch or
         transaction whose GET entries see its earlier entries' writes. Checks and answers as the REST
         interactions do: 403 before anything is looked up, 404, 410 for a deleted resource or version.
         `published`: the resource as this server publishes it from memory (its IPT conformance resources,
-        version 1), served instead of the store."""
+        version 1), served instead of the store; `conn` is then not used (the REST routes pass None)."""
         interaction = "read" if version_id is None else "vread"
         guard.require(interaction, resource_type)
         if published is not None:
