@@ -148,8 +148,8 @@ async def _kick_off_export(request: Request, level: str, group: str | None = Non
     if "respond-async" not in prefer_header(request):
         raise bad_request("$export needs the header Prefer: respond-async", code="required")
     params = await operation_params(request, references=_REFERENCE_PARAMETERS)
-    req = parse_export_params(level, params, group, lenient=prefers_lenient_handling(request))
     base = fhir_base_url(request)
+    req = parse_export_params(level, params, group, base_url=base, lenient=prefers_lenient_handling(request))
     job_id = await run_in_threadpool(export_jobs(request).kick_off, req, base_url=base, request_url=str(request.url))
     return _accepted(f"{base}/$export-poll-status/{job_id}")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import uuid
 from datetime import datetime
@@ -67,9 +68,10 @@ _UNSUPPORTED = {"_elements": "every exported resource is complete", "includeAsso
 
 
 def parse_export_params(level: str, params: list[tuple[str, str]], group: str | None = None, *,
-                        lenient: bool = False) -> ExportRequest:
+                        base_url: str = "", lenient: bool = False) -> ExportRequest:
     """The export a kick-off asks for, every parameter checked now (an error is a 400 here, not a job
-    that fails later)."""
+    that fails later). `base_url` is this server's FHIR base: an absolute `patient` URL names a patient
+    here only under it (no base: none does)."""
     since = None
     filters: dict[str, list[list[tuple[str, str]]]] = {}
     patients: list[str] | None = None
@@ -93,7 +95,7 @@ def parse_export_params(level: str, params: list[tuple[str, str]], group: str | 
         elif name == "patient":
             if level == "system":
                 raise bad_request("patient is a parameter of Patient- and Group-level export", "patient")
-            named = [_patient_id(v) for v in value.split(",") if v.strip()]
+            named = [_named_patient(v, base_url) for v in value.split(",") if v.strip()]
             if named:  # an empty value is no parameter (search.html#errors), not an empty list of patients
                 patients = (patients or []) + named
         elif name in _UNSUPPORTED:
@@ -109,15 +111,52 @@ def parse_export_params(level: str, params: list[tuple[str, str]], group: str | 
                          lenient=lenient)
 
 
-def _patient_id(reference: str) -> str:
-    """The id a `patient` value names: `id`, `Patient/id` or a URL ending in it, a version suffix dropped.
-    A reference to another type names no patient: 400."""
-    parts = reference.strip().split("/")
-    if len(parts) > 2 and parts[-2] == "_history":
-        parts = parts[:-2]
-    if not parts[-1] or (len(parts) > 1 and parts[-2] != "Patient"):
-        raise bad_request(f"patient {reference!r} is not a reference to a Patient", "patient")
-    return parts[-1]
+# A reference to a Patient, relative to a FHIR base: `Patient/id`, or a version of it `Patient/id/_history/n`.
+_PATIENT_REFERENCE = r"Patient/(?P<id>[^/]+)(?:/_history/[^/]+)?"
+_RELATIVE_PATIENT = re.compile(_PATIENT_REFERENCE)
+_ABSOLUTE_PATIENT = re.compile(rf"/{_PATIENT_REFERENCE}$")
+_ABSOLUTE = ("http://", "https://")
+
+
+def local_patient_id(reference: str, base_url: str) -> str | None:
+    """The id of the Patient on this server that a reference names, or None. Local: a relative reference
+    or an absolute URL under this server's base `base_url` (the same reference written out; the rule
+    search_sql.local_reference applies to searches). An absolute URL under another base names a patient
+    of that server, whatever its id, so None, as for a reference to another type."""
+    relative = _relative_to_base(reference.strip(), base_url)
+    match = _RELATIVE_PATIENT.fullmatch(relative) if relative is not None else None
+    return match.group("id") if match else None
+
+
+def _relative_to_base(reference: str, base_url: str) -> str | None:
+    """`reference` relative to `base_url`: itself if it is not an absolute URL, None if it is one under
+    another base (or no base is known)."""
+    if not reference.startswith(_ABSOLUTE):
+        return reference
+    own = base_url.rstrip("/") + "/"
+    return reference[len(own):] if base_url and reference.startswith(own) else None
+
+
+def _named_patient(value: str, base_url: str) -> str:
+    """What a `patient` value names, for the kick-off's check: the local id of `id`, `Patient/id` (a
+    version suffix dropped) or that under this server's base. A Patient URL under another base is kept
+    as it is: no id has a '/', so the check finds it is not on this server, as an unknown id (400, or
+    dropped under Prefer: handling=lenient). A reference to another type names no patient: 400, lenient
+    or not."""
+    reference = value.strip()
+    if "/" not in reference:
+        return reference
+    local = local_patient_id(reference, base_url)
+    if local is not None:
+        return local
+    if reference.startswith(_ABSOLUTE) and _ABSOLUTE_PATIENT.search(reference):
+        return reference
+    raise bad_request(f"patient {reference!r} is not a reference to a Patient", "patient")
+
+
+def _as_reference(named: str) -> str:
+    """A named patient as the kick-off's refusal shows it: a local id as Patient/id, a URL as it came."""
+    return named if "/" in named else f"Patient/{named}"
 
 
 class Exporter:
@@ -140,18 +179,20 @@ class Exporter:
         return available
 
     @staticmethod
-    def patients_for(conn: Connection, req: ExportRequest) -> list[str] | None:
+    def patients_for(conn: Connection, req: ExportRequest, base_url: str) -> list[str] | None:
+        """The ids of the patients whose data the export holds, None at system level (no restriction).
+        A Group's members are its member.entity references that name a local Patient (local_patient_id):
+        relative, versioned or under this server's base alike, never another server's."""
         if req.level == "system":
             return None
         if req.level == "group":
             stored = repo.current(conn, "Group", req.group or "")
             if stored is None or stored.deleted:
                 raise not_found(f"Group/{req.group} is not known")
-            members = []
-            for m in load_stored(stored.content).get("member") or []:
-                ref = (m.get("entity") or {}).get("reference", "")
-                if ref.startswith("Patient/"):
-                    members.append(ref.split("/", 1)[1])
+            referenced = (local_patient_id((m.get("entity") or {}).get("reference") or "", base_url)
+                          for m in load_stored(stored.content).get("member") or [])
+            # dict: one patient once, however many of its references (relative, versioned, absolute) list it
+            members = list(dict.fromkeys(pid for pid in referenced if pid is not None))
             if req.patients is not None:
                 named = set(req.patients)
                 members = [p for p in members if p in named]
@@ -195,7 +236,7 @@ class Exporter:
         out_dir.mkdir(parents=True, exist_ok=True)
         output = []
         with self.db.read() as conn:
-            patients = self.patients_for(conn, req)
+            patients = self.patients_for(conn, req, self.base_url)
             for resource_type in self.types_for(req):
                 if cancelled():
                     break
@@ -217,14 +258,15 @@ class Exporter:
         return output
 
 
-def _named_patients_outside(conn: Connection, req: ExportRequest) -> list[str]:
+def _named_patients_outside(conn: Connection, req: ExportRequest, base_url: str) -> list[str]:
     """The patients the `patient` parameter names that the export cannot include: those not on the
-    server (or deleted) and, at Group level, those that are not members (404 for an unknown Group)."""
+    server (or deleted, or named by another server's URL) and, at Group level, those that are not
+    members (404 for an unknown Group), membership read as the export reads it."""
     named = list(dict.fromkeys(req.patients or ()))
     included = set(conn.execute(sa.select(R.c.id).where(R.c.resource_type == "Patient", R.c.id.in_(named),
                                                         R.c.deleted.is_(False))).scalars()) if named else set()
     if req.level == "group":
-        included &= set(Exporter.patients_for(conn, req) or ())
+        included &= set(Exporter.patients_for(conn, req, base_url) or ())
     return [p for p in named if p not in included]
 
 
@@ -244,10 +286,10 @@ class ExportJobs(JobRunner):
         in an error response"), unless the client sent Prefer: handling=lenient: then the others export."""
         if req.level == "group" or req.patients:
             with self.db.read() as conn:
-                outside = _named_patients_outside(conn, req)
+                outside = _named_patients_outside(conn, req, base_url)
             if outside and not req.lenient:
                 where = f"a member of Group/{req.group}" if req.level == "group" else "on this server"
-                raise bad_request(f"patient names {', '.join('Patient/' + p for p in outside)}: each must be "
+                raise bad_request(f"patient names {', '.join(map(_as_reference, outside))}: each must be "
                                   f"{where}; send Prefer: handling=lenient to export the others", "patient")
             if outside:  # lenient: the export holds none of their data
                 req.patients = [p for p in req.patients or () if p not in outside]
