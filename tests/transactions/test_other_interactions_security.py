@@ -51,3 +51,42 @@ def test_entries_are_audited_as_standalone_requests(secure_client, keys, databas
     assert subtypes == ["history-instance", "operation"]
     for e in events:
         assert f"Patient/{a}" in {x["what"]["reference"] for x in e.get("entity", []) if "what" in x}
+
+
+def _new_events(database, seen: set[str]) -> list[dict]:
+    """The AuditEvents stored since `seen` (their ids) was taken, whatever order the store returns rows in."""
+    return [e for e in audit_events(database) if e["id"] not in seen]
+
+
+def _subtype_and_patients(events: list[dict]) -> list[tuple[str, tuple[str, ...]]]:
+    """Each event's interaction (subtype code) and the patients it names (entities in the Patient role,
+    object-role 1), sorted: what an event of a batch entry must share with that of its standalone request."""
+    return sorted((e["subtype"][0]["code"],
+                   tuple(sorted(x["what"]["reference"] for x in e.get("entity", [])
+                                if "what" in x and x.get("role", {}).get("code") == "1")))
+                  for e in events)
+
+
+def test_read_and_search_entries_are_audited_as_standalone_requests(secure_client, keys, database):
+    """A batch's reads and searches (type, system and compartment) leave the AuditEvents the same GETs
+    sent one by one leave: one per entry, under the standalone interaction, naming the same patients."""
+    c = secure_client
+    a = patient(c, keys, "Alpha")["id"]
+    b = patient(c, keys, "Bravo")["id"]
+    observation(c, keys, a)
+    observation(c, keys, b)
+    h = keys.headers(ADMIN)
+    urls = [f"Patient/{a}", f"Observation?patient={a}", "?_type=Observation", f"Patient/{a}/Observation"]
+    seen = {e["id"] for e in audit_events(database)}
+    r = c.post("/fhir", json=_batch(*[("GET", u) for u in urls]), headers=h)
+    assert r.status_code == 200, r.text
+    assert [e["response"]["status"].split()[0] for e in r.json()["entry"]] == ["200"] * 4
+    batched = _new_events(database, seen)
+    seen |= {e["id"] for e in batched}
+    for url in urls:
+        assert c.get(f"/fhir/{url}", headers=h).status_code == 200, url
+    standalone = _new_events(database, seen)
+    assert _subtype_and_patients(standalone) == sorted([
+        ("read", (f"Patient/{a}",)), ("search-type", (f"Patient/{a}",)),
+        ("search-system", (f"Patient/{a}", f"Patient/{b}")), ("search-type", (f"Patient/{a}",))])
+    assert _subtype_and_patients(batched) == _subtype_and_patients(standalone)
