@@ -258,8 +258,7 @@ class BundleService:
         self.max_entries = max_entries
         self.interactions = interactions or EntryInteractions(db)
 
-    def process(self, bundle: object, *, base_url: str, prefer: str = "representation",
-                strict_search: bool = False) -> bytes:
+    def process(self, bundle: object, *, base_url: str, prefer: str, strict_search: bool = False) -> bytes:
         """`strict_search`: the request's `Prefer: handling=strict` (http.html#search), which its search
         entries follow: an unknown parameter is then that entry's 400, not a warning in its searchset."""
         kind, raw_entries, envelope = self._opened(bundle)
@@ -301,7 +300,7 @@ class BundleService:
     # --- transaction -------------------------------------------------------------------------
 
     def transaction(self, raw_entries: list, base_url: str, envelope: Mapping[int, FHIRError],
-                    strict_search: bool = False) -> list[EntryResult]:
+                    strict_search: bool) -> list[EntryResult]:
         entries = []
         for i, raw in enumerate(raw_entries):
             try:
@@ -371,7 +370,7 @@ class BundleService:
     # --- batch -------------------------------------------------------------------------------
 
     def batch(self, raw_entries: list, base_url: str, prefer: str, envelope: Mapping[int, FHIRError],
-              strict_search: bool = False) -> list[EntryResult]:
+              strict_search: bool) -> list[EntryResult]:
         results = []
         entries: list[Entry | FHIRError] = []
         for i, raw in enumerate(raw_entries):
@@ -436,8 +435,7 @@ class BundleService:
         return EntryResult(status, content=body, location=False)
 
     def _batch_entry(self, entry: Entry, base_url: str, claims: _Claims,
-                     siblings: dict[str, int], prefer: str = "representation",
-                     strict_search: bool = False) -> EntryResult:
+                     siblings: dict[str, int], prefer: str, strict_search: bool) -> EntryResult:
         if entry.other is not None:
             return self._other(entry, None, base_url, prefer)
         if entry.method in ("GET", "HEAD"):

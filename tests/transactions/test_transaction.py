@@ -288,6 +288,37 @@ def test_search_entries_see_the_writes_of_their_own_transaction(client):
     assert found["entry"][0]["resource"]["identifier"][0]["value"] == "b"
 
 
+def test_system_and_compartment_search_entries_see_the_writes_of_their_own_transaction(client):
+    """A transaction's GET entries take system (`?_type=...`) and compartment (`Patient/[id]/[type]`)
+    searches as a batch's do, and run after its writes (http.html#trules: DELETE, POST, PUT/PATCH, then
+    GET): listed before the POST, they find the Observation it creates, and answer as the standalone
+    searches do afterwards."""
+    client.put("/fhir/Patient/sc1", json=patient(id="sc1"))
+    client.put("/fhir/Patient/sc2", json=patient(id="sc2"))
+    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "x"}}
+    before = client.post("/fhir/Observation", json=dict(obs, subject={"reference": "Patient/sc1"})).json()["id"]
+    other = client.post("/fhir/Observation", json=dict(obs, subject={"reference": "Patient/sc2"})).json()["id"]
+    urls = ["?_type=Observation&patient=sc1", "Patient/sc1/Observation"]
+    r = post_bundle(client, tx(*[{"request": {"method": "GET", "url": u}} for u in urls],
+                               post(dict(obs, subject={"reference": "Patient/sc1"}))))
+    assert r.status_code == 200, r.text
+    system, compartment, posted = r.json()["entry"]
+    assert posted["response"]["status"] == "201 Created"
+    new = created(r, 2).split("/")[1]
+    assert len({before, other, new}) == 3
+    for url, searchset in zip(urls, (system["resource"], compartment["resource"])):
+        assert searchset["type"] == "searchset", url
+        assert sorted(e["resource"]["id"] for e in searchset["entry"]) == sorted([before, new]), url
+        assert {e["resource"]["resourceType"] for e in searchset["entry"]} == {"Observation"}, url
+        assert searchset["total"] == 2, url
+        rest = client.get(f"/fhir/{url}")
+        assert rest.status_code == 200, url
+        rest = rest.json()
+        assert rest["total"] == searchset["total"], url
+        assert sorted(rest["entry"], key=lambda e: e["fullUrl"]) == \
+            sorted(searchset["entry"], key=lambda e: e["fullUrl"]), url
+
+
 def test_two_entries_on_the_same_resource_are_rejected(client):
     r = post_bundle(client, tx(put(patient(id="a")), {"request": {"method": "DELETE", "url": "Patient/a"}}))
     assert r.status_code == 400 and "Bundle.entry[1]" in r.text
