@@ -18,22 +18,69 @@ from functools import lru_cache
 from sqlalchemy.engine import Connection
 
 from ipt_fhir.fhir.resource_types import REST_TYPES
-from ipt_fhir.fhir.search.registry import registry
+from ipt_fhir.fhir.search.element_types import Unresolved, reached_types
+from ipt_fhir.fhir.search.registry import registry, split_union
 from ipt_fhir.store.search_sql import TextSql
 
 Row = tuple[str, str, bytes]
 
+# Element types whose values the reference index keeps as a bare url (extract.reference_values: a string
+# value), so that only the target's `url` can resolve them: `canonical`, and `uri`, which R4 reference
+# parameters reach too (ConceptMap source-uri / target-uri: ConceptMap.sourceUri / targetUri name a
+# ValueSet by its url, as the canonical variants do; PlanDefinition definition: action.definitionUri).
+# `Reference` values are never looked up by url.
+URL_NAMED_TYPES = frozenset({"canonical", "uri"})
+
+
+@lru_cache(maxsize=4096)  # some 500 R4 reference parameters; codes come from requests
+def names_by_url(resource_type: str, code: str) -> bool:
+    """Whether reference parameter `code` of `resource_type` may hold a value named by the target's url.
+
+    Its index rows cannot tell: a canonical and a non-RESTful absolute Reference (`http://x/y`) are both
+    kept as a url with no target id (extract.reference_values). But only a `canonical` (or, in R4, `uri`)
+    element names its target by the target's `url`; a Reference-typed one never does (Device.url is a
+    network address, not the device's name for a Reference). So the answer comes from the element types
+    the parameter's FHIRPath expression reaches in the R4 StructureDefinitions (validation.compiler):
+    each union branch is followed from the resource type, element by element, a choice narrowed by
+    `as T` / `.as(T)` / `.ofType(T)` (all its variants without one), filters such as where(...) kept
+    as they are. A branch the resolver cannot follow (resolve(), extension(...), an unknown name) counts
+    as possibly canonical, so this never makes an _include or _revinclude less complete than it was."""
+    param = registry().get(resource_type, code)
+    if param is None or param.type != "reference":
+        return False
+    if not param.expression:
+        return True
+    for branch in split_union(param.expression):
+        try:
+            types = reached_types(branch, resource_type)
+        except (Unresolved, KeyError):
+            return True
+        if types & URL_NAMED_TYPES:
+            return True
+    return False
+
+
+def _capable(resource_type: str, params) -> list:  # noqa: ANN001 - SearchParams of resource_type
+    return [p for p in params if p.type == "reference" and names_by_url(resource_type, p.code)]
+
 
 def _canonical_types(resource_type: str, code: str, target: str | None) -> list[str]:
     """The types a canonical of `code` (every reference parameter of the type for `*`) may resolve to:
-    those of the types the parameter targets that have a `url` parameter."""
-    if target is not None:
-        candidates = {target}
-    else:
-        params = registry().params(resource_type)
-        chosen = params.values() if code == "*" else [params[code]] if code in params else []
-        candidates = {t for p in chosen if p.type == "reference" for t in p.targets or ()}
+    none if no such parameter may hold a url-named value (names_by_url); else `target`, or those of the
+    types the parameters target, that have a `url` parameter."""
+    params = registry().params(resource_type)
+    chosen = _capable(resource_type, params.values() if code == "*" else [params[code]] if code in params else [])
+    if not chosen:
+        return []
+    candidates = {target} if target is not None else {t for p in chosen for t in p.targets or ()}
     return sorted(t for t in candidates if "url" in registry().params(t))
+
+
+def _canonical_params(resource_type: str) -> list[str]:
+    """The stored parameters (search_reference.param) of `resource_type` that may hold a url-named value."""
+    reg = registry()
+    return sorted({reg.stored_reference(resource_type, p.code)[0]
+                   for p in _capable(resource_type, reg.params(resource_type).values())})
 
 
 def _served():  # noqa: ANN202 - the served conformance registry, or None before the IPT layer is installed
@@ -74,6 +121,8 @@ def included(conn: Connection, resource_type: str, ids: list[str], code: str, ta
            f"AND t.url IS NOT NULL")
     if code != "*":
         sql += f" AND {tb.param_is('t', 'search_reference', resource_type, code)}"
+    else:  # not the url rows of parameters that hold References only (an absolute http://x/y)
+        sql += f" AND {tb.in_('t.param', _canonical_params(resource_type))}"
     wanted: dict[str, set[str | None]] = {}
     for url, version in conn.exec_driver_sql(sql, tb.params):
         wanted.setdefault(url, set()).add(version)
@@ -104,16 +153,18 @@ def included(conn: Connection, resource_type: str, ids: list[str], code: str, ta
 @lru_cache(maxsize=256)
 def _canonical_sources(resource_type: str, source: str, code: str) -> tuple[tuple[str, str], ...]:
     """(source type, stored parameter) pairs whose references may name a `resource_type` by url: the
-    given ones, or for `*` every reference parameter (of every type, for source `*`) targeting it. Each is
-    then one lookup on the (resource_type, param, url) index instead of a scan of every url row."""
+    given ones, or for `*` every reference parameter (of every type, for source `*`) targeting it; of
+    these only those that may hold a url-named value (names_by_url). Each is then one lookup on the
+    (resource_type, param, url) index instead of a scan of every url row."""
     reg = registry()
     if source != "*" and code != "*":
         stored, target_type = reg.stored_reference(source, code)
-        return () if target_type else ((source, stored),)
+        return () if target_type or not names_by_url(source, code) else ((source, stored),)
     pairs = []
     for src in ([source] if source != "*" else sorted(REST_TYPES)):
         for c, p in reg.params(src).items():
-            if p.type == "reference" and resource_type in (p.targets or ()) and not reg.reference_alias(src, c):
+            if (p.type == "reference" and resource_type in (p.targets or ()) and not reg.reference_alias(src, c)
+                    and names_by_url(src, c)):
                 pairs.append((src, c))
     return tuple(pairs)
 

@@ -97,3 +97,48 @@ def test_a_chain_over_a_canonical_reference_matches_nothing(seeded):
     """As the README says: chains follow [type]/[id] references only, so a canonical never leads on."""
     r = seeded.get("/fhir/CarePlan?instantiates-canonical.status=active")
     assert r.status_code == 200 and r.json()["total"] == 0
+
+
+@pytest.mark.parametrize(("resource_type", "code", "expected"), [
+    ("CarePlan", "instantiates-canonical", True),  # CarePlan.instantiatesCanonical: canonical
+    ("PlanDefinition", "definition", True),  # action.definition[x]: canonical | uri
+    ("PlanDefinition", "derived-from", True),  # relatedArtifact.where(...).resource: canonical
+    ("QuestionnaireResponse", "questionnaire", True),
+    ("ConceptMap", "source-uri", True),  # (ConceptMap.source as uri): a ValueSet named by its url
+    ("Observation", "subject", False),  # Reference, though its targets (Device) have a `url` parameter
+    ("Observation", "patient", False),  # subject.where(resolve() is Patient)
+    ("Encounter", "patient", False),
+    ("ConceptMap", "target", True), ("Medication", "ingredient", False),  # (... as canonical) / (... as Reference)
+    ("Observation", "no-such-parameter", False),
+])
+def test_which_reference_parameters_may_name_their_target_by_url(resource_type, code, expected):
+    from ipt_fhir.services.canonical_includes import names_by_url
+
+    assert names_by_url(resource_type, code) is expected
+
+
+def test_an_expression_the_resolver_cannot_follow_counts_as_possibly_canonical():
+    from ipt_fhir.fhir.search.element_types import Unresolved, reached_types
+
+    assert reached_types("(ConceptMap.source as canonical)", "ConceptMap") == {"canonical"}
+    assert reached_types("ConceptMap.source.ofType(uri)", "ConceptMap") == {"uri"}
+    assert reached_types("PlanDefinition.action.definition", "PlanDefinition") == {"canonical", "uri"}
+    assert reached_types("Bundle.entry[0].resource", "Bundle") == {"Resource"}
+    for expression in ("Observation.subject.resolve().url", "Observation.extension('http://x').value",
+                       "Observation.nothing", "Observation.subject is Reference"):
+        with pytest.raises(Unresolved):
+            reached_types(expression, "Observation")
+
+
+def test_an_absolute_reference_is_not_resolved_through_the_targets_url(client):
+    """Observation.subject is a Reference: a non-RESTful absolute one is kept as a url (no target id), but
+    a Device whose `url` (its network address) happens to be that string is not what it refers to."""
+    device = {"resourceType": "Device", "id": "d1", "url": "http://devices.example/d1"}
+    obs = {"resourceType": "Observation", "id": "o1", "status": "final", "code": {"text": "x"},
+           "subject": {"reference": "http://devices.example/d1"}}
+    for r in (device, obs):
+        assert client.put(f"/fhir/{r['resourceType']}/{r['id']}", json=r).status_code == 201
+    for include in ("_include=Observation:subject", "_include=Observation:subject:Device", "_include=Observation:*"):
+        assert entries(client, f"/fhir/Observation?_id=o1&{include}") == {("match", "Observation", "o1")}, include
+    assert entries(client, "/fhir/Device?_id=d1&_revinclude=Observation:subject") == {("match", "Device", "d1")}
+    assert entries(client, "/fhir/Device?_id=d1&_revinclude=*") == {("match", "Device", "d1")}
