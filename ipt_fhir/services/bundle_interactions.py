@@ -168,9 +168,10 @@ class InUnitOfWork:
 
 
 @contextmanager
-def _audited_as(interaction: str, other: OtherRequest) -> Iterator[None]:
-    """Run with the audit collector's interaction set to the entry's; afterwards, an operation that noted
-    no access is recorded as its standalone request is (security/audit.py `_request_access`)."""
+def audited_as(interaction: str, other: OtherRequest | None = None) -> Iterator[None]:
+    """Run an entry with the audit collector's interaction set to the one its standalone request has (a
+    batch's own is `batch`); afterwards, an operation (`other`) that noted no access is recorded as its
+    standalone request is (security/audit.py `_request_access`)."""
     c = audit.collector()
     if c is None:
         yield
@@ -181,7 +182,7 @@ def _audited_as(interaction: str, other: OtherRequest) -> Iterator[None]:
         yield
     finally:
         c.interaction = saved
-    if other.kind == "operation" and len(c.reads) == noted:
+    if other is not None and other.kind == "operation" and len(c.reads) == noted:
         access = audit.Access("operation")
         if other.resource_type and other.resource_id:
             access.resources.append((other.resource_type, other.resource_id, None))
@@ -234,7 +235,7 @@ class EntryInteractions:
         if other.kind == "metadata":
             body = self.capability(base_url)
         else:
-            with _audited_as(other.interaction, other):
+            with audited_as(other.interaction, other):
                 body = self._service_call(other, db, base_url, transaction, prefer)
         return 200, (None if other.method == "HEAD" else body)
 

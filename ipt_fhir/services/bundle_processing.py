@@ -46,7 +46,7 @@ from ipt_fhir.security import audit, guard
 from ipt_fhir.services import resources as rs
 from ipt_fhir.services import write_hooks
 from ipt_fhir.services import search as search_service
-from ipt_fhir.services.bundle_interactions import NON_PARAMS, EntryInteractions, OtherRequest, parse_other
+from ipt_fhir.services.bundle_interactions import NON_PARAMS, EntryInteractions, OtherRequest, audited_as, parse_other
 from ipt_fhir.services.ipt import conformance
 from ipt_fhir.services.placeholders import NO_LINK_TARGETS, LinkTargets, is_placeholder, rewrite_links
 from ipt_fhir.services.resources import ResourceService, WriteResult
@@ -659,10 +659,13 @@ class _Writer:
             if entry.compartment is not None:
                 path = f"{entry.compartment[0]}/{entry.compartment[1]}/{entry.resource_type or '*'}"
             request_url = f"{self.base_url}/{path}?{entry.query}" if path else f"{self.base_url}?{entry.query}"
+            # audited as the standalone search: a system search (no type, no compartment) or a type's
+            interaction = "search-type" if entry.resource_type or entry.compartment else "search-system"
             try:
-                body = search_service.search(db, entry.resource_type or None, entry.criteria or [],
-                                             base_url=self.base_url, request_url=request_url, conn=self.conn,
-                                             compartment=entry.compartment, strict=self.strict_search)
+                with audited_as(interaction):
+                    body = search_service.search(db, entry.resource_type or None, entry.criteria or [],
+                                                 base_url=self.base_url, request_url=request_url, conn=self.conn,
+                                                 compartment=entry.compartment, strict=self.strict_search)
             except FHIRError as exc:
                 raise _located(exc, "request.url") from None
             return EntryResult(200, content=body if with_body else None, location=False)

@@ -879,9 +879,8 @@ def _bundle(base_url: str, self_url: str, links: list[tuple[str, str]], total: i
 
 
 def _execute(db: Database, req: Request, *, base_url: str, request_url: str, link_path: str,
-             conn: Connection | None = None, interaction: str | None = None) -> bytes:
-    # `conn`: search inside the caller's unit of work (GET entries of a transaction see its writes);
-    # `interaction`: the audit's name for it, None for the route's (audit.note_search)
+             conn: Connection | None = None) -> bytes:
+    # `conn`: search inside the caller's unit of work (GET entries of a transaction see its writes)
     with (nullcontext(conn) if conn is not None else db.read()) as conn:
         pending_index.bring_current(conn)  # a caller's unit of work may have rows pending
         if db.dialect == "postgresql":
@@ -904,7 +903,7 @@ def _execute(db: Database, req: Request, *, base_url: str, request_url: str, lin
         returned = guard.filter_rows(rows)
         # counting only references to this server's patients: an Observation about
         # http://other.org/fhir/Patient/1 is no access to the data of our Patient/1
-        audit.note_search(interaction, request_url.partition("?")[2], audit.patients_in(
+        audit.note_search(None, request_url.partition("?")[2], audit.patients_in(
             conn, [(r[0], r[1]) for r in returned] + [(a, b) for a, b, _ in included]))
     entries = []
     for row in returned:
@@ -997,10 +996,7 @@ def search(db: Database, resource_type: str | None, params: list[tuple[str, str]
         link_path = f"/Patient/{comp_id}{link_path}"
         for t in types:
             req.clauses[t].append(_compartment_clause(t, comp_id))
-    # A system search is one wherever it is asked, also as a batch entry, where the route's is the batch's
-    interaction = "search-system" if resource_type is None and compartment is None else None
-    return _execute(db, req, base_url=base_url, request_url=request_url, link_path=link_path, conn=conn,
-                    interaction=interaction)
+    return _execute(db, req, base_url=base_url, request_url=request_url, link_path=link_path, conn=conn)
 
 
 def _compartment_clause(resource_type: str, patient_id: str) -> Clause:
