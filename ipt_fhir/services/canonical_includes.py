@@ -18,7 +18,7 @@ from functools import lru_cache
 from sqlalchemy.engine import Connection
 
 from ipt_fhir.fhir.resource_types import REST_TYPES
-from ipt_fhir.fhir.search.element_types import Unresolved, reached_types
+from ipt_fhir.fhir.search.path_types import Unresolved, reached_types
 from ipt_fhir.fhir.search.registry import registry, split_union
 from ipt_fhir.store.search_sql import TextSql
 
@@ -40,11 +40,9 @@ def names_by_url(resource_type: str, code: str) -> bool:
     kept as a url with no target id (extract.reference_values). But only a `canonical` (or, in R4, `uri`)
     element names its target by the target's `url`; a Reference-typed one never does (Device.url is a
     network address, not the device's name for a Reference). So the answer comes from the element types
-    the parameter's FHIRPath expression reaches in the R4 StructureDefinitions (validation.compiler):
-    each union branch is followed from the resource type, element by element, a choice narrowed by
-    `as T` / `.as(T)` / `.ofType(T)` (all its variants without one), filters such as where(...) kept
-    as they are. A branch the resolver cannot follow (resolve(), extension(...), an unknown name) counts
-    as possibly canonical, so this never makes an _include or _revinclude less complete than it was."""
+    each union branch of the parameter's expression reaches (path_types.reached_types). A branch that
+    cannot be followed (resolve(), extension(...), an unknown name) counts as possibly canonical, so this
+    never makes an _include or _revinclude less complete than it was."""
     param = registry().get(resource_type, code)
     if param is None or param.type != "reference":
         return False
@@ -60,8 +58,13 @@ def names_by_url(resource_type: str, code: str) -> bool:
     return False
 
 
-def _capable(resource_type: str, params) -> list:  # noqa: ANN001 - SearchParams of resource_type
-    return [p for p in params if p.type == "reference" and names_by_url(resource_type, p.code)]
+@lru_cache(maxsize=None)  # keyed by the R4 resource types
+def _capable(resource_type: str) -> dict[str, str]:
+    """The reference parameters of `resource_type` that may hold a url-named value: code -> the stored
+    parameter its index rows carry (search_reference.param)."""
+    reg = registry()
+    return {code: reg.stored_reference(resource_type, code)[0] for code, p in reg.params(resource_type).items()
+            if p.type == "reference" and names_by_url(resource_type, code)}
 
 
 def _canonical_types(resource_type: str, code: str, target: str | None) -> list[str]:
@@ -69,18 +72,11 @@ def _canonical_types(resource_type: str, code: str, target: str | None) -> list[
     none if no such parameter may hold a url-named value (names_by_url); else `target`, or those of the
     types the parameters target, that have a `url` parameter."""
     params = registry().params(resource_type)
-    chosen = _capable(resource_type, params.values() if code == "*" else [params[code]] if code in params else [])
+    chosen = [params[c] for c in _capable(resource_type) if code in ("*", c)]
     if not chosen:
         return []
     candidates = {target} if target is not None else {t for p in chosen for t in p.targets or ()}
     return sorted(t for t in candidates if "url" in registry().params(t))
-
-
-def _canonical_params(resource_type: str) -> list[str]:
-    """The stored parameters (search_reference.param) of `resource_type` that may hold a url-named value."""
-    reg = registry()
-    return sorted({reg.stored_reference(resource_type, p.code)[0]
-                   for p in _capable(resource_type, reg.params(resource_type).values())})
 
 
 def _served():  # noqa: ANN202 - the served conformance registry, or None before the IPT layer is installed
@@ -122,7 +118,7 @@ def included(conn: Connection, resource_type: str, ids: list[str], code: str, ta
     if code != "*":
         sql += f" AND {tb.param_is('t', 'search_reference', resource_type, code)}"
     else:  # not the url rows of parameters that hold References only (an absolute http://x/y)
-        sql += f" AND {tb.in_('t.param', _canonical_params(resource_type))}"
+        sql += f" AND {tb.in_('t.param', sorted(set(_capable(resource_type).values())))}"
     wanted: dict[str, set[str | None]] = {}
     for url, version in conn.exec_driver_sql(sql, tb.params):
         wanted.setdefault(url, set()).add(version)
@@ -174,7 +170,8 @@ def revincluded(conn: Connection, resource_type: str, ids: list[str], source: st
     """The resources (at most about `limit`; of type `source`, `*` any) whose canonical references of
     `code` (`*`: any parameter) name one of the `resource_type` resources `ids` by its url (and version,
     if they give one)."""
-    if not ids or "url" not in registry().params(resource_type):
+    sources = _canonical_sources(resource_type, source, code) if "url" in registry().params(resource_type) else ()
+    if not ids or not sources:  # nothing can name these by url: no lookup of their urls and versions
         return []
     versions: dict[str, set[str | None]] = {}  # url -> the versions the matched resources carry
     served = _served()
@@ -194,7 +191,7 @@ def revincluded(conn: Connection, resource_type: str, ids: list[str], source: st
         return []
     out: list[Row] = []
     seen: set[tuple[str, str]] = set()
-    for src, param in _canonical_sources(resource_type, source, code):
+    for src, param in sources:
         tb = TextSql(conn.dialect.name, "")
         sql = (f"SELECT x.resource_type, x.id, x.content, t.url, t.target_version FROM search_reference t "
                f"JOIN resource x ON x.resource_type = t.resource_type AND x.id = t.resource_id "

@@ -118,7 +118,7 @@ def test_which_reference_parameters_may_name_their_target_by_url(resource_type, 
 
 
 def test_an_expression_the_resolver_cannot_follow_counts_as_possibly_canonical():
-    from ipt_fhir.fhir.search.element_types import Unresolved, reached_types
+    from ipt_fhir.fhir.search.path_types import Unresolved, reached_types
 
     assert reached_types("(ConceptMap.source as canonical)", "ConceptMap") == {"canonical"}
     assert reached_types("ConceptMap.source.ofType(uri)", "ConceptMap") == {"uri"}

@@ -66,11 +66,12 @@ def _compile_steps(steps: list[str]) -> list[tuple] | None:
     return ops
 
 
-def _compile_part(part: str) -> tuple[str, list[tuple]] | None:
-    """-> (root type, ops) for a path the native evaluator understands, else None."""
+def compile_path(part: str) -> tuple[str, list[tuple]] | None:
+    """-> (root type, ops) for a path the native evaluator understands, else None. Also read for the
+    element types a path reaches (path_types.py)."""
     m = _AS_PAREN.match(part)
     if m:
-        inner = _compile_part(m.group(1))
+        inner = compile_path(m.group(1))
         if inner is None:
             return None
         rest = _compile_steps(_split_steps(m.group(3)) or [""]) if m.group(3) else []
@@ -211,7 +212,7 @@ def compile_expression(expression: str, resource_type: str) -> Extractor:
     """The extractor of a parameter's expression on resources of `resource_type`: the union branches
     rooted at that type (or at Resource/DomainResource), each a compiled path; fhirpathpy when any
     branch is beyond the native evaluator."""
-    compiled = [_compile_part(p) for p in split_union(expression)]
+    compiled = [compile_path(p) for p in split_union(expression)]
     if any(c is None for c in compiled):
         return _fhirpathpy_extractor(expression)
     runners = [_runner(ops) for root, ops in compiled  # type: ignore[misc]
