@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import shutil
 import uuid
 from datetime import datetime
@@ -19,8 +18,8 @@ from urllib.parse import parse_qsl
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ipt_fhir.domain.canonical import split_reference
 from ipt_fhir.fhir.dates import since_param
-from ipt_fhir.fhir.jsonio import load_stored
 from ipt_fhir.fhir.outcome import bad_request, not_found
 from ipt_fhir.fhir.resource_types import REST_TYPES
 from ipt_fhir.security.compartment import compartment_types
@@ -30,7 +29,8 @@ from ipt_fhir.services.bulk_jobs import JobRunner
 from ipt_fhir.store import bulk
 from ipt_fhir.store import resources as repo
 from ipt_fhir.store.database import Database
-from ipt_fhir.store.search_sql import SqlBuilder
+from ipt_fhir.store.search_sql import SqlBuilder, local_reference
+from ipt_fhir.store.search_tables import reference_index as T
 from ipt_fhir.store.tables import resource_table as R
 
 log = logging.getLogger("ipt_fhir.bulk_export")
@@ -111,47 +111,21 @@ def parse_export_params(level: str, params: list[tuple[str, str]], group: str | 
                          lenient=lenient)
 
 
-# A reference to a Patient, relative to a FHIR base: `Patient/id`, or a version of it `Patient/id/_history/n`.
-_PATIENT_REFERENCE = r"Patient/(?P<id>[^/]+)(?:/_history/[^/]+)?"
-_RELATIVE_PATIENT = re.compile(_PATIENT_REFERENCE)
-_ABSOLUTE_PATIENT = re.compile(rf"/{_PATIENT_REFERENCE}$")
-_ABSOLUTE = ("http://", "https://")
-
-
-def local_patient_id(reference: str, base_url: str) -> str | None:
-    """The id of the Patient on this server that a reference names, or None. Local: a relative reference
-    or an absolute URL under this server's base `base_url` (the same reference written out; the rule
-    search_sql.local_reference applies to searches). An absolute URL under another base names a patient
-    of that server, whatever its id, so None, as for a reference to another type."""
-    relative = _relative_to_base(reference.strip(), base_url)
-    match = _RELATIVE_PATIENT.fullmatch(relative) if relative is not None else None
-    return match.group("id") if match else None
-
-
-def _relative_to_base(reference: str, base_url: str) -> str | None:
-    """`reference` relative to `base_url`: itself if it is not an absolute URL, None if it is one under
-    another base (or no base is known)."""
-    if not reference.startswith(_ABSOLUTE):
-        return reference
-    own = base_url.rstrip("/") + "/"
-    return reference[len(own):] if base_url and reference.startswith(own) else None
-
-
 def _named_patient(value: str, base_url: str) -> str:
-    """What a `patient` value names, for the kick-off's check: the local id of `id`, `Patient/id` (a
-    version suffix dropped) or that under this server's base. A Patient URL under another base is kept
-    as it is: no id has a '/', so the check finds it is not on this server, as an unknown id (400, or
-    dropped under Prefer: handling=lenient). A reference to another type names no patient: 400, lenient
-    or not."""
+    """What a `patient` value names, for the kick-off's check: the id of `id`, `Patient/id` (a version
+    suffix dropped) or that under this server's base `base_url`. A Patient URL under another base names
+    that server's patient: it is kept as it is, and as no id has a '/', the check finds it is not on this
+    server, as an unknown id (400, or dropped under Prefer: handling=lenient). A reference to another
+    type names no patient: 400, lenient or not."""
     reference = value.strip()
     if "/" not in reference:
         return reference
-    local = local_patient_id(reference, base_url)
-    if local is not None:
-        return local
-    if reference.startswith(_ABSOLUTE) and _ABSOLUTE_PATIENT.search(reference):
+    parts = split_reference(reference)
+    if parts is None or parts[0] != "Patient" or not parts[1]:
+        raise bad_request(f"patient {reference!r} is not a reference to a Patient", "patient")
+    if "://" in reference and not (base_url and reference.startswith(base_url.rstrip("/") + "/")):
         return reference
-    raise bad_request(f"patient {reference!r} is not a reference to a Patient", "patient")
+    return parts[1]
 
 
 def _as_reference(named: str) -> str:
@@ -181,18 +155,19 @@ class Exporter:
     @staticmethod
     def patients_for(conn: Connection, req: ExportRequest, base_url: str) -> list[str] | None:
         """The ids of the patients whose data the export holds, None at system level (no restriction).
-        A Group's members are its member.entity references that name a local Patient (local_patient_id):
-        relative, versioned or under this server's base alike, never another server's."""
+        A Group's members are the Patients its `member` search parameter finds (member.entity), local as
+        a search by Patient/[id] means it (search_sql.local_reference): relative, versioned or under this
+        server's base `base_url` alike, never another server's."""
         if req.level == "system":
             return None
         if req.level == "group":
             stored = repo.current(conn, "Group", req.group or "")
             if stored is None or stored.deleted:
                 raise not_found(f"Group/{req.group} is not known")
-            referenced = (local_patient_id((m.get("entity") or {}).get("reference") or "", base_url)
-                          for m in load_stored(stored.content).get("member") or [])
-            # dict: one patient once, however many of its references (relative, versioned, absolute) list it
-            members = list(dict.fromkeys(pid for pid in referenced if pid is not None))
+            members = list(conn.execute(sa.select(T.c.target_id).distinct().where(
+                T.c.resource_type == "Group", T.c.resource_id == stored.id, T.c.param == "member",
+                T.c.target_type == "Patient", T.c.target_id.is_not(None),
+                *local_reference(T, base_url))).scalars())
             if req.patients is not None:
                 named = set(req.patients)
                 members = [p for p in members if p in named]
