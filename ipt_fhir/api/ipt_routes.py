@@ -14,10 +14,11 @@ from ipt_fhir.fhir.jsonio import load_stored
 from ipt_fhir.fhir.outcome import bad_request, not_found, read_only
 from ipt_fhir.security import audit
 from ipt_fhir.services import search as search_service
+from ipt_fhir.services.history import history_entry
 from ipt_fhir.services.ipt import conformance as conf
 from ipt_fhir.services.resources import ResourceService
 from ipt_fhir.services.search import subset_read
-from ipt_fhir.store.resources import StoredVersion
+from ipt_fhir.store.resources import HistoryEntry, StoredVersion
 
 from .body import read_json_body
 from .deps import DatabaseDep
@@ -87,11 +88,8 @@ def _registry(request: Request) -> conf.ConformanceRegistry:
     return request.app.state.ipt_conformance
 
 
-def _published(request: Request, resource_type: str, resource_id: str) -> StoredVersion:
-    served = _registry(request).version(resource_type, resource_id)
-    if served is None:
-        raise not_found(f"{resource_type}/{resource_id} is not known")
-    return served
+def _published(request: Request, resource_type: str, resource_id: str) -> StoredVersion | None:
+    return _registry(request).version(resource_type, resource_id)
 
 
 @router.api_route("/{resource_type:iptconftype}/{resource_id:iptconfid}", methods=["GET", "HEAD"],
@@ -112,14 +110,18 @@ def vread_conformance(resource_type: str, resource_id: str, version_id: str, req
 @router.api_route("/{resource_type:iptconftype}/{resource_id:iptconfid}/_history", methods=["GET", "HEAD"], tags=["IPT"],
                   include_in_schema=False)
 def history_conformance(resource_type: str, resource_id: str, request: Request) -> Response:
-    resource = load_stored(_published(request, resource_type, resource_id).content)
+    """Its one version, as a stored resource's instance history shows the create that made it."""
+    served = _published(request, resource_type, resource_id)
+    if served is None:
+        raise not_found(f"{resource_type}/{resource_id} is not known")
     base = fhir_base_url(request)
+    entry, content = history_entry(HistoryEntry(0, resource_type, resource_id, served.version_id,
+                                                served.last_updated, "POST", served.content, True), base)
+    entry["resource"] = load_stored(content)
     return fhir_response(request, {
         "resourceType": "Bundle", "type": "history", "total": 1,
         "link": [{"relation": "self", "url": f"{base}/{resource_type}/{resource_id}/_history"}],
-        "entry": [{"fullUrl": f"{base}/{resource_type}/{resource_id}", "resource": resource,
-                   "request": {"method": "POST", "url": resource_type},
-                   "response": {"status": "201 Created", "etag": 'W/"1"'}}]})
+        "entry": [entry]})
 
 
 @router.api_route("/{resource_type:iptconftype}/{resource_id:iptconfid}", methods=["PUT", "PATCH", "DELETE"],

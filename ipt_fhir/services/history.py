@@ -79,10 +79,11 @@ class HistoryService:
         if count and counted:
             links.append(link("last", max(0, (total - 1) // count * count)))
         head = {"resourceType": "Bundle", "type": "history", **({"total": total} if counted else {}), "link": links}
-        return splice_bundle(head, [_entry(e, base_url) for e in entries])
+        return splice_bundle(head, [history_entry(e, base_url) for e in entries])
 
 
-def _entry(e: HistoryEntry, base_url: str) -> tuple[dict, bytes | None]:
+def history_entry(e: HistoryEntry, base_url: str) -> tuple[dict, bytes | None]:
+    """A history Bundle's entry for version `e`, and the content that goes into its `resource`."""
     url = f"{e.resource_type}/{e.id}"
     entry = {
         "fullUrl": f"{base_url}/{url}",

@@ -242,11 +242,13 @@ class ResourceService:
         transaction whose GET entries see its earlier entries' writes. Checks and answers as the REST
         interactions do: 403 before anything is looked up, 404, 410 for a deleted resource or version.
         `published`: the resource as this server publishes it from memory (its IPT conformance resources,
-        version 1), served instead of the store; `conn` is then not used (the REST routes pass None)."""
+        version 1), served instead of the store; the routes that serve only those pass no `conn`."""
         interaction = "read" if version_id is None else "vread"
         guard.require(interaction, resource_type)
         if published is not None:
             stored = published if version_id in (None, "1") else None
+        elif conn is None:  # nothing published, no store to look in
+            stored = None
         elif version_id is None:
             stored = repo.current(conn, resource_type, resource_id)
         else:
@@ -254,7 +256,8 @@ class ResourceService:
             stored = None if number is None else repo.version(conn, resource_type, resource_id, number)
         if stored is None:
             what = f"{resource_type}/{resource_id}"
-            if version_id is not None and (published is not None or repo.current(conn, resource_type, resource_id) is not None):
+            if version_id is not None and (published is not None or (
+                    conn is not None and repo.current(conn, resource_type, resource_id) is not None)):
                 what = f"version {version_id} of {what}"
             raise not_found(f"{what} is not known")
         return _visible_read(interaction, stored)

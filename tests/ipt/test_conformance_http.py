@@ -18,7 +18,12 @@ def test_each_kind_of_conformance_resource_is_readable(client, rtype, rid):
     assert r.headers["ETag"] == 'W/"1"'
     assert client.get(f"/fhir/{rtype}/{rid}/_history/1").json()["id"] == rid
     assert client.get(f"/fhir/{rtype}/{rid}/_history/2").status_code == 404
-    assert client.get(f"/fhir/{rtype}/{rid}/_history").json()["total"] == 1
+    history = client.get(f"/fhir/{rtype}/{rid}/_history").json()
+    assert history["total"] == 1
+    # its one version as a stored resource's history shows the create that made it
+    (entry,) = history["entry"]
+    assert entry["resource"] == body and entry["request"] == {"method": "POST", "url": rtype}
+    assert entry["response"] == {"status": "201 Created", "etag": 'W/"1"', "lastModified": body["meta"]["lastUpdated"]}
 
 
 def test_every_conformance_resource_is_served(client):
