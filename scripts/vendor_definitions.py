@@ -7,8 +7,8 @@ and writes, into ipt_fhir/fhir/definitions/:
 
   validation-structures.json.gz  per type: kind, base type, and the snapshot elements reduced to what
                                  validation needs (path, min, max, types with target profiles,
-                                 required-binding ValueSet, error-severity constraints, contentReference);
-                                 primitive regexes.
+                                 required-binding ValueSet, error-severity constraints, contentReference,
+                                 isSummary for _summary=true); primitive regexes.
   validation-valuesets.json.gz   every ValueSet named by a required binding, expanded to
                                  {system: [codes]}; ValueSets that cannot be expanded offline are listed
                                  with the reason (they are not enforced).
@@ -65,6 +65,8 @@ def compact_element(el: dict, constraints: dict) -> dict:
         c["t"] = types
     if "contentReference" in el:
         c["cr"] = el["contentReference"].lstrip("#")
+    if el.get("isSummary"):
+        c["s"] = 1
     b = el.get("binding")
     if b and b.get("strength") == "required" and b.get("valueSet"):
         c["b"] = strip_version(b["valueSet"])

@@ -21,7 +21,7 @@ from ipt_fhir.fhir.jsonio import load_stored
 from ipt_fhir.fhir.outcome import FHIRError, bad_request, error, gone, not_found
 from ipt_fhir.fhir.resource_types import REST_TYPES, require_rest_type
 from ipt_fhir.fhir.search.parser import RESULT_PARAMS, Clause, Parser, UnknownParameter
-from ipt_fhir.fhir.validation.compiler import type_node
+from ipt_fhir.fhir.validation.compiler import Node, type_node
 from ipt_fhir.security import audit, guard
 from ipt_fhir.security.compartment import compartment_types, in_patient_compartment_type
 from ipt_fhir.security.search_filter import restrict as restrict_by_access
@@ -264,7 +264,7 @@ from ipt_fhir.fhir.jsonio import dump_json  # noqa: E402
 from ipt_fhir.fhir.outcome import Issue, operation_outcome, warning  # noqa: E402
 from ipt_fhir.fhir.search.parser import parse_positive_int  # noqa: E402
 from ipt_fhir.fhir.search.registry import (  # noqa: E402
-    SearchParam, patient_compartment, patient_compartment_params, registry, summary_tree,
+    SearchParam, patient_compartment, patient_compartment_params, registry,
 )
 from ipt_fhir.fhir.search.values import to_micros  # noqa: E402
 from ipt_fhir.store.database import Database  # noqa: E402
@@ -804,7 +804,7 @@ def _subset(content: bytes, resource_type: str, summary: str | None, elements: l
     elif summary == "text":
         out = keep_names(["text"] + mandatory)
     elif summary == "true":
-        out = {"resourceType": resource_type, **_summary_of(doc, resource_type, summary_tree())}
+        out = {"resourceType": resource_type, **_summary_of(doc, type_node(resource_type))}
     elif elements is not None:
         out = keep_names(elements + mandatory)
     else:
@@ -819,21 +819,32 @@ def _subset(content: bytes, resource_type: str, summary: str | None, elements: l
     return dump_json(out)
 
 
-def _summary_of(obj: dict, node: str, tree: dict[str, dict[str, str | None]]) -> dict:
-    """`obj` (an instance of `node`) with only its isSummary elements, at every depth (search.html#summary:
-    "all supported elements that are marked as summary"); a primitive's `_name` companion goes with it."""
-    children = tree.get(node, {})
+# Data types _summary=true keeps whole instead of filtering them by their own isSummary flags, which would
+# take them apart: an Extension's url and value are not flagged (a summary modifierExtension would come out
+# empty), nor are a Narrative's status and div; Meta is the server's own (SUBSETTED is added to it) and its
+# id and extension are not flagged either; Element and BackboneElement are the abstract bases. A resource
+# inside a resource (contained, Bundle.entry.resource, Bundle.entry.response.outcome) is kept whole as
+# well: _summary_of stops at Resource-typed props and at resource nodes.
+_SUMMARY_KEPT_WHOLE = frozenset({"Meta", "Narrative", "Extension", "Element", "BackboneElement"})
+
+
+def _summary_of(obj: dict, node: Node) -> dict:
+    """`obj` (an instance of `node`, a compiled type or backbone element) with only its isSummary elements,
+    at every depth (search.html#summary: "all supported elements that are marked as summary"); a
+    primitive's `_name` companion goes with it."""
+    props = node.props
     out = {}
     for key, value in obj.items():
-        name = key[1:] if key[:1] == "_" else key
-        if name not in children:
+        prop = props.get(key[1:] if key[:1] == "_" else key)
+        if prop is None or not prop.elem.summary:
             continue
-        inner = children[name]
-        if inner is not None and key[:1] != "_":
+        inner = prop.node  # None for primitives and Resource-typed props (kept whole)
+        if (inner is not None and key[:1] != "_" and not inner.is_resource
+                and inner.name not in _SUMMARY_KEPT_WHOLE):
             if type(value) is dict:
-                value = _summary_of(value, inner, tree)
+                value = _summary_of(value, inner)
             elif type(value) is list:
-                value = [v for v in (_summary_of(v, inner, tree) if type(v) is dict else v for v in value) if v != {}]
+                value = [v for v in (_summary_of(v, inner) if type(v) is dict else v for v in value) if v != {}]
             if not value:  # nothing of it is summary: leave it out rather than send an empty object
                 continue
         out[key] = value

@@ -200,11 +200,3 @@ def patient_compartment_params(resource_type: str) -> tuple[str, ...]:
     base (one narrowed to another type has no such rows)."""
     stored = (registry().stored_reference(resource_type, c) for c in patient_compartment().get(resource_type, ()))
     return tuple(sorted({code for code, narrowed_to in stored if narrowed_to in (None, "Patient")}))
-
-
-@lru_cache(maxsize=1)
-def summary_tree() -> dict[str, dict[str, str | None]]:
-    """The elements marked isSummary at every depth, for _summary=true: {node: {JSON property: node of
-    its value, or None to keep the value whole}}; nodes are resource types, backbone element paths
-    (Observation.component) and complex data types (Attachment, whose `data` is not summary)."""
-    return _load("search-summary-tree.json.gz")

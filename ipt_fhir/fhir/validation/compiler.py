@@ -22,7 +22,7 @@ class Elem:
     """One element definition within a Node (shared by all its choice variants)."""
 
     __slots__ = ("name", "path", "min", "max", "array", "binding", "invariants", "choice", "keys",
-                 "targets", "types", "present_keys")
+                 "targets", "types", "present_keys", "summary")
 
     def __init__(self, name: str, path: str, mn: int, mx: str, array: bool, binding: str | None,
                  invariants: list[Invariant], choice: bool, targets: frozenset[str] | None,
@@ -39,6 +39,7 @@ class Elem:
         self.targets = targets    # Reference target resource types (None: any)
         self.types = types
         self.present_keys: tuple[str, ...] = ()  # JSON keys whose presence makes the element present
+        self.summary = False      # isSummary: kept by _summary=true (services/search.py _summary_of)
 
 
 class Prop:
@@ -185,6 +186,7 @@ def compile_type(name: str, t: dict, registry: dict[str, Node] | None) -> Node:
         elem_fp_base = path[:-3] if choice else path
         elem = Elem(fp_name, path, el["mn"], el["mx"], el["mx"] != "1" and el["mx"] != "0",
                     el.get("b"), [], choice, targets, types)
+        elem.summary = "s" in el
         parent.elems.append(elem)
         props: list[Prop] = []
         if choice:
