@@ -15,7 +15,7 @@ from ipt_fhir.fhir.search.indexer import index_rows
 from ipt_fhir.fhir.search.registry import patient_compartment, patient_compartment_params
 
 
-@lru_cache(maxsize=1)  # read by every search and $everything
+@lru_cache(maxsize=1)  # read by compartment searches, $everything, $export and patient/ scope checks
 def compartment_types() -> frozenset[str]:
     return frozenset(patient_compartment()) | {"Patient"}
 

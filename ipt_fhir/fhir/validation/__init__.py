@@ -3,8 +3,9 @@
 validate_resource: base spec (shape, primitives, cardinality, choices, required bindings, invariants,
 contained rules); errors there make a request a 400. validate_envelope: the same for a batch or
 transaction Bundle's own elements, its entries' resources left out (they are validated entry by entry);
-the Bundle invariants are bundle_processing.bundle_invariant_issues', in one pass over the entries. validate_profiles: the profiles a resource claims (or that are named), as far as the
-server knows them; errors there make a request a 422.
+the Bundle invariants are bundle_processing.bundle_invariant_issues, in one pass over the entries.
+validate_profiles: the profiles a resource claims (or that are named), as far as the server knows them;
+errors there make a request a 422.
 """
 from __future__ import annotations
 
