@@ -179,8 +179,9 @@ async def search_conformance(resource_type: str, request: Request, db: DatabaseD
         audit.fold_reads_since(mark)  # one search, one AuditEvent
         _fill(page, filler)
     own_ids = [r["id"] for r in ours[offset:offset + size]]
-    if own_ids and any(n.startswith(("_include", "_revinclude")) for n, _ in params):
-        # what the server's own matches include, unless the page lists it already (a stored match)
+    if own_ids:
+        # what the server's own matches include (none without _include/_revinclude, which
+        # included_entries reads), unless the page lists it already (a stored match)
         mark = audit.reads_noted()
         included = await run_in_threadpool(lambda: search_service.included_entries(
             db, resource_type, params, own_ids, base_url=base))
