@@ -150,4 +150,5 @@ def test_a_bundle_the_import_cannot_process_is_refused_with_or_without_dry_run(t
     proc = _cli("import", str(bundle), "--database-url", url, *(["--dry-run"] if dry_run else []))
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 1 and "Bundle.type must be 'batch' or 'transaction'" in err.decode(), err.decode()
+    assert "entry 0" not in err.decode() and "entry[0]" not in err.decode()  # refused whole
     assert _counts(url)[0] == 0

@@ -40,7 +40,7 @@ def _kick_off(client, path: str, references: list[str], *, method: str = "GET", 
     return client.post(path, json=body, headers=headers)
 
 
-@pytest.mark.parametrize("reference", [f"{OWN}/Patient/b", f"{OWN}/Patient/b/_history/1"])
+@pytest.mark.parametrize("reference", ["b", "Patient/b", f"{OWN}/Patient/b", f"{OWN}/Patient/b/_history/1"])
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_a_patient_url_under_this_servers_base_exports_that_patient(group_of_two, reference, method):
     exported = _read_export(group_of_two, _kick_off(group_of_two, "/fhir/Patient/$export", [reference],

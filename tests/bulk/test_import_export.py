@@ -206,6 +206,13 @@ def _patients(*references: str) -> dict:
             "parameter": [{"name": "patient", "valueReference": {"reference": ref}} for ref in references]}
 
 
+@pytest.mark.parametrize("output_format", ["application%2Ffhir%2Bndjson", "application%2Fndjson", "ndjson"])
+def test_the_ndjson_output_formats_are_accepted(group_of_two, output_format):
+    """export.html `_outputFormat`: servers SHALL support ndjson, under any of its three names."""
+    exported = _export(group_of_two, f"/fhir/Patient/$export?_type=Patient&_outputFormat={output_format}")
+    assert _ids(exported) == {"Patient": {"a", "b", "c"}}
+
+
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_group_export_with_patient_exports_only_the_named_members(group_of_two, method):
     """export.html `patient`: no resources of a patient outside the list. Member b is not named, so
@@ -223,6 +230,8 @@ def test_group_export_with_patient_exports_only_the_named_members(group_of_two, 
     ("/fhir/Group/g/$export", ["Patient/nobody"], "Patient/nobody: each must be a member of Group/g"),
     ("/fhir/Patient/$export", ["Patient/a", "Patient/nobody"], "Patient/nobody: each must be on this server"),
     ("/fhir/Patient/$export", ["Patient/a", "Patient/b"], "Patient/b: each must be on this server"),  # deleted
+    # every named patient refused: the lenient export holds nobody's data, not everybody's
+    ("/fhir/Patient/$export", ["Patient/nobody"], "Patient/nobody: each must be on this server"),
 ])
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_a_patient_the_export_cannot_include_is_refused_at_kick_off_unless_lenient(group_of_two, path, names,

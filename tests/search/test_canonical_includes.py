@@ -66,7 +66,8 @@ def test_include_with_a_target_type_keeps_to_that_type(seeded):
 def test_revinclude_finds_the_plans_that_name_a_resource_by_url(seeded, path, revincluded):
     got = entries(seeded, f"{path}&_revinclude=CarePlan:instantiates-canonical")
     assert {e for e in got if e[0] == "include"} == {("include", "CarePlan", c) for c in revincluded}
-    assert len([e for e in got if e[0] == "match"]) == 1
+    rtype, matched = path.removeprefix("/fhir/").split("?_id=")
+    assert {e for e in got if e[0] == "match"} == {("match", rtype, matched)}
 
 
 def test_a_deleted_target_is_not_included(seeded):
@@ -142,3 +143,20 @@ def test_an_absolute_reference_is_not_resolved_through_the_targets_url(client):
         assert entries(client, f"/fhir/Observation?_id=o1&{include}") == {("match", "Observation", "o1")}, include
     assert entries(client, "/fhir/Device?_id=d1&_revinclude=Observation:subject") == {("match", "Device", "d1")}
     assert entries(client, "/fhir/Device?_id=d1&_revinclude=*") == {("match", "Device", "d1")}
+
+
+def test_a_wildcard_include_looks_up_urls_only_of_the_parameters_that_hold_canonicals(client):
+    """DeviceRequest has both kinds: basedOn (a Reference, here a non-RESTful absolute one) and
+    instantiatesCanonical. `_include=DeviceRequest:*` resolves only the latter by url: the PlanDefinition
+    whose url the basedOn reference happens to spell is not what it refers to."""
+    resources = [
+        {"resourceType": "Patient", "id": "p1"},
+        {"resourceType": "PlanDefinition", "id": "pd1", "url": "http://plans.example/p1", "status": "active"},
+        {"resourceType": "DeviceRequest", "id": "dr1", "status": "active", "intent": "order",
+         "codeCodeableConcept": {"text": "x"}, "subject": {"reference": "Patient/p1"},
+         "basedOn": [{"reference": "http://plans.example/p1"}]},
+    ]
+    for r in resources:
+        assert client.put(f"/fhir/{r['resourceType']}/{r['id']}", json=r).status_code == 201
+    assert entries(client, "/fhir/DeviceRequest?_id=dr1&_include=DeviceRequest:*") == {
+        ("match", "DeviceRequest", "dr1"), ("include", "Patient", "p1")}

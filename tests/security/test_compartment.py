@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import create, observation, patient
+from .conftest import ADMIN, create, observation, patient
 
 
 @pytest.fixture
@@ -67,6 +67,8 @@ def test_a_patient_token_sees_its_own_patient_not_those_linking_to_it_in_reads_a
     c, h, a = secure_client, world["h"], world["a"]
     linked = create(c, keys, {"resourceType": "Patient", "link": [{"other": {"reference": f"Patient/{a}"},
                                                                      "type": "seealso"}]})
+    compartment = c.get(f"/fhir/Patient/{a}/Patient", headers=keys.headers(ADMIN))
+    assert compartment.status_code == 200 and _ids(compartment.json()) == {f"Patient/{a}", f"Patient/{linked['id']}"}
     r = c.get("/fhir/Patient", headers=h)
     assert r.status_code == 200, r.text
     assert _ids(r.json()) == {f"Patient/{a}"} and r.json()["total"] == 1

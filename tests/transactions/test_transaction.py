@@ -132,7 +132,7 @@ def test_a_placeholder_resolving_to_a_type_its_element_does_not_allow_is_rejecte
     obs["subject"] = {"reference": "urn:uuid:3c3b5ff4-8f5c-4d4e-9b0a-444444444444"}
     r = post_bundle(client, tx(post({"resourceType": "Medication"}, med), post(patient(), obs["subject"]["reference"]),
                                post(obs)))
-    assert r.status_code == 400
+    assert r.status_code == 400 and table_counts(database) == before
     assert r.json()["issue"][0]["expression"] == ["Bundle.entry[2].resource.hasMember[0].reference"]
 
 
@@ -305,7 +305,6 @@ def test_system_and_compartment_search_entries_see_the_writes_of_their_own_trans
     system, compartment, posted = r.json()["entry"]
     assert posted["response"]["status"] == "201 Created"
     new = created(r, 2).split("/")[1]
-    assert len({before, other, new}) == 3
     for url, searchset in zip(urls, (system["resource"], compartment["resource"])):
         assert searchset["type"] == "searchset", url
         assert sorted(e["resource"]["id"] for e in searchset["entry"]) == sorted([before, new]), url
