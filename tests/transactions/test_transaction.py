@@ -297,7 +297,7 @@ def test_system_and_compartment_search_entries_see_the_writes_of_their_own_trans
     client.put("/fhir/Patient/sc2", json=patient(id="sc2"))
     obs = {"resourceType": "Observation", "status": "final", "code": {"text": "x"}}
     before = client.post("/fhir/Observation", json=dict(obs, subject={"reference": "Patient/sc1"})).json()["id"]
-    other = client.post("/fhir/Observation", json=dict(obs, subject={"reference": "Patient/sc2"})).json()["id"]
+    client.post("/fhir/Observation", json=dict(obs, subject={"reference": "Patient/sc2"}))  # another patient's: found by neither search
     urls = ["?_type=Observation&patient=sc1", "Patient/sc1/Observation"]
     r = post_bundle(client, tx(*[{"request": {"method": "GET", "url": u}} for u in urls],
                                post(dict(obs, subject={"reference": "Patient/sc1"}))))
