@@ -180,18 +180,17 @@ class Exporter:
     def rows(self, conn: Connection, resource_type: str, req: ExportRequest, patients: list[str] | None
              ) -> Iterator[bytes]:
         """Stored bytes of every current resource of the type that the request selects."""
-        filters = req.type_filters.get(resource_type) or [[]]
+        # each _typeFilter parsed once, not again for every chunk of patients
+        filters = [search_service.parse_criteria(resource_type, criteria, self.base_url, strict=True)[0]
+                   for criteria in req.type_filters.get(resource_type, ())] or [[]]
         seen: set[str] = set()
         patient_groups: list[list[str] | None] = [None] if patients is None else [
             patients[i:i + 200] for i in range(0, len(patients), 200)]
         for group in patient_groups:
             if group is not None and not group:
                 continue
-            for criteria in filters:
+            for clauses in filters:
                 builder = SqlBuilder(self.base_url, expand_valueset=search_service.expander(conn))
-                clauses = []
-                if criteria:
-                    clauses, _, _ = search_service.parse_criteria(resource_type, criteria, self.base_url, strict=True)
                 conds = search_service.where_conditions(resource_type, clauses, builder)
                 if req.since is not None:
                     conds.append(R.c.last_updated > req.since)

@@ -182,6 +182,31 @@ def test_patient_group_level_export_with_type_since_and_type_filter(client):
     assert two_lines.status_code == 202, two_lines.text
 
 
+def test_type_filters_apply_to_every_chunk_of_patients_and_export_a_resource_once(client):
+    """A Patient-level export reads its patients' data 200 patients at a time: each _typeFilter must
+    select in every chunk, and a resource two filters select is exported once."""
+    entries = []
+    for i in range(201):
+        pid = f"p{i:03d}"
+        entries.append({"resource": {"resourceType": "Patient", "id": pid},
+                        "request": {"method": "PUT", "url": f"Patient/{pid}"}})
+        for status in ("planned", "finished", "cancelled"):
+            entries.append({"resource": {"resourceType": "Encounter", "id": f"{pid}-{status}", "status": status,
+                                         "class": {"code": "AMB" if status != "finished" else "IMP"},
+                                         "subject": {"reference": f"Patient/{pid}"}},
+                            "request": {"method": "PUT", "url": f"Encounter/{pid}-{status}"}})
+    r = client.post("/fhir", json={"resourceType": "Bundle", "type": "transaction", "entry": entries})
+    assert r.status_code == 200, r.text[:500]
+
+    # planned | finished by status; planned again and cancelled by class AMB
+    exported = _export(client, "/fhir/Patient/$export?_type=Encounter&_typeFilter="
+                               "Encounter%3Fstatus%3Dplanned,Encounter%3Fstatus%3Dfinished,Encounter%3Fclass%3DAMB")
+    ids = [e["id"] for e in exported["Encounter"]]
+    assert sorted(ids) == sorted(f"p{i:03d}-{s}" for i in range(201) for s in ("planned", "finished", "cancelled"))
+    only_planned = _export(client, "/fhir/Patient/$export?_type=Encounter&_typeFilter=Encounter%3Fstatus%3Dplanned")
+    assert sorted(e["id"] for e in only_planned["Encounter"]) == [f"p{i:03d}-planned" for i in range(201)]
+
+
 @pytest.fixture
 def group_of_two(client):
     """Group g has members a and b; c is a patient outside it. Each patient has one Encounter."""
