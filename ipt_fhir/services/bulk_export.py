@@ -27,7 +27,6 @@ from ipt_fhir.services import resources as rs
 from ipt_fhir.services import search as search_service
 from ipt_fhir.services.bulk_jobs import JobRunner
 from ipt_fhir.store import bulk
-from ipt_fhir.store import resources as repo
 from ipt_fhir.store.database import Database
 from ipt_fhir.store.search_sql import SqlBuilder, local_reference
 from ipt_fhir.store.search_tables import reference_index as T
@@ -161,11 +160,9 @@ class Exporter:
         if req.level == "system":
             return None
         if req.level == "group":
-            stored = repo.current(conn, "Group", req.group or "")
-            if stored is None or stored.deleted:
-                raise not_found(f"Group/{req.group} is not known")
+            _require_group(conn, req.group or "")
             members = list(conn.execute(sa.select(T.c.target_id).distinct().where(
-                T.c.resource_type == "Group", T.c.resource_id == stored.id, T.c.param == "member",
+                T.c.resource_type == "Group", T.c.resource_id == req.group, T.c.param == "member",
                 T.c.target_type == "Patient", T.c.target_id.is_not(None),
                 *local_reference(T, base_url))).scalars())
             if req.patients is not None:
@@ -237,11 +234,22 @@ def _named_patients_outside(conn: Connection, req: ExportRequest, base_url: str)
     server (or deleted, or named by another server's URL) and, at Group level, those that are not
     members (404 for an unknown Group), membership read as the export reads it."""
     named = list(dict.fromkeys(req.patients or ()))
+    if not named:
+        if req.level == "group":
+            _require_group(conn, req.group or "")
+        return []
     included = set(conn.execute(sa.select(R.c.id).where(R.c.resource_type == "Patient", R.c.id.in_(named),
-                                                        R.c.deleted.is_(False))).scalars()) if named else set()
+                                                        R.c.deleted.is_(False))).scalars())
     if req.level == "group":
         included &= set(Exporter.patients_for(conn, req, base_url) or ())
     return [p for p in named if p not in included]
+
+
+def _require_group(conn: Connection, group_id: str) -> None:
+    """404 unless the Group is on the server (only its row's flag is read: a Group's body can be large)."""
+    deleted = conn.execute(sa.select(R.c.deleted).where(R.c.resource_type == "Group", R.c.id == group_id)).scalar()
+    if deleted is None or deleted:
+        raise not_found(f"Group/{group_id} is not known")
 
 
 class ExportJobs(JobRunner):

@@ -238,6 +238,14 @@ def test_the_ndjson_output_formats_are_accepted(group_of_two, output_format):
     assert _ids(exported) == {"Patient": {"a", "b", "c"}}
 
 
+@pytest.mark.parametrize("query", ["", "?patient=a"])
+def test_a_deleted_or_unknown_group_is_404_at_kick_off(group_of_two, query):
+    assert group_of_two.get(f"/fhir/Group/nope/$export{query}", headers=ASYNC).status_code == 404
+    assert group_of_two.delete("/fhir/Group/g").status_code in (200, 204)
+    gone = group_of_two.get(f"/fhir/Group/g/$export{query}", headers=ASYNC)
+    assert gone.status_code == 404 and "Group/g" in gone.json()["issue"][0]["diagnostics"]
+
+
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_group_export_with_patient_exports_only_the_named_members(group_of_two, method):
     """export.html `patient`: no resources of a patient outside the list. Member b is not named, so
