@@ -58,3 +58,47 @@ def import_parameters(paths) -> dict:
     return {"resourceType": "Parameters", "parameter": [
         {"name": "inputFormat", "valueString": "application/fhir+ndjson"},
         *[{"name": "input", "part": [{"name": "url", "valueUrl": f"file://{p}"}]} for p in paths]]}
+
+
+ASYNC = {"Prefer": "respond-async", "Accept": "application/fhir+json"}
+
+
+def export(client, path: str, parameters: dict | None = None) -> dict[str, list[dict]]:
+    """Kick off an export (a GET, or a POST of `parameters`), wait for it, and read its files by type."""
+    if parameters is None:
+        r = client.get(path, headers=ASYNC)
+    else:
+        r = client.post(path, json=parameters, headers=ASYNC)
+    return read_export(client, r)
+
+
+def read_export(client, kick_off) -> dict[str, list[dict]]:
+    """The files of the export `kick_off` started, once it has finished, by type."""
+    assert kick_off.status_code == 202, kick_off.text
+    manifest = poll(client, kick_off.headers["Content-Location"])
+    return {o["type"]: [json.loads(x) for x in client.get(o["url"].split("testserver", 1)[1]).text.splitlines()]
+            for o in manifest["output"]}
+
+
+@pytest.fixture
+def group_of_two(client):
+    """Group g has members a and b; c is a patient outside it. Each patient has one Encounter."""
+    for pid in ("a", "b", "c"):
+        client.put(f"/fhir/Patient/{pid}", json={"resourceType": "Patient", "id": pid})
+        client.put(f"/fhir/Encounter/enc-{pid}", json={"resourceType": "Encounter", "id": f"enc-{pid}",
+                                                       "status": "finished", "class": {"code": "AMB"},
+                                                       "subject": {"reference": f"Patient/{pid}"}})
+    client.put("/fhir/Group/g", json={"resourceType": "Group", "id": "g", "type": "person", "actual": True,
+                                      "member": [{"entity": {"reference": "Patient/a"}},
+                                                 {"entity": {"reference": "Patient/b"}}]})
+    return client
+
+
+def ids_by_type(exported: dict[str, list[dict]]) -> dict[str, set[str]]:
+    return {rtype: {r["id"] for r in resources} for rtype, resources in exported.items()}
+
+
+def patient_parameters(*references: str) -> dict:
+    """A POST kick-off's Parameters: `patient` is a valueReference (export.html)."""
+    return {"resourceType": "Parameters",
+            "parameter": [{"name": "patient", "valueReference": {"reference": ref}} for ref in references]}

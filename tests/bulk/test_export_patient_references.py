@@ -6,17 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.bulk import test_import_export as export_tests
-from tests.bulk.test_import_export import ASYNC, _export, _ids, _read_export
+from tests.bulk.conftest import ASYNC, export, ids_by_type, patient_parameters, read_export
 
 OWN = "http://testserver/fhir"  # the base the test client calls
 OTHER = "http://other.example/fhir"
 LENIENT = {**ASYNC, "Prefer": "respond-async, handling=lenient"}
 TYPES = "Patient,Encounter"  # each patient and its Encounter; Groups are in the compartments too
-
-# Patients a, b and c, each with an Encounter enc-<id>; Group g has members a and b.
-group_of_two = export_tests.group_of_two
-
 
 @pytest.fixture
 def group_by_references(group_of_two):
@@ -35,7 +30,7 @@ def _kick_off(client, path: str, references: list[str], *, method: str = "GET", 
     (comma-separated), or as a POST's valueReference parameters."""
     if method == "GET":
         return client.get(path, params={"patient": ",".join(references), "_type": TYPES}, headers=headers)
-    body = export_tests._patients(*references)
+    body = patient_parameters(*references)
     body["parameter"].append({"name": "_type", "valueString": TYPES})
     return client.post(path, json=body, headers=headers)
 
@@ -43,9 +38,9 @@ def _kick_off(client, path: str, references: list[str], *, method: str = "GET", 
 @pytest.mark.parametrize("reference", ["b", "Patient/b", f"{OWN}/Patient/b", f"{OWN}/Patient/b/_history/1"])
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_a_patient_url_under_this_servers_base_exports_that_patient(group_of_two, reference, method):
-    exported = _read_export(group_of_two, _kick_off(group_of_two, "/fhir/Patient/$export", [reference],
+    exported = read_export(group_of_two, _kick_off(group_of_two, "/fhir/Patient/$export", [reference],
                                                     method=method))
-    assert _ids(exported) == {"Patient": {"b"}, "Encounter": {"enc-b"}}
+    assert ids_by_type(exported) == {"Patient": {"b"}, "Encounter": {"enc-b"}}
 
 
 @pytest.mark.parametrize("path, where", [("/fhir/Patient/$export", "on this server"),
@@ -63,7 +58,7 @@ def test_a_patient_url_under_another_base_is_refused_unless_lenient_then_dropped
     assert f"patient names {foreign}: each must be {where}" in issue["diagnostics"]
 
     lenient = _kick_off(group_of_two, path, ["Patient/a", foreign], method=method, headers=LENIENT)
-    assert _ids(_read_export(group_of_two, lenient)) == {"Patient": {"a"}, "Encounter": {"enc-a"}}
+    assert ids_by_type(read_export(group_of_two, lenient)) == {"Patient": {"a"}, "Encounter": {"enc-a"}}
 
 
 def test_this_servers_base_is_the_one_the_client_called(group_of_two):
@@ -72,7 +67,7 @@ def test_this_servers_base_is_the_one_the_client_called(group_of_two):
     proxied = {**ASYNC, "X-Forwarded-Proto": "https", "X-Forwarded-Host": "proxy.example.org"}
     r = _kick_off(group_of_two, "/fhir/Patient/$export", ["https://proxy.example.org/fhir/Patient/a"],
                   headers=proxied)
-    assert _ids(_read_export(group_of_two, r)) == {"Patient": {"a"}, "Encounter": {"enc-a"}}
+    assert ids_by_type(read_export(group_of_two, r)) == {"Patient": {"a"}, "Encounter": {"enc-a"}}
     r = _kick_off(group_of_two, "/fhir/Patient/$export", [f"{OWN}/Patient/a"], headers=proxied)
     assert r.status_code == 400, r.text
     assert r.json()["issue"][0]["expression"] == ["patient"]
@@ -88,16 +83,16 @@ def test_a_url_to_another_type_is_no_patient_under_either_base(group_of_two, ref
 
 
 def test_group_members_by_this_servers_url_or_a_version_are_exported_another_servers_not(group_by_references):
-    exported = _export(group_by_references, f"/fhir/Group/refs/$export?_type={TYPES}")
-    assert _ids(exported) == {"Patient": {"a", "b"}, "Encounter": {"enc-a", "enc-b"}}
+    exported = export(group_by_references, f"/fhir/Group/refs/$export?_type={TYPES}")
+    assert ids_by_type(exported) == {"Patient": {"a", "b"}, "Encounter": {"enc-a", "enc-b"}}
 
 
 def test_the_kick_off_reads_group_membership_as_the_export_does(group_by_references):
     """Naming members checks them against the Group's references read as the export reads them: a and b
     are members; c, on this server, is not (the member reference names the other server's c)."""
     client = group_by_references
-    named = _read_export(client, _kick_off(client, "/fhir/Group/refs/$export", ["Patient/a", "Patient/b"]))
-    assert _ids(named) == {"Patient": {"a", "b"}, "Encounter": {"enc-a", "enc-b"}}
+    named = read_export(client, _kick_off(client, "/fhir/Group/refs/$export", ["Patient/a", "Patient/b"]))
+    assert ids_by_type(named) == {"Patient": {"a", "b"}, "Encounter": {"enc-a", "enc-b"}}
 
     r = _kick_off(client, "/fhir/Group/refs/$export", ["Patient/c"])
     assert r.status_code == 400, r.text

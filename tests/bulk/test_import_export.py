@@ -5,33 +5,16 @@ import json
 
 import pytest
 
-from tests.bulk.conftest import NDJSON_FILES, import_parameters, poll, read_ndjson_gz
+from tests.bulk.conftest import (ASYNC, NDJSON_FILES, export, ids_by_type, import_parameters, patient_parameters, poll,
+                                 read_export, read_ndjson_gz)
 
 FHIR_JSON = {"content-type": "application/fhir+json"}
-ASYNC = {"Prefer": "respond-async", "Accept": "application/fhir+json"}
 
 
 def _import(client, paths) -> dict:
     r = client.post("/fhir/$import", content=json.dumps(import_parameters(paths)), headers=FHIR_JSON)
     assert r.status_code == 202, r.text
     return poll(client, r.headers["Content-Location"])
-
-
-def _export(client, path: str, parameters: dict | None = None) -> dict[str, list[dict]]:
-    """Kick off an export (a GET, or a POST of `parameters`), wait for it, and read its files by type."""
-    if parameters is None:
-        r = client.get(path, headers=ASYNC)
-    else:
-        r = client.post(path, json=parameters, headers=ASYNC)
-    return _read_export(client, r)
-
-
-def _read_export(client, kick_off) -> dict[str, list[dict]]:
-    """The files of the export `kick_off` started, once it has finished, by type."""
-    assert kick_off.status_code == 202, kick_off.text
-    manifest = poll(client, kick_off.headers["Content-Location"])
-    return {o["type"]: [json.loads(x) for x in client.get(o["url"].split("testserver", 1)[1]).text.splitlines()]
-            for o in manifest["output"]}
 
 
 def _expected() -> dict[str, dict[str, dict]]:
@@ -166,14 +149,14 @@ def test_patient_group_level_export_with_type_since_and_type_filter(client):
     client.put("/fhir/Group/g", json={"resourceType": "Group", "id": "g", "type": "person", "actual": True,
                                       "member": [{"entity": {"reference": "Patient/a"}}]})
 
-    everything = _export(client, "/fhir/Patient/$export")
+    everything = export(client, "/fhir/Patient/$export")
     assert set(everything) == {"Patient", "Encounter", "Group"}  # Group.member puts a Group in the compartment
     assert len(everything["Encounter"]) == 4 and "Organization" not in everything
-    group = _export(client, "/fhir/Group/g/$export?_type=Encounter")
+    group = export(client, "/fhir/Group/g/$export?_type=Encounter")
     assert set(group) == {"Encounter"} and {e["subject"]["reference"] for e in group["Encounter"]} == {"Patient/a"}
-    filtered = _export(client, "/fhir/$export?_type=Encounter&_typeFilter=Encounter%3Fstatus%3Dplanned")
+    filtered = export(client, "/fhir/$export?_type=Encounter&_typeFilter=Encounter%3Fstatus%3Dplanned")
     assert [e["status"] for e in filtered["Encounter"]] == ["planned", "planned"]
-    future = _export(client, "/fhir/$export?_since=2999-01-01T00:00:00Z")
+    future = export(client, "/fhir/$export?_since=2999-01-01T00:00:00Z")
     assert future == {}
     assert client.get("/fhir/Group/nope/$export", headers=ASYNC).status_code == 404
     assert client.get("/fhir/$export").status_code == 400  # no Prefer: respond-async
@@ -199,43 +182,19 @@ def test_type_filters_apply_to_every_chunk_of_patients_and_export_a_resource_onc
     assert r.status_code == 200, r.text[:500]
 
     # planned | finished by status; planned again and cancelled by class AMB
-    exported = _export(client, "/fhir/Patient/$export?_type=Encounter&_typeFilter="
+    exported = export(client, "/fhir/Patient/$export?_type=Encounter&_typeFilter="
                                "Encounter%3Fstatus%3Dplanned,Encounter%3Fstatus%3Dfinished,Encounter%3Fclass%3DAMB")
     ids = [e["id"] for e in exported["Encounter"]]
     assert sorted(ids) == sorted(f"p{i:03d}-{s}" for i in range(201) for s in ("planned", "finished", "cancelled"))
-    only_planned = _export(client, "/fhir/Patient/$export?_type=Encounter&_typeFilter=Encounter%3Fstatus%3Dplanned")
+    only_planned = export(client, "/fhir/Patient/$export?_type=Encounter&_typeFilter=Encounter%3Fstatus%3Dplanned")
     assert sorted(e["id"] for e in only_planned["Encounter"]) == [f"p{i:03d}-planned" for i in range(201)]
-
-
-@pytest.fixture
-def group_of_two(client):
-    """Group g has members a and b; c is a patient outside it. Each patient has one Encounter."""
-    for pid in ("a", "b", "c"):
-        client.put(f"/fhir/Patient/{pid}", json={"resourceType": "Patient", "id": pid})
-        client.put(f"/fhir/Encounter/enc-{pid}", json={"resourceType": "Encounter", "id": f"enc-{pid}",
-                                                       "status": "finished", "class": {"code": "AMB"},
-                                                       "subject": {"reference": f"Patient/{pid}"}})
-    client.put("/fhir/Group/g", json={"resourceType": "Group", "id": "g", "type": "person", "actual": True,
-                                      "member": [{"entity": {"reference": "Patient/a"}},
-                                                 {"entity": {"reference": "Patient/b"}}]})
-    return client
-
-
-def _ids(exported: dict[str, list[dict]]) -> dict[str, set[str]]:
-    return {rtype: {r["id"] for r in resources} for rtype, resources in exported.items()}
-
-
-def _patients(*references: str) -> dict:
-    """A POST kick-off's Parameters: `patient` is a valueReference (export.html)."""
-    return {"resourceType": "Parameters",
-            "parameter": [{"name": "patient", "valueReference": {"reference": ref}} for ref in references]}
 
 
 @pytest.mark.parametrize("output_format", ["application%2Ffhir%2Bndjson", "application%2Fndjson", "ndjson"])
 def test_the_ndjson_output_formats_are_accepted(group_of_two, output_format):
     """export.html `_outputFormat`: servers SHALL support ndjson, under any of its three names."""
-    exported = _export(group_of_two, f"/fhir/Patient/$export?_type=Patient&_outputFormat={output_format}")
-    assert _ids(exported) == {"Patient": {"a", "b", "c"}}
+    exported = export(group_of_two, f"/fhir/Patient/$export?_type=Patient&_outputFormat={output_format}")
+    assert ids_by_type(exported) == {"Patient": {"a", "b", "c"}}
 
 
 @pytest.mark.parametrize("query", ["", "?patient=a"])
@@ -251,11 +210,11 @@ def test_group_export_with_patient_exports_only_the_named_members(group_of_two, 
     """export.html `patient`: no resources of a patient outside the list. Member b is not named, so
     nothing of b's is exported."""
     if method == "GET":
-        exported = _export(group_of_two, "/fhir/Group/g/$export?patient=Patient/a")
+        exported = export(group_of_two, "/fhir/Group/g/$export?patient=Patient/a")
     else:
-        exported = _export(group_of_two, "/fhir/Group/g/$export", _patients("Patient/a"))
+        exported = export(group_of_two, "/fhir/Group/g/$export", patient_parameters("Patient/a"))
     # g itself is in a's compartment (Group.member)
-    assert _ids(exported) == {"Patient": {"a"}, "Encounter": {"enc-a"}, "Group": {"g"}}
+    assert ids_by_type(exported) == {"Patient": {"a"}, "Encounter": {"enc-a"}, "Group": {"g"}}
 
 
 @pytest.mark.parametrize("path, names, outside", [
@@ -279,7 +238,7 @@ def test_a_patient_the_export_cannot_include_is_refused_at_kick_off_unless_lenie
     def kick_off(headers: dict):
         if method == "GET":
             return c.get(f"{path}?patient={','.join(names)}", headers=headers)
-        return c.post(path, json=_patients(*names), headers=headers)
+        return c.post(path, json=patient_parameters(*names), headers=headers)
 
     r = kick_off(ASYNC)
     assert r.status_code == 400, r.text
@@ -287,7 +246,7 @@ def test_a_patient_the_export_cannot_include_is_refused_at_kick_off_unless_lenie
     assert issue["expression"] == ["patient"] and outside in issue["diagnostics"]
     lenient = kick_off({**ASYNC, "Prefer": "respond-async, handling=lenient"})
     assert lenient.status_code == 202, lenient.text
-    exported = _ids(_read_export(c, lenient))
+    exported = ids_by_type(read_export(c, lenient))
     assert exported.get("Patient", set()) == ({"a"} if "Patient/a" in names else set())
     # a's data, nothing of a patient the kick-off named but refused
     assert exported.get("Encounter", set()) == ({"enc-a"} if "Patient/a" in names else set())
@@ -310,8 +269,8 @@ def test_a_patient_that_is_no_patient_reference_is_refused(group_of_two, paramet
 
 def test_an_empty_patient_parameter_is_no_parameter(group_of_two):
     """search.html: a parameter without a value is ignored, at either level."""
-    assert _ids(_export(group_of_two, "/fhir/Group/g/$export?_type=Patient&patient=")) == {"Patient": {"a", "b"}}
-    assert _ids(_export(group_of_two, "/fhir/Patient/$export?_type=Patient&patient=")) == {"Patient": {"a", "b", "c"}}
+    assert ids_by_type(export(group_of_two, "/fhir/Group/g/$export?_type=Patient&patient=")) == {"Patient": {"a", "b"}}
+    assert ids_by_type(export(group_of_two, "/fhir/Patient/$export?_type=Patient&patient=")) == {"Patient": {"a", "b", "c"}}
 
 
 def test_post_export_reads_its_parameters_and_refuses_malformed_ones_with_400(client):
@@ -351,15 +310,15 @@ def test_export_refuses_at_kick_off_what_it_would_not_honour(client, query, wher
     r = client.get(f"/fhir/$export?{query}", headers={"Prefer": "respond-async, handling=lenient"})
     assert r.status_code == lenient, r.text
     if lenient == 202:  # ignored: the export is what it would be without the hint, every element there
-        assert _read_export(client, r)["Patient"][0]["gender"] == "female"
+        assert read_export(client, r)["Patient"][0]["gender"] == "female"
 
 
 def test_post_patient_export_takes_patients_as_references(group_of_two):
     """export.html: POST kick-off's `patient` parameters are valueReference (at Group level:
     test_group_export_with_patient_exports_only_the_named_members)."""
-    body = _patients("Patient/b")
+    body = patient_parameters("Patient/b")
     body["parameter"].append({"name": "_type", "valueString": "Patient"})
-    assert _ids(_export(group_of_two, "/fhir/Patient/$export", body)) == {"Patient": {"b"}}
+    assert ids_by_type(export(group_of_two, "/fhir/Patient/$export", body)) == {"Patient": {"b"}}
 
 
 def test_post_export_with_a_form_body_reads_it_as_the_query(group_of_two):
@@ -368,7 +327,7 @@ def test_post_export_with_a_form_body_reads_it_as_the_query(group_of_two):
     client = group_of_two
     r = client.post("/fhir/Patient/$export", content="_type=Patient&patient=Patient/b",
                     headers={**ASYNC, "Content-Type": "application/x-www-form-urlencoded"})
-    assert _ids(_read_export(client, r)) == {"Patient": {"b"}}
+    assert ids_by_type(read_export(client, r)) == {"Patient": {"b"}}
 
 
 def test_delete_cancels_an_export_and_its_status_is_then_gone(client):
