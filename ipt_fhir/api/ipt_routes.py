@@ -68,7 +68,7 @@ async def apply(plan_id: str, request: Request) -> Response:
     from .bundle_routes import bundle_service
 
     result = await run_in_threadpool(bundle_service(request).process, bundle, base_url=fhir_base_url(request),
-                                     prefer=prefer_return(request))
+                                     prefer=prefer_return(request), strict_search=prefers_strict_handling(request))
     return fhir_response(request, result, 200)
 
 

@@ -132,7 +132,7 @@ def _import_local(database_url, bundles, ndjson, dry_run, batch, summary, errors
                     for i, exc in service.entry_errors(bundle):
                         errors.setdefault(path.name, []).append(f"entry {i}: {exc}")
                 else:
-                    service.process(bundle, base_url="", prefer="minimal")
+                    service.process(bundle, base_url="", prefer="minimal", strict_search=False)
                 for e in entries:
                     c = summary.setdefault((e.get("resource") or {}).get("resourceType", "?"), Counter())
                     c["ok"] += 1

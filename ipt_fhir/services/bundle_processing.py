@@ -258,7 +258,7 @@ class BundleService:
         self.max_entries = max_entries
         self.interactions = interactions or EntryInteractions(db)
 
-    def process(self, bundle: object, *, base_url: str, prefer: str, strict_search: bool = False) -> bytes:
+    def process(self, bundle: object, *, base_url: str, prefer: str, strict_search: bool) -> bytes:
         """`strict_search`: the request's `Prefer: handling=strict` (http.html#search), which its search
         entries follow: an unknown parameter is then that entry's 400, not a warning in its searchset."""
         kind, raw_entries, envelope = self._opened(bundle)
@@ -359,7 +359,7 @@ class BundleService:
                 for entry in order:
                     if entry.phase == _ORDER["GET"]:
                         current = entry
-                        results[entry.index] = self._other(entry, writer) if entry.other is not None \
+                        results[entry.index] = self._other_in_transaction(entry, writer) if entry.other is not None \
                             else writer.get(entry, self.db)
             except FHIRError as exc:
                 if current is None or exc.issues and exc.issues[0].diagnostics.startswith("Bundle.entry"):
@@ -417,27 +417,31 @@ class BundleService:
                     entries[i] = exc
         return claims
 
-    def _other(self, entry: Entry, writer: _Writer | None, base_url: str = "",
-               prefer: str = "representation") -> EntryResult:
-        """A history, metadata or operation entry: in a transaction (`writer`) on its connection, after
-        every write; in a batch on its own (`prefer`: how an $apply store=true transaction answers)."""
+    def _other_in_transaction(self, entry: Entry, writer: _Writer) -> EntryResult:
+        """A history, metadata or operation entry of a transaction: on its connection, after every write."""
         other = entry.other
         assert other is not None
-        if writer is not None:
-            writer.flush()
-            if other.body is not None:  # links to the fullUrls of this transaction's entries
-                other.body = rewrite_links(other.body, writer.references.get, writer.links)
-            status, body = self.interactions.run(other, base_url=writer.base_url, conn=writer.conn)
-        else:
-            status, body = self.interactions.run(
-                other, base_url=base_url, prefer=prefer,
-                transaction=lambda bundle, base, prefer: self.process(bundle, base_url=base, prefer=prefer))
+        writer.flush()
+        if other.body is not None:  # links to the fullUrls of this transaction's entries
+            other.body = rewrite_links(other.body, writer.references.get, writer.links)
+        status, body = self.interactions.run(other, base_url=writer.base_url, conn=writer.conn)
+        return EntryResult(status, content=body, location=False)
+
+    def _other_in_batch(self, entry: Entry, base_url: str, prefer: str) -> EntryResult:
+        """A history, metadata or operation entry of a batch, on its own (`prefer`: how an $apply
+        store=true transaction answers; it holds only writes, so no search of it is strict or lenient)."""
+        other = entry.other
+        assert other is not None
+        status, body = self.interactions.run(
+            other, base_url=base_url, prefer=prefer,
+            transaction=lambda bundle, base, prefer: self.process(bundle, base_url=base, prefer=prefer,
+                                                                  strict_search=False))
         return EntryResult(status, content=body, location=False)
 
     def _batch_entry(self, entry: Entry, base_url: str, claims: _Claims,
                      siblings: dict[str, int], prefer: str, strict_search: bool) -> EntryResult:
         if entry.other is not None:
-            return self._other(entry, None, base_url, prefer)
+            return self._other_in_batch(entry, base_url, prefer)
         if entry.method in ("GET", "HEAD"):
             with self.db.read() as conn:
                 return _Writer(self.resources, conn, base_url, strict_search=strict_search).get(entry, self.db)
