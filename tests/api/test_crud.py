@@ -36,6 +36,11 @@ def test_create_ignores_even_an_invalid_client_id(client):
     r = client.post("/fhir", json=bundle)
     assert r.status_code == 200 and r.json()["entry"][0]["response"]["status"] == "201 Created", r.text
     assert "bad id!!" not in r.json()["entry"][0]["response"]["location"]
+    # a valid client id is ignored as well, not only one that could not be kept
+    bundle["entry"][0]["resource"] = patient(id="mine")
+    r = client.post("/fhir", json=bundle)
+    assert r.status_code == 200, r.text
+    assert not r.json()["entry"][0]["response"]["location"].startswith("Patient/mine/")
 
 
 def test_read_returns_what_was_created_with_version_headers(client):

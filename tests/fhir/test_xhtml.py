@@ -10,7 +10,7 @@ NS = 'xmlns="http://www.w3.org/1999/xhtml"'
 
 @pytest.mark.parametrize("div", [
     f'<div {NS}>plain text</div>',
-    f'<div {NS} xml:lang="en" lang="en"><p class="x">text</p></div>',  # xml:lang and xml:space are allowed
+    f'<div {NS} xml:lang="en" lang="en" xml:space="preserve"><p class="x">text</p></div>',  # xml:lang, xml:space
     f'<div {NS}><img src="chart.png" alt=""/></div>',  # an image is content enough
     f'<div {NS}><![CDATA[ text ]]></div>',
     f'<div {NS}>&nbsp;&eacute;t&eacute; &amp; more</div>',  # HTML named entities, as narratives use them

@@ -24,6 +24,8 @@ def seeded(client):
         {"resourceType": "Patient", "id": "p1"},
         _questionnaire("intake-1", "1"), _questionnaire("intake-2", "2"),
         _careplan("on-protocol", PROTOCOL),
+        _careplan("protocol-0.1.0", f"{PROTOCOL}|0.1.0"),  # the served protocol's version
+        _careplan("protocol-9.9", f"{PROTOCOL}|9.9"),  # a version the server does not serve
         _careplan("form-v2", f"{FORM}|2"),
         _careplan("form-any", FORM),
         _careplan("form-v1", f"{FORM}|1"),
@@ -42,6 +44,8 @@ def entries(client, path: str) -> set[tuple[str, str, str]]:
 
 @pytest.mark.parametrize(("plan", "included"), [
     ("on-protocol", {("PlanDefinition", "ipt-standard-individual")}),  # served by the server, from memory
+    ("protocol-0.1.0", {("PlanDefinition", "ipt-standard-individual")}),  # and its version is the one served
+    ("protocol-9.9", set()),
     ("form-v2", {("Questionnaire", "intake-2")}),  # url|version: that version only
     ("form-v1", {("Questionnaire", "intake-1")}),
     ("form-any", {("Questionnaire", "intake-1"), ("Questionnaire", "intake-2")}),  # no version: each with that url
@@ -61,7 +65,8 @@ def test_include_with_a_target_type_keeps_to_that_type(seeded):
 @pytest.mark.parametrize(("path", "revincluded"), [
     # a stored resource; form-v1 names its version 1 only
     ("/fhir/Questionnaire?_id=intake-2", {"form-v2", "form-any"}),
-    ("/fhir/PlanDefinition?_id=ipt-standard-individual", {"on-protocol"}),  # a protocol the server serves
+    # a protocol the server serves, at version 0.1.0
+    ("/fhir/PlanDefinition?_id=ipt-standard-individual", {"on-protocol", "protocol-0.1.0"}),
 ])
 def test_revinclude_finds_the_plans_that_name_a_resource_by_url(seeded, path, revincluded):
     got = entries(seeded, f"{path}&_revinclude=CarePlan:instantiates-canonical")

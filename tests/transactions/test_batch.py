@@ -87,3 +87,5 @@ def test_batch_searches_follow_the_requests_handling_preference(client):
     bundle["type"] = "transaction"
     assert post_bundle(client, bundle, Prefer="handling=strict").status_code == 400
     assert post_bundle(client, bundle).status_code == 200
+    # preference values are read case-insensitively
+    assert post_bundle(client, bundle, Prefer="handling=Strict").status_code == 400
