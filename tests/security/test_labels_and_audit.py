@@ -153,6 +153,25 @@ def test_a_conformance_search_filled_with_stored_matches_is_one_audit_event(secu
     assert len(searches) == 1
 
 
+def test_a_conformance_search_with_its_own_includes_is_one_audit_event(secure_client, keys, database):
+    """A served protocol's _revinclude reads the store for the plans naming it: still one search, and its
+    one AuditEvent names the patient of the included plan."""
+    c = secure_client
+    p = patient(c, keys, "Planned")
+    create(c, keys, {"resourceType": "CarePlan", "status": "active", "intent": "plan",
+                     "subject": {"reference": f"Patient/{p['id']}"},
+                     "instantiatesCanonical": ["http://ipt-fhir.org/fhir/PlanDefinition/ipt-standard-individual"]})
+    before = len(audit_events(database))
+    r = c.get("/fhir/PlanDefinition?_id=ipt-standard-individual&_revinclude=CarePlan:instantiates-canonical",
+              headers=keys.headers("user/*.rs"))
+    assert r.status_code == 200, r.text
+    assert [e["search"]["mode"] for e in r.json()["entry"]] == ["match", "include"]
+    new = audit_events(database)[before:]
+    assert len(new) == 1 and new[0]["subtype"][0]["code"] == "search-type"
+    assert f"Patient/{p['id']}" in {ent["what"]["reference"] for ent in new[0]["entity"]
+                                    if ent.get("what", {}).get("reference", "").startswith("Patient/")}
+
+
 def test_the_servers_conformance_resources_are_read_and_written_under_their_interactions(secure_client, keys):
     """The scope checks see a read, a history, a search and an update on them (not an operation): a read
     token reads them and is refused the write before the write's 405."""
