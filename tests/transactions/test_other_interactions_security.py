@@ -90,3 +90,13 @@ def test_read_and_search_entries_are_audited_as_standalone_requests(secure_clien
         ("read", (f"Patient/{a}",)), ("search-type", (f"Patient/{a}",)),
         ("search-system", (f"Patient/{a}", f"Patient/{b}")), ("search-type", (f"Patient/{a}",))])
     assert _subtype_and_patients(batched) == _subtype_and_patients(standalone)
+
+
+def test_a_transaction_refused_for_an_entrys_scope_answers_with_its_www_authenticate(secure_client, keys):
+    """An entry's 403 fails the transaction, and its WWW-Authenticate (RFC 6750 insufficient_scope) describes
+    the Bundle's own answer too, so it is kept, while resource headers such as an entry's ETag are not."""
+    r = secure_client.post("/fhir", json={"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"request": {"method": "GET", "url": "Observation?_id=x"}}]}, headers=keys.headers("user/Patient.rs"))
+    assert r.status_code == 403, r.text
+    assert r.headers["www-authenticate"].startswith("Bearer") and "insufficient_scope" in r.headers["www-authenticate"]
+    assert "etag" not in r.headers
