@@ -90,7 +90,9 @@ def main() -> None:
                    capture_output=True)
     procs = [
         start(uvicorn + ["benchmarks.bare_app:app", "--port", str(bare_port)] + UVICORN_OPTS, env),
-        start(uvicorn + ["ipt_fhir.app:create_app", "--factory", "--port", str(server_port)] + UVICORN_OPTS, env),
+        # as `ipt-fhir serve` runs it: the app writes its own Date header (observability.SERVER_OPTIONS)
+        start(uvicorn + ["ipt_fhir.app:create_app", "--factory", "--port", str(server_port), "--no-date-header"]
+              + UVICORN_OPTS, env),
     ]
     try:
         bare, server = f"http://127.0.0.1:{bare_port}", f"http://127.0.0.1:{server_port}"

@@ -50,14 +50,14 @@ def serve(
             f"{migrate.head_revision(settings.database_url)!r}. Run `ipt-fhir db upgrade` first.", err=True)
         raise typer.Exit(code=2)
     typer.echo(f"ipt-fhir serving FHIR R4 at http://{host}:{port}/fhir")
-    from ipt_fhir.observability import log_config, prepare_multiprocess_metrics
+    from ipt_fhir.observability import SERVER_OPTIONS, log_config, prepare_multiprocess_metrics
 
     if workers > 1:
         prepare_multiprocess_metrics()  # one /metrics view over all worker processes
     # SIGTERM: stop accepting, let in-flight requests finish (shutdown_timeout), close the pool, exit 0.
     uvicorn.run("ipt_fhir.app:create_app", factory=True, host=host, port=port, workers=workers,
                 log_config=log_config(settings.log_level, settings.log_format), log_level=settings.log_level,
-                timeout_graceful_shutdown=settings.shutdown_timeout, proxy_headers=True, server_header=False)
+                timeout_graceful_shutdown=settings.shutdown_timeout, **SERVER_OPTIONS)
 
 
 @app.command()

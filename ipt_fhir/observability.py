@@ -14,6 +14,7 @@ import os
 import re
 import time
 from datetime import datetime, timezone
+from email.utils import formatdate
 from typing import Any
 
 from ipt_fhir.fhir.resource_types import RESOURCE_TYPES
@@ -158,9 +159,25 @@ def render_metrics() -> tuple[bytes, str]:
 # ---------------------------------------------------------------- middleware
 
 
+# The Date header is the app's, not the ASGI server's: uvicorn writes a Date it refreshes about once a
+# second, so about half the responses of a write carried a Last-Modified (the write's own second) later
+# than their Date, which RFC 9110 8.8.2.1 forbids. `ipt-fhir serve` turns uvicorn's off (SERVER_OPTIONS).
+SERVER_OPTIONS = {"date_header": False, "server_header": False, "proxy_headers": True}
+
+
+@functools.lru_cache(maxsize=4)
+def _http_date_of_second(epoch_second: int) -> bytes:
+    return formatdate(epoch_second, usegmt=True).encode("latin-1")
+
+
+def current_http_date() -> bytes:
+    """Now as an HTTP date (RFC 9110 5.6.7): read at the response's start, so never before its writes."""
+    return _http_date_of_second(int(time.time()))
+
+
 class RequestContextMiddleware:
-    """Pure ASGI (no BaseHTTPMiddleware overhead): request id in and out, one access log line and the
-    metrics per request."""
+    """Pure ASGI (no BaseHTTPMiddleware overhead): request id in and out, the response's Date, one access
+    log line and the metrics per request."""
 
     def __init__(self, app) -> None:  # noqa: ANN001
         self.app = app
@@ -190,7 +207,8 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode()),
+                                      (b"date", current_http_date())]
             await send(message)
 
         try:

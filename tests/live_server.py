@@ -1,5 +1,6 @@
 """A real uvicorn server on a free loopback port, in a background thread, for tests that need true
-concurrency (many simultaneous connections) rather than the in-process TestClient."""
+concurrency (many simultaneous connections) rather than the in-process TestClient; with the options
+`ipt-fhir serve` gives uvicorn."""
 from __future__ import annotations
 
 import socket
@@ -8,6 +9,8 @@ import time
 from contextlib import contextmanager
 
 import uvicorn
+
+from ipt_fhir.observability import SERVER_OPTIONS
 
 
 def free_port() -> int:
@@ -19,7 +22,7 @@ def free_port() -> int:
 @contextmanager
 def running(app):
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **SERVER_OPTIONS))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
