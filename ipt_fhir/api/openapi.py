@@ -90,8 +90,10 @@ OPERATION_BODIES: dict[str, tuple[str | None, str, str]] = {
     "$ipt-progress": ("Parameters", "Parameters",
                       "Progress of an IPT plan from the read model: phase, sessions held/planned, next session, "
                       "baseline and latest PHQ-9, response and remission."),
-    "$everything": ("Parameters", "Bundle", "Everything in the Patient compartment (_since, _type, _count); "
-                    "with POST, the same parameters in a Parameters body."),
+    "$everything": ("Parameters", "Bundle", "Everything in the Patient compartment (start, end, _since, _type, _count); "
+                    "start and end are care dates, inclusive: they filter the types the clinical-date search "
+                    "parameter covers (Encounter, Observation, CarePlan, Procedure, ...), not the others. "
+                    "With POST, the same parameters in a Parameters body."),
     "$export": (None, "OperationOutcome", "Bulk Data export (async: 202 and Content-Location to poll)."),
     "$import": ("Parameters", "OperationOutcome", "Bulk load NDJSON (async: 202 and Content-Location to poll)."),
     "$validate": ("Parameters", "OperationOutcome", "Validate a resource against R4, its claimed profiles and the "

@@ -91,7 +91,7 @@ async def system_search(request: Request, db: DatabaseDep) -> Response:
 
 
 @router.api_route("/Patient/$everything", methods=["GET", "POST"], tags=["search"],
-                  summary="Patient $everything of every patient (_since, _type, _count)")
+                  summary="Patient $everything of every patient (start, end, _since, _type, _count)")
 async def patients_everything(request: Request, db: DatabaseDep) -> Response:
     base = fhir_base_url(request)
     params = await operation_params(request)
@@ -102,7 +102,7 @@ async def patients_everything(request: Request, db: DatabaseDep) -> Response:
 
 
 @router.api_route("/Patient/{patient_id}/$everything", methods=["GET", "POST"], tags=["search"],
-                  summary="Patient $everything (_since, _type, _count)")
+                  summary="Patient $everything (start, end, _since, _type, _count)")
 async def patient_everything(patient_id: str, request: Request, db: DatabaseDep) -> Response:
     base = fhir_base_url(request)
     params = await operation_params(request)

@@ -305,6 +305,9 @@ class Everything:
     # The compartment types whose references count, whatever _type returns: `_type=Practitioner` asks
     # for the practitioners the compartment refers to, not for an empty compartment's.
     sources: list[str] = field(default_factory=list)
+    # start/end per type with a care date (_care_date_clauses): what a resource left out refers to is
+    # left out too, unless an included one refers to it.
+    care: dict[str, list[Clause]] = field(default_factory=dict)
 
 
 def _settings_counts() -> tuple[int, int]:
@@ -577,7 +580,8 @@ def _everything_refs(req: Request, tb: TextSql) -> str:
     resource (of the searched types) refers to through a reference search parameter, in the same
     statement as the compartment so that one keyset order pages over both without duplicates."""
     ev = req.everything
-    pairs = [f"(c.resource_type = {tb.p(t)} AND {tb.in_('c.param', patient_compartment_params(t))})"
+    pairs = ["(" + _and_text([f"c.resource_type = {tb.p(t)}", tb.in_("c.param", patient_compartment_params(t)),
+                              *_in_care_dates(tb, ev, t)]) + ")"
              for t in ev.sources if t != "Patient" and patient_compartment_params(t)]
     sources = []
     if "Patient" in ev.sources:
@@ -603,6 +607,16 @@ def _everything_refs(req: Request, tb: TextSql) -> str:
         conds.append(" OR ".join(f"({o})" for o in ors) if ors else "1=0")
     conds += [tb.condition("", c, "r") for c in ev.since]
     return _and_text(conds)
+
+
+def _in_care_dates(tb: TextSql, ev: Everything, resource_type: str) -> list[str]:
+    """A source's start/end (Everything.care), as a condition on the search_reference row `c`."""
+    clauses = ev.care.get(resource_type)
+    if not clauses:
+        return []
+    dated = _and_text([f"d.resource_type = {tb.p(resource_type)}",
+                       *[tb.condition(resource_type, c, "d") for c in clauses]])
+    return [f"c.resource_id IN (SELECT d.id FROM resource d WHERE {dated})"]
 
 
 def _and_text(conds: list[str]) -> str:
@@ -1031,7 +1045,7 @@ def _compartment_clause(resource_type: str, patient_id: str) -> Clause:
 def everything(db: Database, patient_id: str | None, params: list[tuple[str, str]], *, base_url: str,
                request_url: str, strict: bool = False) -> bytes:
     """Patient/[id]/$everything: the patient, its compartment and the resources those refer to
-    (_since, _type, _count, paging). patient_id None: Patient/$everything, the same for every patient the
+    (start, end, _since, _type, _count, paging). patient_id None: Patient/$everything, the same for every patient the
     token may see (OperationDefinition Patient-everything, type=true), paged as one search."""
     base_url = base_url.rstrip("/")
     params = given_params(params)
@@ -1042,8 +1056,10 @@ def everything(db: Database, patient_id: str | None, params: list[tuple[str, str
     types = [t for t in wanted if in_patient_compartment_type(t)] if wanted else sorted(compartment_types())
     types, restricted = restrict_by_access(types, base_url, compartment_patient=patient_id)
     allowed = [(n, v) for n, v in params if n in ("_count", "_page", "_since", "_type", "_format", "_pretty",
-                                                  "_elements", "_summary", "_total")]
-    req = build_request(types, allowed, base_url, strict, dc, mc, applied_by_caller=frozenset({"_type", "_since"}))
+                                                  "_elements", "_summary", "_total", "start", "end")]
+    care = _care_date_clauses(Parser(base_url), params)
+    req = build_request(types, allowed, base_url, strict, dc, mc,
+                        applied_by_caller=frozenset({"_type", "_since", "start", "end"}))
     for n, _ in params:
         if (n, _) not in allowed:
             if strict:
@@ -1056,7 +1072,7 @@ def everything(db: Database, patient_id: str | None, params: list[tuple[str, str
                                               compartment_patient=patient_id)
     since = _since_clauses(params)
     for t in types:
-        req.clauses[t] += since
+        req.clauses[t] += since + care.get(t, [])
     everything_all = not wanted and not ref_extra and len(ref_types) == len(REST_TYPES)
     # type level: whose compartments, as the token may see Patients (instance level: the one patient)
     patients = [] if patient_id is not None else restrict_by_access(["Patient"], base_url)[1].get("Patient", [])
@@ -1064,7 +1080,7 @@ def everything(db: Database, patient_id: str | None, params: list[tuple[str, str
     sources = types if not wanted else restrict_by_access(sorted(compartment_types()), base_url,
                                                           compartment_patient=patient_id)[0]
     req.everything = Everything(patient_id, None if everything_all else list(ref_types), ref_extra, since,
-                                patients, sources)
+                                patients, sources, care)
     link_path = f"/Patient/{patient_id}/$everything" if patient_id is not None else "/Patient/$everything"
     return _execute(db, req, base_url=base_url, request_url=request_url, link_path=link_path)
 
@@ -1077,6 +1093,40 @@ def _require_current_patient(db: Database, patient_id: str) -> None:
         raise not_found(f"Patient/{patient_id} is not known")
     if found[0]:  # as a read of the patient answers (http.html#delete)
         raise gone(f"Patient/{patient_id} was deleted")
+
+
+CLINICAL_DATE = "http://hl7.org/fhir/SearchParameter/clinical-date"
+_DATE_OR_DATETIME = re.compile(r"[0-9]{4}(-[0-9]{2}(-[0-9]{2}(T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?"
+                               r"(Z|[+-][0-9]{2}:[0-9]{2}))?)?)?")
+
+
+def _care_date_clauses(parser: Parser, params: list[tuple[str, str]]) -> dict[str, list[Clause]]:
+    """$everything's start and end: "care dates, not record currency dates" (OperationDefinition
+    Patient-everything), inclusive, to the precision given. A care date is what the spec's clinical-date
+    search parameter reads (Encounter.period, Observation.effective, CarePlan.period, Procedure.performed,
+    ...): a resource of those types is returned when its care date overlaps [start, end], as
+    `date=ge[start]&date=le[end]` would find it, and not when it has none. The other types (Patient,
+    Condition, Goal, ...) have no care date and are not filtered. -> the clauses per filtered type."""
+    bounds = []
+    for name, prefix in (("start", "ge"), ("end", "le")):
+        values = [v for n, v in params if n == name]
+        if len(values) > 1:
+            raise bad_request(f"$everything takes one {name}, found {len(values)}", name)
+        if values:
+            if not _DATE_OR_DATETIME.fullmatch(values[0]):
+                raise bad_request(f"{name} must be a date (YYYY, YYYY-MM or YYYY-MM-DD) or a dateTime, "
+                                  f"found '{values[0]}'", name)
+            bounds.append((name, prefix + values[0]))
+    if not bounds:
+        return {}
+    dated = [t for t in sorted(compartment_types())
+             if (date := parser.reg.get(t, "date")) is not None and date.url == CLINICAL_DATE]
+    for name, value in bounds:
+        try:
+            parser.parse(dated[0], "date", value)
+        except FHIRError as exc:  # e.g. a month 13: name the operation's parameter, not `date`
+            raise bad_request(f"{name}: {exc.issues[0].diagnostics}", name) from None
+    return {t: [parser.parse(t, "date", value) for _, value in bounds] for t in dated}
 
 
 def _since_clauses(params: list[tuple[str, str]]) -> list[Clause]:

@@ -1,0 +1,96 @@
+"""$everything's start and end (OperationDefinition Patient-everything): care dates, inclusive, to the
+precision given; types without a care date are not filtered, and what a left-out resource refers to is
+left out with it."""
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+
+from .harness import put
+
+
+def _encounter(id_: str, start: str, end: str, practitioner: str) -> dict:
+    return {"resourceType": "Encounter", "id": id_, "status": "finished", "class": {"code": "AMB"},
+            "subject": {"reference": "Patient/p1"}, "period": {"start": start, "end": end},
+            "participant": [{"individual": {"reference": f"Practitioner/{practitioner}"}}]}
+
+
+@pytest.fixture
+def record(database, client):
+    put(database, {"resourceType": "Patient", "id": "p1"})
+    put(database, {"resourceType": "Patient", "id": "p2"})
+    for dr in ("dr-2024", "dr-2025", "dr-both"):
+        put(database, {"resourceType": "Practitioner", "id": dr})
+    put(database, _encounter("e-2024", "2024-01-10T09:00:00Z", "2024-01-10T10:00:00Z", "dr-2024"))
+    put(database, _encounter("e-2025", "2025-03-03T09:00:00Z", "2025-03-03T10:00:00Z", "dr-2025"))
+    # dr-both is referred to from both years: leaving one encounter out must not leave dr-both out
+    put(database, {**_encounter("e-2025b", "2025-03-10T09:00:00Z", "2025-03-10T10:00:00Z", "dr-both")})
+    put(database, {**_encounter("e-2024b", "2024-01-11T09:00:00Z", "2024-01-11T10:00:00Z", "dr-both")})
+    put(database, {"resourceType": "Observation", "id": "phq9-2025", "status": "final", "code": {"text": "PHQ-9"},
+                   "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2025-03-03T09:50:00Z"})
+    put(database, {"resourceType": "Observation", "id": "undated", "status": "final", "code": {"text": "note"},
+                   "subject": {"reference": "Patient/p1"}})
+    put(database, {"resourceType": "CarePlan", "id": "ongoing", "status": "active", "intent": "plan",
+                   "subject": {"reference": "Patient/p1"}, "period": {"start": "2024-12-01"}})
+    put(database, {"resourceType": "Condition", "id": "mdd", "subject": {"reference": "Patient/p1"},
+                   "onsetDateTime": "2010-05-01"})
+    put(database, {"resourceType": "Encounter", "id": "e-other", "status": "finished", "class": {"code": "AMB"},
+                   "subject": {"reference": "Patient/p2"}, "period": {"start": "2025-03-03", "end": "2025-03-03"}})
+    return client
+
+
+def _everything(client, query: str, path: str = "Patient/p1") -> set[tuple[str, str]]:  # noqa: ANN001
+    r = client.get(f"/fhir/{path}/$everything?{query}")
+    assert r.status_code == 200, r.text
+    return {(e["resource"]["resourceType"], e["resource"]["id"]) for e in r.json().get("entry", [])
+            if e["search"]["mode"] != "outcome"}
+
+
+UNDATED_TYPES = {("Patient", "p1"), ("Condition", "mdd")}
+
+
+def test_start_keeps_care_from_that_date_on_and_what_it_refers_to(record):
+    assert _everything(record, "start=2025-01-01") == UNDATED_TYPES | {
+        ("Encounter", "e-2025"), ("Encounter", "e-2025b"), ("Practitioner", "dr-2025"), ("Practitioner", "dr-both"),
+        ("Observation", "phq9-2025"), ("CarePlan", "ongoing")}  # a plan with no end is still going on
+
+
+def test_end_keeps_care_up_to_the_end_of_its_precision(record):
+    assert _everything(record, "end=2024-01") == UNDATED_TYPES | {
+        ("Encounter", "e-2024"), ("Encounter", "e-2024b"), ("Practitioner", "dr-2024"), ("Practitioner", "dr-both")}
+
+
+def test_start_and_end_are_inclusive(record):
+    assert _everything(record, "start=2024-01-10&end=2024-01-10") == UNDATED_TYPES | {
+        ("Encounter", "e-2024"), ("Practitioner", "dr-2024")}
+    assert _everything(record, "start=2025-03-03T09:50:00Z&end=2025-03-03T09:50:00Z") == UNDATED_TYPES | {
+        ("Encounter", "e-2025"), ("Practitioner", "dr-2025"), ("Observation", "phq9-2025"), ("CarePlan", "ongoing")}
+
+
+def test_without_start_or_end_nothing_is_filtered(record):
+    everything = _everything(record, "")
+    assert {("Observation", "undated"), ("Encounter", "e-2024"), ("Practitioner", "dr-2024")} <= everything
+
+
+def test_type_level_everything_filters_every_patients_care(record):
+    found = _everything(record, "start=2025-01-01&_type=Encounter", path="Patient")
+    assert found == {("Encounter", "e-2025"), ("Encounter", "e-2025b"), ("Encounter", "e-other")}
+
+
+def test_links_carry_start_and_end(record):
+    r = record.get("/fhir/Patient/p1/$everything?start=2025-01-01&end=2025-12-31&_count=2")
+    urls = {link["relation"]: link["url"] for link in r.json()["link"]}
+    links = {relation: dict(parse_qsl(urlsplit(url).query)) for relation, url in urls.items()}
+    assert links["self"]["start"] == "2025-01-01" and links["self"]["end"] == "2025-12-31"
+    assert links["next"]["start"] == "2025-01-01" and links["next"]["end"] == "2025-12-31"
+    assert not any(i["severity"] == "warning" for e in r.json().get("entry", []) if e["search"]["mode"] == "outcome"
+                   for i in e["resource"]["issue"])
+
+
+@pytest.mark.parametrize("query, name", [("start=2025-13-01", "start"), ("end=ge2025", "end"),
+                                         ("start=2025-01-01&start=2025-02-01", "start"), ("end=yesterday", "end")])
+def test_a_bad_start_or_end_is_a_400_naming_it(record, query, name):
+    r = record.get(f"/fhir/Patient/p1/$everything?{query}")
+    assert r.status_code == 400, r.text
+    assert r.json()["issue"][0]["expression"] == [name]
