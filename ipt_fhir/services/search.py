@@ -1045,8 +1045,8 @@ def _compartment_clause(resource_type: str, patient_id: str) -> Clause:
 def everything(db: Database, patient_id: str | None, params: list[tuple[str, str]], *, base_url: str,
                request_url: str, strict: bool = False) -> bytes:
     """Patient/[id]/$everything: the patient, its compartment and the resources those refer to
-    (start, end, _since, _type, _count, paging). patient_id None: Patient/$everything, the same for every patient the
-    token may see (OperationDefinition Patient-everything, type=true), paged as one search."""
+    (start, end, _since, _type, _count, paging). patient_id None: Patient/$everything, the same for every
+    patient the token may see (OperationDefinition Patient-everything, type=true), paged as one search."""
     base_url = base_url.rstrip("/")
     params = given_params(params)
     dc, mc = _settings_counts()
