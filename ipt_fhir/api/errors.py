@@ -14,6 +14,7 @@ from starlette.routing import Match
 
 from ipt_fhir.fhir.jsonio import dump_json
 from ipt_fhir.fhir.outcome import FHIRError, error, operation_outcome
+from ipt_fhir.observability import current_http_date
 from ipt_fhir.security import guard
 
 log = logging.getLogger("ipt_fhir.errors")
@@ -117,4 +118,6 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return outcome_response(500, [error("exception", "Internal server error; the request was not applied")])
+        # Starlette answers this one from its outermost middleware, past the one that dates the others.
+        return outcome_response(500, [error("exception", "Internal server error; the request was not applied")],
+                                headers={"Date": current_http_date().decode()})

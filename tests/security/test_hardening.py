@@ -89,6 +89,7 @@ def test_errors_carry_no_stack_trace(secure_client, keys, monkeypatch):
         r = c.get("/fhir/Patient/x", headers=keys.headers("user/*.rs"))
     assert r.status_code == 500
     assert "Traceback" not in r.text and "secret internals" not in r.text
+    assert len(r.headers.get_list("date")) == 1  # dated like every other response (ipt-fhir serve adds none)
 
 
 def test_no_patient_data_in_logs(secure_client, keys, caplog):
