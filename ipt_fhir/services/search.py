@@ -1096,8 +1096,16 @@ def _require_current_patient(db: Database, patient_id: str) -> None:
 
 
 CLINICAL_DATE = "http://hl7.org/fhir/SearchParameter/clinical-date"
-_DATE_OR_DATETIME = re.compile(r"[0-9]{4}(-[0-9]{2}(-[0-9]{2}(T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?"
-                               r"(Z|[+-][0-9]{2}:[0-9]{2}))?)?)?")
+
+
+@lru_cache(maxsize=1)
+def _care_dated_types() -> tuple[str, ...]:
+    """The Patient compartment types whose `date` is the spec's clinical-date parameter."""
+    from ipt_fhir.fhir.search.registry import registry
+
+    reg = registry()
+    return tuple(t for t in sorted(compartment_types())
+                 if (date := reg.get(t, "date")) is not None and date.url == CLINICAL_DATE)
 
 
 def _care_date_clauses(parser: Parser, params: list[tuple[str, str]]) -> dict[str, list[Clause]]:
@@ -1107,26 +1115,20 @@ def _care_date_clauses(parser: Parser, params: list[tuple[str, str]]) -> dict[st
     ...): a resource of those types is returned when its care date overlaps [start, end], as
     `date=ge[start]&date=le[end]` would find it, and not when it has none. The other types (Patient,
     Condition, Goal, ...) have no care date and are not filtered. -> the clauses per filtered type."""
-    bounds = []
+    care: dict[str, list[Clause]] = {}
     for name, prefix in (("start", "ge"), ("end", "le")):
         values = [v for n, v in params if n == name]
         if len(values) > 1:
             raise bad_request(f"$everything takes one {name}, found {len(values)}", name)
-        if values:
-            if not _DATE_OR_DATETIME.fullmatch(values[0]):
-                raise bad_request(f"{name} must be a date (YYYY, YYYY-MM or YYYY-MM-DD) or a dateTime, "
-                                  f"found '{values[0]}'", name)
-            bounds.append((name, prefix + values[0]))
-    if not bounds:
-        return {}
-    dated = [t for t in sorted(compartment_types())
-             if (date := parser.reg.get(t, "date")) is not None and date.url == CLINICAL_DATE]
-    for name, value in bounds:
-        try:
-            parser.parse(dated[0], "date", value)
-        except FHIRError as exc:  # e.g. a month 13: name the operation's parameter, not `date`
-            raise bad_request(f"{name}: {exc.issues[0].diagnostics}", name) from None
-    return {t: [parser.parse(t, "date", value) for _, value in bounds] for t in dated}
+        if not values:
+            continue
+        try:  # the search date grammar; a prefix of the caller's own ("gege2025") is no date either
+            for t in _care_dated_types():
+                care.setdefault(t, []).append(parser.parse(t, "date", prefix + values[0]))
+        except FHIRError:
+            raise bad_request(f"{name} must be a date (YYYY, YYYY-MM or YYYY-MM-DD) or a dateTime, "
+                              f"found '{values[0]}'", name) from None
+    return care
 
 
 def _since_clauses(params: list[tuple[str, str]]) -> list[Clause]:
