@@ -14,9 +14,9 @@ import os
 import re
 import time
 from datetime import datetime, timezone
-from email.utils import formatdate
 from typing import Any
 
+from ipt_fhir.api.http_dates import current_http_date
 from ipt_fhir.fhir.resource_types import RESOURCE_TYPES
 
 ACCESS_LOGGER = "ipt_fhir.access"
@@ -165,16 +165,6 @@ def render_metrics() -> tuple[bytes, str]:
 SERVER_OPTIONS = {"date_header": False, "server_header": False, "proxy_headers": True}
 
 
-@functools.lru_cache(maxsize=4)
-def _http_date_of_second(epoch_second: int) -> bytes:
-    return formatdate(epoch_second, usegmt=True).encode("latin-1")
-
-
-def current_http_date() -> bytes:
-    """Now as an HTTP date (RFC 9110 5.6.7): read at the response's start, so never before its writes."""
-    return _http_date_of_second(int(time.time()))
-
-
 class RequestContextMiddleware:
     """Pure ASGI (no BaseHTTPMiddleware overhead): request id in and out, the response's Date, one access
     log line and the metrics per request."""
@@ -208,7 +198,7 @@ class RequestContextMiddleware:
                 status = message["status"]
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode()),
-                                      (b"date", current_http_date())]
+                                      (b"date", current_http_date().encode("latin-1"))]
             await send(message)
 
         try:

@@ -14,8 +14,9 @@ from starlette.routing import Match
 
 from ipt_fhir.fhir.jsonio import dump_json
 from ipt_fhir.fhir.outcome import FHIRError, error, operation_outcome
-from ipt_fhir.observability import current_http_date
 from ipt_fhir.security import guard
+
+from .http_dates import current_http_date
 
 log = logging.getLogger("ipt_fhir.errors")
 
@@ -120,4 +121,4 @@ def install_error_handlers(app: FastAPI) -> None:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         # Starlette answers this one from its outermost middleware, past the one that dates the others.
         return outcome_response(500, [error("exception", "Internal server error; the request was not applied")],
-                                headers={"Date": current_http_date().decode()})
+                                headers={"Date": current_http_date()})

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
-from email.utils import format_datetime, parsedate_to_datetime
-from functools import lru_cache
+from email.utils import parsedate_to_datetime
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -16,6 +15,7 @@ from ipt_fhir.services.resources import etag_versions, unchanged
 from ipt_fhir.store.resources import StoredVersion
 
 from .base_url import fhir_base_of
+from .http_dates import http_date
 from .negotiation import response_media_type, wants_pretty
 
 
@@ -37,15 +37,6 @@ def fhir_response(request: Request, body: bytes | dict | None, status: int = 200
         headers = {**(headers or {}), "Content-Length": str(len(body))}
         body = None
     return Response(content=body, status_code=status, headers=headers, media_type=content_type)
-
-
-def http_date(t: datetime) -> str:
-    return _http_date_of_second(int(t.timestamp()))
-
-
-@lru_cache(maxsize=1024)  # HTTP dates have whole seconds: versions written in one second share one
-def _http_date_of_second(epoch_second: int) -> str:
-    return format_datetime(datetime.fromtimestamp(epoch_second, timezone.utc), usegmt=True)
 
 
 def version_headers(v: StoredVersion) -> dict[str, str]:
