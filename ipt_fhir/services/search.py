@@ -610,13 +610,15 @@ def _everything_refs(req: Request, tb: TextSql) -> str:
 
 
 def _in_care_dates(tb: TextSql, ev: Everything, resource_type: str) -> list[str]:
-    """A source's start/end (Everything.care), as a condition on the search_reference row `c`."""
+    """A source's start/end (Everything.care), as a condition on the search_reference row `c`: correlated
+    with it, so only the compartment's own rows are dated (an uncorrelated `IN (SELECT ...)` dated every
+    resource of the type on the server: 35 s a request beside 20,000 other patients' Observations)."""
     clauses = ev.care.get(resource_type)
     if not clauses:
         return []
-    dated = _and_text([f"d.resource_type = {tb.p(resource_type)}",
+    dated = _and_text(["d.resource_type = c.resource_type", "d.id = c.resource_id",
                        *[tb.condition(resource_type, c, "d") for c in clauses]])
-    return [f"c.resource_id IN (SELECT d.id FROM resource d WHERE {dated})"]
+    return [f"EXISTS (SELECT 1 FROM resource d WHERE {dated})"]
 
 
 def _and_text(conds: list[str]) -> str:
