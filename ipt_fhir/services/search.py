@@ -1116,7 +1116,9 @@ def _care_date_clauses(parser: Parser, params: list[tuple[str, str]]) -> dict[st
     search parameter reads (Encounter.period, Observation.effective, CarePlan.period, Procedure.performed,
     ...): a resource of those types is returned when its care date overlaps [start, end], as
     `date=ge[start]&date=le[end]` would find it, and not when it has none. The other types (Patient,
-    Condition, Goal, ...) have no care date and are not filtered. -> the clauses per filtered type."""
+    Condition, Goal, Appointment, ...) have no care date and are not filtered. This decides compartment
+    membership: what a member in range refers to is returned whatever its own date (an Observation's
+    Encounter), what only members out of range refer to is not. -> the clauses per filtered type."""
     care: dict[str, list[Clause]] = {}
     for name, prefix in (("start", "ge"), ("end", "le")):
         values = [v for n, v in params if n == name]

@@ -35,6 +35,10 @@ def record(database, client):
                    "subject": {"reference": "Patient/p1"}, "period": {"start": "2024-12-01"}})
     put(database, {"resourceType": "Condition", "id": "mdd", "subject": {"reference": "Patient/p1"},
                    "onsetDateTime": "2010-05-01"})
+    # Appointment's `date` is its start, not the clinical-date parameter: no care date, never filtered
+    put(database, {"resourceType": "Appointment", "id": "appt-2024", "status": "booked",
+                   "start": "2024-01-10T09:00:00Z", "end": "2024-01-10T10:00:00Z",
+                   "participant": [{"actor": {"reference": "Patient/p1"}, "status": "accepted"}]})
     put(database, {"resourceType": "Encounter", "id": "e-other", "status": "finished", "class": {"code": "AMB"},
                    "subject": {"reference": "Patient/p2"}, "period": {"start": "2025-03-03", "end": "2025-03-03"}})
     return client
@@ -47,13 +51,28 @@ def _everything(client, query: str, path: str = "Patient/p1") -> set[tuple[str, 
             if e["search"]["mode"] != "outcome"}
 
 
-UNDATED_TYPES = {("Patient", "p1"), ("Condition", "mdd")}
+UNDATED_TYPES = {("Patient", "p1"), ("Condition", "mdd"), ("Appointment", "appt-2024")}
 
 
 def test_start_keeps_care_from_that_date_on_and_what_it_refers_to(record):
     assert _everything(record, "start=2025-01-01") == UNDATED_TYPES | {
         ("Encounter", "e-2025"), ("Encounter", "e-2025b"), ("Practitioner", "dr-2025"), ("Practitioner", "dr-both"),
         ("Observation", "phq9-2025"), ("CarePlan", "ongoing")}  # a plan with no end is still going on
+
+
+def test_what_the_range_leaves_out_is_not_brought_back_by_type(record):
+    # _type=Practitioner: the practitioners of the encounters in range, not of those left out
+    assert _everything(record, "start=2025-01-01&_type=Practitioner") == {
+        ("Practitioner", "dr-2025"), ("Practitioner", "dr-both")}
+
+
+def test_a_resource_referred_to_from_one_in_range_is_returned_whatever_its_date(record, database):
+    put(database, {"resourceType": "Observation", "id": "follow-up", "status": "final", "code": {"text": "PHQ-9"},
+                   "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2025-04-01T09:00:00Z",
+                   "encounter": {"reference": "Encounter/e-2024"}})
+    found = _everything(record, "start=2025-01-01")
+    assert {("Observation", "follow-up"), ("Encounter", "e-2024")} <= found  # its context, as referred to
+    assert ("Practitioner", "dr-2024") not in found  # only e-2024 refers to dr-2024, and it is not a member
 
 
 def test_end_keeps_care_up_to_the_end_of_its_precision(record):
