@@ -1,13 +1,19 @@
 """A real uvicorn server on a free loopback port, in a background thread, for tests that need true
 concurrency (many simultaneous connections) rather than the in-process TestClient; with the options
-`ipt-fhir serve` gives uvicorn."""
+`ipt-fhir serve` gives uvicorn. ServedProcess: `ipt-fhir serve` itself, in a process of its own."""
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
+import httpx
 import uvicorn
 
 from ipt_fhir.observability import SERVER_OPTIONS
@@ -35,3 +41,50 @@ def running(app):
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def server_env(**settings: str) -> dict[str, str]:
+    """The environment of a served process: this one's without any IPT_FHIR_/PROMETHEUS_ setting of the
+    developer's shell (IPT_FHIR_AUTH=smart there would make every request a 401), plus `settings`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IPT_FHIR_", "PROMETHEUS_"))}
+    return {**env, **settings}
+
+
+class ServedProcess:
+    """`ipt-fhir serve --workers N` on a free loopback port, its output in `log` (whose folder is its
+    working directory)."""
+
+    def __init__(self, env: dict[str, str], log: Path, workers: int = 1) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        self._log_file = open(log, "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "ipt_fhir.cli", "serve", "--workers", str(workers), "--port", str(self.port)],
+            env={**env, "IPT_FHIR_PORT": str(self.port)}, stdout=self._log_file, stderr=subprocess.STDOUT,
+            cwd=log.parent)
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}: {self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"server not ready: {self.log.read_text()[-3000:]}")
+
+    def stop(self, timeout: float = 30) -> int:
+        """SIGTERM, then SIGKILL after `timeout`; the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log_file.close()
+        return self.process.returncode

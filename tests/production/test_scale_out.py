@@ -5,10 +5,6 @@ create stays unique; /metrics sums the workers; SIGTERM shuts down cleanly."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -22,7 +18,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ipt_fhir.store import migrate
-from tests.live_server import free_port
+from tests.live_server import ServedProcess, server_env
 from tests.pg import scratch_database
 
 CLIENTS = 12
@@ -41,53 +37,16 @@ def _jwks_and_token(directory: Path) -> str:
     return jwt.encode(claims, key, algorithm="RS256", headers={"kid": "scale-test"})
 
 
-class Instance:
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        self._log_file = open(log, "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "ipt_fhir.cli", "serve", "--workers", "2", "--port", str(self.port)],
-            env={**env, "IPT_FHIR_PORT": str(self.port)}, stdout=self._log_file, stderr=subprocess.STDOUT,
-            cwd=log.parent)
-
-    def wait_ready(self, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}: {self.log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"server not ready: {self.log.read_text()[-3000:]}")
-
-    def stop(self, timeout: float = 30) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log_file.close()
-        return self.process.returncode
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     with scratch_database("ipt_fhir_scale") as url:
         migrate.upgrade(url)
         work = tmp_path_factory.mktemp("scale")
         token = _jwks_and_token(work)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("IPT_FHIR_", "PROMETHEUS_"))}
-        env.update(IPT_FHIR_DATABASE_URL=url, IPT_FHIR_AUTH="smart", IPT_FHIR_JWKS=str(work / "jwks.json"),
-                   IPT_FHIR_JWT_ISSUER=ISSUER, IPT_FHIR_JWT_AUDIENCE=AUDIENCE, IPT_FHIR_HOST="127.0.0.1",
-                   IPT_FHIR_DB_POOL_SIZE="4", IPT_FHIR_LOG_LEVEL="info")
-        instances = [Instance(env, work / f"server-{i}.log") for i in range(2)]
+        env = server_env(IPT_FHIR_DATABASE_URL=url, IPT_FHIR_AUTH="smart", IPT_FHIR_JWKS=str(work / "jwks.json"),
+                         IPT_FHIR_JWT_ISSUER=ISSUER, IPT_FHIR_JWT_AUDIENCE=AUDIENCE, IPT_FHIR_HOST="127.0.0.1",
+                         IPT_FHIR_DB_POOL_SIZE="4", IPT_FHIR_LOG_LEVEL="info")
+        instances = [ServedProcess(env, work / f"server-{i}.log", workers=2) for i in range(2)]
         try:
             for instance in instances:
                 instance.wait_ready()
