@@ -44,7 +44,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.ipt_conformance = ipt_layer.install(settings.canonical_base)
     app.state.ipt_service = ipt_layer.IptService(database, settings.canonical_base)
 
-    install_error_handlers(app)
+    install_error_handlers(app)  # first: its middleware must be the innermost (errors.UnexpectedErrorMiddleware)
 
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
 

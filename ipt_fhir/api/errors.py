@@ -116,9 +116,46 @@ def install_error_handlers(app: FastAPI) -> None:
     for data_error in _DATA_ERRORS:  # raw driver calls raise the driver's own DataError
         app.add_exception_handler(data_error, _data_error)
 
+    # Added before every other middleware, so innermost of them: see UnexpectedErrorMiddleware.
+    app.add_middleware(UnexpectedErrorMiddleware)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
+        # The last resort, for an exception of a middleware itself: Starlette answers it from its
+        # outermost middleware, past the one that writes Date.
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        # Starlette answers this one from its outermost middleware, past the one that dates the others.
-        return outcome_response(500, [error("exception", "Internal server error; the request was not applied")],
-                                headers={"Date": current_http_date()})
+        return _internal_error(headers={"Date": current_http_date()})
+
+
+def _internal_error(headers: dict[str, str] | None = None) -> Response:
+    return outcome_response(500, [error("exception", "Internal server error; the request was not applied")],
+                            headers=headers)
+
+
+class UnexpectedErrorMiddleware:
+    """An exception no handler took becomes the 500 OperationOutcome here, inside every other middleware,
+    so that answer gets what every answer gets: the security headers, the request id, Date, the audit
+    record. (Starlette's handler for Exception runs in its ServerErrorMiddleware, outside all of them.)
+    Once the response has started there is nothing to answer with: the exception goes on up."""
+
+    def __init__(self, app) -> None:  # noqa: ANN001
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_noting_start(message) -> None:  # noqa: ANN001
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_noting_start)
+        except Exception:
+            if started:
+                raise
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            await _internal_error()(scope, receive, send)

@@ -89,7 +89,10 @@ def test_errors_carry_no_stack_trace(secure_client, keys, monkeypatch):
         r = c.get("/fhir/Patient/x", headers=keys.headers("user/*.rs"))
     assert r.status_code == 500
     assert "Traceback" not in r.text and "secret internals" not in r.text
-    assert len(r.headers.get_list("date")) == 1  # dated like every other response (ipt-fhir serve adds none)
+    # answered inside the other middlewares: dated, with the request id and the security headers
+    assert len(r.headers.get_list("date")) == 1 and r.headers["x-request-id"]
+    assert r.headers["x-content-type-options"] == "nosniff" and r.headers["cache-control"] == "no-store"
+    assert r.json()["resourceType"] == "OperationOutcome"
 
 
 def test_no_patient_data_in_logs(secure_client, keys, caplog):
