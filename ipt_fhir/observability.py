@@ -16,7 +16,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from ipt_fhir.api.http_dates import current_http_date
+from ipt_fhir.http_dates import current_http_date
 from ipt_fhir.fhir.resource_types import RESOURCE_TYPES
 
 ACCESS_LOGGER = "ipt_fhir.access"

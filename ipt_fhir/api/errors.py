@@ -14,9 +14,8 @@ from starlette.routing import Match
 
 from ipt_fhir.fhir.jsonio import dump_json
 from ipt_fhir.fhir.outcome import FHIRError, error, operation_outcome
+from ipt_fhir.http_dates import current_http_date
 from ipt_fhir.security import guard
-
-from .http_dates import current_http_date
 
 log = logging.getLogger("ipt_fhir.errors")
 

@@ -11,11 +11,11 @@ from fastapi.responses import Response
 
 from ipt_fhir.fhir.jsonio import dump_json, load_stored
 from ipt_fhir.fhir.outcome import Issue, operation_outcome
+from ipt_fhir.http_dates import http_date
 from ipt_fhir.services.resources import etag_versions, unchanged
 from ipt_fhir.store.resources import StoredVersion
 
 from .base_url import fhir_base_of
-from .http_dates import http_date
 from .negotiation import response_media_type, wants_pretty
 
 
