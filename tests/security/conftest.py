@@ -88,13 +88,15 @@ def audit_count(database) -> int:
 
 
 def audit_events(database) -> list[dict]:
+    """Every stored AuditEvent, oldest first (callers slice off the ones a request added, or take the last)."""
     import sqlalchemy as sa
 
     from ipt_fhir.fhir.jsonio import load_stored
     from ipt_fhir.store.tables import resource_table as r
 
     with database.read() as conn:
-        rows = conn.execute(sa.select(r.c.content).where(r.c.resource_type == "AuditEvent")).all()
+        rows = conn.execute(sa.select(r.c.content).where(r.c.resource_type == "AuditEvent")
+                            .order_by(r.c.last_updated, r.c.id)).all()
     return [load_stored(row[0]) for row in rows]
 
 
