@@ -10,7 +10,7 @@ from ipt_fhir.app import create_app
 from ipt_fhir.security.middleware import InsecureConfiguration, check_startup
 from ipt_fhir.settings import Settings
 
-from .conftest import ADMIN, observation, patient
+from .conftest import ADMIN, audit_events, observation, patient
 
 
 def test_auth_off_is_refused_outside_embedded_sqlite_on_localhost(caplog):
@@ -78,13 +78,14 @@ def test_deep_json_and_large_bodies_are_refused(secure_client, keys):
     assert secure_client.post("/fhir/Basic", content=big, headers=h).status_code == 413
 
 
-def test_errors_carry_no_stack_trace(secure_client, keys, monkeypatch):
+def test_errors_carry_no_stack_trace(secure_client, keys, monkeypatch, database):
     from ipt_fhir.services.resources import ResourceService
 
     def boom(*_a, **_k):
         raise RuntimeError("secret internals at /srv/app.py line 42")
 
     monkeypatch.setattr(ResourceService, "read", boom)
+    before = len(audit_events(database))
     with TestClient(secure_client.app, raise_server_exceptions=False) as c:
         r = c.get("/fhir/Patient/x", headers=keys.headers("user/*.rs"))
     assert r.status_code == 500
@@ -93,6 +94,8 @@ def test_errors_carry_no_stack_trace(secure_client, keys, monkeypatch):
     assert len(r.headers.get_list("date")) == 1 and r.headers["x-request-id"]
     assert r.headers["x-content-type-options"] == "nosniff" and r.headers["cache-control"] == "no-store"
     assert r.json()["resourceType"] == "OperationOutcome"
+    failed = audit_events(database)[before:]  # and audited, as a read that failed
+    assert [(e["subtype"][0]["code"], e["outcome"]) for e in failed] == [("read", "8")], failed
 
 
 def test_no_patient_data_in_logs(secure_client, keys, caplog):
