@@ -139,6 +139,27 @@ def test_common_searches_use_indexes(loaded, label, path, params):
     _assert_indexed(db, [_explain(db, s, p) for s, p in selects], label)
 
 
+@pytest.mark.parametrize("params", [{}, {"start": "2025-03-01", "end": "2026-12-31"},
+                                    {"_type": "Observation,Practitioner"}, {"_since": "2020-01-01T00:00:00Z"}],
+                         ids=["plain", "start-end", "type", "since"])
+def test_patient_everything_starts_from_the_patient(loaded, params):
+    """Patient/[id]/$everything reads the patient's rows through indexes: its page and count once tested
+    their condition on every resource and scanned the whole reference index for what members refer to."""
+    app, db, _ = loaded
+    with db.engine.connect() as conn:  # a patient with sessions: a record with references both ways
+        patient_id = conn.exec_driver_sql(
+            "SELECT target_id FROM search_reference WHERE resource_type = 'Encounter' AND target_type = 'Patient' "
+            "ORDER BY target_id LIMIT 1").scalar_one()
+    with TestClient(app) as client:
+        def run() -> None:
+            r = client.get(f"/fhir/Patient/{patient_id}/$everything", params=params)
+            assert r.status_code == 200, r.text[:500]
+            assert r.json()["entry"], r.text[:500]
+        selects = _captured_selects(db, run)
+    assert len(selects) >= 2, selects  # a page and its count at least
+    _assert_indexed(db, [_explain(db, s, p) for s, p in selects], f"$everything {params}")
+
+
 def test_report_load_rate(loaded):
     _app, db, seconds = loaded
     resources = _table_sizes(db)["resource"]
