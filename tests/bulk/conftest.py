@@ -61,6 +61,7 @@ def import_parameters(paths) -> dict:
 
 
 ASYNC = {"Prefer": "respond-async", "Accept": "application/fhir+json"}
+LENIENT = {**ASYNC, "Prefer": "respond-async, handling=lenient"}  # others' data exported, refusals noted
 
 
 def export(client, path: str, parameters: dict | None = None) -> dict[str, list[dict]]:

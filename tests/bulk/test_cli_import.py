@@ -2,6 +2,7 @@
 and a rerun completes without duplicates."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -120,8 +121,6 @@ def test_bundles_and_ndjson_import_then_export(tmp_path):
 def test_dry_run_refuses_what_the_import_would_refuse_entry_by_entry(tmp_path):
     """The dry run applies the checks a real import applies to each entry, the Bundle's own elements
     too (an unknown one in an entry), and names every failing entry (a real import stops at the first)."""
-    import json
-
     url = f"sqlite:///{tmp_path / 'dry.db'}"
     patient = {"resourceType": "Patient", "name": [{"family": "Dry"}]}
     bundle = tmp_path / "odd.json"
@@ -141,8 +140,6 @@ def test_dry_run_refuses_what_the_import_would_refuse_entry_by_entry(tmp_path):
 def test_a_bundle_the_import_cannot_process_is_refused_with_or_without_dry_run(tmp_path, dry_run):
     """The dry run opens a Bundle as the import does (BundleService.entry_errors): a collection is refused
     whole by both, not checked entry by entry."""
-    import json
-
     url = f"sqlite:///{tmp_path / 'dry.db'}"
     bundle = tmp_path / "collection.json"
     bundle.write_text(json.dumps({"resourceType": "Bundle", "type": "collection", "entry": [

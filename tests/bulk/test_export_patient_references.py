@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.bulk.conftest import ASYNC, export, ids_by_type, patient_parameters, read_export
+from tests.bulk.conftest import ASYNC, LENIENT, export, ids_by_type, patient_parameters, read_export
 
 OWN = "http://testserver/fhir"  # the base the test client calls
 OTHER = "http://other.example/fhir"
-LENIENT = {**ASYNC, "Prefer": "respond-async, handling=lenient"}
 TYPES = "Patient,Encounter"  # each patient and its Encounter; Groups are in the compartments too
 
 @pytest.fixture
