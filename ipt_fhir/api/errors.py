@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from ipt_fhir.fhir.jsonio import dump_json
-from ipt_fhir.fhir.outcome import FHIRError, error, operation_outcome
+from ipt_fhir.fhir.outcome import FHIRError, error, method_not_allowed, operation_outcome
 from ipt_fhir.http_dates import current_http_date
 from ipt_fhir.security import guard
 
@@ -88,9 +88,8 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 404:
             detail = f"No such endpoint: {request.method} {request.url.path}"
         elif exc.status_code == 405:
-            allowed = _allowed_methods(request)
-            detail = f"{request.method} is not allowed on {request.url.path}; allowed: {', '.join(allowed)}"
-            return outcome_response(405, [error("not-supported", detail)], {"Allow": ", ".join(allowed)})
+            refused = method_not_allowed(request.method, request.url.path, _allowed_methods(request))
+            return outcome_response(405, refused.issues, refused.headers)
         else:
             detail = str(exc.detail)
         code = _HTTP_ISSUE_CODES.get(exc.status_code, "processing" if exc.status_code >= 500 else "invalid")

@@ -69,8 +69,17 @@ def bad_request(diagnostics: str, *expression: str, code: str = "invalid") -> FH
 
 def read_only(diagnostics: str, *expression: str) -> FHIRError:
     """405 for a write to what can only be read, with the Allow header RFC 9110 15.5.6 asks of a 405."""
+    return _not_allowed(diagnostics, ("GET", "HEAD"), expression)
+
+
+def method_not_allowed(method: str, path: str, allowed: tuple[str, ...] | list[str], *expression: str) -> FHIRError:
+    """405 for a method no route at `path` serves, naming and allowing (Allow) the methods that do."""
+    return _not_allowed(f"{method} is not allowed on {path}; allowed: {', '.join(allowed)}", allowed, expression)
+
+
+def _not_allowed(diagnostics: str, allowed: tuple[str, ...] | list[str], expression: tuple[str, ...]) -> FHIRError:
     err = FHIRError.of(405, "not-supported", diagnostics, *expression)
-    err.headers["Allow"] = "GET, HEAD"
+    err.headers["Allow"] = ", ".join(allowed)
     return err
 
 

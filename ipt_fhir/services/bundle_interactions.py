@@ -47,7 +47,7 @@ from urllib.parse import urlencode, urlsplit
 from sqlalchemy.engine import Connection
 
 from ipt_fhir.fhir.jsonio import dump_json
-from ipt_fhir.fhir.outcome import FHIRError, bad_request, operation_outcome
+from ipt_fhir.fhir.outcome import FHIRError, bad_request, method_not_allowed, operation_outcome
 from ipt_fhir.fhir.parameters import primitive_parameters
 from ipt_fhir.security import audit, context, guard
 from ipt_fhir.store.database import Database, fetch_one
@@ -90,8 +90,7 @@ def _endpoint_error(status: int, method: str, base_path: str, path: str, allowed
     """The HTTP layer's answer to a request no route serves (api/errors.py)."""
     full = f"{base_path}/{path}"
     if status == 405:
-        return FHIRError.of(405, "not-supported", f"{method} is not allowed on {full}; allowed: {', '.join(allowed)}",
-                            "request.method")
+        return method_not_allowed(method, full, allowed, "request.method")
     return FHIRError.of(404, "not-found", f"No such endpoint: {method} {full}", "request.url")
 
 

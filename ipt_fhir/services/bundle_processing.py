@@ -347,7 +347,7 @@ class BundleService:
                     results[entry.index] = writer.write(entry)
                 writer.flush()
                 current = None
-                failures = rs.run_deferred_checks(conn, queue)
+                failures = rs.run_deferred_checks(conn, queue, lambda tag, exc: entry_error(int(tag), exc))
                 errors = [(tag, issues) for tag, issues in failures if any(i.is_error for i in issues)]
                 if errors:
                     tag, issues = errors[0]

@@ -566,14 +566,22 @@ def tag_deferred_checks(conn: Connection, tag: object) -> None:
     conn.info[_DEFERRED_TAG] = tag
 
 
-def run_deferred_checks(conn: Connection, queue: list[tuple[object, write_hooks.Change]]
+def run_deferred_checks(conn: Connection, queue: list[tuple[object, write_hooks.Change]],
+                        refused: Callable[[object, FHIRError], FHIRError] | None = None
                         ) -> list[tuple[object, list[Issue]]]:
-    """Run every hook's check on the final state; returns (tag, issues) per change with any issue."""
+    """Run every hook's check on the final state; returns (tag, issues) per change with any issue. A check
+    that refuses a change outright (a write to the server's own conformance resources) raises its error,
+    as `refused(tag, error)` makes it when given (a transaction's, located at its entry)."""
     conn.info.pop(_DEFERRED_CHECKS, None)
     found = []
     hooks = write_hooks.registered()
     for tag, change in queue:
-        issues = [i for hook in hooks for i in hook.check(conn, change)]
+        try:
+            issues = [i for hook in hooks for i in hook.check(conn, change)]
+        except FHIRError as exc:
+            if refused is None:
+                raise
+            raise refused(tag, exc) from None
         if issues:
             found.append((tag, issues))
     return found

@@ -72,6 +72,22 @@ def test_conformance_resources_are_read_only(client, method):
     assert client.get(url).json()["status"] == "active"
 
 
+def test_a_transaction_writing_a_conformance_resource_fails_at_that_entry(client):
+    """The refusal names the entry (Bundle.entry[i]) and carries no Allow: the Bundle was POSTed to the
+    base, where POST is allowed; GET, HEAD is what the entry's URL allows."""
+    body = client.get("/fhir/StructureDefinition/ipt-careplan").json()
+    patient = {"resourceType": "Patient", "name": [{"family": "Kept-Out"}]}
+    r = client.post("/fhir", json={"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": patient, "request": {"method": "POST", "url": "Patient"}},
+        {"resource": body, "request": {"method": "PUT", "url": "StructureDefinition/ipt-careplan"}}]})
+    assert r.status_code == 405, r.text
+    assert "allow" not in r.headers
+    issue = r.json()["issue"][0]
+    assert issue["expression"] == ["Bundle.entry[1].resource"], issue
+    assert issue["diagnostics"].startswith("Bundle.entry[1]: "), issue
+    assert client.get("/fhir/Patient", params={"family": "Kept-Out"}).json().get("total") == 0
+
+
 def test_a_stored_resource_cannot_claim_a_published_canonical_url(client):
     sd = client.get("/fhir/ValueSet/ipt-phase").json()
     sd.pop("id")

@@ -19,7 +19,7 @@ from ipt_fhir.domain import rules
 from ipt_fhir.domain.canonical import CAREPLAN_PROFILE, claimed_ipt_profile, claims_profile, reference
 from ipt_fhir.domain.conformance_loader import CONFORMANCE_TYPES
 from ipt_fhir.domain.narrative import with_narrative
-from ipt_fhir.fhir.outcome import FHIRError, Issue, error
+from ipt_fhir.fhir.outcome import Issue, error, read_only
 from ipt_fhir.services.write_hooks import Change
 from ipt_fhir.store import ipt_progress
 
@@ -136,9 +136,8 @@ def _check_conformance_write(change: Change) -> list[Issue]:
     if reg is None:
         return []
     if change.id in reg.reserved_ids:
-        raise FHIRError.of(405, "not-supported",
-                           f"{change.resource_type}/{change.id} is published by this server and is read-only",
-                           change.resource_type)
+        raise read_only(f"{change.resource_type}/{change.id} is published by this server and is read-only",
+                        change.resource_type)
     url = (change.resource or {}).get("url")
     if reg.claims_url(url):
         return [error("business-rule", f"The canonical URL {url} is published by this server; "
