@@ -582,11 +582,11 @@ def _type_where(req: Request, tb: TextSql, resource_type: str) -> str:
 def _everything_scope(tb: TextSql, patient_id: str) -> str:
     """Patient/[id]/$everything: (type, id) of a superset of what it returns, read from the reference
     index by the patient's id: the patient, every resource with a reference to it (through any parameter)
-    and what those refer to. The exact condition (_text_where) then filters a few hundred rows at most.
-    Filtered alone, that condition (an OR over every compartment type and the references) is tested on
-    every row of `resource`, for each page and count of every patient's record; the planners cannot see
-    that it selects a handful. The fence around the scope (_text_from) keeps the condition out of the
-    scope's own plan, so that PostgreSQL looks the rows up by primary key instead of scanning."""
+    and what those refer to. The exact condition (_text_where) then tests only those rows: one patient's
+    record and its neighbours. Alone, that condition (an OR over every compartment type and the
+    references) was tested on every row of `resource`, for each page and count of every patient's record;
+    the planners cannot see that it selects a handful. The fence around the scope (_text_from) keeps the
+    condition out of the scope's own plan, so that PostgreSQL looks the rows up by primary key."""
     pid, patient = tb.p(patient_id), tb.p("Patient")
     near = (f"SELECT m.resource_type, m.resource_id FROM search_reference m "
             f"WHERE m.target_id = {pid} AND m.target_type = {patient} UNION SELECT {patient}, {pid}")
