@@ -16,8 +16,8 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from ipt_fhir.http_dates import current_http_date
 from ipt_fhir.fhir.resource_types import RESOURCE_TYPES
+from ipt_fhir.http_dates import current_http_date
 
 ACCESS_LOGGER = "ipt_fhir.access"
 REQUEST_ID_HEADER = "x-request-id"

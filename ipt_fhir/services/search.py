@@ -1134,8 +1134,6 @@ CLINICAL_DATE = "http://hl7.org/fhir/SearchParameter/clinical-date"
 @lru_cache(maxsize=1)
 def _care_dated_types() -> tuple[str, ...]:
     """The Patient compartment types whose `date` is the spec's clinical-date parameter."""
-    from ipt_fhir.fhir.search.registry import registry
-
     reg = registry()
     return tuple(t for t in sorted(compartment_types())
                  if (date := reg.get(t, "date")) is not None and date.url == CLINICAL_DATE)
