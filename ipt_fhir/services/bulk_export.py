@@ -119,12 +119,20 @@ def _named_patient(value: str, base_url: str) -> str:
     reference = value.strip()
     if "/" not in reference:
         return reference
-    parts = split_reference(reference)
-    if parts is None or parts[0] != "Patient" or not parts[1]:
-        raise bad_request(f"patient {reference!r} is not a reference to a Patient", "patient")
-    if "://" in reference and not (base_url and reference.startswith(base_url.rstrip("/") + "/")):
+    own = base_url.rstrip("/") + "/" if base_url else None
+    local = reference[len(own):] if own and reference.startswith(own) else reference
+    if "://" in local:  # another server's: a Patient URL is kept whole
+        parts = split_reference(local)
+        if parts is None or parts[0] != "Patient" or not parts[1]:
+            raise bad_request(f"patient {reference!r} is not a reference to a Patient", "patient")
         return reference
-    return parts[1]
+    # Patient/id or Patient/id/_history/v, nothing before or between (Observation/9/Patient/1 is no patient)
+    segments = local.split("/")
+    if len(segments) == 4 and segments[2] == "_history" and segments[3]:
+        del segments[2:]
+    if len(segments) != 2 or segments[0] != "Patient" or not segments[1]:
+        raise bad_request(f"patient {reference!r} is not a reference to a Patient", "patient")
+    return segments[1]
 
 
 def _as_reference(named: str) -> str:

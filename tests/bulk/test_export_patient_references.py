@@ -72,8 +72,11 @@ def test_this_servers_base_is_the_one_the_client_called(group_of_two):
     assert r.json()["issue"][0]["expression"] == ["patient"]
 
 
-@pytest.mark.parametrize("reference", [f"{OWN}/Observation/a", f"{OTHER}/Observation/a"])
+@pytest.mark.parametrize("reference", [f"{OWN}/Observation/a", f"{OTHER}/Observation/a", "Observation/9/Patient/a",
+                                       f"{OWN}/Group/g/Patient/a", "Patient/a/_history", "Patient/a/b"])
 def test_a_url_to_another_type_is_no_patient_under_either_base(group_of_two, reference):
+    """Nor is a reference with more segments than [type]/[id](/_history/[version]) whose last two happen to
+    read Patient/a."""
     for headers in (ASYNC, LENIENT):  # lenient handling does not excuse it
         r = _kick_off(group_of_two, "/fhir/Patient/$export", [reference], headers=headers)
         assert r.status_code == 400, r.text
