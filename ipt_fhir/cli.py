@@ -54,7 +54,8 @@ def serve(
 
     if workers > 1:
         prepare_multiprocess_metrics()  # one /metrics view over all worker processes
-    # SIGTERM: stop accepting, let in-flight requests finish (shutdown_timeout), close the pool, exit 0.
+    # SIGTERM: stop accepting, let in-flight requests finish (shutdown_timeout), close the pool; then exit 0
+    # with --workers 2 or more, or by the signal itself (status 143) with one worker, as uvicorn does.
     uvicorn.run("ipt_fhir.app:create_app", factory=True, host=host, port=port, workers=workers,
                 log_config=log_config(settings.log_level, settings.log_format), log_level=settings.log_level,
                 timeout_graceful_shutdown=settings.shutdown_timeout, **SERVER_OPTIONS)

@@ -170,7 +170,7 @@ class Exporter:
         if req.level == "group":
             _require_group(conn, req.group or "")
             members = list(conn.execute(sa.select(T.c.target_id).distinct().where(
-                T.c.resource_type == "Group", T.c.resource_id == req.group, T.c.param == "member",
+                T.c.resource_type == "Group", T.c.resource_id == req.group, SqlBuilder.param_is(T, "Group", "member"),
                 T.c.target_type == "Patient", T.c.target_id.is_not(None),
                 *local_reference(T, base_url))).scalars())
             if req.patients is not None:

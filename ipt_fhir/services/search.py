@@ -869,10 +869,10 @@ def _subset(content: bytes, resource_type: str, summary: str | None, elements: l
 # Data types _summary=true keeps whole instead of filtering them by their own isSummary flags, which would
 # take them apart: an Extension's url and value are not flagged (a summary modifierExtension would come out
 # empty), nor are a Narrative's status and div; Meta is the server's own (SUBSETTED is added to it) and its
-# id and extension are not flagged either; Element and BackboneElement are the abstract bases. A resource
-# inside a resource (contained, Bundle.entry.resource, Bundle.entry.response.outcome) is kept whole as
-# well: _summary_of stops at Resource-typed props and at resource nodes.
-_SUMMARY_KEPT_WHOLE = frozenset({"Meta", "Narrative", "Extension", "Element", "BackboneElement"})
+# id and extension are not flagged either. A resource inside a resource (contained, Bundle.entry.resource,
+# Bundle.entry.response.outcome) is kept whole as well: _summary_of stops at Resource-typed props and at
+# resource nodes.
+_SUMMARY_KEPT_WHOLE = frozenset({"Meta", "Narrative", "Extension"})
 
 
 def _summary_of(obj: dict, node: Node) -> dict:
