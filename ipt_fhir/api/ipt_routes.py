@@ -14,6 +14,7 @@ from ipt_fhir.fhir.jsonio import load_stored
 from ipt_fhir.fhir.outcome import bad_request, not_found, read_only
 from ipt_fhir.security import audit
 from ipt_fhir.services import search as search_service
+from ipt_fhir.services.bundles import splice_bundle
 from ipt_fhir.services.history import history_entry
 from ipt_fhir.services.ipt import conformance as conf
 from ipt_fhir.services.resources import ResourceService
@@ -115,13 +116,11 @@ def history_conformance(resource_type: str, resource_id: str, request: Request) 
     if served is None:
         raise not_found(f"{resource_type}/{resource_id} is not known")
     base = fhir_base_url(request)
-    entry, content = history_entry(HistoryEntry(0, resource_type, resource_id, served.version_id,
-                                                served.last_updated, "POST", served.content, True), base)
-    entry["resource"] = load_stored(content)
-    return fhir_response(request, {
+    entry = history_entry(HistoryEntry(0, resource_type, resource_id, served.version_id, served.last_updated,
+                                       "POST", served.content, True), base)
+    return fhir_response(request, splice_bundle({
         "resourceType": "Bundle", "type": "history", "total": 1,
-        "link": [{"relation": "self", "url": f"{base}/{resource_type}/{resource_id}/_history"}],
-        "entry": [entry]})
+        "link": [{"relation": "self", "url": f"{base}/{resource_type}/{resource_id}/_history"}]}, [entry]))
 
 
 @router.api_route("/{resource_type:iptconftype}/{resource_id:iptconfid}", methods=["PUT", "PATCH", "DELETE"],
