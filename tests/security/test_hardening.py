@@ -98,6 +98,40 @@ def test_errors_carry_no_stack_trace(secure_client, keys, monkeypatch, database)
     assert [(e["subtype"][0]["code"], e["outcome"]) for e in failed] == [("read", "8")], failed
 
 
+def test_a_middlewares_own_exception_is_a_dated_outcome_without_stack_trace(secure_settings, database, keys,
+                                                                           monkeypatch):
+    """The last resort, Starlette's handler outside every middleware of ours (the one writing Date
+    included), still answers an OperationOutcome with one Date."""
+    from ipt_fhir.observability import RequestContextMiddleware
+
+    async def boom(self, scope, receive, send):  # noqa: ANN001
+        if scope["type"] != "http":  # the app's start-up passes
+            return await self.app(scope, receive, send)
+        raise RuntimeError("secret internals of a middleware")
+
+    monkeypatch.setattr(RequestContextMiddleware, "__call__", boom)
+    with TestClient(create_app(secure_settings, database), raise_server_exceptions=False) as c:
+        r = c.get("/fhir/metadata", headers=keys.headers("user/*.rs"))
+    assert r.status_code == 500
+    assert "secret internals" not in r.text and r.json()["resourceType"] == "OperationOutcome"
+    assert len(r.headers.get_list("date")) == 1
+
+
+def test_an_exception_after_the_response_started_is_not_answered_twice(secure_settings, database):
+    """Once the status line is out there is no 500 to send: the exception goes on up to the server, which
+    drops the connection (a second response on it would be garbage to the client)."""
+    from fastapi.responses import StreamingResponse
+
+    async def body():
+        yield b"{"
+        raise RuntimeError("failed mid-body")
+
+    app = create_app(secure_settings, database)
+    app.add_api_route("/test-fails-mid-body", lambda: StreamingResponse(body()))
+    with TestClient(app) as c, pytest.raises(RuntimeError, match="failed mid-body"):
+        c.get("/test-fails-mid-body")
+
+
 def test_no_patient_data_in_logs(secure_client, keys, caplog):
     caplog.set_level(logging.DEBUG)
     c = secure_client
