@@ -75,9 +75,15 @@ def test_history_entry_errors_are_the_standalone_errors(client):
         standalone = client.get(f"/fhir/{url}")
         assert entry["response"]["status"] == str(standalone.status_code), url
         assert _issues(entry["response"]["outcome"]) == _issues(standalone.json()), url
-    # a write to a history URL: the standalone 405
+    # a write to a history URL: the standalone 405, located at the entry's method
     entry = _answers(client, _entry("DELETE", "Patient/ord2/_history"))[0]
     assert entry["response"]["status"] == "405"
+    standalone = client.delete("/fhir/Patient/ord2/_history")
+    assert standalone.status_code == 405 and standalone.headers["Allow"] == "GET, HEAD"
+    [issue] = entry["response"]["outcome"]["issue"]
+    assert issue["expression"] == ["Bundle.entry[0].request.method"], issue
+    assert issue["diagnostics"] == "Bundle.entry[0]: " + standalone.json()["issue"][0]["diagnostics"], issue
+    assert issue["diagnostics"].endswith("DELETE is not allowed on /fhir/Patient/ord2/_history; allowed: GET, HEAD")
 
 
 def test_metadata_entry_is_the_capability_statement(client):
