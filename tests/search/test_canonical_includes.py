@@ -130,10 +130,32 @@ def test_an_expression_the_resolver_cannot_follow_counts_as_possibly_canonical()
     assert reached_types("ConceptMap.source.ofType(uri)", "ConceptMap") == {"uri"}
     assert reached_types("PlanDefinition.action.definition", "PlanDefinition") == {"canonical", "uri"}
     assert reached_types("Bundle.entry[0].resource", "Bundle") == {"Resource"}
+    # a constrained type is an instance of its base type (SimpleQuantity of Quantity)
+    assert reached_types("MedicationRequest.dispenseRequest.quantity.as(Quantity)", "MedicationRequest") == \
+        {"SimpleQuantity"}
     for expression in ("Observation.subject.resolve().url", "Observation.extension('http://x').value",
                        "Observation.nothing", "Observation.subject is Reference"):
         with pytest.raises(Unresolved):
             reached_types(expression, "Observation")
+
+
+def test_a_parameter_whose_path_cannot_be_followed_may_name_its_target_by_url(monkeypatch):
+    """No R4 reference parameter's path is unresolved today; should one be (a new definition, a FHIRPath
+    form the compiler does not follow), names_by_url answers True: includes stay as complete as before."""
+    from ipt_fhir.fhir.search.path_types import Unresolved
+    from ipt_fhir.services import canonical_includes
+
+    assert canonical_includes.names_by_url("Observation", "subject") is False  # a Reference: never by url
+
+    def unresolved(path: str, resource_type: str) -> set[str]:
+        raise Unresolved(path)
+
+    monkeypatch.setattr(canonical_includes, "reached_types", unresolved)
+    canonical_includes.names_by_url.cache_clear()
+    try:
+        assert canonical_includes.names_by_url("Observation", "subject") is True
+    finally:
+        canonical_includes.names_by_url.cache_clear()
 
 
 def test_an_absolute_reference_is_not_resolved_through_the_targets_url(client):
