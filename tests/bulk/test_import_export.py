@@ -167,7 +167,7 @@ def test_patient_group_level_export_with_type_since_and_type_filter(client):
 
 def test_type_filters_apply_to_every_chunk_of_patients_and_export_a_resource_once(client):
     """A Patient-level export reads its patients' data 200 patients at a time: each _typeFilter must
-    select in every chunk, and a resource two filters select is exported once."""
+    select in every chunk, and a resource two filters, or two chunks' patients, select is exported once."""
     entries = []
     for i in range(201):
         pid = f"p{i:03d}"
@@ -178,8 +178,15 @@ def test_type_filters_apply_to_every_chunk_of_patients_and_export_a_resource_onc
                                          "class": {"code": "AMB" if status != "finished" else "IMP"},
                                          "subject": {"reference": f"Patient/{pid}"}},
                             "request": {"method": "PUT", "url": f"Encounter/{pid}-{status}"}})
+    # in the compartments of p000 and p200, patients of different chunks
+    entries.append({"resource": {"resourceType": "Observation", "id": "shared", "status": "final",
+                                 "code": {"text": "reported by one patient about another"},
+                                 "subject": {"reference": "Patient/p000"},
+                                 "performer": [{"reference": "Patient/p200"}]},
+                    "request": {"method": "PUT", "url": "Observation/shared"}})
     r = client.post("/fhir", json={"resourceType": "Bundle", "type": "transaction", "entry": entries})
     assert r.status_code == 200, r.text[:500]
+    assert [e["id"] for e in export(client, "/fhir/Patient/$export?_type=Observation")["Observation"]] == ["shared"]
 
     # planned | finished by status; planned again and cancelled by class AMB
     exported = export(client, "/fhir/Patient/$export?_type=Encounter&_typeFilter="
