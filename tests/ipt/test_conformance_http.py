@@ -72,6 +72,15 @@ def test_conformance_resources_are_read_only(client, method):
     assert client.get(url).json()["status"] == "active"
 
 
+@pytest.mark.parametrize("path", ["", "/_history/1"])
+def test_a_served_id_under_another_conformance_type_is_not_known(client, path):
+    """ipt-careplan is a StructureDefinition this server serves: as a PlanDefinition it is nothing, served
+    or stored (read and vread answer 404, not the StructureDefinition and not a 500)."""
+    r = client.get(f"/fhir/PlanDefinition/ipt-careplan{path}")
+    assert r.status_code == 404, r.text
+    assert "PlanDefinition/ipt-careplan is not known" in r.json()["issue"][0]["diagnostics"]
+
+
 def test_a_transaction_writing_a_conformance_resource_fails_at_that_entry(client):
     """The refusal names the entry (Bundle.entry[i]) and carries no Allow: the Bundle was POSTed to the
     base, where POST is allowed; GET, HEAD is what the entry's URL allows."""
