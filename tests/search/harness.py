@@ -39,3 +39,9 @@ def remove(db: Database, rt: str, rid: str) -> None:
         conn.execute(resource_table.update().where(resource_table.c.resource_type == rt, resource_table.c.id == rid)
                      .values(deleted=True, content=None))
         delete_index(conn, rt, rid)
+
+
+def result_keys(bundle: dict) -> list[tuple[str, str]]:
+    """(type, id) of a search Bundle's entries in order, without its OperationOutcome (search mode outcome)."""
+    return [(e["resource"]["resourceType"], e["resource"]["id"]) for e in bundle.get("entry", [])
+            if e["search"]["mode"] != "outcome"]

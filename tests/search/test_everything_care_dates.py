@@ -7,7 +7,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from .harness import put
+from .harness import put, result_keys
 
 
 def _encounter(id_: str, start: str, end: str, practitioner: str) -> dict:
@@ -47,8 +47,7 @@ def record(database, client):
 def _everything(client, query: str, path: str = "Patient/p1") -> set[tuple[str, str]]:  # noqa: ANN001
     r = client.get(f"/fhir/{path}/$everything?{query}")
     assert r.status_code == 200, r.text
-    return {(e["resource"]["resourceType"], e["resource"]["id"]) for e in r.json().get("entry", [])
-            if e["search"]["mode"] != "outcome"}
+    return set(result_keys(r.json()))
 
 
 UNDATED_TYPES = {("Patient", "p1"), ("Condition", "mdd"), ("Appointment", "appt-2024")}

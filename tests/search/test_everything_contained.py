@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from .harness import put, remove
+from .harness import put, remove, result_keys
 
 
 @pytest.fixture
@@ -43,14 +43,9 @@ EXPECTED = {("Patient", "p1"), ("Encounter", "e0"), ("Encounter", "e1"), ("Encou
             ("Organization", "org1"), ("Practitioner", "dr1"), ("Location", "loc1"), ("Medication", "med1")}
 
 
-def _keys(bundle: dict) -> list[tuple[str, str]]:
-    return [(e["resource"]["resourceType"], e["resource"]["id"]) for e in bundle.get("entry", [])
-            if e["search"]["mode"] != "outcome"]
-
-
 def test_everything_adds_referenced_resources_once(course):
     b = course.get("/fhir/Patient/p1/$everything").json()
-    keys = _keys(b)
+    keys = result_keys(b)
     assert len(keys) == len(set(keys)), "a resource referenced several times appears once"
     assert set(keys) == EXPECTED  # not the deleted medication, nothing of the other patient
     assert b["total"] == len(EXPECTED)
@@ -63,7 +58,7 @@ def test_everything_pages_over_compartment_and_references(course):
     while url:
         b = course.get(url).json()
         assert b["total"] == len(EXPECTED)
-        seen += _keys(b)
+        seen += result_keys(b)
         nxt = [link["url"] for link in b["link"] if link["relation"] == "next"]
         url = nxt[0].replace("http://testserver", "") if nxt else None
         pages += 1
@@ -73,13 +68,13 @@ def test_everything_pages_over_compartment_and_references(course):
 
 def test_everything_type_filter_applies_to_referenced_resources(course):
     b = course.get("/fhir/Patient/p1/$everything?_type=Encounter,Location").json()
-    assert set(_keys(b)) == {("Encounter", "e0"), ("Encounter", "e1"), ("Encounter", "e2"), ("Location", "loc1")}
+    assert set(result_keys(b)) == {("Encounter", "e0"), ("Encounter", "e1"), ("Encounter", "e2"), ("Location", "loc1")}
     # _type picks the types returned, not the compartment whose references count (Patient-everything: "the
     # resource types to include in the return resources"): p1 and its encounters refer to dr1
     b = course.get("/fhir/Patient/p1/$everything?_type=Practitioner").json()
-    assert set(_keys(b)) == {("Practitioner", "dr1")}
+    assert set(result_keys(b)) == {("Practitioner", "dr1")}
     b = course.get("/fhir/Patient/p1/$everything?_type=Medication,Organization").json()
-    assert set(_keys(b)) == {("Medication", "med1"), ("Organization", "org1")}
+    assert set(result_keys(b)) == {("Medication", "med1"), ("Organization", "org1")}
 
 
 def test_everything_since(database, course):
@@ -89,7 +84,7 @@ def test_everything_since(database, course):
                    "subject": {"reference": "Patient/p1"}}, last_updated=later)
     since = (later - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     b = course.get("/fhir/Patient/p1/$everything", params={"_since": since}).json()
-    assert set(_keys(b)) == {("Encounter", "e1"), ("Location", "loc1")}
+    assert set(result_keys(b)) == {("Encounter", "e1"), ("Location", "loc1")}
 
 
 def test_everything_strict_rejects_unsupported_parameters(course):
