@@ -1,6 +1,7 @@
 """/healthz, /readyz, /metrics, request ids and the JSON access log (without patient data)."""
 from __future__ import annotations
 
+import gc
 import json
 import logging
 
@@ -165,3 +166,16 @@ def test_documentation_assets_are_not_counted_as_fhir_requests(client):
     after = client.get("/metrics").text
     assert _series(after, "ipt_fhir_requests_total", interaction="unmatched") == _series(
         before, "ipt_fhir_requests_total", interaction="unmatched")
+
+
+def test_a_worker_freezes_what_it_built_at_start(tmp_path):
+    """The definitions and compiled validator live as long as the worker: frozen at start, full garbage
+    collections stop walking them (each such walk stalled every request in flight for ~90 ms)."""
+    from ipt_fhir.fhir.validation.compiler import type_node
+
+    url = f"sqlite:///{tmp_path / 'gc.db'}"
+    migrate.upgrade(url)
+    with TestClient(create_app(Settings(database_url=url), Database(url))):
+        assert gc.get_freeze_count() > 100_000
+        node = type_node("CarePlan")
+        assert gc.is_tracked(node) and id(node) not in {id(o) for o in gc.get_objects()}  # frozen
