@@ -2,6 +2,7 @@
 405 method), request-validation errors and unexpected exceptions alike. No stack trace ever leaves."""
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Callable, Iterator
 
@@ -130,11 +131,20 @@ def _internal_error(headers: dict[str, str] | None = None) -> Response:
                             headers=headers)
 
 
+def _cut_off_by_shutdown() -> Response:
+    # Work handed to a thread cannot be stopped: a write may still commit after this answer.
+    return outcome_response(503, [error(
+        "timeout", "The server shut down before this request finished (IPT_FHIR_SHUTDOWN_TIMEOUT elapsed); "
+                   "its changes may or may not have been stored: read them before retrying")])
+
+
 class UnexpectedErrorMiddleware:
     """An exception no handler took becomes the 500 OperationOutcome here, inside every other middleware,
     so that answer gets what every answer gets: the security headers, the request id, Date, the audit
     record. (Starlette's handler for Exception runs in its ServerErrorMiddleware, outside all of them.)
-    Once the response has started there is nothing to answer with: the exception goes on up."""
+    A request cancelled before it answered, which uvicorn does once a shutdown's grace period is over,
+    gets a 503 OperationOutcome here too (uvicorn's own answer would be a plain-text 500). Once the
+    response has started there is nothing to answer with: the exception goes on up."""
 
     def __init__(self, app) -> None:  # noqa: ANN001
         self.app = app
@@ -157,3 +167,8 @@ class UnexpectedErrorMiddleware:
                 raise
             log.exception("unhandled error on %s %s", scope["method"], scope["path"])
             await _internal_error()(scope, receive, send)
+        except asyncio.CancelledError:
+            if not started:
+                log.warning("request cut off by the shutdown: %s %s", scope["method"], scope["path"])
+                await _cut_off_by_shutdown()(scope, receive, send)
+            raise
