@@ -1156,11 +1156,14 @@ def _care_date_clauses(parser: Parser, params: list[tuple[str, str]]) -> dict[st
         if not values:
             continue
         try:  # the search date grammar; a prefix of the caller's own ("gege2025") is no date either
-            for t in _care_dated_types():
-                care.setdefault(t, []).append(parser.parse(t, "date", prefix + values[0]))
+            clauses = [parser.parse(t, "date", prefix + values[0]) for t in _care_dated_types()]
         except FHIRError:
+            clauses = None
+        if clauses is None or any(len(c.values) != 1 for c in clauses):  # a list ("2025,2019") is not one date
             raise bad_request(f"{name} must be a date (YYYY, YYYY-MM or YYYY-MM-DD) or a dateTime, "
-                              f"found '{values[0]}'", name) from None
+                              f"found '{values[0]}'", name)
+        for t, clause in zip(_care_dated_types(), clauses):
+            care.setdefault(t, []).append(clause)
     return care
 
 

@@ -107,7 +107,8 @@ def test_links_carry_start_and_end(record):
 
 
 @pytest.mark.parametrize("query, name", [("start=2025-13-01", "start"), ("end=ge2025", "end"),
-                                         ("start=2025-01-01&start=2025-02-01", "start"), ("end=yesterday", "end")])
+                                         ("start=2025-01-01&start=2025-02-01", "start"), ("end=yesterday", "end"),
+                                         ("start=2025-01-01,2019-05-01", "start"), ("end=2000,2024", "end")])
 def test_a_bad_start_or_end_is_a_400_naming_it(record, query, name):
     r = record.get(f"/fhir/Patient/p1/$everything?{query}")
     assert r.status_code == 400, r.text
