@@ -17,6 +17,7 @@ from ipt_fhir.fhir.jsonio import dump_json
 from ipt_fhir.fhir.outcome import FHIRError, error, method_not_allowed, operation_outcome
 from ipt_fhir.http_dates import current_http_date
 from ipt_fhir.security import guard
+from ipt_fhir.security.middleware import ANSWER_AT_ONCE
 
 log = logging.getLogger("ipt_fhir.errors")
 
@@ -143,8 +144,9 @@ class UnexpectedErrorMiddleware:
     so that answer gets what every answer gets: the security headers, the request id, Date, the audit
     record. (Starlette's handler for Exception runs in its ServerErrorMiddleware, outside all of them.)
     A request cancelled before it answered, which uvicorn does once a shutdown's grace period is over,
-    gets a 503 OperationOutcome here too (uvicorn's own answer would be a plain-text 500). Once the
-    response has started there is nothing to answer with: the exception goes on up."""
+    gets a 503 OperationOutcome here too (uvicorn's own answer would be a plain-text 500); the cancellation
+    then goes on up, and uvicorn logs it as an error. Once the response has started there is nothing to
+    answer with: the exception goes on up."""
 
     def __init__(self, app) -> None:  # noqa: ANN001
         self.app = app
@@ -170,5 +172,6 @@ class UnexpectedErrorMiddleware:
         except asyncio.CancelledError:
             if not started:
                 log.warning("request cut off by the shutdown: %s %s", scope["method"], scope["path"])
+                scope[ANSWER_AT_ONCE] = True  # uvicorn does not wait for this task: no await may suspend it
                 await _cut_off_by_shutdown()(scope, receive, send)
             raise

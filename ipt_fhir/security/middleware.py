@@ -17,6 +17,9 @@ from . import audit
 log = logging.getLogger("ipt_fhir.security")
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+# Set in a request's scope once nothing waits for it any more (api/errors.py: cut off at shutdown): its
+# answer must leave without yielding to the event loop, so its audit record is written on the loop itself.
+ANSWER_AT_ONCE = "ipt_fhir.answer_at_once"
 _API_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -90,9 +93,12 @@ class SecurityMiddleware:
                 return  # the app's own response was withheld: its audit record could not be written
             if message["type"] == "http.response.start":
                 if collector is not None:
+                    flush = (scope["app"].state.database, collector, message["status"])
                     try:
-                        await run_in_threadpool(audit.flush, scope["app"].state.database, collector,
-                                                message["status"])
+                        if scope.get(ANSWER_AT_ONCE):
+                            audit.flush(*flush)
+                        else:
+                            await run_in_threadpool(audit.flush, *flush)
                     except Exception:  # noqa: BLE001 - no disclosure without an audit record
                         log.exception("writing the audit record failed")
                         replaced = True

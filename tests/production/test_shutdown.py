@@ -4,6 +4,7 @@ a request still running when the grace period is over gets an OperationOutcome, 
 plain-text 500. (Two workers on PostgreSQL: tests/production/test_scale_out.py.)"""
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
 import threading
@@ -12,6 +13,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.live_server import ServedProcess, server_env
 
@@ -58,9 +60,11 @@ def test_sigterm_lets_the_transaction_in_flight_commit(tmp_path):
     assert "ipt-fhir worker stopped" in log and "Traceback" not in log
 
 
-def test_a_request_cut_off_by_the_end_of_the_grace_period_gets_an_operation_outcome(tmp_path):
-    code, response, _ = _transaction_during_sigterm(tmp_path / "cut.db", tmp_path / "server.log",
-                                                    IPT_FHIR_SHUTDOWN_TIMEOUT="0")
+@pytest.mark.parametrize("audit", ["off", "on"])  # audited, its AuditEvent is written before the answer leaves
+def test_a_request_cut_off_by_the_end_of_the_grace_period_gets_an_operation_outcome(tmp_path, audit):
+    database = tmp_path / "cut.db"
+    code, response, _ = _transaction_during_sigterm(database, tmp_path / "server.log",
+                                                    IPT_FHIR_SHUTDOWN_TIMEOUT="0", IPT_FHIR_AUDIT=audit)
     assert code == -signal.SIGTERM
     assert response.status_code == 503, response.text[:500]
     assert response.headers["content-type"].startswith("application/fhir+json")
@@ -68,3 +72,8 @@ def test_a_request_cut_off_by_the_end_of_the_grace_period_gets_an_operation_outc
     assert response.json()["resourceType"] == "OperationOutcome" and issue["code"] == "timeout"
     assert "may or may not have been stored" in issue["diagnostics"]  # the thread's commit cannot be stopped
     assert response.headers.get("x-request-id") and response.headers.get("date")
+    if audit == "on":
+        with sqlite3.connect(database) as conn:
+            outcomes = [json.loads(row[0])["outcome"] for row in conn.execute(
+                "SELECT content FROM resource WHERE resource_type = 'AuditEvent'")]
+        assert "8" in outcomes, outcomes  # serious failure: the 503's own record
