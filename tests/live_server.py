@@ -12,6 +12,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable
 
 import httpx
 import uvicorn
@@ -88,3 +89,27 @@ class ServedProcess:
                 self.process.wait()
         self._log_file.close()
         return self.process.returncode
+
+    def stop_during(self, request: Callable[[], httpx.Response], after: float = 0.2
+                    ) -> tuple[int, httpx.Response, float]:
+        """`request()` sent from another thread, and SIGTERM `after` seconds later, while the server handles
+        it: (exit code, its response, seconds from the signal to that response). Its HTTP error is raised."""
+        answered: list[tuple[httpx.Response | httpx.HTTPError, float]] = []
+
+        def send() -> None:
+            try:
+                answered.append((request(), time.monotonic()))
+            except httpx.HTTPError as exc:
+                answered.append((exc, time.monotonic()))
+
+        thread = threading.Thread(target=send)
+        thread.start()
+        time.sleep(after)
+        signalled = time.monotonic()
+        code = self.stop()
+        thread.join(60)
+        assert answered, "the request neither got an answer nor failed"
+        response, at = answered[0]
+        if isinstance(response, httpx.HTTPError):
+            raise response
+        return code, response, at - signalled

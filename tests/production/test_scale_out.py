@@ -155,23 +155,17 @@ def test_metrics_add_up_over_the_worker_processes(cluster):
 def test_sigterm_finishes_in_flight_requests_and_exits_cleanly(cluster):
     instances, token = cluster
     target = instances[1]
-    results: list[tuple[int, float]] = []
+    entries = [{"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": {"resourceType": "Patient",
+                                                                   "name": [{"family": f"Drain{i}"}]},
+                "request": {"method": "POST", "url": "Patient"}} for i in range(300)]
 
-    def slow_transaction() -> None:
-        entries = [{"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": {"resourceType": "Patient",
-                                                                       "name": [{"family": f"Drain{i}"}]},
-                    "request": {"method": "POST", "url": "Patient"}} for i in range(300)]
+    def slow_transaction() -> httpx.Response:
         with _client(target.url, token) as c:
-            r = c.post("", json={"resourceType": "Bundle", "type": "transaction", "entry": entries})
-            results.append((r.status_code, time.monotonic()))
+            return c.post("", json={"resourceType": "Bundle", "type": "transaction", "entry": entries})
 
-    thread = threading.Thread(target=slow_transaction)
-    thread.start()
-    time.sleep(0.3)  # the transaction is being processed
-    signalled = time.monotonic()
-    assert target.stop() == 0
-    thread.join(60)
-    assert [status for status, _ in results] == [200], "the in-flight transaction was cut off by the shutdown"
-    assert results[0][1] > signalled, "answered before the signal: nothing was in flight"
+    code, response, after_signal = target.stop_during(slow_transaction, after=0.3)
+    assert code == 0
+    assert response.status_code == 200, "the in-flight transaction was cut off by the shutdown"
+    assert after_signal > 0, "answered before the signal: nothing was in flight"
     log = target.log.read_text()
     assert "ipt-fhir worker stopped" in log and "Traceback" not in log
