@@ -73,7 +73,8 @@ def test_this_servers_base_is_the_one_the_client_called(group_of_two):
 
 
 @pytest.mark.parametrize("reference", [f"{OWN}/Observation/a", f"{OTHER}/Observation/a", "Observation/9/Patient/a",
-                                       f"{OWN}/Group/g/Patient/a", "Patient/a/_history", "Patient/a/b"])
+                                       f"{OWN}/Group/g/Patient/a", "Patient/a/_history", "Patient/a/_history/",
+                                       "Patient/a/b"])
 def test_a_url_to_another_type_is_no_patient_under_either_base(group_of_two, reference):
     """Nor is a reference with more segments than [type]/[id](/_history/[version]) whose last two happen to
     read Patient/a."""
