@@ -101,6 +101,16 @@ def _assert_indexed(db: Database, plans: list[list[tuple[str, str | None, bool]]
     assert any(node.startswith(("Index", "Bitmap")) for scans in plans for node, _, _ in scans), f"{what}: {plans}"
 
 
+def test_a_scan_of_a_whole_index_is_told_from_a_lookup():
+    """No search plan here reads a whole index today, so the detector is checked on the plan shapes
+    PostgreSQL gives (EXPLAIN FORMAT JSON): an index scan reads it all when it has no Index Cond."""
+    lookup = {"Node Type": "Index Scan", "Relation Name": "resource", "Index Cond": "(id = 'x')"}
+    whole = {"Node Type": "Index Only Scan", "Relation Name": "search_token"}
+    plan = {"Node Type": "Nested Loop", "Plans": [lookup, whole, {"Node Type": "Seq Scan", "Relation Name": "keys"}]}
+    assert _scans(plan) == [("Nested Loop", None, False), ("Index Scan", "resource", False),
+                            ("Index Only Scan", "search_token", True), ("Seq Scan", "keys", True)]
+
+
 def test_read_by_id_uses_the_primary_key(loaded):
     _app, db, _ = loaded
     with db.engine.connect() as conn:
