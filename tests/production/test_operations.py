@@ -1,9 +1,11 @@
 """/healthz, /readyz, /metrics, request ids and the JSON access log (without patient data)."""
 from __future__ import annotations
 
-import gc
 import json
 import logging
+import shutil
+import subprocess
+import sys
 
 import pytest
 from fastapi.testclient import TestClient
@@ -13,6 +15,7 @@ from ipt_fhir.observability import ACCESS_LOGGER, JsonFormatter, interaction_of,
 from ipt_fhir.settings import Settings
 from ipt_fhir.store import migrate
 from ipt_fhir.store.database import Database
+from tests.live_server import server_env
 
 PATIENT = {"resourceType": "Patient", "name": [{"family": "Zyxwarden", "given": ["Philippa"]}],
            "birthDate": "1984-07-19"}
@@ -168,14 +171,32 @@ def test_documentation_assets_are_not_counted_as_fhir_requests(client):
         before, "ipt_fhir_requests_total", interaction="unmatched")
 
 
-def test_a_worker_freezes_what_it_built_at_start(tmp_path):
-    """The definitions and compiled validator live as long as the worker: frozen at start, full garbage
-    collections stop walking them (each such walk stalled every request in flight for ~90 ms)."""
-    from ipt_fhir.fhir.validation.compiler import type_node
+_FREEZE_PROBE = """
+import gc, json, sys
+from fastapi.testclient import TestClient
+from ipt_fhir.app import create_app
+from ipt_fhir.fhir.validation.compiler import type_node
+from ipt_fhir.settings import Settings
+from ipt_fhir.store.database import Database
 
-    url = f"sqlite:///{tmp_path / 'gc.db'}"
-    migrate.upgrade(url)
-    with TestClient(create_app(Settings(database_url=url), Database(url))):
-        assert gc.get_freeze_count() > 100_000
-        node = type_node("CarePlan")
-        assert gc.is_tracked(node) and id(node) not in {id(o) for o in gc.get_objects()}  # frozen
+url = sys.argv[1]
+before = gc.get_freeze_count()
+with TestClient(create_app(Settings(database_url=url), Database(url))):
+    node = type_node("CarePlan")
+    print(json.dumps({"before": before, "during": gc.get_freeze_count(), "tracked": gc.is_tracked(node),
+                      "walked": id(node) in {id(o) for o in gc.get_objects()}}))
+"""
+
+
+def test_a_worker_freezes_what_it_built_at_start(sqlite_template, tmp_path):
+    """The definitions and compiled validator live as long as the worker: frozen at start, full garbage
+    collections stop walking them (each such walk stalled every request in flight for ~90 ms). In a
+    process of its own: a test process keeps the first freeze of any app started in it."""
+    database = tmp_path / "gc.db"
+    shutil.copy(sqlite_template, database)
+    out = subprocess.run([sys.executable, "-c", _FREEZE_PROBE, f"sqlite:///{database}"], capture_output=True,
+                         text=True, env=server_env(), timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    probe = json.loads(out.stdout.strip().splitlines()[-1])
+    assert probe["before"] == 0 and probe["during"] > 100_000, probe
+    assert probe["tracked"] and not probe["walked"], probe  # the compiled CarePlan node is frozen
