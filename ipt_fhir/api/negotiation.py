@@ -126,7 +126,8 @@ def _quality(media: str, ranges: list[tuple[str, float]]) -> tuple[float, int]:
 
 
 def wants_pretty(request: Request) -> bool:
-    return request.query_params.get("_pretty", "").lower() == "true"
+    # Most requests carry no query string: parsing an empty one costs a create or read a few percent.
+    return bool(request.scope.get("query_string")) and request.query_params.get("_pretty", "").lower() == "true"
 
 
 def body_media_type(request: Request) -> str:

@@ -105,7 +105,8 @@ def read_response(request: Request, stored) -> Response:  # noqa: ANN001
 
 
 def _subset(request: Request, stored) -> bytes:  # noqa: ANN001
-    if "_summary" not in request.query_params and "_elements" not in request.query_params:
+    if not request.scope.get("query_string") or (
+            "_summary" not in request.query_params and "_elements" not in request.query_params):
         return stored.content
     return subset_read(stored.content, stored.resource_type, request.query_params.multi_items())
 
