@@ -196,7 +196,7 @@ class _Course:
         dropout_after = rng.randint(3, max(3, count - 3)) if rng.random() < 0.12 and count > 6 else None
 
         # Goals
-        goal_specs = [(f"Reduce depressive symptoms: PHQ-9 below 5", diagnosis, None, True)]
+        goal_specs = [("Reduce depressive symptoms: PHQ-9 below 5", diagnosis, None, True)]
         for area, ref in zip(areas, area_refs):
             text, mechanism = AREA_GOALS[area[0]]
             goal_specs.append((text, ref, mechanism, False))

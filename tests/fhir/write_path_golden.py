@@ -26,7 +26,7 @@ from typing import Any, Iterator
 
 import orjson
 
-from ipt_fhir.fhir.jsonio import FhirDecimal, dump_json, parse_json
+from ipt_fhir.fhir.jsonio import FhirDecimal, parse_json
 from ipt_fhir.fhir.outcome import FHIRError
 
 HERE = Path(__file__).resolve().parent

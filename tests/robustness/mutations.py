@@ -5,7 +5,6 @@ import copy
 import gzip
 import json
 from functools import lru_cache
-from pathlib import Path
 
 from hypothesis import strategies as st
 

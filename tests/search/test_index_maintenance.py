@@ -7,7 +7,7 @@ from ipt_fhir.store import migrate
 from ipt_fhir.store.search_index import reindex_all
 from ipt_fhir.store.search_tables import INDEX_TABLES
 
-from .harness import put, remove
+from .harness import remove
 
 
 def _rows(db) -> int:

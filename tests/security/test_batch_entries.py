@@ -2,9 +2,7 @@
 standalone requests (IPT_FHIR_AUTH=smart)."""
 from __future__ import annotations
 
-from tests.security.conftest import (  # noqa: F401 - fixtures
-    ADMIN, audit_events, keys, observation, patient, secure_client, secure_settings,
-)
+from .conftest import ADMIN, audit_events, observation, patient
 
 
 def _batch(*entries: tuple[str, str]) -> dict:
