@@ -33,6 +33,13 @@ def _next_prefix(q: str) -> str:
     return q[:-1] + chr(ord(q[-1]) + 1) if q else "\U0010ffff"
 
 
+def _below(q: str) -> tuple[str, str]:
+    """uri :below by path segment, like :above: the value itself, or [lo, hi) for everything under it
+    (url:below=http://acme.org/fhir matches http://acme.org/fhir/ValueSet/1, not http://acme.org/fhirx)."""
+    lo = q.rstrip("/") + "/"
+    return lo, _next_prefix(lo)
+
+
 def _like_escape(q: str) -> str:
     return q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
@@ -200,7 +207,8 @@ class SqlBuilder:
         ors = []
         for q in clause.values:
             if clause.modifier == "below":
-                ors.append(sa.and_(t.c.value >= q, t.c.value < _next_prefix(q)))
+                lo, hi = _below(q)
+                ors.append(sa.or_(t.c.value == q, sa.and_(t.c.value >= lo, t.c.value < hi)))
             elif clause.modifier == "above":
                 prefixes = {q}
                 cut = q
@@ -618,7 +626,8 @@ class TextSql:
         ors = []
         for q in clause.values:
             if clause.modifier == "below":
-                ors.append(f"{a}.value >= {self.p(q)} AND {a}.value < {self.p(_next_prefix(q))}")
+                lo, hi = _below(q)
+                ors.append(f"{a}.value = {self.p(q)} OR ({a}.value >= {self.p(lo)} AND {a}.value < {self.p(hi)})")
             elif clause.modifier == "above":
                 prefixes = {q}
                 cut = q

@@ -97,9 +97,18 @@ def test_number_and_quantity(engine):
 def test_uri_below_and_above(engine):
     engine.put({"resourceType": "ValueSet", "id": "v1", "status": "active", "url": "http://acme.org/fhir/ValueSet/a"})
     engine.put({"resourceType": "ValueSet", "id": "v2", "status": "active", "url": "http://acme.org/other"})
+    engine.put({"resourceType": "ValueSet", "id": "v3", "status": "active", "url": "http://acme.org/fhirx",
+                "jurisdiction": [{"text": "acme"}]})
     assert engine.ids("ValueSet", "url=http://acme.org/fhir/ValueSet/a") == {"v1"}
+    # by path segment, as :above: a longer sibling name is not below
     assert engine.ids("ValueSet", "url:below=http://acme.org/fhir") == {"v1"}
-    assert engine.ids("ValueSet", "url:below=http://acme.org") == {"v1", "v2"}
+    assert engine.ids("ValueSet", "url:below=http://acme.org/fhir/") == {"v1"}
+    assert engine.ids("ValueSet", "url:below=http://acme.org/fhir/ValueSet/a") == {"v1"}
+    assert engine.ids("ValueSet", "url:below=http://acme.org/fhir/Value") == set()
+    assert engine.ids("ValueSet", "url:below=http://acme.org") == {"v1", "v2", "v3"}
+    # beside a :text clause the search runs through the SQLAlchemy builder: the same answer
+    assert engine.ids("ValueSet", "url:below=http://acme.org/fhir&jurisdiction:text=acme") == set()
+    assert engine.ids("ValueSet", "url:below=http://acme.org&jurisdiction:text=acme") == {"v3"}
     assert engine.ids("ValueSet", "url:above=http://acme.org/fhir/ValueSet/a/extra") == {"v1"}
 
 
