@@ -796,13 +796,13 @@ def parse_entry(index: int, raw: dict, base_url: str) -> Entry:
         raise bad_request("The entry has no request", "request", code="required")
     method = request["method"]
     url = request["url"]
-    if url.startswith(base_url + "/"):
-        url = url[len(base_url) + 1:]
-    elif "://" in url:
-        parts = urlsplit(url)
-        path = parts.path
-        idx = path.find("/fhir/")
-        url = (path[idx + 6:] if idx >= 0 else path.lstrip("/")) + (f"?{parts.query}" if parts.query else "")
+    if url == base_url or url.startswith((base_url + "/", base_url + "?")):
+        url = url[len(base_url):]
+    elif urlsplit(url).scheme:
+        # request.url is relative to the base the Bundle was posted to (bundle.html): another server's
+        # Patient/1 is not ours to read, change or delete.
+        raise bad_request(f"request.url '{url}' is not on this server: give it relative to {base_url}",
+                          "request.url")
     url = url.lstrip("/")
     path, _, query = url.partition("?")
     segments = [s for s in path.split("/") if s]

@@ -208,3 +208,24 @@ def test_a_transaction_cannot_write_two_entries_under_one_fullurl_even_of_differ
     assert "also used by entry 0" in r.json()["issue"][0]["diagnostics"]
     assert_points_into(bundle, r.json(), "Bundle.entry[1].fullUrl")
     assert table_counts(database) == before
+
+
+def test_an_entry_addressed_to_another_server_is_refused_and_changes_nothing(client):
+    """request.url is relative to this server's base (bundle.html): another server's Patient/p is not ours."""
+    assert client.put("/fhir/Patient/p", json={"resourceType": "Patient", "id": "p"},
+                      headers={"Content-Type": "application/fhir+json"}).status_code == 201
+    elsewhere = "http://other.example.org/fhir/Patient/p"
+    bundle = tx(delete(elsewhere))
+    r = post_bundle(client, bundle)
+    assert r.status_code == 400, r.text
+    assert_points_into(bundle, r.json(), "Bundle.entry[0].request.url")
+    assert "not on this server" in r.json()["issue"][0]["diagnostics"]
+    assert client.get("/fhir/Patient/p").status_code == 200
+
+    batch = tx(delete(elsewhere), put(patient(id="q"), "https://other.example.org/R4/Patient/q"),
+               {"request": {"method": "GET", "url": "http://testserver/fhir/Patient/p"}}, kind="batch")
+    r = post_bundle(client, batch)
+    assert r.status_code == 200, r.text
+    assert [e["response"]["status"][:3] for e in r.json()["entry"]] == ["400", "400", "200"]
+    assert client.get("/fhir/Patient/p").status_code == 200
+    assert client.get("/fhir/Patient/q").status_code == 404
