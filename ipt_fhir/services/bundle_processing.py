@@ -818,6 +818,8 @@ def parse_entry(index: int, raw: dict, base_url: str) -> Entry:
             return search
     if not segments or segments[0] not in REST_TYPES:
         raise FHIRError.of(404, "not-supported", f"request.url '{url}' names no known resource type", "request.url")
+    if method not in ("GET", "HEAD") and not guard.writable(segments[0]):  # the 405 the REST call gets,
+        raise _located(guard.audit_write_refused(), "request.method")  # before its resource is validated
     entry = Entry(index, method, segments[0], query=query)
     entry.full_url = raw.get("fullUrl")
     if len(segments) >= 2:

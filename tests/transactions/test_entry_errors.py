@@ -229,3 +229,19 @@ def test_an_entry_addressed_to_another_server_is_refused_and_changes_nothing(cli
     assert [e["response"]["status"][:3] for e in r.json()["entry"]] == ["400", "400", "200"]
     assert client.get("/fhir/Patient/p").status_code == 200
     assert client.get("/fhir/Patient/q").status_code == 404
+
+
+@pytest.mark.parametrize("entry", [
+    delete("AuditEvent/missing"),
+    delete("AuditEvent?_id=missing"),
+    post({"resourceType": "AuditEvent"}),  # invalid too: the 405 comes first, as over REST
+    put({"resourceType": "AuditEvent", "id": "a"}),
+])
+def test_audit_event_writes_in_a_bundle_get_the_405_of_the_rest_call(client, entry):
+    r = post_bundle(client, tx(entry, kind="batch"))
+    assert r.status_code == 200, r.text
+    response = r.json()["entry"][0]["response"]
+    assert response["status"].startswith("405"), response
+    assert expressions(response["outcome"]) == ["Bundle.entry[0].request.method"]
+    r = post_bundle(client, tx(entry))
+    assert r.status_code == 405, r.text
