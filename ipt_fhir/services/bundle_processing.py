@@ -806,6 +806,14 @@ def parse_entry(index: int, raw: dict, base_url: str) -> Entry:
     url = url.lstrip("/")
     path, _, query = url.partition("?")
     segments = [s for s in path.split("/") if s]
+    if method == "POST" and segments[-1:] == ["_search"] and len(segments) <= 2:
+        # POST [type]/_search is the search interaction (http.html#search); an entry has no form body, so
+        # its criteria are those of request.url, and it is run as the GET of the same search.
+        if raw.get("resource") is not None:
+            raise bad_request("A _search entry takes its criteria from request.url, not from a resource",
+                              "resource")
+        method, segments = "GET", segments[:-1]
+        url = "/".join(segments) + (f"?{query}" if query else "")
     params = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k not in NON_PARAMS]
     if segments:
         other = parse_other(method, segments, params, raw.get("resource"), base_url)

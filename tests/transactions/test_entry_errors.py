@@ -245,3 +245,22 @@ def test_audit_event_writes_in_a_bundle_get_the_405_of_the_rest_call(client, ent
     assert expressions(response["outcome"]) == ["Bundle.entry[0].request.method"]
     r = post_bundle(client, tx(entry))
     assert r.status_code == 405, r.text
+
+
+def test_post_search_entries_run_the_search_of_their_url(client):
+    """POST [type]/_search is the search interaction; in a Bundle its criteria are request.url's."""
+    pid = client.post("/fhir/Patient", json=patient(identifier=[{"system": "http://x", "value": "s1"}]),
+                      headers={"Content-Type": "application/fhir+json"}).json()["id"]
+    client.post("/fhir/Patient", json=patient(), headers={"Content-Type": "application/fhir+json"})
+    searches = [{"request": {"method": "POST", "url": "Patient/_search?identifier=http://x|s1"}},
+                {"request": {"method": "POST", "url": f"_search?_id={pid}&_type=Patient"}},
+                {"request": {"method": "POST", "url": "Patient/_search"}, "resource": patient()}]
+    r = post_bundle(client, tx(*searches, kind="batch"))
+    assert r.status_code == 200, r.text
+    by_type, system, with_body = r.json()["entry"]
+    for found in (by_type, system):
+        assert found["response"]["status"] == "200 OK"
+        assert found["resource"]["type"] == "searchset"
+        assert [e["resource"]["id"] for e in found["resource"]["entry"]] == [pid]
+    assert with_body["response"]["status"].startswith("400")
+    assert expressions(with_body["response"]["outcome"]) == ["Bundle.entry[2].resource"]
