@@ -136,9 +136,16 @@ def body_media_type(request: Request) -> str:
 
 
 @lru_cache(maxsize=256)  # a client sends the same Content-Type with every write
-def _content_type(header: str) -> tuple[str, str | None]:
-    """(media type lower-cased without parameters, or ''; a fhirVersion other than 4.0 it names)."""
-    return next(iter(media_types(header)), ""), _other_fhir_version(header.lower())
+def _content_type(header: str) -> tuple[str, str | None, str | None]:
+    """(media type lower-cased without parameters, or ''; a fhirVersion other than 4.0 it names; a charset
+    other than UTF-8 it names)."""
+    lowered = header.lower()
+    charset = _CHARSET.search(lowered)
+    other_charset = charset.group(1) if charset and charset.group(1) not in ("utf-8", "utf8") else None
+    return next(iter(media_types(header)), ""), _other_fhir_version(lowered), other_charset
+
+
+_CHARSET = re.compile(r';\s*charset\s*=\s*"?([^";,\s]*)')
 
 
 def check_body_media_type(request: Request, *, allow: tuple[str, ...] = ()) -> str:
@@ -146,9 +153,11 @@ def check_body_media_type(request: Request, *, allow: tuple[str, ...] = ()) -> s
     header = request.headers.get("content-type")
     if not header:
         return FHIR_JSON  # lenient: many scripts send JSON without a Content-Type
-    media, other = _content_type(header)
+    media, other, charset = _content_type(header)
     if media in ("application/fhir+json", "application/json", "application/json+fhir") or media in allow:
         if other is not None:
             raise FHIRError.of(415, "not-supported", f"The body is FHIR {other}; this server takes FHIR 4.0")
+        if charset is not None:  # FHIR's JSON is UTF-8 (http.html#mime-type); a body in another is not read as it
+            raise FHIRError.of(415, "not-supported", f"The body's charset is {charset}; send UTF-8")
         return media
     raise FHIRError.of(415, "not-supported", f"Content-Type '{media}' is not supported; send application/fhir+json")

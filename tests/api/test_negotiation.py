@@ -55,3 +55,22 @@ def test_a_body_of_another_fhir_version_is_415(client):
     assert r.status_code == 415 and r.json()["resourceType"] == "OperationOutcome"
     ok = client.post("/fhir/Patient", json=body, headers={"Content-Type": "application/fhir+json; fhirVersion=4.0"})
     assert ok.status_code == 201
+
+
+@pytest.mark.parametrize("content_type", [
+    "application/fhir+json; charset=utf-16", 'application/fhir+json; charset="ISO-8859-1"',
+    "application/json-patch+json; charset=latin1",
+])
+def test_a_body_in_a_charset_other_than_utf8_is_415(client, content_type):
+    """FHIR's JSON is UTF-8 (http.html#mime-type): a body that says it is not is refused, not misread."""
+    client.put("/fhir/Patient/cs", json={"resourceType": "Patient", "id": "cs"})
+    r = client.put("/fhir/Patient/cs", content=b'{"resourceType": "Patient", "id": "cs", "gender": "male"}',
+                   headers={"Content-Type": content_type})
+    if "patch" in content_type:
+        r = client.patch("/fhir/Patient/cs", content=b'[]', headers={"Content-Type": content_type})
+    assert r.status_code == 415, r.text
+    assert "charset" in r.json()["issue"][0]["diagnostics"]
+    for utf8 in ("application/fhir+json; charset=UTF-8", "application/fhir+json;charset=utf8"):
+        ok = client.put("/fhir/Patient/cs", content=b'{"resourceType": "Patient", "id": "cs"}',
+                        headers={"Content-Type": utf8})
+        assert ok.status_code == 200, ok.text
