@@ -215,7 +215,25 @@ def _default(value: Any) -> Any:
 
 def dump_json(value: Any, *, pretty: bool = False) -> bytes:
     option = orjson.OPT_PASSTHROUGH_SUBCLASS | (orjson.OPT_INDENT_2 if pretty else 0)
-    return orjson.dumps(value, default=_default, option=option)
+    try:
+        return orjson.dumps(value, default=_default, option=option)
+    except orjson.JSONEncodeError as exc:
+        if "64-bit" not in str(exc):
+            raise
+        # An integer beyond 64 bits (valid JSON, and a FHIR decimal may be that large): orjson writes
+        # none, so such integers go out as their digits.
+        return orjson.dumps(_big_integers_as_text(value), default=_default, option=option)
+
+
+def _big_integers_as_text(value: Any) -> Any:
+    kind = type(value)
+    if kind is int and not -(1 << 63) <= value < (1 << 64):
+        return orjson.Fragment(str(value))
+    if kind is dict:
+        return {k: _big_integers_as_text(v) for k, v in value.items()}
+    if kind is list:
+        return [_big_integers_as_text(v) for v in value]
+    return value
 
 
 def load_stored(data: bytes) -> Any:

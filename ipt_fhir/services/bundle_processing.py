@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -58,6 +59,8 @@ from ipt_fhir.store.database import Database
 from ipt_fhir.store.ids import new_resource_id
 from ipt_fhir.store.resources import StoredVersion
 from ipt_fhir.store.search_index import table_rows
+
+log = logging.getLogger(__name__)
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 _STATUS_TEXT = {200: "200 OK", 201: "201 Created", 204: "204 No Content", 304: "304 Not Modified"}
@@ -388,6 +391,10 @@ class BundleService:
                 results.append(self._batch_entry_settled(item, base_url, claims, siblings, prefer, strict_search))
             except FHIRError as exc:
                 results.append(_failed(i, exc))
+            except Exception:  # noqa: BLE001 - a defect in one entry: its unit rolled back, the others stand
+                log.exception("batch entry %d failed unexpectedly", i)
+                results.append(_failed(i, FHIRError.of(500, "exception", "An internal error stopped this entry; "
+                                                                         "it was not applied")))
         return results
 
     def _batch_entry_settled(self, entry: Entry, base_url: str, claims: _Claims, siblings: dict[str, int],

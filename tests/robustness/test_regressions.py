@@ -141,3 +141,39 @@ def test_a_decimal_beyond_a_double_is_stored_exactly_and_search_goes_on(rclient)
     assert above.status_code == 200 and above.json()["total"] == 1
     assert rclient.get(f"/fhir/Observation?_id={rid}&value-quantity=lt1e300").json()["total"] == 0
     assert rclient.get("/fhir/_history?_count=1").status_code == 200
+
+
+BIG = 123456789012345678901234567890  # beyond 64 bits: orjson writes no such integer
+
+
+def test_an_integer_decimal_beyond_64_bits_is_stored_exactly_on_every_write_path(rclient):
+    """A FHIR decimal may be any JSON number. Written as an integer beyond 64 bits it once answered 500
+    on every write path, and a batch answered 500 after committing its other entries."""
+    body = ('{"resourceType":"Observation","id":"big","status":"final","code":{"text":"big"},'
+            f'"valueQuantity":{{"value":{BIG}}}}}').encode()
+    put = rclient.put("/fhir/Observation/big", content=body, headers={"Content-Type": "application/fhir+json"})
+    assert put.status_code == 201, put.text
+    assert f'"value":{BIG}'.encode() in rclient.get("/fhir/Observation/big").content
+    assert f'"value": {BIG}'.encode() in rclient.get("/fhir/Observation/big?_pretty=true").content
+    patched = rclient.patch("/fhir/Observation/big", json={"resourceType": "Parameters", "parameter": [{
+        "name": "operation", "part": [{"name": "type", "valueCode": "replace"},
+                                      {"name": "path", "valueString": "Observation.valueQuantity.value"},
+                                      {"name": "value", "valueDecimal": BIG + 1}]}]},
+        headers={"Content-Type": "application/fhir+json"})
+    assert patched.status_code == 200, patched.text
+    assert f'"value":{BIG + 1}'.encode() in rclient.get("/fhir/Observation/big").content
+
+    batch = {"resourceType": "Bundle", "type": "batch", "entry": [
+        {"resource": {"resourceType": "Patient", "name": [{"family": "BatchOk"}]},
+         "request": {"method": "POST", "url": "Patient"}},
+        {"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "big"},
+                      "valueQuantity": {"value": BIG}}, "request": {"method": "POST", "url": "Observation"}}]}
+    r = rclient.post("/fhir", json=batch, headers={"Content-Type": "application/fhir+json"})
+    assert r.status_code == 200, r.text
+    assert [e["response"]["status"] for e in r.json()["entry"]] == ["201 Created", "201 Created"]
+    assert f'"value":{BIG}'.encode() in r.content
+
+    too_big = rclient.put("/fhir/Observation/big", content=body.replace(b'"valueQuantity":{"value"', b'"valueInteger"')
+                          .replace(f"{BIG}}}".encode(), f"{BIG}".encode()),
+                          headers={"Content-Type": "application/fhir+json"})
+    assert too_big.status_code == 400, too_big.text  # an integer is 32 bits

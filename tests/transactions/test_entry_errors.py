@@ -264,3 +264,25 @@ def test_post_search_entries_run_the_search_of_their_url(client):
         assert [e["resource"]["id"] for e in found["resource"]["entry"]] == [pid]
     assert with_body["response"]["status"].startswith("400")
     assert expressions(with_body["response"]["outcome"]) == ["Bundle.entry[2].resource"]
+
+
+def test_an_unexpected_failure_of_one_batch_entry_is_that_entrys_500(client, monkeypatch, caplog):
+    """A defect met by one entry rolls back that entry's unit only: the others are reported as done, not
+    hidden behind a 500 for the whole batch."""
+    from ipt_fhir.services import bundle_processing
+
+    real = bundle_processing.BundleService._batch_entry
+
+    def failing(self, entry, *args, **kwargs):
+        if entry.index == 1:
+            raise RuntimeError("a defect")
+        return real(self, entry, *args, **kwargs)
+
+    monkeypatch.setattr(bundle_processing.BundleService, "_batch_entry", failing)
+    r = post_bundle(client, tx(post(patient()), post(patient()), post(patient()), kind="batch"))
+    assert r.status_code == 200, r.text
+    statuses = [e["response"]["status"] for e in r.json()["entry"]]
+    assert statuses[0] == statuses[2] == "201 Created" and statuses[1].startswith("500"), statuses
+    outcome = r.json()["entry"][1]["response"]["outcome"]
+    assert "not applied" in outcome["issue"][0]["diagnostics"] and "a defect" not in r.text
+    assert any("batch entry 1 failed" in rec.getMessage() for rec in caplog.records)
