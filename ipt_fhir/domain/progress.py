@@ -8,13 +8,13 @@ resource's new version (or its last version and deleted=True). Nothing is recomp
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from typing import Any, Iterable
 
 from .canonical import (
     CS_ATTENDANCE, CS_PHASE, CS_PROBLEM_AREA, DEFAULT_CANONICAL_BASE, EXT_ATTENDANCE, LOINC, LOINC_PHQ9,
     canonical, claims_profile, CAREPLAN_PROFILE, extension_value, ipt_coding, is_ipt_url, reference,
-    session_number, session_phase, split_reference,
+    same_reference, session_number, session_phase, split_reference,
 )
 from .lookup import ResourceLookup
 from .protocols import get_protocol, protocol_for_careplan
@@ -23,6 +23,7 @@ ATTENDED = frozenset({"finished"})
 MISSED = frozenset({"cancelled"})
 UPCOMING = frozenset({"planned", "arrived", "triaged", "in-progress", "onleave"})
 FINAL_OBSERVATION = frozenset({"final", "amended", "corrected"})
+PHQ9_RANGE = (0, 27)  # a total outside it is no PHQ-9 score
 ROW_VERSION = 1
 
 
@@ -109,15 +110,15 @@ class PlanProgress:
     @property
     def next_session(self) -> tuple[str, SessionEntry] | None:
         upcoming = [(ref, s) for ref, s in self.sessions.items() if s.status == "planned" and s.start]
-        return min(upcoming, key=lambda item: (item[1].start, item[1].number or 0)) if upcoming else None
+        return min(upcoming, key=lambda item: (moment_key(item[1].start), item[1].number or 0)) if upcoming else None
 
     @property
     def last_session(self) -> tuple[str, SessionEntry] | None:
         held = [(ref, s) for ref, s in self.sessions.items() if s.status in ATTENDED and s.start]
-        return max(held, key=lambda item: (item[1].start, item[1].number or 0)) if held else None
+        return max(held, key=lambda item: (moment_key(item[1].start), item[1].number or 0)) if held else None
 
     def _ordered_scores(self) -> list[ScoreEntry]:
-        return sorted(self.phq9.values(), key=lambda s: s.date)
+        return sorted(self.phq9.values(), key=lambda s: moment_key(s.date))
 
     @property
     def phq9_baseline(self) -> ScoreEntry | None:
@@ -251,6 +252,12 @@ def apply_change(progress: PlanProgress, resource: dict, *, deleted: bool = Fals
             _apply_careplan(progress, resource, deleted=deleted, lookup=lookup)
     elif ref is None:
         pass
+    elif rtype in ("ServiceRequest", "Encounter", "Observation") and not _about_plan_patient(progress, resource):
+        # Linked to the plan but about another patient: the rules refuse that only for resources that
+        # claim an IPT profile, and another patient's sessions or scores are never this course's progress.
+        progress.courses.pop(ref, None)
+        progress.sessions.pop(ref, None)
+        progress.phq9.pop(ref, None)
     elif rtype == "ServiceRequest":
         if deleted or resource.get("status") == "entered-in-error":
             progress.courses.pop(ref, None)
@@ -401,9 +408,14 @@ def _phq9_entry(observation: dict) -> ScoreEntry | None:
     if not is_phq9(observation) or observation.get("status") not in FINAL_OBSERVATION:
         return None
     value, when = observation_score(observation), observation_date(observation)
-    if value is None or when is None:
+    if value is None or when is None or not PHQ9_RANGE[0] <= value <= PHQ9_RANGE[1]:
         return None
     return ScoreEntry(date=when, value=value)
+
+
+def _about_plan_patient(progress: PlanProgress, resource: dict) -> bool:
+    subject = (resource.get("subject") or {}).get("reference")
+    return progress.subject is None or subject is None or same_reference(subject, progress.subject)
 
 
 def _goal_entry(goal: dict) -> GoalEntry:
@@ -432,6 +444,21 @@ def as_date(text: str | None) -> date | None:
         return date.fromisoformat(text[:10])
     except ValueError:
         return None
+
+
+def moment_key(text: str | None) -> tuple:
+    """A sort key putting FHIR date/dateTime strings in time order: instants compare in UTC whatever
+    offset they were written with (text order put 01:00+05:00 after 22:00Z of the previous day); a date
+    counts from its start in UTC; text that does not parse sorts last, by text."""
+    moment = as_datetime(text) if text and "T" in text else None
+    if moment is None and text:
+        day = as_date(text + "-01-01"[len(text) - 4:] if len(text) in (4, 7) else text)  # 2025, 2025-03
+        moment = datetime(day.year, day.month, day.day) if day else None
+    if moment is None:
+        return (1, datetime.min, text or "")
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return (0, moment, text)
 
 
 def as_datetime(text: str | None) -> datetime | None:

@@ -142,3 +142,32 @@ def test_plans_affected_follows_the_links():
     assert plans_affected(lk.read("Goal", "g1"), lk) == ["plan"]
     assert plans_affected(lk.read("Condition", "pa1"), lk) == ["plan"]
     assert plans_affected({"resourceType": "Encounter", "id": "x"}, lk) == []
+
+
+def test_scores_are_ordered_in_time_whatever_offset_they_were_written_with():
+    """20 at 01:00+05:00 on 4 March is 20:00Z on 3 March: before 4 at 22:00Z. Text order said otherwise."""
+    world = World(sessions=12)
+    early = phq9("e", 20, "2025-03-04T01:00:00+05:00")
+    late = phq9("l", 4, "2025-03-03T22:00:00Z")
+    p = params(compute_progress(world.plan, course_requests=[world.course], scores=[late, early]))
+    assert p["phq9Baseline"]["value"] == 20 and p["phq9Latest"]["value"] == 4
+    assert p["phq9Change"] == -16 and p["phq9Response"] is True and p["phq9Remission"] is True
+
+
+def test_another_patients_sessions_and_scores_or_impossible_totals_are_not_this_courses_progress():
+    """Linked to the plan without claiming the IPT profiles (so no rule refused them), they are ignored."""
+    world, scores = course_world()
+    other = phq9("other", 2, "2025-03-01T09:00:00Z", patient="Patient/someone-else")
+    impossible = phq9("high", 40, "2025-03-02T09:00:00Z")
+    for obs in (other, impossible):
+        del obs["meta"]
+    stranger = world.session(8)
+    stranger["subject"] = {"reference": "Patient/someone-else"}
+    stranger["status"] = "finished"
+    progress = full(world, scores)
+    before = params(progress)
+    for resource in (other, impossible, stranger):
+        apply_change(progress, resource)
+    assert params(progress) == {**before, "nextSession": params(progress).get("nextSession")}
+    assert params(progress)["phq9Latest"]["value"] == 9 and params(progress)["sessionsAttended"] == 6
+    assert "Encounter/s8" not in progress.sessions  # the stranger's version replaced the planned session 8
