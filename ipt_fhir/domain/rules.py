@@ -36,7 +36,7 @@ from .canonical import (
 )
 from .lookup import ResourceLookup
 from .progress import as_date, observation_score
-from .protocols import PHASE_ORDER, Protocol, protocol_for_careplan
+from .protocols import PHASE_ORDER, Protocol, get_protocol, protocol_for_careplan
 
 CLOSED_PLAN = frozenset({"completed", "revoked", "entered-in-error"})
 CLOSED_COURSE = frozenset({"completed", "revoked", "entered-in-error"})
@@ -186,8 +186,12 @@ def _transition(rtype: str, path: str, old: str | None, new: str | None,
 def _check_careplan(plan: dict, previous: dict | None, lookup: ResourceLookup) -> list[Issue]:
     issues = _transition("CarePlan", "CarePlan.status", (previous or {}).get("status"), plan.get("status"),
                          CAREPLAN_FORBIDDEN, CAREPLAN_WARN)
+    listed_before = {g.get("reference") for g in (previous or {}).get("goal") or [] if isinstance(g, dict)}
     for i, ref, goal in _resolve(plan.get("goal"), "Goal", lookup):
-        if goal is None:
+        if goal is None and ref in listed_before:  # deleted since: not this write's doing
+            issues.append(warning("business-rule", f"goal {ref} no longer exists; remove it from the plan",
+                                  f"CarePlan.goal[{i}]"))
+        elif goal is None:
             issues.append(error("business-rule", f"goal {ref} does not exist", f"CarePlan.goal[{i}]"))
         elif not _same_subject(goal, plan):
             issues.append(error("business-rule", f"goal {ref} is about {_subject(goal)}, the plan about {_subject(plan)}",
@@ -197,6 +201,11 @@ def _check_careplan(plan: dict, previous: dict | None, lookup: ResourceLookup) -
             issues.append(error("business-rule",
                                 f"condition {ref} is about {_subject(condition)}, the plan about {_subject(plan)}",
                                 f"CarePlan.addresses[{i}]"))
+    named = plan.get("instantiatesCanonical") or []
+    if named and not any(get_protocol(url) for url in named):
+        issues.append(warning("business-rule", f"{', '.join(named)} is no IPT protocol this server knows; the "
+                                               f"limits of {protocol_for_careplan(None).title} apply",
+                              "CarePlan.instantiatesCanonical"))
     areas = _problem_area_refs(plan, lookup)
     if len(areas) > 2:
         issues.append(warning("business-rule",
@@ -233,9 +242,15 @@ def _check_careplan(plan: dict, previous: dict | None, lookup: ResourceLookup) -
     if not areas and not protocol.is_maintenance:
         late = [s for s in live if s.get("status") in HELD and (session_number(s) or 0) > initial_end]
         if late:
-            issues.append(error("business-rule",
-                                f"no IPT problem area is recorded, but session {session_number(late[0])} after the "
-                                f"initial phase (sessions 1-{initial_end}) was held", "CarePlan.addresses"))
+            # An area since entered in error left the plan without one: the plan's own edits go on, told so.
+            flag = warning if previous is not None and not _problem_area_refs(previous, lookup) else error
+            issues.append(flag("business-rule",
+                               f"no IPT problem area is recorded, but session {session_number(late[0])} after the "
+                               f"initial phase (sessions 1-{initial_end}) was held", "CarePlan.addresses"))
+    if len(live) > protocol.max_sessions and protocol.id != protocol_for_careplan(previous or plan).id:
+        issues.append(error("business-rule", f"{len(live)} sessions of this plan are recorded; {protocol.title} "
+                                             f"allows at most {protocol.max_sessions}",
+                            "CarePlan.instantiatesCanonical"))
 
     if plan.get("status") == "completed" and (previous or {}).get("status") != "completed" \
             and not protocol.is_maintenance:
@@ -345,10 +360,18 @@ def _check_session(session: dict, previous: dict | None, lookup: ResourceLookup)
     number = session_number(session)
     number_path = _ext_path("Encounter", session, EXT_SESSION_NUMBER)
     count = len(others) + 1
+    # An edit of a session the plan already counted, under the same number, adds no session: a limit
+    # the plan exceeds anyway (say its protocol changed since) is reported, not held against the edit.
+    counted_before = previous is not None and previous.get("status") not in NOT_COUNTED \
+        and session_number(previous) == number
 
     if number is not None and number > protocol.max_sessions:
-        issues.append(error("business-rule", f"session number {number} exceeds the {protocol.title} maximum of "
-                                             f"{protocol.max_sessions} sessions", number_path))
+        issues.append((warning if counted_before else error)(
+            "business-rule", f"session number {number} exceeds the {protocol.title} maximum of "
+                             f"{protocol.max_sessions} sessions", number_path))
+    elif count > protocol.max_sessions and counted_before:
+        issues.append(warning("business-rule", f"the plan has {count} sessions; {protocol.title} allows at most "
+                                               f"{protocol.max_sessions}", "Encounter.basedOn"))
     elif count > protocol.max_sessions:
         issues.append(error("business-rule", f"this would be session {count} of the plan; {protocol.title} allows at "
                                              f"most {protocol.max_sessions}", "Encounter.basedOn"))
@@ -393,9 +416,11 @@ def _check_session(session: dict, previous: dict | None, lookup: ResourceLookup)
     areas = _problem_area_refs(plan, lookup)
     initial_end = protocol.initial_phase_end(total)
     if not areas and not protocol.is_maintenance and status in HELD and (number or 0) > initial_end:
-        issues.append(error("business-rule", f"by the end of the initial phase (session {initial_end}) the plan "
-                                             f"{plan_ref} must address 1-2 IPT problem areas (CarePlan.addresses)",
-                            "Encounter.basedOn"))
+        held_before = counted_before and previous.get("status") in HELD
+        issues.append((warning if held_before else error)(
+            "business-rule", f"by the end of the initial phase (session {initial_end}) the plan "
+                             f"{plan_ref} must address 1-2 IPT problem areas (CarePlan.addresses)",
+            "Encounter.basedOn"))
     area_refs = [ref for _, ref, _ in areas]
     for i, ext in enumerate(extensions(session, EXT_PROBLEM_AREA_FOCUS)):
         focus = (ext.get("valueReference") or {}).get("reference")

@@ -326,3 +326,57 @@ def test_plan_entered_in_error_with_live_sessions_warns(world):
 def test_score_out_of_range_is_an_error(world):
     assert "Observation.value" in paths(errors(check(phq9("o1", 28, "2025-01-06"), None, world.lookup)))
     assert not errors(check(phq9("o1", 27, "2025-01-06"), None, world.lookup))
+
+
+# A plan-wide rule the write itself did not break is a warning: the plan's own edits go on.
+def test_a_goal_deleted_since_the_plan_listed_it_is_a_warning_on_plan_edits(world):
+    world.lookup.delete("Goal", "g1")
+    plan = world.plan
+    plan["description"] = "edited after the goal was deleted"
+    issues = check(plan, world.plan, world.lookup)
+    assert not errors(issues) and "CarePlan.goal[0]" in paths(warnings(issues))
+    plan["goal"].append({"reference": "Goal/never"})  # a goal added now must exist
+    assert "CarePlan.goal[1]" in paths(errors(check(plan, world.plan, world.lookup)))
+
+
+def test_a_problem_area_entered_in_error_later_does_not_block_edits_of_the_plan_or_held_sessions(world):
+    world.hold(1, 2, 3, 4, 5)
+    area = world.get("Condition", "pa1")
+    area["verificationStatus"] = {"coding": [{
+        "system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": "entered-in-error"}]}
+    world.put(area)
+    plan = world.plan
+    plan["description"] = "edited"
+    issues = check(plan, world.plan, world.lookup)
+    assert not errors(issues) and "CarePlan.addresses" in paths(warnings(issues))
+    session = world.session(5)
+    session["participant"] = session.get("participant", []) + [{"individual": {"reference": "Practitioner/t2"}}]
+    issues = check(session, world.session(5), world.lookup)
+    assert not errors(issues) and "Encounter.basedOn" in paths(warnings(issues))
+    newly_held = world.session(6)
+    newly_held["status"] = "finished"
+    assert "Encounter.basedOn" in paths(errors(check(newly_held, world.session(6), world.lookup)))
+
+
+def test_switching_to_a_protocol_the_recorded_sessions_exceed_is_an_error():
+    world = World(sessions=12)
+    world.hold(*range(1, 13))
+    plan = world.plan
+    plan["instantiatesCanonical"] = [plan["instantiatesCanonical"][0].replace("ipt-standard-individual",
+                                                                              "ipt-who-group")]
+    assert "CarePlan.instantiatesCanonical" in paths(errors(check(plan, world.plan, world.lookup)))
+    world.put(plan)  # stored anyway (say before this rule): an edit of an old session is then told, not refused
+    session = world.session(3)
+    session["participant"] = session.get("participant", []) + [{"individual": {"reference": "Practitioner/t2"}}]
+    issues = check(session, world.session(3), world.lookup)
+    assert not errors(issues) and any("12 sessions" in i.diagnostics for i in warnings(issues))
+
+
+def test_a_protocol_the_server_does_not_know_is_named_in_a_warning(world):
+    plan = world.plan
+    plan["instantiatesCanonical"] = ["http://example.org/fhir/PlanDefinition/ipt-adolescent-v2"]
+    issues = check(plan, world.plan, world.lookup)
+    assert not errors(issues)
+    assert "CarePlan.instantiatesCanonical" in paths(warnings(issues))
+    assert "ipt-adolescent-v2" in warnings(issues)[0].diagnostics
+    assert "CarePlan.instantiatesCanonical" not in paths(check(world.plan, world.plan, world.lookup))
