@@ -117,7 +117,7 @@ def prepare_line(file: str, number: int, raw: bytes, resolve: Resolver, now: dat
             raise bad_request("Imported resources keep their ids: the line has no id", f"{resource_type}.id",
                               code="required")
         rs._check_client_id(rid, resource_type)
-        validate_for_write(resource, resource_type)
+        validate_for_write(resource, resource_type, conditional_references=True)
         _resolve_in_place(resource, resolve)
         doc = rs.with_server_meta(resource, rid, 1, now)
         rows = None if (resource_type, rid) in existing else table_rows(resource_type, rid, doc)

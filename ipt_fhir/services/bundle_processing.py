@@ -923,7 +923,7 @@ def _patch_of(resource: object) -> tuple[Any, str]:
 
 def _validate_entry(entry: Entry) -> None:
     if entry.resource is not None:
-        entry.warnings = validate_for_write(entry.resource, entry.resource_type)
+        entry.warnings = validate_for_write(entry.resource, entry.resource_type, conditional_references=True)
 
 
 # http://hl7.org/fhir/R4/references.html#regex, the type checked against RESOURCE_TYPES instead

@@ -315,6 +315,11 @@ case("ref-wrong-target", with_(O, subject={"reference": "Practitioner/1"}), "val
 case("ref-bad-id", with_(O, subject={"reference": "Patient/a b"}), "value", "Observation.subject.reference")
 case("ref-wrong-target-careplan", with_(C, subject={"reference": "Observation/1"}), "value", "CarePlan.subject.reference")
 
+# json.html: null appears only inside arrays (keeping a value array and its `_` array aligned)
+case("null-primitive-extension", with_(P, birthDate="2000", _birthDate=None), "structure", "Patient.birthDate")
+case("null-primitive-extension-array", with_(P, name=[{"given": ["a"], "_given": None}]), "structure",
+     "Patient.name[0].given")
+
 CASES = [c for c in CASES if c[2] is not None]
 
 

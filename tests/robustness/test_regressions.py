@@ -177,3 +177,21 @@ def test_an_integer_decimal_beyond_64_bits_is_stored_exactly_on_every_write_path
                           .replace(f"{BIG}}}".encode(), f"{BIG}".encode()),
                           headers={"Content-Type": "application/fhir+json"})
     assert too_big.status_code == 400, too_big.text  # an integer is 32 bits
+
+
+def test_a_conditional_reference_outside_a_bundle_is_refused_not_stored_literally(rclient):
+    """Only a transaction (or an import) resolves `Type?criteria`; a plain write would store a reference
+    that locates nothing."""
+    rclient.put("/fhir/Patient/condp", json={"resourceType": "Patient", "id": "condp",
+                                             "identifier": [{"system": "http://s", "value": "c1"}]})
+    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+           "subject": {"reference": "Patient?identifier=http://s|c1"}}
+    r = rclient.post("/fhir/Observation", json=obs)
+    assert r.status_code == 400, r.text
+    assert r.json()["issue"][0]["expression"] == ["Observation.subject.reference"]
+    tx = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": obs, "request": {"method": "POST", "url": "Observation"}}]}
+    done = rclient.post("/fhir", json=tx)
+    assert done.status_code == 200, done.text
+    stored = rclient.get("/fhir/" + done.json()["entry"][0]["response"]["location"].split("/_history")[0]).json()
+    assert stored["subject"]["reference"] == "Patient/condp"

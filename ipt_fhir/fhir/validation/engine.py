@@ -21,10 +21,13 @@ UNEVALUABLE: dict[str, str] = {}
 
 
 class _Walk:
-    __slots__ = ("issues",)
+    __slots__ = ("issues", "conditional_references")
 
-    def __init__(self) -> None:
+    def __init__(self, conditional_references: bool = True) -> None:
         self.issues: list[Issue] = []
+        # Whether `Type?criteria` references are acceptable: only where the writer resolves them (Bundle
+        # entries, imports); elsewhere they would be stored as they are, locating nothing.
+        self.conditional_references = conditional_references
 
     # -- resources ----------------------------------------------------------------------------------
     def resource(self, obj: Any, path: str, root: dict | None, expected: str | None = None) -> None:
@@ -76,6 +79,8 @@ class _Walk:
                             self.lone_extension(value, base, path)
                             if base.choice:
                                 chosen = self.choose(chosen, base.elem, obj, path)
+                        elif value is None:  # json.html: null only inside arrays, keeping them aligned
+                            issues.append(error("structure", f"'{key}' must not be null", f"{path}.{base.label}"))
                         only_id = False
                         continue
                 issues.append(error("structure", f"Unknown element '{key}'", f"{path}.{key}"))
@@ -284,6 +289,10 @@ class _Walk:
         if rtype is _ABSOLUTE:
             return
         if rtype is not None:
+            if not self.conditional_references and "?" in ref:
+                self.issues.append(error("value", f"'{ref}' is a conditional reference, which only a transaction "
+                                                  "resolves: reference the resource as Type/id", f"{path}.reference"))
+                return
             problem = reference_type_problem(ref, rtype, prop.elem.targets, value.get("type"))
             if problem is not None:
                 self.issues.append(error("value", problem, f"{path}.reference"))
@@ -354,8 +363,9 @@ def _element_node() -> Node:
     return _ELEMENT[0]
 
 
-def validate_resource(resource: object, *, expected_type: str | None = None) -> list[Issue]:
-    walk = _Walk()
+def validate_resource(resource: object, *, expected_type: str | None = None,
+                      conditional_references: bool = True) -> list[Issue]:
+    walk = _Walk(conditional_references)
     walk.resource(resource, "", None, expected_type)
     return walk.issues
 
