@@ -33,16 +33,46 @@ def apply_patch(resource: dict, patch_body: Any, content_type: str) -> dict:
 
 
 def _apply_json_patch(resource: dict, patch: Any) -> dict:
+    """The operations one at a time, so that a failure names its operation and, as FHIRPath, the element
+    its path points at."""
     if not isinstance(patch, list):
         raise bad_request("A JSON Patch document is a JSON array of operations", code="structure")
-    try:
-        return jsonpatch.JsonPatch(patch).apply(resource, in_place=False)
-    except jsonpatch.InvalidJsonPatch as exc:
-        raise bad_request(f"Invalid JSON Patch: {exc}", code="structure")
-    except (jsonpatch.JsonPatchConflict, jsonpatch.JsonPatchTestFailed, jsonpointer.JsonPointerException) as exc:
-        raise FHIRError.of(422, "processing", f"JSON Patch cannot be applied: {exc}")
-    except (TypeError, KeyError, IndexError, ValueError) as exc:
-        raise FHIRError.of(422, "processing", f"JSON Patch cannot be applied: {exc}")
+    doc = copy.deepcopy(resource)
+    for i, op in enumerate(patch):
+        path = op.get("path") if isinstance(op, dict) else None
+        where = _pointer_expression(resource.get("resourceType") or "", path)
+        try:
+            doc = jsonpatch.JsonPatch([op]).apply(doc, in_place=True)
+        except jsonpatch.InvalidJsonPatch as exc:
+            raise bad_request(f"Invalid JSON Patch operation {i}: {_reason(exc)}", where, code="structure")
+        except (jsonpatch.JsonPatchConflict, jsonpatch.JsonPatchTestFailed, jsonpointer.JsonPointerException,
+                TypeError, KeyError, IndexError, ValueError) as exc:
+            raise FHIRError.of(422, "processing", f"JSON Patch operation {i} ({op.get('op')} {op.get('path')}) "
+                                                  f"cannot be applied: {_reason(exc)}", where)
+    return doc
+
+
+def _reason(exc: Exception) -> str:
+    """The library's message without the Python reprs it embeds (the whole document, <class 'str'>)."""
+    text = f"no member {exc}" if isinstance(exc, KeyError) else str(exc)
+    text = re.sub(r" in [\[{].*$", "", text, flags=re.S)
+    return re.sub(r"\s*\(<class '[^']+'>\)", "", text)
+
+
+def _pointer_expression(resource_type: str, pointer: Any) -> str:
+    """A JSON Pointer into the resource as FHIRPath: /name/0/family -> Patient.name[0].family."""
+    if not isinstance(pointer, str) or not pointer.startswith("/"):
+        return resource_type
+    out = resource_type
+    for token in pointer[1:].split("/"):
+        token = token.replace("~1", "/").replace("~0", "~")
+        if token.isdigit():
+            out += f"[{token}]"
+        elif token == "-" or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", token):
+            break
+        else:
+            out += f".{token}"
+    return out
 
 
 # --- FHIRPath Patch -----------------------------------------------------------------------------

@@ -52,10 +52,20 @@ def test_patch_producing_an_invalid_resource_is_422_and_changes_nothing(client):
 
 def test_patch_that_cannot_apply_is_422_and_malformed_patch_is_400(client):
     rid = client.post("/fhir/Patient", json=patient()).json()["id"]
-    missing = client.patch(f"/fhir/Patient/{rid}", json=[{"op": "remove", "path": "/gender"}], headers=JSON_PATCH)
+    missing = client.patch(f"/fhir/Patient/{rid}", json=[{"op": "add", "path": "/active", "value": True},
+                                                       {"op": "remove", "path": "/gender"}], headers=JSON_PATCH)
     assert missing.status_code == 422
+    issue = missing.json()["issue"][0]
+    assert issue["expression"] == ["Patient.gender"]  # the failing operation's path, as FHIRPath
+    assert issue["diagnostics"].startswith("JSON Patch operation 1 (remove /gender)") and "{" not in issue["diagnostics"]
+    assert client.get(f"/fhir/Patient/{rid}").json().get("active") is None  # all or nothing
+    failed_test = client.patch(f"/fhir/Patient/{rid}", json=[{"op": "test", "path": "/name/0/family", "value": "X"}],
+                               headers=JSON_PATCH)
+    assert failed_test.status_code == 422 and failed_test.json()["issue"][0]["expression"] == ["Patient.name[0].family"]
+    assert "<class" not in failed_test.text
     malformed = client.patch(f"/fhir/Patient/{rid}", json=[{"op": "jump", "path": "/x"}], headers=JSON_PATCH)
     assert malformed.status_code == 400
+    assert malformed.json()["issue"][0]["expression"] == ["Patient.x"]
     not_parameters = client.patch(f"/fhir/Patient/{rid}", json={"resourceType": "Patient"},
                                   headers={"Content-Type": "application/fhir+json"})
     assert not_parameters.status_code == 400  # a supported media type: the body is wrong, not its type
