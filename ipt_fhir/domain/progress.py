@@ -21,6 +21,7 @@ from .protocols import get_protocol, protocol_for_careplan
 
 ATTENDED = frozenset({"finished"})
 MISSED = frozenset({"cancelled"})
+CANCELLED_BY_CLINICIAN = "cancelled-by-clinician"  # CodeSystem ipt-attendance
 UPCOMING = frozenset({"planned", "arrived", "triaged", "in-progress", "onleave"})
 FINAL_OBSERVATION = frozenset({"final", "amended", "corrected"})
 PHQ9_RANGE = (0, 27)  # a total outside it is no PHQ-9 score
@@ -90,7 +91,10 @@ class PlanProgress:
 
     @property
     def sessions_missed(self) -> int:
-        return sum(1 for s in self.sessions.values() if s.status in MISSED)
+        """No-shows and patient cancellations: a session the clinician cancelled was not the patient's to
+        attend (it is usually held again under its number)."""
+        return sum(1 for s in self.sessions.values()
+                   if s.status in MISSED and s.attendance != CANCELLED_BY_CLINICIAN)
 
     @property
     def sessions_remaining(self) -> int:

@@ -171,3 +171,24 @@ def test_another_patients_sessions_and_scores_or_impossible_totals_are_not_this_
     assert params(progress) == {**before, "nextSession": params(progress).get("nextSession")}
     assert params(progress)["phq9Latest"]["value"] == 9 and params(progress)["sessionsAttended"] == 6
     assert "Encounter/s8" not in progress.sessions  # the stranger's version replaced the planned session 8
+
+
+def test_a_session_the_clinician_cancelled_is_not_missed_and_its_replacement_counts():
+    """OperationDefinition ipt-progress: missed are no-shows and patient cancellations."""
+    from ipt_fhir.domain.canonical import CS_ATTENDANCE, EXT_ATTENDANCE, canonical
+
+    world, scores = course_world()  # session 6 cancelled, no attendance given: missed
+    base = "http://example.org/fhir"
+    progress = full(world, scores)
+    assert params(progress)["sessionsMissed"] == 1 and params(progress)["sessionsRemaining"] == 5
+    cancelled = world.session(6)
+    cancelled["extension"] = cancelled.get("extension", []) + [{
+        "url": canonical(base, "StructureDefinition", EXT_ATTENDANCE),
+        "valueCoding": {"system": canonical(base, "CodeSystem", CS_ATTENDANCE), "code": "cancelled-by-clinician"}}]
+    cancelled["status"] = "cancelled"
+    apply_change(progress, cancelled)
+    assert params(progress)["sessionsMissed"] == 0 and params(progress)["sessionsRemaining"] == 6
+    no_show = dict(cancelled, extension=[dict(cancelled["extension"][-1], valueCoding={
+        "system": canonical(base, "CodeSystem", CS_ATTENDANCE), "code": "no-show"})])
+    apply_change(progress, no_show)
+    assert params(progress)["sessionsMissed"] == 1
