@@ -141,11 +141,12 @@ def _content_type(header: str) -> tuple[str, str | None, str | None]:
     other than UTF-8 it names)."""
     lowered = header.lower()
     charset = _CHARSET.search(lowered)
-    other_charset = charset.group(1) if charset and charset.group(1) not in ("utf-8", "utf8") else None
+    other_charset = charset.group(1) if charset and charset.group(1) not in _UTF8_COMPATIBLE else None
     return next(iter(media_types(header)), ""), _other_fhir_version(lowered), other_charset
 
 
 _CHARSET = re.compile(r';\s*charset\s*=\s*"?([^";,\s]*)')
+_UTF8_COMPATIBLE = ("utf-8", "utf8", "us-ascii", "ascii")  # ASCII text is UTF-8 as it is
 
 
 def check_body_media_type(request: Request, *, allow: tuple[str, ...] = ()) -> str:
