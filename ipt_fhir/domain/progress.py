@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timezone
 from typing import Any, Iterable
 
+from ..fhir.dates import parse_fhir_datetime_range
 from .canonical import (
     CS_ATTENDANCE, CS_PHASE, CS_PROBLEM_AREA, DEFAULT_CANONICAL_BASE, EXT_ATTENDANCE, LOINC, LOINC_PHQ9,
     canonical, claims_profile, CAREPLAN_PROFILE, extension_value, ipt_coding, is_ipt_url, reference,
@@ -451,24 +452,14 @@ def as_date(text: str | None) -> date | None:
 
 
 def moment_key(text: str | None) -> tuple:
-    """A sort key putting FHIR date/dateTime strings in time order: instants compare in UTC whatever
-    offset they were written with (text order put 01:00+05:00 after 22:00Z of the previous day); a date
-    counts from its start in UTC; text that does not parse sorts last, by text."""
-    moment = as_datetime(text) if text and "T" in text else None
-    if moment is None and text:
-        day = as_date(text + "-01-01"[len(text) - 4:] if len(text) in (4, 7) else text)  # 2025, 2025-03
-        moment = datetime(day.year, day.month, day.day) if day else None
-    if moment is None:
-        return (1, datetime.min, text or "")
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
-    return (0, moment, text)
-
-
-def as_datetime(text: str | None) -> datetime | None:
-    if not text:
-        return None
+    """A sort key putting FHIR date/dateTime strings in time order: the start of each one's UTC range
+    (fhir.dates), so instants compare whatever offset they were written with (text order put 01:00+05:00
+    after 22:00Z of the previous day) and 2025-03 counts from its first instant; text that does not parse
+    sorts last, by text."""
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
+        return (0, parse_fhir_datetime_range(text)[0], text)
+    except (ValueError, AttributeError):  # malformed, or None
+        return (1, _NO_MOMENT, text or "")
+
+
+_NO_MOMENT = datetime.min.replace(tzinfo=timezone.utc)
