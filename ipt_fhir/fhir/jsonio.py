@@ -124,13 +124,9 @@ def _reject_lone_surrogates(value: Any) -> None:
     """The standard-library parser accepts an unpaired \\uD800 escape (orjson does not): such a string is
     not Unicode, cannot be stored or echoed in an OperationOutcome, so it is malformed input (400)."""
     try:
-        orjson.dumps(value, default=_default, option=orjson.OPT_PASSTHROUGH_SUBCLASS)
-    except TypeError:
-        # orjson also refuses integers beyond 64 bits (valid JSON, left to validation): ask UTF-8 itself
-        try:
-            json.dumps(value, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError:
-            raise FHIRError(400, [error("structure", "Malformed JSON: a \\u escape is an unpaired UTF-16 surrogate")]) from None
+        dump_json(value)  # which writes integers beyond 64 bits too: only the surrogate can fail it
+    except orjson.JSONEncodeError:
+        raise FHIRError(400, [error("structure", "Malformed JSON: a \\u escape is an unpaired UTF-16 surrogate")]) from None
 
 
 # Number tokens of orjson's indented output reduced to what tells a decimal from an integer: digits,
@@ -217,11 +213,9 @@ def dump_json(value: Any, *, pretty: bool = False) -> bytes:
     option = orjson.OPT_PASSTHROUGH_SUBCLASS | (orjson.OPT_INDENT_2 if pretty else 0)
     try:
         return orjson.dumps(value, default=_default, option=option)
-    except orjson.JSONEncodeError as exc:
-        if "64-bit" not in str(exc):
-            raise
+    except orjson.JSONEncodeError:
         # An integer beyond 64 bits (valid JSON, and a FHIR decimal may be that large): orjson writes
-        # none, so such integers go out as their digits.
+        # none, so such integers go out as their digits. Whatever else failed fails again.
         return orjson.dumps(_big_integers_as_text(value), default=_default, option=option)
 
 
