@@ -67,7 +67,10 @@ class ValidateOperation:
             # validate against the nominated profile, it SHALL return an error."
             return [error("not-supported", f"Profile {request.profile} is not known to this server, so it cannot "
                                            f"validate against it", "profile")]
-        issues = list(validate_resource(resource, expected_type=resource_type))
+        # As the write of that mode would (a plain create or update stores a conditional reference as it
+        # is, so refuses it); without a mode the resource may be bound for a transaction, which resolves one.
+        issues = list(validate_resource(resource, expected_type=resource_type,
+                                        conditional_references=request.mode is None))
         if isinstance(resource, dict) and not any(i.is_error for i in issues):
             issues += validate_profiles(resource, [request.profile] if request.profile else None)
             if request.profile:

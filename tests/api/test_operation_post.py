@@ -112,3 +112,18 @@ def test_post_ipt_progress_refuses_a_body_that_is_not_parameters(client):
     r = client.post("/fhir/CarePlan/plan/$ipt-progress", json={"resourceType": "CarePlan"}, headers=FHIR_JSON)
     assert r.status_code == 400
     assert r.json()["issue"][0]["expression"] == ["CarePlan.resourceType"]
+
+
+def test_validate_in_create_mode_refuses_a_conditional_reference_as_the_create_would(client):
+    """Only a transaction or an import resolves `Type?criteria`; $validate without a mode allows one (the
+    resource may be bound for a transaction), with mode=create it says what the create would."""
+    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+           "subject": {"reference": "Patient?identifier=http://s|c1"}}
+    created = client.post("/fhir/Observation", json=obs, headers={"Content-Type": "application/fhir+json"})
+    assert created.status_code == 400
+    as_create = client.post("/fhir/Observation/$validate?mode=create", json=obs,
+                            headers={"Content-Type": "application/fhir+json"})
+    assert [i["expression"] for i in as_create.json()["issue"] if i["severity"] == "error"] == [
+        ["Observation.subject.reference"]]
+    plain = client.post("/fhir/Observation/$validate", json=obs, headers={"Content-Type": "application/fhir+json"})
+    assert not [i for i in plain.json()["issue"] if i["severity"] == "error"]

@@ -241,7 +241,8 @@ def outcome(kind: str, payload: Any) -> dict[str, str]:
         doc = parse_json(payload)
     else:
         doc = payload
-    result["validate"] = _digest(_guard(lambda: _issues(validate_resource(doc))))
+    # recorded as imports and Bundle entries validate: conditional references allowed (they resolve them)
+    result["validate"] = _digest(_guard(lambda: _issues(validate_resource(doc, conditional_references=True))))
     if type(doc) is dict:
         result["profiles"] = _digest(_guard(lambda: _issues(validate_profiles(doc))))
     rows = []

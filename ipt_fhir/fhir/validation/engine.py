@@ -23,7 +23,7 @@ UNEVALUABLE: dict[str, str] = {}
 class _Walk:
     __slots__ = ("issues", "conditional_references")
 
-    def __init__(self, conditional_references: bool = True) -> None:
+    def __init__(self, conditional_references: bool = False) -> None:
         self.issues: list[Issue] = []
         # Whether `Type?criteria` references are acceptable: only where the writer resolves them (Bundle
         # entries, imports); elsewhere they would be stored as they are, locating nothing.
@@ -364,7 +364,7 @@ def _element_node() -> Node:
 
 
 def validate_resource(resource: object, *, expected_type: str | None = None,
-                      conditional_references: bool = True) -> list[Issue]:
+                      conditional_references: bool = False) -> list[Issue]:
     walk = _Walk(conditional_references)
     walk.resource(resource, "", None, expected_type)
     return walk.issues
