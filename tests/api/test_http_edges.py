@@ -141,6 +141,15 @@ def test_a_compressed_body_is_415_not_misread(client, coding):
     assert plain.status_code == 201
     assert client.get("/fhir/Patient", headers={"Content-Encoding": coding}).status_code == 200  # no body
 
+    def chunks():  # no Content-Length: a body all the same
+        yield body
+    chunked = client.post("/fhir/Patient", content=chunks(),
+                          headers={"Content-Type": "application/fhir+json", "Content-Encoding": coding})
+    assert chunked.status_code == 415, chunked.text
+    empty = client.post("/fhir/Patient", content=b"",
+                        headers={"Content-Type": "application/fhir+json", "Content-Encoding": coding})
+    assert empty.status_code == 400, empty.text  # Content-Length 0: no coded body, just none ("required")
+
 
 def test_preferences_sent_in_several_prefer_headers_all_count(client):
     """RFC 7240 section 2: a client may send its preferences in more than one Prefer header."""

@@ -71,7 +71,7 @@ def test_a_body_in_a_charset_other_than_utf8_is_415(client, content_type):
     assert r.status_code == 415, r.text
     assert "charset" in r.json()["issue"][0]["diagnostics"]
     for utf8 in ("application/fhir+json; charset=UTF-8", "application/fhir+json;charset=utf8",
-                 "application/json; charset=us-ascii"):
+                 "application/json; charset=us-ascii", 'application/fhir+json; charset="UTF-8"'):
         ok = client.put("/fhir/Patient/cs", content=b'{"resourceType": "Patient", "id": "cs"}',
                         headers={"Content-Type": utf8})
         assert ok.status_code == 200, ok.text

@@ -57,8 +57,13 @@ def test_patch_that_cannot_apply_is_422_and_malformed_patch_is_400(client):
     assert missing.status_code == 422
     issue = missing.json()["issue"][0]
     assert issue["expression"] == ["Patient.gender"]  # the failing operation's path, as FHIRPath
-    assert issue["diagnostics"].startswith("JSON Patch operation 1 (remove /gender)") and "{" not in issue["diagnostics"]
+    assert issue["diagnostics"].startswith("JSON Patch operation 1 (remove /gender)")
+    assert "{" not in issue["diagnostics"]
     assert client.get(f"/fhir/Patient/{rid}").json().get("active") is None  # all or nothing
+    beyond = client.patch(f"/fhir/Patient/{rid}", json=[{"op": "replace", "path": "/telecom/0/value", "value": "x"}],
+                          headers=JSON_PATCH)  # the library's message holds the whole resource: it stays out
+    assert beyond.status_code == 422 and "Chalmers" not in beyond.text
+    assert "{" not in beyond.json()["issue"][0]["diagnostics"]
     failed_test = client.patch(f"/fhir/Patient/{rid}", json=[{"op": "test", "path": "/name/0/family", "value": "X"}],
                                headers=JSON_PATCH)
     assert failed_test.status_code == 422 and failed_test.json()["issue"][0]["expression"] == ["Patient.name[0].family"]

@@ -152,6 +152,23 @@ def test_scores_are_ordered_in_time_whatever_offset_they_were_written_with():
     p = params(compute_progress(world.plan, course_requests=[world.course], scores=[late, early]))
     assert p["phq9Baseline"]["value"] == 20 and p["phq9Latest"]["value"] == 4
     assert p["phq9Change"] == -16 and p["phq9Response"] is True and p["phq9Remission"] is True
+    # a partial date counts from its first instant, a date from its midnight
+    for partial, full_instant in (("2025-01", "2025-01-15T09:00:00Z"), ("2024", "2024-06-15T09:00:00Z"),
+                                  ("2025-01-06", "2025-02-15T09:00:00Z")):
+        p = params(compute_progress(world.plan, course_requests=[world.course],
+                                    scores=[phq9("a", 10, full_instant), phq9("b", 20, partial)]))
+        assert (p["phq9Baseline"]["value"], p["phq9Latest"]["value"]) == (20, 10), partial
+
+
+def test_the_next_session_is_the_earliest_in_time_whatever_offset_it_was_written_with():
+    world = World(sessions=12)
+    world.hold(*range(1, 8))
+    s8, s9 = world.session(8), world.session(9)
+    s8["period"] = {"start": "2025-03-04T01:00:00+05:00"}  # 2025-03-03T20:00Z
+    s9["period"] = {"start": "2025-03-03T22:00:00Z"}
+    sessions = [world.session(n) for n in range(1, 13) if n not in (8, 9)] + [s8, s9]
+    p = params(compute_progress(world.plan, course_requests=[world.course], sessions=sessions))
+    assert p["nextSession"]["sessionNumber"] == 8, p["nextSession"]
 
 
 def test_another_patients_sessions_and_scores_or_impossible_totals_are_not_this_courses_progress():
@@ -171,6 +188,14 @@ def test_another_patients_sessions_and_scores_or_impossible_totals_are_not_this_
     assert params(progress) == {**before, "nextSession": params(progress).get("nextSession")}
     assert params(progress)["phq9Latest"]["value"] == 9 and params(progress)["sessionsAttended"] == 6
     assert "Encounter/s8" not in progress.sessions  # the stranger's version replaced the planned session 8
+    # the ends of the PHQ-9 range count, and a linked session that names no subject is not a stranger's
+    apply_change(progress, phq9("top", 27, "2025-03-03T09:00:00Z"))
+    assert params(progress)["phq9Latest"]["value"] == 27
+    unnamed = world.session(9)
+    del unnamed["subject"]
+    unnamed["status"] = "finished"
+    apply_change(progress, unnamed)
+    assert params(progress)["sessionsAttended"] == 7
 
 
 def test_a_session_the_clinician_cancelled_is_not_missed_and_its_replacement_counts():
@@ -188,6 +213,10 @@ def test_a_session_the_clinician_cancelled_is_not_missed_and_its_replacement_cou
     cancelled["status"] = "cancelled"
     apply_change(progress, cancelled)
     assert params(progress)["sessionsMissed"] == 0 and params(progress)["sessionsRemaining"] == 6
+    replacement = dict(world.session(6), id="s6b", status="finished")  # session 6, held another day
+    apply_change(progress, replacement)
+    p = params(progress)
+    assert (p["sessionsAttended"], p["sessionsMissed"], p["sessionsRemaining"]) == (7, 0, 5)
     no_show = dict(cancelled, extension=[dict(cancelled["extension"][-1], valueCoding={
         "system": canonical(base, "CodeSystem", CS_ATTENDANCE), "code": "no-show"})])
     apply_change(progress, no_show)

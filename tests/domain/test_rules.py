@@ -370,6 +370,33 @@ def test_switching_to_a_protocol_the_recorded_sessions_exceed_is_an_error():
     session["participant"] = session.get("participant", []) + [{"individual": {"reference": "Practitioner/t2"}}]
     issues = check(session, world.session(3), world.lookup)
     assert not errors(issues) and any("12 sessions" in i.diagnostics for i in warnings(issues))
+    edited = world.plan  # nor is an edit of the plan that keeps its protocol
+    edited["description"] = "edited"
+    assert not errors(check(edited, world.plan, world.lookup))
+
+
+def test_switching_with_one_session_more_than_the_new_protocol_allows_is_an_error():
+    world = World(sessions=9)
+    world.hold(*range(1, 10))
+    plan = world.plan
+    plan["instantiatesCanonical"] = [plan["instantiatesCanonical"][0].replace("ipt-standard-individual",
+                                                                              "ipt-who-group")]
+    assert "CarePlan.instantiatesCanonical" in paths(errors(check(plan, world.plan, world.lookup)))
+
+
+def test_an_edit_that_adds_a_session_past_the_maximum_is_still_an_error():
+    """Renumbering a counted session, or reinstating a cancelled one, is a session the edit adds."""
+    world = World(sessions=12)
+    renumbered = world.session(3)
+    set_ext(renumbered, EXT_SESSION_NUMBER, "valuePositiveInt", 25)
+    assert any("maximum of 20" in i.diagnostics for i in errors(check(renumbered, world.session(3), world.lookup)))
+    group = World("ipt-who-group", sessions=8)
+    group.hold(8, status="cancelled")
+    replacement = dict(group.session(8), id="s8b", status="planned")
+    group.put(replacement)
+    reinstated = group.session(8)
+    reinstated["status"] = "planned"
+    assert "Encounter.basedOn" in paths(errors(check(reinstated, group.session(8), group.lookup)))
 
 
 def test_a_protocol_the_server_does_not_know_is_named_in_a_warning(world):

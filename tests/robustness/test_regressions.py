@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.api.test_patch import fhirpath_patch
+
 from .conftest import assert_fhir_answer, history_rows
 
 BROKEN_WRITES = [
@@ -155,11 +157,9 @@ def test_an_integer_decimal_beyond_64_bits_is_stored_exactly_on_every_write_path
     assert put.status_code == 201, put.text
     assert f'"value":{BIG}'.encode() in rclient.get("/fhir/Observation/big").content
     assert f'"value": {BIG}'.encode() in rclient.get("/fhir/Observation/big?_pretty=true").content
-    patched = rclient.patch("/fhir/Observation/big", json={"resourceType": "Parameters", "parameter": [{
-        "name": "operation", "part": [{"name": "type", "valueCode": "replace"},
-                                      {"name": "path", "valueString": "Observation.valueQuantity.value"},
-                                      {"name": "value", "valueDecimal": BIG + 1}]}]},
-        headers={"Content-Type": "application/fhir+json"})
+    patched = rclient.patch("/fhir/Observation/big", json=fhirpath_patch(
+        [{"name": "type", "valueCode": "replace"}, {"name": "path", "valueString": "Observation.valueQuantity.value"},
+         {"name": "value", "valueDecimal": BIG + 1}]), headers={"Content-Type": "application/fhir+json"})
     assert patched.status_code == 200, patched.text
     assert f'"value":{BIG + 1}'.encode() in rclient.get("/fhir/Observation/big").content
 
@@ -172,6 +172,12 @@ def test_an_integer_decimal_beyond_64_bits_is_stored_exactly_on_every_write_path
     assert r.status_code == 200, r.text
     assert [e["response"]["status"] for e in r.json()["entry"]] == ["201 Created", "201 Created"]
     assert f'"value":{BIG}'.encode() in r.content
+
+    in_an_array = ('{"resourceType":"Observation","id":"bigc","status":"final","code":{"text":"big"},'
+                   f'"component":[{{"code":{{"text":"c"}},"valueQuantity":{{"value":{BIG}}}}}]}}').encode()
+    assert rclient.put("/fhir/Observation/bigc", content=in_an_array,
+                       headers={"Content-Type": "application/fhir+json"}).status_code == 201
+    assert f'"value":{BIG}'.encode() in rclient.get("/fhir/Observation/bigc").content
 
     too_big = rclient.put("/fhir/Observation/big", content=body.replace(b'"valueQuantity":{"value"', b'"valueInteger"')
                           .replace(f"{BIG}}}".encode(), f"{BIG}".encode()),

@@ -109,6 +109,7 @@ def test_uri_below_and_above(engine):
     # beside a :text clause the search runs through the SQLAlchemy builder: the same answer
     assert engine.ids("ValueSet", "url:below=http://acme.org/fhir&jurisdiction:text=acme") == set()
     assert engine.ids("ValueSet", "url:below=http://acme.org&jurisdiction:text=acme") == {"v3"}
+    assert engine.ids("ValueSet", "url:below=http://acme.org/fhirx&jurisdiction:text=acme") == {"v3"}  # itself
     assert engine.ids("ValueSet", "url:above=http://acme.org/fhir/ValueSet/a/extra") == {"v1"}
 
 

@@ -223,10 +223,11 @@ def test_an_entry_addressed_to_another_server_is_refused_and_changes_nothing(cli
     assert client.get("/fhir/Patient/p").status_code == 200
 
     batch = tx(delete(elsewhere), put(patient(id="q"), "https://other.example.org/R4/Patient/q"),
-               {"request": {"method": "GET", "url": "http://testserver/fhir/Patient/p"}}, kind="batch")
+               {"request": {"method": "GET", "url": "http://testserver/fhir/Patient/p"}},
+               {"request": {"method": "GET", "url": "http://testserver/fhir?_type=Patient"}}, kind="batch")
     r = post_bundle(client, batch)
     assert r.status_code == 200, r.text
-    assert [e["response"]["status"][:3] for e in r.json()["entry"]] == ["400", "400", "200"]
+    assert [e["response"]["status"][:3] for e in r.json()["entry"]] == ["400", "400", "200", "200"]
     assert client.get("/fhir/Patient/p").status_code == 200
     assert client.get("/fhir/Patient/q").status_code == 404
 
