@@ -117,11 +117,6 @@ class PlanProgress:
         upcoming = [(ref, s) for ref, s in self.sessions.items() if s.status == "planned" and s.start]
         return min(upcoming, key=lambda item: (moment_key(item[1].start), item[1].number or 0)) if upcoming else None
 
-    @property
-    def last_session(self) -> tuple[str, SessionEntry] | None:
-        held = [(ref, s) for ref, s in self.sessions.items() if s.status in ATTENDED and s.start]
-        return max(held, key=lambda item: (moment_key(item[1].start), item[1].number or 0)) if held else None
-
     def _ordered_scores(self) -> list[ScoreEntry]:
         return sorted(self.phq9.values(), key=lambda s: moment_key(s.date))
 
