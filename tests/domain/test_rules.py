@@ -358,14 +358,25 @@ def test_a_problem_area_entered_in_error_later_does_not_block_edits_of_the_plan_
     assert "Encounter.basedOn" in paths(errors(check(newly_held, world.session(6), world.lookup)))
 
 
-def test_switching_to_a_protocol_the_recorded_sessions_exceed_is_an_error():
-    world = World(sessions=12)
-    world.hold(*range(1, 13))
+def _switched_to_who_group(held: int) -> tuple[World, dict]:
+    """A standard plan with `held` sessions held, and its new version naming WHO group IPT (at most 8)."""
+    world = World(sessions=held)
+    world.hold(*range(1, held + 1))
     plan = world.plan
     plan["instantiatesCanonical"] = [plan["instantiatesCanonical"][0].replace("ipt-standard-individual",
                                                                               "ipt-who-group")]
+    return world, plan
+
+
+@pytest.mark.parametrize("held", [9, 12])  # one past the maximum, and more
+def test_switching_to_a_protocol_the_recorded_sessions_exceed_is_an_error(held):
+    world, plan = _switched_to_who_group(held)
     assert "CarePlan.instantiatesCanonical" in paths(errors(check(plan, world.plan, world.lookup)))
-    world.put(plan)  # stored anyway (say before this rule): an edit of an old session is then told, not refused
+
+
+def test_once_a_switch_is_stored_edits_of_old_sessions_and_the_plan_are_told_not_refused():
+    world, plan = _switched_to_who_group(12)
+    world.put(plan)  # stored anyway (say before this rule)
     session = world.session(3)
     session["participant"] = session.get("participant", []) + [{"individual": {"reference": "Practitioner/t2"}}]
     issues = check(session, world.session(3), world.lookup)
@@ -373,15 +384,6 @@ def test_switching_to_a_protocol_the_recorded_sessions_exceed_is_an_error():
     edited = world.plan  # nor is an edit of the plan that keeps its protocol
     edited["description"] = "edited"
     assert not errors(check(edited, world.plan, world.lookup))
-
-
-def test_switching_with_one_session_more_than_the_new_protocol_allows_is_an_error():
-    world = World(sessions=9)
-    world.hold(*range(1, 10))
-    plan = world.plan
-    plan["instantiatesCanonical"] = [plan["instantiatesCanonical"][0].replace("ipt-standard-individual",
-                                                                              "ipt-who-group")]
-    assert "CarePlan.instantiatesCanonical" in paths(errors(check(plan, world.plan, world.lookup)))
 
 
 def test_an_edit_that_adds_a_session_past_the_maximum_is_still_an_error():
