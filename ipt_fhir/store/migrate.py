@@ -11,13 +11,15 @@ from sqlalchemy import create_engine
 
 
 def _script_location() -> str:
-    # Installed: the migrations ship as the package ipt_fhir.migrations; in a checkout they sit at the top.
-    try:
-        import ipt_fhir.migrations as installed  # type: ignore[import-not-found]
+    # A checkout (or a git worktree of one) keeps its migrations at its top, beside the package: they are
+    # this code's own, even when an editable install maps ipt_fhir.migrations to another checkout's folder.
+    # Installed from a distribution, they ship as the package ipt_fhir.migrations.
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "migrations" / "env.py").is_file() and (checkout / "pyproject.toml").is_file():
+        return str(checkout / "migrations")
+    import ipt_fhir.migrations as installed  # type: ignore[import-not-found]
 
-        return str(Path(installed.__file__).parent)
-    except ModuleNotFoundError:
-        return str(Path(__file__).resolve().parents[2] / "migrations")
+    return str(Path(installed.__file__).parent)
 
 
 def alembic_config(database_url: str) -> Config:
