@@ -10,6 +10,7 @@ Two kinds of parameter have no index rows of their own: `_lastUpdated` is the re
 """
 from __future__ import annotations
 
+import operator
 import time
 from datetime import datetime, timezone
 from typing import Any, Callable
@@ -23,6 +24,7 @@ from ipt_fhir.fhir.search.registry import registry
 from ipt_fhir.fhir.search.values import MAX_TIME, MIN_TIME, STRING_INDEX_LENGTH, from_micros, normalise
 
 from .database import sqlite_datetime
+from .number_search import HIGH, LOW, range_terms
 from .search_tables import INDEX_TABLES, composite_index, reference_index, string_index, token_index, uri_index
 
 ValueSetExpander = Callable[[str], "list[tuple[str | None, str]] | None"]
@@ -248,23 +250,12 @@ class SqlBuilder:
         raise bad_request(f"Unknown prefix {prefix}")
 
     @staticmethod
-    def number_cond(col: Any, prefix: str, value: float, lo: float, hi: float) -> Any:
-        if prefix == "eq":
-            return sa.and_(col >= lo, col < hi)
-        if prefix == "ne":
-            return sa.or_(col < lo, col >= hi)
-        if prefix in ("gt", "sa"):
-            return col > value
-        if prefix in ("lt", "eb"):
-            return col < value
-        if prefix == "ge":
-            return col >= value
-        if prefix == "le":
-            return col <= value
-        if prefix == "ap":
-            d = abs(value) * 0.1
-            return sa.and_(col >= value - d, col <= value + d)
-        raise bad_request(f"Unknown prefix {prefix}")
+    def number_cond(low: Any, high: Any, prefix: str, value: float, lo: float, hi: float) -> Any:
+        """Target ranges [low, high] (columns) matching a number or quantity value (number_search.py)."""
+        cols = {LOW: low, HIGH: high}
+        ops = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "=": operator.eq}
+        return sa.or_(*[sa.and_(*[ops[op](cols[col], cols.get(x, x)) for col, op, x in ands])
+                        for ands in range_terms(prefix, value, lo, hi)])
 
     def _reference_target(self, raw: str, t: sa.Table, type_filter: tuple[str, ...]) -> Any:
         ref = raw
@@ -312,14 +303,14 @@ class SqlBuilder:
                     ands.append(self._token_value(_Cols(a, b), v))
                 elif cp.type == "quantity":
                     prefix, value, qlo, qhi, system, code = v
-                    ands.append(self.number_cond(lo, prefix, value, qlo, qhi))
+                    ands.append(self.number_cond(lo, hi, prefix, value, qlo, qhi))
                     if system:
                         ands.append(a == system)
                     if code:
                         ands.append(b == code)
                 elif cp.type == "number":
                     prefix, value, qlo, qhi = v
-                    ands.append(self.number_cond(lo, prefix, value, qlo, qhi))
+                    ands.append(self.number_cond(lo, hi, prefix, value, qlo, qhi))
                 elif cp.type == "date":
                     prefix, ql, qh = v
                     ands.append(self.date_cond(lo, hi, prefix, ql, qh))
@@ -348,11 +339,11 @@ class SqlBuilder:
         elif p.type == "date":
             cond = sa.or_(*[self.date_cond(t.c.low, t.c.high, *v) for v in clause.values])
         elif p.type == "number":
-            cond = sa.or_(*[self.number_cond(t.c.value, *v) for v in clause.values])
+            cond = sa.or_(*[self.number_cond(t.c.value, t.c.high, *v) for v in clause.values])
         elif p.type == "quantity":
             ors = []
             for prefix, value, lo, hi, system, code in clause.values:
-                c = [self.number_cond(t.c.value, prefix, value, lo, hi)]
+                c = [self.number_cond(t.c.value, t.c.high, prefix, value, lo, hi)]
                 if system:
                     c.append(t.c.system == system)
                 if code:
@@ -481,8 +472,8 @@ class SqlBuilder:
         if p.code == LAST_UPDATED:
             return InstantText(id_col.table.c.last_updated)
         t = INDEX_TABLES[p.type]
-        if p.type == "date":
-            col = t.c.high if descending else t.c.low
+        if p.type in ("date", "number", "quantity"):  # a range sorts by its low end, or high end descending
+            col = t.c.high if descending else (t.c.low if p.type == "date" else t.c.value)
         elif p.type == "token":
             col = t.c.code
         elif p.type == "reference":
@@ -665,23 +656,11 @@ class TextSql:
             return f"{low} < {self.p(qh + gap)} AND {high} > {self.p(ql - gap)}"
         raise bad_request(f"Unknown prefix {prefix}")
 
-    def number_cond(self, col: str, prefix: str, value: float, lo: float, hi: float) -> str:
-        if prefix == "eq":
-            return f"{col} >= {self.p(lo)} AND {col} < {self.p(hi)}"
-        if prefix == "ne":
-            return f"{col} < {self.p(lo)} OR {col} >= {self.p(hi)}"
-        if prefix in ("gt", "sa"):
-            return f"{col} > {self.p(value)}"
-        if prefix in ("lt", "eb"):
-            return f"{col} < {self.p(value)}"
-        if prefix == "ge":
-            return f"{col} >= {self.p(value)}"
-        if prefix == "le":
-            return f"{col} <= {self.p(value)}"
-        if prefix == "ap":
-            d = abs(value) * 0.1
-            return f"{col} >= {self.p(value - d)} AND {col} <= {self.p(value + d)}"
-        raise bad_request(f"Unknown prefix {prefix}")
+    def number_cond(self, a: str, prefix: str, value: float, lo: float, hi: float) -> str:
+        """SqlBuilder.number_cond on index table alias `a`."""
+        cols = {LOW: f"{a}.value", HIGH: f"{a}.high"}
+        return _or(*[_and(*[f"{cols[col]} {op} {cols[x] if x in cols else self.p(x)}" for col, op, x in ands])
+                     for ands in range_terms(prefix, value, lo, hi)])
 
     def _reference_target(self, raw: str, a: str, type_filter: tuple[str, ...]) -> str:
         ref = raw
@@ -721,11 +700,11 @@ class TextSql:
         if p.type == "date":
             return _or(*[self.date_cond(f"{a}.low", f"{a}.high", *v) for v in clause.values])
         if p.type == "number":
-            return _or(*[self.number_cond(f"{a}.value", *v) for v in clause.values])
+            return _or(*[self.number_cond(a, *v) for v in clause.values])
         if p.type == "quantity":
             ors = []
             for prefix, value, lo, hi, system, code in clause.values:
-                c = [self.number_cond(f"{a}.value", prefix, value, lo, hi)]
+                c = [self.number_cond(a, prefix, value, lo, hi)]
                 if system:
                     c.append(f"{a}.system = {self.p(system)}")
                 if code:
@@ -833,8 +812,8 @@ class TextSql:
                 return f"to_char({r}.last_updated AT TIME ZONE 'UTC', '{_PG_INSTANT_TEXT}')"
             return f"{r}.last_updated"
         table = INDEX_TABLES[p.type].name
-        if p.type == "date":
-            col = "high" if descending else "low"
+        if p.type in ("date", "number", "quantity"):  # as SqlBuilder.sort_expr
+            col = "high" if descending else ("low" if p.type == "date" else "value")
         elif p.type == "token":
             col = "code"
         elif p.type == "reference":

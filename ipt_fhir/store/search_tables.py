@@ -56,9 +56,14 @@ date_index = sa.Table(
     sa.Index("ix_search_date_res", "resource_type", "resource_id", "param"),
 )
 
+# Numbers and quantities are closed ranges [value, high]: a plain number or Quantity n is [n, n], a
+# Range (Condition.onsetRange, useContext.valueRange) one row [low, high], an unbounded end NUMBER_MIN or
+# NUMBER_MAX (search_sql.range_number_cond compares them with the search range, search.html#prefix).
+# `value` is the low end, so the value index still serves point searches and ascending sorts.
 number_index = sa.Table(
     "search_number", metadata, *_key(),
     sa.Column("value", sa.Float, nullable=False),
+    sa.Column("high", sa.Float, nullable=False),
     sa.Index("ix_search_number_value", "resource_type", "param", "value", "resource_id"),
     sa.Index("ix_search_number_res", "resource_type", "resource_id", "param"),
 )
@@ -66,6 +71,7 @@ number_index = sa.Table(
 quantity_index = sa.Table(
     "search_quantity", metadata, *_key(),
     sa.Column("value", sa.Float, nullable=False),
+    sa.Column("high", sa.Float, nullable=False),
     sa.Column("system", sa.Text, nullable=True),
     sa.Column("code", sa.Text, nullable=True),
     sa.Index("ix_search_quantity_value", "resource_type", "param", "code", "value", "resource_id"),
@@ -95,7 +101,7 @@ uri_index = sa.Table(
 
 # A composite value: up to three components, each as (a, b, low, high):
 # token -> (system, code), string -> (normalised, None), uri/reference -> (type or url, id),
-# number/quantity -> (system, code, value, value), date -> (None, None, low, high).
+# number/quantity -> (system, code, low, high) as search_quantity's [value, high], date -> (None, None, low, high).
 composite_index = sa.Table(
     "search_composite", metadata, *_key(),
     *[c for i in (1, 2, 3) for c in (

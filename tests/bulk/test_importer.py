@@ -149,7 +149,7 @@ def test_a_rerun_with_workers_changes_nothing_and_a_changed_line_gets_a_version_
     crafted[2] = json.dumps({**CRAFTED[2], "prediction": [{"probabilityDecimal": 0.75}]})
     report, rows = _run(database, _inputs(tmp_path, crafted), workers=2)
     assert report.updated == {"RiskAssessment": 1} and not report.created
-    assert [r[3:] for r in rows["number"] if r[1] == "r1"] == [(0.75,)]
+    assert [r[3:] for r in rows["number"] if r[1] == "r1"] == [(0.75, 0.75)]  # the range [0.75, 0.75]
     assert [r[:3] for r in rows["resource"] if r[1] == "r1"] == [("RiskAssessment", "r1", 2)]
     assert rows["history"][:-1] == after["history"] and rows["history"][-1][:3] == ("RiskAssessment", "r1", 2)
 

@@ -17,7 +17,7 @@ from functools import lru_cache
 from typing import Any, Callable
 
 from .registry import registry, split_union
-from .values import MAX_TIME, MIN_TIME, date_range, normalise_short
+from .values import MAX_TIME, MIN_TIME, NUMBER_MAX, NUMBER_MIN, date_range, normalise_short
 
 Item = tuple[Any, "str | None"]
 Extractor = Callable[[dict], list[Item]]
@@ -424,34 +424,65 @@ def date_values(v: Any, hint: str | None) -> list[tuple[int, int]]:
     return out
 
 
-def number_values(v: Any, hint: str | None) -> list[float]:
+def _range_ends(v: dict) -> tuple[Any, Any]:
+    """A Range's low and high Quantities (None for an end without a number): its bounds."""
+    return tuple(end if isinstance(end, dict) and _num(end.get("value")) is not None else None
+                 for end in (v.get("low"), v.get("high")))  # type: ignore[return-value]
+
+
+def _is_range(v: Any, hint: str | None) -> bool:
+    return isinstance(v, dict) and (hint == "Range" or "low" in v or "high" in v)
+
+
+def _bounds(low: Any, high: Any) -> tuple[float, float]:
+    """[low, high] of a Range with these ends: both inclusive and exact ("assumed to have arbitrarily high
+    precision", datatypes.html#Range); a missing end is unbounded (NUMBER_MIN / NUMBER_MAX)."""
+    return (_num(low["value"]) if low else NUMBER_MIN,  # type: ignore[return-value]
+            _num(high["value"]) if high else NUMBER_MAX)
+
+
+def number_values(v: Any, hint: str | None) -> list[tuple[float, float]]:
+    """[low, high] per value: a number is the range [n, n]; a Range (RiskAssessment.prediction.probability
+    is decimal | Range) is one range, not its two ends."""
+    if _is_range(v, hint):
+        low, high = _range_ends(v)
+        return [_bounds(low, high)] if low or high else []
     n = _num(v)
-    if n is not None:
-        return [n]
-    if isinstance(v, dict) and _num(v.get("value")) is not None:
-        return [_num(v["value"])]  # type: ignore[list-item]
-    return []
+    if n is None and isinstance(v, dict):
+        n = _num(v.get("value"))
+    return [(n, n)] if n is not None else []
 
 
-def quantity_values(v: Any, hint: str | None) -> list[tuple[float, str | None, str | None]]:
+def _unit_keys(q: dict) -> list[tuple[str | None, str | None]]:
+    """The (system, code) pairs a Quantity is found by: its coded unit, and its human unit spelled
+    differently (`value-quantity=5.4||mg` finds `"unit": "mg"` without a code)."""
+    code = q.get("code") or q.get("currency")
+    keys = [(q.get("system"), code)]
+    unit = q.get("unit")
+    if isinstance(unit, str) and unit != code:
+        keys.append((None, unit))
+    return keys
+
+
+def quantity_values(v: Any, hint: str | None) -> list[tuple[float, float, str | None, str | None]]:
+    """(low, high, system, code) per value and unit: a Quantity is the range [n, n]; a Range (Condition
+    onsetRange, useContext valueRange) is one range [low, high], found by the units of either end (R4:
+    "the unit and code/system elements of the low or high elements SHALL match")."""
     if not isinstance(v, dict):
         n = _num(v)
-        return [(n, None, None)] if n is not None else []
-    if "low" in v or "high" in v:  # Range: index both ends
-        out: list[tuple[float, str | None, str | None]] = []
-        for end in ("low", "high"):
-            if isinstance(v.get(end), dict):
-                out += quantity_values(v[end], "Quantity")
-        return out
+        return [(n, n, None, None)] if n is not None else []
+    if _is_range(v, hint):
+        low, high = _range_ends(v)
+        if not (low or high):
+            return []
+        lo, hi = _bounds(low, high)
+        keys = _unit_keys(low) if low else []
+        keys += [k for k in (_unit_keys(high) if high else []) if k not in keys]
+        return [(lo, hi, s, c) for s, c in keys]
     n = _num(v.get("value"))
     if n is None:
         return []
-    code = v.get("code") or v.get("currency")
-    rows = [(n, v.get("system"), code)]
-    unit = v.get("unit")
-    if isinstance(unit, str) and unit != code:
-        rows.append((n, None, unit))
-    return rows
+    return [(n, n, s, c) for s, c in _unit_keys(v)]
 
 
 def reference_values(v: Any, hint: str | None) -> list[tuple[str | None, str | None, str | None, str | None]]:

@@ -28,9 +28,9 @@ def _component_value_fn(cparam: SearchParam) -> Callable[[Any, Any], list[tuple]
     if t == "date":
         return lambda v, h: [(None, None, float(lo), float(hi)) for lo, hi in date_values(v, h)]
     if t == "number":
-        return lambda v, h: [(None, None, n, n) for n in number_values(v, h)]
+        return lambda v, h: [(None, None, lo, hi) for lo, hi in number_values(v, h)]
     if t == "quantity":
-        return lambda v, h: [(s, c, n, n) for n, s, c in quantity_values(v, h)]
+        return lambda v, h: [(s, c, lo, hi) for lo, hi, s, c in quantity_values(v, h)]
     if t == "reference":
         return lambda v, h: [(tt, ti, None, None) if ti else (u, None, None, None)
                              for tt, ti, _, u in reference_values(v, h)]
@@ -176,8 +176,8 @@ def index_rows(resource_type: str, resource: dict) -> Rows:
                     uri.append((code, u))
         elif ptype == "number":
             for v, h in items:
-                for n in number_values(v, h):
-                    num.append((code, n))
+                for lo, hi in number_values(v, h):
+                    num.append((code, lo, hi))
         elif ptype == "quantity":
             for v, h in items:
                 for q in quantity_values(v, h):

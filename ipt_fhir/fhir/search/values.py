@@ -7,11 +7,16 @@ sentinels MIN_TIME / MAX_TIME. Values without a timezone are taken as UTC.
 from __future__ import annotations
 
 import re
+import sys
 import unicodedata
 from datetime import date, datetime, timedelta, timezone
 
 MIN_TIME = -(2**62)
 MAX_TIME = 2**62
+# The unbounded ends of a Range in the number and quantity index: the largest doubles, not ±infinity, so
+# that every bound is a finite number in both databases and in JSON (pending index rows, _page sort keys).
+NUMBER_MIN = -sys.float_info.max
+NUMBER_MAX = sys.float_info.max
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _EPOCH_ORD = date(1970, 1, 1).toordinal()
 _DAY_US = 86_400_000_000
