@@ -206,22 +206,21 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     _move_pending(_COLUMNS_0011)
-    bounds = {"min": NUMBER_MIN, "max": NUMBER_MAX}
     # a Range probability: the old indexer wrote none
     op.execute("DELETE FROM search_number WHERE high <> value")
     # a Range quantity: a point per bounded end (the high end added, the unbounded low end dropped)
     op.execute(sa.text("INSERT INTO search_quantity (resource_type, resource_id, param, value, high, system, code) "
                        "SELECT resource_type, resource_id, param, high, high, system, code FROM search_quantity "
-                       "WHERE high <> value AND high < :max").bindparams(**bounds))
-    op.execute(sa.text("DELETE FROM search_quantity WHERE high <> value AND value = :min").bindparams(**bounds))
+                       "WHERE high <> value AND high < :max").bindparams(max=NUMBER_MAX))
+    op.execute(sa.text("DELETE FROM search_quantity WHERE high <> value AND value = :min").bindparams(min=NUMBER_MIN))
     composite = ", ".join(_COMPOSITE)
     high_end = composite.replace("c2_low", "c2_high")
     op.execute(sa.text(f"INSERT INTO search_composite (resource_type, resource_id, param, {composite}) "
                        f"SELECT resource_type, resource_id, param, {high_end} FROM search_composite "
                        "WHERE param = 'context-type-quantity' AND c2_high <> c2_low AND c2_high < :max")
-               .bindparams(**bounds))
+               .bindparams(max=NUMBER_MAX))
     op.execute(sa.text("DELETE FROM search_composite WHERE param = 'context-type-quantity' AND c2_high <> c2_low "
-                       "AND c2_low = :min").bindparams(**bounds))
+                       "AND c2_low = :min").bindparams(min=NUMBER_MIN))
     op.execute("UPDATE search_composite SET c2_high = c2_low WHERE param = 'context-type-quantity'")
     for table in ("search_number", "search_quantity"):
         with op.batch_alter_table(table) as batch:

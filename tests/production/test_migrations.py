@@ -196,3 +196,110 @@ def test_the_tables_frozen_in_migrations_0007_and_0009_are_what_the_indexer_does
                 systems[(code, system)].append(rt)
     assert {k: tuple(v) for k, v in aliases.items()} == _migration("0007_rows_only_where_needed").ALIASES
     assert {k: tuple(v) for k, v in systems.items()} == _migration("0009_implicit_code_systems").IMPLICIT_SYSTEMS
+
+
+_RANGE_DOCS = [  # (type, id, JSON) holding Range targets, and a point beside them
+    ("Condition", "c1", {"resourceType": "Condition", "id": "c1", "subject": {"reference": "Patient/p"},
+                         "onsetRange": {"low": {"value": 5, "system": "http://unitsofmeasure.org", "code": "a",
+                                                "unit": "years"}}}),
+    ("RiskAssessment", "r1", {"resourceType": "RiskAssessment", "id": "r1", "status": "final",
+                              "subject": {"reference": "Patient/p"},
+                              "prediction": [{"probabilityRange": {"low": {"value": 0.2}, "high": {"value": 0.4}}},
+                                             {"probabilityDecimal": 0.9}]}),
+    ("ValueSet", "v1", {"resourceType": "ValueSet", "id": "v1", "status": "active", "useContext": [
+        {"code": {"system": "http://terminology.hl7.org/CodeSystem/usage-context-type", "code": "age"},
+         "valueRange": {"low": {"value": 18, "code": "a"}, "high": {"value": 65, "code": "a"}}}]}),
+]
+# What the indexer before 0011 wrote for them: each bounded end of a Range as a point, no Range probability
+_OLD_ROWS = {
+    "search_quantity": [("Condition", "c1", "onset-age", 5.0, "http://unitsofmeasure.org", "a"),
+                        ("Condition", "c1", "onset-age", 5.0, None, "years"),
+                        ("ValueSet", "v1", "context-quantity", 18.0, None, "a"),
+                        ("ValueSet", "v1", "context-quantity", 65.0, None, "a")],
+    "search_number": [("RiskAssessment", "r1", "probability", 0.9)],
+    "search_composite": [("ValueSet", "v1", "context-type-quantity", "http://terminology.hl7.org/CodeSystem/"
+                          "usage-context-type", "age", None, None, None, "a", n, n, None, None, None, None)
+                         for n in (18.0, 65.0)],
+}
+_ROW_SQL = {
+    "search_quantity": "SELECT resource_type, resource_id, param, value, high, system, code FROM search_quantity",
+    "search_number": "SELECT resource_type, resource_id, param, value, high FROM search_number",
+    "search_composite": "SELECT * FROM search_composite WHERE param = 'context-type-quantity'",
+}
+
+
+def test_0011_rebuilds_the_rows_of_range_targets_as_the_indexer_writes_them_and_its_downgrade_restores_points(
+        fresh_database_url):
+    """Rows written before 0011 hold a Range as separate points: the upgrade leaves exactly the rows the
+    indexer writes now (one range per Range), searches find them; the downgrade gives back the points."""
+    from ipt_fhir.fhir.jsonio import dump_json
+    from ipt_fhir.fhir.search.indexer import index_rows
+
+    url = fresh_database_url
+    migrate.upgrade(url, "0010_pending_index_rows")
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("INSERT INTO resource (resource_type, id, version_id, last_updated, deleted, content) "
+                                 "VALUES (:rt, :id, 1, :lu, :deleted, :content)"),
+                         [{"rt": rt, "id": rid, "lu": datetime(2025, 1, 1), "deleted": False,
+                           "content": dump_json(doc)} for rt, rid, doc in _RANGE_DOCS])
+            for table, rows in _OLD_ROWS.items():
+                marks = ", ".join(f":v{i}" for i in range(len(rows[0])))
+                columns = {"search_quantity": "(resource_type, resource_id, param, value, system, code)",
+                           "search_number": "(resource_type, resource_id, param, value)",
+                           "search_composite": ""}[table]
+                conn.execute(sa.text(f"INSERT INTO {table} {columns} VALUES ({marks})"),
+                             [{f"v{i}": x for i, x in enumerate(row)} for row in rows])
+        migrate.upgrade(url)
+        expected: dict[str, set] = {"search_quantity": set(), "search_number": set(), "search_composite": set()}
+        for rt, rid, doc in _RANGE_DOCS:
+            for kind, rows in index_rows(rt, doc).items():
+                if f"search_{kind}" in expected:
+                    expected[f"search_{kind}"] |= {(rt, rid, *row) for row in rows
+                                                   if kind != "composite" or row[0] == "context-type-quantity"}
+        with engine.connect() as conn:
+            assert {t: set(map(tuple, conn.exec_driver_sql(sql).all())) for t, sql in _ROW_SQL.items()} == expected
+        db = Database(url)
+        try:
+            with TestClient(create_app(Settings(database_url=url), db)) as client:
+                def ids(query: str) -> set[str]:
+                    return {e["resource"]["id"] for e in client.get(f"/fhir/{query}").json().get("entry", [])}
+
+                assert ids("Condition?onset-age=gt100") == {"c1"}  # 5 or more
+                assert ids("RiskAssessment?probability=gt0.35") == {"r1"}
+                assert ids("ValueSet?context-quantity=18") == set()
+                assert ids("ValueSet?context-type-quantity=age$gt60") == {"v1"}
+        finally:
+            db.dispose()
+        migrate.downgrade(url, "0010_pending_index_rows")
+        old_sql = {"search_quantity": "SELECT resource_type, resource_id, param, value, system, code "
+                                      "FROM search_quantity",
+                   "search_number": "SELECT resource_type, resource_id, param, value FROM search_number",
+                   "search_composite": _ROW_SQL["search_composite"]}
+        with engine.connect() as conn:
+            assert {t: set(map(tuple, conn.exec_driver_sql(sql).all())) for t, sql in old_sql.items()} == \
+                {t: set(rows) for t, rows in _OLD_ROWS.items()}
+    finally:
+        engine.dispose()
+
+
+def test_the_parameters_frozen_in_migration_0011_are_those_reaching_a_range():
+    """Every quantity or number parameter whose elements include a Range is rebuilt by 0011, and only those."""
+    from ipt_fhir.fhir.resource_types import RESOURCE_TYPES
+    from ipt_fhir.fhir.search.path_types import Unresolved, reached_types
+    from ipt_fhir.fhir.search.registry import registry, split_union
+
+    reaching: dict[str, set[str]] = {}
+    for rt in sorted(RESOURCE_TYPES):
+        for code, p in registry().params(rt).items():
+            if p.type in ("number", "quantity"):
+                try:
+                    types = {t for part in split_union(p.expression or "") for t in reached_types(part, rt)}
+                except Unresolved:
+                    continue
+                if "Range" in types:
+                    reaching.setdefault(rt, set()).add(code)
+    m = _migration("0011_number_ranges")
+    assert {rt: set(params) for rt, params in m.RANGE_PARAMS.items()} == reaching
+    assert set(m.CONTEXT_TYPES) == {rt for rt in RESOURCE_TYPES if "context-type-quantity" in registry().params(rt)}
