@@ -153,3 +153,14 @@ def test_a_range_sorts_by_its_low_end_and_descending_by_its_high_end(targets):
 
     assert order("probability") == ["below", "range", "point", "none"]  # unbounded, 0.2, 0.3; none last
     assert order("-probability") == ["range", "point", "below", "none"]  # 0.4, 0.3, 0.1
+
+
+def test_a_created_open_range_is_found_over_http(client):
+    """Through the write path of creates (on SQLite its rows wait as JSON in search_pending first): the
+    unbounded end survives as the largest double."""
+    created = client.post("/fhir/Condition", json={"resourceType": "Condition", "subject": {"reference": "Patient/p"},
+                                                   "onsetRange": {"low": _age(20)}})
+    assert created.status_code == 201, created.text
+    found = client.get("/fhir/Condition?onset-age=gt1e300").json()
+    assert [e["resource"]["id"] for e in found["entry"]] == [created.json()["id"]]
+    assert client.get("/fhir/Condition?onset-age=lt20").json()["total"] == 0
