@@ -249,7 +249,7 @@ def outcome(kind: str, payload: Any) -> dict[str, str]:
     for r in _resources_of(doc):
         rt = r["resourceType"]
         if rt in known_resource_types():
-            rows.append(_guard(lambda: canon(with_alias_rows(rt, index_rows(rt, r)))))
+            rows.append(_guard(lambda: canon(points_as_recorded(with_alias_rows(rt, index_rows(rt, r))))))
     if rows:
         result["index"] = _digest(rows)
     return result
@@ -272,6 +272,16 @@ def with_alias_rows(resource_type: str, rows: dict[str, list[tuple]]) -> dict[st
         if narrowed:
             groups[code] = narrowed
     return {**rows, "reference": [row for code in sorted(groups) for row in groups[code]]}
+
+
+def points_as_recorded(rows: dict[str, list[tuple]]) -> dict[str, list[tuple]]:
+    """The rows as recorded when number and quantity rows were points: the range [n, n] of a number or
+    Quantity as its value n alone. So the recording also proves that points index exactly as before;
+    a Range's rows (low < high) are new, recorded as they are."""
+    def point(row: tuple) -> tuple:
+        return (row[0], row[1], *row[3:]) if row[1] == row[2] else row
+
+    return {**rows, "number": [point(r) for r in rows["number"]], "quantity": [point(r) for r in rows["quantity"]]}
 
 
 def compute() -> dict[str, dict[str, str]]:
