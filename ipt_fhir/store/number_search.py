@@ -14,9 +14,9 @@ its precision (`100` is [99.5, 100.5), parser.parse_number).
 | sa, eb | it lies wholly above (below) [lo, hi), not overlapping it                | low >= hi; high < lo           |
 | ap     | it meets v ± 10% of v (the spec's recommended margin)                    | low <= v + d and high >= v - d |
 
-A number or Quantity ([n, n]) gives what point targets always gave (n in [lo, hi), n > v, ...), except
-sa and eb, which for a point stay gt and lt (n > v, n < v): points have always been searched so, and
-stay so. Each comparison is a disjunction of conjunctions of terms (column, operator, operand) that
+A number or Quantity is the range [n, n]: eq is n in [lo, hi), gt is n > v, and sa is n >= hi, so `sa100`
+does not find 100.2, which lies inside the search value's range (search.html: sa "does not overlap").
+Each comparison is a disjunction of conjunctions of terms (column, operator, operand) that
 SqlBuilder and TextSql both render, so the two builders cannot drift apart.
 """
 from __future__ import annotations
@@ -41,10 +41,10 @@ def range_terms(prefix: str, value: float, lo: float, hi: float) -> list[list[Te
         return [[(HIGH, ">=", value)]]
     if prefix == "le":
         return [[(LOW, "<=", value)]]
-    if prefix == "sa":  # a point: as gt (see above)
-        return [[(LOW, ">=", hi)], [(LOW, ">", value), (LOW, "=", HIGH)]]
-    if prefix == "eb":  # a point: as lt; low < value is implied either way and bounds the index scan
-        return [[(LOW, "<", value), (HIGH, "<", lo)], [(LOW, "<", value), (LOW, "=", HIGH)]]
+    if prefix == "sa":
+        return [[(LOW, ">=", hi)]]
+    if prefix == "eb":  # low < lo is implied by high < lo; it bounds the scan of the value index
+        return [[(LOW, "<", lo), (HIGH, "<", lo)]]
     if prefix == "ap":
         margin = abs(value) * 0.1
         return [[(LOW, "<=", value + margin), (HIGH, ">=", value - margin)]]

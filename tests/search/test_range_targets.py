@@ -98,7 +98,7 @@ CASES = {
         ("Condition", "onset-age=le-1", {"upto3"}),
         ("RiskAssessment", "probability=le0.2", {"range", "below"}),
     ],
-    "sa: no overlap with the search range, wholly above it (a point: above the value)": [
+    "sa: no overlap with the search range, wholly above it": [
         ("Condition", "onset-age=sa10", {"from20"}),  # 5-15 overlaps [9.5, 10.5)
         ("Condition", "onset-age=sa4", {"range5to15", "narrow", "age10", "from20"}),  # 5 >= 4.5
         ("Condition", "onset-age=sa5", {"narrow", "age10", "from20"}),  # 5 is inside [4.5, 5.5)
@@ -107,7 +107,7 @@ CASES = {
         ("ValueSet", "context-quantity=sa65", set()),  # 65 is inside [64.5, 65.5)
         ("ValueSet", "context-quantity=sa64", {"elderly"}),
     ],
-    "eb: no overlap with the search range, wholly below it (a point: below the value)": [
+    "eb: no overlap with the search range, wholly below it": [
         ("Condition", "onset-age=eb10", {"upto3"}),
         ("Condition", "onset-age=eb16", {"range5to15", "narrow", "age10", "upto3"}),  # 15 < 15.5
         ("Condition", "onset-age=eb15", {"narrow", "age10", "upto3"}),  # 15 is inside [14.5, 15.5)
@@ -164,3 +164,15 @@ def test_a_created_open_range_is_found_over_http(client):
     found = client.get("/fhir/Condition?onset-age=gt1e300").json()
     assert [e["resource"]["id"] for e in found["entry"]] == [created.json()["id"]]
     assert client.get("/fhir/Condition?onset-age=lt20").json()["total"] == 0
+
+
+@pytest.mark.parametrize("builder", BUILDERS)
+def test_sa_and_eb_on_a_point_exclude_the_search_values_own_range(targets, builder):
+    """A point is the range [n, n]: `sa10` ([9.5, 10.5)) does not find 10.2, which lies inside that range,
+    although 10.2 > 10; it finds 10.5. `eb10` likewise does not find 9.7."""
+    for cid, years in (("ten-two", 10.2), ("ten-five", 10.5), ("nine-seven", 9.7), ("nine-four", 9.4)):
+        targets.put({"resourceType": "Condition", "id": cid, "subject": {"reference": "Patient/p"},
+                     "meta": {"tag": [TAG]}, "onsetAge": _age(years)})
+    assert targets.ids("Condition", "onset-age=sa10" + builder) == {"ten-five", "from20"}
+    assert targets.ids("Condition", "onset-age=eb10" + builder) == {"nine-four", "upto3"}
+    assert targets.ids("Condition", "onset-age=gt10" + builder) >= {"ten-two", "ten-five"}
