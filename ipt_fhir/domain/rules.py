@@ -19,7 +19,8 @@ Rules by resource (path prefixes name the element at fault):
                   problem area recorded by the end of the initial phase; status transitions.
   Goal            addresses a problem area or a diagnosis of the same subject; plans holding it share
                   the subject.
-  Observation     score within the instrument's range; same subject as its plan and session.
+  Observation     score a whole number within the instrument's range (or absent, with a dataAbsentReason:
+                  the profile's ipt-score-1); same subject as its plan and session.
   Condition       plans addressing a problem area share its subject.
 """
 from __future__ import annotations
@@ -473,12 +474,18 @@ def _check_score(obs: dict, previous: dict | None, lookup: ResourceLookup) -> li
     issues = _transition("Observation", "Observation.status", (previous or {}).get("status"), obs.get("status"),
                          {"entered-in-error": {"registered", "preliminary", "final", "amended", "corrected",
                                                "cancelled", "unknown"}}, {})
-    value = observation_score(obs)
+    value = observation_score(obs)  # None for a declined questionnaire (dataAbsentReason): nothing to judge
     for coding in (obs.get("code") or {}).get("coding") or []:
         bounds = SCORE_RANGES.get(coding.get("code")) if coding.get("system") == "http://loinc.org" else None
-        if bounds and value is not None and not (bounds[0] <= value <= bounds[1]):
-            issues.append(error("business-rule", f"{coding.get('display') or coding['code']} total must be within "
-                                                 f"{bounds[0]}-{bounds[1]}, not {value:g}", "Observation.value"))
+        if not bounds or value is None:
+            continue
+        name = coding.get("display") or coding["code"]
+        if not (bounds[0] <= value <= bounds[1]):
+            issues.append(error("business-rule", f"{name} total must be within {bounds[0]}-{bounds[1]}, "
+                                                 f"not {value:g}", "Observation.value"))
+        elif not value.is_integer():  # these totals are sums of whole item scores
+            issues.append(error("business-rule", f"{name} total is a whole number, not {value:g}",
+                                "Observation.valueQuantity.value"))
     for i, ref, plan in _resolve(obs.get("basedOn"), "CarePlan", lookup):
         if plan is None:
             issues.append(error("business-rule", f"CarePlan {ref} does not exist", f"Observation.basedOn[{i}]"))
