@@ -296,7 +296,9 @@ def _check_course(course: dict, previous: dict | None, lookup: ResourceLookup) -
     if not claims_profile(plan, CAREPLAN_PROFILE):
         return issues
     protocol = protocol_for_careplan(plan)
-    others = [c for c in _plan_courses(plan["id"], lookup) if c.get("id") != course.get("id")]
+    # Courses a transaction orders after this one are theirs to answer for (see ResourceLookup.written_after).
+    others = [c for c in _plan_courses(plan["id"], lookup) if c.get("id") != course.get("id")
+              and reference("ServiceRequest", c["id"]) not in lookup.written_after]
     total = _planned_total([*others, course], protocol) if course.get("status") != "entered-in-error" else 0
     if total > protocol.max_sessions:
         issues.append(error("business-rule", f"{total} sessions ordered for the plan; {protocol.title} allows at most "
@@ -360,7 +362,8 @@ def _check_session(session: dict, previous: dict | None, lookup: ResourceLookup)
               if s.get("id") != session.get("id") and s.get("status") not in NOT_COUNTED]
     number = session_number(session)
     number_path = _ext_path("Encounter", session, EXT_SESSION_NUMBER)
-    count = len(others) + 1
+    # The plan's count as of this write: sessions a transaction writes after it cross the limit themselves.
+    count = sum(1 for s in others if reference("Encounter", s["id"]) not in lookup.written_after) + 1
     # An edit of a session the plan already counted, under the same number, adds no session: a limit
     # the plan exceeds anyway (say its protocol changed since) is reported, not held against the edit.
     counted_before = previous is not None and previous.get("status") not in NOT_COUNTED \
