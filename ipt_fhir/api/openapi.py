@@ -102,6 +102,36 @@ OPERATION_BODIES: dict[str, tuple[str | None, str, str]] = {
 }
 
 
+# FHIR primitive types of operation parameters -> JSON Schema of the query string value
+QUERY_SCHEMAS = {"string": {"type": "string"}, "code": {"type": "string"}, "uri": {"type": "string"},
+                 "canonical": {"type": "string"}, "date": {"type": "string", "format": "date"},
+                 "dateTime": {"type": "string"}, "boolean": {"type": "boolean"}, "integer": {"type": "integer"},
+                 "positiveInt": {"type": "integer", "minimum": 1}, "unsignedInt": {"type": "integer", "minimum": 0},
+                 "decimal": {"type": "number"}}
+# Inputs an operation's definition declares but its GET refuses (they change the server: POST only).
+POST_ONLY_INPUTS = {"$apply": {"store"}}
+
+
+def _operation_query_parameters(name: str, resource_type: str | None) -> list[dict]:
+    """GET [base]/[type]/[id]/$op takes the primitive inputs of the operation's OperationDefinition as
+    query parameters (operations.html): those of the definitions this server publishes, documented."""
+    from ipt_fhir.domain.conformance_loader import conformance_by_type
+
+    for definition in conformance_by_type()["OperationDefinition"]:
+        if f"${definition['code']}" != name or resource_type not in definition.get("resource", []):
+            continue
+        params = []
+        for p in definition.get("parameter", []):
+            if p["use"] != "in" or p.get("type") not in QUERY_SCHEMAS or p["name"] in POST_ONLY_INPUTS.get(name, ()):
+                continue
+            params.append({"name": p["name"], "in": "query", "required": p["min"] >= 1,
+                           "description": f"**{p['type']}** — {p.get('documentation', '')}. "
+                                          f"Definition: {definition['url']}",
+                           "schema": dict(QUERY_SCHEMAS[p["type"]])})
+        return params
+    return []
+
+
 @lru_cache(maxsize=1)
 def fhir_schemas() -> dict[str, Any]:
     path = resources.files("ipt_fhir.fhir").joinpath("definitions/openapi-schemas.json.gz")
@@ -315,6 +345,8 @@ def _decorate(op: dict, method: str, path: str, resource_type: str | None, route
         in_schema, out_schema, description = OPERATION_BODIES.get(name, ("Parameters", "Resource", ""))
         if description and not op.get("description"):
             op["description"] = description
+        if method == "GET":
+            extra_params = _operation_query_parameters(name, rt)
         if method == "POST" and in_schema:
             example = {"$apply": ex.apply_parameters_example()}.get(name)
             body = {"required": False, "content": _fhir_content(in_schema, {f"{name} parameters": example} if example else None)}
