@@ -1,4 +1,4 @@
-"""The `ipt-fhir` command: serve, db upgrade|downgrade|current|reindex."""
+"""The `ipt-fhir` command: serve, db upgrade|downgrade|current|reindex (search indexes, IPT progress)."""
 from __future__ import annotations
 
 import sys
@@ -100,19 +100,31 @@ def current() -> None:
 
 
 @db_app.command()
-def reindex() -> None:
-    """Rebuild every search index row from the stored resources (after a definitions change)."""
+def reindex(
+    search: bool = typer.Option(True, help="Rebuild the search index rows"),
+    ipt_progress: bool = typer.Option(True, help="Rebuild the IPT progress read model ($ipt-progress rows)"),
+) -> None:
+    """Rebuild derived data from the stored resources: every search index row (after a definitions
+    change) and every IPT progress row (rows an older version built may be wrong)."""
     from rich.progress import Progress
 
+    from ipt_fhir.services.ipt.progress_rebuild import rebuild_progress_rows
     from ipt_fhir.store.database import Database
     from ipt_fhir.store.search_index import reindex_all
 
     db = Database(get_settings().database_url)
-    with Progress() as bar:
-        task = bar.add_task("reindexing", total=None)
-        count = reindex_all(db, progress=lambda n: bar.update(task, completed=n))
-    db.dispose()
-    typer.echo(f"reindexed {count} resources")
+    try:
+        with Progress() as bar:
+            if search:
+                task = bar.add_task("reindexing", total=None)
+                count = reindex_all(db, progress=lambda n: bar.update(task, completed=n))
+                bar.console.print(f"reindexed {count} resources")
+            if ipt_progress:
+                task = bar.add_task("rebuilding IPT progress", total=None)
+                plans = rebuild_progress_rows(db, progress=lambda n: bar.update(task, completed=n))
+                bar.console.print(f"rebuilt the progress of {plans} IPT care plans")
+    finally:
+        db.dispose()
 
 
 if __name__ == "__main__":

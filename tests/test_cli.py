@@ -1,5 +1,5 @@
 """The `ipt-fhir` command: serve migrates the embedded database itself and refuses an out-of-date
-PostgreSQL schema; db upgrade/downgrade/current."""
+PostgreSQL schema; db upgrade/downgrade/current; db reindex rebuilds the IPT progress rows."""
 from __future__ import annotations
 
 import pytest
@@ -70,3 +70,36 @@ def test_db_commands_upgrade_downgrade_and_report_current(run, tmp_path):
     engine = sa.create_engine(url)
     assert "resource" not in sa.inspect(engine).get_table_names()
     engine.dispose()
+
+
+def test_reindex_rebuilds_ipt_progress_rows_that_are_wrong_or_missing(run, database_url, database, settings):
+    """Rows an older version built may hold another patient's entries; a lost row is rebuilt too."""
+    from fastapi.testclient import TestClient
+
+    from ipt_fhir.app import create_app
+    from ipt_fhir.store import ipt_progress
+    from tests.domain.world import World, phq9
+    from tests.ipt.helpers import load_world, progress, put
+
+    with TestClient(create_app(settings, database)) as client:
+        load_world(client, World(sessions=12))
+        assert put(client, phq9("o1", 18, "2025-01-06T09:00:00Z")).status_code == 201
+        put(client, {**World(sessions=12).resources[0], "id": "plan2"})  # a second IPT plan, same patient
+        expected = {plan: progress(client, plan) for plan in ("plan", "plan2")}
+        with database.write() as conn:
+            row = ipt_progress.get(conn, "plan")
+            row["phq9"]["Observation/theirs"] = {"date": "2025-01-13T09:00:00Z", "value": 3}  # another patient's
+            row["sessions"]["Encounter/theirs"] = {"number": 2, "status": "finished", "start": "2025-01-13"}
+            ipt_progress.put(conn, "plan", "Patient/p1", row)
+            ipt_progress.delete(conn, "plan2")
+            ipt_progress.put(conn, "gone", "Patient/p1", row)  # a row whose plan no longer exists
+        corrupted = progress(client, "plan")
+        assert corrupted["phq9Latest"]["value"] == 3 and corrupted["sessionsAttended"] == 1
+
+        result, _ = run(database_url, "db", "reindex", "--no-search")
+        assert result.exit_code == 0, result.output
+        assert "rebuilt the progress of 2 IPT care plans" in result.output
+        assert {plan: progress(client, plan) for plan in ("plan", "plan2")} == expected
+        with database.read() as conn:
+            assert ipt_progress.get(conn, "plan2") is not None
+            assert ipt_progress.get(conn, "gone") is None

@@ -27,6 +27,7 @@ from fastapi.openapi.utils import get_openapi
 from ipt_fhir.observability import interaction_of, operation_name
 
 from . import openapi_examples as ex
+from . import openapi_walkthrough as walk
 
 FHIR_JSON = "application/fhir+json"
 EXPORT_COMMAND = "ipt-fhir openapi --output openapi/openapi.json"
@@ -60,6 +61,8 @@ RESULT_PARAMETERS = (
     ("_format", "string", "`json` or `application/fhir+json` (XML is not served)"),
     ("_pretty", "boolean", "Indent the JSON"),
 )
+
+RESULT_NAMES = frozenset(name for name, _, _ in RESULT_PARAMETERS)
 
 HEADER_DOCS = {
     "If-Match": "Version-aware update, patch or delete: `W/\"<versionId>\"` or `*`. Anything but the current "
@@ -102,6 +105,47 @@ OPERATION_BODIES: dict[str, tuple[str | None, str, str]] = {
 }
 
 
+# FHIR primitive types of operation parameters -> JSON Schema of the query string value
+QUERY_SCHEMAS = {"string": {"type": "string"}, "code": {"type": "string"}, "uri": {"type": "string"},
+                 "canonical": {"type": "string"}, "date": {"type": "string", "format": "date"},
+                 "dateTime": {"type": "string"}, "boolean": {"type": "boolean"}, "integer": {"type": "integer"},
+                 "positiveInt": {"type": "integer", "minimum": 1}, "unsignedInt": {"type": "integer", "minimum": 0},
+                 "decimal": {"type": "number"}}
+# Inputs an operation's definition declares but its GET refuses (they change the server: POST only).
+POST_ONLY_INPUTS = {"$apply": {"store"}}
+
+
+def _operation_query_parameters(name: str, resource_type: str | None) -> list[dict]:
+    """GET [base]/[type]/[id]/$op takes the primitive inputs of the operation's OperationDefinition as
+    query parameters (operations.html): those of the definitions this server publishes, documented."""
+    from ipt_fhir.domain.conformance_loader import conformance_by_type
+
+    for definition in conformance_by_type()["OperationDefinition"]:
+        if f"${definition['code']}" != name or resource_type not in definition.get("resource", []):
+            continue
+        examples = _query_examples(name)
+        params = []
+        for p in definition.get("parameter", []):
+            if p["use"] != "in" or p.get("type") not in QUERY_SCHEMAS or p["name"] in POST_ONLY_INPUTS.get(name, ()):
+                continue
+            param = {"name": p["name"], "in": "query", "required": p["min"] >= 1,
+                     "description": f"**{p['type']}** — {p.get('documentation', '')}. Definition: {definition['url']}",
+                     "schema": dict(QUERY_SCHEMAS[p["type"]])}
+            if p["name"] in examples:
+                param["example"] = examples[p["name"]]
+            params.append(param)
+        return params
+    return []
+
+
+def _query_examples(name: str) -> dict[str, Any]:
+    """The values of the operation's POST example, for its GET form (the same walk-through step)."""
+    body = {"$apply": ex.apply_parameters_example}.get(name)
+    if body is None:
+        return {}
+    return {p["name"]: next(v for k, v in p.items() if k.startswith("value")) for p in body()["parameter"]}
+
+
 @lru_cache(maxsize=1)
 def fhir_schemas() -> dict[str, Any]:
     path = resources.files("ipt_fhir.fhir").joinpath("definitions/openapi-schemas.json.gz")
@@ -116,22 +160,32 @@ def _ref(name: str) -> dict:
 _examples: dict[str, dict] = {}
 
 
-def _example_ref(label: str, value: Any) -> dict:
+def _example_ref(label: str, value: Any, step: dict | None = None) -> dict:
+    """A shared example; `step`: its summary, description and place in the walk-through (request bodies)."""
     key = re.sub(r"[^A-Za-z0-9_.-]+", "-", label).strip("-")
     candidate, n = key, 1
     while candidate in _examples and _examples[candidate]["value"] != value:
         n += 1
         candidate = f"{key}-{n}"
-    _examples[candidate] = {"summary": label, "value": value}
+    _examples[candidate] = {"summary": label, **(step or {}), "value": value}
     return {"$ref": f"#/components/examples/{candidate}"}
+
+
+def _examples_of(examples: dict[str, Any]) -> dict:
+    """name -> value, or (value, walk-through step) -> refs to shared examples."""
+    refs = {}
+    for name, value in examples.items():
+        value, step = value if isinstance(value, tuple) else (value, None)
+        if value is not None:
+            refs[name] = _example_ref(name, value, step)
+    return refs
 
 
 def _fhir_content(schema_name: str, examples: dict[str, Any] | None = None) -> dict:
     media: dict[str, Any] = {"schema": _ref(schema_name)}
-    if examples:
-        refs = {name: _example_ref(name, value) for name, value in examples.items() if value is not None}
-        if refs:
-            media["examples"] = refs
+    refs = _examples_of(examples or {})
+    if refs:
+        media["examples"] = refs
     return {FHIR_JSON: media}
 
 
@@ -219,12 +273,36 @@ def _path_param_docs(param: dict, resource_type: str | None) -> dict:
         "version_id": "Version id (1, 2, 3, …)",
         "patient_id": "Logical id of the Patient",
         "resource_type": "Any FHIR R4 resource type, e.g. CarePlan",
+        "plan_id": "Logical id of an IPT protocol (PlanDefinition) this server publishes",
+        "careplan_id": "Logical id of an IPT CarePlan",
     }
     if name in docs:
         param = {**param, "description": docs[name]}
         if name in ("resource_id", "patient_id"):
             param["schema"] = {"type": "string", "pattern": "^[A-Za-z0-9\\-\\.]{1,64}$"}
+    # "Try it out" starts from the walk-through's resources (openapi_walkthrough), which exist once its
+    # PUT examples ran; a generic path shows the plan's.
+    example = {"resource_id": walk.FIXED_IDS.get(resource_type or "CarePlan", walk.APPLIED_PROTOCOL
+                                                 if resource_type == "PlanDefinition" else None),
+               "resource_type": "CarePlan" if resource_type is None else None,
+               "patient_id": walk.FIXED_IDS["Patient"], "plan_id": walk.APPLIED_PROTOCOL,
+               "careplan_id": walk.FIXED_IDS["CarePlan"], "version_id": "1"}.get(name)
+    if example is not None:
+        param = {**param, "example": example}
     return param
+
+
+def _criteria_parameters(resource_type: str | None) -> list[dict]:
+    """The search criteria of a conditional update, patch or delete: the type's search parameters, `_id`
+    with the walk-through's resource as its example (the plan's on the generic path, whose type's is CarePlan)."""
+    criteria = [p for p in _search_parameters(resource_type) if resource_type is not None
+                and _resolve_param(p)["name"] not in {"_id", "_include", "_revinclude", *RESULT_NAMES}]
+    own_id = {"name": "_id", "in": "query", "required": False,
+              "description": "The criteria select the resource (any search parameter of the type; one match)",
+              "schema": {"type": "string"}}
+    if (resource_type or "CarePlan") in walk.FIXED_IDS:
+        own_id["example"] = walk.FIXED_IDS[resource_type or "CarePlan"]
+    return [own_id, *criteria]
 
 
 def _decorate(op: dict, method: str, path: str, resource_type: str | None, route_responses: set[str]) -> dict:
@@ -270,7 +348,9 @@ def _decorate(op: dict, method: str, path: str, resource_type: str | None, route
                      **_errors("400", "404")}
     elif interaction == "create":
         extra_params = [_header("If-None-Exist"), _header("Prefer")]
-        body = {"required": True, "content": _fhir_content(schema, {f"{rt} (create)": ex.create_example(rt or "")})}
+        made = ex.create_example(rt or "")
+        example = (made[0], walk.create_step(rt, made[1])) if made else None
+        body = {"required": True, "content": _fhir_content(schema, {f"{rt} (create)": example})}
         responses = {"201": {"description": "Created", "headers": {**VERSION_HEADERS, **LOCATION_HEADER},
                              "content": _fhir_content(schema, {f"{rt} (stored)": stored})},
                      "200": {"description": "Conditional create: one resource matched If-None-Exist; nothing created",
@@ -278,7 +358,10 @@ def _decorate(op: dict, method: str, path: str, resource_type: str | None, route
                      **_errors("400", "412", "422")}
     elif interaction == "update":
         extra_params = [_header("If-Match"), _header("If-None-Match"), _header("Prefer")]
-        body = {"required": True, "content": _fhir_content(schema, {f"{rt} (update)": ex.update_example(rt or "")})}
+        if "{resource_id}" not in path:
+            extra_params = _criteria_parameters(rt) + extra_params
+        example = (ex.update_example(rt), walk.update_step(rt)) if rt in walk.FIXED_IDS else None
+        body = {"required": True, "content": _fhir_content(schema, {f"{rt} (update)": example})}
         responses = {"200": {"description": "Updated (a new version)", "headers": {**VERSION_HEADERS, **LOCATION_HEADER},
                              "content": _fhir_content(schema, {f"{rt} (stored)": stored})},
                      "201": {"description": "Created with the id of the URL", "headers": {**VERSION_HEADERS, **LOCATION_HEADER},
@@ -286,24 +369,36 @@ def _decorate(op: dict, method: str, path: str, resource_type: str | None, route
                      **_errors("400", "409", "412", "422")}
     elif interaction == "patch":
         extra_params = [_header("If-Match"), _header("Prefer")]
-        body = {"required": True, "content": {
-            "application/json-patch+json": {"schema": {"type": "array", "items": {"type": "object"}}, "examples": {
-                "complete the plan": {"value": [{"op": "replace", "path": "/status", "value": "completed"}]}}},
-            FHIR_JSON: {"schema": _ref("Parameters"), "examples": {"FHIRPath Patch": {"value": {
-                "resourceType": "Parameters", "parameter": [{"name": "operation", "part": [
-                    {"name": "type", "valueCode": "replace"}, {"name": "path", "valueString": f"{rt or 'CarePlan'}.status"},
-                    {"name": "value", "valueCode": "completed"}]}]}}}}}}
+        if "{resource_id}" not in path:
+            extra_params = _criteria_parameters(rt) + extra_params
+        patched = ex.stored_examples().get(rt or "CarePlan")  # none for PlanDefinition: ours are read-only
+        json_patch = {"application/json-patch+json": {"schema": {"type": "array", "items": {"type": "object"}}}}
+        fhir_patch = _fhir_content("Parameters")
+        if patched is not None:
+            json_patch["application/json-patch+json"]["examples"] = _examples_of({
+                f"JSON Patch of {patched['resourceType']}": (walk.json_patch(patched),
+                                                             walk.patch_step(patched["resourceType"], "JSON Patch"))})
+            fhir_patch = _fhir_content("Parameters", {
+                f"FHIRPath Patch of {patched['resourceType']}": (
+                    walk.fhirpath_patch(patched), walk.patch_step(patched["resourceType"], "FHIRPath Patch"))})
+        body = {"required": True, "content": {**json_patch, **fhir_patch}}
         responses = {"200": {"description": "Patched (a new version)", "headers": VERSION_HEADERS,
                              "content": _fhir_content(schema)}, **_errors("400", "404", "409", "412", "422")}
     elif interaction == "delete":
         extra_params = [_header("If-Match"), _header("Prefer")]
+        if "{resource_id}" not in path:
+            extra_params = _criteria_parameters(rt) + extra_params
         responses = {"204": {"description": "Deleted (or there was nothing to delete)"},
                      "200": {"description": "Deleted, with Prefer: return=OperationOutcome",
                              "content": _fhir_content("OperationOutcome")},
                      **_errors("409", "412")}
     elif interaction == "transaction":
         extra_params = [_header("Prefer")]
-        body = {"required": True, "content": _fhir_content("Bundle", {"IPT course (transaction)": ex.transaction_example()})}
+        body = {"required": True, "content": _fhir_content("Bundle", {"IPT course (transaction)": (
+            ex.transaction_example(), walk.operation_step(
+                walk.TRANSACTION_STEP, "POST /fhir: a whole IPT course in one transaction",
+                "Another patient's course, every resource with a server-assigned id (urn:uuid references); "
+                "it needs nothing stored first, so it can run any time."))})}
         responses = {"200": {"description": "transaction-response or batch-response Bundle",
                              "content": _fhir_content("Bundle", {"transaction-response": ex.transaction_response_example()})},
                      **_errors("400", "404", "409", "412", "422")}
@@ -315,8 +410,16 @@ def _decorate(op: dict, method: str, path: str, resource_type: str | None, route
         in_schema, out_schema, description = OPERATION_BODIES.get(name, ("Parameters", "Resource", ""))
         if description and not op.get("description"):
             op["description"] = description
+        if method == "GET":
+            extra_params = _operation_query_parameters(name, rt)
+            step = {"$apply": walk.APPLY_STEP, "$ipt-progress": walk.PROGRESS_STEP}.get(name)
+            if step:  # "Try it out" with the parameters' examples is part of the walk-through
+                op["x-walkthrough-step"] = step
         if method == "POST" and in_schema:
-            example = {"$apply": ex.apply_parameters_example()}.get(name)
+            example = {"$apply": (ex.apply_parameters_example(), walk.operation_step(
+                walk.APPLY_STEP, "plan a standard IPT course for the patient and store it",
+                f"The course of {walk.APPLIED_PROTOCOL} for Patient/{walk.FIXED_IDS['Patient']} (step 1) with "
+                f"Practitioner/{walk.FIXED_IDS['Practitioner']} (step 2), stored in one transaction."))}.get(name)
             body = {"required": False, "content": _fhir_content(in_schema, {f"{name} parameters": example} if example else None)}
         out_example = {"$ipt-progress": ex.progress_parameters_example()}.get(name)
         if name in ("$export", "$import"):  # Bulk Data async pattern
@@ -438,7 +541,7 @@ def build_openapi(app: FastAPI) -> dict:
     doc["info"]["description"] = (app.description or "") + (
         "\n\nEvery FHIR body is `application/fhir+json`; every error is an `OperationOutcome`. "
         "Versions are ETags (`W/\"n\"`); send `If-Match` to update without losing a concurrent change. "
-        "The server's CapabilityStatement is at `GET /fhir/metadata`.")
+        "The server's CapabilityStatement is at `GET /fhir/metadata`.\n\n" + walk.OVERVIEW)
     doc["externalDocs"] = {"description": "FHIR R4 RESTful API", "url": "https://hl7.org/fhir/R4/http.html"}
     return doc
 

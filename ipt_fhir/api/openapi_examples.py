@@ -8,15 +8,34 @@ from functools import lru_cache
 
 from ipt_fhir.domain.canonical import CPT, SNOMED, SNOMED_IPT
 
+from . import openapi_walkthrough as walk
+
 LAST_UPDATED = "2025-06-02T09:30:00.000+00:00"
 
 
 @lru_cache(maxsize=1)
 def demo_course() -> dict:
-    """One transaction Bundle of a synthetic IPT course (urn:uuid references between entries)."""
+    """One transaction Bundle of a synthetic IPT course (urn:uuid references between entries): standard
+    individual IPT, 14 sessions ordered (the protocol allows 20: room for the course extension example)."""
     from ipt_fhir.domain.demo_data import generate_courses
 
-    return next(generate_courses(1, seed=3))
+    return next(generate_courses(1, seed=6))
+
+
+def _nth_of_type(resource_type: str, n: int) -> dict | None:
+    """The n-th (0-based) resource of a type in the demo course, references as Type/fixed-id (see
+    openapi_walkthrough) where they point at a walk-through resource and pruned where they do not."""
+    bundle = demo_course()
+    first: dict[str, str] = {}
+    for entry in bundle["entry"]:
+        rtype = entry["resource"]["resourceType"]
+        if rtype in walk.FIXED_IDS and rtype not in first:
+            first[rtype] = entry["fullUrl"]
+    mapping = {url: f"{rtype}/{walk.FIXED_IDS[rtype]}" for rtype, url in first.items()}
+    found = [e for e in bundle["entry"] if e["resource"]["resourceType"] == resource_type]
+    if n >= len(found):
+        return None
+    return _without_dangling(_replace_refs(copy.deepcopy(found[n]["resource"]), mapping))
 
 
 def _replace_refs(node, mapping: dict[str, str]):
@@ -28,54 +47,57 @@ def _replace_refs(node, mapping: dict[str, str]):
     return node
 
 
+def _without_dangling(node):
+    """Drop references to demo resources the walk-through does not create (other goals, sessions, the
+    problem area): on a fresh server the rules would refuse them. Emptied arrays and objects go too."""
+    def dangling(value) -> bool:
+        return isinstance(value, dict) and str(value.get("reference", "")).startswith("urn:uuid:")
+
+    if isinstance(node, dict):
+        out = {}
+        for k, v in node.items():
+            if dangling(v):
+                continue
+            v = _without_dangling(v)
+            if v not in ([], {}):
+                out[k] = v
+        return out
+    if isinstance(node, list):
+        return [w for w in (_without_dangling(v) for v in node if not dangling(v)) if w not in ([], {})]
+    return node
+
+
 @lru_cache(maxsize=1)
 def stored_examples() -> dict[str, dict]:
-    """Resource type -> a stored resource (id, meta.versionId, references as Type/id), first of each
-    type in the demo course; plus a hand-made Procedure (the demo data records sessions as Encounters)."""
-    bundle = demo_course()
-    mapping = {e["fullUrl"]: f"{e['resource']['resourceType']}/{e['fullUrl'].rsplit(':', 1)[1]}"
-               for e in bundle["entry"]}
+    """Resource type -> the walk-through resource as stored (fixed id, meta.versionId): the first of
+    each type in the demo course, plus a hand-made Procedure (the demo data records sessions as Encounters)."""
     out: dict[str, dict] = {}
-    for entry in bundle["entry"]:
-        resource = _replace_refs(copy.deepcopy(entry["resource"]), mapping)
-        rtype = resource["resourceType"]
-        if rtype in out:
-            continue
+    for rtype in walk.FIXED_IDS:
+        resource = _nth_of_type(rtype, 0) if rtype != "Procedure" else _procedure()
         meta = {"versionId": "1", "lastUpdated": LAST_UPDATED, **resource.get("meta", {})}
-        out[rtype] = {"resourceType": rtype, "id": entry["fullUrl"].rsplit(":", 1)[1], "meta": meta,
+        out[rtype] = {"resourceType": rtype, "id": walk.FIXED_IDS[rtype], "meta": meta,
                       **{k: v for k, v in resource.items() if k not in ("resourceType", "id", "meta")}}
-    patient = f"Patient/{out['Patient']['id']}"
-    encounter = f"Encounter/{out['Encounter']['id']}"
-    out["Procedure"] = {
-        "resourceType": "Procedure", "id": "ipt-session-procedure-1",
-        "meta": {"versionId": "1", "lastUpdated": LAST_UPDATED},
+    return out
+
+
+def _procedure() -> dict:
+    ids = walk.FIXED_IDS
+    return {
+        "resourceType": "Procedure",
         "status": "completed",
         "category": {"coding": [{"system": SNOMED, "code": "409063005", "display": "Counseling"}]},
         "code": {"coding": [{"system": SNOMED, "code": SNOMED_IPT, "display": "Interpersonal psychotherapy"},
                             {"system": CPT, "code": "90837", "display": "Psychotherapy, 60 minutes with patient"}],
                  "text": "Interpersonal psychotherapy session"},
-        "subject": {"reference": patient},
-        "encounter": {"reference": encounter},
-        "performedPeriod": {"start": "2025-04-28T14:00:00Z", "end": "2025-04-28T14:50:00Z"},
-        "basedOn": [{"reference": f"CarePlan/{out['CarePlan']['id']}"}],
+        "subject": {"reference": f"Patient/{ids['Patient']}"},
+        "encounter": {"reference": f"Encounter/{ids['Encounter']}"},
+        "performedPeriod": {"start": "2025-04-03T15:00:00Z", "end": "2025-04-03T15:50:00Z"},
+        "basedOn": [{"reference": f"CarePlan/{ids['CarePlan']}"}],
     }
-    return out
-
-
-def create_example(resource_type: str) -> dict | None:
-    """A request body for create: the stored example without server-assigned id and meta versions."""
-    stored = stored_examples().get(resource_type)
-    if stored is None:
-        return None
-    body = copy.deepcopy(stored)
-    body.pop("id", None)
-    meta = {k: v for k, v in body.pop("meta", {}).items() if k not in ("versionId", "lastUpdated")}
-    if meta:
-        return {"resourceType": body.pop("resourceType"), "meta": meta, **body}
-    return body
 
 
 def update_example(resource_type: str) -> dict | None:
+    """A request body for update (PUT [type]/[id]): the walk-through resource without server-set meta."""
     stored = stored_examples().get(resource_type)
     if stored is None:
         return None
@@ -84,6 +106,72 @@ def update_example(resource_type: str) -> dict | None:
     if not body["meta"]:
         body.pop("meta")
     return body
+
+
+def create_example(resource_type: str) -> tuple[dict, str] | None:
+    """A request body for create (POST [type]) and what it records: another resource of the walk-through
+    course, referring to the PUT ones (a copy of one would break a rule: session numbers are unique, a
+    plan's courses order at most the protocol's maximum, conditional creates match one NPI)."""
+    made = _CREATED.get(resource_type)
+    if made is None:
+        return None
+    body, what = made()
+    body = {k: v for k, v in body.items() if k != "id"}
+    meta = {k: v for k, v in body.pop("meta", {}).items() if k not in ("versionId", "lastUpdated")}
+    return ({"resourceType": body.pop("resourceType"), **({"meta": meta} if meta else {}), **body}, what)
+
+
+def _copy_of(resource_type: str) -> dict:
+    return copy.deepcopy(stored_examples()[resource_type])
+
+
+def _second_session() -> tuple[dict, str]:
+    return _nth_of_type("Encounter", 1), "session 2 of the course, held a week after session 1"
+
+
+def _second_score() -> tuple[dict, str]:
+    return _nth_of_type("Observation", 1), "the PHQ-9 total of the second week"
+
+
+def _problem_area() -> tuple[dict, str]:
+    return _nth_of_type("Condition", 1), "the IPT problem area of the course"
+
+
+def _course_extension() -> tuple[dict, str]:
+    course = _copy_of("ServiceRequest")
+    course["quantityQuantity"]["value"] = course["occurrenceTiming"]["repeat"]["count"] = 4
+    course["code"]["text"] = "Four more sessions of standard individual IPT (the protocol allows up to 20)"
+    course["occurrenceTiming"]["repeat"].pop("boundsPeriod", None)
+    return course, "four more sessions ordered for the plan (an extension of the course)"
+
+
+def _second_plan() -> tuple[dict, str]:
+    plan = _copy_of("CarePlan")
+    plan.pop("activity", None)  # its own course is ordered after it, as in the walk-through
+    plan["status"] = "draft"
+    return plan, "a draft plan for the same patient, before its course is ordered"
+
+
+def _second_therapist() -> tuple[dict, str]:
+    from ipt_fhir.domain.demo_data import NPI_SYSTEM, npi
+
+    therapist = _copy_of("Practitioner")
+    therapist["identifier"] = [{"system": NPI_SYSTEM, "value": npi(900000001)}]
+    therapist["name"] = [{"family": "Okonkwo", "given": ["Ada"], "prefix": ["Dr."]}]
+    return therapist, "a second therapist (another NPI: the transaction example matches its therapist by NPI)"
+
+
+_CREATED = {
+    "Patient": lambda: (_copy_of("Patient"), "the patient, registered again (a second Patient)"),
+    "Practitioner": _second_therapist,
+    "Condition": _problem_area,
+    "Goal": lambda: (_copy_of("Goal"), "a second goal addressing the diagnosis"),
+    "CarePlan": _second_plan,
+    "ServiceRequest": _course_extension,
+    "Encounter": _second_session,
+    "Observation": _second_score,
+    "Procedure": lambda: (_copy_of("Procedure"), "the therapy delivered in session 1, for billing"),
+}
 
 
 def searchset_example(resource_type: str, base: str = "https://ipt.example.org/fhir") -> dict:
@@ -140,8 +228,8 @@ def apply_parameters_example() -> dict:
     patient = stored_examples()["Patient"]["id"]
     practitioner = stored_examples()["Practitioner"]["id"]
     return {"resourceType": "Parameters", "parameter": [
-        {"name": "subject", "valueReference": {"reference": f"Patient/{patient}"}},
-        {"name": "practitioner", "valueReference": {"reference": f"Practitioner/{practitioner}"}},
+        {"name": "subject", "valueString": f"Patient/{patient}"},
+        {"name": "practitioner", "valueString": f"Practitioner/{practitioner}"},
         {"name": "start", "valueDate": "2025-03-03"},
         {"name": "weekday", "valueCode": "mon"},
         {"name": "store", "valueBoolean": True},
@@ -163,11 +251,11 @@ def progress_parameters_example() -> dict:
         {"name": "sessionsRemaining", "valueInteger": 14},
         {"name": "currentPhase", "valueCoding": {"system": "http://ipt-fhir.org/fhir/CodeSystem/ipt-phase",
                                                  "code": "initial"}},
-        {"name": "phq9Baseline", "part": [{"name": "value", "valueInteger": 19},
+        {"name": "phq9Baseline", "part": [{"name": "value", "valueDecimal": 19},
                                           {"name": "date", "valueDateTime": "2025-03-03T09:50:00Z"}]},
-        {"name": "phq9Latest", "part": [{"name": "value", "valueInteger": 14},
+        {"name": "phq9Latest", "part": [{"name": "value", "valueDecimal": 14},
                                         {"name": "date", "valueDateTime": "2025-03-10T09:50:00Z"}]},
-        {"name": "phq9Change", "valueInteger": -5},
+        {"name": "phq9Change", "valueDecimal": -5},
         {"name": "phq9Response", "valueBoolean": False},
         {"name": "phq9Remission", "valueBoolean": False},
     ]}

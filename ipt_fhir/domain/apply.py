@@ -6,7 +6,8 @@ that live on (each session Encounter is later updated on its own) and a containe
 even be referenced from an R4 CarePlan (activity.reference does not allow Encounter). So $apply answers
 with a `transaction` Bundle whose entries use urn:uuid fullUrls: the client can inspect it, edit it and
 POST it unchanged to the base to store it, and with storage requested the server processes the same
-Bundle. (R5 moved $apply to returning a Bundle for the same reason.)
+Bundle. (R5 moved $apply to returning a Bundle for the same reason.) The operation is published as this
+server's own OperationDefinition ipt-apply, which the CapabilityStatement names instead of HL7's.
 
 Links (IPT-DOMAIN.md): CarePlan.activity.reference -> ServiceRequest; ServiceRequest.basedOn ->
 CarePlan (the two refer to each other: the transaction resolves both urn:uuids); Encounter.basedOn ->

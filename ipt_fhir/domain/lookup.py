@@ -27,6 +27,10 @@ SEARCH_PARAMS: dict[tuple[str, str], str] = {
 
 @runtime_checkable
 class ResourceLookup(Protocol):
+    # Within a transaction whose rules run on its final state: the resources ("Type/id") it writes after
+    # the one being checked, which limits counted in write order (sessions of a plan) leave out.
+    written_after: frozenset[str]
+
     def read(self, type: str, id: str) -> dict | None:
         """The current, not deleted version of type/id, or None."""
 
@@ -38,6 +42,7 @@ class InMemoryLookup:
     """A ResourceLookup over a list of resources: for tests, demo data checks, and transaction overlays."""
 
     def __init__(self, resources: Iterable[dict] = (), fallback: ResourceLookup | None = None) -> None:
+        self.written_after: frozenset[str] = frozenset()
         self._by_key: dict[tuple[str, str], dict] = {}
         self._deleted: set[tuple[str, str]] = set()
         self._fallback = fallback

@@ -224,11 +224,14 @@ class PlanProgress:
 
 
 def _number(value: float) -> dict:
-    return {"valueInteger": int(value)} if float(value).is_integer() else {"valueDecimal": value}
+    """A decimal output parameter (OperationDefinition ipt-progress: every PHQ-9 figure is declared
+    decimal, so a whole number is a valueDecimal too, written without a fraction)."""
+    return {"valueDecimal": int(value) if float(value).is_integer() else value}
 
 
 def _date_value(text: str | None) -> dict:
-    return {"valueDateTime": text} if text and "T" in text else {"valueDate": text}
+    """A dateTime output parameter: a date alone ("2025-03-03") is a valid dateTime, so it stays one."""
+    return {"valueDateTime": text}
 
 
 # ---- incremental update ------------------------------------------------------------------------

@@ -19,7 +19,8 @@ Rules by resource (path prefixes name the element at fault):
                   problem area recorded by the end of the initial phase; status transitions.
   Goal            addresses a problem area or a diagnosis of the same subject; plans holding it share
                   the subject.
-  Observation     score within the instrument's range; same subject as its plan and session.
+  Observation     score a whole number within the instrument's range (or absent, with a dataAbsentReason:
+                  the profile's ipt-score-1); same subject as its plan and session.
   Condition       plans addressing a problem area share its subject.
 """
 from __future__ import annotations
@@ -295,7 +296,9 @@ def _check_course(course: dict, previous: dict | None, lookup: ResourceLookup) -
     if not claims_profile(plan, CAREPLAN_PROFILE):
         return issues
     protocol = protocol_for_careplan(plan)
-    others = [c for c in _plan_courses(plan["id"], lookup) if c.get("id") != course.get("id")]
+    # Courses a transaction orders after this one are theirs to answer for (see ResourceLookup.written_after).
+    others = [c for c in _plan_courses(plan["id"], lookup) if c.get("id") != course.get("id")
+              and reference("ServiceRequest", c["id"]) not in lookup.written_after]
     total = _planned_total([*others, course], protocol) if course.get("status") != "entered-in-error" else 0
     if total > protocol.max_sessions:
         issues.append(error("business-rule", f"{total} sessions ordered for the plan; {protocol.title} allows at most "
@@ -359,7 +362,8 @@ def _check_session(session: dict, previous: dict | None, lookup: ResourceLookup)
               if s.get("id") != session.get("id") and s.get("status") not in NOT_COUNTED]
     number = session_number(session)
     number_path = _ext_path("Encounter", session, EXT_SESSION_NUMBER)
-    count = len(others) + 1
+    # The plan's count as of this write: sessions a transaction writes after it cross the limit themselves.
+    count = sum(1 for s in others if reference("Encounter", s["id"]) not in lookup.written_after) + 1
     # An edit of a session the plan already counted, under the same number, adds no session: a limit
     # the plan exceeds anyway (say its protocol changed since) is reported, not held against the edit.
     counted_before = previous is not None and previous.get("status") not in NOT_COUNTED \
@@ -473,12 +477,18 @@ def _check_score(obs: dict, previous: dict | None, lookup: ResourceLookup) -> li
     issues = _transition("Observation", "Observation.status", (previous or {}).get("status"), obs.get("status"),
                          {"entered-in-error": {"registered", "preliminary", "final", "amended", "corrected",
                                                "cancelled", "unknown"}}, {})
-    value = observation_score(obs)
+    value = observation_score(obs)  # None for a declined questionnaire (dataAbsentReason): nothing to judge
     for coding in (obs.get("code") or {}).get("coding") or []:
         bounds = SCORE_RANGES.get(coding.get("code")) if coding.get("system") == "http://loinc.org" else None
-        if bounds and value is not None and not (bounds[0] <= value <= bounds[1]):
-            issues.append(error("business-rule", f"{coding.get('display') or coding['code']} total must be within "
-                                                 f"{bounds[0]}-{bounds[1]}, not {value:g}", "Observation.value"))
+        if not bounds or value is None:
+            continue
+        name = coding.get("display") or coding["code"]
+        if not (bounds[0] <= value <= bounds[1]):
+            issues.append(error("business-rule", f"{name} total must be within {bounds[0]}-{bounds[1]}, "
+                                                 f"not {value:g}", "Observation.value"))
+        elif not value.is_integer():  # these totals are sums of whole item scores
+            issues.append(error("business-rule", f"{name} total is a whole number, not {value:g}",
+                                "Observation.valueQuantity.value"))
     for i, ref, plan in _resolve(obs.get("basedOn"), "CarePlan", lookup):
         if plan is None:
             issues.append(error("business-rule", f"CarePlan {ref} does not exist", f"Observation.basedOn[{i}]"))

@@ -38,3 +38,7 @@ def put(conn: Connection, careplan_id: str, subject: str | None, row: dict) -> N
 
 def delete(conn: Connection, careplan_id: str) -> None:
     conn.execute(t.delete().where(t.c.careplan_id == careplan_id))
+
+
+def delete_all(conn: Connection) -> None:
+    conn.execute(t.delete())

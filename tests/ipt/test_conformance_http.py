@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from ipt_fhir.domain.conformance_loader import load_conformance
+from ipt_fhir.fhir.validation import validate_resource
 
 BASE = "http://ipt-fhir.org/fhir"
 
@@ -113,7 +114,7 @@ def test_capability_statement_names_profiles_and_operations(client):
     assert by_type["Encounter"]["supportedProfile"] == [f"{BASE}/StructureDefinition/ipt-session-encounter"]
     assert by_type["Observation"]["supportedProfile"] == [f"{BASE}/StructureDefinition/ipt-symptom-score"]
     plan_ops = {o["name"]: o["definition"] for o in by_type["PlanDefinition"]["operation"]}
-    assert plan_ops["apply"].endswith("PlanDefinition-apply")
+    assert plan_ops["apply"] == f"{BASE}/OperationDefinition/ipt-apply"
     careplan_ops = {o["name"]: o["definition"] for o in by_type["CarePlan"]["operation"]}
     assert careplan_ops["ipt-progress"] == f"{BASE}/OperationDefinition/ipt-progress"
     # the definition it names is served
@@ -122,3 +123,29 @@ def test_capability_statement_names_profiles_and_operations(client):
     assert {o["name"] for o in cs["rest"][0]["operation"]} == {"export", "import"}
     assert {i["code"] for i in by_type["AuditEvent"]["interaction"]} == {
         "read", "vread", "history-instance", "history-type", "search-type"}
+
+
+def test_the_apply_definition_the_capability_statement_names_describes_what_apply_returns(client):
+    """HL7's PlanDefinition-apply returns a CarePlan; this server's $apply a Bundle: it names its own
+    definition, served, valid R4, whose parameters are the ones the operation takes and answers with."""
+    cs = client.get("/fhir/metadata").json()
+    by_type = {r["type"]: r for r in cs["rest"][0]["resource"]}
+    (apply,) = [o for o in by_type["PlanDefinition"]["operation"] if o["name"] == "apply"]
+    served = client.get("/fhir/OperationDefinition/ipt-apply")
+    assert served.status_code == 200
+    definition = served.json()
+    assert definition["url"] == apply["definition"]
+    assert (definition["code"], definition["resource"], definition["instance"]) == ("apply", ["PlanDefinition"], True)
+    outputs = [p for p in definition["parameter"] if p["use"] == "out"]
+    assert [(p["name"], p["type"], p["min"], p["max"]) for p in outputs] == [("return", "Bundle", 1, "1")]
+    inputs = {p["name"]: p for p in definition["parameter"] if p["use"] == "in"}
+    assert set(inputs) == {"subject", "practitioner", "start", "sessionCount", "weekday", "store"}
+    assert [n for n, p in inputs.items() if p["min"] == 1] == ["subject", "start"]
+    # valid R4 as served ($validate would refuse it as a write of a published resource)
+    assert [i for i in validate_resource(definition) if i.is_error] == []
+
+    # what the definition declares is what the operation answers with
+    result = client.get("/fhir/PlanDefinition/ipt-brief/$apply",
+                        params={"subject": "Patient/p1", "start": "2025-01-06", "weekday": "mon"})
+    assert result.status_code == 200, result.text
+    assert result.json()["resourceType"] == "Bundle"

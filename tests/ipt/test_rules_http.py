@@ -11,7 +11,7 @@ import pytest
 from ipt_fhir.domain.canonical import EXT_PHASE, EXT_SESSION_NUMBER, is_ipt_url
 from tests.domain.world import World, goal, phq9, problem_area
 
-from .helpers import OUTCOME, errors, expressions, load_world, put, transaction, warnings
+from .helpers import OUTCOME, errors, expressions, load_world, progress, put, transaction, warnings
 
 
 @dataclass
@@ -224,3 +224,42 @@ def test_resources_without_an_ipt_profile_are_not_checked(client):
     obs = phq9("plain", 99, "2025-01-06T09:00:00Z", patient="Patient/other")
     obs.pop("meta")
     assert put(client, obs).status_code == 201
+
+
+def _declined(oid: str, when: str) -> dict:
+    """A PHQ-9 the patient declined to fill in: no value, the reason instead."""
+    obs = phq9(oid, 0, when)
+    del obs["valueQuantity"]
+    obs["dataAbsentReason"] = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/data-absent-reason",
+                                           "code": "asked-declined"}]}
+    return obs
+
+
+def test_a_phq9_total_is_a_whole_number(client):
+    load_world(client)
+    r = put(client, phq9("o1", 12.5, "2025-01-06T09:00:00Z"))
+    assert r.status_code == 422, r.text
+    assert expressions(errors(r)) == ["Observation.valueQuantity.value"]
+    assert "whole number" in errors(r)[0]["diagnostics"]
+    assert client.get("/fhir/Observation/o1").status_code == 404
+    assert put(client, phq9("o1", 12.0, "2025-01-06T09:00:00Z")).status_code == 201
+
+
+def test_a_declined_phq9_is_recorded_and_progress_ignores_it(client):
+    load_world(client)
+    assert put(client, phq9("o1", 18, "2025-01-06T09:00:00Z")).status_code == 201
+    r = put(client, _declined("o2", "2025-01-13T09:00:00Z"))
+    assert r.status_code == 201, r.text
+    figures = progress(client, "plan")
+    assert figures["phq9Baseline"]["value"] == figures["phq9Latest"]["value"] == 18
+    assert "phq9Change" not in figures  # one score taken: no change to report
+
+
+def test_a_phq9_needs_a_value_or_the_reason_it_has_none(client):
+    load_world(client)
+    neither = _declined("o1", "2025-01-06T09:00:00Z")
+    del neither["dataAbsentReason"]
+    r = put(client, neither)
+    assert r.status_code == 422, r.text
+    assert any("ipt-score-1" in i["diagnostics"] for i in errors(r))
+    assert expressions(errors(r)) == ["Observation"]

@@ -137,3 +137,23 @@ def test_static_assets_stay_small():
     static = REPO / "ipt_fhir" / "api" / "static"
     total = sum(f.stat().st_size for f in static.iterdir())
     assert total < 4 * 1024 * 1024
+
+
+def test_get_apply_documents_the_query_parameters_the_operation_takes(document, client):
+    """GET [base]/PlanDefinition/[id]/$apply takes the primitive inputs of OperationDefinition ipt-apply in
+    the query; all but store (which changes the server: POST only) are documented, and a request built
+    from the documented parameters alone is answered."""
+    op = document["paths"]["/fhir/PlanDefinition/{plan_id}/$apply"]["get"]
+    query = {p["name"]: p for p in op["parameters"] if p["in"] == "query"}
+    definition = client.get("/fhir/OperationDefinition/ipt-apply").json()
+    inputs = {p["name"]: p for p in definition["parameter"] if p["use"] == "in"}
+    assert set(query) == set(inputs) - {"store"}
+    assert {n for n, p in query.items() if p["required"]} == {n for n, p in inputs.items() if p["min"] >= 1}
+    assert query["sessionCount"]["schema"] == {"type": "integer", "minimum": 1}
+    assert query["start"]["schema"] == {"type": "string", "format": "date"}
+    values = {"subject": "Patient/p1", "practitioner": "Practitioner/t1", "start": "2025-01-06",
+              "sessionCount": "10", "weekday": "wed"}
+    r = client.get("/fhir/PlanDefinition/ipt-brief/$apply", params={n: values[n] for n in query})
+    assert r.status_code == 200, r.text
+    sessions = [e["resource"] for e in r.json()["entry"] if e["resource"]["resourceType"] == "Encounter"]
+    assert len(sessions) == 10 and sessions[0]["period"]["start"].startswith("2025-01-08")  # a Wednesday

@@ -43,7 +43,7 @@ def test_the_five_minute_tour_runs_as_written(settings, database):
     assert figures["sessionsPlanned"]["valueInteger"] == 16
     assert figures["sessionsAttended"]["valueInteger"] == 2
     assert figures["sessionsRemaining"]["valueInteger"] == 14
-    assert figures["phq9Baseline"]["part"][0]["valueInteger"] == 19
-    assert figures["phq9Latest"]["part"][0]["valueInteger"] == 14
-    assert figures["phq9Change"]["valueInteger"] == -5
+    assert figures["phq9Baseline"]["part"][0]["valueDecimal"] == 19
+    assert figures["phq9Latest"]["part"][0]["valueDecimal"] == 14
+    assert figures["phq9Change"]["valueDecimal"] == -5
     assert '["2025-03-03T09:50:00Z",19]\n["2025-03-10T09:50:00Z",14]' in out

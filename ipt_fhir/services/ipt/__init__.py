@@ -10,7 +10,8 @@ from .operations import IptService
 
 # (resource type, operation name, OperationDefinition canonical: absolute, or relative to our base)
 OPERATIONS = (
-    ("PlanDefinition", "apply", "http://hl7.org/fhir/OperationDefinition/PlanDefinition-apply"),
+    # Our own definition: HL7's PlanDefinition-apply returns a CarePlan, ours a Bundle (domain/apply.py)
+    ("PlanDefinition", "apply", "OperationDefinition/ipt-apply"),
     ("CarePlan", "ipt-progress", "OperationDefinition/ipt-progress"),
 )
 

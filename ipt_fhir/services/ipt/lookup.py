@@ -8,6 +8,7 @@ from __future__ import annotations
 from sqlalchemy.engine import Connection
 
 from ipt_fhir.fhir.jsonio import load_stored
+from ipt_fhir.services.resources import written_after
 from ipt_fhir.services.search import find_ids
 from ipt_fhir.store import resources as repo
 
@@ -17,6 +18,7 @@ class StoreLookup:
         self.conn = conn
         self.base_url = base_url
         self._cache: dict[tuple[str, str], dict | None] = {}
+        self.written_after = written_after(conn)
 
     def read(self, type: str, id: str) -> dict | None:  # noqa: A002
         key = (type, id)
