@@ -62,10 +62,15 @@ class DeleteResult:
 
 def without_client_id(resource: dict) -> dict:
     """A create's resource without the id its body may carry: "If an id is provided, the server SHALL
-    ignore it" (http.html#create), even one that is no valid id; the server assigns its own."""
-    if "id" not in resource:
+    ignore it" (http.html#create), even one that is no valid id; the server assigns its own.
+
+    In JSON one element is two properties: `id` holds its value and `_id` its own id and extensions
+    (json.html#primitive). Ignoring the id element ignores both: extensions on Resource.id describe the
+    client's id, not the one the server assigns, and would make a false statement about it. An update
+    (the client's id is kept) keeps `_id` as sent (with_server_meta)."""
+    if "id" not in resource and "_id" not in resource:
         return resource
-    return {k: v for k, v in resource.items() if k != "id"}
+    return {k: v for k, v in resource.items() if k != "id" and k != "_id"}
 
 
 def parse_criteria(query: str | list[tuple[str, str]], resource_type: str | None = None) -> list[tuple[str, str]]:
@@ -97,13 +102,15 @@ def format_instant(t: datetime) -> str:
 
 
 def with_server_meta(resource: dict, resource_id: str, version_id: int, last_updated: datetime) -> dict:
-    """The resource as stored: client content untouched, id and meta.versionId/lastUpdated ours."""
+    """The resource as stored: client content untouched (`_id`, the extensions on Resource.id, too: an
+    update's id is the client's own; a create's `_id` went with its id, see without_client_id), id and
+    meta.versionId/lastUpdated ours."""
     meta = {k: v for k, v in (resource.get("meta") or {}).items() if k not in SERVER_OWNED_META}
     meta["versionId"] = str(version_id)
     meta["lastUpdated"] = format_instant(last_updated)
     out = {"resourceType": resource["resourceType"], "id": resource_id, "meta": meta}
     for key, value in resource.items():
-        if key not in ("resourceType", "id", "meta", "_id"):
+        if key not in ("resourceType", "id", "meta"):
             out[key] = value
     return out
 

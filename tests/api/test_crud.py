@@ -206,6 +206,25 @@ def test_client_meta_is_kept_but_version_and_last_updated_are_the_servers(client
     assert body["meta"]["profile"] == meta["profile"]
 
 
+def test_extensions_on_the_id_are_kept_by_an_update_and_go_with_the_ignored_id_of_a_create(client):
+    """`_id` carries Resource.id's own extensions (json.html#primitive). An update keeps the client's id
+    and so its extensions, in the stored version, its history and a transaction entry; a create ignores
+    the client's id element (http.html#create), its extensions with it, even ones it could not store."""
+    ext = {"extension": [{"url": "http://example.org/id-origin", "valueString": "ehr-7"}]}
+    r = client.put("/fhir/Patient/with-ext", json=patient(id="with-ext", _id=ext))
+    assert r.status_code == 201 and r.json()["_id"] == ext, r.text
+    assert client.get("/fhir/Patient/with-ext").json()["_id"] == ext
+    assert client.get("/fhir/Patient/with-ext/_history/1").json()["_id"] == ext
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": patient(id="tx-ext", _id=ext), "request": {"method": "PUT", "url": "Patient/tx-ext"}}]}
+    assert client.post("/fhir", json=bundle).status_code == 200
+    assert client.get("/fhir/Patient/tx-ext").json()["_id"] == ext
+    for sent in (patient(id="mine", _id=ext), patient(_id=ext), patient(id="mine", _id="no object")):
+        r = client.post("/fhir/Patient", json=sent)
+        assert r.status_code == 201 and "_id" not in r.json(), r.text
+        assert "_id" not in client.get(f"/fhir/Patient/{r.json()['id']}").json()
+
+
 def test_decimal_precision_is_kept(client):
     obs = {"resourceType": "Observation", "status": "final", "code": {"text": "weight"},
            "valueQuantity": {"value": 72.50, "unit": "kg"}}
