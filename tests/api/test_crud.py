@@ -235,6 +235,20 @@ def test_decimal_precision_is_kept(client):
     assert obs  # the dict form is what json= would send; the raw form proves the bytes survive
 
 
+def test_negative_zero_comes_back_as_written_in_decimals_and_integers(client):
+    """json.html: decimals keep their precision, and R4's integer regex allows -0: a value of -0, -0.0 or
+    -0e0 is stored, read, searched and sent back in a Bundle as the client wrote it."""
+    raw = (b'{"resourceType":"Observation","status":"final","code":{"text":"t"},"valueQuantity":{"value":-0},'
+           b'"referenceRange":[{"low":{"value":-0.0},"high":{"value":-0e0}}],'
+           b'"component":[{"code":{"text":"c"},"valueInteger":-0}]}')
+    r = client.post("/fhir/Observation", content=raw, headers={"Content-Type": "application/fhir+json"})
+    assert r.status_code == 201, r.text
+    for body in (r.content, client.get(f"/fhir/Observation/{r.json()['id']}").content,
+                 client.get("/fhir/Observation?value-quantity=0").content):
+        assert b'"valueQuantity":{"value":-0}' in body
+        assert b'"low":{"value":-0.0},"high":{"value":-0e0}' in body and b'"valueInteger":-0}' in body
+
+
 def test_if_none_match_on_read_gives_304(client):
     rid = client.post("/fhir/Patient", json=patient()).json()["id"]
     assert client.get(f"/fhir/Patient/{rid}", headers={"If-None-Match": 'W/"1"'}).status_code == 304

@@ -1,7 +1,8 @@
 """Primitive values: their exact JSON types (json.html#primitive) and the regexes of profiles-types.
 
 Each checker returns None when the value is valid, otherwise a diagnostic. Python's bool is an int,
-so integer checks test `type(v) is int`; decimals arrive as int or FhirDecimal (a float), never str.
+so integer checks test `type(v) is int` (or NegativeZero, the JSON integer -0); decimals arrive as int
+or FhirDecimal (a float), never str.
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import calendar
 import re
 from typing import Callable
 
+from ..jsonio import NegativeZero
 from .definitions import structures
 from .xhtml import check_xhtml
 
@@ -104,7 +106,7 @@ def _check_boolean(v: object) -> str | None:
 
 def _int_checker(name: str, minimum: int) -> Checker:
     def check(v: object) -> str | None:
-        if type(v) is not int:
+        if type(v) is not int and type(v) is not NegativeZero:  # -0 matches R4's integer regex
             return f"Expected a JSON integer for {name}, found {_json_kind(v)}"
         if v < minimum or v > INT32_MAX:
             bound = f">= {minimum}" if v < minimum else f"<= {INT32_MAX}"
