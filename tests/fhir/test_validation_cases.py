@@ -315,6 +315,18 @@ case("ref-wrong-target", with_(O, subject={"reference": "Practitioner/1"}), "val
 case("ref-bad-id", with_(O, subject={"reference": "Patient/a b"}), "value", "Observation.subject.reference")
 case("ref-wrong-target-careplan", with_(C, subject={"reference": "Observation/1"}), "value", "CarePlan.subject.reference")
 
+# --- contained resources (references.html#contained: they share their container's id space) -------
+ORG_A, ORG_B = ({"resourceType": "Organization", "id": "o", "name": "a"},
+                {"resourceType": "Organization", "id": "o", "name": "b"})
+case("contained-duplicate-id", with_(P, contained=[ORG_A, ORG_B], managingOrganization={"reference": "#o"}),
+     "value", "Patient.contained[1].id")
+case("contained-duplicate-id-third", with_(P, contained=[ORG_A, {**ORG_B, "id": "p"}, {**ORG_B, "id": "o"}],
+                                           managingOrganization={"reference": "#o"}),
+     "value", "Patient.contained[2].id")
+case("contained-duplicate-id-nested-parameters", {"resourceType": "Parameters", "parameter": [
+    {"name": "r", "resource": with_(P, contained=[ORG_A, ORG_B], managingOrganization={"reference": "#o"})}]},
+     "value", "Parameters.parameter[0].resource.contained[1].id")
+
 # json.html: null appears only inside arrays (keeping a value array and its `_` array aligned)
 case("null-primitive-extension", with_(P, birthDate="2000", _birthDate=None), "structure", "Patient.birthDate")
 case("null-primitive-extension-array", with_(P, name=[{"given": ["a"], "_given": None}]), "structure",
@@ -328,6 +340,12 @@ def test_base_rejects(name: str, resource: dict, code: str, expression: str) -> 
     issues = [i for i in validate_resource(resource) if i.is_error]
     assert any(i.code == code and expression in i.expression for i in issues), issues
     assert not [i for i in validate_profiles(resource) if i.is_error] if isinstance(resource.get("meta"), dict) else True
+
+
+def test_contained_resources_with_distinct_ids_are_valid() -> None:
+    resource = with_(P, contained=[ORG_A, {**ORG_B, "id": "p"}], managingOrganization={"reference": "#o"},
+                     generalPractitioner=[{"reference": "#p"}])
+    assert not [i for i in validate_resource(resource) if i.is_error]
 
 
 def test_timezones_are_honoured_in_date_time_order() -> None:

@@ -47,6 +47,23 @@ class _Walk:
         if not path:
             path = rt
         self.obj(obj, type_node(rt), path, obj, root if root is not None else obj)
+        contained = obj.get("contained")  # one lookup per resource: the check costs nothing without it
+        if type(contained) is list and len(contained) > 1:
+            self.contained_ids(contained, path)
+
+    def contained_ids(self, contained: list, path: str) -> None:
+        """Contained resources share their container's id space and `#id` names one of them
+        (references.html#contained): two with one id make the reference ambiguous, so the second is
+        refused. Ids of other JSON types are the id checker's."""
+        seen: set[str] = set()
+        for i, item in enumerate(contained):
+            cid = item.get("id") if type(item) is dict else None
+            if type(cid) is not str:
+                continue
+            if cid in seen:
+                self.issues.append(error("value", f"Contained resources must have distinct ids: '{cid}' is "
+                                                  "already the id of an earlier one", f"{path}.contained[{i}].id"))
+            seen.add(cid)
 
     # -- objects --------------------------------------------------------------------------------------
     # The hot loop: every property of every object passes here, so it reads the flattened Prop copies

@@ -1,0 +1,28 @@
+"""Writes the structural validator refuses: a 4xx OperationOutcome whose expression names the element,
+for a create, an update and a transaction entry alike."""
+from __future__ import annotations
+
+import pytest
+
+ORG = {"resourceType": "Organization", "id": "o", "name": "a"}
+REFUSED = {
+    "duplicate-contained-id": (
+        {"resourceType": "Patient", "contained": [ORG, {**ORG, "name": "b"}],
+         "managingOrganization": {"reference": "#o"}},
+        "Patient.contained[1].id"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_refused_writes_name_the_element(client, case):
+    resource, expression = REFUSED[case]
+    created = client.post(f"/fhir/{resource['resourceType']}", json=resource)
+    updated = client.put(f"/fhir/{resource['resourceType']}/v1", json={**resource, "id": "v1"})
+    bundle = {"resourceType": "Bundle", "type": "transaction",
+              "entry": [{"resource": resource, "request": {"method": "POST", "url": resource["resourceType"]}}]}
+    in_bundle = client.post("/fhir", json=bundle)
+    for r, where in ((created, expression), (updated, expression),
+                     (in_bundle, expression.replace(resource["resourceType"], "Bundle.entry[0].resource", 1))):
+        assert 400 <= r.status_code < 500 and r.json()["resourceType"] == "OperationOutcome", r.text
+        assert any(where in i.get("expression", []) for i in r.json()["issue"]), r.text
+    assert client.get(f"/fhir/{resource['resourceType']}/v1").status_code == 404
