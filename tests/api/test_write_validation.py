@@ -10,6 +10,11 @@ REFUSED = {
         {"resourceType": "Patient", "contained": [ORG, {**ORG, "name": "b"}],
          "managingOrganization": {"reference": "#o"}},
         "Patient.contained[1].id"),
+    "doctype-in-narrative": (
+        {"resourceType": "Patient", "text": {"status": "generated", "div": (
+            '<!DOCTYPE div [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+            '<div xmlns="http://www.w3.org/1999/xhtml">&x;</div>')}},
+        "Patient.text.div"),
 }
 
 
