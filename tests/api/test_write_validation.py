@@ -15,6 +15,7 @@ REFUSED = {
             '<!DOCTYPE div [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
             '<div xmlns="http://www.w3.org/1999/xhtml">&x;</div>')}},
         "Patient.text.div"),
+    "tab-in-code": ({"resourceType": "Patient", "language": "en\tUS"}, "Patient.language"),
 }
 
 

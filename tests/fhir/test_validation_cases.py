@@ -315,6 +315,13 @@ case("ref-wrong-target", with_(O, subject={"reference": "Practitioner/1"}), "val
 case("ref-bad-id", with_(O, subject={"reference": "Patient/a b"}), "value", "Observation.subject.reference")
 case("ref-wrong-target-careplan", with_(C, subject={"reference": "Observation/1"}), "value", "CarePlan.subject.reference")
 
+# --- code: "no whitespace other than single spaces in the contents" (datatypes.html#code) ---------------
+case("code-tab", with_(P, language="en\tUS"), "value", "Patient.language")
+case("code-newline", with_(P, language="en\nUS"), "value", "Patient.language")
+case("code-double-space", with_(P, language="en  US"), "value", "Patient.language")
+case("code-tab-in-coding", with_(O, code={"coding": [{"system": "http://loinc.org", "code": "44249\t1"}]}),
+     "value", "Observation.code.coding[0].code")
+
 # --- contained resources (references.html#contained: they share their container's id space) -------
 ORG_A, ORG_B = ({"resourceType": "Organization", "id": "o", "name": "a"},
                 {"resourceType": "Organization", "id": "o", "name": "b"})
@@ -340,6 +347,11 @@ def test_base_rejects(name: str, resource: dict, code: str, expression: str) -> 
     issues = [i for i in validate_resource(resource) if i.is_error]
     assert any(i.code == code and expression in i.expression for i in issues), issues
     assert not [i for i in validate_profiles(resource) if i.is_error] if isinstance(resource.get("meta"), dict) else True
+
+
+def test_a_code_may_have_single_spaces_between_words() -> None:
+    resource = with_(O, code={"coding": [{"system": "http://example.org/cs", "code": "two words here"}]})
+    assert not [i for i in validate_resource(resource) if i.is_error]
 
 
 def test_contained_resources_with_distinct_ids_are_valid() -> None:

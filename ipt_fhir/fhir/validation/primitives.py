@@ -20,8 +20,15 @@ INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 Checker = Callable[[object], "str | None"]
 
 
+# The code regex the definitions publish, [^\s]+(\s[^\s]+)*, lets any one whitespace character (a tab, a
+# newline) stand between words. Its own definition text (datatypes.html#code, profiles-types) says more:
+# "no leading or trailing whitespace, and where there is no whitespace other than single spaces in the
+# contents", and HL7's reference validator checks that text (only ' ' between words). The text rules.
+_REGEX_OVERRIDES = {"code": r"[^\s]+( [^\s]+)*"}
+
+
 def _regex(name: str) -> re.Pattern[str] | None:
-    pattern = structures()["primitives"][name]["regex"]
+    pattern = _REGEX_OVERRIDES.get(name) or structures()["primitives"][name]["regex"]
     # The published regexes are XML-Schema/Java flavoured: \s and \S mean ASCII whitespace only.
     return re.compile(pattern, re.ASCII) if pattern else None
 
