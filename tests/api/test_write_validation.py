@@ -16,6 +16,14 @@ REFUSED = {
             '<div xmlns="http://www.w3.org/1999/xhtml">&x;</div>')}},
         "Patient.text.div"),
     "tab-in-code": ({"resourceType": "Patient", "language": "en\tUS"}, "Patient.language"),
+    "contained-reference-of-a-wrong-type": (
+        {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+         "contained": [{"resourceType": "Medication", "id": "x"}], "subject": {"reference": "#x"}},
+        "Observation.subject.reference"),
+    "own-server-reference-of-a-wrong-type": (
+        {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+         "subject": {"reference": "http://testserver/fhir/Medication/1"}},
+        "Observation.subject.reference"),
 }
 
 
