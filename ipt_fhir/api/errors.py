@@ -82,8 +82,14 @@ def refuses_writes(endpoint: Callable) -> Callable:
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(FHIRError)
-    async def _fhir_error(_request: Request, exc: FHIRError) -> Response:
-        return outcome_response(exc.status, exc.issues, exc.headers or None)
+    async def _fhir_error(request: Request, exc: FHIRError) -> Response:
+        headers = exc.headers or None
+        if exc.status == 405 and not any(k.lower() == "allow" for k in exc.headers):
+            # RFC 9110 15.5.6: every 405 carries Allow. A failed transaction answers with the status of the
+            # entry that failed it, an entry's 405 too, but that entry's Allow named its own URL and was
+            # dropped (bundle_processing._entry_headers): this one names what the Bundle's URL serves.
+            headers = {**exc.headers, "Allow": ", ".join(_allowed_methods(request))}
+        return outcome_response(exc.status, exc.issues, headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:

@@ -65,8 +65,9 @@ RESULT_PARAMETERS = (
 RESULT_NAMES = frozenset(name for name, _, _ in RESULT_PARAMETERS)
 
 HEADER_DOCS = {
-    "If-Match": "Version-aware update, patch or delete: `W/\"<versionId>\"` or `*`. Anything but the current "
-                "version (or no current version at all) gets 412 Precondition Failed.",
+    "If-Match": "Version-aware update, patch or delete: `W/\"<versionId>\"`, a list of them (any may match), "
+                "or `*`. Anything but the current version (or no current version at all) gets 412 Precondition "
+                "Failed.",
     "If-None-Exist": "Conditional create: search criteria (e.g. `identifier=http://hospital.example/mrn|123`). "
                      "If one resource matches, it is returned (200) and nothing is created.",
     "If-None-Match": "Read: `W/\"<versionId>\"`: 304 Not Modified when the resource is still at that version. "

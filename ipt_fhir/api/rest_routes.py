@@ -13,7 +13,7 @@ from ipt_fhir.fhir.patch import JSON_PATCH
 from . import binary
 from .body import read_json_body
 from .deps import HistoryDep, ResourcesDep
-from ipt_fhir.services.resources import etag_version, etag_versions
+from ipt_fhir.services.resources import etag_versions, if_match_versions
 from ipt_fhir.services.search import subset_read
 from ipt_fhir.store.loop_commit import NOT_RUN
 
@@ -163,7 +163,7 @@ async def update(resource_type: str, resource_id: str, request: Request, resourc
     body = await _resource_body(request, resource_type, resource_id)
     result = await _run_write(
         request, resources, resources.checked_update, resource_type, resource_id, body,
-        if_match=etag_version(request.headers.get("if-match")),
+        if_match=if_match_versions(request.headers.get("if-match")),
         if_none_match=etag_versions(request.headers.get("if-none-match")))
     return write_response(request, result.version, result.status, result.issues)
 
@@ -173,7 +173,7 @@ async def conditional_update(resource_type: str, request: Request, resources: Re
     body, _ = await read_json_body(request)
     result = await run_in_threadpool(
         resources.conditional_update, resource_type, _criteria(request), body,
-        if_match=etag_version(request.headers.get("if-match")),
+        if_match=if_match_versions(request.headers.get("if-match")),
         if_none_match=etag_versions(request.headers.get("if-none-match")), base_url=fhir_base_url(request))
     return write_response(request, result.version, result.status, result.issues)
 
@@ -183,7 +183,7 @@ async def patch(resource_type: str, resource_id: str, request: Request, resource
     body, media = await read_json_body(request, allow=(JSON_PATCH,))
     result = await run_in_threadpool(  # its cost follows the stored resource's size, not the body's
         resources.patch, resource_type, resource_id, body, media,
-        if_match=etag_version(request.headers.get("if-match")))
+        if_match=if_match_versions(request.headers.get("if-match")))
     return write_response(request, result.version, result.status, result.issues)
 
 
@@ -192,14 +192,14 @@ async def conditional_patch(resource_type: str, request: Request, resources: Res
     body, media = await read_json_body(request, allow=(JSON_PATCH,))
     result = await run_in_threadpool(
         resources.conditional_patch, resource_type, _criteria(request), body, media,
-        if_match=etag_version(request.headers.get("if-match")), base_url=fhir_base_url(request))
+        if_match=if_match_versions(request.headers.get("if-match")), base_url=fhir_base_url(request))
     return write_response(request, result.version, result.status, result.issues)
 
 
 @router.delete("/{resource_type:fhirsegment}/{resource_id:fhirsegment}", tags=["write"], summary="Delete")
 def delete(resource_type: str, resource_id: str, request: Request, resources: ResourcesDep) -> Response:
     response_media_type(request)  # a 406 must come before the delete, not after it
-    result = resources.delete(resource_type, resource_id, if_match=etag_version(request.headers.get("if-match")))
+    result = resources.delete(resource_type, resource_id, if_match=if_match_versions(request.headers.get("if-match")))
     return _delete_response(request, result.deleted, f"{resource_type}/{resource_id}")
 
 
@@ -207,7 +207,7 @@ def delete(resource_type: str, resource_id: str, request: Request, resources: Re
 def conditional_delete(resource_type: str, request: Request, resources: ResourcesDep) -> Response:
     response_media_type(request)
     result = resources.conditional_delete(resource_type, _criteria(request), base_url=fhir_base_url(request),
-                                          if_match=etag_version(request.headers.get("if-match")))
+                                          if_match=if_match_versions(request.headers.get("if-match")))
     return _delete_response(request, result.deleted, f"{resource_type} resources matching the criteria")
 
 

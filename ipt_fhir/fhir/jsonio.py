@@ -3,7 +3,8 @@
 Why not plain orjson: FHIR decimals keep their precision ("1.50" is not "1.5",
 http://hl7.org/fhir/R4/json.html#primitive), and duplicate keys must be rejected. The standard library
 parser gives us both hooks; decimals parse to `FhirDecimal`, a float that remembers its source text,
-and orjson writes that text back verbatim through `orjson.Fragment`.
+and orjson writes that text back verbatim through `orjson.Fragment`. The integer -0 (valid FHIR integer
+and decimal text, which Python's int cannot hold) parses to `NegativeZero` and is written back as -0.
 """
 from __future__ import annotations
 
@@ -28,6 +29,22 @@ class FhirDecimal(float):
 
     def __repr__(self) -> str:
         return self.text
+
+
+class NegativeZero(int):
+    """The JSON integer -0: zero, written back as "-0". Lexically valid for FHIR integer and decimal alike
+    (datatypes.html), so it is an int (integer checks accept this type too), yet Python's int has no
+    sign for zero; a decimal keeps the text as sent (json.html: decimals keep their precision). -0.0 and
+    -0e0 are decimals already, FhirDecimal."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "-0"
+
+
+def _parse_int(text: str) -> int:
+    return NEGATIVE_ZERO if text == "-0" else int(text)
 
 
 class DuplicateKeyError(ValueError):
@@ -58,6 +75,20 @@ _decoder = json.JSONDecoder(
 )
 # For text already known to be sound JSON without duplicate keys (see _verdict): decimals only.
 _exact_decoder = json.JSONDecoder(parse_float=FhirDecimal, parse_constant=_reject_constant)
+# Bodies with an integer -0 (rare): every integer through a Python call, to keep that one's sign.
+_signed_zero_decoder = json.JSONDecoder(
+    object_pairs_hook=_object_without_duplicates,
+    parse_float=FhirDecimal,
+    parse_int=_parse_int,
+    parse_constant=_reject_constant,
+)
+# The integer -0: "-0" followed by no fraction or exponent (a decimal then, which FhirDecimal keeps) and
+# no digit (never valid JSON), so dates and offsets ("2020-01-05", "-05:00") never match. A string that
+# holds such text ("x-0 y") only sends the body to the slower parser, which then decides. A pattern that
+# starts with a literal: a few microseconds for a typical resource (one with a leading character class
+# costs as much as the parse).
+_SIGNED_ZERO = re.compile(r"-0(?![0-9.eE])")
+_SIGNED_ZERO_BYTES = re.compile(rb"-0(?![0-9.eE])")
 
 
 MAX_DEPTH = 64  # deepest accepted nesting of request bodies (IPT_FHIR_MAX_JSON_DEPTH sets it at startup)
@@ -79,10 +110,14 @@ def parse_json(body: bytes | str) -> Any:
         raise FHIRError(400, [error("structure", f"Body is not UTF-8: {exc.reason} at byte {exc.start}")])
     if text.startswith("\ufeff"):
         text = text[1:]
-    try:
-        fast = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        fast = _UNPARSED
+    decoder = _decoder
+    if _SIGNED_ZERO.search(text) is None:
+        try:
+            fast = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            fast = _UNPARSED
+    else:  # orjson (and the decoders without parse_int) would read -0 as 0, losing its sign
+        fast, decoder = _UNPARSED, _signed_zero_decoder
     if fast is not _UNPARSED:
         verdict = _verdict(text, fast)
         if verdict is _PLAIN:
@@ -102,7 +137,7 @@ def parse_json(body: bytes | str) -> Any:
     try:
         # The standard library parser guards its own recursion (RecursionError below); the depth limit
         # was checked on orjson's result, or is checked on this one.
-        result = _decoder.decode(text)
+        result = decoder.decode(text)
         if fast is _UNPARSED and _shape(result)[0] > MAX_DEPTH:
             raise FHIRError(400, [error("too-costly", f"JSON nesting is deeper than {MAX_DEPTH} levels")])
         if _SURROGATE_ESCAPE.search(text):
@@ -117,6 +152,8 @@ def parse_json(body: bytes | str) -> Any:
 
 
 _UNPARSED = object()
+NEGATIVE_ZERO = NegativeZero(0)
+_NEGATIVE_ZERO_TEXT = orjson.Fragment("-0")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
@@ -206,6 +243,8 @@ def _shape(value: Any) -> tuple[int, int, bool]:
 def _default(value: Any) -> Any:
     if isinstance(value, FhirDecimal):
         return orjson.Fragment(value.text)
+    if type(value) is NegativeZero:
+        return _NEGATIVE_ZERO_TEXT
     raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
 
 
@@ -231,5 +270,8 @@ def _big_integers_as_text(value: Any) -> Any:
 
 
 def load_stored(data: bytes) -> Any:
-    """Parse JSON the server wrote itself (already validated, no duplicate keys), keeping decimals exact."""
+    """Parse JSON the server wrote itself (already validated, no duplicate keys), keeping decimals exact
+    (and the integer -0's sign)."""
+    if _SIGNED_ZERO_BYTES.search(data) is not None:
+        return json.loads(data, parse_float=FhirDecimal, parse_int=_parse_int)
     return json.loads(data, parse_float=FhirDecimal)

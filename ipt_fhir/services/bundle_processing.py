@@ -88,7 +88,7 @@ class Entry:
     full_url: str | None = None
     resource: dict | None = None
     if_none_exist: list[tuple[str, str]] | None = None  # POST: its ifNoneExist criteria
-    if_match: int | None = None
+    if_match: frozenset[int] | None = None
     if_none_match: frozenset[int] | None = None  # versions; ANY_VERSION for *
     if_modified_since: datetime | None = None
     warnings: list[Issue] = field(default_factory=list)
@@ -866,7 +866,7 @@ def parse_entry(index: int, raw: dict, base_url: str) -> Entry:
         raise bad_request(f"{method} entries need an id or search criteria in request.url", "request.url")
     if method != "DELETE" and entry.resource_id is not None and query:
         raise bad_request("request.url has both an id and criteria", "request.url")
-    entry.if_match = _precondition(request, "ifMatch", rs.etag_version)
+    entry.if_match = _precondition(request, "ifMatch", rs.if_match_versions)
     if method == "DELETE":
         return entry
     if method == "PATCH":

@@ -62,10 +62,15 @@ class DeleteResult:
 
 def without_client_id(resource: dict) -> dict:
     """A create's resource without the id its body may carry: "If an id is provided, the server SHALL
-    ignore it" (http.html#create), even one that is no valid id; the server assigns its own."""
-    if "id" not in resource:
+    ignore it" (http.html#create), even one that is no valid id; the server assigns its own.
+
+    In JSON one element is two properties: `id` holds its value and `_id` its own id and extensions
+    (json.html#primitive). Ignoring the id element ignores both: extensions on Resource.id describe the
+    client's id, not the one the server assigns, and would make a false statement about it. An update
+    (the client's id is kept) keeps `_id` as sent (with_server_meta)."""
+    if "id" not in resource and "_id" not in resource:
         return resource
-    return {k: v for k, v in resource.items() if k != "id"}
+    return {k: v for k, v in resource.items() if k != "id" and k != "_id"}
 
 
 def parse_criteria(query: str | list[tuple[str, str]], resource_type: str | None = None) -> list[tuple[str, str]]:
@@ -97,17 +102,20 @@ def format_instant(t: datetime) -> str:
 
 
 def with_server_meta(resource: dict, resource_id: str, version_id: int, last_updated: datetime) -> dict:
-    """The resource as stored: client content untouched, id and meta.versionId/lastUpdated ours."""
+    """The resource as stored: client content untouched (`_id`, the extensions on Resource.id, too: an
+    update's id is the client's own; a create's `_id` went with its id, see without_client_id), id and
+    meta.versionId/lastUpdated ours."""
     meta = {k: v for k, v in (resource.get("meta") or {}).items() if k not in SERVER_OWNED_META}
     meta["versionId"] = str(version_id)
     meta["lastUpdated"] = format_instant(last_updated)
     out = {"resourceType": resource["resourceType"], "id": resource_id, "meta": meta}
     for key, value in resource.items():
-        if key not in ("resourceType", "id", "meta", "_id"):
+        if key not in ("resourceType", "id", "meta"):
             out[key] = value
     return out
 
 
+Versions = frozenset[int]  # the versions a list of ETags names (If-Match, If-None-Match)
 ANY_VERSION = -2  # If-Match: *
 NO_VERSION = -1  # an ETag naming no version this server writes (W/"0", W/"01"): its precondition never holds
 
@@ -121,11 +129,20 @@ def version_number(version_id: str) -> int | None:
 
 
 def etag_versions(value: str | None, header: str = "If-None-Match") -> frozenset[int] | None:
-    """The versions a list of ETags names (If-None-Match: W/"2", W/"3"); `*` is ANY_VERSION. Each
-    ETag as etag_version reads it."""
+    """The versions a list of ETags names (If-None-Match or If-Match: W/"2", W/"3"; RFC 9110 13.1.1 and
+    13.1.2 both take a list); `*` is ANY_VERSION. Each ETag as etag_version reads it; empty list elements
+    are ignored (RFC 9110 5.6.1.2), a list of none is malformed."""
     if value is None:
         return None
-    return frozenset(etag_version(tag, header) for tag in value.split(","))
+    tags = [tag for tag in value.split(",") if tag.strip()]
+    if not tags:
+        return frozenset({etag_version(value, header)})  # raises: names no ETag
+    return frozenset(etag_version(tag, header) for tag in tags)
+
+
+def if_match_versions(value: str | None) -> frozenset[int] | None:
+    """The versions an If-Match header (or a Bundle entry's request.ifMatch) names: see etag_versions."""
+    return etag_versions(value, "If-Match")
 
 
 def etag_version(value: str | None, header: str = "If-Match") -> int | None:
@@ -146,15 +163,15 @@ def etag_version(value: str | None, header: str = "If-Match") -> int | None:
     raise FHIRError.of(400, "invalid", f"{header} must be an ETag such as W/\"3\", or *; got '{value}'")
 
 
-def _require_if_match(if_match: int | None, current: StoredVersion) -> None:
-    """412 unless the If-Match precondition holds: that version is the current one, or for `*` there is a
-    current version (RFC 9110 13.1.1)."""
+def _require_if_match(if_match: Versions | None, current: StoredVersion) -> None:
+    """412 unless the If-Match precondition holds: one of its versions is the current one, or for `*` there
+    is a current version (RFC 9110 13.1.1: true when any listed ETag matches)."""
     if if_match is None:
         return
-    holds = not current.deleted if if_match == ANY_VERSION else if_match == current.version_id
+    holds = current.version_id in if_match or (ANY_VERSION in if_match and not current.deleted)
     if not holds:
-        asked = {ANY_VERSION: "*", NO_VERSION: "(an ETag of no version this server writes)"}.get(
-            if_match, f"version {if_match}")
+        named = {ANY_VERSION: "*", NO_VERSION: "(an ETag of no version this server writes)"}
+        asked = ", ".join(named.get(v, f"version {v}") for v in sorted(if_match, reverse=True))
         state = " (deleted)" if current.deleted else ""
         raise precondition_failed(f"If-Match {asked} does not hold: the current version of "
                                   f"{current.resource_type}/{current.id} is {current.version_id}{state}")
@@ -328,7 +345,7 @@ class ResourceService:
 
     # --- update ----------------------------------------------------------------------------
 
-    def checked_update(self, resource_type: str, resource_id: str, body: object, *, if_match: int | None = None,
+    def checked_update(self, resource_type: str, resource_id: str, body: object, *, if_match: Versions | None = None,
                        if_none_match: frozenset[int] | None = None) -> Callable[[], WriteResult]:
         """As checked_create: checks and validation now, the returned step stores the update."""
         require_rest_type(resource_type)
@@ -344,7 +361,7 @@ class ResourceService:
             conn, resource_type, resource_id, resource, warnings, if_match, "PUT", if_none_match))
 
     def conditional_update(self, resource_type: str, criteria: list[tuple[str, str]], body: object, *,
-                           if_match: int | None = None, if_none_match: frozenset[int] | None = None,
+                           if_match: Versions | None = None, if_none_match: frozenset[int] | None = None,
                            base_url: str = "") -> WriteResult:
         require_rest_type(resource_type)
         resource = _check_body_type(body, resource_type)
@@ -361,7 +378,7 @@ class ResourceService:
         raise conflict("Conditional update could not settle under concurrent writes; retry the request")
 
     def _conditional_update_in(self, conn: Connection, resource_type: str, criteria: list[tuple[str, str]],
-                               key: str, resource: dict, warnings: list[Issue], if_match: int | None,
+                               key: str, resource: dict, warnings: list[Issue], if_match: Versions | None,
                                if_none_match: frozenset[int] | None, base_url: str) -> WriteResult:
         matches = find_ids(conn, resource_type, criteria, base_url)
         body_id = resource.get("id")
@@ -384,7 +401,7 @@ class ResourceService:
         return self._update_in(conn, resource_type, matches[0], resource, warnings, if_match, "PUT", if_none_match)
 
     def _update_in(self, conn: Connection, resource_type: str, resource_id: str, resource: dict,
-                   warnings: list[Issue], if_match: int | None, method: str,
+                   warnings: list[Issue], if_match: Versions | None, method: str,
                    if_none_match: frozenset[int] | None = None) -> WriteResult:
         current = repo.current(conn, resource_type, resource_id, for_update=True)
         if current is None:
@@ -407,7 +424,7 @@ class ResourceService:
     # --- patch -----------------------------------------------------------------------------
 
     def patch(self, resource_type: str, resource_id: str, patch_body: object, content_type: str, *,
-              if_match: int | None = None) -> WriteResult:
+              if_match: Versions | None = None) -> WriteResult:
         require_rest_type(resource_type)
 
         def work(conn: Connection) -> WriteResult:
@@ -420,7 +437,7 @@ class ResourceService:
         return self.db.run_write(work)
 
     def conditional_patch(self, resource_type: str, criteria: list[tuple[str, str]], patch_body: object,
-                          content_type: str, *, if_match: int | None = None, base_url: str = "") -> WriteResult:
+                          content_type: str, *, if_match: Versions | None = None, base_url: str = "") -> WriteResult:
         require_rest_type(resource_type)
         with self.db.write() as conn:
             matches = find_ids(conn, resource_type, parse_criteria(criteria), base_url)
@@ -433,7 +450,7 @@ class ResourceService:
             return self._patch_in(conn, current, patch_body, content_type, if_match)
 
     def _patch_in(self, conn: Connection, current: StoredVersion, patch_body: object, content_type: str,
-                  if_match: int | None, links: Callable[[dict], dict] | None = None) -> WriteResult:
+                  if_match: Versions | None, links: Callable[[dict], dict] | None = None) -> WriteResult:
         """`links`: a transaction's rewriting of the fullUrls of its entries, applied to the patched
         resource (a patch may add a reference to a resource the same transaction creates)."""
         _require_if_match(if_match, current)
@@ -447,11 +464,12 @@ class ResourceService:
             raise FHIRError.of(422, "processing", "The patch changes the resource id", f"{resource_type}.id")
         # Server-owned meta is re-set below; a patch cannot forge it, and validation sees the result.
         warnings = _validate_patched(patched, resource_type)
-        return self._update_in(conn, resource_type, resource_id, patched, warnings, current.version_id, "PATCH")
+        return self._update_in(conn, resource_type, resource_id, patched, warnings, frozenset({current.version_id}),
+                               "PATCH")
 
     # --- delete ----------------------------------------------------------------------------
 
-    def delete(self, resource_type: str, resource_id: str, *, if_match: int | None = None) -> DeleteResult:
+    def delete(self, resource_type: str, resource_id: str, *, if_match: Versions | None = None) -> DeleteResult:
         """Deleting a missing or already deleted resource succeeds and changes nothing
         (http://hl7.org/fhir/R4/http.html#delete: 200/204 'if the resource does not exist at all'),
         unless If-Match asks for a version: then nothing matches it (412)."""
@@ -460,14 +478,15 @@ class ResourceService:
             lambda conn: self._delete_in(conn, resource_type, resource_id, if_match)))
 
     def conditional_delete(self, resource_type: str, criteria: list[tuple[str, str]], *,
-                           if_match: int | None = None, base_url: str = "") -> DeleteResult:
+                           if_match: Versions | None = None, base_url: str = "") -> DeleteResult:
         """conditionalDelete = multiple: every match is deleted, in one unit of work."""
         require_rest_type(resource_type)
         with self.db.write() as conn:
             ids = find_ids(conn, resource_type, parse_criteria(criteria), base_url)
             return DeleteResult(self._delete_matches_in(conn, resource_type, ids, if_match))
 
-    def _delete_matches_in(self, conn: Connection, resource_type: str, ids: list[str], if_match: int | None) -> int:
+    def _delete_matches_in(self, conn: Connection, resource_type: str, ids: list[str],
+                           if_match: Versions | None) -> int:
         """Delete what conditional criteria matched. If-Match names the version of one resource: with
         several matches it cannot hold for all of them, and deleting only those it holds for would make
         the outcome depend on which matched, so the request fails as a whole (412)."""
@@ -476,7 +495,8 @@ class ResourceService:
                                       f"they match {len(ids)}")
         return sum(self._delete_in(conn, resource_type, i, if_match) for i in ids)
 
-    def _delete_in(self, conn: Connection, resource_type: str, resource_id: str, if_match: int | None = None) -> int:
+    def _delete_in(self, conn: Connection, resource_type: str, resource_id: str,
+                   if_match: Versions | None = None) -> int:
         current = repo.current(conn, resource_type, resource_id, for_update=True)
         if current is None or current.deleted:
             if if_match is not None:  # a deletion is no current representation: no version can match

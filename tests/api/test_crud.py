@@ -206,6 +206,25 @@ def test_client_meta_is_kept_but_version_and_last_updated_are_the_servers(client
     assert body["meta"]["profile"] == meta["profile"]
 
 
+def test_extensions_on_the_id_are_kept_by_an_update_and_go_with_the_ignored_id_of_a_create(client):
+    """`_id` carries Resource.id's own extensions (json.html#primitive). An update keeps the client's id
+    and so its extensions, in the stored version, its history and a transaction entry; a create ignores
+    the client's id element (http.html#create), its extensions with it, even ones it could not store."""
+    ext = {"extension": [{"url": "http://example.org/id-origin", "valueString": "ehr-7"}]}
+    r = client.put("/fhir/Patient/with-ext", json=patient(id="with-ext", _id=ext))
+    assert r.status_code == 201 and r.json()["_id"] == ext, r.text
+    assert client.get("/fhir/Patient/with-ext").json()["_id"] == ext
+    assert client.get("/fhir/Patient/with-ext/_history/1").json()["_id"] == ext
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": patient(id="tx-ext", _id=ext), "request": {"method": "PUT", "url": "Patient/tx-ext"}}]}
+    assert client.post("/fhir", json=bundle).status_code == 200
+    assert client.get("/fhir/Patient/tx-ext").json()["_id"] == ext
+    for sent in (patient(id="mine", _id=ext), patient(_id=ext), patient(id="mine", _id="no object")):
+        r = client.post("/fhir/Patient", json=sent)
+        assert r.status_code == 201 and "_id" not in r.json(), r.text
+        assert "_id" not in client.get(f"/fhir/Patient/{r.json()['id']}").json()
+
+
 def test_decimal_precision_is_kept(client):
     obs = {"resourceType": "Observation", "status": "final", "code": {"text": "weight"},
            "valueQuantity": {"value": 72.50, "unit": "kg"}}
@@ -214,6 +233,20 @@ def test_decimal_precision_is_kept(client):
     assert r.status_code == 201, r.text
     assert b'"value":72.50' in client.get(f"/fhir/Observation/{r.json()['id']}").content
     assert obs  # the dict form is what json= would send; the raw form proves the bytes survive
+
+
+def test_negative_zero_comes_back_as_written_in_decimals_and_integers(client):
+    """json.html: decimals keep their precision, and R4's integer regex allows -0: a value of -0, -0.0 or
+    -0e0 is stored, read, searched and sent back in a Bundle as the client wrote it."""
+    raw = (b'{"resourceType":"Observation","status":"final","code":{"text":"t"},"valueQuantity":{"value":-0},'
+           b'"referenceRange":[{"low":{"value":-0.0},"high":{"value":-0e0}}],'
+           b'"component":[{"code":{"text":"c"},"valueInteger":-0}]}')
+    r = client.post("/fhir/Observation", content=raw, headers={"Content-Type": "application/fhir+json"})
+    assert r.status_code == 201, r.text
+    for body in (r.content, client.get(f"/fhir/Observation/{r.json()['id']}").content,
+                 client.get("/fhir/Observation?value-quantity=0").content):
+        assert b'"valueQuantity":{"value":-0}' in body
+        assert b'"low":{"value":-0.0},"high":{"value":-0e0}' in body and b'"valueInteger":-0}' in body
 
 
 def test_if_none_match_on_read_gives_304(client):

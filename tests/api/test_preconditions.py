@@ -186,3 +186,36 @@ def test_read_with_if_modified_since_counts_whole_seconds(client):
     assert client.get("/fhir/Patient/s1", headers={"If-Modified-Since": since}).status_code == 304
     assert client.get("/fhir/Patient/s1", headers={"If-Modified-Since": "Sat, 01 Jan 2000 00:00:00 GMT"}
                       ).status_code == 200
+
+
+# --- If-Match with a list of ETags (RFC 9110 13.1.1: it holds when any of them matches) -------------------
+
+JSON_PATCH = {"Content-Type": "application/json-patch+json"}
+ACTIVE = b'[{"op": "add", "path": "/active", "value": true}]'
+
+
+def test_if_match_with_a_list_holds_when_any_etag_names_the_current_version(client):
+    two_versions(client, "lm", identifier=[{"system": MRN, "value": "LM"}])
+    listed = {"If-Match": 'W/"7", W/"2"'}
+    r = client.put("/fhir/Patient/lm", json=identified("LM", id="lm"), headers=listed)
+    assert r.status_code == 200 and r.headers["etag"] == 'W/"3"', r.text
+    r = client.patch("/fhir/Patient/lm", content=ACTIVE, headers={**JSON_PATCH, "If-Match": 'W/"1",W/"3" ,'})
+    assert r.status_code == 200 and r.headers["etag"] == 'W/"4"', r.text
+    r = client.put(f"/fhir/Patient?identifier={MRN}|LM", json=identified("LM"), headers={"If-Match": '"9", "4"'})
+    assert r.status_code == 200 and r.headers["etag"] == 'W/"5"', r.text
+    r = client.patch(f"/fhir/Patient?identifier={MRN}|LM", content=ACTIVE,
+                     headers={**JSON_PATCH, "If-Match": 'W/"5", W/"6"'})
+    assert r.status_code == 200 and r.headers["etag"] == 'W/"6"', r.text
+    assert client.delete(f"/fhir/Patient?identifier={MRN}|LM", headers={"If-Match": 'W/"1", W/"6"'}).status_code == 204
+    two_versions(client, "lm2")
+    assert client.delete("/fhir/Patient/lm2", headers={"If-Match": 'W/"1", W/"2"'}).status_code == 204
+
+
+def test_if_match_with_a_list_naming_no_current_version_is_412_and_a_malformed_item_400(client):
+    two_versions(client, "ls")
+    stale = client.put("/fhir/Patient/ls", json=patient(id="ls"), headers={"If-Match": 'W/"1", W/"3"'})
+    assert stale.status_code == 412, stale.text
+    assert client.delete("/fhir/Patient/ls", headers={"If-Match": 'W/"1", W/"3"'}).status_code == 412
+    malformed = client.delete("/fhir/Patient/ls", headers={"If-Match": 'W/"2", garbage'})
+    assert malformed.status_code == 400 and client.get("/fhir/Patient/ls").headers["etag"] == 'W/"2"'
+    assert client.delete("/fhir/Patient/ls", headers={"If-Match": " , "}).status_code == 400

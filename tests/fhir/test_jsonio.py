@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from ipt_fhir.fhir.jsonio import dump_json, parse_json
+from ipt_fhir.fhir.jsonio import dump_json, load_stored, parse_json
 from ipt_fhir.fhir.outcome import FHIRError
 
 
@@ -28,6 +28,24 @@ def test_escaped_quotes_and_colons_inside_strings_are_not_keys():
 @pytest.mark.parametrize("text", ["1.50", "0.0", "1e3", "-2.500E-3", "100"])
 def test_numbers_are_written_back_as_they_were_sent(text):
     assert dump_json(parse_json(f'{{"v":{text}}}'.encode())) == f'{{"v":{text}}}'.encode()
+
+
+@pytest.mark.parametrize("body, expected_text", [
+    (b'{"v":-0}', '{"v":-0}'),
+    (b'{"v": [1, -0 ,-0.0], "d": "2020-01-02", "w": -0e0}', '{"v":[1,-0,-0.0],"d":"2020-01-02","w":-0e0}'),
+    (b'{"s":"a:-0","v":-0,"x":2.50}', '{"s":"a:-0","v":-0,"x":2.50}'),
+])
+def test_negative_zero_keeps_its_sign_through_parsing_storing_and_loading(body, expected_text):
+    """json.html: a number is kept as written; the integer -0 is the one Python has no sign for."""
+    parsed = parse_json(body)
+    assert dump_json(parsed) == expected_text.encode()
+    assert dump_json(load_stored(dump_json(parsed))) == expected_text.encode()
+
+
+def test_a_duplicate_key_beside_a_negative_zero_is_still_refused():
+    with pytest.raises(FHIRError) as caught:
+        parse_json(b'{"v":-0,"v":-0}')
+    assert caught.value.status == 400
 
 
 def test_nesting_deeper_than_the_limit_is_refused():

@@ -314,6 +314,40 @@ case("ref-unknown-type", with_(O, subject={"reference": "Foo/1"}), "value", "Obs
 case("ref-wrong-target", with_(O, subject={"reference": "Practitioner/1"}), "value", "Observation.subject.reference")
 case("ref-bad-id", with_(O, subject={"reference": "Patient/a b"}), "value", "Observation.subject.reference")
 case("ref-wrong-target-careplan", with_(C, subject={"reference": "Observation/1"}), "value", "CarePlan.subject.reference")
+MED = {"resourceType": "Medication", "id": "x"}
+case("ref-contained-wrong-target", with_(O, contained=[MED], subject={"reference": "#x"}), "value",
+     "Observation.subject.reference")
+case("ref-contained-type-disagrees", with_(O, contained=[{"resourceType": "Patient", "id": "x"}],
+                                           subject={"reference": "#x", "type": "Group"}),
+     "value", "Observation.subject.reference")
+case("ref-container-wrong-target", with_(O, contained=[{
+    "resourceType": "Observation", "id": "x", "status": "final", "code": {"text": "y"},
+    "subject": {"reference": "#"}}], hasMember=[{"reference": "#x"}]),
+     "value", "Observation.contained[0].subject.reference")
+case("ref-absolute-own-server-wrong-target", with_(O, subject={"reference": "http://testserver/fhir/Medication/1"}),
+     "value", "Observation.subject.reference")
+case("ref-absolute-restful-wrong-target", with_(O, subject={
+    "reference": "https://other.example.org/fhir/R4/Practitioner/7/_history/2"}),
+     "value", "Observation.subject.reference")
+
+# --- code: "no whitespace other than single spaces in the contents" (datatypes.html#code) ---------------
+case("code-tab", with_(P, language="en\tUS"), "value", "Patient.language")
+case("code-newline", with_(P, language="en\nUS"), "value", "Patient.language")
+case("code-double-space", with_(P, language="en  US"), "value", "Patient.language")
+case("code-tab-in-coding", with_(O, code={"coding": [{"system": "http://loinc.org", "code": "44249\t1"}]}),
+     "value", "Observation.code.coding[0].code")
+
+# --- contained resources (references.html#contained: they share their container's id space) -------
+ORG_A, ORG_B = ({"resourceType": "Organization", "id": "o", "name": "a"},
+                {"resourceType": "Organization", "id": "o", "name": "b"})
+case("contained-duplicate-id", with_(P, contained=[ORG_A, ORG_B], managingOrganization={"reference": "#o"}),
+     "value", "Patient.contained[1].id")
+case("contained-duplicate-id-third", with_(P, contained=[ORG_A, {**ORG_B, "id": "p"}, {**ORG_B, "id": "o"}],
+                                           managingOrganization={"reference": "#o"}),
+     "value", "Patient.contained[2].id")
+case("contained-duplicate-id-nested-parameters", {"resourceType": "Parameters", "parameter": [
+    {"name": "r", "resource": with_(P, contained=[ORG_A, ORG_B], managingOrganization={"reference": "#o"})}]},
+     "value", "Parameters.parameter[0].resource.contained[1].id")
 
 # json.html: null appears only inside arrays (keeping a value array and its `_` array aligned)
 case("null-primitive-extension", with_(P, birthDate="2000", _birthDate=None), "structure", "Patient.birthDate")
@@ -328,6 +362,45 @@ def test_base_rejects(name: str, resource: dict, code: str, expression: str) -> 
     issues = [i for i in validate_resource(resource) if i.is_error]
     assert any(i.code == code and expression in i.expression for i in issues), issues
     assert not [i for i in validate_profiles(resource) if i.is_error] if isinstance(resource.get("meta"), dict) else True
+
+
+@pytest.mark.parametrize("subject", [
+    "#p",  # a contained Patient
+    "http://testserver/fhir/Patient/1",
+    "https://other.example.org/fhir/R4/Group/g/_history/3",
+    "http://example.org/documents/Medication",  # no RESTful shape: names no type
+    "http://example.org/fhir/Unknown/1",  # not a resource type: not a RESTful FHIR URL
+    "urn:uuid:8a3bf6d2-7a3e-4d35-9f5e-0a1b2c3d4e5f",
+])
+def test_references_of_an_allowed_type_or_of_no_type_pass(subject: str) -> None:
+    contained = [{"resourceType": "Patient", "id": "p"}] if subject == "#p" else DROP
+    resource = with_(O, contained=contained, subject={"reference": subject})
+    assert not [i for i in validate_resource(resource) if i.is_error]
+
+
+@pytest.mark.parametrize("broken", [["Patient"], {"a": 1}, 5, None, "Unknown"])
+def test_a_reference_to_a_contained_resource_without_a_valid_type_reports_only_the_type(broken) -> None:
+    resource = with_(O, contained=[{"resourceType": broken, "id": "x"}], subject={"reference": "#x"})
+    errors = [i for i in validate_resource(resource) if i.is_error]
+    assert errors and all(i.expression[0].startswith("Observation.contained[0]") for i in errors), errors
+
+
+def test_the_container_is_a_valid_target_of_a_contained_resource() -> None:
+    resource = with_(O, contained=[{"resourceType": "Observation", "id": "x", "status": "final",
+                                    "code": {"text": "y"}, "hasMember": [{"reference": "#"}]}],
+                     hasMember=[{"reference": "#x"}])
+    assert not [i for i in validate_resource(resource) if i.is_error]
+
+
+def test_a_code_may_have_single_spaces_between_words() -> None:
+    resource = with_(O, code={"coding": [{"system": "http://example.org/cs", "code": "two words here"}]})
+    assert not [i for i in validate_resource(resource) if i.is_error]
+
+
+def test_contained_resources_with_distinct_ids_are_valid() -> None:
+    resource = with_(P, contained=[ORG_A, {**ORG_B, "id": "p"}], managingOrganization={"reference": "#o"},
+                     generalPractitioner=[{"reference": "#p"}])
+    assert not [i for i in validate_resource(resource) if i.is_error]
 
 
 def test_timezones_are_honoured_in_date_time_order() -> None:

@@ -100,3 +100,28 @@ def test_malformed_date_is_400(encounters, bad):
     with pytest.raises(FHIRError) as exc:
         encounters.ids("Encounter", [("date", bad)])
     assert exc.value.status == 400
+
+
+@pytest.fixture
+def leap_seconds(engine):
+    """datatypes.html: dateTime and instant allow a 60th second, a leap second (the last of 2016 here)."""
+    for oid, eff in (("L1", {"effectiveDateTime": "2016-12-31T23:59:60Z"}),
+                     ("L2", {"effectiveInstant": "2016-12-31T23:59:60.5Z"}),
+                     ("L3", {"effectiveDateTime": "2016-12-31T18:59:60-05:00"}),  # the same second
+                     ("N", {"effectiveDateTime": "2017-01-01T00:00:00Z"})):
+        engine.put({"resourceType": "Observation", "id": oid, "status": "final", "code": {"text": "x"}, **eff})
+    return engine
+
+
+@pytest.mark.parametrize("query,expected", [
+    ("eq2016-12-31", {"L1", "L2", "L3"}),
+    ("eq2016-12", {"L1", "L2", "L3"}),
+    ("eq2016-12-31T23:59Z", {"L1", "L2", "L3"}),
+    ("eq2017-01-01", {"N"}),
+    ("lt2017-01-01T00:00:00Z", {"L1", "L2", "L3"}),
+    ("ge2017", {"N"}),
+    ("eq2016-12-31T23:59:60Z", {"L1", "L2", "L3"}),  # a search value may name the leap second too
+])
+def test_a_leap_second_is_found_on_its_own_day(leap_seconds, query, expected):
+    """It is the last second of its day: indexed as the second it follows (59), not as the next midnight."""
+    assert leap_seconds.ids("Observation", [("date", query)]) == expected

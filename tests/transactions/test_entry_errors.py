@@ -287,3 +287,17 @@ def test_an_unexpected_failure_of_one_batch_entry_is_that_entrys_500(client, mon
     outcome = r.json()["entry"][1]["response"]["outcome"]
     assert "not applied" in outcome["issue"][0]["diagnostics"] and "a defect" not in r.text
     assert any("batch entry 1 failed" in rec.getMessage() for rec in caplog.records)
+
+
+@pytest.mark.parametrize("entry", [
+    {"request": {"method": "DELETE", "url": "metadata"}},
+    {"request": {"method": "PUT", "url": "Patient/_history"}},
+    post({"resourceType": "AuditEvent"}),
+])
+def test_a_transaction_failed_by_an_entrys_405_carries_the_allow_of_its_own_url(client, entry):
+    """RFC 9110 15.5.6: a 405 names in Allow the methods the target serves; the target is [base], where
+    the entry's own Allow (its URL's methods) would mislead."""
+    r = post_bundle(client, tx(entry))
+    assert r.status_code == 405, r.text
+    assert r.headers["Allow"] == "GET, HEAD, POST"
+    assert client.options("/fhir").headers["Allow"] == "GET, HEAD, POST"  # what a 405 at [base] names too

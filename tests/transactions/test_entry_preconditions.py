@@ -76,6 +76,19 @@ def test_batch_delete_entries_honour_if_match(client):
     assert client.get("/fhir/Patient/b3").status_code == 200
 
 
+def test_entry_if_match_takes_a_list_of_etags_as_the_header_does(client):
+    """RFC 9110 13.1.1: the precondition holds when any listed ETag names the current version."""
+    two_versions(client, "el1")
+    two_versions(client, "el2")
+    entries = entries_of(post_bundle(client, tx(
+        put(patient(id="el1", active=True), ifMatch='W/"1", W/"2"'),
+        delete("Patient/el2", ifMatch='W/"3", W/"4"'), kind="batch")))
+    assert [e["response"]["status"][:3] for e in entries] == ["200", "412"]
+    assert client.get("/fhir/Patient/el1").json()["active"] is True
+    r = post_bundle(client, tx(delete("Patient/el2", ifMatch='W/"9",W/"2"')))
+    assert r.status_code == 200 and client.get("/fhir/Patient/el2").status_code == 410
+
+
 def test_a_conditional_delete_entry_with_if_match_and_several_matches_is_412(client):
     for rid in ("many1", "many2"):
         client.put(f"/fhir/Patient/{rid}", json=identified("MANY", id=rid))

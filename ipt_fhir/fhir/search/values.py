@@ -85,7 +85,12 @@ def date_range(text: str) -> tuple[int, int] | None:
             us += int(mi) * 60_000_000
             width = 60_000_000
         if ss is not None:
-            us += int(ss) * 1_000_000
+            # A leap second (datatypes.html: dateTime and instant allow seconds 60) has no place on this
+            # scale, which like UTC epoch time counts no leap seconds: taken as a 60th second it would
+            # be midnight, the next day's. It is the last second of its minute, hour and day, so it is
+            # indexed (and searched) as second 59, the one it follows (as java.time parses it): a search
+            # for its day, hour or minute finds it, and it sorts before the next minute.
+            us += min(int(ss), 59) * 1_000_000
             width = 1_000_000
         if frac:
             digits = frac[1:7]

@@ -14,6 +14,12 @@ from .terminology import all_codes, expansion
 _RELATIVE_REF = re.compile(r"([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(/_history/[A-Za-z0-9\-.]{1,64})?")
 _ABSOLUTE_REF = re.compile(r"(https?|urn|ftp)://?\S+|urn:(uuid|oid):\S+", re.ASCII)
 _CONDITIONAL_REF = re.compile(r"([A-Z][A-Za-z]+)\?\S*")
+# references.html#literal: an absolute URL of this shape (the spec's regex, its type list as [A-Z][A-Za-z]+
+# and checked against the known types) is a reference to a resource on a FHIR RESTful server, of the type
+# its segment names; that holds whatever the server, this one or another. Other absolute URLs (documents,
+# non-FHIR services) name no type and are not checked.
+_RESTFUL_REF = re.compile(r"https?://([A-Za-z0-9\-\\.:%$]*/)+([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}"
+                          r"(/_history/[A-Za-z0-9\-.]{1,64})?", re.ASCII)
 _ELE_1 = "All FHIR elements must have a @value or children (ele-1)"
 
 # Invariant keys fhirpathpy failed on at runtime (reported as warnings, listed for the operators).
@@ -47,6 +53,23 @@ class _Walk:
         if not path:
             path = rt
         self.obj(obj, type_node(rt), path, obj, root if root is not None else obj)
+        contained = obj.get("contained")  # one lookup per resource: the check costs nothing without it
+        if type(contained) is list and len(contained) > 1:
+            self.contained_ids(contained, path)
+
+    def contained_ids(self, contained: list, path: str) -> None:
+        """Contained resources share their container's id space and `#id` names one of them
+        (references.html#contained): two with one id make the reference ambiguous, so the second is
+        refused. Ids of other JSON types are the id checker's."""
+        seen: set[str] = set()
+        for i, item in enumerate(contained):
+            cid = item.get("id") if type(item) is dict else None
+            if type(cid) is not str:
+                continue
+            if cid in seen:
+                self.issues.append(error("value", f"Contained resources must have distinct ids: '{cid}' is "
+                                                  "already the id of an earlier one", f"{path}.contained[{i}].id"))
+            seen.add(cid)
 
     # -- objects --------------------------------------------------------------------------------------
     # The hot loop: every property of every object passes here, so it reads the flattened Prop copies
@@ -185,7 +208,7 @@ class _Walk:
         if prop.binding is not None:
             self.coded_binding(value, prop, path)
         if prop.reference:
-            self.reference(value, prop, path)
+            self.reference(value, prop, path, root)
 
     # -- primitives -----------------------------------------------------------------------------------
     def primitive_array(self, obj: dict, key: str, value: Any, prop: Prop, path: str, resource: dict,
@@ -277,12 +300,13 @@ class _Walk:
         shown = ", ".join(f"{c.get('system')}#{c.get('code')}" for c in codings if type(c) is dict) or "no coding"
         self.issues.append(error("code-invalid", f"{shown}: none is in the required value set {url}", path))
 
-    def reference(self, value: dict, prop: Prop, path: str) -> None:
+    def reference(self, value: dict, prop: Prop, path: str, root: dict) -> None:
         ref = value.get("reference")
         if type(ref) is not str:
             return
         if ref.startswith("#"):
-            return  # ref-1 checks it resolves
+            self.local_reference(ref, value, prop, path, root)
+            return
         rtype = _reference_types.get(ref, _UNSEEN)
         if rtype is _UNSEEN:
             rtype = _reference_type(ref)
@@ -299,6 +323,25 @@ class _Walk:
             return
         self.issues.append(error("value", f"'{ref}' is not a valid reference (relative Type/id, absolute URL, "
                                           "urn:uuid/urn:oid, or #contained)", f"{path}.reference"))
+
+    def local_reference(self, ref: str, value: dict, prop: Prop, path: str, root: dict) -> None:
+        """`#id` names a resource contained in the container (`root`), `#` the container itself
+        (references.html#contained); its type must be one the element allows. One that resolves to
+        nothing is ref-1's to report."""
+        if ref == "#":
+            target: object = root
+        else:
+            contained = root.get("contained")
+            if type(contained) is not list:
+                return
+            cid = ref[1:]
+            target = next((c for c in contained if type(c) is dict and c.get("id") == cid), None)
+        rtype = target.get("resourceType") if type(target) is dict else None
+        if type(rtype) is not str or rtype not in known_resource_types():  # reported where it stands
+            return
+        problem = reference_type_problem(ref, rtype, prop.elem.targets, value.get("type"))
+        if problem is not None:
+            self.issues.append(error("value", problem, f"{path}.reference"))
 
     # -- invariants -----------------------------------------------------------------------------------
     def invariants(self, invariants: list[Invariant], value: Any, path: str, resource: dict, root: dict) -> None:
@@ -319,7 +362,8 @@ _UNSEEN = object()
 
 
 def _reference_type(ref: str) -> str | None:
-    """The resource type a relative or conditional reference names, _ABSOLUTE, or None if malformed.
+    """The resource type a relative, conditional or RESTful absolute reference names, _ABSOLUTE (another
+    absolute URL or urn), or None if malformed.
 
     Memoised (read by the caller): the same references (Patient/123, Practitioner/...) recur across a resource and a bundle,
     and the answer depends on the string alone. Bounded; emptied when full.
@@ -327,8 +371,12 @@ def _reference_type(ref: str) -> str | None:
     m = _RELATIVE_REF.fullmatch(ref) or _CONDITIONAL_REF.fullmatch(ref)
     if m is not None:
         answer: str | None = m.group(1)
+    elif _ABSOLUTE_REF.fullmatch(ref):
+        restful = _RESTFUL_REF.fullmatch(ref)
+        answer = restful.group(2) if restful is not None and restful.group(2) in known_resource_types() \
+            else _ABSOLUTE
     else:
-        answer = _ABSOLUTE if _ABSOLUTE_REF.fullmatch(ref) else None
+        answer = None
     if len(ref) <= MEMO_MAX_LEN:  # bounded like the primitive checkers' memos
         if len(_reference_types) >= MEMO_ENTRIES:
             _reference_types.clear()

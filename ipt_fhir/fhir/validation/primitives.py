@@ -1,7 +1,8 @@
 """Primitive values: their exact JSON types (json.html#primitive) and the regexes of profiles-types.
 
 Each checker returns None when the value is valid, otherwise a diagnostic. Python's bool is an int,
-so integer checks test `type(v) is int`; decimals arrive as int or FhirDecimal (a float), never str.
+so integer checks test `type(v) is int` (or NegativeZero, the JSON integer -0); decimals arrive as int
+or FhirDecimal (a float), never str.
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import calendar
 import re
 from typing import Callable
 
+from ..jsonio import NegativeZero
 from .definitions import structures
 from .xhtml import check_xhtml
 
@@ -18,8 +20,15 @@ INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 Checker = Callable[[object], "str | None"]
 
 
+# The code regex the definitions publish, [^\s]+(\s[^\s]+)*, lets any one whitespace character (a tab, a
+# newline) stand between words. Its own definition text (datatypes.html#code, profiles-types) says more:
+# "no leading or trailing whitespace, and where there is no whitespace other than single spaces in the
+# contents", and HL7's reference validator checks that text (only ' ' between words). The text rules.
+_REGEX_OVERRIDES = {"code": r"[^\s]+( [^\s]+)*"}
+
+
 def _regex(name: str) -> re.Pattern[str] | None:
-    pattern = structures()["primitives"][name]["regex"]
+    pattern = _REGEX_OVERRIDES.get(name) or structures()["primitives"][name]["regex"]
     # The published regexes are XML-Schema/Java flavoured: \s and \S mean ASCII whitespace only.
     return re.compile(pattern, re.ASCII) if pattern else None
 
@@ -104,7 +113,7 @@ def _check_boolean(v: object) -> str | None:
 
 def _int_checker(name: str, minimum: int) -> Checker:
     def check(v: object) -> str | None:
-        if type(v) is not int:
+        if type(v) is not int and type(v) is not NegativeZero:  # -0 matches R4's integer regex
             return f"Expected a JSON integer for {name}, found {_json_kind(v)}"
         if v < minimum or v > INT32_MAX:
             bound = f">= {minimum}" if v < minimum else f"<= {INT32_MAX}"

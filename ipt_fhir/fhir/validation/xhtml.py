@@ -81,6 +81,10 @@ def check_xhtml(text: str) -> str | None:
                                f"column {parser.CurrentColumnNumber}")
 
     parser = expat.ParserCreate(namespace_separator="}")
+    # Before anything of the document type is read: no DTD is allowed at all, and none may define the
+    # entities that later references would expand (entity expansion, external entities: XXE).
+    parser.StartDoctypeDeclHandler = _refuse_doctype
+    parser.EntityDeclHandler = _refuse_entity_declaration  # expat reads no declaration without a DOCTYPE: belt
     parser.StartElementHandler = start
     parser.CharacterDataHandler = data
     parser.SkippedEntityHandler = lambda name, _is_parameter_entity: undefined(name)
@@ -90,11 +94,27 @@ def check_xhtml(text: str) -> str | None:
         parser.Parse(_numeric_entities(text), True)
     except expat.ExpatError as exc:
         return f"Narrative is not well-formed XHTML: {exc}"
+    except _Refused as exc:
+        return str(exc)
     if problems:
         return problems[0]
     if not content[0]:
         return "Narrative must have some non-whitespace content (txt-2)"
     return None
+
+
+class _Refused(Exception):
+    """Stops the parse at once (raised from a handler, expat goes no further)."""
+
+
+def _refuse_doctype(name: str, *_ids_and_subset: object) -> None:
+    # narrative.html: the div is an XHTML fragment, a <div> element with its content; a document type
+    # declaration has no place in it, and its internal subset may declare entities (XXE, expansion).
+    raise _Refused(f"Narrative must not contain a DOCTYPE declaration (<!DOCTYPE {name} ...>)")
+
+
+def _refuse_entity_declaration(name: str, *_rest: object) -> None:
+    raise _Refused(f"Narrative must not declare entities (<!ENTITY {name} ...>)")
 
 
 def _clark(name: str) -> str:
