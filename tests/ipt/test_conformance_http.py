@@ -83,15 +83,15 @@ def test_a_served_id_under_another_conformance_type_is_not_known(client, path):
 
 
 def test_a_transaction_writing_a_conformance_resource_fails_at_that_entry(client):
-    """The refusal names the entry (Bundle.entry[i]) and carries no Allow: the Bundle was POSTed to the
-    base, where POST is allowed; GET, HEAD is what the entry's URL allows."""
+    """The refusal names the entry (Bundle.entry[i]). Its Allow is that of the URL the Bundle was POSTed to
+    (RFC 9110: a 405 lists the target's methods), not GET, HEAD of the entry's URL."""
     body = client.get("/fhir/StructureDefinition/ipt-careplan").json()
     patient = {"resourceType": "Patient", "name": [{"family": "Kept-Out"}]}
     r = client.post("/fhir", json={"resourceType": "Bundle", "type": "transaction", "entry": [
         {"resource": patient, "request": {"method": "POST", "url": "Patient"}},
         {"resource": body, "request": {"method": "PUT", "url": "StructureDefinition/ipt-careplan"}}]})
     assert r.status_code == 405, r.text
-    assert "allow" not in r.headers
+    assert r.headers["allow"] == "GET, HEAD, POST"
     issue = r.json()["issue"][0]
     assert issue["expression"] == ["Bundle.entry[1].resource"], issue
     assert issue["diagnostics"].startswith("Bundle.entry[1]: "), issue
