@@ -5,7 +5,7 @@ validator, profile validator and business rules that guard every write, without 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ipt_fhir.fhir.outcome import FHIRError, Issue, bad_request, error, information
 from ipt_fhir.fhir.validation import can_check, validate_profiles, validate_resource
@@ -88,24 +88,32 @@ class ValidateOperation:
                 issues.append(error("invalid", f"Resource id '{resource.get('id')}' does not match '{resource_id}'",
                                     f"{resource_type}.id"))
             previous = self._current_or_none(resource_type, target) if target else None
-        else:
+        elif mode == "create":  # a create ignores the id in the body (http.html#create): the new one is ours
+            target, previous = "validate", None
+        else:  # no mode: the resource may be bound for an update, which keeps its id
             target, previous = resource.get("id") or "validate", None
+        change = write_hooks.Change(resource_type, str(target), "PUT" if mode == "update" else "POST",
+                                    resource, previous)
+        return issues + self._hook_issues(change, refusals_are_errors=mode is not None)
+
+    def _hook_issues(self, change: write_hooks.Change, refusals_are_errors: bool = True) -> list[Issue]:
+        """What the write hooks say of `change`. A hook that would refuse the interaction itself (a write to a
+        resource this server publishes read-only: 405) is reported as issues, since $validate writes nothing;
+        without a mode, which interaction follows is unknown, so such a refusal is only a warning."""
+        issues: list[Issue] = []
         with self.db.read() as conn:
-            change = write_hooks.Change(resource_type, str(target), "PUT" if mode == "update" else "POST",
-                                        resource, previous)
             for hook in write_hooks.registered():
-                issues.extend(hook.check(conn, change))
+                try:
+                    issues.extend(hook.check(conn, change))
+                except FHIRError as exc:
+                    issues.extend(i if refusals_are_errors else replace(i, severity="warning") for i in exc.issues)
         return issues
 
     def _validate_delete(self, resource_type: str, resource_id: str | None) -> list[Issue]:
         if resource_id is None:
             raise bad_request("mode=delete needs an instance: POST [type]/[id]/$validate", code="required")
         previous = self._stored(resource_type, resource_id)
-        issues: list[Issue] = []
-        with self.db.read() as conn:
-            change = write_hooks.Change(resource_type, resource_id, "DELETE", None, previous)
-            for hook in write_hooks.registered():
-                issues.extend(hook.check(conn, change))
+        issues = self._hook_issues(write_hooks.Change(resource_type, resource_id, "DELETE", None, previous))
         return issues or [information(f"{resource_type}/{resource_id} can be deleted")]
 
     def _stored(self, resource_type: str, resource_id: str) -> dict:

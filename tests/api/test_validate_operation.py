@@ -71,3 +71,22 @@ def test_a_claimed_profile_the_server_does_not_know_is_a_warning(client):
 
 def test_bad_mode_is_400(client):
     assert client.post("/fhir/Patient/$validate?mode=bogus", json=patient()).status_code == 400
+
+
+def test_a_resource_this_server_publishes_is_validated_not_refused_with_405(client):
+    """$validate writes nothing, so a write the server would refuse outright (a PUT of a StructureDefinition
+    it publishes: 405) is reported as issues of a 200: an error for mode=update, which names that write, a
+    warning without a mode, which names none. A create ignores the body's id, so mode=create is judged on
+    the content (here its canonical URL, which only the server's own copy may claim)."""
+    served = client.get("/fhir/StructureDefinition/ipt-careplan").json()
+
+    def severities(mode: str) -> dict[str, str]:
+        found = issues(client.post(f"/fhir/StructureDefinition/$validate{mode}", json=served))
+        return {i["diagnostics"]: i["severity"] for i in found}
+
+    read_only = "StructureDefinition/ipt-careplan is published by this server and is read-only"
+    assert severities("") == {read_only: "warning"}
+    assert severities("?mode=update") == {read_only: "error"}
+    create = severities("?mode=create")
+    assert read_only not in create and list(create.values()) == ["error"], create
+    assert "is published by this server; a stored resource cannot claim it" in next(iter(create))
