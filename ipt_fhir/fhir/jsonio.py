@@ -83,12 +83,24 @@ _signed_zero_decoder = json.JSONDecoder(
     parse_constant=_reject_constant,
 )
 # The integer -0: "-0" followed by no fraction or exponent (a decimal then, which FhirDecimal keeps) and
-# no digit (never valid JSON), so dates and offsets ("2020-01-05", "-05:00") never match. A string that
-# holds such text ("x-0 y") only sends the body to the slower parser, which then decides. A pattern that
+# no digit (never valid JSON), so dates and offsets ("2020-01-05", "-05:00") never match. A pattern that
 # starts with a literal: a few microseconds for a typical resource (one with a leading character class
-# costs as much as the parse).
+# costs as much as the parse). Strings match it too (a uuid's "-0a3f", an identifier "ABC-0"), so a match
+# counts only where a JSON value starts: after ':', '[' or ',' (and blanks), or as the whole text. A string
+# holding such text ("x:-0 y") only sends the body to the slower parser, which then decides.
 _SIGNED_ZERO = re.compile(r"-0(?![0-9.eE])")
 _SIGNED_ZERO_BYTES = re.compile(rb"-0(?![0-9.eE])")
+
+
+def _has_signed_zero(text: str | bytes) -> bool:
+    blanks, starts = (" \t\r\n", ":[,") if isinstance(text, str) else (b" \t\r\n", b":[,")
+    for match in (_SIGNED_ZERO if isinstance(text, str) else _SIGNED_ZERO_BYTES).finditer(text):
+        i = match.start() - 1
+        while i >= 0 and text[i] in blanks:
+            i -= 1
+        if i < 0 or text[i] in starts:
+            return True
+    return False
 
 
 MAX_DEPTH = 64  # deepest accepted nesting of request bodies (IPT_FHIR_MAX_JSON_DEPTH sets it at startup)
@@ -111,7 +123,7 @@ def parse_json(body: bytes | str) -> Any:
     if text.startswith("\ufeff"):
         text = text[1:]
     decoder = _decoder
-    if _SIGNED_ZERO.search(text) is None:
+    if not _has_signed_zero(text):
         try:
             fast = orjson.loads(text)
         except orjson.JSONDecodeError:
@@ -272,6 +284,6 @@ def _big_integers_as_text(value: Any) -> Any:
 def load_stored(data: bytes) -> Any:
     """Parse JSON the server wrote itself (already validated, no duplicate keys), keeping decimals exact
     (and the integer -0's sign)."""
-    if _SIGNED_ZERO_BYTES.search(data) is not None:
+    if _has_signed_zero(data):
         return json.loads(data, parse_float=FhirDecimal, parse_int=_parse_int)
     return json.loads(data, parse_float=FhirDecimal)

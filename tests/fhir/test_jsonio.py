@@ -106,3 +106,29 @@ def test_a_surrogate_pair_beside_a_huge_integer_is_not_an_unpaired_surrogate():
     with pytest.raises(FHIRError) as caught:
         parse_json(b'{"x":"\\ud800","n":123456789012345678901234567890}')
     assert "unpaired" in caught.value.issues[0].diagnostics
+
+
+@pytest.mark.parametrize("body, kept", [
+    (b'{"resourceType":"Patient","photo":[{"size":-0}]}', "Patient.photo[0].size"),  # unsignedInt: [0]|([1-9]..)
+    (b'{"resourceType":"Questionnaire","status":"draft","item":[{"linkId":"a","type":"string","maxLength":-0}]}', None),
+])
+def test_negative_zero_is_an_integer_but_not_an_unsigned_one(body, kept):
+    """R4's integer regex allows -0; unsignedInt's ([0]|([1-9][0-9]*)) does not."""
+    from ipt_fhir.fhir.validation import validate_resource
+
+    errors = [i for i in validate_resource(parse_json(body)) if i.is_error]
+    assert [e.expression[0] for e in errors] == ([kept] if kept else [])
+
+
+@pytest.mark.parametrize("text, found", [
+    ('{"a":-0}', True), ('{"a": [1,\n -0 ]}', True), ("-0", True), (b'{"a":-0}', True),
+    # where no JSON value starts: inside a uuid, an identifier, a date
+    ('{"fullUrl":"urn:uuid:1b2c9e4f-0a3f-4c2d-8e1f-0b9a8c7d6e5f"}', False), ('{"v":"ABC-0"}', False),
+    (b'{"v":"ABC-0"}', False), ('{"d":"2020-01-05"}', False), ('{"a":-0.0}', False),
+])
+def test_only_a_negative_zero_value_leaves_the_fast_parser(text, found):
+    """A body leaves orjson for the slower sign-keeping parser only for an actual -0 value: uuids hold
+    "-0" followed by a hex letter often enough that every large transaction would otherwise take it."""
+    from ipt_fhir.fhir.jsonio import _has_signed_zero
+
+    assert _has_signed_zero(text) is found

@@ -113,8 +113,10 @@ def _check_boolean(v: object) -> str | None:
 
 def _int_checker(name: str, minimum: int) -> Checker:
     def check(v: object) -> str | None:
-        if type(v) is not int and type(v) is not NegativeZero:  # -0 matches R4's integer regex
-            return f"Expected a JSON integer for {name}, found {_json_kind(v)}"
+        if type(v) is not int and (type(v) is not NegativeZero or minimum >= 0):
+            # -0 matches R4's integer regex, -?([0]|([1-9][0-9]*)), but not unsignedInt's or positiveInt's
+            return f"Expected a JSON integer for {name}, found {_json_kind(v)}" if type(v) is not NegativeZero \
+                else f"-0 is not a valid {name}"
         if v < minimum or v > INT32_MAX:
             bound = f">= {minimum}" if v < minimum else f"<= {INT32_MAX}"
             return f"{v} is not a valid {name} (must be {bound})"
