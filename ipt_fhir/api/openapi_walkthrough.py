@@ -59,8 +59,8 @@ def create_step(resource_type: str, what: str) -> dict:
 
 def patch_step(resource_type: str, kind: str) -> dict:
     rid = FIXED_IDS.get(resource_type, FIXED_IDS["CarePlan"])
-    return _step(PATCH_STEP, f"{kind}: {resource_type}/{rid}",
-                 f"Patches {resource_type}/{rid}; run after step {_PUT_STEPS.get(resource_type, 5)}.")
+    after = _PUT_STEPS.get(resource_type, _PUT_STEPS["CarePlan"])
+    return _step(PATCH_STEP, f"{kind}: {resource_type}/{rid}", f"Patches {resource_type}/{rid}; run after step {after}.")
 
 
 def operation_step(step: int, summary: str, description: str) -> dict:

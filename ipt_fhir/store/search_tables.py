@@ -58,7 +58,7 @@ date_index = sa.Table(
 
 # Numbers and quantities are closed ranges [value, high]: a plain number or Quantity n is [n, n], a
 # Range (Condition.onsetRange, useContext.valueRange) one row [low, high], an unbounded end NUMBER_MIN or
-# NUMBER_MAX (search_sql.range_number_cond compares them with the search range, search.html#prefix).
+# NUMBER_MAX (number_search.range_terms compares them with the search range, search.html#prefix).
 # `value` is the low end, so the value index still serves point searches and ascending sorts.
 number_index = sa.Table(
     "search_number", metadata, *_key(),

@@ -303,3 +303,42 @@ def test_the_parameters_frozen_in_migration_0011_are_those_reaching_a_range():
     m = _migration("0011_number_ranges")
     assert {rt: set(params) for rt, params in m.RANGE_PARAMS.items()} == reaching
     assert set(m.CONTEXT_TYPES) == {rt for rt in RESOURCE_TYPES if "context-type-quantity" in registry().params(rt)}
+
+
+def test_0011_rebuilds_a_range_bounded_only_above_and_one_whose_ends_differ_in_unit_spelling(fresh_database_url):
+    """The high end's units count too: a Range with only a high end ("3 years or less") gets its rows
+    from that end, and a Range whose high end has another human unit is found by either spelling."""
+    from ipt_fhir.fhir.jsonio import dump_json
+    from ipt_fhir.fhir.search.indexer import index_rows
+
+    ucum = "http://unitsofmeasure.org"
+    docs = [("Condition", cid, {"resourceType": "Condition", "id": cid, "subject": {"reference": "Patient/p"},
+                                "onsetRange": onset})
+            for cid, onset in (("upto3", {"high": {"value": 3, "system": ucum, "code": "a", "unit": "years"}}),
+                               ("spelled", {"low": {"value": 5, "system": ucum, "code": "a", "unit": "yr"},
+                                            "high": {"value": 9, "system": ucum, "code": "a", "unit": "years"}}))]
+    url = fresh_database_url
+    migrate.upgrade(url, "0010_pending_index_rows")
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("INSERT INTO resource (resource_type, id, version_id, last_updated, deleted, content) "
+                                 "VALUES (:rt, :id, 1, :lu, :deleted, :content)"),
+                         [{"rt": rt, "id": rid, "lu": datetime(2025, 1, 1), "deleted": False,
+                           "content": dump_json(doc)} for rt, rid, doc in docs])
+        migrate.upgrade(url)
+        expected = {(rt, rid, *row) for rt, rid, doc in docs for row in index_rows(rt, doc)["quantity"]}
+        with engine.connect() as conn:
+            assert set(map(tuple, conn.exec_driver_sql(_ROW_SQL["search_quantity"]).all())) == expected
+        db = Database(url)
+        try:
+            with TestClient(create_app(Settings(database_url=url), db)) as client:
+                def ids(query: str) -> set[str]:
+                    return {e["resource"]["id"] for e in client.get(f"/fhir/{query}").json().get("entry", [])}
+
+                assert ids("Condition?onset-age=lt1") == {"upto3"}
+                assert ids("Condition?onset-age=gt6||years") == {"spelled"}
+        finally:
+            db.dispose()
+    finally:
+        engine.dispose()

@@ -176,3 +176,55 @@ def test_sa_and_eb_on_a_point_exclude_the_search_values_own_range(targets, build
     assert targets.ids("Condition", "onset-age=sa10" + builder) == {"ten-five", "from20"}
     assert targets.ids("Condition", "onset-age=eb10" + builder) == {"nine-four", "upto3"}
     assert targets.ids("Condition", "onset-age=gt10" + builder) >= {"ten-two", "ten-five"}
+
+
+# Number/quantity prefixes at the exact edges of the search value's implicit range [lo, hi)
+# (search.html#prefix): `10` is [9.5, 10.5), so 9.5 lies inside it and 10.5 outside it.
+EDGES = {  # Condition id -> onset
+    "point-9.5": {"onsetAge": _age(9.5)},  # the lower edge: inside [9.5, 10.5)
+    "point-10.5": {"onsetAge": _age(10.5)},  # the upper edge: outside
+    "range-9.6-10.5": {"onsetRange": {"low": _age(9.6), "high": _age(10.5)}},  # ends on the open edge
+    "range-9-9.5": {"onsetRange": {"low": _age(9), "high": _age(9.5)}},  # ends on the closed lower edge
+    "point-10.9": {"onsetAge": _age(10.9)},  # within 10 +- 10%
+    "point-11.5": {"onsetAge": _age(11.5)},  # beyond it
+}
+
+
+@pytest.fixture
+def edges(targets):
+    for cid, onset in EDGES.items():
+        targets.put({"resourceType": "Condition", "id": cid, "subject": {"reference": "Patient/p"},
+                     "meta": {"tag": [TAG]}, **onset})
+    return targets
+
+
+@pytest.mark.parametrize("builder", BUILDERS)
+def test_eq_and_ne_treat_the_upper_edge_of_the_search_range_as_outside(edges, builder):
+    found = edges.ids("Condition", "onset-age=10" + builder)
+    assert found & set(EDGES) == {"point-9.5"}  # 10.5 and a range reaching 10.5 are not within [9.5, 10.5)
+    found = edges.ids("Condition", "onset-age=ne10" + builder)
+    assert found & set(EDGES) == set(EDGES) - {"point-9.5"}
+
+
+@pytest.mark.parametrize("builder", BUILDERS)
+def test_eb_and_sa_exclude_targets_touching_the_lower_edge_and_include_the_upper_one(edges, builder):
+    assert edges.ids("Condition", "onset-age=eb10" + builder) & set(EDGES) == set()  # 9.5 meets [9.5, 10.5)
+    above = {"point-10.5", "point-10.9", "point-11.5"}
+    assert edges.ids("Condition", "onset-age=sa10" + builder) & set(EDGES) == above
+
+
+@pytest.mark.parametrize("builder", BUILDERS)
+def test_ap_uses_the_documented_ten_percent_margin(edges, builder):
+    found = edges.ids("Condition", "onset-age=ap10" + builder) & set(EDGES)
+    # [9, 11]: 11.5 is not near
+    assert found == {"point-9.5", "point-10.5", "range-9.6-10.5", "range-9-9.5", "point-10.9"}
+
+
+@pytest.mark.parametrize("builder", BUILDERS)
+def test_both_builders_sort_a_range_by_its_low_end_and_descending_by_its_high_end(targets, builder):
+    def order(sort: str) -> list[str]:
+        bundle = targets.bundle("RiskAssessment", f"_sort={sort}{builder}")
+        return [e["resource"]["id"] for e in bundle["entry"]]
+
+    assert order("probability") == ["below", "range", "point", "none"]  # unbounded, 0.2, 0.3; none last
+    assert order("-probability") == ["range", "point", "below", "none"]  # 0.4, 0.3, 0.1
