@@ -173,9 +173,19 @@ def _rebuild_range_rows() -> None:
     has_range = ("position('Range'::bytea in content) > 0" if conn.dialect.name == "postgresql"
                  else "instr(CAST(content AS TEXT), 'Range') > 0")
     types = sa.bindparam("types", expanding=True)
-    found = conn.execute(sa.text(f"SELECT resource_type, id, content FROM resource WHERE resource_type IN :types "
-                                 f"AND NOT deleted AND content IS NOT NULL AND {has_range}").bindparams(types),
-                         {"types": list(RANGE_PARAMS)}).all()
+    # A page at a time, in key order: a large store's resources do not fit in memory at once.
+    page = sa.text(f"SELECT resource_type, id, content FROM resource WHERE resource_type IN :types "
+                   f"AND NOT deleted AND content IS NOT NULL AND {has_range} "
+                   "AND (resource_type > :after_type OR (resource_type = :after_type AND id > :after_id)) "
+                   "ORDER BY resource_type, id LIMIT 500").bindparams(types)
+    after = ("", "")
+    while found := conn.execute(page, {"types": list(RANGE_PARAMS), "after_type": after[0],
+                                       "after_id": after[1]}).all():
+        after = (found[-1][0], found[-1][1])
+        _rebuild_rows_of(conn, found)
+
+
+def _rebuild_rows_of(conn, found) -> None:  # noqa: ANN001 - a Connection, rows (resource_type, id, content)
     for rt, rid, content in found:
         doc = json.loads(bytes(content))
         plan = [(param, table, _param_rows(doc, table, path)) for param, (table, path) in RANGE_PARAMS[rt].items()]
