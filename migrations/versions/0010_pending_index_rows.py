@@ -16,8 +16,9 @@ down_revision = "0009_implicit_code_systems"
 branch_labels = None
 depends_on = None
 
-# The columns of each index table at 0009 after resource_type and resource_id, frozen here.
-_COMPOSITE = [f"c{i}_{part}" for i in (1, 2, 3) for part in ("a", "b", "low", "high")]
+# The columns of each index table at 0009 after resource_type and resource_id, frozen here (0011 reads
+# them too: the order of a pending row's JSON arrays until 0011).
+COMPOSITE = [f"c{i}_{part}" for i in (1, 2, 3) for part in ("a", "b", "low", "high")]
 COLUMNS = {
     "token": ("search_token", ["param", "system", "code", "text"]),
     "string": ("search_string", ["param", "value", "exact", "value_full"]),
@@ -26,7 +27,7 @@ COLUMNS = {
     "quantity": ("search_quantity", ["param", "value", "system", "code"]),
     "reference": ("search_reference", ["param", "target_type", "target_id", "target_version", "url"]),
     "uri": ("search_uri", ["param", "value"]),
-    "composite": ("search_composite", ["param", *_COMPOSITE]),
+    "composite": ("search_composite", ["param", *COMPOSITE]),
 }
 
 
@@ -39,11 +40,18 @@ def upgrade() -> None:
     )
 
 
+def move_pending(columns: dict = COLUMNS) -> None:
+    """SQLite: copy the rows held in search_pending into the index tables, reading each JSON array in the
+    column order `columns` gives (0011 passes its own); PostgreSQL never holds any."""
+    if op.get_bind().dialect.name != "sqlite":
+        return
+    for kind, (table, cols) in columns.items():
+        values = ", ".join(f"json_extract(j.value, '$[{i}]')" for i in range(len(cols)))
+        op.execute(f"INSERT INTO {table} (resource_type, resource_id, {', '.join(cols)}) "
+                   f"SELECT p.resource_type, p.resource_id, {values} "
+                   f"FROM search_pending p, json_each(p.{kind}) j WHERE p.{kind} IS NOT NULL")
+
+
 def downgrade() -> None:
-    if op.get_bind().dialect.name == "sqlite":
-        for kind, (table, columns) in COLUMNS.items():
-            values = ", ".join(f"json_extract(j.value, '$[{i}]')" for i in range(len(columns)))
-            op.execute(f"INSERT INTO {table} (resource_type, resource_id, {', '.join(columns)}) "
-                       f"SELECT p.resource_type, p.resource_id, {values} "
-                       f"FROM search_pending p, json_each(p.{kind}) j WHERE p.{kind} IS NOT NULL")
+    move_pending()
     op.drop_table("search_pending")

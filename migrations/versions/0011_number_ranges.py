@@ -19,9 +19,11 @@ code.
 Revision ID: 0011_number_ranges
 Revises: 0010_pending_index_rows
 """
+import importlib.util
 import json
 import math
 import sys
+from pathlib import Path
 
 from alembic import op
 import sqlalchemy as sa
@@ -54,33 +56,28 @@ RANGE_PARAMS = {
 CHOICES = {"onset": ("Age", "Range"), "abatement": ("Age", "Range"), "probability": ("Decimal", "Range"),
            "value": ("Quantity", "Range")}
 
-# The columns of each index table at 0010 after resource_type and resource_id (the order of a pending
-# row's JSON array then), and at 0011.
-_COMPOSITE = [f"c{i}_{part}" for i in (1, 2, 3) for part in ("a", "b", "low", "high")]
-_COLUMNS_0010 = {
-    "token": ("search_token", ["param", "system", "code", "text"]),
-    "string": ("search_string", ["param", "value", "exact", "value_full"]),
-    "date": ("search_date", ["param", "low", "high"]),
-    "number": ("search_number", ["param", "value"]),
-    "quantity": ("search_quantity", ["param", "value", "system", "code"]),
-    "reference": ("search_reference", ["param", "target_type", "target_id", "target_version", "url"]),
-    "uri": ("search_uri", ["param", "value"]),
-    "composite": ("search_composite", ["param", *_COMPOSITE]),
-}
+
+def _revision(name: str):  # noqa: ANN202 - a module
+    """A migration before this one: frozen like this one, so it is safe to build on (alembic loads revisions
+    from their files, not as an importable package)."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+_0010 = _revision("0010_pending_index_rows")
+# The columns of each index table after resource_type and resource_id (the order of a pending row's JSON
+# array) at 0010, and at 0011.
+_COMPOSITE = _0010.COMPOSITE
+_COLUMNS_0010 = _0010.COLUMNS
 _COLUMNS_0011 = {**_COLUMNS_0010, "number": ("search_number", ["param", "value", "high"]),
                  "quantity": ("search_quantity", ["param", "value", "high", "system", "code"])}
 
 
 def _move_pending(columns: dict) -> None:
-    """SQLite: move the rows held in search_pending into the index tables (their JSON arrays in the order
-    of `columns`), as pending_index.move does; PostgreSQL never holds any."""
-    if op.get_bind().dialect.name != "sqlite":
-        return
-    for kind, (table, cols) in columns.items():
-        values = ", ".join(f"json_extract(j.value, '$[{i}]')" for i in range(len(cols)))
-        op.execute(f"INSERT INTO {table} (resource_type, resource_id, {', '.join(cols)}) "
-                   f"SELECT p.resource_type, p.resource_id, {values} "
-                   f"FROM search_pending p, json_each(p.{kind}) j WHERE p.{kind} IS NOT NULL")
+    """SQLite: move the rows held in search_pending, in the column order `columns`, into the index tables."""
+    _0010.move_pending(columns)
     op.execute("DELETE FROM search_pending")
 
 
