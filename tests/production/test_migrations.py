@@ -2,6 +2,7 @@
 head -> base -> head, then one step at a time down and up again; the server works afterwards."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import datetime
 
 import pytest
@@ -228,11 +229,31 @@ _ROW_SQL = {
 }
 
 
+def _store_current(conn, docs) -> None:  # noqa: ANN001 - a Connection; (type, id, resource) triples
+    """Current versions written straight into `resource`, as a store at an older revision holds them."""
+    from ipt_fhir.fhir.jsonio import dump_json
+
+    conn.execute(sa.text("INSERT INTO resource (resource_type, id, version_id, last_updated, deleted, content) "
+                         "VALUES (:rt, :id, 1, :lu, :deleted, :content)"),
+                 [{"rt": rt, "id": rid, "lu": datetime(2025, 1, 1), "deleted": False, "content": dump_json(doc)}
+                  for rt, rid, doc in docs])
+
+
+@contextmanager
+def _searching(url: str):  # noqa: ANN202
+    """The ids a search of the migrated database finds, through the app."""
+    db = Database(url)
+    try:
+        with TestClient(create_app(Settings(database_url=url), db)) as client:
+            yield lambda query: {e["resource"]["id"] for e in client.get(f"/fhir/{query}").json().get("entry", [])}
+    finally:
+        db.dispose()
+
+
 def test_0011_rebuilds_the_rows_of_range_targets_as_the_indexer_writes_them_and_its_downgrade_restores_points(
         fresh_database_url):
     """Rows written before 0011 hold a Range as separate points: the upgrade leaves exactly the rows the
     indexer writes now (one range per Range), searches find them; the downgrade gives back the points."""
-    from ipt_fhir.fhir.jsonio import dump_json
     from ipt_fhir.fhir.search.indexer import index_rows
 
     url = fresh_database_url
@@ -240,10 +261,7 @@ def test_0011_rebuilds_the_rows_of_range_targets_as_the_indexer_writes_them_and_
     engine = sa.create_engine(url)
     try:
         with engine.begin() as conn:
-            conn.execute(sa.text("INSERT INTO resource (resource_type, id, version_id, last_updated, deleted, content) "
-                                 "VALUES (:rt, :id, 1, :lu, :deleted, :content)"),
-                         [{"rt": rt, "id": rid, "lu": datetime(2025, 1, 1), "deleted": False,
-                           "content": dump_json(doc)} for rt, rid, doc in _RANGE_DOCS])
+            _store_current(conn, _RANGE_DOCS)
             for table, rows in _OLD_ROWS.items():
                 marks = ", ".join(f":v{i}" for i in range(len(rows[0])))
                 columns = {"search_quantity": "(resource_type, resource_id, param, value, system, code)",
@@ -260,18 +278,11 @@ def test_0011_rebuilds_the_rows_of_range_targets_as_the_indexer_writes_them_and_
                                                    if kind != "composite" or row[0] == "context-type-quantity"}
         with engine.connect() as conn:
             assert {t: set(map(tuple, conn.exec_driver_sql(sql).all())) for t, sql in _ROW_SQL.items()} == expected
-        db = Database(url)
-        try:
-            with TestClient(create_app(Settings(database_url=url), db)) as client:
-                def ids(query: str) -> set[str]:
-                    return {e["resource"]["id"] for e in client.get(f"/fhir/{query}").json().get("entry", [])}
-
-                assert ids("Condition?onset-age=gt100") == {"c1"}  # 5 or more
-                assert ids("RiskAssessment?probability=gt0.35") == {"r1"}
-                assert ids("ValueSet?context-quantity=18") == set()
-                assert ids("ValueSet?context-type-quantity=age$gt60") == {"v1"}
-        finally:
-            db.dispose()
+        with _searching(url) as ids:
+            assert ids("Condition?onset-age=gt100") == {"c1"}  # 5 or more
+            assert ids("RiskAssessment?probability=gt0.35") == {"r1"}
+            assert ids("ValueSet?context-quantity=18") == set()
+            assert ids("ValueSet?context-type-quantity=age$gt60") == {"v1"}
         migrate.downgrade(url, "0010_pending_index_rows")
         old_sql = {"search_quantity": "SELECT resource_type, resource_id, param, value, system, code "
                                       "FROM search_quantity",
@@ -308,7 +319,6 @@ def test_the_parameters_frozen_in_migration_0011_are_those_reaching_a_range():
 def test_0011_rebuilds_a_range_bounded_only_above_and_one_whose_ends_differ_in_unit_spelling(fresh_database_url):
     """The high end's units count too: a Range with only a high end ("3 years or less") gets its rows
     from that end, and a Range whose high end has another human unit is found by either spelling."""
-    from ipt_fhir.fhir.jsonio import dump_json
     from ipt_fhir.fhir.search.indexer import index_rows
 
     ucum = "http://unitsofmeasure.org"
@@ -322,23 +332,13 @@ def test_0011_rebuilds_a_range_bounded_only_above_and_one_whose_ends_differ_in_u
     engine = sa.create_engine(url)
     try:
         with engine.begin() as conn:
-            conn.execute(sa.text("INSERT INTO resource (resource_type, id, version_id, last_updated, deleted, content) "
-                                 "VALUES (:rt, :id, 1, :lu, :deleted, :content)"),
-                         [{"rt": rt, "id": rid, "lu": datetime(2025, 1, 1), "deleted": False,
-                           "content": dump_json(doc)} for rt, rid, doc in docs])
+            _store_current(conn, docs)
         migrate.upgrade(url)
         expected = {(rt, rid, *row) for rt, rid, doc in docs for row in index_rows(rt, doc)["quantity"]}
         with engine.connect() as conn:
             assert set(map(tuple, conn.exec_driver_sql(_ROW_SQL["search_quantity"]).all())) == expected
-        db = Database(url)
-        try:
-            with TestClient(create_app(Settings(database_url=url), db)) as client:
-                def ids(query: str) -> set[str]:
-                    return {e["resource"]["id"] for e in client.get(f"/fhir/{query}").json().get("entry", [])}
-
-                assert ids("Condition?onset-age=lt1") == {"upto3"}
-                assert ids("Condition?onset-age=gt6||years") == {"spelled"}
-        finally:
-            db.dispose()
+        with _searching(url) as ids:
+            assert ids("Condition?onset-age=lt1") == {"upto3"}
+            assert ids("Condition?onset-age=gt6||years") == {"spelled"}
     finally:
         engine.dispose()
