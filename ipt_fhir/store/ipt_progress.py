@@ -13,6 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from .ipt_tables import ipt_plan_progress_table as t
+from .tables import resource_table as resource
 
 
 def get(conn: Connection, careplan_id: str, *, for_update: bool = False) -> dict | None:
@@ -40,5 +41,20 @@ def delete(conn: Connection, careplan_id: str) -> None:
     conn.execute(t.delete().where(t.c.careplan_id == careplan_id))
 
 
-def delete_all(conn: Connection) -> None:
-    conn.execute(t.delete())
+def lock(conn: Connection, careplan_id: str) -> None:
+    """Hold the plan's row until the caller commits, creating it if there is none (PostgreSQL; SQLite
+    writers are serialised already): a concurrent write for the plan then waits in get(for_update=True)
+    and folds its change into what the caller put, and the caller sees what such a write committed
+    before. The row created here is the caller's to fill with put() in the same unit of work."""
+    if conn.dialect.name != "postgresql":
+        return
+    conn.execute(postgresql.insert(t).values(careplan_id=careplan_id, subject=None, progress="{}",
+                                             updated=datetime.now(timezone.utc))
+                 .on_conflict_do_nothing(index_elements=[t.c.careplan_id]))
+    get(conn, careplan_id, for_update=True)
+
+
+def delete_without_plan(conn: Connection) -> None:
+    """Drop the rows of plans that are no longer stored (deleted, or never were)."""
+    conn.execute(t.delete().where(~sa.exists().where(
+        resource.c.resource_type == "CarePlan", resource.c.id == t.c.careplan_id, resource.c.deleted.is_(False))))

@@ -63,13 +63,14 @@ def current_many(conn: Connection, resource_type: str, ids: list[str]) -> list[S
     return [StoredVersion(resource_type, r[0], r[1], _utc(r[2]), r[3], r[4]) for r in rows]
 
 
-def live_ids_after(conn: Connection, resource_type: str, after_id: str, limit: int) -> list[str]:
-    """Ids of the not-deleted resources of a type after `after_id`, in id order (for paging over all)."""
+def live_after(conn: Connection, resource_type: str, after_id: str, limit: int) -> list[StoredVersion]:
+    """The current versions of the not-deleted resources of a type after `after_id`, in id order (paging
+    over all of them)."""
     rows = conn.execute(
-        sa.select(resource.c.id)
+        sa.select(resource.c.id, resource.c.version_id, resource.c.last_updated, resource.c.deleted, resource.c.content)
         .where(resource.c.resource_type == resource_type, resource.c.deleted.is_(False), resource.c.id > after_id)
         .order_by(resource.c.id).limit(limit))
-    return [r[0] for r in rows]
+    return [StoredVersion(resource_type, r[0], r[1], _utc(r[2]), r[3], r[4]) for r in rows]
 
 
 def version(conn: Connection, resource_type: str, resource_id: str, version_id: int) -> StoredVersion | None:

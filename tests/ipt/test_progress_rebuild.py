@@ -2,9 +2,13 @@
 a plain (non-IPT) CarePlan gets none."""
 from __future__ import annotations
 
+import threading
+import time
+
 from fastapi.testclient import TestClient
 
 from ipt_fhir.app import create_app
+from ipt_fhir.services.ipt import progress_rebuild
 from ipt_fhir.services.ipt.progress_rebuild import rebuild_progress_rows
 from ipt_fhir.store import ipt_progress
 from tests.domain.world import World
@@ -26,3 +30,29 @@ def test_rebuild_pages_through_every_plan_and_skips_plans_without_the_ipt_profil
             assert all(ipt_progress.get(conn, p) is not None for p in expected)
             assert ipt_progress.get(conn, "not-ipt") is None
         assert {p: progress(client, p) for p in expected} == expected
+
+
+def test_a_session_held_while_the_rebuild_computes_its_plan_is_counted(settings, database, monkeypatch):
+    """`db reindex` on a running server: a session marked held after the rebuild computed its plan's
+    progress, but before the rebuild wrote it, is not lost under the rebuilt row; the write waits for the
+    plan's row and folds its change in (before, the rows were dropped first, so such a write found no row
+    to wait for and the rebuild overwrote it: sessionsAttended 0)."""
+    with TestClient(create_app(settings, database)) as client:
+        world = load_world(client, World(sessions=4))
+        before = progress(client, "plan")["sessionsAttended"]
+        held = {**world.session(1), "status": "finished"}
+        compute = progress_rebuild.fresh_progress
+        writer: dict = {}
+
+        def compute_then_hold_a_session(plan, lookup):  # noqa: ANN001, ANN202
+            row = compute(plan, lookup)
+            writer["thread"] = threading.Thread(target=lambda: writer.update(status=put(client, held).status_code))
+            writer["thread"].start()
+            time.sleep(0.5)  # unlocked, the write commits well within this
+            return row
+
+        monkeypatch.setattr(progress_rebuild, "fresh_progress", compute_then_hold_a_session)
+        assert rebuild_progress_rows(database) == 1
+        writer["thread"].join(30)
+        assert writer["status"] == 200
+        assert progress(client, "plan")["sessionsAttended"] == before + 1

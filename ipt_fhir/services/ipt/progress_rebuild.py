@@ -4,8 +4,9 @@ Each write keeps the rows current one change at a time (hook.py) and nothing eve
 row an older version built wrongly (one that folded in another patient's sessions or scores) or a row
 lost stays that way until rebuilt: `ipt-fhir db reindex` runs this after the search indexes.
 
-Rows are dropped first: until its plan's turn, $ipt-progress computes a plan without a row from the
-store (operations.py) and the next write to the plan builds one, so the rebuild may run on a live server.
+The rebuild may run on a live server: each plan's row is locked (ipt_progress.lock) before its progress
+is computed, so a session or score written meanwhile either commits first and is seen, or waits and folds
+its change into the rebuilt row. Rows of plans no longer stored, or no longer IPT plans, are dropped.
 """
 from __future__ import annotations
 
@@ -23,25 +24,25 @@ from .lookup import StoreLookup
 
 def rebuild_progress_rows(db: Database, progress: Callable[[int], None] | None = None, batch: int = 200) -> int:
     """Recompute the row of every stored IPT CarePlan; returns how many were written."""
-    with db.write() as conn:
-        ipt_progress.delete_all(conn)
     done, last = 0, ""
     while True:
-        with db.read() as conn:
-            ids = repo.live_ids_after(conn, "CarePlan", last, batch)
-        if not ids:
-            return done
         with db.write() as conn:
+            page = repo.live_after(conn, "CarePlan", last, batch)
             lookup = StoreLookup(conn)
-            for stored in repo.current_many(conn, "CarePlan", ids):
-                plan = None if stored.deleted or stored.content is None else load_stored(stored.content)
-                if plan is None or not claims_profile(plan, CAREPLAN_PROFILE):
+            for stored in page:
+                plan = load_stored(stored.content)
+                if not claims_profile(plan, CAREPLAN_PROFILE):
+                    ipt_progress.delete(conn, stored.id)
                     continue
-                # a write that built the row since the rows were dropped holds the lock until it commits
-                ipt_progress.get(conn, plan["id"], for_update=True)
+                ipt_progress.lock(conn, stored.id)
                 row = fresh_progress(plan, lookup)
-                ipt_progress.put(conn, plan["id"], row.subject, row.to_row())
+                ipt_progress.put(conn, stored.id, row.subject, row.to_row())
                 done += 1
-        last = ids[-1]
+        if not page:
+            break
+        last = page[-1].id
         if progress:
             progress(done)
+    with db.write() as conn:
+        ipt_progress.delete_without_plan(conn)
+    return done
