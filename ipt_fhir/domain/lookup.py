@@ -12,7 +12,8 @@ references already resolved), so rules judge the resources as they will be store
 """
 from __future__ import annotations
 
-from typing import Iterable, Protocol, runtime_checkable
+from collections.abc import Container, Iterable
+from typing import Protocol, runtime_checkable
 
 from .canonical import same_reference
 
@@ -29,7 +30,7 @@ SEARCH_PARAMS: dict[tuple[str, str], str] = {
 class ResourceLookup(Protocol):
     # Within a transaction whose rules run on its final state: the resources ("Type/id") it writes after
     # the one being checked, which limits counted in write order (sessions of a plan) leave out.
-    written_after: frozenset[str]
+    written_after: Container[str]
 
     def read(self, type: str, id: str) -> dict | None:
         """The current, not deleted version of type/id, or None."""
@@ -42,7 +43,7 @@ class InMemoryLookup:
     """A ResourceLookup over a list of resources: for tests, demo data checks, and transaction overlays."""
 
     def __init__(self, resources: Iterable[dict] = (), fallback: ResourceLookup | None = None) -> None:
-        self.written_after: frozenset[str] = frozenset()
+        self.written_after: Container[str] = frozenset()
         self._by_key: dict[tuple[str, str], dict] = {}
         self._deleted: set[tuple[str, str]] = set()
         self._fallback = fallback

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Callable, Iterator
@@ -565,7 +565,6 @@ class ResourceService:
 
 _DEFERRED_CHECKS = "ipt_fhir.deferred_checks"
 _DEFERRED_TAG = "ipt_fhir.deferred_tag"
-_WRITTEN_AFTER = "ipt_fhir.written_after"
 
 
 @contextmanager
@@ -596,28 +595,18 @@ def run_deferred_checks(conn: Connection, queue: list[tuple[object, write_hooks.
     conn.info.pop(_DEFERRED_CHECKS, None)
     found = []
     hooks = write_hooks.registered()
-    refs = [f"{change.resource_type}/{change.id}" for _, change in queue]
-    try:
-        for n, (tag, change) in enumerate(queue):
-            conn.info[_WRITTEN_AFTER] = frozenset(refs[n + 1:])
-            try:
-                issues = [i for hook in hooks for i in hook.check(conn, change)]
-            except FHIRError as exc:
-                if refused is None:
-                    raise
-                raise refused(tag, exc) from None
-            if issues:
-                found.append((tag, issues))
-    finally:
-        conn.info.pop(_WRITTEN_AFTER, None)
+    last_write = {f"{change.resource_type}/{change.id}": n for n, (_, change) in enumerate(queue)}
+    for n, (tag, change) in enumerate(queue):
+        change = replace(change, written_after=write_hooks.WrittenAfter(last_write, n))
+        try:
+            issues = [i for hook in hooks for i in hook.check(conn, change)]
+        except FHIRError as exc:
+            if refused is None:
+                raise
+            raise refused(tag, exc) from None
+        if issues:
+            found.append((tag, issues))
     return found
-
-
-def written_after(conn: Connection) -> frozenset[str]:
-    """While a deferred check runs: the resources ("Type/id") the same unit of work wrote after the one
-    checked. The checks see the final state, so a rule counting toward a limit (sessions of a plan) leaves
-    these out to blame the write that crossed it, not the first one. Empty outside deferred checks."""
-    return conn.info.get(_WRITTEN_AFTER, frozenset())
 
 
 RACE_ATTEMPTS = 5  # conditional writes that lost a race to the same criteria, tried again up to this often

@@ -6,6 +6,7 @@ rule checks see a consistent database and read-model updates commit or roll back
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Container, Mapping
 from typing import Protocol
 
 from sqlalchemy.engine import Connection
@@ -20,6 +21,21 @@ class Change:
     method: str  # POST | PUT | PATCH | DELETE
     resource: dict | None  # the new version as stored (None when deleted)
     previous: dict | None  # the version it replaces (None when new)
+    # Checked on a transaction's final state: the resources ("Type/id") it writes after this one, which a
+    # limit counted in write order (sessions of a plan) leaves out, to blame the write that crosses it.
+    written_after: Container[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class WrittenAfter:
+    """The resources ("Type/id") a unit of work writes after its write number `current`, given the number of
+    each one's last write: one mapping shared by all of its changes, so a Bundle's checks stay linear."""
+
+    last_write: Mapping[str, int]
+    current: int
+
+    def __contains__(self, ref: object) -> bool:
+        return self.last_write.get(ref, -1) > self.current  # type: ignore[call-overload]
 
 
 class WriteHook(Protocol):

@@ -42,7 +42,7 @@ class IptWriteHook:
         resource = change.resource
         if resource is None or claimed_ipt_profile(resource) is None:
             return []
-        return rules.check(resource, change.previous, StoreLookup(conn))
+        return rules.check(resource, change.previous, StoreLookup(conn, written_after=change.written_after))
 
     # ---- narrative -----------------------------------------------------------------------------
     def prepare(self, conn: Connection, resource_type: str, doc: dict) -> dict:

@@ -5,20 +5,21 @@ earlier writes (and, with deferred checks, all of its writes).
 """
 from __future__ import annotations
 
+from collections.abc import Container
+
 from sqlalchemy.engine import Connection
 
 from ipt_fhir.fhir.jsonio import load_stored
-from ipt_fhir.services.resources import written_after
 from ipt_fhir.services.search import find_ids
 from ipt_fhir.store import resources as repo
 
 
 class StoreLookup:
-    def __init__(self, conn: Connection, base_url: str = "") -> None:
+    def __init__(self, conn: Connection, base_url: str = "", written_after: Container[str] = frozenset()) -> None:
         self.conn = conn
         self.base_url = base_url
         self._cache: dict[tuple[str, str], dict | None] = {}
-        self.written_after = written_after(conn)
+        self.written_after = written_after  # see write_hooks.Change.written_after
 
     def read(self, type: str, id: str) -> dict | None:  # noqa: A002
         key = (type, id)
