@@ -25,20 +25,24 @@ from ipt_fhir.fhir.outcome import bad_request
 
 LOW, HIGH = "low", "high"  # the target's columns: search_number/search_quantity `value` and `high`
 Term = tuple[str, str, "float | str"]  # (column, operator, a number or the other column)
+# Ranges only (not points, whose high equals low), as the partial high index of search_tables states it.
+A_RANGE: Term = (HIGH, "<>", LOW)
 
 
 def range_terms(prefix: str, value: float, lo: float, hi: float) -> list[list[Term]]:
     """OR of ANDs of terms: the target ranges matching `prefix` `value` (implicit range [lo, hi))."""
     if prefix == "eq":  # low < hi is implied by high < hi; it bounds the scan of the value index
         return [[(LOW, ">=", lo), (LOW, "<", hi), (HIGH, "<", hi)]]
+    # A condition on the high end alone is split: points by their low end (the value index), Ranges by
+    # their high end (the partial high index); a single `high > v` would read every row of the parameter.
     if prefix == "ne":
-        return [[(LOW, "<", lo)], [(HIGH, ">=", hi)]]
+        return [[(LOW, "<", lo)], [(LOW, ">=", hi)], [(HIGH, ">=", hi), A_RANGE]]
     if prefix == "gt":
-        return [[(HIGH, ">", value)]]
+        return [[(LOW, ">", value)], [(HIGH, ">", value), A_RANGE]]
     if prefix == "lt":
         return [[(LOW, "<", value)]]
     if prefix == "ge":
-        return [[(HIGH, ">=", value)]]
+        return [[(LOW, ">=", value)], [(HIGH, ">=", value), A_RANGE]]
     if prefix == "le":
         return [[(LOW, "<=", value)]]
     if prefix == "sa":
@@ -47,5 +51,6 @@ def range_terms(prefix: str, value: float, lo: float, hi: float) -> list[list[Te
         return [[(LOW, "<", lo), (HIGH, "<", lo)]]
     if prefix == "ap":
         margin = abs(value) * 0.1
-        return [[(LOW, "<=", value + margin), (HIGH, ">=", value - margin)]]
+        return [[(LOW, ">=", value - margin), (LOW, "<=", value + margin)],
+                [(LOW, "<=", value + margin), (HIGH, ">=", value - margin), A_RANGE]]
     raise bad_request(f"Unknown prefix {prefix}")

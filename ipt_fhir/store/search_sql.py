@@ -27,6 +27,9 @@ from .database import sqlite_datetime
 from .number_search import HIGH, LOW, range_terms
 from .search_tables import INDEX_TABLES, composite_index, reference_index, string_index, token_index, uri_index
 
+# number_search's operators as SQLAlchemy builds them
+_COMPARE = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "<>": operator.ne}
+
 ValueSetExpander = Callable[[str], "list[tuple[str | None, str]] | None"]
 
 
@@ -253,8 +256,7 @@ class SqlBuilder:
     def number_cond(low: Any, high: Any, prefix: str, value: float, lo: float, hi: float) -> Any:
         """Target ranges [low, high] (columns) matching a number or quantity value (number_search.py)."""
         cols = {LOW: low, HIGH: high}
-        ops = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "=": operator.eq}
-        return sa.or_(*[sa.and_(*[ops[op](cols[col], cols.get(x, x)) for col, op, x in ands])
+        return sa.or_(*[sa.and_(*[_COMPARE[op](cols[col], cols.get(x, x)) for col, op, x in ands])
                         for ands in range_terms(prefix, value, lo, hi)])
 
     def _reference_target(self, raw: str, t: sa.Table, type_filter: tuple[str, ...]) -> Any:

@@ -59,13 +59,18 @@ date_index = sa.Table(
 # Numbers and quantities are closed ranges [value, high]: a plain number or Quantity n is [n, n], a
 # Range (Condition.onsetRange, useContext.valueRange) one row [low, high], an unbounded end NUMBER_MIN or
 # NUMBER_MAX (number_search.range_terms compares them with the search range, search.html#prefix).
-# `value` is the low end, so the value index still serves point searches and ascending sorts.
+# `value` is the low end, so the value index still serves point searches and ascending sorts; the high
+# index holds only the rows of Ranges (high <> value), so `gt`, `ge` and `ap` reach a Range by its high end
+# through it at no cost to points (number_search.range_terms names that condition in the same form).
+RANGE_ROWS = sa.text("high <> value")
 number_index = sa.Table(
     "search_number", metadata, *_key(),
     sa.Column("value", sa.Float, nullable=False),
     sa.Column("high", sa.Float, nullable=False),
     sa.Index("ix_search_number_value", "resource_type", "param", "value", "resource_id"),
     sa.Index("ix_search_number_res", "resource_type", "resource_id", "param"),
+    sa.Index("ix_search_number_high", "resource_type", "param", "high", "resource_id",
+             sqlite_where=RANGE_ROWS, postgresql_where=RANGE_ROWS),
 )
 
 quantity_index = sa.Table(
@@ -76,6 +81,8 @@ quantity_index = sa.Table(
     sa.Column("code", sa.Text, nullable=True),
     sa.Index("ix_search_quantity_value", "resource_type", "param", "code", "value", "resource_id"),
     sa.Index("ix_search_quantity_res", "resource_type", "resource_id", "param"),
+    sa.Index("ix_search_quantity_high", "resource_type", "param", "code", "high", "resource_id",
+             sqlite_where=RANGE_ROWS, postgresql_where=RANGE_ROWS),
 )
 
 reference_index = sa.Table(

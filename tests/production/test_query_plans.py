@@ -130,6 +130,9 @@ def test_read_by_id_uses_the_primary_key(loaded):
     ("patient by identifier", "/fhir/Patient", {"identifier": "{identifier}"}),
     ("patient by family name", "/fhir/Patient", {"family": "{family}"}),
     ("what changed since (an EHR polling)", "/fhir/Observation", {"_lastUpdated": "gt{now}"}),
+    # points by their value index, Ranges by the partial index on their high end (number_search.range_terms)
+    ("the most severe PHQ-9 totals", "/fhir/Observation", {"value-quantity": "ge27||{{score}}"}),
+    ("scores near 1", "/fhir/Observation", {"value-quantity": "ap1||{{score}}"}),
 ])
 def test_common_searches_use_indexes(loaded, label, path, params):
     app, db, _ = loaded

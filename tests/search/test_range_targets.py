@@ -146,15 +146,6 @@ def test_prefixes_compare_the_search_range_with_the_target_range(targets, group,
     assert wrong == {}
 
 
-def test_a_range_sorts_by_its_low_end_and_descending_by_its_high_end(targets):
-    def order(sort: str) -> list[str]:
-        bundle = targets.bundle("RiskAssessment", f"_sort={sort}")
-        return [e["resource"]["id"] for e in bundle["entry"]]
-
-    assert order("probability") == ["below", "range", "point", "none"]  # unbounded, 0.2, 0.3; none last
-    assert order("-probability") == ["range", "point", "below", "none"]  # 0.4, 0.3, 0.1
-
-
 def test_a_created_open_range_is_found_over_http(client):
     """Through the write path of creates (on SQLite its rows wait as JSON in search_pending first): the
     unbounded end survives as the largest double."""
