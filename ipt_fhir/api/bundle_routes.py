@@ -5,10 +5,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from ipt_fhir.fhir.outcome import FHIRError
 from ipt_fhir.services.bundle_interactions import EntryInteractions
 from ipt_fhir.services.bundle_processing import BundleService
 
 from .body import read_json_body
+from .errors import allowed_methods
 from .metadata_routes import capability_json
 from .responses import fhir_base_url, fhir_response, prefer_return, prefers_strict_handling
 
@@ -32,6 +34,14 @@ def bundle_service(request: Request) -> BundleService:
 async def batch_or_transaction(request: Request) -> Response:
     body, _ = await read_json_body(request)
     service = bundle_service(request)
-    result = await run_in_threadpool(service.process, body, base_url=fhir_base_url(request),
-                                     prefer=prefer_return(request), strict_search=prefers_strict_handling(request))
+    try:
+        result = await run_in_threadpool(service.process, body, base_url=fhir_base_url(request),
+                                         prefer=prefer_return(request), strict_search=prefers_strict_handling(request))
+    except FHIRError as exc:
+        if exc.status == 405:
+            # A transaction fails with the status of the entry that failed it, an entry's 405 too, but that
+            # entry's Allow named its own URL (bundle_processing._entry_headers drops it); RFC 9110 15.5.6
+            # wants a 405's Allow to name what this URL serves.
+            exc.headers["Allow"] = ", ".join(allowed_methods(request))
+        raise
     return fhir_response(request, result, 200)

@@ -41,7 +41,7 @@ def outcome_response(status: int, issues, headers: dict[str, str] | None = None)
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 
-def _allowed_methods(request: Request) -> list[str]:
+def allowed_methods(request: Request) -> list[str]:
     """Every method some route serves at this path (RFC 9110 15.5.6: a 405 lists them in Allow).
     Starlette's own Allow names only the methods of the first route whose path matched, while several
     routes share a path here (read, update, patch and delete of an instance, for one)."""
@@ -82,21 +82,15 @@ def refuses_writes(endpoint: Callable) -> Callable:
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(FHIRError)
-    async def _fhir_error(request: Request, exc: FHIRError) -> Response:
-        headers = exc.headers or None
-        if exc.status == 405 and not any(k.lower() == "allow" for k in exc.headers):
-            # RFC 9110 15.5.6: every 405 carries Allow. A failed transaction answers with the status of the
-            # entry that failed it, an entry's 405 too, but that entry's Allow named its own URL and was
-            # dropped (bundle_processing._entry_headers): this one names what the Bundle's URL serves.
-            headers = {**exc.headers, "Allow": ", ".join(_allowed_methods(request))}
-        return outcome_response(exc.status, exc.issues, headers)
+    async def _fhir_error(_request: Request, exc: FHIRError) -> Response:
+        return outcome_response(exc.status, exc.issues, exc.headers or None)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 404:
             detail = f"No such endpoint: {request.method} {request.url.path}"
         elif exc.status_code == 405:
-            refused = method_not_allowed(request.method, request.url.path, _allowed_methods(request))
+            refused = method_not_allowed(request.method, request.url.path, allowed_methods(request))
             return outcome_response(405, refused.issues, refused.headers)
         else:
             detail = str(exc.detail)
