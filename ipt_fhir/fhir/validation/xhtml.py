@@ -74,21 +74,13 @@ def check_xhtml(text: str) -> str | None:
         if not content[0] and chunk.strip():
             content[0] = True
 
-    def undefined(name: str) -> None:
-        # An entity expat would skip (undeclared, or external: never fetched) is malformed, as it was to
-        # ElementTree: a narrative must not leave references for a later XML reader to resolve.
-        raise expat.ExpatError(f"undefined entity &{name};: line {parser.CurrentLineNumber}, "
-                               f"column {parser.CurrentColumnNumber}")
-
     parser = expat.ParserCreate(namespace_separator="}")
-    # Before anything of the document type is read: no DTD is allowed at all, and none may define the
-    # entities that later references would expand (entity expansion, external entities: XXE).
+    # Before anything of the document type is read: no DTD is allowed at all, so no entity can be declared
+    # for later references to expand (entity expansion, external entities: XXE), and expat refuses any
+    # reference to an undeclared one itself ("undefined entity").
     parser.StartDoctypeDeclHandler = _refuse_doctype
-    parser.EntityDeclHandler = _refuse_entity_declaration  # expat reads no declaration without a DOCTYPE: belt
     parser.StartElementHandler = start
     parser.CharacterDataHandler = data
-    parser.SkippedEntityHandler = lambda name, _is_parameter_entity: undefined(name)
-    parser.ExternalEntityRefHandler = lambda context, _base, _system, _public: undefined(context.rpartition("\x0c")[2])
     parser.buffer_text = True
     try:
         parser.Parse(_numeric_entities(text), True)
@@ -111,10 +103,6 @@ def _refuse_doctype(name: str, *_ids_and_subset: object) -> None:
     # narrative.html: the div is an XHTML fragment, a <div> element with its content; a document type
     # declaration has no place in it, and its internal subset may declare entities (XXE, expansion).
     raise _Refused(f"Narrative must not contain a DOCTYPE declaration (<!DOCTYPE {name} ...>)")
-
-
-def _refuse_entity_declaration(name: str, *_rest: object) -> None:
-    raise _Refused(f"Narrative must not declare entities (<!ENTITY {name} ...>)")
 
 
 def _clark(name: str) -> str:
