@@ -68,20 +68,16 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+# The slow path: it already calls Python per object (duplicate keys), so an integer's call costs nothing
+# that shows, and it keeps the sign of an integer -0, which orjson and the decoder below read as 0.
 _decoder = json.JSONDecoder(
-    object_pairs_hook=_object_without_duplicates,
-    parse_float=FhirDecimal,
-    parse_constant=_reject_constant,
-)
-# For text already known to be sound JSON without duplicate keys (see _verdict): decimals only.
-_exact_decoder = json.JSONDecoder(parse_float=FhirDecimal, parse_constant=_reject_constant)
-# Bodies with an integer -0 (rare): every integer through a Python call, to keep that one's sign.
-_signed_zero_decoder = json.JSONDecoder(
     object_pairs_hook=_object_without_duplicates,
     parse_float=FhirDecimal,
     parse_int=_parse_int,
     parse_constant=_reject_constant,
 )
+# For text already known to be sound JSON without duplicate keys (see _verdict): decimals only.
+_exact_decoder = json.JSONDecoder(parse_float=FhirDecimal, parse_constant=_reject_constant)
 # The integer -0: "-0" followed by no fraction or exponent (a decimal then, which FhirDecimal keeps) and
 # no digit (never valid JSON), so dates and offsets ("2020-01-05", "-05:00") never match. A pattern that
 # starts with a literal: a few microseconds for a typical resource (one with a leading character class
@@ -122,14 +118,12 @@ def parse_json(body: bytes | str) -> Any:
         raise FHIRError(400, [error("structure", f"Body is not UTF-8: {exc.reason} at byte {exc.start}")])
     if text.startswith("\ufeff"):
         text = text[1:]
-    decoder = _decoder
+    fast = _UNPARSED  # a body with an integer -0 goes to the slow path (_decoder) at once
     if not _has_signed_zero(text):
         try:
             fast = orjson.loads(text)
         except orjson.JSONDecodeError:
-            fast = _UNPARSED
-    else:  # orjson (and the decoders without parse_int) would read -0 as 0, losing its sign
-        fast, decoder = _UNPARSED, _signed_zero_decoder
+            pass
     if fast is not _UNPARSED:
         verdict = _verdict(text, fast)
         if verdict is _PLAIN:
@@ -149,7 +143,7 @@ def parse_json(body: bytes | str) -> Any:
     try:
         # The standard library parser guards its own recursion (RecursionError below); the depth limit
         # was checked on orjson's result, or is checked on this one.
-        result = decoder.decode(text)
+        result = _decoder.decode(text)
         if fast is _UNPARSED and _shape(result)[0] > MAX_DEPTH:
             raise FHIRError(400, [error("too-costly", f"JSON nesting is deeper than {MAX_DEPTH} levels")])
         if _SURROGATE_ESCAPE.search(text):

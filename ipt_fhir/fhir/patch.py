@@ -39,17 +39,21 @@ def _apply_json_patch(resource: dict, patch: Any) -> dict:
         raise bad_request("A JSON Patch document is a JSON array of operations", code="structure")
     doc = copy.deepcopy(resource)
     for i, op in enumerate(patch):
-        path = op.get("path") if isinstance(op, dict) else None
-        where = _pointer_expression(resource.get("resourceType") or "", path)
         try:
             doc = jsonpatch.JsonPatch([op]).apply(doc, in_place=True)
         except jsonpatch.InvalidJsonPatch as exc:
-            raise bad_request(f"Invalid JSON Patch operation {i}: {_reason(exc)}", where, code="structure")
+            raise bad_request(f"Invalid JSON Patch operation {i}: {_reason(exc)}", _where(resource, op),
+                              code="structure")
         except (jsonpatch.JsonPatchConflict, jsonpatch.JsonPatchTestFailed, jsonpointer.JsonPointerException,
                 TypeError, KeyError, IndexError, ValueError) as exc:
             raise FHIRError.of(422, "processing", f"JSON Patch operation {i} ({op.get('op')} {op.get('path')}) "
-                                                  f"cannot be applied: {_reason(exc)}", where)
+                                                  f"cannot be applied: {_reason(exc)}", _where(resource, op))
     return doc
+
+
+def _where(resource: dict, op: Any) -> str:
+    """The element a failed operation's path points at, as FHIRPath."""
+    return _pointer_expression(resource.get("resourceType") or "", op.get("path") if isinstance(op, dict) else None)
 
 
 def _reason(exc: Exception) -> str:
