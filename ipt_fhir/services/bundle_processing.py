@@ -41,6 +41,7 @@ from ipt_fhir.fhir.dates import parse_instant
 from ipt_fhir.fhir.jsonio import dump_json, parse_json
 from ipt_fhir.fhir.outcome import FHIRError, Issue, bad_request, error, not_found, operation_outcome, precondition_failed
 from ipt_fhir.fhir.patch import JSON_PATCH
+from ipt_fhir.fhir.references import restful_parts
 from ipt_fhir.fhir.resource_types import REST_TYPES, RESOURCE_TYPES
 from ipt_fhir.fhir.validation import validate_envelope
 from ipt_fhir.security import audit, guard
@@ -177,7 +178,7 @@ def bundle_invariant_issues(bundle: dict) -> list[Issue]:
             issues.append(error("invariant", "bdl-8: fullUrl cannot be a version specific reference",
                                 f"{at}.fullUrl"))
         resource = entry.get("resource")
-        restful = _restful_parts(full_url)
+        restful = restful_parts(full_url)
         if (restful is not None and isinstance(resource, dict) and "id" in resource
                 and (resource.get("resourceType"), resource["id"]) != restful[1:]):
             issues.append(error("invalid", f"fullUrl '{full_url}' disagrees with the resource's type and id: a "
@@ -926,23 +927,13 @@ def _validate_entry(entry: Entry) -> None:
         entry.warnings = validate_for_write(entry.resource, entry.resource_type, conditional_references=True)
 
 
-# http://hl7.org/fhir/R4/references.html#regex, the type checked against RESOURCE_TYPES instead
-_RESTFUL_FULL_URL = re.compile(r"(https?://[A-Za-z0-9\-\\.:%$/]*?)/([A-Za-z]+)/([A-Za-z0-9\-.]{1,64})"
-                               r"(?:/_history/[A-Za-z0-9\-.]{1,64})?")
+# A relative reference, [type]/[id] (references.html#regex)
 _RELATIVE_REFERENCE = re.compile(r"[A-Za-z]+/[A-Za-z0-9\-.]{1,64}")
-
-
-def _restful_parts(full_url: str | None) -> tuple[str, str, str] | None:
-    """([base], [type], [id]) of a RESTful fullUrl; None for a urn:uuid: or urn:oid: one."""
-    if full_url is None or not full_url.startswith(("http://", "https://")):
-        return None
-    m = _RESTFUL_FULL_URL.fullmatch(full_url)
-    return m.group(1, 2, 3) if m is not None and m.group(2) in RESOURCE_TYPES else None
 
 
 def restful_base(full_url: str | None) -> str | None:
     """The [base] of a RESTful fullUrl ([base]/[type]/[id]); None for a urn:uuid: or urn:oid: one."""
-    parts = _restful_parts(full_url)
+    parts = restful_parts(full_url)
     return parts[0] if parts is not None else None
 
 

@@ -5,6 +5,7 @@ import re
 from typing import Any
 
 from ..outcome import Issue, error, warning
+from ..references import contained_resource, restful_parts
 from .compiler import COMPLEX, RESOURCE, Node, Prop, type_node
 from .definitions import known_resource_types
 from .invariants import Invariant, InvariantUnevaluable
@@ -18,8 +19,6 @@ _CONDITIONAL_REF = re.compile(r"([A-Z][A-Za-z]+)\?\S*")
 # and checked against the known types) is a reference to a resource on a FHIR RESTful server, of the type
 # its segment names; that holds whatever the server, this one or another. Other absolute URLs (documents,
 # non-FHIR services) name no type and are not checked.
-_RESTFUL_REF = re.compile(r"https?://([A-Za-z0-9\-\\.:%$]*/)+([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}"
-                          r"(/_history/[A-Za-z0-9\-.]{1,64})?", re.ASCII)
 _ELE_1 = "All FHIR elements must have a @value or children (ele-1)"
 
 # Invariant keys fhirpathpy failed on at runtime (reported as warnings, listed for the operators).
@@ -328,14 +327,7 @@ class _Walk:
         """`#id` names a resource contained in the container (`root`), `#` the container itself
         (references.html#contained); its type must be one the element allows. One that resolves to
         nothing is ref-1's to report."""
-        if ref == "#":
-            target: object = root
-        else:
-            contained = root.get("contained")
-            if type(contained) is not list:
-                return
-            cid = ref[1:]
-            target = next((c for c in contained if type(c) is dict and c.get("id") == cid), None)
+        target = root if ref == "#" else contained_resource(root, ref)
         rtype = target.get("resourceType") if type(target) is dict else None
         if type(rtype) is not str or rtype not in known_resource_types():  # reported where it stands
             return
@@ -372,9 +364,8 @@ def _reference_type(ref: str) -> str | None:
     if m is not None:
         answer: str | None = m.group(1)
     elif _ABSOLUTE_REF.fullmatch(ref):
-        restful = _RESTFUL_REF.fullmatch(ref)
-        answer = restful.group(2) if restful is not None and restful.group(2) in known_resource_types() \
-            else _ABSOLUTE
+        restful = restful_parts(ref)
+        answer = restful[1] if restful is not None else _ABSOLUTE
     else:
         answer = None
     if len(ref) <= MEMO_MAX_LEN:  # bounded like the primitive checkers' memos

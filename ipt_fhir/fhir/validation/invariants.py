@@ -24,6 +24,7 @@ from fhirpathpy.engine.util import get_data
 from fhirpathpy.models import models
 from fhirpathpy.parser import parse
 
+from ..references import contained_resource
 from .xhtml import check_xhtml
 
 MODEL = models["r4"]
@@ -84,10 +85,9 @@ def _ref_1(obj: dict, resource: dict, root: dict) -> bool:
     ref = obj.get("reference")
     if type(ref) is not str or not ref.startswith("#") or ref == "#":
         return True
-    contained = root.get("contained", [])
-    if type(contained) is not list:
+    if type(root.get("contained", [])) is not list:
         return True  # a contained that is not a list is reported by the structure check
-    return any(type(c) is dict and c.get("id") == ref[1:] for c in contained)
+    return contained_resource(root, ref) is not None
 
 
 def _instant(value: str) -> datetime | None:
