@@ -162,6 +162,15 @@ def same_reference(a: Any, b: Any) -> bool:
     return sa is not None and sa == sb
 
 
+def subject_of(resource: dict | None) -> str | None:
+    return ((resource or {}).get("subject") or {}).get("reference")
+
+
+def same_subject(a: str | None, b: str | None) -> bool:
+    """Two subject references that do not contradict each other: the same, or either one unknown."""
+    return a is None or b is None or same_reference(a, b)
+
+
 def resource_reference(resource: dict) -> str | None:
     if resource.get("id"):
         return reference(resource["resourceType"], resource["id"])

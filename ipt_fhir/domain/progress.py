@@ -14,8 +14,8 @@ from typing import Any, Iterable
 from ..fhir.dates import parse_fhir_datetime_range
 from .canonical import (
     CS_ATTENDANCE, CS_PHASE, CS_PROBLEM_AREA, DEFAULT_CANONICAL_BASE, EXT_ATTENDANCE, LOINC, LOINC_PHQ9,
-    canonical, claims_profile, CAREPLAN_PROFILE, extension_value, ipt_coding, is_ipt_url, reference,
-    same_reference, session_number, session_phase, split_reference,
+    SCORE_RANGES, canonical, claims_profile, CAREPLAN_PROFILE, extension_value, ipt_coding, is_ipt_url,
+    reference, same_subject, session_number, session_phase, split_reference, subject_of,
 )
 from .lookup import ResourceLookup
 from .protocols import get_protocol, protocol_for_careplan
@@ -25,7 +25,6 @@ MISSED = frozenset({"cancelled"})
 CANCELLED_BY_CLINICIAN = "cancelled-by-clinician"  # CodeSystem ipt-attendance
 UPCOMING = frozenset({"planned", "arrived", "triaged", "in-progress", "onleave"})
 FINAL_OBSERVATION = frozenset({"final", "amended", "corrected"})
-PHQ9_RANGE = (0, 27)  # a total outside it is no PHQ-9 score
 ROW_VERSION = 1
 
 
@@ -411,14 +410,14 @@ def _phq9_entry(observation: dict) -> ScoreEntry | None:
     if not is_phq9(observation) or observation.get("status") not in FINAL_OBSERVATION:
         return None
     value, when = observation_score(observation), observation_date(observation)
-    if value is None or when is None or not PHQ9_RANGE[0] <= value <= PHQ9_RANGE[1]:
+    lowest, highest = SCORE_RANGES[LOINC_PHQ9]  # a total outside it is no PHQ-9 score
+    if value is None or when is None or not lowest <= value <= highest:
         return None
     return ScoreEntry(date=when, value=value)
 
 
 def _about_plan_patient(progress: PlanProgress, resource: dict) -> bool:
-    subject = (resource.get("subject") or {}).get("reference")
-    return progress.subject is None or subject is None or same_reference(subject, progress.subject)
+    return same_subject(subject_of(resource), progress.subject)
 
 
 def _goal_entry(goal: dict) -> GoalEntry:

@@ -32,8 +32,8 @@ from ..fhir.outcome import Issue, error, warning
 from .canonical import (
     CAREPLAN_PROFILE, COURSE_PROFILE, CS_PROBLEM_AREA, EXT_PHASE, EXT_PROBLEM_AREA_FOCUS, EXT_SESSION_NUMBER,
     GOAL_PROFILE, PROBLEM_AREA_PROFILE, SCORE_PROFILE, SCORE_RANGES, SESSION_PROFILE, claimed_ipt_profile,
-    claims_profile, extensions, ipt_coding, reference, same_reference, session_number, session_phase,
-    split_reference,
+    claims_profile, extensions, ipt_coding, reference, same_reference, same_subject, session_number,
+    session_phase, split_reference, subject_of,
 )
 from .lookup import ResourceLookup
 from .progress import as_date, observation_score
@@ -80,13 +80,8 @@ def has_errors(issues: Iterable[Issue]) -> bool:
 
 # ---------------------------------------------------------------------------------------------
 # graph helpers
-def _subject(resource: dict | None) -> str | None:
-    return ((resource or {}).get("subject") or {}).get("reference")
-
-
 def _same_subject(a: dict | None, b: dict | None) -> bool:
-    sa, sb = _subject(a), _subject(b)
-    return sa is None or sb is None or same_reference(sa, sb)
+    return same_subject(subject_of(a), subject_of(b))
 
 
 def _resolve(refs: Iterable[dict] | None, rtype: str, lookup: ResourceLookup) -> list[tuple[int, str, dict | None]]:
@@ -195,12 +190,13 @@ def _check_careplan(plan: dict, previous: dict | None, lookup: ResourceLookup) -
         elif goal is None:
             issues.append(error("business-rule", f"goal {ref} does not exist", f"CarePlan.goal[{i}]"))
         elif not _same_subject(goal, plan):
-            issues.append(error("business-rule", f"goal {ref} is about {_subject(goal)}, the plan about {_subject(plan)}",
+            issues.append(error("business-rule",
+                                f"goal {ref} is about {subject_of(goal)}, the plan about {subject_of(plan)}",
                                 f"CarePlan.goal[{i}]"))
     for i, ref, condition in _resolve(plan.get("addresses"), "Condition", lookup):
         if condition is not None and not _same_subject(condition, plan):
             issues.append(error("business-rule",
-                                f"condition {ref} is about {_subject(condition)}, the plan about {_subject(plan)}",
+                                f"condition {ref} is about {subject_of(condition)}, the plan about {subject_of(plan)}",
                                 f"CarePlan.addresses[{i}]"))
     named = plan.get("instantiatesCanonical") or []
     if named and not any(get_protocol(url) for url in named):
@@ -223,12 +219,12 @@ def _check_careplan(plan: dict, previous: dict | None, lookup: ResourceLookup) -
 
     for course in courses:
         if not _same_subject(course, plan):
-            issues.append(error("business-rule", f"course ServiceRequest/{course['id']} is about {_subject(course)}, "
-                                                  f"the plan about {_subject(plan)}", "CarePlan.subject"))
+            issues.append(error("business-rule", f"course ServiceRequest/{course['id']} is about {subject_of(course)}, "
+                                                  f"the plan about {subject_of(plan)}", "CarePlan.subject"))
     for session in live:
         if not _same_subject(session, plan):
-            issues.append(error("business-rule", f"session Encounter/{session['id']} is about {_subject(session)}, "
-                                                  f"the plan about {_subject(plan)}", "CarePlan.subject"))
+            issues.append(error("business-rule", f"session Encounter/{session['id']} is about {subject_of(session)}, "
+                                                  f"the plan about {subject_of(plan)}", "CarePlan.subject"))
 
     period = plan.get("period") or {}
     lo, hi = as_date(period.get("start")), as_date(period.get("end"))
@@ -288,8 +284,8 @@ def _check_course(course: dict, previous: dict | None, lookup: ResourceLookup) -
                                "ServiceRequest.basedOn")]
     index, ref, plan = found
     if not _same_subject(course, plan):
-        issues.append(error("business-rule", f"the course is about {_subject(course)}, its plan {ref} about "
-                                              f"{_subject(plan)}", "ServiceRequest.subject"))
+        issues.append(error("business-rule", f"the course is about {subject_of(course)}, its plan {ref} about "
+                                              f"{subject_of(plan)}", "ServiceRequest.subject"))
     if previous is None and course.get("status") in ("draft", "active", "on-hold") and plan.get("status") in CLOSED_PLAN:
         issues.append(error("business-rule", f"no new course can be ordered on a {plan.get('status')} plan ({ref})",
                             f"ServiceRequest.basedOn[{index}]"))
@@ -325,8 +321,8 @@ def _check_session(session: dict, previous: dict | None, lookup: ResourceLookup)
                                "Encounter.basedOn")]
     c_index, c_ref, course = existing[0]
     if not _same_subject(session, course):
-        issues.append(error("business-rule", f"the session is about {_subject(session)}, its course {c_ref} about "
-                                              f"{_subject(course)}", "Encounter.subject"))
+        issues.append(error("business-rule", f"the session is about {subject_of(session)}, its course {c_ref} about "
+                                              f"{subject_of(course)}", "Encounter.subject"))
     if status == "entered-in-error":
         return issues
     found = _plan_of(course, lookup)
@@ -339,8 +335,8 @@ def _check_session(session: dict, previous: dict | None, lookup: ResourceLookup)
         return issues
     plan_ref = found[1]
     if not _same_subject(session, plan):
-        issues.append(error("business-rule", f"the session is about {_subject(session)}, its plan {plan_ref} about "
-                                              f"{_subject(plan)}", "Encounter.subject"))
+        issues.append(error("business-rule", f"the session is about {subject_of(session)}, its plan {plan_ref} about "
+                                              f"{subject_of(plan)}", "Encounter.subject"))
     if is_new and status in UPCOMING and plan.get("status") in CLOSED_PLAN:
         issues.append(error("business-rule", f"no new session on a {plan.get('status')} plan ({plan_ref})",
                             f"Encounter.basedOn[{c_index}]"))
@@ -450,8 +446,8 @@ def _check_goal(goal: dict, previous: dict | None, lookup: ResourceLookup) -> li
         if condition is None:
             issues.append(error("business-rule", f"addressed condition {ref} does not exist", path))
         elif not _same_subject(goal, condition):
-            issues.append(error("business-rule", f"the goal is about {_subject(goal)}, condition {ref} about "
-                                                  f"{_subject(condition)}", path))
+            issues.append(error("business-rule", f"the goal is about {subject_of(goal)}, condition {ref} about "
+                                                  f"{subject_of(condition)}", path))
         elif is_problem_area(condition) or is_diagnosis(condition):
             valid.append(ref)
     if not valid and not any(i.is_error and i.expression and i.expression[0].startswith("Goal.addresses")
@@ -463,8 +459,8 @@ def _check_goal(goal: dict, previous: dict | None, lookup: ResourceLookup) -> li
             if not claims_profile(plan, CAREPLAN_PROFILE):
                 continue
             if not _same_subject(goal, plan):
-                issues.append(error("business-rule", f"the goal is about {_subject(goal)}, plan CarePlan/{plan['id']} "
-                                                      f"about {_subject(plan)}", "Goal.subject"))
+                issues.append(error("business-rule", f"the goal is about {subject_of(goal)}, plan CarePlan/{plan['id']} "
+                                                      f"about {subject_of(plan)}", "Goal.subject"))
             elif valid and not any(same_reference(v, a) for v in valid for a in plan.get("addresses") or []):
                 issues.append(warning("business-rule", f"the goal addresses none of the conditions of plan "
                                                        f"CarePlan/{plan['id']}", "Goal.addresses"))
@@ -493,14 +489,14 @@ def _check_score(obs: dict, previous: dict | None, lookup: ResourceLookup) -> li
         if plan is None:
             issues.append(error("business-rule", f"CarePlan {ref} does not exist", f"Observation.basedOn[{i}]"))
         elif not _same_subject(obs, plan):
-            issues.append(error("business-rule", f"the score is about {_subject(obs)}, plan {ref} about "
-                                                  f"{_subject(plan)}", "Observation.subject"))
+            issues.append(error("business-rule", f"the score is about {subject_of(obs)}, plan {ref} about "
+                                                  f"{subject_of(plan)}", "Observation.subject"))
     parsed = split_reference(obs.get("encounter"))
     if parsed and parsed[0] == "Encounter":
         encounter = lookup.read("Encounter", parsed[1])
         if encounter is not None and not _same_subject(obs, encounter):
-            issues.append(error("business-rule", f"the score is about {_subject(obs)}, its session "
-                                                  f"Encounter/{parsed[1]} about {_subject(encounter)}",
+            issues.append(error("business-rule", f"the score is about {subject_of(obs)}, its session "
+                                                  f"Encounter/{parsed[1]} about {subject_of(encounter)}",
                                 "Observation.encounter"))
     return issues
 
@@ -513,8 +509,8 @@ def _check_problem_area(condition: dict, previous: dict | None, lookup: Resource
         return issues
     for plan in lookup.search("CarePlan", [("condition", reference("Condition", condition["id"]))]):
         if claims_profile(plan, CAREPLAN_PROFILE) and not _same_subject(condition, plan):
-            issues.append(error("business-rule", f"the problem area is about {_subject(condition)}, plan "
-                                                  f"CarePlan/{plan['id']} about {_subject(plan)}", "Condition.subject"))
+            issues.append(error("business-rule", f"the problem area is about {subject_of(condition)}, plan "
+                                                  f"CarePlan/{plan['id']} about {subject_of(plan)}", "Condition.subject"))
     return issues
 
 
