@@ -24,6 +24,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from ipt_fhir.fhir.parameters import parameter_value
 from ipt_fhir.observability import interaction_of, operation_name
 
 from . import openapi_examples as ex
@@ -144,7 +145,7 @@ def _query_examples(name: str) -> dict[str, Any]:
     body = {"$apply": ex.apply_parameters_example}.get(name)
     if body is None:
         return {}
-    return {p["name"]: next(v for k, v in p.items() if k.startswith("value")) for p in body()["parameter"]}
+    return {p["name"]: parameter_value(p) for p in body()["parameter"]}
 
 
 @lru_cache(maxsize=1)
@@ -396,7 +397,7 @@ def _decorate(op: dict, method: str, path: str, resource_type: str | None, route
     elif interaction == "transaction":
         extra_params = [_header("Prefer")]
         body = {"required": True, "content": _fhir_content("Bundle", {"IPT course (transaction)": (
-            ex.transaction_example(), walk.operation_step(
+            ex.transaction_example(), walk.step_example(
                 walk.TRANSACTION_STEP, "POST /fhir: a whole IPT course in one transaction",
                 "Another patient's course, every resource with a server-assigned id (urn:uuid references); "
                 "it needs nothing stored first, so it can run any time."))})}
@@ -417,7 +418,7 @@ def _decorate(op: dict, method: str, path: str, resource_type: str | None, route
             if step:  # "Try it out" with the parameters' examples is part of the walk-through
                 op["x-walkthrough-step"] = step
         if method == "POST" and in_schema:
-            example = {"$apply": (ex.apply_parameters_example(), walk.operation_step(
+            example = {"$apply": (ex.apply_parameters_example(), walk.step_example(
                 walk.APPLY_STEP, "plan a standard IPT course for the patient and store it",
                 f"The course of {walk.APPLIED_PROTOCOL} for Patient/{walk.FIXED_IDS['Patient']} (step 1) with "
                 f"Practitioner/{walk.FIXED_IDS['Practitioner']} (step 2), stored in one transaction."))}.get(name)

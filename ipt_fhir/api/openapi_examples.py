@@ -96,12 +96,9 @@ def _procedure() -> dict:
     }
 
 
-def update_example(resource_type: str) -> dict | None:
+def update_example(resource_type: str) -> dict:
     """A request body for update (PUT [type]/[id]): the walk-through resource without server-set meta."""
-    stored = stored_examples().get(resource_type)
-    if stored is None:
-        return None
-    body = copy.deepcopy(stored)
+    body = copy.deepcopy(stored_examples()[resource_type])
     body["meta"] = {k: v for k, v in body["meta"].items() if k not in ("versionId", "lastUpdated")}
     if not body["meta"]:
         body.pop("meta")

@@ -34,7 +34,7 @@ PROGRESS_STEP = APPLY_STEP + 1
 OVERVIEW = (
     "**Examples on a fresh server.** The request examples build on each other; run them in this order "
     "(each one's summary says its step): "
-    + "; ".join(f"{n}. `PUT /fhir/{rtype}/{rid}`" for rtype, rid in FIXED_IDS.items() for n in [_PUT_STEPS[rtype]])
+    + "; ".join(f"{n}. `PUT /fhir/{rtype}/{rid}`" for n, (rtype, rid) in enumerate(FIXED_IDS.items(), start=1))
     + f"; {CREATE_STEP}. any `POST /fhir/[type]` (create) example, each once; {PATCH_STEP}. the `PATCH` examples; "
     f"{TRANSACTION_STEP}. `POST /fhir` (a whole course in one transaction, any time); {APPLY_STEP}. "
     f"`$apply`; {PROGRESS_STEP}. `GET /fhir/CarePlan/{FIXED_IDS['CarePlan']}/$ipt-progress`. A create example run "
@@ -45,29 +45,26 @@ def update_step(resource_type: str) -> dict:
     step = _PUT_STEPS[resource_type]
     rid = FIXED_IDS[resource_type]
     before = ", ".join(f"{t}/{FIXED_IDS[t]}" for t in list(FIXED_IDS)[:step - 1])
-    return _step(step, f"PUT {resource_type}/{rid}",
+    return step_example(step, f"PUT {resource_type}/{rid}",
                  f"Creates {resource_type}/{rid} (PUT creates a resource with the id of the URL)"
                  + (f"; run after {before}." if before else "; it refers to nothing, so it can run first.")
                  + " Run again, it writes a new version.")
 
 
 def create_step(resource_type: str, what: str) -> dict:
-    return _step(CREATE_STEP, f"POST {resource_type}: {what}",
+    return step_example(CREATE_STEP, f"POST {resource_type}: {what}",
                  f"{what[0].upper()}{what[1:]}, with a server-assigned id; run after the PUT examples "
                  f"(steps 1-{CREATE_STEP - 1}), whose ids it refers to.")
 
 
 def patch_step(resource_type: str, kind: str) -> dict:
-    rid = FIXED_IDS.get(resource_type, FIXED_IDS["CarePlan"])
-    after = _PUT_STEPS.get(resource_type, _PUT_STEPS["CarePlan"])
-    return _step(PATCH_STEP, f"{kind}: {resource_type}/{rid}", f"Patches {resource_type}/{rid}; run after step {after}.")
+    rid = FIXED_IDS[resource_type]
+    return step_example(PATCH_STEP, f"{kind}: {resource_type}/{rid}",
+                        f"Patches {resource_type}/{rid}; run after step {_PUT_STEPS[resource_type]}.")
 
 
-def operation_step(step: int, summary: str, description: str) -> dict:
-    return _step(step, summary, description)
-
-
-def _step(step: int, summary: str, description: str) -> dict:
+def step_example(step: int, summary: str, description: str) -> dict:
+    """What an example of walk-through step `step` carries beside its value."""
     return {"summary": f"Step {step}: {summary}", "description": description, "x-walkthrough-step": step}
 
 

@@ -4,6 +4,7 @@ examples document (their `x-walkthrough-step`, said in their summaries): what a 
 from __future__ import annotations
 
 import json
+import re
 
 from ipt_fhir.api import openapi_walkthrough as walk
 
@@ -68,6 +69,11 @@ def test_every_request_example_succeeds_on_a_fresh_server_in_the_documented_orde
     assert figures["sessionsAttended"]["valueInteger"] == 2  # the PUT session 1 and the created session 2
 
 
-def test_the_overview_names_the_order(client):
-    description = client.get("/openapi.json").json()["info"]["description"]
-    assert walk.OVERVIEW in description
+def test_the_overview_gives_each_put_the_step_its_example_carries(client):
+    """The order the document's overview states is the order of the examples (their x-walkthrough-step)."""
+    document = client.get("/openapi.json").json()
+    overview = document["info"]["description"]
+    stated = {int(n): path for n, path in re.findall(r"(\d+)\. `PUT (/fhir/\w+/[\w-]+)`", overview)}
+    carried = {step: url for step, method, path, url, *_ in _runs(document)
+               if method == "put" and path.endswith("/{resource_id}")}
+    assert stated == carried and len(stated) == len(walk.FIXED_IDS)
