@@ -1149,6 +1149,7 @@ def _care_date_clauses(parser: Parser, params: list[tuple[str, str]]) -> dict[st
     membership: what a member in range refers to is returned whatever its own date (an Observation's
     Encounter), what only members out of range refer to is not. -> the clauses per filtered type."""
     care: dict[str, list[Clause]] = {}
+    dated = _care_dated_types()
     for name, prefix in (("start", "ge"), ("end", "le")):
         values = [v for n, v in params if n == name]
         if len(values) > 1:
@@ -1156,13 +1157,13 @@ def _care_date_clauses(parser: Parser, params: list[tuple[str, str]]) -> dict[st
         if not values:
             continue
         try:  # the search date grammar; a prefix of the caller's own ("gege2025") is no date either
-            clauses = [parser.parse(t, "date", prefix + values[0]) for t in _care_dated_types()]
+            clauses = [parser.parse(t, "date", prefix + values[0]) for t in dated]
         except FHIRError:
             clauses = None
         if clauses is None or any(len(c.values) != 1 for c in clauses):  # a list ("2025,2019") is not one date
             raise bad_request(f"{name} must be a date (YYYY, YYYY-MM or YYYY-MM-DD) or a dateTime, "
                               f"found '{values[0]}'", name)
-        for t, clause in zip(_care_dated_types(), clauses):
+        for t, clause in zip(dated, clauses):
             care.setdefault(t, []).append(clause)
     return care
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import re
-import sys
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any, Callable
@@ -301,7 +300,7 @@ def _num(v: Any) -> float | None:
         return None
     if isinstance(v, (int, float, Decimal)):
         f = float(v)
-        return f if math.isfinite(f) else math.copysign(sys.float_info.max, f)
+        return f if math.isfinite(f) else (NUMBER_MAX if f > 0 else NUMBER_MIN)
     return None
 
 
