@@ -140,12 +140,26 @@ def _operation_query_parameters(name: str, resource_type: str | None) -> list[di
     return []
 
 
+# The operations whose examples are walk-through steps: the step, and the POST body example with what it
+# says (summary, description) if the operation takes one; its GET form takes the same values as parameters.
+OPERATION_STEPS: dict[str, tuple[int, Any]] = {
+    "$apply": (walk.APPLY_STEP, lambda: (ex.apply_parameters_example(), walk.step_example(
+        walk.APPLY_STEP, "plan a standard IPT course for the patient and store it",
+        f"The course of {walk.APPLIED_PROTOCOL} for Patient/{walk.FIXED_IDS['Patient']} (step 1) with "
+        f"Practitioner/{walk.FIXED_IDS['Practitioner']} (step 2), stored in one transaction."))),
+    "$ipt-progress": (walk.PROGRESS_STEP, None),
+}
+
+
+def _post_example(name: str) -> tuple[dict, dict] | None:
+    make = OPERATION_STEPS.get(name, (None, None))[1]
+    return make() if make else None
+
+
 def _query_examples(name: str) -> dict[str, Any]:
     """The values of the operation's POST example, for its GET form (the same walk-through step)."""
-    body = {"$apply": ex.apply_parameters_example}.get(name)
-    if body is None:
-        return {}
-    return {p["name"]: parameter_value(p) for p in body()["parameter"]}
+    example = _post_example(name)
+    return {p["name"]: parameter_value(p) for p in example[0]["parameter"]} if example else {}
 
 
 @lru_cache(maxsize=1)
@@ -414,14 +428,10 @@ def _decorate(op: dict, method: str, path: str, resource_type: str | None, route
             op["description"] = description
         if method == "GET":
             extra_params = _operation_query_parameters(name, rt)
-            step = {"$apply": walk.APPLY_STEP, "$ipt-progress": walk.PROGRESS_STEP}.get(name)
-            if step:  # "Try it out" with the parameters' examples is part of the walk-through
-                op["x-walkthrough-step"] = step
+            if name in OPERATION_STEPS:  # "Try it out" with the parameters' examples is part of the walk-through
+                op["x-walkthrough-step"] = OPERATION_STEPS[name][0]
         if method == "POST" and in_schema:
-            example = {"$apply": (ex.apply_parameters_example(), walk.step_example(
-                walk.APPLY_STEP, "plan a standard IPT course for the patient and store it",
-                f"The course of {walk.APPLIED_PROTOCOL} for Patient/{walk.FIXED_IDS['Patient']} (step 1) with "
-                f"Practitioner/{walk.FIXED_IDS['Practitioner']} (step 2), stored in one transaction."))}.get(name)
+            example = _post_example(name)
             body = {"required": False, "content": _fhir_content(in_schema, {f"{name} parameters": example} if example else None)}
         out_example = {"$ipt-progress": ex.progress_parameters_example()}.get(name)
         if name in ("$export", "$import"):  # Bulk Data async pattern
