@@ -1,5 +1,5 @@
-"""Reading references (http://hl7.org/fhir/R4/references.html): the parts of a RESTful absolute URL, and
-the contained resource a local `#id` reference names."""
+"""Reading references (http://hl7.org/fhir/R4/references.html): the parts of a RESTful absolute URL, the
+contained resource a local `#id` reference names, and what a conditional reference searches."""
 from __future__ import annotations
 
 import re
@@ -28,3 +28,22 @@ def contained_resource(container: dict, ref: str) -> dict | None:
         return None
     cid = ref[1:]
     return next((c for c in contained if type(c) is dict and c.get("id") == cid), None)
+
+
+class ForeignSearch(ValueError):
+    """A search URL on another server where a conditional reference was expected."""
+
+
+def conditional_parts(ref: str, base_url: str) -> tuple[str, str]:
+    """([type], [query]) of a conditional reference (http.html#trules: "The search URI is relative to the
+    server's [base] path, and always starts with a resource type: [type]?parameters..."). A search URL
+    under this server's own `base_url` counts as the relative one; a search URL on another server raises
+    ForeignSearch: resolving its query here would point the reference at an unrelated local resource. The
+    type is as written: the caller checks it names a resource type."""
+    head, _, query = ref.partition("?")
+    if head.startswith(("http://", "https://")):
+        own = base_url.rstrip("/") + "/"
+        if not head.startswith(own):
+            raise ForeignSearch(ref)
+        head = head[len(own):]
+    return head, query

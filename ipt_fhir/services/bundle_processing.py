@@ -41,7 +41,7 @@ from ipt_fhir.fhir.dates import parse_instant
 from ipt_fhir.fhir.jsonio import dump_json, parse_json
 from ipt_fhir.fhir.outcome import FHIRError, Issue, bad_request, error, not_found, operation_outcome, precondition_failed
 from ipt_fhir.fhir.patch import JSON_PATCH
-from ipt_fhir.fhir.references import restful_parts
+from ipt_fhir.fhir.references import ForeignSearch, conditional_parts, restful_parts
 from ipt_fhir.fhir.resource_types import REST_TYPES, RESOURCE_TYPES
 from ipt_fhir.fhir.validation import validate_envelope
 from ipt_fhir.security import audit, guard
@@ -149,7 +149,10 @@ def envelope_errors(bundle: dict) -> dict[int, FHIRError]:
             per_entry.setdefault(int(m.group(1)), []).append(issue)
     if outside:
         raise FHIRError(400, outside)
-    return {i: FHIRError(400, issues) for i, issues in per_entry.items()}
+    # Located already (entry_error keeps them as they are): their expressions are paths in this Bundle,
+    # where a resource's own start with its type, which may be Bundle too (a Bundle stored by an entry).
+    return {i: FHIRError(400, [Issue(x.severity, x.code, f"Bundle.entry[{i}]: {x.diagnostics}", x.expression)
+                               for x in issues]) for i, issues in per_entry.items()}
 
 
 def bundle_invariant_issues(bundle: dict) -> list[Issue]:
@@ -231,8 +234,7 @@ _ENTRY_ELEMENTS = frozenset({"fullUrl", "resource", "request", "search", "respon
 
 
 def _entry_expression(prefix: str, expression: str) -> str:
-    if expression.startswith("Bundle.entry"):
-        return expression
+    """An expression about the entry's resource or one of its elements, as a path in the Bundle."""
     head, _, rest = expression.partition(".")
     if head in RESOURCE_TYPES:
         return f"{prefix}.resource" + (f".{rest}" if rest else "")
@@ -735,8 +737,11 @@ class _Writer:
         cached = self._conditional.get(ref)
         if cached is not None:
             return cached
-        head, _, query = ref.partition("?")
-        resource_type = head.rsplit("/", 1)[-1]
+        try:
+            resource_type, query = conditional_parts(ref, self.base_url)
+        except ForeignSearch:
+            raise bad_request(f"Reference '{ref}' is a search on another server; a conditional reference is "
+                              f"[type]?[search parameters], relative to this server's base", code="invalid") from None
         if resource_type not in REST_TYPES:
             raise bad_request(f"Conditional reference '{ref}' names no known resource type", code="invalid")
         matches = self.find(resource_type, parse_qsl(query, keep_blank_values=True))

@@ -120,17 +120,39 @@ def _table(node: Node) -> dict[str, tuple]:
 class _Walk:
     """One resource's walk. Parsed JSON holds exact dicts, lists and strs, hence `type() is`."""
 
-    __slots__ = ("resolve_reference", "targets", "narrative_markers")
+    __slots__ = ("resolve_reference", "targets", "narrative_markers", "own")
 
     def __init__(self, resolve_reference: ResolveReference, links: LinkTargets) -> None:
         self.resolve_reference = resolve_reference
         self.targets = links.by_full_url  # fullUrl -> Type/id, read inline in the hot loop below
         self.narrative_markers = links.narrative_markers
+        self.own: frozenset[str] = frozenset()  # the fullUrls of the Bundles being walked (bundle())
 
     def resource(self, value: object) -> object:
         if type(value) is not dict or value.get("resourceType") not in known_resource_types():
             return value  # not an R4 resource: validation refused it before it got here
+        if value["resourceType"] == "Bundle":
+            return self.bundle(value)
         return self.object(value, type_node(value["resourceType"]))
+
+    def bundle(self, value: dict) -> dict:
+        """A Bundle that an entry stores (a document, a collection): its references to its own entries
+        resolve inside it (bundle.html#references), so a value that is the fullUrl of one of its entries
+        stays as written, even where the transaction has an entry of that fullUrl too. Links to the
+        transaction's other entries are replaced as anywhere else."""
+        entries = value.get("entry")
+        own = frozenset(e["fullUrl"] for e in entries if type(e) is dict and type(e.get("fullUrl")) is str
+                        ) if type(entries) is list else frozenset()
+        if not own:
+            return self.object(value, type_node("Bundle"))
+        outer_own, outer_targets = self.own, self.targets
+        self.own = outer_own | own
+        if not own.isdisjoint(outer_targets):
+            self.targets = {k: v for k, v in outer_targets.items() if k not in own}
+        try:
+            return self.object(value, type_node("Bundle"))
+        finally:
+            self.own, self.targets = outer_own, outer_targets
 
     def object(self, value: dict, node: Node) -> dict:
         out = None
@@ -188,6 +210,8 @@ class _Walk:
         if action == _LINK:
             return self.targets.get(value, value)
         if action == _REFERENCE:
+            if value in self.own:
+                return value
             try:
                 new = self.resolve_reference(value)
             except FHIRError as exc:

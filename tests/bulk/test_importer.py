@@ -236,6 +236,22 @@ def test_an_identifier_key_written_with_escapes_still_resolves_conditional_refer
     assert load_stored(bytes(content))["subject"]["reference"] == "Patient/pe"
 
 
+def test_a_search_url_on_another_server_is_no_conditional_reference_to_a_local_resource(tmp_path, database):
+    """The same query as a local patient's identifier, but on another server: the line fails (422) instead
+    of pointing at the local patient; under the importer's own base it resolves."""
+    path = tmp_path / "foreign.ndjson"
+    encounter = '{"resourceType": "Encounter", "id": "%s", "status": "finished", "class": {"code": "AMB"}, ' \
+                '"subject": {"reference": "%s/Patient?identifier=urn:f|1"}}'
+    path.write_text("\n".join([
+        '{"resourceType": "Patient", "id": "pf", "identifier": [{"system": "urn:f", "value": "1"}]}',
+        encounter % ("foreign", "http://other.example.org/fhir"), encounter % ("own", "http://ours.example/fhir")]))
+    report = Importer(database, workers=0, base_url="http://ours.example/fhir").run([Source.path(path)])
+    assert [(e.line, e.status) for e in report.errors] == [(2, 422)]
+    with database.read() as conn:
+        content = conn.exec_driver_sql("SELECT content FROM resource WHERE id = 'own'").scalar_one()
+    assert load_stored(bytes(content))["subject"]["reference"] == "Patient/pf"
+
+
 def test_worker_processes_check_the_ipt_profiles_the_importing_process_registered(database, tmp_path,
                                                                                  small_chunks):
     from ipt_fhir.domain.canonical import CAREPLAN_PROFILE, DEFAULT_CANONICAL_BASE

@@ -301,3 +301,18 @@ def test_a_transaction_failed_by_an_entrys_405_carries_the_allow_of_its_own_url(
     assert r.status_code == 405, r.text
     assert r.headers["Allow"] == "GET, HEAD, POST"
     assert client.options("/fhir").headers["Allow"] == "GET, HEAD, POST"  # what a 405 at [base] names too
+
+
+@pytest.mark.parametrize("kind", ["transaction", "batch"])
+def test_an_error_inside_a_stored_bundle_points_into_it_through_the_entry(client, kind):
+    """The entry's resource is a Bundle too: its own paths start with Bundle.entry, and are still the
+    entry's resource's, not the outer Bundle's entries."""
+    inner = {"resourceType": "Bundle", "type": "collection",
+             "entry": [{"fullUrl": "urn:uuid:0c5c1a41-0000-4000-8000-000000000001",
+                        "resource": {"resourceType": "Patient", "gender": "bogus"}}]}
+    bundle = {"resourceType": "Bundle", "type": kind, "entry": [
+        {"resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient"}},
+        {"resource": inner, "request": {"method": "POST", "url": "Bundle"}}]}
+    r = client.post("/fhir", json=bundle)
+    outcome = r.json() if kind == "transaction" else r.json()["entry"][1]["response"]["outcome"]
+    assert expressions(outcome) == ["Bundle.entry[1].resource.entry[0].resource.gender"], r.text

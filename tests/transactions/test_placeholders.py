@@ -84,3 +84,43 @@ def test_a_resource_without_placeholder_links_is_stored_as_sent(client):
     assert r.status_code == 200, r.text
     out = stored(client, r, 0)
     assert out["content"][0]["attachment"]["url"] == "http://example.org/doc.pdf" and out["text"]["div"] == div
+
+
+DOC_PATIENT = "urn:uuid:5d0a1f0e-1111-4c4e-9b0a-0000000000d1"
+
+
+def collection(*members: tuple[str, dict]) -> dict:
+    return {"resourceType": "Bundle", "type": "collection",
+            "entry": [{"fullUrl": url, "resource": resource} for url, resource in members]}
+
+
+def test_a_stored_bundle_keeps_the_references_it_resolves_itself(client):
+    """A Bundle that an entry stores resolves references to its own entries (bundle.html#references): they
+    are no placeholders of the transaction and stay as written, even where the transaction has an entry
+    of the same fullUrl. References to the transaction's other entries are replaced as anywhere else."""
+    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+           "subject": {"reference": DOC_PATIENT}, "performer": [{"reference": PATIENT}]}
+    stored_bundle = collection((DOC_PATIENT, patient()), ("urn:uuid:5d0a1f0e-1111-4c4e-9b0a-0000000000d2", obs))
+    r = post_bundle(client, tx(post(stored_bundle), post(patient(), PATIENT)))
+    assert r.status_code == 200, r.text
+    out = stored(client, r, 0)
+    assert out["entry"][0]["fullUrl"] == DOC_PATIENT
+    assert out["entry"][1]["resource"]["subject"]["reference"] == DOC_PATIENT
+    assert out["entry"][1]["resource"]["performer"][0]["reference"] == created(r, 1)
+
+    # an inner fullUrl that is also the transaction's: inside the stored Bundle, the inner entry wins
+    del obs["performer"]
+    shadowing = collection((PATIENT, patient()), ("urn:uuid:5d0a1f0e-1111-4c4e-9b0a-0000000000d3",
+                                                  {**obs, "subject": {"reference": PATIENT}}))
+    r = post_bundle(client, tx(post(shadowing), post(patient(), PATIENT)))
+    assert r.status_code == 200, r.text
+    out = stored(client, r, 0)
+    assert [out["entry"][0]["fullUrl"], out["entry"][1]["resource"]["subject"]["reference"]] == [PATIENT, PATIENT]
+
+
+def test_a_stored_bundle_reference_to_no_entry_at_all_still_fails_the_transaction(client):
+    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+           "subject": {"reference": ELSEWHERE}}
+    r = post_bundle(client, tx(post(patient()), post(collection((DOC_PATIENT, patient()), (BINARY, obs)))))
+    assert r.status_code == 404, r.text
+    assert r.json()["issue"][0]["expression"] == ["Bundle.entry[1].resource.entry[1].resource.subject.reference"]

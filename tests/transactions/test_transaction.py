@@ -170,6 +170,23 @@ def test_conditional_references_resolve_to_exactly_one_match(client):
     assert r.status_code == 412 and "exactly one" in r.text
 
 
+def test_a_conditional_reference_is_a_search_on_this_server_only(client):
+    """http.html#trules: "The search URI is relative to the server's [base] path". The same search on
+    another server names no resource here: it is refused, not pointed at whatever matches locally."""
+    pr = client.post("/fhir/Practitioner", json=practitioner("444")).json()["id"]
+    enc = {"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"},
+           "participant": [{"individual": {"reference": f"http://other.example.org/fhir/Practitioner?identifier={NPI}|444"}}]}
+    r = post_bundle(client, tx(post(patient()), post(enc)))
+    assert r.status_code == 400 and "another server" in r.text, r.text
+    assert r.json()["issue"][0]["expression"] == ["Bundle.entry[1].resource.participant[0].individual.reference"]
+    assert client.get("/fhir/Encounter?_summary=count").json()["total"] == 0
+    enc["participant"][0]["individual"]["reference"] = f"http://testserver/fhir/Practitioner?identifier={NPI}|444"
+    r = post_bundle(client, tx(post(enc)))
+    assert r.status_code == 200, r.text
+    stored = client.get("/fhir/" + r.json()["entry"][0]["response"]["location"].rsplit("/_history", 1)[0]).json()
+    assert stored["participant"][0]["individual"]["reference"] == f"Practitioner/{pr}"
+
+
 def test_a_conditional_reference_can_name_a_resource_created_earlier_in_the_same_transaction(client):
     enc = {"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"},
            "participant": [{"individual": {"reference": f"Practitioner?identifier={NPI}|999"}}]}
