@@ -25,6 +25,17 @@ _ELE_1 = "All FHIR elements must have a @value or children (ele-1)"
 UNEVALUABLE: dict[str, str] = {}
 
 
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def fhirpath_name(key: str) -> str:
+    """A JSON property name as a FHIRPath member: itself when it is an identifier, else a delimited
+    identifier (`` `a b` ``), so that the expression still parses."""
+    if _IDENTIFIER.fullmatch(key):
+        return key
+    return "`" + key.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
 class _Walk:
     __slots__ = ("issues", "conditional_references")
 
@@ -105,7 +116,8 @@ class _Walk:
                             issues.append(error("structure", f"'{key}' must not be null", f"{path}.{base.label}"))
                         only_id = False
                         continue
-                issues.append(error("structure", f"Unknown element '{key}'", f"{path}.{key}"))
+                issues.append(error("structure", f"Unknown element '{key}'",
+                                    f"{path}.{fhirpath_name(key)}" if key else path))  # '': no name to add
                 continue
             if key != "id":
                 only_id = False
