@@ -9,7 +9,9 @@ and decimal text, which Python's int cannot hold) parses to `NegativeZero` and i
 from __future__ import annotations
 
 import json
+import math
 import re
+import sys
 from typing import Any
 
 import orjson
@@ -43,8 +45,15 @@ class NegativeZero(int):
         return "-0"
 
 
+# Python refuses to convert integers of more digits than this (a guard against quadratic conversion
+# time); a JSON integer that long is still a valid FHIR decimal, so it is kept as one, exact.
+_INT_DIGITS = sys.get_int_max_str_digits() or math.inf
+
+
 def _parse_int(text: str) -> int:
-    return NEGATIVE_ZERO if text == "-0" else int(text)
+    if text == "-0":
+        return NEGATIVE_ZERO
+    return int(text) if len(text) <= _INT_DIGITS else FhirDecimal(text)
 
 
 class DuplicateKeyError(ValueError):

@@ -99,6 +99,22 @@ def test_integers_beyond_64_bits_stay_exact_integers():
     assert type(value) is int and value == 123456789012345678901234567890
 
 
+def test_an_integer_longer_than_python_converts_is_kept_as_an_exact_decimal(client):
+    """A JSON integer of 5,000 digits is a valid FHIR decimal: stored and read back as sent. As an
+    integer element it is out of range, a 400 at its element, not a parser message."""
+    digits = "9" * 5000
+    body = ('{"resourceType": "Observation", "status": "final", "code": {"text": "x"}, '
+            '"valueQuantity": {"value": -%s}}' % digits).encode()
+    assert dump_json(parse_json(body)) == body.replace(b", ", b",").replace(b": ", b":")
+    created = client.post("/fhir/Observation", content=body, headers={"Content-Type": "application/fhir+json"})
+    assert created.status_code == 201, created.text[:300]
+    assert f'"value":-{digits}}}'.encode() in client.get(created.headers["location"].split("/_history")[0]).content
+    refused = client.post("/fhir/Patient", content=b'{"resourceType": "Patient", "multipleBirthInteger": %s}'
+                          % digits.encode(), headers={"Content-Type": "application/fhir+json"})
+    assert refused.status_code == 400
+    assert refused.json()["issue"][0]["expression"] == ["Patient.multipleBirth.ofType(integer)"]
+
+
 def test_a_surrogate_pair_beside_a_huge_integer_is_not_an_unpaired_surrogate():
     # orjson refuses both; only the unpaired surrogate makes the body malformed
     body = b'{"x":"\\ud800\\udc00","n":123456789012345678901234567890}'
