@@ -24,8 +24,6 @@ _ELE_1 = "All FHIR elements must have a @value or children (ele-1)"
 # Invariant keys fhirpathpy failed on at runtime (reported as warnings, listed for the operators).
 UNEVALUABLE: dict[str, str] = {}
 
-
-
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -35,6 +33,7 @@ def fhirpath_name(key: str) -> str:
     if _IDENTIFIER.fullmatch(key):
         return key
     return "`" + key.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
 
 class _Walk:
     __slots__ = ("issues", "conditional_references")
