@@ -53,7 +53,7 @@ _INT_DIGITS = sys.get_int_max_str_digits() or math.inf
 def _parse_int(text: str) -> int:
     if text == "-0":
         return NEGATIVE_ZERO
-    return int(text) if len(text) <= _INT_DIGITS else FhirDecimal(text)
+    return int(text) if len(text) - (text[0] == "-") <= _INT_DIGITS else FhirDecimal(text)
 
 
 class DuplicateKeyError(ValueError):

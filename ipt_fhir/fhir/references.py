@@ -1,5 +1,5 @@
 """Reading references (http://hl7.org/fhir/R4/references.html): the parts of a RESTful absolute URL, the
-contained resource a local `#id` reference names, and what a conditional reference searches."""
+contained resource a local `#id` reference names, and a URL relative to this server's base."""
 from __future__ import annotations
 
 import re
@@ -30,20 +30,16 @@ def contained_resource(container: dict, ref: str) -> dict | None:
     return next((c for c in contained if type(c) is dict and c.get("id") == cid), None)
 
 
-class ForeignSearch(ValueError):
-    """A search URL on another server where a conditional reference was expected."""
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")  # RFC 3986 3.1: what makes a URL absolute
 
 
-def conditional_parts(ref: str, base_url: str) -> tuple[str, str]:
-    """([type], [query]) of a conditional reference (http.html#trules: "The search URI is relative to the
-    server's [base] path, and always starts with a resource type: [type]?parameters..."). A search URL
-    under this server's own `base_url` counts as the relative one; a search URL on another server raises
-    ForeignSearch: resolving its query here would point the reference at an unrelated local resource. The
-    type is as written: the caller checks it names a resource type."""
-    head, _, query = ref.partition("?")
-    if head.startswith(("http://", "https://")):
-        own = base_url.rstrip("/") + "/"
-        if not head.startswith(own):
-            raise ForeignSearch(ref)
-        head = head[len(own):]
-    return head, query
+def on_this_server(url: str, base_url: str) -> str | None:
+    """`url` relative to this server's base `base_url`: as written when it is relative, without the base
+    when it is under it, None when it is an absolute URL elsewhere (another server's Patient/1 or
+    Patient?identifier=… names nothing here). A leading '/' is dropped."""
+    base = base_url.rstrip("/")
+    if base and (url == base or url.startswith((base + "/", base + "?"))):
+        url = url[len(base):]
+    elif _SCHEME.match(url):
+        return None
+    return url.lstrip("/")

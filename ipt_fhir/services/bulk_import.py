@@ -39,7 +39,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 
 from ipt_fhir.fhir.jsonio import dump_json, load_stored
 from ipt_fhir.fhir.outcome import FHIRError, Issue, bad_request, error, operation_outcome
-from ipt_fhir.fhir.references import ForeignSearch, conditional_parts
+from ipt_fhir.fhir.references import on_this_server
 from ipt_fhir.fhir.resource_types import REST_TYPES
 from ipt_fhir.services import bulk_prepare
 from ipt_fhir.services import resources as rs
@@ -304,10 +304,10 @@ class Importer:
         return self._resolved[ref]
 
     def _conditional(self, ref: str) -> str | None:
-        try:
-            resource_type, query = conditional_parts(ref, self.base_url)
-        except ForeignSearch:
-            return None  # a search on another server resolves to nothing here
+        local = on_this_server(ref, self.base_url)
+        if local is None:
+            return None  # a search on another server names nothing here
+        resource_type, _, query = local.partition("?")
         if resource_type not in REST_TYPES:
             return None
         params = parse_qsl(query, keep_blank_values=True)

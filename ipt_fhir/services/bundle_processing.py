@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from typing import Any, Callable, Iterable, Mapping, NamedTuple, TypeVar
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 from sqlalchemy.engine import Connection
 
@@ -41,7 +41,7 @@ from ipt_fhir.fhir.dates import parse_instant
 from ipt_fhir.fhir.jsonio import dump_json, parse_json
 from ipt_fhir.fhir.outcome import FHIRError, Issue, bad_request, error, not_found, operation_outcome, precondition_failed
 from ipt_fhir.fhir.patch import JSON_PATCH
-from ipt_fhir.fhir.references import ForeignSearch, conditional_parts, restful_parts
+from ipt_fhir.fhir.references import on_this_server, restful_parts
 from ipt_fhir.fhir.resource_types import REST_TYPES, RESOURCE_TYPES
 from ipt_fhir.fhir.validation import validate_envelope
 from ipt_fhir.security import audit, guard
@@ -737,11 +737,13 @@ class _Writer:
         cached = self._conditional.get(ref)
         if cached is not None:
             return cached
-        try:
-            resource_type, query = conditional_parts(ref, self.base_url)
-        except ForeignSearch:
+        # http.html#trules: "The search URI is relative to the server's [base] path, and always starts with
+        # a resource type": a search on another server would point the reference at an unrelated resource.
+        local = on_this_server(ref, self.base_url)
+        if local is None:
             raise bad_request(f"Reference '{ref}' is a search on another server; a conditional reference is "
-                              f"[type]?[search parameters], relative to this server's base", code="invalid") from None
+                              f"[type]?[search parameters], relative to this server's base", code="invalid")
+        resource_type, _, query = local.partition("?")
         if resource_type not in REST_TYPES:
             raise bad_request(f"Conditional reference '{ref}' names no known resource type", code="invalid")
         matches = self.find(resource_type, parse_qsl(query, keep_blank_values=True))
@@ -808,15 +810,12 @@ def parse_entry(index: int, raw: dict, base_url: str) -> Entry:
     if request is None:  # bdl-3, which the envelope check leaves to this
         raise bad_request("The entry has no request", "request", code="required")
     method = request["method"]
-    url = request["url"]
-    if url == base_url or url.startswith((base_url + "/", base_url + "?")):
-        url = url[len(base_url):]
-    elif urlsplit(url).scheme:
-        # request.url is relative to the base the Bundle was posted to (bundle.html): another server's
-        # Patient/1 is not ours to read, change or delete.
-        raise bad_request(f"request.url '{url}' is not on this server: give it relative to {base_url}",
+    # request.url is relative to the base the Bundle was posted to (bundle.html): another server's
+    # Patient/1 is not ours to read, change or delete.
+    url = on_this_server(request["url"], base_url)
+    if url is None:
+        raise bad_request(f"request.url '{request['url']}' is not on this server: give it relative to {base_url}",
                           "request.url")
-    url = url.lstrip("/")
     path, _, query = url.partition("?")
     segments = [s for s in path.split("/") if s]
     if method == "POST" and segments[-1:] == ["_search"] and len(segments) <= 2:
