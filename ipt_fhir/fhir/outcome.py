@@ -6,8 +6,19 @@ response; nothing else needs to know about HTTP.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Iterable
+
+FHIRPATH_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # an element name FHIRPath takes as it is
+
+
+def fhirpath_name(key: str) -> str:
+    """A JSON property name as a FHIRPath member of an issue's expression: itself when it is an identifier,
+    else a delimited identifier (`` `a b` ``), so that the expression still parses."""
+    if FHIRPATH_IDENTIFIER.fullmatch(key):
+        return key
+    return "`" + key.replace("\\", "\\\\").replace("`", "\\`") + "`"
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from typing import Any
 import jsonpatch
 import jsonpointer
 
-from .outcome import FHIRError, bad_request
+from .outcome import FHIRPATH_IDENTIFIER, FHIRError, bad_request
 
 JSON_PATCH = "application/json-patch+json"
 
@@ -72,7 +72,7 @@ def _pointer_expression(resource_type: str, pointer: Any) -> str:
         token = token.replace("~1", "/").replace("~0", "~")
         if token.isdigit():
             out += f"[{token}]"
-        elif token == "-" or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", token):
+        elif token == "-" or not FHIRPATH_IDENTIFIER.fullmatch(token):
             break
         else:
             out += f".{token}"

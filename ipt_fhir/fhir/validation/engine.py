@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..outcome import Issue, error, warning
+from ..outcome import Issue, error, fhirpath_name, warning
 from ..references import contained_resource, restful_parts
 from .compiler import COMPLEX, RESOURCE, Node, Prop, type_node
 from .definitions import known_resource_types
@@ -23,16 +23,6 @@ _ELE_1 = "All FHIR elements must have a @value or children (ele-1)"
 
 # Invariant keys fhirpathpy failed on at runtime (reported as warnings, listed for the operators).
 UNEVALUABLE: dict[str, str] = {}
-
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def fhirpath_name(key: str) -> str:
-    """A JSON property name as a FHIRPath member: itself when it is an identifier, else a delimited
-    identifier (`` `a b` ``), so that the expression still parses."""
-    if _IDENTIFIER.fullmatch(key):
-        return key
-    return "`" + key.replace("\\", "\\\\").replace("`", "\\`") + "`"
 
 
 class _Walk:
