@@ -1,10 +1,15 @@
 """REST throughput and latency of ipt-fhir beside a bare FastAPI endpoint, in the same run.
 
-    python -m benchmarks.rest_bench [--duration 10] [--concurrency 1 8 32]
+    python -m benchmarks.rest_bench [--duration 9] [--rounds 3] [--concurrency 1 8 32]
 
 Starts both servers (one uvicorn worker each, same uvicorn options, SQLite for ipt-fhir), drives them
 with wrk over loopback, and prints req/s, p50 and p99 for read-by-id and create of a ~3 KB CarePlan,
 with ipt-fhir's throughput as a ratio of the bare endpoint's.
+
+The two are measured in alternating slices (`--rounds` of each per row, bare first): on a shared machine
+the bare endpoint's own rate was seen to drift by a third between runs minutes apart, and one long run
+of each would put that drift into the ratio. A row's req/s is the mean of its slices, its p50 the median
+of theirs and its p99 the highest.
 
 The latencies are wrk's, which corrects them for coordinated omission: a response slower than twice
 the mean interval between a connection's requests also adds the samples a client sending at a steady
@@ -65,6 +70,22 @@ def wrk(url: str, script: Path, concurrency: int, duration: int) -> dict:
     return {"rps": rps, "p50": lat.get("50"), "p99": lat.get("99"), "errors": int(errors.group(1)) if errors else 0}
 
 
+def interleaved(bare: str, server: str, script: Path, concurrency: int, duration: int, rounds: int) -> tuple:
+    """(ours, bare): `rounds` slices of each, alternating, combined (module docstring)."""
+    slice_seconds = max(1, round(duration / rounds))
+    slices: dict[str, list[dict]] = {bare: [], server: []}
+    for _ in range(rounds):
+        for url in (bare, server):
+            slices[url].append(wrk(url, script, concurrency, slice_seconds))
+    return combined(slices[server]), combined(slices[bare])
+
+
+def combined(slices: list[dict]) -> dict:
+    p50s = sorted(s["p50"] for s in slices)
+    return {"rps": sum(s["rps"] for s in slices) / len(slices), "p50": p50s[len(p50s) // 2],
+            "p99": max(s["p99"] for s in slices), "errors": sum(s["errors"] for s in slices)}
+
+
 def _ms(value: str, unit: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
@@ -82,7 +103,8 @@ def lua_create(body: bytes) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, default=8)
+    parser.add_argument("--duration", type=int, default=9, help="seconds per row for each server")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating slices the duration is split into")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -113,9 +135,7 @@ def main() -> None:
         rows = []
         for name, script in (("read by id", read_script), ("create CarePlan", create_script)):
             for c in args.concurrency:
-                ceiling = wrk(bare, script, c, args.duration)
-                ours = wrk(server, script, c, args.duration)
-                rows.append((name, c, ours, ceiling))
+                rows.append((name, c, *interleaved(bare, server, script, c, args.duration, args.rounds)))
         print_table(rows, work)
     finally:
         for p in procs:
