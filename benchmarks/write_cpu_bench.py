@@ -48,17 +48,29 @@ def make_app(tmp: str) -> None:
 
 
 def synthea_sample(n: int) -> list[bytes]:
-    """Every k-th Synthea resource (bundle entries, then bulk NDJSON lines) as the bytes a client sends."""
+    """Every k-th Synthea resource (bundle entries, then bulk NDJSON lines) as the bytes a transaction or
+    $import validates: with their conditional references resolved (`resolved`)."""
     from ipt_fhir.fhir.jsonio import dump_json, parse_json
 
     raw: list[bytes] = []
     for f in sorted(glob.glob(str(SYNTHEA / "bundles" / "*.json.gz"))):
-        raw.extend(dump_json(e["resource"]) for e in parse_json(gzip.open(f).read())["entry"])
+        raw.extend(dump_json(resolved(e["resource"])) for e in parse_json(gzip.open(f).read())["entry"])
     for f in sorted(glob.glob(str(SYNTHEA / "bulk-ndjson-10-patients" / "*.ndjson.gz"))):
         if not Path(f).name.startswith("log"):
-            raw.extend(line for line in gzip.open(f).read().splitlines() if line.strip())
+            raw.extend(dump_json(resolved(parse_json(line))) for line in gzip.open(f).read().splitlines() if line.strip())
     step = max(1, len(raw) // n)
     return raw[::step][:n]
+
+
+def resolved(value: Any) -> Any:
+    """A resource as a transaction or $import writes it: its conditional references
+    (`Practitioner?identifier=...`, which only those resolve) pointing at a resource by id."""
+    if type(value) is dict:
+        return {k: (f"{v.split('?', 1)[0]}/resolved" if k == "reference" and type(v) is str and "?" in v
+                    else resolved(v)) for k, v in value.items()}
+    if type(value) is list:
+        return [resolved(v) for v in value]
+    return value
 
 
 def walk(value: Any) -> int:
