@@ -118,8 +118,10 @@ def main() -> None:
                    capture_output=True)
     procs = [
         start(uvicorn + ["benchmarks.bare_app:app", "--port", str(bare_port)] + UVICORN_OPTS, env),
-        # as `ipt-fhir serve` runs it: the app writes its own Date header (observability.SERVER_OPTIONS)
-        start(uvicorn + ["ipt_fhir.app:create_app", "--factory", "--port", str(server_port), "--no-date-header"]
+        # as `ipt-fhir serve` runs it: the app writes its own Date header and reads proxy headers itself
+        # (observability.SERVER_OPTIONS)
+        start(uvicorn + ["ipt_fhir.app:create_app", "--factory", "--port", str(server_port), "--no-date-header",
+                         "--no-proxy-headers"]
               + UVICORN_OPTS, env),
     ]
     try:

@@ -232,7 +232,8 @@ def start_server(url: str):  # noqa: ANN201
     env = {**os.environ, "SEARCH_BENCH_URL": url}
     server = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "benchmarks.search_bench:bench_app",
                                "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning",
-                               "--no-date-header"],  # the app writes its own (observability.SERVER_OPTIONS)
+                               # as `ipt-fhir serve` runs it (observability.SERVER_OPTIONS)
+                               "--no-date-header", "--no-proxy-headers"],
                               env=env)
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
     for _ in range(300):

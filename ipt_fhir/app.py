@@ -14,6 +14,7 @@ from ipt_fhir.api.rest_dispatch import RestFrontDoor
 from ipt_fhir.api.security_deps import authorize
 from ipt_fhir.security import middleware as security
 from ipt_fhir.api.body_limit import BodyLimitMiddleware
+from ipt_fhir.api.proxy_headers import ProxyHeadersMiddleware
 from ipt_fhir.api.errors import install_error_handlers
 from ipt_fhir.services import ipt as ipt_layer
 from ipt_fhir.services.history import HistoryService
@@ -65,6 +66,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     bulk_routes.install(app, dependencies=secured)  # $import, $export
     ops_routes.install(app)  # /healthz /readyz /metrics; request ids, JSON access log, metrics
     docs_routes.install(app)  # /openapi.json, /docs, /redoc (no CDN)
+    # Outermost: whatever reads the client address or the X-Forwarded-* headers sees them only from a
+    # trusted proxy (api/proxy_headers.py).
+    app.add_middleware(ProxyHeadersMiddleware, trusted=settings.forwarded_allow_ips)
     # In front of all of them: read, vread, create, update, patch, delete and type search without
     # FastAPI's route search and dependency solving, for exactly the requests FastAPI would send to
     # those same handlers (rest_dispatch.py).

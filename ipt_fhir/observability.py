@@ -162,7 +162,8 @@ def render_metrics() -> tuple[bytes, str]:
 # The Date header is the app's, not the ASGI server's: uvicorn writes a Date it refreshes about once a
 # second, so about half the responses of a write carried a Last-Modified (the write's own second) later
 # than their Date, which RFC 9110 8.8.2.1 forbids. `ipt-fhir serve` turns uvicorn's off (SERVER_OPTIONS).
-SERVER_OPTIONS = {"date_header": False, "server_header": False, "proxy_headers": True}
+# So too its proxy headers: the app reads them itself, from trusted proxies only (api/proxy_headers.py).
+SERVER_OPTIONS = {"date_header": False, "server_header": False, "proxy_headers": False}
 
 
 class RequestContextMiddleware:

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     audit: Literal["on", "off"] | None = Field(default=None, description="AuditEvent per request; default on when auth=smart")
     smart_authorize_url: str | None = Field(default=None, description="authorization_endpoint for /.well-known/smart-configuration")
     smart_token_url: str | None = Field(default=None, description="token_endpoint for /.well-known/smart-configuration")
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1", description="Comma-separated addresses or CIDR networks of the reverse proxies "
+        "whose X-Forwarded-For/-Proto/-Host/-Prefix headers are believed ('*': any peer); others' are ignored")
     cors_origins: str = Field(default="", description="Comma-separated allowed CORS origins; empty: CORS off")
     max_json_depth: int = Field(default=64, ge=8, description="Deepest JSON nesting accepted in a request body")
 

@@ -22,6 +22,7 @@ from tests.pg import scratch_database
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 FIXTURES = SHARED / "fixtures"
+TEST_PROXY = "testclient"  # TestClient's peer address
 
 
 @pytest.fixture(scope="session")
@@ -67,7 +68,9 @@ def database(database_url: str):
 
 @pytest.fixture
 def settings(database_url: str, tmp_path) -> Settings:
-    return Settings(database_url=database_url, bulk_dir=str(tmp_path / "bulk"))
+    # The test client's peer name stands for a trusted reverse proxy, so tests may send X-Forwarded-*
+    # (tests/api/test_proxy_headers.py covers peers that are not trusted).
+    return Settings(database_url=database_url, bulk_dir=str(tmp_path / "bulk"), forwarded_allow_ips=TEST_PROXY)
 
 
 @pytest.fixture

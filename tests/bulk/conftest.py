@@ -8,7 +8,7 @@ import time
 import pytest
 
 from ipt_fhir.settings import Settings
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, TEST_PROXY
 
 NDJSON_DIR = FIXTURES / "synthea" / "bulk-ndjson-10-patients"
 NDJSON_FILES = sorted(p for p in NDJSON_DIR.glob("*.ndjson.gz") if not p.name.startswith("log"))
@@ -16,7 +16,7 @@ NDJSON_FILES = sorted(p for p in NDJSON_DIR.glob("*.ndjson.gz") if not p.name.st
 
 @pytest.fixture
 def settings(database_url: str, tmp_path) -> Settings:
-    return Settings(database_url=database_url, bulk_dir=str(tmp_path / "bulk"))
+    return Settings(database_url=database_url, bulk_dir=str(tmp_path / "bulk"), forwarded_allow_ips=TEST_PROXY)
 
 
 @pytest.fixture

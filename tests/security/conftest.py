@@ -15,6 +15,7 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from ipt_fhir.app import create_app
 from ipt_fhir.settings import Settings
+from tests.conftest import TEST_PROXY
 
 ISSUER = "https://auth.example.org"
 AUDIENCE = "https://ipt-fhir.example.org/fhir"
@@ -65,7 +66,7 @@ def keys(tmp_path) -> Keys:
 @pytest.fixture
 def secure_settings(database_url: str, keys: Keys) -> Settings:
     return Settings(database_url=database_url, auth="smart", jwks=str(keys.path), jwt_issuer=ISSUER,
-                    jwt_audience=AUDIENCE, sensitive_scope=SENSITIVE)
+                    jwt_audience=AUDIENCE, sensitive_scope=SENSITIVE, forwarded_allow_ips=TEST_PROXY)
 
 
 @pytest.fixture
