@@ -11,7 +11,7 @@ from ipt_fhir.services.bundle_processing import BundleService
 
 from .body import read_json_body
 from .errors import allowed_methods
-from .metadata_routes import capability_json
+from .metadata_routes import metadata_json
 from .responses import fhir_base_url, fhir_response, prefer_return, prefers_strict_handling
 
 router = APIRouter(prefix="/fhir")
@@ -22,7 +22,7 @@ def bundle_service(request: Request) -> BundleService:
     service = getattr(state, "bundle_service", None)
     if service is None:
         interactions = EntryInteractions(state.database, settings=state.settings, ipt=state.ipt_service,
-                                         capability=lambda base_url: capability_json(state, base_url))
+                                         capability=lambda base_url, modes: metadata_json(state, base_url, modes)[1])
         service = state.bundle_service = BundleService(
             state.database, state.resource_service, max_entries=state.settings.max_bundle_entries,
             interactions=interactions)

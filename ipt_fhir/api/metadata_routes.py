@@ -1,4 +1,5 @@
-"""GET /fhir/metadata: the CapabilityStatement (built once per base URL; it only changes on deploy)."""
+"""GET /fhir/metadata: the CapabilityStatement, or with mode=terminology the TerminologyCapabilities (each
+built once per base URL; they only change on deploy)."""
 from __future__ import annotations
 
 from functools import lru_cache
@@ -7,8 +8,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from ipt_fhir.fhir.jsonio import dump_json, load_stored
-from ipt_fhir.fhir.outcome import bad_request, read_only
-from ipt_fhir.services.capability import capability_statement
+from ipt_fhir.fhir.outcome import read_only
+from ipt_fhir.services.capability import capability_statement, metadata_mode
 from ipt_fhir.services.search import subset_read
 
 from .errors import refuses_writes
@@ -36,21 +37,25 @@ def capability_json(state, base_url: str) -> bytes:  # noqa: ANN001 - the app's 
                       rest_security_json(state.settings))
 
 
-# http.html#capabilities: `mode` asks for the full statement (the default), its normative portions (all
-# of it: CapabilityStatement and everything it says are normative in R4) or the TerminologyCapabilities.
-_MODES = ("full", "normative", "terminology")
+@lru_cache(maxsize=8)
+def _terminology(base_url: str, released: str, canonical_base: str) -> bytes:  # the IPT code systems' base
+    from ipt_fhir.services.terminology_capability import terminology_capabilities
+
+    return dump_json(terminology_capabilities(base_url, released=released))
 
 
-@router.api_route("/metadata", methods=["GET", "HEAD"], tags=["capabilities"], summary="CapabilityStatement")
+def metadata_json(state, base_url: str, modes: list[str]) -> tuple[str, bytes]:  # noqa: ANN001 - app state
+    """(resource type, JSON) of `GET metadata` with these `mode` values, for the route and Bundle entries."""
+    if metadata_mode(modes) == "terminology":
+        return "TerminologyCapabilities", _terminology(base_url, state.started_at, state.settings.canonical_base)
+    return "CapabilityStatement", capability_json(state, base_url)
+
+
+@router.api_route("/metadata", methods=["GET", "HEAD"], tags=["capabilities"],
+                  summary="CapabilityStatement (mode=terminology: TerminologyCapabilities)")
 def metadata(request: Request) -> Response:
-    for mode in request.query_params.getlist("mode"):
-        if mode == "terminology":
-            raise bad_request("This server publishes no TerminologyCapabilities (mode=terminology)", "mode",
-                              code="not-supported")
-        if mode not in _MODES:
-            raise bad_request(f"mode must be full, normative or terminology, got '{mode}'", "mode")
-    statement = capability_json(request.app.state, fhir_base_url(request))
-    return fhir_response(request, subset_read(statement, "CapabilityStatement", request.query_params.multi_items()))
+    resource_type, body = metadata_json(request.app.state, fhir_base_url(request), request.query_params.getlist("mode"))
+    return fhir_response(request, subset_read(body, resource_type, request.query_params.multi_items()))
 
 
 @router.api_route("/metadata", methods=["POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)

@@ -196,11 +196,11 @@ _LOADED = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+00:00")
 
 
 class EntryInteractions:
-    """The services the standalone routes call, for Bundle entries. `capability(base_url)` is the
-    CapabilityStatement JSON GET /fhir/metadata answers with (the API layer builds it)."""
+    """The services the standalone routes call, for Bundle entries. `capability(base_url, modes)` is
+    the JSON GET /fhir/metadata?mode=… answers with (the API layer builds it)."""
 
     def __init__(self, db: Database, *, settings: Any = None, ipt: Any = None,
-                 capability: Callable[[str], bytes] | None = None) -> None:
+                 capability: Callable[[str, list[str]], bytes] | None = None) -> None:
         self.db = db
         self._settings = settings
         self._ipt = ipt
@@ -220,11 +220,14 @@ class EntryInteractions:
         canonical = self._ipt.canonical_base if self._ipt is not None else self.settings.canonical_base
         return IptService(db, canonical)
 
-    def capability(self, base_url: str) -> bytes:
+    def capability(self, base_url: str, modes: list[str]) -> bytes:
         if self._capability is not None:
-            return self._capability(base_url)
-        from ipt_fhir.services.capability import capability_statement
+            return self._capability(base_url, modes)
+        from ipt_fhir.services.capability import capability_statement, metadata_mode
+        from ipt_fhir.services.terminology_capability import terminology_capabilities
 
+        if metadata_mode(modes) == "terminology":
+            return dump_json(terminology_capabilities(base_url, released=_LOADED))
         return dump_json(capability_statement(base_url, released=_LOADED))
 
     def run(self, other: OtherRequest, *, base_url: str, conn: Connection | None = None,
@@ -232,7 +235,7 @@ class EntryInteractions:
         """(status, body) of the entry; its error raised as FHIRError. With `conn`, inside that unit of work."""
         db: Any = self.db if conn is None else InUnitOfWork(self.db, conn)
         if other.kind == "metadata":
-            body = self.capability(base_url)
+            body = self.capability(base_url, [value for name, value in other.params if name == "mode"])
         else:
             with audited_as(other.interaction, other):
                 body = self._service_call(other, db, base_url, transaction, prefer)

@@ -3,6 +3,7 @@ server really has: its resource types, interactions, the search registry, operat
 from __future__ import annotations
 
 from ipt_fhir import __version__
+from ipt_fhir.fhir.outcome import bad_request
 from ipt_fhir.fhir.resource_types import FHIR_VERSION, REST_TYPES
 from ipt_fhir.services.search import search_include_names, search_params_for_capability
 
@@ -76,3 +77,19 @@ def capability_statement(base_url: str, *, released: str, extra_operations: dict
             **({"security": security} if security else {}),
         }],
     }
+
+
+# http.html#capabilities: `mode` asks for the full statement (the default), its normative portions (all
+# of it: CapabilityStatement and everything it says are normative in R4) or the TerminologyCapabilities.
+METADATA_MODES = ("full", "normative", "terminology")
+
+
+def metadata_mode(modes: list[str]) -> str:
+    """What `GET metadata` with these `mode` values answers: "terminology" (TerminologyCapabilities) or
+    "full" (the CapabilityStatement, also for "normative"); a 400 for an unknown or contradictory mode."""
+    for mode in modes:
+        if mode not in METADATA_MODES:
+            raise bad_request(f"mode must be full, normative or terminology, got '{mode}'", "mode")
+    if len(set(modes)) > 1:
+        raise bad_request(f"mode given more than once, with different values: {', '.join(modes)}", "mode")
+    return "terminology" if modes and modes[0] == "terminology" else "full"

@@ -174,9 +174,10 @@ def test_metadata_takes_mode_and_the_subsetting_parameters(client):
     full = client.get("/fhir/metadata").json()
     assert client.get("/fhir/metadata?mode=full").json() == full
     assert client.get("/fhir/metadata?mode=normative").json() == full  # all of an R4 CapabilityStatement is
-    for mode, code in (("terminology", "not-supported"), ("everything", "invalid")):
-        r = client.get(f"/fhir/metadata?mode={mode}")
-        assert r.status_code == 400 and r.json()["issue"][0]["code"] == code
+    assert client.get("/fhir/metadata?mode=terminology").json()["resourceType"] == "TerminologyCapabilities"
+    for query in ("mode=everything", "mode=full&mode=terminology"):
+        r = client.get(f"/fhir/metadata?{query}")
+        assert r.status_code == 400 and r.json()["issue"][0]["code"] == "invalid"
         assert r.json()["issue"][0]["expression"] == ["mode"]
     subset = client.get("/fhir/metadata?_elements=fhirVersion").json()
     assert subset["fhirVersion"] == "4.0.1" and "rest" not in subset

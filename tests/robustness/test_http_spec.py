@@ -198,6 +198,24 @@ def test_capability_statement_is_a_valid_r4_resource(rclient):
     assert cs["rest"][0]["compartment"] == ["http://hl7.org/fhir/CompartmentDefinition/patient"]
 
 
+def test_metadata_mode_terminology_is_a_valid_terminology_capabilities(rclient):
+    """http.html#capabilities: mode=terminology asks for the TerminologyCapabilities: the code systems
+    this server checks codes of (R4's own and the IPT layer's, with their version), no operations."""
+    from ipt_fhir.fhir.validation import validate_resource
+
+    r = rclient.get("/fhir/metadata?mode=terminology")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/fhir+json")
+    tc = r.json()
+    errors = [i for i in validate_resource(tc, expected_type="TerminologyCapabilities") if i.is_error]
+    assert errors == []
+    assert tc["kind"] == "instance" and tc["implementation"]["url"].endswith("/fhir")
+    systems = {cs["uri"]: cs.get("version") for cs in tc["codeSystem"]}
+    assert "http://hl7.org/fhir/request-status" in systems  # CarePlan.status, a required binding
+    assert systems["http://ipt-fhir.org/fhir/CodeSystem/ipt-phase"] == [{"code": "0.1.0", "isDefault": True}]
+    assert "http://snomed.info/sct" not in systems  # only some of its codes are known here
+    assert not {"expansion", "validateCode", "translation", "closure"} & set(tc)
+
+
 # --- search and history Bundles ----------------------------------------------------------------------------
 
 def test_searchset_bundle_shape(rclient):

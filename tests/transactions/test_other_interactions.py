@@ -92,6 +92,13 @@ def test_metadata_entry_is_the_capability_statement(client):
     assert entry["resource"] == client.get("/fhir/metadata").json()
 
 
+def test_metadata_entries_take_the_mode_the_route_takes(client):
+    terminology, contradictory = _answers(client, _entry("GET", "metadata?mode=terminology"),
+                                          _entry("GET", "metadata?mode=full&mode=terminology"))
+    assert terminology["resource"] == client.get("/fhir/metadata?mode=terminology").json()
+    assert contradictory["response"]["status"].startswith("400")
+
+
 def test_validate_entries_answer_as_validate(client):
     _two_versions(client)
     bad = {"resourceType": "Patient", "gender": "x", "birthDate": "1980-13-01"}

@@ -123,5 +123,17 @@ def all_codes(url: str) -> frozenset[str] | None:
     return codes
 
 
+def known_code_systems() -> dict[str, str | None]:
+    """The code systems whose codes validation checks in required bindings, {url: version or None}: the
+    ones registered here (the IPT layer's, whole) and those the vendored R4 expansions cover. A system
+    only some of whose codes a registered ValueSet lists (SNOMED CT, LOINC) is not one of them."""
+    known: dict[str, str | None] = {}
+    for expansion_by_system in value_sets()["expansions"].values():
+        known.update((system, None) for system in expansion_by_system if system)
+    for url, code_system in _registered_code_systems.items():
+        known[url] = code_system.get("version")
+    return known
+
+
 def unenforceable_value_sets() -> dict[str, str]:
     return dict(value_sets()["unenforceable"])
