@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 
 from fastapi import Depends, FastAPI
 
-from ipt_fhir.api import metadata_routes, rest_routes, search_routes, validate_routes
+from ipt_fhir.api import meta_routes, metadata_routes, rest_routes, search_routes, validate_routes
 from ipt_fhir.api import bulk_routes, bundle_routes
 from ipt_fhir.api import ipt_routes
 from ipt_fhir.api import docs_routes, ops_routes
@@ -61,6 +61,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(metadata_routes.router)  # before rest_routes, whose /{type} would take POST /metadata
     app.include_router(rest_routes.router, dependencies=secured)
     app.include_router(validate_routes.router, dependencies=secured)
+    app.include_router(meta_routes.router, dependencies=secured)  # before search: Patient/[id]/$meta is no compartment
     app.include_router(search_routes.router, dependencies=secured)
     app.include_router(bundle_routes.router, dependencies=secured)  # POST /fhir (batch/transaction)
     bulk_routes.install(app, dependencies=secured)  # $import, $export

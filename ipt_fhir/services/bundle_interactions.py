@@ -59,6 +59,9 @@ _OPERATIONS: dict[tuple[str, str, str], tuple[str, ...]] = {
     ("instance", "Patient", "everything"): ("GET", "POST"),  # search_routes
     ("instance", "CarePlan", "ipt-progress"): ("GET", "POST"),  # ipt_routes (affectsState false: both)
     ("instance", "PlanDefinition", "apply"): ("GET", "POST"),
+    ("system", "", "meta"): ("GET", "POST"),  # meta_routes ($meta-add and $meta-delete: standalone only)
+    ("type", "*", "meta"): ("GET", "POST"),
+    ("instance", "*", "meta"): ("GET", "POST"),
 }
 _BULK = frozenset({"export", "import", "export-poll-status", "import-poll-status", "export-file", "import-file"})
 NON_PARAMS = ("_format", "_pretty")  # formatting of the answer, not parameters of the interaction
@@ -253,6 +256,14 @@ class EntryInteractions:
                 other.params, base_url=base_url, resource_type=other.resource_type, resource_id=other.resource_id)
         guard.require_operation(other.resource_type, other.resource_id, db)
         name, resource_type, resource_id = other.name, other.resource_type, other.resource_id
+        if name == "meta":
+            from ipt_fhir.services.meta_operations import MetaOperations, meta_parameters
+
+            if other.method == "POST" and _parameters_of(other.body):
+                raise bad_request("$meta takes no parameters", "request.url", code="not-supported")
+            operations = MetaOperations(db)
+            meta = operations.instance(resource_type, resource_id) if resource_id else operations.in_use(resource_type)
+            return dump_json(meta_parameters(meta))
         assert resource_type is not None
         if name == "validate":
             from ipt_fhir.services.validate_operation import ValidateOperation, ValidateRequest, parse_validate_body

@@ -19,6 +19,10 @@ SYSTEM_OPERATIONS = [
     {"name": "import", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/import"},
 ]
 VALIDATE = {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}
+# services/meta_operations.py; $meta-add and $meta-delete change a resource, so not on read-only types
+META = {"name": "meta", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-meta"}
+META_CHANGES = [{"name": "meta-add", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-meta-add"},
+                {"name": "meta-delete", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-meta-delete"}]
 TYPE_OPERATIONS = {
     "Patient": [
         {"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"},
@@ -49,7 +53,7 @@ def capability_statement(base_url: str, *, released: str, extra_operations: dict
             "searchInclude": includes,
             "searchRevInclude": revincludes,
             "searchParam": search_params_for_capability(resource_type),
-            "operation": [VALIDATE] + TYPE_OPERATIONS.get(resource_type, [])
+            "operation": [VALIDATE, META] + ([] if read_only else META_CHANGES) + TYPE_OPERATIONS.get(resource_type, [])
             + (extra_operations or {}).get(resource_type, []),
         }
         if supported_profiles and resource_type in supported_profiles:
@@ -71,7 +75,7 @@ def capability_statement(base_url: str, *, released: str, extra_operations: dict
             "mode": "server",
             "resource": resources,
             "interaction": [{"code": code} for code in (system_interactions or SYSTEM_INTERACTIONS)],
-            "operation": SYSTEM_OPERATIONS,
+            "operation": SYSTEM_OPERATIONS + [META],
             # GET Patient/[id]/[type] and Patient/[id]/* search the patient's compartment (search_routes)
             "compartment": ["http://hl7.org/fhir/CompartmentDefinition/patient"],
             **({"security": security} if security else {}),

@@ -124,6 +124,19 @@ def _append_history(conn: Connection, v: StoredVersion, method: str) -> None:
     execute_raw(conn, _INSERT_HISTORY, (v.resource_type, v.id, v.version_id, v.last_updated, method, v.content))
 
 
+def rewrite_version(conn: Connection, v: StoredVersion, current: bool) -> None:
+    """Store new content for an existing version, keeping its number and time: $meta-add and $meta-delete
+    change a version's meta in place (services/meta_operations.py). `current`: it is also the resource's
+    current version."""
+    execute_raw(conn, _REWRITE_HISTORY, (v.content, v.resource_type, v.id, v.version_id))
+    if current:
+        execute_raw(conn, _REWRITE_RESOURCE, (v.content, v.resource_type, v.id, v.version_id))
+
+
+_REWRITE_HISTORY = "UPDATE resource_history SET content = ? WHERE resource_type = ? AND id = ? AND version_id = ?"
+_REWRITE_RESOURCE = "UPDATE resource SET content = ? WHERE resource_type = ? AND id = ? AND version_id = ?"
+
+
 # --- conditional create keys -------------------------------------------------------------------
 
 def claim_conditional_key(conn: Connection, resource_type: str, criteria_hash: str, resource_id: str) -> bool:

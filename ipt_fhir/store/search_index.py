@@ -105,18 +105,26 @@ def _pg_insert_sql(kinds: tuple[str, ...]) -> str:
 
 
 def write_index(conn: Connection, resource_type: str, resource_id: str, resource: dict) -> None:
-    """Replace every index row of one resource."""
-    rows = index_rows(resource_type, resource)
-    # A first version has no index rows yet (ids are never reused across deletes: versions continue).
-    delete = (resource.get("meta") or {}).get("versionId") != "1"
-    if conn.dialect.name == "postgresql":
-        _pg_write(conn, resource_type, resource_id, rows, delete)
+    """Index the version of one resource just written: its first version's rows are new (ids are never
+    reused across deletes: versions continue); a later one replaces the rows of the one before."""
+    if (resource.get("meta") or {}).get("versionId") != "1":
+        replace_index(conn, resource_type, resource_id, resource)
         return
-    if delete:
-        delete_index(conn, resource_type, resource_id)
-        _insert(conn, resource_type, resource_id, rows)
+    rows = index_rows(resource_type, resource)
+    if conn.dialect.name == "postgresql":
+        _pg_write(conn, resource_type, resource_id, rows, False)
     else:  # a new resource: its rows wait in the pending tables (pending_index.py)
         pending_index.append(conn, resource_type, resource_id, rows)
+
+
+def replace_index(conn: Connection, resource_type: str, resource_id: str, resource: dict) -> None:
+    """Replace every index row of one resource with those of `resource`, whatever its version."""
+    rows = index_rows(resource_type, resource)
+    if conn.dialect.name == "postgresql":
+        _pg_write(conn, resource_type, resource_id, rows, True)
+        return
+    delete_index(conn, resource_type, resource_id)
+    _insert(conn, resource_type, resource_id, rows)
 
 
 def reindex_all(db: Database, progress: Callable[[int], None] | None = None, batch: int = 500) -> int:

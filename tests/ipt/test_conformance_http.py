@@ -120,7 +120,7 @@ def test_capability_statement_names_profiles_and_operations(client):
     # the definition it names is served
     assert client.get("/fhir/OperationDefinition/ipt-progress").json()["code"] == "ipt-progress"
     assert {o["name"] for o in by_type["Patient"]["operation"]} >= {"validate", "everything", "export"}
-    assert {o["name"] for o in cs["rest"][0]["operation"]} == {"export", "import"}
+    assert {o["name"] for o in cs["rest"][0]["operation"]} == {"export", "import", "meta"}
     assert {i["code"] for i in by_type["AuditEvent"]["interaction"]} == {
         "read", "vread", "history-instance", "history-type", "search-type"}
 

@@ -184,3 +184,22 @@ def test_the_servers_conformance_resources_are_read_and_written_under_their_inte
     body = c.get("/fhir/PlanDefinition/ipt-brief", headers=read).json()
     assert c.put("/fhir/PlanDefinition/ipt-brief", json=body, headers=read).status_code == 403
     assert c.put("/fhir/PlanDefinition/ipt-brief", json=body, headers=keys.headers("user/PlanDefinition.cruds")).status_code == 405
+
+
+def test_meta_operations_answer_to_scopes_and_labels(secure_client, keys):
+    """$meta-add and $meta-delete change a resource (write scopes; a sensitive label needs the sensitive
+    scope, to set as to lift); $meta on a type reads every resource's labels, beyond a patient/ scope."""
+    c = secure_client
+    p = patient(c, keys, "Meta")
+    obs = observation(c, keys, p["id"])
+    label = {"resourceType": "Parameters", "parameter": [{"name": "meta", "valueMeta": {"security": [PSYTHPN]}}]}
+    url = f"/fhir/Observation/{obs['id']}"
+    assert c.post(f"{url}/$meta-add", json=label, headers=keys.headers("user/*.rs")).status_code == 403
+    assert c.post(f"{url}/$meta-add", json=label, headers=keys.headers("user/*.cruds")).status_code == 403
+    assert c.post(f"{url}/$meta-add", json=label, headers=keys.headers(ADMIN)).status_code == 200
+    assert c.get(f"{url}/$meta", headers=keys.headers("user/*.rs")).status_code == 403  # now sensitive
+    assert c.post(f"{url}/$meta-delete", json=label, headers=keys.headers("user/*.cruds")).status_code == 403
+    assert c.post(f"{url}/$meta-delete", json=label, headers=keys.headers(ADMIN)).status_code == 200
+    confined = keys.headers("patient/*.rs", patient=p["id"])
+    assert c.get("/fhir/Observation/$meta", headers=confined).status_code == 403
+    assert c.get("/fhir/Observation/$meta", headers=keys.headers("user/*.rs")).status_code == 200

@@ -1,0 +1,216 @@
+"""$meta, $meta-add and $meta-delete (R4 resource-operations.html): the profiles, tags and security labels
+of a resource version, of a type or of the whole server, and changing a version's in place.
+
+$meta-add and $meta-delete are special: they change a version without making a new one (the operations'
+comment: the content of meta does not affect the meaning of the resource, and security labels in
+particular are used to apply access rules to existing versions). The version keeps its versionId and
+lastUpdated, and a historical version can be changed too. The result is validated as an update would be,
+so a profile claimed by $meta-add must hold (an IPT profile included). On the current version the search
+index (`_tag`, `_security`, `_profile`) and the IPT layer's hooks follow the change, in one unit of work;
+a historical version changes in the history only.
+"""
+from __future__ import annotations
+
+from sqlalchemy.engine import Connection
+
+from ipt_fhir.fhir.jsonio import dump_json, load_stored
+from ipt_fhir.fhir.outcome import FHIRError, bad_request, gone, not_found, read_only
+from ipt_fhir.fhir.resource_types import REST_TYPES, require_rest_type
+from ipt_fhir.fhir.validation import validate_resource
+from ipt_fhir.security import audit, context, guard
+from ipt_fhir.services import write_hooks
+from ipt_fhir.services.ipt import conformance
+from ipt_fhir.services.resources import ResourceService, version_number
+from ipt_fhir.services.validation import validate_for_write
+from ipt_fhir.store import resources as repo
+from ipt_fhir.store.database import Database
+from ipt_fhir.store.meta_in_use import meta_in_use
+from ipt_fhir.store.resources import StoredVersion
+from ipt_fhir.store.search_index import replace_index
+
+_CODED = ("tag", "security")  # Coding lists, a coding's identity being its system and code
+
+
+def meta_parameters(meta: dict) -> dict:
+    """The operations' output: Parameters with `return` (Meta)."""
+    return {"resourceType": "Parameters", "parameter": [{"name": "return", "valueMeta": meta}]}
+
+
+def meta_input(body: object) -> dict:
+    """The `meta` (Meta, 1..1) of a $meta-add or $meta-delete Parameters body; anything else is a 400."""
+    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
+        raise bad_request("The body of $meta-add and $meta-delete is a Parameters resource with a 'meta'",
+                          "Parameters", code="structure")
+    errors = [i for i in validate_resource(body, expected_type="Parameters") if i.is_error]
+    if errors:
+        raise FHIRError(400, errors)
+    metas = []
+    for index, parameter in enumerate(body.get("parameter") or []):
+        if parameter.get("name") != "meta":
+            raise bad_request(f"Unknown parameter '{parameter.get('name')}': these operations take one 'meta'",
+                              f"Parameters.parameter[{index}].name", code="not-supported")
+        if "valueMeta" not in parameter:
+            raise bad_request("Parameter 'meta' must be a valueMeta", f"Parameters.parameter[{index}]",
+                              code="structure")
+        metas.append(parameter["valueMeta"])
+    if len(metas) != 1:
+        raise bad_request(f"These operations take exactly one 'meta' parameter, got {len(metas)}",
+                          "Parameters.parameter", code="required")
+    return metas[0]
+
+
+def added(meta: dict, given: dict) -> dict:
+    """`meta` with the profiles, tags and security labels of `given` it does not have yet (a tag or label
+    is the same when system and code are; version and display do not count)."""
+    out = dict(meta)
+    profiles = list(out.get("profile") or [])
+    extensions = list(out["_profile"]) if isinstance(out.get("_profile"), list) else None
+    for url in given.get("profile") or []:
+        if url not in profiles:
+            profiles.append(url)
+            if extensions is not None:
+                extensions.append(None)  # keeps `_profile` aligned with `profile` (json.html#primitive)
+    _set_list(out, "profile", profiles)
+    _set_list(out, "_profile", extensions if extensions and any(e is not None for e in extensions) else None)
+    for element in _CODED:
+        codings = list(out.get(element) or [])
+        present = {_identity(c) for c in codings}
+        for coding in given.get(element) or []:
+            if _identity(coding) not in present:
+                codings.append(coding)
+                present.add(_identity(coding))
+        _set_list(out, element, codings)
+    return out
+
+
+def deleted(meta: dict, given: dict) -> dict:
+    """`meta` without the profiles, tags and security labels of `given` (matched as in `added`)."""
+    out = dict(meta)
+    gone = set(given.get("profile") or [])
+    profiles = list(out.get("profile") or [])
+    extensions = out.get("_profile") if isinstance(out.get("_profile"), list) else None
+    keep = [i for i, url in enumerate(profiles) if url not in gone]
+    _set_list(out, "profile", [profiles[i] for i in keep])
+    kept_extensions = [extensions[i] for i in keep if i < len(extensions)] if extensions is not None else None
+    _set_list(out, "_profile", kept_extensions if kept_extensions and any(e is not None for e in kept_extensions)
+              else None)
+    for element in _CODED:
+        drop = {_identity(c) for c in given.get(element) or []}
+        _set_list(out, element, [c for c in out.get(element) or [] if _identity(c) not in drop])
+    return out
+
+
+def _identity(coding: dict) -> tuple:
+    return coding.get("system"), coding.get("code")
+
+
+def _set_list(meta: dict, key: str, values: list | None) -> None:
+    if values:  # FHIR JSON has no empty arrays
+        meta[key] = values
+    else:
+        meta.pop(key, None)
+
+
+class MetaOperations:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def instance(self, resource_type: str, resource_id: str, version_id: str | None = None) -> dict:
+        """$meta on a resource or one of its versions: its meta (a read: 404, 410 and access as read), also
+        of the IPT conformance resources this server publishes from memory."""
+        require_rest_type(resource_type)
+        with self.db.read() as conn:
+            stored = ResourceService.read_in(conn, resource_type, resource_id, version_id,
+                                             published=_published(resource_type, resource_id))
+        return load_stored(stored.content).get("meta") or {}
+
+    def in_use(self, resource_type: str | None) -> dict:
+        """$meta on a type, or with None on the server: the profiles, tags and security labels its resources
+        carry. Under patient/ scopes this would tell about other patients' resources: it needs search
+        scopes that are not confined to a compartment."""
+        if resource_type is not None:
+            require_rest_type(resource_type)
+        types = [resource_type] if resource_type else None
+        if not context.current().unrestricted:
+            types = self._unconfined_types(types)
+        with self.db.read() as conn:
+            profiles, tags, labels = meta_in_use(conn, types)
+        meta: dict = {}
+        _set_list(meta, "profile", profiles)
+        _set_list(meta, "tag", [_coding(s, c) for s, c in tags])
+        _set_list(meta, "security", [_coding(s, c) for s, c in labels])
+        return meta
+
+    @staticmethod
+    def _unconfined_types(types: list[str] | None) -> list[str]:
+        allowed, confined, _ = guard.search_confinement(types or sorted(REST_TYPES))
+        if confined:
+            raise guard.forbidden("$meta on a type or the server reads every resource's labels: patient/ "
+                                  "scopes cannot grant it")
+        return allowed
+
+    def add(self, resource_type: str, resource_id: str, body: object, version_id: str | None = None) -> dict:
+        return self._change(resource_type, resource_id, version_id, meta_input(body), added)
+
+    def delete(self, resource_type: str, resource_id: str, body: object, version_id: str | None = None) -> dict:
+        return self._change(resource_type, resource_id, version_id, meta_input(body), deleted)
+
+    def _change(self, resource_type: str, resource_id: str, version_id: str | None, given: dict, change) -> dict:  # noqa: ANN001
+        require_rest_type(resource_type)
+        if _published(resource_type, resource_id) is not None:
+            raise read_only(f"{resource_type}/{resource_id} is published by this server and is read-only",
+                            resource_type)
+        guard.require("update", resource_type)  # before the lookup: no answer tells a caller what exists
+        with self.db.write() as conn:
+            current = repo.current(conn, resource_type, resource_id, for_update=True)
+            target = current
+            if version_id is not None:
+                number = version_number(version_id)
+                target = None if number is None else repo.version(conn, resource_type, resource_id, number)
+            if target is None:
+                what = f"{resource_type}/{resource_id}"
+                raise not_found(f"{what} is not known" if current is None or version_id is None
+                                else f"version {version_id} of {what} is not known")
+            if target.deleted:  # as read and vread answer
+                err = gone(f"{resource_type}/{resource_id} was deleted")
+                err.headers["ETag"] = f'W/"{target.version_id}"'
+                raise err
+            previous = load_stored(target.content)
+            meta = change(previous.get("meta") or {}, given)
+            guard.check_resource("update", resource_type, previous)
+            if meta == previous.get("meta"):
+                return meta
+            doc = {**previous, "meta": meta}
+            guard.check_resource("update", resource_type, doc)
+            is_current = current is not None and target.version_id == current.version_id
+            self._store(conn, target, doc, previous, is_current)
+        return meta
+
+    @staticmethod
+    def _store(conn: Connection, target: StoredVersion, doc: dict, previous: dict, is_current: bool) -> None:
+        """Validate `doc` as an update would be, then write it over `target`."""
+        resource_type, resource_id = target.resource_type, target.id
+        validate_for_write(doc, resource_type)
+        change = write_hooks.Change(resource_type, resource_id, "PATCH", doc, previous)
+        if is_current:
+            issues = [i for hook in write_hooks.registered() for i in hook.check(conn, change)]
+            if any(i.is_error for i in issues):
+                raise FHIRError(422, issues)
+        rewritten = StoredVersion(resource_type, resource_id, target.version_id, target.last_updated, False,
+                                  dump_json(doc))
+        repo.rewrite_version(conn, rewritten, is_current)
+        if is_current:
+            replace_index(conn, resource_type, resource_id, doc)
+            for hook in write_hooks.registered():
+                hook.after_write(conn, change)
+        audit.record_write(conn, "operation", resource_type, resource_id, target.version_id, doc, previous)
+
+
+def _published(resource_type: str, resource_id: str) -> StoredVersion | None:
+    """One of the IPT profiles, code systems or protocols this server publishes from memory."""
+    registry = conformance.active()
+    return registry.version(resource_type, resource_id) if registry is not None else None
+
+
+def _coding(system: str | None, code: str | None) -> dict:
+    return {key: value for key, value in (("system", system), ("code", code)) if value is not None}
