@@ -8,7 +8,8 @@ references in Bundles") and conditional references (`Practitioner?identifier=sys
 the ids they stand for, in references and in every other link (uri-typed elements, narrative href/src:
 services/placeholders.py, `_link_targets`); write-hook rule checks are deferred until every entry is
 written (a session Encounter may come before its CarePlan) and any failure rolls everything back, naming
-the entry. A batch runs each entry in its own unit of work and reports per entry.
+the entry. A batch runs each entry in its own unit of work and reports per entry; its entries' conditional
+references are refused, not resolved ("in a transaction (and only in a transaction)", http.html#trules).
 
 Errors of an entry, in either, point into the Bundle with FHIRPath: `Bundle.entry[i]` and, where the
 element is known, below it (`….request.ifNoneExist`, `….resource.subject.reference`).
@@ -197,14 +198,18 @@ def bundle_invariant_issues(bundle: dict) -> list[Issue]:
     return issues
 
 
-def checked_entry(index: int, raw: object, base_url: str, envelope: Mapping[int, FHIRError]) -> Entry:
+def checked_entry(index: int, raw: object, base_url: str, envelope: Mapping[int, FHIRError], *,
+                  transaction: bool) -> Entry:
     """An entry of a batch or transaction, parsed and its resource validated, or the FHIRError that fails
-    it; `envelope`: the Bundle's envelope_errors, whose entry elements parse_entry takes as checked."""
+    it; `envelope`: the Bundle's envelope_errors, whose entry elements parse_entry takes as checked.
+    Conditional references are resolved "in a transaction (and only in a transaction)" (http.html
+    #trules): in a batch entry one is refused as in a create or update of its own."""
     failure = envelope.get(index)
     if failure is not None:
         raise failure
     entry = parse_entry(index, raw, base_url)
-    _validate_entry(entry)
+    if entry.resource is not None:
+        entry.warnings = validate_for_write(entry.resource, entry.resource_type, conditional_references=transaction)
     return entry
 
 
@@ -278,11 +283,11 @@ class BundleService:
     def entry_errors(self, bundle: object) -> list[tuple[int, FHIRError]]:
         """What processing `bundle` would refuse before writing, entry by entry (a dry run: all of them,
         where a transaction stops at the first); a Bundle-level error is raised."""
-        _kind, raw_entries, envelope = self._opened(bundle)
+        kind, raw_entries, envelope = self._opened(bundle)
         errors = []
         for i, raw in enumerate(raw_entries):
             try:
-                checked_entry(i, raw, "", envelope)
+                checked_entry(i, raw, "", envelope, transaction=kind == "transaction")
             except FHIRError as exc:
                 errors.append((i, exc))
         return errors
@@ -310,7 +315,7 @@ class BundleService:
         entries = []
         for i, raw in enumerate(raw_entries):
             try:
-                entry = checked_entry(i, raw, base_url, envelope)
+                entry = checked_entry(i, raw, base_url, envelope, transaction=True)
                 if entry.other is not None and entry.other.writes:
                     raise bad_request(f"${entry.other.name} writes in its own transaction, which cannot run inside "
                                       f"this transaction's unit of work: send it on its own or in a batch",
@@ -381,7 +386,7 @@ class BundleService:
         entries: list[Entry | FHIRError] = []
         for i, raw in enumerate(raw_entries):
             try:
-                entries.append(checked_entry(i, raw, base_url, envelope))
+                entries.append(checked_entry(i, raw, base_url, envelope, transaction=False))
             except FHIRError as exc:
                 entries.append(exc)
         claims = self._batch_claims(entries, base_url)
@@ -458,6 +463,7 @@ class BundleService:
         with self.db.write() as conn, rs.deferred_rule_checks(conn) as queue:
             writer = _Writer(self.resources, conn, base_url, claims)
             writer.batch_placeholders = siblings
+            writer.resolves_conditional = False
             if entry.method == "DELETE":
                 result = writer.delete(entry)
             else:
@@ -485,6 +491,7 @@ class _Writer:
         self.references: dict[str, str] = {}  # fullUrl -> Type/id, for Reference.reference
         self.links = NO_LINK_TARGETS  # for uri-typed elements and narrative links (_link_targets)
         self.batch_placeholders: dict[str, int] = {}  # in a batch: placeholder fullUrl -> entry index
+        self.resolves_conditional = True  # a batch entry's links stay as sent (checked_entry)
         self._conditional: dict[str, str] = {}
         self._creating: dict[str, int] = {}  # criteria key (ifNoneExist, conditional update) -> the entry creating under it
         self._pending: list[tuple[StoredVersion, dict]] = []
@@ -722,7 +729,7 @@ class _Writer:
         target = self.references.get(ref)
         if target is not None:
             return target
-        if "?" in ref and not ref.startswith("#"):
+        if "?" in ref and not ref.startswith("#") and self.resolves_conditional:
             return self.conditional(ref)
         if is_placeholder(ref):
             sibling = self.batch_placeholders.get(ref)
@@ -924,11 +931,6 @@ def _patch_of(resource: object) -> tuple[Any, str]:
         return parse_json(data), JSON_PATCH
     raise bad_request("A PATCH entry carries a Parameters (FHIRPath Patch) or a Binary (JSON Patch) resource",
                       "resource")
-
-
-def _validate_entry(entry: Entry) -> None:
-    if entry.resource is not None:
-        entry.warnings = validate_for_write(entry.resource, entry.resource_type, conditional_references=True)
 
 
 # A relative reference, [type]/[id] (references.html#regex)

@@ -55,6 +55,26 @@ def test_a_batch_entry_naming_no_fullurl_of_the_bundle_is_still_not_found(client
     assert_points_into(bundle, outcome, "Bundle.entry[1].resource.subject.reference")
 
 
+def test_a_batch_entry_with_a_conditional_reference_is_refused_as_a_create_of_its_own_is(client):
+    """http.html#trules: conditional references are resolved "in a transaction (and only in a
+    transaction)"; the same entry in a transaction resolves."""
+    known = client.post("/fhir/Patient", json={**patient(), "identifier": [{"system": "urn:mrn", "value": "77"}]}).json()
+    entry = observation(subject={"reference": "Patient?identifier=urn:mrn|77"})
+    bundle = tx(post(entry), kind="batch")
+    [answer] = post_bundle(client, bundle).json()["entry"]
+    assert answer["response"]["status"] == "400"
+    outcome = answer["response"]["outcome"]
+    assert "only a transaction resolves" in outcome["issue"][0]["diagnostics"]
+    assert_points_into(bundle, outcome, "Bundle.entry[0].resource.subject.reference")
+    assert client.post("/fhir/Observation", json=entry).status_code == 400  # as on its own
+    assert client.get("/fhir/Observation?_summary=count").json()["total"] == 0
+    [created] = post_bundle(client, tx(post(entry))).json()["entry"]
+    assert created["response"]["status"] == "201 Created", created
+    location = created["response"]["location"]
+    stored = client.get(f"/fhir/{location[location.index('Observation/'):]}").json()
+    assert stored["subject"]["reference"] == f"Patient/{known['id']}"
+
+
 @pytest.mark.parametrize("resource,expected", [
     (observation(subject={"reference": UNKNOWN}), "Bundle.entry[1].resource.subject.reference"),
     (observation(subject={"reference": "Patient?identifier=urn:none|0"}), "Bundle.entry[1].resource.subject.reference"),
