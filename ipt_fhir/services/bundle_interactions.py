@@ -59,10 +59,14 @@ _OPERATIONS: dict[tuple[str, str, str], tuple[str, ...]] = {
     ("instance", "Patient", "everything"): ("GET", "POST"),  # search_routes
     ("instance", "CarePlan", "ipt-progress"): ("GET", "POST"),  # ipt_routes (affectsState false: both)
     ("instance", "PlanDefinition", "apply"): ("GET", "POST"),
-    ("system", "", "meta"): ("GET", "POST"),  # meta_routes ($meta-add and $meta-delete: standalone only)
+    ("system", "", "meta"): ("GET", "POST"),  # meta_routes
     ("type", "*", "meta"): ("GET", "POST"),
     ("instance", "*", "meta"): ("GET", "POST"),
+    ("instance", "*", "meta-add"): ("POST",),
+    ("instance", "*", "meta-delete"): ("POST",),
 }
+# Operations also served on a version, [type]/[id]/_history/[vid]/$name (meta_routes)
+_VERSION_OPERATIONS = frozenset({"meta", "meta-add", "meta-delete"})
 _BULK = frozenset({"export", "import", "export-poll-status", "import-poll-status", "export-file", "import-file"})
 NON_PARAMS = ("_format", "_pretty")  # formatting of the answer, not parameters of the interaction
 
@@ -78,6 +82,7 @@ class OtherRequest:
     name: str | None = None  # the operation, without "$"
     params: list[tuple[str, str]] = field(default_factory=list)
     body: object = None
+    version_id: str | None = None  # an operation on a version: [type]/[id]/_history/[vid]/$name
     parsed: Any = None  # $apply: the ApplyRequest
     writes: bool = False
 
@@ -122,7 +127,10 @@ def parse_other(method: str, segments: list[str], params: list[tuple[str, str]],
         raise bad_request(f"${name} is an asynchronous bulk data request (202 Accepted and polling, with "
                           f"Prefer: respond-async, which a Bundle entry cannot carry): send it on its own",
                           "request.url", code="not-supported")
-    if dollar[0] != len(segments) - 1 or len(segments) > 3:
+    version_id = None
+    if len(segments) == 5 and segments[2] == "_history" and dollar[0] == 4 and name in _VERSION_OPERATIONS:
+        version_id, segments = segments[3], [segments[0], segments[1], segments[4]]
+    elif dollar[0] != len(segments) - 1 or len(segments) > 3:
         raise _endpoint_error(404, method, base_path, path)
     level = {1: "system", 2: "type", 3: "instance"}[len(segments)]
     resource_type = segments[0] if len(segments) > 1 else None
@@ -132,7 +140,7 @@ def parse_other(method: str, segments: list[str], params: list[tuple[str, str]],
         raise _endpoint_error(404, method, base_path, path)
     if method not in methods:
         raise _endpoint_error(405, method, base_path, path, methods)
-    other = OtherRequest("operation", method, resource_type, resource_id, name, params, resource)
+    other = OtherRequest("operation", method, resource_type, resource_id, name, params, resource, version_id)
     if name == "apply":
         from ipt_fhir.domain.apply import parse_apply_parameters
 
@@ -256,13 +264,20 @@ class EntryInteractions:
                 other.params, base_url=base_url, resource_type=other.resource_type, resource_id=other.resource_id)
         guard.require_operation(other.resource_type, other.resource_id, db)
         name, resource_type, resource_id = other.name, other.resource_type, other.resource_id
-        if name == "meta":
+        if name in _VERSION_OPERATIONS:  # $meta, $meta-add, $meta-delete: services/meta_operations.py
             from ipt_fhir.services.meta_operations import MetaOperations, meta_parameters
 
-            if other.method == "POST" and _parameters_of(other.body):
-                raise bad_request("$meta takes no parameters", "request.url", code="not-supported")
             operations = MetaOperations(db)
-            meta = operations.instance(resource_type, resource_id) if resource_id else operations.in_use(resource_type)
+            if name == "meta-add":
+                meta = operations.add(resource_type, resource_id, other.body, other.version_id)
+            elif name == "meta-delete":
+                meta = operations.delete(resource_type, resource_id, other.body, other.version_id)
+            elif other.method == "POST" and _parameters_of(other.body):
+                raise bad_request("$meta takes no parameters", "request.url", code="not-supported")
+            elif resource_id:
+                meta = operations.instance(resource_type, resource_id, other.version_id)
+            else:
+                meta = operations.in_use(resource_type)
             return dump_json(meta_parameters(meta))
         assert resource_type is not None
         if name == "validate":

@@ -155,6 +155,31 @@ def test_meta_entries_in_a_batch(client, patient):
     assert answers[1] == answers[2] == {"tag": [{"system": "urn:clinic:tags", "code": "intake"}]}
 
 
+def test_meta_changes_in_bundles(client, patient):
+    """In a batch an entry changes meta on its own; in a transaction, in its unit of work, after the
+    transaction's writes (operations run with the reads), so a failing entry undoes it too."""
+    pid = patient["id"]
+    label = {"system": "urn:clinic:tags", "code": "batched"}
+    r = client.post("/fhir", json={"resourceType": "Bundle", "type": "batch", "entry": [
+        {"request": {"method": "POST", "url": f"Patient/{pid}/$meta-add"}, "resource": _meta(tag=[label])},
+        {"request": {"method": "GET", "url": f"Patient/{pid}/_history/1/$meta"}},
+        {"request": {"method": "GET", "url": f"Patient/{pid}/$meta-add"}}]})
+    added, version, refused = r.json()["entry"]
+    assert label in added["resource"]["parameter"][0]["valueMeta"]["tag"]
+    assert version["resource"]["parameter"][0]["valueMeta"] == client.get(f"/fhir/Patient/{pid}").json()["meta"]
+    assert refused["response"]["status"].startswith("405")
+    failing = client.post("/fhir", json={"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"request": {"method": "POST", "url": f"Patient/{pid}/$meta-delete"}, "resource": _meta(tag=[label])},
+        {"request": {"method": "PUT", "url": "Patient/x"}, "resource": {"resourceType": "Patient", "id": "y"}}]})
+    assert failing.status_code == 400
+    assert label in client.get(f"/fhir/Patient/{pid}").json()["meta"]["tag"]
+    done = client.post("/fhir", json={"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"request": {"method": "POST", "url": f"Patient/{pid}/$meta-delete"}, "resource": _meta(tag=[label])}]})
+    assert done.status_code == 200, done.text
+    assert label not in client.get(f"/fhir/Patient/{pid}").json()["meta"]["tag"]
+    assert client.get(f"/fhir/Patient/{pid}").headers["etag"] == 'W/"1"'
+
+
 def test_the_capability_statement_names_the_operations(client):
     rest = client.get("/fhir/metadata").json()["rest"][0]
     patient = next(r for r in rest["resource"] if r["type"] == "Patient")
