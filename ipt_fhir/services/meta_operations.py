@@ -18,6 +18,7 @@ from ipt_fhir.fhir.outcome import FHIRError, bad_request, gone, not_found, read_
 from ipt_fhir.fhir.resource_types import REST_TYPES, require_rest_type
 from ipt_fhir.fhir.validation import validate_resource
 from ipt_fhir.security import audit, context, guard
+from ipt_fhir.security.labels import SENSITIVE_LABELS
 from ipt_fhir.services import write_hooks
 from ipt_fhir.services.ipt import conformance
 from ipt_fhir.services.resources import ResourceService, version_number
@@ -127,14 +128,17 @@ class MetaOperations:
     def in_use(self, resource_type: str | None) -> dict:
         """$meta on a type, or with None on the server: the profiles, tags and security labels its resources
         carry. Under patient/ scopes this would tell about other patients' resources: it needs search
-        scopes that are not confined to a compartment."""
+        scopes that are not confined to a compartment; without the sensitive scope, resources labelled
+        sensitive do not count, as in a search."""
         if resource_type is not None:
             require_rest_type(resource_type)
         types = [resource_type] if resource_type else None
+        hidden: tuple[tuple[str, str], ...] = ()
         if not context.current().unrestricted:
-            types = self._unconfined_types(types)
+            types, hide_sensitive = self._unconfined_types(types)
+            hidden = tuple(SENSITIVE_LABELS) if hide_sensitive else ()
         with self.db.read() as conn:
-            profiles, tags, labels = meta_in_use(conn, types)
+            profiles, tags, labels = meta_in_use(conn, types, hidden)
         meta: dict = {}
         _set_list(meta, "profile", profiles)
         _set_list(meta, "tag", [_coding(s, c) for s, c in tags])
@@ -142,12 +146,14 @@ class MetaOperations:
         return meta
 
     @staticmethod
-    def _unconfined_types(types: list[str] | None) -> list[str]:
-        allowed, confined, _ = guard.search_confinement(types or sorted(REST_TYPES))
+    def _unconfined_types(types: list[str] | None) -> tuple[list[str], bool]:
+        """The types the token may search, and whether sensitive-labelled resources must not count (as a
+        search excludes them)."""
+        allowed, confined, hide_sensitive = guard.search_confinement(types or sorted(REST_TYPES))
         if confined:
             raise guard.forbidden("$meta on a type or the server reads every resource's labels: patient/ "
                                   "scopes cannot grant it")
-        return allowed
+        return allowed, hide_sensitive
 
     def add(self, resource_type: str, resource_id: str, body: object, version_id: str | None = None) -> dict:
         return self._change(resource_type, resource_id, version_id, meta_input(body), added)

@@ -198,6 +198,10 @@ def test_meta_operations_answer_to_scopes_and_labels(secure_client, keys):
     assert c.post(f"{url}/$meta-add", json=label, headers=keys.headers("user/*.cruds")).status_code == 403
     assert c.post(f"{url}/$meta-add", json=label, headers=keys.headers(ADMIN)).status_code == 200
     assert c.get(f"{url}/$meta", headers=keys.headers("user/*.rs")).status_code == 403  # now sensitive
+    in_use = c.get("/fhir/Observation/$meta", headers=keys.headers("user/*.rs")).json()["parameter"][0]["valueMeta"]
+    assert PSYTHPN not in in_use.get("security", [])  # a search would not show it either
+    in_use = c.get("/fhir/Observation/$meta", headers=keys.headers(ADMIN)).json()["parameter"][0]["valueMeta"]
+    assert PSYTHPN in in_use["security"]
     assert c.post(f"{url}/$meta-delete", json=label, headers=keys.headers("user/*.cruds")).status_code == 403
     assert c.post(f"{url}/$meta-delete", json=label, headers=keys.headers(ADMIN)).status_code == 200
     confined = keys.headers("patient/*.rs", patient=p["id"])
