@@ -96,6 +96,7 @@ class Entry:
     warnings: list[Issue] = field(default_factory=list)
     target_id: str | None = None  # the id this entry writes, known before any POST/PUT is written
     existing: bool = False  # POST with ifNoneExist that matched: nothing is written
+    published: StoredVersion | None = None  # ... and what it matched is served from memory (IPT conformance)
     creation: Creation | None = None  # what an entry that creates under criteria claims (settle_target)
     patch_body: Any = None
     patch_type: str = ""
@@ -246,6 +247,16 @@ def _entry_expression(prefix: str, expression: str) -> str:
     if head in _ENTRY_ELEMENTS:
         return f"{prefix}.{expression}"
     return prefix  # names nothing of the entry (a search parameter, say): the entry itself
+
+
+def _refuse_published(entry: Entry) -> None:
+    """A conditional PUT, PATCH or DELETE entry matching a resource served from memory is refused, as the
+    same request on its own is (services/resources.py refuse_published)."""
+    assert entry.criteria is not None
+    try:
+        rs.refuse_published(entry.resource_type, entry.criteria)
+    except FHIRError as exc:
+        raise _located(exc, "request.url") from None
 
 
 def _server_conformance(resource_type: str, resource_id: str) -> StoredVersion | None:
@@ -553,6 +564,7 @@ class _Writer:
     def delete(self, entry: Entry) -> EntryResult:
         self.flush()
         if entry.criteria is not None:
+            _refuse_published(entry)
             ids = self.find(entry.resource_type, entry.criteria, "request.url")
             self.claims.claim(entry, ids)  # the criteria may match otherwise than before the first write
             self.svc.delete_matches_in(self.conn, entry.resource_type, ids, entry.if_match)
@@ -564,20 +576,23 @@ class _Writer:
     def settle_target(self, entry: Entry) -> None:
         # Settled afresh on every run: a batch runs an entry again after it lost a race, and then the
         # criteria match what the winner created.
-        entry.existing, entry.creation = False, None
+        entry.existing, entry.creation, entry.published = False, None, None
         if entry.method == "POST":
             if entry.if_none_exist:
                 where = "request.ifNoneExist"
-                matches = self.find(entry.resource_type, entry.if_none_exist, where)
+                published = rs.published_matches(entry.resource_type, entry.if_none_exist)
+                matches = self.find(entry.resource_type, entry.if_none_exist, where) + [v.id for v in published]
                 if len(matches) > 1:
                     raise _located(precondition_failed(
                         f"ifNoneExist criteria match {len(matches)} {entry.resource_type} resources"), where)
                 if matches:
                     entry.target_id, entry.existing = matches[0], True
+                    entry.published = published[0] if published else None
                     return
                 self._one_create_per_criteria(entry, entry.if_none_exist, where)
             entry.target_id = new_resource_id()
         elif entry.criteria is not None:  # conditional PUT / PATCH
+            _refuse_published(entry)
             matches = self.find(entry.resource_type, entry.criteria, "request.url")
             if len(matches) > 1:
                 raise _located(precondition_failed(
@@ -657,7 +672,7 @@ class _Writer:
         resource = self.rewrite(entry)
         if entry.method == "POST":
             if entry.existing:
-                stored = repo.current(conn, entry.resource_type, entry.target_id)
+                stored = entry.published or repo.current(conn, entry.resource_type, entry.target_id)
                 assert stored is not None
                 guard.check_resource("read", entry.resource_type, stored.content)  # security
                 return EntryResult(200, stored, issues=list(entry.warnings))

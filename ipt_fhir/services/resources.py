@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl
 from sqlalchemy.engine import Connection
 
 from ipt_fhir.fhir.jsonio import dump_json, load_stored
-from ipt_fhir.fhir.outcome import FHIRError, Issue, bad_request, conflict, gone, not_found, precondition_failed
+from ipt_fhir.fhir.outcome import FHIRError, Issue, bad_request, conflict, gone, not_found, precondition_failed, read_only
 from ipt_fhir.fhir.patch import apply_patch
 from ipt_fhir.fhir.resource_types import require_rest_type
 from ipt_fhir.security import audit, guard
@@ -226,6 +226,22 @@ def _check_body_type(body: object, resource_type: str) -> dict:
     return body
 
 
+def published_matches(resource_type: str, criteria: list[tuple[str, str]]) -> list[StoredVersion]:
+    """The IPT conformance resources served from memory that conditional criteria match (they are
+    resources of this server too, though never in the store)."""
+    from ipt_fhir.services.ipt import conformance  # the IPT layer builds on this module
+
+    return conformance.published_matches(resource_type, criteria)
+
+
+def refuse_published(resource_type: str, criteria: list[tuple[str, str]]) -> None:
+    """A conditional update, patch or delete whose criteria match a resource served from memory would
+    change it: refused as a write to its id is (405)."""
+    for v in published_matches(resource_type, criteria):
+        raise read_only(f"The criteria match {resource_type}/{v.id}, which this server publishes read-only",
+                        resource_type)
+
+
 def criteria_key(resource_type: str, criteria: list[tuple[str, str]]) -> str:
     """The conditional-create key of parsed criteria (parse_criteria): REST and Bundle entries claim the same."""
     # empty parameters select nothing (search.html: ignored), so `identifier=x&family=` is `identifier=x`
@@ -299,6 +315,14 @@ class ResourceService:
 
     def _conditional_create(self, resource_type: str, resource: dict, warnings: list[Issue],
                             criteria: list[tuple[str, str]], base_url: str) -> WriteResult:
+        published = published_matches(resource_type, criteria)
+        if published:  # one of the IPT resources served from memory: the store may match too
+            with self.db.read() as conn:
+                stored = find_ids(conn, resource_type, criteria, base_url)
+            if len(published) + len(stored) > 1:
+                raise precondition_failed(f"If-None-Exist criteria match {len(published) + len(stored)} "
+                                          f"{resource_type} resources")
+            return WriteResult(200, published[0], warnings)
         key = criteria_key(resource_type, criteria)
         for _attempt in range(RACE_ATTEMPTS):
             try:
@@ -367,6 +391,7 @@ class ResourceService:
         resource = _check_body_type(body, resource_type)
         warnings = validate_for_write(resource, resource_type)
         criteria = parse_criteria(criteria)
+        refuse_published(resource_type, criteria)
         key = criteria_key(resource_type, criteria)
         for _attempt in range(RACE_ATTEMPTS):
             try:
@@ -439,6 +464,7 @@ class ResourceService:
     def conditional_patch(self, resource_type: str, criteria: list[tuple[str, str]], patch_body: object,
                           content_type: str, *, if_match: Versions | None = None, base_url: str = "") -> WriteResult:
         require_rest_type(resource_type)
+        refuse_published(resource_type, parse_criteria(criteria))
         with self.db.write() as conn:
             matches = find_ids(conn, resource_type, parse_criteria(criteria), base_url)
             if not matches:
@@ -481,6 +507,7 @@ class ResourceService:
                            if_match: Versions | None = None, base_url: str = "") -> DeleteResult:
         """conditionalDelete = multiple: every match is deleted, in one unit of work."""
         require_rest_type(resource_type)
+        refuse_published(resource_type, parse_criteria(criteria))
         with self.db.write() as conn:
             ids = find_ids(conn, resource_type, parse_criteria(criteria), base_url)
             return DeleteResult(self._delete_matches_in(conn, resource_type, ids, if_match))

@@ -149,3 +149,32 @@ def test_the_apply_definition_the_capability_statement_names_describes_what_appl
                         params={"subject": "Patient/p1", "start": "2025-01-06", "weekday": "mon"})
     assert result.status_code == 200, result.text
     assert result.json()["resourceType"] == "Bundle"
+
+
+def test_conditional_interactions_see_the_published_resources(client):
+    """Criteria that match a resource served from memory: a conditional create answers with it (200),
+    nothing is stored; a conditional update, patch or delete would change it and is refused (405), as a
+    write to its id is; in Bundles alike."""
+    url = f"{BASE}/CodeSystem/ipt-phase"
+    body = {"resourceType": "CodeSystem", "url": url, "status": "active", "content": "complete"}
+    created = client.post("/fhir/CodeSystem", json=body, headers={"If-None-Exist": f"url={url}"})
+    assert created.status_code == 200, created.text
+    assert created.json()["id"] == "ipt-phase" and created.headers["location"].endswith("/CodeSystem/ipt-phase/_history/1")
+    assert client.get(f"/fhir/CodeSystem?url={url}").json()["total"] == 1  # nothing stored beside it
+    assert client.put(f"/fhir/CodeSystem?url={url}", json=body).status_code == 405
+    patch = [{"op": "replace", "path": "/status", "value": "retired"}]
+    assert client.patch(f"/fhir/CodeSystem?url={url}", json=patch,
+                        headers={"Content-Type": "application/json-patch+json"}).status_code == 405
+    assert client.delete(f"/fhir/CodeSystem?url={url}").status_code == 405
+    assert client.get("/fhir/CodeSystem/ipt-phase").json()["status"] == "active"
+
+    r = client.post("/fhir", json={"resourceType": "Bundle", "type": "batch", "entry": [
+        {"resource": body, "request": {"method": "POST", "url": "CodeSystem", "ifNoneExist": f"url={url}"}},
+        {"resource": body, "request": {"method": "PUT", "url": f"CodeSystem?url={url}"}},
+        {"request": {"method": "DELETE", "url": f"CodeSystem?url={url}"}}]})
+    found, update, delete = r.json()["entry"]
+    assert found["response"]["status"] == "200 OK" and found["resource"]["id"] == "ipt-phase"
+    for refused in (update, delete):
+        assert refused["response"]["status"].startswith("405"), refused
+        assert refused["response"]["outcome"]["issue"][0]["expression"][0].endswith("request.url")
+    assert client.get(f"/fhir/CodeSystem?url={url}").json()["total"] == 1

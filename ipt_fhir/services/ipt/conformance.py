@@ -166,3 +166,12 @@ def install(canonical_base: str) -> ConformanceRegistry:
 
 def active() -> ConformanceRegistry | None:
     return _active
+
+
+def published_matches(resource_type: str, criteria: list[tuple[str, str]]) -> list[StoredVersion]:
+    """The resources this server publishes from memory that the criteria of a conditional create,
+    update, patch or delete match. [] when none is served, the type is none of theirs, or a criterion
+    cannot be evaluated here (the store alone answers then, as for any other type)."""
+    reg = _active
+    found = reg.search(resource_type, criteria) if reg is not None else None
+    return [v for r in found or [] if (v := reg.version(resource_type, r["id"])) is not None]  # type: ignore[union-attr]
