@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 from ipt_fhir.domain.canonical import split_reference
 from ipt_fhir.fhir.dates import since_param
 from ipt_fhir.fhir.outcome import bad_request, not_found
+from ipt_fhir.fhir.references import on_this_server
 from ipt_fhir.fhir.resource_types import REST_TYPES
 from ipt_fhir.security.compartment import compartment_types
 from ipt_fhir.services import resources as rs
@@ -119,10 +120,9 @@ def _named_patient(value: str, base_url: str) -> str:
     reference = value.strip()
     if "/" not in reference:
         return reference
-    own = base_url.rstrip("/") + "/" if base_url else None
-    local = reference[len(own):] if own and reference.startswith(own) else reference
-    if "://" in local:  # another server's: a Patient URL is kept whole
-        parts = split_reference(local)
+    local = on_this_server(reference, base_url)
+    if local is None:  # another server's: a Patient URL is kept whole
+        parts = split_reference(reference)
         if parts is None or parts[0] != "Patient" or not parts[1]:
             raise bad_request(f"patient {reference!r} is not a reference to a Patient", "patient")
         return reference
