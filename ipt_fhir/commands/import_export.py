@@ -13,12 +13,15 @@ import json
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+
+if TYPE_CHECKING:  # imported where used: the CLI starts without the server's modules
+    from ipt_fhir.fhir.outcome import FHIRError
 
 console = Console(stderr=True)
 
@@ -106,6 +109,13 @@ def import_command(
         raise typer.Exit(1)
 
 
+def _entry_failure(index: int, exc: FHIRError) -> str:
+    """`entry i: status: diagnostics`, the entry named once: an error of the Bundle's own elements carries
+    its `Bundle.entry[i]: ` location in its diagnostics already (bundle_processing.entry_error)."""
+    prefix = f"Bundle.entry[{index}]: "
+    return f"entry {index}: {exc.status}: " + "; ".join(i.diagnostics.removeprefix(prefix) for i in exc.issues)
+
+
 def _import_local(database_url, bundles, ndjson, dry_run, batch, summary, errors, advance) -> None:  # noqa: ANN001
     from ipt_fhir.fhir.jsonio import parse_json
     from ipt_fhir.fhir.outcome import FHIRError
@@ -130,7 +140,7 @@ def _import_local(database_url, bundles, ndjson, dry_run, batch, summary, errors
                     raise FHIRError.of(400, "structure", "not a Bundle (single resources go in NDJSON)")
                 if dry_run:  # the checks of a real import, entry by entry, without its writes
                     for i, exc in service.entry_errors(bundle):
-                        errors.setdefault(path.name, []).append(f"entry {i}: {exc}")
+                        errors.setdefault(path.name, []).append(_entry_failure(i, exc))
                 else:
                     service.process(bundle, base_url="", prefer="minimal", strict_search=False)
                 for e in entries:

@@ -132,7 +132,8 @@ def test_dry_run_refuses_what_the_import_would_refuse_entry_by_entry(tmp_path):
     _, err = proc.communicate(timeout=300)
     text = err.decode()
     assert proc.returncode == 1, text
-    assert "entry 1" in text and "bogus" in text and "entry 2" in text and "entry 0" not in text
+    assert "entry 1: 400: " in text and "bogus" in text and "entry 2: 400: " in text and "entry 0" not in text
+    assert "Bundle.entry[1]: " not in text and "(400," not in text  # each entry named once, no repr
     assert _counts(url)[0] == 0
 
 
