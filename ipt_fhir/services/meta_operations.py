@@ -32,9 +32,14 @@ from ipt_fhir.store.search_index import replace_index
 _CODED = ("tag", "security")  # Coding lists, a coding's identity being its system and code
 
 
+# FHIR JSON has no empty objects (json.html), and `return` is 1..1: when nothing is in use, the Meta says so.
+_NOTHING_IN_USE = {"extension": [{"url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason",
+                                  "valueCode": "not-applicable"}]}
+
+
 def meta_parameters(meta: dict) -> dict:
     """The operations' output: Parameters with `return` (Meta)."""
-    return {"resourceType": "Parameters", "parameter": [{"name": "return", "valueMeta": meta}]}
+    return {"resourceType": "Parameters", "parameter": [{"name": "return", "valueMeta": meta or _NOTHING_IN_USE}]}
 
 
 def meta_input(body: object) -> dict:

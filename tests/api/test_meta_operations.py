@@ -97,6 +97,16 @@ def test_meta_of_a_type_and_of_the_server_is_what_is_in_use(client, patient):
     assert _returned(client.get("/fhir/Observation/$meta")) == {"security": other["meta"]["security"]}
 
 
+def test_meta_of_a_type_with_nothing_in_use_is_still_valid_fhir(client):
+    """FHIR JSON has no empty objects and `return` is 1..1: an empty Meta says why it is empty."""
+    from ipt_fhir.fhir.validation import validate_resource
+
+    answer = client.get("/fhir/Goal/$meta").json()
+    assert [i for i in validate_resource(answer, expected_type="Parameters") if i.is_error] == []
+    meta = answer["parameter"][0]["valueMeta"]
+    assert set(meta) == {"extension"} and meta["extension"][0]["valueCode"] == "not-applicable"
+
+
 def test_meta_answers_as_read_for_unknown_and_deleted_resources(client, patient):
     assert client.get("/fhir/Patient/no-such-one/$meta").status_code == 404
     assert client.get(f"/fhir/Patient/{patient['id']}/_history/7/$meta").status_code == 404
