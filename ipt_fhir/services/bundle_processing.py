@@ -259,12 +259,6 @@ def _refuse_published(entry: Entry) -> None:
         raise _located(exc, "request.url") from None
 
 
-def _server_conformance(resource_type: str, resource_id: str) -> StoredVersion | None:
-    """One of the IPT profiles, code systems or protocols this server publishes from memory, as version 1."""
-    registry = conformance.active()
-    return registry.version(resource_type, resource_id) if registry is not None else None
-
-
 def _located(exc: FHIRError, expression: str) -> FHIRError:
     """`exc` about `expression` of the entry. Search errors name the parameter, which is no element:
     the element is the one that holds the criteria."""
@@ -707,7 +701,7 @@ class _Writer:
             return EntryResult(200, content=body if with_body else None, location=False)
         try:  # the server's own conformance resources are served ahead of the store, as on GET [type]/[id]
             stored = self.svc.read_in(self.conn, entry.resource_type, entry.resource_id, entry.version,
-                                      published=_server_conformance(entry.resource_type, entry.resource_id))
+                                      published=conformance.published(entry.resource_type, entry.resource_id))
         except FHIRError as exc:
             raise _located(exc, "request.url") from None
         if rs.unchanged(stored, entry.if_none_match, entry.if_modified_since):  # as GET with the headers

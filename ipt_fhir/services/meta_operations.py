@@ -127,7 +127,7 @@ class MetaOperations:
         require_rest_type(resource_type)
         with self.db.read() as conn:
             stored = ResourceService.read_in(conn, resource_type, resource_id, version_id,
-                                             published=_published(resource_type, resource_id))
+                                             published=conformance.published(resource_type, resource_id))
         return load_stored(stored.content).get("meta") or {}
 
     def in_use(self, resource_type: str | None) -> dict:
@@ -168,7 +168,7 @@ class MetaOperations:
 
     def _change(self, resource_type: str, resource_id: str, version_id: str | None, given: dict, change) -> dict:  # noqa: ANN001
         require_rest_type(resource_type)
-        if _published(resource_type, resource_id) is not None:
+        if conformance.published(resource_type, resource_id) is not None:
             raise read_only(f"{resource_type}/{resource_id} is published by this server and is read-only",
                             resource_type)
         guard.require("update", resource_type)  # before the lookup: no answer tells a caller what exists
@@ -215,12 +215,6 @@ class MetaOperations:
             for hook in write_hooks.registered():
                 hook.after_write(conn, change)
         audit.record_write(conn, "operation", resource_type, resource_id, target.version_id, doc, previous)
-
-
-def _published(resource_type: str, resource_id: str) -> StoredVersion | None:
-    """One of the IPT profiles, code systems or protocols this server publishes from memory."""
-    registry = conformance.active()
-    return registry.version(resource_type, resource_id) if registry is not None else None
 
 
 def _coding(system: str | None, code: str | None) -> dict:

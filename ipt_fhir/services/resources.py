@@ -237,9 +237,10 @@ def published_matches(resource_type: str, criteria: list[tuple[str, str]]) -> li
 def refuse_published(resource_type: str, criteria: list[tuple[str, str]]) -> None:
     """A conditional update, patch or delete whose criteria match a resource served from memory would
     change it: refused as a write to its id is (405)."""
-    for v in published_matches(resource_type, criteria):
-        raise read_only(f"The criteria match {resource_type}/{v.id}, which this server publishes read-only",
-                        resource_type)
+    matches = published_matches(resource_type, criteria)
+    if matches:
+        raise read_only(f"The criteria match {resource_type}/{matches[0].id}, which this server publishes "
+                        "read-only", resource_type)
 
 
 def criteria_key(resource_type: str, criteria: list[tuple[str, str]]) -> str:

@@ -168,10 +168,15 @@ def active() -> ConformanceRegistry | None:
     return _active
 
 
+def published(resource_type: str, resource_id: str) -> StoredVersion | None:
+    """One of the IPT profiles, code systems or protocols the server publishes from memory, as version 1."""
+    return _active.version(resource_type, resource_id) if _active is not None else None
+
+
 def published_matches(resource_type: str, criteria: list[tuple[str, str]]) -> list[StoredVersion]:
     """The resources this server publishes from memory that the criteria of a conditional create,
     update, patch or delete match. [] when none is served, the type is none of theirs, or a criterion
     cannot be evaluated here (the store alone answers then, as for any other type)."""
-    reg = _active
-    found = reg.search(resource_type, criteria) if reg is not None else None
-    return [v for r in found or [] if (v := reg.version(resource_type, r["id"])) is not None]  # type: ignore[union-attr]
+    if _active is None:
+        return []
+    return [_active.version(resource_type, r["id"]) for r in _active.search(resource_type, criteria) or []]
