@@ -14,14 +14,14 @@ from __future__ import annotations
 from sqlalchemy.engine import Connection
 
 from ipt_fhir.fhir.jsonio import dump_json, load_stored
-from ipt_fhir.fhir.outcome import FHIRError, bad_request, gone, not_found, read_only
+from ipt_fhir.fhir.outcome import FHIRError, bad_request, read_only
 from ipt_fhir.fhir.resource_types import REST_TYPES, require_rest_type
 from ipt_fhir.fhir.validation import validate_resource
 from ipt_fhir.security import audit, context, guard
 from ipt_fhir.security.labels import SENSITIVE_LABELS
 from ipt_fhir.services import write_hooks
 from ipt_fhir.services.ipt import conformance
-from ipt_fhir.services.resources import ResourceService, version_number
+from ipt_fhir.services.resources import ResourceService, gone_version, stored_version
 from ipt_fhir.services.validation import validate_for_write
 from ipt_fhir.store import resources as repo
 from ipt_fhir.store.database import Database
@@ -173,19 +173,11 @@ class MetaOperations:
                             resource_type)
         guard.require("update", resource_type)  # before the lookup: no answer tells a caller what exists
         with self.db.write() as conn:
-            current = repo.current(conn, resource_type, resource_id, for_update=True)
-            target = current
-            if version_id is not None:
-                number = version_number(version_id)
-                target = None if number is None else repo.version(conn, resource_type, resource_id, number)
-            if target is None:
-                what = f"{resource_type}/{resource_id}"
-                raise not_found(f"{what} is not known" if current is None or version_id is None
-                                else f"version {version_id} of {what} is not known")
-            if target.deleted:  # as read and vread answer
-                err = gone(f"{resource_type}/{resource_id} was deleted")
-                err.headers["ETag"] = f'W/"{target.version_id}"'
-                raise err
+            current = repo.current(conn, resource_type, resource_id, for_update=True)  # PostgreSQL: locked
+            target = current if version_id is None and current is not None else \
+                stored_version(conn, resource_type, resource_id, version_id)  # 404 as read and vread
+            if target.deleted:
+                raise gone_version(target)
             previous = load_stored(target.content)
             meta = change(previous.get("meta") or {}, given)
             guard.check_resource("update", resource_type, previous)

@@ -279,21 +279,11 @@ class ResourceService:
         version 1), served instead of the store; the routes that serve only those pass no `conn`."""
         interaction = "read" if version_id is None else "vread"
         guard.require(interaction, resource_type)
-        if published is not None:
-            stored = published if version_id in (None, "1") else None
-        elif conn is None:  # nothing published, no store to look in
-            stored = None
-        elif version_id is None:
-            stored = repo.current(conn, resource_type, resource_id)
-        else:
-            number = version_number(version_id)
-            stored = None if number is None else repo.version(conn, resource_type, resource_id, number)
+        if published is None and conn is not None:
+            return _visible_read(interaction, stored_version(conn, resource_type, resource_id, version_id))
+        stored = published if published is not None and version_id in (None, "1") else None
         if stored is None:
-            what = f"{resource_type}/{resource_id}"
-            if version_id is not None and (published is not None or (
-                    conn is not None and repo.current(conn, resource_type, resource_id) is not None)):
-                what = f"version {version_id} of {what}"
-            raise not_found(f"{what} is not known")
+            raise _unknown(resource_type, resource_id, version_id, exists=published is not None)
         return _visible_read(interaction, stored)
 
     # --- create ----------------------------------------------------------------------------
@@ -458,7 +448,7 @@ class ResourceService:
             if current is None:
                 raise not_found(f"{resource_type}/{resource_id} is not known")
             if current.deleted:
-                raise _gone(current)
+                raise gone_version(current)
             return self._patch_in(conn, current, patch_body, content_type, if_match)
         return self.db.run_write(work)
 
@@ -683,13 +673,34 @@ def _check_client_id(resource_id: str, resource_type: str) -> None:
 def _visible_read(interaction: str, stored: StoredVersion) -> StoredVersion:
     """A version found by read or vread, if the caller may see it (410 if deleted); the read is audited."""
     if stored.deleted:
-        raise _gone(stored)
+        raise gone_version(stored)
     guard.check_resource(interaction, stored.resource_type, stored.content)
     audit.note_read(interaction, stored.resource_type, stored.id, stored.version_id)
     return stored
 
 
-def _gone(stored: StoredVersion) -> FHIRError:
+def stored_version(conn: Connection, resource_type: str, resource_id: str, version_id: str | None = None
+                   ) -> StoredVersion:
+    """The current version, or version `version_id`, from the store, deleted or not; a 404 as read and
+    vread answer when there is none."""
+    if version_id is None:
+        stored = repo.current(conn, resource_type, resource_id)
+    else:
+        number = version_number(version_id)
+        stored = None if number is None else repo.version(conn, resource_type, resource_id, number)
+    if stored is None:
+        raise _unknown(resource_type, resource_id, version_id, exists=version_id is not None and
+                       repo.current(conn, resource_type, resource_id) is not None)
+    return stored
+
+
+def _unknown(resource_type: str, resource_id: str, version_id: str | None, *, exists: bool) -> FHIRError:
+    """The 404 of a read or vread; `exists`: the resource does, only the version is unknown."""
+    what = f"{resource_type}/{resource_id}"
+    return not_found(f"{f'version {version_id} of ' if exists else ''}{what} is not known")
+
+
+def gone_version(stored: StoredVersion) -> FHIRError:
     err = gone(f"{stored.resource_type}/{stored.id} was deleted")
     err.headers["ETag"] = f'W/"{stored.version_id}"'
     return err
