@@ -8,9 +8,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from ipt_fhir.fhir.jsonio import dump_json
-from ipt_fhir.fhir.outcome import bad_request
-from ipt_fhir.fhir.parameters import primitive_parameters
-from ipt_fhir.services.meta_operations import MetaOperations, meta_parameters
+from ipt_fhir.services.meta_operations import MetaOperations, meta_parameters, no_parameters
 
 from . import rest_routes  # noqa: F401 - registers the `fhirsegment` path convertor used below
 from .body import read_json_body
@@ -25,11 +23,8 @@ def _operations(request: Request) -> MetaOperations:
 
 
 async def _no_parameters(request: Request) -> None:
-    """$meta takes no parameters: a POST body, if any, is a Parameters without any."""
     if request.method == "POST" and await request.body():
-        body, _ = await read_json_body(request)
-        for name, _value in primitive_parameters(body):
-            raise bad_request(f"$meta takes no parameters, got '{name}'", "Parameters.parameter", code="not-supported")
+        no_parameters((await read_json_body(request))[0])
 
 
 def _answer(request: Request, meta: dict) -> Response:

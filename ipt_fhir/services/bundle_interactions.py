@@ -265,19 +265,17 @@ class EntryInteractions:
         guard.require_operation(other.resource_type, other.resource_id, db)
         name, resource_type, resource_id = other.name, other.resource_type, other.resource_id
         if name in _VERSION_OPERATIONS:  # $meta, $meta-add, $meta-delete: services/meta_operations.py
-            from ipt_fhir.services.meta_operations import MetaOperations, meta_parameters
+            from ipt_fhir.services.meta_operations import MetaOperations, meta_parameters, no_parameters
 
             operations = MetaOperations(db)
             if name == "meta-add":
                 meta = operations.add(resource_type, resource_id, other.body, other.version_id)
             elif name == "meta-delete":
                 meta = operations.delete(resource_type, resource_id, other.body, other.version_id)
-            elif other.method == "POST" and _parameters_of(other.body):
-                raise bad_request("$meta takes no parameters", "request.url", code="not-supported")
-            elif resource_id:
-                meta = operations.instance(resource_type, resource_id, other.version_id)
             else:
-                meta = operations.in_use(resource_type)
+                no_parameters(other.body)
+                meta = operations.instance(resource_type, resource_id, other.version_id) if resource_id \
+                    else operations.in_use(resource_type)
             return dump_json(meta_parameters(meta))
         assert resource_type is not None
         if name == "validate":

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 
 from ipt_fhir.fhir.jsonio import dump_json, load_stored
 from ipt_fhir.fhir.outcome import FHIRError, bad_request, read_only
+from ipt_fhir.fhir.parameters import primitive_parameters
 from ipt_fhir.fhir.resource_types import REST_TYPES, require_rest_type
 from ipt_fhir.fhir.validation import validate_resource
 from ipt_fhir.security import audit, context, guard
@@ -40,6 +41,13 @@ _NOTHING_IN_USE = {"extension": [{"url": "http://hl7.org/fhir/StructureDefinitio
 def meta_parameters(meta: dict) -> dict:
     """The operations' output: Parameters with `return` (Meta)."""
     return {"resourceType": "Parameters", "parameter": [{"name": "return", "valueMeta": meta or _NOTHING_IN_USE}]}
+
+
+def no_parameters(body: object) -> None:
+    """$meta takes no parameters: a POST body, if any, is a Parameters without any."""
+    if body is not None:
+        for name, _value in primitive_parameters(body):
+            raise bad_request(f"$meta takes no parameters, got '{name}'", "Parameters.parameter", code="not-supported")
 
 
 def meta_input(body: object) -> dict:

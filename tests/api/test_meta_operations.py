@@ -36,6 +36,13 @@ def test_meta_of_a_resource_is_its_meta(client, patient):
     assert _returned(client.post(f"/fhir/Patient/{patient['id']}/$meta")) == patient["meta"]
     assert _returned(client.post(f"/fhir/Patient/{patient['id']}/_history/1/$meta",
                                  json={"resourceType": "Parameters"})) == patient["meta"]
+    with_one = {"resourceType": "Parameters", "parameter": [{"name": "x", "valueString": "y"}]}
+    refused = client.post(f"/fhir/Patient/{patient['id']}/$meta", json=with_one)
+    assert refused.status_code == 400 and "takes no parameters" in refused.text
+    in_batch = client.post("/fhir", json={"resourceType": "Bundle", "type": "batch", "entry": [
+        {"request": {"method": "POST", "url": f"Patient/{patient['id']}/$meta"}, "resource": with_one}]})
+    [entry] = in_batch.json()["entry"]
+    assert entry["response"]["status"] == "400" and "takes no parameters" in entry["response"]["outcome"]["issue"][0]["diagnostics"]
 
 
 def test_meta_add_keeps_the_version_and_reaches_search(client, patient):
