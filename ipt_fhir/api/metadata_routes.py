@@ -38,7 +38,7 @@ def capability_json(state, base_url: str) -> bytes:  # noqa: ANN001 - the app's 
 
 
 @lru_cache(maxsize=8)
-def _terminology(base_url: str, released: str, canonical_base: str) -> bytes:  # the IPT code systems' base
+def _terminology(base_url: str, released: str) -> bytes:
     from ipt_fhir.services.terminology_capability import terminology_capabilities
 
     return dump_json(terminology_capabilities(base_url, released=released))
@@ -47,7 +47,7 @@ def _terminology(base_url: str, released: str, canonical_base: str) -> bytes:  #
 def metadata_json(state, base_url: str, modes: list[str]) -> tuple[str, bytes]:  # noqa: ANN001 - app state
     """(resource type, JSON) of `GET metadata` with these `mode` values, for the route and Bundle entries."""
     if metadata_mode(modes) == "terminology":
-        return "TerminologyCapabilities", _terminology(base_url, state.started_at, state.settings.canonical_base)
+        return "TerminologyCapabilities", _terminology(base_url, state.started_at)
     return "CapabilityStatement", capability_json(state, base_url)
 
 

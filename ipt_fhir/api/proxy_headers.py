@@ -53,7 +53,7 @@ class ProxyHeadersMiddleware:
         self.trusted = TrustedProxies(trusted)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket"):
+        if scope["type"] == "http":  # the app serves no websockets
             headers = scope["headers"]
             if any(name.startswith(_FORWARDED_PREFIX) for name, _ in headers):  # most requests: none
                 client = scope.get("client")
@@ -73,7 +73,7 @@ class ProxyHeadersMiddleware:
             elif name == b"x-forwarded-for" and forwarded_for is None:
                 forwarded_for = value.decode("latin-1")
         if proto in ("http", "https"):
-            scope["scheme"] = proto if scope["type"] == "http" else {"http": "ws", "https": "wss"}[proto]
+            scope["scheme"] = proto
         client = self._client_of(forwarded_for) if forwarded_for else None
         if client:
             scope["client"] = (client, 0)
