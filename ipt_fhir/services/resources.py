@@ -455,9 +455,10 @@ class ResourceService:
     def conditional_patch(self, resource_type: str, criteria: list[tuple[str, str]], patch_body: object,
                           content_type: str, *, if_match: Versions | None = None, base_url: str = "") -> WriteResult:
         require_rest_type(resource_type)
-        refuse_published(resource_type, parse_criteria(criteria))
+        criteria = parse_criteria(criteria)
+        refuse_published(resource_type, criteria)
         with self.db.write() as conn:
-            matches = find_ids(conn, resource_type, parse_criteria(criteria), base_url)
+            matches = find_ids(conn, resource_type, criteria, base_url)
             if not matches:
                 raise not_found(f"No {resource_type} matches the criteria")
             if len(matches) > 1:
@@ -498,9 +499,10 @@ class ResourceService:
                            if_match: Versions | None = None, base_url: str = "") -> DeleteResult:
         """conditionalDelete = multiple: every match is deleted, in one unit of work."""
         require_rest_type(resource_type)
-        refuse_published(resource_type, parse_criteria(criteria))
+        criteria = parse_criteria(criteria)
+        refuse_published(resource_type, criteria)
         with self.db.write() as conn:
-            ids = find_ids(conn, resource_type, parse_criteria(criteria), base_url)
+            ids = find_ids(conn, resource_type, criteria, base_url)
             return DeleteResult(self._delete_matches_in(conn, resource_type, ids, if_match))
 
     def _delete_matches_in(self, conn: Connection, resource_type: str, ids: list[str],
