@@ -205,3 +205,18 @@ def test_the_capability_statement_names_the_operations(client):
     assert "meta" in {o["name"] for o in audit["operation"]}
     assert "meta-add" not in {o["name"] for o in audit["operation"]}
     assert "meta" in {o["name"] for o in rest["operation"]}
+
+
+def test_the_ipt_read_model_follows_a_meta_change(client):
+    """The IPT hooks run on $meta-add and $meta-delete of the current version: a plan that no longer
+    claims the IPT CarePlan profile has no progress, and claiming it again brings the progress back."""
+    from tests.ipt.helpers import load_world, progress
+
+    load_world(client)
+    assert progress(client, "plan")["sessionsPlanned"] > 0
+    profile = client.get("/fhir/CarePlan/plan").json()["meta"]["profile"]
+    assert IPT_CAREPLAN in profile
+    assert client.post("/fhir/CarePlan/plan/$meta-delete", json=_meta(profile=[IPT_CAREPLAN])).status_code == 200
+    assert client.get("/fhir/CarePlan/plan/$ipt-progress").status_code == 422
+    assert client.post("/fhir/CarePlan/plan/$meta-add", json=_meta(profile=[IPT_CAREPLAN])).status_code == 200
+    assert progress(client, "plan")["sessionsPlanned"] > 0
