@@ -62,15 +62,14 @@ def synthea_sample(n: int) -> list[bytes]:
     return raw[::step][:n]
 
 
-def resolved(value: Any) -> Any:
+def resolved(resource: dict) -> dict:
     """A resource as a transaction or $import writes it: its conditional references
-    (`Practitioner?identifier=...`, which only those resolve) pointing at a resource by id."""
-    if type(value) is dict:
-        return {k: (f"{v.split('?', 1)[0]}/resolved" if k == "reference" and type(v) is str and "?" in v
-                    else resolved(v)) for k, v in value.items()}
-    if type(value) is list:
-        return [resolved(v) for v in value]
-    return value
+    (`Practitioner?identifier=...`, which only those resolve) pointing at a resource by id, rewritten by
+    the same link walk the transaction uses."""
+    from ipt_fhir.services.placeholders import NO_LINK_TARGETS, rewrite_links
+
+    return rewrite_links(resource, lambda ref: f"{ref.split('?', 1)[0]}/resolved" if "?" in ref else None,
+                         NO_LINK_TARGETS)
 
 
 def walk(value: Any) -> int:
