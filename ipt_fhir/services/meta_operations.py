@@ -199,7 +199,10 @@ class MetaOperations:
 
     @staticmethod
     def _store(conn: Connection, target: StoredVersion, doc: dict, previous: dict, is_current: bool) -> None:
-        """Validate `doc` as an update would be, then write it over `target`."""
+        """Validate `doc` as an update would be, then write it over `target`. Not ResourceService's own
+        write steps: its rule checks are deferred inside a transaction, whose deferred checks have run by
+        the time its operation entries (these) run, and its indexing takes a version 1 for a new resource
+        whose rows are still to come."""
         resource_type, resource_id = target.resource_type, target.id
         validate_for_write(doc, resource_type)
         change = write_hooks.Change(resource_type, resource_id, "PATCH", doc, previous)
