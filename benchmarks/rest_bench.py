@@ -119,7 +119,8 @@ def main() -> None:
     procs = [
         start(uvicorn + ["benchmarks.bare_app:app", "--port", str(bare_port)] + UVICORN_OPTS, env),
         # as `ipt-fhir serve` runs it: the app writes its own Date header and reads proxy headers itself
-        # (observability.SERVER_OPTIONS)
+        # (observability.SERVER_OPTIONS); its HTTP protocol subclass, which only changes the answer to
+        # requests httptools cannot parse, cannot be named on uvicorn's command line
         start(uvicorn + ["ipt_fhir.app:create_app", "--factory", "--port", str(server_port), "--no-date-header",
                          "--no-proxy-headers"]
               + UVICORN_OPTS, env),

@@ -163,7 +163,9 @@ def render_metrics() -> tuple[bytes, str]:
 # second, so about half the responses of a write carried a Last-Modified (the write's own second) later
 # than their Date, which RFC 9110 8.8.2.1 forbids. `ipt-fhir serve` turns uvicorn's off (SERVER_OPTIONS).
 # So too its proxy headers: the app reads them itself, from trusted proxies only (api/proxy_headers.py).
-SERVER_OPTIONS = {"date_header": False, "server_header": False, "proxy_headers": False}
+# And requests it cannot parse get an OperationOutcome, not its plain text (http_protocol.py).
+SERVER_OPTIONS = {"date_header": False, "server_header": False, "proxy_headers": False,
+                  "http": "ipt_fhir.http_protocol:FhirHttpToolsProtocol"}
 
 
 class RequestContextMiddleware:

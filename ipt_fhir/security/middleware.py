@@ -60,7 +60,7 @@ def check_startup(settings: Settings, host: str | None = None) -> None:
         log.warning("HS256 development tokens are accepted (IPT_FHIR_JWT_HS256_SECRET)")
 
 
-_API_HEADER_BYTES = [(k.lower().encode(), v.encode()) for k, v in _API_HEADERS.items()]
+API_HEADER_BYTES = [(k.lower().encode(), v.encode()) for k, v in _API_HEADERS.items()]
 _NOSNIFF = (b"x-content-type-options", b"nosniff")
 
 
@@ -79,7 +79,7 @@ class SecurityMiddleware:
             return
         path = scope["path"]
         api = path.startswith(("/fhir", "/.well-known"))
-        extra = _API_HEADER_BYTES if api else [_NOSNIFF]
+        extra = API_HEADER_BYTES if api else [_NOSNIFF]
         collector = token = None
         if self.settings.audit_enabled and path.startswith("/fhir") and path != "/fhir/metadata" \
                 and scope["method"] != "OPTIONS":
