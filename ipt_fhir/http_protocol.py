@@ -49,7 +49,7 @@ class FhirHttpToolsProtocol(HttpToolsProtocol):
     _received = b""
 
     def data_received(self, data: bytes) -> None:
-        self._received = data
+        self._received = data[:64]  # the start of a request line is enough; a kept-alive connection holds no body
         super().data_received(data)
 
     def send_400_response(self, msg: str) -> None:
