@@ -118,11 +118,11 @@ def main() -> None:
                    capture_output=True)
     procs = [
         start(uvicorn + ["benchmarks.bare_app:app", "--port", str(bare_port)] + UVICORN_OPTS, env),
-        # as `ipt-fhir serve` runs it: the app writes its own Date header and reads proxy headers itself
-        # (observability.SERVER_OPTIONS); its HTTP protocol subclass, which only changes the answer to
-        # requests httptools cannot parse, cannot be named on uvicorn's command line
+        # as `ipt-fhir serve` runs it (observability.SERVER_OPTIONS): the app writes its own Date header
+        # and reads proxy headers itself, on uvicorn's httptools protocol with its own answer to requests
+        # that do not parse (http_protocol.py)
         start(uvicorn + ["ipt_fhir.app:create_app", "--factory", "--port", str(server_port), "--no-date-header",
-                         "--no-proxy-headers"]
+                         "--no-proxy-headers", "--http", "ipt_fhir.http_protocol:FhirHttpToolsProtocol"]
               + UVICORN_OPTS, env),
     ]
     try:

@@ -233,7 +233,8 @@ def start_server(url: str):  # noqa: ANN201
     server = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "benchmarks.search_bench:bench_app",
                                "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning",
                                # as `ipt-fhir serve` runs it (observability.SERVER_OPTIONS)
-                               "--no-date-header", "--no-proxy-headers"],
+                               "--no-date-header", "--no-proxy-headers",
+                               "--http", "ipt_fhir.http_protocol:FhirHttpToolsProtocol"],
                               env=env)
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
     for _ in range(300):
