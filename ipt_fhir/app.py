@@ -15,6 +15,7 @@ from ipt_fhir.api.security_deps import authorize
 from ipt_fhir.security import middleware as security
 from ipt_fhir.api.body_limit import BodyLimitMiddleware
 from ipt_fhir.api.proxy_headers import ProxyHeadersMiddleware
+from ipt_fhir.api.trailing_slash import TrailingSlashRoute
 from ipt_fhir.api.errors import install_error_handlers
 from ipt_fhir.services import ipt as ipt_layer
 from ipt_fhir.services.history import HistoryService
@@ -74,4 +75,6 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     # FastAPI's route search and dependency solving, for exactly the requests FastAPI would send to
     # those same handlers (rest_dispatch.py).
     app.router.routes.insert(0, RestFrontDoor(app, authorize))
+    # Behind all of them: `/fhir/Patient/` routed again as `/fhir/Patient`, not redirected (trailing_slash.py).
+    app.router.routes.append(TrailingSlashRoute(app.router))
     return app
