@@ -496,7 +496,9 @@ class _Writer:
         self.references: dict[str, str] = {}  # fullUrl -> Type/id, for Reference.reference
         self.links = NO_LINK_TARGETS  # for uri-typed elements and narrative links (_link_targets)
         self.batch_placeholders: dict[str, int] = {}  # in a batch: placeholder fullUrl -> entry index
-        self.resolves_conditional = True  # a batch entry's links stay as sent (checked_entry)
+        # False in a batch: conditional references stay as sent, for validation to refuse (an entry's
+        # own resource in checked_entry, a patch's result as an update's)
+        self.resolves_conditional = True
         self._conditional: dict[str, str] = {}
         self._creating: dict[str, int] = {}  # criteria key (ifNoneExist, conditional update) -> the entry creating under it
         self._pending: list[tuple[StoredVersion, dict]] = []

@@ -75,6 +75,24 @@ def test_a_batch_entry_with_a_conditional_reference_is_refused_as_a_create_of_it
     assert stored["subject"]["reference"] == f"Patient/{known['id']}"
 
 
+def test_a_batch_patch_that_adds_a_conditional_reference_is_refused_too(client):
+    """The patched resource, not only an entry's own, keeps a conditional reference as sent in a batch
+    (the writer does not resolve it there), so the patch result is refused as on its own."""
+    import base64
+    import json
+
+    client.post("/fhir/Patient", json={**patient(), "identifier": [{"system": "urn:mrn", "value": "78"}]})
+    obs = client.post("/fhir/Observation", json=observation()).json()
+    patch = [{"op": "add", "path": "/subject", "value": {"reference": "Patient?identifier=urn:mrn|78"}}]
+    binary = {"resourceType": "Binary", "contentType": "application/json-patch+json",
+              "data": base64.b64encode(json.dumps(patch).encode()).decode()}
+    entry = {"resource": binary, "request": {"method": "PATCH", "url": f"Observation/{obs['id']}"}}
+    [answer] = post_bundle(client, tx(entry, kind="batch")).json()["entry"]
+    assert answer["response"]["status"] == "422", answer  # a patch whose result is invalid
+    assert "only a transaction resolves" in answer["response"]["outcome"]["issue"][0]["diagnostics"]
+    assert "subject" not in client.get(f"/fhir/Observation/{obs['id']}").json()
+
+
 @pytest.mark.parametrize("resource,expected", [
     (observation(subject={"reference": UNKNOWN}), "Bundle.entry[1].resource.subject.reference"),
     (observation(subject={"reference": "Patient?identifier=urn:none|0"}), "Bundle.entry[1].resource.subject.reference"),
