@@ -220,3 +220,21 @@ def test_the_ipt_read_model_follows_a_meta_change(client):
     assert client.get("/fhir/CarePlan/plan/$ipt-progress").status_code == 422
     assert client.post("/fhir/CarePlan/plan/$meta-add", json=_meta(profile=[IPT_CAREPLAN])).status_code == 200
     assert progress(client, "plan")["sessionsPlanned"] > 0
+
+
+def test_extensions_on_profiles_stay_with_their_profile(client):
+    """Lossless: a `meta._profile` extension belongs to the profile at its index (json.html#primitive);
+    adding and removing profiles keeps each where its profile is."""
+    ext = {"extension": [{"url": "http://example.org/why", "valueString": "b's reason"}]}
+    a, b, c = (f"http://example.org/StructureDefinition/{n}" for n in "abc")
+    created = client.post("/fhir/Basic", json={"resourceType": "Basic", "code": {"text": "x"},
+                                                "meta": {"profile": [a, b], "_profile": [None, ext]}})
+    assert created.status_code == 201, created.text
+    url = f"/fhir/Basic/{created.json()['id']}"
+    returned = _returned(client.post(f"{url}/$meta-add", json=_meta(profile=[c])))
+    assert returned["profile"] == [a, b, c] and returned["_profile"] == [None, ext, None]
+    returned = _returned(client.post(f"{url}/$meta-delete", json=_meta(profile=[a])))
+    assert returned["profile"] == [b, c] and returned["_profile"] == [ext, None]
+    returned = _returned(client.post(f"{url}/$meta-delete", json=_meta(profile=[b])))
+    assert returned["profile"] == [c] and "_profile" not in returned  # no extension left to keep
+    assert client.get(url).json()["meta"]["profile"] == [c]
