@@ -77,15 +77,13 @@ def added(meta: dict, given: dict) -> dict:
     """`meta` with the profiles, tags and security labels of `given` it does not have yet (a tag or label
     is the same when system and code are; version and display do not count)."""
     out = dict(meta)
-    profiles = list(out.get("profile") or [])
-    extensions = list(out["_profile"]) if isinstance(out.get("_profile"), list) else None
+    profiles = _profiles(out)
+    present = {url for url, _ in profiles}
     for url in given.get("profile") or []:
-        if url not in profiles:
-            profiles.append(url)
-            if extensions is not None:
-                extensions.append(None)  # keeps `_profile` aligned with `profile` (json.html#primitive)
-    _set_list(out, "profile", profiles)
-    _set_list(out, "_profile", extensions if extensions and any(e is not None for e in extensions) else None)
+        if url not in present:
+            profiles.append((url, None))
+            present.add(url)
+    _set_profiles(out, profiles)
     for element in _CODED:
         codings = list(out.get(element) or [])
         present = {_identity(c) for c in codings}
@@ -101,17 +99,24 @@ def deleted(meta: dict, given: dict) -> dict:
     """`meta` without the profiles, tags and security labels of `given` (matched as in `added`)."""
     out = dict(meta)
     gone = set(given.get("profile") or [])
-    profiles = list(out.get("profile") or [])
-    extensions = out.get("_profile") if isinstance(out.get("_profile"), list) else None
-    keep = [i for i, url in enumerate(profiles) if url not in gone]
-    _set_list(out, "profile", [profiles[i] for i in keep])
-    kept_extensions = [extensions[i] for i in keep if i < len(extensions)] if extensions is not None else None
-    _set_list(out, "_profile", kept_extensions if kept_extensions and any(e is not None for e in kept_extensions)
-              else None)
+    _set_profiles(out, [(url, ext) for url, ext in _profiles(out) if url not in gone])
     for element in _CODED:
         drop = {_identity(c) for c in given.get(element) or []}
         _set_list(out, element, [c for c in out.get(element) or [] if _identity(c) not in drop])
     return out
+
+
+def _profiles(meta: dict) -> list[tuple[str, object]]:
+    """(url, its `_profile` entry or None) per profile: the extensions belong to the profile at their index
+    (json.html#primitive), and go where it goes."""
+    extensions = meta.get("_profile") if isinstance(meta.get("_profile"), list) else []
+    return [(url, extensions[i] if i < len(extensions) else None) for i, url in enumerate(meta.get("profile") or [])]
+
+
+def _set_profiles(meta: dict, profiles: list[tuple[str, object]]) -> None:
+    _set_list(meta, "profile", [url for url, _ in profiles])
+    extensions = [ext for _, ext in profiles]
+    _set_list(meta, "_profile", extensions if any(e is not None for e in extensions) else None)
 
 
 def _identity(coding: dict) -> tuple:
