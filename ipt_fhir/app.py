@@ -14,6 +14,7 @@ from ipt_fhir.api.rest_dispatch import RestFrontDoor
 from ipt_fhir.api.security_deps import authorize
 from ipt_fhir.security import middleware as security
 from ipt_fhir.api.body_limit import BodyLimitMiddleware
+from ipt_fhir.api.content_coding import ContentCodingMiddleware
 from ipt_fhir.api.proxy_headers import ProxyHeadersMiddleware
 from ipt_fhir.api.trailing_slash import TrailingSlashRoute
 from ipt_fhir.api.errors import install_error_handlers
@@ -48,7 +49,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
 
     install_error_handlers(app)  # first: its middleware must be the innermost (errors.UnexpectedErrorMiddleware)
 
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # gzip/deflate request bodies decoded (their decoded size bounded too), gzip responses (content_coding.py)
+    app.add_middleware(ContentCodingMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)  # bytes on the wire
 
     security.install(app, settings)  # security headers, audit per request, CORS (IPT_FHIR_CORS_ORIGINS)
     secured = [Depends(authorize)]  # authentication + coarse scope check on every /fhir route but metadata

@@ -1,9 +1,8 @@
 """Request body size limit as plain ASGI middleware (no per-request Request/Response wrapping).
 
 A declared Content-Length over the limit is refused before the body is read; a body sent without one
-(chunked) is counted as it arrives and refused as soon as it passes the limit. A body sent with a content
-coding (Content-Encoding: gzip) is refused with 415 (RFC 9110 8.4.1): the server reads bodies as sent,
-and a compressed one would otherwise reach the JSON parser as bytes that are not UTF-8.
+(chunked) is counted as it arrives and refused as soon as it passes the limit. These are the bytes on the
+wire: a compressed body is decoded, and its decoded size bounded, further in (content_coding.py).
 """
 from __future__ import annotations
 
@@ -25,22 +24,10 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        coding = None
-        empty = True  # no Content-Length and no Transfer-Encoding: no body
         for name, value in scope["headers"]:
-            if name == b"content-length":
-                empty = value.strip() == b"0"
-                if value.isdigit() and int(value) > self.max_bytes:
-                    await _send_outcome(send, self._too_large())
-                    return
-            elif name == b"transfer-encoding":
-                empty = False
-            elif name == b"content-encoding" and value.strip().lower() not in (b"", b"identity"):
-                coding = value.decode("latin-1").strip()
-        if coding is not None and not empty:
-            await _send_outcome(send, FHIRError(415, [error(
-                "not-supported", f"Content-Encoding '{coding}' is not supported: send the body uncompressed")]))
-            return
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                await send_outcome(send, self._too_large())
+                return
         received = 0
 
         async def counting_receive() -> Message:
@@ -55,9 +42,10 @@ class BodyLimitMiddleware:
         await self.app(scope, counting_receive, send)
 
 
-async def _send_outcome(send: Send, err: FHIRError) -> None:
+async def send_outcome(send: Send, err: FHIRError, extra_headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+    """Answer with `err` as an OperationOutcome, from middleware that runs before the app's handlers."""
     body = dump_json(operation_outcome(err.issues))
     await send({"type": "http.response.start", "status": err.status,
                 "headers": [(b"content-type", b"application/fhir+json; charset=utf-8"),
-                            (b"content-length", str(len(body)).encode())]})
+                            (b"content-length", str(len(body)).encode()), *extra_headers]})
     await send({"type": "http.response.body", "body": body})

@@ -553,7 +553,9 @@ def build_openapi(app: FastAPI) -> dict:
     doc["info"]["description"] = (app.description or "") + (
         "\n\nEvery FHIR body is `application/fhir+json`; every error is an `OperationOutcome`. "
         "Versions are ETags (`W/\"n\"`); send `If-Match` to update without losing a concurrent change. "
-        "The server's CapabilityStatement is at `GET /fhir/metadata`.\n\n" + walk.OVERVIEW)
+        "The server's CapabilityStatement is at `GET /fhir/metadata`. Request bodies may be sent with "
+        "`Content-Encoding: gzip` or `deflate`; responses of 8 KiB or more are gzipped for a client that "
+        "sends `Accept-Encoding: gzip`.\n\n" + walk.OVERVIEW)
     doc["externalDocs"] = {"description": "FHIR R4 RESTful API", "url": "https://hl7.org/fhir/R4/http.html"}
     return doc
 
