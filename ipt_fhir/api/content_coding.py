@@ -104,9 +104,7 @@ class ContentCodingMiddleware:
             scope = dict(scope)
             scope["headers"] = [(n, v) for n, v in scope["headers"] if n not in (b"content-encoding", b"content-length")]
             receive = _decoding_receive(receive, wbits, self.max_bytes)
-        if scope["method"] == "HEAD":
-            await self.app(scope, receive, _vary_only(send))
-        elif gzip_ok:
+        if gzip_ok and scope["method"] != "HEAD":  # HEAD: the headers of the uncompressed form
             await self.app(scope, receive, _GzipSender(send).send)
         else:
             await self.app(scope, receive, _vary_only(send))
@@ -194,6 +192,9 @@ class _GzipSender:
                 self._start = message
             return
         if kind != "http.response.body" or self._passthrough:
+            if self._start is not None:  # e.g. a pathsend: the start goes out first, uncompressed
+                start, self._start, self._passthrough = self._start, None, True
+                await self._send(start)
             await self._send(message)
             return
         body = message.get("body", b"")
