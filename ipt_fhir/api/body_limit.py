@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ipt_fhir.fhir.jsonio import dump_json
-from ipt_fhir.fhir.outcome import FHIRError, error, operation_outcome
+from ipt_fhir.fhir.outcome import FHIRError, error
+
+from .middleware_outcome import send_outcome
 
 
 class BodyLimitMiddleware:
@@ -41,11 +42,3 @@ class BodyLimitMiddleware:
 
         await self.app(scope, counting_receive, send)
 
-
-async def send_outcome(send: Send, err: FHIRError, extra_headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
-    """Answer with `err` as an OperationOutcome, from middleware that runs before the app's handlers."""
-    body = dump_json(operation_outcome(err.issues))
-    await send({"type": "http.response.start", "status": err.status,
-                "headers": [(b"content-type", b"application/fhir+json; charset=utf-8"),
-                            (b"content-length", str(len(body)).encode()), *extra_headers]})
-    await send({"type": "http.response.body", "body": body})

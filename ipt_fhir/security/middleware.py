@@ -119,14 +119,10 @@ class SecurityMiddleware:
 
 
 async def _send_unaudited(send: Send, extra: list[tuple[bytes, bytes]]) -> None:
-    from ipt_fhir.fhir.jsonio import dump_json
-    from ipt_fhir.fhir.outcome import error, operation_outcome
+    from ipt_fhir.api.middleware_outcome import send_outcome
+    from ipt_fhir.fhir.outcome import FHIRError, error
 
-    body = dump_json(operation_outcome([error("exception", "The access could not be audited")]))
-    await send({"type": "http.response.start", "status": 500, "headers": [
-        (b"content-type", b"application/fhir+json; charset=utf-8"),
-        (b"content-length", str(len(body)).encode()), *extra]})
-    await send({"type": "http.response.body", "body": body})
+    await send_outcome(send, FHIRError(500, [error("exception", "The access could not be audited")]), extra)
 
 
 def install(app: FastAPI, settings: Settings) -> None:

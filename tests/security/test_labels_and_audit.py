@@ -207,3 +207,23 @@ def test_meta_operations_answer_to_scopes_and_labels(secure_client, keys):
     confined = keys.headers("patient/*.rs", patient=p["id"])
     assert c.get("/fhir/Observation/$meta", headers=confined).status_code == 403
     assert c.get("/fhir/Observation/$meta", headers=keys.headers("user/*.rs")).status_code == 200
+
+
+def test_a_read_whose_audit_record_cannot_be_written_is_withheld_with_a_500_outcome(secure_client, keys,
+                                                                                   monkeypatch):
+    """No disclosure without an audit record: the patient's data never leaves; the answer is an
+    OperationOutcome carrying the API's security headers."""
+    from ipt_fhir.security import audit
+
+    c = secure_client
+    p = patient(c, keys, "Unaudited")
+
+    def broken_flush(*args):  # noqa: ANN002
+        raise OSError("audit store unavailable")
+
+    monkeypatch.setattr(audit, "flush", broken_flush)
+    r = c.get(f"/fhir/Patient/{p['id']}", headers=keys.headers("user/*.rs"))
+    assert r.status_code == 500
+    assert r.json()["resourceType"] == "OperationOutcome" and "Unaudited" not in r.text
+    assert r.json()["issue"][0]["diagnostics"] == "The access could not be audited"
+    assert r.headers["cache-control"] == "no-store" and r.headers["x-content-type-options"] == "nosniff"
