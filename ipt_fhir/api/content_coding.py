@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import zlib
-from typing import Callable
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ipt_fhir.fhir.outcome import FHIRError, error
@@ -160,11 +158,14 @@ def _compressible(headers: list[tuple[bytes, bytes]]) -> bool:
     return media.startswith(b"text/") or media.endswith((b"json", b"xml", b"javascript"))  # json: ndjson too
 
 
+def _with_vary(start: Message) -> Message:
+    """The response start, saying that its representation depends on Accept-Encoding."""
+    return {**start, "headers": [*start.get("headers", ()), _VARY]}
+
+
 def _vary_only(send: Send) -> Send:
     async def vary_send(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            message = {**message, "headers": [*message.get("headers", ()), _VARY]}
-        await send(message)
+        await send(_with_vary(message) if message["type"] == "http.response.start" else message)
     return vary_send
 
 
@@ -183,9 +184,8 @@ class _GzipSender:
     async def send(self, message: Message) -> None:
         kind = message["type"]
         if kind == "http.response.start":
-            headers = [*message.get("headers", ()), _VARY]
-            self._passthrough = message["status"] == 206 or not _compressible(headers)
-            message = {**message, "headers": headers}
+            message = _with_vary(message)
+            self._passthrough = message["status"] == 206 or not _compressible(message["headers"])
             if self._passthrough:
                 await self._send(message)
             else:
@@ -219,10 +219,9 @@ class _GzipSender:
 
     async def _compress(self, body: bytes, more: bool) -> bytes:
         compressor = self._compressor
-        finish: Callable[[], bytes] = (lambda: compressor.flush(zlib.Z_SYNC_FLUSH)) if more else compressor.flush
 
-        def run() -> bytes:
-            return compressor.compress(body) + finish()
+        def run() -> bytes:  # a part of a stream is flushed so that it can be decoded on arrival
+            return compressor.compress(body) + compressor.flush(zlib.Z_SYNC_FLUSH if more else zlib.Z_FINISH)
 
         if len(body) >= COMPRESS_IN_THREAD_BYTES:
             return await asyncio.get_running_loop().run_in_executor(None, run)

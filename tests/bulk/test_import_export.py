@@ -5,6 +5,8 @@ import json
 
 import pytest
 
+from ipt_fhir.api.content_coding import COMPRESS_MIN_BYTES
+
 from tests.bulk.conftest import (ASYNC, LENIENT, NDJSON_FILES, export, ids_by_type, import_parameters,
                                  patient_parameters, poll, read_export, read_ndjson_gz)
 
@@ -63,10 +65,15 @@ def test_synthea_ndjson_imports_with_conditional_references_and_exports_back_equ
     manifest = poll(client, r.headers["Content-Location"])
     assert manifest["requiresAccessToken"] is False and "transactionTime" in manifest
     exported = {}
+    gzipped = 0
     for item in manifest["output"]:
-        f = client.get(item["url"].split("testserver", 1)[1])
+        f = client.get(item["url"].split("testserver", 1)[1], headers={"Accept-Encoding": "gzip"})
         assert f.status_code == 200 and f.headers["content-type"].startswith("application/fhir+ndjson")
+        if len(f.content) >= COMPRESS_MIN_BYTES:  # files stream out gzipped (api/content_coding.py)
+            assert f.headers["content-encoding"] == "gzip", item["type"]
+            gzipped += 1
         exported[item["type"]] = {r["id"]: r for r in map(json.loads, f.text.splitlines())}
+    assert gzipped
     assert set(exported) == set(expected)
     for rtype, resources in expected.items():
         assert set(exported[rtype]) == set(resources), rtype
