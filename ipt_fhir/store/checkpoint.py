@@ -10,10 +10,19 @@ One sync is left in the write path: once a checkpoint has copied the whole WAL, 
 transaction starts the WAL over and syncs its new header (SQLite does so even with synchronous=NORMAL).
 Small writes run on the event loop (Database.try_inline_writer), where such a sync would stall every
 request. So each checkpoint ends with the WAL holding a frame no checkpoint has copied yet, which means
-no write can restart it: a checkpointing round pauses event-loop writes, checkpoints, and if that copied everything,
-restarts the WAL itself with a one-frame write (the user_version header field, rewritten unchanged)
-before it lets event-loop writes resume. Writes from threads never pause; only this process's writes
-are coordinated (several processes writing one SQLite file may still restart the WAL in a request).
+no write can restart it: the round checkpoints in passes while every write goes on, each pass copying
+what arrived during the one before, until a pass finds little new; then it pauses event-loop writes for
+a last pass and, if that copied everything, restarts the WAL itself with a one-frame write (the
+user_version header field, rewritten unchanged) before it lets event-loop writes resume. Writes from
+threads never pause; only this process's writes are coordinated (several processes writing one SQLite
+file may still restart the WAL in a request).
+
+Pausing for the whole checkpoint instead sent every event-loop write of its ~100 ms (a second of
+back-to-back creates' WAL, copied and synced) to threads, at several times the cost each, and a
+checkpoint under the writer copied, meanwhile, the ~30 ms of WAL written during it: about a tenth of
+creates' throughput at concurrency 1 in ad-hoc runs. The price of the unpaused passes: should one of
+them copy everything (no write at all during it, so an idle server), an event-loop write arriving
+before the pause restarts the WAL and syncs, delaying the requests of an otherwise idle server once.
 
 Every round moves the search index rows of new resources into the index (pending_index.py); every
 other round also checkpoints and keeps the query planner's statistics fresh (statistics.py).
@@ -32,14 +41,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 INTERVAL_SECONDS = 0.5  # readers move at most about this much of creates' index rows themselves
-# A checkpoint every other round, once a second: each one pauses event-loop writes and syncs the disk
-# twice, and the writes made meanwhile wait for those syncs (in ad-hoc runs at concurrency 1 they were
-# the creates slower than 2 ms, about one in ten with a checkpoint every 250 ms), so fewer, larger
-# checkpoints cost less. A second of back-to-back creates of the benchmark's CarePlan at concurrency 32
-# left about 10k WAL frames per checkpoint, a quarter of the backstop (database.py).
+# A checkpoint every other round, once a second: each one syncs the disk in every pass and pauses
+# event-loop writes for its last, so fewer, larger checkpoints cost less. A second of back-to-back creates
+# of the benchmark's CarePlan at concurrency 32 left about 10k WAL frames per checkpoint, a quarter of the
+# backstop (database.py).
 CHECKPOINT_EVERY_ROUNDS = 2
 MOVE_CHUNK = 128  # resources whose pending index rows one background unit of work moves (~8 ms)
 MOVE_CHUNKS_PER_ROUND = 256  # so that a round always reaches its checkpoint, however fast resources arrive
+# Unpaused checkpoint passes go on while each still copied more than this many new frames (~2 MiB: a pass
+# that short leaves the paused one little to copy), and stop after MAX_UNPAUSED_PASSES in any case.
+SETTLED_FRAMES = 512
+MAX_UNPAUSED_PASSES = 4
 
 
 class Checkpointer:
@@ -94,9 +106,9 @@ class Checkpointer:
                     self._raw = None
 
     def run_round(self, checkpoint: bool = True) -> None:
-        """Pending index rows moved, then (if `checkpoint`) one checkpoint; event-loop writes are paused
-        throughout the checkpoint and resumed only once the WAL holds an uncopied frame again (they stay
-        paused if the round fails)."""
+        """Pending index rows moved, then (if `checkpoint`) one checkpoint: unpaused passes, then a last
+        one with event-loop writes paused, which are resumed only once the WAL holds an uncopied frame
+        again (they stay paused if the round fails)."""
         db = self._db
         with self._round:
             # Bounds the index rows readers may have to move themselves; in short units, so that writes
@@ -107,10 +119,10 @@ class Checkpointer:
                 db.yield_to_loop_writes()
             if not checkpoint:
                 return
+            self._copy_while_writes_go_on()
             db.pause_inline_writes()
-            self._checkpoint()  # the bulk of the copying, while threads go on writing
             with db.writer_held():
-                log_frames, copied = self._checkpoint()  # what they wrote meanwhile
+                log_frames, copied = self._checkpoint()  # what arrived during the last unpaused pass
                 if copied >= log_frames:  # all copied (or no WAL yet): the next write would start it over
                     with db.write() as conn:
                         driver = conn.connection.driver_connection
@@ -119,6 +131,16 @@ class Checkpointer:
                 if self._statistics.due(db.commits):  # a few ms; after the restart, so it cannot restart
                     self._refresh_statistics()
             db.resume_inline_writes()
+
+    def _copy_while_writes_go_on(self) -> None:
+        """The bulk of the copying, every write going on: passes until one copied few new frames (so few
+        arrived during it), or a reader holds frames back (another pass would copy no more)."""
+        copied_before = 0
+        for _ in range(MAX_UNPAUSED_PASSES):
+            log_frames, copied = self._checkpoint()
+            if copied < log_frames or copied - copied_before <= SETTLED_FRAMES:
+                return
+            copied_before = copied
 
     def _refresh_statistics(self) -> None:
         try:

@@ -79,6 +79,35 @@ def test_after_every_round_the_wal_holds_an_uncopied_frame(sqlite_db):
     assert frames == 1
 
 
+def test_event_loop_writes_go_on_while_a_round_copies_the_bulk_of_the_wal(sqlite_db, monkeypatch):
+    """Only the round's last checkpoint pass, which copies what arrived during the one before, runs with
+    event-loop writes paused; a loop write made during an earlier pass is copied by a later one."""
+    from ipt_fhir.store import checkpoint
+
+    database, path = sqlite_db
+    _write(database, 1)
+    database._checkpointer.run_round()
+    _write(database, 2 * checkpoint.SETTLED_FRAMES)  # a commit each: a first pass copies more than that
+    passes: list[bool] = []  # whether event-loop writes were paused, per pass
+    original = checkpoint.Checkpointer._checkpoint
+
+    def noting_pass(self):  # noqa: ANN001, ANN202
+        passes.append(database.inline_writes_paused)
+        if len(passes) == 1:  # a loop write, during the first pass
+            assert database.try_inline_writer()
+            try:
+                _write(database, 1)
+            finally:
+                database.release_inline_writer()
+        return original(self)
+
+    monkeypatch.setattr(checkpoint.Checkpointer, "_checkpoint", noting_pass)
+    database._checkpointer.run_round()
+    assert passes[0] is False and passes[-1] is True and passes.count(True) == 1
+    frames, copied = _wal_index(path)
+    assert frames == 1 and copied == 0  # all copied, the WAL restarted by the round's own frame
+
+
 def test_a_round_without_its_checkpoint_leaves_the_wal_and_loop_writes_alone(sqlite_db):
     """Rounds only checkpoint every CHECKPOINT_EVERY_ROUNDS-th time; the others move pending rows only."""
     database, path = sqlite_db
