@@ -19,8 +19,8 @@ file may still restart the WAL in a request).
 
 Pausing for the whole checkpoint instead sent every event-loop write of its ~100 ms (a second of
 back-to-back creates' WAL, copied and synced) to threads, at several times the cost each, and a
-checkpoint under the writer copied, meanwhile, the ~30 ms of WAL written during it: about a tenth of
-creates' throughput at concurrency 1 in ad-hoc runs. The price of the unpaused passes: should one of
+checkpoint under the writer copied, meanwhile, the ~30 ms of WAL written during it: creates at
+concurrency 1 did 6% less than with the passes, in interleaved ad-hoc runs. The price of the unpaused passes: should one of
 them copy everything (no write at all during it, so an idle server), an event-loop write arriving
 before the pause restarts the WAL and syncs, delaying the requests of an otherwise idle server once.
 
