@@ -120,9 +120,9 @@ def _subset(request: Request, stored) -> bytes:  # noqa: ANN001
 # CPU work, though: the first write after a checkpoint has copied the whole WAL syncs the WAL's new
 # header to disk, which on the loop would stop every request (p99 of create went from 12-24 to 25-37 ms
 # at concurrency 1 when all writes ran inline). The checkpointer therefore restarts the WAL itself and
-# keeps loop writes paused while it could (store/checkpoint.py). A create or update that finds the
-# writer busy or paused is stored in the thread pool; one that is large or conditional runs there
-# whole, and so do patches, deletes and every write on PostgreSQL.
+# pauses loop writes for a checkpoint's last pass, before it does (store/checkpoint.py). A create or
+# update that finds the writer busy or paused is stored in the thread pool; one that is large or
+# conditional runs there whole, and so do patches, deletes and every write on PostgreSQL.
 INLINE_WRITE_MAX_BODY = 16 * 1024  # bytes: validating a larger body would hold up the loop too long
 
 
