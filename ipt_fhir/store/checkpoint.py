@@ -20,9 +20,10 @@ file may still restart the WAL in a request).
 Pausing for the whole checkpoint instead sent every event-loop write of its ~100 ms (a second of
 back-to-back creates' WAL, copied and synced) to threads, at several times the cost each, and a
 checkpoint under the writer copied, meanwhile, the ~30 ms of WAL written during it: creates at
-concurrency 1 did 6% less than with the passes, in interleaved ad-hoc runs. The price of the unpaused passes: should one of
-them copy everything (no write at all during it, so an idle server), an event-loop write arriving
-before the pause restarts the WAL and syncs, delaying the requests of an otherwise idle server once.
+concurrency 1 did 6% less than with the passes, in interleaved ad-hoc runs. The price of the unpaused
+passes: should one of them copy everything (no write at all during it, so an idle server), an
+event-loop write arriving before the pause restarts the WAL and syncs, delaying the requests of an
+otherwise idle server once.
 
 Every round moves the search index rows of new resources into the index (pending_index.py); every
 other round also checkpoints and keeps the query planner's statistics fresh (statistics.py).
@@ -46,7 +47,7 @@ INTERVAL_SECONDS = 0.5  # readers move at most about this much of creates' index
 # of the benchmark's CarePlan at concurrency 32 left about 10k WAL frames per checkpoint, a quarter of the
 # backstop (database.py).
 CHECKPOINT_EVERY_ROUNDS = 2
-MOVE_CHUNK = 128  # resources whose pending index rows one background unit of work moves (~8 ms)
+MOVE_CHUNK = 128  # resources whose pending index rows one background unit of work moves (11-20 ms)
 MOVE_CHUNKS_PER_ROUND = 256  # so that a round always reaches its checkpoint, however fast resources arrive
 # Unpaused checkpoint passes go on while each still copied more than this many new frames (~2 MiB: a pass
 # that short leaves the paused one little to copy), and stop after MAX_UNPAUSED_PASSES in any case.
