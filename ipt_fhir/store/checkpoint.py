@@ -109,7 +109,7 @@ class Checkpointer:
     def run_round(self, checkpoint: bool = True) -> None:
         """Pending index rows moved, then (if `checkpoint`) one checkpoint: unpaused passes, then a last
         one with event-loop writes paused, which are resumed only once the WAL holds an uncopied frame
-        again (they stay paused if the round fails)."""
+        again (they stay paused if the round fails after pausing them)."""
         db = self._db
         with self._round:
             # Bounds the index rows readers may have to move themselves; in short units, so that writes
