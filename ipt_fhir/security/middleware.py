@@ -10,6 +10,8 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ipt_fhir.api.base_url import fhir_base_of
+from ipt_fhir.api.middleware_outcome import send_outcome
+from ipt_fhir.fhir.outcome import FHIRError, error
 from ipt_fhir.settings import Settings
 
 from . import audit
@@ -119,9 +121,6 @@ class SecurityMiddleware:
 
 
 async def _send_unaudited(send: Send, extra: list[tuple[bytes, bytes]]) -> None:
-    from ipt_fhir.api.middleware_outcome import send_outcome
-    from ipt_fhir.fhir.outcome import FHIRError, error
-
     await send_outcome(send, FHIRError(500, [error("exception", "The access could not be audited")]), extra)
 
 
