@@ -22,7 +22,7 @@ _FHIR_VERSION = re.compile(r'fhirversion\s*=\s*"?([0-9a-z.\-]*)')
 
 def media_types(header: str) -> list[str]:
     """The media types of an Accept or Content-Type header, lower-cased, in header order."""
-    return [media for media, _ in _accept_ranges(header)]
+    return [media for media, _ in weighted_values(header)]
 
 
 _NEGOTIATED = "ipt_fhir.media_type"  # the request's answer format, kept in its scope once negotiated
@@ -53,7 +53,7 @@ def _negotiate(request: Request) -> str:
 @lru_cache(maxsize=256)  # a client sends the same Accept header with every request (a 406 is not cached)
 def _for_accept(accept: str) -> str:
     _check_fhir_version(accept.lower())
-    ranges = _accept_ranges(accept)
+    ranges = weighted_values(accept)
     if not ranges:
         return FHIR_JSON
     best, best_rank = None, None
@@ -85,8 +85,9 @@ def _other_fhir_version(params: str) -> str | None:
     return versions[0] if versions and not any(v in ("4.0", "4.0.1") for v in versions) else None
 
 
-def _accept_ranges(header: str) -> list[tuple[str, float]]:
-    """The media ranges of an Accept header with their weights (RFC 9110 12.5.1), in header order."""
+def weighted_values(header: str) -> list[tuple[str, float]]:
+    """The values of a weighted list (RFC 9110 12.4.2: Accept's media ranges, Accept-Encoding's codings),
+    lowercased, with their weights, in header order."""
     out = []
     for part in header.split(","):
         media, *params = [p.strip() for p in part.split(";")]
