@@ -3,7 +3,8 @@
 - check: resources claiming an IPT profile go through ipt_fhir.domain.rules (errors -> 422, warnings
   returned with the success); writes to the server's own conformance resources are refused (405).
 - after_write: the progress row of every IPT CarePlan the change touches is updated in the same unit
-  of work (one locked row read + one upsert per plan; no recomputation over the plan's sessions).
+  of work (one locked row read + one upsert per plan; no recomputation over the plan's sessions, except
+  when a course joins or leaves a plan: its sessions and their scores go with it).
 - prepare: a CarePlan claiming the IPT profile gets its generated narrative regenerated from the plan
   and its progress as the CarePlan is stored (a client-written narrative is kept). Session, score and
   goal writes do not write a new CarePlan version: the narrative's figures are those of the plan's
@@ -76,19 +77,35 @@ class IptWriteHook:
                 else:
                     _update_plan_row(conn, now, lookup)
                 continue
+            # Whether the resource joined this plan (created, or re-pointed here) or left it (deleted, or
+            # re-pointed elsewhere); an update within the plan does neither.
+            moved = (plan_id in plans_now) != (plan_id in plans_before)
             row = ipt_progress.get(conn, plan_id, for_update=True)
-            if row is None:
+            if row is None or (moved and change.resource_type == "ServiceRequest"):
                 plan = lookup.read("CarePlan", plan_id)
                 if plan is None or not claims_profile(plan, CAREPLAN_PROFILE):
                     continue
-                progress = fresh_progress(plan, lookup)  # already holds this change: it is stored
+                # Already holds this change: it is stored. A course brings or takes its sessions, and their
+                # scores, with it: recomputed as a rebuild would, which finds sessions through live courses.
+                progress = fresh_progress(plan, lookup)
             else:
                 progress = prog.PlanProgress.from_row(row)
                 if plan_id in plans_now:
                     prog.apply_change(progress, now, lookup=lookup)
                 else:  # the resource left this plan (deleted, or re-pointed elsewhere)
                     prog.apply_change(progress, change.previous, deleted=True, lookup=lookup)
+                if moved and change.resource_type == "Encounter":
+                    _move_session_scores(progress, change.id, lookup, left=plan_id not in plans_now)
             ipt_progress.put(conn, plan_id, progress.subject, progress.to_row())
+
+
+def _move_session_scores(progress: prog.PlanProgress, encounter_id: str, lookup: StoreLookup, *, left: bool) -> None:
+    """A session's scores that name no plan of their own belong to the plan through the session
+    (fresh_progress): they join the plan with it (even when written before it, in a transaction's order)
+    and leave with it."""
+    for score in lookup.search("Observation", [("encounter", reference("Encounter", encounter_id))]):
+        if not score.get("basedOn"):
+            prog.apply_change(progress, score, deleted=left, lookup=lookup)
 
 
 def _update_plan_row(conn: Connection, careplan: dict | None, lookup: StoreLookup) -> None:
