@@ -16,9 +16,10 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from ipt_fhir.fhir.jsonio import load_stored
+from ipt_fhir.fhir.outcome import FHIRError
 from ipt_fhir.store.resources import StoredVersion
 
-from .body import read_body
+from .body import at_root, read_body
 from .negotiation import JSON_FORMATS, XML_FORMATS, body_media_type, media_types
 
 SECURITY_CONTEXT = "X-Security-Context"
@@ -62,7 +63,10 @@ def is_native_body(request: Request) -> bool:
 async def binary_from_body(request: Request, resource_id: str | None = None) -> dict:
     """The Binary resource a native write stands for: its Content-Type, its bytes (base64) and the
     X-Security-Context reference, if sent."""
-    body = await read_body(request)
+    try:
+        body = await read_body(request)
+    except FHIRError as exc:
+        raise at_root(exc, "Binary") from None
     binary: dict = {"resourceType": "Binary"}
     if resource_id is not None:
         binary["id"] = resource_id

@@ -10,6 +10,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ipt_fhir.fhir.outcome import FHIRError, error
 
+from .body import body_root
 from .middleware_outcome import send_outcome
 
 
@@ -18,8 +19,9 @@ class BodyLimitMiddleware:
         self.app = app
         self.max_bytes = max_bytes
 
-    def _too_large(self) -> FHIRError:
-        return FHIRError(413, [error("too-long", f"The request body is larger than {self.max_bytes} bytes")])
+    def _too_large(self, scope: Scope) -> FHIRError:
+        return FHIRError(413, [error("too-long", f"The request body is larger than {self.max_bytes} bytes",
+                                     body_root(scope["path"]))])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -27,7 +29,7 @@ class BodyLimitMiddleware:
             return
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await send_outcome(send, self._too_large())
+                await send_outcome(send, self._too_large(scope))
                 return
         received = 0
 
@@ -37,7 +39,7 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise self._too_large()  # answered by the FHIRError handler as a 413 OperationOutcome
+                    raise self._too_large(scope)  # answered by the FHIRError handler as a 413 OperationOutcome
             return message
 
         await self.app(scope, counting_receive, send)

@@ -110,5 +110,10 @@ def precondition_failed(diagnostics: str) -> FHIRError:
     return FHIRError.of(412, "conflict", diagnostics)
 
 
+def multiple_matches(diagnostics: str) -> FHIRError:
+    """412 for conditional criteria that match more than the one resource the interaction needs."""
+    return FHIRError.of(412, "multiple-matches", diagnostics)
+
+
 def unprocessable(issues: list[Issue]) -> FHIRError:
     return FHIRError(422, issues)

@@ -40,7 +40,9 @@ from sqlalchemy.engine import Connection
 
 from ipt_fhir.fhir.dates import parse_instant
 from ipt_fhir.fhir.jsonio import dump_json, parse_json
-from ipt_fhir.fhir.outcome import FHIRError, Issue, bad_request, error, not_found, operation_outcome, precondition_failed
+from ipt_fhir.fhir.outcome import (
+    FHIRError, Issue, bad_request, error, multiple_matches, not_found, operation_outcome,
+)
 from ipt_fhir.fhir.patch import JSON_PATCH
 from ipt_fhir.fhir.references import on_this_server, restful_parts
 from ipt_fhir.fhir.resource_types import REST_TYPES, RESOURCE_TYPES
@@ -579,7 +581,7 @@ class _Writer:
                 published = rs.published_matches(entry.resource_type, entry.if_none_exist)
                 matches = self.find(entry.resource_type, entry.if_none_exist, where) + [v.id for v in published]
                 if len(matches) > 1:
-                    raise _located(precondition_failed(
+                    raise _located(multiple_matches(
                         f"ifNoneExist criteria match {len(matches)} {entry.resource_type} resources"), where)
                 if matches:
                     entry.target_id, entry.existing = matches[0], True
@@ -591,7 +593,7 @@ class _Writer:
             _refuse_published(entry)
             matches = self.find(entry.resource_type, entry.criteria, "request.url")
             if len(matches) > 1:
-                raise _located(precondition_failed(
+                raise _located(multiple_matches(
                     f"The criteria match {len(matches)} {entry.resource_type} resources"), "request.url")
             if matches:
                 body_id = (entry.resource or {}).get("id")

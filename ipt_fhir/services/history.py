@@ -45,7 +45,7 @@ class HistoryService:
             try:
                 at = parse_fhir_datetime_range(q["_at"])
             except ValueError as exc:
-                raise bad_request(f"_at: {exc}", code="value")
+                raise bad_request(f"_at: {exc}", "_at", code="value")
         with self.db.read() as conn:
             current = repo.current(conn, resource_type, resource_id) if resource_id else None
             if resource_id and current is None:
@@ -102,7 +102,7 @@ def _int_param(q: dict[str, str], name: str, default: int, *, minimum: int) -> i
         return default
     value = q[name].strip()
     if not (value.isascii() and value.isdigit()) or len(value) > 18 or int(value) < minimum:
-        raise bad_request(f"{name} must be a non-negative integer, not '{q[name]}'", code="value")
+        raise bad_request(f"{name} must be a non-negative integer, not '{q[name]}'", name, code="value")
     return int(value)
 
 
@@ -112,4 +112,4 @@ def _instant_param(q: dict[str, str], name: str) -> datetime | None:
     try:
         return parse_fhir_datetime_range(q[name])[0]
     except ValueError as exc:
-        raise bad_request(f"{name}: {exc}", code="value")
+        raise bad_request(f"{name}: {exc}", name, code="value")

@@ -7,6 +7,7 @@ read models of the write hooks commit together or not at all.
 from __future__ import annotations
 
 import hashlib
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -17,7 +18,9 @@ from urllib.parse import parse_qsl
 from sqlalchemy.engine import Connection
 
 from ipt_fhir.fhir.jsonio import dump_json, load_stored
-from ipt_fhir.fhir.outcome import FHIRError, Issue, bad_request, conflict, gone, not_found, precondition_failed, read_only
+from ipt_fhir.fhir.outcome import (
+    FHIRError, Issue, bad_request, conflict, gone, multiple_matches, not_found, precondition_failed, read_only,
+)
 from ipt_fhir.fhir.patch import apply_patch
 from ipt_fhir.fhir.resource_types import require_rest_type
 from ipt_fhir.security import audit, guard
@@ -147,7 +150,9 @@ def if_match_versions(value: str | None) -> frozenset[int] | None:
 
 def etag_version(value: str | None, header: str = "If-Match") -> int | None:
     """The version an If-Match header asks for: W/"3", "3" or 3; `*` (any current version, RFC 9110
-    13.1.1) is ANY_VERSION. Anything else is a malformed header: 400, rather than a 412 naming no version."""
+    13.1.1) is ANY_VERSION. Any other entity-tag (W/"abc") names no version this server writes: NO_VERSION,
+    so If-Match fails with a 412 and If-None-Match holds, as for any ETag that matches nothing. Only what
+    is no entity-tag at all is a malformed header: 400."""
     if value is None:
         return None
     tag = value.strip()
@@ -155,12 +160,19 @@ def etag_version(value: str | None, header: str = "If-Match") -> int | None:
         return ANY_VERSION
     if tag.startswith("W/"):
         tag = tag[2:]
+    quoted = _OPAQUE_TAG.fullmatch(tag) is not None
     tag = tag.strip('"')
     if tag.isascii() and tag.isdigit():
         # ETags compare as opaque strings (RFC 9110 8.8.3.2), as version ids do: W/"01" is not W/"1"
         number = version_number(tag)
         return NO_VERSION if number is None else number
+    if quoted:
+        return NO_VERSION
     raise FHIRError.of(400, "invalid", f"{header} must be an ETag such as W/\"3\", or *; got '{value}'")
+
+
+# RFC 9110 8.8.3: opaque-tag = DQUOTE *etagc DQUOTE, etagc = %x21 / %x23-7E / obs-text
+_OPAQUE_TAG = re.compile(r'"[\x21\x23-\x7e\x80-\xff]*"')
 
 
 def _require_if_match(if_match: Versions | None, current: StoredVersion) -> None:
@@ -216,7 +228,8 @@ def _no_current_version(resource_type: str, resource_id: str, current: StoredVer
 
 def _check_body_type(body: object, resource_type: str) -> dict:
     if not isinstance(body, dict):
-        raise bad_request("The request body must be a JSON object holding a resource", code="structure")
+        raise bad_request("The request body must be a JSON object holding a resource", resource_type,
+                          code="structure")
     actual = body.get("resourceType")
     if actual is None:
         raise bad_request("The resource has no resourceType", resource_type, code="required")
@@ -311,7 +324,7 @@ class ResourceService:
             with self.db.read() as conn:
                 stored = find_ids(conn, resource_type, criteria, base_url)
             if len(published) + len(stored) > 1:
-                raise precondition_failed(f"If-None-Exist criteria match {len(published) + len(stored)} "
+                raise multiple_matches(f"If-None-Exist criteria match {len(published) + len(stored)} "
                                           f"{resource_type} resources")
             return WriteResult(200, published[0], warnings)
         key = criteria_key(resource_type, criteria)
@@ -320,7 +333,7 @@ class ResourceService:
                 with self.db.write() as conn:
                     existing = find_ids(conn, resource_type, criteria, base_url)
                     if len(existing) > 1:
-                        raise precondition_failed(
+                        raise multiple_matches(
                             f"If-None-Exist criteria match {len(existing)} {resource_type} resources")
                     if existing:
                         stored = repo.current(conn, resource_type, existing[0])
@@ -399,7 +412,7 @@ class ResourceService:
         matches = find_ids(conn, resource_type, criteria, base_url)
         body_id = resource.get("id")
         if len(matches) > 1:
-            raise precondition_failed(f"The criteria match {len(matches)} {resource_type} resources")
+            raise multiple_matches(f"The criteria match {len(matches)} {resource_type} resources")
         if not matches:
             if if_match is not None:
                 raise if_match_without_match(resource_type)
@@ -462,7 +475,7 @@ class ResourceService:
             if not matches:
                 raise not_found(f"No {resource_type} matches the criteria")
             if len(matches) > 1:
-                raise precondition_failed(f"The criteria match {len(matches)} {resource_type} resources")
+                raise multiple_matches(f"The criteria match {len(matches)} {resource_type} resources")
             current = repo.current(conn, resource_type, matches[0], for_update=True)
             assert current is not None
             return self._patch_in(conn, current, patch_body, content_type, if_match)
@@ -511,7 +524,7 @@ class ResourceService:
         several matches it cannot hold for all of them, and deleting only those it holds for would make
         the outcome depend on which matched, so the request fails as a whole (412)."""
         if if_match is not None and len(ids) != 1:
-            raise precondition_failed(f"If-Match needs the criteria to match exactly one {resource_type}; "
+            raise multiple_matches(f"If-Match needs the criteria to match exactly one {resource_type}; "
                                       f"they match {len(ids)}")
         return sum(self._delete_in(conn, resource_type, i, if_match) for i in ids)
 

@@ -26,6 +26,7 @@ def test_if_none_exist_with_several_matches_is_412(client):
         client.post("/fhir/Patient", json=patient(identifier=[IDENT]))
     r = client.post("/fhir/Patient", json=patient(identifier=[IDENT]), headers={"If-None-Exist": CRITERIA})
     assert r.status_code == 412
+    assert r.json()["issue"][0]["code"] == "multiple-matches"
 
 
 def test_if_none_exist_may_name_the_type_as_a_search_url_does(client):
@@ -101,7 +102,9 @@ def test_conditional_update_creates_again_once_the_earlier_match_no_longer_match
 def test_conditional_update_with_several_matches_is_412(client):
     for _ in range(2):
         client.post("/fhir/Patient", json=patient(identifier=[IDENT]))
-    assert client.put(f"/fhir/Patient?{CRITERIA}", json=patient(identifier=[IDENT])).status_code == 412
+    r = client.put(f"/fhir/Patient?{CRITERIA}", json=patient(identifier=[IDENT]))
+    assert r.status_code == 412
+    assert r.json()["issue"][0]["code"] == "multiple-matches"
 
 
 def test_conditional_update_with_mismatching_body_id_is_400(client):

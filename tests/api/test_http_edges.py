@@ -35,16 +35,29 @@ def test_xml_body_is_415(client):
     r = client.post("/fhir/Patient", content=b"<Patient xmlns='http://hl7.org/fhir'/>",
                     headers={"Content-Type": "application/fhir+xml"})
     assert r.status_code == 415
-    outcome(r)
+    assert outcome(r)["issue"][0]["expression"] == ["Patient"]
 
 
 @pytest.mark.parametrize("body", [b"{", b"[]", b"null", b"not json", b'{"resourceType":"Patient",}',
                                   b'{"resourceType":"Patient","gender":"male","gender":"female"}',
                                   b"\xff\xfe", b"", b"   ", b"[" * 100000])
 def test_malformed_bodies_are_400_operation_outcomes(client, body):
+    """Refused as a whole, the body has no element to point at: the issue names the resource it should
+    have been."""
     r = client.post("/fhir/Patient", content=body, headers={"Content-Type": "application/fhir+json"})
     assert r.status_code == 400, r.text
-    outcome(r)
+    assert outcome(r)["issue"][0]["expression"] == ["Patient"]
+
+
+@pytest.mark.parametrize(("method", "path", "root"), [
+    ("POST", "/fhir", "Bundle"), ("PUT", "/fhir/Observation/o1", "Observation"),
+    ("PATCH", "/fhir/Observation/o1", "Observation"), ("POST", "/fhir/Observation/o1/$meta-add", "Parameters"),
+    ("POST", "/fhir/Patient/$validate", "Patient"), ("POST", "/fhir/PlanDefinition/ipt-standard-individual/$apply",
+                                                     "Parameters")])
+def test_an_unparsable_body_names_the_resource_its_endpoint_takes(client, method, path, root):
+    r = client.request(method, path, content=b"{", headers={"Content-Type": "application/fhir+json"})
+    assert r.status_code == 400, r.text
+    assert outcome(r)["issue"][0]["expression"] == [root]
 
 
 def test_oversize_body_is_413(client, app):
@@ -116,6 +129,7 @@ def test_declared_oversize_body_is_refused_before_it_is_read(settings, database)
                        headers={"Content-Type": "application/fhir+json"})
         assert r.status_code == 413
         assert r.json()["issue"][0]["code"] == "too-long"
+        assert r.json()["issue"][0]["expression"] == ["Patient"]
 
         def chunks():
             yield b'{"resourceType":"Patient",'
@@ -123,6 +137,7 @@ def test_declared_oversize_body_is_refused_before_it_is_read(settings, database)
 
         chunked = small.post("/fhir/Patient", content=chunks(), headers={"Content-Type": "application/fhir+json"})
         assert chunked.status_code == 413
+        assert chunked.json()["issue"][0]["expression"] == ["Patient"]
 
 
 def test_preferences_sent_in_several_prefer_headers_all_count(client):

@@ -76,6 +76,16 @@ def test_delete_with_if_match_of_an_unknown_or_deleted_resource_is_412(client):
     assert client.delete("/fhir/Patient/nobody").status_code == 204
 
 
+def test_an_entity_tag_naming_no_version_of_ours_matches_nothing(client):
+    """W/"abc" is a well-formed ETag (RFC 9110 8.8.3) that no version here carries: If-Match fails (412),
+    If-None-Match holds; neither is a malformed header."""
+    two_versions(client, "et")
+    for tag in ('W/"abc"', '"v2"', 'W/""'):
+        assert client.put("/fhir/Patient/et", json=patient(id="et"), headers={"If-Match": tag}).status_code == 412, tag
+        assert client.get("/fhir/Patient/et", headers={"If-None-Match": tag}).status_code == 200, tag
+    assert client.delete("/fhir/Patient/et", headers={"If-Match": 'W/"abc", W/"2"'}).status_code == 204
+
+
 def test_delete_with_a_malformed_if_match_is_400_and_deletes_nothing(client):
     client.put("/fhir/Patient/dm", json=patient(id="dm"))
     assert client.delete("/fhir/Patient/dm", headers={"If-Match": "version one"}).status_code == 400
