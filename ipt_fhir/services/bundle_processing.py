@@ -722,8 +722,11 @@ class _Writer:
         return self._rewrite_resource(entry, entry.resource or {})
 
     def _rewrite_resource(self, entry: Entry, resource: dict) -> dict:
-        """rewrite for `resource`: the entry's own, or what its patch made of the stored one."""
-        base = restful_base(entry.full_url) if self.references else None
+        """rewrite for `resource`: the entry's own, or what its patch made of the stored one. A relative
+        reference in an entry without a RESTful fullUrl (none, or a urn:) names a resource on this server:
+        it is read against this server's base, so `Patient/a` finds the entry whose fullUrl is
+        [this base]/Patient/a, as an absolute reference to it would."""
+        base = (restful_base(entry.full_url) or self.base_url) if self.references else None
         resolve = self._resolve if base is None else partial(self._resolve_relative_to, base)
         return rewrite_links(resource, resolve, self.links)
 

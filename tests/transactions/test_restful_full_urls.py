@@ -47,6 +47,22 @@ def test_a_relative_reference_resolves_only_against_the_base_of_the_referring_en
     assert stored(client, r, 3)["subject"]["reference"] == "Patient/p1"  # a urn:uuid fullUrl has no base
 
 
+def test_a_relative_reference_from_an_entry_without_a_restful_full_url_is_read_against_this_server(client):
+    """`Patient/tmp` in an entry with no fullUrl, or a urn: one, names a resource on this server, and the
+    entry whose fullUrl is this server's [base]/Patient/tmp is that resource: the reference follows it to
+    the id it was created with, as an absolute one would."""
+    def observation() -> dict:
+        return {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                "subject": {"reference": "Patient/tmp"}}
+
+    r = post_bundle(client, tx(post(patient(), "http://testserver/fhir/Patient/tmp"), post(observation()),
+                               post(observation(), "urn:uuid:7d0a1f0e-1111-4c4e-9b0a-000000000002")))
+    assert r.status_code == 200, r.text
+    assert created(r, 0) != "Patient/tmp"
+    assert stored(client, r, 1)["subject"]["reference"] == created(r, 0)
+    assert stored(client, r, 2)["subject"]["reference"] == created(r, 0)
+
+
 def test_uri_elements_and_narrative_links_equal_to_an_absolute_full_url_are_replaced_whole_only(client):
     div = (f'<div xmlns="http://www.w3.org/1999/xhtml"><a href="{OTHER}/Patient/p1">patient</a> '
            f'<img src="{OTHER}/Binary/b1" alt="scan"/> <a href="{OTHER}/Patient/p1/x">not it</a> '
