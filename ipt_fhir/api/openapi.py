@@ -85,6 +85,8 @@ VERSION_HEADERS = {
 LOCATION_HEADER = {"Location": {"description": "[base]/[type]/[id]/_history/[versionId]",
                                 "schema": {"type": "string"}}}
 
+# Instance operations that answer 410 once their resource is deleted, as a read of it does.
+_ON_A_DELETABLE_INSTANCE = frozenset({"$ipt-progress", "$meta-add", "$meta-delete"})
 # Operation names documented with specific bodies; any other operation gets Parameters in, Resource out.
 OPERATION_BODIES: dict[str, tuple[str | None, str, str]] = {
     # name: (input schema, output schema, description)
@@ -449,9 +451,10 @@ def _decorate(op: dict, method: str, path: str, resource_type: str | None, route
                                  "content": {"application/fhir+ndjson": {"schema": {"type": "string"}}}},
                          **_errors("404")}
         else:
+            gone = ("410",) if name in _ON_A_DELETABLE_INSTANCE and "{" in path else ()
             responses = {"200": {"description": "The operation's result", "content": _fhir_content(
                 out_schema, {f"{name} result": out_example} if out_example else None)},
-                         **_errors("400", "404", "422")}
+                         **_errors("400", "404", *gone, "422")}
 
     if responses:
         kept = {code: resp for code, resp in op.get("responses", {}).items() if code in route_responses}

@@ -320,6 +320,12 @@ def parse_apply_parameters(params: dict | list[tuple[str, str]]) -> ApplyRequest
     subject = text("subject", required=True)
     if not subject.startswith(("Patient/", "urn:uuid:")):
         raise bad_request(f"subject must reference a Patient, not {subject!r}", "subject", code="value")
+    practitioner = text("practitioner")
+    # the plan's author, the course's requester and performer, each session's participant: of the types all
+    # four take, those a therapist is
+    if practitioner is not None and not practitioner.startswith(("Practitioner/", "PractitionerRole/", "urn:uuid:")):
+        raise bad_request(f"practitioner must reference a Practitioner or PractitionerRole, not {practitioner!r}",
+                          "practitioner", code="value")
     start_text = text("start", required=True)
     try:
         start = date.fromisoformat(start_text)
@@ -335,6 +341,6 @@ def parse_apply_parameters(params: dict | list[tuple[str, str]]) -> ApplyRequest
     store_text = (text("store") or "false").lower()
     if store_text not in ("true", "false"):
         raise bad_request(f"store must be true or false, not {store_text!r}", "store", code="value")
-    return ApplyRequest(subject=subject, practitioner=text("practitioner"), start=start,
+    return ApplyRequest(subject=subject, practitioner=practitioner, start=start,
                         session_count=session_count, weekday=parse_weekday(values.get("weekday")),
                         store=store_text == "true")

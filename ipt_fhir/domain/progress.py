@@ -97,8 +97,13 @@ class PlanProgress:
                    if s.status in MISSED and s.attendance != CANCELLED_BY_CLINICIAN)
 
     @property
+    def ended(self) -> bool:
+        """The plan is over: it plans no further sessions, whatever sessions it still lists as planned."""
+        return self.status in ("completed", "revoked", "entered-in-error")
+
+    @property
     def sessions_remaining(self) -> int:
-        if self.status in ("completed", "revoked", "entered-in-error"):
+        if self.ended:
             return 0
         return max(self.sessions_planned - self.sessions_attended - self.sessions_missed, 0)
 
@@ -113,6 +118,8 @@ class PlanProgress:
 
     @property
     def next_session(self) -> tuple[str, SessionEntry] | None:
+        if self.ended:  # as sessionsRemaining says: none
+            return None
         upcoming = [(ref, s) for ref, s in self.sessions.items() if s.status == "planned" and s.start]
         return min(upcoming, key=lambda item: (moment_key(item[1].start), item[1].number or 0)) if upcoming else None
 

@@ -474,6 +474,11 @@ def _check_score(obs: dict, previous: dict | None, lookup: ResourceLookup) -> li
                          {"entered-in-error": {"registered", "preliminary", "final", "amended", "corrected",
                                                "cancelled", "unknown"}}, {})
     value = observation_score(obs)  # None for a declined questionnaire (dataAbsentReason): nothing to judge
+    quantity = obs.get("valueQuantity")
+    if isinstance(quantity, dict) and "value" not in quantity:
+        issues.append(error("required", "a score's valueQuantity holds its total (a questionnaire not filled in "
+                                        "has no value[x] and a dataAbsentReason instead)",
+                            "Observation.valueQuantity.value"))
     for coding in (obs.get("code") or {}).get("coding") or []:
         bounds = SCORE_RANGES.get(coding.get("code")) if coding.get("system") == "http://loinc.org" else None
         if not bounds or value is None:

@@ -119,8 +119,10 @@ def test_closed_plans_have_nothing_remaining():
     plan = world.plan
     plan["status"] = "revoked"
     row = full(world, scores)
+    assert row.next_session is not None  # sessions 8-12 are still planned
     apply_change(row, plan)
     assert row.sessions_remaining == 0 and row.status == "revoked"
+    assert row.next_session is None and "nextSession" not in params(row)  # nothing remains: no next one
 
 
 def test_row_round_trips_through_json():

@@ -108,3 +108,16 @@ def test_applied_plan_reads_back_with_its_profile_and_narrative(client):
     stored = read(client, f"CarePlan/{plan['id']}")
     assert stored["meta"]["profile"][0].endswith("/StructureDefinition/ipt-careplan")
     assert 'class="ipt-fhir-generated"' in stored["text"]["div"]
+
+
+def test_a_practitioner_that_is_no_practitioner_is_400(client):
+    """It becomes each session's participant.individual, which takes no Patient (R4 Encounter)."""
+    r = client.get("/fhir/PlanDefinition/ipt-who-group/$apply",
+                   params={"subject": "Patient/p2", "start": "2025-03-03", "practitioner": "Patient/p1"})
+    assert r.status_code == 400, r.text
+    assert r.json()["issue"][0]["expression"] == ["practitioner"]
+    role = client.get("/fhir/PlanDefinition/ipt-who-group/$apply",
+                      params={"subject": "Patient/p2", "start": "2025-03-03", "practitioner": "PractitionerRole/r1"})
+    assert role.status_code == 200, role.text
+    sessions = by_type(role.json())["Encounter"]
+    assert {s["participant"][0]["individual"]["reference"] for s in sessions} == {"PractitionerRole/r1"}

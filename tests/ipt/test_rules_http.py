@@ -245,6 +245,17 @@ def test_a_phq9_total_is_a_whole_number(client):
     assert put(client, phq9("o1", 12.0, "2025-01-06T09:00:00Z")).status_code == 201
 
 
+def test_a_phq9_quantity_without_its_value_is_refused(client):
+    """value[x] is present, so obs-6 holds, but a score without its number says nothing."""
+    load_world(client)
+    obs = phq9("o1", 12, "2025-01-06T09:00:00Z")
+    del obs["valueQuantity"]["value"]
+    r = put(client, obs)
+    assert r.status_code == 422, r.text
+    assert expressions(errors(r)) == ["Observation.valueQuantity.value"]
+    assert client.get("/fhir/Observation/o1").status_code == 404
+
+
 def test_a_declined_phq9_is_recorded_and_progress_ignores_it(client):
     load_world(client)
     assert put(client, phq9("o1", 18, "2025-01-06T09:00:00Z")).status_code == 201

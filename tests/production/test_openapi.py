@@ -110,6 +110,7 @@ def test_operations_are_documented(document):
         progress = operations["/fhir/CarePlan/{careplan_id}/$ipt-progress"]["get"]
         assert progress["responses"]["200"]["content"]["application/fhir+json"]["schema"]["$ref"].endswith(
             "/Parameters")
+        assert "410" in progress["responses"]  # the plan was deleted
 
 
 def test_errors_are_operation_outcomes(document):
