@@ -2,7 +2,8 @@
 
 JSON Patch is applied by the `jsonpatch` library. FHIRPath Patch needs to know *where* a path points,
 not just its values, so paths are walked here step by step (names, choice names, [n], first(), last(),
-ofType(), extension('url'), where(...)); the criteria inside where() are evaluated with fhirpathpy.
+ofType(), extension('url'), where(...)), into the `_name` companions that hold the extensions of primitives;
+the criteria inside where() are evaluated with fhirpathpy. A delete also removes what it leaves empty.
 """
 from __future__ import annotations
 
@@ -162,11 +163,13 @@ def _apply_operation(doc: dict, parts: dict, where: str) -> None:
             value = _required_value(parts, where)
             target = _single(_resolve(doc, path), path, where)
             holder = target.get()
+            if _is_primitive(holder) and name in _PRIMITIVE_CHILDREN:
+                holder = _companion(target, create=True)
             if not isinstance(holder, dict):
                 raise _unprocessable(f"'{path}' is not an element that can hold '{name}'", where)
             existing = holder.get(name)
             if existing is None:
-                holder[name] = [value] if _repeats(doc, target, name) else value
+                holder[name] = [value] if name == "extension" or _repeats(doc, target, name) else value
             elif isinstance(existing, list):
                 existing.append(value)
             else:
@@ -185,6 +188,7 @@ def _apply_operation(doc: dict, parts: dict, where: str) -> None:
                 raise _unprocessable(f"'{path}' matches {len(slots)} elements; delete takes one", where)
             if slots:
                 _remove(slots[0])
+                _prune(doc)
         elif op_type == "replace":
             value = _required_value(parts, where)
             _single(_resolve(doc, path), path, where).set(value)
@@ -265,8 +269,70 @@ def _remove(slot: _Slot) -> None:
     else:
         items = slot.container[slot.key]
         del items[slot.index]
+        companions = slot.container.get("_" + slot.key)  # a primitive array's ids and extensions, aligned
+        if isinstance(companions, list) and slot.index < len(companions):
+            del companions[slot.index]
         if not items:
             del slot.container[slot.key]
+
+
+# json.html#primitive: a primitive's id and extensions live beside it, in `_name` (an object, or for a
+# primitive array an array aligned with it, null where an item has none).
+_PRIMITIVE_CHILDREN = ("extension", "id")
+
+
+def _is_primitive(value: Any) -> bool:
+    return value is not None and not isinstance(value, (dict, list))
+
+
+def _companion(slot: _Slot, create: bool = False) -> dict | None:
+    """The object holding the id and extensions of the primitive at `slot` (None when it has none and
+    `create` is false)."""
+    key = "_" + slot.key
+    if slot.index is None:
+        found = slot.container.get(key)
+        if found is None and create:
+            found = slot.container[key] = {}
+        return found if isinstance(found, dict) else None
+    items = slot.container.get(key)
+    if items is None:
+        if not create:
+            return None
+        items = slot.container[key] = [None] * len(slot.container[slot.key])
+    if not isinstance(items, list) or slot.index >= len(items):
+        return None
+    if items[slot.index] is None and create:
+        items[slot.index] = {}
+    return items[slot.index] if isinstance(items[slot.index], dict) else None
+
+
+def _prune(value: Any) -> None:
+    """Drop what a delete left empty: FHIR JSON has no empty objects or arrays (json.html), so a delete of
+    an element's last child removes the element too, as other servers do. Primitive arrays stay aligned
+    with their `_name` companions."""
+    if isinstance(value, list):
+        for item in value:
+            _prune(item)
+        value[:] = [item for item in value if item != {} and item != []]
+        return
+    if not isinstance(value, dict):
+        return
+    for key in list(value):
+        child = value[key]
+        if key.startswith("_") and isinstance(child, list):
+            for item in child:
+                _prune(item)
+            child = value[key] = [None if item == {} else item for item in child]
+            if all(item is None for item in child):
+                del value[key]
+                if isinstance(value.get(key[1:]), list):  # items that were only their extensions go with them
+                    value[key[1:]] = [item for item in value[key[1:]] if item is not None]
+            continue
+        _prune(child)
+        if child == {} or child == []:
+            del value[key]
+    for key in [k for k in value if not k.startswith("_") and value[k] == []]:
+        del value[key]
 
 
 class _PathError(Exception):
@@ -321,6 +387,8 @@ def _children(slots: list[_Slot], name: str) -> list[_Slot]:
     out: list[_Slot] = []
     for slot in slots:
         value = slot.get()
+        if _is_primitive(value) and name in _PRIMITIVE_CHILDREN:
+            value = _companion(slot)
         if not isinstance(value, dict):
             continue
         keys = [name] if name in value else [k for k in value if _is_choice_of(k, name)]

@@ -122,3 +122,50 @@ def test_fhirpath_patch_with_unsupported_path_syntax_is_400(client):
     r = client.patch(f"/fhir/Patient/{rid}", json=body, headers={"Content-Type": "application/fhir+json"})
     assert r.status_code == 400
     assert r.json()["issue"][0]["expression"] == ["Parameters.parameter[0].part"]
+
+
+FHIR_JSON = {"Content-Type": "application/fhir+json"}
+BIRTH_PLACE = "http://hl7.org/fhir/StructureDefinition/patient-birthPlace"
+ORDER = "http://hl7.org/fhir/StructureDefinition/humanname-assembly-order"
+
+
+def _patched(client, resource: dict, *operations: list[dict]) -> dict:
+    rid = client.post("/fhir/Patient", json=resource).json()["id"]
+    r = client.patch(f"/fhir/Patient/{rid}", json=fhirpath_patch(*operations), headers=FHIR_JSON)
+    assert r.status_code == 200, r.text
+    assert client.get(f"/fhir/Patient/{rid}").json() == r.json()
+    return r.json()
+
+
+def test_fhirpath_patch_deleting_the_last_child_removes_the_emptied_element(client):
+    """FHIR JSON has no empty objects: deleting a name's only given name removes the name."""
+    out = _patched(client, {"resourceType": "Patient", "name": [{"given": ["Ann"]}], "gender": "female"},
+                   [{"name": "type", "valueCode": "delete"}, {"name": "path", "valueString": "Patient.name[0].given[0]"}])
+    assert "name" not in out and out["gender"] == "female"
+
+
+def test_fhirpath_patch_adds_and_deletes_the_extensions_of_primitives(client):
+    """In FHIRPath a primitive has extensions (json.html#primitive keeps them in `_birthDate`)."""
+    extension = {"name": "value", "part": [{"name": "url", "valueUri": BIRTH_PLACE},
+                                           {"name": "valueAddress", "valueAddress": {"city": "Leiden"}}]}
+    out = _patched(client, {"resourceType": "Patient", "birthDate": "1980-01-01", "name": [{"given": ["A", "B"]}]},
+                   [{"name": "type", "valueCode": "add"}, {"name": "path", "valueString": "Patient.birthDate"},
+                    {"name": "name", "valueString": "extension"}, extension],
+                   [{"name": "type", "valueCode": "add"}, {"name": "path", "valueString": "Patient.name[0].given[1]"},
+                    {"name": "name", "valueString": "extension"},
+                    {"name": "value", "part": [{"name": "url", "valueUri": ORDER},
+                                               {"name": "valueCode", "valueCode": "NL1"}]}])
+    assert out["birthDate"] == "1980-01-01"
+    assert out["_birthDate"] == {"extension": [{"url": BIRTH_PLACE, "valueAddress": {"city": "Leiden"}}]}
+    assert out["name"][0]["_given"] == [None, {"extension": [{"url": ORDER, "valueCode": "NL1"}]}]
+
+    rid = out["id"]
+    r = client.patch(f"/fhir/Patient/{rid}", headers=FHIR_JSON, json=fhirpath_patch(
+        [{"name": "type", "valueCode": "delete"},
+         {"name": "path", "valueString": f"Patient.birthDate.extension('{BIRTH_PLACE}')"}],
+        [{"name": "type", "valueCode": "delete"}, {"name": "path", "valueString": "Patient.name[0].given[0]"}]))
+    assert r.status_code == 200, r.text
+    after = r.json()
+    assert "_birthDate" not in after and after["birthDate"] == "1980-01-01"
+    assert after["name"][0]["given"] == ["B"]  # its companion moves with it
+    assert after["name"][0]["_given"] == [{"extension": [{"url": ORDER, "valueCode": "NL1"}]}]
