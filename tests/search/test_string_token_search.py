@@ -77,6 +77,15 @@ def test_unknown_valueset_in_is_an_error(people):
     assert exc.value.status == 400
 
 
+@pytest.mark.parametrize("query", ["active=maybe", "active=True", "active=1", "active:not=yes", "active=true,no"])
+def test_a_boolean_token_takes_true_or_false_only(people, query):
+    """A value no boolean can have is malformed (400), not a search matching nothing."""
+    with pytest.raises(FHIRError) as exc:
+        people.ids("Patient", query)
+    assert exc.value.status == 400
+    assert exc.value.issues[0].expression == (query.partition("=")[0],)
+
+
 def test_number_and_quantity(engine):
     for oid, v in (("q1", 5.4), ("q2", 100), ("q3", 99.6)):
         engine.put({"resourceType": "Observation", "id": oid, "status": "final", "code": {"text": "x"},

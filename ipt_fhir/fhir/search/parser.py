@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
 from ipt_fhir.fhir.outcome import FHIRError, bad_request, error
@@ -168,6 +169,15 @@ def _may_be_identifier(resource_type: str, p: SearchParam) -> bool:
     return not types or "Identifier" in types
 
 
+@lru_cache(maxsize=None)
+def _is_boolean(resource_type: str, code: str) -> bool:
+    """Whether a token parameter reaches boolean elements only (Patient.active)."""
+    from .indexer import element_types
+
+    p = registry().get(resource_type, code)
+    return p is not None and element_types(resource_type, p) == {"boolean"}
+
+
 class Parser:
     def __init__(self, base_url: str = "") -> None:
         self.reg = registry()
@@ -225,8 +235,12 @@ class Parser:
                     raise bad_request(f"{name} needs system|code|value", name)
                 vals.append(unescape(v))
             return Clause("param", name, param=tok, modifier="of-type", values=vals)
-        return Clause("param", name, param=p, modifier=modifier,
-                      values=[parse_value(p, modifier, v, name) for v in _values(raw, name)])
+        values = _values(raw, name)
+        if p.type == "token" and modifier in (None, "not") and _is_boolean(resource_type, code):
+            for v in values:
+                if v not in ("true", "false"):  # boolean tokens have no system (search.html#token)
+                    raise bad_request(f"{name} takes true or false, not '{v}'", name)
+        return Clause("param", name, param=p, modifier=modifier, values=[parse_value(p, modifier, v, name) for v in values])
 
     def _targets(self, p: SearchParam, modifier: str | None, name: str) -> tuple[str, ...]:
         if modifier:
