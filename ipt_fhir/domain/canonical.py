@@ -54,6 +54,9 @@ OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-catego
 CONDITION_CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
 CONDITION_VER_STATUS = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
 GOAL_ACHIEVEMENT = "http://terminology.hl7.org/CodeSystem/goal-achievement"
+# Its codes (R4 CodeSystem goal-achievement; IPT-DOMAIN.md "Other codes")
+GOAL_ACHIEVEMENT_CODES = frozenset({"in-progress", "improving", "worsening", "no-change", "achieved", "sustaining",
+                                    "not-achieved", "no-progress", "not-attainable"})
 
 SNOMED_IPT = "443730003"
 SNOMED_MENTAL_HEALTH_CARE_PLAN = "718347000"

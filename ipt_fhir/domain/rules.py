@@ -31,7 +31,7 @@ from typing import Iterable
 from ..fhir.outcome import Issue, error, warning
 from .canonical import (
     CAREPLAN_PROFILE, COURSE_PROFILE, CS_PROBLEM_AREA, EXT_PHASE, EXT_PROBLEM_AREA_FOCUS, EXT_SESSION_NUMBER,
-    GOAL_PROFILE, PROBLEM_AREA_PROFILE, SCORE_PROFILE, SCORE_RANGES, SESSION_PROFILE, claimed_ipt_profile,
+    GOAL_ACHIEVEMENT, GOAL_ACHIEVEMENT_CODES, GOAL_PROFILE, PROBLEM_AREA_PROFILE, SCORE_PROFILE, SCORE_RANGES, SESSION_PROFILE, claimed_ipt_profile,
     claims_profile, extensions, ipt_coding, reference, same_reference, same_subject, session_number,
     session_phase, split_reference, subject_of,
 )
@@ -439,6 +439,14 @@ def _check_goal(goal: dict, previous: dict | None, lookup: ResourceLookup) -> li
                              "rejected"}}, {})
     if goal.get("lifecycleStatus") == "entered-in-error":
         return issues
+    # achievementStatus binds only preferably to HL7's value set, so another system's codes may stand; but a
+    # code claiming HL7's system must be one of its codes ($ipt-progress reports it as the goal's achievement)
+    for i, coding in enumerate((goal.get("achievementStatus") or {}).get("coding") or []):
+        if isinstance(coding, dict) and coding.get("system") == GOAL_ACHIEVEMENT \
+                and coding.get("code") not in GOAL_ACHIEVEMENT_CODES:
+            issues.append(error("code-invalid", f"'{coding.get('code')}' is not a code of {GOAL_ACHIEVEMENT} "
+                                                f"({', '.join(sorted(GOAL_ACHIEVEMENT_CODES))})",
+                                f"Goal.achievementStatus.coding[{i}].code"))
     addressed = _resolve(goal.get("addresses"), "Condition", lookup)
     valid = []
     for i, ref, condition in addressed:

@@ -21,6 +21,7 @@ class Case:
     expression: str | None = None  # an expression of the error (resource-relative)
     diagnostics: str | None = None  # or a part of its text
     setup: list[dict] = field(default_factory=list)
+    code: str = "business-rule"  # the issue type of its errors
 
 
 def _set_ext(resource, ext_id, key, value):
@@ -134,6 +135,14 @@ def case_goal_addressing_a_missing_condition(w):
     return Case(goal("g1", ["Condition/missing"]), goal("g1", ["Condition/pa1"]), "Goal.addresses[0]")
 
 
+def case_goal_achievement_code_not_in_its_code_system(w):
+    achieved = "http://terminology.hl7.org/CodeSystem/goal-achievement"
+    return Case(_with(goal("g1", ["Condition/pa1"]), achievementStatus={"coding": [{"system": achieved, "code": "bogus"}]}),
+                _with(goal("g1", ["Condition/pa1"]), achievementStatus={"coding": [{"system": achieved, "code": "improving"},
+                                                                                   {"system": "urn:ehr", "code": "better"}]}),
+                "Goal.achievementStatus.coding[0].code", code="code-invalid")
+
+
 def case_plan_losing_its_problem_area_after_the_initial_phase(w):
     setup = _held(w, 1, 2, 3, 4)
     return Case(_with(w.plan, addresses=[{"reference": "Condition/dx"}]), w.plan, "CarePlan.addresses", setup=setup)
@@ -160,7 +169,7 @@ def _prepare(client, name):
 def _assert_refused(response, case: Case, prefix: str = ""):
     assert response.status_code == 422, response.text
     found = errors(response)
-    assert all(i["code"] == "business-rule" for i in found)
+    assert all(i["code"] == case.code for i in found)
     if case.expression:
         rtype, _, rest = case.expression.partition(".")
         wanted = f"{prefix}.resource.{rest}" if prefix else case.expression
