@@ -30,7 +30,7 @@ from typing import Iterable
 
 from ..fhir.outcome import Issue, error, warning
 from .canonical import (
-    CAREPLAN_PROFILE, COURSE_PROFILE, CS_PROBLEM_AREA, EXT_PHASE, EXT_PROBLEM_AREA_FOCUS, EXT_SESSION_NUMBER,
+    CAREPLAN_PROFILE, COURSE_PROFILE, CPT, CS_PROBLEM_AREA, EXT_PHASE, EXT_PROBLEM_AREA_FOCUS, EXT_SESSION_NUMBER,
     GOAL_ACHIEVEMENT, GOAL_ACHIEVEMENT_CODES, GOAL_PROFILE, PROBLEM_AREA_PROFILE, SCORE_PROFILE, SCORE_RANGES, SESSION_PROFILE, claimed_ipt_profile,
     claims_profile, extensions, ipt_coding, reference, same_reference, same_subject, session_number,
     session_phase, split_reference, subject_of,
@@ -309,10 +309,26 @@ def _check_course(course: dict, previous: dict | None, lookup: ResourceLookup) -
 
 # ---------------------------------------------------------------------------------------------
 # Encounter (session)
+# IPT-DOMAIN.md: a session's type is CPT 90834 or 90837 (45 or 60 minutes), 90853 (group) or 90791 (intake)
+SESSION_CPT_CODES = frozenset({"90834", "90837", "90853", "90791"})
+
+
+def _session_type_warnings(session: dict) -> list[Issue]:
+    """A session typed with CPT codes, none of them a psychotherapy session's, is most likely miscoded (an
+    office visit, 99213): a warning, since billing practice differs between clinics."""
+    for i, concept in enumerate(session.get("type") or []):
+        codes = [c.get("code") for c in (concept or {}).get("coding") or [] if isinstance(c, dict) and c.get("system") == CPT]
+        if codes and not SESSION_CPT_CODES.intersection(codes):
+            return [warning("business-rule", f"CPT {', '.join(map(str, codes))} is not an IPT session type "
+                                             f"({', '.join(sorted(SESSION_CPT_CODES))})", f"Encounter.type[{i}]")]
+    return []
+
+
 def _check_session(session: dict, previous: dict | None, lookup: ResourceLookup) -> list[Issue]:
     issues = _transition("Encounter", "Encounter.status", (previous or {}).get("status"), session.get("status"),
                          ENCOUNTER_FORBIDDEN, ENCOUNTER_WARN)
     status = session.get("status")
+    issues += _session_type_warnings(session)
     courses = [c for c in _resolve(session.get("basedOn"), "ServiceRequest", lookup)]
     existing = [c for c in courses if c[2] is not None]
     if not existing:

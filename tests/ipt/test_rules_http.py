@@ -228,6 +228,16 @@ def test_warnings_come_back_with_the_success(client):
     assert any("more sessions than the 12 planned" in i["diagnostics"] for i in warnings(r))
 
 
+def test_a_session_typed_as_an_office_visit_is_stored_with_a_warning(client):
+    world = load_world(client, World(sessions=12))
+    session = world.session(1)
+    assert not [i for i in warnings(put(client, session, **OUTCOME)) if "session type" in i["diagnostics"]]
+    session["type"] = [{"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "99213"}]}]
+    r = put(client, session, **OUTCOME)
+    assert r.status_code == 200, r.text
+    assert [expressions([i]) for i in warnings(r) if "not an IPT session type" in i["diagnostics"]] == [["Encounter.type[0]"]]
+
+
 def test_resources_without_an_ipt_profile_are_not_checked(client):
     load_world(client)
     obs = phq9("plain", 99, "2025-01-06T09:00:00Z", patient="Patient/other")
