@@ -162,4 +162,5 @@ def check_body_media_type(request: Request, *, allow: tuple[str, ...] = ()) -> s
         if charset is not None:  # FHIR's JSON is UTF-8 (http.html#mime-type); a body in another is not read as it
             raise FHIRError.of(415, "not-supported", f"The body's charset is {charset}; send UTF-8")
         return media
-    raise FHIRError.of(415, "not-supported", f"Content-Type '{media}' is not supported; send application/fhir+json")
+    accepted = " or ".join(("application/fhir+json", *allow))
+    raise FHIRError.of(415, "not-supported", f"Content-Type '{media}' is not supported; send {accepted}")

@@ -77,6 +77,7 @@ def test_patch_that_cannot_apply_is_422_and_malformed_patch_is_400(client):
     assert not_parameters.json()["issue"][0]["expression"] == ["Patient"]
     xml = client.patch(f"/fhir/Patient/{rid}", content=b"<Parameters/>", headers={"Content-Type": "application/fhir+xml"})
     assert xml.status_code == 415
+    assert "application/json-patch+json" in xml.json()["issue"][0]["diagnostics"]  # both patch formats named
 
 
 def test_patch_of_missing_resource_is_404(client):
