@@ -31,8 +31,8 @@ from typing import Iterable
 from ..fhir.outcome import Issue, error, warning
 from .canonical import (
     CAREPLAN_PROFILE, COURSE_PROFILE, CPT, CS_PROBLEM_AREA, EXT_PHASE, EXT_PROBLEM_AREA_FOCUS, EXT_SESSION_NUMBER,
-    GOAL_ACHIEVEMENT, GOAL_ACHIEVEMENT_CODES, GOAL_PROFILE, PROBLEM_AREA_PROFILE, SCORE_PROFILE, SCORE_RANGES, SESSION_PROFILE, claimed_ipt_profile,
-    claims_profile, extensions, ipt_coding, reference, same_reference, same_subject, session_number,
+    GOAL_ACHIEVEMENT, GOAL_ACHIEVEMENT_CODES, GOAL_PROFILE, PROBLEM_AREA_PROFILE, SCORE_PROFILE, SCORE_RANGES,
+    SESSION_PROFILE, claimed_ipt_profile, claims_profile, extensions, ipt_coding, reference, same_reference, same_subject, session_number,
     session_phase, split_reference, subject_of,
 )
 from .lookup import ResourceLookup
@@ -317,7 +317,8 @@ def _session_type_warnings(session: dict) -> list[Issue]:
     """A session typed with CPT codes, none of them a psychotherapy session's, is most likely miscoded (an
     office visit, 99213): a warning, since billing practice differs between clinics."""
     for i, concept in enumerate(session.get("type") or []):
-        codes = [c.get("code") for c in (concept or {}).get("coding") or [] if isinstance(c, dict) and c.get("system") == CPT]
+        codings = (concept or {}).get("coding") or []
+        codes = [c.get("code") for c in codings if isinstance(c, dict) and c.get("system") == CPT]
         if codes and not SESSION_CPT_CODES.intersection(codes):
             return [warning("business-rule", f"CPT {', '.join(map(str, codes))} is not an IPT session type "
                                              f"({', '.join(sorted(SESSION_CPT_CODES))})", f"Encounter.type[{i}]")]

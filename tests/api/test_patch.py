@@ -141,7 +141,8 @@ def _patched(client, resource: dict, *operations: list[dict]) -> dict:
 def test_fhirpath_patch_deleting_the_last_child_removes_the_emptied_element(client):
     """FHIR JSON has no empty objects: deleting a name's only given name removes the name."""
     out = _patched(client, {"resourceType": "Patient", "name": [{"given": ["Ann"]}], "gender": "female"},
-                   [{"name": "type", "valueCode": "delete"}, {"name": "path", "valueString": "Patient.name[0].given[0]"}])
+                   [{"name": "type", "valueCode": "delete"},
+                    {"name": "path", "valueString": "Patient.name[0].given[0]"}])
     assert "name" not in out and out["gender"] == "female"
 
 

@@ -137,9 +137,10 @@ def case_goal_addressing_a_missing_condition(w):
 
 def case_goal_achievement_code_not_in_its_code_system(w):
     achieved = "http://terminology.hl7.org/CodeSystem/goal-achievement"
-    return Case(_with(goal("g1", ["Condition/pa1"]), achievementStatus={"coding": [{"system": achieved, "code": "bogus"}]}),
-                _with(goal("g1", ["Condition/pa1"]), achievementStatus={"coding": [{"system": achieved, "code": "improving"},
-                                                                                   {"system": "urn:ehr", "code": "better"}]}),
+    bogus = {"coding": [{"system": achieved, "code": "bogus"}]}
+    improving = {"coding": [{"system": achieved, "code": "improving"}, {"system": "urn:ehr", "code": "better"}]}
+    return Case(_with(goal("g1", ["Condition/pa1"]), achievementStatus=bogus),
+                _with(goal("g1", ["Condition/pa1"]), achievementStatus=improving),
                 "Goal.achievementStatus.coding[0].code", code="code-invalid")
 
 
@@ -235,7 +236,8 @@ def test_a_session_typed_as_an_office_visit_is_stored_with_a_warning(client):
     session["type"] = [{"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "99213"}]}]
     r = put(client, session, **OUTCOME)
     assert r.status_code == 200, r.text
-    assert [expressions([i]) for i in warnings(r) if "not an IPT session type" in i["diagnostics"]] == [["Encounter.type[0]"]]
+    found = [i for i in warnings(r) if "not an IPT session type" in i["diagnostics"]]
+    assert expressions(found) == ["Encounter.type[0]"]
 
 
 def test_resources_without_an_ipt_profile_are_not_checked(client):

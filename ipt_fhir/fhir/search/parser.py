@@ -240,7 +240,8 @@ class Parser:
             for v in values:
                 if v not in ("true", "false"):  # boolean tokens have no system (search.html#token)
                     raise bad_request(f"{name} takes true or false, not '{v}'", name)
-        return Clause("param", name, param=p, modifier=modifier, values=[parse_value(p, modifier, v, name) for v in values])
+        return Clause("param", name, param=p, modifier=modifier,
+                      values=[parse_value(p, modifier, v, name) for v in values])
 
     def _targets(self, p: SearchParam, modifier: str | None, name: str) -> tuple[str, ...]:
         if modifier:
