@@ -99,7 +99,8 @@ OPERATION_BODIES: dict[str, tuple[str | None, str, str]] = {
                       "baseline and latest PHQ-9, response and remission."),
     "$everything": ("Parameters", "Bundle", "Everything in the Patient compartment (start, end, _since, _type, _count); "
                     "start and end are care dates, inclusive: they filter the types the clinical-date search "
-                    "parameter covers (Encounter, Observation, CarePlan, Procedure, ...), not the others; "
+                    "parameter covers (Encounter, Observation, CarePlan, Procedure, ...) and those with a date of "
+                    "the care they order, bill or record (MedicationRequest, Claim, Appointment, ...), not the others; "
                     "what a member in range refers to is returned whatever its date. "
                     "With POST, the same parameters in a Parameters body."),
     "$export": (None, "OperationOutcome", "Bulk Data export (async: 202 and Content-Location to poll)."),

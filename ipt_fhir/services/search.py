@@ -1131,23 +1131,44 @@ def _require_current_patient(db: Database, patient_id: str) -> None:
 CLINICAL_DATE = "http://hl7.org/fhir/SearchParameter/clinical-date"
 
 
+# Care dates of Patient compartment types whose `date` is not the clinical-date parameter: when the care was
+# given, ordered, billed or dispensed (not when the record was written). Without them a type went unfiltered
+# and, worse, its members dragged in what they refer to: every Claim of a patient brought every Encounter.
+OTHER_CARE_DATES = {
+    "Appointment": "date", "Claim": "created", "ClaimResponse": "created", "Communication": "sent",
+    "DeviceRequest": "event-date", "DocumentReference": "period", "ExplanationOfBenefit": "created",
+    "ImagingStudy": "started", "Invoice": "date", "Media": "created", "MedicationAdministration": "effective-time",
+    "MedicationDispense": "whenhandedover", "MedicationRequest": "authoredon", "MedicationStatement": "effective",
+    "NutritionOrder": "datetime", "QuestionnaireResponse": "authored", "ServiceRequest": "authored",
+    "Specimen": "collected", "VisionPrescription": "datewritten",
+}
+
+
 @lru_cache(maxsize=1)
-def _care_dated_types() -> tuple[str, ...]:
-    """The Patient compartment types whose `date` is the spec's clinical-date parameter."""
+def _care_dated_types() -> tuple[tuple[str, str], ...]:
+    """(type, its care-date parameter) of the Patient compartment types that have one: `date` where that
+    is the spec's clinical-date parameter, else OTHER_CARE_DATES."""
     reg = registry()
-    return tuple(t for t in sorted(compartment_types())
-                 if (date := reg.get(t, "date")) is not None and date.url == CLINICAL_DATE)
+    out = []
+    for t in sorted(compartment_types()):
+        date = reg.get(t, "date")
+        code = "date" if date is not None and date.url == CLINICAL_DATE else OTHER_CARE_DATES.get(t)
+        if code is not None and (p := reg.get(t, code)) is not None and p.type == "date":
+            out.append((t, code))
+    return tuple(out)
 
 
 def _care_date_clauses(parser: Parser, params: list[tuple[str, str]]) -> dict[str, list[Clause]]:
     """$everything's start and end: "care dates, not record currency dates" (OperationDefinition
     Patient-everything), inclusive, to the precision given. A care date is what the spec's clinical-date
     search parameter reads (Encounter.period, Observation.effective, CarePlan.period, Procedure.performed,
-    ...): a resource of those types is returned when its care date overlaps [start, end], as
-    `date=ge[start]&date=le[end]` would find it, and not when it has none. The other types (Patient,
-    Condition, Goal, Appointment, ...) have no care date and are not filtered. This decides compartment
-    membership: what a member in range refers to is returned whatever its own date (an Observation's
-    Encounter), what only members out of range refer to is not. -> the clauses per filtered type."""
+    ...), or for other types the date of the care they order, bill or record (OTHER_CARE_DATES:
+    MedicationRequest.authoredOn, Claim.created, Appointment.start, ...): a resource of those types is
+    returned when its care date overlaps [start, end], as `date=ge[start]&date=le[end]` would find it,
+    and not when it has none. The types left (Patient, Condition, Goal, Coverage, ...) have no single
+    care date and are not filtered. This decides compartment membership: what a member in range refers to
+    is returned whatever its own date (an Observation's Encounter), what only members out of range refer
+    to is not. -> the clauses per filtered type."""
     care: dict[str, list[Clause]] = {}
     dated = _care_dated_types()
     for name, prefix in (("start", "ge"), ("end", "le")):
@@ -1157,13 +1178,13 @@ def _care_date_clauses(parser: Parser, params: list[tuple[str, str]]) -> dict[st
         if not values:
             continue
         try:  # the search date grammar; a prefix of the caller's own ("gege2025") is no date either
-            clauses = [parser.parse(t, "date", prefix + values[0]) for t in dated]
+            clauses = [parser.parse(t, code, prefix + values[0]) for t, code in dated]
         except FHIRError:
             clauses = None
         if clauses is None or any(len(c.values) != 1 for c in clauses):  # a list ("2025,2019") is not one date
             raise bad_request(f"{name} must be a date (YYYY, YYYY-MM or YYYY-MM-DD) or a dateTime, "
                               f"found '{values[0]}'", name)
-        for t, clause in zip(dated, clauses):
+        for (t, _), clause in zip(dated, clauses):
             care.setdefault(t, []).append(clause)
     return care
 

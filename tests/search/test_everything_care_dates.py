@@ -35,10 +35,20 @@ def record(database, client):
                    "subject": {"reference": "Patient/p1"}, "period": {"start": "2024-12-01"}})
     put(database, {"resourceType": "Condition", "id": "mdd", "subject": {"reference": "Patient/p1"},
                    "onsetDateTime": "2010-05-01"})
-    # Appointment's `date` is its start, not the clinical-date parameter: no care date, never filtered
+    # Appointment's `date` is not the clinical-date parameter, but its start is a care date all the same
     put(database, {"resourceType": "Appointment", "id": "appt-2024", "status": "booked",
                    "start": "2024-01-10T09:00:00Z", "end": "2024-01-10T10:00:00Z",
                    "participant": [{"actor": {"reference": "Patient/p1"}, "status": "accepted"}]})
+    # billed in 2024 for e-2024: out of a 2025 range, it must not bring e-2024 back with it
+    put(database, {"resourceType": "Claim", "id": "claim-2024", "status": "active", "use": "claim",
+                   "type": {"text": "professional"}, "patient": {"reference": "Patient/p1"}, "created": "2024-01-10",
+                   "provider": {"reference": "Practitioner/dr-2024"}, "priority": {"text": "normal"},
+                   "insurance": [{"sequence": 1, "focal": True, "coverage": {"display": "Self-pay"}}],
+                   "item": [{"sequence": 1, "productOrService": {"text": "visit"},
+                             "encounter": [{"reference": "Encounter/e-2024"}]}]})
+    put(database, {"resourceType": "MedicationRequest", "id": "rx-2025", "status": "active", "intent": "order",
+                   "medicationCodeableConcept": {"text": "sertraline"}, "subject": {"reference": "Patient/p1"},
+                   "authoredOn": "2025-03-03"})
     put(database, {"resourceType": "Encounter", "id": "e-other", "status": "finished", "class": {"code": "AMB"},
                    "subject": {"reference": "Patient/p2"}, "period": {"start": "2025-03-03", "end": "2025-03-03"}})
     return client
@@ -50,13 +60,14 @@ def _everything(client, query: str, path: str = "Patient/p1") -> set[tuple[str, 
     return set(result_keys(r.json()))
 
 
-UNDATED_TYPES = {("Patient", "p1"), ("Condition", "mdd"), ("Appointment", "appt-2024")}
+UNDATED_TYPES = {("Patient", "p1"), ("Condition", "mdd")}
 
 
 def test_start_keeps_care_from_that_date_on_and_what_it_refers_to(record):
     assert _everything(record, "start=2025-01-01") == UNDATED_TYPES | {
         ("Encounter", "e-2025"), ("Encounter", "e-2025b"), ("Practitioner", "dr-2025"), ("Practitioner", "dr-both"),
-        ("Observation", "phq9-2025"), ("CarePlan", "ongoing")}  # a plan with no end is still going on
+        ("Observation", "phq9-2025"), ("CarePlan", "ongoing"),  # a plan with no end is still going on
+        ("MedicationRequest", "rx-2025")}  # authored in range; the 2024 claim and appointment are not
 
 
 def test_what_the_range_leaves_out_is_not_brought_back_by_type(record):
@@ -76,14 +87,16 @@ def test_a_resource_referred_to_from_one_in_range_is_returned_whatever_its_date(
 
 def test_end_keeps_care_up_to_the_end_of_its_precision(record):
     assert _everything(record, "end=2024-01") == UNDATED_TYPES | {
-        ("Encounter", "e-2024"), ("Encounter", "e-2024b"), ("Practitioner", "dr-2024"), ("Practitioner", "dr-both")}
+        ("Encounter", "e-2024"), ("Encounter", "e-2024b"), ("Practitioner", "dr-2024"), ("Practitioner", "dr-both"),
+        ("Appointment", "appt-2024"), ("Claim", "claim-2024")}
 
 
 def test_start_and_end_are_inclusive(record):
     assert _everything(record, "start=2024-01-10&end=2024-01-10") == UNDATED_TYPES | {
-        ("Encounter", "e-2024"), ("Practitioner", "dr-2024")}
+        ("Encounter", "e-2024"), ("Practitioner", "dr-2024"), ("Appointment", "appt-2024"), ("Claim", "claim-2024")}
     assert _everything(record, "start=2025-03-03T09:50:00Z&end=2025-03-03T09:50:00Z") == UNDATED_TYPES | {
-        ("Encounter", "e-2025"), ("Practitioner", "dr-2025"), ("Observation", "phq9-2025"), ("CarePlan", "ongoing")}
+        ("Encounter", "e-2025"), ("Practitioner", "dr-2025"), ("Observation", "phq9-2025"), ("CarePlan", "ongoing"),
+        ("MedicationRequest", "rx-2025")}  # authored that day: a date's range is the whole day
 
 
 def test_without_start_or_end_nothing_is_filtered(record):
