@@ -86,6 +86,17 @@ def test_a_boolean_token_takes_true_or_false_only(people, query):
     assert exc.value.issues[0].expression == (query.partition("=")[0],)
 
 
+@pytest.mark.parametrize("value", ["87.62960243186684", "0.1234567890123456789", "1234567.123456789012"])
+def test_a_value_with_more_digits_than_a_double_holds_finds_itself(engine, value):
+    """Its implicit range is narrower than the spacing of doubles; it still holds the value written."""
+    engine.put({"resourceType": "Observation", "id": "w", "status": "final", "code": {"text": "weight"},
+                "valueQuantity": {"value": float(value), "system": "http://unitsofmeasure.org", "code": "kg"}})
+    engine.put({"resourceType": "Observation", "id": "other", "status": "final", "code": {"text": "weight"},
+                "valueQuantity": {"value": float(value) * 1.000001, "system": "http://unitsofmeasure.org", "code": "kg"}})
+    assert engine.ids("Observation", f"value-quantity={value}") == {"w"}
+    assert engine.ids("Observation", f"value-quantity=ne{value}") == {"other"}
+
+
 def test_number_and_quantity(engine):
     for oid, v in (("q1", 5.4), ("q2", 100), ("q3", 99.6)):
         engine.put({"resourceType": "Observation", "id": oid, "status": "final", "code": {"text": "x"},

@@ -7,6 +7,7 @@ them.
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
@@ -96,7 +97,14 @@ def parse_number(text: str, name: str) -> tuple[float, float, float]:
         raise bad_request(f"'{text}' is not a number in {name}", name)
     exp = int(d.as_tuple().exponent) - (1 if "e" in text.lower() else 0)
     half = Decimal(5).scaleb(exp - 1)
-    return float(d), float(d - half), float(d + half)
+    value, lo, hi = float(d), float(d - half), float(d + half)
+    # Indexed values are doubles, 15-17 significant digits: a range finer than their spacing rounds to a
+    # single point, [v, v), and held nothing, not even the value as written (87.62960243186684, copied
+    # from a resource). It holds that double at least.
+    if hi <= value:
+        hi = math.nextafter(value, math.inf)
+    lo = min(lo, value)
+    return value, lo, hi
 
 
 def parse_value(p: SearchParam, modifier: str | None, raw: str, name: str) -> Any:
