@@ -10,7 +10,7 @@ import json
 import logging
 import shutil
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable, Iterator
 from urllib.parse import parse_qsl
@@ -35,6 +35,25 @@ from ipt_fhir.store.tables import resource_table as R
 
 log = logging.getLogger("ipt_fhir.bulk_export")
 
+# PostgreSQL: how long before its first statement reaches the server a write may stamp its versions (its
+# transaction begins at that statement); generous, as an export repeating a second of changes costs nothing.
+STAMP_MARGIN = timedelta(seconds=1)
+
+
+def _transaction_time(conn: Connection) -> datetime:
+    """The manifest's transactionTime, read in the unit of work that marks the export running: every
+    version stamped up to it must be committed already, or the export's snapshots may miss it and the next
+    export `_since` it skips it for good (the Bulk Data manifest holds what changed "up to and including"
+    it). On SQLite that unit holds the one writer, and writes stamp their versions inside theirs, so every
+    version stamped before now has committed. PostgreSQL writers run side by side: the time stays before
+    the oldest transaction still open, and before any write about to begin one (STAMP_MARGIN)."""
+    now = rs.now_utc()
+    if conn.dialect.name != "postgresql":
+        return now
+    oldest = conn.exec_driver_sql(
+        "SELECT min(xact_start) FROM pg_stat_activity WHERE xact_start IS NOT NULL "
+        "AND datname = current_database() AND pid <> pg_backend_pid()").scalar()
+    return min(now, oldest or now) - STAMP_MARGIN
 
 class ExportRequest:
     def __init__(self, level: str, *, types: list[str] | None, since: datetime | None,
@@ -314,8 +333,8 @@ class ExportJobs(JobRunner):
         request = json.loads(job["request"])
         req = ExportRequest.from_json(request["export"])
         with self.db.write() as conn:
+            started = _transaction_time(conn)
             bulk.update_job(conn, job_id, rs.now_utc(), status="running", only_if_status=("queued",))
-        started = rs.now_utc()
         done: list[str] = []
 
         def progress(resource_type: str, count: int) -> None:

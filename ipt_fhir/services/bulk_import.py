@@ -231,8 +231,8 @@ class Importer:
 
     def _prepared(self, sources: list[Source], workers: int) -> Iterator[Prepared | Failed]:
         """Every line prepared, in file order. With workers, chunks are submitted about two batches
-        ahead, so they are prepared while this thread writes. A version's lastUpdated is the time its
-        chunk was submitted: later chunks, later times, as the batches commit."""
+        ahead, so they are prepared while this thread writes. The lastUpdated they are prepared with is
+        provisional: _write_batch stamps each version as it writes it."""
         with bulk_prepare.workers(workers) if workers else nullcontext() as self._executor:
             ahead = max(2 * workers, -(-2 * self.batch // CHUNK_LINES))
             pending: deque[tuple[Future | None, list, dict, datetime, frozenset]] = deque()
@@ -360,6 +360,10 @@ class Importer:
         outcome: dict[tuple[str, str], str] = {}
         hooks = write_hooks.registered()
         with self.db.write() as conn, rs.deferred_rule_checks(conn) as queue:
+            # Stamped here, inside the unit that commits them, not when their chunk was prepared (up to two
+            # batches earlier): an export's transactionTime, taken as no write is under way, must be later
+            # than every version its snapshot misses (bulk_export), or the next `_since` export skips them.
+            now = rs.now_utc()
             current = bulk.current_versions(conn, [(ln.resource_type, ln.id) for ln in lines])
             inserts: list[StoredVersion] = []
             replaces: list[tuple[StoredVersion, int]] = []
@@ -370,7 +374,7 @@ class Importer:
                 existing = current.get(key)
                 rows, previous, doc = ln.index, None, None
                 if existing is None:
-                    inserts.append(StoredVersion(ln.resource_type, ln.id, 1, ln.now, False, ln.content))
+                    inserts.append(StoredVersion(ln.resource_type, ln.id, 1, now, False, _restamped(ln.content, now)))
                     outcome[key] = "created"
                     if rows is None:  # it was stored when the line was prepared, and is no more
                         rows = table_rows(ln.resource_type, ln.id, load_stored(ln.content))
@@ -385,9 +389,9 @@ class Importer:
                         if _same_content(previous, doc):
                             outcome[key] = "unchanged"
                             continue
-                    doc = rs.with_server_meta(doc, ln.id, version_id + 1, ln.now)
+                    doc = rs.with_server_meta(doc, ln.id, version_id + 1, now)
                     rows = table_rows(ln.resource_type, ln.id, doc)
-                    replaces.append((StoredVersion(ln.resource_type, ln.id, version_id + 1, ln.now, False,
+                    replaces.append((StoredVersion(ln.resource_type, ln.id, version_id + 1, now, False,
                                                    dump_json(doc)), version_id))
                     outcome[key] = "updated"
                 for kind, kind_rows in rows.items():
@@ -425,6 +429,12 @@ _REFUSED: tuple[type[Exception], ...] = (DataError, sqlite3.DataError, psycopg.D
 # itself the third key of the document, so the first match is the server's own (a validated resource
 # has no such keys in the meta elements before them).
 _SERVER_META_BYTES = re.compile(rb'"versionId":"[^"]*","lastUpdated":"[^"]*"')
+
+
+def _restamped(content: bytes, now: datetime) -> bytes:
+    """A prepared version 1's stored JSON with meta.lastUpdated `now`."""
+    server_meta = b'"versionId":"1","lastUpdated":"' + rs.format_instant(now).encode() + b'"'
+    return _SERVER_META_BYTES.sub(lambda _: server_meta, content, 1)
 
 
 def _same_stored(stored: bytes | None, incoming: bytes) -> bool:

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
 from ipt_fhir.api.content_coding import COMPRESS_MIN_BYTES
+from ipt_fhir.services import resources as rs
 
 from tests.bulk.conftest import (ASYNC, LENIENT, NDJSON_FILES, export, ids_by_type, import_parameters,
                                  patient_parameters, poll, read_export, read_ndjson_gz)
@@ -398,7 +400,6 @@ def test_server_shutdown_stops_jobs_an_import_resumes_and_an_export_reports_fail
 
 def test_stop_waits_for_running_jobs_and_names_those_that_outlast_it(database, tmp_path):
     import threading
-    import time
 
     from ipt_fhir.services.bulk_jobs import JobRunner
 
@@ -441,3 +442,30 @@ def test_cancelling_an_interrupted_upload_import_cancels_it_and_deletes_the_uplo
     assert ImportJobs(database, tmp_path).cancel(job)
     assert imports.status(job)["status"] == "cancelled"
     assert list((tmp_path / "uploads").iterdir()) == []
+
+
+def test_an_export_started_during_a_write_holds_it_or_names_a_time_before_it(client, database, app):
+    """The manifest holds what changed "up to and including" its transactionTime (Bulk Data manifest):
+    a version stamped before that time but committed after the export read would be in neither this export
+    nor the next one `_since` it."""
+    import threading
+
+    stamped: dict = {}
+
+    def slow_write() -> None:
+        with database.write() as conn:
+            result = app.state.resource_service.create_in(conn, "Patient", {"resourceType": "Patient"}, [])
+            stamped.update(id=result.version.id, at=result.version.last_updated)
+            time.sleep(1.5)  # stamped, not yet committed
+
+    writer = threading.Thread(target=slow_write)
+    writer.start()
+    while "at" not in stamped:
+        time.sleep(0.01)
+    kick_off = client.get("/fhir/Patient/$export", headers=ASYNC)
+    assert kick_off.status_code == 202, kick_off.text
+    manifest = poll(client, kick_off.headers["Content-Location"])
+    writer.join()
+    exported = {r["id"] for o in manifest["output"] if o["type"] == "Patient"
+                for r in map(json.loads, client.get(o["url"].split("testserver", 1)[1]).text.splitlines())}
+    assert stamped["id"] in exported or manifest["transactionTime"] < rs.format_instant(stamped["at"])

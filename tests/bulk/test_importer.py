@@ -8,7 +8,7 @@ import shutil
 import signal
 import sqlite3
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
@@ -302,3 +302,27 @@ def test_import_gives_write_hooks_the_changes_they_want_and_all_to_one_that_does
     assert ipt.wants("Encounter", b"{}") and ipt.wants("CodeSystem", b"{}")
     assert ipt.wants("Procedure", b'{"meta":{"profile":["http://x/StructureDefinition/ipt-session-encounter"]}}')
     assert not ipt.wants("Procedure", b'{"resourceType":"Procedure"}')
+
+
+def test_versions_are_stamped_when_their_batch_is_written_not_when_it_was_prepared(database, tmp_path, monkeypatch):
+    """An export's transactionTime is taken with no write under way; a version stamped before it but
+    committed after (prepared ahead, written batches later) would be in no export's `_since` window."""
+    lines = tmp_path / "late.ndjson"
+    lines.write_text("\n".join(json.dumps({"resourceType": "Patient", "id": f"late-{i}"}) for i in range(3)) + "\n")
+    write_batch = Importer._write_batch
+
+    def slow_write(self, batch):  # noqa: ANN001, ANN202
+        time.sleep(0.3)  # prepared (and provisionally stamped) before this
+        return write_batch(self, batch)
+
+    monkeypatch.setattr(Importer, "_write_batch", slow_write)
+    before = rs.now_utc()
+    Importer(database, batch=100, workers=0).run([Source.path(lines)])
+    with database.read() as conn:
+        rows = conn.exec_driver_sql("SELECT content, last_updated FROM resource_history").all()
+    assert len(rows) == 3
+    for content, last_updated in rows:
+        stamped = load_stored(content)["meta"]["lastUpdated"]
+        assert stamped >= rs.format_instant(before + timedelta(seconds=0.3)), stamped
+        column = last_updated if isinstance(last_updated, datetime) else datetime.fromisoformat(last_updated)
+        assert rs.format_instant(column.replace(tzinfo=column.tzinfo or timezone.utc)) == stamped
