@@ -192,8 +192,9 @@ def export_file(job_id: str, name: str, request: Request) -> Response:
 
 
 def install(app, dependencies=None) -> None:  # noqa: ANN001
-    """Include the routes; import jobs a killed server left unfinished (no progress for a minute) are
-    run again in the background (imports are idempotent, so a rerun only completes them)."""
+    """Include the routes; import jobs a killed server left unfinished (no progress for a minute, however
+    soon this server started) are run again in the background (imports are idempotent, so a rerun only
+    completes them)."""
     app.include_router(router, dependencies=dependencies or [])
     import threading
 
@@ -201,7 +202,7 @@ def install(app, dependencies=None) -> None:  # noqa: ANN001
         try:
             from types import SimpleNamespace
 
-            import_jobs(SimpleNamespace(app=app)).resume_unfinished(stale_seconds=60)  # type: ignore[arg-type]
+            import_jobs(SimpleNamespace(app=app)).resume_until_settled(stale_seconds=60)  # type: ignore[arg-type]
         except Exception:  # noqa: BLE001 - e.g. a database without the bulk tables yet
             import logging
 

@@ -536,6 +536,24 @@ class ImportJobs(JobRunner):
                 self.start(job_id)
         return ids
 
+    def resume_until_settled(self, stale_seconds: float = 60) -> None:
+        """resume_unfinished now, and again whenever an unfinished job that no thread of this process runs
+        turns stale, until none is left: a server restarted within `stale_seconds` of a crash finds the
+        crashed job still fresh, and once was the only look it got (it stayed queued for ever). Returns
+        when no such job is left or the server stops."""
+        from datetime import timedelta
+
+        while not self._stopping.is_set():
+            self.resume_unfinished(stale_seconds)
+            with self.db.read() as conn:
+                waiting = [bulk.get_job(conn, i) for i in
+                           bulk.jobs_with_status(conn, "import", ("queued", "running"))]
+            stale_at = [_utc(job["updated"]) + timedelta(seconds=stale_seconds)
+                        for job in waiting if job is not None and not self.running_here(job["id"])]
+            if not stale_at:
+                return
+            self._stopping.wait(max(1.0, (min(stale_at) - rs.now_utc()).total_seconds()))
+
     def cancel(self, job_id: str) -> bool:
         self.request_cancel(job_id)
         with self.db.write() as conn:

@@ -24,6 +24,11 @@ class JobRunner:
         self._threads[job_id] = thread
         thread.start()
 
+    def running_here(self, job_id: str) -> bool:
+        """Whether a thread of this process runs the job."""
+        thread = self._threads.get(job_id)
+        return thread is not None and thread.is_alive()
+
     def wait(self, job_id: str, timeout: float | None = None) -> None:
         thread = self._threads.get(job_id)
         if thread is not None:

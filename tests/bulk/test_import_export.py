@@ -398,6 +398,32 @@ def test_server_shutdown_stops_jobs_an_import_resumes_and_an_export_reports_fail
     assert resumed.status(imp)["status"] == "completed"
 
 
+def test_a_job_a_crash_left_running_is_resumed_once_it_turns_stale_even_after_a_quick_restart(database, tmp_path):
+    """A supervisor restarts a killed server within seconds: the job it left `running` has moved recently,
+    so it may be another live server's; once it has not moved for stale_seconds, it is resumed."""
+    import threading
+
+    from ipt_fhir.services.bulk_import import ImportJobs
+    from ipt_fhir.store import bulk
+
+    (tmp_path / "p.ndjson").write_text(json.dumps({"resourceType": "Patient", "id": "crashed1"}) + "\n")
+    crashed = ImportJobs(database, tmp_path)
+    crashed.request_stop()
+    job = crashed.kick_off([str(tmp_path / "p.ndjson")], base_url="")
+    crashed.wait(job, 30)
+    with database.write() as conn:  # as a kill -9 leaves it: running, and it moved a moment ago
+        bulk.update_job(conn, job, rs.now_utc(), status="running")
+
+    restarted = ImportJobs(database, tmp_path)
+    assert restarted.resume_unfinished(stale_seconds=2) == []  # fresh: perhaps another server's
+    settle = threading.Thread(target=restarted.resume_until_settled, kwargs={"stale_seconds": 2})
+    settle.start()
+    settle.join(30)
+    assert not settle.is_alive()
+    restarted.wait(job, 30)
+    assert restarted.status(job)["status"] == "completed"
+
+
 def test_stop_waits_for_running_jobs_and_names_those_that_outlast_it(database, tmp_path):
     import threading
 
