@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import json
 import time
+import zlib
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
@@ -48,17 +49,45 @@ def _expand(paths: list[Path]) -> tuple[list[Path], list[Path]]:
     return bundles, ndjson
 
 
+# What reading a file can fail with: a truncated or corrupt .gz (EOFError, zlib.error), a file gone.
+UNREADABLE = (OSError, EOFError, zlib.error)
+
+
 def _read(path: Path) -> bytes:
     data = path.read_bytes()
     return gzip.decompress(data) if path.name.endswith(".gz") else data
 
 
+def _entries_of(body: bytes) -> list:
+    """A Bundle's entries; none for what is not a Bundle's JSON (the import reports that)."""
+    try:
+        bundle = json.loads(body)
+    except ValueError:
+        return []
+    entries = bundle.get("entry") if isinstance(bundle, dict) else None
+    return entries if isinstance(entries, list) else []
+
+
+def _count_entries(path: Path) -> int:
+    """For the progress bar only: a Bundle that cannot be read or parsed counts 0, and is reported by
+    the import itself (with every other file still imported)."""
+    try:
+        return len(_entries_of(_read(path)))
+    except UNREADABLE:
+        return 0
+
+
 def _count_lines(paths: list[Path]) -> int:
+    """For the progress bar only: the lines up to where a file stops being readable."""
     total = 0
     for p in paths:
         opener = gzip.open if p.name.endswith(".gz") else open
-        with opener(p, "rb") as f:
-            total += sum(1 for line in f if line.strip())
+        try:
+            with opener(p, "rb") as f:
+                for line in f:
+                    total += bool(line.strip())
+        except UNREADABLE:
+            pass
     return total
 
 
@@ -84,7 +113,7 @@ def import_command(
     summary: dict[str, Counter] = {}
     errors: dict[str, list[str]] = {}
     started = time.perf_counter()
-    total = sum(len((json.loads(_read(b)).get("entry") or [])) for b in bundles) + _count_lines(ndjson)
+    total = sum(_count_entries(b) for b in bundles) + _count_lines(ndjson)
     with _progress() as progress:
         task = progress.add_task("importing", total=total, rate="-")
 
@@ -133,8 +162,12 @@ def _import_local(database_url, bundles, ndjson, dry_run, batch, summary, errors
     try:
         service = BundleService(db, ResourceService(db))
         for path in bundles:
+            entries = []
             try:
-                bundle = parse_json(_read(path))
+                try:
+                    bundle = parse_json(_read(path))
+                except UNREADABLE as exc:
+                    raise FHIRError.of(400, "structure", f"the file cannot be read: {exc}") from None
                 entries = bundle.get("entry") or [] if isinstance(bundle, dict) else []
                 if isinstance(bundle, dict) and bundle.get("resourceType") != "Bundle":
                     raise FHIRError.of(400, "structure", "not a Bundle (single resources go in NDJSON)")
@@ -149,7 +182,7 @@ def _import_local(database_url, bundles, ndjson, dry_run, batch, summary, errors
                     c["created" if not dry_run and e.get("request", {}).get("method") == "POST" else "updated"] += 0 if dry_run else 1
             except FHIRError as exc:
                 errors.setdefault(path.name, []).append(f"{exc.status}: {'; '.join(i.diagnostics for i in exc.issues)}")
-            advance(len(entries) if "entries" in locals() else 0)
+            advance(len(entries))
         if ndjson:
             last = [0]
 
@@ -157,8 +190,12 @@ def _import_local(database_url, bundles, ndjson, dry_run, batch, summary, errors
                 advance(report.lines - last[0])
                 last[0] = report.lines
 
-            report = Importer(db, batch=batch, dry_run=dry_run, progress=progress).run(
-                [Source.path(p) for p in ndjson])
+            try:
+                report = Importer(db, batch=batch, dry_run=dry_run, progress=progress).run(
+                    [Source.path(p) for p in ndjson])
+            except FHIRError as exc:  # a file that cannot be read (its name is in the message): the run stops
+                errors.setdefault("NDJSON", []).append("; ".join(i.diagnostics for i in exc.issues))
+                return
             for rtype, c in report.by_type().items():
                 s = summary.setdefault(rtype, Counter())
                 s["ok"] += c["created"] + c["updated"] + c["unchanged"]
@@ -179,8 +216,12 @@ def _import_remote(base, bundles, ndjson, dry_run, token, summary, errors, advan
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     with httpx.Client(timeout=600, headers=headers) as http:
         for path in bundles:
-            body = _read(path)
-            entries = json.loads(body).get("entry") or []
+            try:
+                body = _read(path)
+            except UNREADABLE as exc:
+                errors.setdefault(path.name, []).append(f"the file cannot be read: {exc}")
+                continue
+            entries = _entries_of(body)
             if dry_run:
                 errors.setdefault(path.name, []).append("--dry-run with --url is not supported for Bundles; skipped")
                 advance(len(entries))

@@ -23,6 +23,7 @@ import re
 import sqlite3
 import time
 import uuid
+import zlib
 from collections import Counter, deque
 from contextlib import closing, nullcontext
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -76,14 +77,17 @@ class Source:
         GzipFile line by line cost more than decompressing it."""
         number = 0
         tail = b""
-        with self.open() as f:
-            while block := f.read(_READ_BLOCK):
-                lines = (tail + block).split(b"\n")
-                tail = lines.pop()
-                for line in lines:
-                    number += 1
-                    if line and not line.isspace():
-                        yield number, line
+        try:
+            with self.open() as f:
+                while block := f.read(_READ_BLOCK):
+                    lines = (tail + block).split(b"\n")
+                    tail = lines.pop()
+                    for line in lines:
+                        number += 1
+                        if line and not line.isspace():
+                            yield number, line
+        except (OSError, EOFError, zlib.error) as exc:  # a truncated or corrupt .gz, a file gone meanwhile
+            raise bad_request(f"{self.name} cannot be read after line {number}: {exc}", code="structure") from None
         if tail and not tail.isspace():
             yield number + 1, tail
 
@@ -486,7 +490,11 @@ class ImportJobs(JobRunner):
         self.batch = batch
 
     def allowed_path(self, url: str) -> Path:
-        """Inputs the server reads must lie under its bulk directory (no arbitrary file reads)."""
+        """Inputs the server reads must lie under its bulk directory (no arbitrary file reads), and be
+        NDJSON files: refused at kick-off, not found failing once the job runs."""
+        if "://" in url and not url.startswith("file://"):
+            raise bad_request(f"Input '{url}' is not a file of this server: $import reads files under its bulk "
+                              "directory (or NDJSON sent in the request)", "input.url", code="not-supported")
         path = Path(url[len("file://"):] if url.startswith("file://") else url)
         if not path.is_absolute():
             path = self.dir / path
@@ -496,6 +504,8 @@ class ImportJobs(JobRunner):
             raise bad_request(f"Input '{url}' is outside the server's bulk directory", "input.url")
         if not path.exists():
             raise bad_request(f"Input '{url}' does not exist", "input.url")
+        if not path.is_file():
+            raise bad_request(f"Input '{url}' is a folder, not an NDJSON file", "input.url")
         return path
 
     def kick_off(self, inputs: list[str], *, base_url: str, upload: bytes | None = None) -> str:

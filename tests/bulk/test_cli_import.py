@@ -150,3 +150,26 @@ def test_a_bundle_the_import_cannot_process_is_refused_with_or_without_dry_run(t
     assert proc.returncode == 1 and "Bundle.type must be 'batch' or 'transaction'" in err.decode(), err.decode()
     assert "entry 0" not in err.decode() and "entry[0]" not in err.decode()  # refused whole
     assert _counts(url)[0] == 0
+
+
+def test_an_unreadable_file_is_reported_by_name_and_the_other_files_are_imported(tmp_path):
+    """A truncated Bundle and a truncated .ndjson.gz: each named in the per-file report with its cause, no
+    traceback and no bare "Aborted."; the good Bundle beside them is imported."""
+    import gzip
+
+    url = f"sqlite:///{tmp_path / 'mixed.db'}"
+    truncated = tmp_path / "truncated.json"
+    truncated.write_text('{"resourceType": "Bundle", "type": "transaction", "entry": [')
+    cut = tmp_path / "cut.ndjson.gz"
+    cut.write_bytes(gzip.compress(b'{"resourceType": "Patient", "id": "cut1"}\n' * 200)[:-20])
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {"resourceType": "Patient", "id": "fine"}, "request": {"method": "PUT", "url": "Patient/fine"}}]}))
+    proc = _cli("import", str(truncated), str(cut), str(good), "--database-url", url)
+    _, err = proc.communicate(timeout=300)
+    text = err.decode()
+    assert proc.returncode == 1, text
+    assert "Traceback" not in text and "Aborted" not in text, text
+    assert "truncated.json" in text and "Malformed JSON" in text
+    assert "cut.ndjson.gz cannot be read" in text
+    assert _counts(url)[0] == 1  # the good Bundle's Patient

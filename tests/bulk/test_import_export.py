@@ -148,6 +148,37 @@ def test_import_inputs_outside_the_bulk_directory_are_refused(client):
     assert r.status_code == 400
 
 
+def test_a_folder_or_another_servers_url_is_refused_at_kick_off(client, settings):
+    from pathlib import Path
+
+    folder = Path(settings.bulk_dir) / "a-folder"
+    folder.mkdir(parents=True)
+    r = client.post("/fhir/$import", content=json.dumps(import_parameters([str(folder)])), headers=FHIR_JSON)
+    assert r.status_code == 400 and "folder" in r.text
+    remote = import_parameters([])
+    remote["parameter"].append({"name": "input", "part": [{"name": "url", "valueUrl": "https://example.org/p.ndjson"}]})
+    r = client.post("/fhir/$import", content=json.dumps(remote), headers=FHIR_JSON)
+    assert r.status_code == 400 and r.json()["issue"][0]["expression"] == ["input.url"]
+
+
+def test_an_import_of_a_truncated_gzip_file_fails_naming_it(client, settings):
+    import gzip
+    from pathlib import Path
+
+    cut = Path(settings.bulk_dir) / "cut.ndjson.gz"
+    cut.parent.mkdir(parents=True, exist_ok=True)
+    cut.write_bytes(gzip.compress(b'{"resourceType": "Patient", "id": "cut1"}\n' * 200)[:-20])
+    r = client.post("/fhir/$import", content=json.dumps(import_parameters([str(cut)])), headers=FHIR_JSON)
+    assert r.status_code == 202, r.text
+    location = r.headers["Content-Location"].split("/fhir", 1)[1]
+    deadline = time.monotonic() + 60
+    while (status := client.get("/fhir" + location)).status_code == 202:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert status.status_code == 500  # the job failed (Bulk Data: a failed job is a 5xx with an outcome)
+    assert "cut.ndjson.gz cannot be read" in status.json()["issue"][0]["diagnostics"]
+
+
 def test_patient_group_level_export_with_type_since_and_type_filter(client):
     for pid in ("a", "b"):
         client.put(f"/fhir/Patient/{pid}", json={"resourceType": "Patient", "id": pid})
