@@ -5,10 +5,27 @@ import sys
 
 import typer
 
+from ipt_fhir.commands.errors import require_existing_sqlite
 from ipt_fhir.settings import get_settings
 from ipt_fhir.store import migrate
 
-app = typer.Typer(help="ipt-fhir: FHIR R4 server for Interpersonal Psychotherapy", no_args_is_help=True)
+class _Command(typer.Typer):
+    """The command, with an error of the environment (commands/errors.py) told in one line, exit code 1."""
+
+    def __call__(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN204
+        from ipt_fhir.commands.errors import environment_error
+
+        try:
+            return super().__call__(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - what is no environment error is raised again below
+            message = environment_error(exc)
+            if message is None:
+                raise
+            typer.echo(f"ipt-fhir: {message}", err=True)
+            sys.exit(1)
+
+
+app = _Command(help="ipt-fhir: FHIR R4 server for Interpersonal Psychotherapy", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema and index maintenance", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
@@ -93,6 +110,7 @@ def downgrade(revision: str = typer.Argument("-1", help="Target revision, '-1' f
 def current() -> None:
     """Print the schema revision of the database and whether it is the newest."""
     url = get_settings().database_url
+    require_existing_sqlite(url)
     now, head = migrate.current_revision(url), migrate.head_revision(url)
     typer.echo(f"{now} ({'current' if now == head else f'out of date, newest is {head}'})")
     if now != head:
@@ -112,6 +130,7 @@ def reindex(
     from ipt_fhir.store.database import Database
     from ipt_fhir.store.search_index import reindex_all
 
+    require_existing_sqlite(get_settings().database_url)
     db = Database(get_settings().database_url)
     try:
         with Progress() as bar:

@@ -62,7 +62,7 @@ def test_serve_on_postgresql_refuses_an_out_of_date_schema_and_names_the_command
 def test_db_commands_upgrade_downgrade_and_report_current(run, tmp_path):
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     result, _ = run(url, "db", "current")
-    assert result.exit_code == 1 and "out of date" in result.output
+    assert result.exit_code == 1 and "no database at" in result.output  # and none made for the asking
     assert run(url, "db", "upgrade")[0].exit_code == 0
     result, _ = run(url, "db", "current")
     assert result.exit_code == 0 and "current" in result.output
@@ -103,3 +103,26 @@ def test_reindex_rebuilds_ipt_progress_rows_that_are_wrong_or_missing(run, datab
         with database.read() as conn:
             assert ipt_progress.get(conn, "plan2") is not None
             assert ipt_progress.get(conn, "gone") is None
+
+
+def test_a_command_reading_a_database_that_is_not_there_names_the_path_and_creates_nothing(run, tmp_path):
+    missing = tmp_path / "typo" / "ipt-fhir.db"
+    for args in (("db", "current"), ("db", "reindex"), ("export", str(tmp_path / "out"))):
+        result, _ = run(f"sqlite:///{missing}", *args)
+        assert result.exit_code == 1, (args, result.output)
+        assert f"no database at {missing}" in result.output
+        assert not missing.exists() and not missing.parent.exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (("export", "{tmp}/out", "--database-url", "bogus://x"), "the database URL cannot be used"),
+    (("export", "{tmp}/out", "--url", "http://127.0.0.1:1/fhir"), "the server cannot be reached"),
+])
+def test_an_environment_error_is_one_line_and_exit_code_1_not_a_traceback(tmp_path, args, message):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "ipt_fhir.cli", *(a.format(tmp=tmp_path) for a in args)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith(f"ipt-fhir: {message}") and "Traceback" not in proc.stderr, proc.stderr

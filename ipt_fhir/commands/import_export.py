@@ -21,6 +21,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from .errors import require_existing_sqlite
+
 if TYPE_CHECKING:  # imported where used: the CLI starts without the server's modules
     from ipt_fhir.fhir.outcome import FHIRError
 
@@ -303,6 +305,9 @@ def export_command(
     if since:
         params.append(("_since", since))
     params += [("_typeFilter", f) for f in type_filter]
+    if out.exists() and not out.is_dir():
+        console.print(f"[red]{out} is a file; export writes a folder of NDJSON files[/]")
+        raise typer.Exit(1)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     counts: dict[str, int] = {}
@@ -331,7 +336,9 @@ def export_command(
         from ipt_fhir.settings import get_settings
         from ipt_fhir.store.database import Database
 
-        db = Database(database_url or get_settings().database_url)
+        db_url = database_url or get_settings().database_url
+        require_existing_sqlite(db_url)
+        db = Database(db_url)
         try:
             req = parse_export_params("system", params)
             for o in Exporter(db).run(req, out):

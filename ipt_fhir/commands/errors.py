@@ -1,0 +1,43 @@
+"""What the `ipt-fhir` commands answer when the environment, not the code, is wrong: a database URL that
+names no usable database, a server that cannot be reached, a path that cannot be written. One line on
+standard error and exit code 1, instead of a traceback a clinic's IT has to read through. Anything else
+is a defect and keeps its traceback."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def environment_error(exc: BaseException) -> str | None:
+    """The one-line message for an error of the environment; None for anything else."""
+    import httpx
+    import sqlalchemy.exc
+
+    if isinstance(exc, (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError)):
+        return f"the database URL cannot be used: {exc}"
+    if isinstance(exc, sqlalchemy.exc.OperationalError):
+        return f"the database cannot be used: {str(exc.orig or exc).splitlines()[0]}"
+    if isinstance(exc, httpx.HTTPError):
+        where = f" ({exc.request.url})" if _has_request(exc) else ""
+        return f"the server cannot be reached{where}: {exc}"
+    if isinstance(exc, OSError):
+        return str(exc)
+    return None
+
+
+def _has_request(exc: BaseException) -> bool:
+    try:
+        return getattr(exc, "request", None) is not None
+    except RuntimeError:  # httpx raises when an error has no request
+        return False
+
+
+def require_existing_sqlite(url: str) -> None:
+    """Commands that read a database must not create an empty one for a mistyped path (SQLite does, on
+    connecting): they stop, naming the path."""
+    if url.startswith("sqlite") and ":memory:" not in url:
+        path = url.split(":///", 1)[-1].split("?", 1)[0]
+        if path and not Path(path).exists():
+            typer.echo(f"no database at {path} (the database URL is {url})", err=True)
+            raise typer.Exit(1)
