@@ -15,7 +15,7 @@ from ipt_fhir.fhir.outcome import FHIRError, bad_request, error, information, no
 from ipt_fhir.services.bulk_export import ExportJobs, parse_export_params
 from ipt_fhir.services.bulk_import import ImportJobs
 
-from .negotiation import body_media_type
+from .negotiation import body_media_type, response_media_type
 from .responses import fhir_base_url, prefer_header, prefers_lenient_handling
 from .search_routes import operation_params
 
@@ -85,6 +85,7 @@ def _import_inputs(body: object) -> list[str]:
 
 @router.post("/$import", summary="Bulk import of NDJSON (async): Parameters naming server files, or NDJSON in the body")
 async def kick_off_import(request: Request) -> Response:
+    response_media_type(request)  # an OperationOutcome in XML is not served: 406 before a job starts
     ctype = body_media_type(request)
     body = await request.body()
     limit = request.app.state.settings.max_body_bytes
@@ -145,6 +146,7 @@ _REFERENCE_PARAMETERS = ("patient",)
 
 
 async def _kick_off_export(request: Request, level: str, group: str | None = None) -> Response:
+    response_media_type(request)  # an OperationOutcome in XML is not served: 406 before a job starts
     if "respond-async" not in prefer_header(request):
         raise bad_request("$export needs the header Prefer: respond-async", code="required")
     params = await operation_params(request, references=_REFERENCE_PARAMETERS)

@@ -526,3 +526,10 @@ def test_an_export_started_during_a_write_holds_it_or_names_a_time_before_it(cli
     exported = {r["id"] for o in manifest["output"] if o["type"] == "Patient"
                 for r in map(json.loads, client.get(o["url"].split("testserver", 1)[1]).text.splitlines())}
     assert stamped["id"] in exported or manifest["transactionTime"] < rs.format_instant(stamped["at"])
+
+
+@pytest.mark.parametrize("query, accept", [("", "application/fhir+xml"), ("?_format=xml", "application/fhir+json")])
+def test_an_export_asked_for_in_xml_is_406_and_starts_no_job(client, query, accept):
+    r = client.get(f"/fhir/$export{query}", headers={**ASYNC, "Accept": accept})
+    assert r.status_code == 406, r.text
+    assert "content-location" not in r.headers
