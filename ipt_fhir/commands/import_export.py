@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import time
 import zlib
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -242,31 +243,71 @@ def _import_remote(base, bundles, ndjson, dry_run, token, summary, errors, advan
                 errors.setdefault(path.name, []).append("--dry-run with --url is not supported for NDJSON; skipped")
                 advance(lines)
                 continue
-            r = http.post(f"{base}/$import", content=_read(path), headers={"content-type": "application/fhir+ndjson"})
-            if r.status_code != 202:
-                errors.setdefault(path.name, []).append(f"{r.status_code}: {_diagnostics(r)}")
-                advance(lines)
-                continue
-            status = r.headers["content-location"]
-            while True:
-                s = http.get(status)
-                if s.status_code != 202:
-                    break
-                time.sleep(0.5)
-            if s.status_code != 200:
-                errors.setdefault(path.name, []).append(f"{s.status_code}: {_diagnostics(s)}")
-            else:
-                result = s.json()
-                for o in result["output"]:
-                    c = summary.setdefault(o["type"], Counter())
-                    for k in ("created", "updated", "unchanged", "failed"):
-                        c[k] += o.get(k, 0)
-                    c["ok"] += o["count"]
-                for e in result.get("error", []):
-                    for line in http.get(e["url"]).text.splitlines():
-                        oo = json.loads(line)
-                        errors.setdefault(path.name, []).append("; ".join(i["diagnostics"] for i in oo["issue"]))
-            advance(lines)
+            try:
+                for offset, count, body in _ndjson_parts(path):
+                    _import_remote_part(http, base, path.name, offset, body, summary, errors)
+                    advance(count)
+            except UNREADABLE as exc:
+                errors.setdefault(path.name, []).append(f"the file cannot be read: {exc}")
+
+
+# NDJSON goes to a server in parts of whole lines of at most this size: a request body has a limit there
+# (IPT_FHIR_MAX_BODY_BYTES, 16 MiB by default), a file none.
+REMOTE_PART_BYTES = 8 * 1024 * 1024
+
+
+def _ndjson_parts(path: Path) -> Iterator[tuple[int, int, bytes]]:
+    """(lines before the part, its non-blank lines, its bytes): whole lines, each part under
+    REMOTE_PART_BYTES unless one line alone is larger."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    part: list[bytes] = []
+    size = offset = count = number = 0
+    with opener(path, "rb") as f:
+        for line in f:
+            number += 1
+            if part and size + len(line) > REMOTE_PART_BYTES:
+                yield offset, count, b"".join(part)
+                part, size, offset, count = [], 0, number - 1, 0
+            part.append(line if line.endswith(b"\n") else line + b"\n")
+            size += len(line)
+            count += bool(line.strip())
+    if part:
+        yield offset, count, b"".join(part)
+
+
+def _import_remote_part(http, base: str, name: str, offset: int, body: bytes, summary, errors) -> None:  # noqa: ANN001
+    """One $import of NDJSON lines of file `name` that start after line `offset`; its line errors are
+    reported against that file and its own line numbers."""
+    r = http.post(f"{base}/$import", content=body, headers={"content-type": "application/fhir+ndjson"})
+    if r.status_code != 202:
+        errors.setdefault(name, []).append(f"{r.status_code}: {_diagnostics(r)}")
+        return
+    status = r.headers["content-location"]
+    while (s := http.get(status)).status_code == 202:
+        time.sleep(0.5)
+    if s.status_code != 200:
+        errors.setdefault(name, []).append(f"{s.status_code}: {_diagnostics(s)}")
+        return
+    result = s.json()
+    for o in result["output"]:
+        c = summary.setdefault(o["type"], Counter())
+        for k in ("created", "updated", "unchanged", "failed"):
+            c[k] += o.get(k, 0)
+        c["ok"] += o["count"]
+    for e in result.get("error", []):
+        for text in http.get(e["url"]).text.splitlines():
+            errors.setdefault(name, []).append(_line_error(json.loads(text), offset))
+
+
+def _line_error(outcome: dict, offset: int) -> str:
+    """`line N: diagnostics` of an import error OperationOutcome, N in the user's file (the server names
+    the upload it stored and the line within this part)."""
+    source = next((x for x in outcome.get("extension", []) if x.get("url", "").endswith("bulk-import-source")), {})
+    line = next((x.get("valueInteger") for x in source.get("extension", []) if x.get("url") == "line"), None)
+    texts = [i.get("diagnostics", "") for i in outcome.get("issue", [])]
+    if line is None:
+        return "; ".join(texts)
+    return f"line {offset + line}: " + "; ".join(re.sub(r"^.*? line \d+: ", "", t, count=1) for t in texts)
 
 
 def _diagnostics(r) -> str:  # noqa: ANN001

@@ -173,3 +173,30 @@ def test_an_unreadable_file_is_reported_by_name_and_the_other_files_are_imported
     assert "truncated.json" in text and "Malformed JSON" in text
     assert "cut.ndjson.gz cannot be read" in text
     assert _counts(url)[0] == 1  # the good Bundle's Patient
+
+
+def test_import_to_a_server_sends_a_large_file_in_parts_and_names_its_own_lines(app, settings, tmp_path, monkeypatch):
+    """A file larger than the server's request limit goes in parts of whole lines; a line error names the
+    user's file and its line in it, not the upload the server stored nor a line within a part."""
+    from typer.testing import CliRunner
+
+    from ipt_fhir import cli
+    from ipt_fhir.commands import import_export
+    from tests.live_server import running
+
+    settings.max_body_bytes = 4000
+    monkeypatch.setattr(import_export, "REMOTE_PART_BYTES", 2000)
+    lines = [json.dumps({"resourceType": "Patient", "id": f"part-{i}", "name": [{"family": f"Family{i}"}]})
+             for i in range(100)]
+    lines[72] = json.dumps({"resourceType": "Patient", "id": "bad-72", "gender": "sometimes"})
+    big = tmp_path / "big.ndjson"
+    big.write_text("\n".join(lines) + "\n")
+    assert big.stat().st_size > settings.max_body_bytes
+    with running(app) as base:
+        result = CliRunner().invoke(cli.app, ["import", str(big), "--url", f"{base}/fhir"])
+        assert result.exit_code == 1, result.output  # the one bad line
+        assert "big.ndjson" in result.output and "line 73: " in result.output, result.output
+        import httpx
+
+        total = httpx.get(f"{base}/fhir/Patient?_summary=count").json()["total"]
+    assert total == 99
