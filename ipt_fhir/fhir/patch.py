@@ -124,14 +124,21 @@ def _part_value(part: dict | None) -> Any:
             return value
     if "part" in part:  # complex values are given as parts named after their elements
         obj: dict[str, Any] = {}
+        value_key = None
         for sub in part["part"]:
             value = _part_value(sub)
             name = sub.get("name")
+            if name == "value":
+                value_key = next((k for k in sub if k.startswith("value") and k != "value"), None)
             if name in obj:
                 obj[name] = obj[name] if isinstance(obj[name], list) else [obj[name]]
                 obj[name].append(value)
             else:
                 obj[name] = value
+        if "url" in obj and value_key and not isinstance(obj.get("value"), list):
+            # An Extension (the datatype with both url and value[x]) whose value part is named after its
+            # element, value[x], as fhirpatch.html names parts: its JSON name comes from the value's type.
+            obj[value_key] = obj.pop("value")
         return obj
     if "resource" in part:
         return part["resource"]

@@ -171,3 +171,18 @@ def test_fhirpath_patch_adds_and_deletes_the_extensions_of_primitives(client):
     assert "_birthDate" not in after and after["birthDate"] == "1980-01-01"
     assert after["name"][0]["given"] == ["B"]  # its companion moves with it
     assert after["name"][0]["_given"] == [{"extension": [{"url": ORDER, "valueCode": "NL1"}]}]
+
+
+def test_fhirpath_patch_takes_an_extension_value_part_named_after_its_element(client):
+    """fhirpatch.html names parts after elements: Extension.value[x] sent as a part named `value`."""
+    out = _patched(client, {"resourceType": "Patient", "gender": "male"},
+                   [{"name": "type", "valueCode": "add"}, {"name": "path", "valueString": "Patient"},
+                    {"name": "name", "valueString": "extension"},
+                    {"name": "value", "part": [{"name": "url", "valueUri": "http://example.org/nickname"},
+                                               {"name": "value", "valueString": "Bo"}]}],
+                   [{"name": "type", "valueCode": "add"}, {"name": "path", "valueString": "Patient"},
+                    {"name": "name", "valueString": "identifier"},
+                    {"name": "value", "part": [{"name": "system", "valueUri": "urn:mrn"},
+                                               {"name": "value", "valueString": "7"}]}])
+    assert out["extension"] == [{"url": "http://example.org/nickname", "valueString": "Bo"}]
+    assert out["identifier"] == [{"system": "urn:mrn", "value": "7"}]  # a plain `value` element stays one
