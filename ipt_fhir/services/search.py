@@ -25,6 +25,7 @@ from ipt_fhir.fhir.validation.compiler import Node, type_node
 from ipt_fhir.security import audit, guard
 from ipt_fhir.security.compartment import compartment_types, in_patient_compartment_type
 from ipt_fhir.security.search_filter import restrict as restrict_by_access
+from ipt_fhir.security.search_filter import restrict_nested
 from ipt_fhir.store import pending_index
 from ipt_fhir.store.search_sql import SqlBuilder, TextSql, Unsupported
 from ipt_fhir.store.search_tables import uri_index
@@ -401,6 +402,8 @@ def build_request(types: list[str], params: list[tuple[str, str]], base_url: str
         if used is not None:
             req.link_params.append((name, used))
     _refuse_too_many_criteria(max(len(clauses) for clauses in req.clauses.values()) if req.clauses else 0)
+    for t in req.types:  # what chains and _has look into, restricted as the token's own searches are
+        req.clauses[t] = restrict_nested(req.clauses[t], base_url)
     return req
 
 
@@ -647,6 +650,18 @@ def _in_care_dates(tb: TextSql, ev: Everything, resource_type: str) -> list[str]
     clauses = ev.care.get(resource_type)
     if not clauses:
         return []
+    if tb.pg:
+        # A probe of the member's own date rows. As a semi-join PostgreSQL hashed the whole date index for a
+        # parameter it had few rows of (a care date of MedicationRequest, Claim, ...); OFFSET 0 keeps each
+        # probe a correlated lookup.
+        probes = []
+        for clause in clauses:
+            a = tb.alias()
+            probes.append(f"EXISTS (SELECT 1 FROM search_date {a} WHERE {a}.resource_type = c.resource_type AND "
+                          f"{a}.resource_id = c.resource_id AND "
+                          f"{tb.param_is(a, 'search_date', resource_type, clause.param.code)} AND "
+                          f"({tb.value_cond(clause, a)}) OFFSET 0)")
+        return probes
     dated = _and_text(["d.resource_type = c.resource_type", "d.id = c.resource_id",
                        *[tb.condition(resource_type, c, "d") for c in clauses]])
     return [f"EXISTS (SELECT 1 FROM resource d WHERE {dated})"]
