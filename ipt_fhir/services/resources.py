@@ -338,6 +338,7 @@ class ResourceService:
                     if existing:
                         stored = repo.current(conn, resource_type, existing[0])
                         assert stored is not None
+                        guard.check_resource("read", resource_type, stored.content)  # answered with it: a read
                         return WriteResult(200, stored, warnings)
                     result = self._create_in(conn, resource_type, resource, warnings)
                     _claim(conn, resource_type, key, result.version.id)
@@ -347,6 +348,7 @@ class ResourceService:
             # Another request with the same criteria won; answer with its resource if it still matches
             winner = self._settle_lost_race(resource_type, key, criteria, base_url)
             if winner is not None:
+                guard.check_resource("read", resource_type, winner.content)
                 return WriteResult(200, winner, warnings)
         raise conflict("Conditional create could not settle under concurrent writes; retry the request")
 

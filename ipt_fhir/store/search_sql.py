@@ -382,6 +382,11 @@ class SqlBuilder:
 
     def ids_select(self, resource_type: str, clause: Clause) -> sa.Select:
         """SELECT resource_id of `resource_type` resources matching a positive clause (uncorrelated)."""
+        if clause.kind == "and":  # every inner clause holds (security.search_filter: what a chain looks into)
+            from .tables import resource_table as r
+            return sa.select(r.c.id).where(r.c.resource_type == resource_type, r.c.deleted.is_(False),
+                                           *[self.condition(resource_type, c, r.c.resource_type, r.c.id)
+                                             for c in clause.inner])
         if clause.kind in ("id", "or"):
             selects = self._plain_selects(resource_type, clause)
             if len(selects) == 1:
@@ -423,7 +428,7 @@ class SqlBuilder:
             if clause.modifier == "missing":
                 return sa.false() if clause.values[0] else sa.true()
             return id_col.in_(clause.values)
-        if clause.kind in ("chain", "has", "or"):
+        if clause.kind in ("chain", "has", "or", "and"):
             return id_col.in_(self.ids_select(resource_type, clause))
         p = clause.param
         if p.code == LAST_UPDATED:  # every resource has one: never missing
@@ -460,7 +465,7 @@ class SqlBuilder:
             return 99
         if clause.kind == "or":
             return 10
-        if clause.kind in ("chain", "has"):
+        if clause.kind in ("chain", "has", "and"):
             return 30
         p = clause.param
         if SqlBuilder._is_negative(clause):
@@ -733,6 +738,11 @@ class TextSql:
             return " UNION ALL ".join(f"SELECT {self.p(v)}" for v in clause.values) or "SELECT NULL WHERE 1=0"
         if clause.kind == "or":
             return " UNION ".join(self.ids_select(resource_type, c) for c in clause.inner)
+        if clause.kind == "and":  # every inner clause holds (security.search_filter: what a chain looks into)
+            r = self.alias("r")
+            return (f"SELECT {r}.id FROM resource {r} WHERE {r}.resource_type = {self.p(resource_type)} AND "
+                    f"{r}.deleted = {self.p(False)} AND "
+                    + _and(*[self.condition(resource_type, c, r) for c in clause.inner]))
         if clause.kind == "chain":
             a = self.alias()
             ors = [f"{a}.target_type = {self.p(target)} AND {self.ids_in(f'{a}.target_id', target, inner)}"
@@ -765,7 +775,7 @@ class TextSql:
             if clause.modifier == "missing":
                 return "1=0" if clause.values[0] else "1=1"
             return self.in_(f"{r}.id", clause.values)
-        if clause.kind in ("chain", "has", "or"):
+        if clause.kind in ("chain", "has", "or", "and"):
             return f"{r}.id IN ({self.ids_select(resource_type, clause)})"
         p = clause.param
         if p.code == LAST_UPDATED:  # every resource has one: never missing

@@ -151,3 +151,48 @@ def test_a_reference_to_another_servers_patient_with_the_same_id_is_not_the_comp
 def test_patient_scope_without_patient_claim_is_refused(secure_client, keys, world):
     r = secure_client.get("/fhir/Observation", headers=keys.headers("patient/*.rs"))
     assert r.status_code == 403
+
+
+def test_conditional_create_answers_with_its_match_only_if_the_token_may_read_it(secure_client, keys, world):
+    """The 200 of a conditional create carries the resource it matched: that is a read, and B's
+    Observation was handed to A's token in full."""
+    c, h, a = secure_client, world["h"], world["a"]
+    body = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+            "subject": {"reference": f"Patient/{a}"}}
+    r = c.post("/fhir/Observation", json=body, headers={**h, "If-None-Exist": f"_id={world['ob']}"})
+    assert r.status_code == 403, r.text
+    assert "Bravo" not in r.text and world["b"] not in r.text
+    own = c.post("/fhir/Observation", json=body, headers={**h, "If-None-Exist": f"_id={world['oa']}"})
+    assert own.status_code == 200 and own.json()["id"] == world["oa"]
+    create_only = keys.headers("user/Observation.c")
+    r = c.post("/fhir/Observation", json=body, headers={**create_only, "If-None-Exist": f"_id={world['oa']}"})
+    assert r.status_code == 403  # no read scope at all
+
+
+def test_chains_and_has_look_only_into_what_the_token_may_search(secure_client, keys, world):
+    """A chain or _has filters on the resources it reaches: tested against B's data, a yes/no answer told
+    A's token what B's resources hold."""
+    c, h, a, b = secure_client, world["h"], world["a"], world["b"]
+    # oa is A's and has B in its focus: a chain through focus must not see B's name
+    assert _ids(c.get("/fhir/Observation?focus:Patient.name=Bravo", headers=h).json()) == set()
+    own = _ids(c.get("/fhir/Observation?subject:Patient.name=Alpha", headers=h).json())
+    assert own == {f"Observation/{world['oa']}"}
+    # B's Observation refers to B: `_has` through it must not reveal anything about it
+    create(c, keys, {"resourceType": "Observation", "status": "final", "code": {"text": "telltale"},
+                     "subject": {"reference": f"Patient/{b}"}, "focus": [{"reference": f"Patient/{a}"}]})
+    assert _ids(c.get("/fhir/Patient?_has:Observation:focus:code:text=telltale", headers=h).json()) == set()
+    r = c.get("/fhir/Patient?_has:AuditEvent:patient:outcome=0", headers=keys.headers("user/*.rs"))
+    assert r.status_code == 403  # AuditEvent is no type `*` lets a token search
+
+
+def test_a_chain_does_not_look_into_sensitive_resources_without_the_sensitive_scope(secure_client, keys):
+    from .conftest import SENSITIVE
+
+    c = secure_client
+    p = patient(c, keys, "Chained")
+    psythpn = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "PSYTHPN"}
+    note = observation(c, keys, p["id"], meta={"security": [psythpn]}, code={"text": "secret"})
+    assert note["id"]
+    query = f"/fhir/Patient?_id={p['id']}&_has:Observation:subject:code:text=secret"
+    assert _ids(c.get(query, headers=keys.headers("user/*.rs")).json()) == set()
+    assert _ids(c.get(query, headers=keys.headers(f"user/*.rs {SENSITIVE}")).json()) == {f"Patient/{p['id']}"}
