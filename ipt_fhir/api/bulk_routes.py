@@ -12,7 +12,10 @@ from starlette.concurrency import run_in_threadpool
 
 from ipt_fhir.fhir.jsonio import parse_json
 from ipt_fhir.fhir.outcome import FHIRError, bad_request, error, information, not_found, operation_outcome
-from ipt_fhir.services.bulk_export import ExportJobs, parse_export_params
+from ipt_fhir.fhir.resource_types import REST_TYPES
+from ipt_fhir.security import guard
+from ipt_fhir.security.scopes import AUDIT_TYPE
+from ipt_fhir.services.bulk_export import ExportJobs, ExportRequest, parse_export_params
 from ipt_fhir.services.bulk_import import ImportJobs
 
 from .negotiation import body_media_type, response_media_type
@@ -107,19 +110,21 @@ async def kick_off_import(request: Request) -> Response:
 @router.get("/$import-poll-status/{job_id}", summary="Progress and result of an $import job")
 def import_status(job_id: str, request: Request) -> Response:
     base = fhir_base_url(request)
-    return _poll_with_urls(import_jobs(request).status(job_id), "import", "error",
+    return _poll_with_urls(request, import_jobs(request).status(job_id), "import", "error",
                            lambda file: f"{base}/$import-file/{file}")
 
 
-def _poll_with_urls(job: dict | None, kind: str, items: str, url_of) -> Response:  # noqa: ANN001
+def _poll_with_urls(request: Request, job: dict | None, kind: str, items: str, url_of) -> Response:  # noqa: ANN001
     """A job's status: `_poll`'s answer until it is complete, then its result with the file names (its
-    `items` list) made into URLs."""
+    `items` list) made into URLs, and requiresAccessToken as this server serves them: with authorization
+    on, a file is fetched with a token like any other request."""
     pending = _poll(job, kind)
     if pending is not None:
         return pending
     result = json.loads(job["result"])  # type: ignore[index]
     for item in result.get(items, []):
         item["url"] = url_of(item.pop("file"))
+    result["requiresAccessToken"] = request.app.state.settings.auth != "off"
     # No Expires: in Bulk Data it says when the files stop being available, and they stay until DELETE.
     return Response(content=json.dumps(result), status_code=200, media_type="application/json")
 
@@ -145,6 +150,19 @@ def import_file(job_id: str, name: str, request: Request) -> Response:
 _REFERENCE_PARAMETERS = ("patient",)
 
 
+def _leave_out_audit_events_unless_scoped(req: ExportRequest) -> None:
+    """A wildcard scope covers no AuditEvent (scopes.py); an export is a search of every type it holds, so
+    one without an AuditEvent scope holds none (asked for by _type: 403, as the search would be)."""
+    if not guard.is_restricted():
+        return
+    try:
+        guard.require("search", AUDIT_TYPE)
+    except FHIRError:
+        if req.types and AUDIT_TYPE in req.types:
+            raise
+        req.types = req.types or sorted(t for t in REST_TYPES if t != AUDIT_TYPE)
+
+
 async def _kick_off_export(request: Request, level: str, group: str | None = None) -> Response:
     response_media_type(request)  # an OperationOutcome in XML is not served: 406 before a job starts
     if "respond-async" not in prefer_header(request):
@@ -152,6 +170,7 @@ async def _kick_off_export(request: Request, level: str, group: str | None = Non
     params = await operation_params(request, references=_REFERENCE_PARAMETERS)
     base = fhir_base_url(request)
     req = parse_export_params(level, params, group, base_url=base, lenient=prefers_lenient_handling(request))
+    _leave_out_audit_events_unless_scoped(req)
     job_id = await run_in_threadpool(export_jobs(request).kick_off, req, base_url=base, request_url=str(request.url))
     return _accepted(f"{base}/$export-poll-status/{job_id}")
 
@@ -174,7 +193,7 @@ async def export_group(group_id: str, request: Request) -> Response:
 @router.get("/$export-poll-status/{job_id}", summary="Progress and manifest of an $export job")
 def export_status(job_id: str, request: Request) -> Response:
     base = fhir_base_url(request)
-    return _poll_with_urls(export_jobs(request).status(job_id), "export", "output",
+    return _poll_with_urls(request, export_jobs(request).status(job_id), "export", "output",
                            lambda file: f"{base}/$export-file/{job_id}/{file}")
 
 

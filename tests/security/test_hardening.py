@@ -165,3 +165,36 @@ def test_bulk_export_needs_unconfined_wildcard_and_sensitive_scopes(secure_clien
         assert r.status_code == 403, (scope, r.text)
     r = c.get("/fhir/$export", headers={**async_, **keys.headers("system/*.rs " + ADMIN.split()[-1])})
     assert r.status_code == 202, r.text
+
+
+def test_an_export_holds_audit_events_only_for_a_token_that_may_search_them_and_says_it_needs_a_token(
+        secure_client, keys):
+    """A wildcard scope covers no AuditEvent, in an export as in a search; and the files are served to
+    requests with a token, which the manifest says."""
+    import time
+
+    from .conftest import SENSITIVE
+
+    c = secure_client
+    patient(c, keys, "Exported")  # its write is audited: AuditEvents exist
+    async_ = {"Prefer": "respond-async"}
+    wildcard = keys.headers(f"system/*.rs {SENSITIVE}")
+
+    def manifest(headers: dict) -> dict:
+        r = c.get("/fhir/$export", headers={**async_, **headers})
+        assert r.status_code == 202, r.text
+        for _ in range(300):
+            polled = c.get(r.headers["Content-Location"].split("testserver", 1)[1], headers=headers)
+            if polled.status_code == 200:
+                return polled.json()
+            time.sleep(0.1)
+        raise AssertionError("export did not finish")
+
+    without = manifest(wildcard)
+    types = {o["type"] for o in without["output"]}
+    assert "AuditEvent" not in types and "Patient" in types
+    assert without["requiresAccessToken"] is True
+    r = c.get("/fhir/$export?_type=AuditEvent", headers={**async_, **wildcard})
+    assert r.status_code == 403
+    with_audit = manifest(keys.headers(f"system/*.rs system/AuditEvent.rs {SENSITIVE}"))
+    assert "AuditEvent" in {o["type"] for o in with_audit["output"]}
