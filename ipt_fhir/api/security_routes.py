@@ -17,19 +17,31 @@ SCOPES_SUPPORTED = [
 
 
 def smart_configuration(settings) -> dict:  # noqa: ANN001 - Settings
+    """What this server and the authorization server configured beside it (IPT_FHIR_SMART_AUTHORIZE_URL,
+    IPT_FHIR_SMART_TOKEN_URL) support. The authorization server is another service: a flow whose endpoint
+    is not configured is not advertised (SMART App Launch requires token_endpoint; without it a client
+    learns here that no flow is offered, not one that fails)."""
+    interactive = settings.smart_authorize_url is not None and settings.smart_token_url is not None
+    grants = ["authorization_code"] if interactive else []
+    if settings.smart_token_url:
+        grants.append("client_credentials")
+    capabilities = ["permission-patient", "permission-user", "permission-v1", "permission-v2"]
+    if interactive:
+        capabilities += ["launch-standalone", "client-public", "context-standalone-patient", "sso-openid-connect"]
+    if settings.smart_token_url:
+        capabilities.append("client-confidential-asymmetric")
     doc: dict = {
         "issuer": settings.jwt_issuer,
         "jwks_uri": settings.jwks if settings.jwks and settings.jwks.startswith("http") else None,
         "authorization_endpoint": settings.smart_authorize_url,
         "token_endpoint": settings.smart_token_url,
-        "grant_types_supported": ["authorization_code", "client_credentials"],
-        "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic"],
+        "grant_types_supported": grants or None,
+        "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic"]
+        if settings.smart_token_url else None,
         "scopes_supported": SCOPES_SUPPORTED + [settings.sensitive_scope],
-        "response_types_supported": ["code"],
-        "code_challenge_methods_supported": ["S256"],
-        "capabilities": ["launch-standalone", "client-public", "client-confidential-asymmetric",
-                         "context-standalone-patient", "permission-patient", "permission-user",
-                         "permission-v1", "permission-v2", "sso-openid-connect"],
+        "response_types_supported": ["code"] if interactive else None,
+        "code_challenge_methods_supported": ["S256"] if interactive else None,
+        "capabilities": sorted(capabilities),
     }
     return {k: v for k, v in doc.items() if v is not None}
 

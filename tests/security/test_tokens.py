@@ -97,3 +97,21 @@ def test_metadata_and_smart_configuration_are_public(secure_client):
         assert conf["issuer"] == ISSUER
         assert "permission-v2" in conf["capabilities"]
         assert "patient/*.rs" in conf["scopes_supported"]
+
+
+def test_smart_configuration_advertises_only_the_flows_whose_endpoints_are_configured(secure_settings):
+    from ipt_fhir.api.security_routes import smart_configuration
+
+    bare = smart_configuration(secure_settings.model_copy(update={"smart_authorize_url": None,
+                                                                   "smart_token_url": None}))
+    assert "token_endpoint" not in bare and "grant_types_supported" not in bare
+    assert not {"launch-standalone", "sso-openid-connect", "client-public"} & set(bare["capabilities"])
+    backend = smart_configuration(secure_settings.model_copy(update={"smart_authorize_url": None,
+                                                                      "smart_token_url": "https://auth/token"}))
+    assert backend["grant_types_supported"] == ["client_credentials"]
+    assert "launch-standalone" not in backend["capabilities"]
+    full = smart_configuration(secure_settings.model_copy(update={"smart_authorize_url": "https://auth/authorize",
+                                                                   "smart_token_url": "https://auth/token"}))
+    assert full["grant_types_supported"] == ["authorization_code", "client_credentials"]
+    assert {"launch-standalone", "client-confidential-asymmetric"} <= set(full["capabilities"])
+    assert full["code_challenge_methods_supported"] == ["S256"]
