@@ -128,14 +128,16 @@ def install(app: FastAPI, settings: Settings) -> None:
     from ipt_fhir.fhir import jsonio
 
     jsonio.MAX_DEPTH = settings.max_json_depth
-    app.add_middleware(SecurityMiddleware, settings=settings)
-
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:
+        # Added before (so inside) the security headers: the preflight answers CORS gives itself get them too.
         app.add_middleware(
             CORSMiddleware, allow_origins=origins, allow_credentials=False,
             allow_methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type", "Accept", "If-Match", "If-None-Exist",
                            "If-None-Match", "Prefer"],
-            expose_headers=["ETag", "Location", "Last-Modified", "Content-Location", "WWW-Authenticate"],
+            # X-Progress and Retry-After: a browser client polling a bulk job reads them
+            expose_headers=["ETag", "Location", "Last-Modified", "Content-Location", "WWW-Authenticate",
+                            "X-Progress", "Retry-After"],
         )
+    app.add_middleware(SecurityMiddleware, settings=settings)

@@ -65,6 +65,9 @@ def test_cors_is_off_by_default_and_configurable(secure_client, secure_settings,
     with TestClient(app) as c:
         r = c.options("/fhir/Patient", headers={"Origin": "https://app.example", "Access-Control-Request-Method": "GET"})
         assert r.headers["access-control-allow-origin"] == "https://app.example"
+        assert r.headers["x-content-type-options"] == "nosniff"  # the preflight's answer is secured too
+        simple = c.get("/fhir/metadata", headers={"Origin": "https://app.example"})
+        assert "x-progress" in simple.headers["access-control-expose-headers"].lower()  # bulk polling from a browser
         r = c.options("/fhir/Patient", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"})
         assert r.headers.get("access-control-allow-origin") != "https://evil.example"
 
