@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from ipt_fhir.fhir.jsonio import parse_json
 from ipt_fhir.fhir.outcome import FHIRError, bad_request, error, information, not_found, operation_outcome
 from ipt_fhir.fhir.resource_types import REST_TYPES
-from ipt_fhir.security import guard
+from ipt_fhir.security import context, guard
 from ipt_fhir.security.scopes import AUDIT_TYPE
 from ipt_fhir.services.bulk_export import ExportJobs, ExportRequest, parse_export_params
 from ipt_fhir.services.bulk_import import ImportJobs
@@ -97,10 +97,10 @@ async def kick_off_import(request: Request) -> Response:
     jobs = import_jobs(request)
     base = fhir_base_url(request)
     if ctype in _NDJSON_TYPES:
-        job_id = await run_in_threadpool(jobs.kick_off, [], base_url=base, upload=body)
+        job_id = await run_in_threadpool(jobs.kick_off, [], base_url=base, upload=body, owner=_caller())
     elif ctype in ("application/fhir+json", "application/json"):
         inputs = _import_inputs(parse_json(body))
-        job_id = await run_in_threadpool(jobs.kick_off, inputs, base_url=base)
+        job_id = await run_in_threadpool(jobs.kick_off, inputs, base_url=base, owner=_caller())
     else:
         raise FHIRError.of(415, "not-supported", "$import takes application/fhir+json (Parameters) or "
                            "application/fhir+ndjson")
@@ -110,8 +110,23 @@ async def kick_off_import(request: Request) -> Response:
 @router.get("/$import-poll-status/{job_id}", summary="Progress and result of an $import job")
 def import_status(job_id: str, request: Request) -> Response:
     base = fhir_base_url(request)
-    return _poll_with_urls(request, import_jobs(request).status(job_id), "import", "error",
+    return _poll_with_urls(request, _own(import_jobs(request).status(job_id)), "import", "error",
                            lambda file: f"{base}/$import-file/{file}")
+
+
+def _caller() -> str | None:
+    """Who starts a job: the token's issuer and client (or subject); None with authorization off."""
+    ctx = context.current()
+    return None if ctx.unrestricted else f"{ctx.issuer}|{ctx.client_id or ctx.subject}"
+
+
+def _own(job: dict | None) -> dict | None:
+    """The job, when the caller may see it: a job another client started is no job to it (404); a job id
+    is no credential."""
+    if job is None:
+        return None
+    owner, caller = json.loads(job["request"]).get("owner"), _caller()
+    return job if owner is None or caller is None or owner == caller else None
 
 
 def _poll_with_urls(request: Request, job: dict | None, kind: str, items: str, url_of) -> Response:  # noqa: ANN001
@@ -131,7 +146,8 @@ def _poll_with_urls(request: Request, job: dict | None, kind: str, items: str, u
 
 @router.delete("/$import-poll-status/{job_id}", summary="Cancel an $import job")
 def cancel_import(job_id: str, request: Request) -> Response:
-    if not import_jobs(request).cancel(job_id):
+    jobs = import_jobs(request)
+    if _own(jobs.status(job_id)) is None or not jobs.cancel(job_id):
         raise not_found("No such import job")
     return Response(status_code=202)
 
@@ -139,7 +155,8 @@ def cancel_import(job_id: str, request: Request) -> Response:
 @router.get("/$import-file/{job_id}/{name}", summary="The OperationOutcome NDJSON of an $import job")
 def import_file(job_id: str, name: str, request: Request) -> Response:
     jobs = import_jobs(request)
-    if not job_id.isalnum() or name != "errors.ndjson" or not (jobs.dir / job_id / name).is_file():
+    if not job_id.isalnum() or name != "errors.ndjson" or not (jobs.dir / job_id / name).is_file() or \
+            _own(jobs.status(job_id)) is None:
         raise not_found("No such file")
     return FileResponse(jobs.dir / job_id / name, media_type=NDJSON)
 
@@ -171,7 +188,8 @@ async def _kick_off_export(request: Request, level: str, group: str | None = Non
     base = fhir_base_url(request)
     req = parse_export_params(level, params, group, base_url=base, lenient=prefers_lenient_handling(request))
     _leave_out_audit_events_unless_scoped(req)
-    job_id = await run_in_threadpool(export_jobs(request).kick_off, req, base_url=base, request_url=str(request.url))
+    job_id = await run_in_threadpool(export_jobs(request).kick_off, req, base_url=base, request_url=str(request.url),
+                                     owner=_caller())
     return _accepted(f"{base}/$export-poll-status/{job_id}")
 
 
@@ -193,21 +211,23 @@ async def export_group(group_id: str, request: Request) -> Response:
 @router.get("/$export-poll-status/{job_id}", summary="Progress and manifest of an $export job")
 def export_status(job_id: str, request: Request) -> Response:
     base = fhir_base_url(request)
-    return _poll_with_urls(request, export_jobs(request).status(job_id), "export", "output",
+    return _poll_with_urls(request, _own(export_jobs(request).status(job_id)), "export", "output",
                            lambda file: f"{base}/$export-file/{job_id}/{file}")
 
 
 @router.delete("/$export-poll-status/{job_id}", summary="Cancel an $export job (or delete its files)")
 def cancel_export(job_id: str, request: Request) -> Response:
-    if not export_jobs(request).cancel(job_id):
+    jobs = export_jobs(request)
+    if _own(jobs.status(job_id)) is None or not jobs.cancel(job_id):
         raise not_found("No such export job")
     return Response(status_code=202)
 
 
 @router.get("/$export-file/{job_id}/{name}", summary="One NDJSON file of an $export job")
 def export_file(job_id: str, name: str, request: Request) -> Response:
-    path = export_jobs(request).file_path(job_id, name)
-    if path is None:
+    jobs = export_jobs(request)
+    path = jobs.file_path(job_id, name)
+    if path is None or _own(jobs.status(job_id)) is None:
         raise not_found("No such file")
     return FileResponse(path, media_type=NDJSON)
 

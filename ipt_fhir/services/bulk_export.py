@@ -288,7 +288,7 @@ class ExportJobs(JobRunner):
         super().__init__(db)
         self.dir = Path(bulk_dir) / "export"
 
-    def kick_off(self, req: ExportRequest, *, base_url: str, request_url: str) -> str:
+    def kick_off(self, req: ExportRequest, *, base_url: str, request_url: str, owner: str | None = None) -> str:
         """Starts the job. A Group that does not exist is a 404 now, not a failed job. A `patient` the
         export cannot include (not on the server, or at Group level not a member of the group) is a 400
         now (Bulk Data export.html: "the server SHOULD return details via a FHIR OperationOutcome resource
@@ -305,7 +305,8 @@ class ExportJobs(JobRunner):
         job_id = uuid.uuid4().hex
         with self.db.write() as conn:
             bulk.create_job(conn, job_id, "export", json.dumps(
-                {"export": req.to_json(), "base_url": base_url, "request_url": request_url}), rs.now_utc())
+                {"export": req.to_json(), "base_url": base_url, "request_url": request_url, "owner": owner}),
+                rs.now_utc())
         self.start(job_id)
         return job_id
 

@@ -508,7 +508,9 @@ class ImportJobs(JobRunner):
             raise bad_request(f"Input '{url}' is a folder, not an NDJSON file", "input.url")
         return path
 
-    def kick_off(self, inputs: list[str], *, base_url: str, upload: bytes | None = None) -> str:
+    def kick_off(self, inputs: list[str], *, base_url: str, upload: bytes | None = None,
+                 owner: str | None = None) -> str:
+        """Starts the job; `owner`: who may poll, read and cancel it (api/bulk_routes, None: anyone)."""
         job_id = uuid.uuid4().hex
         if upload is not None:
             target = self.dir / "uploads" / f"{job_id}.ndjson"
@@ -519,7 +521,7 @@ class ImportJobs(JobRunner):
         if not paths:
             raise bad_request("The $import request names no input", "input", code="required")
         with self.db.write() as conn:
-            bulk.create_job(conn, job_id, "import", json.dumps({"inputs": paths, "base_url": base_url}),
+            bulk.create_job(conn, job_id, "import", json.dumps({"inputs": paths, "base_url": base_url, "owner": owner}),
                             rs.now_utc())
         self.start(job_id)
         return job_id

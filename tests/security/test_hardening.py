@@ -201,3 +201,18 @@ def test_an_export_holds_audit_events_only_for_a_token_that_may_search_them_and_
     assert r.status_code == 403
     with_audit = manifest(keys.headers(f"system/*.rs system/AuditEvent.rs {SENSITIVE}"))
     assert "AuditEvent" in {o["type"] for o in with_audit["output"]}
+
+
+def test_a_bulk_job_is_seen_only_by_the_client_that_started_it(secure_client, keys):
+    from .conftest import SENSITIVE
+
+    c = secure_client
+    patient(c, keys, "Owned")
+    scope = f"system/*.rs {SENSITIVE}"
+    mine, theirs = keys.headers(scope, client_id="app-a"), keys.headers(scope, client_id="app-b", sub="other")
+    r = c.get("/fhir/$export", headers={"Prefer": "respond-async", **mine})
+    assert r.status_code == 202, r.text
+    status = r.headers["Content-Location"].split("testserver", 1)[1]
+    assert c.get(status, headers=theirs).status_code == 404
+    assert c.delete(status, headers=theirs).status_code == 404
+    assert c.get(status, headers=mine).status_code in (200, 202)
