@@ -53,15 +53,19 @@ class HistoryService:
             if current is not None and not current.deleted:
                 guard.check_resource("history-instance", resource_type, current.content)
             snapshot = _int_param(q, "_snapshot", 0, minimum=0) or repo.max_history_seq(conn)
-            entries, total = repo.history_page(
-                conn, resource_type=resource_type, resource_id=resource_id, since=since, at=at,
-                max_seq=snapshot, offset=offset, limit=count,
-            )
-            # Entries this token may not see are left out of the page; at type and system level the
-            # total (optional in a history Bundle) would count them, so a restricted token gets none.
+
+            def page(start: int, limit: int) -> tuple[list[HistoryEntry], int]:
+                return repo.history_page(conn, resource_type=resource_type, resource_id=resource_id, since=since,
+                                         at=at, max_seq=snapshot, offset=start, limit=limit)
+
+            # Entries this token may not see are left out; at type and system level the total (optional in
+            # a history Bundle) would count them, so a restricted token gets none.
             counted = not guard.is_restricted() or resource_id is not None
             if guard.is_restricted():
-                entries = [e for e in entries if guard.visible_history(e.resource_type, e.content)]
+                entries, total, next_offset = _visible_page(page, offset, count)
+            else:
+                entries, total = page(offset, count)
+                next_offset = offset + count
             audit.note_search(None, urlencode(params), audit.patients_in(
                 conn, list(dict.fromkeys((e.resource_type, e.id) for e in entries))))
         path = "/".join(p for p in (base_url, resource_type, resource_id, "_history") if p)
@@ -72,14 +76,39 @@ class HistoryService:
             return {"relation": relation, "url": f"{path}?{urlencode(query)}"}
 
         links = [link("self", offset), link("first", 0)]
-        if offset > 0 and count:
+        if offset > 0 and count and counted:  # a restricted page's start depends on what the ones before hid
             links.append(link("previous", max(0, offset - count)))
-        if count and offset + count < total:
-            links.append(link("next", offset + count))
+        if count and next_offset < total:
+            links.append(link("next", next_offset))
         if count and counted:
             links.append(link("last", max(0, (total - 1) // count * count)))
         head = {"resourceType": "Bundle", "type": "history", **({"total": total} if counted else {}), "link": links}
         return splice_bundle(head, [history_entry(e, base_url) for e in entries])
+
+
+# A restricted token's page reads on past the entries it may not see, up to this many pages' worth of rows
+# a request: a patient's history among many others' still ends in bounded time, its next link going on.
+HIDDEN_PAGES_READ = 10
+
+
+def _visible_page(page, offset: int, count: int) -> tuple[list[HistoryEntry], int, int]:  # noqa: ANN001
+    """(up to `count` entries the token may see, from history position `offset` on; the total of all
+    entries; the position after the last one read). Filtering one stored page left pages empty or short
+    with a next link, when a patient's entries were few among everyone's."""
+    if not count:
+        return [], page(offset, 0)[1], offset
+    out: list[HistoryEntry] = []
+    position = offset
+    while True:
+        entries, total = page(position, count)
+        for e in entries:
+            position += 1
+            if guard.visible_history(e.resource_type, e.content):
+                out.append(e)
+                if len(out) == count:
+                    return out, total, position
+        if not entries or position >= total or position - offset >= HIDDEN_PAGES_READ * count:
+            return out, total, position
 
 
 def history_entry(e: HistoryEntry, base_url: str) -> tuple[dict, bytes | None]:

@@ -88,6 +88,27 @@ def test_history_shows_only_the_compartment(secure_client, world):
         assert "total" not in r.json() and "last" not in {l["relation"] for l in r.json()["link"]}
 
 
+def test_a_restricted_history_page_is_filled_with_what_the_token_may_see(secure_client, keys, world):
+    """Filtering one stored page of everyone's history left a patient's pages empty or short, with next
+    links; the page reads on past hidden entries, and its next link goes on from where it stopped."""
+    c, h, b = secure_client, world["h"], world["b"]
+    for _ in range(6):  # newer than A's entries: the first pages of the system history are all B's
+        observation(c, keys, b)
+    seen: list[str] = []
+    url = "/fhir/_history?_count=2"
+    for _ in range(20):
+        page = c.get(url, headers=h).json()
+        entries = [e for e in page.get("entry", []) if "resource" in e]
+        if not any(l["relation"] == "next" for l in page["link"]):
+            seen += [f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in entries]
+            break
+        assert len(entries) == 2, page  # full pages until the last
+        seen += [f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in entries]
+        url = next(l["url"] for l in page["link"] if l["relation"] == "next").split("testserver", 1)[1]
+    assert set(seen) == {f"Patient/{world['a']}", f"Observation/{world['oa']}"}
+    assert len(seen) == len(set(seen))
+
+
 def test_transaction_and_batch_entries_are_checked(secure_client, world):
     c, h, b = secure_client, world["h"], world["b"]
     read_b = {"resourceType": "Bundle", "type": "transaction",
