@@ -1101,7 +1101,8 @@ def everything(db: Database, patient_id: str | None, params: list[tuple[str, str
     if patient_id is not None:
         _require_current_patient(db, patient_id)
     wanted = types_wanted(params)
-    types = [t for t in wanted if in_patient_compartment_type(t)] if wanted else sorted(compartment_types())
+    types = [t for t in wanted if in_patient_compartment_type(t)] if wanted else \
+        [t for t in sorted(compartment_types()) if t not in NOT_THE_RECORD]
     types, restricted = restrict_by_access(types, base_url, compartment_patient=patient_id)
     allowed = [(n, v) for n, v in params if n in ("_count", "_page", "_since", "_type", "_format", "_pretty",
                                                   "_elements", "_summary", "_total", "start", "end")]
@@ -1127,6 +1128,7 @@ def everything(db: Database, patient_id: str | None, params: list[tuple[str, str
     # the types whose rows place a resource in a compartment: without _type, the types searched already
     sources = types if not wanted else restrict_by_access(sorted(compartment_types()), base_url,
                                                           compartment_patient=patient_id)[0]
+    sources = [t for t in sources if t not in NOT_THE_RECORD]
     req.everything = Everything(patient_id, None if everything_all else list(ref_types), ref_extra, since,
                                 patients, sources, care)
     link_path = f"/Patient/{patient_id}/$everything" if patient_id is not None else "/Patient/$everything"
@@ -1144,6 +1146,12 @@ def _require_current_patient(db: Database, patient_id: str) -> None:
 
 
 CLINICAL_DATE = "http://hl7.org/fhir/SearchParameter/clinical-date"
+
+# Compartment members that are no part of the patient's record: an AuditEvent names whatever a request
+# touched (a search's every patient), so what it refers to brought other patients' records into one
+# patient's $everything, and each call's own audit grew the next. Returned only when _type asks for them,
+# and never followed to what they refer to.
+NOT_THE_RECORD = frozenset({"AuditEvent"})
 
 
 # Care dates of Patient compartment types whose `date` is not the clinical-date parameter: when the care was

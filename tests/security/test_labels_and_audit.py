@@ -227,3 +227,21 @@ def test_a_read_whose_audit_record_cannot_be_written_is_withheld_with_a_500_outc
     assert r.json()["resourceType"] == "OperationOutcome" and "Unaudited" not in r.text
     assert r.json()["issue"][0]["diagnostics"] == "The access could not be audited"
     assert r.headers["cache-control"] == "no-store" and r.headers["x-content-type-options"] == "nosniff"
+
+
+def test_everything_leaves_audit_events_out_and_never_follows_them_to_other_patients(secure_client, keys):
+    """An AuditEvent of a search names every patient it returned, and sits in each one's compartment:
+    followed to what it refers to, it put other patients' records in one patient's $everything."""
+    c = secure_client
+    a, b = patient(c, keys, "Everyone"), patient(c, keys, "Else")
+    admin = keys.headers(ADMIN)
+    assert c.get("/fhir/Patient", headers=admin).status_code == 200  # audited: names a and b
+    bundle = c.get(f"/fhir/Patient/{a['id']}/$everything", headers=admin).json()
+    found = {(e["resource"]["resourceType"], e["resource"]["id"]) for e in bundle.get("entry", [])
+             if e["search"]["mode"] != "outcome"}
+    assert ("Patient", a["id"]) in found and ("Patient", b["id"]) not in found
+    assert not any(t == "AuditEvent" for t, _ in found)
+    audited = c.get(f"/fhir/Patient/{a['id']}/$everything?_type=AuditEvent,Patient", headers=admin).json()
+    types = {e["resource"]["resourceType"] for e in audited.get("entry", []) if e["search"]["mode"] != "outcome"}
+    ids = {e["resource"]["id"] for e in audited.get("entry", [])}
+    assert "AuditEvent" in types and b["id"] not in ids  # asked for, returned; still not followed
