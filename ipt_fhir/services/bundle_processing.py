@@ -282,7 +282,7 @@ class BundleService:
         kind, raw_entries, envelope = self._opened(bundle)
         base_url = base_url.rstrip("/")
         if kind == "transaction":
-            results = self.transaction(raw_entries, base_url, envelope, strict_search)
+            results = self._transaction_settled(raw_entries, base_url, envelope, strict_search)
         else:
             results = self.batch(raw_entries, base_url, prefer, envelope, strict_search)
         return _response_bundle(f"{kind}-response", results, base_url, prefer)
@@ -316,6 +316,19 @@ class BundleService:
         return kind, raw_entries, envelope_errors(bundle)
 
     # --- transaction -------------------------------------------------------------------------
+
+    def _transaction_settled(self, raw_entries: list, base_url: str, envelope: Mapping[int, FHIRError],
+                             strict_search: bool) -> list[EntryResult]:
+        """A transaction whose conditional create lost its race to a concurrent request runs again as a
+        whole (its unit of work rolled back: nothing of it was written), and its entry then finds the
+        winner, as a batch entry and the REST call do; only a race lost every time is the 409."""
+        for _attempt in range(rs.RACE_ATTEMPTS - 1):
+            try:
+                return self.transaction(raw_entries, base_url, envelope, strict_search)
+            except FHIRError as exc:
+                if not getattr(exc, "lost_race", False):
+                    raise
+        return self.transaction(raw_entries, base_url, envelope, strict_search)
 
     def transaction(self, raw_entries: list, base_url: str, envelope: Mapping[int, FHIRError],
                     strict_search: bool) -> list[EntryResult]:
@@ -382,7 +395,9 @@ class BundleService:
             except FHIRError as exc:
                 if current is None or exc.issues and exc.issues[0].diagnostics.startswith("Bundle.entry"):
                     raise
-                raise entry_error(current.index, exc) from None
+                located = entry_error(current.index, exc)
+                located.lost_race = isinstance(exc, _LostConditionalCreate)  # _transaction_settled runs it again
+                raise located from None
         return [r for r in results if r is not None]
 
     # --- batch -------------------------------------------------------------------------------

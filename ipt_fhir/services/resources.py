@@ -19,7 +19,8 @@ from sqlalchemy.engine import Connection
 
 from ipt_fhir.fhir.jsonio import dump_json, load_stored
 from ipt_fhir.fhir.outcome import (
-    FHIRError, Issue, bad_request, conflict, gone, multiple_matches, not_found, precondition_failed, read_only,
+    FHIRError, Issue, bad_request, conflict, error, gone, multiple_matches, not_found, precondition_failed,
+    read_only,
 )
 from ipt_fhir.fhir.patch import apply_patch
 from ipt_fhir.fhir.resource_types import require_rest_type
@@ -54,6 +55,13 @@ class StoreStep:
         self.unit = unit
 
     def __call__(self) -> WriteResult:
+        # PUTs racing to create one new id (PostgreSQL: side by side): the losers' units rolled back whole,
+        # and run again they find the winner's version and update it, as when the resource existed.
+        for _attempt in range(RACE_ATTEMPTS - 1):
+            try:
+                return self.db.run_write(self.unit)
+            except CreatedConcurrently:
+                pass
         return self.db.run_write(self.unit)
 
 
@@ -369,7 +377,7 @@ class ResourceService:
         guard.check_resource("create" if method == "POST" else "update", resource_type, doc)
         issues = warnings + self._run_hooks_check(conn, resource_type, resource_id, method, doc, None)
         if not repo.insert_new(conn, stored, method):
-            raise conflict(f"{resource_type}/{resource_id} was created by a concurrent request")
+            raise CreatedConcurrently(f"{resource_type}/{resource_id} was created by a concurrent request")
         self._after_write(conn, resource_type, resource_id, method, doc, None, stored)
         return WriteResult(201, stored, issues)
 
@@ -645,6 +653,13 @@ def run_deferred_checks(conn: Connection, queue: list[tuple[object, write_hooks.
 
 
 RACE_ATTEMPTS = 5  # conditional writes that lost a race to the same criteria, tried again up to this often
+
+
+class CreatedConcurrently(FHIRError):
+    """409: another request created this (type, id) between this unit's look and its insert."""
+
+    def __init__(self, diagnostics: str) -> None:
+        super().__init__(409, [error("conflict", diagnostics)])
 
 
 class _LostRace(Exception):

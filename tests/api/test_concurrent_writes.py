@@ -43,6 +43,20 @@ def test_concurrent_updates_of_one_resource_without_if_match_all_land_in_turn(cl
     assert client.get(f"/fhir/Patient/{pid}/_history").json()["total"] == 33
 
 
+def test_concurrent_puts_that_create_one_new_id_all_land_in_turn(client):
+    """The first creates it, the others update it, each the next version: as when it existed. (On
+    PostgreSQL the losers' inserts met the winner's row and answered 409.)"""
+    def put(i: int):
+        body = {**_patient(0), "id": "race-new", "multipleBirthInteger": i}
+        return client.put("/fhir/Patient/race-new", json=body)
+
+    with ThreadPoolExecutor(16) as pool:
+        responses = list(pool.map(put, range(20)))
+    assert sorted(r.status_code for r in responses) == [200] * 19 + [201], \
+        [r.text for r in responses if r.status_code not in (200, 201)][:1]
+    assert sorted(int(r.json()["meta"]["versionId"]) for r in responses) == list(range(1, 21))
+
+
 def test_a_failing_write_among_concurrent_ones_takes_only_itself_down(client):
     """Invalid and stale-version writes fail alone; the valid writes that share their commit land."""
     base = client.post("/fhir/Patient", json=_patient(0)).json()
