@@ -126,3 +126,16 @@ def test_an_environment_error_is_one_line_and_exit_code_1_not_a_traceback(tmp_pa
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.startswith(f"ipt-fhir: {message}") and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_a_revision_that_does_not_exist_is_one_line_not_a_traceback(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "IPT_FHIR_DATABASE_URL": f"sqlite:///{tmp_path / 'rev.db'}"}
+    subprocess.run([sys.executable, "-m", "ipt_fhir.cli", "db", "upgrade"], env=env, check=True, capture_output=True)
+    proc = subprocess.run([sys.executable, "-m", "ipt_fhir.cli", "db", "downgrade", "bogus_rev"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.startswith("ipt-fhir: the schema cannot be moved") and "bogus_rev" in proc.stderr

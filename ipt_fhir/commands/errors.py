@@ -13,7 +13,10 @@ def environment_error(exc: BaseException) -> str | None:
     """The one-line message for an error of the environment; None for anything else."""
     import httpx
     import sqlalchemy.exc
+    from alembic.util.exc import CommandError
 
+    if isinstance(exc, CommandError):  # `db upgrade|downgrade REV` naming no revision of the migrations
+        return f"the schema cannot be moved: {exc}"
     if isinstance(exc, (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError)):
         return f"the database URL cannot be used: {exc}"
     if isinstance(exc, sqlalchemy.exc.OperationalError):
