@@ -62,8 +62,9 @@ def serve(
     if settings.is_sqlite:
         migrate.upgrade(settings.database_url)
     elif not migrate.is_current(settings.database_url):
+        now = migrate.current_revision(settings.database_url)
         typer.echo(
-            f"The database schema is at {migrate.current_revision(settings.database_url)!r}, this server needs "
+            f"The database {f'schema is at {now!r}' if now else 'has no schema yet'}, this server needs "
             f"{migrate.head_revision(settings.database_url)!r}. Run `ipt-fhir db upgrade` first.", err=True)
         raise typer.Exit(code=2)
     typer.echo(f"ipt-fhir serving FHIR R4 at http://{host}:{port}/fhir")
@@ -112,7 +113,7 @@ def current() -> None:
     url = get_settings().database_url
     require_existing_sqlite(url)
     now, head = migrate.current_revision(url), migrate.head_revision(url)
-    typer.echo(f"{now} ({'current' if now == head else f'out of date, newest is {head}'})")
+    typer.echo(f"{now or 'no schema'} ({'current' if now == head else f'out of date, newest is {head}'})")
     if now != head:
         sys.exit(1)
 
