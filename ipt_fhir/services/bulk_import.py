@@ -588,7 +588,7 @@ class ImportJobs(JobRunner):
             with self.db.write() as conn:
                 bulk.update_job(conn, job_id, rs.now_utc(), progress=json.dumps(
                     {"processed": report.lines, "total": total, "written": report.written,
-                     "failed": len(report.errors)}))
+                     "unchanged": sum(report.unchanged.values()), "failed": len(report.errors)}))
 
         importer = Importer(self.db, base_url=request.get("base_url", ""), batch=self.batch, progress=progress,
                             cancelled=lambda: self.cancelled(job_id))
@@ -628,7 +628,9 @@ class ImportJobs(JobRunner):
         with self.db.write() as conn:
             bulk.update_job(conn, job_id, rs.now_utc(), status="completed", result=json.dumps(result),
                             progress=json.dumps({"processed": report.lines, "total": report.lines,
-                                                 "written": report.written, "failed": len(report.errors)}),
+                                                 "written": report.written,
+                                                 "unchanged": sum(report.unchanged.values()),
+                                                 "failed": len(report.errors)}),
                             only_if_status=("running",))
         self._discard_upload(job_id)
 

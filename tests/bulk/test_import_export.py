@@ -533,3 +533,17 @@ def test_an_export_asked_for_in_xml_is_406_and_starts_no_job(client, query, acce
     r = client.get(f"/fhir/$export{query}", headers={**ASYNC, "Accept": accept})
     assert r.status_code == 406, r.text
     assert "content-location" not in r.headers
+
+
+def test_an_import_job_counts_the_lines_it_found_unchanged(database, tmp_path):
+    """A rerun writes nothing: its progress says the lines were unchanged, not just `written 0`."""
+    from ipt_fhir.services.bulk_import import ImportJobs
+
+    lines = tmp_path / "same.ndjson"
+    lines.write_text("".join(json.dumps({"resourceType": "Patient", "id": f"same-{i}"}) + "\n" for i in range(3)))
+    jobs = ImportJobs(database, tmp_path)
+    for expected_unchanged in (0, 3):
+        job = jobs.kick_off([str(lines)], base_url="")
+        jobs.wait(job, 60)
+        progress = json.loads(jobs.status(job)["progress"])
+        assert (progress["written"], progress["unchanged"]) == (3 - expected_unchanged, expected_unchanged)
