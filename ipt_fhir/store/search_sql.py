@@ -384,9 +384,10 @@ class SqlBuilder:
         """SELECT resource_id of `resource_type` resources matching a positive clause (uncorrelated)."""
         if clause.kind == "and":  # every inner clause holds (security.search_filter: what a chain looks into)
             from .tables import resource_table as r
+            # the first clause (what a chain asked) drives through its value index; the restrictions follow
             return sa.select(r.c.id).where(r.c.resource_type == resource_type, r.c.deleted.is_(False),
-                                           *[self.condition(resource_type, c, r.c.resource_type, r.c.id)
-                                             for c in clause.inner])
+                                           *[self.condition(resource_type, c, r.c.resource_type, r.c.id, drive=i == 0)
+                                             for i, c in enumerate(clause.inner)])
         if clause.kind in ("id", "or"):
             selects = self._plain_selects(resource_type, clause)
             if len(selects) == 1:
@@ -741,8 +742,8 @@ class TextSql:
         if clause.kind == "and":  # every inner clause holds (security.search_filter: what a chain looks into)
             r = self.alias("r")
             return (f"SELECT {r}.id FROM resource {r} WHERE {r}.resource_type = {self.p(resource_type)} AND "
-                    f"{r}.deleted = {self.p(False)} AND "
-                    + _and(*[self.condition(resource_type, c, r) for c in clause.inner]))
+                    f"{r}.deleted = {self.p(False)} AND "  # the first clause drives, as in SqlBuilder
+                    + _and(*[self.condition(resource_type, c, r, drive=i == 0) for i, c in enumerate(clause.inner)]))
         if clause.kind == "chain":
             a = self.alias()
             ors = [f"{a}.target_type = {self.p(target)} AND {self.ids_in(f'{a}.target_id', target, inner)}"
