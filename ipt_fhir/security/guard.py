@@ -131,6 +131,12 @@ def filter_rows(rows: Iterable, type_at: int = 0, content_at: int = 2, interacti
     return [r for r in rows if visible(r[type_at], r[content_at], interaction)]
 
 
+def how_many(count: int) -> str:
+    """A number of matches as an error message may say it: exact with authorization off; "more than one"
+    to a token, as the count takes in resources it may not see."""
+    return str(count) if context.current().unrestricted else "more than one"
+
+
 def is_restricted() -> bool:
     return not context.current().unrestricted
 

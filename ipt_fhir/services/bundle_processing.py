@@ -596,8 +596,8 @@ class _Writer:
                 published = rs.published_matches(entry.resource_type, entry.if_none_exist)
                 matches = self.find(entry.resource_type, entry.if_none_exist, where) + [v.id for v in published]
                 if len(matches) > 1:
-                    raise _located(multiple_matches(
-                        f"ifNoneExist criteria match {len(matches)} {entry.resource_type} resources"), where)
+                    raise _located(multiple_matches(f"ifNoneExist criteria match {guard.how_many(len(matches))} "
+                                                    f"{entry.resource_type} resources"), where)
                 if matches:
                     entry.target_id, entry.existing = matches[0], True
                     entry.published = published[0] if published else None
@@ -609,7 +609,7 @@ class _Writer:
             matches = self.find(entry.resource_type, entry.criteria, "request.url")
             if len(matches) > 1:
                 raise _located(multiple_matches(
-                    f"The criteria match {len(matches)} {entry.resource_type} resources"), "request.url")
+                    f"The criteria match {guard.how_many(len(matches))} {entry.resource_type} resources"), "request.url")
             if matches:
                 body_id = (entry.resource or {}).get("id")
                 if entry.method == "PUT" and body_id is not None and body_id != matches[0]:

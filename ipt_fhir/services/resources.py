@@ -332,7 +332,7 @@ class ResourceService:
             with self.db.read() as conn:
                 stored = find_ids(conn, resource_type, criteria, base_url)
             if len(published) + len(stored) > 1:
-                raise multiple_matches(f"If-None-Exist criteria match {len(published) + len(stored)} "
+                raise multiple_matches(f"If-None-Exist criteria match {guard.how_many(len(published) + len(stored))} "
                                           f"{resource_type} resources")
             return WriteResult(200, published[0], warnings)
         key = criteria_key(resource_type, criteria)
@@ -342,7 +342,7 @@ class ResourceService:
                     existing = find_ids(conn, resource_type, criteria, base_url)
                     if len(existing) > 1:
                         raise multiple_matches(
-                            f"If-None-Exist criteria match {len(existing)} {resource_type} resources")
+                            f"If-None-Exist criteria match {guard.how_many(len(existing))} {resource_type} resources")
                     if existing:
                         stored = repo.current(conn, resource_type, existing[0])
                         assert stored is not None
@@ -422,7 +422,7 @@ class ResourceService:
         matches = find_ids(conn, resource_type, criteria, base_url)
         body_id = resource.get("id")
         if len(matches) > 1:
-            raise multiple_matches(f"The criteria match {len(matches)} {resource_type} resources")
+            raise multiple_matches(f"The criteria match {guard.how_many(len(matches))} {resource_type} resources")
         if not matches:
             if if_match is not None:
                 raise if_match_without_match(resource_type)
@@ -485,7 +485,7 @@ class ResourceService:
             if not matches:
                 raise not_found(f"No {resource_type} matches the criteria")
             if len(matches) > 1:
-                raise multiple_matches(f"The criteria match {len(matches)} {resource_type} resources")
+                raise multiple_matches(f"The criteria match {guard.how_many(len(matches))} {resource_type} resources")
             current = repo.current(conn, resource_type, matches[0], for_update=True)
             assert current is not None
             return self._patch_in(conn, current, patch_body, content_type, if_match)
@@ -535,7 +535,7 @@ class ResourceService:
         the outcome depend on which matched, so the request fails as a whole (412)."""
         if if_match is not None and len(ids) != 1:
             raise multiple_matches(f"If-Match needs the criteria to match exactly one {resource_type}; "
-                                      f"they match {len(ids)}")
+                                      f"they match {guard.how_many(len(ids))}")
         return sum(self._delete_in(conn, resource_type, i, if_match) for i in ids)
 
     def _delete_in(self, conn: Connection, resource_type: str, resource_id: str,

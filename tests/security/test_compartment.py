@@ -217,3 +217,14 @@ def test_a_chain_does_not_look_into_sensitive_resources_without_the_sensitive_sc
     query = f"/fhir/Patient?_id={p['id']}&_has:Observation:subject:code:text=secret"
     assert _ids(c.get(query, headers=keys.headers("user/*.rs")).json()) == set()
     assert _ids(c.get(query, headers=keys.headers(f"user/*.rs {SENSITIVE}")).json()) == {f"Patient/{p['id']}"}
+
+
+def test_a_412_for_several_matches_does_not_count_them_to_a_token(secure_client, keys, world):
+    """The count takes in resources the token may not see (B's Observation): it is not given."""
+    c, h, a = secure_client, world["h"], world["a"]
+    body = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+            "subject": {"reference": f"Patient/{a}"}}
+    r = c.post("/fhir/Observation", json=body, headers={**h, "If-None-Exist": "code=http://loinc.org|44261-6"})
+    assert r.status_code == 412, r.text
+    diagnostics = r.json()["issue"][0]["diagnostics"]
+    assert "more than one" in diagnostics and "2" not in diagnostics
