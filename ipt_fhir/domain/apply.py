@@ -24,7 +24,7 @@ from typing import Callable
 from ..fhir.outcome import bad_request, error, unprocessable
 from ..fhir.parameters import parameter_value
 from .canonical import (
-    CPT, CS_FORMAT, DEFAULT_CANONICAL_BASE, EXT_FORMAT, EXT_PHASE, EXT_SESSION_NUMBER, SNOMED,
+    CPT, CPT_DISPLAY, CS_FORMAT, DEFAULT_CANONICAL_BASE, EXT_FORMAT, EXT_PHASE, EXT_SESSION_NUMBER, SNOMED,
     SNOMED_IPT, SNOMED_MENTAL_HEALTH_CARE_PLAN, UCUM, US_CORE_CAREPLAN_CATEGORY, V3_ACT_CODE, CAREPLAN_PROFILE,
     COURSE_PROFILE, SESSION_PROFILE, canonical,
 )
@@ -32,8 +32,6 @@ from .narrative import careplan_narrative
 from .protocols import Protocol, get_protocol, phase_coding
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-CPT_DISPLAY = {"90791": "Psychiatric diagnostic evaluation", "90834": "Psychotherapy, 45 minutes with patient",
-               "90837": "Psychotherapy, 60 minutes with patient", "90853": "Group psychotherapy"}
 
 
 @dataclass

@@ -45,6 +45,9 @@ SNOMED = "http://snomed.info/sct"
 LOINC = "http://loinc.org"
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
 CPT = "http://www.ama-assn.org/go/cpt"
+# IPT-DOMAIN.md: a session's type is CPT 90834 or 90837 (45 or 60 minutes), 90853 (group) or 90791 (intake)
+CPT_DISPLAY = {"90791": "Psychiatric diagnostic evaluation", "90834": "Psychotherapy, 45 minutes with patient",
+               "90837": "Psychotherapy, 60 minutes with patient", "90853": "Group psychotherapy"}
 UCUM = "http://unitsofmeasure.org"
 V3_ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 US_CORE_CAREPLAN_CATEGORY = "http://hl7.org/fhir/us/core/CodeSystem/careplan-category"

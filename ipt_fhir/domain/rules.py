@@ -30,10 +30,10 @@ from typing import Iterable
 
 from ..fhir.outcome import Issue, error, warning
 from .canonical import (
-    CAREPLAN_PROFILE, COURSE_PROFILE, CPT, CS_PROBLEM_AREA, EXT_PHASE, EXT_PROBLEM_AREA_FOCUS, EXT_SESSION_NUMBER,
-    GOAL_ACHIEVEMENT, GOAL_ACHIEVEMENT_CODES, GOAL_PROFILE, PROBLEM_AREA_PROFILE, SCORE_PROFILE, SCORE_RANGES,
-    SESSION_PROFILE, claimed_ipt_profile, claims_profile, extensions, ipt_coding, reference, same_reference, same_subject, session_number,
-    session_phase, split_reference, subject_of,
+    CAREPLAN_PROFILE, COURSE_PROFILE, CPT, CPT_DISPLAY, CS_PROBLEM_AREA, EXT_PHASE, EXT_PROBLEM_AREA_FOCUS,
+    EXT_SESSION_NUMBER, GOAL_ACHIEVEMENT, GOAL_ACHIEVEMENT_CODES, GOAL_PROFILE, PROBLEM_AREA_PROFILE, SCORE_PROFILE,
+    SCORE_RANGES, SESSION_PROFILE, claimed_ipt_profile, claims_profile, extensions, ipt_coding, reference,
+    same_reference, same_subject, session_number, session_phase, split_reference, subject_of,
 )
 from .lookup import ResourceLookup
 from .progress import as_date, observation_score
@@ -309,19 +309,15 @@ def _check_course(course: dict, previous: dict | None, lookup: ResourceLookup) -
 
 # ---------------------------------------------------------------------------------------------
 # Encounter (session)
-# IPT-DOMAIN.md: a session's type is CPT 90834 or 90837 (45 or 60 minutes), 90853 (group) or 90791 (intake)
-SESSION_CPT_CODES = frozenset({"90834", "90837", "90853", "90791"})
-
-
 def _session_type_warnings(session: dict) -> list[Issue]:
     """A session typed with CPT codes, none of them a psychotherapy session's, is most likely miscoded (an
     office visit, 99213): a warning, since billing practice differs between clinics."""
     for i, concept in enumerate(session.get("type") or []):
         codings = (concept or {}).get("coding") or []
         codes = [c.get("code") for c in codings if isinstance(c, dict) and c.get("system") == CPT]
-        if codes and not SESSION_CPT_CODES.intersection(codes):
+        if codes and not CPT_DISPLAY.keys() & set(codes):
             return [warning("business-rule", f"CPT {', '.join(map(str, codes))} is not an IPT session type "
-                                             f"({', '.join(sorted(SESSION_CPT_CODES))})", f"Encounter.type[{i}]")]
+                                             f"({', '.join(sorted(CPT_DISPLAY))})", f"Encounter.type[{i}]")]
     return []
 
 
