@@ -322,13 +322,8 @@ class BundleService:
         """A transaction whose conditional create lost its race to a concurrent request runs again as a
         whole (its unit of work rolled back: nothing of it was written), and its entry then finds the
         winner, as a batch entry and the REST call do; only a race lost every time is the 409."""
-        for _attempt in range(rs.RACE_ATTEMPTS - 1):
-            try:
-                return self.transaction(raw_entries, base_url, envelope, strict_search)
-            except FHIRError as exc:
-                if not getattr(exc, "lost_race", False):
-                    raise
-        return self.transaction(raw_entries, base_url, envelope, strict_search)
+        return rs.run_settled(lambda: self.transaction(raw_entries, base_url, envelope, strict_search),
+                              _LostConditionalCreate)
 
     def transaction(self, raw_entries: list, base_url: str, envelope: Mapping[int, FHIRError],
                     strict_search: bool) -> list[EntryResult]:
@@ -396,7 +391,8 @@ class BundleService:
                 if current is None or exc.issues and exc.issues[0].diagnostics.startswith("Bundle.entry"):
                     raise
                 located = entry_error(current.index, exc)
-                located.lost_race = isinstance(exc, _LostConditionalCreate)  # _transaction_settled runs it again
+                if isinstance(exc, _LostConditionalCreate):  # located, still a lost race: run again
+                    located = _LostConditionalCreate(located.status, located.issues, located.headers)
                 raise located from None
         return [r for r in results if r is not None]
 
@@ -431,12 +427,8 @@ class BundleService:
                              prefer: str, strict_search: bool) -> EntryResult:
         """A batch entry is an interaction on its own: one that lost a conditional-create race runs again
         in a new unit of work, whose search then finds the winner (200), as the REST path answers."""
-        for _attempt in range(rs.RACE_ATTEMPTS - 1):
-            try:
-                return self._batch_entry(entry, base_url, claims, siblings, prefer, strict_search)
-            except _LostConditionalCreate:
-                pass
-        return self._batch_entry(entry, base_url, claims, siblings, prefer, strict_search)
+        return rs.run_settled(lambda: self._batch_entry(entry, base_url, claims, siblings, prefer, strict_search),
+                              _LostConditionalCreate)
 
     def _batch_claims(self, entries: list[Entry | FHIRError], base_url: str) -> _Claims:
         """Claim each entry's identities, resolved before any entry runs, as a transaction does; an entry

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from functools import lru_cache
-from typing import Callable, Iterator
+from typing import Callable, Iterator, TypeVar
 from urllib.parse import parse_qsl
 
 from sqlalchemy.engine import Connection
@@ -57,12 +57,7 @@ class StoreStep:
     def __call__(self) -> WriteResult:
         # PUTs racing to create one new id (PostgreSQL: side by side): the losers' units rolled back whole,
         # and run again they find the winner's version and update it, as when the resource existed.
-        for _attempt in range(RACE_ATTEMPTS - 1):
-            try:
-                return self.db.run_write(self.unit)
-            except CreatedConcurrently:
-                pass
-        return self.db.run_write(self.unit)
+        return run_settled(lambda: self.db.run_write(self.unit), CreatedConcurrently)
 
 
 @dataclass
@@ -653,6 +648,20 @@ def run_deferred_checks(conn: Connection, queue: list[tuple[object, write_hooks.
 
 
 RACE_ATTEMPTS = 5  # conditional writes that lost a race to the same criteria, tried again up to this often
+
+
+T = TypeVar("T")
+
+
+def run_settled(run: Callable[[], T], lost: type[Exception]) -> T:
+    """`run()`, run again while it loses a race (raises `lost`, its unit of work rolled back) up to
+    RACE_ATTEMPTS times in all; the last attempt's exception is the caller's."""
+    for _attempt in range(RACE_ATTEMPTS - 1):
+        try:
+            return run()
+        except lost:
+            pass
+    return run()
 
 
 class CreatedConcurrently(FHIRError):
