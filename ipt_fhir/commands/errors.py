@@ -39,8 +39,11 @@ def _has_request(exc: BaseException) -> bool:
 def require_existing_sqlite(url: str) -> None:
     """Commands that read a database must not create an empty one for a mistyped path (SQLite does, on
     connecting): they stop, naming the path."""
-    if url.startswith("sqlite") and ":memory:" not in url:
-        path = url.split(":///", 1)[-1].split("?", 1)[0]
-        if path and not Path(path).exists():
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        path = parsed.database
+        if not Path(path).exists():
             typer.echo(f"no database at {path} (the database URL is {url})", err=True)
             raise typer.Exit(1)
