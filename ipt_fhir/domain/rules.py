@@ -299,6 +299,11 @@ def _check_course(course: dict, previous: dict | None, lookup: ResourceLookup) -
     if total > protocol.max_sessions:
         issues.append(error("business-rule", f"{total} sessions ordered for the plan; {protocol.title} allows at most "
                                              f"{protocol.max_sessions}", "ServiceRequest.quantity"))
+    elif total < protocol.min_sessions and course.get("status") not in CLOSED_COURSE:
+        # Shorter courses are a clinician's call (a course stopped early is revoked or completed, not
+        # planned short), so a warning: below the protocol's minimum its evidence no longer applies.
+        issues.append(warning("business-rule", f"{total} sessions ordered for the plan; {protocol.title} plans at "
+                                               f"least {protocol.min_sessions}", "ServiceRequest.quantity"))
     count = (((course.get("occurrenceTiming") or {}).get("repeat")) or {}).get("count")
     quantity = (course.get("quantityQuantity") or {}).get("value")
     if isinstance(count, int) and isinstance(quantity, (int, float)) and count != quantity:

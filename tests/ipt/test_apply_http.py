@@ -121,3 +121,24 @@ def test_a_practitioner_that_is_no_practitioner_is_400(client):
     assert role.status_code == 200, role.text
     sessions = by_type(role.json())["Encounter"]
     assert {s["participant"][0]["individual"]["reference"] for s in sessions} == {"PractitionerRole/r1"}
+
+
+def test_a_course_shorter_than_its_protocol_is_stored_with_a_warning(client):
+    protocol = get_protocol("ipt-standard-individual")
+    short = protocol.min_sessions - 1
+    r = client.post("/fhir/PlanDefinition/ipt-standard-individual/$apply", json=params(store=True, count=short),
+                    headers={"Prefer": "return=OperationOutcome"})
+    assert r.status_code == 200, r.text
+    outcomes = {e["response"]["location"].split("/")[0]: e["response"]["outcome"] for e in r.json()["entry"]}
+    issues = [i for i in outcomes["ServiceRequest"]["issue"] if i["severity"] != "information"]
+    assert [(i["severity"], i["expression"]) for i in issues] == [("warning", ["ServiceRequest.quantity"])]
+    assert f"plans at least {protocol.min_sessions}" in issues[0]["diagnostics"]
+    assert client.get("/fhir/Encounter").json()["total"] == short
+
+
+def test_a_course_of_the_protocol_minimum_has_no_warning(client):
+    protocol = get_protocol("ipt-standard-individual")
+    r = client.post("/fhir/PlanDefinition/ipt-standard-individual/$apply",
+                    json=params(store=True, count=protocol.min_sessions), headers={"Prefer": "return=OperationOutcome"})
+    assert r.status_code == 200, r.text
+    assert not [i for e in r.json()["entry"] for i in e["response"]["outcome"]["issue"] if i["severity"] != "information"]
