@@ -38,10 +38,17 @@ async def read_body(request: Request) -> bytes:
     return body
 
 
-def body_root(path: str) -> str:
+NDJSON = "application/fhir+ndjson"
+NDJSON_TYPES = frozenset({NDJSON, "application/ndjson", "application/x-ndjson"})
+
+
+def body_root(path: str, media_type: str | None = None) -> str:
     """The FHIRPath of what a request body sent to `path` should be, from the URL alone (middleware refuses
     bodies before any route is chosen): `Bundle` at the base, `Parameters` for an operation (`$validate`
-    takes the resource itself), else the resource type the URL names (`Patient`), or `Resource`."""
+    takes the resource itself), else the resource type the URL names (`Patient`), or `Resource`. An NDJSON
+    body (`$import`) is resources, one per line: `Resource`."""
+    if media_type is not None and media_type.split(";")[0].strip().lower() in NDJSON_TYPES:
+        return "Resource"
     segments = path.split("/")
     segments = segments[segments.index("fhir") + 1:] if "fhir" in segments else segments
     segments = [s for s in segments if s]
@@ -51,6 +58,14 @@ def body_root(path: str) -> str:
     if last.startswith("$") and last != "$validate":
         return "Parameters"
     return first if first in known_resource_types() else "Resource"
+
+
+def scope_media_type(scope: dict) -> str | None:
+    """The Content-Type of a request, from its ASGI scope (for middleware, before any Request exists)."""
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            return value.decode("latin-1")
+    return None
 
 
 def at_root(exc: FHIRError, root: str) -> FHIRError:

@@ -10,7 +10,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ipt_fhir.fhir.outcome import FHIRError, error
 
-from .body import body_root
+from .body import body_root, scope_media_type
 from .middleware_outcome import send_outcome
 
 
@@ -21,7 +21,7 @@ class BodyLimitMiddleware:
 
     def _too_large(self, scope: Scope) -> FHIRError:
         return FHIRError(413, [error("too-long", f"The request body is larger than {self.max_bytes} bytes",
-                                     body_root(scope["path"]))])
+                                     body_root(scope["path"], scope_media_type(scope)))])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

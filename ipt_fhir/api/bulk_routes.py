@@ -18,14 +18,13 @@ from ipt_fhir.security.scopes import AUDIT_TYPE
 from ipt_fhir.services.bulk_export import ExportJobs, ExportRequest, parse_export_params
 from ipt_fhir.services.bulk_import import ImportJobs
 
+from .body import NDJSON, NDJSON_TYPES, at_root
 from .negotiation import body_media_type, response_media_type
 from .responses import fhir_base_url, prefer_header, prefers_lenient_handling
 from .search_routes import operation_params
 
 router = APIRouter(prefix="/fhir", tags=["bulk data"])
 
-NDJSON = "application/fhir+ndjson"
-_NDJSON_TYPES = {NDJSON, "application/ndjson", "application/x-ndjson"}
 
 
 def import_jobs(request: Request) -> ImportJobs:
@@ -90,20 +89,25 @@ def _import_inputs(body: object) -> list[str]:
 async def kick_off_import(request: Request) -> Response:
     response_media_type(request)  # an OperationOutcome in XML is not served: 406 before a job starts
     ctype = body_media_type(request)
-    body = await request.body()
-    limit = request.app.state.settings.max_body_bytes
-    if len(body) > limit:
-        raise FHIRError.of(413, "too-long", f"The request body is larger than {limit} bytes")
+    # A body refused as a whole names what it should have been: NDJSON lines of resources, or Parameters.
+    root = "Resource" if ctype in NDJSON_TYPES else "Parameters"
+    try:
+        body = await request.body()
+        limit = request.app.state.settings.max_body_bytes
+        if len(body) > limit:
+            raise FHIRError.of(413, "too-long", f"The request body is larger than {limit} bytes")
+        if ctype not in NDJSON_TYPES and ctype not in ("application/fhir+json", "application/json"):
+            raise FHIRError.of(415, "not-supported", "$import takes application/fhir+json (Parameters) or "
+                               "application/fhir+ndjson")
+        inputs = [] if ctype in NDJSON_TYPES else _import_inputs(parse_json(body))
+    except FHIRError as exc:
+        raise at_root(exc, root) from None
     jobs = import_jobs(request)
     base = fhir_base_url(request)
-    if ctype in _NDJSON_TYPES:
+    if ctype in NDJSON_TYPES:
         job_id = await run_in_threadpool(jobs.kick_off, [], base_url=base, upload=body, owner=_caller())
-    elif ctype in ("application/fhir+json", "application/json"):
-        inputs = _import_inputs(parse_json(body))
-        job_id = await run_in_threadpool(jobs.kick_off, inputs, base_url=base, owner=_caller())
     else:
-        raise FHIRError.of(415, "not-supported", "$import takes application/fhir+json (Parameters) or "
-                           "application/fhir+ndjson")
+        job_id = await run_in_threadpool(jobs.kick_off, inputs, base_url=base, owner=_caller())
     return _accepted(f"{base}/$import-poll-status/{job_id}")
 
 

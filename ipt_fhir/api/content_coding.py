@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ipt_fhir.fhir.outcome import FHIRError, error
 
+from .body import body_root, scope_media_type
 from .middleware_outcome import send_outcome
 from .negotiation import weighted_values
 
@@ -83,7 +84,8 @@ class ContentCodingMiddleware:
             if wbits is None:
                 await send_outcome(send, FHIRError(415, [error(
                     "not-supported", f"Content-Encoding '{request_coding}' is not supported: send the body "
-                                     "uncompressed, or compressed with gzip or deflate")]),
+                                     "uncompressed, or compressed with gzip or deflate",
+                    body_root(scope["path"], scope_media_type(scope)))]),
                     extra_headers=((b"accept-encoding", ACCEPTED_REQUEST_CODINGS),))
                 return
             # Downstream sees the decoded body: its length is not the one on the wire, and it is no

@@ -96,6 +96,7 @@ def test_another_coding_is_415_naming_the_accepted_ones(client, coding):
     assert r.status_code == 415, r.text
     assert r.headers["accept-encoding"] == "gzip, deflate"  # RFC 9110 15.5.16
     assert r.json()["issue"][0]["code"] == "not-supported"
+    assert r.json()["issue"][0]["expression"] == ["Patient"]
     # the field says nothing about a body that is not there
     assert client.get("/fhir/Patient", headers={"Content-Encoding": coding}).status_code == 200
     empty = client.post("/fhir/Patient", content=b"", headers={**FHIR_JSON, "Content-Encoding": coding})

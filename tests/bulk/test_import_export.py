@@ -124,6 +124,34 @@ def test_ndjson_sent_in_the_request_is_imported(client):
                                  "failed": 0}]
 
 
+@pytest.mark.parametrize("headers, body, status, root", [
+    ({"content-type": "application/fhir+ndjson", "content-encoding": "gzip"}, b"not gzip", 400, "Resource"),
+    ({"content-type": "application/fhir+ndjson", "content-encoding": "br"}, b"{}", 415, "Resource"),
+    ({"content-type": "text/csv"}, b"a,b", 415, "Parameters"),
+    ({"content-type": "application/fhir+json"}, b"{", 400, "Parameters"),
+])
+def test_a_kick_off_body_refused_whole_names_what_it_should_have_been(client, headers, body, status, root):
+    """NDJSON is resources, one per line (`Resource`); the other form of kick-off is a Parameters."""
+    r = client.post("/fhir/$import", content=body, headers=headers)
+    assert r.status_code == status, r.text
+    assert [i["expression"] for i in r.json()["issue"]] == [[root]]
+
+
+def test_an_oversize_ndjson_upload_is_413_naming_resources(settings, database):
+    from fastapi.testclient import TestClient
+
+    from ipt_fhir.app import create_app
+
+    body = "\n".join(json.dumps({"resourceType": "Patient", "id": f"big{i}"}) for i in range(50)).encode()
+    settings.max_body_bytes = len(body) - 1
+    with TestClient(create_app(settings, database), base_url="http://testserver") as small:
+        r = small.post("/fhir/$import", content=body, headers={"content-type": "application/fhir+ndjson"})
+        assert r.status_code == 413 and r.json()["issue"][0]["expression"] == ["Resource"]
+        chunked = small.post("/fhir/$import", content=iter([body[:100], body[100:]]),
+                             headers={"content-type": "application/fhir+ndjson"})
+        assert chunked.status_code == 413 and chunked.json()["issue"][0]["expression"] == ["Resource"]
+
+
 def test_an_upload_works_with_the_default_relative_bulk_directory_and_is_removed_when_done(
         database, database_url, tmp_path, monkeypatch):
     """IPT_FHIR_BULK_DIR defaults to ./ipt-fhir-bulk; an uploaded body is patient data kept only while
