@@ -15,6 +15,7 @@ from starlette.routing import Match
 
 from ipt_fhir.fhir.jsonio import dump_json
 from ipt_fhir.fhir.outcome import FHIRError, error, method_not_allowed, operation_outcome
+from ipt_fhir.fhir.resource_types import REST_TYPES, require_rest_type
 from ipt_fhir.http_dates import current_http_date
 from ipt_fhir.security import guard
 from ipt_fhir.security.middleware import ANSWER_AT_ONCE
@@ -61,6 +62,23 @@ def allowed_methods(request: Request) -> list[str]:
     return allowed
 
 
+def _unknown_type(path: str) -> FHIRError | None:
+    """The 404 for `[base]/[type]…` naming no REST type (`/fhir/patient/1`): every route that matches such
+    a path takes any first segment and refuses it with this 404, so a method none of them serves must not
+    get a 405 whose Allow names methods that all answer 404. The server's own first segments (metadata,
+    `$`-operations, `_history`, `.well-known`) keep their 405s."""
+    if not path.startswith("/fhir/"):
+        return None
+    segment = path.removeprefix("/fhir/").split("/", 1)[0]
+    if not segment or segment[0] in "$_." or segment == "metadata" or segment in REST_TYPES:
+        return None
+    try:
+        require_rest_type(segment)
+    except FHIRError as exc:
+        return exc
+    return None
+
+
 def _plain_routes(routes: list) -> Iterator:
     """The routes themselves, also inside routers included whole (newer FastAPI keeps an included
     router as one route whose match names no endpoint)."""
@@ -90,6 +108,9 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 404:
             detail = f"No such endpoint: {request.method} {request.url.path}"
         elif exc.status_code == 405:
+            unknown = _unknown_type(request.url.path)
+            if unknown is not None:
+                return outcome_response(404, unknown.issues)
             refused = method_not_allowed(request.method, request.url.path, allowed_methods(request))
             return outcome_response(405, refused.issues, refused.headers)
         else:

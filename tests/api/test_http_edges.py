@@ -188,3 +188,15 @@ def test_a_405_allows_only_the_methods_the_path_really_serves(client, method, pa
     r = client.request(method, path)
     assert r.status_code == 405
     assert r.headers["allow"] == allow
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "OPTIONS", "POST", "PUT", "DELETE"])
+@pytest.mark.parametrize("path", ["/fhir/patient", "/fhir/patient/1", "/fhir/Foo/1/_history/1"])
+def test_a_path_naming_no_resource_type_is_404_whatever_the_method(client, method, path):
+    """A lowercase type is a common slip: it must read "not an R4 resource type", never a 405 whose Allow
+    sends the client to methods that all answer 404."""
+    r = client.request(method, path, headers={"Content-Type": "application/fhir+json"}, content=b"{}")
+    assert r.status_code == 404, (method, r.status_code, r.text)
+    assert "allow" not in r.headers
+    if method != "HEAD":
+        assert "is not an R4 resource type" in r.json()["issue"][0]["diagnostics"]
