@@ -100,6 +100,9 @@ def test_malformed_date_is_400(encounters, bad):
     with pytest.raises(FHIRError) as exc:
         encounters.ids("Encounter", [("date", bad)])
     assert exc.value.status == 400
+    assert exc.value.issues[0].expression == ("date",)
+    if bad in ("xx2025", "tomorrow"):  # lowercase letters first, but no prefix: the value is what is wrong
+        assert exc.value.issues[0].diagnostics.startswith(f"Invalid date value in date={bad}")
 
 
 @pytest.fixture

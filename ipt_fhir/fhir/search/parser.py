@@ -81,7 +81,10 @@ def _prefix(value: str, ptype: str, name: str) -> tuple[str, str]:
     if len(value) >= 2 and value[:2].isalpha() and value[:2].islower():
         if value[:2] in PREFIXES:
             return value[:2], value[2:]
-        raise bad_request(f"Unknown prefix '{value[:2]}' in {name}={value}", name)
+        # Two lowercase letters are a prefix only if they are one (search.html#prefix); a value that starts
+        # with others is simply no valid {ptype}, which is what the client needs to hear.
+        raise bad_request(f"Invalid {ptype} value in {name}={value}: it must be a {ptype}, optionally after a "
+                          f"prefix ({', '.join(sorted(PREFIXES))})", name)
     return "eq", value
 
 
