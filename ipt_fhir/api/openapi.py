@@ -311,13 +311,18 @@ def _path_param_docs(param: dict, resource_type: str | None) -> dict:
     return param
 
 
-def _criteria_parameters(resource_type: str | None) -> list[dict]:
+def _criteria_parameters(resource_type: str | None, every_match: bool = False) -> list[dict]:
     """The search criteria of a conditional update, patch or delete: the type's search parameters, `_id`
-    with the walk-through's resource as its example (the plan's on the generic path, whose type's is CarePlan)."""
+    with the walk-through's resource as its example (the plan's on the generic path, whose type's is CarePlan).
+    `every_match`: a conditional delete, which acts on all matches (CapabilityStatement conditionalDelete
+    `multiple`); an update or patch needs exactly one."""
     criteria = [p for p in _search_parameters(resource_type) if resource_type is not None
                 and _resolve_param(p)["name"] not in {"_id", "_include", "_revinclude", *RESULT_NAMES}]
     own_id = {"name": "_id", "in": "query", "required": False,
-              "description": "The criteria select the resource (any search parameter of the type; one match)",
+              "description": ("The criteria select the resources to delete (any search parameter of the type): "
+                              "every match is deleted, none is a 204" if every_match else
+                              "The criteria select the resource (any search parameter of the type): one match is "
+                              "changed, none creates (update) or is a 404 (patch), more than one is a 412"),
               "schema": {"type": "string"}}
     if (resource_type or "CarePlan") in walk.FIXED_IDS:
         own_id["example"] = walk.FIXED_IDS[resource_type or "CarePlan"]
@@ -406,7 +411,7 @@ def _decorate(op: dict, method: str, path: str, resource_type: str | None, route
     elif interaction == "delete":
         extra_params = [_header("If-Match"), _header("Prefer")]
         if "{resource_id}" not in path:
-            extra_params = _criteria_parameters(rt) + extra_params
+            extra_params = _criteria_parameters(rt, every_match=True) + extra_params
         responses = {"204": {"description": "Deleted (or there was nothing to delete)"},
                      "200": {"description": "Deleted, with Prefer: return=OperationOutcome",
                              "content": _fhir_content("OperationOutcome")},
