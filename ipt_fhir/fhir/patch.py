@@ -29,8 +29,12 @@ def apply_patch(resource: dict, patch_body: Any, content_type: str) -> dict:
         return apply_fhirpath_patch(resource, patch_body)
     # a supported media type with the wrong content: the body is at fault, not its type
     found = patch_body.get("resourceType") if isinstance(patch_body, dict) else None
-    raise bad_request(f"A FHIRPath Patch is a Parameters resource, not {found or 'this body'}",
-                      found if isinstance(found, str) and found else "Parameters", code="structure")
+    # Clients written for servers that merge a partial resource (JSON Merge Patch) send one as
+    # application/json: say which two forms a patch here takes.
+    raise bad_request(f"A PATCH body in {content_type} is a FHIRPath Patch (a Parameters resource), not "
+                      f"{found or 'this body'}; a JSON Patch is sent as {JSON_PATCH}. Partial resources (JSON "
+                      "Merge Patch) are not supported", found if isinstance(found, str) and found else "Parameters",
+                      code="structure")
 
 
 def _apply_json_patch(resource: dict, patch: Any) -> dict:

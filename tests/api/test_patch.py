@@ -75,6 +75,10 @@ def test_patch_that_cannot_apply_is_422_and_malformed_patch_is_400(client):
                                   headers={"Content-Type": "application/fhir+json"})
     assert not_parameters.status_code == 400  # a supported media type: the body is wrong, not its type
     assert not_parameters.json()["issue"][0]["expression"] == ["Patient"]
+    partial = client.patch(f"/fhir/Patient/{rid}", json={"active": True}, headers={"Content-Type": "application/json"})
+    assert partial.status_code == 400  # a merge patch, as some clients send: the two forms taken are named
+    assert "application/json-patch+json" in partial.json()["issue"][0]["diagnostics"]
+    assert "Merge Patch" in partial.json()["issue"][0]["diagnostics"]
     xml = client.patch(f"/fhir/Patient/{rid}", content=b"<Parameters/>", headers={"Content-Type": "application/fhir+xml"})
     assert xml.status_code == 415
     assert "application/json-patch+json" in xml.json()["issue"][0]["diagnostics"]  # both patch formats named
