@@ -2,12 +2,14 @@
 conditional) and history. Each route: parse → one service call → respond."""
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from starlette.convertors import StringConvertor, register_url_convertor
 
-from ipt_fhir.fhir.outcome import information, operation_outcome
+from ipt_fhir.fhir.outcome import bad_request, information, operation_outcome
 from ipt_fhir.fhir.patch import JSON_PATCH
 
 from . import binary
@@ -46,6 +48,22 @@ _NON_CRITERIA = {"_format", "_pretty"}
 
 def _criteria(request: Request) -> list[tuple[str, str]]:
     return [(k, v) for k, v in request.query_params.multi_items() if k not in _NON_CRITERIA]
+
+
+def _if_none_exist(request: Request) -> str | None:
+    """A create's conditional criteria: the If-None-Exist header (http.html#ccreate), or search parameters
+    in the URL, `POST [type]?criteria`, as some servers take them and their clients send them (fhirpy's
+    get_or_create): ignored, they would create a duplicate every time. Both at once is a 400."""
+    header = request.headers.get("if-none-exist")
+    if not request.scope.get("query_string"):
+        return header
+    criteria = _criteria(request)
+    if not criteria:
+        return header
+    if header is not None:
+        raise bad_request("Conditional create criteria are given twice, in If-None-Exist and in the URL: give "
+                          "them once", "If-None-Exist", code="invalid")
+    return urlencode(criteria)
 
 
 # --- history (registered before /{type}/{id} so '_history' is never taken for an id) -----------
@@ -129,7 +147,7 @@ INLINE_WRITE_MAX_BODY = 16 * 1024  # bytes: validating a larger body would hold 
 async def _run_write(request: Request, resources: ResourcesDep, checked, *args, **kwargs):  # noqa: ANN001, ANN202
     """`checked(*args, **kwargs)` validates a write and returns the step that stores it."""
     body = await request.body()  # already read: the handler parsed it
-    small = len(body) <= INLINE_WRITE_MAX_BODY and "if-none-exist" not in request.headers  # no search inside
+    small = len(body) <= INLINE_WRITE_MAX_BODY and not kwargs.get("if_none_exist")  # no search inside
     loop_commit = resources.db.loop_commit
     if not small or loop_commit is None:
         return await run_in_threadpool(lambda: checked(*args, **kwargs)())
@@ -151,10 +169,11 @@ async def _resource_body(request: Request, resource_type: str, resource_id: str 
 
 @router.post("/{resource_type:fhirsegment}", tags=["write"], summary="Create (conditional with If-None-Exist)")
 async def create(resource_type: str, request: Request, resources: ResourcesDep) -> Response:
+    if_none_exist = _if_none_exist(request)
     body = await _resource_body(request, resource_type)
     result = await _run_write(
         request, resources, resources.checked_create, resource_type, body,
-        if_none_exist=request.headers.get("if-none-exist"), base_url=fhir_base_url(request))
+        if_none_exist=if_none_exist, base_url=fhir_base_url(request))
     return write_response(request, result.version, result.status, result.issues)
 
 

@@ -38,6 +38,23 @@ def test_if_none_exist_may_name_the_type_as_a_search_url_does(client):
     assert other.status_code == 400
 
 
+def test_criteria_in_the_url_of_a_create_make_it_conditional(client):
+    """`POST [type]?criteria`, as fhirpy's get_or_create sends it: taken as If-None-Exist, never ignored
+    (a duplicate on every call); _format and _pretty are no criteria."""
+    first = client.post("/fhir/Patient", params={"identifier": f"{IDENT['system']}|{IDENT['value']}"},
+                        json=patient(identifier=[IDENT]))
+    assert first.status_code == 201
+    again = client.post("/fhir/Patient", params={"identifier": f"{IDENT['system']}|{IDENT['value']}", "_pretty": "true"},
+                        json=patient(identifier=[IDENT]))
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    plain = client.post("/fhir/Patient", params={"_format": "json"}, json=patient(identifier=[IDENT]))
+    assert plain.status_code == 201  # no criteria: a plain create
+    both = client.post("/fhir/Patient", params={"identifier": "x|1"}, json=patient(), headers={"If-None-Exist": CRITERIA})
+    assert both.status_code == 400 and both.json()["issue"][0]["expression"] == ["If-None-Exist"]
+    several = client.post("/fhir/Patient", params={"identifier": f"{IDENT['system']}|{IDENT['value']}"}, json=patient())
+    assert several.status_code == 412
+
+
 def test_if_none_exist_by_id(client):
     rid = client.put("/fhir/Patient/p1", json=patient(id="p1")).json()["id"]
     r = client.post("/fhir/Patient", json=patient(), headers={"If-None-Exist": "_id=p1"})
