@@ -25,7 +25,7 @@ Rules by resource (path prefixes name the element at fault):
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Iterable
 
 from ..fhir.outcome import Issue, error, warning
@@ -36,7 +36,7 @@ from .canonical import (
     same_reference, same_subject, session_number, session_phase, split_reference, subject_of,
 )
 from .lookup import ResourceLookup
-from .progress import as_date, observation_score
+from .progress import as_date, observation_date, observation_score
 from .protocols import PHASE_ORDER, Protocol, get_protocol, protocol_for_careplan
 
 CLOSED_PLAN = frozenset({"completed", "revoked", "entered-in-error"})
@@ -522,6 +522,11 @@ def _check_score(obs: dict, previous: dict | None, lookup: ResourceLookup) -> li
         elif not _same_subject(obs, plan):
             issues.append(error("business-rule", f"the score is about {subject_of(obs)}, plan {ref} about "
                                                   f"{subject_of(plan)}", "Observation.subject"))
+    taken = _moment(observation_date(obs))
+    if taken is not None and taken > datetime.now(timezone.utc) + SCORE_CLOCK_SLACK:
+        # A measurement not taken yet: as the latest score it would stand for the course's outcome.
+        issues.append(error("business-rule", f"the score is dated {observation_date(obs)}, in the future",
+                            "Observation.effective"))
     parsed = split_reference(obs.get("encounter"))
     if parsed and parsed[0] == "Encounter":
         encounter = lookup.read("Encounter", parsed[1])
@@ -529,7 +534,31 @@ def _check_score(obs: dict, previous: dict | None, lookup: ResourceLookup) -> li
             issues.append(error("business-rule", f"the score is about {subject_of(obs)}, its session "
                                                   f"Encounter/{parsed[1]} about {subject_of(encounter)}",
                                 "Observation.encounter"))
+        elif encounter is not None:
+            issues += _score_session_warnings(obs, taken, encounter, parsed[1])
     return issues
+
+
+# How far ahead of this server's clock a score's date may be (time zones, clocks slightly apart).
+SCORE_CLOCK_SLACK = timedelta(days=1)
+# How far from its session's start a score may be dated: filled in the waiting room, or the day after.
+SCORE_SESSION_SLACK = timedelta(days=2)
+
+
+def _score_session_warnings(obs: dict, taken: datetime | None, session: dict, session_id: str) -> list[Issue]:
+    """A score names the session it was taken at: one not held (still planned, or cancelled) or far from
+    the score's date is most likely the wrong session."""
+    status = session.get("status")
+    if status in ("planned", "cancelled", "entered-in-error"):
+        return [warning("business-rule", f"the score's session Encounter/{session_id} is {status}, not held; "
+                                         "record the session as held, or link the score to the session it "
+                                         "was taken at", "Observation.encounter")]
+    start = _moment(_session_start(session))
+    if taken is not None and start is not None and abs(taken - start) > SCORE_SESSION_SLACK:
+        return [warning("business-rule", f"the score is dated {observation_date(obs)}, its session "
+                                         f"Encounter/{session_id} {_session_start(session)}",
+                        "Observation.effective")]
+    return []
 
 
 # ---------------------------------------------------------------------------------------------

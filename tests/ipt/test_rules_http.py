@@ -4,6 +4,7 @@ Encounter/s1..s12, Conditions dx and pa1, Goal/g1, all for Patient/p1."""
 from __future__ import annotations
 
 import copy
+from datetime import date
 from dataclasses import dataclass, field
 
 import pytest
@@ -295,3 +296,30 @@ def test_a_phq9_needs_a_value_or_the_reason_it_has_none(client):
     assert r.status_code == 422, r.text
     assert any("ipt-score-1" in i["diagnostics"] for i in errors(r))
     assert expressions(errors(r)) == ["Observation"]
+
+
+def test_a_score_dated_in_the_future_is_refused(client):
+    """It would be the plan's latest score, and $ipt-progress would report its value as the outcome."""
+    load_world(client)
+    r = put(client, phq9("future", 3, "2099-01-01T10:00:00Z"))
+    assert r.status_code == 422, r.text
+    assert [i["expression"] for i in errors(r)] == [["Observation.effective"]]
+    assert "in the future" in errors(r)[0]["diagnostics"]
+    assert put(client, phq9("today", 3, date.today().isoformat())).status_code == 201
+
+
+def test_a_score_at_a_session_not_held_or_far_from_its_date_is_stored_with_a_warning(client):
+    world = load_world(client, World(sessions=12))
+    session = world.session(1)
+    start = session["period"]["start"]
+    planned = put(client, phq9("at-planned", 12, start, encounter="Encounter/s1"), **OUTCOME)
+    assert planned.status_code == 201
+    assert [(i["expression"], "planned, not held" in i["diagnostics"]) for i in warnings(planned)] == \
+        [(["Observation.encounter"], True)]
+    session["status"] = "finished"
+    assert put(client, session).status_code == 200
+    same_day = put(client, phq9("same-day", 12, start, encounter="Encounter/s1"), **OUTCOME)
+    assert same_day.status_code == 201 and not warnings(same_day)
+    far = put(client, phq9("far", 12, "2025-06-30", encounter="Encounter/s1"), **OUTCOME)
+    assert far.status_code == 201
+    assert expressions(warnings(far)) == ["Observation.effective"]
