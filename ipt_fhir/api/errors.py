@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from typing import Callable, Iterator
 
 from fastapi import FastAPI, Request
@@ -20,6 +21,8 @@ from ipt_fhir.http_dates import current_http_date
 from ipt_fhir.security import guard
 from ipt_fhir.security.middleware import ANSWER_AT_ONCE
 
+from .body import body_root
+
 log = logging.getLogger("ipt_fhir.errors")
 
 try:
@@ -33,7 +36,15 @@ _HTTP_ISSUE_CODES = {404: "not-found", 405: "not-supported", 406: "not-supported
                      415: "not-supported", 401: "login", 403: "forbidden"}
 
 
-def outcome_response(status: int, issues, headers: dict[str, str] | None = None) -> Response:
+def outcome_response(status: int, issues, headers: dict[str, str] | None = None,
+                     request: Request | None = None) -> Response:
+    """An error's OperationOutcome. With the `request`, every error issue that points at no element (the
+    instance that is not there: 404, 410; a version that does not hold: 412; a request refused whole)
+    names what the request addresses, as whole-body errors do (body.body_root): `Patient` for
+    `/fhir/Patient/x`, `Bundle` at the base, `Parameters` for an operation."""
+    if request is not None and any(not i.expression and i.is_error for i in issues):
+        root = (body_root(request.url.path, request.headers.get("content-type")),)
+        issues = [replace(i, expression=root) if not i.expression and i.is_error else i for i in issues]
     # Error bodies ignore Accept: an OperationOutcome in FHIR JSON is the one thing we can always say.
     return Response(dump_json(operation_outcome(issues)), status_code=status, headers=headers,
                     media_type="application/fhir+json; charset=utf-8")
@@ -100,8 +111,8 @@ def refuses_writes(endpoint: Callable) -> Callable:
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(FHIRError)
-    async def _fhir_error(_request: Request, exc: FHIRError) -> Response:
-        return outcome_response(exc.status, exc.issues, exc.headers or None)
+    async def _fhir_error(request: Request, exc: FHIRError) -> Response:
+        return outcome_response(exc.status, exc.issues, exc.headers or None, request)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -110,21 +121,21 @@ def install_error_handlers(app: FastAPI) -> None:
         elif exc.status_code == 405:
             unknown = _unknown_type(request.url.path)
             if unknown is not None:
-                return outcome_response(404, unknown.issues)
+                return outcome_response(404, unknown.issues, request=request)
             refused = method_not_allowed(request.method, request.url.path, allowed_methods(request))
-            return outcome_response(405, refused.issues, refused.headers)
+            return outcome_response(405, refused.issues, refused.headers, request)
         else:
             detail = str(exc.detail)
         code = _HTTP_ISSUE_CODES.get(exc.status_code, "processing" if exc.status_code >= 500 else "invalid")
-        return outcome_response(exc.status_code, [error(code, detail)], getattr(exc, "headers", None))
+        return outcome_response(exc.status_code, [error(code, detail)], getattr(exc, "headers", None), request)
 
     @app.exception_handler(RequestValidationError)
-    async def _request_invalid(_request: Request, exc: RequestValidationError) -> Response:
+    async def _request_invalid(request: Request, exc: RequestValidationError) -> Response:
         issues = [
             error("invalid", f"{e.get('msg')}: {'.'.join(str(p) for p in e.get('loc', ()))}")
             for e in exc.errors()
         ]
-        return outcome_response(400, issues)
+        return outcome_response(400, issues, request=request)
 
     async def _data_error(request: Request, exc: Exception) -> Response:
         # The database refused a value the request carried (NUL in text, an out-of-range number or
@@ -132,7 +143,8 @@ def install_error_handlers(app: FastAPI) -> None:
         log.warning("database refused a request value on %s %s: %s", request.method, request.url.path,
                     type(getattr(exc, "orig", None) or exc).__name__)
         return outcome_response(400, [error("value", "A value in the request cannot be stored or compared "
-                                                     "(control character or out of range)")])
+                                                     "(control character or out of range)")],
+                                request=request)
 
     for data_error in _DATA_ERRORS:  # raw driver calls raise the driver's own DataError
         app.add_exception_handler(data_error, _data_error)

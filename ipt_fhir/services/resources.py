@@ -242,6 +242,13 @@ def _check_body_type(body: object, resource_type: str) -> dict:
     return body
 
 
+def published(resource_type: str, resource_id: str) -> StoredVersion | None:
+    """One of the IPT conformance resources the server publishes from memory, as version 1, or None."""
+    from ipt_fhir.services.ipt import conformance  # the IPT layer builds on this module
+
+    return conformance.published(resource_type, resource_id)
+
+
 def published_matches(resource_type: str, criteria: list[tuple[str, str]]) -> list[StoredVersion]:
     """The IPT conformance resources served from memory that conditional criteria match (they are
     resources of this server too, though never in the store)."""

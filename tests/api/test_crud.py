@@ -66,6 +66,27 @@ def test_read_of_unknown_id_is_404_operation_outcome(client):
     assert r.json()["issue"][0]["code"] == "not-found"
 
 
+@pytest.mark.parametrize("method, path, headers, status, root", [
+    ("GET", "/fhir/Patient/does-not-exist", {}, 404, "Patient"),
+    ("GET", "/fhir/Patient/does-not-exist/_history/1", {}, 404, "Patient"),
+    ("DELETE", "/fhir/Patient/gone", {}, 410, "Patient"),  # read after delete, below
+    ("PUT", "/fhir/Patient/stale", {"If-Match": 'W/"9"'}, 412, "Patient"),
+    ("GET", "/fhir/no/such/route/here", {}, 404, "Resource"),
+])
+def test_errors_about_no_element_name_what_the_request_addresses(client, method, path, headers, status, root):
+    """The README's promise: every error issue carries a FHIRPath expression; one about an instance that is
+    not there, or a version that does not hold, names the resource the URL addresses."""
+    client.put("/fhir/Patient/gone", json=patient(id="gone"))
+    client.put("/fhir/Patient/stale", json=patient(id="stale"))
+    if status == 410:
+        client.delete(path)
+        method = "GET"
+    body = patient(id="stale") if method == "PUT" else None
+    r = client.request(method, path, json=body, headers=headers)
+    assert r.status_code == status, r.text
+    assert [i["expression"] for i in r.json()["issue"] if i["severity"] == "error"] == [[root]]
+
+
 def test_unknown_resource_type_is_404_operation_outcome(client):
     r = client.get("/fhir/Patientx/1")
     assert r.status_code == 404

@@ -90,3 +90,14 @@ def test_a_resource_this_server_publishes_is_validated_not_refused_with_405(clie
     create = severities("?mode=create")
     assert read_only not in create and list(create.values()) == ["error"], create
     assert "is published by this server; a stored resource cannot claim it" in next(iter(create))
+
+
+def test_the_instance_form_validates_a_resource_this_server_publishes(client):
+    """GET [type]/[id]/$validate reads the instance as a read would, the server's own IPT resources too (the
+    /docs example validates a protocol); deleting one is refused, as its DELETE would be."""
+    read_only = "PlanDefinition/ipt-standard-individual is published by this server and is read-only"
+    found = issues(client.get("/fhir/PlanDefinition/ipt-standard-individual/$validate"))
+    assert {i["diagnostics"]: i["severity"] for i in found} == {read_only: "warning"}
+    delete = issues(client.get("/fhir/PlanDefinition/ipt-standard-individual/$validate", params={"mode": "delete"}))
+    assert {i["diagnostics"]: i["severity"] for i in delete} == {read_only: "error"}
+    assert client.get("/fhir/PlanDefinition/no-such-protocol/$validate").status_code == 404
