@@ -364,6 +364,8 @@ class BundleService:
                 urn_map = {e.full_url: f"{e.resource_type}/{e.target_id}" for e in entries
                            if e.full_url and e.target_id}
                 writer.references = urn_map
+                writer.created = {f"{e.resource_type}/{e.target_id}" for e in entries
+                                  if e.method == "POST" and e.target_id}
                 writer.links = _link_targets(entries, urn_map, base_url)
                 for entry in order:
                     if not entry.writes:
@@ -503,6 +505,7 @@ class _Writer:
         self.strict_search = strict_search  # search entries refuse unknown parameters (Prefer: handling=strict)
         self.claims = claims if claims is not None else _Claims()
         self.references: dict[str, str] = {}  # fullUrl -> Type/id, for Reference.reference
+        self.created: set[str] = set()  # the Type/id of each resource a POST entry creates (version 1)
         self.links = NO_LINK_TARGETS  # for uri-typed elements and narrative links (_link_targets)
         self.batch_placeholders: dict[str, int] = {}  # in a batch: placeholder fullUrl -> entry index
         # False in a batch: conditional references stay as sent, for validation to refuse (an entry's
@@ -742,16 +745,24 @@ class _Writer:
         the fullUrl for the bundle entry containing the resource is a RESTful one ... extract the [base]
         from the fullUrl, and append the reference ([type]/[id]) to it, then try to resolve within the
         bundle". Not found there, it stays as sent: a reference to this server's own resource."""
-        if _RELATIVE_REFERENCE.fullmatch(ref):
-            target = self.references.get(f"{base}/{ref}")
+        unversioned, version = _split_version(ref)
+        if _RELATIVE_REFERENCE.fullmatch(unversioned):
+            target = self.references.get(f"{base}/{unversioned}")
             if target is not None:
-                return target
+                return self._versioned(target, version)
         return self._resolve(ref)
 
     def _resolve(self, ref: str) -> str | None:
         target = self.references.get(ref)
         if target is not None:
             return target
+        unversioned, version = _split_version(ref)
+        if version is not None:
+            # bundle.html, Resolving references: "If the reference is version specific (either relative or
+            # absolute), then remove the version from the URL before matching fullUrl".
+            target = self.references.get(unversioned)
+            if target is not None:
+                return self._versioned(target, version)
         if "?" in ref and not ref.startswith("#") and self.resolves_conditional:
             return self.conditional(ref)
         if is_placeholder(ref):
@@ -762,6 +773,13 @@ class _Writer:
                                   f"transaction resolves such references)")
             raise FHIRError.of(404, "not-found", f"Reference '{ref}' names no fullUrl in this Bundle")
         return None
+
+    def _versioned(self, target: str, version: str | None) -> str:
+        """A version-specific reference to an entry's resource, rewritten: a resource the transaction creates
+        exists in version 1 only; an update keeps its id, and the version stays the one referenced."""
+        if version is None:
+            return target
+        return f"{target}/_history/{'1' if target in self.created else version}"
 
     def conditional(self, ref: str) -> str:
         cached = self._conditional.get(ref)
@@ -958,6 +976,13 @@ def _patch_of(resource: object) -> tuple[Any, str]:
 
 # A relative reference, [type]/[id] (references.html#regex)
 _RELATIVE_REFERENCE = re.compile(r"[A-Za-z]+/[A-Za-z0-9\-.]{1,64}")
+_VERSION_SUFFIX = re.compile(r"/_history/([A-Za-z0-9\-.]{1,64})$")
+
+
+def _split_version(ref: str) -> tuple[str, str | None]:
+    """(the reference without its `/_history/[vid]`, the vid), or (ref, None) for a reference to no version."""
+    found = _VERSION_SUFFIX.search(ref)
+    return (ref, None) if found is None else (ref[:found.start()], found.group(1))
 
 
 def restful_base(full_url: str | None) -> str | None:

@@ -108,3 +108,23 @@ def test_a_transaction_with_only_urn_uuid_full_urls_keeps_absolute_links_as_sent
     assert out["subject"]["reference"] == "Patient/p1" and out["focus"][0]["reference"] == out_of_bundle
     assert out["extension"][0]["valueUri"] == out_of_bundle
     assert out["focus"][1]["reference"] == created(r, 1)
+
+
+def test_version_specific_references_to_a_created_entry_are_rewritten_to_its_version(client):
+    """bundle.html, Resolving references: "If the reference is version specific (either relative or
+    absolute), then remove the version from the URL before matching fullUrl". The created resource
+    exists in version 1."""
+    observation = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                   "subject": {"reference": "Patient/tmp1/_history/1"},
+                   "focus": [{"reference": f"{OTHER}/Patient/tmp1/_history/1"}, {"reference": "Patient/tmp1"},
+                             {"reference": "urn:uuid:5f7a8c4e-0000-4000-8000-000000000001/_history/1"}]}
+    r = post_bundle(client, tx(post(patient(), f"{OTHER}/Patient/tmp1"),
+                               post(patient(), "urn:uuid:5f7a8c4e-0000-4000-8000-000000000001"),
+                               post(observation, f"{OTHER}/Observation/o1")))
+    assert r.status_code == 200, r.text
+    out = stored(client, r, 2)
+    patient_ref = created(r, 0)
+    assert out["subject"]["reference"] == f"{patient_ref}/_history/1"
+    assert [f["reference"] for f in out["focus"]] == [f"{patient_ref}/_history/1", patient_ref,
+                                                       f"{created(r, 1)}/_history/1"]
+    assert client.get(f"/fhir/{out['subject']['reference']}").status_code == 200
