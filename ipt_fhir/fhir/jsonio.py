@@ -134,7 +134,8 @@ def parse_json(body: bytes | str) -> Any:
         except orjson.JSONDecodeError:
             pass
     if fast is not _UNPARSED:
-        verdict = _verdict(text, fast)
+        limit = depth_limit(fast)
+        verdict = _verdict(text, fast, limit)
         if verdict is _PLAIN:
             return fast
         if verdict is _DECIMALS:
@@ -145,16 +146,16 @@ def parse_json(body: bytes | str) -> Any:
             except ValueError:  # not expected (orjson accepted the text); the path below decides
                 pass
         depth, keys, has_decimal = _shape(fast)
-        if depth > MAX_DEPTH:
-            raise FHIRError(400, [error("too-costly", f"JSON nesting is deeper than {MAX_DEPTH} levels")])
+        if depth > limit:
+            raise _too_deep(limit)
         if not has_decimal and keys == _count_keys(text):
             return fast
     try:
         # The standard library parser guards its own recursion (RecursionError below); the depth limit
         # was checked on orjson's result, or is checked on this one.
         result = _decoder.decode(text)
-        if fast is _UNPARSED and _shape(result)[0] > MAX_DEPTH:
-            raise FHIRError(400, [error("too-costly", f"JSON nesting is deeper than {MAX_DEPTH} levels")])
+        if fast is _UNPARSED and _shape(result)[0] > depth_limit(result):
+            raise _too_deep(depth_limit(result))
         if _SURROGATE_ESCAPE.search(text):
             _reject_lone_surrogates(result)
         return result
@@ -164,6 +165,24 @@ def parse_json(body: bytes | str) -> Any:
         raise FHIRError(400, [error("structure", "JSON nesting is too deep")])
     except ValueError as exc:
         raise FHIRError(400, [error("structure", f"Malformed JSON: {exc}")])
+
+
+# The levels a Bundle or Parameters adds above the resources it carries (Bundle > entry > [i] > resource):
+# MAX_DEPTH bounds a resource's own nesting, so a resource accepted alone is accepted inside one too.
+WRAPPER_DEPTH = 3
+_WRAPPERS = ("Bundle", "Parameters")
+
+
+def depth_limit(value: Any) -> int:
+    """The deepest nesting accepted for a parsed body: MAX_DEPTH, plus WRAPPER_DEPTH for a Bundle or
+    Parameters."""
+    if type(value) is dict and value.get("resourceType") in _WRAPPERS:
+        return MAX_DEPTH + WRAPPER_DEPTH
+    return MAX_DEPTH
+
+
+def _too_deep(limit: int) -> FHIRError:
+    return FHIRError(400, [error("too-costly", f"JSON nesting is deeper than {limit} levels")])
 
 
 _UNPARSED = object()
@@ -191,13 +210,13 @@ _NUMBER_NOISE = b"0123456789+- "
 _PLAIN, _DECIMALS = "plain", "decimals"
 
 
-def _verdict(text: str, value: Any) -> str | None:
+def _verdict(text: str, value: Any, limit: int) -> str | None:
     """_PLAIN when orjson's result is certainly the final one (no decimal, no duplicate key, not too
     deep); _DECIMALS when decimals are the only reason it is not; None: let the exact walk decide.
 
     Decided on orjson.dumps(value, OPT_INDENT_2), a walk in C, instead of a walk in Python:
     - depth: the items of a container at depth d are indented by 2*d spaces, so without any line indented
-      by 2*MAX_DEPTH nothing is deeper than MAX_DEPTH (strings never hold a raw newline);
+      by 2*limit nothing is deeper than `limit` (strings never hold a raw newline);
     - duplicate keys: the input's colons are its keys plus the colons inside its strings; the output's are
       the surviving keys plus the colons of the surviving strings. Equal counts mean nothing was dropped,
       unless a backslash-u escape (\\u003a) hides a colon in the input, hence none of those at all;
@@ -212,7 +231,7 @@ def _verdict(text: str, value: Any) -> str | None:
         out = orjson.dumps(value, option=orjson.OPT_INDENT_2)
     except orjson.JSONEncodeError:  # e.g. orjson's own depth limit
         return None
-    if b"\n" + b" " * (2 * MAX_DEPTH) in out:
+    if b"\n" + b" " * (2 * limit) in out:
         return None
     shape = out.translate(_NUMBER_SHAPE, _NUMBER_NOISE)  # keeps every colon; shorter to count in
     if text.count(":") != shape.count(b":"):

@@ -54,6 +54,38 @@ def test_nesting_deeper_than_the_limit_is_refused():
     assert parse_json(b"[" * 20 + b"]" * 20)
 
 
+def _nested_patient(levels: int) -> dict:
+    """A Patient whose extensions nest `levels` deep: each level adds two (the array and its object)."""
+    ext: dict = {"url": "http://example.org/leaf", "valueString": "x"}
+    for _ in range(levels - 1):
+        ext = {"url": "http://example.org/n", "extension": [ext]}
+    return {"resourceType": "Patient", "extension": [ext]}
+
+
+@pytest.mark.parametrize("decimal", [False, True])  # the fast path, and the exact parser's
+def test_a_resource_accepted_alone_is_accepted_inside_a_bundle_or_parameters(decimal):
+    """The limit bounds a resource's own nesting: the three levels a Bundle or Parameters adds above it
+    (entry, its item, resource) do not count against it; one more level does."""
+    import json
+
+    from ipt_fhir.fhir import jsonio
+
+    patient = _nested_patient((jsonio.MAX_DEPTH - 1) // 2)
+    if decimal:
+        patient["extension"][0]["valueDecimal"] = 1.50
+    alone = json.dumps(patient)
+    assert parse_json(alone)
+    with pytest.raises(FHIRError):
+        parse_json(json.dumps({"resourceType": "Patient", "contained": [patient]}).replace('"Patient"', '"Basic"', 1))
+    bundle = {"resourceType": "Bundle", "type": "batch", "entry": [{"resource": patient}]}
+    parameters = {"resourceType": "Parameters", "parameter": [{"name": "resource", "resource": patient}]}
+    for wrapper in (bundle, parameters):
+        assert parse_json(json.dumps(wrapper))
+        deeper = {**wrapper, "meta": {"tag": [{"extension": [{"url": "u", "extension": [{"url": "v", "extension": [wrapper]}]}]}]}}
+        with pytest.raises(FHIRError):
+            parse_json(json.dumps(deeper))
+
+
 @pytest.mark.parametrize("body", [b"{", b"NaN", b'{"a":Infinity}', b"\xff", b"[1,]"])
 def test_malformed_json_is_a_400(body):
     with pytest.raises(FHIRError) as caught:
