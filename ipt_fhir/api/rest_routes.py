@@ -98,7 +98,7 @@ async def read(resource_type: str, resource_id: str, request: Request, resources
         stored = resources.read(resource_type, resource_id)
     else:
         stored = await run_in_threadpool(resources.read, resource_type, resource_id)
-    return read_response(request, stored)
+    return read_response(request, stored, resources.updated_before(stored))
 
 
 @router.api_route("/{resource_type:fhirsegment}/{resource_id:fhirsegment}/_history/{version_id}", methods=["GET", "HEAD"],
@@ -109,11 +109,12 @@ def vread(resource_type: str, resource_id: str, version_id: str, request: Reques
     return read_response(request, stored)  # a version never changes, but a client may hold it already
 
 
-def read_response(request: Request, stored) -> Response:  # noqa: ANN001
+def read_response(request: Request, stored, earlier=None) -> Response:  # noqa: ANN001
     """A read's or vread's answer: 304 for a conditional read that holds, else the Binary's native
-    content or the resource, with the version's ETag and Last-Modified."""
+    content or the resource, with the version's ETag and Last-Modified. `earlier`: for a read of the
+    current version, its predecessor's lastUpdated (services.resources.unchanged)."""
     headers = version_headers(stored)
-    if not_modified(request, stored):
+    if not_modified(request, stored, earlier):
         return Response(status_code=304, headers=headers)
     if stored.resource_type == "Binary" and binary.wants_native(request):
         native = binary.native_response(request, stored, headers)

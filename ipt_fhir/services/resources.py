@@ -10,7 +10,7 @@ import hashlib
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Callable, Iterator, TypeVar
 from urllib.parse import parse_qsl
@@ -197,12 +197,31 @@ def _none_match_fails(none_match: frozenset[int], current: StoredVersion) -> boo
     return ANY_VERSION in none_match or current.version_id in none_match
 
 
-def unchanged(stored: StoredVersion, none_match: frozenset[int] | None, modified_since: datetime | None) -> bool:
+def unchanged(stored: StoredVersion, none_match: frozenset[int] | None, modified_since: datetime | None,
+              earlier: Callable[[], datetime | None] | None = None) -> bool:
     """Whether a conditional read answers 304 Not Modified (http.html#cread): If-None-Match (a version
-    or `*`) wins over If-Modified-Since, as RFC 9110 13.2.2 orders them."""
+    or `*`) wins over If-Modified-Since, as RFC 9110 13.2.2 orders them.
+
+    `modified_since` is the last instant of the second an HTTP-date names. A Last-Modified date cannot
+    tell apart two versions written within one second (RFC 9110 8.8.2.2), so a read of the current
+    version passes `earlier`, the previous version's lastUpdated: if that falls in the same second, the
+    client may hold either and gets the resource (200), never a 304 for a copy that may be stale."""
     if none_match is not None:
         return _none_match_fails(none_match, stored)
-    return modified_since is not None and stored.last_updated <= modified_since
+    if modified_since is None or stored.last_updated > modified_since:
+        return False
+    second_starts = modified_since - timedelta(microseconds=999999)
+    if earlier is not None and stored.version_id > 1 and stored.last_updated >= second_starts:
+        previous = earlier()
+        return previous is None or previous < second_starts
+    return True
+
+
+def previous_updated(conn: Connection, current: StoredVersion) -> datetime | None:
+    """The lastUpdated of the version before `current` (None for a first version)."""
+    previous = repo.version(conn, current.resource_type, current.id, current.version_id - 1) \
+        if current.version_id > 1 else None
+    return previous.last_updated if previous is not None else None
 
 
 def _require_if_none_match(if_none_match: frozenset[int] | None, current: StoredVersion | None) -> None:
@@ -286,6 +305,13 @@ class ResourceService:
         if stored is None:
             raise not_found(f"{resource_type}/{resource_id} is not known")
         return _visible_read("read", stored)
+
+    def updated_before(self, current: StoredVersion) -> Callable[[], datetime | None]:
+        """The lastUpdated of the version before `current`, read when asked (unchanged's `earlier`)."""
+        def earlier() -> datetime | None:
+            with self.db.read() as conn:
+                return previous_updated(conn, current)
+        return earlier
 
     def vread(self, resource_type: str, resource_id: str, version_id: str) -> StoredVersion:
         require_rest_type(resource_type)

@@ -200,6 +200,30 @@ def test_read_with_if_modified_since_counts_whole_seconds(client):
                       ).status_code == 200
 
 
+def test_if_modified_since_is_no_304_when_two_versions_share_its_second(client, monkeypatch):
+    """RFC 9110 8.8.2.2: a Last-Modified date cannot tell apart two versions of one second. A client holding
+    version 1 must not be told its copy is current when version 2 was written later in that second; once
+    the current version is alone in its second, the date tells again."""
+    from datetime import datetime, timezone
+
+    from ipt_fhir.services import resources as rs
+
+    clock = iter(datetime(2026, 3, 2, 10, 0, 0, ms * 1000, tzinfo=timezone.utc) for ms in (200, 700))
+    monkeypatch.setattr(rs, "now_utc", lambda: next(clock))
+    first = client.put("/fhir/Patient/twice", json=patient(id="twice"))
+    client.put("/fhir/Patient/twice", json=patient(id="twice", active=True))
+    since = {"If-Modified-Since": first.headers["last-modified"]}
+    assert client.get("/fhir/Patient/twice", headers=since).status_code == 200
+    assert client.get("/fhir/Patient/twice/_history/2", headers=since).status_code == 304  # a version never changes
+    batch = client.post("/fhir", json={"resourceType": "Bundle", "type": "batch", "entry": [
+        {"request": {"method": "GET", "url": "Patient/twice", "ifModifiedSince": "2026-03-02T10:00:00Z"}}]})
+    assert batch.json()["entry"][0]["response"]["status"].startswith("200")
+    monkeypatch.setattr(rs, "now_utc", lambda: datetime(2026, 3, 2, 10, 0, 1, 100000, tzinfo=timezone.utc))
+    third = client.put("/fhir/Patient/twice", json=patient(id="twice", active=False))
+    since = {"If-Modified-Since": third.headers["last-modified"]}
+    assert client.get("/fhir/Patient/twice", headers=since).status_code == 304
+
+
 # --- If-Match with a list of ETags (RFC 9110 13.1.1: it holds when any of them matches) -------------------
 
 JSON_PATCH = {"Content-Type": "application/json-patch+json"}
