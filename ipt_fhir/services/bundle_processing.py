@@ -718,8 +718,8 @@ class _Writer:
                                       published=conformance.published(entry.resource_type, entry.resource_id))
         except FHIRError as exc:
             raise _located(exc, "request.url") from None
-        earlier = None if entry.version is not None else partial(rs.previous_updated, self.conn, stored)
-        if rs.unchanged(stored, entry.if_none_match, entry.if_modified_since, earlier):  # as GET with the headers
+        # ifModifiedSince is an instant, compared exactly: no second to share (unchanged's `earlier`)
+        if rs.unchanged(stored, entry.if_none_match, entry.if_modified_since):  # as GET with the headers
             return EntryResult(304, stored, location=False, resource=False)
         subset = search_service.subset_read(stored.content, entry.resource_type, entry.criteria or []) \
             if with_body and entry.criteria else None  # _summary, _elements, as on GET [type]/[id]

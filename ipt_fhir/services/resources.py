@@ -202,10 +202,11 @@ def unchanged(stored: StoredVersion, none_match: frozenset[int] | None, modified
     """Whether a conditional read answers 304 Not Modified (http.html#cread): If-None-Match (a version
     or `*`) wins over If-Modified-Since, as RFC 9110 13.2.2 orders them.
 
-    `modified_since` is the last instant of the second an HTTP-date names. A Last-Modified date cannot
-    tell apart two versions written within one second (RFC 9110 8.8.2.2), so a read of the current
-    version passes `earlier`, the previous version's lastUpdated: if that falls in the same second, the
-    client may hold either and gets the resource (200), never a 304 for a copy that may be stale."""
+    `earlier`, for an If-Modified-Since HTTP-date (`modified_since` then the last instant of the second it
+    names): the lastUpdated of the version before the current one. A Last-Modified date cannot tell apart
+    two versions written within one second (RFC 9110 8.8.2.2): if that one falls in the same second, the
+    client may hold either and gets the resource (200), never a 304 for a copy that may be stale. A
+    Bundle entry's ifModifiedSince is an instant, compared exactly, and passes none."""
     if none_match is not None:
         return _none_match_fails(none_match, stored)
     if modified_since is None or stored.last_updated > modified_since:

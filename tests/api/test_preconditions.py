@@ -215,9 +215,6 @@ def test_if_modified_since_is_no_304_when_two_versions_share_its_second(client, 
     since = {"If-Modified-Since": first.headers["last-modified"]}
     assert client.get("/fhir/Patient/twice", headers=since).status_code == 200
     assert client.get("/fhir/Patient/twice/_history/2", headers=since).status_code == 304  # a version never changes
-    batch = client.post("/fhir", json={"resourceType": "Bundle", "type": "batch", "entry": [
-        {"request": {"method": "GET", "url": "Patient/twice", "ifModifiedSince": "2026-03-02T10:00:00Z"}}]})
-    assert batch.json()["entry"][0]["response"]["status"].startswith("200")
     monkeypatch.setattr(rs, "now_utc", lambda: datetime(2026, 3, 2, 10, 0, 1, 100000, tzinfo=timezone.utc))
     third = client.put("/fhir/Patient/twice", json=patient(id="twice", active=False))
     since = {"If-Modified-Since": third.headers["last-modified"]}
