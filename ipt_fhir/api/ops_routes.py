@@ -111,11 +111,23 @@ def _statistics(database) -> None:  # noqa: ANN001
 
 
 @asynccontextmanager
+def _publish_conformance(app: FastAPI) -> None:
+    """The server's IPT conformance resources into the store (services/ipt/publish.py), before the first
+    request can search them."""
+    from ipt_fhir.services.ipt.publish import publish
+
+    try:
+        publish(app.state.database, app.state.ipt_conformance)
+    except Exception:  # noqa: BLE001 - reads and writes work without them; searches of them then miss them
+        log.exception("could not store the server's IPT conformance resources")
+
+
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Graceful shutdown: uvicorn stops accepting connections on SIGTERM and lets in-flight requests
     finish (up to IPT_FHIR_SHUTDOWN_TIMEOUT seconds); bulk jobs running in this worker stop (an import
     resumes at the next start, an export is reported failed); then the database pool is closed."""
     await run_in_threadpool(_warm_up)
+    await run_in_threadpool(_publish_conformance, app)
     await run_in_threadpool(_statistics, app.state.database)
     _freeze_long_lived()
     log.info("ipt-fhir worker started", extra={"pid": os.getpid()})

@@ -9,10 +9,9 @@ IptService.apply (ipt_routes). The entry gets that call's status and body (entry
 (entry.response.outcome, pointing into the Bundle as every entry error does); none of these standalone
 answers carries an ETag, Location or Last-Modified, so neither does the entry. Requests no route serves
 get the 404 the standalone request gets ("No such endpoint"), a method the operation's route does not
-take its 405, as the HTTP layer (api/errors.py) answers them. Two differences remain: a POST
+take its 405, as the HTTP layer (api/errors.py) answers them. One difference remains: a POST
 $everything entry takes its parameters from a Parameters resource (an entry cannot carry the form body
-the route reads), and history of the IPT conformance resources the server publishes from memory
-(api/ipt_routes.py) answers 404 in an entry, as a history of something never stored.
+the route reads).
 
 Why direct calls and not an internal ASGI sub-request through the app: a transaction is one unit of
 work, and its read-only entries run last, on its connection, so they see its writes; a sub-request

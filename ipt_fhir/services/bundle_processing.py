@@ -41,7 +41,7 @@ from sqlalchemy.engine import Connection
 from ipt_fhir.fhir.dates import parse_instant
 from ipt_fhir.fhir.jsonio import dump_json, parse_json
 from ipt_fhir.fhir.outcome import (
-    FHIRError, Issue, bad_request, error, multiple_matches, not_found, operation_outcome,
+    FHIRError, Issue, bad_request, error, multiple_matches, not_found, operation_outcome, read_only,
 )
 from ipt_fhir.fhir.patch import JSON_PATCH
 from ipt_fhir.fhir.references import on_this_server, restful_parts
@@ -98,7 +98,6 @@ class Entry:
     warnings: list[Issue] = field(default_factory=list)
     target_id: str | None = None  # the id this entry writes, known before any POST/PUT is written
     existing: bool = False  # POST with ifNoneExist that matched: nothing is written
-    published: StoredVersion | None = None  # ... and what it matched is served from memory (IPT conformance)
     creation: Creation | None = None  # what an entry that creates under criteria claims (settle_target)
     patch_body: Any = None
     patch_type: str = ""
@@ -249,16 +248,6 @@ def _entry_expression(prefix: str, expression: str) -> str:
     if head in _ENTRY_ELEMENTS:
         return f"{prefix}.{expression}"
     return prefix  # names nothing of the entry (a search parameter, say): the entry itself
-
-
-def _refuse_published(entry: Entry) -> None:
-    """A conditional PUT, PATCH or DELETE entry matching a resource served from memory is refused, as the
-    same request on its own is (services/resources.py refuse_published)."""
-    assert entry.criteria is not None
-    try:
-        rs.refuse_published(entry.resource_type, entry.criteria)
-    except FHIRError as exc:
-        raise _located(exc, "request.url") from None
 
 
 def _located(exc: FHIRError, expression: str) -> FHIRError:
@@ -530,11 +519,18 @@ class _Writer:
         if not entry.acts_on_identity:
             return
         if entry.resource_id is not None:
-            self.claims.claim(entry, [entry.resource_id])
+            self.claims.claim(entry, [entry.resource_id])  # a write to one of the server's own: the hook's 405
             return
         assert entry.criteria is not None
         # A conditional update that matches nothing creates a new resource (settle_target): nothing to claim.
-        self.claims.claim(entry, self.find(entry.resource_type, entry.criteria, "request.url"))
+        ids = self.find(entry.resource_type, entry.criteria, "request.url")
+        # Criteria matching one of the server's own conformance resources: refused (405) as the same
+        # request on its own is, before any overlap with other entries is judged.
+        published = next((i for i in ids if conformance.is_published(entry.resource_type, i)), None)
+        if published is not None:
+            raise _located(read_only(f"The criteria match {entry.resource_type}/{published}, which this server "
+                                     "publishes read-only", entry.resource_type), "request.url")
+        self.claims.claim(entry, ids)
 
     # Plain creates (new server-assigned ids, nothing to read first) are written set-at-a-time: their
     # rows, history and index rows go out in one statement per table (store/bulk_write.py: COPY on
@@ -572,7 +568,6 @@ class _Writer:
     def delete(self, entry: Entry) -> EntryResult:
         self.flush()
         if entry.criteria is not None:
-            _refuse_published(entry)
             ids = self.find(entry.resource_type, entry.criteria, "request.url")
             self.claims.claim(entry, ids)  # the criteria may match otherwise than before the first write
             self.svc.delete_matches_in(self.conn, entry.resource_type, ids, entry.if_match)
@@ -584,23 +579,20 @@ class _Writer:
     def settle_target(self, entry: Entry) -> None:
         # Settled afresh on every run: a batch runs an entry again after it lost a race, and then the
         # criteria match what the winner created.
-        entry.existing, entry.creation, entry.published = False, None, None
+        entry.existing, entry.creation = False, None
         if entry.method == "POST":
             if entry.if_none_exist:
                 where = "request.ifNoneExist"
-                published = rs.published_matches(entry.resource_type, entry.if_none_exist)
-                matches = self.find(entry.resource_type, entry.if_none_exist, where) + [v.id for v in published]
+                matches = self.find(entry.resource_type, entry.if_none_exist, where)
                 if len(matches) > 1:
                     raise _located(multiple_matches(f"ifNoneExist criteria match {guard.how_many(len(matches))} "
                                                     f"{entry.resource_type} resources"), where)
                 if matches:
                     entry.target_id, entry.existing = matches[0], True
-                    entry.published = published[0] if published else None
                     return
                 self._one_create_per_criteria(entry, entry.if_none_exist, where)
             entry.target_id = new_resource_id()
         elif entry.criteria is not None:  # conditional PUT / PATCH
-            _refuse_published(entry)
             matches = self.find(entry.resource_type, entry.criteria, "request.url")
             if len(matches) > 1:
                 raise _located(multiple_matches(
@@ -680,7 +672,7 @@ class _Writer:
         resource = self.rewrite(entry)
         if entry.method == "POST":
             if entry.existing:
-                stored = entry.published or repo.current(conn, entry.resource_type, entry.target_id)
+                stored = repo.current(conn, entry.resource_type, entry.target_id)
                 assert stored is not None
                 guard.check_resource("read", entry.resource_type, stored.content)  # security
                 return EntryResult(200, stored, issues=list(entry.warnings))
@@ -713,9 +705,8 @@ class _Writer:
             except FHIRError as exc:
                 raise _located(exc, "request.url") from None
             return EntryResult(200, content=body if with_body else None, location=False)
-        try:  # the server's own conformance resources are served ahead of the store, as on GET [type]/[id]
-            stored = self.svc.read_in(self.conn, entry.resource_type, entry.resource_id, entry.version,
-                                      published=conformance.published(entry.resource_type, entry.resource_id))
+        try:
+            stored = self.svc.read_in(self.conn, entry.resource_type, entry.resource_id, entry.version)
         except FHIRError as exc:
             raise _located(exc, "request.url") from None
         # ifModifiedSince is an instant, compared exactly: no second to share (unchanged's `earlier`)

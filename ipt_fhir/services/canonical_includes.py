@@ -8,8 +8,6 @@ own `url` (search_uri) and `version` (search_token) rows instead of the resource
   `version` is the one given, when the reference gives one);
 - _revinclude: the matched resources' `url` and `version`, then the resources that reference them.
 Where several stored resources share a url, a reference without a version includes each of them.
-The server's own conformance resources (the IPT protocols, profiles, ...) are served from memory
-(services/ipt/conformance.py), so they are looked up there as well.
 """
 from __future__ import annotations
 
@@ -79,12 +77,6 @@ def _canonical_types(resource_type: str, code: str, target: str | None) -> list[
     return sorted(t for t in candidates if "url" in registry().params(t))
 
 
-def _served():  # noqa: ANN202 - the served conformance registry, or None before the IPT layer is installed
-    from ipt_fhir.services.ipt import conformance
-
-    return conformance.active()
-
-
 def _version_ok(wanted: str | None, actual: str | None) -> bool:
     return wanted is None or wanted == actual
 
@@ -125,14 +117,6 @@ def included(conn: Connection, resource_type: str, ids: list[str], code: str, ta
     if not wanted:
         return []
     out: list[Row] = []
-    served = _served()
-    if served is not None:
-        for url, versions in wanted.items():
-            key = served.urls.get(url)
-            if key is not None and key[0] in types:
-                actual = served.get(*key).get("version")
-                if any(_version_ok(v, actual) for v in versions):
-                    out.append((key[0], key[1], served.content(*key)))
     tb = TextSql(conn.dialect.name, "")
     sql = (f"SELECT x.resource_type, x.id, x.content, u.value FROM search_uri u "
            f"JOIN resource x ON x.resource_type = u.resource_type AND x.id = u.resource_id "
@@ -174,12 +158,6 @@ def revincluded(conn: Connection, resource_type: str, ids: list[str], source: st
     if not ids or not sources:  # nothing can name these by url: no lookup of their urls and versions
         return []
     versions: dict[str, set[str | None]] = {}  # url -> the versions the matched resources carry
-    served = _served()
-    if served is not None:
-        for rid in ids:
-            own = served.get(resource_type, rid)
-            if own is not None and isinstance(own.get("url"), str):
-                versions.setdefault(own["url"], set()).add(own.get("version"))
     tb = TextSql(conn.dialect.name, "")
     sql = (f"SELECT u.resource_id, u.value FROM search_uri u WHERE u.resource_type = {tb.p(resource_type)} "
            f"AND {tb.in_('u.resource_id', ids)} AND u.param = 'url'")

@@ -135,12 +135,10 @@ class MetaOperations:
         self.db = db
 
     def instance(self, resource_type: str, resource_id: str, version_id: str | None = None) -> dict:
-        """$meta on a resource or one of its versions: its meta (a read: 404, 410 and access as read), also
-        of the IPT conformance resources this server publishes from memory."""
+        """$meta on a resource or one of its versions: its meta (a read: 404, 410 and access as read)."""
         require_rest_type(resource_type)
         with self.db.read() as conn:
-            stored = ResourceService.read_in(conn, resource_type, resource_id, version_id,
-                                             published=conformance.published(resource_type, resource_id))
+            stored = ResourceService.read_in(conn, resource_type, resource_id, version_id)
         return load_stored(stored.content).get("meta") or {}
 
     def in_use(self, resource_type: str | None) -> dict:
@@ -181,7 +179,7 @@ class MetaOperations:
 
     def _change(self, resource_type: str, resource_id: str, version_id: str | None, given: dict, change) -> dict:  # noqa: ANN001
         require_rest_type(resource_type)
-        if conformance.published(resource_type, resource_id) is not None:
+        if conformance.is_published(resource_type, resource_id):
             raise read_only(f"{resource_type}/{resource_id} is published by this server and is read-only",
                             resource_type)
         guard.require("update", resource_type)  # before the lookup: no answer tells a caller what exists

@@ -20,7 +20,6 @@ from sqlalchemy.engine import Connection
 from ipt_fhir.fhir.jsonio import dump_json, load_stored
 from ipt_fhir.fhir.outcome import (
     FHIRError, Issue, bad_request, conflict, error, gone, multiple_matches, not_found, precondition_failed,
-    read_only,
 )
 from ipt_fhir.fhir.patch import apply_patch
 from ipt_fhir.fhir.resource_types import require_rest_type
@@ -262,30 +261,6 @@ def _check_body_type(body: object, resource_type: str) -> dict:
     return body
 
 
-def published(resource_type: str, resource_id: str) -> StoredVersion | None:
-    """One of the IPT conformance resources the server publishes from memory, as version 1, or None."""
-    from ipt_fhir.services.ipt import conformance  # the IPT layer builds on this module
-
-    return conformance.published(resource_type, resource_id)
-
-
-def published_matches(resource_type: str, criteria: list[tuple[str, str]]) -> list[StoredVersion]:
-    """The IPT conformance resources served from memory that conditional criteria match (they are
-    resources of this server too, though never in the store)."""
-    from ipt_fhir.services.ipt import conformance  # the IPT layer builds on this module
-
-    return conformance.published_matches(resource_type, criteria)
-
-
-def refuse_published(resource_type: str, criteria: list[tuple[str, str]]) -> None:
-    """A conditional update, patch or delete whose criteria match a resource served from memory would
-    change it: refused as a write to its id is (405)."""
-    matches = published_matches(resource_type, criteria)
-    if matches:
-        raise read_only(f"The criteria match {resource_type}/{matches[0].id}, which this server publishes "
-                        "read-only", resource_type)
-
-
 def criteria_key(resource_type: str, criteria: list[tuple[str, str]]) -> str:
     """The conditional-create key of parsed criteria (parse_criteria): REST and Bundle entries claim the same."""
     # empty parameters select nothing (search.html: ignored), so `identifier=x&family=` is `identifier=x`
@@ -320,21 +295,13 @@ class ResourceService:
             return self.read_in(conn, resource_type, resource_id, version_id)
 
     @staticmethod
-    def read_in(conn: Connection | None, resource_type: str, resource_id: str, version_id: str | None = None, *,
-                published: StoredVersion | None = None) -> StoredVersion:
+    def read_in(conn: Connection, resource_type: str, resource_id: str, version_id: str | None = None) -> StoredVersion:
         """read, or with `version_id` vread, on `conn`: a snapshot, or the unit of work of a batch or
         transaction whose GET entries see its earlier entries' writes. Checks and answers as the REST
-        interactions do: 403 before anything is looked up, 404, 410 for a deleted resource or version.
-        `published`: the resource as this server publishes it from memory (its IPT conformance resources,
-        version 1), served instead of the store; the routes that serve only those pass no `conn`."""
+        interactions do: 403 before anything is looked up, 404, 410 for a deleted resource or version."""
         interaction = "read" if version_id is None else "vread"
         guard.require(interaction, resource_type)
-        if published is None and conn is not None:
-            return _visible_read(interaction, stored_version(conn, resource_type, resource_id, version_id))
-        stored = published if published is not None and version_id in (None, "1") else None
-        if stored is None:
-            raise _unknown(resource_type, resource_id, version_id, exists=published is not None)
-        return _visible_read(interaction, stored)
+        return _visible_read(interaction, stored_version(conn, resource_type, resource_id, version_id))
 
     # --- create ----------------------------------------------------------------------------
 
@@ -356,14 +323,6 @@ class ResourceService:
 
     def _conditional_create(self, resource_type: str, resource: dict, warnings: list[Issue],
                             criteria: list[tuple[str, str]], base_url: str) -> WriteResult:
-        published = published_matches(resource_type, criteria)
-        if published:  # one of the IPT resources served from memory: the store may match too
-            with self.db.read() as conn:
-                stored = find_ids(conn, resource_type, criteria, base_url)
-            if len(published) + len(stored) > 1:
-                raise multiple_matches(f"If-None-Exist criteria match {guard.how_many(len(published) + len(stored))} "
-                                          f"{resource_type} resources")
-            return WriteResult(200, published[0], warnings)
         key = criteria_key(resource_type, criteria)
         for _attempt in range(RACE_ATTEMPTS):
             try:
@@ -434,7 +393,6 @@ class ResourceService:
         resource = _check_body_type(body, resource_type)
         warnings = validate_for_write(resource, resource_type)
         criteria = parse_criteria(criteria)
-        refuse_published(resource_type, criteria)
         key = criteria_key(resource_type, criteria)
         for _attempt in range(RACE_ATTEMPTS):
             try:
@@ -508,7 +466,6 @@ class ResourceService:
                           content_type: str, *, if_match: Versions | None = None, base_url: str = "") -> WriteResult:
         require_rest_type(resource_type)
         criteria = parse_criteria(criteria)
-        refuse_published(resource_type, criteria)
         with self.db.write() as conn:
             matches = find_ids(conn, resource_type, criteria, base_url)
             if not matches:
@@ -552,7 +509,6 @@ class ResourceService:
         """conditionalDelete = multiple: every match is deleted, in one unit of work."""
         require_rest_type(resource_type)
         criteria = parse_criteria(criteria)
-        refuse_published(resource_type, criteria)
         with self.db.write() as conn:
             ids = find_ids(conn, resource_type, criteria, base_url)
             return DeleteResult(self._delete_matches_in(conn, resource_type, ids, if_match))

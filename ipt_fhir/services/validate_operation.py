@@ -10,7 +10,6 @@ from dataclasses import dataclass, replace
 from ipt_fhir.fhir.outcome import FHIRError, Issue, bad_request, error, information
 from ipt_fhir.fhir.validation import can_check, validate_profiles, validate_resource
 from ipt_fhir.services import write_hooks
-from ipt_fhir.services.resources import published
 from ipt_fhir.fhir.resource_types import require_rest_type
 from ipt_fhir.store import resources as repo
 from ipt_fhir.store.database import Database
@@ -124,11 +123,7 @@ class ValidateOperation:
         return found
 
     def _current_or_none(self, resource_type: str, resource_id: str) -> dict | None:
-        """The instance's current content: stored, or one the server publishes from memory (its IPT
-        profiles and protocols, which reads serve as version 1; their ids are reserved from the store)."""
         stored = repo.read_current(self.db, resource_type, resource_id)
-        if stored is None:
-            stored = published(resource_type, resource_id)
         if stored is None or stored.deleted or stored.content is None:
             return None
         return load_stored(stored.content)

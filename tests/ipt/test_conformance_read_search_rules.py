@@ -1,6 +1,6 @@
-"""The server's own conformance resources (served from memory) follow the read and search rules of stored
-resources: _count pages them, _elements/_summary subset them (SUBSETTED), conditional read honours
-If-None-Match and If-Modified-Since, and their Last-Modified is the meta.lastUpdated they show."""
+"""The server's own conformance resources are stored resources: searched, sorted and paged with the
+others, _elements/_summary subset them (SUBSETTED), conditional read honours If-None-Match and
+If-Modified-Since, and their Last-Modified is the meta.lastUpdated they show."""
 from __future__ import annotations
 
 from email.utils import format_datetime, parsedate_to_datetime
@@ -37,43 +37,40 @@ def _stored_plan(client, pid: str) -> None:
 
 
 def test_count_pages_the_servers_own_resources(client):
-    pages = _walk(client, "/fhir/PlanDefinition?_count=2")
+    pages = _walk(client, "/fhir/PlanDefinition?_count=2&_sort=_id")
     assert [_ids(p) for p in pages] == [OURS[0:2], OURS[2:4], OURS[4:5]]
     assert all(p["total"] == 5 for p in pages)
-    assert _link(pages[1], "previous") == _link(pages[0], "self")
-    assert _link(pages[2], "first") == "/fhir/PlanDefinition?_count=2"
+    assert _ids(client.get(_link(pages[1], "previous")).json()) == OURS[0:2]
 
 
-def test_paging_continues_from_the_servers_resources_into_stored_ones_and_back(client):
-    for pid in ("stored-a", "stored-b", "stored-c"):
+def test_they_sort_and_page_among_stored_ones_as_one_result(client):
+    """search.html#_sort orders the whole result: the server's resources are no block of their own."""
+    for pid in ("a-stored", "j-stored", "z-stored"):
         _stored_plan(client, pid)
-    pages = _walk(client, "/fhir/PlanDefinition?_count=2")
-    assert [_ids(p) for p in pages] == [OURS[0:2], OURS[2:4], [OURS[4], "stored-a"], ["stored-b", "stored-c"]]
+    everything = sorted(OURS + ["a-stored", "j-stored", "z-stored"])
+    pages = _walk(client, "/fhir/PlanDefinition?_count=3&_sort=-_id")
+    assert [i for p in pages for i in _ids(p)] == everything[::-1]
     assert all(p["total"] == 8 for p in pages)
-    back = client.get(_link(pages[3], "previous")).json()
-    assert _ids(back) == [OURS[4], "stored-a"]
-    assert _ids(client.get(_link(back, "previous")).json()) == OURS[2:4]
+    by_title = _ids(client.get("/fhir/PlanDefinition?_sort=title&_count=50").json())
+    titles = {e["resource"]["id"]: e["resource"]["title"]
+              for e in client.get("/fhir/PlanDefinition?_count=50").json()["entry"]}
+    assert by_title == sorted(titles, key=lambda i: titles[i].casefold())
 
 
-def test_stored_matches_follow_when_the_servers_resources_fill_their_last_page_exactly(client):
-    for pid in ("stored-a", "stored-b", "stored-c"):
-        _stored_plan(client, pid)
-    pages = _walk(client, "/fhir/PlanDefinition?_count=5")
-    assert [_ids(p) for p in pages] == [OURS, ["stored-a", "stored-b", "stored-c"]]
-    assert _link(pages[1], "previous") == _link(pages[0], "self")
-    ones = _walk(client, "/fhir/PlanDefinition?_count=1")
-    assert [i for p in ones for i in _ids(p)] == OURS + ["stored-a", "stored-b", "stored-c"]
-    assert all(p["total"] == 8 for p in ones)
-    back = client.get(_link(ones[6], "previous")).json()  # from the second stored page to the first
-    assert _ids(back) == ["stored-a"]
-    assert _ids(client.get(_link(back, "previous")).json()) == [OURS[4]]
+def test_every_claimed_parameter_and_search_form_finds_them(client):
+    """They are stored resources: any parameter the CapabilityStatement claims, an ignored one, a system
+    search by _type and a batch's search entry match them as they match stored resources."""
+    def ids(url: str) -> list[str]:
+        return sorted(_ids(client.get(url).json()))
 
-
-def test_stored_matches_share_the_page_of_the_servers_last_ones(client):
-    _stored_plan(client, "stored-a")
-    bundle = client.get("/fhir/PlanDefinition").json()
-    assert _ids(bundle) == OURS + ["stored-a"] and bundle["total"] == 6
-    assert _link(bundle, "next") is None
+    assert ids("/fhir/PlanDefinition?foo=bar") == OURS  # ignored (with a warning): no filter at all
+    assert ids("/fhir/PlanDefinition?date=ge2000") == OURS
+    assert ids("/fhir/PlanDefinition?status:missing=false") == OURS
+    assert ids("/fhir/PlanDefinition?status=http://bogus.org|active") == []
+    assert ids("/fhir?_type=PlanDefinition") == OURS
+    batch = client.post("/fhir", json={"resourceType": "Bundle", "type": "batch",
+                                       "entry": [{"request": {"method": "GET", "url": "PlanDefinition"}}]}).json()
+    assert sorted(_ids(batch["entry"][0]["resource"])) == OURS
 
 
 def test_count_zero_and_summary_count_give_the_total_only(client):
@@ -134,13 +131,21 @@ def test_last_modified_is_the_lastupdated_the_resource_shows(client):
     assert parsedate_to_datetime(r.headers["Last-Modified"]) == shown.replace(microsecond=0)
 
 
-def test_lastupdated_is_the_package_date_not_the_start_of_the_server(client):
-    """A restart must not make every cached copy stale: the instant comes from the package's content."""
-    from ipt_fhir.domain.conformance_loader import load_conformance
+def test_a_restart_writes_nothing_and_a_new_canonical_base_a_new_version(client):
+    """Each start stores what changed: nothing when the code's resources are the stored ones (cached
+    copies stay valid), a new version of each when IPT_FHIR_CANONICAL_BASE moves their URLs."""
+    from ipt_fhir.services.ipt import conformance
+    from ipt_fhir.services.ipt.publish import publish
 
-    newest = max(r["date"][:10] for r in load_conformance("") if "date" in r)
-    shown = client.get("/fhir/PlanDefinition/ipt-brief").json()["meta"]["lastUpdated"]
-    assert shown == f"{newest}T00:00:00.000+00:00"
+    db, configured = client.app.state.database, client.app.state.ipt_conformance
+    assert publish(db, configured) == 0
+    moved = conformance.ConformanceRegistry("https://fhir.example.org/ipt")
+    assert publish(db, moved) == len(moved.resources)
+    assert publish(db, configured) == len(configured.resources)  # the configured base back
+    brief = client.get("/fhir/PlanDefinition/ipt-brief").json()
+    assert brief["meta"]["versionId"] == "3" and brief["url"].startswith("http://ipt-fhir.org/")
+    assert client.get("/fhir/PlanDefinition/ipt-brief/_history/2").json()["url"].startswith("https://fhir.example.org/")
+    assert client.get("/fhir/PlanDefinition?url=https://fhir.example.org/ipt/PlanDefinition/ipt-brief").json()["total"] == 0
 
 
 def test_head_answers_as_get_does_for_the_servers_history_and_search(client):

@@ -43,7 +43,7 @@ def entries(client, path: str) -> set[tuple[str, str, str]]:
 
 
 @pytest.mark.parametrize(("plan", "included"), [
-    ("on-protocol", {("PlanDefinition", "ipt-standard-individual")}),  # served by the server, from memory
+    ("on-protocol", {("PlanDefinition", "ipt-standard-individual")}),  # one of the server's own
     ("protocol-0.1.0", {("PlanDefinition", "ipt-standard-individual")}),  # and its version is the one served
     ("protocol-9.9", set()),
     ("form-v2", {("Questionnaire", "intake-2")}),  # url|version: that version only
@@ -87,9 +87,8 @@ def test_revinclude_of_any_source_finds_canonical_references_too(seeded):
                    ("include", "CarePlan", "form-any")}
 
 
-def test_a_stored_match_that_a_served_match_includes_is_listed_once_as_a_match(seeded):
-    """The conformance search pages over the server's own matches and then the stored ones: a stored
-    PlanDefinition derived from the served protocol is a match of its own, not an include of it."""
+def test_a_match_that_another_match_includes_is_listed_once_as_a_match(seeded):
+    """A PlanDefinition derived from the server's protocol is a match of its own, not an include of it."""
     mine = {"resourceType": "PlanDefinition", "id": "mine", "status": "draft",
             "relatedArtifact": [{"type": "derived-from", "resource": PROTOCOL}]}
     assert seeded.put("/fhir/PlanDefinition/mine", json=mine).status_code == 201
