@@ -962,7 +962,9 @@ def _execute(db: Database, req: Request, *, base_url: str, request_url: str, lin
             conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
         builder = SqlBuilder(base_url, expand_valueset=expander(conn))
         if req.summary == "count" or req.count == 0:
-            total = _count(conn, req, builder) if req.total != "none" else None
+            # _summary=count asks for the count itself: a _total=none beside it cannot take it away
+            # (it would leave an answer with nothing in it); _count=0 with _total=none counts nothing.
+            total = _count(conn, req, builder) if req.total != "none" or req.summary == "count" else None
             return _bundle(base_url, _self_url(req, base_url, link_path), [], total, [], req.issues)
         rows, has_next, has_prev = _run_page(conn, req, builder)
         total = None

@@ -73,6 +73,9 @@ def test_summary_count_elements_total(plans):
     assert "subject" in res and "goal" not in res  # CarePlan.subject is a summary element, goal is not
     b = plans.bundle("CarePlan", "_total=none")
     assert "total" not in b
+    b = plans.bundle("CarePlan", "_summary=count&_total=none")  # the count is what was asked for
+    assert b["total"] == 2 and "entry" not in b
+    assert "total" not in plans.bundle("CarePlan", "_count=0&_total=none")
 
 
 def test_summary_true_keeps_summary_elements_at_every_depth(engine):
