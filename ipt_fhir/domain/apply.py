@@ -280,6 +280,9 @@ class ApplyRequest:
                 "session_count": self.session_count, "weekday": self.weekday}
 
 
+APPLY_PARAMETERS = ("subject", "practitioner", "start", "sessionCount", "weekday", "store")
+
+
 def parse_apply_parameters(params: dict | list[tuple[str, str]]) -> ApplyRequest:
     """Parameters resource (POST) or (name, value) pairs (GET) -> ApplyRequest; FHIRError 400 if invalid.
 
@@ -306,6 +309,10 @@ def parse_apply_parameters(params: dict | list[tuple[str, str]]) -> ApplyRequest
         values = dict(params)
     else:
         raise bad_request("the $apply body must be a Parameters resource", code="structure")
+    unknown = sorted(set(values) - set(APPLY_PARAMETERS))
+    if unknown:  # silently dropped, it would change nothing the client meant (HL7's encounter, setting, ...)
+        raise bad_request(f"$apply takes no parameter {', '.join(map(repr, unknown))}; it takes "
+                          f"{', '.join(APPLY_PARAMETERS)}", unknown[0], code="not-supported")
 
     def text(name: str, required: bool = False) -> str | None:
         value = values.get(name)

@@ -123,6 +123,8 @@ def test_every_kind_of_response_the_server_composes_parses_in_the_r4_models(base
         assert listed["entry"], kind
         for entry in listed["entry"]:
             parsed(entry["resource"])
+    call("PUT", "/Patient/p1", 201, {"resourceType": "Patient", "id": "p1"})
+    call("PUT", "/Practitioner/t1", 201, {"resourceType": "Practitioner", "id": "t1"})
     applied = call("POST", "/PlanDefinition/ipt-standard-individual/$apply", 200, {
         "resourceType": "Parameters", "parameter": [
             {"name": "subject", "valueReference": {"reference": "Patient/p1"}},

@@ -23,6 +23,13 @@ def params(*, store: bool = False, count: int | None = None, weekday: str | None
     return {"resourceType": "Parameters", "parameter": p}
 
 
+@pytest.fixture(autouse=True)
+def people(client):
+    """The patient and therapist the applied courses name: a stored course must be about someone."""
+    for resource in ({"resourceType": "Patient", "id": "p1"}, {"resourceType": "Practitioner", "id": "t1"}):
+        assert client.put(f"/fhir/{resource['resourceType']}/{resource['id']}", json=resource).status_code == 201
+
+
 def by_type(bundle: dict) -> dict[str, list[dict]]:
     out: dict[str, list[dict]] = {}
     for e in bundle["entry"]:
@@ -142,3 +149,27 @@ def test_a_course_of_the_protocol_minimum_has_no_warning(client):
                     json=params(store=True, count=protocol.min_sessions), headers={"Prefer": "return=OperationOutcome"})
     assert r.status_code == 200, r.text
     assert not [i for e in r.json()["entry"] for i in e["response"]["outcome"]["issue"] if i["severity"] != "information"]
+
+
+@pytest.mark.parametrize("subject, practitioner, missing", [
+    ("Patient/nope", "Practitioner/t1", "subject"), ("Patient/p1", "Practitioner/nope", "practitioner")])
+def test_a_stored_course_must_name_a_patient_and_therapist_who_exist(client, subject, practitioner, missing):
+    body = params(store=True)
+    body["parameter"][0]["valueReference"]["reference"] = subject
+    body["parameter"][1]["valueReference"]["reference"] = practitioner
+    r = client.post("/fhir/PlanDefinition/ipt-brief/$apply", json=body)
+    assert r.status_code == 422, r.text
+    assert r.json()["issue"][0]["expression"] == [missing]
+    assert client.get("/fhir/CarePlan").json()["total"] == 0
+    body["parameter"] = [p for p in body["parameter"] if p["name"] != "store"]
+    assert client.post("/fhir/PlanDefinition/ipt-brief/$apply", json=body).status_code == 200  # a preview may
+
+
+def test_an_apply_parameter_the_operation_does_not_take_is_a_400(client):
+    body = params()
+    body["parameter"].append({"name": "encounter", "valueReference": {"reference": "Encounter/e1"}})
+    r = client.post("/fhir/PlanDefinition/ipt-brief/$apply", json=body)
+    assert r.status_code == 400 and r.json()["issue"][0]["expression"] == ["encounter"]
+    assert "it takes subject, practitioner, start" in r.json()["issue"][0]["diagnostics"]
+    assert client.get("/fhir/PlanDefinition/ipt-brief/$apply", params={"subject": "Patient/p1", "start": "2025-01-06",
+                                                                       "bogus": "1"}).status_code == 400

@@ -36,7 +36,24 @@ class IptService:
             raise FHIRError.of(422, "not-supported",
                                f"$apply is implemented for the IPT protocols this server publishes, not for "
                                f"PlanDefinition/{plan_definition_id}", "PlanDefinition")
+        if request.store:
+            self._require_existing(request.subject, "subject")
+            if request.practitioner:
+                self._require_existing(request.practitioner, "practitioner")
         return apply_protocol(plan_definition_id, canonical_base=self.canonical_base, **request.kwargs())
+
+    def _require_existing(self, reference: str, parameter: str) -> None:
+        """Stored, the course must be about someone who exists here: a plan, course and sessions pointing
+        at nothing would be written in full otherwise. (A preview may name anyone: its Bundle is the
+        client's to complete, e.g. with the Patient's own entry.)"""
+        parts = reference.split("/")
+        if len(parts) != 2:  # a urn:uuid: no entry of the stored Bundle has it, the transaction says so
+            return
+        with self.db.read() as conn:
+            found = repo.current(conn, parts[0], parts[1])
+        if found is None or found.deleted:
+            raise FHIRError.of(422, "business-rule", f"{parameter} {reference} does not exist: store the "
+                               f"{parts[0]} first, or apply without store to get the Bundle to complete", parameter)
 
     def progress(self, careplan_id: str) -> dict:
         """$ipt-progress: the Parameters of the plan's read-model row (one primary-key read)."""
