@@ -193,26 +193,34 @@ def transaction_example() -> dict:
     return demo_course()
 
 
-def transaction_response_example() -> dict:
+def transaction_response_example(base: str = "https://ipt.example.org/fhir") -> dict:
+    """As answered by default (Prefer: return=representation): each entry with its fullUrl, the stored
+    resource and the response (with return=minimal the response alone)."""
     entries = []
     for entry in demo_course()["entry"][:3]:
         rtype = entry["resource"]["resourceType"]
         rid = entry["fullUrl"].rsplit(":", 1)[1]
-        entries.append({"response": {"status": "201 Created", "location": f"{rtype}/{rid}/_history/1",
+        meta = {**(entry["resource"].get("meta") or {}), "versionId": "1", "lastUpdated": LAST_UPDATED}
+        resource = {"resourceType": rtype, "id": rid, "meta": meta,
+                    **{k: v for k, v in entry["resource"].items() if k not in ("resourceType", "id", "meta")}}
+        entries.append({"fullUrl": f"{base}/{rtype}/{rid}", "resource": resource,
+                        "response": {"status": "201 Created", "location": f"{rtype}/{rid}/_history/1",
                                      "etag": 'W/"1"', "lastModified": LAST_UPDATED}})
-    return {"resourceType": "Bundle", "type": "transaction-response", "entry": entries}
+    return {"resourceType": "Bundle", "type": "transaction-response",
+            "link": [{"relation": "self", "url": base}], "entry": entries}
 
 
 def outcome_example(status: int) -> dict:
+    """The OperationOutcome of an error as the server words it (the messages of the code paths that raise
+    them; a rule the server does enforce for the 422)."""
     issues = {
         400: ("error", "structure", "Unknown element 'statuss'", "CarePlan.statuss"),
-        404: ("error", "not-found", "CarePlan/unknown-id is not known", None),
-        409: ("error", "conflict", "CarePlan/7 was changed concurrently; retry with the current version", None),
-        410: ("error", "deleted", "CarePlan/7 was deleted (version 3)", None),
-        412: ("error", "conflict", "If-Match W/\"2\" does not match the current version W/\"3\" of CarePlan/7",
-              None),
-        422: ("error", "business-rule",
-              "An IPT CarePlan must name its problem area (extension ipt-problem-area-focus)", "CarePlan.extension"),
+        404: ("error", "not-found", "CarePlan/unknown-id is not known", "CarePlan"),
+        409: ("error", "conflict", "CarePlan/7 was changed by a concurrent request; read it again", "CarePlan"),
+        410: ("error", "deleted", "CarePlan/7 was deleted", "CarePlan"),
+        412: ("error", "conflict", "If-Match version 2 does not hold: the current version of CarePlan/7 is 3",
+              "CarePlan"),
+        422: ("error", "business-rule", "CarePlan status cannot change from completed to draft", "CarePlan.status"),
     }
     severity, code, text, expression = issues.get(status, ("error", "processing", "The request failed", None))
     issue = {"severity": severity, "code": code, "diagnostics": text}
