@@ -441,7 +441,11 @@ def _decorate(op: dict, method: str, path: str, resource_type: str | None, route
         if method == "POST" and in_schema:
             example = _post_example(name)
             body = {"required": False, "content": _fhir_content(in_schema, {f"{name} parameters": example} if example else None)}
-        out_example = {"$ipt-progress": ex.progress_parameters_example()}.get(name)
+        out_example = {"$ipt-progress": (ex.progress_parameters_example(), {
+            "summary": "$ipt-progress result (its shape)",
+            "description": "What a standard course answers after two held sessions with PHQ-9 scores 19 and 14. "
+                           "The walk-through's own course (the request examples' steps) gives its own numbers: "
+                           "its plan, sessions and scores differ."})}.get(name)
         if name in ("$export", "$import"):  # Bulk Data async pattern
             responses = {"202": {"description": "Accepted: poll the URL in Content-Location",
                                  "headers": {"Content-Location": {"description": "The status URL to poll",
