@@ -7,6 +7,7 @@ Searches use only these standard R4 search parameters, all reference-typed, with
     Observation     based-on   (Observation.basedOn)
     CarePlan        goal       (CarePlan.goal)
     CarePlan        condition  (CarePlan.addresses)
+    CarePlan        subject    (CarePlan.subject)
 Within a transaction the implementation must see the transaction's own pending writes (with urn:uuid
 references already resolved), so rules judge the resources as they will be stored.
 """
@@ -23,6 +24,7 @@ SEARCH_PARAMS: dict[tuple[str, str], str] = {
     ("Observation", "based-on"): "basedOn",
     ("CarePlan", "goal"): "goal",
     ("CarePlan", "condition"): "addresses",
+    ("CarePlan", "subject"): "subject",
 }
 
 
@@ -83,6 +85,8 @@ def _matches(resource: dict, params: list[tuple[str, str]]) -> bool:
         if element is None:
             raise ValueError(f"search parameter {resource['resourceType']}:{name} is not supported here")
         refs = resource.get(element) or []
+        if isinstance(refs, dict):  # a single Reference (CarePlan.subject)
+            refs = [refs]
         if not any(same_reference(r, value) for r in refs):
             return False
     return True

@@ -208,6 +208,7 @@ def _check_careplan(plan: dict, previous: dict | None, lookup: ResourceLookup) -
         issues.append(warning("business-rule",
                               f"the plan addresses {len(areas)} IPT problem areas; IPT usually focuses on one or two",
                               "CarePlan.addresses"))
+    issues += _other_open_plans(plan, previous, lookup)
     if not plan.get("id") or (plan.get("status") == "draft" and previous is None):
         return issues
 
@@ -268,6 +269,24 @@ def _check_careplan(plan: dict, previous: dict | None, lookup: ResourceLookup) -
 
 # ---------------------------------------------------------------------------------------------
 # ServiceRequest (course)
+OPEN_PLAN = ("active", "on-hold")
+
+
+def _other_open_plans(plan: dict, previous: dict | None, lookup: ResourceLookup) -> list[Issue]:
+    """A plan that opens (created, or moved to active or on-hold) while its patient has another open IPT
+    plan: two courses at once are most often one stored twice (an $apply Bundle posted again)."""
+    subject = (plan.get("subject") or {}).get("reference")
+    if plan.get("status") not in OPEN_PLAN or (previous or {}).get("status") in OPEN_PLAN or not subject:
+        return []
+    others = [p["id"] for p in lookup.search("CarePlan", [("subject", subject)])
+              if p.get("id") != plan.get("id") and p.get("status") in OPEN_PLAN and claims_profile(p, CAREPLAN_PROFILE)]
+    if not others:
+        return []
+    return [warning("business-rule", f"{subject} already has an open IPT plan "
+                                     f"({', '.join(f'CarePlan/{i}' for i in sorted(others))}); check this one is "
+                                     "not a second copy", "CarePlan.status")]
+
+
 def _plan_of(resource: dict, lookup: ResourceLookup) -> tuple[int, str, dict | None] | None:
     plans = _resolve(resource.get("basedOn"), "CarePlan", lookup)
     found = [p for p in plans if p[2] is not None]

@@ -173,3 +173,19 @@ def test_an_apply_parameter_the_operation_does_not_take_is_a_400(client):
     assert "it takes subject, practitioner, start" in r.json()["issue"][0]["diagnostics"]
     assert client.get("/fhir/PlanDefinition/ipt-brief/$apply", params={"subject": "Patient/p1", "start": "2025-01-06",
                                                                        "bogus": "1"}).status_code == 400
+
+
+def test_a_second_open_plan_for_the_patient_is_stored_with_a_warning(client):
+    """An $apply Bundle posted twice makes two open courses for one patient: most often a mistake."""
+    first = client.post("/fhir/PlanDefinition/ipt-brief/$apply", json=params(store=True),
+                        headers={"Prefer": "return=OperationOutcome"})
+    plan = lambda r: next(e["response"] for e in r.json()["entry"]  # noqa: E731
+                          if e["response"]["location"].startswith("CarePlan/"))
+    assert not [i for i in plan(first)["outcome"]["issue"] if "open IPT plan" in i["diagnostics"]]
+    second = client.post("/fhir/PlanDefinition/ipt-brief/$apply", json=params(store=True),
+                         headers={"Prefer": "return=OperationOutcome"})
+    assert second.status_code == 200, second.text
+    found = [i for i in plan(second)["outcome"]["issue"] if "already has an open IPT plan" in i["diagnostics"]]
+    first_id = plan(first)["location"].split("/")[1]
+    assert [(i["severity"], i["expression"]) for i in found] == [("warning", ["CarePlan.status"])]
+    assert f"CarePlan/{first_id}" in found[0]["diagnostics"]
