@@ -353,8 +353,8 @@ class BundleService:
                 urn_map = {e.full_url: f"{e.resource_type}/{e.target_id}" for e in entries
                            if e.full_url and e.target_id}
                 writer.references = urn_map
-                writer.created = {f"{e.resource_type}/{e.target_id}" for e in entries
-                                  if e.method == "POST" and e.target_id}
+                writer.created = {f"{e.resource_type}/{e.target_id}": e.index for e in entries
+                                  if e.method == "POST" and e.target_id and not e.existing}
                 writer.links = _link_targets(entries, urn_map, base_url)
                 for entry in order:
                     if not entry.writes:
@@ -363,6 +363,10 @@ class BundleService:
                     rs.tag_deferred_checks(conn, entry.index)
                     results[entry.index] = writer.write(entry)
                 writer.flush()
+                for entry in order:
+                    if entry.method in ("PUT", "PATCH") and entry.criteria is not None:
+                        current = entry
+                        writer.check_no_overlap_with_creates(entry)
                 current = None
                 failures = rs.run_deferred_checks(conn, queue, lambda tag, exc: entry_error(int(tag), exc))
                 errors = [(tag, issues) for tag, issues in failures if any(i.is_error for i in issues)]
@@ -494,7 +498,7 @@ class _Writer:
         self.strict_search = strict_search  # search entries refuse unknown parameters (Prefer: handling=strict)
         self.claims = claims if claims is not None else _Claims()
         self.references: dict[str, str] = {}  # fullUrl -> Type/id, for Reference.reference
-        self.created: set[str] = set()  # the Type/id of each resource a POST entry creates (version 1)
+        self.created: dict[str, int] = {}  # the Type/id of each resource a POST entry creates (version 1): its entry
         self.links = NO_LINK_TARGETS  # for uri-typed elements and narrative links (_link_targets)
         self.batch_placeholders: dict[str, int] = {}  # in a batch: placeholder fullUrl -> entry index
         # False in a batch: conditional references stay as sent, for validation to refuse (an entry's
@@ -513,6 +517,19 @@ class _Writer:
             if where is None:
                 raise
             raise _located(exc, where) from None
+
+    def check_no_overlap_with_creates(self, entry: Entry) -> None:
+        """A conditional update or patch is processed after the creates (http.html#trules: POST, then PUT
+        and PATCH): its criteria are judged again once they are written. Matching a resource another entry
+        creates makes two entries act on one resource, and "If any resource identities (including
+        resolved identities from conditional update/delete) overlap in steps 1-3, then the transaction
+        SHALL fail". (Identities are settled before anything is written, when that match did not exist.)"""
+        assert entry.criteria is not None
+        for found in self.find(entry.resource_type, entry.criteria, "request.url"):
+            creator = self.created.get(f"{entry.resource_type}/{found}")
+            if creator is not None and creator != entry.index:
+                raise bad_request(f"The criteria also match {entry.resource_type}/{found}, which entry {creator} "
+                                  "creates: two entries of a transaction cannot act on one resource", "request.url")
 
     def claim_identities(self, entry: Entry) -> None:
         """Claim for `entry` the resources it would act on as the database stands now."""

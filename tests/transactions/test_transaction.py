@@ -399,3 +399,18 @@ def test_rule_checks_run_after_every_entry_is_written(client, hook_registry, dat
 def test_malformed_bundles_are_refused_with_an_outcome(client, bundle, status):
     r = post_bundle(client, bundle)
     assert r.status_code == status and r.json()["resourceType"] == "OperationOutcome"
+
+
+def test_a_conditional_update_matching_what_a_create_of_the_bundle_makes_fails_the_transaction(client):
+    """http.html#trules processes POSTs before PUTs: after the create, the criteria match its resource, so
+    two entries act on one resource and the transaction SHALL fail; it left two Patients with the one
+    identifier the client meant to keep unique. (A conditional patch matching nothing already fails: 404.)"""
+    ident = {"system": "urn:mrn", "value": "Y"}
+    conditional = put(patient(identifier=[ident], active=True), "Patient?identifier=urn:mrn|Y")
+    r = post_bundle(client, tx(conditional, post(patient(identifier=[ident]))))
+    assert r.status_code == 400, r.text
+    issue = r.json()["issue"][0]
+    assert issue["expression"] == ["Bundle.entry[0].request.url"] and "entry 1 creates" in issue["diagnostics"]
+    assert client.get("/fhir/Patient", params={"identifier": "urn:mrn|Y"}).json()["total"] == 0
+    alone = post_bundle(client, tx(put(patient(identifier=[ident]), "Patient?identifier=urn:mrn|Y")))
+    assert alone.status_code == 200  # on its own the conditional update creates, as before
