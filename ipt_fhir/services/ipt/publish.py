@@ -27,10 +27,8 @@ from .conformance import ConformanceRegistry
 
 log = logging.getLogger(__name__)
 
-_SERVER_META = ("versionId", "lastUpdated")
-
-
-ATTEMPTS = 5
+_SERVER_META = ("versionId", "lastUpdated")  # the store's own: compared without them
+ATTEMPTS = 5  # units of work one start tries: each lost race leaves less to write
 
 
 class _Lost(Exception):
