@@ -214,6 +214,8 @@ def search_params_for_capability(resource_type: str) -> list[dict]:
         if code == "_id":
             continue
         doc = f"{p.type} on {_relative_expression(resource_type, p.expression)}" if p.expression else p.type
+        if code == "phonetic":  # R4 leaves the algorithm to the server: say that there is none
+            doc += " (matched as a string, a prefix of a name part: no phonetic algorithm)"
         if p.type == "reference" and p.targets:
             # a Reference(Any) lists ~145 types: named, they were cut off mid-word by the 400-character cap
             named = ", ".join(p.targets) if len(p.targets) <= 10 else f"any of {len(p.targets)} resource types"
