@@ -1,5 +1,6 @@
 """Operational endpoints for orchestrators and monitoring (outside the FHIR base, plain JSON):
-/healthz (liveness), /readyz (database reachable and schema current), /metrics (Prometheus)."""
+/healthz (liveness), /readyz (database reachable, schema current, the server's IPT conformance resources
+stored), /metrics (Prometheus)."""
 from __future__ import annotations
 
 import gc
@@ -62,6 +63,9 @@ async def readyz(request: Request) -> JSONResponse:
     else:
         if body["schema"] != expected:
             body.update(status="not-ready", detail="schema out of date: run `ipt-fhir db upgrade`")
+        elif not getattr(request.app.state, "conformance_stored", True) and \
+                not await run_in_threadpool(_publish_conformance, request.app):
+            body.update(status="not-ready", detail="the server's IPT conformance resources could not be stored")
     body["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
     return JSONResponse(body, status_code=200 if body["status"] == "ready" else 503,
                         headers={"Cache-Control": "no-store"})
@@ -110,18 +114,24 @@ def _statistics(database) -> None:  # noqa: ANN001
         log.warning("could not gather SQLite planner statistics", exc_info=True)
 
 
-@asynccontextmanager
-def _publish_conformance(app: FastAPI) -> None:
+def _publish_conformance(app: FastAPI) -> bool:
     """The server's IPT conformance resources into the store (services/ipt/publish.py), before the first
-    request can search them."""
+    request can read them. Without them the protocols, profiles and code systems the server names answer
+    404, so the worker is not ready until they are stored: a database unreachable at start (or with an
+    old schema) is tried again by /readyz, as it reports."""
     from ipt_fhir.services.ipt.publish import publish
 
     try:
         publish(app.state.database, app.state.ipt_conformance)
-    except Exception:  # noqa: BLE001 - reads and writes work without them; searches of them then miss them
-        log.exception("could not store the server's IPT conformance resources")
+    except Exception:  # noqa: BLE001 - reported by /readyz, which tries again
+        log.warning("could not store the server's IPT conformance resources yet", exc_info=True)
+        app.state.conformance_stored = False
+    else:
+        app.state.conformance_stored = True
+    return app.state.conformance_stored
 
 
+@asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Graceful shutdown: uvicorn stops accepting connections on SIGTERM and lets in-flight requests
     finish (up to IPT_FHIR_SHUTDOWN_TIMEOUT seconds); bulk jobs running in this worker stop (an import

@@ -12,7 +12,7 @@ The front door takes a request only when FastAPI is certain to pick the same han
 - a known resource type and segments that are no `$operation` or `_reserved` name (the routes' own
   `fhirsegment` convertor), so `/fhir/$import`, `/fhir/Patient/$everything`, `/fhir/_history`,
   `/fhir/Patient/x/_history` and `/fhir/Patient/_search` keep reaching their routes;
-- not one of the server's own conformance resources, which ipt_routes serves ahead of rest_routes;
+- no write to one of the server's own conformance resources, which ipt_routes refuses ahead of rest_routes;
 - a method the shape has a handler for: anything else (405s, `$validate`, unknown routes) is FastAPI's.
 
 It steps aside, leaving everything to FastAPI, while `app.dependency_overrides` is set (so overrides are
@@ -60,8 +60,8 @@ _HANDLERS: dict[tuple[str, int], Callable[..., Any]] = {
 # Route dependencies the handlers may declare: each only looks something up in app.state.
 _SIMPLE_DEPENDENCIES = {get_settings, get_database, get_resource_service, get_history_service}
 
-# ipt_routes serves these ahead of rest_routes: GET [conformance type] (search merged with the server's
-# own) and any [conformance type]/[one of the server's ids] (read, vread, history, refused writes).
+# ipt_routes answers writes to [conformance type]/[one of the server's ids] ahead of rest_routes (a 405
+# whose Allow names GET and HEAD); reads and searches of them are rest_routes' and search_routes'.
 _CONFORMANCE_TYPE = re.compile(f"(?:{conf.TYPE_PATTERN})")
 _CONFORMANCE_ID = re.compile(f"(?:{conf.RESERVED_ID_PATTERN})")
 
@@ -98,14 +98,14 @@ class RestFrontDoor(BaseRoute):
         resource_type = parts[0]
         if resource_type not in REST_TYPES:
             return Match.NONE, {}
-        conformance_type = _CONFORMANCE_TYPE.fullmatch(resource_type) is not None
         if shape == _TYPE:
-            if conformance_type and scope["method"] in ("GET", "HEAD"):
-                return Match.NONE, {}
             params = {"resource_type": resource_type}
         elif shape == _INSTANCE or (shape == _VERSION and parts[2] == "_history" and parts[3] != ""):
             resource_id = parts[1]
-            if not _segment(resource_id) or (conformance_type and _CONFORMANCE_ID.fullmatch(resource_id)):
+            if not _segment(resource_id):
+                return Match.NONE, {}
+            if scope["method"] in ("PUT", "PATCH", "DELETE") and _CONFORMANCE_TYPE.fullmatch(resource_type) \
+                    and _CONFORMANCE_ID.fullmatch(resource_id):
                 return Match.NONE, {}
             params = {"resource_type": resource_type, "resource_id": resource_id}
             if shape == _VERSION:

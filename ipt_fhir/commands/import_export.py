@@ -158,11 +158,19 @@ def _import_local(database_url, bundles, ndjson, dry_run, batch, summary, errors
     from ipt_fhir.store import migrate
     from ipt_fhir.store.database import Database
 
+    from ipt_fhir.services import ipt as ipt_layer
+    from ipt_fhir.services.ipt.publish import publish
+
     url = database_url or get_settings().database_url
     if url.startswith("sqlite"):
         migrate.upgrade(url)
     db = Database(url)
     try:
+        # As in the server: the IPT profiles, rules and read model apply, and the server's own conformance
+        # resources are stored, so that no line can take their ids or canonical URLs.
+        registry = ipt_layer.install(get_settings().canonical_base)
+        if not dry_run:
+            publish(db, registry)
         service = BundleService(db, ResourceService(db))
         for path in bundles:
             entries = []

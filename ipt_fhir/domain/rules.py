@@ -28,6 +28,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Iterable
 
+from ..fhir.dates import parse_fhir_datetime_range
 from ..fhir.outcome import Issue, error, warning
 from .canonical import (
     CAREPLAN_PROFILE, COURSE_PROFILE, CPT, CPT_DISPLAY, CS_PROBLEM_AREA, EXT_PHASE, EXT_PROBLEM_AREA_FOCUS,
@@ -148,6 +149,18 @@ def _moment(text: str | None) -> datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _starts_after(text: str | None, moment: datetime) -> bool:
+    """Whether a FHIR date, dateTime or instant of any precision (`2099`, `2099-05`, a full instant)
+    begins after `moment`: the start of the range it names (fhir.dates)."""
+    if not isinstance(text, str):
+        return False
+    try:
+        low, _high = parse_fhir_datetime_range(text)
+    except ValueError:
+        return False  # malformed: the validator's to report
+    return low > moment
 
 
 def _session_start(encounter: dict) -> str | None:
@@ -542,7 +555,8 @@ def _check_score(obs: dict, previous: dict | None, lookup: ResourceLookup) -> li
             issues.append(error("business-rule", f"the score is about {subject_of(obs)}, plan {ref} about "
                                                   f"{subject_of(plan)}", "Observation.subject"))
     taken = _moment(observation_date(obs))
-    if taken is not None and taken > datetime.now(timezone.utc) + SCORE_CLOCK_SLACK:
+    retracted = obs.get("status") in ("entered-in-error", "cancelled")  # may always be said of a score
+    if not retracted and _starts_after(observation_date(obs), datetime.now(timezone.utc) + SCORE_CLOCK_SLACK):
         # A measurement not taken yet: as the latest score it would stand for the course's outcome.
         issues.append(error("business-rule", f"the score is dated {observation_date(obs)}, in the future",
                             "Observation.effective"))

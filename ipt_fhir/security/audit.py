@@ -90,25 +90,6 @@ def note_search(interaction: str | None, query: str | None, patients: set[str]) 
         c.reads.append(Access(interaction, [], set(patients), query))
 
 
-def reads_noted() -> int:
-    """A mark for fold_reads_since: how many reads this request has noted so far."""
-    c = _collector.get()
-    return len(c.reads) if c is not None else 0
-
-
-def fold_reads_since(mark: int) -> None:
-    """Fold the reads noted since `mark` into the one noted just before it: a search a route answers with
-    several queries (the conformance types' pages) is one access, recorded once with all its patients."""
-    c = _collector.get()
-    if c is None or not 0 < mark < len(c.reads):
-        return
-    first = c.reads[mark - 1]
-    for later in c.reads[mark:]:
-        first.resources.extend(later.resources)
-        first.patients |= later.patients
-    del c.reads[mark:]
-
-
 def patients_in(conn: Connection, pairs: list[tuple[str, str]]) -> set[str]:
     """The patients whose compartments hold these stored resources (from the reference index), counting
     references to the request's own base only (_patients_in); none when no audit is being collected."""

@@ -55,7 +55,6 @@ from ipt_fhir.store.search_index import table_rows
 
 log = logging.getLogger("ipt_fhir.bulk_import")
 
-_SERVER_META = ("versionId", "lastUpdated")
 _READ_BLOCK = 1 << 22
 
 
@@ -100,8 +99,9 @@ class LineError:
     issues: list[Issue]
 
     def outcome(self) -> dict:
+        # An issue about the line as a whole (not JSON, not a resource) names the resource it should be.
         oo = operation_outcome([Issue(i.severity, i.code, f"{self.file} line {self.line}: {i.diagnostics}",
-                                      i.expression) for i in self.issues])
+                                      i.expression or (("Resource",) if i.is_error else ())) for i in self.issues])
         oo["extension"] = [{"url": "http://ipt-fhir.org/fhir/StructureDefinition/bulk-import-source",
                             "extension": [{"url": "file", "valueString": self.file},
                                           {"url": "line", "valueInteger": self.line}]}]
@@ -390,7 +390,7 @@ class Importer:
                     doc = load_stored(ln.content)
                     if not deleted:
                         previous = load_stored(content)
-                        if _same_content(previous, doc):
+                        if rs.same_content(previous, doc):
                             outcome[key] = "unchanged"
                             continue
                     doc = rs.with_server_meta(doc, ln.id, version_id + 1, now)
@@ -447,20 +447,6 @@ def _same_stored(stored: bytes | None, incoming: bytes) -> bool:
     if stored is None:
         return False
     return _SERVER_META_BYTES.sub(b"", bytes(stored), 1) == _SERVER_META_BYTES.sub(b"", incoming, 1)
-
-
-def _same_content(stored: dict, incoming: dict) -> bool:
-    return _without_server_meta(stored) == _without_server_meta(incoming)
-
-
-def _without_server_meta(resource: dict) -> dict:
-    meta = resource.get("meta")
-    out = {k: v for k, v in resource.items() if k != "meta"}
-    if isinstance(meta, dict):
-        rest = {k: v for k, v in meta.items() if k not in _SERVER_META}
-        if rest:
-            out["meta"] = rest
-    return out
 
 
 def sources_from_paths(paths: list[Path]) -> list[Source]:

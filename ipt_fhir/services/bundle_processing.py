@@ -525,6 +525,8 @@ class _Writer:
         resolved identities from conditional update/delete) overlap in steps 1-3, then the transaction
         SHALL fail". (Identities are settled before anything is written, when that match did not exist.)"""
         assert entry.criteria is not None
+        if not self.created:  # no POST created anything: nothing to overlap with, no search
+            return
         for found in self.find(entry.resource_type, entry.criteria, "request.url"):
             creator = self.created.get(f"{entry.resource_type}/{found}")
             if creator is not None and creator != entry.index:

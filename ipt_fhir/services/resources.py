@@ -120,6 +120,23 @@ def with_server_meta(resource: dict, resource_id: str, version_id: int, last_upd
     return out
 
 
+def same_content(stored: dict, incoming: dict) -> bool:
+    """Whether two versions of a resource say the same, server-owned meta (versionId, lastUpdated) apart:
+    writing `incoming` over `stored` would change nothing (an import's unchanged line, a start-up that
+    finds the server's own resources as its code has them)."""
+    return _without_server_meta(stored) == _without_server_meta(incoming)
+
+
+def _without_server_meta(resource: dict) -> dict:
+    meta = resource.get("meta")
+    out = {k: v for k, v in resource.items() if k != "meta"}
+    if isinstance(meta, dict):
+        rest = {k: v for k, v in meta.items() if k not in SERVER_OWNED_META}
+        if rest:
+            out["meta"] = rest
+    return out
+
+
 Versions = frozenset[int]  # the versions a list of ETags names (If-Match, If-None-Match)
 ANY_VERSION = -2  # If-Match: *
 NO_VERSION = -1  # an ETag naming no version this server writes (W/"0", W/"01"): its precondition never holds
@@ -217,13 +234,6 @@ def unchanged(stored: StoredVersion, none_match: frozenset[int] | None, modified
     return True
 
 
-def previous_updated(conn: Connection, current: StoredVersion) -> datetime | None:
-    """The lastUpdated of the version before `current` (None for a first version)."""
-    previous = repo.version(conn, current.resource_type, current.id, current.version_id - 1) \
-        if current.version_id > 1 else None
-    return previous.last_updated if previous is not None else None
-
-
 def _require_if_none_match(if_none_match: frozenset[int] | None, current: StoredVersion | None) -> None:
     """412 unless the If-None-Match precondition of a write holds (RFC 9110 13.1.2): `*` fails when the
     resource has a current representation, a list of ETags when it names the current version. An unknown
@@ -282,12 +292,12 @@ class ResourceService:
             raise not_found(f"{resource_type}/{resource_id} is not known")
         return _visible_read("read", stored)
 
-    def updated_before(self, current: StoredVersion) -> Callable[[], datetime | None]:
-        """The lastUpdated of the version before `current`, read when asked (unchanged's `earlier`)."""
-        def earlier() -> datetime | None:
-            with self.db.read() as conn:
-                return previous_updated(conn, current)
-        return earlier
+    def updated_before(self, current: StoredVersion) -> datetime | None:
+        """The lastUpdated of the version before `current` (unchanged's `earlier`), None for a first one:
+        one keyed row, without a snapshot (as a read by id)."""
+        if current.version_id < 2:
+            return None
+        return repo.version_updated(self.db, current.resource_type, current.id, current.version_id - 1)
 
     def vread(self, resource_type: str, resource_id: str, version_id: str) -> StoredVersion:
         require_rest_type(resource_type)

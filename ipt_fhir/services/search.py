@@ -320,14 +320,6 @@ def _settings_counts() -> tuple[int, int]:
     return s.default_page_size, s.max_page_size
 
 
-def page_size(params: list[tuple[str, str]]) -> int:
-    """The page size a search with these parameters uses, as build_request reads it: the last _count
-    given (capped), else the default."""
-    default, cap = _settings_counts()
-    counts = [(n, v) for n, v in given_params(params) if n.partition(":")[0] == "_count"]
-    return min(parse_positive_int(counts[-1][1], counts[-1][0]), cap) if counts else default
-
-
 def _encode_page(keys: list, direction: str) -> str:
     raw = dump_json({"k": keys, "d": direction})
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -1015,29 +1007,6 @@ def _self_url(req: Request, base_url: str, link_path: str) -> str:
     """The page's self link: the parameters used to process it, encoded like the other links, also for
     POST _search (its body's parameters as a GET); a later page's self link is the link that led to it."""
     return _link(req, base_url, link_path, req.page_token)
-
-
-def included_entries(db: Database, resource_type: str, params: list[tuple[str, str]], matched_ids: list[str], *,
-                     base_url: str) -> list[dict]:
-    """The entries (search mode `include`) that the `_include`/`_revinclude` of `params` add for
-    `matched_ids`, resources of `resource_type` matched outside the store (the server's own conformance
-    resources, services/ipt/conformance.py); `_summary` applies to them as to any included resource.
-    Those resources have no index rows, so what they reference is not included (README); what stored
-    resources say of them (`_revinclude`, also by canonical URL) is, and `:iterate` goes on from there.
-    Only those result parameters are read: the rest (criteria, the caller's own `_page` tokens) were the
-    caller's search."""
-    base_url = base_url.rstrip("/")
-    req = Request(types=[resource_type], clauses={resource_type: []}, count=0, sort=[])
-    for name, value in given_params(params):
-        if name.partition(":")[0] in ("_include", "_revinclude", "_summary"):
-            _apply_result_param(req, name, value, True, 0)
-    if not matched_ids or not (req.includes or req.revincludes):
-        return []
-    with db.read() as conn:
-        included = guard.filter_rows(_includes(conn, req, [(resource_type, i) for i in matched_ids], base_url))
-        audit.note_search(None, None, audit.patients_in(conn, [(a, b) for a, b, _ in included]))
-    return [{"fullUrl": f"{base_url}/{rt}/{rid}", "resource": load_stored(content), "search": {"mode": "include"}}
-            for rt, rid, content in _as_included(req, included)]
 
 
 def search(db: Database, resource_type: str | None, params: list[tuple[str, str]], *, base_url: str,

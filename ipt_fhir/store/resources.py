@@ -53,6 +53,18 @@ def read_current(db: Database, resource_type: str, resource_id: str) -> StoredVe
     return None if row is None else _stored(resource_type, resource_id, row)
 
 
+_VERSION_UPDATED_SQL = ("SELECT last_updated FROM resource_history WHERE resource_type = ? AND id = ? "
+                        "AND version_id = ?")
+
+
+def version_updated(db: Database, resource_type: str, resource_id: str, version_id: int) -> datetime | None:
+    """The lastUpdated of one version, read outside any unit of work (as read_current is)."""
+    row = db.fetch_one(_VERSION_UPDATED_SQL, (resource_type, resource_id, version_id))
+    if row is None:
+        return None
+    return _utc(row[0] if isinstance(row[0], datetime) else datetime.fromisoformat(row[0]))
+
+
 def current_many(conn: Connection, resource_type: str, ids: list[str]) -> list[StoredVersion]:
     if not ids:
         return []

@@ -98,6 +98,9 @@ FRONT_DOOR = [  # (method, path, body, headers, handler)
     ("HEAD", "/fhir/Patient", None, {}, search_routes.type_search),
     ("GET", "/fhir/Patient?_count=x", None, {"Prefer": "handling=strict"}, search_routes.type_search),
     ("GET", "/fhir/StructureDefinition/not-ours", None, {}, rest_routes.read),
+    ("GET", "/fhir/StructureDefinition/ipt-symptom-score", None, {}, rest_routes.read),  # the server's own: stored
+    ("GET", "/fhir/PlanDefinition/ipt-standard-individual/_history/1", None, {}, rest_routes.vread),
+    ("GET", "/fhir/CodeSystem", None, {}, search_routes.type_search),
     ("GET", "/fhir/Patient/p1/", None, {}, rest_routes.read),  # routed again without the slash (trailing_slash.py)
     ("PUT", "/fhir/PlanDefinition", {"resourceType": "PlanDefinition"}, {}, rest_routes.conditional_update),
 ]
@@ -112,11 +115,8 @@ FASTAPI_ROUTED = [  # (method, path, body, headers): shapes and names the front 
     ("GET", "/fhir", None, {}),
     ("GET", "/fhir/metadata", None, {}),
     ("GET", "/fhir/.well-known/smart-configuration", None, {}),
-    ("GET", "/fhir/StructureDefinition/ipt-symptom-score", None, {}),  # the server's own conformance resources
-    ("GET", "/fhir/PlanDefinition/ipt-standard-individual/_history/1", None, {}),
-    ("PUT", "/fhir/PlanDefinition/ipt-standard-individual", {"resourceType": "PlanDefinition"}, {}),
-    ("DELETE", "/fhir/CodeSystem/ipt-phase", None, {}),
-    ("GET", "/fhir/CodeSystem", None, {}),
+    ("PUT", "/fhir/PlanDefinition/ipt-standard-individual", {"resourceType": "PlanDefinition"}, {}),  # refused
+    ("DELETE", "/fhir/CodeSystem/ipt-phase", None, {}),  # writes to the server's own conformance resources
     ("GET", "/fhir/CarePlan/x/$ipt-progress", None, {}),
     ("POST", "/fhir/Patient/$validate", PATIENT, {}),
     ("POST", "/fhir/Patient/p1/$validate", PATIENT, {}),

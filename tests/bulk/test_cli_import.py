@@ -200,3 +200,25 @@ def test_import_to_a_server_sends_a_large_file_in_parts_and_names_its_own_lines(
 
         total = httpx.get(f"{base}/fhir/Patient?_summary=count").json()["total"]
     assert total == 99
+
+
+def test_an_import_straight_into_a_database_cannot_take_the_servers_own_resources(tmp_path):
+    """The IPT layer applies as in the server: the server's conformance resources are stored first and no
+    line may overwrite one or claim its canonical URL."""
+    url = f"sqlite:///{tmp_path / 'own.db'}"
+    lines = tmp_path / "plans.ndjson"
+    lines.write_text("\n".join(json.dumps(r) for r in (
+        {"resourceType": "PlanDefinition", "id": "ipt-brief", "status": "retired", "name": "Hijacked",
+         "url": "http://ipt-fhir.org/fhir/PlanDefinition/ipt-brief"},
+        {"resourceType": "PlanDefinition", "id": "squat", "status": "active",
+         "url": "http://ipt-fhir.org/fhir/PlanDefinition/ipt-who-group"},
+        {"resourceType": "PlanDefinition", "id": "mine", "status": "draft"})) + "\n")
+    proc = _cli("import", str(lines), "--database-url", url)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, err.decode()[-3000:]
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        rows = dict(conn.exec_driver_sql("SELECT id, content FROM resource WHERE resource_type = 'PlanDefinition'").all())
+    engine.dispose()
+    assert "mine" in rows and "squat" not in rows
+    assert json.loads(rows["ipt-brief"])["status"] == "active"

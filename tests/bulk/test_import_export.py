@@ -153,6 +153,17 @@ def test_an_oversize_ndjson_upload_is_413_naming_resources(settings, database):
         assert chunked.status_code == 413 and chunked.json()["issue"][0]["expression"] == ["Resource"]
 
 
+def test_every_line_error_names_an_element_or_the_resource_the_line_should_be(client):
+    body = "\n".join(["not json", json.dumps({"resourceType": "Parameters"}), "[1]",
+                      json.dumps({"resourceType": "Patient", "id": "x", "gender": "nope"})])
+    r = client.post("/fhir/$import", content=body, headers={"content-type": "application/fhir+ndjson"})
+    manifest = poll(client, r.headers["Content-Location"])
+    errors = client.get(manifest["error"][0]["url"].split("testserver", 1)[1]).text.splitlines()
+    issues = [i for line in errors for i in json.loads(line)["issue"] if i["severity"] == "error"]
+    assert len(errors) == 4 and all(i.get("expression") for i in issues), issues
+    assert ["Resource"] in [i["expression"] for i in issues] and ["Patient.gender"] in [i["expression"] for i in issues]
+
+
 def test_an_upload_works_with_the_default_relative_bulk_directory_and_is_removed_when_done(
         database, database_url, tmp_path, monkeypatch):
     """IPT_FHIR_BULK_DIR defaults to ./ipt-fhir-bulk; an uploaded body is patient data kept only while

@@ -152,7 +152,8 @@ def test_a_course_of_the_protocol_minimum_has_no_warning(client):
 
 
 @pytest.mark.parametrize("subject, practitioner, missing", [
-    ("Patient/nope", "Practitioner/t1", "subject"), ("Patient/p1", "Practitioner/nope", "practitioner")])
+    ("Patient/nope", "Practitioner/t1", "subject"), ("Patient/p1", "Practitioner/nope", "practitioner"),
+    ("Patient/nope/_history/1", "Practitioner/t1", "subject")])
 def test_a_stored_course_must_name_a_patient_and_therapist_who_exist(client, subject, practitioner, missing):
     body = params(store=True)
     body["parameter"][0]["valueReference"]["reference"] = subject

@@ -306,6 +306,10 @@ def test_a_score_dated_in_the_future_is_refused(client):
     assert [i["expression"] for i in errors(r)] == [["Observation.effective"]]
     assert "in the future" in errors(r)[0]["diagnostics"]
     assert put(client, phq9("today", 3, date.today().isoformat())).status_code == 201
+    for partial in ("2099", "2099-05"):  # a date of any precision that starts in the future
+        assert put(client, phq9(f"partial-{partial}", 3, partial)).status_code == 422, partial
+    retracted = phq9("future", 3, "2099-01-01T10:00:00Z", status="entered-in-error")
+    assert put(client, retracted).status_code == 201  # a retraction may always be stored
 
 
 def test_a_score_at_a_session_not_held_or_far_from_its_date_is_stored_with_a_warning(client):

@@ -50,6 +50,30 @@ def test_readyz_is_not_ready_when_the_database_is_unreachable():
     assert r.status_code == 503 and r.json()["database"] == "unreachable"
 
 
+def test_readyz_is_not_ready_until_the_servers_conformance_resources_are_stored(tmp_path, monkeypatch):
+    """Stored at start; a start that could not store them (a database not reachable yet) leaves the worker
+    not ready, and /readyz tries again."""
+    from ipt_fhir.services.ipt import publish as publish_module
+
+    url = f"sqlite:///{tmp_path / 'late.db'}"
+    migrate.upgrade(url)
+    real = publish_module.publish
+    failures = iter([True, True])  # the start, then the first /readyz
+
+    def flaky(db, registry):  # noqa: ANN001, ANN202
+        if next(failures, False):
+            raise OSError("database not there yet")
+        return real(db, registry)
+
+    monkeypatch.setattr(publish_module, "publish", flaky)
+    with TestClient(create_app(Settings(database_url=url), Database(url))) as c:
+        assert c.get("/fhir/PlanDefinition/ipt-brief").status_code == 404
+        first = c.get("/readyz")
+        assert first.status_code == 503 and "conformance resources" in first.json()["detail"]
+        assert c.get("/readyz").status_code == 200
+        assert c.get("/fhir/PlanDefinition/ipt-brief").status_code == 200
+
+
 def test_request_id_is_echoed_or_generated(client):
     assert client.get("/fhir/metadata", headers={"X-Request-ID": "ehr-4711.a"}).headers["x-request-id"] == "ehr-4711.a"
     generated = client.get("/fhir/metadata").headers["x-request-id"]

@@ -5,7 +5,6 @@ writes to their ids or canonical URLs are refused (hook._check_conformance_write
 """
 from __future__ import annotations
 
-import copy
 from functools import lru_cache
 
 from ipt_fhir.domain.conformance_loader import CONFORMANCE_TYPES, ipt_profile_urls, load_conformance
@@ -19,7 +18,7 @@ class ConformanceRegistry:
         self.canonical_base = canonical_base.rstrip("/")
         self.resources: dict[tuple[str, str], dict] = {}
         for r in load_conformance(self.canonical_base):
-            self.resources[(r["resourceType"], r["id"])] = copy.deepcopy(r)
+            self.resources[(r["resourceType"], r["id"])] = r  # load_conformance hands out copies
         self.urls = {r["url"]: key for key, r in self.resources.items() if r.get("url")}
         # Ids no client-written conformance resource may take (any of these types).
         self.reserved_ids = frozenset(rid for _, rid in self.resources)
@@ -40,9 +39,6 @@ class ConformanceRegistry:
     def owns(self, resource_type: str, resource_id: str) -> bool:
         return (resource_type, resource_id) in self.resources
 
-    def get(self, resource_type: str, resource_id: str) -> dict | None:
-        return self.resources.get((resource_type, resource_id))
-
     def claims_url(self, url: object) -> bool:
         return isinstance(url, str) and url.split("|", 1)[0] in self.urls
 
@@ -60,7 +56,8 @@ _active: ConformanceRegistry | None = None
 
 
 def install(canonical_base: str) -> ConformanceRegistry:
-    """Register the IPT conformance resources with the validator and make them the served set."""
+    """Register the IPT conformance resources with the validator and make them the active set (the ids
+    and canonical URLs writes are refused, publish.py's content)."""
     global _active
     reg = registry(canonical_base.rstrip("/"))
     reg.register_with_validator()

@@ -36,7 +36,9 @@ class IptService:
             raise FHIRError.of(422, "not-supported",
                                f"$apply is implemented for the IPT protocols this server publishes, not for "
                                f"PlanDefinition/{plan_definition_id}", "PlanDefinition")
-        if request.store:
+        # A restricted token is told nothing of what exists outside what it may read (the transaction
+        # checks its compartment and scopes as for any write); everyone else hears a missing target.
+        if request.store and not guard.is_restricted():
             self._require_existing(request.subject, "subject")
             if request.practitioner:
                 self._require_existing(request.practitioner, "practitioner")
@@ -46,7 +48,7 @@ class IptService:
         """Stored, the course must be about someone who exists here: a plan, course and sessions pointing
         at nothing would be written in full otherwise. (A preview may name anyone: its Bundle is the
         client's to complete, e.g. with the Patient's own entry.)"""
-        parts = reference.split("/")
+        parts = reference.split("/_history/", 1)[0].split("/")  # a version names the same resource
         if len(parts) != 2:  # a urn:uuid: no entry of the stored Bundle has it, the transaction says so
             return
         with self.db.read() as conn:

@@ -17,7 +17,7 @@ import logging
 from sqlalchemy.engine import Connection
 
 from ipt_fhir.fhir.jsonio import dump_json, load_stored
-from ipt_fhir.services.resources import now_utc, with_server_meta
+from ipt_fhir.services.resources import now_utc, same_content, with_server_meta
 from ipt_fhir.store import resources as repo
 from ipt_fhir.store.database import Database
 from ipt_fhir.store.resources import StoredVersion
@@ -27,7 +27,6 @@ from .conformance import ConformanceRegistry
 
 log = logging.getLogger(__name__)
 
-_SERVER_META = ("versionId", "lastUpdated")  # the store's own: compared without them
 ATTEMPTS = 5  # units of work one start tries: each lost race leaves less to write
 
 
@@ -54,7 +53,7 @@ def publish(db: Database, registry: ConformanceRegistry) -> int:
 
 def _publish_one(conn: Connection, resource_type: str, resource_id: str, resource: dict) -> int:
     current = repo.current(conn, resource_type, resource_id)
-    if current is not None and not current.deleted and _same(load_stored(current.content), resource):
+    if current is not None and not current.deleted and same_content(load_stored(current.content), resource):
         return 0
     version_id = 1 if current is None else current.version_id + 1
     last_updated = now_utc()
@@ -66,15 +65,3 @@ def _publish_one(conn: Connection, resource_type: str, resource_id: str, resourc
         raise _Lost()
     write_index(conn, resource_type, resource_id, doc)
     return 1
-
-
-def _without_server_meta(resource: dict) -> dict:
-    meta = {k: v for k, v in (resource.get("meta") or {}).items() if k not in _SERVER_META}
-    out = {k: v for k, v in resource.items() if k != "meta"}
-    if meta:
-        out["meta"] = meta
-    return out
-
-
-def _same(stored: dict, resource: dict) -> bool:
-    return _without_server_meta(stored) == _without_server_meta(resource)
