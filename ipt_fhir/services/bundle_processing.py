@@ -355,6 +355,8 @@ class BundleService:
                 writer.references = urn_map
                 writer.created = {f"{e.resource_type}/{e.target_id}": e.index for e in entries
                                   if e.method == "POST" and e.target_id and not e.existing}
+                writer.written = {f"{e.resource_type}/{e.target_id}": e.index for e in entries
+                                  if e.writes and e.target_id and not e.existing}
                 writer.links = _link_targets(entries, urn_map, base_url)
                 for entry in order:
                     if not entry.writes:
@@ -499,6 +501,7 @@ class _Writer:
         self.claims = claims if claims is not None else _Claims()
         self.references: dict[str, str] = {}  # fullUrl -> Type/id, for Reference.reference
         self.created: dict[str, int] = {}  # the Type/id of each resource a POST entry creates (version 1): its entry
+        self.written: dict[str, int] = {}  # the Type/id of each resource an entry creates, updates or patches
         self.links = NO_LINK_TARGETS  # for uri-typed elements and narrative links (_link_targets)
         self.batch_placeholders: dict[str, int] = {}  # in a batch: placeholder fullUrl -> entry index
         # False in a batch: conditional references stay as sent, for validation to refuse (an entry's
@@ -519,19 +522,19 @@ class _Writer:
             raise _located(exc, where) from None
 
     def check_no_overlap_with_creates(self, entry: Entry) -> None:
-        """A conditional update or patch is processed after the creates (http.html#trules: POST, then PUT
-        and PATCH): its criteria are judged again once they are written. Matching a resource another entry
-        creates makes two entries act on one resource, and "If any resource identities (including
-        resolved identities from conditional update/delete) overlap in steps 1-3, then the transaction
-        SHALL fail". (Identities are settled before anything is written, when that match did not exist.)"""
+        """A conditional update or patch is judged again once every entry is written: identities are
+        settled before anything is written, and "If any resource identities (including resolved identities
+        from conditional update/delete) overlap in steps 1-3, then the transaction SHALL fail"
+        (http.html#trules). Matching a resource another entry wrote (a POST's create, processed before
+        PUTs; a PUT or PATCH by id; another conditional update that created) makes two entries act on one."""
         assert entry.criteria is not None
-        if not self.created:  # no POST created anything: nothing to overlap with, no search
+        if len(self.written) < 2:  # no other entry wrote anything: nothing to overlap with, no search
             return
         for found in self.find(entry.resource_type, entry.criteria, "request.url"):
-            creator = self.created.get(f"{entry.resource_type}/{found}")
-            if creator is not None and creator != entry.index:
-                raise bad_request(f"The criteria also match {entry.resource_type}/{found}, which entry {creator} "
-                                  "creates: two entries of a transaction cannot act on one resource", "request.url")
+            writer = self.written.get(f"{entry.resource_type}/{found}")
+            if writer is not None and writer != entry.index:
+                raise bad_request(f"The criteria also match {entry.resource_type}/{found}, which entry {writer} "
+                                  "writes: two entries of a transaction cannot act on one resource", "request.url")
 
     def claim_identities(self, entry: Entry) -> None:
         """Claim for `entry` the resources it would act on as the database stands now."""

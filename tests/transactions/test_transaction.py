@@ -410,7 +410,21 @@ def test_a_conditional_update_matching_what_a_create_of_the_bundle_makes_fails_t
     r = post_bundle(client, tx(conditional, post(patient(identifier=[ident]))))
     assert r.status_code == 400, r.text
     issue = r.json()["issue"][0]
-    assert issue["expression"] == ["Bundle.entry[0].request.url"] and "entry 1 creates" in issue["diagnostics"]
+    assert issue["expression"] == ["Bundle.entry[0].request.url"] and "entry 1 writes" in issue["diagnostics"]
     assert client.get("/fhir/Patient", params={"identifier": "urn:mrn|Y"}).json()["total"] == 0
     alone = post_bundle(client, tx(put(patient(identifier=[ident]), "Patient?identifier=urn:mrn|Y")))
     assert alone.status_code == 200  # on its own the conditional update creates, as before
+
+
+@pytest.mark.parametrize("other", ["by id", "conditional"])
+def test_a_conditional_update_matching_what_another_update_of_the_bundle_writes_fails_it(client, other):
+    """The same rule for the other writes: a PUT by id, or a second conditional update that creates, whose
+    resource the first one's criteria then match."""
+    ident = {"system": "urn:mrn", "value": "Z"}
+    first = put(patient(identifier=[ident], active=True), "Patient?identifier=urn:mrn|Z")
+    second = put(patient(id="pz", identifier=[ident])) if other == "by id" else \
+        put(patient(identifier=[ident], gender="male"), "Patient?identifier=urn:mrn|Z&gender=male")
+    r = post_bundle(client, tx(first, second))
+    assert r.status_code == 400, r.text
+    assert "two entries of a transaction cannot act on one resource" in r.json()["issue"][0]["diagnostics"]
+    assert client.get("/fhir/Patient", params={"identifier": "urn:mrn|Z"}).json()["total"] == 0
