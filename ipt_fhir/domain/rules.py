@@ -9,9 +9,10 @@ Rules by resource (path prefixes name the element at fault):
   CarePlan        status transitions; one subject with its goals, conditions, courses and sessions;
                   1-2 problem areas (more: warning; none once a post-initial session is held: error);
                   a completed plan has a held termination-phase session; period covers the sessions;
-                  entered-in-error with live sessions: warning.
+                  entered-in-error with live sessions: warning; another open IPT plan of the
+                  patient: warning.
   ServiceRequest  based on an existing CarePlan with the same subject; none added to a closed plan;
-                  sessions ordered within the protocol maximum.
+                  sessions ordered within the protocol maximum (below its minimum: warning).
   Encounter       based on an existing course; same subject; no new upcoming session on a closed
                   plan or course; within the plan period; session numbers unique and increasing with date;
                   count vs protocol maximum (error) and vs planned (warning); phase known to the
@@ -20,7 +21,8 @@ Rules by resource (path prefixes name the element at fault):
   Goal            addresses a problem area or a diagnosis of the same subject; plans holding it share
                   the subject.
   Observation     score a whole number within the instrument's range (or absent, with a dataAbsentReason:
-                  the profile's ipt-score-1); same subject as its plan and session.
+                  the profile's ipt-score-1); same subject as its plan and session; not dated in the
+                  future; its session held and near its date (warnings).
   Condition       plans addressing a problem area share its subject.
 """
 from __future__ import annotations
@@ -280,8 +282,6 @@ def _check_careplan(plan: dict, previous: dict | None, lookup: ResourceLookup) -
     return issues
 
 
-# ---------------------------------------------------------------------------------------------
-# ServiceRequest (course)
 OPEN_PLAN = ("active", "on-hold")
 
 
@@ -300,6 +300,8 @@ def _other_open_plans(plan: dict, previous: dict | None, lookup: ResourceLookup)
                                      "not a second copy", "CarePlan.status")]
 
 
+# ---------------------------------------------------------------------------------------------
+# ServiceRequest (course)
 def _plan_of(resource: dict, lookup: ResourceLookup) -> tuple[int, str, dict | None] | None:
     plans = _resolve(resource.get("basedOn"), "CarePlan", lookup)
     found = [p for p in plans if p[2] is not None]
