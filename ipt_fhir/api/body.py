@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import Request
 
 from ipt_fhir.fhir.jsonio import parse_json
-from ipt_fhir.fhir.outcome import FHIRError
+from ipt_fhir.fhir.outcome import FHIRError, Issue
 from ipt_fhir.fhir.validation.definitions import known_resource_types
 
 from .negotiation import check_body_media_type, response_media_type
@@ -70,5 +70,11 @@ def scope_media_type(scope: dict) -> str | None:
 
 def at_root(exc: FHIRError, root: str) -> FHIRError:
     """`exc` with `root` as the expression of each issue that names none."""
-    exc.issues = [i if i.expression else replace(i, expression=(root,)) for i in exc.issues]
+    exc.issues = rooted(exc.issues, root)
     return exc
+
+
+def rooted(issues: list[Issue], root: str, *, errors_only: bool = False) -> list[Issue]:
+    """`issues`, each (or each error) that names no element pointing at `root` instead."""
+    return [replace(i, expression=(root,)) if not i.expression and (i.is_error or not errors_only) else i
+            for i in issues]

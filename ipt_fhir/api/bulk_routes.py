@@ -18,7 +18,7 @@ from ipt_fhir.security.scopes import AUDIT_TYPE
 from ipt_fhir.services.bulk_export import ExportJobs, ExportRequest, parse_export_params
 from ipt_fhir.services.bulk_import import ImportJobs
 
-from .body import NDJSON, NDJSON_TYPES, at_root
+from .body import NDJSON, NDJSON_TYPES, at_root, body_root
 from .negotiation import body_media_type, response_media_type
 from .responses import fhir_base_url, prefer_header, prefers_lenient_handling
 from .search_routes import operation_params
@@ -89,8 +89,7 @@ def _import_inputs(body: object) -> list[str]:
 async def kick_off_import(request: Request) -> Response:
     response_media_type(request)  # an OperationOutcome in XML is not served: 406 before a job starts
     ctype = body_media_type(request)
-    # A body refused as a whole names what it should have been: NDJSON lines of resources, or Parameters.
-    root = "Resource" if ctype in NDJSON_TYPES else "Parameters"
+    root = body_root(request.scope["path"], ctype)  # NDJSON lines of resources, or Parameters
     try:
         body = await request.body()
         limit = request.app.state.settings.max_body_bytes

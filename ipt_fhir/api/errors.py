@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import replace
 from typing import Callable, Iterator
 
 from fastapi import FastAPI, Request
@@ -21,7 +20,7 @@ from ipt_fhir.http_dates import current_http_date
 from ipt_fhir.security import guard
 from ipt_fhir.security.middleware import ANSWER_AT_ONCE
 
-from .body import body_root
+from .body import body_root, rooted
 
 log = logging.getLogger("ipt_fhir.errors")
 
@@ -43,8 +42,7 @@ def outcome_response(status: int, issues, headers: dict[str, str] | None = None,
     names what the request addresses, as whole-body errors do (body.body_root): `Patient` for
     `/fhir/Patient/x`, `Bundle` at the base, `Parameters` for an operation."""
     if request is not None and any(not i.expression and i.is_error for i in issues):
-        root = (body_root(request.url.path, request.headers.get("content-type")),)
-        issues = [replace(i, expression=root) if not i.expression and i.is_error else i for i in issues]
+        issues = rooted(issues, body_root(request.url.path, request.headers.get("content-type")), errors_only=True)
     # Error bodies ignore Accept: an OperationOutcome in FHIR JSON is the one thing we can always say.
     return Response(dump_json(operation_outcome(issues)), status_code=status, headers=headers,
                     media_type="application/fhir+json; charset=utf-8")

@@ -5,7 +5,7 @@ from typing import Callable
 
 from ipt_fhir.domain import progress as prog
 from ipt_fhir.domain.apply import ApplyRequest, apply_protocol
-from ipt_fhir.domain.canonical import CAREPLAN_PROFILE, claims_profile
+from ipt_fhir.domain.canonical import CAREPLAN_PROFILE, claims_profile, split_reference
 from ipt_fhir.domain.conformance_loader import plan_definition
 from ipt_fhir.fhir.jsonio import load_stored
 from ipt_fhir.fhir.outcome import FHIRError, gone, not_found
@@ -48,11 +48,10 @@ class IptService:
         """Stored, the course must be about someone who exists here: a plan, course and sessions pointing
         at nothing would be written in full otherwise. (A preview may name anyone: its Bundle is the
         client's to complete, e.g. with the Patient's own entry.)"""
-        parts = reference.split("/_history/", 1)[0].split("/")  # a version names the same resource
-        if len(parts) != 2:  # a urn:uuid: no entry of the stored Bundle has it, the transaction says so
+        parts = split_reference(reference)  # a version suffix names the same resource
+        if parts is None:  # a urn:uuid: no entry of the stored Bundle has it, the transaction says so
             return
-        with self.db.read() as conn:
-            found = repo.current(conn, parts[0], parts[1])
+        found = repo.read_current(self.db, *parts)
         if found is None or found.deleted:
             raise FHIRError.of(422, "business-rule", f"{parameter} {reference} does not exist: store the "
                                f"{parts[0]} first, or apply without store to get the Bundle to complete", parameter)
