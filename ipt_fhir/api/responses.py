@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
-from typing import Callable
 from email.utils import parsedate_to_datetime
 
 from fastapi import Request
@@ -91,11 +90,11 @@ def write_response(request: Request, v: StoredVersion, status: int, issues: list
     return fhir_response(request, v.content, status, headers)
 
 
-def not_modified(request: Request, v: StoredVersion, earlier: Callable[[], datetime | None] | None = None) -> bool:
+def not_modified(request: Request, v: StoredVersion, previous_updated: datetime | None = None) -> bool:
     """Conditional read (http://hl7.org/fhir/R4/http.html#cread) of `v`, from the request's headers:
-    If-None-Match (weak comparison, a list or *) and If-Modified-Since (`earlier`: see unchanged)."""
+    If-None-Match (weak comparison, a list or *) and If-Modified-Since (`previous_updated`: see unchanged)."""
     return unchanged(v, etag_versions(request.headers.get("if-none-match")),
-                     _modified_since(request.headers.get("if-modified-since")), earlier)
+                     _modified_since(request.headers.get("if-modified-since")), previous_updated)
 
 
 def _modified_since(value: str | None) -> datetime | None:

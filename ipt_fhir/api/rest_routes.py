@@ -2,8 +2,6 @@
 conditional) and history. Each route: parse → one service call → respond."""
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
@@ -50,7 +48,7 @@ def _criteria(request: Request) -> list[tuple[str, str]]:
     return [(k, v) for k, v in request.query_params.multi_items() if k not in _NON_CRITERIA]
 
 
-def _if_none_exist(request: Request) -> str | None:
+def _if_none_exist(request: Request) -> str | list[tuple[str, str]] | None:
     """A create's conditional criteria: the If-None-Exist header (http.html#ccreate), or search parameters
     in the URL, `POST [type]?criteria`, as some servers take them and their clients send them (fhirpy's
     get_or_create): ignored, they would create a duplicate every time. Both at once is a 400."""
@@ -63,7 +61,7 @@ def _if_none_exist(request: Request) -> str | None:
     if header is not None:
         raise bad_request("Conditional create criteria are given twice, in If-None-Exist and in the URL: give "
                           "them once", "If-None-Exist", code="invalid")
-    return urlencode(criteria)
+    return criteria  # already parsed: services.resources.parse_criteria takes the pairs as they are
 
 
 # --- history (registered before /{type}/{id} so '_history' is never taken for an id) -----------
@@ -99,13 +97,12 @@ async def read(resource_type: str, resource_id: str, request: Request, resources
         stored = resources.read(resource_type, resource_id)
     else:
         stored = await run_in_threadpool(resources.read, resource_type, resource_id)
-    earlier = None
+    previous = None
     if stored.version_id > 1 and "if-modified-since" in request.headers and "if-none-match" not in request.headers:
         # An HTTP-date cannot tell two versions of one second apart (services.resources.unchanged)
         previous = resources.updated_before(stored) if sqlite else \
             await run_in_threadpool(resources.updated_before, stored)
-        earlier = lambda: previous  # noqa: E731
-    return read_response(request, stored, earlier)
+    return read_response(request, stored, previous)
 
 
 @router.api_route("/{resource_type:fhirsegment}/{resource_id:fhirsegment}/_history/{version_id}", methods=["GET", "HEAD"],
@@ -116,12 +113,12 @@ def vread(resource_type: str, resource_id: str, version_id: str, request: Reques
     return read_response(request, stored)  # a version never changes, but a client may hold it already
 
 
-def read_response(request: Request, stored, earlier=None) -> Response:  # noqa: ANN001
+def read_response(request: Request, stored, previous_updated=None) -> Response:  # noqa: ANN001
     """A read's or vread's answer: 304 for a conditional read that holds, else the Binary's native
-    content or the resource, with the version's ETag and Last-Modified. `earlier`: for a read of the
-    current version, its predecessor's lastUpdated (services.resources.unchanged)."""
+    content or the resource, with the version's ETag and Last-Modified. `previous_updated`: for a read of
+    the current version, its predecessor's lastUpdated (services.resources.unchanged)."""
     headers = version_headers(stored)
-    if not_modified(request, stored, earlier):
+    if not_modified(request, stored, previous_updated):
         return Response(status_code=304, headers=headers)
     if stored.resource_type == "Binary" and binary.wants_native(request):
         native = binary.native_response(request, stored, headers)

@@ -353,9 +353,7 @@ class BundleService:
                 urn_map = {e.full_url: f"{e.resource_type}/{e.target_id}" for e in entries
                            if e.full_url and e.target_id}
                 writer.references = urn_map
-                writer.created = {f"{e.resource_type}/{e.target_id}": e.index for e in entries
-                                  if e.method == "POST" and e.target_id and not e.existing}
-                writer.written = {f"{e.resource_type}/{e.target_id}": e.index for e in entries
+                writer.written = {f"{e.resource_type}/{e.target_id}": e for e in entries
                                   if e.writes and e.target_id and not e.existing}
                 writer.links = _link_targets(entries, urn_map, base_url)
                 for entry in order:
@@ -368,7 +366,7 @@ class BundleService:
                 for entry in order:
                     if entry.method in ("PUT", "PATCH") and entry.criteria is not None:
                         current = entry
-                        writer.check_no_overlap_with_creates(entry)
+                        writer.check_no_overlap_with_writes(entry)
                 current = None
                 failures = rs.run_deferred_checks(conn, queue, lambda tag, exc: entry_error(int(tag), exc))
                 errors = [(tag, issues) for tag, issues in failures if any(i.is_error for i in issues)]
@@ -500,8 +498,8 @@ class _Writer:
         self.strict_search = strict_search  # search entries refuse unknown parameters (Prefer: handling=strict)
         self.claims = claims if claims is not None else _Claims()
         self.references: dict[str, str] = {}  # fullUrl -> Type/id, for Reference.reference
-        self.created: dict[str, int] = {}  # the Type/id of each resource a POST entry creates (version 1): its entry
-        self.written: dict[str, int] = {}  # the Type/id of each resource an entry creates, updates or patches
+        # The entry that creates, updates or patches each Type/id (a POST's creates it, in version 1)
+        self.written: dict[str, Entry] = {}
         self.links = NO_LINK_TARGETS  # for uri-typed elements and narrative links (_link_targets)
         self.batch_placeholders: dict[str, int] = {}  # in a batch: placeholder fullUrl -> entry index
         # False in a batch: conditional references stay as sent, for validation to refuse (an entry's
@@ -521,7 +519,7 @@ class _Writer:
                 raise
             raise _located(exc, where) from None
 
-    def check_no_overlap_with_creates(self, entry: Entry) -> None:
+    def check_no_overlap_with_writes(self, entry: Entry) -> None:
         """A conditional update or patch is judged again once every entry is written: identities are
         settled before anything is written, and "If any resource identities (including resolved identities
         from conditional update/delete) overlap in steps 1-3, then the transaction SHALL fail"
@@ -531,9 +529,9 @@ class _Writer:
         if len(self.written) < 2:  # no other entry wrote anything: nothing to overlap with, no search
             return
         for found in self.find(entry.resource_type, entry.criteria, "request.url"):
-            writer = self.written.get(f"{entry.resource_type}/{found}")
-            if writer is not None and writer != entry.index:
-                raise bad_request(f"The criteria also match {entry.resource_type}/{found}, which entry {writer} "
+            other = self.written.get(f"{entry.resource_type}/{found}")
+            if other is not None and other is not entry:
+                raise bad_request(f"The criteria also match {entry.resource_type}/{found}, which entry {other.index} "
                                   "writes: two entries of a transaction cannot act on one resource", "request.url")
 
     def claim_identities(self, entry: Entry) -> None:
@@ -793,7 +791,8 @@ class _Writer:
         exists in version 1 only; an update keeps its id, and the version stays the one referenced."""
         if version is None:
             return target
-        return f"{target}/_history/{'1' if target in self.created else version}"
+        created = target in self.written and self.written[target].method == "POST"
+        return f"{target}/_history/{'1' if created else version}"
 
     def conditional(self, ref: str) -> str:
         cached = self._conditional.get(ref)

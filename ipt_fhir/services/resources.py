@@ -214,24 +214,21 @@ def _none_match_fails(none_match: frozenset[int], current: StoredVersion) -> boo
 
 
 def unchanged(stored: StoredVersion, none_match: frozenset[int] | None, modified_since: datetime | None,
-              earlier: Callable[[], datetime | None] | None = None) -> bool:
+              previous_updated: datetime | None = None) -> bool:
     """Whether a conditional read answers 304 Not Modified (http.html#cread): If-None-Match (a version
     or `*`) wins over If-Modified-Since, as RFC 9110 13.2.2 orders them.
 
-    `earlier`, for an If-Modified-Since HTTP-date (`modified_since` then the last instant of the second it
-    names): the lastUpdated of the version before the current one. A Last-Modified date cannot tell apart
-    two versions written within one second (RFC 9110 8.8.2.2): if that one falls in the same second, the
-    client may hold either and gets the resource (200), never a 304 for a copy that may be stale. A
-    Bundle entry's ifModifiedSince is an instant, compared exactly, and passes none."""
+    `previous_updated`, for an If-Modified-Since HTTP-date (`modified_since` then the last instant of the
+    second it names): the lastUpdated of the version before the current one. A Last-Modified date cannot
+    tell apart two versions written within one second (RFC 9110 8.8.2.2): if that one falls in the same
+    second, the client may hold either and gets the resource (200), never a 304 for a copy that may be
+    stale. A Bundle entry's ifModifiedSince is an instant, compared exactly, and passes none."""
     if none_match is not None:
         return _none_match_fails(none_match, stored)
     if modified_since is None or stored.last_updated > modified_since:
         return False
     second_starts = modified_since - timedelta(microseconds=999999)
-    if earlier is not None and stored.version_id > 1 and stored.last_updated >= second_starts:
-        previous = earlier()
-        return previous is None or previous < second_starts
-    return True
+    return previous_updated is None or previous_updated < second_starts
 
 
 def _require_if_none_match(if_none_match: frozenset[int] | None, current: StoredVersion | None) -> None:
@@ -315,14 +312,16 @@ class ResourceService:
 
     # --- create ----------------------------------------------------------------------------
 
-    def create(self, resource_type: str, body: object, *, if_none_exist: str | None = None,
+    def create(self, resource_type: str, body: object, *, if_none_exist: str | list[tuple[str, str]] | None = None,
                base_url: str = "") -> WriteResult:
         return self.checked_create(resource_type, body, if_none_exist=if_none_exist, base_url=base_url)()
 
-    def checked_create(self, resource_type: str, body: object, *, if_none_exist: str | None = None,
+    def checked_create(self, resource_type: str, body: object, *,
+                       if_none_exist: str | list[tuple[str, str]] | None = None,
                        base_url: str = "") -> Callable[[], WriteResult]:
         """Check and validate a create now (no database work); returns the step that stores it. The
-        REST layer runs the two apart: validation need not hold SQLite's writer (api/rest_routes.py)."""
+        REST layer runs the two apart: validation need not hold SQLite's writer (api/rest_routes.py).
+        `if_none_exist`: the header's text, or criteria already parsed (a create's URL query)."""
         require_rest_type(resource_type)
         resource = without_client_id(_check_body_type(body, resource_type))
         warnings = validate_for_write(resource, resource_type)
