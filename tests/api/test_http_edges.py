@@ -114,6 +114,8 @@ def test_metadata_is_a_capability_statement_for_401(client):
     docs = {p["name"]: p["documentation"] for p in types["PlanDefinition"]["searchParam"]}
     assert docs["depends-on"] == ("reference on relatedArtifact.where(type='depends-on').resource | library "
                                   "(targets: any of 145 resource types; chainable)")  # whole, not cut off
+    phonetic = {p["name"]: p["documentation"] for p in types["Patient"]["searchParam"]}["phonetic"]
+    assert "no phonetic algorithm" in phonetic  # R4 leaves it to the server: there is none (README)
     assert {i["code"] for i in types["CarePlan"]["interaction"]} >= {"read", "vread", "create", "update",
                                                                        "patch", "delete", "history-instance"}
 
