@@ -246,10 +246,9 @@ def _import_remote(base, bundles, ndjson, dry_run, token, summary, errors, advan
                 errors.setdefault(path.name, []).append(f"{r.status_code}: {_diagnostics(r)}")
             advance(len(entries))
         for path in ndjson:
-            lines = _count_lines([path])
             if dry_run:
                 errors.setdefault(path.name, []).append("--dry-run with --url is not supported for NDJSON; skipped")
-                advance(lines)
+                advance(_count_lines([path]))  # only then: an import counts its parts as it sends them
                 continue
             try:
                 for offset, count, body in _ndjson_parts(path):

@@ -45,9 +45,8 @@ class Prepared(NamedTuple):
     line: int
     resource_type: str
     id: str
-    content: bytes
+    content: bytes  # its meta is restamped when the line is written (bulk_import._restamped)
     index: IndexRows | None
-    now: datetime
 
 
 class Failed(NamedTuple):
@@ -121,7 +120,7 @@ def prepare_line(file: str, number: int, raw: bytes, resolve: Resolver, now: dat
         _resolve_in_place(resource, resolve)
         doc = rs.with_server_meta(resource, rid, 1, now)
         rows = None if (resource_type, rid) in existing else table_rows(resource_type, rid, doc)
-        return Prepared(file, number, resource_type, rid, dump_json(doc), rows, now)
+        return Prepared(file, number, resource_type, rid, dump_json(doc), rows)
     except FHIRError as exc:
         return Failed(file, number, resource_type, exc.status, exc.issues)
 
