@@ -52,10 +52,10 @@ def interaction_of(method: str, route_path: str | None) -> str:
         return {1: "history-system", 2: "history-type"}.get(len(parts), "history-instance")
     if len(parts) == 4 and parts[2] == "_history":
         return "vread"
+    if parts[0] == "Patient" and (len(parts) == 3 or len(parts) == 4 and parts[3] == "_search"):
+        return "search-compartment"  # Patient/[id]/[type], Patient/[id]/*, and their POST .../_search
     if parts[-1] == "_search":
         return "search-system" if len(parts) == 1 else "search-type"
-    if len(parts) == 3 and parts[0] == "Patient":
-        return "search-compartment"
     is_type_level = len(parts) == 1
     if method in ("GET", "HEAD"):
         return "search-type" if is_type_level else "read"

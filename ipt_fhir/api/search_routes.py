@@ -126,12 +126,16 @@ async def type_search(resource_type: str, request: Request, db: DatabaseDep) -> 
 
 @router.api_route("/Patient/{patient_id}/{resource_type:fhirtype}", methods=["GET", "HEAD"], tags=["search"],
                   summary="Patient compartment search")
+@router.api_route("/Patient/{patient_id}/{resource_type:fhirtype}/_search", methods=["POST"], tags=["search"],
+                  summary="Patient compartment search (form-encoded body)")
 async def compartment_search(patient_id: str, resource_type: str, request: Request, db: DatabaseDep) -> Response:
     return await _in_compartment(patient_id, resource_type, request, db)
 
 
 @router.api_route("/Patient/{patient_id}/*", methods=["GET", "HEAD"], tags=["search"],
                   summary="Patient compartment search across its types (_type limits them)")
+@router.api_route("/Patient/{patient_id}/_search", methods=["POST"], tags=["search"],
+                  summary="Patient compartment search across its types (form-encoded body)")
 async def compartment_search_all_types(patient_id: str, request: Request, db: DatabaseDep) -> Response:
     return await _in_compartment(patient_id, None, request, db)
 

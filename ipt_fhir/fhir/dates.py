@@ -13,12 +13,21 @@ _DATE_TIME = re.compile(
 )
 
 
+def valid_offset(tz: str) -> bool:
+    """Whether a written time zone ('Z', '+05:30') is one the R4 grammar takes: -14:00 to +14:00, minutes
+    below 60 (datatypes.html#dateTime)."""
+    if tz == "Z":
+        return True
+    hours, minutes = int(tz[1:3]), int(tz[4:6])
+    return minutes < 60 and (hours < 14 or (hours == 14 and minutes == 0))
+
+
 def parse_instant(text: str) -> datetime | None:
     """A FHIR instant (2024-01-31T09:30:00Z: a time, to the second or finer, and a time zone) as an aware
     datetime; None for anything else. The FHIR grammar (_DATE_TIME) decides what is written as one, not
     ISO 8601's wider one (which also takes hours alone, week dates and compact forms)."""
     m = _DATE_TIME.fullmatch(text)
-    if m is None or m["S"] is None or m["tz"] is None:
+    if m is None or m["S"] is None or m["tz"] is None or not valid_offset(m["tz"]):
         return None
     try:
         return datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -56,6 +65,8 @@ def parse_fhir_datetime_range(text: str) -> tuple[datetime, datetime]:
         low = _utc(year, month, day)
         return low, _plus_or_latest(low, timedelta(days=1))
     tz = timezone.utc
+    if g["tz"] and not valid_offset(g["tz"]):
+        raise ValueError(f"'{text}' has a time zone offset beyond ±14:00")
     if g["tz"] and g["tz"] != "Z":
         sign = 1 if g["tz"][0] == "+" else -1
         hours, minutes = int(g["tz"][1:3]), int(g["tz"][4:6])

@@ -259,7 +259,7 @@ class SqlBuilder:
         return sa.or_(*[sa.and_(*[_COMPARE[op](cols[col], cols.get(x, x)) for col, op, x in ands])
                         for ands in range_terms(prefix, value, lo, hi)])
 
-    def _reference_target(self, raw: str, t: sa.Table, type_filter: tuple[str, ...]) -> Any:
+    def _reference_target(self, raw: str, t: sa.Table, type_filter: tuple[str, ...], name: str) -> Any:
         ref = raw
         if self.base_url and ref.startswith(self.base_url + "/"):
             ref = ref[len(self.base_url) + 1:]
@@ -281,7 +281,7 @@ class SqlBuilder:
             if type_filter:
                 conds.append(t.c.target_type.in_(type_filter) if len(type_filter) > 1 else t.c.target_type == type_filter[0])
         else:
-            raise bad_request(f"Malformed reference '{raw}'")
+            raise bad_request(f"Malformed reference '{raw}' in {name}: expected Type/id, an id or an absolute URL", name)
         if version:
             conds.append(t.c.target_version == version)
         return sa.and_(*conds, *local_reference(t, self.base_url))
@@ -354,7 +354,7 @@ class SqlBuilder:
             cond = sa.or_(*ors)
         elif p.type == "reference":
             tf = (clause.modifier,) if clause.modifier and clause.modifier[:1].isupper() else ()
-            cond = sa.or_(*[self._reference_target(v, t, tf) for v in clause.values])
+            cond = sa.or_(*[self._reference_target(v, t, tf, clause.name) for v in clause.values])
         elif p.type == "composite":
             cond = self._composite_conds(resource_type, clause)
         else:
@@ -670,7 +670,7 @@ class TextSql:
         return _or(*[_and(*[f"{cols[col]} {op} {cols[x] if x in cols else self.p(x)}" for col, op, x in ands])
                      for ands in range_terms(prefix, value, lo, hi)])
 
-    def _reference_target(self, raw: str, a: str, type_filter: tuple[str, ...]) -> str:
+    def _reference_target(self, raw: str, a: str, type_filter: tuple[str, ...], name: str) -> str:
         ref = raw
         if self.base_url and ref.startswith(self.base_url + "/"):
             ref = ref[len(self.base_url) + 1:]
@@ -692,7 +692,7 @@ class TextSql:
             if type_filter:
                 conds.append(self.in_(f"{a}.target_type", type_filter))
         else:
-            raise bad_request(f"Malformed reference '{raw}'")
+            raise bad_request(f"Malformed reference '{raw}' in {name}: expected Type/id, an id or an absolute URL", name)
         if version:
             conds.append(f"{a}.target_version = {self.p(version)}")
         return _and(*conds, *self.local_reference(a))
@@ -721,7 +721,7 @@ class TextSql:
             return _or(*ors)
         if p.type == "reference":
             tf = (clause.modifier,) if clause.modifier and clause.modifier[:1].isupper() else ()
-            return _or(*[self._reference_target(v, a, tf) for v in clause.values])
+            return _or(*[self._reference_target(v, a, tf, clause.name) for v in clause.values])
         raise Unsupported(p.type)
 
     # ------------------------------------------------------------------ clauses

@@ -249,7 +249,8 @@ def outcome(kind: str, payload: Any) -> dict[str, str]:
     for r in _resources_of(doc):
         rt = r["resourceType"]
         if rt in known_resource_types():
-            rows.append(_guard(lambda: canon(points_as_recorded(with_alias_rows(rt, index_rows(rt, r))))))
+            rows.append(_guard(lambda: canon(composites_as_recorded(points_as_recorded(
+                with_alias_rows(rt, index_rows(rt, r)))))))
     if rows:
         result["index"] = _digest(rows)
     return result
@@ -282,6 +283,13 @@ def points_as_recorded(rows: dict[str, list[tuple]]) -> dict[str, list[tuple]]:
         return (row[0], row[1], *row[3:]) if row[1] == row[2] else row
 
     return {**rows, "number": [point(r) for r in rows["number"]], "quantity": [point(r) for r in rows["quantity"]]}
+
+
+def composites_as_recorded(rows: dict[str, list[tuple]]) -> dict[str, list[tuple]]:
+    """The rows as recorded before a composite whose element has no value for every component got one
+    valueless row (its code, then NULLs), which only `:missing` reads. So the recording also proves that
+    every composite row with values is exactly as before."""
+    return {**rows, "composite": [r for r in rows["composite"] if any(v is not None for v in r[1:])]}
 
 
 def compute() -> dict[str, dict[str, str]]:

@@ -168,6 +168,8 @@ def test_server_log_config_is_valid_and_silences_raw_access_lines():
     ("POST", "/fhir/_search", "search-system"),
     ("GET", "/fhir/Patient/{patient_id}/*", "search-compartment"),
     ("GET", "/fhir/Patient/{patient_id}/{resource_type:fhirtype}", "search-compartment"),
+    ("POST", "/fhir/Patient/{patient_id}/{resource_type:fhirtype}/_search", "search-compartment"),
+    ("POST", "/fhir/Patient/{patient_id}/_search", "search-compartment"),
     ("POST", "/fhir/{resource_type}", "create"),
     ("PUT", "/fhir/{resource_type}/{resource_id}", "update"),
     ("PUT", "/fhir/{resource_type}", "update"),

@@ -93,7 +93,11 @@ def test_and_of_two_dates_is_a_range(encounters):
     assert encounters.ids("Encounter", [("date", "ge2025-01-01"), ("date", "le2025-01-31")]) == {"P1"}
 
 
-@pytest.mark.parametrize("bad", ["2025-13-01", "xx2025", "2025-1", "tomorrow", "2025-02-30"])
+# Outside the R4 grammar (datatypes.html#dateTime, search.html#date "minutes SHALL be present if an hour is
+# present"): an hour alone, hour 24, an offset beyond ±14:00 or with 60 minutes. Each used to match as if valid.
+@pytest.mark.parametrize("bad", ["2025-13-01", "xx2025", "2025-1", "tomorrow", "2025-02-30", "2025-01-10T10Z",
+                                 "2025-01-10T10+01:00", "ge2025-01-10T24:00:00Z", "2025-01-10T10:00:00+25:00",
+                                 "2025-01-10T10:00:00+14:30", "2025-01-10T10:00:00-03:60"])
 def test_malformed_date_is_400(encounters, bad):
     from ipt_fhir.fhir.outcome import FHIRError
 
@@ -128,3 +132,8 @@ def leap_seconds(engine):
 def test_a_leap_second_is_found_on_its_own_day(leap_seconds, query, expected):
     """It is the last second of its day: indexed as the second it follows (59), not as the next midnight."""
     assert leap_seconds.ids("Observation", [("date", query)]) == expected
+
+
+@pytest.mark.parametrize("edge,expected", [("le2025-01-10T10:00:00+14:00", {"P3"}), ("ge2025-01-10T10:00:00-14:00", {"P2"})])
+def test_offsets_at_the_grammar_limits_are_taken(encounters, edge, expected):
+    assert encounters.ids("Encounter", [("date", edge)]) == expected

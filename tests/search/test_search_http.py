@@ -64,3 +64,22 @@ def test_errors_are_operation_outcomes(seeded):
 def test_system_search_with_type(seeded):
     r = seeded.get("/fhir?_type=Patient&_count=50")
     assert sorted(e["resource"]["id"] for e in r.json()["entry"]) == ["p1", "p2"]
+
+
+def test_compartment_search_by_post_is_the_get_search(seeded):
+    # http.html#search: the compartment searches take POST .../_search with a form body, as type searches do
+    g = seeded.get("/fhir/Patient/p1/Encounter", params={"date": "ge2025-02-01"})
+    p = seeded.post("/fhir/Patient/p1/Encounter/_search", data={"date": "ge2025-02-01"})
+    assert g.status_code == p.status_code == 200
+    ids = lambda r: sorted(e["resource"]["id"] for e in r.json()["entry"])  # noqa: E731
+    assert ids(g) == ids(p) == ["e1", "e2"]
+    every_type = seeded.post("/fhir/Patient/p1/_search", data={"_type": "Encounter"})
+    assert every_type.status_code == 200 and ids(every_type) == ["e0", "e1", "e2"]
+    assert seeded.post("/fhir/Patient/p2/Encounter/_search").json()["total"] == 1
+
+
+def test_a_malformed_reference_value_names_its_parameter(seeded):
+    r = seeded.get("/fhir/Encounter?subject=a/b/c")
+    assert r.status_code == 400
+    issue = r.json()["issue"][0]
+    assert issue["expression"] == ["subject"] and "a/b/c" in issue["diagnostics"]

@@ -145,3 +145,22 @@ def test_composite_code_value_quantity(engine):
     # the pair must come from the same component: systolic is not 90
     assert engine.ids("Observation", f"{q}=http://loinc.org|8480-6$lt100") == set()
     assert engine.ids("Observation", f"{q}=8462-4$90") == {"bp"}
+
+
+def test_composite_missing_sees_an_element_whose_components_have_no_value(engine):
+    """search.html#modifiers: `:missing=true` is for resources without a value for the parameter. A
+    Group.characteristic whose code is text only, or whose value is a Reference (which the `value` component
+    does not read), is still a value of characteristic-value; it used to count as missing."""
+    engine.put({"resourceType": "Group", "id": "text-code", "type": "person", "actual": True,
+                "characteristic": [{"code": {"text": "gender"}, "valueBoolean": True, "exclude": False}]})
+    engine.put({"resourceType": "Group", "id": "coded", "type": "person", "actual": True,
+                "characteristic": [{"code": {"coding": [{"system": "http://example.org", "code": "smoker"}]},
+                                    "valueCodeableConcept": {"coding": [{"system": "http://example.org", "code": "yes"}]},
+                                    "exclude": False}]})
+    engine.put({"resourceType": "Group", "id": "none", "type": "person", "actual": True})
+    q = "characteristic-value"
+    assert engine.ids("Group", f"{q}:missing=true") == {"none"}
+    assert engine.ids("Group", f"{q}:missing=false") == {"text-code", "coded"}
+    # the valueless row matches no value search
+    assert engine.ids("Group", f"{q}=http://example.org|smoker$http://example.org|yes") == {"coded"}
+    assert engine.ids("Group", f"{q}=smoker$yes") == {"coded"}

@@ -51,6 +51,9 @@ def test_compartment_search_and_everything_of_another_patient_are_refused(secure
     assert c.get(f"/fhir/Patient/{b}/Observation", headers=h).status_code == 403
     assert c.get(f"/fhir/Patient/{b}/$everything", headers=h).status_code == 403
     assert c.get(f"/fhir/Patient/{b}/*", headers=h).status_code == 403
+    assert c.post(f"/fhir/Patient/{b}/Observation/_search", headers=h).status_code == 403
+    assert c.post(f"/fhir/Patient/{b}/_search", headers=h).status_code == 403
+    assert _ids(c.post(f"/fhir/Patient/{a}/_search", headers=h).json()) == {f"Patient/{a}", f"Observation/{world['oa']}"}
     assert _ids(c.get(f"/fhir/Patient/{a}/*", headers=h).json()) == {f"Patient/{a}", f"Observation/{world['oa']}"}
     r = c.get(f"/fhir/Patient/{a}/$everything", headers=h)
     assert r.status_code == 200, r.text

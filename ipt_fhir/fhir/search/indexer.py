@@ -183,6 +183,7 @@ def index_rows(resource_type: str, resource: dict) -> Rows:
                 for q in quantity_values(v, h):
                     qty.append((code, *q))
         elif ptype == "composite":
+            written = len(rows["composite"])
             for node, _ in items:
                 per_comp = []
                 for rel, fn in comps:
@@ -197,4 +198,9 @@ def index_rows(resource_type: str, resource: dict) -> Rows:
                             flat.extend(cv)
                         flat.extend([None] * (12 - len(flat)))
                         rows["composite"].append((code, *flat))
+            if len(rows["composite"]) == written:
+                # The element is there, yet no node has a value for every component (a code with text
+                # only, a value of a type no component reads): one row without values, so that `:missing`
+                # sees the parameter present (search.html#modifiers). No value search matches its NULLs.
+                rows["composite"].append((code, *[None] * 12))
     return rows

@@ -11,6 +11,8 @@ import sys
 import unicodedata
 from datetime import date, datetime, timedelta, timezone
 
+from ipt_fhir.fhir.dates import valid_offset
+
 MIN_TIME = -(2**62)
 MAX_TIME = 2**62
 # The unbounded ends of a Range in the number and quantity index: the largest doubles, not ±infinity, so
@@ -22,8 +24,9 @@ _EPOCH_ORD = date(1970, 1, 1).toordinal()
 _DAY_US = 86_400_000_000
 STRING_INDEX_LENGTH = 255
 
+# search.html#date: "minutes SHALL be present if an hour is present".
 _DATE_RE = re.compile(
-    r"^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2})(?::(\d{2})(?::(\d{2})(\.\d+)?)?)?"
+    r"^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?"
     r"(Z|[+-]\d{2}:\d{2})?)?)?)?$"
 )
 
@@ -56,7 +59,8 @@ def from_micros(us: int) -> datetime:
 
 
 def date_range(text: str) -> tuple[int, int] | None:
-    """[low, high) of a FHIR date, dateTime or instant (also hour/minute precision, as search allows)."""
+    """[low, high) of a FHIR date, dateTime or instant (also minute precision, as search allows); None for
+    anything the R4 grammar does not take: an hour without minutes, hour 24, an offset beyond ±14:00."""
     m = _DATE_RE.match(text.strip()) if isinstance(text, str) else None
     if not m:
         return None
@@ -77,13 +81,10 @@ def date_range(text: str) -> tuple[int, int] | None:
         if hh is None:
             return base, base + _DAY_US
         h = int(hh)
-        if h > 24 or (mi is not None and int(mi) > 59) or (ss is not None and int(ss) > 60):
+        if h > 23 or int(mi) > 59 or (ss is not None and int(ss) > 60) or (tz and not valid_offset(tz)):
             return None
-        us = base + h * 3_600_000_000
-        width = 3_600_000_000
-        if mi is not None:
-            us += int(mi) * 60_000_000
-            width = 60_000_000
+        us = base + h * 3_600_000_000 + int(mi) * 60_000_000
+        width = 60_000_000
         if ss is not None:
             # A leap second (datatypes.html: dateTime and instant allow seconds 60) has no place on this
             # scale, which like UTC epoch time counts no leap seconds: taken as a 60th second it would
