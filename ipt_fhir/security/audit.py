@@ -1,6 +1,7 @@
-"""The audit trail: one AuditEvent per access, shaped after IHE Basic Audit Log Patterns (BALP,
+"""The audit trail: one AuditEvent per access and patient, shaped after IHE Basic Audit Log Patterns (BALP,
 https://profiles.ihe.net/ITI/BALP/): who (user, client, server agents), what (interaction, resources,
-query), when (recorded), outcome, and which patients.
+query), when (recorded), outcome, and which patient (an access of several patients, a search say, is
+recorded once for each, so that no patient's events name another: per_patient).
 
 Writes are audited inside their own unit of work (`record_write`), so the AuditEvent commits or rolls back
 with the change it records. Reads, searches and refused requests are noted while the request runs and
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import base64
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -133,9 +134,18 @@ def record_write(conn: Connection, interaction: str, resource_type: str, resourc
     for doc in (resource, previous):
         if doc is not None:
             patients |= patients_of(resource_type, doc)
-    access = Access(interaction, [(resource_type, resource_id, version)], patients)
-    store_event(conn, build_event(c, access, status=200))
+    for access in per_patient(Access(interaction, [(resource_type, resource_id, version)], patients)):
+        store_event(conn, build_event(c, access, status=200))
     c.writes += 1
+
+
+def per_patient(access: Access) -> list[Access]:
+    """The access as its AuditEvents record it: one per patient it concerns (BALP, patient privacy: an event
+    that concerns one patient can be shown to that patient, by `patient/AuditEvent.rs` or an accounting of
+    disclosures, without naming any other). An access of one patient or none is one event."""
+    if len(access.patients) <= 1:
+        return [access]
+    return [replace(access, patients={p}) for p in sorted(access.patients)]
 
 
 # --- building and storing -------------------------------------------------------------------------
@@ -217,20 +227,17 @@ def store_event(conn: Connection, event: dict) -> None:
 def flush(db, c: Collector, status: int) -> None:  # noqa: ANN001 - a store Database
     """After the request ran: its reads, or — when it wrote nothing and read nothing — the request itself
     (a refusal, an error, an operation)."""
-    events = []
-    if status < 400:
-        events = [build_event(c, a, status=status) for a in c.reads]
-        if not events and not c.writes:
-            events = [build_event(c, _request_access(c), status=status)]
-    else:
-        events = [build_event(c, _request_access(c), status=status)]
-    if not events:
-        return
+    if status < 400 and not c.reads and c.writes:
+        return  # its writes were audited in their own units of work
     with db.write() as conn:
-        for access in c.reads if status < 400 else ():
-            if access.resources and not access.patients:  # reads: the patients from the index
-                access.patients = _patients_in(conn, [(t, i) for t, i, _ in access.resources], c.server_url or "")
-        events = [build_event(c, a, status=status) for a in c.reads] if status < 400 and c.reads else events
+        if status < 400 and c.reads:
+            for access in c.reads:
+                if access.resources and not access.patients:  # reads: the patients from the index
+                    access.patients = _patients_in(conn, [(t, i) for t, i, _ in access.resources],
+                                                   c.server_url or "")
+            events = [build_event(c, one, status=status) for access in c.reads for one in per_patient(access)]
+        else:
+            events = [build_event(c, _request_access(c), status=status)]
         for event in events:
             store_event(conn, event)
 

@@ -245,3 +245,36 @@ def test_everything_leaves_audit_events_out_and_never_follows_them_to_other_pati
     types = {e["resource"]["resourceType"] for e in audited.get("entry", []) if e["search"]["mode"] != "outcome"}
     ids = {e["resource"]["id"] for e in audited.get("entry", [])}
     assert "AuditEvent" in types and b["id"] not in ids  # asked for, returned; still not followed
+
+
+def _patients_named(event: dict) -> set[str]:
+    """The patients an AuditEvent is about (entity role 1, Patient), not the resources it names."""
+    return {ent["what"]["reference"] for ent in event.get("entity", []) if ent.get("role", {}).get("code") == "1"}
+
+
+def test_an_access_of_two_patients_is_audited_once_for_each_and_no_patient_sees_the_other(
+        secure_client, keys, database):
+    """BALP (patient privacy): a search returning two patients' data is two AuditEvents, one per patient,
+    each with the query. A single event naming both put one patient's name in the other's audit trail,
+    which `patient/AuditEvent.rs` shows that patient."""
+    c = secure_client
+    a, b = patient(c, keys, "Ann"), patient(c, keys, "Ben")
+    observation(c, keys, a["id"])
+    observation(c, keys, b["id"])
+    both = observation(c, keys, a["id"], performer=[{"reference": f"Patient/{b['id']}"}])  # in both compartments
+    writes = [e for e in audit_events(database) if e["subtype"][0]["code"] == "create"
+              and any(ent.get("what", {}).get("reference") == f"Observation/{both['id']}/_history/1"
+                      for ent in e["entity"])]
+    assert sorted(map(sorted, map(_patients_named, writes))) == sorted([[f"Patient/{a['id']}"], [f"Patient/{b['id']}"]])
+
+    before = len(audit_events(database))
+    r = c.get(f"/fhir/Observation?subject=Patient/{a['id']},Patient/{b['id']}", headers=keys.headers("user/*.rs"))
+    assert r.status_code == 200 and r.json()["total"] == 3
+    searches = [e for e in audit_events(database)[before:] if e["subtype"][0]["code"] == "search-type"]
+    assert sorted(map(sorted, map(_patients_named, searches))) == sorted([[f"Patient/{a['id']}"], [f"Patient/{b['id']}"]])
+    assert all(any("query" in ent for ent in e["entity"]) for e in searches)
+
+    mine = c.get("/fhir/AuditEvent?_count=200", headers=keys.headers("patient/AuditEvent.rs", patient=a["id"]))
+    assert mine.status_code == 200, mine.text
+    events = [e["resource"] for e in mine.json()["entry"] if e["resource"]["resourceType"] == "AuditEvent"]
+    assert events and all(_patients_named(e) == {f"Patient/{a['id']}"} for e in events)
