@@ -355,6 +355,7 @@ class BundleService:
                 writer.references = urn_map
                 writer.written = {f"{e.resource_type}/{e.target_id}": e for e in entries
                                   if e.writes and e.target_id and not e.existing}
+                writer.matched = {f"{e.resource_type}/{e.target_id}" for e in entries if e.existing}
                 writer.links = _link_targets(entries, urn_map, base_url)
                 for entry in order:
                     if not entry.writes:
@@ -500,6 +501,7 @@ class _Writer:
         self.references: dict[str, str] = {}  # fullUrl -> Type/id, for Reference.reference
         # The entry that creates, updates or patches each Type/id (a POST's creates it, in version 1)
         self.written: dict[str, Entry] = {}
+        self.matched: set[str] = set()  # the Type/id an ifNoneExist entry matched (nothing written for it)
         self.links = NO_LINK_TARGETS  # for uri-typed elements and narrative links (_link_targets)
         self.batch_placeholders: dict[str, int] = {}  # in a batch: placeholder fullUrl -> entry index
         # False in a batch: conditional references stay as sent, for validation to refuse (an entry's
@@ -788,11 +790,19 @@ class _Writer:
 
     def _versioned(self, target: str, version: str | None) -> str:
         """A version-specific reference to an entry's resource, rewritten: a resource the transaction creates
-        exists in version 1 only; an update keeps its id, and the version stays the one referenced."""
+        exists in version 1 only, one an ifNoneExist matched (and no entry writes) in its current version;
+        an update keeps its id, and the version stays the one referenced."""
         if version is None:
             return target
-        created = target in self.written and self.written[target].method == "POST"
-        return f"{target}/_history/{'1' if created else version}"
+        writer = self.written.get(target)
+        if writer is not None and writer.method == "POST":
+            return f"{target}/_history/1"
+        if writer is None and target in self.matched:
+            resource_type, resource_id = target.split("/", 1)
+            current = repo.current(self.conn, resource_type, resource_id)
+            if current is not None:
+                return f"{target}/_history/{current.version_id}"
+        return f"{target}/_history/{version}"
 
     def conditional(self, ref: str) -> str:
         cached = self._conditional.get(ref)

@@ -128,3 +128,19 @@ def test_version_specific_references_to_a_created_entry_are_rewritten_to_its_ver
     assert [f["reference"] for f in out["focus"]] == [f"{patient_ref}/_history/1", patient_ref,
                                                        f"{created(r, 1)}/_history/1"]
     assert client.get(f"/fhir/{out['subject']['reference']}").status_code == 200
+
+
+def test_a_version_specific_reference_to_an_entry_its_if_none_exist_matched_names_the_current_version(client):
+    """The entry writes nothing: the resource it stands for is the existing one, in its current version,
+    not the version 1 a created one would have, nor whatever version the client guessed."""
+    existing = patient(identifier=[{"system": "urn:mrn", "value": "v-1"}])
+    first = client.put("/fhir/Patient/kept", json={**existing, "id": "kept"})
+    assert first.status_code == 201
+    assert client.put("/fhir/Patient/kept", json={**existing, "id": "kept", "active": True}).status_code == 200
+    observation = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                   "subject": {"reference": "Patient/tmp1/_history/1"}}
+    r = post_bundle(client, tx(post(existing, f"{OTHER}/Patient/tmp1", ifNoneExist="identifier=urn:mrn|v-1"),
+                               post(observation, f"{OTHER}/Observation/o1")))
+    assert r.status_code == 200, r.text
+    assert r.json()["entry"][0]["response"]["status"].startswith("200")
+    assert stored(client, r, 1)["subject"]["reference"] == "Patient/kept/_history/2"
