@@ -483,6 +483,21 @@ def _apply_result_param(req: Request, name: str, value: str, strict: bool, max_c
     return value
 
 
+def _common_sort_param(types: list[str], code: str) -> SearchParam | None:
+    """Parameter `code` as the sort key of a search over `types`: the type's own for one type; for several
+    (search.html#_type: the parameters common to all of them, `?_type=Patient,Practitioner&_sort=name`) the
+    first type's, when each type has it with the same type and reads the same index rows (a reference alias
+    reads its base parameter's rows, differently per type). None when it cannot be a sort key."""
+    reg = registry()
+    params = [reg.get(t, code) for t in types]
+    first = params[0] if params else None
+    if first is None or first.type == "composite" or any(q is None or q.type != first.type for q in params):
+        return None
+    if first.type == "reference" and len({reg.stored_reference(t, code) for t in types}) > 1:
+        return None
+    return first
+
+
 def _apply_sort(req: Request, value: str, strict: bool) -> str | None:
     """-> the sort keys used, comma-separated, or None when none was (each unusable key is a warning)."""
     used = []
@@ -495,8 +510,8 @@ def _apply_sort(req: Request, value: str, strict: bool) -> str | None:
         elif code == "_lastUpdated":
             req.sort.append((_LAST_UPDATED, desc))
         else:
-            p = registry().get(req.types[0], code) if len(req.types) == 1 else None
-            if p is None or p.type == "composite":
+            p = _common_sort_param(req.types, code)
+            if p is None:
                 if strict:  # a sort key this search cannot use is a bad request, as it always was
                     raise bad_request(f"Cannot sort by '{code}'", "_sort")
                 _ignore(req, "_sort", f"Cannot sort by '{code}'", strict=False)

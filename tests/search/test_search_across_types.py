@@ -130,3 +130,28 @@ def test_a_patient_compartment_search_across_its_types(seeded):
     assert matches(seeded.get("/fhir/Patient/pm/*?resource_type=Observation")) == matches(r)
     assert matches(seeded.get("/fhir/Patient/pn/*")) == {("Patient", "pn")}
     assert the_error(seeded.get("/fhir/Patient/pm/*?_type=Medication"))["code"] == "invalid"
+
+
+def ordered(r) -> list[tuple[str, str]]:
+    return [(e["resource"]["resourceType"], e["resource"]["id"]) for e in r.json().get("entry", [])
+            if e["search"]["mode"] == "match"]
+
+
+def test_a_parameter_common_to_the_types_sorts_all_of_them(seeded):
+    """search.html#_type: parameters common to the types can be used, _sort's keys too. It used to be
+    refused ("Cannot sort by 'name'")."""
+    r = seeded.get("/fhir?_type=Patient,Practitioner&_sort=name,_id", headers={"Prefer": "handling=strict"})
+    assert r.status_code == 200, r.text
+    assert ordered(r) == [("Practitioner", "dm"), ("Patient", "pm"), ("Patient", "pn"), ("Practitioner", "dw")]
+    r = seeded.get("/fhir?_type=Patient,Practitioner&_sort=-name,_id")
+    assert ordered(r) == [("Practitioner", "dw"), ("Patient", "pn"), ("Practitioner", "dm"), ("Patient", "pm")]
+    # paging follows the same order
+    got, url = [], "/fhir?_type=Patient,Practitioner&_sort=name,_id&_count=1"
+    while url:
+        page = seeded.get(url).json()
+        got += [(e["resource"]["resourceType"], e["resource"]["id"]) for e in page.get("entry", [])]
+        url = next((link["url"] for link in page["link"] if link["relation"] == "next"), None)
+    assert got == [("Practitioner", "dm"), ("Patient", "pm"), ("Patient", "pn"), ("Practitioner", "dw")]
+    # a key not common to the types stays refused
+    assert seeded.get("/fhir?_type=Patient,Observation&_sort=name",
+                      headers={"Prefer": "handling=strict"}).status_code == 400
