@@ -856,6 +856,22 @@ def _includes(conn: Connection, req: Request, matched: list[tuple[str, str]],
 # ---- _summary / _elements
 
 
+def _top_level(resource_type: str, elements: list[str]) -> list[str]:
+    """_elements as the top-level element names of one `resource_type` (search.html#elements names base
+    elements): `name` as written; `Patient.name`, as some clients and servers qualify them (in a search
+    over several types, naming each type's), for a Patient only; a path below one (`name.family`) as its
+    top-level element, whole. Either used to keep nothing but id and meta."""
+    out = []
+    for element in elements:
+        head, _, rest = element.partition(".")
+        if rest and head[:1].isupper():  # qualified by a resource type
+            if head != resource_type:
+                continue
+            head = rest.partition(".")[0]
+        out.append(head)
+    return out
+
+
 def _subset(content: bytes, resource_type: str, summary: str | None, elements: list[str] | None) -> bytes:
     doc = load_stored(content)
     # the top-level elements of min cardinality 1, which _summary=text and _elements keep
@@ -877,7 +893,7 @@ def _subset(content: bytes, resource_type: str, summary: str | None, elements: l
     elif summary == "true":
         out = {"resourceType": resource_type, **_summary_of(doc, type_node(resource_type))}
     elif elements is not None:
-        out = keep_names(elements + mandatory)
+        out = keep_names(_top_level(resource_type, elements) + mandatory)
     else:
         return content
     meta = dict(out.get("meta") or {})

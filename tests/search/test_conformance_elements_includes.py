@@ -48,3 +48,19 @@ def test_summary_still_applies_to_included_resources(seeded):
     r = seeded.get("/fhir/Observation?_id=o1&_summary=text&_include=Observation:subject")
     [included] = entries(r, "include")
     assert "birthDate" not in included and SUBSETTED in tags(included)
+
+
+def test_elements_qualified_by_type_or_given_as_paths_keep_their_top_level_element(seeded):
+    """`Patient.name` (as HAPI and its clients write _elements) and `name.family` both keep `name`; a
+    name qualified by another type keeps nothing of this one. Both forms used to leave only id and meta."""
+    r = seeded.get("/fhir/Patient?_id=p1&_elements=Patient.name,Observation.code")
+    [match] = entries(r, "match")
+    assert match["name"] == [{"family": "Ng"}] and "gender" not in match and "code" not in match
+    [match] = entries(seeded.get("/fhir/Patient?_id=p1&_elements=name.family,gender"), "match")
+    assert match["name"] == [{"family": "Ng"}] and match["gender"] == "female" and "birthDate" not in match
+    read = seeded.get("/fhir/Patient/p1?_elements=Patient.birthDate").json()
+    assert read["birthDate"] == "1980-01-01" and "name" not in read and SUBSETTED in tags(read)
+    r = seeded.get("/fhir?_type=Patient,Observation&_elements=Patient.gender,Observation.status")
+    by_type = {e["resource"]["resourceType"]: e["resource"] for e in r.json()["entry"]}
+    assert by_type["Patient"]["gender"] == "female" and "name" not in by_type["Patient"]
+    assert by_type["Observation"]["status"] == "final" and "valueQuantity" not in by_type["Observation"]
