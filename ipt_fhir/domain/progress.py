@@ -320,8 +320,8 @@ def plans_affected(resource: dict, lookup: ResourceLookup) -> list[str]:
             if sr:
                 candidates += _refs(sr.get("basedOn"), "CarePlan")
     elif rtype == "Observation":
-        candidates = _refs(resource.get("basedOn"), "CarePlan")
-        if not candidates:
+        candidates = plans_named(resource)
+        if not candidates:  # a score of a session: the session's plan
             enc = split_reference(resource.get("encounter"))
             if enc and enc[0] == "Encounter":
                 encounter = lookup.read("Encounter", enc[1])
@@ -337,6 +337,13 @@ def plans_affected(resource: dict, lookup: ResourceLookup) -> list[str]:
         if plan and claims_profile(plan, CAREPLAN_PROFILE) and plan_id not in out:
             out.append(plan_id)
     return out
+
+
+def plans_named(resource: dict) -> list[tuple[str, str]]:
+    """The CarePlans a resource's basedOn names. A score naming none (no basedOn, or only its course
+    ServiceRequest, which the score profile allows) counts for the plan of its session (`encounter`):
+    plans_affected when it is written, and the full computation from the store alike."""
+    return _refs(resource.get("basedOn"), "CarePlan")
 
 
 def _refs(refs: Any, rtype: str) -> list[tuple[str, str]]:

@@ -56,3 +56,22 @@ def test_a_session_held_while_the_rebuild_computes_its_plan_is_counted(settings,
         writer["thread"].join(30)
         assert writer["status"] == 200
         assert progress(client, "plan")["sessionsAttended"] == before + 1
+
+
+def test_a_score_based_on_its_course_counts_in_the_row_computed_from_the_store_too(settings, database):
+    """The score profile lets basedOn name the course ServiceRequest. Such a score of a session counts for
+    the session's plan as it is written; the row computed from the store (a rebuild, `db reindex`) used to
+    leave it out, because only scores without any basedOn were read through their session."""
+    from tests.domain.world import phq9
+
+    with TestClient(create_app(settings, database)) as client:
+        world = load_world(client, World(sessions=4))
+        for n in (1, 2):
+            assert put(client, {**world.session(n), "status": "finished"}).status_code == 200
+        assert put(client, phq9("base", 20, "2025-01-06T10:00:00Z", encounter="Encounter/s1")).status_code == 201
+        late = phq9("late", 4, "2025-01-13T10:00:00Z", plan="ServiceRequest/course", encounter="Encounter/s2")
+        assert put(client, late).status_code == 201
+        written = progress(client, "plan")
+        assert written["phq9Latest"]["value"] == 4
+        assert rebuild_progress_rows(database) == 1
+        assert progress(client, "plan") == written

@@ -104,7 +104,7 @@ def _move_session_scores(progress: prog.PlanProgress, encounter_id: str, lookup:
     (fresh_progress): they join the plan with it (even when written before it, in a transaction's order)
     and leave with it."""
     for score in lookup.search("Observation", [("encounter", reference("Encounter", encounter_id))]):
-        if not score.get("basedOn"):
+        if not prog.plans_named(score):
             prog.apply_change(progress, score, deleted=left, lookup=lookup)
 
 
@@ -135,7 +135,7 @@ def fresh_progress(careplan: dict, lookup: StoreLookup) -> prog.PlanProgress:
     scores: dict[str, dict] = {o["id"]: o for o in lookup.search("Observation", [("based-on", plan_ref)])}
     for enc_id in sessions:
         for o in lookup.search("Observation", [("encounter", reference("Encounter", enc_id))]):
-            if not o.get("basedOn"):
+            if not prog.plans_named(o):  # as plans_affected: a score naming no plan counts for its session's
                 scores.setdefault(o["id"], o)
     for resource in [*courses, *sessions.values(), *scores.values()]:
         prog.apply_change(progress, resource)
