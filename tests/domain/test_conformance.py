@@ -74,3 +74,38 @@ def test_careplan_profile_slices_category_by_both_codes():
 @pytest.mark.parametrize("resource", load_conformance(), ids=lambda r: f"{r['resourceType']}/{r['id']}")
 def test_each_conformance_resource_is_valid_r4(resource):
     assert [i for i in validate_resource(resource) if i.is_error] == []
+
+
+def test_every_extension_a_profile_uses_is_allowed_there_by_its_context():
+    """A profile that puts one of our extensions on an element its context does not list is one the HL7
+    validator rejects (ipt-phase on the course ServiceRequest, whose context lacked ServiceRequest)."""
+    definitions = {r["url"]: r for r in conformance_by_type()["StructureDefinition"]}
+    used = []
+    for profile in definitions.values():
+        if profile["type"] == "Extension":
+            continue
+        for element in profile.get("differential", {}).get("element", []):
+            for t in element.get("type", []):
+                for url in t.get("profile", []) if t.get("code") == "Extension" else []:
+                    if url in definitions:
+                        owner = element["path"].rsplit(".", 1)[0]  # the element the extension sits on
+                        contexts = [c["expression"] for c in definitions[url].get("context", [])]
+                        used.append((profile["id"], owner, url.rsplit("/", 1)[-1]))
+                        assert owner in contexts, \
+                            f"{profile['id']} uses {url} on {owner}; its context is {contexts}"
+    assert ("ipt-course-servicerequest", "ServiceRequest", "ipt-phase") in used
+
+
+def test_every_protocols_course_action_is_coded_as_the_course_profile_requires():
+    """An integrator building the course ServiceRequest from a protocol's action.code (as a PlanDefinition
+    is read) must get one the course profile accepts: its pattern coding (SNOMED 443730003) is among the
+    action's codes, beside the protocol's own (group psychotherapy, psychodynamic psychotherapy)."""
+    by_type = conformance_by_type()
+    course = next(r for r in by_type["StructureDefinition"] if r["id"] == "ipt-course-servicerequest")
+    pattern = next(e["patternCodeableConcept"] for e in course["differential"]["element"]
+                   if e["path"] == "ServiceRequest.code")
+    for plan in by_type["PlanDefinition"]:
+        codings = [c for code in plan["action"][0]["code"] for c in code["coding"]]
+        for wanted in pattern["coding"]:
+            assert {"system": wanted["system"], "code": wanted["code"]} in [
+                {"system": c["system"], "code": c["code"]} for c in codings], plan["id"]
