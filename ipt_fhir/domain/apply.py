@@ -16,12 +16,13 @@ ServiceRequest; Encounter participant -> practitioner; CarePlan.instantiatesCano
 from __future__ import annotations
 
 import calendar
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Callable
 
-from ..fhir.outcome import bad_request, error, unprocessable
+from ..fhir.outcome import FHIRError, bad_request, error, unprocessable
 from ..fhir.parameters import parameter_value
 from .canonical import (
     CPT, CPT_DISPLAY, CS_FORMAT, DEFAULT_CANONICAL_BASE, EXT_FORMAT, EXT_PHASE, EXT_SESSION_NUMBER, SNOMED,
@@ -283,6 +284,15 @@ class ApplyRequest:
 APPLY_PARAMETERS = ("subject", "practitioner", "start", "sessionCount", "weekday", "store")
 
 
+_FULL_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _repeated(name: str, where: str) -> FHIRError:
+    """Every parameter of $apply is 0..1 (its OperationDefinition): a second one is not silently preferred."""
+    return bad_request(f"$apply takes the '{name}' parameter once; it was given more than once", where,
+                       code="value")
+
+
 def parse_apply_parameters(params: dict | list[tuple[str, str]]) -> ApplyRequest:
     """Parameters resource (POST) or (name, value) pairs (GET) -> ApplyRequest; FHIRError 400 if invalid.
 
@@ -304,9 +314,14 @@ def parse_apply_parameters(params: dict | list[tuple[str, str]]) -> ApplyRequest
             value = parameter_value(p)
             if isinstance(value, dict):
                 value = value.get("reference")
+            if p["name"] in values:
+                raise _repeated(p["name"], f"Parameters.parameter[{i}]")
             values[p["name"]] = value
     elif isinstance(params, list) and all(isinstance(p, tuple) and len(p) == 2 for p in params):
-        values = dict(params)
+        for name, value in params:
+            if name in values:
+                raise _repeated(name, name)
+            values[name] = value
     else:
         raise bad_request("the $apply body must be a Parameters resource", code="structure")
     unknown = sorted(set(values) - set(APPLY_PARAMETERS))
@@ -333,6 +348,8 @@ def parse_apply_parameters(params: dict | list[tuple[str, str]]) -> ApplyRequest
                           "practitioner", code="value")
     start_text = text("start", required=True)
     try:
+        if not _FULL_DATE.fullmatch(start_text):  # date.fromisoformat also takes 20250303 and 2025-W10-1
+            raise ValueError
         start = date.fromisoformat(start_text)
     except ValueError:
         raise bad_request(f"start must be a date (YYYY-MM-DD), not {start_text!r}", "start", code="value") from None

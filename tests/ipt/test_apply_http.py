@@ -190,3 +190,22 @@ def test_a_second_open_plan_for_the_patient_is_stored_with_a_warning(client):
     first_id = plan(first)["location"].split("/")[1]
     assert [(i["severity"], i["expression"]) for i in found] == [("warning", ["CarePlan.status"])]
     assert f"CarePlan/{first_id}" in found[0]["diagnostics"]
+
+
+@pytest.mark.parametrize("start", ["20250106", "2025-W02-1", "2025-01", "2025-01-06T10:00:00Z"])
+def test_a_start_that_is_no_fhir_date_is_400(client, start):
+    """start is a FHIR date, YYYY-MM-DD (its OperationDefinition): Python's own ISO parser also took the basic
+    and week forms, and planned a course from them."""
+    r = client.post("/fhir/PlanDefinition/ipt-brief/$apply", json=params(start=start))
+    assert r.status_code == 400 and r.json()["issue"][0]["expression"] == ["start"]
+
+
+def test_a_parameter_given_twice_is_400_not_the_last_one_winning(client):
+    """Every $apply parameter is 0..1: a second subject used to silently replace the first."""
+    body = params()
+    body["parameter"].append({"name": "subject", "valueReference": {"reference": "Patient/p2"}})
+    r = client.post("/fhir/PlanDefinition/ipt-brief/$apply", json=body)
+    assert r.status_code == 400
+    assert r.json()["issue"][0]["expression"] == [f"Parameters.parameter[{len(body['parameter']) - 1}]"]
+    r = client.get("/fhir/PlanDefinition/ipt-brief/$apply?subject=Patient/p1&subject=Patient/p2&start=2025-01-06")
+    assert r.status_code == 400 and r.json()["issue"][0]["expression"] == ["subject"]
