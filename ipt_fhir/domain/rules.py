@@ -70,11 +70,30 @@ ENCOUNTER_WARN = {"cancelled": {"arrived", "triaged", "in-progress", "finished"}
 
 def check(resource: dict, previous: dict | None, lookup: ResourceLookup) -> list[Issue]:
     """Issues for `resource` (new version) given its `previous` version (None on create)."""
-    profile = claimed_ipt_profile(resource)
+    profile = claimed_ipt_profile(resource) or _session_by_link(resource, lookup)
     if profile is None:
         return []
     checker = _CHECKERS.get((profile, resource.get("resourceType")))
     return checker(resource, previous, lookup) if checker else []
+
+
+def may_be_session(resource: dict) -> bool:
+    """Whether `resource` could be an IPT session without claiming the profile (_session_by_link): the
+    check a caller can make before any lookup."""
+    return resource.get("resourceType") == "Encounter" and bool(resource.get("basedOn"))
+
+
+def _session_by_link(resource: dict, lookup: ResourceLookup) -> str | None:
+    """SESSION_PROFILE for an Encounter based on a course of an IPT plan, whatever it claims: $ipt-progress
+    counts it as a session (progress.plans_affected), so the session rules (the protocol's maximum, the
+    plan's period and status, one patient) hold for it as well. Other resources are IPT ones by claim only."""
+    if not may_be_session(resource):
+        return None
+    for _, _, course in _resolve(resource.get("basedOn"), "ServiceRequest", lookup):
+        found = _plan_of(course, lookup) if course is not None else None
+        if found is not None and found[2] is not None and claims_profile(found[2], CAREPLAN_PROFILE):
+            return SESSION_PROFILE
+    return None
 
 
 def has_errors(issues: Iterable[Issue]) -> bool:

@@ -42,10 +42,23 @@ def world():
 
 
 def test_resources_without_an_ipt_profile_are_not_checked(world):
+    course = world.course
+    course["meta"]["profile"] = ["http://example.org/other"]
+    course["subject"] = {"reference": "Patient/other"}
+    assert check(course, None, world.lookup) == []
     session = world.session(1)
     session["meta"]["profile"] = ["http://example.org/other"]
     session["subject"] = {"reference": "Patient/other"}
+    session["basedOn"] = [{"reference": "ServiceRequest/not-stored"}]  # no IPT course: no session
     assert check(session, None, world.lookup) == []
+
+
+def test_an_encounter_based_on_an_ipt_course_is_checked_as_a_session_whatever_it_claims(world):
+    """$ipt-progress counts it as a session, so the session rules hold for it too."""
+    session = world.session(1)
+    session["meta"]["profile"] = ["http://example.org/other"]
+    session["subject"] = {"reference": "Patient/other"}
+    assert "Encounter.subject" in [e for i in check(session, None, world.lookup) if i.is_error for e in i.expression]
 
 
 def test_applied_world_passes_every_rule(world):

@@ -327,3 +327,28 @@ def test_a_score_at_a_session_not_held_or_far_from_its_date_is_stored_with_a_war
     far = put(client, phq9("far", 12, "2025-06-30", encounter="Encounter/s1"), **OUTCOME)
     assert far.status_code == 201
     assert expressions(warnings(far)) == ["Observation.effective"]
+
+
+def test_an_encounter_based_on_an_ipt_course_is_held_to_the_session_rules_without_claiming_the_profile(client):
+    """$ipt-progress counts every Encounter based on the plan's course as a session, profile or not; such
+    Encounters used to skip the rules, so plain ones past the protocol's maximum (8 for WHO group IPT)
+    made sessionsAttended 11 of 8."""
+    world = load_world(client, World(protocol="ipt-who-group", sessions=8))
+    for n in range(1, 9):
+        assert put(client, {**world.session(n), "status": "finished"}).status_code == 200
+    plain = {"resourceType": "Encounter", "id": "plain-9", "status": "finished",
+             "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+             "subject": {"reference": "Patient/p1"}, "basedOn": [{"reference": "ServiceRequest/course"}],
+             "period": {"start": "2025-03-03T09:00:00Z", "end": "2025-03-03T09:50:00Z"}}
+    r = put(client, plain)
+    assert r.status_code == 422, r.text
+    assert any("allows at most 8" in e["diagnostics"] for e in errors(r)), errors(r)
+    assert progress(client, "plan")["sessionsAttended"] == 8
+    # another patient's plain session of the course is refused as a profiled one is
+    r = put(client, {**plain, "id": "plain-other", "subject": {"reference": "Patient/other"}, "status": "planned"})
+    assert r.status_code == 422 and "Encounter.subject" in expressions(errors(r))
+    # an Encounter based on a ServiceRequest of no IPT plan is no session: no rule
+    assert put(client, {"resourceType": "ServiceRequest", "id": "referral", "status": "active", "intent": "order",
+                        "subject": {"reference": "Patient/p1"}}).status_code == 201
+    r = put(client, {**plain, "id": "plain-referral", "basedOn": [{"reference": "ServiceRequest/referral"}]})
+    assert r.status_code == 201, r.text
