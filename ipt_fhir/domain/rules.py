@@ -39,7 +39,7 @@ from .canonical import (
     same_reference, same_subject, session_number, session_phase, split_reference, subject_of,
 )
 from .lookup import ResourceLookup
-from .progress import as_date, observation_date, observation_score
+from .progress import as_date, is_phq9, observation_date, observation_score, plans_affected
 from .protocols import PHASE_ORDER, Protocol, get_protocol, protocol_for_careplan
 
 CLOSED_PLAN = frozenset({"completed", "revoked", "entered-in-error"})
@@ -70,30 +70,30 @@ ENCOUNTER_WARN = {"cancelled": {"arrived", "triaged", "in-progress", "finished"}
 
 def check(resource: dict, previous: dict | None, lookup: ResourceLookup) -> list[Issue]:
     """Issues for `resource` (new version) given its `previous` version (None on create)."""
-    profile = claimed_ipt_profile(resource) or _session_by_link(resource, lookup)
+    profile = claimed_ipt_profile(resource) or _profile_by_link(resource, lookup)
     if profile is None:
         return []
     checker = _CHECKERS.get((profile, resource.get("resourceType")))
     return checker(resource, previous, lookup) if checker else []
 
 
-def may_be_session(resource: dict) -> bool:
-    """Whether `resource` could be an IPT session without claiming the profile (_session_by_link): the
-    check a caller can make before any lookup."""
-    return resource.get("resourceType") == "Encounter" and bool(resource.get("basedOn"))
+def may_be_linked(resource: dict) -> bool:
+    """Whether `resource` could be an IPT session or score without claiming the profile (_profile_by_link):
+    the check a caller can make before any lookup."""
+    rtype = resource.get("resourceType")
+    if rtype == "Encounter":
+        return bool(resource.get("basedOn"))
+    return rtype == "Observation" and bool(resource.get("basedOn") or resource.get("encounter")) and is_phq9(resource)
 
 
-def _session_by_link(resource: dict, lookup: ResourceLookup) -> str | None:
-    """SESSION_PROFILE for an Encounter based on a course of an IPT plan, whatever it claims: $ipt-progress
-    counts it as a session (progress.plans_affected), so the session rules (the protocol's maximum, the
-    plan's period and status, one patient) hold for it as well. Other resources are IPT ones by claim only."""
-    if not may_be_session(resource):
+def _profile_by_link(resource: dict, lookup: ResourceLookup) -> str | None:
+    """The profile whose rules hold for a resource $ipt-progress reads as part of an IPT plan, whatever it
+    claims: an Encounter based on the plan's course is one of its sessions (the protocol's maximum, the
+    plan's period and status, one patient), a PHQ-9 Observation of the plan or of one of its sessions one
+    of its scores (range, whole number, not in the future, one patient). Others are IPT ones by claim only."""
+    if not may_be_linked(resource) or not plans_affected(resource, lookup):
         return None
-    for _, _, course in _resolve(resource.get("basedOn"), "ServiceRequest", lookup):
-        found = _plan_of(course, lookup) if course is not None else None
-        if found is not None and found[2] is not None and claims_profile(found[2], CAREPLAN_PROFILE):
-            return SESSION_PROFILE
-    return None
+    return SESSION_PROFILE if resource["resourceType"] == "Encounter" else SCORE_PROFILE
 
 
 def has_errors(issues: Iterable[Issue]) -> bool:

@@ -242,8 +242,9 @@ def test_a_session_typed_as_an_office_visit_is_stored_with_a_warning(client):
 
 
 def test_resources_without_an_ipt_profile_are_not_checked(client):
+    """Unless $ipt-progress reads them as an IPT plan's sessions or scores (the two tests above)."""
     load_world(client)
-    obs = phq9("plain", 99, "2025-01-06T09:00:00Z", patient="Patient/other")
+    obs = phq9("plain", 99, "2025-01-06T09:00:00Z", plan=None, patient="Patient/other")
     obs.pop("meta")
     assert put(client, obs).status_code == 201
 
@@ -352,3 +353,27 @@ def test_an_encounter_based_on_an_ipt_course_is_held_to_the_session_rules_withou
                         "subject": {"reference": "Patient/p1"}}).status_code == 201
     r = put(client, {**plain, "id": "plain-referral", "basedOn": [{"reference": "ServiceRequest/referral"}]})
     assert r.status_code == 201, r.text
+
+
+def test_a_phq9_of_an_ipt_plan_is_held_to_the_score_rules_without_claiming_the_profile(client):
+    """$ipt-progress reads every PHQ-9 of the plan (or of one of its sessions) as a score, profile or not: a
+    future-dated one became the course's outcome while the same score claiming the profile was refused."""
+    load_world(client, World(sessions=4))
+    plain = phq9("plain", 12, "2025-01-06T09:00:00Z")
+    plain.pop("meta")
+    future = {**plain, "id": "future", "effectiveDateTime": "2999-01-01T09:00:00Z"}
+    r = put(client, future)
+    assert r.status_code == 422 and "Observation.effective" in expressions(errors(r))
+    r = put(client, {**plain, "id": "too-high", "valueQuantity": {**plain["valueQuantity"], "value": 31}})
+    assert r.status_code == 422 and "Observation.value" in expressions(errors(r))
+    through_session = {**plain, "id": "via-session", "encounter": {"reference": "Encounter/s1"}}
+    through_session.pop("basedOn")
+    r = put(client, {**through_session, "subject": {"reference": "Patient/other"}})
+    assert r.status_code == 422 and "Observation.encounter" in expressions(errors(r))
+    r = put(client, plain)
+    assert r.status_code == 201, r.text
+    assert progress(client, "plan")["phq9Latest"]["value"] == 12
+    # a PHQ-9 of no IPT plan is no IPT score: no rule
+    unrelated = {**plain, "id": "unrelated", "valueQuantity": {**plain["valueQuantity"], "value": 31}}
+    unrelated.pop("basedOn")
+    assert put(client, unrelated).status_code == 201

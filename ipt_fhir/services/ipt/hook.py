@@ -41,7 +41,7 @@ class IptWriteHook:
         if change.resource_type in CONFORMANCE_TYPES:
             return _check_conformance_write(change)
         resource = change.resource
-        if resource is None or (claimed_ipt_profile(resource) is None and not rules.may_be_session(resource)):
+        if resource is None or (claimed_ipt_profile(resource) is None and not rules.may_be_linked(resource)):
             return []
         return rules.check(resource, change.previous, StoreLookup(conn, written_after=change.written_after))
 
