@@ -27,6 +27,7 @@ Rules by resource (path prefixes name the element at fault):
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
 from typing import Iterable
 
@@ -35,7 +36,7 @@ from ..fhir.outcome import Issue, error, warning
 from .canonical import (
     CAREPLAN_PROFILE, COURSE_PROFILE, CPT, CPT_DISPLAY, CS_PROBLEM_AREA, EXT_PHASE, EXT_PROBLEM_AREA_FOCUS,
     EXT_SESSION_NUMBER, GOAL_ACHIEVEMENT, GOAL_ACHIEVEMENT_CODES, GOAL_PROFILE, PROBLEM_AREA_PROFILE, SCORE_PROFILE,
-    SCORE_RANGES, SESSION_PROFILE, claimed_ipt_profile, claims_profile, extensions, ipt_coding, reference,
+    SCORE_RANGES, SESSION_PROFILE, UCUM, claimed_ipt_profile, claims_profile, extensions, ipt_coding, reference,
     same_reference, same_subject, session_number, session_phase, split_reference, subject_of,
 )
 from .lookup import ResourceLookup
@@ -558,6 +559,10 @@ def _check_score(obs: dict, previous: dict | None, lookup: ResourceLookup) -> li
         issues.append(error("required", "a score's valueQuantity holds its total (a questionnaire not filled in "
                                         "has no value[x] and a dataAbsentReason instead)",
                             "Observation.valueQuantity.value"))
+    unit = quantity.get("code") if isinstance(quantity, dict) and quantity.get("system") == UCUM else None
+    if isinstance(unit, str) and not _DIMENSIONLESS.fullmatch(unit):
+        issues.append(error("business-rule", f"a score's total has no unit of measure (UCUM '1' or an annotation "
+                                             f"such as '{{score}}'), not '{unit}'", "Observation.valueQuantity.code"))
     for coding in (obs.get("code") or {}).get("coding") or []:
         bounds = SCORE_RANGES.get(coding.get("code")) if coding.get("system") == "http://loinc.org" else None
         if not bounds or value is None:
@@ -593,6 +598,8 @@ def _check_score(obs: dict, previous: dict | None, lookup: ResourceLookup) -> li
     return issues
 
 
+# A UCUM unit that measures nothing: '1', or an annotation alone ('{score}'), which UCUM reads as 1.
+_DIMENSIONLESS = re.compile(r"1|\{[^{}]*\}")
 # How far ahead of this server's clock a score's date may be (time zones, clocks slightly apart).
 SCORE_CLOCK_SLACK = timedelta(days=1)
 # How far from its session's start a score may be dated: filled in the waiting room, or the day after.

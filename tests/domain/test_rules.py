@@ -341,6 +341,16 @@ def test_score_out_of_range_is_an_error(world):
     assert not errors(check(phq9("o1", 27, "2025-01-06"), None, world.lookup))
 
 
+@pytest.mark.parametrize("unit,refused", [("{score}", False), ("1", False), ("{total score}", False),
+                                          ("kg", True), ("%", True), ("mm[Hg]", True)])
+def test_a_score_total_with_a_unit_of_measure_is_an_error(world, unit, refused):
+    """A PHQ-9 total is a number of points: UCUM '1' or an annotation; 12 kg used to count as 12 points."""
+    score = phq9("o1", 12, "2025-01-06")
+    score["valueQuantity"] = {"value": 12, "system": "http://unitsofmeasure.org", "code": unit}
+    found = paths(errors(check(score, None, world.lookup)))
+    assert ("Observation.valueQuantity.code" in found) is refused
+
+
 # A plan-wide rule the write itself did not break is a warning: the plan's own edits go on.
 def test_a_goal_deleted_since_the_plan_listed_it_is_a_warning_on_plan_edits(world):
     world.lookup.delete("Goal", "g1")
