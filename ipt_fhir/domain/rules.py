@@ -1,7 +1,8 @@
 """Cross-resource IPT rules, checked on create, update, patch and within transactions.
 
 `check(resource, previous, lookup)` returns OperationOutcome issues for a resource that claims an IPT
-profile (any other resource: no issues). Errors mean 422; warnings go back with the success. Whether
+profile, or that $ipt-progress reads as an IPT plan's session or PHQ-9 score whatever it claims
+(_profile_by_link; any other resource: no issues). Errors mean 422; warnings go back with the success. Whether
 something is an error or a warning follows one line: breaking the data model or the protocol's hard
 limits is an error, a departure a clinician may rightly choose is a warning.
 
@@ -21,7 +22,7 @@ Rules by resource (path prefixes name the element at fault):
   Goal            addresses a problem area or a diagnosis of the same subject; plans holding it share
                   the subject.
   Observation     score a whole number within the instrument's range (or absent, with a dataAbsentReason:
-                  the profile's ipt-score-1); same subject as its plan and session; not dated in the
+                  the profile's ipt-score-1), without a unit of measure; same subject as its plan and session; not dated in the
                   future; its session held and near its date (warnings).
   Condition       plans addressing a problem area share its subject.
 """
