@@ -164,3 +164,17 @@ def test_composite_missing_sees_an_element_whose_components_have_no_value(engine
     # the valueless row matches no value search
     assert engine.ids("Group", f"{q}=http://example.org|smoker$http://example.org|yes") == {"coded"}
     assert engine.ids("Group", f"{q}=smoker$yes") == {"coded"}
+
+
+def test_composite_missing_of_a_resource_rooted_composite_asks_for_its_values(engine):
+    """Observation's code-value-* composites are rooted at the Observation itself: present or missing is
+    whether the Observation has such a value, not whether it exists (a valueless row for every Observation
+    made `code-value-quantity:missing=true` find none)."""
+    engine.put({"resourceType": "Observation", "id": "text", "status": "final", "code": {"text": "note"},
+                "valueString": "fine"})
+    engine.put({"resourceType": "Observation", "id": "qty", "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
+                "valueQuantity": {"value": 70, "system": "http://unitsofmeasure.org", "code": "kg"}})
+    assert engine.ids("Observation", "code-value-quantity:missing=true") == {"text"}
+    assert engine.ids("Observation", "code-value-quantity:missing=false") == {"qty"}
+    assert engine.ids("Observation", "code-value-concept:missing=false") == set()

@@ -198,9 +198,11 @@ def index_rows(resource_type: str, resource: dict) -> Rows:
                             flat.extend(cv)
                         flat.extend([None] * (12 - len(flat)))
                         rows["composite"].append((code, *flat))
-            if len(rows["composite"]) == written:
+            if len(rows["composite"]) == written and any(node is not resource for node, _ in items):
                 # The element is there, yet no node has a value for every component (a code with text
                 # only, a value of a type no component reads): one row without values, so that `:missing`
                 # sees the parameter present (search.html#modifiers). No value search matches its NULLs.
+                # Not for a composite of the resource itself (Observation's code-value-quantity): that
+                # "element" is always there, and whether it has a value is what `:missing` asks.
                 rows["composite"].append((code, *[None] * 12))
     return rows
