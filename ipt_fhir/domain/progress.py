@@ -262,8 +262,8 @@ def apply_change(progress: PlanProgress, resource: dict, *, deleted: bool = Fals
     elif ref is None:
         pass
     elif rtype in ("ServiceRequest", "Encounter", "Observation") and not _about_plan_patient(progress, resource):
-        # Linked to the plan but about another patient: the rules refuse that only for resources that
-        # claim an IPT profile, and another patient's sessions or scores are never this course's progress.
+        # Linked to the plan but about another patient: the rules refuse that (rules._profile_by_link), yet
+        # a record stored before they did may be there, and another patient's are never this course's progress.
         progress.courses.pop(ref, None)
         progress.sessions.pop(ref, None)
         progress.phq9.pop(ref, None)

@@ -45,6 +45,7 @@ from .progress import as_date, is_phq9, observation_date, observation_score, pla
 from .protocols import PHASE_ORDER, Protocol, get_protocol, protocol_for_careplan
 
 CLOSED_PLAN = frozenset({"completed", "revoked", "entered-in-error"})
+WITHDRAWN = frozenset({"entered-in-error", "cancelled"})
 CLOSED_COURSE = frozenset({"completed", "revoked", "entered-in-error"})
 NOT_COUNTED = frozenset({"cancelled", "entered-in-error"})
 HELD = frozenset({"in-progress", "finished"})
@@ -72,7 +73,11 @@ ENCOUNTER_WARN = {"cancelled": {"arrived", "triaged", "in-progress", "finished"}
 
 def check(resource: dict, previous: dict | None, lookup: ResourceLookup) -> list[Issue]:
     """Issues for `resource` (new version) given its `previous` version (None on create)."""
-    profile = claimed_ipt_profile(resource) or _profile_by_link(resource, lookup)
+    profile = claimed_ipt_profile(resource)
+    if profile is None:
+        if resource.get("status") in WITHDRAWN:  # a record held to the rules by its links only (stored,
+            return []                             # maybe, before they were) may always be withdrawn
+        profile = _profile_by_link(resource, lookup)
     if profile is None:
         return []
     checker = _CHECKERS.get((profile, resource.get("resourceType")))
@@ -80,22 +85,26 @@ def check(resource: dict, previous: dict | None, lookup: ResourceLookup) -> list
 
 
 def may_be_linked(resource: dict) -> bool:
-    """Whether `resource` could be an IPT session or score without claiming the profile (_profile_by_link):
-    the check a caller can make before any lookup."""
+    """Whether `resource` could be an IPT course, session or score without claiming the profile
+    (_profile_by_link): the check a caller can make before any lookup."""
     rtype = resource.get("resourceType")
-    if rtype == "Encounter":
+    if rtype in ("ServiceRequest", "Encounter"):
         return bool(resource.get("basedOn"))
     return rtype == "Observation" and bool(resource.get("basedOn") or resource.get("encounter")) and is_phq9(resource)
 
 
+_BY_LINK = {"ServiceRequest": COURSE_PROFILE, "Encounter": SESSION_PROFILE, "Observation": SCORE_PROFILE}
+
+
 def _profile_by_link(resource: dict, lookup: ResourceLookup) -> str | None:
     """The profile whose rules hold for a resource $ipt-progress reads as part of an IPT plan, whatever it
-    claims: an Encounter based on the plan's course is one of its sessions (the protocol's maximum, the
-    plan's period and status, one patient), a PHQ-9 Observation of the plan or of one of its sessions one
-    of its scores (range, whole number, not in the future, one patient). Others are IPT ones by claim only."""
+    claims: a ServiceRequest based on the plan is one of its courses (sessions within the protocol's
+    maximum, one patient), an Encounter based on such a course one of its sessions (the maximum, the plan's
+    period and status, one patient), a PHQ-9 Observation of the plan or of one of its sessions one of its
+    scores (range, whole number, no unit, not in the future, one patient). Others are IPT ones by claim only."""
     if not may_be_linked(resource) or not plans_affected(resource, lookup):
         return None
-    return SESSION_PROFILE if resource["resourceType"] == "Encounter" else SCORE_PROFILE
+    return _BY_LINK[resource["resourceType"]]
 
 
 def has_errors(issues: Iterable[Issue]) -> bool:

@@ -42,9 +42,14 @@ def world():
 
 
 def test_resources_without_an_ipt_profile_are_not_checked(world):
+    goal = world.get("Goal", "g1")
+    goal["meta"]["profile"] = ["http://example.org/other"]
+    goal["subject"] = {"reference": "Patient/other"}
+    assert check(goal, None, world.lookup) == []
     course = world.course
     course["meta"]["profile"] = ["http://example.org/other"]
     course["subject"] = {"reference": "Patient/other"}
+    course["basedOn"] = [{"reference": "CarePlan/not-stored"}]  # no IPT plan: no course
     assert check(course, None, world.lookup) == []
     session = world.session(1)
     session["meta"]["profile"] = ["http://example.org/other"]
@@ -432,3 +437,27 @@ def test_a_protocol_the_server_does_not_know_is_named_in_a_warning(world):
     assert "CarePlan.instantiatesCanonical" in paths(warnings(issues))
     assert "ipt-adolescent-v2" in warnings(issues)[0].diagnostics
     assert "CarePlan.instantiatesCanonical" not in paths(check(world.plan, world.plan, world.lookup))
+
+
+def test_a_record_held_to_the_rules_by_its_links_only_may_always_be_withdrawn(world):
+    """Plain scores and sessions linked to a plan were not checked before they were held to its rules:
+    one stored then out of range, or about another patient, must still be retractable."""
+    score = phq9("legacy", 40, "2025-01-06")
+    score.pop("meta")
+    assert paths(errors(check(score, None, world.lookup)))  # refused if written now
+    retracted = {**score, "status": "entered-in-error"}
+    assert check(retracted, score, world.lookup) == []
+    session = world.session(1)
+    session.pop("meta")
+    session["subject"] = {"reference": "Patient/other"}
+    assert check({**session, "status": "entered-in-error"}, session, world.lookup) == []
+
+
+def test_a_service_request_based_on_an_ipt_plan_is_checked_as_a_course_whatever_it_claims(world):
+    """$ipt-progress counts it as a course (sessionsPlanned): 30 sessions of a standard course is over the
+    protocol's maximum of 20 whether or not the ServiceRequest claims the course profile."""
+    course = world.course
+    course.pop("meta")
+    course["id"] = "plain-course"
+    course["quantityQuantity"] = {**course["quantityQuantity"], "value": 30}
+    assert errors(check(course, None, world.lookup))
