@@ -264,6 +264,17 @@ def _search_parameters(resource_type: str | None) -> list[dict]:
                 "description": "Include resources that reference the matches: "
                                + ", ".join(f"`{i}`" for i in revincludes[:60]),
                 "schema": {"type": "string"}}))
+    else:  # a search across types: which ones, and the parameters every type has (those of Resource)
+        params.append(_shared_param("_type", {
+            "name": "_type", "in": "query", "required": False, "schema": {"type": "string"},
+            "description": "Comma-separated resource types to search (search.html#_type); other parameters "
+                           "must be common to all of them"}))
+        for p in search_params_for_capability("Patient"):
+            if p["name"].startswith("_"):
+                params.append(_shared_param(f"Resource.{p['name']}", {
+                    "name": p["name"], "in": "query", "required": False,
+                    "description": f"**{p['type']}** — {p['documentation']}. Definition: {p['definition']}",
+                    "schema": {"type": "string"}}))
     for name, typ, doc in RESULT_PARAMETERS:
         params.append(_shared_param(name, {"name": name, "in": "query", "required": False, "description": doc,
                                            "schema": {"type": typ}}))
@@ -354,12 +365,15 @@ def _decorate(op: dict, method: str, path: str, resource_type: str | None, route
                              "content": _fhir_content(schema, {f"{rt} (stored)": stored})},
                      "304": {"description": "Not modified (If-None-Match, If-Modified-Since)"}, **_errors("404", "410")}
     elif interaction in ("search-type", "search-system", "search-compartment"):
-        extra_params = [_header("Prefer")] + ([] if method == "POST" else _search_parameters(
-            rt if interaction != "search-system" else None))
+        # the system search and the compartment's across its types (Patient/{id}/*, Patient/{id}/_search)
+        across_types = interaction == "search-system" or (
+            path.count("/") == 4 and path.split("/")[-1] in ("*", "_search"))
+        searched = None if across_types else rt
+        extra_params = [_header("Prefer")] + ([] if method == "POST" else _search_parameters(searched))
         if method == "POST" and path.endswith("_search"):
             body = {"required": False, "content": {"application/x-www-form-urlencoded": {"schema": {
                 "type": "object", "properties": {p["name"]: {"type": "string", "description": p["description"]}
-                                                 for p in map(_resolve_param, _search_parameters(rt))}}}}}
+                                                 for p in map(_resolve_param, _search_parameters(searched))}}}}}
         responses = {"200": {"description": "A searchset Bundle (paged; follow link `next`)",
                              "content": _fhir_content("Bundle", {f"searchset of {rt or 'CarePlan'}": ex.searchset_example(rt or "CarePlan")})},
                      **_errors("400")}

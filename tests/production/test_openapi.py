@@ -158,3 +158,18 @@ def test_get_apply_documents_the_query_parameters_the_operation_takes(document, 
     assert r.status_code == 200, r.text
     sessions = [e["resource"] for e in r.json()["entry"] if e["resource"]["resourceType"] == "Encounter"]
     assert len(sessions) == 10 and sessions[0]["period"]["start"].startswith("2025-01-08")  # a Wednesday
+
+
+def test_searches_across_types_document_type_and_the_parameters_every_type_has(document):
+    """The system search and the compartment's across its types take `_type` and Resource's parameters;
+    they used to list none (system) or Patient's own (`Patient/{id}/*`, as if it searched Patients)."""
+    def names(op: dict) -> set[str]:
+        refs = [p.get("$ref", "").rsplit("/", 1)[-1] for p in op.get("parameters", [])]
+        return {document["components"]["parameters"][r]["name"] for r in refs if r}
+
+    for path in ("/fhir", "/fhir/Patient/{patient_id}/*"):
+        got = names(document["paths"][path]["get"])
+        assert {"_type", "_id", "_lastUpdated", "_tag"} <= got and "gender" not in got, path
+    for path in ("/fhir/_search", "/fhir/Patient/{patient_id}/_search"):
+        form = document["paths"][path]["post"]["requestBody"]["content"]["application/x-www-form-urlencoded"]
+        assert {"_type", "_id"} <= set(form["schema"]["properties"]) and "gender" not in form["schema"]["properties"]
