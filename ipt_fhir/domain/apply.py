@@ -16,12 +16,12 @@ ServiceRequest; Encounter participant -> practitioner; CarePlan.instantiatesCano
 from __future__ import annotations
 
 import calendar
-import re
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Callable
 
+from ..fhir.dates import DATE_TIME
 from ..fhir.outcome import FHIRError, bad_request, error, unprocessable
 from ..fhir.parameters import parameter_value
 from .canonical import (
@@ -284,9 +284,6 @@ class ApplyRequest:
 APPLY_PARAMETERS = ("subject", "practitioner", "start", "sessionCount", "weekday", "store")
 
 
-_FULL_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-
-
 def _repeated(name: str, where: str) -> FHIRError:
     """Every parameter of $apply is 0..1 (its OperationDefinition): a second one is not silently preferred."""
     return bad_request(f"$apply takes the '{name}' parameter once; it was given more than once", where,
@@ -348,7 +345,8 @@ def parse_apply_parameters(params: dict | list[tuple[str, str]]) -> ApplyRequest
                           "practitioner", code="value")
     start_text = text("start", required=True)
     try:
-        if not _FULL_DATE.fullmatch(start_text):  # date.fromisoformat also takes 20250303 and 2025-W10-1
+        written = DATE_TIME.fullmatch(start_text)  # date.fromisoformat also takes 20250303 and 2025-W10-1
+        if written is None or written["d"] is None or written["H"] is not None:  # a day, YYYY-MM-DD
             raise ValueError
         start = date.fromisoformat(start_text)
     except ValueError:

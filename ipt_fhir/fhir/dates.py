@@ -7,7 +7,9 @@ from datetime import datetime, timedelta, timezone
 
 from .outcome import bad_request
 
-_DATE_TIME = re.compile(
+# The written forms of a FHIR date, dateTime or instant, at any precision (a time has its minutes); the
+# values' own checks (a month 13, an offset beyond ±14:00) are the parsers'.
+DATE_TIME = re.compile(
     r"(?P<y>\d{4})(?:-(?P<m>\d{2})(?:-(?P<d>\d{2})(?:T(?P<H>\d{2}):(?P<M>\d{2})(?::(?P<S>\d{2})(?P<f>\.\d+)?)?"
     r"(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?"
 )
@@ -24,9 +26,9 @@ def valid_offset(tz: str) -> bool:
 
 def parse_instant(text: str) -> datetime | None:
     """A FHIR instant (2024-01-31T09:30:00Z: a time, to the second or finer, and a time zone) as an aware
-    datetime; None for anything else. The FHIR grammar (_DATE_TIME) decides what is written as one, not
+    datetime; None for anything else. The FHIR grammar (DATE_TIME) decides what is written as one, not
     ISO 8601's wider one (which also takes hours alone, week dates and compact forms)."""
-    m = _DATE_TIME.fullmatch(text)
+    m = DATE_TIME.fullmatch(text)
     if m is None or m["S"] is None or m["tz"] is None or not valid_offset(m["tz"]):
         return None
     try:
@@ -49,7 +51,7 @@ def parse_fhir_datetime_range(text: str) -> tuple[datetime, datetime]:
     A time without a zone is read as UTC (the server's zone). A range reaching past 9999-12-31 (the last
     instant FHIR and Python can write) ends at that instant instead; one that starts outside the years
     1-9999 once moved to UTC is refused like a malformed value."""
-    m = _DATE_TIME.fullmatch(text.strip())
+    m = DATE_TIME.fullmatch(text.strip())
     if not m:
         raise ValueError(f"'{text}' is not a FHIR date or dateTime")
     g = m.groupdict()

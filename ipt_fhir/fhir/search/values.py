@@ -6,12 +6,11 @@ sentinels MIN_TIME / MAX_TIME. Values without a timezone are taken as UTC.
 """
 from __future__ import annotations
 
-import re
 import sys
 import unicodedata
 from datetime import date, datetime, timedelta, timezone
 
-from ipt_fhir.fhir.dates import valid_offset
+from ipt_fhir.fhir.dates import DATE_TIME, valid_offset
 
 MIN_TIME = -(2**62)
 MAX_TIME = 2**62
@@ -23,12 +22,6 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _EPOCH_ORD = date(1970, 1, 1).toordinal()
 _DAY_US = 86_400_000_000
 STRING_INDEX_LENGTH = 255
-
-# search.html#date: "minutes SHALL be present if an hour is present".
-_DATE_RE = re.compile(
-    r"^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?"
-    r"(Z|[+-]\d{2}:\d{2})?)?)?)?$"
-)
 
 
 def normalise(text: str) -> str:
@@ -61,7 +54,7 @@ def from_micros(us: int) -> datetime:
 def date_range(text: str) -> tuple[int, int] | None:
     """[low, high) of a FHIR date, dateTime or instant (also minute precision, as search allows); None for
     anything the R4 grammar does not take: an hour without minutes, hour 24, an offset beyond ±14:00."""
-    m = _DATE_RE.match(text.strip()) if isinstance(text, str) else None
+    m = DATE_TIME.fullmatch(text.strip()) if isinstance(text, str) else None  # minutes with every hour (search.html#date)
     if not m:
         return None
     y, mo, d, hh, mi, ss, frac, tz = m.groups()
