@@ -366,8 +366,7 @@ def _decorate(op: dict, method: str, path: str, resource_type: str | None, route
                      "304": {"description": "Not modified (If-None-Match, If-Modified-Since)"}, **_errors("404", "410")}
     elif interaction in ("search-type", "search-system", "search-compartment"):
         # the system search and the compartment's across its types (Patient/{id}/*, Patient/{id}/_search)
-        across_types = interaction == "search-system" or (
-            path.count("/") == 4 and path.split("/")[-1] in ("*", "_search"))
+        across_types = interaction == "search-system" or path.endswith(("{patient_id}/*", "{patient_id}/_search"))
         searched = None if across_types else rt
         extra_params = [_header("Prefer")] + ([] if method == "POST" else _search_parameters(searched))
         if method == "POST" and path.endswith("_search"):

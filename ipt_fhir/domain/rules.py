@@ -84,9 +84,9 @@ def check(resource: dict, previous: dict | None, lookup: ResourceLookup) -> list
     return checker(resource, previous, lookup) if checker else []
 
 
-def may_be_linked(resource: dict) -> bool:
+def _may_be_linked(resource: dict) -> bool:
     """Whether `resource` could be an IPT course, session or score without claiming the profile
-    (_profile_by_link): the check a caller can make before any lookup."""
+    (_profile_by_link), told without a lookup."""
     rtype = resource.get("resourceType")
     if rtype in ("ServiceRequest", "Encounter"):
         return bool(resource.get("basedOn"))
@@ -102,7 +102,7 @@ def _profile_by_link(resource: dict, lookup: ResourceLookup) -> str | None:
     maximum, one patient), an Encounter based on such a course one of its sessions (the maximum, the plan's
     period and status, one patient), a PHQ-9 Observation of the plan or of one of its sessions one of its
     scores (range, whole number, no unit, not in the future, one patient). Others are IPT ones by claim only."""
-    if not may_be_linked(resource) or not plans_affected(resource, lookup):
+    if not _may_be_linked(resource) or not plans_affected(resource, lookup):
         return None
     return _BY_LINK[resource["resourceType"]]
 

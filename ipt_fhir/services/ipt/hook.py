@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 
 from ipt_fhir.domain import progress as prog
 from ipt_fhir.domain import rules
-from ipt_fhir.domain.canonical import CAREPLAN_PROFILE, claimed_ipt_profile, claims_profile, reference
+from ipt_fhir.domain.canonical import CAREPLAN_PROFILE, claims_profile, reference
 from ipt_fhir.domain.conformance_loader import CONFORMANCE_TYPES
 from ipt_fhir.domain.narrative import with_narrative
 from ipt_fhir.fhir.outcome import Issue, error, read_only
@@ -40,10 +40,10 @@ class IptWriteHook:
     def check(self, conn: Connection, change: Change) -> list[Issue]:
         if change.resource_type in CONFORMANCE_TYPES:
             return _check_conformance_write(change)
-        resource = change.resource
-        if resource is None or (claimed_ipt_profile(resource) is None and not rules.may_be_linked(resource)):
+        if change.resource is None:
             return []
-        return rules.check(resource, change.previous, StoreLookup(conn, written_after=change.written_after))
+        # rules.check decides what is an IPT resource (a claim, or links: no lookup for anything else)
+        return rules.check(change.resource, change.previous, StoreLookup(conn, written_after=change.written_after))
 
     # ---- narrative -----------------------------------------------------------------------------
     def prepare(self, conn: Connection, resource_type: str, doc: dict) -> dict:
