@@ -215,14 +215,16 @@ def checked_entry(index: int, raw: object, base_url: str, envelope: Mapping[int,
     return entry
 
 
-def entry_error(index: int, exc: FHIRError) -> FHIRError:
-    """The entry's error, its issues pointing into the Bundle (expression Bundle.entry[i]…)."""
+def entry_error(index: int, exc: FHIRError, raw_entry: object = None) -> FHIRError:
+    """The entry's error, its issues pointing into the Bundle (expression Bundle.entry[i]…). `raw_entry`:
+    the entry as sent, whose resource says which resource an expression like `CarePlan.status` is in."""
     prefix = f"Bundle.entry[{index}]"
     if exc.issues and all(i.diagnostics.startswith(f"{prefix}: ") for i in exc.issues):
         return exc  # already the entry's
+    held = _held_type(raw_entry)
     issues = []
     for issue in exc.issues:
-        exprs = tuple(_entry_expression(prefix, e) for e in issue.expression) or (prefix,)
+        exprs = tuple(_entry_expression(prefix, e, held) for e in issue.expression) or (prefix,)
         issues.append(Issue(issue.severity, issue.code, f"{prefix}: {issue.diagnostics}", exprs))
     return FHIRError(exc.status, issues, _entry_headers(exc.headers))
 
@@ -240,10 +242,20 @@ def _entry_headers(headers: dict[str, str]) -> dict[str, str]:
 _ENTRY_ELEMENTS = frozenset({"fullUrl", "resource", "request", "search", "response"})
 
 
-def _entry_expression(prefix: str, expression: str) -> str:
-    """An expression about the entry's resource or one of its elements, as a path in the Bundle."""
+def _held_type(raw_entry: object) -> str | None:
+    resource = raw_entry.get("resource") if isinstance(raw_entry, dict) else None
+    rtype = resource.get("resourceType") if isinstance(resource, dict) else None
+    return rtype if isinstance(rtype, str) else None
+
+
+def _entry_expression(prefix: str, expression: str, held: str | None = None) -> str:
+    """An expression about the entry's resource or one of its elements, as a path in the Bundle. One about
+    a resource of another type than the entry holds (`held`) names no element of the Bundle: a PATCH
+    entry holds its patch (Parameters or Binary), not the patched CarePlan a rule refused; the entry itself."""
     head, _, rest = expression.partition(".")
     if head in RESOURCE_TYPES:
+        if held is not None and head != held:
+            return prefix
         return f"{prefix}.resource" + (f".{rest}" if rest else "")
     if head in _ENTRY_ELEMENTS:
         return f"{prefix}.{expression}"
@@ -325,7 +337,7 @@ class BundleService:
                                       f"this transaction's unit of work: send it on its own or in a batch",
                                       "request.url", code="not-supported")
             except FHIRError as exc:
-                raise entry_error(i, exc) from None
+                raise entry_error(i, exc, raw) from None
             entries.append(entry)
         _check_unique_full_urls(entries)
         results: list[EntryResult | None] = [None] * len(entries)
@@ -369,11 +381,13 @@ class BundleService:
                         current = entry
                         writer.check_no_overlap_with_writes(entry)
                 current = None
-                failures = rs.run_deferred_checks(conn, queue, lambda tag, exc: entry_error(int(tag), exc))
+                failures = rs.run_deferred_checks(
+                    conn, queue, lambda tag, exc: entry_error(int(tag), exc, raw_entries[int(tag)]))
                 errors = [(tag, issues) for tag, issues in failures if any(i.is_error for i in issues)]
                 if errors:
                     tag, issues = errors[0]
-                    raise entry_error(int(tag), FHIRError(422, [i for t, iss in errors for i in iss if t == tag]))
+                    raise entry_error(int(tag), FHIRError(422, [i for t, iss in errors for i in iss if t == tag]),
+                                      raw_entries[int(tag)])
                 for tag, issues in failures:
                     res = results[int(tag)]
                     if res is not None:
@@ -386,7 +400,7 @@ class BundleService:
             except FHIRError as exc:
                 if current is None or exc.issues and exc.issues[0].diagnostics.startswith("Bundle.entry"):
                     raise
-                located = entry_error(current.index, exc)
+                located = entry_error(current.index, exc, raw_entries[current.index])
                 if isinstance(exc, _LostConditionalCreate):  # located, still a lost race: run again
                     located = _LostConditionalCreate(located.status, located.issues, located.headers)
                 raise located from None
@@ -407,12 +421,12 @@ class BundleService:
         siblings = _placeholder_entries(raw_entries)
         for i, item in enumerate(entries):
             if isinstance(item, FHIRError):
-                results.append(_failed(i, item))
+                results.append(_failed(i, item, raw_entries[i]))
                 continue
             try:
                 results.append(self._batch_entry_settled(item, base_url, claims, siblings, prefer, strict_search))
             except FHIRError as exc:
-                results.append(_failed(i, exc))
+                results.append(_failed(i, exc, raw_entries[i]))
             except Exception:  # noqa: BLE001 - a defect in one entry: its unit rolled back, the others stand
                 log.exception("batch entry %d failed unexpectedly", i)
                 results.append(_failed(i, FHIRError.of(500, "exception", "An internal error stopped this entry; "
@@ -842,9 +856,9 @@ def _result(result: WriteResult) -> EntryResult:
     return EntryResult(result.status, result.version, issues=list(result.issues))
 
 
-def _failed(index: int, exc: FHIRError) -> EntryResult:
+def _failed(index: int, exc: FHIRError, raw_entry: object = None) -> EntryResult:
     """A batch entry's error, pointing into the Bundle as a transaction's does."""
-    failure = entry_error(index, exc)
+    failure = entry_error(index, exc, raw_entry)
     return EntryResult(failure.status, issues=failure.issues)
 
 

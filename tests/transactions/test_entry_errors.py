@@ -3,6 +3,8 @@ of the submitted Bundle the error is about; a batch entry that names another ent
 told that batch entries cannot reference each other."""
 from __future__ import annotations
 
+import base64
+
 import fhirpathpy
 import pytest
 from fhirpathpy.models import models
@@ -144,6 +146,27 @@ def test_ambiguous_or_missing_matches_point_at_the_criteria(client):
         r = post_bundle(client, bundle)
         assert r.status_code == status, r.text
         assert_points_into(bundle, r.json(), expected)
+
+
+@pytest.mark.parametrize("kind", ["transaction", "batch"])
+def test_a_patch_whose_result_is_refused_points_at_the_entry_not_into_its_patch(client, kind):
+    """A PATCH entry holds its patch (Parameters, or a Binary of JSON Patch), not the Patient it produces:
+    an error about Patient.gender names no element of the Bundle below the entry, so the entry is named."""
+    pid = client.post("/fhir/Patient", json=patient()).json()["id"]
+    fhirpath_patch = {"resourceType": "Parameters", "parameter": [{"name": "operation", "part": [
+        {"name": "type", "valueCode": "add"}, {"name": "path", "valueString": "Patient"},
+        {"name": "name", "valueString": "gender"}, {"name": "value", "valueCode": "not-a-gender"}]}]}
+    json_patch = {"resourceType": "Binary", "contentType": "application/json-patch+json",
+                  "data": base64.b64encode(b'[{"op": "add", "path": "/gender", "value": "not-a-gender"}]').decode()}
+    for held in (fhirpath_patch, json_patch):
+        bundle = tx({"resource": held, "request": {"method": "PATCH", "url": f"Patient/{pid}"}}, kind=kind)
+        r = post_bundle(client, bundle)
+        outcome = r.json() if kind == "transaction" else r.json()["entry"][0]["response"]["outcome"]
+        status = r.status_code if kind == "transaction" else int(r.json()["entry"][0]["response"]["status"][:3])
+        assert status == 422, r.text  # http.html#patch: a valid patch whose result is not a valid resource
+        assert "gender" in outcome["issue"][0]["diagnostics"]
+        assert_points_into(bundle, outcome, "Bundle.entry[0]")
+    assert "gender" not in client.get(f"/fhir/Patient/{pid}").json()
 
 
 def test_batch_entry_errors_point_into_the_bundle_as_a_transactions_do(client):
