@@ -321,12 +321,19 @@ def plans_affected(resource: dict, lookup: ResourceLookup) -> list[str]:
                 candidates += _refs(sr.get("basedOn"), "CarePlan")
     elif rtype == "Observation":
         candidates = plans_named(resource)
-        if not candidates:  # a score of a session: the session's plan
+        if not candidates:  # a score of a course, or of a session: that course's plan
+            for _, sr_id in courses_named(resource):
+                sr = lookup.read("ServiceRequest", sr_id)
+                if sr:
+                    candidates += _refs(sr.get("basedOn"), "CarePlan")
             enc = split_reference(resource.get("encounter"))
             if enc and enc[0] == "Encounter":
                 encounter = lookup.read("Encounter", enc[1])
                 if encounter:
-                    return plans_affected(encounter, lookup)
+                    for _, sr_id in _refs(encounter.get("basedOn"), "ServiceRequest"):
+                        sr = lookup.read("ServiceRequest", sr_id)
+                        if sr:
+                            candidates += _refs(sr.get("basedOn"), "CarePlan")
     elif rtype in ("Goal", "Condition") and rid:
         param = "goal" if rtype == "Goal" else "condition"
         return sorted({p["id"] for p in lookup.search("CarePlan", [(param, reference(rtype, rid))])
@@ -340,10 +347,15 @@ def plans_affected(resource: dict, lookup: ResourceLookup) -> list[str]:
 
 
 def plans_named(resource: dict) -> list[tuple[str, str]]:
-    """The CarePlans a resource's basedOn names. A score naming none (no basedOn, or only its course
-    ServiceRequest, which the score profile allows) counts for the plan of its session (`encounter`):
-    plans_affected when it is written, and the full computation from the store alike."""
+    """The CarePlans a resource's basedOn names. A score naming none counts for the plan of the course
+    ServiceRequest its basedOn names (the score profile allows that) and for the plan of its session
+    (`encounter`): plans_affected when it is written, and the full computation from the store alike."""
     return _refs(resource.get("basedOn"), "CarePlan")
+
+
+def courses_named(resource: dict) -> list[tuple[str, str]]:
+    """The ServiceRequests (IPT courses) a score's basedOn names."""
+    return _refs(resource.get("basedOn"), "ServiceRequest")
 
 
 def _refs(refs: Any, rtype: str) -> list[tuple[str, str]]:

@@ -584,12 +584,13 @@ def _check_score(obs: dict, previous: dict | None, lookup: ResourceLookup) -> li
         elif not value.is_integer():  # these totals are sums of whole item scores
             issues.append(error("business-rule", f"{name} total is a whole number, not {value:g}",
                                 "Observation.valueQuantity.value"))
-    for i, ref, plan in _resolve(obs.get("basedOn"), "CarePlan", lookup):
-        if plan is None:
-            issues.append(error("business-rule", f"CarePlan {ref} does not exist", f"Observation.basedOn[{i}]"))
-        elif not _same_subject(obs, plan):
-            issues.append(error("business-rule", f"the score is about {subject_of(obs)}, plan {ref} about "
-                                                  f"{subject_of(plan)}", "Observation.subject"))
+    for rtype, what in (("CarePlan", "plan"), ("ServiceRequest", "course")):
+        for i, ref, target in _resolve(obs.get("basedOn"), rtype, lookup):
+            if target is None:
+                issues.append(error("business-rule", f"{ref} does not exist", f"Observation.basedOn[{i}]"))
+            elif not _same_subject(obs, target):
+                issues.append(error("business-rule", f"the score is about {subject_of(obs)}, {what} {ref} about "
+                                                      f"{subject_of(target)}", "Observation.subject"))
     taken = _moment(observation_date(obs))
     retracted = obs.get("status") in ("entered-in-error", "cancelled")  # may always be said of a score
     if not retracted and _starts_after(observation_date(obs), datetime.now(timezone.utc) + SCORE_CLOCK_SLACK):

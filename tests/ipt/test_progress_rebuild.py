@@ -75,3 +75,28 @@ def test_a_score_based_on_its_course_counts_in_the_row_computed_from_the_store_t
         assert written["phq9Latest"]["value"] == 4
         assert rebuild_progress_rows(database) == 1
         assert progress(client, "plan") == written
+
+
+def test_a_score_of_the_course_alone_counts_for_its_plan_as_written_and_as_rebuilt(settings, database):
+    """A PHQ-9 whose basedOn names only the course ServiceRequest (no plan, no session) is one of the
+    course's scores, as the score profile allows: it used to be accepted and left out, so a patient in
+    remission read as unchanged. A score naming another patient's course is refused."""
+    from tests.domain.world import phq9
+
+    with TestClient(create_app(settings, database)) as client:
+        load_world(client, World(sessions=4))
+        assert put(client, phq9("base", 20, "2025-01-06T10:00:00Z")).status_code == 201
+        assert put(client, phq9("late", 3, "2025-03-05T10:00:00Z", plan="ServiceRequest/course")).status_code == 201
+        written = progress(client, "plan")
+        assert written["phq9Latest"]["value"] == 3
+        assert written["phq9Remission"] is True
+        assert rebuild_progress_rows(database) == 1
+        assert progress(client, "plan") == written
+
+        other = phq9("other", 3, "2025-03-06T10:00:00Z", plan="ServiceRequest/course", patient="Patient/p2")
+        r = put(client, other)
+        assert r.status_code == 422, r.text
+        assert "course ServiceRequest/course" in r.text
+        missing = phq9("gone", 3, "2025-03-06T10:00:00Z", plan="ServiceRequest/nope")
+        r = put(client, missing)
+        assert r.status_code == 422 and "ServiceRequest/nope does not exist" in r.text

@@ -102,10 +102,13 @@ class IptWriteHook:
 def _move_session_scores(progress: prog.PlanProgress, encounter_id: str, lookup: StoreLookup, *, left: bool) -> None:
     """A session's scores that name no plan of their own belong to the plan through the session
     (fresh_progress): they join the plan with it (even when written before it, in a transaction's order)
-    and leave with it."""
+    and leave with it, unless a course of the plan they are based on keeps them in it."""
     for score in lookup.search("Observation", [("encounter", reference("Encounter", encounter_id))]):
-        if not prog.plans_named(score):
-            prog.apply_change(progress, score, deleted=left, lookup=lookup)
+        if prog.plans_named(score):
+            continue
+        if left and progress.careplan_id in prog.plans_affected(score, lookup):
+            continue
+        prog.apply_change(progress, score, deleted=left, lookup=lookup)
 
 
 def _update_plan_row(conn: Connection, careplan: dict | None, lookup: StoreLookup) -> None:
@@ -133,9 +136,14 @@ def fresh_progress(careplan: dict, lookup: StoreLookup) -> prog.PlanProgress:
         for enc in lookup.search("Encounter", [("based-on", reference("ServiceRequest", course["id"]))]):
             sessions.setdefault(enc["id"], enc)
     scores: dict[str, dict] = {o["id"]: o for o in lookup.search("Observation", [("based-on", plan_ref)])}
+    # As plans_affected: a score naming no plan counts for the plan of its course and of its session.
+    for course in courses:
+        for o in lookup.search("Observation", [("based-on", reference("ServiceRequest", course["id"]))]):
+            if not prog.plans_named(o):
+                scores.setdefault(o["id"], o)
     for enc_id in sessions:
         for o in lookup.search("Observation", [("encounter", reference("Encounter", enc_id))]):
-            if not prog.plans_named(o):  # as plans_affected: a score naming no plan counts for its session's
+            if not prog.plans_named(o):
                 scores.setdefault(o["id"], o)
     for resource in [*courses, *sessions.values(), *scores.values()]:
         prog.apply_change(progress, resource)
