@@ -118,6 +118,12 @@ def session_phase(encounter: dict) -> str | None:
     return coding.get("code") if is_ipt_url(coding.get("system"), "CodeSystem", CS_PHASE) else None
 
 
+def session_attendance(encounter: dict) -> str | None:
+    """The session's ipt-attendance code (attended, no-show, cancelled-by-patient, cancelled-by-clinician)."""
+    coding = extension_value(encounter, EXT_ATTENDANCE, "valueCoding") or {}
+    return coding.get("code") if is_ipt_url(coding.get("system"), "CodeSystem", CS_ATTENDANCE) else None
+
+
 def codings(concept: dict | None) -> list[dict]:
     return list((concept or {}).get("coding") or [])
 

@@ -13,9 +13,9 @@ from typing import Any, Iterable
 
 from ..fhir.dates import parse_fhir_datetime_range
 from .canonical import (
-    CS_ATTENDANCE, CS_PHASE, CS_PROBLEM_AREA, DEFAULT_CANONICAL_BASE, EXT_ATTENDANCE, LOINC, LOINC_PHQ9,
-    SCORE_RANGES, canonical, claims_profile, CAREPLAN_PROFILE, extension_value, ipt_coding, is_ipt_url,
-    reference, same_subject, session_number, session_phase, split_reference, subject_of,
+    CS_PHASE, CS_PROBLEM_AREA, DEFAULT_CANONICAL_BASE, LOINC, LOINC_PHQ9, SCORE_RANGES, canonical, claims_profile,
+    CAREPLAN_PROFILE, ipt_coding, reference, same_subject, session_attendance, session_number, session_phase,
+    split_reference, subject_of,
 )
 from .lookup import ResourceLookup
 from .protocols import get_protocol, protocol_for_careplan
@@ -404,13 +404,12 @@ def _ordered_sessions(sr: dict) -> int:
 
 
 def _session_entry(encounter: dict) -> SessionEntry:
-    attendance = extension_value(encounter, EXT_ATTENDANCE, "valueCoding") or {}
     return SessionEntry(
         number=session_number(encounter),
         status=encounter.get("status", "unknown"),
         start=(encounter.get("period") or {}).get("start"),
         phase=session_phase(encounter),
-        attendance=attendance.get("code") if is_ipt_url(attendance.get("system"), "CodeSystem", CS_ATTENDANCE) else None,
+        attendance=session_attendance(encounter),
     )
 
 

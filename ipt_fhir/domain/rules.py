@@ -14,8 +14,9 @@ Rules by resource (path prefixes name the element at fault):
                   patient: warning.
   ServiceRequest  based on an existing CarePlan with the same subject; none added to a closed plan;
                   sessions ordered within the protocol maximum (below its minimum: warning).
-  Encounter       based on an existing course; same subject; no new upcoming session on a closed
-                  plan or course; within the plan period; session numbers unique and increasing with date;
+  Encounter       based on an existing course; same subject; attendance agreeing with the status;
+                  no new upcoming session on a closed plan or course; within the plan period; session
+                  numbers unique and increasing with date;
                   count vs protocol maximum (error) and vs planned (warning); phase known to the
                   protocol, never going backwards (error), as the protocol expects (warning); a
                   problem area recorded by the end of the initial phase; status transitions.
@@ -35,10 +36,10 @@ from typing import Iterable
 from ..fhir.dates import parse_fhir_datetime_range
 from ..fhir.outcome import Issue, error, warning
 from .canonical import (
-    CAREPLAN_PROFILE, COURSE_PROFILE, CPT, CPT_DISPLAY, CS_PROBLEM_AREA, EXT_PHASE, EXT_PROBLEM_AREA_FOCUS,
+    CAREPLAN_PROFILE, COURSE_PROFILE, CPT, CPT_DISPLAY, CS_PROBLEM_AREA, EXT_ATTENDANCE, EXT_PHASE, EXT_PROBLEM_AREA_FOCUS,
     EXT_SESSION_NUMBER, GOAL_ACHIEVEMENT, GOAL_ACHIEVEMENT_CODES, GOAL_PROFILE, PROBLEM_AREA_PROFILE, SCORE_PROFILE,
     SCORE_RANGES, SESSION_PROFILE, UCUM, claimed_ipt_profile, claims_profile, extensions, ipt_coding, reference,
-    same_reference, same_subject, session_number, session_phase, split_reference, subject_of,
+    same_reference, same_subject, session_attendance, session_number, session_phase, split_reference, subject_of,
 )
 from .lookup import ResourceLookup
 from .progress import as_date, is_phq9, observation_date, observation_score, plans_affected
@@ -49,6 +50,11 @@ WITHDRAWN = frozenset({"entered-in-error", "cancelled"})
 CLOSED_COURSE = frozenset({"completed", "revoked", "entered-in-error"})
 NOT_COUNTED = frozenset({"cancelled", "entered-in-error"})
 HELD = frozenset({"in-progress", "finished"})
+# The statuses each attendance (CodeSystem ipt-attendance) agrees with: a session attended is held (or
+# being held); a no-show or a cancellation is a cancelled Encounter (R4 Encounter has no no-show status).
+ATTENDANCE_STATUSES = {"attended": HELD, "no-show": frozenset({"cancelled"}),
+                       "cancelled-by-patient": frozenset({"cancelled"}),
+                       "cancelled-by-clinician": frozenset({"cancelled"})}
 # A session that has not happened yet: the only kind a closed plan or course cannot take. Recording a
 # session already held (documentation lag, importing a finished course) stays possible.
 UPCOMING = frozenset({"planned", "arrived", "triaged", "in-progress", "onleave"})
@@ -407,6 +413,11 @@ def _check_session(session: dict, previous: dict | None, lookup: ResourceLookup)
                                               f"{subject_of(course)}", "Encounter.subject"))
     if status == "entered-in-error":
         return issues
+    contradiction = _attendance_contradiction(session)
+    if contradiction is not None:  # $ipt-progress counts by status: a no-show would count as attended
+        kept = previous is not None and _attendance_contradiction(previous) == contradiction
+        issues.append((warning if kept else error)("business-rule", contradiction,
+                                                   _ext_path("Encounter", session, EXT_ATTENDANCE)))
     found = _plan_of(course, lookup)
     plan = found[2] if found else None
     is_new = previous is None or previous.get("status") in NOT_COUNTED and status not in NOT_COUNTED
@@ -510,6 +521,14 @@ def _check_session(session: dict, previous: dict | None, lookup: ResourceLookup)
             issues.append(warning("business-rule", f"focus {focus} is not a problem area of plan {plan_ref}",
                                   _ext_path("Encounter", session, EXT_PROBLEM_AREA_FOCUS)))
     return issues
+
+
+def _attendance_contradiction(session: dict) -> str | None:
+    code, status = session_attendance(session), session.get("status")
+    allowed = ATTENDANCE_STATUSES.get(code or "")
+    if allowed is None or status in allowed:
+        return None
+    return f"attendance '{code}' contradicts the session's status '{status}' (expected {' or '.join(sorted(allowed))})"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from ipt_fhir.domain.canonical import EXT_PHASE, EXT_SESSION_NUMBER, is_ipt_url
-from tests.domain.world import World, goal, phq9, problem_area
+from ipt_fhir.domain.canonical import CS_ATTENDANCE, EXT_ATTENDANCE, EXT_PHASE, EXT_SESSION_NUMBER, canonical, is_ipt_url
+from tests.domain.world import BASE, World, goal, phq9, problem_area
 
 from .helpers import OUTCOME, errors, expressions, load_world, progress, put, transaction, warnings
 
@@ -154,6 +154,25 @@ def case_middle_session_without_a_problem_area(w):
     plan = _with(w.plan, addresses=[{"reference": "Condition/dx"}])
     setup = [plan, *_held(w, 1, 2, 3)]
     return Case(_with(w.session(4), status="finished"), w.session(4), "Encounter.basedOn", setup=setup)
+
+
+def _attendance(session: dict, code: str) -> dict:
+    ext = {"url": canonical(BASE, "StructureDefinition", EXT_ATTENDANCE),
+           "valueCoding": {"system": canonical(BASE, "CodeSystem", CS_ATTENDANCE), "code": code}}
+    return _with(session, extension=[*session.get("extension", []), ext])
+
+
+def case_session_attended_but_cancelled(w):
+    """$ipt-progress counts sessions by status: the attendance must agree with it."""
+    return Case(_attendance(_with(w.session(2), status="cancelled"), "attended"),
+                _attendance(_with(w.session(2), status="cancelled"), "no-show"),
+                diagnostics="attendance 'attended' contradicts the session's status 'cancelled'")
+
+
+def case_session_finished_but_a_no_show(w):
+    return Case(_attendance(_with(w.session(1), status="finished"), "no-show"),
+                _attendance(_with(w.session(1), status="finished"), "attended"),
+                diagnostics="attendance 'no-show' contradicts the session's status 'finished'")
 
 
 CASES = {name[5:]: fn for name, fn in globals().items() if name.startswith("case_")}
