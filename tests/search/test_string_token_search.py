@@ -147,6 +147,17 @@ def test_composite_code_value_quantity(engine):
     assert engine.ids("Observation", f"{q}=8462-4$90") == {"bp"}
 
 
+def test_escapes_inside_a_composite_component_are_literals(engine):
+    """search.html#escaping: \\| is a literal | in any value; a component's own parser splits on the | it
+    holds, so the $ split must keep its escapes (they used to be removed first: 400, or system x code y)."""
+    engine.put({"resourceType": "Observation", "id": "esc", "status": "final",
+                "code": {"coding": [{"system": "http://ex.org/cs", "code": "a|b"}]},
+                "valueCodeableConcept": {"coding": [{"system": "http://ex.org/cs", "code": "x|y"}]}})
+    assert engine.ids("Observation", "code-value-concept=http://ex.org/cs|a\\|b$http://ex.org/cs|x\\|y") == {"esc"}
+    assert engine.ids("Observation", "code-value-concept=a\\|b$x\\|y") == {"esc"}
+    assert engine.ids("Observation", "code-value-concept=a\\|b$x") == set()
+
+
 def test_composite_missing_sees_an_element_whose_components_have_no_value(engine):
     """search.html#modifiers: `:missing=true` is for resources without a value for the parameter. A
     Group.characteristic whose code is text only, or whose value is a Reference (which the `value` component

@@ -151,8 +151,8 @@ def parse_value(p: SearchParam, modifier: str | None, raw: str, name: str) -> An
         return (prefix, *num, system, code)
     if t == "reference":
         return unescape(raw)
-    if t == "composite":
-        return [unescape(x) for x in split_escaped(raw, "$")]
+    if t == "composite":  # each component keeps its escapes: its own type's parser splits on `|` and unescapes
+        return split_escaped(raw, "$")
     raise UnknownParameter(name, f"search parameter type {t} is not supported")
 
 
