@@ -13,6 +13,7 @@ from __future__ import annotations
 import operator
 import time
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Any, Callable
 
 import sqlalchemy as sa
@@ -83,6 +84,15 @@ def instant(us: int) -> datetime:
 
 
 _PG_INSTANT_TEXT = "YYYY-MM-DD HH24:MI:SS.US"  # to_char's spelling of SQLite's DateTime text
+
+
+@lru_cache(maxsize=4096)
+def reaches_canonical(resource_type: str, param: Any) -> bool:
+    """Whether a reference parameter's elements are canonicals (QuestionnaireResponse.questionnaire,
+    CarePlan.instantiatesCanonical): its chains and _has go from a url to the resource that has it."""
+    from ipt_fhir.fhir.search.indexer import element_types
+
+    return "canonical" in element_types(resource_type, param)
 
 
 class InstantText(sa.sql.expression.FunctionElement):
@@ -396,18 +406,33 @@ class SqlBuilder:
         if clause.kind == "chain":
             t = reference_index
             ors = []
+            canonical = reaches_canonical(resource_type, clause.param)
             for target, inner in zip(clause.targets, clause.inner):
-                ors.append(sa.and_(t.c.target_type == target, self.ids_in(t.c.target_id, target, inner)))
+                ors.append(sa.and_(t.c.target_type == target, self.ids_in(t.c.target_id, target, inner),
+                                   *local_reference(t, self.base_url)))
+                if canonical:
+                    url = uri_index.alias()
+                    ors.append(t.c.url.in_(sa.select(url.c.value).where(
+                        url.c.resource_type == target, url.c.param == "url", self.ids_in(url.c.resource_id, target, inner),
+                        self._canonical_version(t, url, target))))
             return sa.select(t.c.resource_id).where(
-                t.c.resource_type == resource_type, self.param_is(t, resource_type, clause.param.code), sa.or_(*ors),
-                *local_reference(t, self.base_url))
+                t.c.resource_type == resource_type, self.param_is(t, resource_type, clause.param.code), sa.or_(*ors))
         if clause.kind == "has":
             t = reference_index
-            return sa.select(t.c.target_id).where(
+            direct = sa.select(t.c.target_id).where(
                 t.c.resource_type == clause.source_type, self.param_is(t, clause.source_type, clause.param.code),
                 t.c.target_type == resource_type,
                 self.ids_in(t.c.resource_id, clause.source_type, clause.inner[0]),
                 *local_reference(t, self.base_url))
+            if not reaches_canonical(clause.source_type, clause.param):
+                return direct
+            url = uri_index.alias()
+            via_url = sa.select(url.c.resource_id).select_from(t.join(url, url.c.value == t.c.url)).where(
+                t.c.resource_type == clause.source_type, self.param_is(t, clause.source_type, clause.param.code),
+                self.ids_in(t.c.resource_id, clause.source_type, clause.inner[0]),
+                url.c.resource_type == resource_type, url.c.param == "url",
+                self._canonical_version(t, url, resource_type))
+            return sa.union(direct, via_url)
         if clause.modifier in ("missing", "not", "not-in") or self._is_negative(clause) or \
                 clause.param.code == LAST_UPDATED:
             # negative clauses need the resource table, and _lastUpdated is one of its columns
@@ -417,6 +442,14 @@ class SqlBuilder:
         t, cond = self.value_select(resource_type, clause)
         return sa.select(t.c.resource_id).where(
             t.c.resource_type == resource_type, self.param_is(t, resource_type, clause.param.code), cond)
+
+    def _canonical_version(self, ref: Any, url: Any, target: str) -> Any:
+        """A canonical reference with `|version` (kept in target_version) names only the version of the
+        resource it points to (`url` its url row) whose `version` is that one (references.html#canonical)."""
+        version = token_index.alias()
+        return sa.or_(ref.c.target_version.is_(None), sa.exists().where(
+            version.c.resource_type == target, version.c.resource_id == url.c.resource_id,
+            version.c.param == "version", version.c.code == ref.c.target_version).correlate(ref, url))
 
     @staticmethod
     def _is_negative(clause: Clause) -> bool:
@@ -744,6 +777,9 @@ class TextSql:
             return (f"SELECT {r}.id FROM resource {r} WHERE {r}.resource_type = {self.p(resource_type)} AND "
                     f"{r}.deleted = {self.p(False)} AND "  # the first clause drives, as in SqlBuilder
                     + _and(*[self.condition(resource_type, c, r, drive=i == 0) for i, c in enumerate(clause.inner)]))
+        if clause.kind in ("chain", "has") and reaches_canonical(
+                clause.source_type if clause.kind == "has" else resource_type, clause.param):
+            raise Unsupported("a chain or _has through canonical references")  # SqlBuilder's
         if clause.kind == "chain":
             a = self.alias()
             ors = [f"{a}.target_type = {self.p(target)} AND {self.ids_in(f'{a}.target_id', target, inner)}"

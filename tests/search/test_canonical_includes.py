@@ -98,10 +98,20 @@ def test_a_match_that_another_match_includes_is_listed_once_as_a_match(seeded):
     assert bundle["total"] == sum(1 for mode, _ in listed if mode == "match")
 
 
-def test_a_chain_over_a_canonical_reference_matches_nothing(seeded):
-    """As the README says: chains follow [type]/[id] references only, so a canonical never leads on."""
-    r = seeded.get("/fhir/CarePlan?instantiates-canonical.status=active")
-    assert r.status_code == 200 and r.json()["total"] == 0
+def _ids(client, path: str) -> set[str]:
+    r = client.get(path)
+    assert r.status_code == 200, r.text
+    return {e["resource"]["id"] for e in r.json().get("entry", [])}
+
+
+def test_a_chain_over_a_canonical_reference_leads_to_the_resources_with_that_url_and_version(seeded):
+    """search.html#chaining holds for canonical-typed reference parameters too, matched as _include is."""
+    assert _ids(seeded, "/fhir/CarePlan?instantiates-canonical:Questionnaire.version=2") == {"form-v2", "form-any"}
+    assert _ids(seeded, "/fhir/CarePlan?instantiates-canonical:PlanDefinition.status=active&_count=50") == {
+        "on-protocol", "protocol-0.1.0"}  # not 9.9, a version the server does not serve
+    assert _ids(seeded, "/fhir/Questionnaire?_has:CarePlan:instantiates-canonical:_id=form-v1") == {"intake-1"}
+    assert _ids(seeded, "/fhir/PlanDefinition?_has:CarePlan:instantiates-canonical:subject=Patient/p1") == {
+        "ipt-standard-individual"}
 
 
 @pytest.mark.parametrize(("resource_type", "code", "expected"), [

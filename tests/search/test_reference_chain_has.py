@@ -76,3 +76,24 @@ def test_a_patient_linking_to_the_patient_is_in_its_compartment(graph):
     assert {e["resource"]["id"] for e in b["entry"]} == {"p1", "p3"}
     b = graph.bundle("Patient", [], compartment=("Patient", "p2"))
     assert {e["resource"]["id"] for e in b["entry"]} == {"p2"}
+
+
+def test_chains_and_has_follow_canonical_references_to_the_resource_with_that_url(engine):
+    """A canonical-typed reference parameter is a reference parameter (search.html#chaining, #has): its
+    chains find the resources whose url (and, for `url|version`, version) it names. They used to find
+    nothing, silently."""
+    engine.put({"resourceType": "Questionnaire", "id": "q1", "url": "http://ex.org/Questionnaire/q",
+                "version": "1.0", "name": "QOne", "status": "active"})
+    engine.put({"resourceType": "Questionnaire", "id": "q2", "url": "http://ex.org/Questionnaire/q",
+                "version": "2.0", "name": "QTwo", "status": "draft"})
+    engine.put({"resourceType": "QuestionnaireResponse", "id": "r1", "status": "completed",
+                "questionnaire": "http://ex.org/Questionnaire/q|1.0"})
+    engine.put({"resourceType": "QuestionnaireResponse", "id": "r2", "status": "in-progress",
+                "questionnaire": "http://ex.org/Questionnaire/q"})
+    engine.put({"resourceType": "QuestionnaireResponse", "id": "r3", "status": "completed",
+                "questionnaire": "http://elsewhere.org/Questionnaire/q"})
+    assert engine.ids("QuestionnaireResponse", "questionnaire.name=QOne") == {"r1", "r2"}
+    assert engine.ids("QuestionnaireResponse", "questionnaire.name=QTwo") == {"r2"}  # r1 names version 1.0
+    assert engine.ids("QuestionnaireResponse", "questionnaire:Questionnaire.status=draft") == {"r2"}
+    assert engine.ids("Questionnaire", "_has:QuestionnaireResponse:questionnaire:status=completed") == {"q1"}
+    assert engine.ids("Questionnaire", "_has:QuestionnaireResponse:questionnaire:status=in-progress") == {"q1", "q2"}
