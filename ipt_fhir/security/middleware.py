@@ -7,11 +7,13 @@ import logging
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ipt_fhir.api.base_url import fhir_base_of
 from ipt_fhir.api.middleware_outcome import send_outcome
-from ipt_fhir.fhir.outcome import FHIRError, error
+from ipt_fhir.fhir.jsonio import dump_json
+from ipt_fhir.fhir.outcome import FHIRError, error, operation_outcome
 from ipt_fhir.settings import Settings
 
 from . import audit
@@ -124,6 +126,20 @@ async def _send_unaudited(send: Send, extra: list[tuple[bytes, bytes]]) -> None:
     await send_outcome(send, FHIRError(500, [error("exception", "The access could not be audited")]), extra)
 
 
+class FhirCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS, with a refused preflight (an origin, method or header not allowed) answered as
+    every error is: an OperationOutcome naming what was refused, instead of a plain-text line."""
+
+    def preflight_response(self, request_headers):  # noqa: ANN001, ANN201 - Starlette's signature
+        response = super().preflight_response(request_headers)
+        if response.status_code < 400:
+            return response
+        headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-type")}
+        issue = error("forbidden", f"CORS preflight refused: {response.body.decode('latin-1')}")
+        return Response(dump_json(operation_outcome([issue])), status_code=response.status_code, headers=headers,
+                        media_type="application/fhir+json; charset=utf-8")
+
+
 def install(app: FastAPI, settings: Settings) -> None:
     from ipt_fhir.fhir import jsonio
 
@@ -132,12 +148,15 @@ def install(app: FastAPI, settings: Settings) -> None:
     if origins:
         # Added before (so inside) the security headers: the preflight answers CORS gives itself get them too.
         app.add_middleware(
-            CORSMiddleware, allow_origins=origins, allow_credentials=False,
+            FhirCORSMiddleware, allow_origins=origins, allow_credentials=False,
             allow_methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+            # every request header the API reads (README): conditional reads and writes, gzip bodies,
+            # the caller's request id, a Binary's security context
             allow_headers=["Authorization", "Content-Type", "Accept", "If-Match", "If-None-Exist",
-                           "If-None-Match", "Prefer"],
+                           "If-None-Match", "If-Modified-Since", "Prefer", "Content-Encoding", "X-Request-ID",
+                           "X-Security-Context"],
             # X-Progress and Retry-After: a browser client polling a bulk job reads them
             expose_headers=["ETag", "Location", "Last-Modified", "Content-Location", "WWW-Authenticate",
-                            "X-Progress", "Retry-After"],
+                            "X-Progress", "Retry-After", "X-Request-ID"],
         )
     app.add_middleware(SecurityMiddleware, settings=settings)

@@ -70,6 +70,15 @@ def test_cors_is_off_by_default_and_configurable(secure_client, secure_settings,
         assert "x-progress" in simple.headers["access-control-expose-headers"].lower()  # bulk polling from a browser
         r = c.options("/fhir/Patient", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"})
         assert r.headers.get("access-control-allow-origin") != "https://evil.example"
+        assert r.status_code == 400 and r.json()["resourceType"] == "OperationOutcome"  # as every error is
+        assert "origin" in r.json()["issue"][0]["diagnostics"].lower()
+        # the request headers the API reads may be sent from a browser: conditional reads, gzip bodies, ids
+        for header in ("if-modified-since", "content-encoding", "x-request-id", "x-security-context"):
+            r = c.options("/fhir/Patient/x", headers={"Origin": "https://app.example",
+                                                      "Access-Control-Request-Method": "GET",
+                                                      "Access-Control-Request-Headers": header})
+            assert r.status_code == 200, (header, r.text)
+        assert "x-request-id" in simple.headers["access-control-expose-headers"].lower()
 
 
 def test_deep_json_and_large_bodies_are_refused(secure_client, keys):
