@@ -25,7 +25,10 @@ MISSED = frozenset({"cancelled"})
 CANCELLED_BY_CLINICIAN = "cancelled-by-clinician"  # CodeSystem ipt-attendance
 UPCOMING = frozenset({"planned", "arrived", "triaged", "in-progress", "onleave"})
 FINAL_OBSERVATION = frozenset({"final", "amended", "corrected"})
-ROW_VERSION = 1
+# The row's layout; a row of an older one is computed again from the store when next read or written
+# (2: each session's course, and the courses closed, for sessionsPlanned).
+ROW_VERSION = 2
+CLOSED_COURSE = frozenset({"completed", "revoked"})  # request-status: no further sessions under it
 
 
 @dataclass(slots=True)
@@ -35,6 +38,7 @@ class SessionEntry:
     start: str | None
     phase: str | None = None
     attendance: str | None = None
+    course: str | None = None  # the ServiceRequest it is based on
 
 
 @dataclass(slots=True)
@@ -68,6 +72,7 @@ class PlanProgress:
     addresses: list[str] = field(default_factory=list)       # CarePlan.addresses references
     goal_refs: list[str] = field(default_factory=list)       # CarePlan.goal references
     courses: dict[str, int] = field(default_factory=dict)    # ServiceRequest ref -> sessions ordered
+    closed_courses: list[str] = field(default_factory=list)  # those completed or revoked
     problem_areas: dict[str, ProblemArea] = field(default_factory=dict)  # Condition ref -> area
     sessions: dict[str, SessionEntry] = field(default_factory=dict)      # Encounter ref -> entry
     phq9: dict[str, ScoreEntry] = field(default_factory=dict)            # Observation ref -> score
@@ -80,10 +85,20 @@ class PlanProgress:
 
     @property
     def sessions_planned(self) -> int:
+        """The sessions the plan's courses order; a completed or revoked course ("no further activity
+        should occur", request-status) plans no more than the sessions held or missed under it."""
         if self.courses:
-            return sum(self.courses.values())
+            return sum(self._sessions_used(ref) if ref in self.closed_courses else ordered
+                       for ref, ordered in self.courses.items())
         protocol = get_protocol(self.protocol or "")
         return protocol.typical_sessions if protocol else 0
+
+    def _sessions_used(self, course: str) -> int:
+        return sum(1 for s in self.sessions.values() if s.course == course and (s.status in ATTENDED or self._missed(s)))
+
+    @staticmethod
+    def _missed(session: SessionEntry) -> bool:
+        return session.status in MISSED and session.attendance != CANCELLED_BY_CLINICIAN
 
     @property
     def sessions_attended(self) -> int:
@@ -93,8 +108,7 @@ class PlanProgress:
     def sessions_missed(self) -> int:
         """No-shows and patient cancellations: a session the clinician cancelled was not the patient's to
         attend (it is usually held again under its number)."""
-        return sum(1 for s in self.sessions.values()
-                   if s.status in MISSED and s.attendance != CANCELLED_BY_CLINICIAN)
+        return sum(1 for s in self.sessions.values() if self._missed(s))
 
     @property
     def ended(self) -> bool:
@@ -268,10 +282,14 @@ def apply_change(progress: PlanProgress, resource: dict, *, deleted: bool = Fals
         progress.sessions.pop(ref, None)
         progress.phq9.pop(ref, None)
     elif rtype == "ServiceRequest":
+        closed = [c for c in progress.closed_courses if c != ref]
         if deleted or resource.get("status") == "entered-in-error":
             progress.courses.pop(ref, None)
         else:
             progress.courses[ref] = _ordered_sessions(resource)
+            if resource.get("status") in CLOSED_COURSE:
+                closed.append(ref)
+        progress.closed_courses = closed
     elif rtype == "Encounter":
         if deleted or resource.get("status") == "entered-in-error":
             progress.sessions.pop(ref, None)
@@ -404,13 +422,21 @@ def _ordered_sessions(sr: dict) -> int:
 
 
 def _session_entry(encounter: dict) -> SessionEntry:
+    courses = _refs(encounter.get("basedOn"), "ServiceRequest")
     return SessionEntry(
         number=session_number(encounter),
         status=encounter.get("status", "unknown"),
         start=(encounter.get("period") or {}).get("start"),
         phase=session_phase(encounter),
         attendance=session_attendance(encounter),
+        course=reference(*courses[0]) if courses else None,
     )
+
+
+def current_row(row: dict | None) -> dict | None:
+    """A stored row, or None when there is none or its layout is older than ROW_VERSION (the caller then
+    computes the plan's progress from the store, as for a plan without a row)."""
+    return row if row is not None and row.get("v") == ROW_VERSION else None
 
 
 def observation_score(observation: dict) -> float | None:

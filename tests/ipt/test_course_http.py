@@ -133,3 +133,34 @@ def test_a_client_narrative_is_kept(client):
     plan["text"] = {"status": "additional", "div": '<div xmlns="http://www.w3.org/1999/xhtml">Ours</div>'}
     assert put(client, plan).status_code == 200
     assert read(client, "CarePlan/plan")["text"]["div"].endswith(">Ours</div>")
+
+
+def test_a_completed_or_revoked_course_plans_only_the_sessions_held_under_it(client, database):
+    """request-status: a revoked course is terminated ("no further activity should occur") and a completed
+    one fully performed. sessionsPlanned used to keep every session such a course ordered, so a revoked
+    extension left sessionsRemaining as if it would still be delivered."""
+    from ipt_fhir.domain import progress as prog
+    from ipt_fhir.store import ipt_progress
+
+    world = load_world(client, World(sessions=12))
+    for n in (1, 2):
+        _hold(client, read(client, f"Encounter/s{n}"))
+    extension = {**world.course, "id": "extension", "quantityQuantity": {"value": 4}}  # 4 more sessions
+    r = put(client, extension)
+    assert r.status_code == 201, r.text
+    figures = progress(client, "plan")
+    assert (figures["sessionsPlanned"], figures["sessionsRemaining"]) == (16, 14)
+    assert put(client, {**extension, "status": "revoked"}).status_code == 200
+    figures = progress(client, "plan")
+    assert (figures["sessionsPlanned"], figures["sessionsRemaining"]) == (12, 10)
+
+    # the first course completed early, after its two sessions: nothing remains of it
+    assert put(client, {**read(client, "ServiceRequest/course"), "status": "completed"}).status_code == 200
+    figures = progress(client, "plan")
+    assert (figures["sessionsPlanned"], figures["sessionsAttended"], figures["sessionsRemaining"]) == (2, 2, 0)
+
+    # a row of the layout before (no course per session) is computed again from the store when read
+    with database.write() as conn:
+        row = ipt_progress.get(conn, "plan")
+        ipt_progress.put(conn, "plan", row["subject"], {**row, "v": prog.ROW_VERSION - 1, "closed_courses": []})
+    assert progress(client, "plan") == figures

@@ -53,7 +53,7 @@ class IptWriteHook:
         if text and not _is_ours(text):
             return doc  # the client's own narrative is kept untouched
         lookup = StoreLookup(conn)
-        row = ipt_progress.get(conn, doc["id"])
+        row = prog.current_row(ipt_progress.get(conn, doc["id"]))
         if row is None:
             progress = fresh_progress(doc, lookup)
         else:
@@ -80,7 +80,7 @@ class IptWriteHook:
             # Whether the resource joined this plan (created, or re-pointed here) or left it (deleted, or
             # re-pointed elsewhere); an update within the plan does neither.
             moved = (plan_id in plans_now) != (plan_id in plans_before)
-            row = ipt_progress.get(conn, plan_id, for_update=True)
+            row = prog.current_row(ipt_progress.get(conn, plan_id, for_update=True))
             if row is None or (moved and change.resource_type == "ServiceRequest"):
                 plan = lookup.read("CarePlan", plan_id)
                 if plan is None or not claims_profile(plan, CAREPLAN_PROFILE):
@@ -114,7 +114,7 @@ def _move_session_scores(progress: prog.PlanProgress, encounter_id: str, lookup:
 def _update_plan_row(conn: Connection, careplan: dict | None, lookup: StoreLookup) -> None:
     if careplan is None or not claims_profile(careplan, CAREPLAN_PROFILE):
         return  # deleted, or no longer an IPT plan: the caller drops the row
-    row = ipt_progress.get(conn, careplan["id"], for_update=True)
+    row = prog.current_row(ipt_progress.get(conn, careplan["id"], for_update=True))
     if row is None:
         progress = fresh_progress(careplan, lookup)
     else:

@@ -60,7 +60,7 @@ class IptService:
         """$ipt-progress: the Parameters of the plan's read-model row (one primary-key read)."""
         guard.require("read", "CarePlan")
         with self.db.read() as conn:
-            row = ipt_progress.get(conn, careplan_id)
+            row = prog.current_row(ipt_progress.get(conn, careplan_id))
             if row is not None and not guard.is_restricted():
                 return prog.PlanProgress.from_row(row).to_parameters(self.canonical_base)
             stored = repo.current(conn, "CarePlan", careplan_id)
