@@ -849,7 +849,13 @@ def _includes(conn: Connection, req: Request, matched: list[tuple[str, str]],
         included.extend(new)
         frontier = [(a, b) for a, b, _ in new]
         if len(included) >= MAX_INCLUDED:
+            req.issues.append(warning("too-costly", f"Included resources stop at {MAX_INCLUDED}; others the "
+                                                    "_include and _revinclude parameters name are left out"))
             break
+    else:  # the last :iterate round still found resources: the next one might find more, never asked for
+        req.issues.append(warning("too-costly", f"_include:iterate and _revinclude:iterate stop after "
+                                                f"{MAX_INCLUDE_ITERATIONS} iterations; resources further along "
+                                                "the chain of references are left out"))
     return included
 
 

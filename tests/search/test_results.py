@@ -45,6 +45,26 @@ def test_revinclude_and_iterate(plans):
     assert {("include", "Goal", "g1"), ("include", "Patient", "p1")} <= set(_modes(b))
 
 
+def test_an_iteration_stopped_by_the_servers_limit_is_reported(engine):
+    """A chain of references longer than the iterations the server makes is cut, and the Bundle says so
+    (a warning with search.mode outcome) instead of looking complete."""
+    from ipt_fhir.services.search import MAX_INCLUDE_ITERATIONS
+
+    length = MAX_INCLUDE_ITERATIONS + 3
+    for i in range(length):
+        org = {"resourceType": "Organization", "id": f"o{i}", "name": f"Org {i}"}
+        if i + 1 < length:
+            org["partOf"] = {"reference": f"Organization/o{i + 1}"}
+        engine.put(org)
+    b = engine.bundle("Organization", "_id=o0&_include:iterate=Organization:partof")
+    included = [e for e in b["entry"] if e["search"]["mode"] == "include"]
+    assert len(included) == MAX_INCLUDE_ITERATIONS + 1
+    outcome = [e["resource"] for e in b["entry"] if e["search"]["mode"] == "outcome"]
+    assert outcome and "stop after" in outcome[0]["issue"][0]["diagnostics"]
+    b = engine.bundle("Organization", f"_id=o{length - 3}&_include:iterate=Organization:partof")
+    assert [e["search"]["mode"] for e in b["entry"]].count("outcome") == 0  # the chain ends within the limit
+
+
 def test_us_core_style_careplan_query(plans):
     assert plans.ids("CarePlan", "patient=p1&category=http://example.org/cat|ipt&status=active") == {"cp1", "cp2"}
     assert plans.ids("CarePlan", "patient=p1&category=ipt&status=completed") == set()
