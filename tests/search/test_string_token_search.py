@@ -158,6 +158,22 @@ def test_escapes_inside_a_composite_component_are_literals(engine):
     assert engine.ids("Observation", "code-value-concept=a\\|b$x") == set()
 
 
+def test_a_composite_component_may_read_the_resource_of_its_element(engine):
+    """MolecularSequence chromosome-variant-coordinate: each variant's start and end with the resource's
+    chromosome (`%resource.referenceSeq.chromosome`, the R4 definition); it used to match nothing."""
+    engine.put({"resourceType": "MolecularSequence", "id": "ms", "type": "dna", "coordinateSystem": 0,
+                "referenceSeq": {"chromosome": {"coding": [
+                    {"system": "http://terminology.hl7.org/CodeSystem/chromosome-human", "code": "1"}]},
+                    "referenceSeqId": {"coding": [{"system": "http://www.ncbi.nlm.nih.gov/nuccore", "code": "NC_000001.11"}]},
+                    "genomeBuild": "GRCh38", "windowStart": 100, "windowEnd": 500},
+                "variant": [{"start": 150, "end": 151}, {"start": 300, "end": 302}]})
+    assert engine.ids("MolecularSequence", "chromosome-variant-coordinate=1$150$151") == {"ms"}
+    assert engine.ids("MolecularSequence", "chromosome-variant-coordinate=1$gt123$lt345") == {"ms"}
+    assert engine.ids("MolecularSequence", "chromosome-variant-coordinate=2$150$151") == set()
+    assert engine.ids("MolecularSequence", "chromosome-variant-coordinate=1$150$302") == set()  # one variant's pair
+    assert engine.ids("MolecularSequence", "referenceseqid-variant-coordinate=NC_000001.11$300$302") == {"ms"}
+
+
 def test_composite_missing_sees_an_element_whose_components_have_no_value(engine):
     """search.html#modifiers: `:missing=true` is for resources without a value for the parameter. A
     Group.characteristic whose code is text only, or whose value is a Reference (which the `value` component

@@ -259,22 +259,31 @@ def _child_path(names: tuple[str, ...]) -> Extractor:
     return run
 
 
-def compile_relative(expression: str) -> Extractor:
-    """A composite component expression, evaluated on one element of the composite's result."""
+_RESOURCE_VARIABLE = "%resource."
+
+
+def compile_relative(expression: str) -> Callable[[Any, Any], list[Item]]:
+    """A composite component expression, evaluated on one element of the composite's result: fn(element,
+    resource). A branch starting with %resource reads the resource the element is in (MolecularSequence
+    chromosome-variant-coordinate: `%resource.referenceSeq.chromosome` beside each variant)."""
     parts = split_union(expression)
     compiled = []
     for p in parts:
+        from_resource = p.startswith(_RESOURCE_VARIABLE)
+        if from_resource:
+            p = p[len(_RESOURCE_VARIABLE):]
         m = _AS_PAREN.match(p) if p.startswith("(") else None
         steps = _split_steps(p) if m is None else None
         ops = _compile_steps(steps) if steps else None
         if ops is None:
-            return _fhirpathpy_extractor(expression)
-        compiled.append(ops)
+            engine = _fhirpathpy_extractor(expression)
+            return lambda node, resource: engine(node)
+        compiled.append((from_resource, ops))
 
-    def run(node: Any) -> list[Item]:
+    def run(node: Any, resource: Any) -> list[Item]:
         out: list[Item] = []
-        for ops in compiled:
-            out.extend(_run(ops, [(node, None)]))
+        for from_resource, ops in compiled:
+            out.extend(_run(ops, [(resource if from_resource else node, None)]))
         return out
 
     return run

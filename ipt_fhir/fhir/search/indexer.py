@@ -187,7 +187,7 @@ def index_rows(resource_type: str, resource: dict) -> Rows:
             for node, _ in items:
                 per_comp = []
                 for rel, fn in comps:
-                    vals = [cv for v, h in rel(node) for cv in fn(v, h)]
+                    vals = [cv for v, h in rel(node, resource) for cv in fn(v, h)]
                     if not vals:
                         break
                     per_comp.append(vals)
