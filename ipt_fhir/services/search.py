@@ -66,6 +66,7 @@ def parse_criteria(resource_type: str, params: list[tuple[str, str]], base_url: 
             raise _unsupported_criterion(name, parsed)
         ignored.append((name, parsed))
     _refuse_too_many_criteria(len(clauses))
+    _refuse_too_many_ids(clauses)
     return clauses, result, ignored
 
 
@@ -77,6 +78,22 @@ def _refuse_too_many_criteria(count: int) -> None:
     if count > MAX_CRITERIA:
         raise FHIRError(400, [error("too-costly", f"The search has {count} criteria; this server takes at most "
                                                   f"{MAX_CRITERIA}")])
+
+
+# `_id` values a search binds in all (parser.MAX_ID_VALUES per parameter; a chain binds its list once per
+# target type): SQLite takes 32,766 variables in one statement, the other criteria need a few.
+MAX_BOUND_IDS = 30_000
+
+
+def _refuse_too_many_ids(clauses: list[Clause]) -> None:
+    def ids(clause: Clause) -> int:
+        own = len(clause.values) if clause.kind == "id" and clause.modifier != "missing" else 0
+        return own + sum(ids(c) for c in clause.inner)
+
+    count = sum(ids(c) for c in clauses)
+    if count > MAX_BOUND_IDS:
+        raise FHIRError(400, [error("too-costly", f"The search binds {count} _id values (a chain's once per target "
+                                                  f"type); this server takes at most {MAX_BOUND_IDS} (split the search)")])
 
 
 def given_params(params: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -396,6 +413,8 @@ def build_request(types: list[str], params: list[tuple[str, str]], base_url: str
         if used is not None:
             req.link_params.append((name, used))
     _refuse_too_many_criteria(max(len(clauses) for clauses in req.clauses.values()) if req.clauses else 0)
+    for clauses in req.clauses.values():
+        _refuse_too_many_ids(clauses)
     for t in req.types:  # what chains and _has look into, restricted as the token's own searches are
         req.clauses[t] = restrict_nested(req.clauses[t], base_url)
     return req

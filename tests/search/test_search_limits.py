@@ -1,6 +1,8 @@
 """How much one search may ask for: up to 100 values per parameter and 100 criteria are answered on
 both databases (SQLite nests each OR and AND one level deeper and refuses past 1000 levels, which ~450
-values reached with a 500); beyond that a 400 too-costly names the limit. `_id` lists are not limited."""
+values reached with a 500); beyond that a 400 too-costly names the limit. `_id` lists take 10,000 values,
+30,000 in all (a chain's list counts once per target type), and a parameter follows at most 4 references
+(chains and _has): beyond, SQLite refused the SQL (a 500)."""
 from __future__ import annotations
 
 from urllib.parse import urlencode
@@ -44,14 +46,14 @@ def test_more_values_or_criteria_are_too_costly(client):
     assert r.status_code == 400 and r.json()["issue"][0]["expression"] == ["_has:Observation:subject:code"]
 
 
-def test_long_id_lists_are_not_limited(client):
+def test_long_id_lists_are_answered(client):
     observation = {"resourceType": "Observation", "status": "final", "code": {"text": "x"}}
     oid = client.post("/fhir/Observation", json=observation).json()["id"]
     found = _search(client, [("_id", ",".join([*(f"i{i}" for i in range(5000)), oid]))])
     assert found.status_code == 200 and found.json()["total"] == 1
 
 
-def test_long_id_lists_in_a_chain_or_has_are_not_limited_either(client):
+def test_long_id_lists_in_a_chain_or_has_are_answered_too(client):
     """Inside a chain or _has the ids are a list too (a compound SELECT of 5,000 terms was a 500)."""
     pid = client.post("/fhir/Patient", json={"resourceType": "Patient"}).json()["id"]
     observation = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
@@ -67,3 +69,37 @@ def test_long_id_lists_in_a_chain_or_has_are_not_limited_either(client):
     assert has.status_code == 200, has.text[:300]
     assert [e["resource"]["id"] for e in has.json()["entry"]] == [pid]
 
+
+
+def test_more_ids_than_a_statement_can_bind_are_too_costly(client):
+    """Past SQLite's 32,766 variables a list of ids was a 500, alone or in a transaction's GET entry."""
+    from ipt_fhir.fhir.search.parser import MAX_ID_VALUES
+
+    too_many = ",".join(f"i{i}" for i in range(MAX_ID_VALUES + 1))
+    most = ",".join(f"i{i}" for i in range(MAX_ID_VALUES))  # subject has 4 target types: 4 lists of these
+    for params in ([("_id", too_many)], [("subject._id", most)], [("_id", most)] * 4):
+        r = _search(client, params)
+        assert r.status_code == 400, r.text[:300]
+        assert r.json()["issue"][0]["code"] == "too-costly"
+    bundle = {"resourceType": "Bundle", "type": "transaction",
+              "entry": [{"request": {"method": "GET", "url": f"Observation?_id={too_many}"}}]}
+    r = client.post("/fhir", json=bundle)
+    assert r.status_code == 400 and r.json()["issue"][0]["code"] == "too-costly", r.text[:300]
+
+
+@pytest.mark.parametrize("name", ["link.link.link.link.link.name", "subject:Patient.link:Patient.link.link.link.name",
+                                  "_has:Observation:subject:_has:Observation:subject:_has:Observation:subject:"
+                                  "_has:Observation:subject:_has:Observation:subject:code"])
+def test_a_parameter_following_more_than_four_references_is_too_costly(client, name):
+    rtype = "Observation" if name.startswith("subject") else "Patient"
+    r = client.get(f"/fhir/{rtype}", params={name: "a"})
+    assert r.status_code == 400, r.text[:300]
+    assert r.json()["issue"][0]["code"] == "too-costly" and r.json()["issue"][0]["expression"] == [name]
+    batch = {"resourceType": "Bundle", "type": "batch",
+             "entry": [{"request": {"method": "GET", "url": f"{rtype}?{urlencode({name: 'a'})}"}}]}
+    entry = client.post("/fhir", json=batch).json()["entry"][0]
+    assert entry["response"]["status"].startswith("400"), entry
+
+
+def test_a_parameter_following_four_references_is_answered(client):
+    assert client.get("/fhir/Patient", params={"link.link.link.link.name": "a"}).status_code == 200

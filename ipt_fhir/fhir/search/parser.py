@@ -156,6 +156,14 @@ def parse_value(p: SearchParam, modifier: str | None, raw: str, name: str) -> An
     raise UnknownParameter(name, f"search parameter type {t} is not supported")
 
 
+# References a parameter may follow, its chain steps and _has levels together: each is one more nested
+# subquery, and SQLite's parser refuses the SQL of seven (a 500 before this limit).
+MAX_NESTING = 4
+
+# `_id` values are one IN list of bound values, each a variable of the statement: SQLite takes at most
+# 32,766 in all (a 500 beyond, before this limit), PostgreSQL 65,535.
+MAX_ID_VALUES = 10_000
+
 # Each value of a parameter is one more OR in the SQL, and SQLite refuses expressions nested deeper than
 # 1000 (a chain of ORs nests one level per value), which a list of ~450 codes reached. `_id` is exempt:
 # its values are one IN list.
@@ -196,6 +204,10 @@ class Parser:
 
     def parse(self, resource_type: str, name: str, raw: str) -> Clause:
         """One request parameter -> a clause. Raises UnknownParameter or FHIRError(400)."""
+        levels = name.count(".") + name.count("_has:")
+        if levels > MAX_NESTING:
+            raise FHIRError(400, [error("too-costly", f"{name} follows {levels} references (chains and _has); this "
+                                                      f"server follows at most {MAX_NESTING} in one parameter", name)])
         if name.startswith("_has:"):
             return self._has(resource_type, name, raw)
         head, dot, rest = name.partition(".")
@@ -208,7 +220,11 @@ class Parser:
                 raise unsupported_modifier(name, f"modifier :{modifier} is not supported on _id")
             if dot:
                 raise UnknownParameter(name, "_id is not a reference parameter, so it cannot be chained")
-            return Clause("id", name, values=[unescape(v) for v in split_escaped(raw, ",")])
+            ids = split_escaped(raw, ",")
+            if len(ids) > MAX_ID_VALUES:
+                raise FHIRError(400, [error("too-costly", f"{name} has {len(ids)} values; it takes at most "
+                                                          f"{MAX_ID_VALUES} (split the search)", name)])
+            return Clause("id", name, values=[unescape(v) for v in ids])
         p = self.reg.get(resource_type, code)
         if p is None:
             raise UnknownParameter(name, f"{code} is not a known search parameter of {resource_type}")
