@@ -26,7 +26,7 @@ from ipt_fhir.fhir.resource_types import REST_TYPES
 from ipt_fhir.security.compartment import compartment_types
 from ipt_fhir.services import resources as rs
 from ipt_fhir.services import search as search_service
-from ipt_fhir.services.bulk_jobs import JobRunner
+from ipt_fhir.services.bulk_jobs import JobRunner, failure_reason
 from ipt_fhir.store import bulk
 from ipt_fhir.store.database import Database
 from ipt_fhir.store.search_sql import SqlBuilder, local_reference
@@ -350,7 +350,7 @@ class ExportJobs(JobRunner):
             log.exception("export job %s failed", job_id)
             with self.db.write() as conn:
                 bulk.update_job(conn, job_id, rs.now_utc(), status="failed",
-                                result=json.dumps({"error": str(exc) or type(exc).__name__}))
+                                result=json.dumps({"error": failure_reason(exc, "export")}))
             return
         if self.cancelled(job_id):
             shutil.rmtree(self.dir / job_id, ignore_errors=True)

@@ -45,7 +45,7 @@ from ipt_fhir.fhir.resource_types import REST_TYPES
 from ipt_fhir.services import bulk_prepare
 from ipt_fhir.services import resources as rs
 from ipt_fhir.services import write_hooks
-from ipt_fhir.services.bulk_jobs import JobRunner
+from ipt_fhir.services.bulk_jobs import JobRunner, failure_reason
 from ipt_fhir.services.bulk_prepare import Failed, Prepared, Unresolved
 from ipt_fhir.services.search import find_ids
 from ipt_fhir.store import bulk, bulk_write
@@ -589,7 +589,7 @@ class ImportJobs(JobRunner):
             log.exception("import job %s failed", job_id)
             with self.db.write() as conn:
                 bulk.update_job(conn, job_id, rs.now_utc(), status="failed",
-                                result=json.dumps({"error": str(exc) or type(exc).__name__}))
+                                result=json.dumps({"error": failure_reason(exc, "import")}))
             self._discard_upload(job_id)
             return
         out_dir = self.dir / job_id

@@ -6,8 +6,18 @@ from __future__ import annotations
 import threading
 import time
 
+from ipt_fhir.fhir.outcome import FHIRError
 from ipt_fhir.store import bulk
 from ipt_fhir.store.database import Database
+
+
+def failure_reason(exc: BaseException, what: str) -> str:
+    """What a failed job's status poll tells the client: an expected failure's own text; of anything else
+    (a database error, say) only its kind, for its text could hold SQL and the values bound to it (the
+    server log has it whole)."""
+    if isinstance(exc, FHIRError):
+        return "; ".join(i.diagnostics for i in exc.issues) or f"The {what} failed"
+    return f"An internal error stopped the {what} ({type(exc).__name__}); the server log has the details"
 
 
 class JobRunner:

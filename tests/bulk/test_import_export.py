@@ -588,3 +588,25 @@ def test_an_import_job_counts_the_lines_it_found_unchanged(database, tmp_path):
         jobs.wait(job, 60)
         progress = json.loads(jobs.status(job)["progress"])
         assert (progress["written"], progress["unchanged"]) == (3 - expected_unchanged, expected_unchanged)
+
+
+def test_a_failed_export_tells_the_client_no_internals(client, monkeypatch):
+    """A database error's text holds the SQL and the values bound to it; the status poll used to show it."""
+    import sqlalchemy.exc
+
+    from ipt_fhir.services import bulk_export
+
+    def fail(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise sqlalchemy.exc.OperationalError("SELECT secret FROM resource WHERE id = ?", ("p1",), Exception("boom"))
+
+    monkeypatch.setattr(bulk_export.Exporter, "run", fail)
+    r = client.get("/fhir/$export", headers=ASYNC)
+    assert r.status_code == 202, r.text
+    location = r.headers["Content-Location"].split("/fhir", 1)[1]
+    deadline = time.monotonic() + 60
+    while (status := client.get("/fhir" + location)).status_code == 202:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert status.status_code == 500 and status.json()["resourceType"] == "OperationOutcome"
+    text = status.json()["issue"][0]["diagnostics"]
+    assert "OperationalError" in text and "SELECT" not in text and "p1" not in text
