@@ -81,7 +81,8 @@ def _refuse_too_many_criteria(count: int) -> None:
 
 
 # `_id` values a search binds in all (parser.MAX_ID_VALUES per parameter; a chain binds its list once per
-# target type): SQLite takes 32,766 variables in one statement, the other criteria need a few.
+# target type, a system search once per resource type): SQLite takes 32,766 variables in one statement, the
+# other criteria need a few.
 MAX_BOUND_IDS = 30_000
 
 
@@ -93,7 +94,8 @@ def _refuse_too_many_ids(clauses: list[Clause]) -> None:
     count = sum(ids(c) for c in clauses)
     if count > MAX_BOUND_IDS:
         raise FHIRError(400, [error("too-costly", f"The search binds {count} _id values (a chain's once per target "
-                                                  f"type); this server takes at most {MAX_BOUND_IDS} (split the search)")])
+                                                  f"type, a system search's once per resource type); this server "
+                                                  f"takes at most {MAX_BOUND_IDS} (split the search, or name _type)")])
 
 
 def given_params(params: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -413,8 +415,7 @@ def build_request(types: list[str], params: list[tuple[str, str]], base_url: str
         if used is not None:
             req.link_params.append((name, used))
     _refuse_too_many_criteria(max(len(clauses) for clauses in req.clauses.values()) if req.clauses else 0)
-    for clauses in req.clauses.values():
-        _refuse_too_many_ids(clauses)
+    _refuse_too_many_ids([c for clauses in req.clauses.values() for c in clauses])  # a system search: per type
     for t in req.types:  # what chains and _has look into, restricted as the token's own searches are
         req.clauses[t] = restrict_nested(req.clauses[t], base_url)
     return req
