@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import re
 from contextlib import nullcontext
 from functools import lru_cache
@@ -376,7 +377,9 @@ def _is_kind(value: object, kind: str) -> bool:
         return isinstance(value, str)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return False
-    return kind == "number" or (isinstance(value, int) and -2**63 <= value < 2**63)
+    if isinstance(value, float):  # a number sort key (REAL); Infinity and NaN are no value of a row
+        return kind == "number" and math.isfinite(value)
+    return -2**63 <= value < 2**63  # a larger int cannot be bound (SQLite INTEGER, PostgreSQL bigint)
 
 
 def _parse_include(value: str, iterate: bool, rev: bool, name: str) -> tuple[str, str, str | None, bool]:

@@ -165,3 +165,21 @@ def test_a_chain_to_ids_takes_the_sqlalchemy_path_too(subjects):
     assert subjects.ids("Observation", "patient._id=p1,p2&code:text=mood") == {"O7"}
     assert subjects.ids("Observation", "patient._id=p1&code:text=mood") == set()
     assert subjects.ids("Observation", "subject._id=p2,g1&code:text=mood") == {"O7"}
+
+
+@pytest.mark.parametrize("key", [2**63, -2**63 - 1, float("inf"), float("nan"), "x"])
+def test_a_forged_number_sort_key_is_a_400_too(engine, key):
+    """A number or quantity sort key past what the database binds (an int beyond 64 bits was a 500)."""
+    import base64
+    import json
+
+    from ipt_fhir.fhir.outcome import FHIRError
+
+    engine.put({"resourceType": "Observation", "id": "o", "status": "final", "code": {"text": "x"},
+                "valueQuantity": {"value": 5}})
+    token = base64.urlsafe_b64encode(json.dumps({"k": [key, "Observation", "o"], "d": "n"}).encode()).decode()
+    with pytest.raises(FHIRError) as exc:
+        engine.bundle("Observation", f"_sort=value-quantity&_count=1&_page={token.rstrip('=')}")
+    assert exc.value.status == 400
+    token = base64.urlsafe_b64encode(json.dumps({"k": [4.5, "Observation", "a"], "d": "n"}).encode()).decode()
+    assert engine.bundle("Observation", f"_sort=value-quantity&_count=1&_page={token.rstrip('=')}")["entry"]
