@@ -146,8 +146,12 @@ def build_plan(
                                    f"{proto.title} allows at most {proto.max_sessions} sessions, not {count}",
                                    "sessionCount")])
     day = parse_weekday(weekday)
-    dates = session_dates(proto, start, count, day)
-    end = plan_period_end(proto, start, dates)
+    try:
+        dates = session_dates(proto, start, count, day)
+        end = plan_period_end(proto, start, dates)
+    except (OverflowError, ValueError):  # a date past 9999-12-31, which neither Python nor FHIR has
+        raise bad_request(f"A course starting {start.isoformat()} would end after the year 9999", "start",
+                          code="value") from None
     minutes = proto.session_minutes
     base = canonical_base.rstrip("/")
     plan_url, sr_url = f"urn:uuid:{new_id()}", f"urn:uuid:{new_id()}"

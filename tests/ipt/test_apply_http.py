@@ -200,6 +200,15 @@ def test_a_start_that_is_no_fhir_date_is_400(client, start):
     assert r.status_code == 400 and r.json()["issue"][0]["expression"] == ["start"]
 
 
+@pytest.mark.parametrize("protocol", ["ipt-standard-individual", "ipt-maintenance"])  # weekly, monthly
+def test_a_course_that_would_end_after_the_year_9999_is_400(client, protocol):
+    """Its session dates cannot be written (a 500 before)."""
+    r = client.post(f"/fhir/PlanDefinition/{protocol}/$apply", json=params(start="9999-12-01"))
+    assert r.status_code == 400 and r.json()["issue"][0]["expression"] == ["start"], r.text
+    assert client.get(f"/fhir/PlanDefinition/{protocol}/$apply",
+                      params={"subject": "Patient/p1", "start": "9999-12-31"}).status_code == 400
+
+
 def test_a_parameter_given_twice_is_400_not_the_last_one_winning(client):
     """Every $apply parameter is 0..1: a second subject used to silently replace the first."""
     body = params()
