@@ -17,6 +17,7 @@ from ipt_fhir.security import context, guard
 from ipt_fhir.security.scopes import AUDIT_TYPE
 from ipt_fhir.services.bulk_export import ExportJobs, ExportRequest, parse_export_params
 from ipt_fhir.services.bulk_import import ImportJobs
+from ipt_fhir.services.bulk_jobs import is_file
 
 from .body import NDJSON, NDJSON_TYPES, at_root, body_root
 from .negotiation import body_media_type, response_media_type
@@ -158,7 +159,7 @@ def cancel_import(job_id: str, request: Request) -> Response:
 @router.get("/$import-file/{job_id}/{name}", summary="The OperationOutcome NDJSON of an $import job")
 def import_file(job_id: str, name: str, request: Request) -> Response:
     jobs = import_jobs(request)
-    if not job_id.isalnum() or name != "errors.ndjson" or not (jobs.dir / job_id / name).is_file() or \
+    if not job_id.isalnum() or name != "errors.ndjson" or not is_file(jobs.dir / job_id / name) or \
             _own(jobs.status(job_id)) is None:
         raise not_found("No such file")
     return FileResponse(jobs.dir / job_id / name, media_type=NDJSON)

@@ -26,7 +26,7 @@ from ipt_fhir.fhir.resource_types import REST_TYPES
 from ipt_fhir.security.compartment import compartment_types
 from ipt_fhir.services import resources as rs
 from ipt_fhir.services import search as search_service
-from ipt_fhir.services.bulk_jobs import JobRunner, failure_reason
+from ipt_fhir.services.bulk_jobs import JobRunner, failure_reason, is_file
 from ipt_fhir.store import bulk
 from ipt_fhir.store.database import Database
 from ipt_fhir.store.search_sql import SqlBuilder, local_reference
@@ -325,7 +325,7 @@ class ExportJobs(JobRunner):
         if not job_id.isalnum() or "/" in name or name.startswith(".") or not name.endswith(".ndjson"):
             return None
         path = self.dir / job_id / name
-        return path if path.is_file() else None
+        return path if is_file(path) else None
 
     def _run(self, job_id: str) -> None:
         job = self.status(job_id)

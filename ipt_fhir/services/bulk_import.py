@@ -484,14 +484,18 @@ class ImportJobs(JobRunner):
         path = Path(url[len("file://"):] if url.startswith("file://") else url)
         if not path.is_absolute():
             path = self.dir / path
-        path = path.resolve()
-        root = self.dir.resolve()
-        if root not in path.parents and path != root:
-            raise bad_request(f"Input '{url}' is outside the server's bulk directory", "input.url")
-        if not path.exists():
-            raise bad_request(f"Input '{url}' does not exist", "input.url")
-        if not path.is_file():
-            raise bad_request(f"Input '{url}' is a folder, not an NDJSON file", "input.url")
+        try:
+            path = path.resolve()
+            root = self.dir.resolve()
+            if root not in path.parents and path != root:
+                raise bad_request(f"Input '{url}' is outside the server's bulk directory", "input.url")
+            if not path.exists():
+                raise bad_request(f"Input '{url}' does not exist", "input.url")
+            if not path.is_file():
+                raise bad_request(f"Input '{url}' is a folder, not an NDJSON file", "input.url")
+        except OSError as exc:  # a name the file system refuses (over 255 bytes, say)
+            raise bad_request(f"Input '{url}' names no file this server can open ({exc.strerror})",
+                              "input.url") from None
         return path
 
     def kick_off(self, inputs: list[str], *, base_url: str, upload: bytes | None = None,

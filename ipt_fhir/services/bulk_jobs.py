@@ -5,10 +5,19 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 from ipt_fhir.fhir.outcome import FHIRError
 from ipt_fhir.store import bulk
 from ipt_fhir.store.database import Database
+
+
+def is_file(path: Path) -> bool:
+    """Path.is_file, False for a name the file system refuses (one over 255 bytes raises OSError)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 def failure_reason(exc: BaseException, what: str) -> str:

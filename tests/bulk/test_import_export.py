@@ -610,3 +610,13 @@ def test_a_failed_export_tells_the_client_no_internals(client, monkeypatch):
     assert status.status_code == 500 and status.json()["resourceType"] == "OperationOutcome"
     text = status.json()["issue"][0]["diagnostics"]
     assert "OperationalError" in text and "SELECT" not in text and "p1" not in text
+
+
+def test_file_names_too_long_for_the_file_system_are_not_found_or_refused(client):
+    """A name over 255 bytes makes the file system raise instead of answering no (a 500 before)."""
+    long = "a" * 300
+    assert client.get(f"/fhir/$export-file/{long}/x.ndjson").status_code == 404
+    assert client.get(f"/fhir/$export-file/abc/{long}.ndjson").status_code == 404
+    assert client.get(f"/fhir/$import-file/{long}/errors.ndjson").status_code == 404
+    r = client.post("/fhir/$import", content=json.dumps(import_parameters([f"{long}.ndjson"])), headers=FHIR_JSON)
+    assert r.status_code == 400 and r.json()["issue"][0]["expression"] == ["input.url"], r.text
