@@ -13,13 +13,12 @@ from __future__ import annotations
 import operator
 import time
 from datetime import datetime, timezone
-from functools import lru_cache
 from typing import Any, Callable
 
 import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
 
-from ipt_fhir.fhir.outcome import bad_request
+from ipt_fhir.fhir.outcome import FHIRError, bad_request, error
 from ipt_fhir.fhir.search.parser import ANY, Clause
 from ipt_fhir.fhir.search.registry import registry
 from ipt_fhir.fhir.search.values import MAX_TIME, MIN_TIME, STRING_INDEX_LENGTH, from_micros, normalise
@@ -86,13 +85,32 @@ def instant(us: int) -> datetime:
 _PG_INSTANT_TEXT = "YYYY-MM-DD HH24:MI:SS.US"  # to_char's spelling of SQLite's DateTime text
 
 
-@lru_cache(maxsize=4096)
 def reaches_canonical(resource_type: str, param: Any) -> bool:
-    """Whether a reference parameter's elements are canonicals (QuestionnaireResponse.questionnaire,
-    CarePlan.instantiatesCanonical): its chains and _has go from a url to the resource that has it."""
-    from ipt_fhir.fhir.search.indexer import element_types
+    """Whether a reference parameter may hold values named by the target's url (canonical, uri:
+    path_types.names_by_url, as _include reads them): its chains and _has go from that url to the
+    resource that has it, besides [type]/[id]."""
+    from ipt_fhir.fhir.search.path_types import names_by_url
 
-    return "canonical" in element_types(resource_type, param)
+    return names_by_url(resource_type, param.code)
+
+
+# A chain or _has through such a parameter repeats what it looks into, for the url-named values beside the
+# [type]/[id] ones: the SQL grows threefold with each step, and SQLite's parser refused three of them.
+MAX_CANONICAL_NESTING = 2
+
+
+def _nesting(clause: Clause) -> int:
+    if clause.kind in ("chain", "has"):
+        return 1 + max((_nesting(c) for c in clause.inner), default=0)
+    return max((_nesting(c) for c in clause.inner), default=0)
+
+
+def _refuse_deep_canonical(clause: Clause) -> None:
+    if _nesting(clause) > MAX_CANONICAL_NESTING:
+        raise FHIRError(400, [error("too-costly", f"{clause.name} follows references named by url (canonical) and "
+                                                  f"{_nesting(clause) - 1} more; this server follows at most "
+                                                  f"{MAX_CANONICAL_NESTING} in all through such a parameter",
+                                    clause.name)])
 
 
 class InstantText(sa.sql.expression.FunctionElement):
@@ -407,14 +425,13 @@ class SqlBuilder:
             t = reference_index
             ors = []
             canonical = reaches_canonical(resource_type, clause.param)
+            if canonical:
+                _refuse_deep_canonical(clause)
             for target, inner in zip(clause.targets, clause.inner):
                 ors.append(sa.and_(t.c.target_type == target, self.ids_in(t.c.target_id, target, inner),
                                    *local_reference(t, self.base_url)))
-                if canonical:
-                    url = uri_index.alias()
-                    ors.append(t.c.url.in_(sa.select(url.c.value).where(
-                        url.c.resource_type == target, url.c.param == "url", self.ids_in(url.c.resource_id, target, inner),
-                        self._canonical_version(t, url, target))))
+                if canonical and "url" in registry().params(target):
+                    ors.append(self._named_by_url(t, target, inner))
             return sa.select(t.c.resource_id).where(
                 t.c.resource_type == resource_type, self.param_is(t, resource_type, clause.param.code), sa.or_(*ors))
         if clause.kind == "has":
@@ -424,14 +441,21 @@ class SqlBuilder:
                 t.c.target_type == resource_type,
                 self.ids_in(t.c.resource_id, clause.source_type, clause.inner[0]),
                 *local_reference(t, self.base_url))
-            if not reaches_canonical(clause.source_type, clause.param):
+            if not reaches_canonical(clause.source_type, clause.param) or "url" not in registry().params(resource_type):
                 return direct
-            url = uri_index.alias()
-            via_url = sa.select(url.c.resource_id).select_from(t.join(url, url.c.value == t.c.url)).where(
+            _refuse_deep_canonical(clause)
+            url, version = uri_index.alias(), token_index.alias()
+            # the url-named references of the sources, then the resources with that url (and version)
+            named = sa.select(t.c.url, t.c.target_version).where(
                 t.c.resource_type == clause.source_type, self.param_is(t, clause.source_type, clause.param.code),
-                self.ids_in(t.c.resource_id, clause.source_type, clause.inner[0]),
+                t.c.target_id.is_(None), t.c.url.is_not(None),
+                self.ids_in(t.c.resource_id, clause.source_type, clause.inner[0])).subquery()
+            via_url = sa.select(url.c.resource_id).select_from(
+                url.join(named, named.c.url == url.c.value).outerjoin(version, sa.and_(
+                    version.c.resource_type == url.c.resource_type, version.c.resource_id == url.c.resource_id,
+                    version.c.param == "version"))).where(
                 url.c.resource_type == resource_type, url.c.param == "url",
-                self._canonical_version(t, url, resource_type))
+                sa.or_(named.c.target_version.is_(None), named.c.target_version == version.c.code))
             return sa.union(direct, via_url)
         if clause.modifier in ("missing", "not", "not-in") or self._is_negative(clause) or \
                 clause.param.code == LAST_UPDATED:
@@ -443,13 +467,19 @@ class SqlBuilder:
         return sa.select(t.c.resource_id).where(
             t.c.resource_type == resource_type, self.param_is(t, resource_type, clause.param.code), cond)
 
-    def _canonical_version(self, ref: Any, url: Any, target: str) -> Any:
-        """A canonical reference with `|version` (kept in target_version) names only the version of the
-        resource it points to (`url` its url row) whose `version` is that one (references.html#canonical)."""
-        version = token_index.alias()
-        return sa.or_(ref.c.target_version.is_(None), sa.exists().where(
-            version.c.resource_type == target, version.c.resource_id == url.c.resource_id,
-            version.c.param == "version", version.c.code == ref.c.target_version).correlate(ref, url))
+    def _named_by_url(self, ref: Any, target: str, inner: Clause) -> Any:
+        """A url-named reference (row `ref`: url, and |version in target_version) to a `target` resource
+        matching `inner`: its url is that resource's `url` and, when it names one, its version the
+        resource's `version` (references.html#canonical). Uncorrelated, so each subquery runs once."""
+        url, version = uri_index.alias(), token_index.alias()
+        urls = sa.select(url.c.value).where(url.c.resource_type == target, url.c.param == "url",
+                                            self.ids_in(url.c.resource_id, target, inner))
+        versioned = sa.select(url.c.value, version.c.code).select_from(url.join(version, sa.and_(
+            version.c.resource_type == url.c.resource_type, version.c.resource_id == url.c.resource_id,
+            version.c.param == "version"))).where(url.c.resource_type == target, url.c.param == "url",
+                                                  self.ids_in(url.c.resource_id, target, inner))
+        return sa.and_(ref.c.target_id.is_(None), ref.c.url.in_(urls), sa.or_(
+            ref.c.target_version.is_(None), sa.tuple_(ref.c.url, ref.c.target_version).in_(versioned)))
 
     @staticmethod
     def _is_negative(clause: Clause) -> bool:

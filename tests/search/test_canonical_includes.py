@@ -151,20 +151,20 @@ def test_an_expression_the_resolver_cannot_follow_counts_as_possibly_canonical()
 def test_a_parameter_whose_path_cannot_be_followed_may_name_its_target_by_url(monkeypatch):
     """No R4 reference parameter's path is unresolved today; should one be (a new definition, a FHIRPath
     form the compiler does not follow), names_by_url answers True: includes stay as complete as before."""
+    from ipt_fhir.fhir.search import path_types
     from ipt_fhir.fhir.search.path_types import Unresolved
-    from ipt_fhir.services import canonical_includes
 
-    assert canonical_includes.names_by_url("Observation", "subject") is False  # a Reference: never by url
+    assert path_types.names_by_url("Observation", "subject") is False  # a Reference: never by url
 
     def unresolved(path: str, resource_type: str) -> set[str]:
         raise Unresolved(path)
 
-    monkeypatch.setattr(canonical_includes, "reached_types", unresolved)
-    canonical_includes.names_by_url.cache_clear()
+    monkeypatch.setattr(path_types, "reached_types", unresolved)
+    path_types.names_by_url.cache_clear()
     try:
-        assert canonical_includes.names_by_url("Observation", "subject") is True
+        assert path_types.names_by_url("Observation", "subject") is True
     finally:
-        canonical_includes.names_by_url.cache_clear()
+        path_types.names_by_url.cache_clear()
 
 
 def test_an_absolute_reference_is_not_resolved_through_the_targets_url(client):
@@ -196,3 +196,20 @@ def test_a_wildcard_include_looks_up_urls_only_of_the_parameters_that_hold_canon
         assert client.put(f"/fhir/{r['resourceType']}/{r['id']}", json=r).status_code == 201
     assert entries(client, "/fhir/DeviceRequest?_id=dr1&_include=DeviceRequest:*") == {
         ("match", "DeviceRequest", "dr1"), ("include", "Patient", "p1")}
+
+
+def test_chains_follow_uri_named_references_and_deep_canonical_chains_are_too_costly(seeded):
+    """The parameters _include resolves by url (canonical and uri elements) are the ones chains and _has
+    follow by url; a chain through one follows at most two references in all (its SQL grows threefold a
+    step, and SQLite refused three: a 500)."""
+    library = {"resourceType": "Library", "id": "lib", "url": "http://example.org/Library/lib", "name": "Lib",
+               "status": "active", "type": {"text": "logic"}}
+    plan = {"resourceType": "PlanDefinition", "id": "pd", "status": "active", "library": [library["url"]]}
+    for r in (library, plan):
+        assert seeded.put(f"/fhir/{r['resourceType']}/{r['id']}", json=r).status_code == 201
+    assert _ids(seeded, "/fhir/PlanDefinition?depends-on:Library.name=Lib") == {"pd"}
+    assert _ids(seeded, "/fhir/Library?_has:PlanDefinition:depends-on:status=active") == {"lib"}
+    assert _ids(seeded, "/fhir/CarePlan?instantiates-canonical:Questionnaire.version=1&_id=form-v1") == {"form-v1"}
+    r = seeded.get("/fhir/StructureDefinition?base.base.base.name=x")
+    assert r.status_code == 400 and r.json()["issue"][0]["code"] == "too-costly", r.text[:300]
+    assert seeded.get("/fhir/StructureDefinition?base.base.name=x").status_code == 200

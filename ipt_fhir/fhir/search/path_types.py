@@ -9,9 +9,12 @@ steps are followed through the R4 StructureDefinitions as the validator compiled
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 from ipt_fhir.fhir.validation.compiler import Node, type_node
 
 from .extract import compile_path
+from .registry import registry, split_union
 
 _Positions = set[tuple[str, Node | None]]  # (FHIR type name, its compiled Node; None for primitives, Resource)
 _ROOTS = frozenset({"Resource", "DomainResource"})
@@ -57,3 +60,37 @@ def _narrow(cur: _Positions, type_name: str) -> _Positions:
     if not out:
         raise Unresolved(type_name)
     return out
+
+
+# Element types whose values the reference index keeps as a bare url (extract.reference_values: a string
+# value), so that only the target's `url` can resolve them: `canonical`, and `uri`, which R4 reference
+# parameters reach too (ConceptMap source-uri / target-uri: ConceptMap.sourceUri / targetUri name a
+# ValueSet by its url, as the canonical variants do; PlanDefinition definition: action.definitionUri).
+# `Reference` values are never looked up by url.
+URL_NAMED_TYPES = frozenset({"canonical", "uri"})
+
+
+@lru_cache(maxsize=4096)  # some 500 R4 reference parameters; codes come from requests
+def names_by_url(resource_type: str, code: str) -> bool:
+    """Whether reference parameter `code` of `resource_type` may hold a value named by the target's url.
+
+    Its index rows cannot tell: a canonical and a non-RESTful absolute Reference (`http://x/y`) are both
+    kept as a url with no target id (extract.reference_values). But only a `canonical` (or, in R4, `uri`)
+    element names its target by the target's `url`; a Reference-typed one never does (Device.url is a
+    network address, not the device's name for a Reference). So the answer comes from the element types
+    each union branch of the parameter's expression reaches (path_types.reached_types). A branch that
+    cannot be followed (resolve(), extension(...), an unknown name) counts as possibly canonical, so this
+    never makes an _include or _revinclude less complete than it was."""
+    param = registry().get(resource_type, code)
+    if param is None or param.type != "reference":
+        return False
+    if not param.expression:
+        return True
+    for branch in split_union(param.expression):
+        try:
+            types = reached_types(branch, resource_type)
+        except (Unresolved, KeyError):
+            return True
+        if types & URL_NAMED_TYPES:
+            return True
+    return False
