@@ -157,6 +157,6 @@ def install(app: FastAPI, settings: Settings) -> None:
                            "X-Security-Context"],
             # X-Progress and Retry-After: a browser client polling a bulk job reads them
             expose_headers=["ETag", "Location", "Last-Modified", "Content-Location", "WWW-Authenticate",
-                            "X-Progress", "Retry-After", "X-Request-ID"],
+                            "X-Progress", "Retry-After", "X-Request-ID", "X-Security-Context"],
         )
     app.add_middleware(SecurityMiddleware, settings=settings)

@@ -829,7 +829,8 @@ def _includes(conn: Connection, req: Request, matched: list[tuple[str, str]],
     included: list[tuple[str, str, bytes]] = []
     frontier = list(matched)
     dialect = conn.dialect.name
-    for round_no in range(MAX_INCLUDE_ITERATIONS + 1):
+    # One round past the limit, which only asks whether the references go on (then a warning says so).
+    for round_no in range(MAX_INCLUDE_ITERATIONS + 2):
         by_type: dict[str, list[str]] = {}
         for rt, rid in frontier:
             by_type.setdefault(rt, []).append(rid)
@@ -862,23 +863,26 @@ def _includes(conn: Connection, req: Request, matched: list[tuple[str, str]],
                     sql += f" AND {tb.param_is('t', 'search_reference', src, code)}"
                 found.extend(tuple(x) for x in conn.exec_driver_sql(sql, tb.params))
                 found.extend(canonical_includes.revincluded(conn, rt, ids, src, code, MAX_INCLUDED))
-        new = []
+        new, dropped = [], False
         for rt, rid, content in found:
-            if (rt, rid) not in seen and len(included) + len(new) < MAX_INCLUDED:
+            if (rt, rid) not in seen:
+                if len(included) + len(new) >= MAX_INCLUDED:
+                    dropped = True
+                    continue
                 seen.add((rt, rid))
                 new.append((rt, rid, content))
-        if not new:
+        if new and round_no > MAX_INCLUDE_ITERATIONS:  # the references go on past the last round made
+            req.issues.append(warning("too-costly", f"_include:iterate and _revinclude:iterate stop after "
+                                                    f"{MAX_INCLUDE_ITERATIONS} iterations; resources further along "
+                                                    "the chain of references are left out"))
             break
         included.extend(new)
-        frontier = [(a, b) for a, b, _ in new]
-        if len(included) >= MAX_INCLUDED:
+        if dropped:
             req.issues.append(warning("too-costly", f"Included resources stop at {MAX_INCLUDED}; others the "
                                                     "_include and _revinclude parameters name are left out"))
+        if not new or dropped:
             break
-    else:  # the last :iterate round still found resources: the next one might find more, never asked for
-        req.issues.append(warning("too-costly", f"_include:iterate and _revinclude:iterate stop after "
-                                                f"{MAX_INCLUDE_ITERATIONS} iterations; resources further along "
-                                                "the chain of references are left out"))
+        frontier = [(a, b) for a, b, _ in new]
     return included
 
 

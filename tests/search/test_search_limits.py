@@ -110,3 +110,8 @@ def test_a_parameter_following_more_than_four_references_is_too_costly(client, n
 
 def test_a_parameter_following_four_references_is_answered(client):
     assert client.get("/fhir/Patient", params={"link.link.link.link.name": "a"}).status_code == 200
+
+
+def test_an_unknown_deep_parameter_is_still_ignored_under_lenient_handling(client):
+    r = client.get("/fhir/Patient", params={"foo.a.b.c.d.e": "1"})
+    assert r.status_code == 200 and "foo.a.b.c.d.e" in r.text  # the warning names it

@@ -204,10 +204,6 @@ class Parser:
 
     def parse(self, resource_type: str, name: str, raw: str) -> Clause:
         """One request parameter -> a clause. Raises UnknownParameter or FHIRError(400)."""
-        levels = name.count(".") + name.count("_has:")
-        if levels > MAX_NESTING:
-            raise FHIRError(400, [error("too-costly", f"{name} follows {levels} references (chains and _has); this "
-                                                      f"server follows at most {MAX_NESTING} in one parameter", name)])
         if name.startswith("_has:"):
             return self._has(resource_type, name, raw)
         head, dot, rest = name.partition(".")
@@ -231,6 +227,7 @@ class Parser:
         if dot:
             if p.type != "reference":
                 raise bad_request(f"{code} is not a reference parameter, so it cannot be chained", name)
+            _refuse_deep(name)
             targets = self._targets(p, modifier, name)
             inner = []
             for t in targets:
@@ -294,6 +291,7 @@ class Parser:
             raise bad_request(f"{ref} is not a reference parameter of {src}", name)
         if rp.targets and resource_type not in rp.targets:
             raise bad_request(f"{src}.{ref} does not refer to {resource_type}", name)
+        _refuse_deep(name)
         inner = self._parse_inner(src, rest, raw, name)
         return Clause("has", name, param=rp, inner=[inner], source_type=src)
 
@@ -304,6 +302,15 @@ class Parser:
         except FHIRError as exc:
             issues = [replace(issue, expression=(name,)) for issue in exc.issues]
             raise FHIRError(exc.status, issues, exc.headers) from None
+
+
+def _refuse_deep(name: str) -> None:
+    """MAX_NESTING, checked once the parameter the chain or _has starts from is known (an unknown one is
+    ignored under lenient handling, however deep)."""
+    levels = name.count(".") + name.count("_has:")
+    if levels > MAX_NESTING:
+        raise FHIRError(400, [error("too-costly", f"{name} follows {levels} references (chains and _has); this "
+                                                  f"server follows at most {MAX_NESTING} in one parameter", name)])
 
 
 _ID_PARAM = SearchParam("_id", "token", "Resource", "http://hl7.org/fhir/SearchParameter/Resource-id", "Resource.id")
