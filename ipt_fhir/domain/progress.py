@@ -289,12 +289,12 @@ def apply_change(progress: PlanProgress, resource: dict, *, deleted: bool = Fals
             progress.courses[ref] = _ordered_sessions(resource)
             if resource.get("status") in CLOSED_COURSE:
                 closed.append(ref)
-        progress.closed_courses = closed
+        progress.closed_courses = sorted(closed)  # the same row whatever order the courses came in
     elif rtype == "Encounter":
         if deleted or resource.get("status") == "entered-in-error":
             progress.sessions.pop(ref, None)
         else:
-            progress.sessions[ref] = _session_entry(resource)
+            progress.sessions[ref] = _session_entry(resource, progress.courses)
     elif rtype == "Observation":
         entry = None if deleted else _phq9_entry(resource)
         if entry is None:
@@ -421,15 +421,18 @@ def _ordered_sessions(sr: dict) -> int:
     return int(count) if isinstance(count, int) else 0
 
 
-def _session_entry(encounter: dict) -> SessionEntry:
-    courses = _refs(encounter.get("basedOn"), "ServiceRequest")
+def _session_entry(encounter: dict, plan_courses: Iterable[str] = ()) -> SessionEntry:
+    """`plan_courses`: the plan's course references; the session is counted under the first of them its
+    basedOn names (it may name a referral too), else under the first ServiceRequest it names."""
+    courses = [reference(*r) for r in _refs(encounter.get("basedOn"), "ServiceRequest")]
+    course = next((c for c in courses if c in plan_courses), courses[0] if courses else None)
     return SessionEntry(
         number=session_number(encounter),
         status=encounter.get("status", "unknown"),
         start=(encounter.get("period") or {}).get("start"),
         phase=session_phase(encounter),
         attendance=session_attendance(encounter),
-        course=reference(*courses[0]) if courses else None,
+        course=course,
     )
 
 

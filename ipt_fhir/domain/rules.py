@@ -106,8 +106,8 @@ def _profile_by_link(resource: dict, lookup: ResourceLookup) -> str | None:
     """The profile whose rules hold for a resource $ipt-progress reads as part of an IPT plan, whatever it
     claims: a ServiceRequest based on the plan is one of its courses (sessions within the protocol's
     maximum, one patient), an Encounter based on such a course one of its sessions (the maximum, the plan's
-    period and status, one patient), a PHQ-9 Observation of the plan or of one of its sessions one of its
-    scores (range, whole number, no unit, not in the future, one patient). Others are IPT ones by claim only."""
+    period and status, one patient), a PHQ-9 Observation of the plan, of one of its courses or of one of its
+    sessions one of its scores (range, whole number, no unit, not in the future, one patient). Others are IPT ones by claim only."""
     if not _may_be_linked(resource) or not plans_affected(resource, lookup):
         return None
     return _BY_LINK[resource["resourceType"]]

@@ -159,6 +159,16 @@ def test_a_completed_or_revoked_course_plans_only_the_sessions_held_under_it(cli
     figures = progress(client, "plan")
     assert (figures["sessionsPlanned"], figures["sessionsAttended"], figures["sessionsRemaining"]) == (2, 2, 0)
 
+    # a session that names a referral first is still counted under its plan's course
+    referral = {"resourceType": "ServiceRequest", "id": "referral", "status": "active", "intent": "order",
+                "subject": {"reference": "Patient/p1"}, "code": {"text": "psychotherapy referral"}}
+    assert put(client, referral).status_code == 201
+    s3 = read(client, "Encounter/s3")
+    s3["basedOn"] = [{"reference": "ServiceRequest/referral"}, {"reference": "ServiceRequest/course"}]
+    _hold(client, s3)
+    figures = progress(client, "plan")
+    assert (figures["sessionsPlanned"], figures["sessionsAttended"], figures["sessionsRemaining"]) == (3, 3, 0)
+
     # a row of the layout before (no course per session) is computed again from the store when read
     with database.write() as conn:
         row = ipt_progress.get(conn, "plan")

@@ -124,7 +124,8 @@ def _update_plan_row(conn: Connection, careplan: dict | None, lookup: StoreLooku
 
 def fresh_progress(careplan: dict, lookup: StoreLookup) -> prog.PlanProgress:
     """The row computed from the store: only when a plan has no row yet (its creation, usually with
-    nothing else stored; or data written before the read model existed)."""
+    nothing else stored; or data written before the read model existed), its row is of an older layout
+    (progress.current_row), or a course joins or leaves it."""
     progress = prog.new_progress(careplan)
     prog.apply_change(progress, careplan, lookup=lookup)
     if not careplan.get("id"):
