@@ -156,6 +156,9 @@ def case_middle_session_without_a_problem_area(w):
     return Case(_with(w.session(4), status="finished"), w.session(4), "Encounter.basedOn", setup=setup)
 
 
+_ATTENDANCE_PATH = f"Encounter.extension.where(url='{canonical(BASE, 'StructureDefinition', EXT_ATTENDANCE)}').value"
+
+
 def _attendance(session: dict, code: str) -> dict:
     ext = {"url": canonical(BASE, "StructureDefinition", EXT_ATTENDANCE),
            "valueCoding": {"system": canonical(BASE, "CodeSystem", CS_ATTENDANCE), "code": code}}
@@ -166,13 +169,13 @@ def case_session_attended_but_cancelled(w):
     """$ipt-progress counts sessions by status: the attendance must agree with it."""
     return Case(_attendance(_with(w.session(2), status="cancelled"), "attended"),
                 _attendance(_with(w.session(2), status="cancelled"), "no-show"),
-                diagnostics="attendance 'attended' contradicts the session's status 'cancelled'")
+                _ATTENDANCE_PATH, diagnostics="attendance 'attended' contradicts the session's status 'cancelled'")
 
 
 def case_session_finished_but_a_no_show(w):
     return Case(_attendance(_with(w.session(1), status="finished"), "no-show"),
                 _attendance(_with(w.session(1), status="finished"), "attended"),
-                diagnostics="attendance 'no-show' contradicts the session's status 'finished'")
+                _ATTENDANCE_PATH, diagnostics="attendance 'no-show' contradicts the session's status 'finished'")
 
 
 CASES = {name[5:]: fn for name, fn in globals().items() if name.startswith("case_")}
