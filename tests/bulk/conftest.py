@@ -43,15 +43,19 @@ def read_ndjson_gz(path) -> list[dict]:
 
 
 def poll(client, location: str, timeout: float = 180) -> dict:
+    r = final_status(client, location, timeout)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def final_status(client, location: str, timeout: float = 180):  # noqa: ANN201 - the httpx response
+    """The status poll's first answer that is not 202 (in progress): the job's result, or its failure."""
     path = location.split("/fhir", 1)[1]
     deadline = time.monotonic() + timeout
-    while True:
-        r = client.get("/fhir" + path)
-        if r.status_code == 200:
-            return r.json()
-        assert r.status_code == 202, r.text
+    while (r := client.get("/fhir" + path)).status_code == 202:
         assert time.monotonic() < deadline, "bulk job did not finish"
         time.sleep(0.2)
+    return r
 
 
 def import_parameters(paths) -> dict:

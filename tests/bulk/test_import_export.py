@@ -9,7 +9,7 @@ import pytest
 from ipt_fhir.api.content_coding import COMPRESS_MIN_BYTES
 from ipt_fhir.services import resources as rs
 
-from tests.bulk.conftest import (ASYNC, LENIENT, NDJSON_FILES, export, ids_by_type, import_parameters,
+from tests.bulk.conftest import (ASYNC, LENIENT, NDJSON_FILES, export, final_status, ids_by_type, import_parameters,
                                  patient_parameters, poll, read_export, read_ndjson_gz)
 
 FHIR_JSON = {"content-type": "application/fhir+json"}
@@ -210,11 +210,7 @@ def test_an_import_of_a_truncated_gzip_file_fails_naming_it(client, settings):
     cut.write_bytes(gzip.compress(b'{"resourceType": "Patient", "id": "cut1"}\n' * 200)[:-20])
     r = client.post("/fhir/$import", content=json.dumps(import_parameters([str(cut)])), headers=FHIR_JSON)
     assert r.status_code == 202, r.text
-    location = r.headers["Content-Location"].split("/fhir", 1)[1]
-    deadline = time.monotonic() + 60
-    while (status := client.get("/fhir" + location)).status_code == 202:
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    status = final_status(client, r.headers["Content-Location"], 60)
     assert status.status_code == 500  # the job failed (Bulk Data: a failed job is a 5xx with an outcome)
     assert "cut.ndjson.gz cannot be read" in status.json()["issue"][0]["diagnostics"]
 
@@ -602,11 +598,7 @@ def test_a_failed_export_tells_the_client_no_internals(client, monkeypatch):
     monkeypatch.setattr(bulk_export.Exporter, "run", fail)
     r = client.get("/fhir/$export", headers=ASYNC)
     assert r.status_code == 202, r.text
-    location = r.headers["Content-Location"].split("/fhir", 1)[1]
-    deadline = time.monotonic() + 60
-    while (status := client.get("/fhir" + location)).status_code == 202:
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    status = final_status(client, r.headers["Content-Location"], 60)
     assert status.status_code == 500 and status.json()["resourceType"] == "OperationOutcome"
     text = status.json()["issue"][0]["diagnostics"]
     assert "OperationalError" in text and "SELECT" not in text and "p1" not in text
