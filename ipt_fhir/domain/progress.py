@@ -333,25 +333,15 @@ def plans_affected(resource: dict, lookup: ResourceLookup) -> list[str]:
     if rtype == "ServiceRequest":
         candidates = _refs(resource.get("basedOn"), "CarePlan")
     elif rtype == "Encounter":
-        for _, sr_id in _refs(resource.get("basedOn"), "ServiceRequest"):
-            sr = lookup.read("ServiceRequest", sr_id)
-            if sr:
-                candidates += _refs(sr.get("basedOn"), "CarePlan")
+        candidates = _plans_of_courses(resource, lookup)
     elif rtype == "Observation":
         candidates = plans_named(resource)
         if not candidates:  # a score of a course, or of a session: that course's plan
-            for _, sr_id in courses_named(resource):
-                sr = lookup.read("ServiceRequest", sr_id)
-                if sr:
-                    candidates += _refs(sr.get("basedOn"), "CarePlan")
+            candidates = _plans_of_courses(resource, lookup)
             enc = split_reference(resource.get("encounter"))
-            if enc and enc[0] == "Encounter":
-                encounter = lookup.read("Encounter", enc[1])
-                if encounter:
-                    for _, sr_id in _refs(encounter.get("basedOn"), "ServiceRequest"):
-                        sr = lookup.read("ServiceRequest", sr_id)
-                        if sr:
-                            candidates += _refs(sr.get("basedOn"), "CarePlan")
+            encounter = lookup.read("Encounter", enc[1]) if enc and enc[0] == "Encounter" else None
+            if encounter:
+                candidates += _plans_of_courses(encounter, lookup)
     elif rtype in ("Goal", "Condition") and rid:
         param = "goal" if rtype == "Goal" else "condition"
         return sorted({p["id"] for p in lookup.search("CarePlan", [(param, reference(rtype, rid))])
@@ -371,9 +361,14 @@ def plans_named(resource: dict) -> list[tuple[str, str]]:
     return _refs(resource.get("basedOn"), "CarePlan")
 
 
-def courses_named(resource: dict) -> list[tuple[str, str]]:
-    """The ServiceRequests (IPT courses) a score's basedOn names."""
-    return _refs(resource.get("basedOn"), "ServiceRequest")
+def _plans_of_courses(resource: dict, lookup: ResourceLookup) -> list[tuple[str, str]]:
+    """The CarePlans the ServiceRequests (courses) a session's or score's basedOn names are based on."""
+    out: list[tuple[str, str]] = []
+    for _, sr_id in _refs(resource.get("basedOn"), "ServiceRequest"):
+        sr = lookup.read("ServiceRequest", sr_id)
+        if sr:
+            out += _refs(sr.get("basedOn"), "CarePlan")
+    return out
 
 
 def _refs(refs: Any, rtype: str) -> list[tuple[str, str]]:

@@ -41,13 +41,14 @@ from .canonical import (
     SCORE_RANGES, SESSION_PROFILE, UCUM, claimed_ipt_profile, claims_profile, extensions, ipt_coding, reference,
     same_reference, same_subject, session_attendance, session_number, session_phase, split_reference, subject_of,
 )
+from . import progress
 from .lookup import ResourceLookup
 from .progress import as_date, is_phq9, observation_date, observation_score, plans_affected
 from .protocols import PHASE_ORDER, Protocol, get_protocol, protocol_for_careplan
 
 CLOSED_PLAN = frozenset({"completed", "revoked", "entered-in-error"})
 WITHDRAWN = frozenset({"entered-in-error", "cancelled"})
-CLOSED_COURSE = frozenset({"completed", "revoked", "entered-in-error"})
+CLOSED_COURSE = progress.CLOSED_COURSE | {"entered-in-error"}  # ended, or never valid: no new session on it
 NOT_COUNTED = frozenset({"cancelled", "entered-in-error"})
 HELD = frozenset({"in-progress", "finished"})
 # The statuses each attendance (CodeSystem ipt-attendance) agrees with: a session attended is held (or
