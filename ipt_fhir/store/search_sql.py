@@ -18,7 +18,7 @@ from typing import Any, Callable
 import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
 
-from ipt_fhir.fhir.outcome import FHIRError, bad_request, error
+from ipt_fhir.fhir.outcome import bad_request
 from ipt_fhir.fhir.search.parser import ANY, Clause
 from ipt_fhir.fhir.search.registry import registry
 from ipt_fhir.fhir.search.values import MAX_TIME, MIN_TIME, STRING_INDEX_LENGTH, from_micros, normalise
@@ -92,25 +92,6 @@ def reaches_canonical(resource_type: str, param: Any) -> bool:
     from ipt_fhir.fhir.search.path_types import names_by_url
 
     return names_by_url(resource_type, param.code)
-
-
-# A chain or _has through such a parameter repeats what it looks into, for the url-named values beside the
-# [type]/[id] ones: the SQL grows threefold with each step, and SQLite's parser refused three of them.
-MAX_CANONICAL_NESTING = 2
-
-
-def _nesting(clause: Clause) -> int:
-    if clause.kind in ("chain", "has"):
-        return 1 + max((_nesting(c) for c in clause.inner), default=0)
-    return max((_nesting(c) for c in clause.inner), default=0)
-
-
-def _refuse_deep_canonical(clause: Clause) -> None:
-    if _nesting(clause) > MAX_CANONICAL_NESTING:
-        raise FHIRError(400, [error("too-costly", f"{clause.name} follows references named by url (canonical) and "
-                                                  f"{_nesting(clause) - 1} more; this server follows at most "
-                                                  f"{MAX_CANONICAL_NESTING} in all through such a parameter",
-                                    clause.name)])
 
 
 class InstantText(sa.sql.expression.FunctionElement):
@@ -424,9 +405,7 @@ class SqlBuilder:
         if clause.kind == "chain":
             t = reference_index
             ors = []
-            canonical = reaches_canonical(resource_type, clause.param)
-            if canonical:
-                _refuse_deep_canonical(clause)
+            canonical = reaches_canonical(resource_type, clause.param)  # nesting bounded by the parser
             for target, inner in zip(clause.targets, clause.inner):
                 ors.append(sa.and_(t.c.target_type == target, self.ids_in(t.c.target_id, target, inner),
                                    *local_reference(t, self.base_url)))
@@ -443,7 +422,6 @@ class SqlBuilder:
                 *local_reference(t, self.base_url))
             if not reaches_canonical(clause.source_type, clause.param) or "url" not in registry().params(resource_type):
                 return direct
-            _refuse_deep_canonical(clause)
             url, version = uri_index.alias(), token_index.alias()
             # the url-named references of the sources, then the resources with that url (and version)
             named = sa.select(t.c.url, t.c.target_version).where(

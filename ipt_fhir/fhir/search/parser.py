@@ -159,6 +159,10 @@ def parse_value(p: SearchParam, modifier: str | None, raw: str, name: str) -> An
 # References a parameter may follow, its chain steps and _has levels together: each is one more nested
 # subquery, and SQLite's parser refuses the SQL of seven (a 500 before this limit).
 MAX_NESTING = 4
+# From a parameter whose values may be named by url (canonical, uri: path_types.names_by_url), whose SQL
+# looks into what follows it once more for those (store/search_sql.py): it grows threefold a step, and
+# SQLite's parser refused three.
+MAX_NESTING_BY_URL = 2
 
 # `_id` values are one IN list of bound values, each a variable of the statement: SQLite takes at most
 # 32,766 in all (a 500 beyond, before this limit), PostgreSQL 65,535.
@@ -227,7 +231,7 @@ class Parser:
         if dot:
             if p.type != "reference":
                 raise bad_request(f"{code} is not a reference parameter, so it cannot be chained", name)
-            _refuse_deep(name)
+            _refuse_deep(name, resource_type, code)
             targets = self._targets(p, modifier, name)
             inner = []
             for t in targets:
@@ -291,7 +295,7 @@ class Parser:
             raise bad_request(f"{ref} is not a reference parameter of {src}", name)
         if rp.targets and resource_type not in rp.targets:
             raise bad_request(f"{src}.{ref} does not refer to {resource_type}", name)
-        _refuse_deep(name)
+        _refuse_deep(name, src, ref)
         inner = self._parse_inner(src, rest, raw, name)
         return Clause("has", name, param=rp, inner=[inner], source_type=src)
 
@@ -304,13 +308,22 @@ class Parser:
             raise FHIRError(exc.status, issues, exc.headers) from None
 
 
-def _refuse_deep(name: str) -> None:
-    """MAX_NESTING, checked once the parameter the chain or _has starts from is known (an unknown one is
-    ignored under lenient handling, however deep)."""
+def _refuse_deep(name: str, resource_type: str, code: str) -> None:
+    """MAX_NESTING (MAX_NESTING_BY_URL from a url-named parameter `code` of `resource_type`), checked once
+    that parameter is known (an unknown one is ignored under lenient handling, however deep). Every chain
+    step and _has level parses its own rest, so a url-named parameter inside a chain is checked too."""
+    from .path_types import names_by_url
+
     levels = name.count(".") + name.count("_has:")
+    if levels <= MAX_NESTING_BY_URL:
+        return
     if levels > MAX_NESTING:
         raise FHIRError(400, [error("too-costly", f"{name} follows {levels} references (chains and _has); this "
                                                   f"server follows at most {MAX_NESTING} in one parameter", name)])
+    if names_by_url(resource_type, code):
+        raise FHIRError(400, [error("too-costly", f"{name} follows {levels} references from {code}, whose values "
+                                                  f"may be named by url (canonical); this server follows at most "
+                                                  f"{MAX_NESTING_BY_URL} from such a parameter", name)])
 
 
 _ID_PARAM = SearchParam("_id", "token", "Resource", "http://hl7.org/fhir/SearchParameter/Resource-id", "Resource.id")
