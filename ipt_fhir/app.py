@@ -29,7 +29,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     if settings is None:  # a real run (serve, uvicorn --factory): refuse unsafe configurations
         settings = get_settings()
         security.check_startup(settings)
-    database = database or Database(settings.database_url, pool_size=settings.db_pool_size)
+    database = database or Database(settings.database_url, pool_size=settings.db_pool_size,
+                                    index_worker=settings.index_worker == "on")
 
     app = FastAPI(
         title="ipt-fhir",

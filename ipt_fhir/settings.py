@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     max_page_size: int = Field(default=1000, ge=1, description="Upper bound on _count")
     max_body_bytes: int = Field(default=16 * 1024 * 1024, description="Largest accepted request body")
     db_pool_size: int = Field(default=10, description="Connections per worker (PostgreSQL)")
+    index_worker: Literal["on", "off"] = Field(
+        default="on", description="SQLite: a child process per server worker extracts the search index rows "
+        "of new resources on another core (ipt_fhir/store/index_worker.py); off: the server does it itself")
     # --- operations (README "Operations"; ipt_fhir/observability.py) ---
     workers: int = Field(default=1, ge=1, description="Worker processes of `ipt-fhir serve` (its --workers overrides)")
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Log level")

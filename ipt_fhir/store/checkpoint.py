@@ -113,9 +113,11 @@ class Checkpointer:
         db = self._db
         with self._round:
             # Bounds the index rows readers may have to move themselves; in short units, so that writes
-            # on the event loop go on in between.
+            # on the event loop go on in between. Full chunks only after the first: a short one is what
+            # arrived while the round ran, left to the next round with what follows it (chasing each
+            # new resource makes many small units, each a commit of the same index pages).
             for _ in range(MOVE_CHUNKS_PER_ROUND):
-                if self._stopped.is_set() or not db.move_pending_index(MOVE_CHUNK):
+                if self._stopped.is_set() or db.move_pending_index(MOVE_CHUNK) < MOVE_CHUNK:
                     break
                 db.yield_to_loop_writes()
             if not checkpoint:
@@ -125,7 +127,7 @@ class Checkpointer:
             with db.writer_held():
                 log_frames, copied = self._checkpoint()  # what arrived during the last unpaused pass
                 if copied >= log_frames:  # all copied (or no WAL yet): the next write would start it over
-                    with db.write() as conn:
+                    with db.write(reads_index=False) as conn:
                         driver = conn.connection.driver_connection
                         (version,) = driver.execute("PRAGMA user_version").fetchone()
                         driver.execute(f"PRAGMA user_version = {int(version)}")
@@ -145,7 +147,7 @@ class Checkpointer:
 
     def _refresh_statistics(self) -> None:
         try:
-            with self._db.write() as conn:
+            with self._db.write(reads_index=False) as conn:
                 statistics.analyze(conn.connection.driver_connection)
         except Exception:  # noqa: BLE001 - stale statistics slow some searches; they never stop the rounds
             log.warning("refreshing SQLite planner statistics failed", exc_info=True)

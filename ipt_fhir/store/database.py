@@ -15,6 +15,7 @@ from sqlalchemy.pool import QueuePool
 from . import pending_index, statistics
 from .checkpoint import Checkpointer
 from .group_commit import GroupCommit, Unit
+from .index_worker import IndexWorker
 from .loop_commit import LoopCommit
 
 T = TypeVar("T")
@@ -91,7 +92,9 @@ def fetch_one(conn: Connection, sql: str, params: tuple) -> tuple | None:
 class Database:
     """Owns the engine. `write()` is a unit of work; `read()` a consistent read."""
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, index_worker: bool = False) -> None:
+        """`index_worker`: on SQLite, new resources' index rows are extracted by a child process
+        (index_worker.py); a server's choice, not a tool's or a test's."""
         self.url = url
         self.dialect = "sqlite" if url.startswith("sqlite") else "postgresql"
         if self.dialect == "sqlite":
@@ -117,20 +120,26 @@ class Database:
             self._group = GroupCommit(self._writer, self._transaction)
             self.loop_commit: LoopCommit | None = LoopCommit(self)
             self._checkpointer: Checkpointer | None = Checkpointer(self)
+            path = self.engine.url.database
+            self._index_worker = IndexWorker(path) if index_worker and path and path != ":memory:" else None
         else:
             self.engine = sa.create_engine(
                 url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True,
             )
             self._writer, self._write_engine = nullcontext(), self.engine
             self._checkpointer = None
+            self._index_worker = None
             self.loop_commit = None  # writes there are network round trips: they belong in a thread
 
     @contextmanager
-    def write(self) -> Iterator[Connection]:
+    def write(self, *, reads_index: bool = True) -> Iterator[Connection]:
         """One atomic unit of work. On SQLite the write lock is taken up front (BEGIN IMMEDIATE), so
-        read-then-write sequences (conditional create, version checks) cannot interleave."""
+        read-then-write sequences (conditional create, version checks) cannot interleave.
+        `reads_index=False`: a unit that neither reads nor writes the search index (the checkpointer's
+        own), which need not index pending resources first."""
         with self._writer, self._transaction() as conn:
-            pending_index.bring_current(conn)  # the unit may search: the index must be complete
+            if reads_index:
+                pending_index.bring_current(conn)  # the unit may search: the index must be complete
             yield conn
 
     def try_inline_writer(self) -> bool:
@@ -243,22 +252,26 @@ class Database:
             with transaction:
                 yield conn
 
-    def move_pending_index(self, limit: int | None = None) -> bool:
-        """SQLite: move the pending search index rows (pending_index.py) of every resource, or of the
-        `limit` oldest (the background mover: short units, so writes on the event loop fit in between),
-        in a unit of work of their own. False when nothing was moved: none pending, or the calling thread
-        is inside a unit of work already, which moves them itself when it searches (bring_current)."""
+    def move_pending_index(self, limit: int | None = None) -> int:
+        """SQLite: index the pending resources (pending_index.py), all or the `limit` oldest (the background
+        mover: short units, so writes on the event loop fit in between), in a unit of work of their own.
+        Returns how many; 0 also when the calling thread is inside a unit of work already, which indexes
+        them itself when it searches (bring_current)."""
         if self.dialect != "sqlite" or self.fetch_one(pending_index.ANY_PENDING_SQL, ()) is None:
-            return False
+            return 0
         return self._move_pending(limit)
 
-    def _move_pending(self, limit: int | None = None) -> bool:
-        """move_pending_index for a caller that found rows pending itself (read)."""
+    def _move_pending(self, limit: int | None = None) -> int:
+        """move_pending_index for a caller that found rows pending itself (read). A chunk (`limit`) is
+        extracted by the index worker if one runs, before the writer is taken."""
         conn = self._writer_connection
         if self._writer._is_owned() and conn is not None and conn.in_transaction():  # type: ignore[union-attr]
-            return False
+            return 0
+        extracted = None
+        if limit is not None and self._index_worker is not None:
+            extracted = self._index_worker.extract(limit)
         with self._writer, self._transaction() as conn:
-            return pending_index.move(conn.connection.driver_connection, limit)
+            return pending_index.move(conn.connection.driver_connection, limit, extracted)
 
     def fetch_one(self, sql: str, params: tuple) -> tuple | None:
         """One row of one statement on a raw pooled DBAPI connection: the read-by-id fast path, without
@@ -280,6 +293,8 @@ class Database:
     def dispose(self) -> None:
         if self._checkpointer is not None:
             self._checkpointer.stop()
+        if self._index_worker is not None:
+            self._index_worker.stop()
         if self.dialect == "sqlite":
             with self._writer:
                 if self._writer_connection is not None:

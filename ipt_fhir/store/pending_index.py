@@ -1,11 +1,14 @@
-"""SQLite: the search index rows of newly created resources, held back and moved into the index in batches.
+"""SQLite: new resources whose search index rows are not in the index yet, indexed many at a time.
 
-Why: a create's ~15 index rows, inserted one resource at a time into the value-indexed tables, dirty
-about 36 B-tree pages, each written to the WAL by that commit: a third of a create's cost (instruction
-counts of the in-process create path). A resource's first version therefore stores its rows as one row
-of `search_pending` (each index table's rows a JSON array; one page), and they move into the index
-tables many resources at a time, expanded by SQLite's json_each: rows then share pages, and all of that
-work runs inside SQLite, outside Python's interpreter lock.
+Why: a create's ~15 index rows cost it twice. Extracting them (index_rows) is a tenth of the event
+loop's time per create, and the loop is what a SQLite server's writes queue on; inserting them one
+resource at a time into the value-indexed tables dirties about 36 B-tree pages per commit. So a
+resource's first version only records its key in `search_pending`, and its rows are extracted from its
+stored JSON and inserted later, many resources at a time, so that rows share pages:
+- by the background mover (checkpoint.py), with the extraction done by the index worker process
+  (index_worker.py) on another core, outside this process's interpreter lock;
+- or, wherever the rows are needed at once or no worker runs, in the calling thread (`move` without
+  rows given).
 
 The index stays exact for everything that reads it: each reader first moves whatever is pending,
 - `Database.read()` checks in its snapshot's first statement, and if rows are pending moves them and
@@ -14,15 +17,22 @@ The index stays exact for everything that reads it: each reader first moves what
 - and inside the units of plain creates, updates, patches and deletes (which do neither) searches
   (`search.find_ids`, a search given a connection) and the replacement or removal of a resource's
   rows call `bring_current` on the writer's connection.
-The background checkpointer moves pending rows every round (checkpoint.py), so readers rarely find
-more than a fraction of a second of creates to move. PostgreSQL writes every row to the index tables
-directly: nothing is ever pending there.
+
+A pending resource's rows are therefore those of its current stored JSON: whatever changes its rows
+(update, patch, delete, $meta-add/-delete) first moves every pending resource. Rows the worker
+extracted from an older snapshot are inserted only for the resources still pending, under the same key
+and pending row, when they arrive; the others were indexed meanwhile. PostgreSQL writes every row to
+the index tables directly: nothing is ever pending there.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Iterable
+
 from sqlalchemy.engine import Connection
 
-from ipt_fhir.fhir.jsonio import dump_json
+from ipt_fhir.fhir.jsonio import dump_json, load_stored
+from ipt_fhir.fhir.search.indexer import index_rows
 
 from .search_tables import INDEX_TABLES, pending_index_table
 
@@ -32,57 +42,95 @@ WRITER = "ipt_fhir.sqlite_writer"
 
 _P = pending_index_table.name
 _KINDS = tuple(INDEX_TABLES)
-INSERT_SQL = f"INSERT INTO {_P} (resource_type, resource_id, {', '.join(_KINDS)}) VALUES (?, ?{', ?' * len(_KINDS)})"
+INSERT_SQL = f"INSERT INTO {_P} (resource_type, resource_id) VALUES (?, ?)"
 ANY_PENDING_SQL = f"SELECT 1 FROM {_P} LIMIT 1"
 
+# The oldest pending resources with their current JSON (NULL once deleted: nothing to index).
+_CONTENT_SQL = (f"SELECT p.rowid, p.resource_type, p.resource_id, r.content FROM {_P} p "
+                "LEFT JOIN resource r ON r.resource_type = p.resource_type AND r.id = p.resource_id "
+                "ORDER BY p.rowid LIMIT ?")
+_ALL = -1  # SQLite's LIMIT -1: no limit
 
-def _move_sql() -> list[str]:
-    """One INSERT ... SELECT per index table, expanding the pending resources' rows of that table (a
-    JSON array of arrays in the table's column order after resource_type and resource_id), up to the
-    pending row `:last`; then their removal. Each JSON value is parsed once."""
-    out = []
+# A pending entry of an extraction, as JSON: [pending rowid, resource_type, resource_id]. The rowid finds
+# the row; the key makes sure it is still the same resource's (SQLite reuses the rowids of an emptied table).
+_KEY_MATCH = ("p.rowid = json_extract(j.value, '$[0]') AND p.resource_type = json_extract(j.value, '$[1]') "
+              "AND p.resource_id = json_extract(j.value, '$[2]')")
+
+
+@dataclass(frozen=True)
+class Extracted:
+    """The index rows of some pending resources, ready for `move`: `keys`, a JSON array of their pending
+    entries; `rows`, per index table kind with rows, a JSON array of [pending entry's three values,
+    *the table's columns after resource_type and resource_id]."""
+    keys: str
+    rows: dict[str, str]
+    count: int
+
+
+def extract(pending: Iterable[tuple[int, str, str, bytes | None]]) -> Extracted:
+    """Index rows of pending resources given as (rowid, resource_type, resource_id, stored JSON or None)."""
+    keys: list[list] = []
+    per_kind: dict[str, list[list]] = {}
+    for rowid, resource_type, resource_id, content in pending:
+        key = [rowid, resource_type, resource_id]
+        keys.append(key)
+        if content is None:
+            continue
+        for kind, kind_rows in index_rows(resource_type, load_stored(content)).items():
+            if kind_rows:
+                per_kind.setdefault(kind, []).extend([*key, *row] for row in dict.fromkeys(kind_rows))
+    return Extracted(dump_json(keys).decode(), {k: dump_json(v).decode() for k, v in per_kind.items()}, len(keys))
+
+
+def extract_oldest(driver_connection, limit: int | None = None) -> Extracted:  # noqa: ANN001 - sqlite3
+    """The `limit` oldest pending resources (all without a limit), extracted here, from what
+    `driver_connection` reads."""
+    cur = driver_connection.cursor()
+    try:
+        return extract(cur.execute(_CONTENT_SQL, (_ALL if limit is None else limit,)).fetchall())
+    finally:
+        cur.close()
+
+
+def _move_sql() -> dict[str, str]:
+    """Per index table: one INSERT ... SELECT expanding an extraction's rows of that table, for the
+    entries still pending."""
+    out = {}
     for kind, table in INDEX_TABLES.items():
         columns = [c.name for c in table.columns]
-        values = [f"json_extract(j.value, '$[{i}]')" for i in range(len(columns) - 2)]
-        out.append(f"INSERT INTO {table.name} ({', '.join(columns)}) "
-                   f"SELECT p.resource_type, p.resource_id, {', '.join(values)} "
-                   f"FROM {_P} p, json_each(p.{kind}) j WHERE p.{kind} IS NOT NULL AND p.rowid <= :last")
-    return out + [f"DELETE FROM {_P} WHERE rowid <= :last"]
+        values = [f"json_extract(j.value, '$[{i}]')" for i in range(3, len(columns) + 1)]
+        out[kind] = (f"INSERT INTO {table.name} ({', '.join(columns)}) "
+                     f"SELECT p.resource_type, p.resource_id, {', '.join(values)} "
+                     f"FROM json_each(?) j JOIN {_P} p ON {_KEY_MATCH}")
+    return out
 
 
 _MOVE_SQL = _move_sql()
-_LAST_SQL = f"SELECT max(rowid) FROM {_P}"
-_NTH_SQL = f"SELECT rowid FROM {_P} ORDER BY rowid LIMIT 1 OFFSET ?"
+_DONE_SQL = f"DELETE FROM {_P} WHERE rowid IN (SELECT p.rowid FROM json_each(?) j JOIN {_P} p ON {_KEY_MATCH})"
 
 
-def append(conn: Connection, resource_type: str, resource_id: str, rows: dict[str, list[tuple]]) -> None:
-    """Hold back the index rows (indexer.index_rows) of a resource created in this unit of work."""
-    params = [resource_type, resource_id]
-    for kind in _KINDS:
-        kind_rows = rows.get(kind)
-        params.append(dump_json(list(dict.fromkeys(kind_rows))).decode() if kind_rows else None)
-    conn.connection.driver_connection.execute(INSERT_SQL, params)
+def append(conn: Connection, resource_type: str, resource_id: str) -> None:
+    """Note a resource created in this unit of work as pending."""
+    conn.connection.driver_connection.execute(INSERT_SQL, (resource_type, resource_id))
 
 
 def pending(driver_connection) -> bool:  # noqa: ANN001 - a sqlite3.Connection
     return driver_connection.execute(ANY_PENDING_SQL).fetchone() is not None
 
 
-def move(driver_connection, limit: int | None = None) -> bool:  # noqa: ANN001 - sqlite3, in a write transaction
-    """Move the rows of every pending resource, or of the `limit` oldest ones, into the index tables;
-    False when nothing was pending."""
+def move(driver_connection, limit: int | None = None, extracted: Extracted | None = None) -> int:  # noqa: ANN001
+    """In a write transaction: index the pending resources `extracted` covers that are still pending, or
+    without it every pending resource (the `limit` oldest), extracted here. Returns how many."""
+    if extracted is None:
+        extracted = extract_oldest(driver_connection, limit)
+    if not extracted.count:
+        return 0
     cur = driver_connection.cursor()
     try:
-        last = None
-        if limit is not None:
-            last = cur.execute(_NTH_SQL, (limit - 1,)).fetchone()
-        if last is None:
-            last = cur.execute(_LAST_SQL).fetchone()
-        if last is None or last[0] is None:
-            return False
-        for sql in _MOVE_SQL:
-            cur.execute(sql, {"last": last[0]})
-        return True
+        for kind, rows in extracted.rows.items():
+            cur.execute(_MOVE_SQL[kind], (rows,))
+        cur.execute(_DONE_SQL, (extracted.keys,))
+        return cur.rowcount
     finally:
         cur.close()
 

@@ -110,11 +110,10 @@ def write_index(conn: Connection, resource_type: str, resource_id: str, resource
     if (resource.get("meta") or {}).get("versionId") != "1":
         replace_index(conn, resource_type, resource_id, resource)
         return
-    rows = index_rows(resource_type, resource)
     if conn.dialect.name == "postgresql":
-        _pg_write(conn, resource_type, resource_id, rows, False)
-    else:  # a new resource: its rows wait in the pending tables (pending_index.py)
-        pending_index.append(conn, resource_type, resource_id, rows)
+        _pg_write(conn, resource_type, resource_id, index_rows(resource_type, resource), False)
+    else:  # a new resource: indexed later, with others (pending_index.py)
+        pending_index.append(conn, resource_type, resource_id)
 
 
 def replace_index(conn: Connection, resource_type: str, resource_id: str, resource: dict) -> None:

@@ -133,13 +133,12 @@ INDEX_TABLES: dict[str, sa.Table] = {
 }
 
 
-# SQLite: the index rows of newly created resources, one row per resource (per table kind, its rows
-# as a JSON array), until they move into INDEX_TABLES many resources at a time (pending_index.py).
+# SQLite: newly created resources whose rows are not in INDEX_TABLES yet, oldest first (rowid order),
+# until they are indexed many resources at a time (pending_index.py).
 pending_index_table = sa.Table(
     "search_pending", metadata,
     sa.Column("resource_type", sa.String(64), nullable=False),
     sa.Column("resource_id", sa.String(64), nullable=False),
-    *[sa.Column(kind, sa.Text, nullable=True) for kind in INDEX_TABLES],
 )
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -34,3 +35,11 @@ class Engine:
 @pytest.fixture
 def engine(database: Database) -> Engine:
     return Engine(database)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path, sqlite_template) -> str:
+    """A fresh SQLite file database at head, for tests of what only SQLite does (the pending index)."""
+    path = tmp_path / "db.sqlite"
+    shutil.copy(sqlite_template, path)
+    return f"sqlite:///{path}"
