@@ -262,13 +262,14 @@ class Database:
         return self._move_pending(limit)
 
     def _move_pending(self, limit: int | None = None) -> int:
-        """move_pending_index for a caller that found rows pending itself (read). A chunk (`limit`) is
-        extracted by the index worker if one runs, before the writer is taken."""
+        """move_pending_index for a caller that found rows pending itself (read). The index worker, if one
+        runs, extracts them before the writer is taken, from a snapshot that holds every resource pending
+        when the caller looked (what commits later is left pending, as if committed after the read)."""
         conn = self._writer_connection
         if self._writer._is_owned() and conn is not None and conn.in_transaction():  # type: ignore[union-attr]
             return 0
         extracted = None
-        if limit is not None and self._index_worker is not None:
+        if self._index_worker is not None:
             extracted = self._index_worker.extract(limit)
         with self._writer, self._transaction() as conn:
             return pending_index.move(conn.connection.driver_connection, limit, extracted)

@@ -8,12 +8,13 @@ reads the oldest pending resources itself, on its own read-only connection (a WA
 waits for, or blocks, a writer), and answers with their rows as pending_index.Extracted, which the mover
 inserts in one unit of work. Only the server process writes.
 
-The protocol, over the child's stdin and stdout: the mover writes how many pending resources to extract
-(a decimal line); the worker answers with one frame, an 8-byte length and a pickle of the Extracted.
-The first frame, sent once the worker has loaded the search parameters, says it is ready; until then,
-and whenever it fails (it is then stopped and started again after RESTART_SECONDS), the mover extracts
-in its own thread as it would without a worker. The worker ends when its stdin closes, so it never
-outlives the server, however that ends.
+Readers that find resources pending (Database.read) ask it too, and wait for it without holding the
+interpreter lock. The protocol, over the child's stdin and stdout: the server writes how many pending
+resources to extract (a decimal line, -1 for all); the worker answers with one frame, an 8-byte length
+and a pickle of the Extracted. The first frame, sent once the worker has loaded the search parameters,
+says it is ready; until then, and whenever it fails (it is then stopped and started again after
+RESTART_SECONDS), the server extracts in the calling thread as it would without a worker. The worker
+ends when its stdin closes, so it never outlives the server, however that ends.
 
 Run as `python -m ipt_fhir.store.index_worker DATABASE_PATH` (Database starts it; never by hand).
 """
@@ -50,15 +51,16 @@ class IndexWorker:
         self._retry_at = 0.0
         self._lock = threading.Lock()  # one exchange at a time (the mover is one thread; tests may add more)
 
-    def extract(self, limit: int):  # noqa: ANN201 - pending_index.Extracted | None
-        """The `limit` oldest pending resources extracted by the worker, or None when it cannot answer
-        (starting, restarting after a failure, failed now): the caller then extracts them itself."""
+    def extract(self, limit: int | None = None):  # noqa: ANN201 - pending_index.Extracted | None
+        """The `limit` oldest pending resources (all without a limit) extracted by the worker, or None when
+        it cannot answer (starting, restarting after a failure, failed now): the caller then extracts them
+        itself."""
         with self._lock:
             if not self._usable():
                 return None
             proc = self._proc
             try:
-                proc.stdin.write(f"{int(limit)}\n".encode())  # type: ignore[union-attr]
+                proc.stdin.write(f"{-1 if limit is None else int(limit)}\n".encode())  # type: ignore[union-attr]
                 proc.stdin.flush()  # type: ignore[union-attr]
                 return pickle.loads(self._read_frame(ANSWER_SECONDS))
             except (OSError, EOFError, TimeoutError, pickle.UnpicklingError, ValueError) as exc:

@@ -168,3 +168,14 @@ def test_no_worker_for_an_unsaved_database_or_when_turned_off(tmp_path):
     app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'x.db'}", index_worker="off",
                               bulk_dir=str(tmp_path / "bulk")))
     assert app.state.database._index_worker is None
+
+
+def test_a_search_that_finds_resources_pending_has_the_worker_extract_them(client, db, monkeypatch):
+    client.post("/fhir/Patient", json=_patient("Ready"))
+    _worker_extract(db, 1)  # started and ready (nothing moved: extraction alone)
+    ids = [client.post("/fhir/Patient", json=_patient(f"Found{i}")).json()["id"] for i in range(4)]
+    inline = []
+    monkeypatch.setattr(pending_index, "extract_oldest",
+                        lambda *a, **k: inline.append(a) or pytest.fail("extracted in the server"))
+    assert [_families(client, f"found{i}") for i in range(4)] == [[pid] for pid in ids]
+    assert _pending(db) == 0 and inline == []
