@@ -286,7 +286,7 @@ def apply_change(progress: PlanProgress, resource: dict, *, deleted: bool = Fals
         if deleted or resource.get("status") == "entered-in-error":
             progress.courses.pop(ref, None)
         else:
-            progress.courses[ref] = _ordered_sessions(resource)
+            progress.courses[ref] = ordered_sessions(resource)
             if resource.get("status") in CLOSED_COURSE:
                 closed.append(ref)
         progress.closed_courses = sorted(closed)  # the same row whatever order the courses came in
@@ -408,7 +408,24 @@ def _apply_careplan(progress: PlanProgress, careplan: dict, *, deleted: bool, lo
                 progress.goals[ref] = _goal_entry(goal)
 
 
-def _ordered_sessions(sr: dict) -> int:
+def planned_sessions(courses: Iterable[dict], sessions: Iterable[dict]) -> int:
+    """PlanProgress.sessions_planned of a plan's courses and sessions as resources (the rules check a write
+    against them before the plan's row is updated); 0 when no course is left to order any."""
+    progress = PlanProgress(careplan_id="")
+    for course in courses:
+        if course.get("status") != "entered-in-error":
+            progress.courses[reference("ServiceRequest", course["id"])] = ordered_sessions(course)
+            if course.get("status") in CLOSED_COURSE:
+                progress.closed_courses.append(reference("ServiceRequest", course["id"]))
+    if not progress.courses:
+        return 0
+    for session in sessions:
+        if session.get("status") != "entered-in-error":
+            progress.sessions[reference("Encounter", session["id"])] = _session_entry(session, progress.courses)
+    return progress.sessions_planned
+
+
+def ordered_sessions(sr: dict) -> int:
     quantity = sr.get("quantityQuantity") or {}
     if isinstance(quantity.get("value"), (int, float)):
         return int(quantity["value"])

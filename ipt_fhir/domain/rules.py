@@ -146,15 +146,22 @@ def _course_sessions(courses: Iterable[dict], lookup: ResourceLookup) -> list[di
     return list(seen.values())
 
 
-def _planned_total(courses: Iterable[dict], protocol: Protocol) -> int:
-    total = 0
-    for course in courses:
-        if course.get("status") == "entered-in-error":
-            continue
-        value = (course.get("quantityQuantity") or {}).get("value")
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            total += int(value)
-    return total or protocol.typical_sessions
+def _ordered_total(courses: Iterable[dict], protocol: Protocol) -> int:
+    """The sessions the courses order (quantity, else their timing's count), closed ones too: what the plan
+    meant when its sessions were numbered and phased (a course completed early makes neither its held
+    sessions late ones nor its last ones termination sessions); the protocol's typical count when they
+    order none."""
+    return sum(progress.ordered_sessions(c) for c in courses
+               if c.get("status") != "entered-in-error") or protocol.typical_sessions
+
+
+def _planned_total(courses: list[dict], protocol: Protocol, lookup: ResourceLookup) -> int:
+    """The sessions the courses still plan, as $ipt-progress counts them (a completed or revoked course
+    plans only those held or missed under it): what a new order adds to; the protocol's typical count
+    when they order none."""
+    closed = any(c.get("status") in progress.CLOSED_COURSE for c in courses)
+    sessions = _course_sessions(courses, lookup) if closed else []
+    return progress.planned_sessions(courses, sessions) or protocol.typical_sessions
 
 
 def _problem_area_refs(plan: dict, lookup: ResourceLookup) -> list[tuple[int, str, dict]]:
@@ -267,7 +274,7 @@ def _check_careplan(plan: dict, previous: dict | None, lookup: ResourceLookup) -
     protocol = protocol_for_careplan(plan)
     courses = _plan_courses(plan["id"], lookup)
     sessions = _course_sessions(courses, lookup) if courses else []
-    total = _planned_total(courses, protocol)
+    total = _ordered_total(courses, protocol)
     live = [s for s in sessions if s.get("status") not in NOT_COUNTED]
 
     for course in courses:
@@ -366,7 +373,7 @@ def _check_course(course: dict, previous: dict | None, lookup: ResourceLookup) -
     # Courses a transaction orders after this one are theirs to answer for (see ResourceLookup.written_after).
     others = [c for c in _plan_courses(plan["id"], lookup) if c.get("id") != course.get("id")
               and reference("ServiceRequest", c["id"]) not in lookup.written_after]
-    total = _planned_total([*others, course], protocol) if course.get("status") != "entered-in-error" else 0
+    total = _planned_total([*others, course], protocol, lookup) if course.get("status") != "entered-in-error" else 0
     if total > protocol.max_sessions:
         issues.append(error("business-rule", f"{total} sessions ordered for the plan; {protocol.title} allows at most "
                                              f"{protocol.max_sessions}", "ServiceRequest.quantity"))
@@ -447,7 +454,7 @@ def _check_session(session: dict, previous: dict | None, lookup: ResourceLookup)
 
     protocol = protocol_for_careplan(plan)
     plan_courses = _plan_courses(plan["id"], lookup)
-    total = _planned_total(plan_courses, protocol)
+    total = _ordered_total(plan_courses, protocol)
     others = [s for s in _course_sessions(plan_courses, lookup)
               if s.get("id") != session.get("id") and s.get("status") not in NOT_COUNTED]
     number = session_number(session)

@@ -399,3 +399,27 @@ def test_a_phq9_of_an_ipt_plan_is_held_to_the_score_rules_without_claiming_the_p
     unrelated = {**plain, "id": "unrelated", "valueQuantity": {**plain["valueQuantity"], "value": 31}}
     unrelated.pop("basedOn")
     assert put(client, unrelated).status_code == 201
+
+
+def test_a_revoked_course_counts_only_its_sessions_held_against_the_protocol_maximum(client):
+    """A course revoked after 4 of 16 sessions plans those 4 ($ipt-progress sessionsPlanned): a new course
+    of 16 makes 20, the standard protocol's maximum, where counting the revoked order made it 32."""
+    world = load_world(client, World(sessions=16))
+    for n in range(1, 5):
+        assert put(client, {**world.session(n), "status": "finished"}).status_code == 200
+    assert put(client, {**world.course, "status": "revoked"}).status_code == 200
+    assert progress(client, "plan")["sessionsPlanned"] == 4
+
+    def extension(sessions: int) -> dict:
+        course = {**world.course, "id": "course-2", "status": "active", "identifier": []}
+        course.pop("identifier")
+        course["quantityQuantity"] = {**course["quantityQuantity"], "value": sessions}
+        course["occurrenceTiming"] = copy.deepcopy(course["occurrenceTiming"])
+        course["occurrenceTiming"]["repeat"]["count"] = sessions
+        return course
+
+    too_many = put(client, extension(17))
+    assert too_many.status_code == 422
+    assert any("21 sessions ordered" in e["diagnostics"] for e in errors(too_many)), errors(too_many)
+    assert put(client, extension(16)).status_code == 201
+    assert progress(client, "plan")["sessionsPlanned"] == 20
