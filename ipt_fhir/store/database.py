@@ -25,7 +25,16 @@ T = TypeVar("T")
 # backstop only bounds it if that thread falls behind, and then blocks the committing request, possibly
 # on the event loop.
 BACKSTOP_CHECKPOINT_PAGES = 40_000
+# Snapshots a reader starts at most, when other server processes keep creating resources (_begin_indexed).
+READ_ATTEMPTS = 4
 LOOP_WRITES_FIRST_SECONDS = 0.005  # the longest the background thread lets queued event-loop writes go first
+
+
+def _plain_file(engine: Engine) -> bool:
+    """SQLite: whether the database is a file named by its path (what the index worker can open), not
+    in memory or a URI filename."""
+    path = engine.url.database
+    return bool(path) and path != ":memory:" and not path.startswith("file:") and "uri" not in engine.url.query
 
 
 def _configure_sqlite(engine: Engine, cache_mib: int) -> None:
@@ -120,8 +129,7 @@ class Database:
             self._group = GroupCommit(self._writer, self._transaction)
             self.loop_commit: LoopCommit | None = LoopCommit(self)
             self._checkpointer: Checkpointer | None = Checkpointer(self)
-            path = self.engine.url.database
-            self._index_worker = IndexWorker(path) if index_worker and path and path != ":memory:" else None
+            self._index_worker = IndexWorker(self.engine.url.database) if index_worker and _plain_file(self.engine) else None
         else:
             self.engine = sa.create_engine(
                 url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True,
@@ -137,6 +145,8 @@ class Database:
         read-then-write sequences (conditional create, version checks) cannot interleave.
         `reads_index=False`: a unit that neither reads nor writes the search index (the checkpointer's
         own), which need not index pending resources first."""
+        if reads_index and self._index_worker is not None:
+            self.move_pending_index()  # most of what is pending, extracted on another core (if any)
         with self._writer, self._transaction() as conn:
             if reads_index:
                 pending_index.bring_current(conn)  # the unit may search: the index must be complete
@@ -247,10 +257,36 @@ class Database:
             # The snapshot's first statement: were rows pending in it, start a new one after moving them.
             if self.dialect == "sqlite" and pending_index.pending(conn.connection.driver_connection):
                 transaction.rollback()
-                self._move_pending()
-                transaction = conn.begin()
+                transaction = self._begin_indexed(conn)
             with transaction:
                 yield conn
+
+    def _begin_indexed(self, conn: Connection) -> sa.engine.Transaction:
+        """SQLite: a read transaction on `conn` whose snapshot has no resource pending. The index worker, if
+        one runs, extracts most of them on another core first; the rest (created meanwhile) are moved here
+        while this process's writer is held, and the snapshot starts before it is released, so no write of
+        this process can come in between. Another server process's can (serve --workers): then again, a
+        few times. Inside this thread's own unit of work nothing can be moved: the snapshot starts as is
+        (the unit brings the index current itself when it searches)."""
+        if self._index_worker is not None:
+            self._move_pending()
+        with self._writer:
+            if self._in_unit():
+                return conn.begin()
+            for attempt in range(1, READ_ATTEMPTS + 1):
+                transaction = conn.begin()
+                if attempt == READ_ATTEMPTS or not pending_index.pending(conn.connection.driver_connection):
+                    return transaction
+                transaction.rollback()
+                with self._transaction() as writer:
+                    pending_index.move(writer.connection.driver_connection)
+        raise AssertionError("unreachable")
+
+    def _in_unit(self) -> bool:
+        """SQLite: whether the calling thread is inside a unit of work of its own (holds the writer with
+        a transaction open)."""
+        conn = self._writer_connection
+        return self._writer._is_owned() and conn is not None and conn.in_transaction()  # type: ignore[union-attr]
 
     def move_pending_index(self, limit: int | None = None) -> int:
         """SQLite: index the pending resources (pending_index.py), all or the `limit` oldest (the background
@@ -262,11 +298,10 @@ class Database:
         return self._move_pending(limit)
 
     def _move_pending(self, limit: int | None = None) -> int:
-        """move_pending_index for a caller that found rows pending itself (read). The index worker, if one
-        runs, extracts them before the writer is taken, from a snapshot that holds every resource pending
-        when the caller looked (what commits later is left pending, as if committed after the read)."""
-        conn = self._writer_connection
-        if self._writer._is_owned() and conn is not None and conn.in_transaction():  # type: ignore[union-attr]
+        """move_pending_index for a caller that found rows pending itself. The index worker, if one runs,
+        extracts them before the writer is taken, from a snapshot of its own: what commits after it is
+        left pending."""
+        if self._in_unit():
             return 0
         extracted = None
         if self._index_worker is not None:

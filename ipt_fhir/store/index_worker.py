@@ -11,7 +11,7 @@ inserts in one unit of work. Only the server process writes.
 Readers that find resources pending (Database.read) ask it too, and wait for it without holding the
 interpreter lock. The protocol, over the child's stdin and stdout: the server writes how many pending
 resources to extract (a decimal line, -1 for all); the worker answers with one frame, an 8-byte length
-and a pickle of the Extracted. The first frame, sent once the worker has loaded the search parameters,
+and a pickle of the Extracted (of None when extracting them failed: the caller extracts them itself). The first frame, sent once the worker has loaded the search parameters,
 says it is ready; until then, and whenever it fails (it is then stopped and started again after
 RESTART_SECONDS), the server extracts in the calling thread as it would without a worker. The worker
 ends when its stdin closes, so it never outlives the server, however that ends.
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pathlib
 import pickle
 import select
 import signal
@@ -31,10 +32,12 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 
 log = logging.getLogger(__name__)
 
-ANSWER_SECONDS = 30.0  # a chunk of MOVE_CHUNK resources takes milliseconds; a worker this late is stuck
+ANSWER_SECONDS = 5.0  # a chunk of MOVE_CHUNK resources takes milliseconds, all pending a fraction of a second
+TURN_SECONDS = 1.0  # waiting for another caller's exchange at most this long, then extracting in the caller
 START_SECONDS = 60.0  # to load the search parameters and say it is ready
 RESTART_SECONDS = 30.0  # after a failure, extraction stays in the server process this long
 _HEADER = struct.Struct("!Q")
@@ -55,17 +58,22 @@ class IndexWorker:
         """The `limit` oldest pending resources (all without a limit) extracted by the worker, or None when
         it cannot answer (starting, restarting after a failure, failed now): the caller then extracts them
         itself."""
-        with self._lock:
+        if not self._lock.acquire(timeout=TURN_SECONDS):
+            return None
+        try:
             if not self._usable():
                 return None
             proc = self._proc
             try:
                 proc.stdin.write(f"{-1 if limit is None else int(limit)}\n".encode())  # type: ignore[union-attr]
                 proc.stdin.flush()  # type: ignore[union-attr]
+                # None: the worker could not extract them (it said why on stderr); it stays up for the next
                 return pickle.loads(self._read_frame(ANSWER_SECONDS))
             except (OSError, EOFError, TimeoutError, pickle.UnpicklingError, ValueError) as exc:
                 self._fail(f"did not answer ({exc!r})")
                 return None
+        finally:
+            self._lock.release()
 
     def _usable(self) -> bool:
         if self._proc is None:
@@ -78,7 +86,7 @@ class IndexWorker:
             self._fail(f"exited with status {self._proc.returncode} while starting")
             return False
         try:
-            self._read_frame(0.0)  # the ready frame, if it has come
+            self._read_frame(0.0)  # the ready frame, if it has come (TimeoutError: none of it yet)
         except TimeoutError:
             if time.monotonic() - self._started_at > START_SECONDS:
                 self._fail("did not start")
@@ -91,9 +99,11 @@ class IndexWorker:
 
     def _start(self) -> None:
         try:
+            # The child imports this package as the server did, whatever put it on the server's path.
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", __name__, self._path], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                close_fds=True, start_new_session=False)
+                close_fds=True, env=env)
         except OSError as exc:
             self._proc = None
             self._retry_at = time.monotonic() + RESTART_SECONDS
@@ -110,36 +120,42 @@ class IndexWorker:
     def _fail(self, why: str) -> None:
         log.warning("search index worker %s; it is restarted in %.0f s, new resources are indexed in the "
                     "server meanwhile", why, RESTART_SECONDS)
-        self._stop_process()
+        self._stop_process(grace=0.0)  # it may be stuck, and a late answer must never be read as the next
         self._retry_at = time.monotonic() + RESTART_SECONDS
 
     def stop(self) -> None:
+        """Stop the worker for good (server shutdown): it ends on its closed stdin, or is killed."""
         with self._lock:
-            self._stop_process()
+            self._stop_process(grace=2.0)
             self._retry_at = float("inf")
 
-    def _stop_process(self) -> None:
+    def _stop_process(self, grace: float) -> None:
         proc, self._proc, self._ready = self._proc, None, False
         if proc is None:
             return
+        if not grace:
+            proc.kill()
         for stream in (proc.stdin, proc.stdout):
             try:
                 stream.close()  # type: ignore[union-attr] - closed stdin is the worker's signal to end
             except OSError:
                 pass
         try:
-            proc.wait(timeout=5)
+            proc.wait(timeout=grace or None)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
 
 
 def _read_exactly(fd: int, size: int, timeout: float) -> bytes:
-    """`size` bytes from `fd`; TimeoutError if none arrive within `timeout` seconds of a wait, EOFError
-    at the end of the stream."""
+    """`size` bytes from `fd` within `timeout` seconds: TimeoutError if none came (so a caller may ask
+    again later), EOFError at the end of the stream or when only part came (the stream is out of step)."""
     chunks, missing = [], size
+    deadline = time.monotonic() + timeout
     while missing:
-        if not select.select([fd], [], [], timeout)[0]:
+        if not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            if missing < size:
+                raise EOFError(f"{size - missing} of {size} bytes within {timeout} s")
             raise TimeoutError(f"nothing to read for {timeout} s")
         chunk = os.read(fd, min(missing, 1 << 20))
         if not chunk:
@@ -169,12 +185,17 @@ def serve(database_path: str) -> None:
     from .pending_index import extract_oldest
 
     registry()  # the search parameters, loaded before the first request
-    connection = sqlite3.connect(f"file:{database_path}?mode=ro", uri=True, isolation_level=None,
-                                 timeout=30)
+    # A WAL reader never waits for the writer; a short busy timeout covers the moments it could (recovery).
+    connection = sqlite3.connect(pathlib.Path(database_path).as_uri() + "?mode=ro", uri=True,
+                                 isolation_level=None, timeout=ANSWER_SECONDS / 2)
     connection.execute("PRAGMA mmap_size=268435456")  # as the server's connections (database.py)
     _send(out, b"")
     for line in sys.stdin.buffer:  # ends when the server closes our stdin, or exits
-        extracted = extract_oldest(connection, int(line))
+        try:
+            extracted = extract_oldest(connection, int(line))
+        except Exception:  # noqa: BLE001 - the server extracts them itself; this worker serves the next
+            traceback.print_exc()
+            extracted = None
         _send(out, pickle.dumps(extracted, protocol=pickle.HIGHEST_PROTOCOL))
 
 

@@ -15,13 +15,13 @@ The index stays exact for everything that reads it: each reader first moves what
   starts a new snapshot,
 - `Database.write()` at the start of its unit of work,
 - and inside the units of plain creates, updates, patches and deletes (which do neither) searches
-  (`search.find_ids`, a search given a connection) and the replacement or removal of a resource's
-  rows call `bring_current` on the writer's connection.
+  (`search.find_ids`, a search given a connection) call `bring_current` on the writer's connection.
 
 A pending resource's rows are therefore those of its current stored JSON: whatever changes its rows
-(update, patch, delete, $meta-add/-delete) first moves every pending resource. Rows the worker
-extracted from an older snapshot are inserted only for the resources still pending, under the same key
-and pending row, when they arrive; the others were indexed meanwhile. PostgreSQL writes every row to
+(update, patch, delete, $meta-add/-delete) takes it off the list (`forget`) in the unit of work that
+writes its new rows. Rows extracted from an older snapshot (the worker's) are inserted only for the
+resources still pending, under the same key and pending row, when they arrive; the others were indexed
+or forgotten meanwhile. PostgreSQL writes every row to
 the index tables directly: nothing is ever pending there.
 """
 from __future__ import annotations
@@ -44,6 +44,8 @@ _P = pending_index_table.name
 _KINDS = tuple(INDEX_TABLES)
 INSERT_SQL = f"INSERT INTO {_P} (resource_type, resource_id) VALUES (?, ?)"
 ANY_PENDING_SQL = f"SELECT 1 FROM {_P} LIMIT 1"
+# A scan, but of the few resources created since the last move: an index would cost every create more.
+_FORGET_SQL = f"DELETE FROM {_P} WHERE resource_type = ? AND resource_id = ?"
 
 # The oldest pending resources with their current JSON (NULL once deleted: nothing to index).
 _CONTENT_SQL = (f"SELECT p.rowid, p.resource_type, p.resource_id, r.content FROM {_P} p "
@@ -133,6 +135,13 @@ def move(driver_connection, limit: int | None = None, extracted: Extracted | Non
         return cur.rowcount
     finally:
         cur.close()
+
+
+def forget(conn: Connection, resource_type: str, resource_id: str) -> None:
+    """On the SQLite writer's connection: a resource whose index rows the caller replaces or removes in
+    this unit of work is no longer pending (a pending resource has none yet)."""
+    if conn.info.get(WRITER):
+        conn.connection.driver_connection.execute(_FORGET_SQL, (resource_type, resource_id))
 
 
 def bring_current(conn: Connection) -> None:

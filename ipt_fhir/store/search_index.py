@@ -45,7 +45,7 @@ def _insert(conn: Connection, resource_type: str, resource_id: str, rows: dict[s
 
 
 def delete_index(conn: Connection, resource_type: str, resource_id: str) -> None:
-    pending_index.bring_current(conn)  # its rows may still be pending
+    pending_index.forget(conn, resource_type, resource_id)  # its rows, if pending, are the caller's now
     deletes = INDEX_DELETE_SQL[conn.dialect.name]
     cur = _cursor(conn)
     try:

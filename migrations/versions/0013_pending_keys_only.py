@@ -9,7 +9,7 @@ rows to move for them. PostgreSQL never fills the table.
 Revision ID: 0013_pending_keys_only
 Revises: 0012_range_high_index
 """
-from alembic import op
+from alembic import context, op
 import sqlalchemy as sa
 
 revision = "0013_pending_keys_only"
@@ -29,6 +29,11 @@ def upgrade() -> None:
 def downgrade() -> None:
     bind = op.get_bind()
     if bind.dialect.name == "sqlite":
+        if context.is_offline_mode():
+            raise RuntimeError("0013's downgrade indexes the pending resources first: run it against the "
+                               "database, not as SQL")
+        # This revision's code: the index tables it inserts into are the ones of this schema, since the
+        # downgrades of any later revision that changed them have run before this one.
         from ipt_fhir.store import pending_index
 
         pending_index.move(bind.connection.driver_connection)

@@ -179,3 +179,62 @@ def test_a_search_that_finds_resources_pending_has_the_worker_extract_them(clien
                         lambda *a, **k: inline.append(a) or pytest.fail("extracted in the server"))
     assert [_families(client, f"found{i}") for i in range(4)] == [[pid] for pid in ids]
     assert _pending(db) == 0 and inline == []
+
+
+def test_a_read_never_starts_with_resources_created_while_the_worker_extracted(client, db, monkeypatch):
+    client.post("/fhir/Patient", json=_patient("Ready"))
+    _worker_extract(db, 1)
+    early = client.post("/fhir/Patient", json=_patient("Early")).json()["id"]
+    worker_extract, late = db._index_worker.extract, []
+
+    def extract_then_another_create(limit=None):
+        extracted = worker_extract(limit)
+        late.append(client.post("/fhir/Patient", json=_patient("Late")).json()["id"])  # not in its snapshot
+        return extracted
+
+    monkeypatch.setattr(db._index_worker, "extract", extract_then_another_create)
+    with db.read() as conn:
+        assert not pending_index.pending(conn.connection.driver_connection)  # the late one was indexed too
+    assert len(late) == 1
+    monkeypatch.undo()
+    assert _families(client, "early") == [early] and _families(client, "late") == late
+
+
+def test_an_update_indexes_its_own_resource_and_leaves_the_others_pending(client, db):
+    ids = [client.post("/fhir/Patient", json=_patient(f"Batch{i}")).json()["id"] for i in range(5)]
+    assert client.put(f"/fhir/Patient/{ids[2]}", json={**_patient("Renamed"), "id": ids[2]}).status_code == 200
+    assert _pending(db) == 4  # the update extracted no one else's rows on its way
+    assert _families(client, "renamed") == [ids[2]] and _families(client, "batch2") == []
+    assert [_families(client, f"batch{i}") for i in (0, 1, 3, 4)] == [[ids[i]] for i in (0, 1, 3, 4)]
+
+
+def test_a_worker_that_stops_answering_is_killed_and_the_caller_extracts_itself(client, db, monkeypatch, caplog):
+    import signal
+
+    from ipt_fhir.store import index_worker
+
+    client.post("/fhir/Patient", json=_patient("Ready"))
+    _worker_extract(db, 1)
+    proc = db._index_worker._proc
+    monkeypatch.setattr(index_worker, "ANSWER_SECONDS", 0.5)
+    proc.send_signal(signal.SIGSTOP)  # hung: alive, never answers
+    try:
+        with caplog.at_level(logging.WARNING, logger="ipt_fhir.store.index_worker"):
+            started = time.monotonic()
+            assert db._index_worker.extract(None) is None
+            assert time.monotonic() - started < 5
+        assert proc.wait(timeout=5) is not None  # killed, not left behind
+        assert "did not answer" in caplog.text
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_a_caller_waits_for_another_callers_exchange_only_briefly(db, monkeypatch):
+    from ipt_fhir.store import index_worker
+
+    monkeypatch.setattr(index_worker, "TURN_SECONDS", 0.2)
+    with db._index_worker._lock:  # another thread's exchange, taking long
+        started = time.monotonic()
+        assert db._index_worker.extract(None) is None
+        assert time.monotonic() - started < 2
