@@ -2,10 +2,14 @@ from __future__ import annotations
 
 import json
 import shutil
+from typing import Iterator
 
 import pytest
+from fastapi.testclient import TestClient
 
+from ipt_fhir.app import create_app
 from ipt_fhir.services.search import search
+from ipt_fhir.settings import Settings
 from ipt_fhir.store.database import Database
 
 from .harness import put
@@ -43,3 +47,20 @@ def sqlite_url(tmp_path, sqlite_template) -> str:
     path = tmp_path / "db.sqlite"
     shutil.copy(sqlite_template, path)
     return f"sqlite:///{path}"
+
+
+@pytest.fixture
+def quiet_sqlite_db(sqlite_url, request) -> Iterator[Database]:
+    """A Database on `sqlite_url` without background rounds, so that rows stay pending until the test
+    moves them; with an index worker when the test module sets INDEX_WORKER = True."""
+    database = Database(sqlite_url, index_worker=getattr(request.module, "INDEX_WORKER", False))
+    database._checkpointer._stopped.set()
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def quiet_sqlite_client(quiet_sqlite_db, sqlite_url, tmp_path) -> Iterator[TestClient]:
+    app = create_app(Settings(database_url=sqlite_url, bulk_dir=str(tmp_path / "bulk")), quiet_sqlite_db)
+    with TestClient(app, base_url="http://testserver") as c:
+        yield c

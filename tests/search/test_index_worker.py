@@ -17,21 +17,17 @@ from ipt_fhir.store.database import Database
 from ipt_fhir.store.search_tables import pending_index_table
 
 BASE = "http://testserver/fhir"
+INDEX_WORKER = True  # quiet_sqlite_db (conftest.py) runs one
 
 
 @pytest.fixture
-def db(sqlite_url):
-    database = Database(sqlite_url, index_worker=True)
-    database._checkpointer._stopped.set()  # no background rounds: the tests drive the worker
-    yield database
-    database.dispose()
+def db(quiet_sqlite_db):  # no background rounds: the tests drive the worker
+    return quiet_sqlite_db
 
 
 @pytest.fixture
-def client(db, sqlite_url, tmp_path):
-    app = create_app(Settings(database_url=sqlite_url, bulk_dir=str(tmp_path / "bulk")), db)
-    with TestClient(app, base_url="http://testserver") as c:
-        yield c
+def client(quiet_sqlite_client):
+    return quiet_sqlite_client
 
 
 def _patient(family: str, **extra) -> dict:

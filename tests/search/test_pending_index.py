@@ -40,18 +40,13 @@ def _indexed(db: Database) -> int:
 
 
 @pytest.fixture
-def db(sqlite_url):
-    database = Database(sqlite_url)
-    database._checkpointer._stopped.set()  # no background rounds: only readers move rows
-    yield database
-    database.dispose()
+def db(quiet_sqlite_db):  # no background rounds: only readers move rows
+    return quiet_sqlite_db
 
 
 @pytest.fixture
-def client(db, sqlite_url, tmp_path):
-    app = create_app(Settings(database_url=sqlite_url, bulk_dir=str(tmp_path / "bulk")), db)
-    with TestClient(app, base_url="http://testserver") as c:
-        yield c
+def client(quiet_sqlite_client):
+    return quiet_sqlite_client
 
 
 def _patient(family: str, mrn: str) -> dict:
