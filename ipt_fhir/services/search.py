@@ -175,8 +175,10 @@ def _valueset_expander(conn: Connection):  # noqa: ANN202
 
 # ---------------------------------------------------------------- :in / :not-in value sets
 # The server knows the vendored R4 required value sets plus every stored ValueSet whose
-# expansion.contains or compose.include.concept enumerates its codes (filters are not evaluated).
-Pairs = list[tuple[str | None, str]]
+# expansion.contains enumerates its codes, or whose compose includes whole code systems or enumerated
+# concepts of them, less enumerated exclusions (filters and nested value sets are not evaluated).
+# A pair (system, None) stands for every code of the system.
+Pairs = list[tuple[str | None, str | None]]
 @lru_cache(maxsize=1)
 def _vendored() -> dict[str, dict[str, list[str]]]:
     raw = resources.files("ipt_fhir.fhir").joinpath("definitions/validation-valuesets.json.gz").read_bytes()
@@ -190,10 +192,22 @@ def _from_resource(vs: dict) -> Pairs | None:
             pairs.append((c.get("system"), c["code"]))
     if pairs:
         return pairs
-    for inc in (vs.get("compose") or {}).get("include") or []:
-        if inc.get("valueSet") or inc.get("filter") or not inc.get("concept"):
+    compose = vs.get("compose") or {}
+    excluded: set[tuple[str | None, str]] = set()
+    for exc in compose.get("exclude") or []:
+        if exc.get("valueSet") or exc.get("filter") or not exc.get("concept"):
+            return None  # what it leaves out is not enumerated
+        excluded.update((exc.get("system"), c["code"]) for c in exc["concept"] if c.get("code"))
+    for inc in compose.get("include") or []:
+        if inc.get("valueSet") or inc.get("filter") or not inc.get("system"):
             return None  # we do not evaluate filters or nested value sets
-        pairs.extend((inc.get("system"), c["code"]) for c in inc["concept"] if c.get("code"))
+        if not inc.get("concept"):
+            if any(system == inc["system"] for system, _ in excluded):
+                return None  # a whole code system less some of its codes: its codes are not known here
+            pairs.append((inc["system"], None))
+        else:
+            pairs.extend((inc["system"], c["code"]) for c in inc["concept"]
+                         if c.get("code") and (inc["system"], c["code"]) not in excluded)
     return pairs
 
 

@@ -30,7 +30,7 @@ from .search_tables import INDEX_TABLES, composite_index, reference_index, strin
 # number_search's operators as SQLAlchemy builds them
 _COMPARE = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "<>": operator.ne}
 
-ValueSetExpander = Callable[[str], "list[tuple[str | None, str]] | None"]
+ValueSetExpander = Callable[[str], "list[tuple[str | None, str | None]] | None"]  # (system, None): all its codes
 
 
 def _next_prefix(q: str) -> str:
@@ -193,10 +193,17 @@ class SqlBuilder:
                 pairs.extend(expanded)
             if not pairs:
                 return sa.false()
-            by_system: dict[str | None, list[str]] = {}
+            # A coding is in the value set when its system is one the set includes (a code without a
+            # system is in no set that names one) and its code is, or the set takes the whole system.
+            by_system: dict[str | None, list[str] | None] = {}
             for s, c in pairs:
-                by_system.setdefault(s, []).append(c)
-            return sa.or_(*[sa.and_(sa.or_(t.c.system == s, t.c.system.is_(None)) if s else sa.true(), t.c.code.in_(codes))
+                codes = by_system.setdefault(s, [])
+                if c is None or codes is None:
+                    by_system[s] = None
+                else:
+                    codes.append(c)
+            return sa.or_(*[sa.and_(t.c.system == s if s else sa.true(),
+                                    t.c.code.in_(codes) if codes is not None else sa.true())
                             for s, codes in by_system.items()])
         return sa.or_(*[self._token_value(t, v) for v in clause.values])
 

@@ -71,6 +71,38 @@ def test_token_text_matches_display_and_text(engine):
     assert engine.ids("Condition", "code:text=anxiety") == set()
 
 
+def test_in_and_not_in_a_stored_value_set(engine):
+    """search.html#modifiers `in`: whether the coding is in the value set; a coding without a system is in
+    no set that names one (#token: `|code` keeps a missing system apart from every real one)."""
+    cs, other = "http://ex.org/cs", "http://other.org/cs"
+    engine.put({"resourceType": "ValueSet", "id": "two", "status": "active", "url": "http://ex.org/vs/two",
+                "compose": {"include": [{"system": cs, "concept": [{"code": "t1"}, {"code": "t2"}]}]}})
+    engine.put({"resourceType": "ValueSet", "id": "whole", "status": "active", "url": "http://ex.org/vs/all",
+                "compose": {"include": [{"system": cs}]}})
+    engine.put({"resourceType": "ValueSet", "id": "less", "status": "active", "url": "http://ex.org/vs/less",
+                "compose": {"include": [{"system": cs, "concept": [{"code": "t1"}, {"code": "t2"}]}],
+                            "exclude": [{"system": cs, "concept": [{"code": "t2"}]}]}})
+    for oid, coding in (("t1", {"system": cs, "code": "t1"}), ("t2", {"system": cs, "code": "t2"}),
+                        ("t3", {"system": cs, "code": "t3"}), ("nosys", {"code": "t1"}),
+                        ("other", {"system": other, "code": "t1"})):
+        engine.put({"resourceType": "Observation", "id": oid, "status": "final", "code": {"coding": [coding]}})
+
+    assert engine.ids("Observation", "code:in=http://ex.org/vs/two") == {"t1", "t2"}
+    assert engine.ids("Observation", "code:not-in=http://ex.org/vs/two") == {"t3", "nosys", "other"}
+    assert engine.ids("Observation", "code:in=http://ex.org/vs/all") == {"t1", "t2", "t3"}  # a whole code system
+    assert engine.ids("Observation", "code:in=http://ex.org/vs/less") == {"t1"}
+    assert engine.ids("Observation", "code:in=ValueSet/two") == {"t1", "t2"}
+
+
+def test_a_value_set_whose_codes_are_not_enumerated_is_not_known(engine):
+    engine.put({"resourceType": "ValueSet", "id": "f", "status": "active", "url": "http://ex.org/vs/f",
+                "compose": {"include": [{"system": "http://ex.org/cs", "filter": [
+                    {"property": "concept", "op": "is-a", "value": "t1"}]}]}})
+    with pytest.raises(FHIRError) as exc:
+        engine.ids("Observation", "code:in=http://ex.org/vs/f")
+    assert exc.value.status == 400
+
+
 def test_unknown_valueset_in_is_an_error(people):
     with pytest.raises(FHIRError) as exc:
         people.ids("Patient", "gender:in=http://example.org/ValueSet/nope")
