@@ -643,9 +643,17 @@ class _Writer:
                 raise _located(not_found(f"No {entry.resource_type} matches the criteria"), "request.url")
             elif entry.if_match is not None:
                 raise _located(rs.if_match_without_match(entry.resource_type), "request.ifMatch")
-            else:  # http.html#cond-update: no match is a create, which ignores the body's id
+            else:  # http.html#cond-update: no match is a create, under the body's id if it has one
                 self._one_create_per_criteria(entry, entry.criteria, "request.url")
-                entry.target_id = new_resource_id()
+                body_id = (entry.resource or {}).get("id")
+                if body_id is None:
+                    entry.target_id = new_resource_id()
+                else:
+                    try:
+                        rs.update_as_create_target(self.conn, entry.resource_type, body_id)
+                    except FHIRError as exc:
+                        raise _located(exc, "resource.id") from None
+                    entry.target_id = body_id
             self.claims.claim(entry, [entry.target_id])  # as for DELETE: resolved again, claimed again
         else:
             entry.target_id = entry.resource_id

@@ -249,6 +249,21 @@ def if_match_without_match(resource_type: str) -> FHIRError:
     return precondition_failed(f"No {resource_type} matches the criteria, If-Match cannot hold")
 
 
+def update_as_create_target(conn: Connection, resource_type: str, resource_id: str) -> None:
+    """A conditional update whose criteria match nothing and whose body has an id: R4 http.html#cond-update,
+    "No matches, id provided: The server treats the interaction as an Update as Create interaction". Only
+    as a create, though: an id that names a current resource the criteria did not match is a 409 (as R5
+    states: "No matches, id provided and already exist: The server rejects the update with a 409
+    Conflict error"), never an update of a resource the client's criteria did not select. A deleted one
+    is brought back, as an update of it would."""
+    _check_client_id(resource_id, resource_type)
+    current = repo.current(conn, resource_type, resource_id)
+    if current is not None and not current.deleted:
+        raise FHIRError.of(409, "conflict", f"No {resource_type} matches the criteria, and {resource_type}/{resource_id}, "
+                           "the id the resource carries, is another resource: a conditional update creates under "
+                           "that id only when it is free", f"{resource_type}.id")
+
+
 def _no_current_version(resource_type: str, resource_id: str, current: StoredVersion | None) -> FHIRError:
     """If-Match on a resource without a current representation: it cannot hold (RFC 9110 13.1.1)."""
     state = "does not exist" if current is None else f"was deleted (version {current.version_id})"
@@ -422,11 +437,13 @@ class ResourceService:
         if not matches:
             if if_match is not None:
                 raise if_match_without_match(resource_type)
-            # R4 http.html#cond-update: "No matches: The server performs a create interaction", and a
-            # create ignores the body's id. Taking it would overwrite a resource the criteria did not match.
             # The criteria's key makes concurrent requests with the same criteria create one resource, as
             # for conditional creates (the others then update it).
-            result = self._create_in(conn, resource_type, resource, warnings, method="PUT")
+            if body_id is None:  # R4 http.html#cond-update: "No matches, no id provided: The server creates the resource"
+                result = self._create_in(conn, resource_type, resource, warnings, method="PUT")
+            else:
+                update_as_create_target(conn, resource_type, body_id)
+                result = self._update_in(conn, resource_type, body_id, resource, warnings, None, "PUT", if_none_match)
             _claim(conn, resource_type, key, result.version.id)
             return result
         if body_id is not None and body_id != matches[0]:

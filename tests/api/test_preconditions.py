@@ -13,23 +13,49 @@ def identified(value: str, **extra) -> dict:
     return patient(identifier=[{"system": MRN, "value": value}], **extra)
 
 
-# --- conditional update that matches nothing: a create, whatever id the body carries --------------
+# --- conditional update that matches nothing: a create, under the body's id if it has one ----------
+# R4 http.html#cond-update: "No matches, no id provided: The server creates the resource. No matches, id
+# provided: The server treats the interaction as an Update as Create interaction"; an id already taken is
+# a 409 (R5: "No matches, id provided and already exist: The server rejects the update with a 409").
 
-def test_conditional_update_without_a_match_ignores_the_body_id_and_leaves_that_resource_alone(client):
-    victim = client.put("/fhir/Patient/victim", json=patient(id="victim", gender="female")).json()
-    r = client.put(f"/fhir/Patient?identifier={MRN}|NOPE", json=identified("NOPE", id="victim", gender="male"))
+def test_conditional_update_without_a_match_or_an_id_creates_under_a_new_id(client):
+    r = client.put(f"/fhir/Patient?identifier={MRN}|NOID", json=identified("NOID"))
     assert r.status_code == 201, r.text
     created = r.json()
-    assert created["id"] != "victim" and created["meta"]["versionId"] == "1"
+    assert created["meta"]["versionId"] == "1"
     assert r.headers["location"] == f"http://testserver/fhir/Patient/{created['id']}/_history/1"
-    assert client.get("/fhir/Patient/victim").json() == victim
 
 
-def test_conditional_update_without_a_match_does_not_take_the_body_id_even_when_it_is_free(client):
+def test_conditional_update_without_a_match_creates_under_the_body_id(client):
     r = client.put(f"/fhir/Patient?identifier={MRN}|NEW", json=identified("NEW", id="chosen"))
-    assert r.status_code == 201
-    assert r.json()["id"] != "chosen"
-    assert client.get("/fhir/Patient/chosen").status_code == 404
+    assert r.status_code == 201, r.text
+    assert r.headers["location"] == "http://testserver/fhir/Patient/chosen/_history/1"
+    assert client.get("/fhir/Patient/chosen").json()["identifier"][0]["value"] == "NEW"
+    again = client.put(f"/fhir/Patient?identifier={MRN}|NEW", json=identified("NEW", id="chosen", gender="male"))
+    assert again.status_code == 200 and again.headers["etag"] == 'W/"2"'  # now the criteria match it
+
+
+def test_conditional_update_without_a_match_never_overwrites_the_resource_its_id_names(client):
+    victim = client.put("/fhir/Patient/victim", json=patient(id="victim", gender="female")).json()
+    r = client.put(f"/fhir/Patient?identifier={MRN}|NOPE", json=identified("NOPE", id="victim", gender="male"))
+    assert r.status_code == 409, r.text
+    assert r.json()["issue"][0]["expression"] == ["Patient.id"]
+    assert client.get("/fhir/Patient/victim").json() == victim
+    assert client.get(f"/fhir/Patient?identifier={MRN}|NOPE").json()["total"] == 0
+
+
+def test_conditional_update_without_a_match_brings_a_deleted_id_back(client):
+    client.put("/fhir/Patient/gone", json=patient(id="gone"))
+    client.delete("/fhir/Patient/gone")
+    r = client.put(f"/fhir/Patient?identifier={MRN}|BACK", json=identified("BACK", id="gone"))
+    assert r.status_code == 201, r.text
+    assert r.headers["etag"] == 'W/"3"'
+
+
+def test_conditional_update_without_a_match_and_an_invalid_id_is_400(client):
+    r = client.put(f"/fhir/Patient?identifier={MRN}|BAD", json=identified("BAD", id="no_underscores"))
+    assert r.status_code == 400
+    assert client.get(f"/fhir/Patient?identifier={MRN}|BAD").json()["total"] == 0
 
 
 def test_conditional_update_with_one_match_still_updates_it(client):

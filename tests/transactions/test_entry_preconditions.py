@@ -15,26 +15,30 @@ def entries_of(response) -> list[dict]:
     return response.json()["entry"]
 
 
-# --- conditional update that matches nothing: a create with a server-assigned id ----------------------
+# --- conditional update that matches nothing: a create (under the body's id, if free) ---------------
 
 def test_a_transaction_conditional_update_without_a_match_leaves_the_body_ids_resource_alone(client):
     victim = client.put("/fhir/Patient/victim", json=patient(id="victim", gender="female")).json()
-    [entry] = entries_of(post_bundle(client, tx(
-        put(identified("NOPE", id="victim", gender="male"), f"Patient?identifier={MRN}|NOPE"))))
-    assert entry["response"]["status"] == "201 Created"
-    new_id = entry["response"]["location"].split("/")[1]
-    assert new_id != "victim" and entry["resource"]["id"] == new_id
+    r = post_bundle(client, tx(put(identified("NOPE", id="victim", gender="male"), f"Patient?identifier={MRN}|NOPE")))
+    assert r.status_code == 409, r.text  # the whole transaction fails
     assert client.get("/fhir/Patient/victim").json() == victim
-    assert client.get(f"/fhir/Patient/{new_id}").json()["identifier"][0]["value"] == "NOPE"
+    assert client.get(f"/fhir/Patient?identifier={MRN}|NOPE").json()["total"] == 0
 
 
 def test_a_batch_conditional_update_without_a_match_leaves_the_body_ids_resource_alone(client):
     victim = client.put("/fhir/Patient/victim", json=patient(id="victim")).json()
     [entry] = entries_of(post_bundle(client, tx(
         put(identified("NOPE", id="victim", gender="male"), f"Patient?identifier={MRN}|NOPE"), kind="batch")))
-    assert entry["response"]["status"] == "201 Created"
-    assert entry["response"]["location"].split("/")[1] != "victim"
+    assert entry["response"]["status"].startswith("409")
+    assert entry["response"]["outcome"]["issue"][0]["expression"] == ["Bundle.entry[0].resource.id"]
     assert client.get("/fhir/Patient/victim").json() == victim
+
+
+def test_a_transaction_conditional_update_without_a_match_creates_under_the_body_id(client):
+    [entry] = entries_of(post_bundle(client, tx(
+        put(identified("FREE", id="free-id"), f"Patient?identifier={MRN}|FREE"))))
+    assert entry["response"]["status"] == "201 Created"
+    assert entry["response"]["location"].startswith("Patient/free-id/_history/1")
 
 
 def test_a_transaction_conditional_update_with_one_match_still_updates_it(client):

@@ -88,16 +88,34 @@ def test_a_conditional_patch_counts_as_the_resource_it_matches(client, database)
     assert table_counts(database) == before
 
 
-def test_a_conditional_update_without_match_claims_no_identity(client):
-    """It is a create (http.html#cond-update), which ignores the body's id: no overlap with Patient/cu1."""
+def test_a_conditional_update_without_match_claims_the_id_it_creates_under(client, database):
+    """It is an update as create under the body's id (http.html#cond-update): a PUT of that id in the same
+    transaction acts on the same resource."""
+    before = table_counts(database)
     r = post_bundle(client, tx(put(identified("nobody", id="cu1"), "Patient?identifier=urn:s|nobody"),
                                put(patient(id="cu1"))))
+    assert_refused_at(r, 1)
+    assert table_counts(database) == before
+
+
+def test_a_conditional_update_without_match_or_id_claims_a_new_identity(client):
+    r = post_bundle(client, tx(put(identified("nobody2"), "Patient?identifier=urn:s|nobody2"),
+                               put(patient(id="cu2"))))
     assert r.status_code == 200, r.text
     first, second = (e["response"] for e in r.json()["entry"])
     assert first["status"] == second["status"] == "201 Created"
-    assert not first["location"].startswith("Patient/cu1/")
-    assert second["location"].startswith("Patient/cu1/")
-    assert client.get("/fhir/Patient/cu1").status_code == 200
+    assert not first["location"].startswith("Patient/cu2/")
+    assert second["location"].startswith("Patient/cu2/")
+
+
+def test_a_conditional_update_without_match_creates_under_the_body_id(client):
+    r = post_bundle(client, tx(put(identified("chosen-tx", id="chosen-tx"), "Patient?identifier=urn:s|chosen-tx")))
+    assert r.status_code == 200, r.text
+    assert r.json()["entry"][0]["response"]["location"].startswith("Patient/chosen-tx/_history/1")
+    client.put("/fhir/Patient/taken", json=patient(id="taken"))
+    r = post_bundle(client, tx(put(identified("other-tx", id="taken"), "Patient?identifier=urn:s|other-tx")))
+    assert r.status_code == 409, r.text
+    assert r.json()["issue"][0]["expression"] == ["Bundle.entry[0].resource.id"]
 
 
 def test_conditional_entries_on_different_resources_pass(client):
