@@ -25,6 +25,9 @@ REQUEST_ID_HEADER = "x-request-id"
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("ipt_fhir_request_id", default=None)
 
 _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+# A client's id this server does not keep is echoed (X-Correlation-Id) only as a plain header value: visible
+# ASCII and inner spaces, and short (RFC 9110 5.5).
+_ECHOABLE = re.compile(rb"[!-~](?:[ !-~]{0,254}[!-~])?")
 
 
 # ---------------------------------------------------------------- interactions
@@ -180,14 +183,24 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = None
+        # http.html#custom: the client may send X-Request-Id, which the server uses or replaces with its own;
+        # "When the server assigned id is different to the client assigned id, the server SHOULD also return
+        # the X-Correlation-Id header with the client's original id in it", which is otherwise "A client
+        # assigned request id echoed back in the response". An id this server keeps is one it can log.
+        request_id = correlation_id = None
         for name, value in scope.get("headers", ()):
-            if name == b"x-request-id":
+            if name == b"x-request-id" and request_id is None:
                 candidate = value.decode("latin-1")
                 if _CLIENT_REQUEST_ID.match(candidate):
                     request_id = candidate
-                break
+                elif correlation_id is None and _ECHOABLE.fullmatch(value):
+                    correlation_id = value
+            elif name == b"x-correlation-id" and _ECHOABLE.fullmatch(value):
+                correlation_id = value
         request_id = request_id or os.urandom(16).hex()  # as random as uuid4().hex, without the UUID object
+        added = [(b"x-request-id", request_id.encode())]
+        if correlation_id is not None:
+            added.append((b"x-correlation-id", correlation_id))
         path = scope.get("path", "")  # before routing: a Mount rewrites it for its app
         token = request_id_var.set(request_id)
         status = 500
@@ -200,8 +213,7 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode()),
-                                      (b"date", current_http_date().encode("latin-1"))]
+                message["headers"] = [*message["headers"], *added, (b"date", current_http_date().encode("latin-1"))]
             await send(message)
 
         try:

@@ -2,6 +2,7 @@
 built once per base URL; they only change on deploy)."""
 from __future__ import annotations
 
+import hashlib
 from functools import lru_cache
 
 from fastapi import APIRouter, Request
@@ -55,7 +56,22 @@ def metadata_json(state, base_url: str, modes: list[str]) -> tuple[str, bytes]: 
                   summary="CapabilityStatement (mode=terminology: TerminologyCapabilities)")
 def metadata(request: Request) -> Response:
     resource_type, body = metadata_json(request.app.state, fhir_base_url(request), request.query_params.getlist("mode"))
-    return fhir_response(request, subset_read(body, resource_type, request.query_params.multi_items()))
+    body = subset_read(body, resource_type, request.query_params.multi_items())
+    # http.html#capabilities: "An ETag header SHOULD be returned with the Response. The value of the ETag
+    # header SHALL change if the returned resource changes." A digest of what is returned does both, and
+    # lets a client that holds it ask with If-None-Match (RFC 9110 13.1.2: weak comparison).
+    etag = f'W/"{hashlib.sha256(body).hexdigest()[:32]}"'
+    if _client_holds(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers={"ETag": etag})
+    return fhir_response(request, body, headers={"ETag": etag})
+
+
+def _client_holds(if_none_match: str | None, etag: str) -> bool:
+    """Whether an If-None-Match list names `etag` (weak comparison) or is `*` (RFC 9110 13.1.2): 304."""
+    if if_none_match is None:
+        return False
+    tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+    return "*" in tags or etag.removeprefix("W/") in tags
 
 
 @router.api_route("/metadata", methods=["POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)

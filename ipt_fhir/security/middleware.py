@@ -154,9 +154,9 @@ def install(app: FastAPI, settings: Settings) -> None:
             # the caller's request id, a Binary's security context
             allow_headers=["Authorization", "Content-Type", "Accept", "If-Match", "If-None-Exist",
                            "If-None-Match", "If-Modified-Since", "Prefer", "Content-Encoding", "X-Request-ID",
-                           "X-Security-Context"],
+                           "X-Correlation-ID", "X-Security-Context"],
             # X-Progress and Retry-After: a browser client polling a bulk job reads them
             expose_headers=["ETag", "Location", "Last-Modified", "Content-Location", "WWW-Authenticate",
-                            "X-Progress", "Retry-After", "X-Request-ID", "X-Security-Context"],
+                            "X-Progress", "Retry-After", "X-Request-ID", "X-Correlation-ID", "X-Security-Context"],
         )
     app.add_middleware(SecurityMiddleware, settings=settings)

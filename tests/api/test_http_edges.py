@@ -176,6 +176,20 @@ def test_metadata_takes_mode_and_the_subsetting_parameters(client):
     assert client.get("/fhir/metadata?_summary=maybe").status_code == 400
 
 
+def test_metadata_has_an_etag_that_follows_its_content_and_answers_if_none_match(client):
+    """http.html#capabilities: "An ETag header SHOULD be returned with the Response. The value of the ETag
+    header SHALL change if the returned resource changes."""
+    full = client.get("/fhir/metadata")
+    etag = full.headers["etag"]
+    assert etag.startswith('W/"') and client.get("/fhir/metadata").headers["etag"] == etag
+    assert client.head("/fhir/metadata").headers["etag"] == etag
+    assert client.get("/fhir/metadata?mode=terminology").headers["etag"] != etag
+    assert client.get("/fhir/metadata?_elements=fhirVersion").headers["etag"] != etag
+    cached = client.get("/fhir/metadata", headers={"If-None-Match": f'W/"other", {etag}'})
+    assert cached.status_code == 304 and cached.headers["etag"] == etag and cached.content == b""
+    assert client.get("/fhir/metadata", headers={"If-None-Match": 'W/"other"'}).status_code == 200
+
+
 @pytest.mark.parametrize("method, path, allow", [
     ("OPTIONS", "/fhir/metadata", "GET, HEAD"),
     ("OPTIONS", "/fhir/AuditEvent", "GET, HEAD"),

@@ -82,6 +82,18 @@ def test_request_id_is_echoed_or_generated(client):
     assert client.get("/healthz", headers={"X-Request-ID": "x\" injected"}).headers["x-request-id"] != "x\" injected"
 
 
+def test_a_client_id_the_server_replaces_or_sends_as_correlation_id_comes_back_as_x_correlation_id(client):
+    """http.html#custom: "When the server assigned id is different to the client assigned id, the server
+    SHOULD also return the X-Correlation-Id header with the client's original id in it"."""
+    r = client.get("/fhir/metadata", headers={"X-Request-ID": "abc def"})
+    assert r.headers["x-request-id"] != "abc def" and r.headers["x-correlation-id"] == "abc def"
+    kept = client.get("/fhir/metadata", headers={"X-Request-ID": "ehr-1"})
+    assert kept.headers["x-request-id"] == "ehr-1" and "x-correlation-id" not in kept.headers
+    echoed = client.get("/fhir/Patient/nope", headers={"X-Correlation-Id": "corr-123"})
+    assert echoed.status_code == 404 and echoed.headers["x-correlation-id"] == "corr-123"
+    assert "x-correlation-id" not in client.get("/fhir/metadata", headers={"X-Request-ID": "x" * 300}).headers
+
+
 def test_errors_carry_the_request_id_too(client):
     r = client.get("/fhir/Patient/does-not-exist")
     assert r.status_code == 404 and r.headers["x-request-id"]
